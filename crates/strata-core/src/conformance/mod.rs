@@ -1,0 +1,1 @@
+//! The conformance kit: behaviour every [`crate::EventStore`] backend must show.

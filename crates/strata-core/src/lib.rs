@@ -1,0 +1,51 @@
+//! Strata's core contract: the types, the [`EventStore`] trait every backend implements,
+//! typed errors, stream metadata, filters, catch-up subscriptions, and (feature
+//! `conformance`) the conformance kit that every backend must pass.
+//!
+//! This crate does no I/O. Backends (`strata-engine`, `strata-postgres`) implement
+//! [`EventStore`]; front ends and the toolkit use the trait only.
+//!
+//! ```
+//! use strata_core::{ExpectedRevision, ProposedEvent, StreamName};
+//!
+//! # fn main() -> Result<(), strata_core::Error> {
+//! let stream = StreamName::new("order-42")?;
+//! assert_eq!(stream.category(), "order");
+//! assert_eq!(stream.metadata_stream().as_str(), "$$order-42");
+//! let event = ProposedEvent::json("OrderPlaced", r#"{"total":10}"#);
+//! strata_core::Limits::default().check_append(&[event])?;
+//! let _expected = ExpectedRevision::NoStream;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod filter;
+mod limits;
+mod metadata;
+mod store;
+mod subscription;
+mod types;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, Result};
+pub use filter::{EventFilter, FilterTarget};
+pub use limits::{
+    APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, Limits,
+    STREAM_NAME_BYTES_MAX,
+};
+pub use metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE, VersionedMetadata};
+pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
+pub use subscription::{
+    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem, subscribe_to_all,
+    subscribe_to_stream,
+};
+pub use types::{
+    AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
+    ProposedEvent, RecordedEvent, Revision, StreamName, StreamState, Timestamp,
+};
+
+pub use bytes::Bytes;

@@ -1,0 +1,267 @@
+//! The `EventStore` trait every backend implements, and the options of its reads.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::filter::EventFilter;
+use crate::limits::Limits;
+use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
+use crate::types::{
+    AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
+    ProposedEvent, RecordedEvent, Revision, StreamName, StreamState,
+};
+
+/// Where a read starts. `Start` and `End` mean the first and the last event whatever the
+/// direction; `At` is inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom<T> {
+    Start,
+    End,
+    At(T),
+}
+
+/// Options of a stream read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadStreamOptions {
+    pub direction: Direction,
+    pub from: ReadFrom<Revision>,
+    pub max_count: usize,
+}
+
+impl ReadStreamOptions {
+    pub fn forwards() -> Self {
+        Self {
+            direction: Direction::Forwards,
+            from: ReadFrom::Start,
+            max_count: usize::MAX,
+        }
+    }
+
+    pub fn backwards() -> Self {
+        Self {
+            direction: Direction::Backwards,
+            from: ReadFrom::End,
+            max_count: usize::MAX,
+        }
+    }
+
+    pub fn from_revision(mut self, revision: u64) -> Self {
+        self.from = ReadFrom::At(Revision(revision));
+        self
+    }
+
+    pub fn max_count(mut self, max_count: usize) -> Self {
+        self.max_count = max_count;
+        self
+    }
+}
+
+/// What a stream read finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamSlice {
+    /// The stream has no events, or was soft-deleted.
+    NotFound,
+    /// Visible events in the requested order, and the stream's last revision.
+    Found {
+        events: Vec<RecordedEvent>,
+        last_revision: Revision,
+    },
+}
+
+impl StreamSlice {
+    /// The events read; none for a missing stream.
+    pub fn into_events(self) -> Vec<RecordedEvent> {
+        match self {
+            StreamSlice::NotFound => Vec::new(),
+            StreamSlice::Found { events, .. } => events,
+        }
+    }
+}
+
+/// Options of a read of `$all`. Forwards, `At(p)` includes the event at `p`; backwards,
+/// it returns the events before `p`.
+#[derive(Clone, Debug)]
+pub struct ReadAllOptions {
+    pub direction: Direction,
+    pub from: ReadFrom<Position>,
+    pub max_count: usize,
+    pub filter: Option<EventFilter>,
+}
+
+impl ReadAllOptions {
+    pub fn forwards() -> Self {
+        Self {
+            direction: Direction::Forwards,
+            from: ReadFrom::Start,
+            max_count: usize::MAX,
+            filter: None,
+        }
+    }
+
+    pub fn backwards() -> Self {
+        Self {
+            direction: Direction::Backwards,
+            from: ReadFrom::End,
+            max_count: usize::MAX,
+            filter: None,
+        }
+    }
+
+    pub fn from_position(mut self, position: Position) -> Self {
+        self.from = ReadFrom::At(position);
+        self
+    }
+
+    pub fn max_count(mut self, max_count: usize) -> Self {
+        self.max_count = max_count;
+        self
+    }
+
+    pub fn filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}
+
+/// A page of `$all`.
+#[derive(Clone, Debug)]
+pub struct AllSlice {
+    /// Matching events in the requested order.
+    pub events: Vec<RecordedEvent>,
+    /// Where the next page in the same direction starts: forwards, the position after the
+    /// last record looked at; backwards, the position of the last record looked at.
+    pub next_position: Position,
+    /// True when the read reached the end of the log (forwards: its durable end as of the
+    /// read; backwards: its beginning).
+    pub is_end: bool,
+}
+
+/// A store of event streams and of the global log `$all`.
+///
+/// Every backend passes the conformance kit in [`crate::conformance`].
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The limits this store enforces.
+    fn limits(&self) -> Limits;
+
+    /// Appends `events` atomically to `stream` if the stream is where `expected` says.
+    /// Re-sending events whose ids are already at that place returns the original result
+    /// and writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedRevision`], [`Error::StreamDeleted`], limit and validation
+    /// errors, and storage errors.
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> Result<AppendResult>;
+
+    /// Reads visible events of one stream (metadata max age, max count and `$tb` applied).
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`] for a tombstoned stream; storage errors.
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<StreamSlice>;
+
+    /// Reads a page of the global log.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a position that is not an event's; storage errors.
+    async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice>;
+
+    /// The state a concurrency check would see.
+    ///
+    /// # Errors
+    /// Storage errors.
+    async fn stream_state(&self, stream: &StreamName) -> Result<StreamState>;
+
+    /// Soft-deletes a stream: its events are hidden (metadata `$tb` past the last event)
+    /// and appending again revives it with the next revision.
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedRevision`], [`Error::StreamDeleted`], storage errors.
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult>;
+
+    /// Tombstones a stream: it can never be read or written again.
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedRevision`], [`Error::StreamDeleted`], storage errors.
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult>;
+
+    /// Position of the last event in `$all`, if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    async fn last_position(&self) -> Result<Option<Position>>;
+
+    /// Watches the durable end of the log: the value changes after each commit.
+    fn watch_log_end(&self) -> watch::Receiver<Position>;
+
+    /// The metadata of `stream` (empty when none was written).
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`] when `stream` is tombstoned; storage errors.
+    async fn stream_metadata(&self, stream: &StreamName) -> Result<VersionedMetadata> {
+        if self.stream_state(stream).await? == StreamState::Tombstoned {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        let metadata_stream = stream.metadata_stream();
+        let last = self
+            .read_stream(
+                &metadata_stream,
+                ReadStreamOptions::backwards().max_count(1),
+            )
+            .await?
+            .into_events();
+        Ok(VersionedMetadata::from_last_event(stream, last.first()))
+    }
+
+    /// Writes new metadata for `stream`; `expected` is checked against `$$stream`.
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedRevision`] on `$$stream`, [`Error::StreamDeleted`] when
+    /// `stream` is tombstoned; storage errors.
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: &StreamMetadata,
+    ) -> Result<AppendResult> {
+        if stream.is_metadata_stream() {
+            return Err(Error::InvalidArgument {
+                reason: format!("{stream} is a metadata stream and has no metadata of its own"),
+            });
+        }
+        if self.stream_state(stream).await? == StreamState::Tombstoned {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        let event = ProposedEvent {
+            id: EventId::new_random(),
+            event_type: METADATA_EVENT_TYPE.to_owned(),
+            content_type: ContentType::Json,
+            data: Bytes::from(metadata.to_json()),
+            metadata: Bytes::new(),
+        };
+        self.append(&stream.metadata_stream(), expected, vec![event])
+            .await
+    }
+}

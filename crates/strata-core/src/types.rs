@@ -1,0 +1,354 @@
+//! The nouns of the contract: stream names, event ids, revisions, positions, events.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::limits::{EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX};
+
+/// The name of a stream: non-empty UTF-8 of at most [`STREAM_NAME_BYTES_MAX`] bytes.
+/// Names starting with `$` are system streams; `$$name` holds the metadata of `name`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamName(Arc<str>);
+
+impl StreamName {
+    /// Checks and wraps a stream name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidStreamName`] when the name is empty, too long, or contains NUL.
+    pub fn new(name: impl AsRef<str>) -> Result<Self> {
+        let name = name.as_ref();
+        let reason = if name.is_empty() {
+            Some("it is empty")
+        } else if name.len() > STREAM_NAME_BYTES_MAX {
+            Some("it is longer than the limit")
+        } else if name.contains('\0') {
+            Some("it contains a NUL character")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidStreamName {
+                name: truncate_for_message(name),
+                reason: reason.to_owned(),
+            }),
+            None => Ok(Self(Arc::from(name))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for system streams (names starting with `$`).
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with('$')
+    }
+
+    /// True for a metadata stream `$$name`.
+    pub fn is_metadata_stream(&self) -> bool {
+        self.0.starts_with("$$")
+    }
+
+    /// The metadata stream `$$name` of this stream. It may be two bytes longer than
+    /// [`STREAM_NAME_BYTES_MAX`]: metadata names are derived, never given by a caller.
+    pub fn metadata_stream(&self) -> StreamName {
+        StreamName(Arc::from(format!("$${}", self.0)))
+    }
+
+    /// The stream a metadata stream `$$name` describes.
+    pub fn described_stream(&self) -> Option<StreamName> {
+        self.0
+            .strip_prefix("$$")
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| StreamName(Arc::from(rest)))
+    }
+
+    /// The category: the part before the first `-` (the whole name when there is none).
+    pub fn category(&self) -> &str {
+        self.0.split('-').next().unwrap_or(&self.0)
+    }
+
+    /// Wraps a name read back from storage, where it was validated when written.
+    #[doc(hidden)]
+    pub fn from_stored(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl AsRef<str> for StreamName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for StreamName {
+    type Error = Error;
+    fn try_from(name: &str) -> Result<Self> {
+        Self::new(name)
+    }
+}
+
+/// Keeps error messages readable when a caller sends an absurdly long value.
+pub(crate) fn truncate_for_message(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    if text.chars().count() <= SHOWN_CHARS_MAX {
+        text.to_owned()
+    } else {
+        let head: String = text.chars().take(SHOWN_CHARS_MAX).collect();
+        format!("{head}…")
+    }
+}
+
+/// The identity of an event, chosen by the client; re-sending the same ids is idempotent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub uuid::Uuid);
+
+impl EventId {
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    pub fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
+    pub fn from_u128(value: u128) -> Self {
+        Self(uuid::Uuid::from_u128(value))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The 0-based index of an event inside its stream.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A place in the global log `$all`: strictly increasing in commit order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Position(pub u64);
+
+impl Position {
+    pub const START: Position = Position(0);
+    pub const END: Position = Position(u64::MAX);
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the writer expects the stream's state to be; the append fails when it is not.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ExpectedRevision {
+    /// No check.
+    Any,
+    /// The stream has no events (it never existed, or it was soft-deleted).
+    NoStream,
+    /// The stream has at least one event.
+    StreamExists,
+    /// The stream's last event has exactly this revision.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedRevision::Any => f.write_str("any"),
+            ExpectedRevision::NoStream => f.write_str("no stream"),
+            ExpectedRevision::StreamExists => f.write_str("stream exists"),
+            ExpectedRevision::Exact(revision) => write!(f, "revision {revision}"),
+        }
+    }
+}
+
+/// The state of a stream as concurrency checks see it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum StreamState {
+    /// No event was ever appended (or the stream was soft-deleted and not revived).
+    NoStream,
+    /// The revision of the last event.
+    At(Revision),
+    /// Tombstoned: the name can never be written again.
+    Tombstoned,
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamState::NoStream => f.write_str("no stream"),
+            StreamState::At(revision) => write!(f, "revision {revision}"),
+            StreamState::Tombstoned => f.write_str("tombstoned"),
+        }
+    }
+}
+
+/// How the event's data is encoded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ContentType {
+    Json,
+    Binary,
+}
+
+impl ContentType {
+    pub fn as_mime(&self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json",
+            ContentType::Binary => "application/octet-stream",
+        }
+    }
+}
+
+/// An event a client wants to append.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProposedEvent {
+    pub id: EventId,
+    pub event_type: String,
+    pub content_type: ContentType,
+    pub data: Bytes,
+    pub metadata: Bytes,
+}
+
+impl ProposedEvent {
+    /// A JSON event with a fresh random id and empty metadata.
+    pub fn json(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        Self {
+            id: EventId::new_random(),
+            event_type: event_type.into(),
+            content_type: ContentType::Json,
+            data: data.into(),
+            metadata: Bytes::new(),
+        }
+    }
+
+    /// A binary event with a fresh random id and empty metadata.
+    pub fn binary(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        Self {
+            content_type: ContentType::Binary,
+            ..Self::json(event_type, data)
+        }
+    }
+
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.id = id;
+        self
+    }
+
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Bytes this event counts against the event and append limits.
+    pub fn size_bytes(&self) -> usize {
+        self.data.len() + self.metadata.len() + self.event_type.len()
+    }
+
+    /// Checks the event type.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEventType`] when the type is empty or too long.
+    pub fn validate_type(&self) -> Result<()> {
+        let reason = if self.event_type.is_empty() {
+            Some("it is empty")
+        } else if self.event_type.len() > EVENT_TYPE_BYTES_MAX {
+            Some("it is longer than the limit")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidEventType {
+                event_type: truncate_for_message(&self.event_type),
+                reason: reason.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Wall-clock time an event was recorded, in nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        Self(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    /// .NET ticks (100 ns units) since the Unix epoch, as KurrentDB clients expect.
+    pub fn unix_ticks(&self) -> i64 {
+        self.0 / 100
+    }
+}
+
+/// An event as stored: the proposed event plus where it landed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RecordedEvent {
+    pub stream: StreamName,
+    pub revision: Revision,
+    pub position: Position,
+    pub id: EventId,
+    pub event_type: String,
+    pub content_type: ContentType,
+    pub data: Bytes,
+    pub metadata: Bytes,
+    pub created: Timestamp,
+}
+
+/// What a successful append reports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AppendResult {
+    /// Revision of the stream's last event after the append.
+    pub current_revision: Revision,
+    /// Position of the append's last event in `$all`.
+    pub position: Position,
+}
+
+/// What a successful soft delete or tombstone reports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DeleteResult {
+    /// Position of the record that carried the delete.
+    pub position: Position,
+}
+
+/// Which way a read goes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
