@@ -56,6 +56,11 @@ pub enum Error {
     )]
     Poisoned { cause: String },
 
+    #[error(
+        "data directory {path} is in use by another process (it holds {path}/LOCK); stop it or choose another directory"
+    )]
+    DirectoryInUse { path: String },
+
     #[error("the store is closed")]
     Closed,
 

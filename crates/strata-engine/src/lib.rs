@@ -1,1 +1,44 @@
-//! placeholder
+//! Strata's embedded storage engine: an append-only log of pre-zeroed segment files made
+//! of CRC32C-framed records, written by one group-committing writer, indexed in memory
+//! and checkpointed to index files. See `docs/ON_DISK_FORMAT.md` for the bytes.
+//!
+//! ```
+//! use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamName};
+//! use strata_engine::{Config, Store};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), strata_core::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), Config::small_for_tests())?;
+//! let stream = StreamName::new("cart-1")?;
+//! let event = ProposedEvent::json("ItemAdded", r#"{"sku":"A","quantity":2}"#);
+//! let result = store.append(&stream, ExpectedRevision::NoStream, vec![event]).await?;
+//! assert_eq!(result.current_revision.0, 0);
+//! let events = store.read_stream(&stream, ReadStreamOptions::forwards()).await?.into_events();
+//! assert_eq!(events[0].event_type, "ItemAdded");
+//! store.close();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Dependencies, each for a reason: `crc32c` (hardware CRC32C for frame checksums),
+//! `hashbrown` (the index maps), `parking_lot` (short, uncontended locks), `tokio` (only its
+//! channels: replies to async callers and the log-end watch), `bytes` (events share the
+//! buffer they were read into), `async-trait` (the `EventStore` trait), `tracing` (logs).
+#![forbid(unsafe_code)]
+
+mod config;
+mod format;
+mod index;
+mod index_file;
+mod log_reader;
+mod recovery;
+mod segments;
+mod shared;
+mod store;
+mod verify;
+mod writer;
+
+pub use config::{Config, Durability};
+pub use store::Store;
+pub use verify::{VerifyProgress, VerifyReport, verify};

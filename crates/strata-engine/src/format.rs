@@ -1,0 +1,391 @@
+//! The on-disk format of segments and frames, drawn byte by byte in `docs/ON_DISK_FORMAT.md`.
+//! All integers are little-endian. Frames are 8-byte aligned and never straddle segments.
+
+use bytes::Bytes;
+use strata_core::{ContentType, EventId, Position, RecordedEvent, Revision, StreamName, Timestamp};
+
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"STRATSEG";
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const SEGMENT_HEADER_BYTES: u64 = 64;
+
+pub(crate) const FRAME_ALIGN_BYTES: usize = 8;
+/// len + crc + kind/flags/reserved + trailer.
+pub(crate) const FRAME_MIN_BYTES: usize = 16;
+/// Fixed part of an event frame before the variable fields.
+pub(crate) const EVENT_HEADER_BYTES: usize = 56;
+const TRAILER_BYTES: usize = 4;
+
+pub(crate) const KIND_EVENT: u8 = 1;
+pub(crate) const KIND_PADDING: u8 = 2;
+
+/// The last frame of a transaction: the transaction is visible only once it is on disk.
+pub(crate) const FLAG_COMMIT: u8 = 1;
+pub(crate) const FLAG_JSON: u8 = 2;
+
+/// Revision recorded for a tombstone, as in KurrentDB (`long.MaxValue`).
+pub(crate) const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+
+pub(crate) fn align_up(bytes: usize) -> usize {
+    bytes.div_ceil(FRAME_ALIGN_BYTES) * FRAME_ALIGN_BYTES
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Checksum of a frame: its length word, then everything after the checksum word.
+fn frame_checksum(frame: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&frame[0..4]);
+    crc32c::crc32c_append(crc, &frame[8..])
+}
+
+/// The 64-byte header at the start of every segment file.
+pub(crate) fn encode_segment_header(segment_index: u64, segment_size_bytes: u64) -> [u8; 64] {
+    let mut header = [0u8; 64];
+    header[0..8].copy_from_slice(SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[16..24].copy_from_slice(&segment_index.to_le_bytes());
+    header[24..32].copy_from_slice(&segment_size_bytes.to_le_bytes());
+    header[32..40].copy_from_slice(&(segment_index * segment_size_bytes).to_le_bytes());
+    let crc = crc32c::crc32c(&header[0..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Checks a segment header; the error says what is wrong.
+pub(crate) fn check_segment_header(
+    header: &[u8],
+    segment_index: u64,
+    segment_size_bytes: u64,
+) -> Result<(), String> {
+    if header.len() < 64 || &header[0..8] != SEGMENT_MAGIC {
+        return Err("it does not start with the segment magic".into());
+    }
+    if read_u32(header, 60) != crc32c::crc32c(&header[0..60]) {
+        return Err("its header fails its checksum".into());
+    }
+    let version = read_u32(header, 8);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version} is not supported (expected {FORMAT_VERSION})"
+        ));
+    }
+    if read_u64(header, 16) != segment_index {
+        return Err(format!("its header names segment {}", read_u64(header, 16)));
+    }
+    if read_u64(header, 24) != segment_size_bytes {
+        return Err(format!(
+            "it was written with segment size {} bytes, this store uses {segment_size_bytes}",
+            read_u64(header, 24)
+        ));
+    }
+    Ok(())
+}
+
+/// What one event frame holds, borrowed from a buffer.
+pub(crate) struct EventFrame<'a> {
+    pub flags: u8,
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    pub revision: u64,
+    pub id: u128,
+    pub created_nanos: i64,
+    pub data_range: std::ops::Range<usize>,
+    pub metadata_range: std::ops::Range<usize>,
+}
+
+impl EventFrame<'_> {
+    pub(crate) fn is_commit(&self) -> bool {
+        self.flags & FLAG_COMMIT != 0
+    }
+
+    /// Builds the owned event; `frame` must be the `Bytes` the frame was parsed from.
+    pub(crate) fn to_recorded(&self, frame: &Bytes, position: u64) -> RecordedEvent {
+        RecordedEvent {
+            stream: StreamName::from_stored(self.stream),
+            revision: Revision(self.revision),
+            position: Position(position),
+            id: EventId::from_u128(self.id),
+            event_type: self.event_type.to_owned(),
+            content_type: if self.flags & FLAG_JSON != 0 {
+                ContentType::Json
+            } else {
+                ContentType::Binary
+            },
+            data: frame.slice(self.data_range.clone()),
+            metadata: frame.slice(self.metadata_range.clone()),
+            created: Timestamp(self.created_nanos),
+        }
+    }
+}
+
+/// An event record ready to encode.
+pub(crate) struct EventRecord<'a> {
+    pub stream: &'a str,
+    pub revision: u64,
+    pub id: u128,
+    pub event_type: &'a str,
+    pub json: bool,
+    pub created_nanos: i64,
+    pub data: &'a [u8],
+    pub metadata: &'a [u8],
+    pub commit: bool,
+}
+
+impl EventRecord<'_> {
+    /// Size of this record's frame.
+    pub(crate) fn frame_bytes(&self) -> usize {
+        align_up(
+            EVENT_HEADER_BYTES
+                + self.stream.len()
+                + self.event_type.len()
+                + self.data.len()
+                + self.metadata.len()
+                + TRAILER_BYTES,
+        )
+    }
+}
+
+/// Appends the frame of `record` to `buffer`; returns the frame's length.
+pub(crate) fn encode_event(buffer: &mut Vec<u8>, record: &EventRecord<'_>) -> usize {
+    let start = buffer.len();
+    let frame_bytes = record.frame_bytes();
+    let frame_len = u32::try_from(frame_bytes).unwrap_or(u32::MAX);
+    let mut flags = 0;
+    if record.commit {
+        flags |= FLAG_COMMIT;
+    }
+    if record.json {
+        flags |= FLAG_JSON;
+    }
+    let stream_len = u16::try_from(record.stream.len()).unwrap_or(u16::MAX);
+    let type_len = u16::try_from(record.event_type.len()).unwrap_or(u16::MAX);
+    let data_len = u32::try_from(record.data.len()).unwrap_or(u32::MAX);
+    let metadata_len = u32::try_from(record.metadata.len()).unwrap_or(u32::MAX);
+    buffer.reserve(frame_bytes);
+    buffer.extend_from_slice(&frame_len.to_le_bytes());
+    buffer.extend_from_slice(&[0u8; 4]);
+    buffer.extend_from_slice(&[KIND_EVENT, flags]);
+    buffer.extend_from_slice(&stream_len.to_le_bytes());
+    buffer.extend_from_slice(&type_len.to_le_bytes());
+    buffer.extend_from_slice(&[0u8; 2]);
+    buffer.extend_from_slice(&record.revision.to_le_bytes());
+    buffer.extend_from_slice(&record.id.to_be_bytes());
+    buffer.extend_from_slice(&record.created_nanos.to_le_bytes());
+    buffer.extend_from_slice(&data_len.to_le_bytes());
+    buffer.extend_from_slice(&metadata_len.to_le_bytes());
+    buffer.extend_from_slice(record.stream.as_bytes());
+    buffer.extend_from_slice(record.event_type.as_bytes());
+    buffer.extend_from_slice(record.data);
+    buffer.extend_from_slice(record.metadata);
+    buffer.resize(start + frame_bytes - TRAILER_BYTES, 0);
+    buffer.extend_from_slice(&frame_len.to_le_bytes());
+    let crc = frame_checksum(&buffer[start..]);
+    buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    frame_bytes
+}
+
+/// Appends a padding frame of exactly `frame_bytes` (a multiple of 8, at least 16).
+pub(crate) fn encode_padding(buffer: &mut Vec<u8>, frame_bytes: usize) {
+    let start = buffer.len();
+    let frame_len = u32::try_from(frame_bytes).unwrap_or(u32::MAX);
+    buffer.extend_from_slice(&frame_len.to_le_bytes());
+    buffer.extend_from_slice(&[0u8; 4]);
+    buffer.push(KIND_PADDING);
+    buffer.resize(start + frame_bytes - TRAILER_BYTES, 0);
+    buffer.extend_from_slice(&frame_len.to_le_bytes());
+    let crc = frame_checksum(&buffer[start..]);
+    buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The length word is zero: nothing was ever written here.
+    Empty,
+    /// The buffer holds only part of the frame; `needed` bytes are required.
+    Incomplete { needed: usize },
+    /// The frame is malformed or fails its checksum.
+    Invalid(&'static str),
+}
+
+/// A frame read from a buffer.
+pub(crate) enum Frame<'a> {
+    Event(EventFrame<'a>),
+    Padding,
+}
+
+/// Length of the frame starting at `bytes[0]`, checked for shape but not checksum.
+pub(crate) fn frame_length(bytes: &[u8], room_bytes: usize) -> Result<usize, FrameError> {
+    if bytes.len() < 4 {
+        return Err(FrameError::Incomplete {
+            needed: FRAME_MIN_BYTES,
+        });
+    }
+    let frame_len = read_u32(bytes, 0) as usize;
+    if frame_len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if frame_len < FRAME_MIN_BYTES || frame_len % FRAME_ALIGN_BYTES != 0 || frame_len > room_bytes {
+        return Err(FrameError::Invalid("its length word is impossible"));
+    }
+    if bytes.len() < frame_len {
+        return Err(FrameError::Incomplete { needed: frame_len });
+    }
+    Ok(frame_len)
+}
+
+/// Parses and checks the frame at the start of `bytes`. `room_bytes` is how far the segment
+/// extends from the frame's start.
+pub(crate) fn decode_frame(
+    bytes: &[u8],
+    room_bytes: usize,
+) -> Result<(Frame<'_>, usize), FrameError> {
+    let frame_len = frame_length(bytes, room_bytes)?;
+    let frame = &bytes[..frame_len];
+    if read_u32(frame, frame_len - TRAILER_BYTES) as usize != frame_len {
+        return Err(FrameError::Invalid(
+            "its trailer does not repeat its length",
+        ));
+    }
+    if read_u32(frame, 4) != frame_checksum(frame) {
+        return Err(FrameError::Invalid("it fails its checksum"));
+    }
+    match frame[8] {
+        KIND_PADDING => Ok((Frame::Padding, frame_len)),
+        KIND_EVENT => decode_event(frame).map(|event| (Frame::Event(event), frame_len)),
+        _ => Err(FrameError::Invalid("its kind byte is unknown")),
+    }
+}
+
+fn decode_event(frame: &[u8]) -> Result<EventFrame<'_>, FrameError> {
+    if frame.len() < EVENT_HEADER_BYTES + TRAILER_BYTES {
+        return Err(FrameError::Invalid(
+            "an event frame is shorter than its header",
+        ));
+    }
+    let stream_len = usize::from(u16::from_le_bytes([frame[10], frame[11]]));
+    let type_len = usize::from(u16::from_le_bytes([frame[12], frame[13]]));
+    let data_len = read_u32(frame, 48) as usize;
+    let metadata_len = read_u32(frame, 52) as usize;
+    let stream_start = EVENT_HEADER_BYTES;
+    let type_start = stream_start + stream_len;
+    let data_start = type_start + type_len;
+    let metadata_start = data_start + data_len;
+    let end = metadata_start + metadata_len;
+    if end + TRAILER_BYTES > frame.len() {
+        return Err(FrameError::Invalid("its field lengths overrun the frame"));
+    }
+    let stream = std::str::from_utf8(&frame[stream_start..type_start])
+        .map_err(|_| FrameError::Invalid("its stream name is not UTF-8"))?;
+    let event_type = std::str::from_utf8(&frame[type_start..data_start])
+        .map_err(|_| FrameError::Invalid("its event type is not UTF-8"))?;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&frame[24..40]);
+    Ok(EventFrame {
+        flags: frame[9],
+        stream,
+        event_type,
+        revision: read_u64(frame, 16),
+        id: u128::from_be_bytes(id),
+        created_nanos: i64::from_le_bytes(frame[40..48].try_into().unwrap_or([0; 8])),
+        data_range: data_start..metadata_start,
+        metadata_range: metadata_start..end,
+    })
+}
+
+/// The length recorded in the trailer of the frame that ends at `bytes.len()`.
+pub(crate) fn trailer_length(bytes: &[u8]) -> Option<usize> {
+    (bytes.len() >= TRAILER_BYTES).then(|| read_u32(bytes, bytes.len() - TRAILER_BYTES) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(data: &'a [u8], commit: bool) -> EventRecord<'a> {
+        EventRecord {
+            stream: "order-1",
+            revision: 7,
+            id: 0x1234,
+            event_type: "OrderPlaced",
+            json: true,
+            created_nanos: 42,
+            data,
+            metadata: b"{}",
+            commit,
+        }
+    }
+
+    #[test]
+    fn event_frame_roundtrips() {
+        let mut buffer = Vec::new();
+        let frame_len = encode_event(&mut buffer, &record(b"{\"a\":1}", true));
+        assert_eq!(frame_len, buffer.len());
+        assert_eq!(frame_len % 8, 0);
+        let (frame, decoded_len) = decode_frame(&buffer, buffer.len()).unwrap();
+        assert_eq!(decoded_len, frame_len);
+        let Frame::Event(event) = frame else {
+            panic!("not an event")
+        };
+        assert_eq!(event.stream, "order-1");
+        assert_eq!(event.event_type, "OrderPlaced");
+        assert_eq!(event.revision, 7);
+        assert_eq!(event.id, 0x1234);
+        assert!(event.is_commit());
+        assert_eq!(&buffer[event.data_range.clone()], b"{\"a\":1}");
+        assert_eq!(&buffer[event.metadata_range.clone()], b"{}");
+        assert_eq!(trailer_length(&buffer), Some(frame_len));
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let mut buffer = Vec::new();
+        encode_event(&mut buffer, &record(b"payload", false));
+        for at in 0..buffer.len() {
+            let mut damaged = buffer.clone();
+            damaged[at] ^= 0x40;
+            assert!(
+                decode_frame(&damaged, damaged.len()).is_err(),
+                "flip at byte {at} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn padding_frame_roundtrips() {
+        let mut buffer = Vec::new();
+        encode_padding(&mut buffer, 48);
+        assert!(matches!(
+            decode_frame(&buffer, 48),
+            Ok((Frame::Padding, 48))
+        ));
+    }
+
+    #[test]
+    fn zero_length_is_empty_and_partial_is_incomplete() {
+        assert_eq!(decode_frame(&[0u8; 16], 16).err(), Some(FrameError::Empty));
+        let mut buffer = Vec::new();
+        let frame_len = encode_event(&mut buffer, &record(b"x", true));
+        assert_eq!(
+            decode_frame(&buffer[..20], 4096).err(),
+            Some(FrameError::Incomplete { needed: frame_len })
+        );
+    }
+
+    #[test]
+    fn segment_header_checks() {
+        let header = encode_segment_header(3, 1 << 20);
+        assert!(check_segment_header(&header, 3, 1 << 20).is_ok());
+        assert!(check_segment_header(&header, 4, 1 << 20).is_err());
+        assert!(check_segment_header(&header, 3, 1 << 21).is_err());
+    }
+}

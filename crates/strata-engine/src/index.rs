@@ -1,0 +1,271 @@
+//! The in-memory index: stream → positions by revision, tombstones, parsed metadata, and a
+//! bounded cache of recent event ids for idempotent re-sends. The writer thread is its
+//! only mutator; readers take the read lock briefly to copy positions out.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use strata_core::{StreamMetadata, StreamName};
+
+use crate::format::TOMBSTONE_REVISION;
+
+/// `$tb` value that marks a soft-deleted stream, as in KurrentDB (`long.MaxValue`).
+pub(crate) const SOFT_DELETED_TRUNCATE_BEFORE: u64 = TOMBSTONE_REVISION;
+
+#[derive(Default)]
+pub(crate) struct StreamEntry {
+    /// `positions[r]` is the log position of revision `r`.
+    pub positions: Vec<u64>,
+    pub tombstone_position: Option<u64>,
+    /// Parsed from the last event of `$$stream`.
+    pub metadata: Option<Arc<StreamMetadata>>,
+    /// How many positions (and whether the tombstone) are already in index files.
+    pub checkpointed_events: usize,
+    pub checkpointed_tombstone: bool,
+}
+
+impl StreamEntry {
+    pub(crate) fn last_revision(&self) -> Option<u64> {
+        (self.positions.len() as u64).checked_sub(1)
+    }
+
+    pub(crate) fn is_soft_deleted(&self) -> bool {
+        self.metadata
+            .as_ref()
+            .is_some_and(|metadata| metadata.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Index {
+    streams: HashMap<StreamName, StreamEntry>,
+    /// Streams changed since the last index file.
+    dirty: Vec<StreamName>,
+    last_event_position: Option<u64>,
+    events_total: u64,
+}
+
+impl Index {
+    pub(crate) fn stream(&self, stream: &StreamName) -> Option<&StreamEntry> {
+        self.streams.get(stream)
+    }
+
+    pub(crate) fn streams(&self) -> impl Iterator<Item = (&StreamName, &StreamEntry)> {
+        self.streams.iter()
+    }
+
+    pub(crate) fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub(crate) fn events_total(&self) -> u64 {
+        self.events_total
+    }
+
+    pub(crate) fn last_event_position(&self) -> Option<u64> {
+        self.last_event_position
+    }
+
+    fn entry_mut(&mut self, stream: &StreamName) -> &mut StreamEntry {
+        if !self.streams.contains_key(stream) {
+            self.streams.insert(stream.clone(), StreamEntry::default());
+        }
+        let entry = self
+            .streams
+            .get_mut(stream)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        if entry.checkpointed_events == entry.positions.len() && !entry_has_unsaved_tombstone(entry)
+        {
+            self.dirty.push(stream.clone());
+        }
+        entry
+    }
+
+    /// Records an event at `revision`; revisions arrive in order per stream.
+    pub(crate) fn add_event(&mut self, stream: &StreamName, revision: u64, position: u64) {
+        self.last_event_position = Some(position);
+        self.events_total += 1;
+        if revision == TOMBSTONE_REVISION {
+            self.entry_mut(stream).tombstone_position = Some(position);
+            return;
+        }
+        let entry = self.entry_mut(stream);
+        debug_assert_eq!(
+            entry.positions.len() as u64,
+            revision,
+            "revisions are dense"
+        );
+        entry.positions.push(position);
+    }
+
+    pub(crate) fn set_metadata(&mut self, stream: &StreamName, metadata: Arc<StreamMetadata>) {
+        match self.streams.get_mut(stream) {
+            Some(entry) => entry.metadata = Some(metadata),
+            None => {
+                self.streams.insert(
+                    stream.clone(),
+                    StreamEntry {
+                        metadata: Some(metadata),
+                        ..StreamEntry::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// Adds positions loaded from an index file. Returns false when they do not continue
+    /// the stream where it stands (the file does not belong after the previous ones).
+    pub(crate) fn load_positions(
+        &mut self,
+        stream: &StreamName,
+        first_revision: u64,
+        positions: &[u64],
+        tombstone_position: Option<u64>,
+    ) -> bool {
+        let entry = self.streams.entry(stream.clone()).or_default();
+        if entry.positions.len() as u64 != first_revision {
+            return false;
+        }
+        entry.positions.extend_from_slice(positions);
+        entry.checkpointed_events = entry.positions.len();
+        if tombstone_position.is_some() {
+            entry.tombstone_position = tombstone_position;
+            entry.checkpointed_tombstone = true;
+        }
+        self.events_total += positions.len() as u64 + u64::from(tombstone_position.is_some());
+        let newest = positions.last().copied().max(tombstone_position);
+        self.last_event_position = self.last_event_position.max(newest);
+        true
+    }
+
+    /// Takes the streams changed since the last call, with what is not yet saved.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<UnsavedStream> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut unsaved = Vec::with_capacity(dirty.len());
+        for stream in dirty {
+            let Some(entry) = self.streams.get_mut(&stream) else {
+                continue;
+            };
+            let first_revision = entry.checkpointed_events as u64;
+            let positions = entry.positions[entry.checkpointed_events..].to_vec();
+            let tombstone_position = entry
+                .tombstone_position
+                .filter(|_| !entry.checkpointed_tombstone);
+            entry.checkpointed_events = entry.positions.len();
+            entry.checkpointed_tombstone = entry.tombstone_position.is_some();
+            if positions.is_empty() && tombstone_position.is_none() {
+                continue;
+            }
+            unsaved.push(UnsavedStream {
+                stream,
+                first_revision,
+                positions,
+                tombstone_position,
+            });
+        }
+        unsaved
+    }
+}
+
+fn entry_has_unsaved_tombstone(entry: &StreamEntry) -> bool {
+    entry.tombstone_position.is_some() && !entry.checkpointed_tombstone
+}
+
+/// What one stream adds to the next index file.
+pub(crate) struct UnsavedStream {
+    pub stream: StreamName,
+    pub first_revision: u64,
+    pub positions: Vec<u64>,
+    pub tombstone_position: Option<u64>,
+}
+
+/// Where an event id was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IdEntry {
+    pub stream: StreamName,
+    pub revision: u64,
+    pub position: u64,
+}
+
+/// Recent event ids, bounded: two generations, the older dropped when the newer fills.
+/// Re-sends with `Any` are recognised only while their ids are here, as in KurrentDB.
+pub(crate) struct RecentIds {
+    generation_capacity: usize,
+    current: HashMap<u128, IdEntry>,
+    previous: HashMap<u128, IdEntry>,
+}
+
+impl RecentIds {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            generation_capacity: (capacity / 2).max(1),
+            current: HashMap::new(),
+            previous: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, id: u128, entry: IdEntry) {
+        if self.current.len() >= self.generation_capacity {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id, entry);
+    }
+
+    pub(crate) fn get(&self, id: u128) -> Option<&IdEntry> {
+        self.current.get(&id).or_else(|| self.previous.get(&id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> StreamName {
+        StreamName::new(text).unwrap()
+    }
+
+    #[test]
+    fn unsaved_positions_are_taken_once() {
+        let mut index = Index::default();
+        index.add_event(&name("a"), 0, 64);
+        index.add_event(&name("a"), 1, 128);
+        index.add_event(&name("b"), 0, 192);
+        let mut first = index.take_unsaved();
+        first.sort_by(|x, y| x.stream.cmp(&y.stream));
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].positions, vec![64, 128]);
+        assert!(index.take_unsaved().is_empty());
+        index.add_event(&name("a"), 2, 256);
+        index.add_event(&name("a"), TOMBSTONE_REVISION, 320);
+        let second = index.take_unsaved();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].first_revision, 2);
+        assert_eq!(second[0].positions, vec![256]);
+        assert_eq!(second[0].tombstone_position, Some(320));
+    }
+
+    #[test]
+    fn loaded_positions_must_continue_the_stream() {
+        let mut index = Index::default();
+        assert!(index.load_positions(&name("a"), 0, &[64, 128], None));
+        assert!(!index.load_positions(&name("a"), 5, &[900], None));
+        assert!(index.load_positions(&name("a"), 2, &[900], None));
+        assert_eq!(index.stream(&name("a")).unwrap().last_revision(), Some(2));
+        assert!(index.take_unsaved().is_empty());
+    }
+
+    #[test]
+    fn recent_ids_forget_the_oldest_generation() {
+        let mut ids = RecentIds::new(4);
+        let entry = |revision| IdEntry {
+            stream: name("s"),
+            revision,
+            position: revision * 64,
+        };
+        for id in 0..6u128 {
+            ids.insert(id, entry(id as u64));
+        }
+        assert!(ids.get(0).is_none());
+        assert_eq!(ids.get(5).map(|found| found.revision), Some(5));
+    }
+}

@@ -1,0 +1,241 @@
+//! Reading frames of the durable log: forwards, backwards, and at known positions.
+//! Every frame is checked against its checksum when read; a bad one is an error naming
+//! the segment and offset, never wrong data.
+
+use bytes::Bytes;
+use strata_core::{Error, RecordedEvent, Result};
+
+use crate::format::{
+    EventFrame, FRAME_ALIGN_BYTES, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
+    decode_frame, frame_length, trailer_length,
+};
+use crate::segments::Segments;
+
+/// Bytes read at once when scanning.
+const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes read at once for a single frame whose length is not known yet.
+const FRAME_PROBE_BYTES: u64 = 4 << 10;
+/// Positions closer than this are fetched with one read.
+const COALESCE_SPAN_BYTES: u64 = 256 << 10;
+
+/// Whether a scan goes on after a frame.
+#[derive(PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A frame seen by a scan: its position, the parsed event, and the frame's bytes.
+pub(crate) type Visit<'a> = dyn FnMut(u64, &EventFrame<'_>, &Bytes) -> Result<Flow> + 'a;
+
+pub(crate) struct LogReader<'a> {
+    segments: &'a Segments,
+}
+
+impl<'a> LogReader<'a> {
+    pub(crate) fn new(segments: &'a Segments) -> Self {
+        Self { segments }
+    }
+
+    fn corrupt(&self, position: u64, reason: &str) -> Error {
+        Error::Corrupt {
+            detail: format!(
+                "the frame at {} {reason}; the log is corrupt from there",
+                self.segments.describe(position)
+            ),
+        }
+    }
+
+    fn segment_end(&self, position: u64) -> u64 {
+        self.segments
+            .segment_start(self.segments.segment_of(position) + 1)
+    }
+
+    /// Reads the whole frame at `position` (which must be a frame start).
+    pub(crate) fn read_frame(&self, position: u64) -> Result<Bytes> {
+        let room = self.segment_end(position) - position;
+        let probe = self
+            .segments
+            .read(position, to_usize(room.min(FRAME_PROBE_BYTES)))?;
+        match frame_length(&probe, to_usize(room)) {
+            Ok(frame_len) => Ok(probe.slice(..frame_len)),
+            Err(FrameError::Incomplete { needed }) => self.segments.read(position, needed),
+            Err(FrameError::Empty) => Err(self.corrupt(position, "is empty")),
+            Err(FrameError::Invalid(reason)) => Err(self.corrupt(position, reason)),
+        }
+    }
+
+    /// Reads and checks the event at `position`.
+    pub(crate) fn read_event(&self, position: u64) -> Result<RecordedEvent> {
+        let frame = self.read_frame(position)?;
+        self.event_from_frame(position, &frame)
+    }
+
+    fn event_from_frame(&self, position: u64, frame: &Bytes) -> Result<RecordedEvent> {
+        match decode_frame(frame, frame.len()) {
+            Ok((Frame::Event(event), _)) => Ok(event.to_recorded(frame, position)),
+            Ok((Frame::Padding, _)) => Err(self.corrupt(position, "is padding, not an event")),
+            Err(FrameError::Invalid(reason)) => Err(self.corrupt(position, reason)),
+            Err(_) => Err(self.corrupt(position, "is truncated")),
+        }
+    }
+
+    /// Reads the events at ascending `positions`, fetching nearby ones with one read.
+    pub(crate) fn read_events(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::with_capacity(positions.len());
+        let mut run_start = 0;
+        while run_start < positions.len() {
+            let first = positions[run_start];
+            let segment_end = self.segment_end(first);
+            let mut run_end = run_start + 1;
+            while run_end < positions.len()
+                && positions[run_end] - first < COALESCE_SPAN_BYTES
+                && positions[run_end] < segment_end
+            {
+                run_end += 1;
+            }
+            let last = positions[run_end - 1];
+            let span_end = (last + FRAME_PROBE_BYTES).min(segment_end);
+            let span = self.segments.read(first, to_usize(span_end - first))?;
+            for &position in &positions[run_start..run_end] {
+                let offset = to_usize(position - first);
+                let room = to_usize(segment_end - position);
+                let frame = match frame_length(&span[offset..], room) {
+                    Ok(frame_len) => span.slice(offset..offset + frame_len),
+                    Err(FrameError::Incomplete { .. }) => self.read_frame(position)?,
+                    Err(FrameError::Empty) => return Err(self.corrupt(position, "is empty")),
+                    Err(FrameError::Invalid(reason)) => return Err(self.corrupt(position, reason)),
+                };
+                events.push(self.event_from_frame(position, &frame)?);
+            }
+            run_start = run_end;
+        }
+        Ok(events)
+    }
+
+    /// Visits frames from `position` (a frame start or a segment start) up to `end`.
+    /// Returns the position after the last frame visited.
+    pub(crate) fn scan_forward(
+        &self,
+        position: u64,
+        end: u64,
+        visit: &mut Visit<'_>,
+    ) -> Result<u64> {
+        let mut position = self.segments.first_frame_at_or_after(position);
+        while position < end {
+            let segment_end = self.segment_end(position);
+            let chunk_end = (position + SCAN_CHUNK_BYTES).min(segment_end).min(end);
+            let chunk = self
+                .segments
+                .read(position, to_usize(chunk_end - position))?;
+            let mut offset = 0usize;
+            while offset < chunk.len() {
+                let frame_position = position + offset as u64;
+                let room = to_usize(segment_end - frame_position);
+                let frame = match frame_length(&chunk[offset..], room) {
+                    Ok(frame_len) => chunk.slice(offset..offset + frame_len),
+                    Err(FrameError::Incomplete { .. }) if offset > 0 => break,
+                    Err(FrameError::Incomplete { needed }) => {
+                        self.segments.read(frame_position, needed)?
+                    }
+                    Err(FrameError::Empty) => {
+                        return Err(self.corrupt(frame_position, "is empty inside the durable log"));
+                    }
+                    Err(FrameError::Invalid(reason)) => {
+                        return Err(self.corrupt(frame_position, reason));
+                    }
+                };
+                let frame_len = frame.len();
+                match decode_frame(&frame, frame_len) {
+                    Ok((Frame::Padding, _)) => {
+                        offset = to_usize(segment_end - position);
+                        break;
+                    }
+                    Ok((Frame::Event(event), _)) => {
+                        offset += frame_len;
+                        if visit(frame_position, &event, &frame)? == Flow::Stop {
+                            return Ok(position + offset as u64);
+                        }
+                    }
+                    Err(FrameError::Invalid(reason)) => {
+                        return Err(self.corrupt(frame_position, reason));
+                    }
+                    Err(_) => return Err(self.corrupt(frame_position, "is truncated")),
+                }
+            }
+            position += offset as u64;
+            if position == segment_end {
+                position += SEGMENT_HEADER_BYTES;
+            }
+        }
+        Ok(position)
+    }
+
+    /// Visits frames that end at or before `position`, newest first, down to the start of
+    /// the log. Returns the start of the last frame visited.
+    pub(crate) fn scan_backward(&self, position: u64, visit: &mut Visit<'_>) -> Result<u64> {
+        let mut position = position;
+        loop {
+            if position == 0 {
+                return Ok(0);
+            }
+            let segment_index = self.segments.segment_of(position - 1);
+            let first_frame = self.segments.segment_start(segment_index) + SEGMENT_HEADER_BYTES;
+            if position <= first_frame {
+                if segment_index == 0 {
+                    return Ok(position.min(first_frame));
+                }
+                position = self.segments.segment_start(segment_index);
+                continue;
+            }
+            let chunk_start = first_frame.max(position.saturating_sub(SCAN_CHUNK_BYTES));
+            let chunk = self
+                .segments
+                .read(chunk_start, to_usize(position - chunk_start))?;
+            let mut cursor = chunk.len();
+            while cursor > 0 {
+                let frame_end = chunk_start + cursor as u64;
+                let frame_len = match trailer_length(&chunk[..cursor]) {
+                    Some(len)
+                        if len >= FRAME_MIN_BYTES
+                            && len % FRAME_ALIGN_BYTES == 0
+                            && len as u64 <= frame_end - first_frame =>
+                    {
+                        len
+                    }
+                    _ => return Err(self.corrupt(frame_end, "ends in an impossible trailer")),
+                };
+                let frame = if frame_len <= cursor {
+                    chunk.slice(cursor - frame_len..cursor)
+                } else if cursor == chunk.len() {
+                    self.segments
+                        .read(frame_end - frame_len as u64, frame_len)?
+                } else {
+                    break;
+                };
+                let frame_position = frame_end - frame_len as u64;
+                match decode_frame(&frame, frame_len) {
+                    Ok((Frame::Padding, _)) => {}
+                    Ok((Frame::Event(event), _)) => {
+                        if visit(frame_position, &event, &frame)? == Flow::Stop {
+                            return Ok(frame_position);
+                        }
+                    }
+                    Err(FrameError::Invalid(reason)) => {
+                        return Err(self.corrupt(frame_position, reason));
+                    }
+                    Err(_) => return Err(self.corrupt(frame_position, "is truncated")),
+                }
+                position = frame_position;
+                if frame_len > cursor {
+                    break;
+                }
+                cursor -= frame_len;
+            }
+        }
+    }
+}
+
+pub(crate) fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,402 @@
+//! `Store`: the embedded engine behind the [`EventStore`] trait.
+
+use std::fs::{File, TryLockError};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use strata_core::{
+    AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
+    Position, ProposedEvent, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Result,
+    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::format::SEGMENT_HEADER_BYTES;
+use crate::log_reader::{Flow, LogReader, to_usize};
+use crate::recovery::recover;
+use crate::shared::Shared;
+use crate::writer::{Request, Writer, WriterStart};
+
+/// The embedded event store: an append-only log of segment files in one directory.
+pub struct Store {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<File>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, recovering from any crash.
+    ///
+    /// # Errors
+    /// [`Error::DirectoryInUse`] when another process has it open; [`Error::Corrupt`]
+    /// when the log is damaged other than by a torn final write; I/O errors.
+    pub fn open(data_dir: impl AsRef<Path>, config: Config) -> Result<Arc<Store>> {
+        let data_dir = data_dir.as_ref();
+        config.validate()?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| Error::io(format!("creating {}", data_dir.display()), error))?;
+        let lock = lock_directory(data_dir)?;
+        let recovered = recover(data_dir, &config)?;
+        let shared = Arc::new(Shared::new(
+            config,
+            data_dir.to_path_buf(),
+            recovered.segments,
+            recovered.index,
+            recovered.end,
+        ));
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let writer = Writer::new(
+            shared.clone(),
+            receiver,
+            WriterStart {
+                position: recovered.end,
+                recent_ids: recovered.recent_ids,
+                index_file_sequence: recovered.index_file_sequence,
+                index_covered_to: recovered.index_covered_to,
+            },
+        );
+        let handle = std::thread::Builder::new()
+            .name("strata-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|error| Error::io("starting the writer thread", error))?;
+        Ok(Arc::new(Store {
+            shared,
+            requests,
+            writer: Mutex::new(Some(handle)),
+            lock: Mutex::new(Some(lock)),
+        }))
+    }
+
+    /// Stops the writer after the appends already queued, saves the index and releases the
+    /// directory. Reads keep working; appends fail with [`Error::Closed`].
+    pub fn close(&self) {
+        let Some(handle) = self.writer.lock().take() else {
+            return;
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        if self.requests.send(Request::Shutdown { done }).is_ok() {
+            let _ = finished.recv();
+        }
+        let _ = handle.join();
+        self.lock.lock().take();
+    }
+
+    /// Number of events (tombstones included) in the log.
+    pub fn event_count(&self) -> u64 {
+        self.shared.index.read().events_total()
+    }
+
+    /// Number of streams (metadata streams included).
+    pub fn stream_count(&self) -> usize {
+        self.shared.index.read().stream_count()
+    }
+
+    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
+        let (reply, response) = oneshot::channel();
+        self.requests.send(make(reply)).map_err(|_| Error::Closed)?;
+        response.await.map_err(|_| Error::Closed)?
+    }
+
+    fn reader(&self) -> LogReader<'_> {
+        LogReader::new(&self.shared.segments)
+    }
+
+    fn durable_end(&self) -> u64 {
+        self.shared.durable_end.load(Ordering::Acquire)
+    }
+
+    /// The positions a stream read visits, ascending, and the stream's last revision.
+    fn plan_stream_read(
+        &self,
+        stream: &StreamName,
+        options: &ReadStreamOptions,
+    ) -> Result<Option<(Vec<u64>, u64, Arc<StreamMetadata>)>> {
+        let index = self.shared.index.read();
+        if let Some(described) = stream.described_stream()
+            && index
+                .stream(&described)
+                .is_some_and(|entry| entry.tombstone_position.is_some())
+        {
+            return Err(Error::StreamDeleted { stream: described });
+        }
+        let Some(entry) = index.stream(stream) else {
+            return Ok(None);
+        };
+        if entry.tombstone_position.is_some() {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        let Some(last) = entry.last_revision() else {
+            return Ok(None);
+        };
+        let metadata = if stream.is_metadata_stream() {
+            Arc::new(StreamMetadata {
+                max_count: Some(1),
+                ..StreamMetadata::default()
+            })
+        } else {
+            entry.metadata.clone().unwrap_or_default()
+        };
+        if entry.is_soft_deleted() {
+            return Ok(None);
+        }
+        let first_visible = metadata.first_visible_revision(Revision(last));
+        let count = options.max_count as u64;
+        let range = match options.direction {
+            Direction::Forwards => {
+                let from = match options.from {
+                    ReadFrom::Start => 0,
+                    ReadFrom::End => last + 1,
+                    ReadFrom::At(revision) => revision.0,
+                };
+                let start = from.max(first_visible);
+                start..start.saturating_add(count).min(last + 1).max(start)
+            }
+            Direction::Backwards => {
+                let from = match options.from {
+                    ReadFrom::Start => 0,
+                    ReadFrom::End => last,
+                    ReadFrom::At(revision) => revision.0.min(last),
+                };
+                if from < first_visible || count == 0 {
+                    from..from
+                } else {
+                    from.saturating_add(1)
+                        .saturating_sub(count)
+                        .max(first_visible)..from + 1
+                }
+            }
+        };
+        let positions = entry.positions[to_usize(range.start)..to_usize(range.end)].to_vec();
+        Ok(Some((positions, last, metadata)))
+    }
+
+    fn check_position(&self, position: u64, end: u64) -> Result<()> {
+        let is_frame_start = position == end
+            || position % self.shared.segments.size_bytes() == SEGMENT_HEADER_BYTES
+            || self.reader().read_event(position).is_ok();
+        if is_frame_start {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                reason: format!("position {position} is not the position of an event in the log"),
+            })
+        }
+    }
+
+    fn read_all_forwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
+        let start = match options.from {
+            ReadFrom::Start => 0,
+            ReadFrom::End => end,
+            ReadFrom::At(position) if position.0 >= end => end,
+            ReadFrom::At(position) => {
+                self.check_position(position.0, end)?;
+                position.0
+            }
+        };
+        let mut events = Vec::new();
+        if start >= end || options.max_count == 0 {
+            return Ok(AllSlice {
+                events,
+                next_position: Position(start.max(end).min(end)),
+                is_end: start >= end,
+            });
+        }
+        let next = self
+            .reader()
+            .scan_forward(start, end, &mut |position, event, frame| {
+                if options
+                    .filter
+                    .as_ref()
+                    .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
+                {
+                    events.push(event.to_recorded(frame, position));
+                    if events.len() >= options.max_count {
+                        return Ok(Flow::Stop);
+                    }
+                }
+                Ok(Flow::Continue)
+            })?;
+        Ok(AllSlice {
+            events,
+            next_position: Position(next),
+            is_end: next >= end,
+        })
+    }
+
+    fn read_all_backwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
+        let start = match options.from {
+            ReadFrom::Start => 0,
+            ReadFrom::End => end,
+            ReadFrom::At(position) if position.0 >= end => end,
+            ReadFrom::At(position) => {
+                self.check_position(position.0, end)?;
+                position.0
+            }
+        };
+        let mut events = Vec::new();
+        let mut stopped = false;
+        if options.max_count == 0 {
+            return Ok(AllSlice {
+                events,
+                next_position: Position(start),
+                is_end: false,
+            });
+        }
+        let next = self
+            .reader()
+            .scan_backward(start, &mut |position, event, frame| {
+                if options
+                    .filter
+                    .as_ref()
+                    .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
+                {
+                    events.push(event.to_recorded(frame, position));
+                    if events.len() >= options.max_count {
+                        stopped = true;
+                        return Ok(Flow::Stop);
+                    }
+                }
+                Ok(Flow::Continue)
+            })?;
+        let is_end = !stopped || next <= SEGMENT_HEADER_BYTES;
+        Ok(AllSlice {
+            events,
+            next_position: Position(next),
+            is_end,
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub(crate) fn lock_directory(data_dir: &Path) -> Result<File> {
+    let path = data_dir.join("LOCK");
+    let file = File::create(&path)
+        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::DirectoryInUse {
+            path: data_dir.display().to_string(),
+        }),
+        Err(TryLockError::Error(error)) => {
+            Err(Error::io(format!("locking {}", path.display()), error))
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for Store {
+    fn limits(&self) -> Limits {
+        self.shared.config.limits
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> Result<AppendResult> {
+        self.shared.config.limits.check_append(&events)?;
+        let stream = stream.clone();
+        self.send(|reply| Request::Append {
+            stream,
+            expected,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<StreamSlice> {
+        let Some((positions, last, metadata)) = self.plan_stream_read(stream, &options)? else {
+            return Ok(StreamSlice::NotFound);
+        };
+        let mut events: Vec<RecordedEvent> = self.reader().read_events(&positions)?;
+        if metadata.max_age.is_some() {
+            let now = Timestamp::now();
+            events.retain(|event| {
+                metadata.is_visible(event.revision, Revision(last), event.created, now)
+            });
+        }
+        if options.direction == Direction::Backwards {
+            events.reverse();
+        }
+        Ok(StreamSlice::Found {
+            events,
+            last_revision: Revision(last),
+        })
+    }
+
+    async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {
+        let end = self.durable_end();
+        match options.direction {
+            Direction::Forwards => self.read_all_forwards(&options, end),
+            Direction::Backwards => self.read_all_backwards(&options, end),
+        }
+    }
+
+    async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
+        let index = self.shared.index.read();
+        Ok(match index.stream(stream) {
+            Some(entry) if entry.tombstone_position.is_some() => StreamState::Tombstoned,
+            Some(entry) => entry.last_revision().map_or(StreamState::NoStream, |last| {
+                StreamState::At(Revision(last))
+            }),
+            None => StreamState::NoStream,
+        })
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult> {
+        let stream = stream.clone();
+        self.send(|reply| Request::Delete {
+            stream,
+            expected,
+            tombstone: false,
+            reply,
+        })
+        .await
+    }
+
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult> {
+        let stream = stream.clone();
+        self.send(|reply| Request::Delete {
+            stream,
+            expected,
+            tombstone: true,
+            reply,
+        })
+        .await
+    }
+
+    async fn last_position(&self) -> Result<Option<Position>> {
+        Ok(self.shared.index.read().last_event_position().map(Position))
+    }
+
+    fn watch_log_end(&self) -> watch::Receiver<Position> {
+        self.shared.log_end.subscribe()
+    }
+}

@@ -1,0 +1,211 @@
+//! `verify`: checks every frame's checksum and every index-file entry against the log,
+//! without changing anything.
+
+use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use strata_core::{Error, Result};
+
+use crate::format::SEGMENT_HEADER_BYTES;
+use crate::index::{Index, RecentIds};
+use crate::index_file::{list_index_files, load_index_file};
+use crate::recovery::{find_valid_frame_after, open_segments, replay};
+use crate::segments::{OpenMode, list_segments, segment_file_name};
+use crate::store::lock_directory;
+
+/// How far a verification has got.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyProgress {
+    pub checked_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// What a verification found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub segment_size_bytes: u64,
+    /// Position after the last committed transaction.
+    pub log_end: u64,
+    pub events: u64,
+    pub streams: usize,
+    pub index_files: u64,
+    pub index_entries_checked: u64,
+    /// Bytes after the last commit that the next open will drop (a torn final write).
+    pub torn_tail: bool,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.is_ok(),
+            "segments": self.segments,
+            "segment_size_bytes": self.segment_size_bytes,
+            "log_end": self.log_end,
+            "events": self.events,
+            "streams": self.streams,
+            "index_files": self.index_files,
+            "index_entries_checked": self.index_entries_checked,
+            "torn_tail": self.torn_tail,
+            "problems": self.problems,
+        })
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "segments:              {} × {} bytes",
+            self.segments, self.segment_size_bytes
+        )?;
+        writeln!(f, "log end:               {}", self.log_end)?;
+        writeln!(f, "events (checksummed):  {}", self.events)?;
+        writeln!(f, "streams:               {}", self.streams)?;
+        writeln!(f, "index files:           {}", self.index_files)?;
+        writeln!(f, "index entries checked: {}", self.index_entries_checked)?;
+        if self.torn_tail {
+            writeln!(
+                f,
+                "torn tail:             yes (an unacknowledged final write; dropped at next open)"
+            )?;
+        }
+        if self.problems.is_empty() {
+            write!(f, "result:                OK")
+        } else {
+            writeln!(
+                f,
+                "result:                {} problem(s)",
+                self.problems.len()
+            )?;
+            for problem in &self.problems {
+                writeln!(f, "  - {problem}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Verifies the store in `data_dir`, which must not be open elsewhere.
+///
+/// # Errors
+/// [`Error::DirectoryInUse`] when a process has the store open; I/O errors. Damage is
+/// reported in [`VerifyReport::problems`], not as an error.
+pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Result<VerifyReport> {
+    let _lock = lock_directory(data_dir)?;
+    let log_dir = data_dir.join("log");
+    let mut report = VerifyReport::default();
+    if list_segments(&log_dir)
+        .map(|segments| segments.is_empty())
+        .unwrap_or(true)
+    {
+        report.problems.push(format!(
+            "{} holds no segment: it is not a Strata store",
+            log_dir.display()
+        ));
+        return Ok(report);
+    }
+    report.segment_size_bytes = read_segment_size(&log_dir.join(segment_file_name(0)))?;
+    let segments = match open_segments(&log_dir, report.segment_size_bytes, OpenMode::ReadOnly) {
+        Ok(segments) => segments,
+        Err(error) => {
+            report.problems.push(error.to_string());
+            return Ok(report);
+        }
+    };
+    report.segments = segments.count();
+    let total_bytes = report.segments * report.segment_size_bytes;
+    let mut log_index = Index::default();
+    let mut recent_ids = RecentIds::new(1);
+    let mut on_progress = |checked_bytes: u64| {
+        progress(VerifyProgress {
+            checked_bytes,
+            total_bytes,
+        })
+    };
+    let replayed = match replay(
+        &segments,
+        &mut log_index,
+        &mut recent_ids,
+        0,
+        &mut on_progress,
+    ) {
+        Ok(replayed) => replayed,
+        Err(error) => {
+            report.problems.push(error.to_string());
+            return Ok(report);
+        }
+    };
+    progress(VerifyProgress {
+        checked_bytes: total_bytes,
+        total_bytes,
+    });
+    report.log_end = replayed.committed_end;
+    report.events = log_index.events_total();
+    report.streams = log_index.stream_count();
+    if let Some(damaged) = replayed.torn_at {
+        match find_valid_frame_after(&segments, damaged)? {
+            Some(valid) => report.problems.push(format!(
+                "the frame at {} is damaged and valid frames follow (first at {}): the log is corrupt",
+                segments.describe(damaged),
+                segments.describe(valid)
+            )),
+            None => report.torn_tail = true,
+        }
+    }
+    check_index_files(data_dir, &log_index, &mut report)?;
+    Ok(report)
+}
+
+fn read_segment_size(path: &Path) -> Result<u64> {
+    let file = File::open(path)
+        .map_err(|error| Error::io(format!("opening {}", path.display()), error))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+    Ok(u64::from_le_bytes(
+        header[24..32].try_into().unwrap_or([0; 8]),
+    ))
+}
+
+/// Every position in the index files must be the log's position for that revision.
+fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyReport) -> Result<()> {
+    let files = list_index_files(&data_dir.join("index"))?;
+    report.index_files = files.len() as u64;
+    let mut file_index = Index::default();
+    for (_, path) in &files {
+        if let Err(reason) = load_index_file(path, &mut file_index) {
+            report.problems.push(format!(
+                "index file {} {reason} (the next open rebuilds the index from the log)",
+                path.display()
+            ));
+            return Ok(());
+        }
+    }
+    for (stream, entry) in file_index.streams() {
+        let from_log = log_index.stream(stream);
+        for (revision, position) in entry.positions.iter().enumerate() {
+            report.index_entries_checked += 1;
+            if from_log.and_then(|log| log.positions.get(revision)) != Some(position) {
+                report.problems.push(format!(
+                    "index entry {stream}@{revision} → position {position} does not match the log"
+                ));
+            }
+        }
+        if entry.tombstone_position.is_some()
+            && from_log.and_then(|log| log.tombstone_position) != entry.tombstone_position
+        {
+            report.problems.push(format!(
+                "index tombstone of {stream} does not match the log"
+            ));
+        }
+    }
+    Ok(())
+}

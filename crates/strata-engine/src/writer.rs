@@ -1,0 +1,816 @@
+//! The single writer: group commit. It drains every pending request, checks each against
+//! the stream heads (including what earlier requests of the same group wrote), encodes the
+//! group, writes it with one write call per segment and one fdatasync, then updates the
+//! index, publishes the new durable end and acknowledges everyone.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use hashbrown::HashMap;
+use strata_core::{
+    AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE, Position,
+    ProposedEvent, Result, Revision, StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE,
+    Timestamp,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::format::{
+    EventRecord, FRAME_MIN_BYTES, SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION, encode_event,
+    encode_padding,
+};
+use crate::index::{IdEntry, Index, RecentIds, SOFT_DELETED_TRUNCATE_BEFORE};
+use crate::index_file::write_index_file;
+use crate::log_reader::{LogReader, to_usize};
+use crate::recovery::write_clean_marker;
+use crate::segments::create_segment;
+use crate::shared::Shared;
+
+pub(crate) enum Request {
+    Append {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+        reply: oneshot::Sender<Result<AppendResult>>,
+    },
+    Delete {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+        reply: oneshot::Sender<Result<DeleteResult>>,
+    },
+    Shutdown {
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+impl Request {
+    fn size_bytes(&self) -> usize {
+        match self {
+            Request::Append { events, .. } => events.iter().map(ProposedEvent::size_bytes).sum(),
+            _ => 0,
+        }
+    }
+}
+
+enum Reply {
+    Append(oneshot::Sender<Result<AppendResult>>, Result<AppendResult>),
+    Delete(oneshot::Sender<Result<DeleteResult>>, Result<DeleteResult>),
+}
+
+/// What the writer knows of a stream while planning a group.
+#[derive(Clone, Default)]
+struct Head {
+    last: Option<u64>,
+    tombstoned: bool,
+    metadata: Option<Arc<StreamMetadata>>,
+}
+
+impl Head {
+    fn is_soft_deleted(&self) -> bool {
+        self.metadata
+            .as_ref()
+            .is_some_and(|metadata| metadata.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE))
+    }
+
+    fn state(&self) -> StreamState {
+        match (self.tombstoned, self.last) {
+            (true, _) => StreamState::Tombstoned,
+            (false, Some(last)) => StreamState::At(Revision(last)),
+            (false, None) => StreamState::NoStream,
+        }
+    }
+}
+
+enum IndexUpdate {
+    Event {
+        stream: StreamName,
+        revision: u64,
+        position: u64,
+    },
+    Metadata {
+        stream: StreamName,
+        metadata: Arc<StreamMetadata>,
+    },
+}
+
+/// Bytes bound for one segment at one offset.
+struct Chunk {
+    segment_index: u64,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+/// One group commit being assembled.
+#[derive(Default)]
+struct Group {
+    chunks: Vec<Chunk>,
+    overlay: HashMap<StreamName, Head>,
+    updates: Vec<IndexUpdate>,
+    replies: Vec<Reply>,
+}
+
+/// Outcome of the idempotence check of a re-send.
+enum Resend {
+    /// All ids are already there: the original result.
+    Duplicate(AppendResult),
+    /// The first id is not there: this is a new write.
+    New,
+    /// Some ids are there and some are not: refuse.
+    Partial,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// Next frame position.
+    position: u64,
+    recent_ids: RecentIds,
+    prepared_segment: Option<(u64, JoinHandle<Result<File>>)>,
+    index_file_sequence: u64,
+    index_covered_to: u64,
+    syncs_done: u64,
+}
+
+pub(crate) struct WriterStart {
+    pub position: u64,
+    pub recent_ids: RecentIds,
+    pub index_file_sequence: u64,
+    pub index_covered_to: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        requests: mpsc::UnboundedReceiver<Request>,
+        start: WriterStart,
+    ) -> Self {
+        Self {
+            shared,
+            requests,
+            position: start.position,
+            recent_ids: start.recent_ids,
+            prepared_segment: None,
+            index_file_sequence: start.index_file_sequence,
+            index_covered_to: start.index_covered_to,
+            syncs_done: 0,
+        }
+    }
+
+    /// Runs until shutdown or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let segment_index = self.shared.segments.segment_of(self.position);
+        if let Err(error) = self.open_segment(segment_index) {
+            self.shared.poison(error.to_string());
+        }
+        self.prepare_segment_after(segment_index);
+        let mut shutdown = None;
+        while shutdown.is_none() {
+            let Some(first) = self.requests.blocking_recv() else {
+                break;
+            };
+            let mut batch_bytes = first.size_bytes();
+            let mut batch = vec![first];
+            while batch_bytes < self.shared.config.group_commit_bytes_max {
+                match self.requests.try_recv() {
+                    Ok(request) => {
+                        batch_bytes += request.size_bytes();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            shutdown = self.commit_group(batch);
+        }
+        match self.save_index() {
+            Ok(()) if self.shared.poison_cause().is_none() => {
+                if let Err(error) = write_clean_marker(&self.shared.data_dir, self.position) {
+                    tracing::warn!(%error, "could not mark the shutdown clean");
+                }
+            }
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not save the index at shutdown; the next open replays more log");
+            }
+        }
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    fn commit_group(&mut self, batch: Vec<Request>) -> Option<std::sync::mpsc::Sender<()>> {
+        let mut group = Group::default();
+        let mut shutdown = None;
+        let start_position = self.position;
+        let poisoned = self.shared.poison_cause();
+        {
+            let shared = self.shared.clone();
+            let index = shared.index.read();
+            for request in batch {
+                match request {
+                    Request::Shutdown { done } => shutdown = Some(done),
+                    Request::Append {
+                        stream,
+                        expected,
+                        events,
+                        reply,
+                    } => {
+                        let outcome = match &poisoned {
+                            Some(cause) => Err(Error::Poisoned {
+                                cause: cause.clone(),
+                            }),
+                            None => {
+                                self.plan_append(&index, &mut group, &stream, expected, &events)
+                            }
+                        };
+                        group.replies.push(Reply::Append(reply, outcome));
+                    }
+                    Request::Delete {
+                        stream,
+                        expected,
+                        tombstone,
+                        reply,
+                    } => {
+                        let outcome = match &poisoned {
+                            Some(cause) => Err(Error::Poisoned {
+                                cause: cause.clone(),
+                            }),
+                            None => {
+                                self.plan_delete(&index, &mut group, &stream, expected, tombstone)
+                            }
+                        };
+                        group.replies.push(Reply::Delete(reply, outcome));
+                    }
+                }
+            }
+        }
+        if !group.chunks.is_empty() {
+            if let Err(error) = self.write_group(&group) {
+                let cause = error.to_string();
+                tracing::error!(%cause, "write failed: the store is poisoned");
+                self.shared.poison(cause.clone());
+                self.position = start_position;
+                fail_replies(group.replies, &cause);
+                return shutdown;
+            }
+            self.publish(&mut group);
+        }
+        send_replies(group.replies);
+        if self.position - self.index_covered_to
+            >= self.shared.config.index_checkpoint_interval_bytes
+            && let Err(error) = self.save_index()
+        {
+            tracing::warn!(%error, "could not save an index file; opening will replay more log");
+        }
+        shutdown
+    }
+
+    fn head(&self, index: &Index, group: &Group, stream: &StreamName) -> Head {
+        if let Some(head) = group.overlay.get(stream) {
+            return head.clone();
+        }
+        index
+            .stream(stream)
+            .map_or_else(Head::default, |entry| Head {
+                last: entry.last_revision(),
+                tombstoned: entry.tombstone_position.is_some(),
+                metadata: entry.metadata.clone(),
+            })
+    }
+
+    fn plan_append(
+        &mut self,
+        index: &Index,
+        group: &mut Group,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: &[ProposedEvent],
+    ) -> Result<AppendResult> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument {
+                reason: "an append needs at least one event".into(),
+            });
+        }
+        if let Some(described) = stream.described_stream()
+            && self.head(index, group, &described).tombstoned
+        {
+            return Err(Error::StreamDeleted { stream: described });
+        }
+        let head = self.head(index, group, stream);
+        if head.tombstoned {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        let wrong = || Error::WrongExpectedRevision {
+            stream: stream.clone(),
+            expected,
+            actual: head.state(),
+        };
+        let resend = match (expected, head.last) {
+            (ExpectedRevision::Any, _) => self.weak_resend_check(stream, events),
+            (ExpectedRevision::StreamExists, _) if head.is_soft_deleted() => {
+                return Err(Error::StreamDeleted {
+                    stream: stream.clone(),
+                });
+            }
+            (ExpectedRevision::StreamExists, None) => {
+                let metadata_stream = stream.metadata_stream();
+                if self.head(index, group, &metadata_stream).last.is_none() {
+                    return Err(wrong());
+                }
+                Resend::New
+            }
+            (ExpectedRevision::StreamExists, Some(_)) => self.weak_resend_check(stream, events),
+            (ExpectedRevision::NoStream, None) => Resend::New,
+            (ExpectedRevision::NoStream, Some(_)) => {
+                match self.strong_resend_check(index, stream, 0, events)? {
+                    Resend::New if head.is_soft_deleted() => Resend::New,
+                    Resend::New => return Err(wrong()),
+                    other => other,
+                }
+            }
+            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => Resend::New,
+            (ExpectedRevision::Exact(revision), Some(last)) if revision < last => {
+                match self.strong_resend_check(index, stream, revision + 1, events)? {
+                    Resend::New => return Err(wrong()),
+                    other => other,
+                }
+            }
+            (ExpectedRevision::Exact(_), _) => return Err(wrong()),
+        };
+        match resend {
+            Resend::Duplicate(result) => Ok(result),
+            Resend::Partial => Err(wrong()),
+            Resend::New => self.write_events(index, group, stream, &head, events),
+        }
+    }
+
+    /// `Any`/`StreamExists` re-sends are recognised through the recent-id cache only.
+    fn weak_resend_check(&self, stream: &StreamName, events: &[ProposedEvent]) -> Resend {
+        let Some(first) = self.recent_ids.get(events[0].id.as_u128()) else {
+            return Resend::New;
+        };
+        if &first.stream != stream {
+            return Resend::New;
+        }
+        let mut last = first;
+        for (offset, event) in events.iter().enumerate().skip(1) {
+            match self.recent_ids.get(event.id.as_u128()) {
+                Some(found)
+                    if &found.stream == stream
+                        && found.revision == first.revision + offset as u64 =>
+                {
+                    last = found;
+                }
+                _ => return Resend::Partial,
+            }
+        }
+        Resend::Duplicate(AppendResult {
+            current_revision: Revision(last.revision),
+            position: Position(last.position),
+        })
+    }
+
+    /// `Exact`/`NoStream` re-sends: the ids must be the events at `first_revision..`.
+    fn strong_resend_check(
+        &self,
+        index: &Index,
+        stream: &StreamName,
+        first_revision: u64,
+        events: &[ProposedEvent],
+    ) -> Result<Resend> {
+        let mut last_found = None;
+        for (offset, event) in events.iter().enumerate() {
+            let revision = first_revision + offset as u64;
+            let found = self.event_position_with_id(index, stream, revision, event.id)?;
+            match (found, offset) {
+                (Some(position), _) => last_found = Some((revision, position)),
+                (None, 0) => return Ok(Resend::New),
+                (None, _) => return Ok(Resend::Partial),
+            }
+        }
+        Ok(match last_found {
+            Some((revision, position)) => Resend::Duplicate(AppendResult {
+                current_revision: Revision(revision),
+                position: Position(position),
+            }),
+            None => Resend::New,
+        })
+    }
+
+    /// The position of `stream`@`revision` if the event there has id `id`.
+    fn event_position_with_id(
+        &self,
+        index: &Index,
+        stream: &StreamName,
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<u64>> {
+        if let Some(found) = self.recent_ids.get(id.as_u128()) {
+            let matches = &found.stream == stream && found.revision == revision;
+            return Ok(matches.then_some(found.position));
+        }
+        let position = index
+            .stream(stream)
+            .and_then(|entry| entry.positions.get(to_usize(revision)).copied());
+        let Some(position) = position else {
+            return Ok(None);
+        };
+        let stored = LogReader::new(&self.shared.segments).read_event(position)?;
+        Ok((stored.id == id).then_some(position))
+    }
+
+    fn write_events(
+        &mut self,
+        index: &Index,
+        group: &mut Group,
+        stream: &StreamName,
+        head: &Head,
+        events: &[ProposedEvent],
+    ) -> Result<AppendResult> {
+        let first_revision = head.last.map_or(0, |last| last + 1);
+        let created_nanos = Timestamp::now().0;
+        let revive = head.is_soft_deleted() && !stream.is_metadata_stream();
+        let mut last_position = 0;
+        for (offset, event) in events.iter().enumerate() {
+            let revision = first_revision + offset as u64;
+            let record = EventRecord {
+                stream: stream.as_str(),
+                revision,
+                id: event.id.as_u128(),
+                event_type: &event.event_type,
+                json: event.content_type == strata_core::ContentType::Json,
+                created_nanos,
+                data: &event.data,
+                metadata: &event.metadata,
+                commit: offset + 1 == events.len() && !revive,
+            };
+            last_position = self.emit(group, &record)?;
+        }
+        let last_revision = first_revision + events.len() as u64 - 1;
+        self.note_stream_written(group, stream, head, last_revision);
+        if let Some(described) = stream.described_stream() {
+            let last = &events[events.len() - 1];
+            let metadata = StreamMetadata::from_json(&described, &last.data).unwrap_or_default();
+            self.note_metadata(index, group, &described, metadata);
+        }
+        if revive {
+            let mut metadata = head.metadata.as_deref().cloned().unwrap_or_default();
+            metadata.truncate_before = Some(first_revision);
+            self.write_metadata(index, group, stream, metadata)?;
+        }
+        Ok(AppendResult {
+            current_revision: Revision(last_revision),
+            position: Position(last_position),
+        })
+    }
+
+    /// Writes `metadata` for `stream` as a one-event transaction in `$$stream`.
+    fn write_metadata(
+        &mut self,
+        index: &Index,
+        group: &mut Group,
+        stream: &StreamName,
+        metadata: StreamMetadata,
+    ) -> Result<u64> {
+        let metadata_stream = stream.metadata_stream();
+        let metadata_head = self.head(index, group, &metadata_stream);
+        let revision = metadata_head.last.map_or(0, |last| last + 1);
+        let data = metadata.to_json();
+        let record = EventRecord {
+            stream: metadata_stream.as_str(),
+            revision,
+            id: EventId::new_random().as_u128(),
+            event_type: METADATA_EVENT_TYPE,
+            json: true,
+            created_nanos: Timestamp::now().0,
+            data: &data,
+            metadata: &[],
+            commit: true,
+        };
+        let position = self.emit(group, &record)?;
+        self.note_stream_written(group, &metadata_stream, &metadata_head, revision);
+        self.note_metadata(index, group, stream, metadata);
+        Ok(position)
+    }
+
+    fn note_stream_written(&self, group: &mut Group, stream: &StreamName, head: &Head, last: u64) {
+        let mut head = head.clone();
+        head.last = Some(last);
+        group.overlay.insert(stream.clone(), head);
+    }
+
+    fn note_metadata(
+        &self,
+        index: &Index,
+        group: &mut Group,
+        stream: &StreamName,
+        metadata: StreamMetadata,
+    ) {
+        let metadata = Arc::new(metadata);
+        let mut head = self.head(index, group, stream);
+        head.metadata = Some(metadata.clone());
+        group.overlay.insert(stream.clone(), head);
+        group.updates.push(IndexUpdate::Metadata {
+            stream: stream.clone(),
+            metadata,
+        });
+    }
+
+    fn plan_delete(
+        &mut self,
+        index: &Index,
+        group: &mut Group,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<DeleteResult> {
+        if stream.is_metadata_stream() {
+            return Err(Error::InvalidArgument {
+                reason: format!("{stream} is a metadata stream: delete the stream it describes"),
+            });
+        }
+        let head = self.head(index, group, stream);
+        if head.tombstoned {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        let wrong = || Error::WrongExpectedRevision {
+            stream: stream.clone(),
+            expected,
+            actual: head.state(),
+        };
+        let has_metadata = self
+            .head(index, group, &stream.metadata_stream())
+            .last
+            .is_some();
+        if !tombstone && head.last.is_none() && !has_metadata {
+            return Err(wrong());
+        }
+        match (expected, head.last) {
+            (ExpectedRevision::Any, _) => {}
+            (ExpectedRevision::StreamExists, _) if head.is_soft_deleted() => {
+                return Err(Error::StreamDeleted {
+                    stream: stream.clone(),
+                });
+            }
+            (ExpectedRevision::StreamExists, None) if tombstone || !has_metadata => {
+                return Err(wrong());
+            }
+            (ExpectedRevision::StreamExists, _) => {}
+            (ExpectedRevision::NoStream, None) => {}
+            (ExpectedRevision::NoStream, Some(_)) if head.is_soft_deleted() => {}
+            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => {}
+            (ExpectedRevision::NoStream | ExpectedRevision::Exact(_), _) => return Err(wrong()),
+        }
+        let position = if tombstone {
+            self.write_tombstone(group, stream, &head)?
+        } else {
+            let metadata = StreamMetadata {
+                truncate_before: Some(SOFT_DELETED_TRUNCATE_BEFORE),
+                ..StreamMetadata::default()
+            };
+            self.write_metadata(index, group, stream, metadata)?
+        };
+        Ok(DeleteResult {
+            position: Position(position),
+        })
+    }
+
+    fn write_tombstone(
+        &mut self,
+        group: &mut Group,
+        stream: &StreamName,
+        head: &Head,
+    ) -> Result<u64> {
+        let record = EventRecord {
+            stream: stream.as_str(),
+            revision: TOMBSTONE_REVISION,
+            id: EventId::new_random().as_u128(),
+            event_type: TOMBSTONE_EVENT_TYPE,
+            json: false,
+            created_nanos: Timestamp::now().0,
+            data: &[],
+            metadata: &[],
+            commit: true,
+        };
+        let position = self.emit(group, &record)?;
+        let mut head = head.clone();
+        head.tombstoned = true;
+        group.overlay.insert(stream.clone(), head);
+        Ok(position)
+    }
+
+    /// Places and encodes one frame; returns its position.
+    fn emit(&mut self, group: &mut Group, record: &EventRecord<'_>) -> Result<u64> {
+        let frame_bytes = record.frame_bytes();
+        self.make_room(group, frame_bytes as u64)?;
+        let position = self.position;
+        let chunk = self.current_chunk(group);
+        encode_event(&mut chunk.bytes, record);
+        self.position += frame_bytes as u64;
+        let stream = StreamName::from_stored(record.stream);
+        if record.revision != TOMBSTONE_REVISION {
+            self.recent_ids.insert(
+                record.id,
+                IdEntry {
+                    stream: stream.clone(),
+                    revision: record.revision,
+                    position,
+                },
+            );
+        }
+        group.updates.push(IndexUpdate::Event {
+            stream,
+            revision: record.revision,
+            position,
+        });
+        Ok(position)
+    }
+
+    fn current_chunk<'g>(&self, group: &'g mut Group) -> &'g mut Chunk {
+        let segment_index = self.shared.segments.segment_of(self.position);
+        let starts_new = group
+            .chunks
+            .last()
+            .is_none_or(|chunk| chunk.segment_index != segment_index);
+        if starts_new {
+            group.chunks.push(Chunk {
+                segment_index,
+                start: self.position,
+                bytes: Vec::with_capacity(64 * 1024),
+            });
+        }
+        let last = group.chunks.len() - 1;
+        &mut group.chunks[last]
+    }
+
+    /// Pads the current segment and moves to the next when the frame does not fit, or
+    /// would leave a gap too small for a padding frame.
+    fn make_room(&mut self, group: &mut Group, frame_bytes: u64) -> Result<()> {
+        let segments = &self.shared.segments;
+        let segment_index = segments.segment_of(self.position);
+        let segment_end = segments.segment_start(segment_index + 1);
+        let room = segment_end - self.position;
+        let leftover = room.saturating_sub(frame_bytes);
+        if frame_bytes <= room && (leftover == 0 || leftover >= FRAME_MIN_BYTES as u64) {
+            return Ok(());
+        }
+        let chunk = self.current_chunk(group);
+        encode_padding(&mut chunk.bytes, to_usize(room));
+        self.open_segment(segment_index + 1)?;
+        self.position = segment_end + SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    fn open_segment(&mut self, segment_index: u64) -> Result<()> {
+        if self.shared.segments.count() > segment_index {
+            return Ok(());
+        }
+        let file = match self.prepared_segment.take() {
+            Some((prepared_index, handle)) if prepared_index == segment_index => {
+                handle.join().map_err(|_| Error::Corrupt {
+                    detail: "the thread preparing the next segment panicked".into(),
+                })??
+            }
+            _ => create_segment(
+                self.shared.segments.log_dir(),
+                segment_index,
+                self.shared.segments.size_bytes(),
+            )?,
+        };
+        self.shared.segments.push(file);
+        self.prepare_segment_after(segment_index);
+        Ok(())
+    }
+
+    /// Zero-fills the next segment in the background, so rolling over rarely waits.
+    fn prepare_segment_after(&mut self, segment_index: u64) {
+        let next = segment_index + 1;
+        if self.shared.segments.count() > next || self.prepared_segment.is_some() {
+            return;
+        }
+        let log_dir = self.shared.segments.log_dir().to_path_buf();
+        let size_bytes = self.shared.segments.size_bytes();
+        let handle = std::thread::Builder::new()
+            .name("strata-segment-prep".into())
+            .spawn(move || create_segment(&log_dir, next, size_bytes));
+        if let Ok(handle) = handle {
+            self.prepared_segment = Some((next, handle));
+        }
+    }
+
+    fn write_group(&mut self, group: &Group) -> Result<()> {
+        let shared = self.shared.clone();
+        let segments = &shared.segments;
+        for chunk in &group.chunks {
+            let file = segments.file(chunk.segment_index)?;
+            let offset = chunk.start - segments.segment_start(chunk.segment_index);
+            file.write_all_at(&chunk.bytes, offset).map_err(|error| {
+                Error::io(
+                    format!("writing at {}", segments.describe(chunk.start)),
+                    error,
+                )
+            })?;
+        }
+        if self.shared.config.durability == crate::Durability::Fsync {
+            for chunk in &group.chunks {
+                self.sync(&*segments.file(chunk.segment_index)?, chunk.start)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, file: &File, position: u64) -> Result<()> {
+        let attempt = self.syncs_done;
+        self.syncs_done += 1;
+        if self.shared.config.fail_sync_at == Some(attempt) {
+            return Err(Error::io(
+                "syncing (injected failure)",
+                std::io::Error::other("injected fsync failure"),
+            ));
+        }
+        file.sync_data().map_err(|error| {
+            Error::io(
+                format!("syncing {}", self.shared.segments.describe(position)),
+                error,
+            )
+        })
+    }
+
+    /// Makes the group visible: index first, then the durable end, then the watchers.
+    fn publish(&self, group: &mut Group) {
+        {
+            let mut index = self.shared.index.write();
+            for update in group.updates.drain(..) {
+                match update {
+                    IndexUpdate::Event {
+                        stream,
+                        revision,
+                        position,
+                    } => {
+                        index.add_event(&stream, revision, position);
+                    }
+                    IndexUpdate::Metadata { stream, metadata } => {
+                        index.set_metadata(&stream, metadata)
+                    }
+                }
+            }
+        }
+        self.shared
+            .durable_end
+            .store(self.position, Ordering::Release);
+        self.shared.log_end.send_replace(Position(self.position));
+    }
+
+    /// Saves what the index gained since the last index file.
+    fn save_index(&mut self) -> Result<()> {
+        if self.position == self.index_covered_to || self.shared.poison_cause().is_some() {
+            return Ok(());
+        }
+        let unsaved = self.shared.index.write().take_unsaved();
+        write_index_file(
+            &self.shared.index_dir,
+            self.index_file_sequence,
+            self.index_covered_to,
+            self.position,
+            &unsaved,
+        )?;
+        self.index_file_sequence += 1;
+        self.index_covered_to = self.position;
+        Ok(())
+    }
+}
+
+fn fail_replies(replies: Vec<Reply>, cause: &str) {
+    let poisoned = || Error::Poisoned {
+        cause: cause.to_owned(),
+    };
+    for reply in replies {
+        match reply {
+            Reply::Append(sender, outcome) => {
+                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
+            }
+            Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
+            }
+        }
+    }
+}
+
+fn send_replies(replies: Vec<Reply>) {
+    for reply in replies {
+        match reply {
+            Reply::Append(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
+}
