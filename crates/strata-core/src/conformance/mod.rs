@@ -1,1 +1,166 @@
 //! The conformance kit: behaviour every [`crate::EventStore`] backend must show.
+//!
+//! A backend implements [`Backend`] and runs every case with one macro call in a test file:
+//!
+//! ```ignore
+//! struct MemoryBackend;
+//!
+//! #[async_trait::async_trait]
+//! impl strata_core::conformance::Backend for MemoryBackend {
+//!     type Store = MemoryStore;
+//!     async fn fresh(&self) -> std::sync::Arc<MemoryStore> {
+//!         std::sync::Arc::new(MemoryStore::default())
+//!     }
+//! }
+//!
+//! strata_core::conformance_tests!(MemoryBackend);
+//! ```
+//!
+//! Each case is also a public function (`strata_core::conformance::append_batch_is_atomic`)
+//! that panics on failure, like a test. The semantics follow KurrentDB.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::store::EventStore;
+
+mod append;
+mod concurrency;
+mod delete;
+mod filters;
+mod idempotence;
+mod limits;
+mod metadata;
+mod persistence;
+mod read_all;
+mod read_stream;
+#[cfg(test)]
+mod reference;
+mod subscriptions;
+mod support;
+mod tombstone;
+
+/// Makes stores for the cases.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    type Store: EventStore;
+
+    /// A new, empty store; each call returns a different one.
+    async fn fresh(&self) -> Arc<Self::Store>;
+
+    /// Closes `store` and opens the same data again. The default returns `store` itself,
+    /// for backends without persistence.
+    async fn reopen(&self, store: Arc<Self::Store>) -> Arc<Self::Store> {
+        store
+    }
+}
+
+crate::__strata_conformance_cases!(__strata_conformance_reexports!(()));
+
+/// Every case of the kit as `module::case`, handed to the macro `$callback` after
+/// `$args`. The single list keeps the re-exports and the generated tests in step; a case
+/// missing from it is dead code, which the build denies.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strata_conformance_cases {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $crate::$callback! {
+            $($args)*
+            append::append_any_to_new_stream_starts_at_zero,
+            append::append_no_stream_to_new_stream_starts_at_zero,
+            append::append_positions_strictly_increase,
+            append::append_exact_to_missing_stream_fails,
+            append::append_exact_checks_the_last_revision,
+            append::append_no_stream_to_existing_stream_fails,
+            append::append_stream_exists_checks_existence,
+            append::append_stream_exists_with_only_metadata_succeeds,
+            append::append_batch_is_atomic,
+            append::append_of_no_events_writes_nothing,
+            idempotence::idempotent_resend_with_exact_returns_the_same_result,
+            idempotence::idempotent_resend_with_any_returns_the_same_result,
+            idempotence::idempotent_partial_match_fails,
+            idempotence::idempotence_is_per_stream,
+            read_stream::read_stream_returns_events_as_appended,
+            read_stream::read_stream_forwards,
+            read_stream::read_stream_backwards,
+            read_stream::read_missing_stream_is_not_found,
+            read_stream::read_stream_forwards_from_end_is_empty,
+            read_all::read_all_of_empty_store_is_empty,
+            read_all::read_all_forwards_returns_everything_in_order,
+            read_all::read_all_forwards_from_position_is_inclusive,
+            read_all::read_all_backwards,
+            read_all::read_all_paging_reaches_every_event_once,
+            read_all::read_all_shows_deleted_and_truncated_streams,
+            filters::read_all_filtered_by_prefix,
+            filters::read_all_filtered_by_regex,
+            filters::read_all_filtered_by_client_default_exclude,
+            filters::read_all_filtered_paging,
+            metadata::metadata_round_trips,
+            metadata::metadata_expected_revision_is_checked,
+            metadata::metadata_max_count_hides_older_events,
+            metadata::metadata_truncate_before_hides_older_events,
+            metadata::metadata_max_age_hides_expired_events,
+            delete::soft_delete_hides_the_stream,
+            delete::soft_deleted_stream_is_revived_by_append,
+            delete::soft_deleted_stream_refuses_stream_exists,
+            delete::soft_delete_of_missing_stream_fails,
+            delete::soft_delete_checks_expected_revision,
+            tombstone::tombstone_of_existing_stream,
+            tombstone::tombstone_of_missing_stream,
+            tombstone::tombstone_checks_expected_revision,
+            tombstone::tombstone_of_soft_deleted_stream,
+            subscriptions::subscribe_to_all_from_start,
+            subscriptions::subscribe_to_all_after_position_is_exclusive,
+            subscriptions::subscribe_to_all_from_end,
+            subscriptions::subscribe_to_stream_from_start_after_and_end,
+            subscriptions::subscribe_to_all_catch_up_under_concurrent_appends,
+            subscriptions::subscribe_to_all_filtered_with_checkpoints,
+            subscriptions::subscribe_to_tombstoned_stream_ends_with_stream_deleted,
+            concurrency::concurrent_exact_appends_have_one_winner_per_revision,
+            concurrency::concurrent_batches_stay_whole,
+            concurrency::readers_never_see_a_partial_batch,
+            limits::event_over_the_limit_is_refused,
+            limits::append_over_the_limit_is_refused,
+            limits::invalid_event_type_is_refused,
+            limits::invalid_stream_names_are_refused,
+            limits::metadata_of_a_metadata_stream_is_refused,
+            persistence::reopen_keeps_everything,
+            persistence::reopen_twice_keeps_appending,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strata_conformance_reexports {
+    (() $($module:ident :: $case:ident),* $(,)?) => {
+        $(pub use $crate::conformance::$module::$case;)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strata_conformance_test_fns {
+    (($backend:expr) $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::$case(&$backend).await
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each running the case against
+/// `$backend` (evaluated once per test). The calling crate needs `tokio` with the
+/// `macros` and `rt-multi-thread` features.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::__strata_conformance_cases!(__strata_conformance_test_fns!(($backend)));
+    };
+    ($backend:expr,) => {
+        $crate::conformance_tests!($backend);
+    };
+}
