@@ -202,3 +202,33 @@ pub async fn read_all_filtered_paging<B: Backend>(backend: &B) {
         "filtered paging reaches every match"
     );
 }
+
+/// A filter that matches nothing still pages to the end of `$all`, moving forwards.
+pub async fn read_all_filter_matching_nothing_reaches_the_end<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let all = populate(&*store).await;
+    let nothing = filter(EventFilter::prefixes(
+        FilterTarget::StreamName,
+        vec!["no-such-stream".into()],
+    ));
+    let mut options = ReadAllOptions::forwards().filter(nothing).max_count(2);
+    let mut previous = None;
+    for _ in 0..=all.len() {
+        let slice = store.read_all_ok(options.clone()).await;
+        assert!(
+            slice.events.is_empty(),
+            "nothing matches, got {:?}",
+            slice.events
+        );
+        if slice.is_end {
+            return;
+        }
+        assert!(
+            previous.is_none_or(|previous| slice.next_position > previous),
+            "an unfinished filtered page must move forwards"
+        );
+        previous = Some(slice.next_position);
+        options = options.from_position(slice.next_position);
+    }
+    panic!("paging a filter that matches nothing never reached the end");
+}

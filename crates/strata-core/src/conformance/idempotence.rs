@@ -20,14 +20,26 @@ pub async fn idempotent_resend_with_exact_returns_the_same_result<B: Backend>(ba
     let second = store
         .append_ok(&orders, ExpectedRevision::Exact(2), second_batch.clone())
         .await;
+    let third_batch = events(1);
+    let third = store
+        .append_ok(&orders, ExpectedRevision::Exact(4), third_batch.clone())
+        .await;
     let all_before = store.all_events().await;
+
+    let resent_third = store
+        .append_ok(&orders, ExpectedRevision::Exact(4), third_batch.clone())
+        .await;
+    assert_eq!(
+        resent_third, third,
+        "re-sending the last batch returns its result"
+    );
 
     let resent_second = store
         .append_ok(&orders, ExpectedRevision::Exact(2), second_batch.clone())
         .await;
     assert_eq!(
         resent_second, second,
-        "re-sending the last batch returns its result"
+        "re-sending a middle batch returns its result"
     );
     let resent_first = store
         .append_ok(&orders, ExpectedRevision::NoStream, first_batch.clone())
@@ -40,13 +52,14 @@ pub async fn idempotent_resend_with_exact_returns_the_same_result<B: Backend>(ba
     let read = store.stream_events(&orders).await;
     let mut expected_ids = proposed_ids(&first_batch);
     expected_ids.extend(proposed_ids(&second_batch));
+    expected_ids.extend(proposed_ids(&third_batch));
     assert_eq!(ids(&read), expected_ids, "the stream holds each event once");
     assert_eq!(
         store.all_events().await,
         all_before,
         "$all has no duplicates"
     );
-    assert_eq!(store.state_ok(&orders).await, StreamState::At(Revision(4)));
+    assert_eq!(store.state_ok(&orders).await, StreamState::At(Revision(5)));
 }
 
 /// With `Any`, re-sending the last batch right after it returns its result.

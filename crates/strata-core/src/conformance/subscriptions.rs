@@ -335,3 +335,49 @@ pub async fn subscribe_to_tombstoned_stream_ends_with_stream_deleted<B: Backend>
         "subscribing to a tombstoned stream fails with StreamDeleted, got {end:?}"
     );
 }
+
+/// While writers append to one stream, a stream subscriber from the start sees every
+/// revision exactly once and in order.
+pub async fn subscribe_to_stream_catch_up_under_concurrent_appends<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let shared = stream("subscribe_stream_race-1");
+    store
+        .append_ok(&shared, ExpectedRevision::NoStream, events(20))
+        .await;
+    let mut subscription = subscribe_to_stream(
+        Arc::clone(&store),
+        shared.clone(),
+        SubscribeFrom::Start,
+        SUBSCRIPTION_BUFFER_ITEMS,
+    );
+    let writers: Vec<_> = (0..RACE_WRITERS)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                for append in 0..RACE_APPENDS_PER_WRITER {
+                    store
+                        .append_ok(&shared, ExpectedRevision::Any, events(append % 2 + 1))
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer
+            .await
+            .unwrap_or_else(|error| panic!("a writer failed: {error}"));
+    }
+    let stored = store.stream_events(&shared).await;
+    let mut seen = Vec::new();
+    while seen.len() < stored.len() {
+        if let SubscriptionItem::Event(event) =
+            next_item(&mut subscription, "stream catch-up race").await
+        {
+            seen.push(event);
+        }
+    }
+    let expected: Vec<_> = (0..stored.len() as u64).collect();
+    assert_eq!(revisions(&seen), expected, "every revision once, in order");
+    assert_eq!(seen, stored, "the subscriber delivered the stored events");
+}
