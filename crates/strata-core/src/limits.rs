@@ -34,11 +34,16 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Checks one append against these limits.
+    /// Checks one append against these limits. An append needs at least one event.
     ///
     /// # Errors
     /// The first violated limit, as a typed error.
     pub fn check_append(&self, events: &[crate::ProposedEvent]) -> crate::Result<()> {
+        if events.is_empty() {
+            return Err(crate::Error::InvalidArgument {
+                reason: "an append needs at least one event".into(),
+            });
+        }
         if events.len() > self.append_events_max {
             return Err(crate::Error::AppendTooLarge {
                 size: events.len(),

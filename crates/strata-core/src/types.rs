@@ -196,7 +196,8 @@ impl fmt::Display for ExpectedRevision {
 /// The state of a stream as concurrency checks see it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum StreamState {
-    /// No event was ever appended (or the stream was soft-deleted and not revived).
+    /// No event was ever appended. (A soft-deleted stream keeps its last revision: appends
+    /// continue from it.)
     NoStream,
     /// The revision of the last event.
     At(Revision),

@@ -87,6 +87,11 @@ impl Store {
         self.lock.lock().take();
     }
 
+    /// The directory this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
     /// Number of events (tombstones included) in the log.
     pub fn event_count(&self) -> u64 {
         self.shared.index.read().events_total()
@@ -156,8 +161,8 @@ impl Store {
                     ReadFrom::End => last + 1,
                     ReadFrom::At(revision) => revision.0,
                 };
-                let start = from.max(first_visible);
-                start..start.saturating_add(count).min(last + 1).max(start)
+                let start = from.max(first_visible).min(last + 1);
+                start..start.saturating_add(count).min(last + 1)
             }
             Direction::Backwards => {
                 let from = match options.from {
@@ -180,7 +185,7 @@ impl Store {
 
     fn check_position(&self, position: u64, end: u64) -> Result<()> {
         let is_frame_start = position == end
-            || position % self.shared.segments.size_bytes() == SEGMENT_HEADER_BYTES
+            || position % self.shared.segments.size_bytes() <= SEGMENT_HEADER_BYTES
             || self.reader().read_event(position).is_ok();
         if is_frame_start {
             Ok(())

@@ -288,11 +288,10 @@ impl Writer {
         expected: ExpectedRevision,
         events: &[ProposedEvent],
     ) -> Result<AppendResult> {
-        if events.is_empty() {
-            return Err(Error::InvalidArgument {
-                reason: "an append needs at least one event".into(),
-            });
-        }
+        debug_assert!(
+            !events.is_empty(),
+            "Limits::check_append refuses empty appends"
+        );
         if let Some(described) = stream.described_stream()
             && self.head(index, group, &described).tombstoned
         {

@@ -76,7 +76,7 @@ macro_rules! __strata_conformance_cases {
             append::append_stream_exists_checks_existence,
             append::append_stream_exists_with_only_metadata_succeeds,
             append::append_batch_is_atomic,
-            append::append_of_no_events_writes_nothing,
+            append::append_of_no_events_is_refused,
             idempotence::idempotent_resend_with_exact_returns_the_same_result,
             idempotence::idempotent_resend_with_any_returns_the_same_result,
             idempotence::idempotent_partial_match_fails,

@@ -239,24 +239,11 @@ impl EventStore for ReferenceStore {
         self.limits().check_append(&events)?;
         let mut state = self.lock();
         state.refuse_tombstoned(stream)?;
-        if !events.is_empty() {
-            let ids: Vec<_> = events.iter().map(|event| event.id).collect();
-            if let Some(result) = state.idempotent(stream, expected, &ids)? {
-                return Ok(result);
-            }
+        let ids: Vec<_> = events.iter().map(|event| event.id).collect();
+        if let Some(result) = state.idempotent(stream, expected, &ids)? {
+            return Ok(result);
         }
         state.check(stream, expected)?;
-        if events.is_empty() {
-            let revision = Revision(state.last(stream).unwrap_or(0));
-            let position = state
-                .log
-                .last()
-                .map_or(Position::START, |event| event.position);
-            return Ok(AppendResult {
-                current_revision: revision,
-                position,
-            });
-        }
         let revived = state.soft_deleted(stream);
         let first = state.last(stream).map_or(0, |last| last + 1);
         let result = state.write(stream, events);
