@@ -68,7 +68,9 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Error::InvalidArgument { reason };
-        if self.segment_size_bytes % 8 != 0 || self.segment_size_bytes > u64::from(u32::MAX) {
+        if !self.segment_size_bytes.is_multiple_of(8)
+            || self.segment_size_bytes > u64::from(u32::MAX)
+        {
             return Err(invalid(format!(
                 "segment size {} must be a multiple of 8 and below 4 GiB",
                 self.segment_size_bytes

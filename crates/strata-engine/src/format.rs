@@ -234,7 +234,10 @@ pub(crate) fn frame_length(bytes: &[u8], room_bytes: usize) -> Result<usize, Fra
     if frame_len == 0 {
         return Err(FrameError::Empty);
     }
-    if frame_len < FRAME_MIN_BYTES || frame_len % FRAME_ALIGN_BYTES != 0 || frame_len > room_bytes {
+    if frame_len < FRAME_MIN_BYTES
+        || !frame_len.is_multiple_of(FRAME_ALIGN_BYTES)
+        || frame_len > room_bytes
+    {
         return Err(FrameError::Invalid("its length word is impossible"));
     }
     if bytes.len() < frame_len {

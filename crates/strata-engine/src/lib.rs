@@ -36,6 +36,7 @@ mod recovery;
 mod segments;
 mod shared;
 mod store;
+mod syncer;
 mod verify;
 mod writer;
 

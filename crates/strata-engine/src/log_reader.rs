@@ -198,7 +198,7 @@ impl<'a> LogReader<'a> {
                 let frame_len = match trailer_length(&chunk[..cursor]) {
                     Some(len)
                         if len >= FRAME_MIN_BYTES
-                            && len % FRAME_ALIGN_BYTES == 0
+                            && len.is_multiple_of(FRAME_ALIGN_BYTES)
                             && len as u64 <= frame_end - first_frame =>
                     {
                         len

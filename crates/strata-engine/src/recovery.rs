@@ -53,10 +53,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         covered_to,
         &mut |_| {},
     )?;
-    let mut end = replayed.committed_end;
-    if end % segments.size_bytes() == 0 {
-        end += SEGMENT_HEADER_BYTES;
-    }
+    let end = skip_segment_header(replayed.committed_end, segments.size_bytes());
     if let Some(torn_at) = replayed.torn_at {
         if let Some(valid) = find_valid_frame_after(&segments, torn_at)? {
             return Err(Error::Corrupt {
@@ -70,7 +67,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         }
         tracing::warn!(at = torn_at, "dropping a torn tail left by a crash");
     }
-    if clean_end != Some(end) {
+    if clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes())) != Some(end) {
         zero_after(&segments, end)?;
     }
     Ok(Recovered {
@@ -81,6 +78,15 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         index_file_sequence,
         index_covered_to: covered_to,
     })
+}
+
+/// A log end that falls exactly on a segment boundary continues after the next header.
+fn skip_segment_header(end: u64, segment_size_bytes: u64) -> u64 {
+    if end.is_multiple_of(segment_size_bytes) {
+        end + SEGMENT_HEADER_BYTES
+    } else {
+        end
+    }
 }
 
 /// Opens every segment of `log_dir`, checking that none is missing.

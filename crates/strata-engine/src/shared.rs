@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub index: RwLock<Index>,
     /// Everything before this position is durable and visible; it only grows.
     pub durable_end: AtomicU64,
+    /// Sequence of the last group the syncer published (index updated, durable end moved).
+    pub published_sequence: AtomicU64,
     pub log_end: watch::Sender<Position>,
     poisoned: Mutex<Option<String>>,
 }
@@ -39,6 +41,7 @@ impl Shared {
             segments,
             index: RwLock::new(index),
             durable_end: AtomicU64::new(durable_end),
+            published_sequence: AtomicU64::new(0),
             log_end,
             poisoned: Mutex::new(None),
         }

@@ -20,13 +20,15 @@ use crate::format::SEGMENT_HEADER_BYTES;
 use crate::log_reader::{Flow, LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
-use crate::writer::{Request, Writer, WriterStart};
+use crate::syncer::Syncer;
+use crate::writer::{Request, Writer};
 
 /// The embedded event store: an append-only log of segment files in one directory.
 pub struct Store {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Request>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer and the syncer, joined on close.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
 }
 
@@ -51,24 +53,33 @@ impl Store {
             recovered.end,
         ));
         let (requests, receiver) = mpsc::unbounded_channel();
+        let (handoffs, handed_off) = std::sync::mpsc::channel();
+        let syncer = Syncer::new(
+            shared.clone(),
+            handed_off,
+            recovered.index_file_sequence,
+            recovered.index_covered_to,
+            recovered.end,
+        );
         let writer = Writer::new(
             shared.clone(),
             receiver,
-            WriterStart {
-                position: recovered.end,
-                recent_ids: recovered.recent_ids,
-                index_file_sequence: recovered.index_file_sequence,
-                index_covered_to: recovered.index_covered_to,
-            },
+            handoffs,
+            recovered.end,
+            recovered.recent_ids,
         );
-        let handle = std::thread::Builder::new()
-            .name("strata-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|error| Error::io("starting the writer thread", error))?;
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|error| Error::io(format!("starting thread {name}"), error))
+        };
+        let syncer = spawn("strata-syncer", Box::new(move || syncer.run()))?;
+        let writer = spawn("strata-writer", Box::new(move || writer.run()))?;
         Ok(Arc::new(Store {
             shared,
             requests,
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(vec![writer, syncer]),
             lock: Mutex::new(Some(lock)),
         }))
     }
@@ -76,14 +87,17 @@ impl Store {
     /// Stops the writer after the appends already queued, saves the index and releases the
     /// directory. Reads keep working; appends fail with [`Error::Closed`].
     pub fn close(&self) {
-        let Some(handle) = self.writer.lock().take() else {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        if threads.is_empty() {
             return;
-        };
+        }
         let (done, finished) = std::sync::mpsc::channel();
         if self.requests.send(Request::Shutdown { done }).is_ok() {
             let _ = finished.recv();
         }
-        let _ = handle.join();
+        for thread in threads {
+            let _ = thread.join();
+        }
         self.lock.lock().take();
     }
 
@@ -116,12 +130,12 @@ impl Store {
         self.shared.durable_end.load(Ordering::Acquire)
     }
 
-    /// The positions a stream read visits, ascending, and the stream's last revision.
+    /// What a stream read visits; `None` when the stream is not found.
     fn plan_stream_read(
         &self,
         stream: &StreamName,
         options: &ReadStreamOptions,
-    ) -> Result<Option<(Vec<u64>, u64, Arc<StreamMetadata>)>> {
+    ) -> Result<Option<StreamReadPlan>> {
         let index = self.shared.index.read();
         if let Some(described) = stream.described_stream()
             && index
@@ -180,7 +194,11 @@ impl Store {
             }
         };
         let positions = entry.positions[to_usize(range.start)..to_usize(range.end)].to_vec();
-        Ok(Some((positions, last, metadata)))
+        Ok(Some(StreamReadPlan {
+            positions,
+            last_revision: last,
+            metadata,
+        }))
     }
 
     fn check_position(&self, position: u64, end: u64) -> Result<()> {
@@ -280,6 +298,13 @@ impl Store {
     }
 }
 
+/// The positions a stream read visits (ascending), with what filters them.
+struct StreamReadPlan {
+    positions: Vec<u64>,
+    last_revision: u64,
+    metadata: Arc<StreamMetadata>,
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         self.close();
@@ -329,7 +354,12 @@ impl EventStore for Store {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
-        let Some((positions, last, metadata)) = self.plan_stream_read(stream, &options)? else {
+        let Some(StreamReadPlan {
+            positions,
+            last_revision: last,
+            metadata,
+        }) = self.plan_stream_read(stream, &options)?
+        else {
             return Ok(StreamSlice::NotFound);
         };
         let mut events: Vec<RecordedEvent> = self.reader().read_events(&positions)?;

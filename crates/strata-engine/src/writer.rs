@@ -1,7 +1,7 @@
-//! The single writer: group commit. It drains every pending request, checks each against
-//! the stream heads (including what earlier requests of the same group wrote), encodes the
-//! group, writes it with one write call per segment and one fdatasync, then updates the
-//! index, publishes the new durable end and acknowledges everyone.
+//! The single writer, first stage of group commit. It drains every pending request, checks
+//! each against the stream heads (including what earlier, not yet durable groups wrote),
+//! encodes the group and writes it with one positional write per segment, then hands it to
+//! the syncer (`syncer.rs`) and goes on with the next group while that one is synced.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,11 +22,10 @@ use crate::format::{
     encode_padding,
 };
 use crate::index::{IdEntry, Index, RecentIds, SOFT_DELETED_TRUNCATE_BEFORE};
-use crate::index_file::write_index_file;
 use crate::log_reader::{LogReader, to_usize};
-use crate::recovery::write_clean_marker;
 use crate::segments::create_segment;
 use crate::shared::Shared;
+use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
 
 pub(crate) enum Request {
     Append {
@@ -55,11 +54,6 @@ impl Request {
     }
 }
 
-enum Reply {
-    Append(oneshot::Sender<Result<AppendResult>>, Result<AppendResult>),
-    Delete(oneshot::Sender<Result<DeleteResult>>, Result<DeleteResult>),
-}
-
 /// What the writer knows of a stream while planning a group.
 #[derive(Clone, Default)]
 struct Head {
@@ -84,18 +78,6 @@ impl Head {
     }
 }
 
-enum IndexUpdate {
-    Event {
-        stream: StreamName,
-        revision: u64,
-        position: u64,
-    },
-    Metadata {
-        stream: StreamName,
-        metadata: Arc<StreamMetadata>,
-    },
-}
-
 /// Bytes bound for one segment at one offset.
 struct Chunk {
     segment_index: u64,
@@ -107,7 +89,6 @@ struct Chunk {
 #[derive(Default)]
 struct Group {
     chunks: Vec<Chunk>,
-    overlay: HashMap<StreamName, Head>,
     updates: Vec<IndexUpdate>,
     replies: Vec<Reply>,
 }
@@ -122,40 +103,39 @@ enum Resend {
     Partial,
 }
 
+/// Streams whose pending heads are kept before the published ones are pruned.
+const PENDING_HEADS_PRUNE_AT: usize = 65_536;
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedReceiver<Request>,
+    handoffs: std::sync::mpsc::Sender<Handoff>,
     /// Next frame position.
     position: u64,
     recent_ids: RecentIds,
     prepared_segment: Option<(u64, JoinHandle<Result<File>>)>,
-    index_file_sequence: u64,
-    index_covered_to: u64,
-    syncs_done: u64,
-}
-
-pub(crate) struct WriterStart {
-    pub position: u64,
-    pub recent_ids: RecentIds,
-    pub index_file_sequence: u64,
-    pub index_covered_to: u64,
+    /// Heads written by groups that may not be published yet, with the group's sequence.
+    pending_heads: HashMap<StreamName, (Head, u64)>,
+    group_sequence: u64,
 }
 
 impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
         requests: mpsc::UnboundedReceiver<Request>,
-        start: WriterStart,
+        handoffs: std::sync::mpsc::Sender<Handoff>,
+        position: u64,
+        recent_ids: RecentIds,
     ) -> Self {
         Self {
             shared,
             requests,
-            position: start.position,
-            recent_ids: start.recent_ids,
+            handoffs,
+            position,
+            recent_ids,
             prepared_segment: None,
-            index_file_sequence: start.index_file_sequence,
-            index_covered_to: start.index_covered_to,
-            syncs_done: 0,
+            pending_heads: HashMap::new(),
+            group_sequence: 0,
         }
     }
 
@@ -184,24 +164,14 @@ impl Writer {
             }
             shutdown = self.commit_group(batch);
         }
-        match self.save_index() {
-            Ok(()) if self.shared.poison_cause().is_none() => {
-                if let Err(error) = write_clean_marker(&self.shared.data_dir, self.position) {
-                    tracing::warn!(%error, "could not mark the shutdown clean");
-                }
-            }
-            Ok(()) => {}
-            Err(error) => {
-                tracing::warn!(%error, "could not save the index at shutdown; the next open replays more log");
-            }
-        }
         if let Some(done) = shutdown {
-            let _ = done.send(());
+            let _ = self.handoffs.send(Handoff::Shutdown(done));
         }
     }
 
     fn commit_group(&mut self, batch: Vec<Request>) -> Option<std::sync::mpsc::Sender<()>> {
         let mut group = Group::default();
+        self.group_sequence += 1;
         let mut shutdown = None;
         let start_position = self.position;
         let poisoned = self.shared.poison_cause();
@@ -246,29 +216,47 @@ impl Writer {
                 }
             }
         }
-        if !group.chunks.is_empty() {
-            if let Err(error) = self.write_group(&group) {
-                let cause = error.to_string();
-                tracing::error!(%cause, "write failed: the store is poisoned");
-                self.shared.poison(cause.clone());
-                self.position = start_position;
-                fail_replies(group.replies, &cause);
-                return shutdown;
-            }
-            self.publish(&mut group);
+        if let Err(error) = self.write_group(&group) {
+            let cause = error.to_string();
+            tracing::error!(%cause, "write failed: the store is poisoned");
+            self.shared.poison(cause);
+            self.position = start_position;
         }
-        send_replies(group.replies);
-        if self.position - self.index_covered_to
-            >= self.shared.config.index_checkpoint_interval_bytes
-            && let Err(error) = self.save_index()
-        {
-            tracing::warn!(%error, "could not save an index file; opening will replay more log");
+        let mut segments_touched: Vec<u64> = group
+            .chunks
+            .iter()
+            .map(|chunk| chunk.segment_index)
+            .collect();
+        segments_touched.dedup();
+        // Replies always go through the syncer, so that nothing (not even an idempotent
+        // re-send of a group still being synced) is acknowledged before it is durable.
+        let handoff = Handoff::Group(WrittenGroup {
+            sequence: self.group_sequence,
+            end_position: self.position,
+            segments_touched,
+            updates: group.updates,
+            replies: group.replies,
+        });
+        if self.handoffs.send(handoff).is_err() {
+            self.shared.poison("the syncer thread stopped".into());
         }
+        self.prune_pending_heads();
         shutdown
     }
 
-    fn head(&self, index: &Index, group: &Group, stream: &StreamName) -> Head {
-        if let Some(head) = group.overlay.get(stream) {
+    fn prune_pending_heads(&mut self) {
+        if self.pending_heads.len() >= PENDING_HEADS_PRUNE_AT {
+            let published = self.shared.published_sequence.load(Ordering::Acquire);
+            self.pending_heads
+                .retain(|_, (_, sequence)| *sequence > published);
+        }
+    }
+
+    /// The head a new request sees: the newest unpublished one if any, else the index's.
+    fn head(&self, index: &Index, stream: &StreamName) -> Head {
+        if let Some((head, sequence)) = self.pending_heads.get(stream)
+            && *sequence > self.shared.published_sequence.load(Ordering::Acquire)
+        {
             return head.clone();
         }
         index
@@ -293,11 +281,11 @@ impl Writer {
             "Limits::check_append refuses empty appends"
         );
         if let Some(described) = stream.described_stream()
-            && self.head(index, group, &described).tombstoned
+            && self.head(index, &described).tombstoned
         {
             return Err(Error::StreamDeleted { stream: described });
         }
-        let head = self.head(index, group, stream);
+        let head = self.head(index, stream);
         if head.tombstoned {
             return Err(Error::StreamDeleted {
                 stream: stream.clone(),
@@ -317,7 +305,7 @@ impl Writer {
             }
             (ExpectedRevision::StreamExists, None) => {
                 let metadata_stream = stream.metadata_stream();
-                if self.head(index, group, &metadata_stream).last.is_none() {
+                if self.head(index, &metadata_stream).last.is_none() {
                     return Err(wrong());
                 }
                 Resend::New
@@ -447,10 +435,10 @@ impl Writer {
                 metadata: &event.metadata,
                 commit: offset + 1 == events.len() && !revive,
             };
-            last_position = self.emit(group, &record)?;
+            last_position = self.emit(group, stream, &record)?;
         }
         let last_revision = first_revision + events.len() as u64 - 1;
-        self.note_stream_written(group, stream, head, last_revision);
+        self.note_stream_written(stream, head, last_revision);
         if let Some(described) = stream.described_stream() {
             let last = &events[events.len() - 1];
             let metadata = StreamMetadata::from_json(&described, &last.data).unwrap_or_default();
@@ -476,7 +464,7 @@ impl Writer {
         metadata: StreamMetadata,
     ) -> Result<u64> {
         let metadata_stream = stream.metadata_stream();
-        let metadata_head = self.head(index, group, &metadata_stream);
+        let metadata_head = self.head(index, &metadata_stream);
         let revision = metadata_head.last.map_or(0, |last| last + 1);
         let data = metadata.to_json();
         let record = EventRecord {
@@ -490,29 +478,34 @@ impl Writer {
             metadata: &[],
             commit: true,
         };
-        let position = self.emit(group, &record)?;
-        self.note_stream_written(group, &metadata_stream, &metadata_head, revision);
+        let position = self.emit(group, &metadata_stream, &record)?;
+        self.note_stream_written(&metadata_stream, &metadata_head, revision);
         self.note_metadata(index, group, stream, metadata);
         Ok(position)
     }
 
-    fn note_stream_written(&self, group: &mut Group, stream: &StreamName, head: &Head, last: u64) {
+    fn note_head(&mut self, stream: &StreamName, head: Head) {
+        self.pending_heads
+            .insert(stream.clone(), (head, self.group_sequence));
+    }
+
+    fn note_stream_written(&mut self, stream: &StreamName, head: &Head, last: u64) {
         let mut head = head.clone();
         head.last = Some(last);
-        group.overlay.insert(stream.clone(), head);
+        self.note_head(stream, head);
     }
 
     fn note_metadata(
-        &self,
+        &mut self,
         index: &Index,
         group: &mut Group,
         stream: &StreamName,
         metadata: StreamMetadata,
     ) {
         let metadata = Arc::new(metadata);
-        let mut head = self.head(index, group, stream);
+        let mut head = self.head(index, stream);
         head.metadata = Some(metadata.clone());
-        group.overlay.insert(stream.clone(), head);
+        self.note_head(stream, head);
         group.updates.push(IndexUpdate::Metadata {
             stream: stream.clone(),
             metadata,
@@ -532,7 +525,7 @@ impl Writer {
                 reason: format!("{stream} is a metadata stream: delete the stream it describes"),
             });
         }
-        let head = self.head(index, group, stream);
+        let head = self.head(index, stream);
         if head.tombstoned {
             return Err(Error::StreamDeleted {
                 stream: stream.clone(),
@@ -543,10 +536,7 @@ impl Writer {
             expected,
             actual: head.state(),
         };
-        let has_metadata = self
-            .head(index, group, &stream.metadata_stream())
-            .last
-            .is_some();
+        let has_metadata = self.head(index, &stream.metadata_stream()).last.is_some();
         if !tombstone && head.last.is_none() && !has_metadata {
             return Err(wrong());
         }
@@ -597,22 +587,27 @@ impl Writer {
             metadata: &[],
             commit: true,
         };
-        let position = self.emit(group, &record)?;
+        let position = self.emit(group, stream, &record)?;
         let mut head = head.clone();
         head.tombstoned = true;
-        group.overlay.insert(stream.clone(), head);
+        self.note_head(stream, head);
         Ok(position)
     }
 
     /// Places and encodes one frame; returns its position.
-    fn emit(&mut self, group: &mut Group, record: &EventRecord<'_>) -> Result<u64> {
+    fn emit(
+        &mut self,
+        group: &mut Group,
+        stream: &StreamName,
+        record: &EventRecord<'_>,
+    ) -> Result<u64> {
         let frame_bytes = record.frame_bytes();
         self.make_room(group, frame_bytes as u64)?;
         let position = self.position;
         let chunk = self.current_chunk(group);
         encode_event(&mut chunk.bytes, record);
         self.position += frame_bytes as u64;
-        let stream = StreamName::from_stored(record.stream);
+        let stream = stream.clone();
         if record.revision != TOMBSTONE_REVISION {
             self.recent_ids.insert(
                 record.id,
@@ -651,6 +646,12 @@ impl Writer {
     /// Pads the current segment and moves to the next when the frame does not fit, or
     /// would leave a gap too small for a padding frame.
     fn make_room(&mut self, group: &mut Group, frame_bytes: u64) -> Result<()> {
+        let segment_size = self.shared.segments.size_bytes();
+        if self.position.is_multiple_of(segment_size) {
+            // The last frame ended exactly at a segment's end: skip the next one's header.
+            self.open_segment(self.position / segment_size)?;
+            self.position += SEGMENT_HEADER_BYTES;
+        }
         let segments = &self.shared.segments;
         let segment_index = segments.segment_of(self.position);
         let segment_end = segments.segment_start(segment_index + 1);
@@ -704,8 +705,7 @@ impl Writer {
     }
 
     fn write_group(&mut self, group: &Group) -> Result<()> {
-        let shared = self.shared.clone();
-        let segments = &shared.segments;
+        let segments = &self.shared.segments;
         for chunk in &group.chunks {
             let file = segments.file(chunk.segment_index)?;
             let offset = chunk.start - segments.segment_start(chunk.segment_index);
@@ -716,100 +716,6 @@ impl Writer {
                 )
             })?;
         }
-        if self.shared.config.durability == crate::Durability::Fsync {
-            for chunk in &group.chunks {
-                self.sync(&*segments.file(chunk.segment_index)?, chunk.start)?;
-            }
-        }
         Ok(())
-    }
-
-    fn sync(&mut self, file: &File, position: u64) -> Result<()> {
-        let attempt = self.syncs_done;
-        self.syncs_done += 1;
-        if self.shared.config.fail_sync_at == Some(attempt) {
-            return Err(Error::io(
-                "syncing (injected failure)",
-                std::io::Error::other("injected fsync failure"),
-            ));
-        }
-        file.sync_data().map_err(|error| {
-            Error::io(
-                format!("syncing {}", self.shared.segments.describe(position)),
-                error,
-            )
-        })
-    }
-
-    /// Makes the group visible: index first, then the durable end, then the watchers.
-    fn publish(&self, group: &mut Group) {
-        {
-            let mut index = self.shared.index.write();
-            for update in group.updates.drain(..) {
-                match update {
-                    IndexUpdate::Event {
-                        stream,
-                        revision,
-                        position,
-                    } => {
-                        index.add_event(&stream, revision, position);
-                    }
-                    IndexUpdate::Metadata { stream, metadata } => {
-                        index.set_metadata(&stream, metadata)
-                    }
-                }
-            }
-        }
-        self.shared
-            .durable_end
-            .store(self.position, Ordering::Release);
-        self.shared.log_end.send_replace(Position(self.position));
-    }
-
-    /// Saves what the index gained since the last index file.
-    fn save_index(&mut self) -> Result<()> {
-        if self.position == self.index_covered_to || self.shared.poison_cause().is_some() {
-            return Ok(());
-        }
-        let unsaved = self.shared.index.write().take_unsaved();
-        write_index_file(
-            &self.shared.index_dir,
-            self.index_file_sequence,
-            self.index_covered_to,
-            self.position,
-            &unsaved,
-        )?;
-        self.index_file_sequence += 1;
-        self.index_covered_to = self.position;
-        Ok(())
-    }
-}
-
-fn fail_replies(replies: Vec<Reply>, cause: &str) {
-    let poisoned = || Error::Poisoned {
-        cause: cause.to_owned(),
-    };
-    for reply in replies {
-        match reply {
-            Reply::Append(sender, outcome) => {
-                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
-            }
-            Reply::Delete(sender, outcome) => {
-                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
-            }
-        }
-    }
-}
-
-fn send_replies(replies: Vec<Reply>) {
-    for reply in replies {
-        match reply {
-            Reply::Append(sender, outcome) => {
-                let _ = sender.send(outcome);
-            }
-            Reply::Delete(sender, outcome) => {
-                let _ = sender.send(outcome);
-            }
-        }
     }
 }

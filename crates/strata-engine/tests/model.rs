@@ -72,6 +72,8 @@ struct ModelStream {
     metadata_events: u64,
 }
 
+type RevisionData = (u64, Vec<u8>);
+
 #[derive(Default)]
 struct Model {
     streams: HashMap<&'static str, ModelStream>,
@@ -160,8 +162,8 @@ impl Model {
         Outcome::Ok
     }
 
-    /// Visible data of a stream, `Err` when tombstoned, `None` when not found.
-    fn visible(&self, name: &str) -> Result<Option<Vec<(u64, Vec<u8>)>>, ()> {
+    /// Visible (revision, data) of a stream, `Err` when tombstoned, `None` when not found.
+    fn visible(&self, name: &str) -> Result<Option<Vec<RevisionData>>, ()> {
         let Some(stream) = self.streams.get(name) else {
             return Ok(None);
         };

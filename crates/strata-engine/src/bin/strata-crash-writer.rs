@@ -1,0 +1,174 @@
+//! Test helper for `tests/crash.rs`, not a tool: opens the store in `DATA_DIR` (fsync
+//! durability, small segments) and appends from several tasks until it is killed, printing
+//! one line per acknowledged append.
+//!
+//! Usage: `strata-crash-writer DATA_DIR SEED`. Prints `ready` once the store is open, then
+//! `ack STREAM CURRENT_REVISION POSITION ID,ID,...` (ids in hex, in batch order) after each
+//! acknowledged append. Every event's id is `SEED << 64 | task << 40 | counter`, its data is
+//! [`event_data`] of its id and its metadata names its batch (the first id of the append),
+//! the batch size and its index in the batch, so the parent can check both content and that
+//! no batch is seen in part.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use strata_core::{
+    Error, EventId, EventStore, ExpectedRevision, ProposedEvent, StreamName, StreamState,
+};
+use strata_engine::{Config, Durability, Store};
+
+const TASKS: u64 = 4;
+const STREAMS: u64 = 6;
+const BATCH_EVENTS_MAX: u64 = 5;
+/// Now and then a bulk append, whose long write a kill may cut.
+const BULK_EVENTS_MIN: u64 = 50;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(data_dir), Some(seed)) = (
+        args.get(1),
+        args.get(2).and_then(|seed| seed.parse::<u64>().ok()),
+    ) else {
+        eprintln!("usage: strata-crash-writer DATA_DIR SEED");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start a runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(data_dir, seed)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("strata-crash-writer: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(data_dir: &str, seed: u64) -> Result<(), Error> {
+    let config = Config {
+        durability: Durability::Fsync,
+        ..Config::small_for_tests()
+    };
+    let store = Store::open(data_dir, config)?;
+    print_line("ready\n");
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            append_forever(&store, seed, task).await
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|error| Error::InvalidArgument {
+            reason: format!("an append task panicked: {error}"),
+        })??;
+    }
+    Ok(())
+}
+
+async fn append_forever(store: &Store, seed: u64, task: u64) -> Result<(), Error> {
+    let mut random = SplitMix64(seed ^ (task + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut counter = 0u64;
+    loop {
+        let stream = StreamName::new(format!("crash-{}", random.below(STREAMS)))?;
+        let size = match random.below(60) {
+            0 => BULK_EVENTS_MIN + random.below(BULK_EVENTS_MIN),
+            1..=20 => 1,
+            _ => 1 + random.below(BATCH_EVENTS_MAX),
+        };
+        let ids: Vec<u128> = (0..size)
+            .map(|offset| {
+                (u128::from(seed) << 64) | (u128::from(task) << 40) | u128::from(counter + offset)
+            })
+            .collect();
+        counter += size;
+        let events = ids
+            .iter()
+            .enumerate()
+            .map(|(index, &id)| {
+                ProposedEvent::json("CrashTested", event_data(id))
+                    .with_id(EventId::from_u128(id))
+                    .with_metadata(format!(
+                        r#"{{"batch":"{:032x}","size":{size},"index":{index}}}"#,
+                        ids[0]
+                    ))
+            })
+            .collect();
+        let expected = if random.below(2) == 0 {
+            ExpectedRevision::Any
+        } else {
+            match store.stream_state(&stream).await? {
+                StreamState::At(revision) => ExpectedRevision::Exact(revision.0),
+                _ => ExpectedRevision::NoStream,
+            }
+        };
+        match store.append(&stream, expected, events).await {
+            Ok(result) => {
+                let ids: Vec<String> = ids.iter().map(|id| format!("{id:032x}")).collect();
+                print_line(&format!(
+                    "ack {stream} {} {} {}\n",
+                    result.current_revision.0,
+                    result.position.0,
+                    ids.join(",")
+                ));
+            }
+            // Another task appended to the stream since its state was read.
+            Err(Error::WrongExpectedRevision { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The data of the event with `id`; `tests/crash.rs` has the same function. Most events
+/// are small; one in 64 is large, so segments fill unevenly and end in padding.
+fn event_data(id: u128) -> String {
+    let mixed = SplitMix64(id as u64 ^ (id >> 64) as u64).next();
+    let pad_bytes = if mixed % 64 == 0 {
+        20_000 + (mixed >> 8) % 20_000
+    } else {
+        (mixed >> 8) % 1_200
+    };
+    let pad_char = char::from(b'a' + (mixed >> 40) as u8 % 26);
+    format!(
+        r#"{{"id":"{id:032x}","pad":"{}"}}"#,
+        pad_char.to_string().repeat(pad_bytes as usize)
+    )
+}
+
+/// Writes one whole line with one write and flushes it, so a kill never leaves half a line
+/// that looks whole.
+fn print_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // The parent is gone; nobody is listening for acknowledgements any more.
+        std::process::exit(3);
+    }
+}
+
+/// A small deterministic generator (SplitMix64), enough to vary the workload by seed.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}

@@ -1,0 +1,269 @@
+//! The second stage of group commit: makes written groups durable and visible.
+//!
+//! The writer plans, encodes and writes a group, then hands it here and goes on with the
+//! next one. The syncer takes every group handed over so far, makes them durable with one
+//! `fdatasync` per segment touched, then — in order — updates the index, publishes the new
+//! durable end and acknowledges the appenders. One sync thus covers all groups written while
+//! the previous sync ran, which is what lets many concurrent single-event appends share it.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use strata_core::{
+    AppendResult, DeleteResult, Error, Position, Result, StreamMetadata, StreamName,
+};
+use tokio::sync::oneshot;
+
+use crate::config::Durability;
+use crate::index_file::write_index_file;
+use crate::recovery::write_clean_marker;
+use crate::shared::Shared;
+
+pub(crate) enum Reply {
+    Append(oneshot::Sender<Result<AppendResult>>, Result<AppendResult>),
+    Delete(oneshot::Sender<Result<DeleteResult>>, Result<DeleteResult>),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Append(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
+
+    /// Replaces a success with `Poisoned`: what was written is not known to be durable.
+    fn fail(self, cause: &str) {
+        let poisoned = || Error::Poisoned {
+            cause: cause.to_owned(),
+        };
+        match self {
+            Reply::Append(sender, outcome) => {
+                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
+            }
+            Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
+            }
+        }
+    }
+}
+
+pub(crate) enum IndexUpdate {
+    Event {
+        stream: StreamName,
+        revision: u64,
+        position: u64,
+    },
+    Metadata {
+        stream: StreamName,
+        metadata: Arc<StreamMetadata>,
+    },
+}
+
+/// A group the writer has written (not yet synced).
+pub(crate) struct WrittenGroup {
+    pub sequence: u64,
+    /// Position after the group's last frame.
+    pub end_position: u64,
+    pub segments_touched: Vec<u64>,
+    pub updates: Vec<IndexUpdate>,
+    pub replies: Vec<Reply>,
+}
+
+pub(crate) enum Handoff {
+    Group(WrittenGroup),
+    /// The writer has stopped; finish, save the index, mark the shutdown clean.
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+pub(crate) struct Syncer {
+    shared: Arc<Shared>,
+    handoffs: std::sync::mpsc::Receiver<Handoff>,
+    index_file_sequence: u64,
+    index_covered_to: u64,
+    durable_end: u64,
+    syncs_done: u64,
+}
+
+impl Syncer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        handoffs: std::sync::mpsc::Receiver<Handoff>,
+        index_file_sequence: u64,
+        index_covered_to: u64,
+        durable_end: u64,
+    ) -> Self {
+        Self {
+            shared,
+            handoffs,
+            index_file_sequence,
+            index_covered_to,
+            durable_end,
+            syncs_done: 0,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut shutdown = None;
+        while shutdown.is_none() {
+            let Ok(first) = self.handoffs.recv() else {
+                break;
+            };
+            let mut groups = Vec::new();
+            for handoff in std::iter::once(first).chain(self.handoffs.try_iter()) {
+                match handoff {
+                    Handoff::Group(group) => groups.push(group),
+                    Handoff::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+            self.complete(groups);
+        }
+        self.finish();
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    fn complete(&mut self, groups: Vec<WrittenGroup>) {
+        if groups.is_empty() {
+            return;
+        }
+        let outcome = match self.shared.poison_cause() {
+            Some(cause) => Err(cause),
+            None => self.sync(&groups).map_err(|error| {
+                let cause = error.to_string();
+                tracing::error!(%cause, "sync failed: the store is poisoned");
+                self.shared.poison(cause.clone());
+                cause
+            }),
+        };
+        match outcome {
+            Ok(()) => self.publish(groups),
+            Err(cause) => {
+                for reply in groups.into_iter().flat_map(|group| group.replies) {
+                    reply.fail(&cause);
+                }
+            }
+        }
+        if self.durable_end - self.index_covered_to
+            >= self.shared.config.index_checkpoint_interval_bytes
+            && let Err(error) = self.save_index()
+        {
+            tracing::warn!(%error, "could not save an index file; opening will replay more log");
+        }
+    }
+
+    fn sync(&mut self, groups: &[WrittenGroup]) -> Result<()> {
+        if self.shared.config.durability != Durability::Fsync {
+            return Ok(());
+        }
+        let mut segments: Vec<u64> = groups
+            .iter()
+            .flat_map(|group| group.segments_touched.iter().copied())
+            .collect();
+        segments.sort_unstable();
+        segments.dedup();
+        for segment_index in segments {
+            let file = self.shared.segments.file(segment_index)?;
+            self.sync_file(&file, segment_index)?;
+        }
+        Ok(())
+    }
+
+    fn sync_file(&mut self, file: &File, segment_index: u64) -> Result<()> {
+        let attempt = self.syncs_done;
+        self.syncs_done += 1;
+        let position = self.shared.segments.segment_start(segment_index);
+        if self.shared.config.fail_sync_at == Some(attempt) {
+            return Err(Error::io(
+                format!(
+                    "syncing {} (injected failure)",
+                    self.shared.segments.describe(position)
+                ),
+                std::io::Error::other("injected fsync failure"),
+            ));
+        }
+        file.sync_data().map_err(|error| {
+            Error::io(
+                format!("syncing {}", self.shared.segments.describe(position)),
+                error,
+            )
+        })
+    }
+
+    /// Makes the groups visible in order: index first, then the durable end, then the
+    /// watchers, then the replies.
+    fn publish(&mut self, groups: Vec<WrittenGroup>) {
+        let mut replies = Vec::new();
+        let mut published_sequence = 0;
+        {
+            let mut index = self.shared.index.write();
+            for group in groups {
+                for update in group.updates {
+                    match update {
+                        IndexUpdate::Event {
+                            stream,
+                            revision,
+                            position,
+                        } => {
+                            index.add_event(&stream, revision, position);
+                        }
+                        IndexUpdate::Metadata { stream, metadata } => {
+                            index.set_metadata(&stream, metadata);
+                        }
+                    }
+                }
+                self.durable_end = group.end_position;
+                published_sequence = group.sequence;
+                replies.extend(group.replies);
+            }
+        }
+        self.shared
+            .published_sequence
+            .store(published_sequence, Ordering::Release);
+        self.shared
+            .durable_end
+            .store(self.durable_end, Ordering::Release);
+        self.shared.log_end.send_replace(Position(self.durable_end));
+        for reply in replies {
+            reply.send();
+        }
+    }
+
+    /// Saves what the index gained since the last index file.
+    fn save_index(&mut self) -> Result<()> {
+        if self.durable_end == self.index_covered_to || self.shared.poison_cause().is_some() {
+            return Ok(());
+        }
+        let unsaved = self.shared.index.write().take_unsaved();
+        write_index_file(
+            &self.shared.index_dir,
+            self.index_file_sequence,
+            self.index_covered_to,
+            self.durable_end,
+            &unsaved,
+        )?;
+        self.index_file_sequence += 1;
+        self.index_covered_to = self.durable_end;
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        match self.save_index() {
+            Ok(()) if self.shared.poison_cause().is_none() => {
+                if let Err(error) = write_clean_marker(&self.shared.data_dir, self.durable_end) {
+                    tracing::warn!(%error, "could not mark the shutdown clean");
+                }
+            }
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not save the index at shutdown; the next open replays more log");
+            }
+        }
+    }
+}
