@@ -98,6 +98,31 @@ impl Index {
         entry.positions.push(position);
     }
 
+    /// Records consecutive revisions from `first_revision` of one stream.
+    pub(crate) fn add_events(
+        &mut self,
+        stream: &StreamName,
+        first_revision: u64,
+        positions: &[u64],
+    ) {
+        let Some(&last_position) = positions.last() else {
+            return;
+        };
+        if first_revision == TOMBSTONE_REVISION {
+            self.add_event(stream, first_revision, last_position);
+            return;
+        }
+        self.last_event_position = Some(last_position);
+        self.events_total += positions.len() as u64;
+        let entry = self.entry_mut(stream);
+        debug_assert_eq!(
+            entry.positions.len() as u64,
+            first_revision,
+            "revisions of a stream are dense"
+        );
+        entry.positions.extend_from_slice(positions);
+    }
+
     pub(crate) fn set_metadata(&mut self, stream: &StreamName, metadata: Arc<StreamMetadata>) {
         match self.streams.get_mut(stream) {
             Some(entry) => entry.metadata = Some(metadata),
@@ -179,10 +204,12 @@ pub(crate) struct UnsavedStream {
     pub tombstone_position: Option<u64>,
 }
 
-/// Where an event id was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where an event id was written. The stream is kept as a hash keyed per process (no
+/// allocation, no reference count); together with the 128-bit id a false match is out of
+/// reach even for a client choosing names on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IdEntry {
-    pub stream: StreamName,
+    pub stream_hash: u64,
     pub revision: u64,
     pub position: u64,
 }
@@ -190,6 +217,7 @@ pub(crate) struct IdEntry {
 /// Recent event ids, bounded: two generations, the older dropped when the newer fills.
 /// Re-sends with `Any` are recognised only while their ids are here, as in KurrentDB.
 pub(crate) struct RecentIds {
+    stream_hasher: hashbrown::DefaultHashBuilder,
     generation_capacity: usize,
     current: HashMap<u128, IdEntry>,
     previous: HashMap<u128, IdEntry>,
@@ -198,10 +226,16 @@ pub(crate) struct RecentIds {
 impl RecentIds {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
+            stream_hasher: hashbrown::DefaultHashBuilder::default(),
             generation_capacity: (capacity / 2).max(1),
             current: HashMap::new(),
             previous: HashMap::new(),
         }
+    }
+
+    pub(crate) fn stream_hash(&self, stream: &StreamName) -> u64 {
+        use std::hash::BuildHasher;
+        self.stream_hasher.hash_one(stream)
     }
 
     pub(crate) fn insert(&mut self, id: u128, entry: IdEntry) {
@@ -257,8 +291,9 @@ mod tests {
     #[test]
     fn recent_ids_forget_the_oldest_generation() {
         let mut ids = RecentIds::new(4);
+        let stream_hash = ids.stream_hash(&name("s"));
         let entry = |revision| IdEntry {
-            stream: name("s"),
+            stream_hash,
             revision,
             position: revision * 64,
         };

@@ -347,10 +347,11 @@ fn apply(
         }
         index.add_event(&event.stream, event.revision, event.position);
         if event.revision != crate::format::TOMBSTONE_REVISION {
+            let stream_hash = recent_ids.stream_hash(&event.stream);
             recent_ids.insert(
                 event.id,
                 IdEntry {
-                    stream: event.stream.clone(),
+                    stream_hash,
                     revision: event.revision,
                     position: event.position,
                 },

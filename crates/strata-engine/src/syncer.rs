@@ -54,10 +54,12 @@ impl Reply {
 }
 
 pub(crate) enum IndexUpdate {
-    Event {
+    /// Consecutive revisions of one stream from `first_revision`; a tombstone is a lone
+    /// event at the tombstone revision.
+    Events {
         stream: StreamName,
-        revision: u64,
-        position: u64,
+        first_revision: u64,
+        positions: Vec<u64>,
     },
     Metadata {
         stream: StreamName,
@@ -206,13 +208,11 @@ impl Syncer {
             for group in groups {
                 for update in group.updates {
                     match update {
-                        IndexUpdate::Event {
+                        IndexUpdate::Events {
                             stream,
-                            revision,
-                            position,
-                        } => {
-                            index.add_event(&stream, revision, position);
-                        }
+                            first_revision,
+                            positions,
+                        } => index.add_events(&stream, first_revision, &positions),
                         IndexUpdate::Metadata { stream, metadata } => {
                             index.set_metadata(&stream, metadata);
                         }

@@ -337,17 +337,18 @@ impl Writer {
 
     /// `Any`/`StreamExists` re-sends are recognised through the recent-id cache only.
     fn weak_resend_check(&self, stream: &StreamName, events: &[ProposedEvent]) -> Resend {
+        let stream_hash = self.recent_ids.stream_hash(stream);
         let Some(first) = self.recent_ids.get(events[0].id.as_u128()) else {
             return Resend::New;
         };
-        if &first.stream != stream {
+        if first.stream_hash != stream_hash {
             return Resend::New;
         }
         let mut last = first;
         for (offset, event) in events.iter().enumerate().skip(1) {
             match self.recent_ids.get(event.id.as_u128()) {
                 Some(found)
-                    if &found.stream == stream
+                    if found.stream_hash == stream_hash
                         && found.revision == first.revision + offset as u64 =>
                 {
                     last = found;
@@ -397,7 +398,8 @@ impl Writer {
         id: EventId,
     ) -> Result<Option<u64>> {
         if let Some(found) = self.recent_ids.get(id.as_u128()) {
-            let matches = &found.stream == stream && found.revision == revision;
+            let matches = found.stream_hash == self.recent_ids.stream_hash(stream)
+                && found.revision == revision;
             return Ok(matches.then_some(found.position));
         }
         let position = index
@@ -421,7 +423,8 @@ impl Writer {
         let first_revision = head.last.map_or(0, |last| last + 1);
         let created_nanos = Timestamp::now().0;
         let revive = head.is_soft_deleted() && !stream.is_metadata_stream();
-        let mut last_position = 0;
+        let stream_hash = self.recent_ids.stream_hash(stream);
+        let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.iter().enumerate() {
             let revision = first_revision + offset as u64;
             let record = EventRecord {
@@ -435,8 +438,14 @@ impl Writer {
                 metadata: &event.metadata,
                 commit: offset + 1 == events.len() && !revive,
             };
-            last_position = self.emit(group, stream, &record)?;
+            positions.push(self.emit(group, stream_hash, &record)?);
         }
+        let last_position = positions[positions.len() - 1];
+        group.updates.push(IndexUpdate::Events {
+            stream: stream.clone(),
+            first_revision,
+            positions,
+        });
         let last_revision = first_revision + events.len() as u64 - 1;
         self.note_stream_written(stream, head, last_revision);
         if let Some(described) = stream.described_stream() {
@@ -478,7 +487,13 @@ impl Writer {
             metadata: &[],
             commit: true,
         };
-        let position = self.emit(group, &metadata_stream, &record)?;
+        let stream_hash = self.recent_ids.stream_hash(&metadata_stream);
+        let position = self.emit(group, stream_hash, &record)?;
+        group.updates.push(IndexUpdate::Events {
+            stream: metadata_stream.clone(),
+            first_revision: revision,
+            positions: vec![position],
+        });
         self.note_stream_written(&metadata_stream, &metadata_head, revision);
         self.note_metadata(index, group, stream, metadata);
         Ok(position)
@@ -587,7 +602,12 @@ impl Writer {
             metadata: &[],
             commit: true,
         };
-        let position = self.emit(group, stream, &record)?;
+        let position = self.emit(group, 0, &record)?;
+        group.updates.push(IndexUpdate::Events {
+            stream: stream.clone(),
+            first_revision: TOMBSTONE_REVISION,
+            positions: vec![position],
+        });
         let mut head = head.clone();
         head.tombstoned = true;
         self.note_head(stream, head);
@@ -595,10 +615,11 @@ impl Writer {
     }
 
     /// Places and encodes one frame; returns its position.
+    /// Places and encodes one frame and remembers its id; returns its position.
     fn emit(
         &mut self,
         group: &mut Group,
-        stream: &StreamName,
+        stream_hash: u64,
         record: &EventRecord<'_>,
     ) -> Result<u64> {
         let frame_bytes = record.frame_bytes();
@@ -607,22 +628,14 @@ impl Writer {
         let chunk = self.current_chunk(group);
         encode_event(&mut chunk.bytes, record);
         self.position += frame_bytes as u64;
-        let stream = stream.clone();
         if record.revision != TOMBSTONE_REVISION {
-            self.recent_ids.insert(
-                record.id,
-                IdEntry {
-                    stream: stream.clone(),
-                    revision: record.revision,
-                    position,
-                },
-            );
+            let entry = IdEntry {
+                stream_hash,
+                revision: record.revision,
+                position,
+            };
+            self.recent_ids.insert(record.id, entry);
         }
-        group.updates.push(IndexUpdate::Event {
-            stream,
-            revision: record.revision,
-            position,
-        });
         Ok(position)
     }
 
