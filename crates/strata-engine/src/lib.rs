@@ -33,6 +33,7 @@ mod config;
 mod format;
 mod index;
 mod index_file;
+mod index_saver;
 mod log_reader;
 mod recovery;
 mod segments;

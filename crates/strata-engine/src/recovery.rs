@@ -41,7 +41,8 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     }
     let clean_end = take_clean_marker(data_dir)?;
     let segments = open_segments(&log_dir, config.segment_size_bytes, OpenMode::Repair)?;
-    if segments.count() == 0 {
+    let created = segments.count() == 0;
+    if created {
         segments.push(create_segment(&log_dir, 0, config.segment_size_bytes)?);
     }
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
@@ -67,7 +68,9 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         }
         tracing::warn!(at = torn_at, "dropping a torn tail left by a crash");
     }
-    if clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes())) != Some(end) {
+    let known_zero = created
+        || clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes())) == Some(end);
+    if !known_zero {
         zero_after(&segments, end)?;
     }
     Ok(Recovered {

@@ -16,7 +16,7 @@ use strata_core::{
 use tokio::sync::oneshot;
 
 use crate::config::Durability;
-use crate::index_file::write_index_file;
+use crate::index_saver::{IndexFileContents, IndexSaver};
 use crate::recovery::write_clean_marker;
 use crate::shared::Shared;
 
@@ -90,6 +90,7 @@ pub(crate) struct Syncer {
     index_covered_to: u64,
     durable_end: u64,
     syncs_done: u64,
+    index_saver: IndexSaver,
 }
 
 impl Syncer {
@@ -101,6 +102,7 @@ impl Syncer {
         durable_end: u64,
     ) -> Self {
         Self {
+            index_saver: IndexSaver::start(shared.index_dir.clone()),
             shared,
             handoffs,
             index_file_sequence,
@@ -154,9 +156,8 @@ impl Syncer {
         }
         if self.durable_end - self.index_covered_to
             >= self.shared.config.index_checkpoint_interval_bytes
-            && let Err(error) = self.save_index()
         {
-            tracing::warn!(%error, "could not save an index file; opening will replay more log");
+            self.save_index();
         }
     }
 
@@ -235,35 +236,29 @@ impl Syncer {
         }
     }
 
-    /// Saves what the index gained since the last index file.
-    fn save_index(&mut self) -> Result<()> {
+    /// Hands what the index gained since the last index file to the saver.
+    fn save_index(&mut self) {
         if self.durable_end == self.index_covered_to || self.shared.poison_cause().is_some() {
-            return Ok(());
+            return;
         }
-        let unsaved = self.shared.index.write().take_unsaved();
-        write_index_file(
-            &self.shared.index_dir,
-            self.index_file_sequence,
-            self.index_covered_to,
-            self.durable_end,
-            &unsaved,
-        )?;
+        let streams = self.shared.index.write().take_unsaved();
+        self.index_saver.save(IndexFileContents {
+            sequence: self.index_file_sequence,
+            covers_from: self.index_covered_to,
+            covers_to: self.durable_end,
+            streams,
+        });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;
-        Ok(())
     }
 
     fn finish(&mut self) {
-        match self.save_index() {
-            Ok(()) if self.shared.poison_cause().is_none() => {
-                if let Err(error) = write_clean_marker(&self.shared.data_dir, self.durable_end) {
-                    tracing::warn!(%error, "could not mark the shutdown clean");
-                }
-            }
-            Ok(()) => {}
-            Err(error) => {
-                tracing::warn!(%error, "could not save the index at shutdown; the next open replays more log");
-            }
+        self.save_index();
+        self.index_saver.finish();
+        if self.shared.poison_cause().is_none()
+            && let Err(error) = write_clean_marker(&self.shared.data_dir, self.durable_end)
+        {
+            tracing::warn!(%error, "could not mark the shutdown clean");
         }
     }
 }

@@ -103,6 +103,9 @@ enum Resend {
     Partial,
 }
 
+/// The page size writes are rounded up to.
+const PAGE_BYTES: u64 = 4096;
+
 /// Streams whose pending heads are kept before the published ones are pruned.
 const PENDING_HEADS_PRUNE_AT: usize = 65_536;
 
@@ -216,7 +219,7 @@ impl Writer {
                 }
             }
         }
-        if let Err(error) = self.write_group(&group) {
+        if let Err(error) = self.write_group(&mut group) {
             let cause = error.to_string();
             tracing::error!(%cause, "write failed: the store is poisoned");
             self.shared.poison(cause);
@@ -717,11 +720,18 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, group: &Group) -> Result<()> {
+    /// Writes each chunk, extended with zeros to the next page boundary: the space after
+    /// the log end is zero anyway, and writing whole pages spares the kernel reading the
+    /// last page from disk first (the pre-zeroed segment's pages are not in the cache).
+    fn write_group(&mut self, group: &mut Group) -> Result<()> {
         let segments = &self.shared.segments;
-        for chunk in &group.chunks {
+        for chunk in &mut group.chunks {
             let file = segments.file(chunk.segment_index)?;
             let offset = chunk.start - segments.segment_start(chunk.segment_index);
+            let end = offset + chunk.bytes.len() as u64;
+            let page_end = end.next_multiple_of(PAGE_BYTES).min(segments.size_bytes());
+            let written = chunk.bytes.len();
+            chunk.bytes.resize(written + to_usize(page_end - end), 0);
             file.write_all_at(&chunk.bytes, offset).map_err(|error| {
                 Error::io(
                     format!("writing at {}", segments.describe(chunk.start)),
