@@ -317,7 +317,9 @@ pub(crate) fn replay(
                 }
             }
         }
-        position = next_position.unwrap_or(position + offset as u64);
+        // A frame may end exactly at its segment's end: go on after the next header.
+        position =
+            segments.first_frame_at_or_after(next_position.unwrap_or(position + offset as u64));
         progress(position);
     }
     Ok(Replayed {

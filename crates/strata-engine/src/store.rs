@@ -16,7 +16,7 @@ use strata_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::format::SEGMENT_HEADER_BYTES;
+use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
 use crate::log_reader::{Flow, LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
@@ -204,7 +204,10 @@ impl Store {
     fn check_position(&self, position: u64, end: u64) -> Result<()> {
         let is_frame_start = position == end
             || position % self.shared.segments.size_bytes() <= SEGMENT_HEADER_BYTES
-            || self.reader().read_event(position).is_ok();
+            || self
+                .reader()
+                .read_frame(position)
+                .is_ok_and(|frame| decode_frame(&frame, frame.len()).is_ok());
         if is_frame_start {
             Ok(())
         } else {

@@ -167,6 +167,11 @@ impl Writer {
             }
             shutdown = self.commit_group(batch);
         }
+        // Once closed, the directory is free for the next opener, which may make the
+        // same segment: a segment still being made must be finished first.
+        if let Some((_, handle)) = self.prepared_segment.take() {
+            let _ = handle.join();
+        }
         if let Some(done) = shutdown {
             let _ = self.handoffs.send(Handoff::Shutdown(done));
         }

@@ -130,7 +130,7 @@ async fn append_forever(store: &Store, seed: u64, task: u64) -> Result<(), Error
 /// are small; one in 64 is large, so segments fill unevenly and end in padding.
 fn event_data(id: u128) -> String {
     let mixed = SplitMix64(id as u64 ^ (id >> 64) as u64).next();
-    let pad_bytes = if mixed % 64 == 0 {
+    let pad_bytes = if mixed.is_multiple_of(64) {
         20_000 + (mixed >> 8) % 20_000
     } else {
         (mixed >> 8) % 1_200
