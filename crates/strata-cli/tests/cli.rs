@@ -18,6 +18,8 @@ const FIGURES: &[&str] = &[
     "read_stream_p99_us",
     "reopen_ms",
     "reopen_events",
+    "memory_resident_bytes",
+    "memory_streams_total",
     "events_total",
     "machine_cores",
 ];
@@ -40,6 +42,8 @@ fn small_bench(data_dir: &Path) -> Output {
             "50",
             "--stream-reads",
             "500",
+            "--memory-streams",
+            "2000",
         ])
         .args(["--baseline-fsync-ms", "100", "--baseline-write-mib", "16"])
         .output()
@@ -69,7 +73,8 @@ fn bench_prints_every_figure_and_leaves_a_store_that_verifies() {
         assert!(figure > 0.0, "{key} is {figure}, not positive");
     }
     assert_eq!(report["durability"], "fsync");
-    assert_eq!(report["events_total"], 20_000 + 5_000 + 50 * 100);
+    assert_eq!(report["events_total"], 20_000 + 5_000 + 50 * 100 + 2_000);
+    assert!(report["memory_streams_total"].as_u64() >= Some(1_000 + 50 + 2_000));
 
     let verify = Command::new(STRATA)
         .args(["verify", "--data-dir"])

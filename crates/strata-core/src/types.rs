@@ -90,6 +90,14 @@ impl fmt::Debug for StreamName {
     }
 }
 
+/// Lets maps keyed by stream name be searched with a `&str` (hashing and equality are the
+/// string's).
+impl std::borrow::Borrow<str> for StreamName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for StreamName {
     fn as_ref(&self) -> &str {
         &self.0

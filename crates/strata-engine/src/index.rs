@@ -138,20 +138,35 @@ impl Index {
         }
     }
 
+    /// Makes room for `additional` more streams.
+    pub(crate) fn reserve_streams(&mut self, additional: usize) {
+        self.streams.reserve(additional);
+    }
+
     /// Adds positions loaded from an index file. Returns false when they do not continue
     /// the stream where it stands (the file does not belong after the previous ones).
     pub(crate) fn load_positions(
         &mut self,
-        stream: &StreamName,
+        stream: &str,
         first_revision: u64,
         positions: &[u64],
         tombstone_position: Option<u64>,
     ) -> bool {
-        let entry = self.streams.entry(stream.clone()).or_default();
+        if !self.streams.contains_key(stream) {
+            self.streams
+                .insert(StreamName::from_stored(stream), StreamEntry::default());
+        }
+        let Some(entry) = self.streams.get_mut(stream) else {
+            unreachable!("inserted above");
+        };
         if entry.positions.len() as u64 != first_revision {
             return false;
         }
-        entry.positions.extend_from_slice(positions);
+        if entry.positions.is_empty() {
+            entry.positions = positions.to_vec();
+        } else {
+            entry.positions.extend_from_slice(positions);
+        }
         entry.checkpointed_events = entry.positions.len();
         if tombstone_position.is_some() {
             entry.tombstone_position = tombstone_position;
@@ -281,9 +296,9 @@ mod tests {
     #[test]
     fn loaded_positions_must_continue_the_stream() {
         let mut index = Index::default();
-        assert!(index.load_positions(&name("a"), 0, &[64, 128], None));
-        assert!(!index.load_positions(&name("a"), 5, &[900], None));
-        assert!(index.load_positions(&name("a"), 2, &[900], None));
+        assert!(index.load_positions("a", 0, &[64, 128], None));
+        assert!(!index.load_positions("a", 5, &[900], None));
+        assert!(index.load_positions("a", 2, &[900], None));
         assert_eq!(index.stream(&name("a")).unwrap().last_revision(), Some(2));
         assert!(index.take_unsaved().is_empty());
     }

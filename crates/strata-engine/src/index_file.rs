@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use strata_core::{Error, Result, StreamName};
+use strata_core::{Error, Result};
 
 use crate::index::{Index, UnsavedStream};
 use crate::segments::sync_dir;
@@ -115,11 +115,15 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
         covers_to: cursor.u64()?,
     };
     let stream_count = cursor.u64()?;
+    index.reserve_streams(
+        usize::try_from(stream_count)
+            .unwrap_or(0)
+            .min(body.len() / 32),
+    );
     for _ in 0..stream_count {
         let name_len = usize::from(cursor.u16()?);
         let name = std::str::from_utf8(cursor.take(name_len)?)
             .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
-        let stream = StreamName::from_stored(name);
         let has_tombstone = cursor.take(8)?[0] != 0;
         let tombstone_position = cursor.u64()?;
         let first_revision = cursor.u64()?;
@@ -130,11 +134,27 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
             .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8])))
             .collect();
         let tombstone = has_tombstone.then_some(tombstone_position);
-        if !index.load_positions(&stream, first_revision, &positions, tombstone) {
-            return Err(format!("does not continue stream {stream} where it stands"));
+        if !index.load_positions(name, first_revision, &positions, tombstone) {
+            return Err(format!("does not continue stream {name} where it stands"));
         }
     }
     Ok(coverage)
+}
+
+/// The stream count an index file's header announces (0 when unreadable), for sizing the
+/// index before loading.
+pub(crate) fn announced_stream_count(path: &Path) -> u64 {
+    let mut header = [0u8; 40];
+    let read = File::open(path).and_then(|file| {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut header, 0)
+    });
+    match read {
+        Ok(()) if &header[0..8] == INDEX_MAGIC => {
+            u64::from_le_bytes(header[32..40].try_into().unwrap_or([0; 8]))
+        }
+        _ => 0,
+    }
 }
 
 struct Cursor<'a> {
@@ -180,7 +200,7 @@ mod tests {
     #[test]
     fn index_file_roundtrips_and_detects_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let stream = StreamName::new("order-1").unwrap();
+        let stream = strata_core::StreamName::new("order-1").unwrap();
         let unsaved = vec![UnsavedStream {
             stream: stream.clone(),
             first_revision: 0,
@@ -190,6 +210,7 @@ mod tests {
         write_index_file(dir.path(), 0, 64, 320, &unsaved).unwrap();
         let files = list_index_files(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
+        assert_eq!(announced_stream_count(&files[0].1), 1);
         let mut index = Index::default();
         let coverage = load_index_file(&files[0].1, &mut index).unwrap();
         assert_eq!(

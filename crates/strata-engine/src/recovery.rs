@@ -15,7 +15,7 @@ use strata_core::{Error, Result, StreamMetadata, StreamName};
 use crate::config::Config;
 use crate::format::{Frame, FrameError, SEGMENT_HEADER_BYTES, decode_frame, frame_length};
 use crate::index::{IdEntry, Index, RecentIds};
-use crate::index_file::{list_index_files, load_index_file};
+use crate::index_file::{announced_stream_count, list_index_files, load_index_file};
 use crate::log_reader::{LogReader, to_usize};
 use crate::segments::{OpenMode, Segments, create_segment, list_segments, open_segment};
 
@@ -144,6 +144,13 @@ pub(crate) fn write_clean_marker(data_dir: &Path, end: u64) -> Result<()> {
 fn load_index(index_dir: &Path, segments: &Segments) -> Result<(Index, u64, u64)> {
     let files = list_index_files(index_dir)?;
     let mut index = Index::default();
+    let announced: u64 = files
+        .iter()
+        .map(|(_, path)| announced_stream_count(path))
+        .sum();
+    // Streams repeat across files, so this may overshoot; it is capped at what the log's
+    // size could hold, and a table sized once is cheaper than one rehashed per file.
+    index.reserve_streams(usize::try_from(announced).unwrap_or(0).min(1 << 26));
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
     for (expected_sequence, (sequence, path)) in files.iter().enumerate() {

@@ -7,6 +7,7 @@ mod baseline;
 mod data_dir;
 mod latency;
 mod machine;
+mod memory;
 mod read_all;
 mod read_stream;
 mod reopen;
@@ -68,6 +69,9 @@ pub(crate) struct BenchArgs {
     /// Whole-stream reads in the stream-read phase.
     #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     stream_reads: u64,
+    /// New streams that get one event each before resident memory is read.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    memory_streams: u64,
     /// Concurrent tasks issuing stream reads.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4_096))]
     read_tasks: u64,
@@ -176,7 +180,9 @@ async fn run_phases(
     let single =
         append_single::run(&store, workload, args.events_single, args.single_tasks).await?;
     let fixture = stream_fixture::write(&store, workload, args.read_streams).await?;
-    let events_total = batched.events + single.throughput.events + fixture.written.events;
+    let memory = memory::run(&store, workload, args.memory_streams).await?;
+    let events_total =
+        batched.events + single.throughput.events + fixture.written.events + memory.written.events;
     let read_all = read_all::run(&store, events_total).await?;
     let read_stream =
         read_stream::run(&store, &fixture, args.stream_reads, args.read_tasks).await?;
@@ -197,6 +203,7 @@ async fn run_phases(
         fixture: fixture.written,
         read_all,
         read_stream,
+        memory,
         reopen,
         events_total,
     })

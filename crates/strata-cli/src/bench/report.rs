@@ -8,6 +8,7 @@ use super::append_single::SingleAppends;
 use super::baseline::Baseline;
 use super::latency::micros;
 use super::machine::Machine;
+use super::memory::MemoryUse;
 use super::read_stream::StreamReads;
 use super::reopen::Reopen;
 use super::throughput::Throughput;
@@ -32,6 +33,7 @@ pub(crate) struct BenchReport {
     pub(crate) fixture: Throughput,
     pub(crate) read_all: Throughput,
     pub(crate) read_stream: StreamReads,
+    pub(crate) memory: MemoryUse,
     pub(crate) reopen: Reopen,
     pub(crate) events_total: u64,
 }
@@ -80,6 +82,8 @@ impl BenchReport {
             "read_stream_p99_us": round1(micros(self.read_stream.latency.p99)),
             "reopen_ms": round1(self.reopen.elapsed.as_secs_f64() * 1_000.0),
             "reopen_events": self.reopen.events,
+            "memory_streams_total": self.memory.streams_total,
+            "memory_resident_bytes": self.memory.resident_bytes,
         })
     }
 
@@ -172,7 +176,7 @@ impl BenchReport {
         ]
     }
 
-    /// The read figures and the reopen time.
+    /// The read figures, the reopen time and the memory in use.
     fn read_rows(&self) -> Vec<[String; 4]> {
         let read_latency = &self.read_stream.latency;
         vec![
@@ -201,6 +205,17 @@ impl BenchReport {
                 format!(
                     "store of {} events (target: 10,000,000)",
                     group(self.reopen.events as f64)
+                ),
+            ),
+            row(
+                "memory_resident_bytes",
+                self.memory
+                    .resident_bytes
+                    .map_or_else(|| "unknown".to_owned(), |bytes| group(bytes as f64)),
+                "<= 1 GiB",
+                format!(
+                    "whole bench process, store of {} streams",
+                    group(self.memory.streams_total as f64)
                 ),
             ),
         ]
