@@ -182,7 +182,6 @@ impl Writer {
         self.group_sequence += 1;
         let mut shutdown = None;
         let start_position = self.position;
-        let poisoned = self.shared.poison_cause();
         {
             let shared = self.shared.clone();
             let index = shared.index.read();
@@ -195,14 +194,9 @@ impl Writer {
                         events,
                         reply,
                     } => {
-                        let outcome = match &poisoned {
-                            Some(cause) => Err(Error::Poisoned {
-                                cause: cause.clone(),
-                            }),
-                            None => {
-                                self.plan_append(&index, &mut group, &stream, expected, &events)
-                            }
-                        };
+                        let outcome = self.plan(&mut group, |writer, group| {
+                            writer.plan_append(&index, group, &stream, expected, &events)
+                        });
                         group.replies.push(Reply::Append(reply, outcome));
                     }
                     Request::Delete {
@@ -211,20 +205,18 @@ impl Writer {
                         tombstone,
                         reply,
                     } => {
-                        let outcome = match &poisoned {
-                            Some(cause) => Err(Error::Poisoned {
-                                cause: cause.clone(),
-                            }),
-                            None => {
-                                self.plan_delete(&index, &mut group, &stream, expected, tombstone)
-                            }
-                        };
+                        let outcome = self.plan(&mut group, |writer, group| {
+                            writer.plan_delete(&index, group, &stream, expected, tombstone)
+                        });
                         group.replies.push(Reply::Delete(reply, outcome));
                     }
                 }
             }
         }
-        if let Err(error) = self.write_group(&mut group) {
+        if self.shared.poison_cause().is_some() {
+            self.position = start_position;
+            group.chunks.clear();
+        } else if let Err(error) = self.write_group(&mut group) {
             let cause = error.to_string();
             tracing::error!(%cause, "write failed: the store is poisoned");
             self.shared.poison(cause);
@@ -250,6 +242,29 @@ impl Writer {
         }
         self.prune_pending_heads();
         shutdown
+    }
+
+    /// Plans one request. A request that fails after some of its frames were encoded
+    /// (opening the next segment failed: an I/O fault) would leave a partial transaction
+    /// in the group, so it poisons the store and nothing of the group is written.
+    fn plan<T>(
+        &mut self,
+        group: &mut Group,
+        plan: impl FnOnce(&mut Self, &mut Group) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        let position_before = self.position;
+        let outcome = plan(self, group);
+        if let Err(error) = &outcome
+            && self.position != position_before
+        {
+            let cause = format!("an append failed half-way through encoding: {error}");
+            tracing::error!(%cause, "the store is poisoned");
+            self.shared.poison(cause);
+        }
+        outcome
     }
 
     fn prune_pending_heads(&mut self) {

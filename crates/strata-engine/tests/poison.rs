@@ -263,3 +263,74 @@ async fn concurrent_appends_around_a_failed_fsync_are_acknowledged_only_if_durab
         .expect("appends work again after the reopen");
     close_and_verify_ok(store, dir.path());
 }
+
+/// Regression: an append whose frames span into a segment that cannot be created failed
+/// half-way through encoding and left its first frames in the group, where the next
+/// transaction's commit frame would have committed them. Now the store is poisoned and
+/// nothing of that group is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_that_cannot_be_created_poisons_without_a_partial_append() {
+    let temp = TempDir::new().unwrap();
+    let dir = temp.path();
+    // Segment 2 cannot be created: a directory stands where its temporary file must go.
+    let blocker = dir.join("log").join("0000000002.seg.tmp");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let store = Store::open(dir, Config::small_for_tests()).unwrap();
+    let name = stream("big-appends");
+    let payload = "x".repeat(4_000);
+    let mut acknowledged = 0u64;
+    let mut failure = None;
+    for append in 0..40u64 {
+        let events = (0..50)
+            .map(|offset| {
+                ProposedEvent::json(
+                    "Big",
+                    format!(r#"{{"n":{},"pad":"{payload}"}}"#, append * 50 + offset),
+                )
+            })
+            .collect();
+        match store.append(&name, ExpectedRevision::Any, events).await {
+            Ok(_) => acknowledged += 50,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("appends reach segment 2, which cannot be created");
+    assert!(
+        matches!(failure, Error::Poisoned { .. } | Error::Io { .. }),
+        "the append reaching segment 2 fails with an I/O error or Poisoned, got {failure:?}"
+    );
+    assert_poisoned(
+        store
+            .append(&name, ExpectedRevision::Any, vec![event(1)])
+            .await,
+        "append after",
+    );
+    assert_eq!(
+        read_stream(&store, "big-appends").await.len() as u64,
+        acknowledged
+    );
+    store.close();
+    drop(store);
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let store = Store::open(dir, Config::small_for_tests()).unwrap();
+    let events = read_stream(&store, "big-appends").await;
+    assert_eq!(
+        events.len() as u64,
+        acknowledged,
+        "after reopening, exactly the acknowledged appends are there: no partial one"
+    );
+    assert_eq!(read_all(&store).await.len() as u64, acknowledged);
+    store
+        .append(
+            &name,
+            ExpectedRevision::Exact(acknowledged - 1),
+            vec![event(2)],
+        )
+        .await
+        .unwrap();
+    close_and_verify_ok(store, dir);
+}
