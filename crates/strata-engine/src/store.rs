@@ -122,6 +122,22 @@ impl Store {
         response.await.map_err(|_| Error::Closed)?
     }
 
+    async fn delete(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<DeleteResult> {
+        let stream = stream.clone();
+        self.send(|reply| Request::Delete {
+            stream,
+            expected,
+            tombstone,
+            reply,
+        })
+        .await
+    }
+
     fn reader(&self) -> LogReader<'_> {
         LogReader::new(&self.shared.segments)
     }
@@ -405,14 +421,7 @@ impl EventStore for Store {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<DeleteResult> {
-        let stream = stream.clone();
-        self.send(|reply| Request::Delete {
-            stream,
-            expected,
-            tombstone: false,
-            reply,
-        })
-        .await
+        self.delete(stream, expected, false).await
     }
 
     async fn tombstone_stream(
@@ -420,14 +429,7 @@ impl EventStore for Store {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<DeleteResult> {
-        let stream = stream.clone();
-        self.send(|reply| Request::Delete {
-            stream,
-            expected,
-            tombstone: true,
-            reply,
-        })
-        .await
+        self.delete(stream, expected, true).await
     }
 
     async fn last_position(&self) -> Result<Option<Position>> {

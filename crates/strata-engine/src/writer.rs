@@ -275,6 +275,17 @@ impl Writer {
         }
     }
 
+    /// The head of a stream that may still be written: refused when it is tombstoned.
+    fn live_head(&self, index: &Index, stream: &StreamName) -> Result<Head> {
+        let head = self.head(index, stream);
+        if head.tombstoned {
+            return Err(Error::StreamDeleted {
+                stream: stream.clone(),
+            });
+        }
+        Ok(head)
+    }
+
     /// The head a new request sees: the newest unpublished one if any, else the index's.
     fn head(&self, index: &Index, stream: &StreamName) -> Head {
         if let Some((head, sequence)) = self.pending_heads.get(stream)
@@ -308,12 +319,7 @@ impl Writer {
         {
             return Err(Error::StreamDeleted { stream: described });
         }
-        let head = self.head(index, stream);
-        if head.tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
+        let head = self.live_head(index, stream)?;
         let wrong = || Error::WrongExpectedRevision {
             stream: stream.clone(),
             expected,
@@ -563,12 +569,7 @@ impl Writer {
                 reason: format!("{stream} is a metadata stream: delete the stream it describes"),
             });
         }
-        let head = self.head(index, stream);
-        if head.tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
+        let head = self.live_head(index, stream)?;
         let wrong = || Error::WrongExpectedRevision {
             stream: stream.clone(),
             expected,
