@@ -93,6 +93,12 @@ struct Group {
     replies: Vec<Reply>,
 }
 
+impl Group {
+    fn encoded_bytes(&self) -> usize {
+        self.chunks.iter().map(|chunk| chunk.bytes.len()).sum()
+    }
+}
+
 /// Outcome of the idempotence check of a re-send.
 enum Resend {
     /// All ids are already there: the original result.
@@ -255,10 +261,10 @@ impl Writer {
         if let Some(cause) = self.shared.poison_cause() {
             return Err(Error::Poisoned { cause });
         }
-        let position_before = self.position;
+        let encoded_before = (self.position, group.encoded_bytes());
         let outcome = plan(self, group);
         if let Err(error) = &outcome
-            && self.position != position_before
+            && (self.position, group.encoded_bytes()) != encoded_before
         {
             let cause = format!("an append failed half-way through encoding: {error}");
             tracing::error!(%cause, "the store is poisoned");
@@ -426,11 +432,14 @@ impl Writer {
         revision: u64,
         id: EventId,
     ) -> Result<Option<u64>> {
-        if let Some(found) = self.recent_ids.get(id.as_u128()) {
-            let matches = found.stream_hash == self.recent_ids.stream_hash(stream)
-                && found.revision == revision;
-            return Ok(matches.then_some(found.position));
+        if let Some(found) = self.recent_ids.get(id.as_u128())
+            && found.stream_hash == self.recent_ids.stream_hash(stream)
+            && found.revision == revision
+        {
+            return Ok(Some(found.position));
         }
+        // Not among the recent ids for this place (the id may also have been used in another
+        // stream since): the stored event decides.
         let position = index
             .stream(stream)
             .and_then(|entry| entry.positions.get(to_usize(revision)).copied());
@@ -697,9 +706,10 @@ impl Writer {
         if frame_bytes <= room && (leftover == 0 || leftover >= FRAME_MIN_BYTES as u64) {
             return Ok(());
         }
+        // The next segment first: if it cannot be had, nothing of this frame is encoded.
+        self.open_segment(segment_index + 1)?;
         let chunk = self.current_chunk(group);
         encode_padding(&mut chunk.bytes, to_usize(room));
-        self.open_segment(segment_index + 1)?;
         self.position = segment_end + SEGMENT_HEADER_BYTES;
         Ok(())
     }
@@ -750,6 +760,14 @@ impl Writer {
             let file = segments.file(chunk.segment_index)?;
             let offset = chunk.start - segments.segment_start(chunk.segment_index);
             let end = offset + chunk.bytes.len() as u64;
+            if end > segments.size_bytes() {
+                return Err(Error::Corrupt {
+                    detail: format!(
+                        "a group write at {} would run past its segment (bug)",
+                        segments.describe(chunk.start)
+                    ),
+                });
+            }
             let page_end = end.next_multiple_of(PAGE_BYTES).min(segments.size_bytes());
             let written = chunk.bytes.len();
             chunk.bytes.resize(written + to_usize(page_end - end), 0);

@@ -334,3 +334,56 @@ async fn segment_that_cannot_be_created_poisons_without_a_partial_append() {
         .unwrap();
     close_and_verify_ok(store, dir);
 }
+
+/// Regression: when the next segment could not be created, the padding that closes the
+/// current one was already in the group, and a smaller append after it in the same group
+/// was acknowledged at a place the log skips. Now the segment is opened before anything of
+/// the frame is encoded: the append that needs it fails, nothing is left behind, and
+/// appends that still fit go on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_segment_roll_leaves_nothing_behind() {
+    let temp = TempDir::new().unwrap();
+    let dir = temp.path();
+    let blocker = dir.join("log").join("0000000002.seg.tmp");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let store = Store::open(dir, Config::small_for_tests()).unwrap();
+    let big = stream("big");
+    let payload = "y".repeat(200_000);
+    let mut acknowledged = 0u64;
+    let failure = loop {
+        let event = ProposedEvent::json("Big", format!(r#"{{"pad":"{payload}"}}"#));
+        match store.append(&big, ExpectedRevision::Any, vec![event]).await {
+            Ok(_) => acknowledged += 1,
+            Err(error) => break error,
+        }
+        assert!(
+            acknowledged < 20,
+            "segment 2 must be needed within 20 events"
+        );
+    };
+    assert!(matches!(failure, Error::Io { .. }), "got {failure:?}");
+    // A small append still fits in segment 1 and is not refused.
+    let small = stream("small");
+    store
+        .append(&small, ExpectedRevision::NoStream, vec![event(7)])
+        .await
+        .expect("an append that fits goes on working");
+    assert_eq!(read_stream(&store, "small").await.len(), 1);
+    store.close();
+    drop(store);
+    std::fs::remove_dir(&blocker).unwrap();
+
+    let store = Store::open(dir, Config::small_for_tests()).unwrap();
+    assert_eq!(read_stream(&store, "big").await.len() as u64, acknowledged);
+    assert_eq!(read_stream(&store, "small").await.len(), 1);
+    assert_eq!(read_all(&store).await.len() as u64, acknowledged + 1);
+    store
+        .append(
+            &big,
+            ExpectedRevision::Exact(acknowledged - 1),
+            vec![event(8)],
+        )
+        .await
+        .expect("the next segment can be created now");
+    close_and_verify_ok(store, dir);
+}
