@@ -140,7 +140,7 @@ impl Index {
 
     /// Makes room for `additional` more streams.
     pub(crate) fn reserve_streams(&mut self, additional: usize) {
-        self.streams.reserve(additional);
+        let _ = self.streams.try_reserve(additional);
     }
 
     /// Adds positions loaded from an index file. Returns false when they do not continue

@@ -55,23 +55,43 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         &mut |_| {},
     )?;
     let end = skip_segment_header(replayed.committed_end, segments.size_bytes());
-    if let Some(torn_at) = replayed.torn_at {
-        if let Some(valid) = find_valid_frame_after(&segments, torn_at)? {
+    let clean_end = clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes()));
+    // A clean close vouches that the log ends exactly where the replay stopped; anything
+    // else (a crash, damage) is checked: a valid frame after the stop is corruption.
+    let vouched = created || (clean_end == Some(end) && !replayed.has_torn_tail());
+    if !vouched {
+        if let Some(valid) = find_valid_frame_after(&segments, replayed.stopped_at)? {
             return Err(Error::Corrupt {
                 detail: format!(
-                    "the frame at {} is damaged but a valid frame follows at {}: \
+                    "the log stops at {} but a valid frame follows at {}: \
                      the log is corrupt, not torn; run `strata verify`",
-                    segments.describe(torn_at),
+                    segments.describe(replayed.stopped_at),
                     segments.describe(valid)
                 ),
             });
         }
-        tracing::warn!(at = torn_at, "dropping a torn tail left by a crash");
-    }
-    let known_zero = created
-        || clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes())) == Some(end);
-    if !known_zero {
+        if replayed.has_torn_tail() {
+            tracing::warn!(
+                at = replayed.committed_end,
+                "dropping a torn tail left by a crash"
+            );
+        }
+        for (what, claimed) in [
+            ("the clean-shutdown marker", clean_end),
+            ("the index files", Some(covered_to)),
+        ] {
+            if let Some(claimed) = claimed.filter(|&claimed| claimed > end) {
+                tracing::warn!(
+                    claimed,
+                    end,
+                    "{what} said the log reached further than it does: data after the end was lost"
+                );
+            }
+        }
         zero_after(&segments, end)?;
+        // What the replay read may have come from the page cache of a process that died
+        // before its sync: make it durable before publishing it as such.
+        sync_from(&segments, covered_to.min(end))?;
     }
     Ok(Recovered {
         segments,
@@ -148,9 +168,15 @@ fn load_index(index_dir: &Path, segments: &Segments) -> Result<(Index, u64, u64)
         .iter()
         .map(|(_, path)| announced_stream_count(path))
         .sum();
-    // Streams repeat across files, so this may overshoot; it is capped at what the log's
-    // size could hold, and a table sized once is cheaper than one rehashed per file.
-    index.reserve_streams(usize::try_from(announced).unwrap_or(0).min(1 << 26));
+    // Streams repeat across files, so the sum may overshoot; it is capped by what the
+    // files' bytes could describe (each stream takes at least 34 bytes), and a failed
+    // reservation only means the table grows as it loads.
+    let file_bytes: u64 = files
+        .iter()
+        .filter_map(|(_, path)| std::fs::metadata(path).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    index.reserve_streams(usize::try_from(announced.min(file_bytes / 34)).unwrap_or(0));
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
     for (expected_sequence, (sequence, path)) in files.iter().enumerate() {
@@ -244,9 +270,20 @@ struct PendingEvent {
 }
 
 pub(crate) struct Replayed {
+    /// Position after the last committed transaction.
     pub committed_end: u64,
-    /// Where a damaged frame stopped the replay, if one did.
-    pub torn_at: Option<u64>,
+    /// Where reading stopped: the first frame not taken (empty, damaged, or past the last
+    /// segment). Frames between `committed_end` and here lack their commit frame.
+    pub stopped_at: u64,
+    /// True when a damaged frame (not an empty one) stopped the replay.
+    pub damaged: bool,
+}
+
+impl Replayed {
+    /// True when anything past the committed end was found: a torn final write.
+    pub(crate) fn has_torn_tail(&self) -> bool {
+        self.damaged || self.stopped_at > self.committed_end
+    }
 }
 
 /// Replays committed transactions from `from` into the index.
@@ -282,13 +319,15 @@ pub(crate) fn replay(
                 Err(FrameError::Empty) => {
                     return Ok(Replayed {
                         committed_end,
-                        torn_at: None,
+                        stopped_at: frame_position,
+                        damaged: false,
                     });
                 }
                 Err(FrameError::Invalid(_)) => {
                     return Ok(Replayed {
                         committed_end,
-                        torn_at: Some(frame_position),
+                        stopped_at: frame_position,
+                        damaged: true,
                     });
                 }
             };
@@ -319,7 +358,8 @@ pub(crate) fn replay(
                 Err(_) => {
                     return Ok(Replayed {
                         committed_end,
-                        torn_at: Some(frame_position),
+                        stopped_at: frame_position,
+                        damaged: true,
                     });
                 }
             }
@@ -331,7 +371,8 @@ pub(crate) fn replay(
     }
     Ok(Replayed {
         committed_end,
-        torn_at: None,
+        stopped_at: position,
+        damaged: false,
     })
 }
 
@@ -381,6 +422,9 @@ fn apply(
 /// segment and at the start of later segments.
 pub(crate) fn find_valid_frame_after(segments: &Segments, damaged: u64) -> Result<Option<u64>> {
     let segment_index = segments.segment_of(damaged);
+    if segment_index >= segments.count() {
+        return Ok(None);
+    }
     let segment_end = segments.segment_start(segment_index + 1);
     let rest = segments.read(damaged, to_usize(segment_end - damaged))?;
     let mut offset = 8usize;
@@ -401,6 +445,22 @@ pub(crate) fn find_valid_frame_after(segments: &Segments, damaged: u64) -> Resul
         }
     }
     Ok(None)
+}
+
+/// Syncs every segment from the one holding `position` to the last.
+fn sync_from(segments: &Segments, position: u64) -> Result<()> {
+    for segment_index in segments.segment_of(position)..segments.count() {
+        segments.file(segment_index)?.sync_data().map_err(|error| {
+            Error::io(
+                format!(
+                    "syncing {}",
+                    segments.describe(segments.segment_start(segment_index))
+                ),
+                error,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Zeroes whatever lies after the committed end, so later appends never sit next to

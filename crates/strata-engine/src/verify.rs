@@ -150,15 +150,13 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     report.log_end = replayed.committed_end;
     report.events = log_index.events_total();
     report.streams = log_index.stream_count();
-    if let Some(damaged) = replayed.torn_at {
-        match find_valid_frame_after(&segments, damaged)? {
-            Some(valid) => report.problems.push(format!(
-                "the frame at {} is damaged and valid frames follow (first at {}): the log is corrupt",
-                segments.describe(damaged),
-                segments.describe(valid)
-            )),
-            None => report.torn_tail = true,
-        }
+    match find_valid_frame_after(&segments, replayed.stopped_at)? {
+        Some(valid) => report.problems.push(format!(
+            "the log stops at {} but valid frames follow (first at {}): the log is corrupt",
+            segments.describe(replayed.stopped_at),
+            segments.describe(valid)
+        )),
+        None => report.torn_tail = replayed.has_torn_tail(),
     }
     check_index_files(data_dir, &log_index, &mut report)?;
     Ok(report)

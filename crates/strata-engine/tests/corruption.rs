@@ -588,3 +588,38 @@ async fn a_damaged_index_file_is_rebuilt_from_the_log() {
         close_and_verify_ok(store, dir.path());
     }
 }
+
+/// Regression (review finding): a zeroed length word inside the log read as the clean end
+/// of the log, and opening then zeroed every acknowledged frame after it. Now the open
+/// looks past the stop and reports corruption, and `verify` names the place.
+#[tokio::test]
+async fn a_zeroed_length_word_followed_by_valid_frames_stops_the_open() {
+    let dir = TempDir::new().unwrap();
+    let (a, b) = store_with_two_streams(dir.path()).await;
+    let at = a[10].position.0;
+    remove_clean_marker_and_index_files(dir.path());
+    write_at(dir.path(), at, &[0u8; 4]);
+
+    assert_corrupt_at(
+        Store::open(dir.path(), config()).map(|_| ()),
+        at,
+        "zeroed length word, opening",
+    );
+    let report = verify(dir.path(), &mut |_| {}).unwrap();
+    assert!(
+        !report.is_ok()
+            && report
+                .problems
+                .iter()
+                .any(|problem| problem.contains(&segment_name(at))),
+        "verify reports the stop at {}:\n{report}",
+        segment_name(at)
+    );
+    // Nothing was erased by the failed open: the frames after the damage are still there.
+    let last = b.last().unwrap().position.0;
+    assert_ne!(
+        frame_len_at(dir.path(), last),
+        0,
+        "the last frame survives the failed open"
+    );
+}
