@@ -46,7 +46,12 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    pub(crate) fn stream(&self, stream: &StreamName) -> Option<&StreamEntry> {
+    /// The entry of a stream, looked up by `StreamName` or by `&str`.
+    pub(crate) fn stream<Name>(&self, stream: &Name) -> Option<&StreamEntry>
+    where
+        Name: std::hash::Hash + Eq + ?Sized,
+        StreamName: std::borrow::Borrow<Name>,
+    {
         self.streams.get(stream)
     }
 

@@ -16,7 +16,7 @@ use strata_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
+use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, decode_frame};
 use crate::log_reader::{Flow, LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
@@ -217,20 +217,50 @@ impl Store {
         }))
     }
 
+    /// Checks that a caller's `$all` position is where a frame starts: the end, a segment
+    /// start, the padding that closes a segment, or an event the index knows at exactly
+    /// that position. Nothing larger than an event is read to find out, and bytes inside an
+    /// event's data can never pass for a frame.
     fn check_position(&self, position: u64, end: u64) -> Result<()> {
-        let is_frame_start = position == end
-            || position % self.shared.segments.size_bytes() <= SEGMENT_HEADER_BYTES
-            || self
-                .reader()
-                .read_frame(position)
-                .is_ok_and(|frame| decode_frame(&frame, frame.len()).is_ok());
-        if is_frame_start {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument {
-                reason: format!("position {position} is not the position of an event in the log"),
-            })
+        let segments = &self.shared.segments;
+        if position == end || position % segments.size_bytes() <= SEGMENT_HEADER_BYTES {
+            return Ok(());
         }
+        let invalid = || Error::InvalidArgument {
+            reason: format!("position {position} is not the position of an event in the log"),
+        };
+        if !position.is_multiple_of(8) {
+            return Err(invalid());
+        }
+        let segment_end = segments.segment_start(segments.segment_of(position) + 1);
+        let head = segments.read(position, 16)?;
+        let frame_len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+        if head[8] == KIND_PADDING {
+            let trailer = segments.read(segment_end - 4, 4)?;
+            let trailer_len = u64::from(u32::from_le_bytes([
+                trailer[0], trailer[1], trailer[2], trailer[3],
+            ]));
+            let closes_segment = position + frame_len == segment_end && trailer_len == frame_len;
+            return if closes_segment {
+                Ok(())
+            } else {
+                Err(invalid())
+            };
+        }
+        let frame_bytes_max = self.shared.config.limits.event_bytes_max as u64 + 64 * 1024;
+        if frame_len > frame_bytes_max || position + frame_len > end {
+            return Err(invalid());
+        }
+        let frame = segments.read(position, to_usize(frame_len))?;
+        let Ok((Frame::Event(event), _)) = decode_frame(&frame, frame.len()) else {
+            return Err(invalid());
+        };
+        let index = self.shared.index.read();
+        let indexed = index.stream(event.stream).is_some_and(|entry| {
+            entry.positions.get(to_usize(event.revision)) == Some(&position)
+                || entry.tombstone_position == Some(position)
+        });
+        if indexed { Ok(()) } else { Err(invalid()) }
     }
 
     fn read_all_forwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
@@ -438,5 +468,71 @@ impl EventStore for Store {
 
     fn watch_log_end(&self) -> watch::Receiver<Position> {
         self.shared.log_end.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_core::{Bytes, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions};
+
+    use super::*;
+    use crate::format::{EventRecord, encode_event};
+
+    fn forged_frame() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_event(
+            &mut bytes,
+            &EventRecord {
+                stream: "victim-1",
+                revision: 0,
+                id: 42,
+                event_type: "Forged",
+                json: false,
+                created_nanos: 0,
+                data: b"not really here",
+                metadata: &[],
+                commit: true,
+            },
+        );
+        bytes
+    }
+
+    #[tokio::test]
+    async fn positions_inside_event_data_are_refused_even_when_they_hold_a_valid_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        // Stream and type of 8 bytes each put the data at offset 72 of the frame: 8-aligned.
+        let stream = StreamName::new("s-123456").unwrap();
+        let event = ProposedEvent::binary("Fake1234", Bytes::from(forged_frame()));
+        let written = store
+            .append(&stream, ExpectedRevision::NoStream, vec![event])
+            .await
+            .unwrap();
+        let inside = written.position.0 + 72;
+        for position in [inside, written.position.0 + 3, u64::MAX - 7] {
+            let forwards = store
+                .read_all(ReadAllOptions::forwards().from_position(Position(position)))
+                .await;
+            let backwards = store
+                .read_all(ReadAllOptions::backwards().from_position(Position(position)))
+                .await;
+            for (direction, result) in [("forwards", forwards), ("backwards", backwards)] {
+                match result {
+                    Err(Error::InvalidArgument { .. }) => {}
+                    Ok(slice) if position >= store.durable_end() => {
+                        assert!(slice.events.len() <= 1)
+                    }
+                    other => panic!(
+                        "{direction} from {position}: expected InvalidArgument, got {other:?}"
+                    ),
+                }
+            }
+        }
+        let from_event = store
+            .read_all(ReadAllOptions::forwards().from_position(written.position))
+            .await
+            .unwrap();
+        assert_eq!(from_event.events.len(), 1, "the real position still works");
+        store.close();
     }
 }
