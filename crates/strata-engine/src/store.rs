@@ -23,10 +23,20 @@ use crate::shared::Shared;
 use crate::syncer::Syncer;
 use crate::writer::{Request, Writer};
 
+/// Groups written but not yet synced, at most: the writer waits beyond that, which bounds
+/// both memory and how much unsynced log a crash can leave.
+const GROUPS_IN_FLIGHT_MAX: usize = 4;
+
+/// Bytes of appends queued for the writer, at most (in KiB, the unit of the permits);
+/// appenders wait beyond that. Above the 256 MiB append limit, so any valid append fits.
+const QUEUED_APPEND_KIB_MAX: usize = 1024 * 1024;
+
 /// The embedded event store: an append-only log of segment files in one directory.
 pub struct Store {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Request>,
+    /// Permits (KiB) for queued append bytes: back-pressure on appenders.
+    queued_append_kib: tokio::sync::Semaphore,
     /// The writer and the syncer, joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
@@ -53,7 +63,7 @@ impl Store {
             recovered.end,
         ));
         let (requests, receiver) = mpsc::unbounded_channel();
-        let (handoffs, handed_off) = std::sync::mpsc::channel();
+        let (handoffs, handed_off) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
         let syncer = Syncer::new(
             shared.clone(),
             handed_off,
@@ -79,6 +89,7 @@ impl Store {
         Ok(Arc::new(Store {
             shared,
             requests,
+            queued_append_kib: tokio::sync::Semaphore::new(QUEUED_APPEND_KIB_MAX),
             threads: Mutex::new(vec![writer, syncer]),
             lock: Mutex::new(Some(lock)),
         }))
@@ -388,6 +399,13 @@ impl EventStore for Store {
         events: Vec<ProposedEvent>,
     ) -> Result<AppendResult> {
         self.shared.config.limits.check_append(&events)?;
+        let size_bytes: usize = events.iter().map(ProposedEvent::size_bytes).sum();
+        let kib = u32::try_from(size_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _queued = self
+            .queued_append_kib
+            .acquire_many(kib)
+            .await
+            .map_err(|_| Error::Closed)?;
         let stream = stream.clone();
         self.send(|reply| Request::Append {
             stream,

@@ -241,6 +241,13 @@ impl Syncer {
         if self.durable_end == self.index_covered_to || self.shared.poison_cause().is_some() {
             return;
         }
+        if self.shared.config.durability != Durability::Fsync
+            && let Err(error) = self.sync_log_up_to_durable_end()
+        {
+            // An index file must never cover log that is not on disk.
+            tracing::warn!(%error, "could not sync the log; the index file waits");
+            return;
+        }
         let streams = self.shared.index.write().take_unsaved();
         self.index_saver.save(IndexFileContents {
             sequence: self.index_file_sequence,
@@ -250,6 +257,26 @@ impl Syncer {
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;
+    }
+
+    /// With durability `none` nothing syncs the log as it goes; an index file may only
+    /// cover log that is on disk, so the log is synced first.
+    fn sync_log_up_to_durable_end(&mut self) -> Result<()> {
+        let segments = &self.shared.segments;
+        let first = segments.segment_of(self.index_covered_to);
+        let last = segments.segment_of(self.durable_end.saturating_sub(1));
+        for segment_index in first..=last {
+            segments.file(segment_index)?.sync_data().map_err(|error| {
+                Error::io(
+                    format!(
+                        "syncing {}",
+                        segments.describe(segments.segment_start(segment_index))
+                    ),
+                    error,
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) {

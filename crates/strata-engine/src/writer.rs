@@ -118,7 +118,7 @@ const PENDING_HEADS_PRUNE_AT: usize = 65_536;
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedReceiver<Request>,
-    handoffs: std::sync::mpsc::Sender<Handoff>,
+    handoffs: std::sync::mpsc::SyncSender<Handoff>,
     /// Next frame position.
     position: u64,
     recent_ids: RecentIds,
@@ -132,7 +132,7 @@ impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
         requests: mpsc::UnboundedReceiver<Request>,
-        handoffs: std::sync::mpsc::Sender<Handoff>,
+        handoffs: std::sync::mpsc::SyncSender<Handoff>,
         position: u64,
         recent_ids: RecentIds,
     ) -> Self {
