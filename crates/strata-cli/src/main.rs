@@ -5,6 +5,7 @@
 
 mod bench;
 mod progress;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -20,6 +21,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the store over the KurrentDB gRPC protocol (and HTTP) on one port.
+    #[command(
+        after_help = "Example:\n  strata serve --insecure\n  strata serve --data-dir /var/lib/strata --port 2113 --insecure\n\n\
+        Clients connect with `kurrentdb://localhost:2113?tls=false`. SIGINT or SIGTERM stop the\n\
+        server after in-flight appends finish."
+    )]
+    Serve(serve::ServeArgs),
     /// Check every checksum and index entry of a store and report what was found.
     #[command(
         after_help = "Example:\n  strata verify --data-dir /var/lib/strata\n\n\
@@ -39,6 +47,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Serve(args) => serve::run_blocking(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),
     };

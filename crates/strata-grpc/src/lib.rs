@@ -1,13 +1,76 @@
 //! Strata's KurrentDB-compatible gRPC front end.
 //!
 //! Speaks the KurrentDB (EventStoreDB) v1 client protocol over any
-//! `strata_core::EventStore`, so the official KurrentDB clients work against
-//! Strata unchanged. The `.proto` files under `proto/` are Strata's own
-//! rendering of that protocol: packages, message names, field numbers and
+//! [`strata_core::EventStore`], so the official KurrentDB clients work against Strata
+//! unchanged: `Streams` (Read with subscriptions and filters, Append, BatchAppend, Delete,
+//! Tombstone), `ServerFeatures` and `Gossip`. The `.proto` files under `proto/` are
+//! Strata's own rendering of that protocol: packages, message names, field numbers and
 //! types match the reference exactly, because that is the wire contract.
 //!
-//! This crate currently holds the generated protocol types only; the
-//! services come next.
+//! ```
+//! # fn main() -> Result<(), strata_core::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! use std::sync::Arc;
+//! let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())?;
+//! let routes = strata_grpc::routes(store, strata_grpc::Advertised::new("127.0.0.1", 2113));
+//! # drop(routes);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
+mod append;
+mod batch_append;
+mod convert;
+mod delete;
+mod errors;
+mod gossip;
 mod proto;
+mod read;
+mod server_features;
+mod streams;
+
+use std::sync::Arc;
+
+use strata_core::EventStore;
+
+use crate::gossip::SingleNode;
+use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
+use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
+use crate::proto::event_store::client::streams::streams_server::StreamsServer;
+use crate::server_features::Features;
+use crate::streams::StreamsService;
+
+/// Room for a message beyond its events' bytes (ids, metadata maps, framing).
+const MESSAGE_SLACK_BYTES: usize = 1024 * 1024;
+
+/// Where clients should reach this node, as gossip announces it.
+#[derive(Clone, Debug)]
+pub struct Advertised {
+    address: String,
+    port: u16,
+}
+
+impl Advertised {
+    pub fn new(address: impl Into<String>, port: u16) -> Self {
+        Self {
+            address: address.into(),
+            port,
+        }
+    }
+}
+
+/// The gRPC services over `store`, ready to be served (alone or beside HTTP routes).
+pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::service::Routes {
+    let store: Arc<dyn EventStore> = store;
+    let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
+    let streams = StreamsServer::new(StreamsService { store })
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max);
+    tonic::service::Routes::new(streams)
+        .add_service(ServerFeaturesServer::new(Features))
+        .add_service(GossipServer::new(SingleNode::new(
+            advertised.address,
+            advertised.port,
+        )))
+}

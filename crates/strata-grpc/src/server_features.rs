@@ -1,0 +1,49 @@
+//! `ServerFeatures.GetSupportedMethods`: truthful — only what this server implements.
+
+use tonic::{Request, Response, Status};
+
+use crate::proto::event_store::client::Empty;
+use crate::proto::event_store::client::server_features::{
+    SupportedMethod, SupportedMethods, server_features_server::ServerFeatures,
+};
+
+pub(crate) struct Features;
+
+fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
+    SupportedMethod {
+        method_name: method.to_owned(),
+        service_name: service.to_owned(),
+        features: features.iter().map(|&feature| feature.to_owned()).collect(),
+    }
+}
+
+/// Names are lowercase, as the reference server lists them.
+pub(crate) fn supported_methods() -> SupportedMethods {
+    const STREAMS: &str = "event_store.client.streams.streams";
+    SupportedMethods {
+        methods: vec![
+            method(STREAMS, "read", &[]),
+            method(STREAMS, "append", &[]),
+            method(STREAMS, "delete", &[]),
+            method(STREAMS, "tombstone", &[]),
+            method(STREAMS, "batchappend", &["deadline_duration"]),
+            method(
+                "event_store.client.server_features.serverfeatures",
+                "getsupportedmethods",
+                &[],
+            ),
+            method("event_store.client.gossip.gossip", "read", &[]),
+        ],
+        event_store_server_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl ServerFeatures for Features {
+    async fn get_supported_methods(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<SupportedMethods>, Status> {
+        Ok(Response::new(supported_methods()))
+    }
+}

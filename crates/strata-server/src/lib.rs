@@ -1,0 +1,19 @@
+//! Strata's server: binds the listeners and serves every front end on one port — the
+//! KurrentDB gRPC protocol (HTTP/2, prior knowledge) and plain HTTP/1.1 (`/health/live`) —
+//! until told to stop, then lets in-flight calls finish for a grace period.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = strata_engine::Store::open("./strata-data", strata_engine::Config::default())?;
+//! let server = strata_server::Server::bind(&strata_server::ServeConfig::default()).await?;
+//! println!("ready on {:?}", server.local_addrs());
+//! server.run(store, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod health;
+mod listen;
+
+pub use listen::{ServeConfig, ServeError, Server};
