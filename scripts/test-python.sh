@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Black-box tests of `strata serve` with the official Python client (kurrentdbclient).
+#
+# Env:
+#   STRATA_VENV   venv to create/reuse  (default: $HOME/.cache/strata-venv)
+#   STRATA_BIN    strata binary to test (default: ${CARGO_TARGET_DIR:-target}/debug/strata,
+#                 built with `cargo build --bin strata` when missing)
+# Extra arguments are passed to pytest (e.g. -k subscribe, -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+venv="${STRATA_VENV:-$HOME/.cache/strata-venv}"
+req="$root/tests/python/requirements.txt"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+fi
+# Reinstall only when the requirements changed since the last successful install.
+stamp="$venv/.strata-requirements"
+if ! cmp -s "$req" "$stamp"; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi
+
+if [[ -z "${STRATA_BIN:-}" ]]; then
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+  STRATA_BIN="$target/debug/strata"
+  if [[ ! -x "$STRATA_BIN" ]]; then
+    cargo build --quiet --bin strata
+  fi
+fi
+case "$STRATA_BIN" in /*) ;; *) STRATA_BIN="$root/$STRATA_BIN" ;; esac
+if [[ ! -x "$STRATA_BIN" ]]; then
+  echo "test-python: strata binary not found or not executable: $STRATA_BIN" >&2
+  exit 1
+fi
+export STRATA_BIN
+export PYTHONDONTWRITEBYTECODE=1  # keep tests/python free of __pycache__
+
+set +e
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/python" "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "test-python: pytest collected no tests" >&2
+  exit 1
+fi
+exit $rc
