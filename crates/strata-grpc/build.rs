@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Event data and metadata as `Bytes`, so decoding can share the
         // request buffer instead of copying every payload.
         .bytes(".")
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::StrataCodec")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

@@ -21,10 +21,13 @@
 
 mod append;
 mod batch_append;
+mod codec;
 mod convert;
 mod delete;
 mod errors;
 mod gossip;
+#[cfg(test)]
+mod malformed_tests;
 mod proto;
 mod read;
 mod server_features;
