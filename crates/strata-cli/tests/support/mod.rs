@@ -1,0 +1,146 @@
+//! A real `strata serve` process on a free loopback port, owned by one test.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kurrentdb::{Client, ClientSettings};
+use tempfile::TempDir;
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// The line prefix `strata serve` prints on stdout once it accepts connections.
+const READY_PREFIX: &str = "strata serve: ready on ";
+
+/// How long a server may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long any single client call may take before the test calls it a hang.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server with its own data directory; killed and reaped on drop.
+pub struct Server {
+    child: Child,
+    port: u16,
+    stderr_path: PathBuf,
+    _temp: TempDir,
+}
+
+impl Server {
+    /// Starts `strata serve --port 0 --insecure` on a fresh data directory and waits until it
+    /// says it is ready, failing the test with its stderr if it exits or stays silent.
+    pub fn start() -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let stderr_path = temp.path().join("server.stderr");
+        let stderr = File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(STRATA)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--port", "0", "--insecure"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("strata serve starts");
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_sender, lines) = mpsc::channel();
+        // Keeps draining stdout after the ready line so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut server = Server {
+            child,
+            port: 0,
+            stderr_path,
+            _temp: temp,
+        };
+        let mut seen = Vec::new();
+        loop {
+            match lines.recv_timeout(READY_TIMEOUT) {
+                Ok(line) => match parse_ready_port(&line) {
+                    Some(port) => {
+                        server.port = port;
+                        return server;
+                    }
+                    None => seen.push(line),
+                },
+                Err(error) => {
+                    let status = server.child.try_wait().ok().flatten();
+                    panic!(
+                        "strata serve did not print its ready line ({error:?}; exit status \
+                         {status:?})\nstdout so far: {seen:?}\nstderr:\n{}",
+                        server.stderr()
+                    );
+                }
+            }
+        }
+    }
+
+    /// What the server wrote to stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// A client over `esdb://127.0.0.1:PORT?tls=false`. Needs a tokio runtime.
+    pub fn client(&self) -> Client {
+        self.client_with_scheme("esdb")
+    }
+
+    /// A client for the given connection-string scheme (`esdb`, `kurrentdb`, `kdb`).
+    pub fn client_with_scheme(&self, scheme: &str) -> Client {
+        let settings: ClientSettings = format!("{scheme}://127.0.0.1:{}?tls=false", self.port)
+            .parse()
+            .expect("connection string parses");
+        Client::new(settings).expect("client builds")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port of the first address in `strata serve: ready on 127.0.0.1:PORT, [::1]:PORT`.
+fn parse_ready_port(line: &str) -> Option<u16> {
+    let addresses = line.trim().strip_prefix(READY_PREFIX)?;
+    let first = addresses.split(',').next()?.trim();
+    let (_, port) = first.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+/// Awaits `future`, failing the test if it has not finished within a generous bound: a guard
+/// against hangs, not a timing assertion.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(CALL_TIMEOUT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: no answer within {CALL_TIMEOUT:?} (the server hangs?)"),
+    }
+}
+
+#[test]
+fn ready_line_port_parses() {
+    assert_eq!(
+        parse_ready_port("strata serve: ready on 127.0.0.1:40123, [::1]:40123"),
+        Some(40123)
+    );
+    assert_eq!(
+        parse_ready_port("strata serve: ready on 127.0.0.1:7"),
+        Some(7)
+    );
+    assert_eq!(parse_ready_port("listening"), None);
+}
