@@ -4,7 +4,7 @@
 # Env:
 #   STRATA_VENV   venv to create/reuse  (default: $HOME/.cache/strata-venv)
 #   STRATA_BIN    strata binary to test (default: ${CARGO_TARGET_DIR:-target}/debug/strata,
-#                 built with `cargo build --bin strata` when missing)
+#                 built with `cargo build --bin strata` first)
 # Extra arguments are passed to pytest (e.g. -k subscribe, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +27,8 @@ if [[ -z "${STRATA_BIN:-}" ]]; then
   target="${CARGO_TARGET_DIR:-target}"
   case "$target" in /*) ;; *) target="$root/$target" ;; esac
   STRATA_BIN="$target/debug/strata"
-  if [[ ! -x "$STRATA_BIN" ]]; then
-    cargo build --quiet --bin strata
-  fi
+  # Always (re)build: a stale binary would test old code. Cheap when up to date.
+  cargo build --quiet --bin strata
 fi
 case "$STRATA_BIN" in /*) ;; *) STRATA_BIN="$root/$STRATA_BIN" ;; esac
 if [[ ! -x "$STRATA_BIN" ]]; then
@@ -38,6 +37,9 @@ if [[ ! -x "$STRATA_BIN" ]]; then
 fi
 export STRATA_BIN
 export PYTHONDONTWRITEBYTECODE=1  # keep tests/python free of __pycache__
+# grpcio's fork handlers can abort a child between fork and exec (seen as
+# "epoll_wait error: Bad file descriptor" from a server that never started).
+export GRPC_ENABLE_FORK_SUPPORT=false
 
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/python" "$@"

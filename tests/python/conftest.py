@@ -26,7 +26,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kurrentdbclient import KurrentDBClient
+
+# Before grpc loads: its fork handlers can abort the server child between fork and exec.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from kurrentdbclient import KurrentDBClient  # noqa: E402
 
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0

@@ -136,6 +136,9 @@ pub struct AllSlice {
     /// True when the read reached the end of the log (forwards: its durable end as of the
     /// read; backwards: its beginning).
     pub is_end: bool,
+    /// Position of the last event the read looked at, matching the filter or not: where a
+    /// filtered reader has checked everything up to (a checkpoint to resume after).
+    pub last_examined: Option<Position>,
 }
 
 /// A store of event streams and of the global log `$all`.

@@ -36,7 +36,8 @@ pub enum SubscriptionItem {
     Event(RecordedEvent),
     /// Sent once, when the subscriber has delivered everything durable at that moment.
     CaughtUp,
-    /// For filtered `$all` subscriptions: everything before this position was looked at.
+    /// For filtered `$all` subscriptions: every event up to and including this position was
+    /// looked at; subscribing after it resumes without a gap.
     Checkpoint(Position),
 }
 
@@ -146,7 +147,11 @@ async fn follow_all<S: EventStore + ?Sized>(
                 }
             }
             next = slice.next_position;
-            if filter.is_some() && !deliver(sender, SubscriptionItem::Checkpoint(next)).await {
+            // A checkpoint is the last event looked at: resuming after it (exclusive, as
+            // clients do) misses nothing, even the event written next.
+            if let (Some(_), Some(examined)) = (&filter, slice.last_examined)
+                && !deliver(sender, SubscriptionItem::Checkpoint(examined)).await
+            {
                 return Ok(());
             }
             if !slice.is_end {

@@ -290,11 +290,14 @@ impl Store {
                 events,
                 next_position: Position(start.max(end).min(end)),
                 is_end: start >= end,
+                last_examined: None,
             });
         }
+        let mut last_examined = None;
         let next = self
             .reader()
             .scan_forward(start, end, &mut |position, event, frame| {
+                last_examined = Some(Position(position));
                 if options
                     .filter
                     .as_ref()
@@ -311,6 +314,7 @@ impl Store {
             events,
             next_position: Position(next),
             is_end: next >= end,
+            last_examined,
         })
     }
 
@@ -331,11 +335,14 @@ impl Store {
                 events,
                 next_position: Position(start),
                 is_end: false,
+                last_examined: None,
             });
         }
+        let mut last_examined = None;
         let next = self
             .reader()
             .scan_backward(start, &mut |position, event, frame| {
+                last_examined = Some(Position(position));
                 if options
                     .filter
                     .as_ref()
@@ -354,6 +361,7 @@ impl Store {
             events,
             next_position: Position(next),
             is_end,
+            last_examined,
         })
     }
 }

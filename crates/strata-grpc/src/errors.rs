@@ -41,7 +41,8 @@ fn with_trailers(code: Code, message: String, trailers: &[(&'static str, String)
     Status::with_metadata(code, message, metadata)
 }
 
-/// The gRPC status for an error ending a call.
+/// The gRPC status for an error ending a call. Messages of the errors clients act on keep
+/// the reference server's wording, which some clients parse.
 pub(crate) fn to_status(error: Error) -> Status {
     let message = error.to_string();
     match error {
@@ -51,7 +52,12 @@ pub(crate) fn to_status(error: Error) -> Status {
             actual,
         } => with_trailers(
             Code::FailedPrecondition,
-            message,
+            format!(
+                "Operation failed due to WrongExpectedVersion. Stream: {stream}, \
+                 Expected version: {}, Actual version: {}",
+                expected_version_number(expected),
+                actual_version_number(actual)
+            ),
             &[
                 ("exception", "wrong-expected-version".into()),
                 ("stream-name", stream.to_string()),
@@ -64,7 +70,7 @@ pub(crate) fn to_status(error: Error) -> Status {
         ),
         Error::StreamDeleted { stream } => with_trailers(
             Code::FailedPrecondition,
-            message,
+            format!("Event stream '{stream}' is deleted."),
             &[
                 ("exception", "stream-deleted".into()),
                 ("stream-name", stream.to_string()),

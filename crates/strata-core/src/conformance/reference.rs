@@ -340,12 +340,14 @@ impl EventStore for ReferenceStore {
         };
         let mut events = Vec::new();
         let mut is_end = true;
+        let mut last_examined = None;
         for index in indexes {
             if events.len() == options.max_count {
                 is_end = false;
                 break;
             }
             let event = &state.log[index];
+            last_examined = Some(event.position);
             next_position = match options.direction {
                 Direction::Forwards => Position(event.position.0 + 1),
                 Direction::Backwards => event.position,
@@ -358,6 +360,7 @@ impl EventStore for ReferenceStore {
             events,
             next_position,
             is_end,
+            last_examined,
         })
     }
 

@@ -256,8 +256,9 @@ pub async fn subscribe_to_all_filtered_with_checkpoints<B: Backend>(backend: &B)
     );
 }
 
-/// Events are exactly the matching history; checkpoints never go back and every event
-/// before a checkpoint is below it, every event after it at or above it.
+/// Events are exactly the matching history; checkpoints never go back; a checkpoint is the
+/// last event looked at, so every event delivered before it is at or below it and every
+/// event after it strictly above (resuming after a checkpoint misses nothing).
 fn check_filtered_items(items: &[SubscriptionItem], all: &[RecordedEvent]) {
     let matching: Vec<_> = all
         .iter()
@@ -265,36 +266,40 @@ fn check_filtered_items(items: &[SubscriptionItem], all: &[RecordedEvent]) {
         .map(|event| event.position.0)
         .collect();
     let mut delivered = Vec::new();
-    let mut checkpoint = Position::START;
+    let mut checkpoint: Option<Position> = None;
     let mut checkpoints = 0;
     for item in items {
         match item {
             SubscriptionItem::Event(event) => {
                 assert!(
-                    event.position >= checkpoint,
-                    "event {} before checkpoint {checkpoint}",
+                    checkpoint.is_none_or(|checkpoint| event.position > checkpoint),
+                    "event {} at or before checkpoint {checkpoint:?}",
                     event.position
                 );
                 delivered.push(event.position.0);
             }
             SubscriptionItem::Checkpoint(position) => {
-                assert!(*position >= checkpoint, "checkpoints never go back");
                 assert!(
-                    delivered.last().is_none_or(|last| *last < position.0),
+                    checkpoint.is_none_or(|checkpoint| *position >= checkpoint),
+                    "checkpoints never go back"
+                );
+                assert!(
+                    delivered.last().is_none_or(|last| *last <= position.0),
                     "checkpoint {position} covers the events delivered before it"
                 );
-                checkpoint = *position;
+                assert!(
+                    all.iter().any(|event| event.position == *position),
+                    "checkpoint {position} is the position of an event"
+                );
+                checkpoint = Some(*position);
                 checkpoints += 1;
             }
             SubscriptionItem::CaughtUp => {}
         }
     }
     assert!(checkpoints > 0, "a filtered subscription sends checkpoints");
-    let last = all.last().map_or(0, |event| event.position.0);
-    assert!(
-        checkpoint.0 > last,
-        "the last checkpoint before CaughtUp covers all history"
-    );
+    let last = all.last().map(|event| event.position);
+    assert_eq!(checkpoint, last, "the last checkpoint covers all history");
     assert_eq!(delivered, matching, "exactly the matching events");
 }
 
