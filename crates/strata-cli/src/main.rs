@@ -22,11 +22,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the store over the KurrentDB gRPC protocol (and HTTP) on one port.
-    #[command(
-        after_help = "Example:\n  strata serve --insecure\n  strata serve --data-dir /var/lib/strata --port 2113 --insecure\n\n\
-        Clients connect with `kurrentdb://localhost:2113?tls=false`. SIGINT or SIGTERM stop the\n\
-        server after in-flight appends finish."
-    )]
+    #[command(after_help = "Example:\n  strata serve --insecure\n  \
+        strata serve --data-dir /var/lib/strata --tls-cert node.crt --tls-key node.key\n\n\
+        With TLS, clients connect with `kurrentdb://localhost:2113` and trust the certificate's CA;\n\
+        with --insecure, with `kurrentdb://localhost:2113?tls=false`. SIGINT or SIGTERM stop the\n\
+        server after in-flight appends finish.")]
     Serve(serve::ServeArgs),
     /// Check every checksum and index entry of a store and report what was found.
     #[command(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use strata_engine::{Config, Store};
-use strata_server::{ServeConfig, Server};
+use strata_server::{ServeConfig, Server, TlsFiles};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -20,20 +20,18 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (repeatable); default: 127.0.0.1 and ::1.
     #[arg(long, value_name = "ADDR")]
     bind: Vec<IpAddr>,
-    /// Serve without TLS (HTTP/2 with prior knowledge). Required for now: TLS is not
-    /// implemented yet.
-    #[arg(long)]
+    /// Serve without TLS (HTTP/2 with prior knowledge); clients add `?tls=false`.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure: bool,
+    /// PEM file with the server's certificate chain (TLS is the default).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the server's private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.insecure {
-        anyhow::bail!(
-            "TLS is not supported yet: run `strata serve --insecure` and connect with \
-             `kurrentdb://localhost:{}?tls=false`",
-            args.port
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,13 +46,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
+    let tls = match (args.insecure, args.tls_cert, args.tls_key) {
+        (true, _, _) => None,
+        (false, Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
+            certificate_chain,
+            private_key,
+        }),
+        _ => anyhow::bail!(
+            "TLS needs a certificate: give --tls-cert FILE and --tls-key FILE (PEM), or serve \
+             without TLS with --insecure (clients then connect with \
+             `kurrentdb://localhost:{}?tls=false`)",
+            args.port
+        ),
+    };
     let mut config = ServeConfig {
         port: args.port,
+        tls,
         ..ServeConfig::default()
     };
     if !args.bind.is_empty() {
         config.bind = args.bind;
     }
+    let secure = config.tls.is_some();
     let server = Server::bind(&config).await?;
     let addresses: Vec<String> = server
         .local_addrs()
@@ -63,6 +76,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     // One line on stdout when ready: scripts and tests wait for it.
     println!("strata serve: ready on {}", addresses.join(", "));
+    if !secure {
+        eprintln!("strata serve: serving without TLS (--insecure)");
+    }
     std::io::stdout()
         .flush()
         .context("cannot write to stdout")?;

@@ -17,6 +17,8 @@ mod reads;
 mod round_trip;
 #[path = "kurrentdb_rust_client/subscriptions.rs"]
 mod subscriptions;
+#[path = "kurrentdb_rust_client/tls.rs"]
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,6 +1,7 @@
 //! Strata's server: binds the listeners and serves every front end on one port — the
-//! KurrentDB gRPC protocol (HTTP/2, prior knowledge) and plain HTTP/1.1 (`/health/live`) —
-//! until told to stop, then lets in-flight calls finish for a grace period.
+//! KurrentDB gRPC protocol (HTTP/2) and plain HTTP/1.1 (`/health/live`), over TLS (ALPN)
+//! or, when insecure, in the clear (HTTP/2 with prior knowledge) — until told to stop, then
+//! lets in-flight calls finish for a grace period.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,5 +16,7 @@
 
 mod health;
 mod listen;
+mod tls;
 
 pub use listen::{ServeConfig, ServeError, Server};
+pub use tls::{TlsError, TlsFiles};

@@ -5,9 +5,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use strata_core::EventStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::{HANDSHAKE_TIMEOUT, TlsError, TlsFiles, acceptor};
 
 /// How long in-flight calls may run on after a stop signal; subscriptions never end by
 /// themselves, so they are cut after this.
@@ -20,6 +28,8 @@ pub struct ServeConfig {
     pub bind: Vec<IpAddr>,
     /// `0` picks a free port (the same on every address).
     pub port: u16,
+    /// `None` serves without TLS (HTTP/2 with prior knowledge, and HTTP/1.1).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeConfig {
@@ -32,6 +42,7 @@ impl Default for ServeConfig {
                 IpAddr::V6(Ipv6Addr::LOCALHOST),
             ],
             port: 2113,
+            tls: None,
         }
     }
 }
@@ -49,6 +60,8 @@ pub enum ServeError {
     },
     #[error("no address to listen on: give at least one --bind")]
     NoAddress,
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("serving on {address} failed: {source}")]
     Serve {
         address: SocketAddr,
@@ -61,14 +74,17 @@ pub enum ServeError {
 pub struct Server {
     listeners: Vec<TcpListener>,
     local_addrs: Vec<SocketAddr>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
     /// Binds every address of `config` on one port.
     ///
     /// # Errors
+    /// [`ServeError::Tls`] when the certificate or key cannot be used;
     /// [`ServeError::Bind`] when an address cannot be bound.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let tls = config.tls.as_ref().map(acceptor).transpose()?;
         let (first, rest) = config.bind.split_first().ok_or(ServeError::NoAddress)?;
         let first_listener = bind_one(SocketAddr::new(*first, config.port)).await?;
         let port = local_addr(&first_listener)?.port();
@@ -80,6 +96,7 @@ impl Server {
         Ok(Server {
             listeners,
             local_addrs,
+            tls,
         })
     }
 
@@ -108,14 +125,21 @@ impl Server {
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {
             let mut stopped = stopped.clone();
             let router = router.clone();
-            serving.spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|&stop| stop).await;
-                    })
-                    .await
-                    .map_err(|source| ServeError::Serve { address, source })
-            });
+            match self.tls.clone() {
+                Some(tls) => {
+                    serving.spawn(serve_tls(listener, address, tls, router, stopped));
+                }
+                None => {
+                    serving.spawn(async move {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async move {
+                                let _ = stopped.wait_for(|&stop| stop).await;
+                            })
+                            .await
+                            .map_err(|source| ServeError::Serve { address, source })
+                    });
+                }
+            }
         }
         tokio::spawn(async move {
             stop.await;
@@ -141,6 +165,47 @@ impl Server {
             }
         }
     }
+}
+
+/// Accepts TLS connections and serves each (HTTP/2 or HTTP/1.1, as ALPN chose) until the
+/// stop signal; then waits for the open connections to finish.
+async fn serve_tls(
+    listener: TcpListener,
+    address: SocketAddr,
+    tls: TlsAcceptor,
+    router: Router,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|&stop| stop) => break,
+        };
+        let (tcp, _) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(%error, %address, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (tls, router, watcher) = (tls.clone(), router.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = TowerToHyperService::new(router);
+            let connection = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn bind_one(address: SocketAddr) -> Result<TcpListener, ServeError> {

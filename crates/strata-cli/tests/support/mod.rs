@@ -34,6 +34,11 @@ impl Server {
     /// Starts `strata serve --port 0 --insecure` on a fresh data directory and waits until it
     /// says it is ready, failing the test with its stderr if it exits or stays silent.
     pub fn start() -> Server {
+        Server::start_with(&["--insecure"])
+    }
+
+    /// Like [`Server::start`], with `extra` arguments instead of `--insecure`.
+    pub fn start_with(extra: &[&str]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let stderr_path = temp.path().join("server.stderr");
@@ -42,7 +47,8 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--port", "0", "--insecure"])
+            .args(["--port", "0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -87,6 +93,11 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The port the server listens on (on 127.0.0.1 and ::1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// What the server wrote to stderr so far (for failure messages).
