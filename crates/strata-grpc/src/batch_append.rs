@@ -30,6 +30,9 @@ pub(crate) type BatchAnswers = Pin<Box<dyn Stream<Item = Result<BatchAppendResp,
 
 /// Appends of one call that may be open (options seen, final chunk not yet) at once.
 const OPEN_APPENDS_MAX: usize = 1_024;
+/// Bytes of events all open appends of one call may hold, as multiples of the append
+/// limit: one call can never make the server hold more than this.
+const OPEN_APPEND_LIMITS_MAX: usize = 2;
 /// Answers buffered before the call waits for the client to read them.
 const ANSWERS_BUFFERED_MAX: usize = 1_024;
 
@@ -126,6 +129,17 @@ fn take_chunk(
         if append.size_bytes <= limit {
             append.events.push(event);
         }
+    }
+    let held_bytes: usize = open
+        .values()
+        .map(|append| append.size_bytes.min(limit))
+        .sum();
+    let held_bytes_max = limit.saturating_mul(OPEN_APPEND_LIMITS_MAX);
+    if held_bytes > held_bytes_max {
+        return Err(invalid(format!(
+            "the open batch appends of this call hold {held_bytes} bytes, over the limit of \
+             {held_bytes_max} bytes"
+        )));
     }
     Ok(if chunk.is_final {
         open.remove(&key)
