@@ -306,38 +306,33 @@ async fn subscribe(
         return Err(invalid("subscriptions read forwards only"));
     }
     let mut subscription = match &plan.target {
-        Target::Stream(stream, from) => {
-            let from = match from {
-                ReadFrom::Start => SubscribeFrom::Start,
-                ReadFrom::End => SubscribeFrom::End,
-                ReadFrom::At(revision) => SubscribeFrom::After(*revision),
-            };
-            subscribe_to_stream(
-                Arc::clone(store),
-                stream.clone(),
-                from,
-                SUBSCRIPTION_BUFFER_DEFAULT,
-            )
-        }
-        Target::All(from) => {
-            let from = match from {
-                ReadFrom::Start => SubscribeFrom::Start,
-                ReadFrom::End => SubscribeFrom::End,
-                ReadFrom::At(position) => SubscribeFrom::After(*position),
-            };
-            subscribe_to_all(
-                Arc::clone(store),
-                from,
-                plan.filter.clone(),
-                SUBSCRIPTION_BUFFER_DEFAULT,
-            )
-        }
+        Target::Stream(stream, from) => subscribe_to_stream(
+            Arc::clone(store),
+            stream.clone(),
+            subscribe_from(*from),
+            SUBSCRIPTION_BUFFER_DEFAULT,
+        ),
+        Target::All(from) => subscribe_to_all(
+            Arc::clone(store),
+            subscribe_from(*from),
+            plan.filter.clone(),
+            SUBSCRIPTION_BUFFER_DEFAULT,
+        ),
     };
     let confirmation = read_resp::SubscriptionConfirmation {
         subscription_id: EventId::new_random().to_string(),
     };
     send(answers, Content::Confirmation(confirmation)).await?;
     follow(&mut subscription, plan, answers).await
+}
+
+/// A subscription's start: a given revision or position is exclusive, as clients expect.
+fn subscribe_from<T>(from: ReadFrom<T>) -> SubscribeFrom<T> {
+    match from {
+        ReadFrom::Start => SubscribeFrom::Start,
+        ReadFrom::End => SubscribeFrom::End,
+        ReadFrom::At(place) => SubscribeFrom::After(place),
+    }
 }
 
 async fn follow(
