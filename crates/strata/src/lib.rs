@@ -1,0 +1,95 @@
+//! Strata's toolkit: write business logic as event-sourced aggregates and read models, on
+//! any [`EventStore`].
+//!
+//! - [`Aggregate`] decides on commands ([`Aggregate::handle`]) and evolves by its events
+//!   ([`Aggregate::apply`]); its events are [`DomainEvent`]s stored as JSON with a type name
+//!   and a schema version, in the stream `category-id`.
+//! - [`Repository`] loads an aggregate (newest snapshot + newer events), handles a command
+//!   and appends with the revision it loaded; on a concurrency conflict it reloads and
+//!   retries a bounded number of times. [`Repository::execute_once`] handles a command at
+//!   most once per caller-supplied [`CommandId`].
+//! - Snapshots by [`SnapshotPolicy`], in the stream `$snapshot-category-id`; a snapshot that
+//!   cannot be read is ignored and the aggregate replayed from its events.
+//! - [`Upcasters`] turn old event shapes into current ones while reading.
+//! - [`ProjectionRunner`] feeds a [`Projection`] from a catch-up subscription and saves it
+//!   with its checkpoint, so a restart resumes without gap or duplicate.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use strata::{Aggregate, DomainEvent, Repository};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Counter { value: u64 }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum CounterEvent { Incremented { by: u64 } }
+//!
+//! impl DomainEvent for CounterEvent {
+//!     fn event_type(&self) -> &'static str { "Incremented" }
+//! }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("cannot increment by zero")]
+//! struct ZeroIncrement;
+//!
+//! impl Aggregate for Counter {
+//!     const CATEGORY: &'static str = "counter";
+//!     type Command = u64;
+//!     type Event = CounterEvent;
+//!     type Error = ZeroIncrement;
+//!
+//!     fn handle(&self, by: &u64) -> Result<Vec<CounterEvent>, ZeroIncrement> {
+//!         if *by == 0 { return Err(ZeroIncrement); }
+//!         Ok(vec![CounterEvent::Incremented { by: *by }])
+//!     }
+//!
+//!     fn apply(&mut self, event: &CounterEvent) {
+//!         match event { CounterEvent::Incremented { by } => self.value += by }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())?;
+//! let counters = Repository::<Counter, _>::new(store);
+//! counters.execute("a", &2).await?;
+//! counters.execute("a", &3).await?;
+//! assert!(counters.execute("a", &0).await.is_err());
+//! assert_eq!(counters.load("a").await?.aggregate().value, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Dependencies: serde and serde_json (the stored form), thiserror, tokio (subscriptions),
+//! tracing (a snapshot that fails to write or read is logged, not fatal), uuid with `v5`
+//! (event ids derived from command ids).
+#![forbid(unsafe_code)]
+
+mod aggregate;
+mod codec;
+mod command_id;
+mod error;
+mod projection;
+mod repository;
+mod snapshot;
+mod upcaster;
+
+pub use aggregate::{Aggregate, DomainEvent, stream_name};
+pub use codec::decode_event;
+pub use command_id::CommandId;
+pub use error::{CommandError, Error, Result};
+pub use projection::{
+    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, Projection, ProjectionRunner,
+    ProjectionSource,
+};
+pub use repository::{
+    COMMAND_IDS_REMEMBERED_DEFAULT, CONFLICT_RETRIES_DEFAULT, CommandOutcome, Loaded, Repository,
+};
+pub use snapshot::{SNAPSHOT_EVENT_TYPE, SnapshotPolicy};
+pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
+
+pub use strata_core::{
+    AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
+    RecordedEvent, Revision, StreamName,
+};
