@@ -1,0 +1,134 @@
+//! The repository on the embedded engine: conflict retries, idempotent command ids.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::{AddZero, Counter, CountingStore};
+use strata::{CommandError, CommandId, Error, EventStore, Repository, Revision, StreamName};
+use strata_core::ReadStreamOptions;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_lose_no_update() {
+    const TASKS: u64 = 8;
+    const COMMANDS_PER_TASK: u64 = 25;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let counters =
+        Arc::new(Repository::<Counter, CountingStore>::new(store).with_conflict_retries(1_000));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let counters = counters.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut retried = 0;
+            for _ in 0..COMMANDS_PER_TASK {
+                let outcome = counters
+                    .execute("shared", &(task + 1))
+                    .await
+                    .expect("execute");
+                retried += u64::from(outcome.attempts - 1);
+            }
+            retried
+        }));
+    }
+    let mut retried = 0;
+    for task in tasks {
+        retried += task.await.expect("task");
+    }
+    let counter = counters
+        .load("shared")
+        .await
+        .expect("load")
+        .into_aggregate();
+    assert_eq!(counter.additions, TASKS * COMMANDS_PER_TASK);
+    assert_eq!(counter.value, COMMANDS_PER_TASK * (1..=TASKS).sum::<u64>());
+    println!("{retried} retries after conflicts");
+}
+
+#[tokio::test]
+async fn a_command_that_always_conflicts_gives_up_after_its_retries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    store.refuse_appends.store(true, Ordering::SeqCst);
+    let counters = Repository::<Counter, CountingStore>::new(store).with_conflict_retries(3);
+    let error = counters.execute("busy", &1).await.expect_err("conflicts");
+    match error {
+        CommandError::Failed(Error::ConflictRetriesExhausted { stream, attempts }) => {
+            assert_eq!(stream.as_str(), "counter-busy");
+            assert_eq!(attempts, 4);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_command_appends_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let counters = Repository::<Counter, CountingStore>::new(store.clone());
+    let error = counters.execute("c", &0).await.expect_err("refused");
+    assert_eq!(error.rejection(), Some(&AddZero));
+    let stream = StreamName::new("counter-c").expect("name");
+    let state = store.stream_state(&stream).await.expect("state");
+    assert_eq!(state, strata_core::StreamState::NoStream);
+}
+
+#[tokio::test]
+async fn the_same_command_id_appends_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let counters = Repository::<Counter, CountingStore>::new(store.clone());
+    let command_id = CommandId::new_random();
+
+    let first = counters
+        .execute_once("i", command_id, &5)
+        .await
+        .expect("first");
+    assert!(!first.duplicate);
+    assert_eq!(first.revision, Some(Revision(0)));
+    counters.execute("i", &1).await.expect("another command");
+    let again = counters
+        .execute_once("i", command_id, &5)
+        .await
+        .expect("again");
+    assert!(again.duplicate);
+    assert_eq!(again.events_appended, 0);
+
+    let counter = counters.load("i").await.expect("load").into_aggregate();
+    assert_eq!(counter.value, 6);
+    let stream = StreamName::new("counter-i").expect("name");
+    let events = store
+        .read_stream(&stream, ReadStreamOptions::forwards())
+        .await
+        .expect("read")
+        .into_events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].id, command_id.event_id(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_copies_of_one_command_append_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let counters = Arc::new(Repository::<Counter, CountingStore>::new(store));
+    let command_ids: Vec<CommandId> = (0..20).map(|_| CommandId::new_random()).collect();
+    let mut tasks = Vec::new();
+    for _copy in 0..4 {
+        let counters = counters.clone();
+        let command_ids = command_ids.clone();
+        tasks.push(tokio::spawn(async move {
+            for command_id in command_ids {
+                counters
+                    .execute_once("race", command_id, &1)
+                    .await
+                    .expect("execute");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let counter = counters.load("race").await.expect("load").into_aggregate();
+    assert_eq!(counter.value, 20);
+}
