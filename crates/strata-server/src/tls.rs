@@ -43,12 +43,11 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     if chain.is_empty() {
         return Err(certificate_error("it holds no certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.private_key).map_err(|error| {
-        TlsError::PrivateKey {
+    let key =
+        PrivateKeyDer::from_pem_file(&files.private_key).map_err(|error| TlsError::PrivateKey {
             path: files.private_key.clone(),
             reason: error.to_string(),
-        }
-    })?;
+        })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
