@@ -21,6 +21,7 @@
 
 mod append;
 mod batch_append;
+pub mod client;
 mod codec;
 mod convert;
 mod delete;

@@ -1,10 +1,13 @@
 //! `strata bench`: the standard embedded workload, run against a fresh store, with the
-//! disk's own speed measured in the same run on the same directory as the baseline.
+//! disk's own speed measured in the same run on the same directory as the baseline. With
+//! `--server`, the gRPC workload against a running server instead (`grpc.rs`).
 
 mod append_batched;
 mod append_single;
 mod baseline;
 mod data_dir;
+mod grpc;
+mod grpc_report;
 mod latency;
 mod machine;
 mod memory;
@@ -30,9 +33,14 @@ use self::workload::Workload;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// Directory for the bench's store; must be empty or absent.
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
+    /// Directory for the bench's store; must be empty or absent. With --server: a directory
+    /// on the server's disk to measure the disk baseline in (optional).
+    #[arg(long, value_name = "DIR", required_unless_present = "server")]
+    data_dir: Option<PathBuf>,
+    /// Bench a running server over gRPC instead, e.g. kdb://127.0.0.1:2113?tls=false
+    /// (also kurrentdb:// and esdb://).
+    #[arg(long, value_name = "URL", env = "STRATA_SERVER")]
+    server: Option<String>,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -54,9 +62,10 @@ pub(crate) struct BenchArgs {
     /// Events written one per append.
     #[arg(long, value_name = "N", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
     events_single: u64,
-    /// Concurrent tasks issuing single-event appends.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    single_tasks: u64,
+    /// Concurrent tasks issuing single-event appends [default: 256; 64 with --server, each
+    /// task appending to its own stream].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    single_tasks: Option<u64>,
     /// Streams the appends are spread over.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     streams: u64,
@@ -113,11 +122,20 @@ pub(crate) fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime; check the process may create threads")?;
-    runtime.block_on(run(args))
+    // An empty STRATA_SERVER means no server, as an unset one does.
+    match args.server.clone().filter(|url| !url.is_empty()) {
+        Some(url) => runtime.block_on(grpc::run(&args, &url)),
+        None => runtime.block_on(run(args)),
+    }
 }
 
+/// Concurrent single-event appenders of the embedded bench when --single-tasks is not given.
+const SINGLE_TASKS_DEFAULT: u64 = 256;
+
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = args.data_dir.clone();
+    let Some(dir) = args.data_dir.clone() else {
+        anyhow::bail!("give --data-dir DIR for the embedded bench, or --server URL");
+    };
     data_dir::prepare(&dir)?;
     let baseline_dir = dir.clone();
     let baseline_settings = baseline::Settings {
@@ -135,7 +153,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let store = open_store(&dir, config.clone())?;
     let workload = Arc::new(Workload::new(args.streams, args.event_bytes)?);
-    let report = run_phases(&args, store, &workload, baseline, config)
+    let report = run_phases(&args, &dir, store, &workload, baseline, config)
         .await
         .with_context(|| {
             format!(
@@ -161,12 +179,13 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_phases(
     args: &BenchArgs,
+    dir: &std::path::Path,
     store: Arc<Store>,
     workload: &Arc<Workload>,
     baseline: baseline::Baseline,
     config: Config,
 ) -> anyhow::Result<BenchReport> {
-    let dir = &args.data_dir;
+    let single_tasks = args.single_tasks.unwrap_or(SINGLE_TASKS_DEFAULT);
     let log_end_before = log_end(&store);
     let batched = append_batched::run(
         &store,
@@ -177,8 +196,7 @@ async fn run_phases(
     )
     .await?;
     let batched_bytes = log_end(&store).saturating_sub(log_end_before);
-    let single =
-        append_single::run(&store, workload, args.events_single, args.single_tasks).await?;
+    let single = append_single::run(&store, workload, args.events_single, single_tasks).await?;
     let fixture = stream_fixture::write(&store, workload, args.read_streams).await?;
     let memory = memory::run(&store, workload, args.memory_streams).await?;
     let events_total =
@@ -193,7 +211,7 @@ async fn run_phases(
             event_bytes: args.event_bytes,
             streams: args.streams,
             batch_events: args.batch_events,
-            single_tasks: args.single_tasks,
+            single_tasks,
         },
         machine: machine::Machine::read(),
         baseline,

@@ -222,24 +222,24 @@ impl BenchReport {
     }
 }
 
-fn row(metric: &str, figure: String, target: &str, note: String) -> [String; 4] {
+pub(super) fn row(metric: &str, figure: String, target: &str, note: String) -> [String; 4] {
     [metric.to_owned(), figure, target.to_owned(), note]
 }
 
-fn round(value: f64) -> f64 {
+pub(super) fn round(value: f64) -> f64 {
     value.round()
 }
 
-fn round1(value: f64) -> f64 {
+pub(super) fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
-fn round3(value: f64) -> f64 {
+pub(super) fn round3(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
 }
 
 /// A whole number with thousands separators: 1234567.8 -> "1,234,568".
-fn group(value: f64) -> String {
+pub(super) fn group(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
@@ -251,11 +251,11 @@ fn group(value: f64) -> String {
     grouped
 }
 
-fn per_sec_bytes(bytes_per_sec: f64) -> String {
+pub(super) fn per_sec_bytes(bytes_per_sec: f64) -> String {
     format!("{:.1} MiB/s", bytes_per_sec / (1024.0 * 1024.0))
 }
 
-fn gibibytes(bytes: u64) -> String {
+pub(super) fn gibibytes(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
 }
 

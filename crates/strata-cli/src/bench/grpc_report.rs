@@ -1,0 +1,160 @@
+//! The figures of `strata bench --server`: one flat JSON object, or a table for people.
+
+use serde_json::{Value, json};
+
+use super::baseline::Baseline;
+use super::grpc::Timed;
+use super::latency::micros;
+use super::machine::Machine;
+use super::report::{gibibytes, group, per_sec_bytes, round, round1, round3, row};
+use super::throughput::Throughput;
+
+/// The workload as run, echoed next to the figures.
+pub(super) struct GrpcShape {
+    pub(super) server: String,
+    pub(super) event_bytes: u64,
+    pub(super) streams: u64,
+    pub(super) batch_events: u64,
+    pub(super) batched_tasks: u64,
+    pub(super) single_tasks: u64,
+}
+
+pub(super) struct GrpcReport {
+    pub(super) shape: GrpcShape,
+    pub(super) machine: Machine,
+    /// Measured only when a directory on the server's disk was given.
+    pub(super) baseline: Option<Baseline>,
+    pub(super) batched: Timed,
+    pub(super) single: Timed,
+    pub(super) read_all: Throughput,
+}
+
+impl GrpcReport {
+    pub(super) fn to_json(&self) -> Value {
+        let (batched, single) = (&self.batched, &self.single);
+        let mut object = json!({
+            "server": self.shape.server,
+            "event_bytes": self.shape.event_bytes,
+            "streams": self.shape.streams,
+            "batch_events": self.shape.batch_events,
+            "batched_tasks": self.shape.batched_tasks,
+            "single_tasks": self.shape.single_tasks,
+            "machine_cores": self.machine.cores,
+            "machine_memory_bytes": self.machine.memory_bytes,
+            "grpc_batch_append_events": batched.throughput.events,
+            "grpc_batch_append_events_per_sec": round(batched.throughput.events_per_sec()),
+            "grpc_batch_append_p50_us": round1(micros(batched.latency.p50)),
+            "grpc_batch_append_p99_us": round1(micros(batched.latency.p99)),
+            "grpc_append_single_events": single.throughput.events,
+            "grpc_append_single_events_per_sec": round(single.throughput.events_per_sec()),
+            "grpc_append_single_p50_us": round1(micros(single.latency.p50)),
+            "grpc_append_single_p99_us": round1(micros(single.latency.p99)),
+            "grpc_append_single_max_us": round1(micros(single.latency.max)),
+            "grpc_read_all_events": self.read_all.events,
+            "grpc_read_all_events_per_sec": round(self.read_all.events_per_sec()),
+        });
+        if let (Some(baseline), Some(fields)) = (&self.baseline, object.as_object_mut()) {
+            fields.insert(
+                "fdatasync_per_sec".to_owned(),
+                json!(round(baseline.fdatasync_per_sec)),
+            );
+            fields.insert(
+                "disk_write_bytes_per_sec".to_owned(),
+                json!(round(baseline.disk_write_bytes_per_sec)),
+            );
+            fields.insert(
+                "grpc_append_single_events_per_fdatasync".to_owned(),
+                json!(round3(
+                    single.throughput.events_per_sec() / baseline.fdatasync_per_sec
+                )),
+            );
+        }
+        object
+    }
+
+    pub(super) fn print_table(&self) {
+        println!(
+            "strata bench --server {}: {}-byte events, {}-event batch appends from {} tasks, \
+             single appends from {} tasks",
+            self.shape.server,
+            self.shape.event_bytes,
+            group(self.shape.batch_events as f64),
+            self.shape.batched_tasks,
+            self.shape.single_tasks
+        );
+        println!(
+            "machine: {} cores, {} memory (client and server share them)\n",
+            self.machine.cores,
+            self.machine
+                .memory_bytes
+                .map_or("unknown".to_owned(), gibibytes),
+        );
+        let header = row("metric", "figure".to_owned(), "target", "note".to_owned());
+        for row in std::iter::once(header).chain(self.rows()) {
+            let line = format!("{:<36} {:>16}  {:<14} {}", row[0], row[1], row[2], row[3]);
+            println!("{}", line.trim_end());
+        }
+    }
+
+    fn rows(&self) -> Vec<[String; 4]> {
+        let (batched, single) = (&self.batched, &self.single);
+        let mut rows = Vec::new();
+        if let Some(baseline) = &self.baseline {
+            rows.push(row(
+                "fdatasync_per_sec",
+                group(baseline.fdatasync_per_sec),
+                "",
+                String::new(),
+            ));
+            rows.push(row(
+                "disk_write_bytes_per_sec",
+                per_sec_bytes(baseline.disk_write_bytes_per_sec),
+                "",
+                String::new(),
+            ));
+        }
+        let per_fdatasync = self.baseline.map_or_else(String::new, |baseline| {
+            format!(
+                "{:.1} events per fdatasync",
+                single.throughput.events_per_sec() / baseline.fdatasync_per_sec
+            )
+        });
+        rows.extend([
+            row(
+                "grpc_batch_append_events_per_sec",
+                group(batched.throughput.events_per_sec()),
+                ">= 600,000",
+                format!(
+                    "call p50 {:.0} us, p99 {:.0} us",
+                    micros(batched.latency.p50),
+                    micros(batched.latency.p99)
+                ),
+            ),
+            row(
+                "grpc_append_single_events_per_sec",
+                group(single.throughput.events_per_sec()),
+                ">= 40,000",
+                per_fdatasync,
+            ),
+            row(
+                "grpc_append_single_p50_us",
+                format!("{:.1}", micros(single.latency.p50)),
+                "",
+                String::new(),
+            ),
+            row(
+                "grpc_append_single_p99_us",
+                format!("{:.1}", micros(single.latency.p99)),
+                "",
+                String::new(),
+            ),
+            row(
+                "grpc_read_all_events_per_sec",
+                group(self.read_all.events_per_sec()),
+                ">= 1,000,000",
+                format!("{} events in $all", group(self.read_all.events as f64)),
+            ),
+        ]);
+        rows
+    }
+}
