@@ -80,6 +80,9 @@ class StrataServer:
             "--port",
             "0",
             "--insecure",
+            # Small segments: every server preallocates two, and a run starts dozens.
+            "--segment-size-mib",
+            "32",
             *self.extra_args,
         ]
 

@@ -17,6 +17,10 @@ pub(crate) struct ServeArgs {
     /// Port for gRPC and HTTP; 0 picks a free one.
     #[arg(long, default_value_t = 2113)]
     port: u16,
+    /// Size of each new segment file of the log, in MiB (at least 17: one 16 MiB event must
+    /// fit). Fixed when the store is created; an existing store keeps its own.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(17..=4095))]
+    segment_size_mib: u64,
     /// Address to listen on (repeatable); default: 127.0.0.1 and ::1.
     #[arg(long, value_name = "ADDR")]
     bind: Vec<IpAddr>,
@@ -40,7 +44,11 @@ pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Config::default()).with_context(|| {
+    let config = Config {
+        segment_size_bytes: args.segment_size_mib * 1024 * 1024,
+        ..Config::default()
+    };
+    let store = Store::open(&args.data_dir, config).with_context(|| {
         format!(
             "cannot open the store in {}; choose another directory with --data-dir",
             args.data_dir.display()

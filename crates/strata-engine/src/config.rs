@@ -17,7 +17,8 @@ pub enum Durability {
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Size of each segment file; positions `[i × size, (i + 1) × size)` live in segment `i`.
-    /// Fixed when the store is created.
+    /// Fixed when the store is created: an existing store keeps the size recorded in its
+    /// segment headers.
     pub segment_size_bytes: u64,
     pub durability: Durability,
     pub limits: Limits,

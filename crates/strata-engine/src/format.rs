@@ -108,9 +108,14 @@ impl EventFrame<'_> {
     }
 
     /// Builds the owned event; `frame` must be the `Bytes` the frame was parsed from.
-    pub(crate) fn to_recorded(&self, frame: &Bytes, position: u64) -> RecordedEvent {
+    pub(crate) fn to_recorded(
+        &self,
+        frame: &Bytes,
+        position: u64,
+        names: &mut StreamNameCache,
+    ) -> RecordedEvent {
         RecordedEvent {
-            stream: StreamName::from_stored(self.stream),
+            stream: names.get(self.stream),
             revision: Revision(self.revision),
             position: Position(position),
             id: EventId::from_u128(self.id),
@@ -123,6 +128,24 @@ impl EventFrame<'_> {
             data: frame.slice(self.data_range.clone()),
             metadata: frame.slice(self.metadata_range.clone()),
             created: Timestamp(self.created_nanos),
+        }
+    }
+}
+
+/// Reuses the stream name built last: consecutive frames are often of one stream, and a
+/// shared name saves an allocation per event read.
+#[derive(Default)]
+pub(crate) struct StreamNameCache(Option<StreamName>);
+
+impl StreamNameCache {
+    pub(crate) fn get(&mut self, name: &str) -> StreamName {
+        match &self.0 {
+            Some(last) if last.as_str() == name => last.clone(),
+            _ => {
+                let fresh = StreamName::from_stored(name);
+                self.0 = Some(fresh.clone());
+                fresh
+            }
         }
     }
 }

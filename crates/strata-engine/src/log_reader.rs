@@ -7,7 +7,7 @@ use strata_core::{Error, RecordedEvent, Result};
 
 use crate::format::{
     EventFrame, FRAME_ALIGN_BYTES, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
-    decode_frame, frame_length, trailer_length,
+    StreamNameCache, decode_frame, frame_length, trailer_length,
 };
 use crate::segments::Segments;
 
@@ -68,12 +68,17 @@ impl<'a> LogReader<'a> {
     /// Reads and checks the event at `position`.
     pub(crate) fn read_event(&self, position: u64) -> Result<RecordedEvent> {
         let frame = self.read_frame(position)?;
-        self.event_from_frame(position, &frame)
+        self.event_from_frame(position, &frame, &mut StreamNameCache::default())
     }
 
-    fn event_from_frame(&self, position: u64, frame: &Bytes) -> Result<RecordedEvent> {
+    fn event_from_frame(
+        &self,
+        position: u64,
+        frame: &Bytes,
+        names: &mut StreamNameCache,
+    ) -> Result<RecordedEvent> {
         match decode_frame(frame, frame.len()) {
-            Ok((Frame::Event(event), _)) => Ok(event.to_recorded(frame, position)),
+            Ok((Frame::Event(event), _)) => Ok(event.to_recorded(frame, position, names)),
             Ok((Frame::Padding, _)) => Err(self.corrupt(position, "is padding, not an event")),
             Err(FrameError::Invalid(reason)) => Err(self.corrupt(position, reason)),
             Err(_) => Err(self.corrupt(position, "is truncated")),
@@ -83,6 +88,7 @@ impl<'a> LogReader<'a> {
     /// Reads the events at ascending `positions`, fetching nearby ones with one read.
     pub(crate) fn read_events(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
         let mut events = Vec::with_capacity(positions.len());
+        let mut names = StreamNameCache::default();
         let mut run_start = 0;
         while run_start < positions.len() {
             let first = positions[run_start];
@@ -106,7 +112,7 @@ impl<'a> LogReader<'a> {
                     Err(FrameError::Empty) => return Err(self.corrupt(position, "is empty")),
                     Err(FrameError::Invalid(reason)) => return Err(self.corrupt(position, reason)),
                 };
-                events.push(self.event_from_frame(position, &frame)?);
+                events.push(self.event_from_frame(position, &frame, &mut names)?);
             }
             run_start = run_end;
         }

@@ -17,7 +17,9 @@ use crate::format::{Frame, FrameError, SEGMENT_HEADER_BYTES, decode_frame, frame
 use crate::index::{IdEntry, Index, RecentIds};
 use crate::index_file::{announced_stream_count, list_index_files, load_index_file};
 use crate::log_reader::{LogReader, to_usize};
-use crate::segments::{OpenMode, Segments, create_segment, list_segments, open_segment};
+use crate::segments::{
+    OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
+};
 
 const REPLAY_CHUNK_BYTES: u64 = 1 << 20;
 const CLEAN_MARKER: &str = "CLEAN";
@@ -40,10 +42,16 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
             .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
     }
     let clean_end = take_clean_marker(data_dir)?;
-    let segments = open_segments(&log_dir, config.segment_size_bytes, OpenMode::Repair)?;
+    // An existing store keeps the segment size it was created with.
+    let segment_size_bytes = if list_segments(&log_dir)?.is_empty() {
+        config.segment_size_bytes
+    } else {
+        recorded_segment_size(&log_dir)?
+    };
+    let segments = open_segments(&log_dir, segment_size_bytes, OpenMode::Repair)?;
     let created = segments.count() == 0;
     if created {
-        segments.push(create_segment(&log_dir, 0, config.segment_size_bytes)?);
+        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
     }
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
     let (mut index, index_file_sequence, covered_to) = load_index(&index_dir, &segments)?;

@@ -117,6 +117,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|error| Error::io(format!("syncing directory {}", dir.display()), error))
 }
 
+/// The segment size a store was created with, from the header of its first segment (the
+/// header's checksum is checked when the segment is opened).
+pub(crate) fn recorded_segment_size(log_dir: &Path) -> Result<u64> {
+    let path = log_dir.join(segment_file_name(0));
+    let file = File::open(&path)
+        .map_err(|error| Error::io(format!("opening {}", path.display()), error))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+    Ok(u64::from_le_bytes(
+        header[24..32].try_into().unwrap_or([0; 8]),
+    ))
+}
+
 /// Whether opening a segment may repair it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenMode {

@@ -16,7 +16,7 @@ use strata_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, decode_frame};
+use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, StreamNameCache, decode_frame};
 use crate::log_reader::{Flow, LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
@@ -294,6 +294,7 @@ impl Store {
             });
         }
         let mut last_examined = None;
+        let mut names = StreamNameCache::default();
         let next = self
             .reader()
             .scan_forward(start, end, &mut |position, event, frame| {
@@ -303,7 +304,7 @@ impl Store {
                     .as_ref()
                     .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
                 {
-                    events.push(event.to_recorded(frame, position));
+                    events.push(event.to_recorded(frame, position, &mut names));
                     if events.len() >= options.max_count {
                         return Ok(Flow::Stop);
                     }
@@ -339,6 +340,7 @@ impl Store {
             });
         }
         let mut last_examined = None;
+        let mut names = StreamNameCache::default();
         let next = self
             .reader()
             .scan_backward(start, &mut |position, event, frame| {
@@ -348,7 +350,7 @@ impl Store {
                     .as_ref()
                     .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
                 {
-                    events.push(event.to_recorded(frame, position));
+                    events.push(event.to_recorded(frame, position, &mut names));
                     if events.len() >= options.max_count {
                         stopped = true;
                         return Ok(Flow::Stop);
@@ -521,6 +523,32 @@ mod tests {
             },
         );
         bytes
+    }
+
+    #[tokio::test]
+    async fn an_existing_store_keeps_the_segment_size_it_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = Config::small_for_tests();
+        let store = Store::open(dir.path(), small.clone()).unwrap();
+        let stream = StreamName::new("kept").unwrap();
+        let event = ProposedEvent::json("E", "{}");
+        store
+            .append(&stream, ExpectedRevision::NoStream, vec![event])
+            .await
+            .unwrap();
+        store.close();
+        drop(store);
+        let larger = Config {
+            segment_size_bytes: small.segment_size_bytes * 2,
+            ..small
+        };
+        let reopened = Store::open(dir.path(), larger).unwrap();
+        assert_eq!(
+            reopened.shared.segments.size_bytes(),
+            small.segment_size_bytes
+        );
+        assert_eq!(reopened.event_count(), 1);
+        reopened.close();
     }
 
     #[tokio::test]

@@ -2,17 +2,14 @@
 //! without changing anything.
 
 use std::fmt;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use strata_core::{Error, Result};
+use strata_core::Result;
 
-use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index::{Index, RecentIds};
 use crate::index_file::{list_index_files, load_index_file};
 use crate::recovery::{find_valid_frame_after, open_segments, replay};
-use crate::segments::{OpenMode, list_segments, segment_file_name};
+use crate::segments::{OpenMode, list_segments, recorded_segment_size};
 use crate::store::lock_directory;
 
 /// How far a verification has got.
@@ -112,7 +109,7 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
         ));
         return Ok(report);
     }
-    report.segment_size_bytes = read_segment_size(&log_dir.join(segment_file_name(0)))?;
+    report.segment_size_bytes = recorded_segment_size(&log_dir)?;
     let segments = match open_segments(&log_dir, report.segment_size_bytes, OpenMode::ReadOnly) {
         Ok(segments) => segments,
         Err(error) => {
@@ -160,17 +157,6 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     }
     check_index_files(data_dir, &log_index, &mut report)?;
     Ok(report)
-}
-
-fn read_segment_size(path: &Path) -> Result<u64> {
-    let file = File::open(path)
-        .map_err(|error| Error::io(format!("opening {}", path.display()), error))?;
-    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-    Ok(u64::from_le_bytes(
-        header[24..32].try_into().unwrap_or([0; 8]),
-    ))
 }
 
 /// Every position in the index files must be the log's position for that revision.

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures::future::Either;
+use futures::stream::{self, StreamExt as _};
 use strata_core::{
     Direction, EventFilter, EventId, EventStore, FilterTarget, Position, ReadAllOptions, ReadFrom,
     ReadStreamOptions, RecordedEvent, Revision, SUBSCRIPTION_BUFFER_DEFAULT, StreamName,
@@ -31,12 +33,15 @@ use crate::proto::event_store::client::{AllStreamPosition, Empty};
 /// The stream of answers of one Read call.
 pub(crate) type ReadAnswers = Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
 
-/// Answers buffered per call before the reading task waits for the client.
-const ANSWERS_BUFFERED_MAX: usize = 256;
+/// Pages of answers buffered per call before the reading task waits for the client (a page
+/// is one store page of events, or one single answer).
+const PAGES_BUFFERED_MAX: usize = 16;
 /// Events read from the store per page.
 const PAGE_EVENTS_MAX: usize = 1_024;
 
-type Answers = mpsc::Sender<Result<ReadResp, Status>>;
+/// Answers travel to the response stream a page at a time: one channel message (and one
+/// task wake-up) per page, not per event.
+type Answers = mpsc::Sender<Result<Vec<ReadResp>, Status>>;
 
 /// What one Read call asks for, checked.
 struct ReadPlan {
@@ -64,7 +69,7 @@ pub(crate) async fn read(
         .options
         .ok_or_else(|| invalid("the read has no options"))?;
     let plan = plan(options)?;
-    let (answers, receiver) = mpsc::channel(ANSWERS_BUFFERED_MAX);
+    let (answers, receiver) = mpsc::channel(PAGES_BUFFERED_MAX);
     let store = Arc::clone(store);
     tokio::spawn(async move {
         let outcome = tokio::select! {
@@ -75,7 +80,11 @@ pub(crate) async fn read(
             let _ = answers.send(Err(status)).await;
         }
     });
-    Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    let answers = ReceiverStream::new(receiver).flat_map(|page| match page {
+        Ok(page) => Either::Left(stream::iter(page.into_iter().map(Ok))),
+        Err(status) => Either::Right(stream::iter(std::iter::once(Err(status)))),
+    });
+    Ok(Response::new(Box::pin(answers)))
 }
 
 fn plan(options: read_req::Options) -> Result<ReadPlan, Status> {
@@ -176,13 +185,28 @@ async fn run(store: &Arc<dyn EventStore>, plan: ReadPlan, answers: &Answers) -> 
 }
 
 async fn send(answers: &Answers, content: Content) -> Result<(), Status> {
-    answers
-        .send(Ok(ReadResp {
+    send_page(answers, vec![content]).await
+}
+
+async fn send_page(answers: &Answers, page: Vec<Content>) -> Result<(), Status> {
+    let page = page
+        .into_iter()
+        .map(|content| ReadResp {
             content: Some(content),
-        }))
+        })
+        .collect();
+    answers
+        .send(Ok(page))
         .await
         // The client went away: nothing to tell it, and the task ends.
         .map_err(|_| Status::cancelled("the client went away"))
+}
+
+fn event_page(events: &[RecordedEvent], format: UuidFormat) -> Vec<Content> {
+    events
+        .iter()
+        .map(|event| event_content(event, format))
+        .collect()
 }
 
 fn event_content(event: &RecordedEvent, format: UuidFormat) -> Content {
@@ -243,9 +267,7 @@ async fn read_stream(
             Direction::Backwards => ReadFrom::At(Revision(final_event.revision.0 - 1)),
         };
         remaining = remaining.saturating_sub(events.len() as u64);
-        for event in &events {
-            send(answers, event_content(event, plan.uuid_format)).await?;
-        }
+        send_page(answers, event_page(&events, plan.uuid_format)).await?;
         if !page_full {
             break;
         }
@@ -278,8 +300,8 @@ async fn read_all(
         };
         let slice = store.read_all(options).await.map_err(to_status)?;
         remaining = remaining.saturating_sub(slice.events.len() as u64);
-        for event in &slice.events {
-            send(answers, event_content(event, plan.uuid_format)).await?;
+        if !slice.events.is_empty() {
+            send_page(answers, event_page(&slice.events, plan.uuid_format)).await?;
         }
         if slice.is_end {
             break;
