@@ -47,7 +47,8 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--port", "0"])
+            // Small segments: every server zero-fills two, and a run starts dozens.
+            .args(["--port", "0", "--segment-size-mib", "32"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
