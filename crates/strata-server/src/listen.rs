@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -130,6 +131,10 @@ impl Server {
                     serving.spawn(serve_tls(listener, address, tls, router, stopped));
                 }
                 None => {
+                    // gRPC answers are small and latency-bound: no Nagle delays.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     serving.spawn(async move {
                         axum::serve(listener, router)
                             .with_graceful_shutdown(async move {
@@ -191,6 +196,7 @@ async fn serve_tls(
                 continue;
             }
         };
+        let _ = tcp.set_nodelay(true);
         let (tls, router, watcher) = (tls.clone(), router.clone(), graceful.watcher());
         tokio::spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
