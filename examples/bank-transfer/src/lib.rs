@@ -1,0 +1,20 @@
+//! Strata example: bank accounts that can never go negative, and a transfer saga that
+//! debits one account, credits another and compensates when the credit is refused.
+//!
+//! - [`Account`] (stream `account-<id>`) is where money lives and where a transfer is
+//!   requested ([`AccountCommand::RequestTransfer`]).
+//! - [`TransferSaga`] follows the `TransferRequested` events from a catch-up subscription
+//!   with its own durable checkpoint, and records each transfer's progress on a
+//!   [`Transfer`] aggregate (stream `transfer-<id>`).
+#![forbid(unsafe_code)]
+
+mod account;
+mod saga;
+mod transfer;
+
+pub use account::{Account, AccountCommand, AccountError, AccountEvent, Cents};
+pub use saga::{
+    CHECKPOINT_EVERY_TRANSFERS_DEFAULT, SAGA_CONFLICT_RETRIES, SagaError, Step, TransferReport,
+    TransferSaga, step_command_id,
+};
+pub use transfer::{Transfer, TransferCommand, TransferStatus};

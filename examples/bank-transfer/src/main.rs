@@ -1,0 +1,195 @@
+//! Bank transfers on an embedded Strata store in a temporary directory: accounts, transfers
+//! that complete, fail or are compensated, a burst of concurrent transfers, and the proof
+//! that money is conserved.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bank_transfer::{
+    Account, AccountCommand, Cents, SAGA_CONFLICT_RETRIES, TransferReport, TransferSaga,
+    TransferStatus,
+};
+use strata::{CommandError, Repository};
+use strata_engine::{Config, Store};
+
+const ACCOUNTS: [(&str, Cents); 4] = [
+    ("alice", dollars(100)),
+    ("bob", dollars(50)),
+    ("carol", dollars(20)),
+    ("dave", 0),
+];
+
+const CONCURRENT_CLIENTS: usize = 4;
+const TRANSFERS_PER_CLIENT: usize = 10;
+
+const fn dollars(amount: Cents) -> Cents {
+    amount * 100
+}
+
+fn money(cents: Cents) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+async fn request(
+    accounts: &Repository<Account, Store>,
+    transfer_id: &str,
+    from: &str,
+    to: &str,
+    amount: Cents,
+) -> anyhow::Result<()> {
+    let command = AccountCommand::RequestTransfer {
+        transfer_id: transfer_id.to_owned(),
+        to: to.to_owned(),
+        amount,
+    };
+    match accounts.execute(from, &command).await {
+        Ok(_) => println!(
+            "{transfer_id}: {from} asks to send {} to {to}",
+            money(amount)
+        ),
+        Err(CommandError::Rejected(reason)) => {
+            println!("{transfer_id}: {from} cannot even ask: {reason}");
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
+}
+
+fn describe(report: &TransferReport) -> String {
+    let what = format!(
+        "{}: {} → {} {}",
+        report.transfer_id,
+        report.from,
+        report.to,
+        money(report.amount)
+    );
+    match &report.status {
+        TransferStatus::Completed => format!("{what}: done"),
+        TransferStatus::Failed { reason } => format!("{what}: not debited ({reason})"),
+        TransferStatus::Compensated { reason } => {
+            format!(
+                "{what}: credit refused ({reason}); {} refunded",
+                report.from
+            )
+        }
+        other => format!("{what}: left at {other:?}"),
+    }
+}
+
+async fn total(accounts: &Repository<Account, Store>) -> anyhow::Result<Cents> {
+    let mut sum: Cents = 0;
+    for (id, _) in ACCOUNTS {
+        sum += accounts.load(id).await?.aggregate().balance();
+    }
+    Ok(sum)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let store: Arc<Store> =
+        Store::open(dir.path(), Config::default()).context("opening the store")?;
+    println!("Opened an embedded store in {}", dir.path().display());
+    let accounts = Arc::new(
+        Repository::<Account, Store>::new(store.clone())
+            .with_conflict_retries(SAGA_CONFLICT_RETRIES),
+    );
+
+    for (id, balance) in ACCOUNTS {
+        let open = AccountCommand::Open {
+            initial_balance: balance,
+        };
+        accounts.execute(id, &open).await?;
+        println!("opened {id} with {}", money(balance));
+    }
+    let total_before = total(&accounts).await?;
+    println!("money in the bank: {}", money(total_before));
+
+    println!("\nA few transfers, one by one:");
+    request(&accounts, "t-1", "alice", "bob", dollars(30)).await?;
+    request(&accounts, "t-2", "carol", "alice", dollars(500)).await?;
+    request(&accounts, "t-3", "bob", "erin", dollars(10)).await?;
+    accounts.execute("dave", &AccountCommand::Close).await?;
+    println!("dave closes his account");
+    request(&accounts, "t-4", "alice", "dave", dollars(5)).await?;
+    request(&accounts, "t-5", "dave", "alice", dollars(1)).await?;
+
+    let mut saga = TransferSaga::load(store.clone(), "transfers").await?;
+    println!("\nThe transfer saga catches up:");
+    for report in saga.catch_up().await? {
+        println!("  {}", describe(&report));
+    }
+
+    println!(
+        "\n{CONCURRENT_CLIENTS} clients now ask for {TRANSFERS_PER_CLIENT} transfers each, at once:"
+    );
+    let mut clients = Vec::new();
+    for client in 0..CONCURRENT_CLIENTS {
+        let accounts = accounts.clone();
+        clients.push(tokio::spawn(async move {
+            let mut attempts: u32 = 0;
+            for index in 0..TRANSFERS_PER_CLIENT {
+                let from = ACCOUNTS[(client + index) % 3].0;
+                let to = ACCOUNTS[(client + index + 1) % 3].0;
+                let amount = Cents::try_from(1 + (client * 7 + index * 13) % 40).unwrap_or(1) * 100;
+                let command = AccountCommand::RequestTransfer {
+                    transfer_id: format!("c{client}-{index}"),
+                    to: to.to_owned(),
+                    amount,
+                };
+                attempts += accounts.execute(from, &command).await?.attempts;
+            }
+            anyhow::Ok(attempts)
+        }));
+    }
+    let mut attempts_total: u32 = 0;
+    for client in clients {
+        attempts_total += client.await.context("a client task panicked")??;
+    }
+    let requests_total = CONCURRENT_CLIENTS * TRANSFERS_PER_CLIENT;
+    println!(
+        "{requests_total} requests stored in {attempts_total} attempts ({} lost a race and were retried)",
+        attempts_total as usize - requests_total
+    );
+
+    let reports = saga.catch_up().await?;
+    let count = |wanted: fn(&TransferStatus) -> bool| {
+        reports
+            .iter()
+            .filter(|report| wanted(&report.status))
+            .count()
+    };
+    println!(
+        "The saga handled them: {} done, {} not debited (insufficient funds), {} compensated",
+        count(|status| *status == TransferStatus::Completed),
+        count(|status| matches!(status, TransferStatus::Failed { .. })),
+        count(|status| matches!(status, TransferStatus::Compensated { .. })),
+    );
+
+    println!("\nThe saga restarts from its checkpoint and finds nothing new:");
+    let mut restarted = TransferSaga::load(store.clone(), "transfers").await?;
+    println!(
+        "  {} transfer(s) handled again",
+        restarted.catch_up().await?.len()
+    );
+
+    println!("\nBalances:");
+    for (id, _) in ACCOUNTS {
+        let account = accounts.load(id).await?.into_aggregate();
+        let state = if account.is_open() { "" } else { " (closed)" };
+        println!("  {id}: {}{state}", money(account.balance()));
+    }
+    let total_after = total(&accounts).await?;
+    anyhow::ensure!(
+        total_after == total_before,
+        "money was not conserved: {} before, {} after",
+        money(total_before),
+        money(total_after)
+    );
+    println!(
+        "money in the bank: {} before, {} after: conserved",
+        money(total_before),
+        money(total_after)
+    );
+    Ok(())
+}
