@@ -12,7 +12,9 @@
 //!   cannot be read is ignored and the aggregate replayed from its events.
 //! - [`Upcasters`] turn old event shapes into current ones while reading.
 //! - [`ProjectionRunner`] feeds a [`Projection`] from a catch-up subscription and saves it
-//!   with its checkpoint, so a restart resumes without gap or duplicate.
+//!   with its checkpoint, so a restart resumes without gap or duplicate; it catches up and
+//!   returns ([`ProjectionRunner::catch_up`]) or keeps following new events until told to
+//!   stop ([`ProjectionRunner::follow`]).
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -80,8 +82,8 @@ pub use codec::decode_event;
 pub use command_id::CommandId;
 pub use error::{CommandError, Error, Result};
 pub use projection::{
-    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, Projection, ProjectionRunner,
-    ProjectionSource,
+    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS, Projection,
+    ProjectionRunner, ProjectionSource,
 };
 pub use repository::{
     COMMAND_IDS_REMEMBERED_DEFAULT, CONFLICT_RETRIES_DEFAULT, CommandOutcome, Loaded, Repository,

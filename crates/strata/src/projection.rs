@@ -7,13 +7,14 @@
 //! checkpoint in one transaction) come with the PostgreSQL backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strata_core::{
     Bytes, EventFilter, EventStore, ExpectedRevision, FilterTarget, Position, ProposedEvent,
-    ReadStreamOptions, RecordedEvent, StreamMetadata, StreamName, SubscribeFrom, SubscriptionItem,
-    subscribe_to_all,
+    ReadStreamOptions, RecordedEvent, StreamMetadata, StreamName, SubscribeFrom, Subscription,
+    SubscriptionItem, subscribe_to_all,
 };
 
 use crate::error::{Error, Result};
@@ -23,6 +24,9 @@ pub const CHECKPOINT_EVENT_TYPE: &str = "$checkpoint";
 
 /// Events handled between two checkpoints by default.
 pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 1_000;
+
+/// How long a following runner waits with unsaved events before it saves a checkpoint.
+pub const FOLLOW_CHECKPOINT_IDLE_MS: u64 = 200;
 
 /// Items buffered between the subscription's reader and the projection.
 const SUBSCRIPTION_BUFFER_ITEMS: usize = 4_096;
@@ -58,6 +62,19 @@ impl ProjectionSource {
         };
         Ok(filter)
     }
+}
+
+/// Events handled by one run, and those not yet in a saved checkpoint.
+#[derive(Default)]
+struct Progress {
+    handled: u64,
+    unsaved: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    Event,
+    CaughtUp,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -162,57 +179,110 @@ impl<P: Projection, S: EventStore + ?Sized> ProjectionRunner<P, S> {
     /// errors. A second runner of the same projection makes checkpoint writes fail with
     /// [`strata_core::Error::WrongExpectedRevision`].
     pub async fn catch_up(&mut self) -> Result<u64> {
+        let mut subscription = self.subscribe()?;
+        let mut progress = Progress::default();
+        loop {
+            let item = subscription.next().await;
+            if self.take(item, &mut progress).await? == Taken::CaughtUp {
+                return Ok(progress.handled);
+            }
+        }
+    }
+
+    /// Catches up, then keeps handling events as they are appended until `stop` completes;
+    /// returns the number of events handled. Checkpoints are saved every
+    /// [`ProjectionRunner::with_checkpoint_every_events`] events, after
+    /// [`FOLLOW_CHECKPOINT_IDLE_MS`] without a new event, and when stopping, so a clean stop
+    /// leaves nothing to handle again.
+    ///
+    /// # Errors
+    /// As [`ProjectionRunner::catch_up`]; [`Error::SubscriptionEnded`] when the store
+    /// closes.
+    pub async fn follow<F: Future<Output = ()>>(&mut self, stop: F) -> Result<u64> {
+        let mut subscription = self.subscribe()?;
+        let mut progress = Progress::default();
+        let mut stop = std::pin::pin!(stop);
+        let idle = Duration::from_millis(FOLLOW_CHECKPOINT_IDLE_MS);
+        loop {
+            // Only the waits race the stop: an event taken is handled and counted.
+            let item = tokio::select! {
+                biased;
+                () = &mut stop => {
+                    if progress.unsaved > 0 {
+                        self.save_checkpoint().await?;
+                    }
+                    return Ok(progress.handled);
+                }
+                item = subscription.next() => item,
+                () = tokio::time::sleep(idle), if progress.unsaved > 0 => {
+                    self.save_checkpoint().await?;
+                    progress.unsaved = 0;
+                    continue;
+                }
+            };
+            self.take(item, &mut progress).await?;
+        }
+    }
+
+    fn subscribe(&self) -> Result<Subscription> {
         let from = self
             .position
             .map_or(SubscribeFrom::Start, SubscribeFrom::After);
-        let mut subscription = subscribe_to_all(
+        Ok(subscribe_to_all(
             self.store.clone(),
             from,
             Some(self.source.filter()?),
             SUBSCRIPTION_BUFFER_ITEMS,
-        );
-        let mut handled: u64 = 0;
-        let mut unsaved: u64 = 0;
-        loop {
-            let Some(item) = subscription.next().await else {
-                return Err(Error::SubscriptionEnded {
-                    projection: self.name.clone(),
-                });
-            };
-            match item? {
-                SubscriptionItem::Event(event) => {
-                    if let Err(error) = self.read_model.handle(&event) {
-                        self.restore_saved()?;
-                        return Err(Error::ProjectionFailed {
-                            projection: self.name.clone(),
-                            stream: event.stream,
-                            revision: event.revision,
-                            position: event.position,
-                            event_type: event.event_type,
-                            reason: error.to_string(),
-                        });
-                    }
-                    self.position = Some(event.position);
-                    handled += 1;
-                    unsaved += 1;
-                    if unsaved >= self.checkpoint_every_events {
-                        self.save_checkpoint().await?;
-                        unsaved = 0;
-                    }
+        ))
+    }
+
+    /// Handles one subscription item, saving a checkpoint when one is due.
+    async fn take(
+        &mut self,
+        item: Option<strata_core::Result<SubscriptionItem>>,
+        progress: &mut Progress,
+    ) -> Result<Taken> {
+        let Some(item) = item else {
+            return Err(Error::SubscriptionEnded {
+                projection: self.name.clone(),
+            });
+        };
+        match item? {
+            SubscriptionItem::Event(event) => {
+                if let Err(error) = self.read_model.handle(&event) {
+                    self.restore_saved()?;
+                    return Err(Error::ProjectionFailed {
+                        projection: self.name.clone(),
+                        stream: event.stream,
+                        revision: event.revision,
+                        position: event.position,
+                        event_type: event.event_type,
+                        reason: error.to_string(),
+                    });
                 }
-                SubscriptionItem::Checkpoint(position) => {
-                    // Events up to here did not match the source: nothing to re-read.
-                    if self.position.is_none_or(|current| current < position) {
-                        self.position = Some(position);
-                        unsaved += 1;
-                    }
+                self.position = Some(event.position);
+                progress.handled += 1;
+                progress.unsaved += 1;
+                if progress.unsaved >= self.checkpoint_every_events {
+                    self.save_checkpoint().await?;
+                    progress.unsaved = 0;
                 }
-                SubscriptionItem::CaughtUp => {
-                    if unsaved > 0 {
-                        self.save_checkpoint().await?;
-                    }
-                    return Ok(handled);
+                Ok(Taken::Event)
+            }
+            SubscriptionItem::Checkpoint(position) => {
+                // Events up to here did not match the source: nothing to re-read.
+                if self.position.is_none_or(|current| current < position) {
+                    self.position = Some(position);
+                    progress.unsaved += 1;
                 }
+                Ok(Taken::Event)
+            }
+            SubscriptionItem::CaughtUp => {
+                if progress.unsaved > 0 {
+                    self.save_checkpoint().await?;
+                    progress.unsaved = 0;
+                }
+                Ok(Taken::CaughtUp)
             }
         }
     }

@@ -137,3 +137,66 @@ async fn a_second_runner_of_the_same_projection_cannot_overwrite_the_checkpoint(
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_following_projection_sees_events_appended_after_it_started() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let repository = Repository::<Counter, CountingStore>::new(store.clone());
+    for by in 101..=103_u64 {
+        repository.execute("early", &by).await.expect("execute");
+    }
+    let runner = ProjectionRunner::<Sums, CountingStore>::load(store.clone(), "live", counters())
+        .await
+        .expect("load");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn(async move {
+        let mut runner = runner;
+        let handled = runner
+            .follow(async {
+                let _ = stopped.await;
+            })
+            .await;
+        (runner, handled)
+    });
+
+    // Wait until the follower has caught up (its checkpoint holds the early events), so
+    // the next appends reach it live.
+    let saved_events = || async {
+        ProjectionRunner::<Sums, CountingStore>::load(store.clone(), "live", counters())
+            .await
+            .expect("reload")
+            .read_model()
+            .events
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while saved_events().await < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for by in 104..=106_u64 {
+        repository.execute("late", &by).await.expect("execute");
+    }
+    while saved_events().await < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "live events not seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    stop.send(()).expect("follower still running");
+    let (runner, handled) = follower.await.expect("follower task");
+    assert_eq!(handled.expect("clean stop"), 6);
+    assert_eq!(runner.read_model().total, (101..=106).sum::<u64>());
+    drop(runner);
+
+    // The stop saved everything: a restart handles only what came after.
+    repository.execute("after", &107).await.expect("execute");
+    let mut restarted =
+        ProjectionRunner::<Sums, CountingStore>::load(store.clone(), "live", counters())
+            .await
+            .expect("reload");
+    assert_eq!(restarted.catch_up().await.expect("catch up"), 1);
+    assert_eq!(restarted.read_model().total, (101..=107).sum::<u64>());
+}
