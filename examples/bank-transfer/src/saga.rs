@@ -5,6 +5,13 @@
 //! Every command it sends has an id derived from the transfer id and the step, and it
 //! records each step on the transfer's own aggregate, so handling a request again (after a
 //! restart from an older checkpoint) repeats nothing that was done: no double debit.
+//!
+//! Limits of that promise: an account recognises its newest
+//! [`strata::COMMAND_IDS_REMEMBERED_DEFAULT`] command ids, so a step is safe to repeat as
+//! long as its account has not taken that many newer commands in between (a restart
+//! repeats only the requests after the last checkpoint, a few at most). A refused step
+//! leaves no trace and is decided again on a repeat. Transfer ids must be unique: a
+//! second request with a used id is reported as already finished.
 
 use std::fmt;
 use std::sync::Arc;
