@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod local;
 mod progress;
 mod serve;
 mod verify;
@@ -42,6 +43,43 @@ enum Command {
         The store is left in place for `strata verify` unless --cleanup is given."
     )]
     Bench(bench::BenchArgs),
+    /// Append events with JSON data to a stream, all of them atomically.
+    #[command(after_help = "Examples:\n  \
+        strata append order-42 --type OrderPlaced --data '{\"total\":10}' --data-dir ./strata-data\n  \
+        printf '{\"n\":1}\\n{\"n\":2}\\n' | strata append counter-1 --type Counted --data-dir ./strata-data\n\n\
+        Without --data, each non-blank line of stdin is one event. Every line is checked before\n\
+        anything is written: a malformed one is named by line and column and nothing is appended.\n\
+        Creates the store if the directory is empty or absent. Exit code 1 when the\n\
+        --expected-revision check fails, 2 for malformed JSON.")]
+    Append(local::append::AppendArgs),
+    /// Read a stream, or the global log `$all` (optionally filtered).
+    #[command(after_help = "Examples:\n  \
+        strata read order-42 --data-dir ./strata-data\n  \
+        strata read order-42 --backwards --count 1 --json --data-dir ./strata-data\n  \
+        strata read '$all' --stream-prefix order- --data-dir ./strata-data\n\n\
+        Exit code 1 when the stream is not found (never written, or deleted).")]
+    Read(local::read::ReadArgs),
+    /// List streams with their event counts and last revisions.
+    #[command(after_help = "Example:\n  strata streams --data-dir ./strata-data\n\n\
+        Counted from one pass over `$all`: it includes events a stream's metadata hides, and\n\
+        deleted streams. System and metadata streams are listed with --all.")]
+    Streams(local::streams::StreamsArgs),
+    /// Get or set a stream's metadata.
+    #[command(after_help = "Examples:\n  \
+        strata metadata get order-42 --data-dir ./strata-data\n  \
+        strata metadata set order-42 '{\"$maxCount\":100}' --data-dir ./strata-data")]
+    Metadata(local::metadata::MetadataArgs),
+    /// Soft-delete a stream: its events are hidden; appending again revives it.
+    #[command(
+        after_help = "Example:\n  strata delete order-42 --expected-revision 3 --data-dir ./strata-data"
+    )]
+    Delete(local::delete::DeleteArgs),
+    /// Tombstone a stream: it can never be read or written again.
+    #[command(
+        after_help = "Example:\n  strata tombstone order-42 --data-dir ./strata-data\n\n\
+        This cannot be undone."
+    )]
+    Tombstone(local::delete::DeleteArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,13 +88,27 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run_blocking(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),
+        Command::Append(args) => local::append::run(&args).map(|()| true),
+        Command::Read(args) => local::read::run(&args).map(|()| true),
+        Command::Streams(args) => local::streams::run(&args).map(|()| true),
+        Command::Metadata(args) => local::metadata::run(&args).map(|()| true),
+        Command::Delete(args) => {
+            local::delete::run(&args, local::delete::Deletion::Soft).map(|()| true)
+        }
+        Command::Tombstone(args) => {
+            local::delete::run(&args, local::delete::Deletion::Tombstone).map(|()| true)
+        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.is::<local::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

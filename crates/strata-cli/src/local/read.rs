@@ -1,0 +1,138 @@
+//! `strata read`: reads a stream, or the global log `$all` with an optional filter.
+
+use clap::Args;
+use strata_core::{
+    EventFilter, EventStore, FilterTarget, Position, ReadAllOptions, ReadStreamOptions,
+    RecordedEvent, StreamSlice,
+};
+
+use super::event_output::print_events;
+use super::{Create, DataDirArgs, LocalStore, explain, stream_name, usage_bail};
+
+/// Events asked of the store per page of `$all`.
+const ALL_PAGE_EVENTS_MAX: usize = 4_096;
+
+#[derive(Args)]
+pub(crate) struct ReadArgs {
+    /// Stream to read, or `$all` for the global log.
+    stream: String,
+    /// Read from the end towards the start.
+    #[arg(long)]
+    backwards: bool,
+    /// First revision to read (for `$all`: a position), inclusive.
+    #[arg(long, value_name = "R")]
+    from: Option<u64>,
+    /// Read at most this many events.
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+    /// `$all` only: events of streams whose name starts with this.
+    #[arg(long, value_name = "PREFIX", group = "filter")]
+    stream_prefix: Option<String>,
+    /// `$all` only: events whose type starts with this.
+    #[arg(long, value_name = "PREFIX", group = "filter")]
+    type_prefix: Option<String>,
+    /// `$all` only: events of streams whose name matches this regex.
+    #[arg(long, value_name = "REGEX", group = "filter")]
+    stream_regex: Option<String>,
+    /// `$all` only: events whose type matches this regex.
+    #[arg(long, value_name = "REGEX", group = "filter")]
+    type_regex: Option<String>,
+    /// Print one JSON object per event per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    data_dir: DataDirArgs,
+}
+
+pub(crate) fn run(args: &ReadArgs) -> anyhow::Result<()> {
+    let filter = filter(args)?;
+    let events = if args.stream == "$all" {
+        let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
+        read_all(&local, args, filter)?
+    } else {
+        if filter.is_some() {
+            usage_bail!("filters apply to `$all` only: read '$all' with the filter instead");
+        }
+        let stream = stream_name(&args.stream)?;
+        let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
+        let mut options = if args.backwards {
+            ReadStreamOptions::backwards()
+        } else {
+            ReadStreamOptions::forwards()
+        };
+        if let Some(from) = args.from {
+            options = options.from_revision(from);
+        }
+        if let Some(count) = args.count {
+            options = options.max_count(count);
+        }
+        match local
+            .block_on(local.store.read_stream(&stream, options))
+            .map_err(explain)?
+        {
+            StreamSlice::NotFound => anyhow::bail!(
+                "stream {stream} not found: it has no events or was deleted; list the \
+                 streams with `strata streams --data-dir {}`",
+                args.data_dir.data_dir.display()
+            ),
+            StreamSlice::Found { events, .. } => events,
+        }
+    };
+    print_events(&events, args.json);
+    Ok(())
+}
+
+fn filter(args: &ReadArgs) -> anyhow::Result<Option<EventFilter>> {
+    let filter = if let Some(prefix) = &args.stream_prefix {
+        EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.clone()])
+    } else if let Some(prefix) = &args.type_prefix {
+        EventFilter::prefixes(FilterTarget::EventType, vec![prefix.clone()])
+    } else if let Some(pattern) = &args.stream_regex {
+        EventFilter::regex(FilterTarget::StreamName, pattern)
+    } else if let Some(pattern) = &args.type_regex {
+        EventFilter::regex(FilterTarget::EventType, pattern)
+    } else {
+        return Ok(None);
+    };
+    match filter {
+        Ok(filter) => Ok(Some(filter)),
+        Err(error) => usage_bail!("{error}; fix the filter and run the command again"),
+    }
+}
+
+/// Reads `$all` page by page until the end or `--count` events.
+fn read_all(
+    local: &LocalStore,
+    args: &ReadArgs,
+    filter: Option<EventFilter>,
+) -> anyhow::Result<Vec<RecordedEvent>> {
+    let wanted = args.count.unwrap_or(usize::MAX);
+    let mut options = if args.backwards {
+        ReadAllOptions::backwards()
+    } else {
+        ReadAllOptions::forwards()
+    };
+    if let Some(from) = args.from {
+        options = options.from_position(Position(from));
+    }
+    if let Some(filter) = filter {
+        options = options.filter(filter);
+    }
+    let mut events = Vec::new();
+    while events.len() < wanted {
+        let page_options = options
+            .clone()
+            .max_count((wanted - events.len()).min(ALL_PAGE_EVENTS_MAX));
+        let page = local
+            .block_on(local.store.read_all(page_options))
+            .map_err(|error| {
+                anyhow::anyhow!("{error}; give --from a position printed by `strata read '$all'`")
+            })?;
+        events.extend(page.events);
+        if page.is_end {
+            break;
+        }
+        options = options.from_position(page.next_position);
+    }
+    Ok(events)
+}
