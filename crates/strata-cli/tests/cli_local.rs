@@ -321,6 +321,13 @@ fn reading_a_directory_without_a_store_is_refused_without_creating_one() {
     let output = store.run(&["read", "s"]);
     assert_exit(&output, 1, "holds no store");
     assert!(!store.data_dir.exists());
+
+    std::fs::create_dir_all(&store.data_dir).expect("dir");
+    std::fs::write(store.data_dir.join("notes.txt"), "not a store").expect("file");
+    let output = store.run(&["streams"]);
+    assert_exit(&output, 1, "holds no store");
+    let entries = std::fs::read_dir(&store.data_dir).expect("dir").count();
+    assert_eq!(entries, 1, "nothing was created beside notes.txt");
 }
 
 /// A `strata serve` child killed on drop.

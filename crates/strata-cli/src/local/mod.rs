@@ -70,10 +70,8 @@ pub(crate) struct LocalStore {
 impl LocalStore {
     /// Opens the store in `data_dir`, turning the engine's errors into ones that say what to do.
     pub(crate) fn open(data_dir: &Path, create: Create) -> anyhow::Result<LocalStore> {
-        let holds_store = data_dir
-            .read_dir()
-            .map(|mut entries| entries.next().is_some())
-            .unwrap_or(false);
+        // Every store has a `log/` directory; opening any other directory would create one.
+        let holds_store = data_dir.join("log").is_dir();
         let segment_size_mib = match create {
             Create::WithSegmentSizeMib(mib) => mib,
             Create::Never if holds_store => SEGMENT_SIZE_MIB_DEFAULT,
