@@ -157,29 +157,37 @@ impl Aggregate for Cart {
     }
 
     fn apply(&mut self, event: &CartEvent) {
-        match event {
-            CartEvent::ItemAdded {
-                sku,
-                quantity,
-                unit_price,
-            } => {
-                let line = self.lines.entry(sku.clone()).or_insert(Line {
-                    quantity: 0,
-                    unit_price: *unit_price,
-                });
-                line.quantity += quantity;
-                line.unit_price = *unit_price;
-            }
-            CartEvent::ItemRemoved { sku } => {
-                self.lines.remove(sku);
-            }
-            CartEvent::QuantityChanged { sku, quantity } => {
-                if let Some(line) = self.lines.get_mut(sku) {
-                    line.quantity = *quantity;
-                }
-            }
-            CartEvent::CheckedOut { .. } => self.checked_out = true,
+        apply_to_lines(&mut self.lines, event);
+        if let CartEvent::CheckedOut { .. } = event {
+            self.checked_out = true;
         }
+    }
+}
+
+/// What a cart event does to a cart's lines; the aggregate and the read model share it.
+pub fn apply_to_lines(lines: &mut BTreeMap<String, Line>, event: &CartEvent) {
+    match event {
+        CartEvent::ItemAdded {
+            sku,
+            quantity,
+            unit_price,
+        } => {
+            let line = lines.entry(sku.clone()).or_insert(Line {
+                quantity: 0,
+                unit_price: *unit_price,
+            });
+            line.quantity += quantity;
+            line.unit_price = *unit_price;
+        }
+        CartEvent::ItemRemoved { sku } => {
+            lines.remove(sku);
+        }
+        CartEvent::QuantityChanged { sku, quantity } => {
+            if let Some(line) = lines.get_mut(sku) {
+                line.quantity = *quantity;
+            }
+        }
+        CartEvent::CheckedOut { .. } => {}
     }
 }
 

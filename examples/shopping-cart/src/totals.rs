@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use strata::{Aggregate, Projection, RecordedEvent, Upcasters, decode_event};
 
-use crate::cart::{Cart, CartEvent, Cents, Line};
+use crate::cart::{Cart, CartEvent, Cents, Line, apply_to_lines};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartSummary {
@@ -38,31 +38,10 @@ impl CartTotals {
     /// Applies one cart event of cart `cart_id`.
     pub fn apply(&mut self, cart_id: &str, event: &CartEvent) {
         let cart = self.carts.entry(cart_id.to_owned()).or_default();
-        match event {
-            CartEvent::ItemAdded {
-                sku,
-                quantity,
-                unit_price,
-            } => {
-                let line = cart.lines.entry(sku.clone()).or_insert(Line {
-                    quantity: 0,
-                    unit_price: *unit_price,
-                });
-                line.quantity += quantity;
-                line.unit_price = *unit_price;
-            }
-            CartEvent::ItemRemoved { sku } => {
-                cart.lines.remove(sku);
-            }
-            CartEvent::QuantityChanged { sku, quantity } => {
-                if let Some(line) = cart.lines.get_mut(sku) {
-                    line.quantity = *quantity;
-                }
-            }
-            CartEvent::CheckedOut { total } => {
-                cart.checked_out = true;
-                self.revenue += total;
-            }
+        apply_to_lines(&mut cart.lines, event);
+        if let CartEvent::CheckedOut { total } = event {
+            cart.checked_out = true;
+            self.revenue += total;
         }
     }
 }
