@@ -99,7 +99,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         zero_after(&segments, end)?;
         // What the replay read may have come from the page cache of a process that died
         // before its sync: make it durable before publishing it as such.
-        sync_from(&segments, covered_to.min(end))?;
+        segments.sync(segments.segment_of(covered_to.min(end))..segments.count())?;
     }
     Ok(Recovered {
         segments,
@@ -453,22 +453,6 @@ pub(crate) fn find_valid_frame_after(segments: &Segments, damaged: u64) -> Resul
         }
     }
     Ok(None)
-}
-
-/// Syncs every segment from the one holding `position` to the last.
-fn sync_from(segments: &Segments, position: u64) -> Result<()> {
-    for segment_index in segments.segment_of(position)..segments.count() {
-        segments.file(segment_index)?.sync_data().map_err(|error| {
-            Error::io(
-                format!(
-                    "syncing {}",
-                    segments.describe(segments.segment_start(segment_index))
-                ),
-                error,
-            )
-        })?;
-    }
-    Ok(())
 }
 
 /// Zeroes whatever lies after the committed end, so later appends never sit next to

@@ -263,6 +263,22 @@ impl Segments {
         Ok(buffer.freeze())
     }
 
+    /// Syncs the data of the segments in `indexes` (those that exist).
+    pub(crate) fn sync(&self, indexes: std::ops::Range<u64>) -> Result<()> {
+        for segment_index in indexes.start..indexes.end.min(self.count()) {
+            self.file(segment_index)?.sync_data().map_err(|error| {
+                Error::io(
+                    format!(
+                        "syncing {}",
+                        self.describe(self.segment_start(segment_index))
+                    ),
+                    error,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Names a place in the log for error messages.
     pub(crate) fn describe(&self, position: u64) -> String {
         let segment_index = self.segment_of(position);

@@ -274,16 +274,21 @@ impl Store {
         if indexed { Ok(()) } else { Err(invalid()) }
     }
 
-    fn read_all_forwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
-        let start = match options.from {
-            ReadFrom::Start => 0,
-            ReadFrom::End => end,
-            ReadFrom::At(position) if position.0 >= end => end,
+    /// Where a `$all` read starts, either way; a caller's position is checked.
+    fn start_of(&self, from: ReadFrom<Position>, end: u64) -> Result<u64> {
+        match from {
+            ReadFrom::Start => Ok(0),
+            ReadFrom::End => Ok(end),
+            ReadFrom::At(position) if position.0 >= end => Ok(end),
             ReadFrom::At(position) => {
                 self.check_position(position.0, end)?;
-                position.0
+                Ok(position.0)
             }
-        };
+        }
+    }
+
+    fn read_all_forwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
+        let start = self.start_of(options.from, end)?;
         let mut events = Vec::new();
         if start >= end || options.max_count == 0 {
             return Ok(AllSlice {
@@ -320,15 +325,7 @@ impl Store {
     }
 
     fn read_all_backwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
-        let start = match options.from {
-            ReadFrom::Start => 0,
-            ReadFrom::End => end,
-            ReadFrom::At(position) if position.0 >= end => end,
-            ReadFrom::At(position) => {
-                self.check_position(position.0, end)?;
-                position.0
-            }
-        };
+        let start = self.start_of(options.from, end)?;
         let mut events = Vec::new();
         let mut stopped = false;
         if options.max_count == 0 {

@@ -265,18 +265,7 @@ impl Syncer {
         let segments = &self.shared.segments;
         let first = segments.segment_of(self.index_covered_to);
         let last = segments.segment_of(self.durable_end.saturating_sub(1));
-        for segment_index in first..=last {
-            segments.file(segment_index)?.sync_data().map_err(|error| {
-                Error::io(
-                    format!(
-                        "syncing {}",
-                        segments.describe(segments.segment_start(segment_index))
-                    ),
-                    error,
-                )
-            })?;
-        }
-        Ok(())
+        segments.sync(first..last + 1)
     }
 
     fn finish(&mut self) {
