@@ -15,6 +15,8 @@
 //!   with its checkpoint, so a restart resumes without gap or duplicate; it catches up and
 //!   returns ([`ProjectionRunner::catch_up`]) or keeps following new events until told to
 //!   stop ([`ProjectionRunner::follow`]).
+//! - With feature `postgres`, `SqlProjectionRunner` keeps a `SqlProjection` in PostgreSQL
+//!   tables and commits its rows with its checkpoint in one transaction: exactly once.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -65,7 +67,8 @@
 //!
 //! Dependencies: serde and serde_json (the stored form), thiserror, tokio (subscriptions),
 //! tracing (a snapshot that fails to write or read is logged, not fatal), uuid with `v5`
-//! (event ids derived from command ids).
+//! (event ids derived from command ids); with feature `postgres`, tokio-postgres and
+//! async-trait.
 #![forbid(unsafe_code)]
 
 mod aggregate;
@@ -75,6 +78,8 @@ mod error;
 mod projection;
 mod repository;
 mod snapshot;
+#[cfg(feature = "postgres")]
+mod sql_projection;
 mod upcaster;
 
 pub use aggregate::{Aggregate, DomainEvent, stream_name};
@@ -89,6 +94,11 @@ pub use repository::{
     COMMAND_IDS_REMEMBERED_DEFAULT, CONFLICT_RETRIES_DEFAULT, CommandOutcome, Loaded, Repository,
 };
 pub use snapshot::{SNAPSHOT_EVENT_TYPE, SnapshotPolicy};
+#[cfg(feature = "postgres")]
+pub use sql_projection::{
+    CHECKPOINT_TABLE, SQL_BATCH_EVENTS_DEFAULT, SQL_FOLLOW_COMMIT_IDLE_MS, SqlProjection,
+    SqlProjectionRunner,
+};
 pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
 
 pub use strata_core::{

@@ -3,8 +3,8 @@
 //! The read model's state and the position it has seen are written together, as one event
 //! of the checkpoint stream `$checkpoint-<name>`, so a restart resumes exactly after the
 //! last event the saved state includes: no gap, no event applied twice. That suits read
-//! models small enough for one event; SQL read models (which commit their rows and their
-//! checkpoint in one transaction) come with the PostgreSQL backend.
+//! models small enough for one event; read models in PostgreSQL tables commit their rows and
+//! their checkpoint in one transaction instead (`SqlProjection`, feature `postgres`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ pub enum ProjectionSource {
 }
 
 impl ProjectionSource {
-    fn filter(&self) -> Result<EventFilter> {
+    pub(crate) fn filter(&self) -> Result<EventFilter> {
         let filter = match self {
             ProjectionSource::All => EventFilter::regex(FilterTarget::StreamName, "^[^$]")?,
             ProjectionSource::Category(category) => {
