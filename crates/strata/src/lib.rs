@@ -15,6 +15,10 @@
 //!   with its checkpoint, so a restart resumes without gap or duplicate; it catches up and
 //!   returns ([`ProjectionRunner::catch_up`]) or keeps following new events until told to
 //!   stop ([`ProjectionRunner::follow`]).
+//! - A [`ProcessManager`] (saga) reacts to events with commands, through the same runner:
+//!   its state is saved with its checkpoint, and its commands carry ids derived from the
+//!   event that caused them ([`CommandId::caused_by`]), so a redelivered event after a
+//!   restart sends nothing twice.
 //! - With feature `postgres`, `SqlProjectionRunner` keeps a `SqlProjection` in PostgreSQL
 //!   tables and commits its rows with its checkpoint in one transaction: exactly once.
 //!
@@ -87,8 +91,8 @@ pub use codec::decode_event;
 pub use command_id::CommandId;
 pub use error::{CommandError, Error, Result};
 pub use projection::{
-    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS, Projection,
-    ProjectionRunner, ProjectionSource,
+    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS,
+    ProcessManager, ProcessManagerRunner, Projection, ProjectionRunner, ProjectionSource,
 };
 pub use repository::{
     COMMAND_IDS_REMEMBERED_DEFAULT, CONFLICT_RETRIES_DEFAULT, CommandOutcome, Loaded, Repository,
