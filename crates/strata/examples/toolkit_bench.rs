@@ -4,7 +4,8 @@
 //!
 //! `cargo run --release -p strata --example toolkit_bench -- [DATA_DIR]`
 //! Environment: `AGGREGATES` (10000), `COMMANDS` (1000000), `TASKS` (256),
-//! `SNAPSHOT_EVERY` (100), `PROJECTION_EVENTS` (1000000).
+//! `SNAPSHOT_EVERY` (100), `CACHE` (aggregates kept in memory; 0 = none, the default),
+//! `PROJECTION_EVENTS` (1000000).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,10 +93,13 @@ async fn commands(store: &Arc<Store>) -> Result<(), Box<dyn std::error::Error>> 
     let commands = setting("COMMANDS", 1_000_000);
     let tasks = setting("TASKS", 256);
     let snapshot_every = setting("SNAPSHOT_EVERY", 100);
-    let accounts = Arc::new(
-        Repository::<Account, Store>::new(store.clone())
-            .with_snapshot_policy(SnapshotPolicy::EveryEvents(snapshot_every)),
-    );
+    let cache = setting("CACHE", 0);
+    let mut repository = Repository::<Account, Store>::new(store.clone())
+        .with_snapshot_policy(SnapshotPolicy::EveryEvents(snapshot_every));
+    if cache > 0 {
+        repository = repository.with_cache(usize::try_from(cache)?);
+    }
+    let accounts = Arc::new(repository);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -121,8 +125,8 @@ async fn commands(store: &Arc<Store>) -> Result<(), Box<dyn std::error::Error>> 
     let sample = accounts.load("0").await?;
     println!(
         "commands: {commands} over {aggregates} aggregates by {tasks} tasks, snapshot every \
-         {snapshot_every} events: {:.0} commands/s ({elapsed:.2} s); aggregate 0 loaded \
-         {} event(s) after {}",
+         {snapshot_every} events, cache {cache}: {:.0} commands/s ({elapsed:.2} s); aggregate \
+         0 loads {} event(s) after {}",
         commands as f64 / elapsed,
         sample.events_replayed(),
         if sample.from_snapshot() {

@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregate;
+mod cache;
 mod codec;
 mod command_id;
 mod error;
