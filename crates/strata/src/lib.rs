@@ -69,6 +69,29 @@
 //! # }
 //! ```
 //!
+//! With the feature `remote`, [`RemoteStore`] runs the same code against a running
+//! `strata serve` (over the KurrentDB protocol, with the official client):
+//!
+//! ```no_run
+//! # #[cfg(feature = "remote")]
+//! # async fn remote() -> Result<(), Box<dyn std::error::Error>> {
+//! # use strata::{Aggregate, DomainEvent};
+//! # #[derive(Default)] struct Counter { value: u64 }
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Incremented;
+//! # impl DomainEvent for Incremented { fn event_type(&self) -> &'static str { "Incremented" } }
+//! # impl Aggregate for Counter {
+//! #     const CATEGORY: &'static str = "counter";
+//! #     type Command = (); type Event = Incremented; type Error = std::convert::Infallible;
+//! #     fn handle(&self, _: &()) -> Result<Vec<Incremented>, Self::Error> { Ok(vec![Incremented]) }
+//! #     fn apply(&mut self, _: &Incremented) { self.value += 1 }
+//! # }
+//! let store = strata::RemoteStore::connect_shared("kdb://127.0.0.1:2113?tls=false").await?;
+//! let counters = strata::Repository::<Counter, _>::new(store);
+//! counters.execute("a", &()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Dependencies: serde and serde_json (the stored form), thiserror, tokio (subscriptions),
 //! tracing (a snapshot that fails to write or read is logged, not fatal), uuid with `v5`
 //! (event ids derived from command ids); with feature `postgres`, tokio-postgres and
@@ -110,3 +133,5 @@ pub use strata_core::{
     AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
     RecordedEvent, Revision, StreamName,
 };
+#[cfg(feature = "remote")]
+pub use strata_remote::RemoteStore;

@@ -40,6 +40,41 @@ impl Server {
     /// Like [`Server::start`], with `extra` arguments instead of `--insecure`.
     pub fn start_with(extra: &[&str]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
+        Server::spawn(temp, extra)
+    }
+
+    /// Kills this server (as a crash would) and starts a new one on the same data directory,
+    /// on a new free port.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let temp = std::mem::replace(&mut self._temp, tempfile::tempdir().expect("temp dir"));
+        Server::spawn(temp, &["--insecure"])
+    }
+
+    /// The connection string of this server, in plain text.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn url(&self) -> String {
+        format!("kdb://127.0.0.1:{}?tls=false", self.port)
+    }
+
+    /// The data directory the server holds.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn data_dir(&self) -> PathBuf {
+        self._temp.path().join("data")
+    }
+
+    fn spawn(temp: TempDir, extra: &[&str]) -> Server {
         let data_dir = temp.path().join("data");
         let stderr_path = temp.path().join("server.stderr");
         let stderr = File::create(&stderr_path).expect("stderr file");
