@@ -79,9 +79,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A name for this connection, unique within the process.
+    /// The subscription id KurrentDB gives a connection, `<source>::<group>` (clients check
+    /// it against what they asked for).
     pub fn subscription_id(&self) -> String {
-        format!("{}::{}::{}", self.source, self.group, self.id)
+        format!("{}::{}", self.source, self.group)
     }
 
     /// The next event.
