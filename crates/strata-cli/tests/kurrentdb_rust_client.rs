@@ -11,6 +11,8 @@ mod support;
 mod appends;
 #[path = "kurrentdb_rust_client/lifecycle.rs"]
 mod lifecycle;
+#[path = "kurrentdb_rust_client/persistent.rs"]
+mod persistent;
 #[path = "kurrentdb_rust_client/reads.rs"]
 mod reads;
 #[path = "kurrentdb_rust_client/round_trip.rs"]

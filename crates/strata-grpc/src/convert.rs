@@ -110,7 +110,21 @@ pub(crate) fn recorded_event(
     event: &RecordedEvent,
     format: UuidFormat,
 ) -> read_event::RecordedEvent {
-    let metadata = HashMap::from([
+    read_event::RecordedEvent {
+        id: Some(wire_uuid(event.id, format)),
+        stream_identifier: Some(stream_identifier(&event.stream)),
+        stream_revision: event.revision.0,
+        prepare_position: event.position.0,
+        commit_position: event.position.0,
+        metadata: system_metadata(event),
+        custom_metadata: event.metadata.clone(),
+        data: event.data.clone(),
+    }
+}
+
+/// The metadata map of a recorded event on the wire: type, content type, created.
+pub(crate) fn system_metadata(event: &RecordedEvent) -> HashMap<String, String> {
+    HashMap::from([
         (TYPE_KEY.to_owned(), event.event_type.clone()),
         (
             CONTENT_TYPE_KEY.to_owned(),
@@ -120,17 +134,7 @@ pub(crate) fn recorded_event(
             CREATED_KEY.to_owned(),
             event.created.unix_ticks().to_string(),
         ),
-    ]);
-    read_event::RecordedEvent {
-        id: Some(wire_uuid(event.id, format)),
-        stream_identifier: Some(stream_identifier(&event.stream)),
-        stream_revision: event.revision.0,
-        prepare_position: event.position.0,
-        commit_position: event.position.0,
-        metadata,
-        custom_metadata: event.metadata.clone(),
-        data: event.data.clone(),
-    }
+    ])
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Speaks the KurrentDB (EventStoreDB) v1 client protocol over any
 //! [`strata_core::EventStore`], so the official KurrentDB clients work against Strata
 //! unchanged: `Streams` (Read with subscriptions and filters, Append, BatchAppend, Delete,
-//! Tombstone), `ServerFeatures` and `Gossip`. The `.proto` files under `proto/` are
+//! Tombstone), `PersistentSubscriptions` (over `strata-persistent`), `ServerFeatures` and
+//! `Gossip`. The `.proto` files under `proto/` are
 //! Strata's own rendering of that protocol: packages, message names, field numbers and
 //! types match the reference exactly, because that is the wire contract.
 //!
@@ -29,6 +30,7 @@ mod errors;
 mod gossip;
 #[cfg(test)]
 mod malformed_tests;
+mod persistent;
 mod proto;
 mod read;
 mod server_features;
@@ -39,7 +41,9 @@ use std::sync::Arc;
 use strata_core::EventStore;
 
 use crate::gossip::SingleNode;
+use crate::persistent::PersistentService;
 use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
+use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::server_features::Features;
@@ -68,10 +72,17 @@ impl Advertised {
 pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::service::Routes {
     let store: Arc<dyn EventStore> = store;
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
+    let manager = Arc::new(strata_persistent::PersistentSubscriptions::from_dyn(
+        Arc::clone(&store),
+    ));
+    let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max);
     let streams = StreamsServer::new(StreamsService { store })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
     tonic::service::Routes::new(streams)
+        .add_service(persistent)
         .add_service(ServerFeaturesServer::new(Features))
         .add_service(GossipServer::new(SingleNode::new(
             advertised.address,

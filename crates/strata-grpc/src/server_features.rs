@@ -20,8 +20,20 @@ fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
 /// Names are lowercase, as the reference server lists them.
 pub(crate) fn supported_methods() -> SupportedMethods {
     const STREAMS: &str = "event_store.client.streams.streams";
+    const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
+    // Groups on streams and on `$all`: the Rust client refuses `$all` groups without "all".
+    const SOURCES: &[&str] = &["stream", "all"];
     SupportedMethods {
         methods: vec![
+            method(PERSISTENT, "create", SOURCES),
+            method(PERSISTENT, "update", SOURCES),
+            method(PERSISTENT, "delete", SOURCES),
+            method(PERSISTENT, "read", SOURCES),
+            method(PERSISTENT, "getinfo", SOURCES),
+            method(PERSISTENT, "replayparked", SOURCES),
+            method(PERSISTENT, "truncateparked", SOURCES),
+            method(PERSISTENT, "list", SOURCES),
+            method(PERSISTENT, "restartsubsystem", &[]),
             method(STREAMS, "read", &[]),
             method(STREAMS, "append", &[]),
             method(STREAMS, "delete", &[]),

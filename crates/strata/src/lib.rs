@@ -135,3 +135,34 @@ pub use strata_core::{
 };
 #[cfg(feature = "remote")]
 pub use strata_remote::RemoteStore;
+
+/// Persistent subscriptions (consumer groups with acks, retries, parking and checkpoints in
+/// the store), the same manager `strata serve` offers over gRPC:
+///
+/// ```
+/// use strata::persistent::{ConsumerOptions, GroupSettings, NackAction, StartFrom, SubscriptionSource};
+/// use strata::{EventStore, ExpectedRevision, ProposedEvent, StreamName};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())?;
+/// let jobs = StreamName::new("jobs")?;
+/// let events = vec![ProposedEvent::json("Queued", "{}"), ProposedEvent::json("Queued", "{}")];
+/// store.append(&jobs, ExpectedRevision::NoStream, events).await?;
+///
+/// let groups = strata::persistent::PersistentSubscriptions::new(store);
+/// let source = SubscriptionSource::Stream(jobs);
+/// let settings = GroupSettings { start_from: StartFrom::Start, ..GroupSettings::default() };
+/// groups.create(&source, "workers", settings, None).await?;
+/// let mut worker = groups.connect(&source, "workers", ConsumerOptions::default()).await?;
+/// let first = worker.next().await?;
+/// worker.nack(vec![first.ack_id()], NackAction::Retry).await?;
+/// let second = worker.next().await?;
+/// worker.ack(vec![second.ack_id()]).await?;
+/// let retried = worker.next().await?;
+/// assert_eq!((retried.event.id, retried.retry_count), (first.event.id, 1));
+/// # Ok(())
+/// # }
+/// ```
+pub use strata_persistent as persistent;

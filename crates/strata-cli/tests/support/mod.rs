@@ -40,7 +40,25 @@ impl Server {
     /// Like [`Server::start`], with `extra` arguments instead of `--insecure`.
     pub fn start_with(extra: &[&str]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
-        Server::spawn(temp, extra)
+        let (child, lines) = spawn(&temp, extra);
+        let mut server = Server {
+            child,
+            port: 0,
+            stderr_path: temp.path().join("server.stderr"),
+            _temp: temp,
+        };
+        server.await_ready(&lines);
+        server
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and starts it again, insecure,
+    /// on the same data directory; the port changes.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines) = spawn(&self._temp, &["--insecure"]);
+        self.child = child;
+        self.await_ready(&lines);
     }
 
     /// Kills this server (as a crash would) and starts a new one on the same data directory,
@@ -50,10 +68,8 @@ impl Server {
         reason = "used by some of the test crates that share this module"
     )]
     pub fn restart(mut self) -> Server {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let temp = std::mem::replace(&mut self._temp, tempfile::tempdir().expect("temp dir"));
-        Server::spawn(temp, &["--insecure"])
+        self.kill_and_restart();
+        self
     }
 
     /// The connection string of this server, in plain text.
@@ -74,57 +90,23 @@ impl Server {
         self._temp.path().join("data")
     }
 
-    fn spawn(temp: TempDir, extra: &[&str]) -> Server {
-        let data_dir = temp.path().join("data");
-        let stderr_path = temp.path().join("server.stderr");
-        let stderr = File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(STRATA)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            // Small segments: every server zero-fills two, and a run starts dozens.
-            .args(["--port", "0", "--segment-size-mib", "32"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("strata serve starts");
-
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_sender, lines) = mpsc::channel();
-        // Keeps draining stdout after the ready line so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-
-        let mut server = Server {
-            child,
-            port: 0,
-            stderr_path,
-            _temp: temp,
-        };
+    fn await_ready(&mut self, lines: &mpsc::Receiver<String>) {
         let mut seen = Vec::new();
         loop {
             match lines.recv_timeout(READY_TIMEOUT) {
                 Ok(line) => match parse_ready_port(&line) {
                     Some(port) => {
-                        server.port = port;
-                        return server;
+                        self.port = port;
+                        return;
                     }
                     None => seen.push(line),
                 },
                 Err(error) => {
-                    let status = server.child.try_wait().ok().flatten();
+                    let status = self.child.try_wait().ok().flatten();
                     panic!(
                         "strata serve did not print its ready line ({error:?}; exit status \
                          {status:?})\nstdout so far: {seen:?}\nstderr:\n{}",
-                        server.stderr()
+                        self.stderr()
                     );
                 }
             }
@@ -160,6 +142,42 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `strata serve` on `temp`'s data directory, appending its stderr to a file there;
+/// returns the child and its stdout lines.
+fn spawn(temp: &TempDir, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let data_dir = temp.path().join("data");
+    let stderr_path = temp.path().join("server.stderr");
+    let stderr = File::options()
+        .create(true)
+        .append(true)
+        .open(&stderr_path)
+        .expect("stderr file");
+    let mut child = Command::new(STRATA)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        // Small segments: every server zero-fills two, and a run starts dozens.
+        .args(["--port", "0", "--segment-size-mib", "32"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("strata serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_sender, lines) = mpsc::channel();
+    // Keeps draining stdout after the ready line so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }
 
 /// The port of the first address in `strata serve: ready on 127.0.0.1:PORT, [::1]:PORT`.

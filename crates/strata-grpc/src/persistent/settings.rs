@@ -1,0 +1,145 @@
+//! Create and Update settings from the wire into `GroupSettings`, and the source a request
+//! names. Negative numbers and unknown strategies are INVALID_ARGUMENT.
+
+use strata_persistent::{ConsumerStrategy, GroupSettings, StartFrom, SubscriptionSource};
+use tonic::Status;
+
+use crate::convert::{invalid, stream_name};
+use crate::proto::event_store::client::StreamIdentifier;
+use crate::proto::event_store::client::persistent_subscriptions::{create_req, update_req};
+
+/// .NET ticks (100 ns) per millisecond.
+const TICKS_PER_MILLISECOND: i64 = 10_000;
+
+/// The settings both Create and Update carry, as sent.
+pub(crate) struct WireSettings {
+    pub(crate) resolve_links: bool,
+    pub(crate) extra_statistics: bool,
+    pub(crate) message_timeout_ms: i64,
+    pub(crate) max_retry_count: i32,
+    pub(crate) checkpoint_after_ms: i64,
+    pub(crate) min_checkpoint_count: i32,
+    pub(crate) max_checkpoint_count: i32,
+    pub(crate) max_subscriber_count: i32,
+    pub(crate) live_buffer_size: i32,
+    pub(crate) read_batch_size: i32,
+    pub(crate) history_buffer_size: i32,
+    /// The string name when given, else the deprecated enum's.
+    pub(crate) strategy: String,
+}
+
+impl From<create_req::Settings> for WireSettings {
+    fn from(settings: create_req::Settings) -> Self {
+        use create_req::settings::{CheckpointAfter, MessageTimeout};
+        let named = create_req::ConsumerStrategy::try_from(settings.named_consumer_strategy)
+            .map(|strategy| strategy.as_str_name().to_owned())
+            .unwrap_or_default();
+        Self {
+            resolve_links: settings.resolve_links,
+            extra_statistics: settings.extra_statistics,
+            message_timeout_ms: match settings.message_timeout {
+                Some(MessageTimeout::MessageTimeoutMs(ms)) => i64::from(ms),
+                Some(MessageTimeout::MessageTimeoutTicks(ticks)) => ticks / TICKS_PER_MILLISECOND,
+                None => 0,
+            },
+            checkpoint_after_ms: match settings.checkpoint_after {
+                Some(CheckpointAfter::CheckpointAfterMs(ms)) => i64::from(ms),
+                Some(CheckpointAfter::CheckpointAfterTicks(ticks)) => ticks / TICKS_PER_MILLISECOND,
+                None => 0,
+            },
+            max_retry_count: settings.max_retry_count,
+            min_checkpoint_count: settings.min_checkpoint_count,
+            max_checkpoint_count: settings.max_checkpoint_count,
+            max_subscriber_count: settings.max_subscriber_count,
+            live_buffer_size: settings.live_buffer_size,
+            read_batch_size: settings.read_batch_size,
+            history_buffer_size: settings.history_buffer_size,
+            strategy: if settings.consumer_strategy.is_empty() {
+                named
+            } else {
+                settings.consumer_strategy
+            },
+        }
+    }
+}
+
+impl From<update_req::Settings> for WireSettings {
+    fn from(settings: update_req::Settings) -> Self {
+        use update_req::settings::{CheckpointAfter, MessageTimeout};
+        let named = update_req::ConsumerStrategy::try_from(settings.named_consumer_strategy)
+            .map(|strategy| strategy.as_str_name().to_owned())
+            .unwrap_or_default();
+        Self {
+            resolve_links: settings.resolve_links,
+            extra_statistics: settings.extra_statistics,
+            message_timeout_ms: match settings.message_timeout {
+                Some(MessageTimeout::MessageTimeoutMs(ms)) => i64::from(ms),
+                Some(MessageTimeout::MessageTimeoutTicks(ticks)) => ticks / TICKS_PER_MILLISECOND,
+                None => 0,
+            },
+            checkpoint_after_ms: match settings.checkpoint_after {
+                Some(CheckpointAfter::CheckpointAfterMs(ms)) => i64::from(ms),
+                Some(CheckpointAfter::CheckpointAfterTicks(ticks)) => ticks / TICKS_PER_MILLISECOND,
+                None => 0,
+            },
+            max_retry_count: settings.max_retry_count,
+            min_checkpoint_count: settings.min_checkpoint_count,
+            max_checkpoint_count: settings.max_checkpoint_count,
+            max_subscriber_count: settings.max_subscriber_count,
+            live_buffer_size: settings.live_buffer_size,
+            read_batch_size: settings.read_batch_size,
+            history_buffer_size: settings.history_buffer_size,
+            strategy: named,
+        }
+    }
+}
+
+fn non_negative(name: &str, value: i32) -> Result<u32, Status> {
+    u32::try_from(value).map_err(|_| invalid(format!("{name} must not be negative (got {value})")))
+}
+
+fn non_negative_ms(name: &str, value: i64) -> Result<u64, Status> {
+    u64::try_from(value).map_err(|_| invalid(format!("{name} must not be negative (got {value})")))
+}
+
+impl WireSettings {
+    /// The group settings; `start_from` comes from the request's stream or `$all` options.
+    pub(crate) fn into_settings(self, start_from: StartFrom) -> Result<GroupSettings, Status> {
+        let consumer_strategy = ConsumerStrategy::from_name(&self.strategy)
+            .map_err(|error| invalid(error.to_string()))?;
+        Ok(GroupSettings {
+            start_from,
+            resolve_links: self.resolve_links,
+            extra_statistics: self.extra_statistics,
+            message_timeout_ms: non_negative_ms("message_timeout", self.message_timeout_ms)?,
+            max_retry_count: non_negative("max_retry_count", self.max_retry_count)?,
+            live_buffer_size: non_negative("live_buffer_size", self.live_buffer_size)?,
+            read_batch_size: non_negative("read_batch_size", self.read_batch_size)?,
+            history_buffer_size: non_negative("history_buffer_size", self.history_buffer_size)?,
+            checkpoint_after_ms: non_negative_ms("checkpoint_after", self.checkpoint_after_ms)?,
+            min_checkpoint_count: non_negative("min_checkpoint_count", self.min_checkpoint_count)?,
+            max_checkpoint_count: non_negative("max_checkpoint_count", self.max_checkpoint_count)?,
+            max_subscriber_count: non_negative("max_subscriber_count", self.max_subscriber_count)?,
+            consumer_strategy,
+        })
+    }
+}
+
+/// The source a request names: a stream, or `$all`.
+pub(crate) fn source(
+    stream: Option<&StreamIdentifier>,
+    all: bool,
+) -> Result<SubscriptionSource, Status> {
+    if all {
+        return Ok(SubscriptionSource::All);
+    }
+    Ok(SubscriptionSource::Stream(stream_name(stream)?))
+}
+
+/// A group name as sent.
+pub(crate) fn group_name(group: String) -> Result<String, Status> {
+    if group.is_empty() {
+        return Err(invalid("the request names no group"));
+    }
+    Ok(group)
+}

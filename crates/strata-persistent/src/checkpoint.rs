@@ -1,0 +1,182 @@
+//! A group's durable progress: everything up to `done_through` is finished, and so is every
+//! source event whose place lies in one of `done_ranges` (finished out of order above it).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use strata_core::{
+    Bytes, ContentType, EventId, EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions,
+    StreamMetadata, StreamName,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Event type of checkpoint events.
+pub(crate) const CHECKPOINT_EVENT_TYPE: &str = "$SubscriptionCheckpoint";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    /// Every source event at or before this place is finished.
+    pub(crate) done_through: Option<u64>,
+    /// Inclusive ranges of places above `done_through`, in order, whose events are finished.
+    #[serde(default)]
+    pub(crate) done_ranges: Vec<(u64, u64)>,
+}
+
+impl Checkpoint {
+    /// True when the event at `place` was finished when this checkpoint was taken.
+    pub(crate) fn covers(&self, place: u64) -> bool {
+        if self.done_through.is_some_and(|through| place <= through) {
+            return true;
+        }
+        self.done_ranges
+            .binary_search_by(|&(first, last)| {
+                if last < place {
+                    std::cmp::Ordering::Less
+                } else if first > place {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// The last checkpoint written to `stream`, if any.
+pub(crate) async fn load(
+    store: &dyn EventStore,
+    stream: &StreamName,
+) -> Result<Option<Checkpoint>> {
+    let last = store
+        .read_stream(stream, ReadStreamOptions::backwards().max_count(1))
+        .await?
+        .into_events();
+    let Some(event) = last.first() else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&event.data)
+        .map(Some)
+        .map_err(|error| Error::CorruptState {
+            stream: stream.to_string(),
+            detail: format!(
+                "checkpoint at revision {} does not parse: {error}",
+                event.revision
+            ),
+        })
+}
+
+/// Writes one checkpoint now.
+pub(crate) async fn write(
+    store: &dyn EventStore,
+    stream: &StreamName,
+    checkpoint: &Checkpoint,
+) -> Result<()> {
+    let event = ProposedEvent {
+        id: EventId::new_random(),
+        event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
+        content_type: ContentType::Json,
+        data: Bytes::from(checkpoint.to_json()),
+        metadata: Bytes::new(),
+    };
+    store
+        .append(stream, ExpectedRevision::Any, vec![event])
+        .await?;
+    Ok(())
+}
+
+/// Only the newest checkpoint matters: keep one event in the stream.
+pub(crate) async fn limit_to_last(store: &dyn EventStore, stream: &StreamName) -> Result<()> {
+    let metadata = StreamMetadata {
+        max_count: Some(1),
+        ..StreamMetadata::default()
+    };
+    store
+        .set_stream_metadata(stream, ExpectedRevision::Any, &metadata)
+        .await?;
+    Ok(())
+}
+
+/// Writes checkpoints in the background, always the newest one handed to it: the group
+/// never waits for the disk, and a burst of checkpoints costs one write.
+pub(crate) struct CheckpointWriter {
+    latest: watch::Sender<Option<Checkpoint>>,
+    task: JoinHandle<()>,
+}
+
+impl CheckpointWriter {
+    pub(crate) fn spawn(store: Arc<dyn EventStore>, stream: StreamName) -> Self {
+        let (latest, mut receiver) = watch::channel(None::<Checkpoint>);
+        let task = tokio::spawn(async move {
+            let mut metadata_written = false;
+            // `changed` still reports a value sent just before the sender was dropped.
+            while receiver.changed().await.is_ok() {
+                let Some(checkpoint) = receiver.borrow_and_update().clone() else {
+                    continue;
+                };
+                if !metadata_written {
+                    metadata_written = limit_to_last(&*store, &stream).await.is_ok();
+                }
+                if let Err(error) = write(&*store, &stream, &checkpoint).await {
+                    tracing::warn!(%stream, %error, "persistent subscription checkpoint not written; the next one retries");
+                }
+            }
+        });
+        Self { latest, task }
+    }
+
+    /// Hands over a newer checkpoint.
+    pub(crate) fn submit(&self, checkpoint: Checkpoint) {
+        self.latest.send_replace(Some(checkpoint));
+    }
+
+    /// Writes `last` (if any) and waits until everything handed over is written.
+    pub(crate) async fn finish(self, last: Option<Checkpoint>) {
+        if let Some(checkpoint) = last {
+            self.latest.send_replace(Some(checkpoint));
+        }
+        drop(self.latest);
+        let _ = self.task.await;
+    }
+
+    /// Stops without writing what is pending (the group was deleted).
+    pub(crate) fn abandon(self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covers_the_prefix_and_the_ranges_only() {
+        let checkpoint = Checkpoint {
+            done_through: Some(10),
+            done_ranges: vec![(15, 20), (30, 30)],
+        };
+        for place in [0, 10, 15, 17, 20, 30] {
+            assert!(checkpoint.covers(place), "{place}");
+        }
+        for place in [11, 14, 21, 29, 31] {
+            assert!(!checkpoint.covers(place), "{place}");
+        }
+        assert!(!Checkpoint::default().covers(0));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let checkpoint = Checkpoint {
+            done_through: Some(7),
+            done_ranges: vec![(9, 12)],
+        };
+        let parsed: Checkpoint = serde_json::from_slice(&checkpoint.to_json()).unwrap();
+        assert_eq!(parsed, checkpoint);
+    }
+}

@@ -1,0 +1,66 @@
+//! Persistent subscriptions over any [`strata_core::EventStore`]: consumer groups whose
+//! members compete for the events of a stream or of `$all`, with acks, retries, parking of
+//! poison events and checkpoints kept in the store, so a restart resumes where the group was
+//! without skipping anything unacknowledged.
+//!
+//! [`PersistentSubscriptions`] is the whole API: create, update, delete, list and inspect
+//! groups, replay parked events, and [`connect`](PersistentSubscriptions::connect) a
+//! [`Consumer`]. The KurrentDB-compatible gRPC service of `strata-grpc` is a translation onto
+//! it. The design is in `docs/PERSISTENT_SUBSCRIPTIONS.md`.
+//!
+//! Dependencies: `serde`/`serde_json` for the stored configuration and checkpoints,
+//! `futures` to take a batch of ready source items per turn, `tokio` for the group tasks.
+//!
+//! ```
+//! use strata_core::{EventStore, ExpectedRevision, ProposedEvent, StreamName};
+//! use strata_persistent::{
+//!     ConsumerOptions, GroupSettings, PersistentSubscriptions, StartFrom, SubscriptionSource,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())?;
+//! let orders = StreamName::new("order-1")?;
+//! store
+//!     .append(&orders, ExpectedRevision::Any, vec![ProposedEvent::json("Placed", "{}")])
+//!     .await?;
+//!
+//! let subscriptions = PersistentSubscriptions::new(store);
+//! let source = SubscriptionSource::Stream(orders);
+//! let settings = GroupSettings { start_from: StartFrom::Start, ..GroupSettings::default() };
+//! subscriptions.create(&source, "billing", settings, None).await?;
+//!
+//! let mut consumer = subscriptions
+//!     .connect(&source, "billing", ConsumerOptions::default())
+//!     .await?;
+//! let delivery = consumer.next().await?;
+//! assert_eq!(delivery.event.event_type, "Placed");
+//! consumer.ack(vec![delivery.ack_id()]).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod checkpoint;
+mod config;
+mod consumer;
+mod delivery;
+mod error;
+mod group;
+mod info;
+mod manager;
+mod parked;
+mod settings;
+mod source;
+mod window;
+
+pub use consumer::{CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, PersistentEvent};
+pub use error::{DropReason, Error, Result};
+pub use info::{ConnectionInfo, GroupInfo};
+pub use manager::PersistentSubscriptions;
+pub use parked::LINK_EVENT_TYPE;
+pub use settings::{
+    BUFFER_SETTING_MAX, ConsumerStrategy, GroupSettings, StartFrom, WINDOW_EVENTS_MIN,
+};
+pub use source::{ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource};

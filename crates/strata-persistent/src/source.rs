@@ -1,0 +1,114 @@
+//! What a group reads: one stream or `$all` (with an optional filter), and the system streams
+//! that hold a group's state.
+
+use serde::{Deserialize, Serialize};
+use strata_core::{EventFilter, FilterTarget, StreamName};
+
+use crate::error::{Error, Result};
+
+/// The name KurrentDB gives the global log in group identities and stream names.
+pub const ALL_STREAM: &str = "$all";
+
+/// Longest group name accepted.
+pub const GROUP_NAME_BYTES_MAX: usize = 512;
+
+/// The source of a group: one stream or the global log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubscriptionSource {
+    Stream(StreamName),
+    All,
+}
+
+impl SubscriptionSource {
+    /// The source's name: the stream name, or `$all`.
+    pub fn name(&self) -> &str {
+        match self {
+            SubscriptionSource::Stream(stream) => stream.as_str(),
+            SubscriptionSource::All => ALL_STREAM,
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Result<Self> {
+        if name == ALL_STREAM {
+            Ok(SubscriptionSource::All)
+        } else {
+            Ok(SubscriptionSource::Stream(StreamName::new(name)?))
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A filter of a `$all` group, kept in the group's stored configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterSpec {
+    /// True to match event types, false to match stream names.
+    pub on_event_type: bool,
+    /// A regex (.NET syntax) used when `prefixes` is empty.
+    #[serde(default)]
+    pub regex: String,
+    /// Any of these prefixes matches.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+impl FilterSpec {
+    /// The filter the store applies.
+    ///
+    /// # Errors
+    /// [`Error::Store`] with an invalid-filter error for a bad regex or too many prefixes.
+    pub fn to_event_filter(&self) -> Result<EventFilter> {
+        let target = if self.on_event_type {
+            FilterTarget::EventType
+        } else {
+            FilterTarget::StreamName
+        };
+        let filter = if self.prefixes.is_empty() {
+            EventFilter::regex(target, &self.regex)?
+        } else {
+            EventFilter::prefixes(target, self.prefixes.clone())?
+        };
+        Ok(filter)
+    }
+}
+
+/// Checks a group name: not empty, bounded, no control characters (it becomes part of stream
+/// names and gRPC trailers).
+pub(crate) fn check_group_name(group: &str) -> Result<()> {
+    if group.is_empty() {
+        return Err(Error::invalid("the group name is empty"));
+    }
+    if group.len() > GROUP_NAME_BYTES_MAX {
+        return Err(Error::invalid(format!(
+            "the group name is {} bytes, over the limit of {GROUP_NAME_BYTES_MAX}",
+            group.len()
+        )));
+    }
+    if group.chars().any(char::is_control) {
+        return Err(Error::invalid("the group name contains control characters"));
+    }
+    Ok(())
+}
+
+/// `$persistentsubscription-<source>::<group>-checkpoint`.
+pub(crate) fn checkpoint_stream(source: &SubscriptionSource, group: &str) -> Result<StreamName> {
+    Ok(StreamName::new(format!(
+        "$persistentsubscription-{source}::{group}-checkpoint"
+    ))?)
+}
+
+/// `$persistentsubscription-<source>::<group>-parked`.
+pub(crate) fn parked_stream(source: &SubscriptionSource, group: &str) -> Result<StreamName> {
+    Ok(StreamName::new(format!(
+        "$persistentsubscription-{source}::{group}-parked"
+    ))?)
+}
+
+/// Where the configuration of every group lives.
+pub(crate) fn config_stream() -> StreamName {
+    StreamName::from_stored("$persistentSubscriptionConfig")
+}
