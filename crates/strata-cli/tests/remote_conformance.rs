@@ -62,3 +62,64 @@ impl strata_core::conformance::Backend for ServerBackend {
 }
 
 strata_core::conformance_tests!(ServerBackend::default());
+
+/// A `$all` read that reaches the end continues from just after its last event, a place
+/// no record starts at; reading from there works both ways (the adapter asks the server
+/// from the event before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_just_after_the_last_event_work_both_ways() {
+    use strata_core::conformance::Backend as _;
+    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, StreamName};
+
+    let backend = ServerBackend::default();
+    let store = backend.fresh().await;
+    let stream = StreamName::new("after-1").expect("name");
+    let batch = (0..3)
+        .map(|n| ProposedEvent::json("T", format!("{{\"n\":{n}}}")))
+        .collect();
+    store
+        .append(&stream, ExpectedRevision::NoStream, batch)
+        .await
+        .expect("append");
+    let first = store
+        .read_all(ReadAllOptions::forwards())
+        .await
+        .expect("read");
+    assert!(first.is_end);
+    let positions: Vec<_> = first.events.iter().map(|event| event.position).collect();
+    assert_eq!(positions.len(), 3);
+    assert_eq!(
+        first.next_position.0,
+        positions[2].0 + 1,
+        "just after the last"
+    );
+
+    let nothing_yet = store
+        .read_all(ReadAllOptions::forwards().from_position(first.next_position))
+        .await
+        .expect("read from just after");
+    assert!(nothing_yet.events.is_empty() && nothing_yet.is_end);
+
+    let later = store
+        .append(
+            &stream,
+            ExpectedRevision::Exact(2),
+            vec![ProposedEvent::json("T", "{}")],
+        )
+        .await
+        .expect("append");
+    let next = store
+        .read_all(ReadAllOptions::forwards().from_position(first.next_position))
+        .await
+        .expect("read the new event");
+    let next_positions: Vec<_> = next.events.iter().map(|event| event.position).collect();
+    assert_eq!(next_positions, [later.position], "exactly the event after");
+
+    let older = store
+        .read_all(ReadAllOptions::backwards().from_position(first.next_position))
+        .await
+        .expect("read backwards from just after");
+    let older_positions: Vec<_> = older.events.iter().map(|event| event.position).collect();
+    assert_eq!(older_positions, [positions[2], positions[1], positions[0]]);
+    assert!(older.is_end);
+}

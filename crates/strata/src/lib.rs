@@ -76,7 +76,7 @@
 //! # #[cfg(feature = "remote")]
 //! # async fn remote() -> Result<(), Box<dyn std::error::Error>> {
 //! # use strata::{Aggregate, DomainEvent};
-//! # #[derive(Default)] struct Counter { value: u64 }
+//! # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { value: u64 }
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct Incremented;
 //! # impl DomainEvent for Incremented { fn event_type(&self) -> &'static str { "Incremented" } }
 //! # impl Aggregate for Counter {

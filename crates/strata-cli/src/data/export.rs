@@ -12,8 +12,10 @@ use super::ndjson;
 use super::{Create, OpenStore, StoreArgs, explain};
 use crate::progress;
 
-/// Events asked of the store per page of `$all`.
-const PAGE_EVENTS_MAX: usize = 4_096;
+/// Events asked of the store per page of `$all`: large, because over a server each page is
+/// one call, and the official client's calls each wait tens of milliseconds for their
+/// small writes (its connections keep Nagle's algorithm on; see docs/BENCHMARKS.md).
+const PAGE_EVENTS_MAX: usize = 65_536;
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
