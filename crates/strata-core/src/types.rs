@@ -126,9 +126,24 @@ pub(crate) fn truncate_for_message(text: &str) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(pub uuid::Uuid);
 
+/// The namespace of ids a store derives for the records it writes on its own (UUID v5).
+/// Part of the stored format: changing it makes copies of a store differ.
+const STORE_RECORD_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x9c4e_17b2_63d0_4a8f_b5e1_0d7a_2c93_f648);
+
 impl EventId {
     pub fn new_random() -> Self {
         Self(uuid::Uuid::new_v4())
+    }
+
+    /// The id of a record a store writes on its own at `revision` of `stream` (the metadata
+    /// event that revives a soft-deleted stream): the same in every store fed the same
+    /// appends, so an export of one imports into another as an idempotent re-send.
+    pub fn of_store_record(stream: &StreamName, revision: u64) -> Self {
+        let mut name = Vec::with_capacity(stream.as_str().len() + 8);
+        name.extend_from_slice(&revision.to_le_bytes());
+        name.extend_from_slice(stream.as_str().as_bytes());
+        Self(uuid::Uuid::new_v5(&STORE_RECORD_NAMESPACE, &name))
     }
 
     pub fn as_u128(&self) -> u128 {

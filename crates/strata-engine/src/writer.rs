@@ -517,7 +517,7 @@ impl Writer {
         let record = EventRecord {
             stream: metadata_stream.as_str(),
             revision,
-            id: EventId::new_random().as_u128(),
+            id: EventId::of_store_record(&metadata_stream, revision).as_u128(),
             event_type: METADATA_EVENT_TYPE,
             json: true,
             created_nanos: Timestamp::now().0,

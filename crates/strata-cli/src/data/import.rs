@@ -5,7 +5,7 @@
 //! appends) instead of writing them twice.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -21,6 +21,20 @@ use crate::progress;
 const BATCH_EVENTS_MAX: usize = 10_000;
 /// Most bytes (as the limits count them) in one append: well under the append limit.
 const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Longest line read: the largest event in base64, with room for its keys.
+const LINE_BYTES_MAX: usize = 2 * strata_core::EVENT_BYTES_MAX;
+
+/// A line without its line ending, if it is UTF-8 and complete.
+fn line_text(bytes: &[u8]) -> Result<&str, String> {
+    if bytes.len() > LINE_BYTES_MAX {
+        return Err(format!(
+            "the line is longer than {LINE_BYTES_MAX} bytes, more than any event can take"
+        ));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|error| format!("the line is not UTF-8 text ({error})"))?;
+    Ok(text.trim_end_matches(['\n', '\r']))
+}
 
 #[derive(Args)]
 pub(crate) struct ImportArgs {
@@ -113,15 +127,45 @@ impl Importer<'_> {
         path: &std::path::Path,
         bar: &indicatif::ProgressBar,
     ) -> anyhow::Result<()> {
-        for (index, line) in reader.lines().enumerate() {
-            let number = index + 1;
-            let line =
-                line.with_context(|| format!("cannot read line {number} of {}", path.display()))?;
-            bar.inc(line.len() as u64 + 1);
+        let mut reader = reader;
+        let mut buffer = Vec::new();
+        for number in 1.. {
+            buffer.clear();
+            let read = (&mut reader)
+                .take(LINE_BYTES_MAX as u64 + 1)
+                .read_until(b'\n', &mut buffer);
+            let read = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    self.flush()?;
+                    return Err(error).with_context(|| {
+                        format!(
+                            "cannot read line {number} of {}; every event before it was \
+                             imported, run the same import again once the file reads",
+                            path.display()
+                        )
+                    });
+                }
+            };
+            if read == 0 {
+                break;
+            }
+            bar.inc(read as u64);
+            let line = match line_text(&buffer) {
+                Ok(line) => line,
+                Err(reason) => {
+                    self.flush()?;
+                    usage_bail!(
+                        "{} line {number}: {reason}. Every event before line {number} was \
+                         imported and nothing from it on",
+                        path.display()
+                    );
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let (imported, stream) = match ndjson::decode(&line).and_then(checked_stream) {
+            let (imported, stream) = match ndjson::decode(line).and_then(checked_stream) {
                 Ok(checked) => checked,
                 Err(reason) => {
                     self.flush()?;

@@ -10,7 +10,8 @@
 //! events give the same bytes. Position and creation time are left out: the store assigns
 //! them, so an import cannot keep them, and an export of the copy equals the original.
 //! A tombstone is `{"stream":"order-1","type":"$streamDeleted"}`: the store writes that
-//! record itself (its id and revision are its own), so only the stream is kept.
+//! record itself (its id and revision are its own), so only the stream is kept. An ordinary
+//! event that happens to have that type keeps its revision and id, which tell it apart.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,9 +19,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use strata_core::{ContentType, EventId, ProposedEvent, RecordedEvent, TOMBSTONE_EVENT_TYPE};
 
+/// The revision a store gives its tombstone record (KurrentDB's `long.MaxValue`).
+const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+
 /// One event as a line (without the newline).
 pub(crate) fn encode(event: &RecordedEvent) -> String {
-    if event.event_type == TOMBSTONE_EVENT_TYPE {
+    if event.event_type == TOMBSTONE_EVENT_TYPE && event.revision.0 == TOMBSTONE_REVISION {
         return format!(
             "{{\"stream\":{},\"type\":\"{TOMBSTONE_EVENT_TYPE}\"}}",
             quoted(event.stream.as_str())
@@ -66,9 +70,10 @@ fn push_payload(line: &mut String, key: &str, bytes: &[u8]) {
 }
 
 /// `bytes` as text when they are exactly one JSON document with no line break in them.
+/// `null` is not: a line's `"data":null` reads back as no data at all.
 fn verbatim_json(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
-    if text.contains(['\n', '\r']) {
+    if text.contains(['\n', '\r']) || text == "null" {
         return None;
     }
     let raw: &RawValue = serde_json::from_str(text).ok()?;
@@ -125,7 +130,7 @@ pub(crate) fn decode(text: &str) -> Result<Imported, String> {
                 .map_or(error.to_string(), |(what, _)| what.to_owned())
         )
     })?;
-    if line.event_type == TOMBSTONE_EVENT_TYPE {
+    if line.event_type == TOMBSTONE_EVENT_TYPE && line.revision.is_none() && line.id.is_none() {
         return Ok(Imported::Tombstone {
             stream: line.stream,
         });
@@ -213,6 +218,7 @@ mod tests {
             (&[0u8, 1, 255][..], &b""[..], false),
             (&b"{\r\n}"[..], &b"not json"[..], true),
             (&b"42"[..], &b"\n"[..], false),
+            (&b"null"[..], &b"null"[..], true),
         ] {
             let original = recorded(data, metadata, json);
             let Imported::Event(decoded) = decode(&encode(&original)).unwrap() else {
@@ -232,11 +238,23 @@ mod tests {
     fn a_tombstone_keeps_only_its_stream() {
         let mut tombstone = recorded(b"", b"", false);
         tombstone.event_type = TOMBSTONE_EVENT_TYPE.into();
+        tombstone.revision = Revision(TOMBSTONE_REVISION);
         let line = encode(&tombstone);
         assert_eq!(line, r#"{"stream":"order-1","type":"$streamDeleted"}"#);
         assert!(
             matches!(decode(&line).unwrap(), Imported::Tombstone { stream } if stream == "order-1")
         );
+    }
+
+    #[test]
+    fn an_ordinary_event_typed_like_a_tombstone_stays_an_event() {
+        let mut event = recorded(b"{}", b"", true);
+        event.event_type = TOMBSTONE_EVENT_TYPE.into();
+        let line = encode(&event);
+        let Imported::Event(decoded) = decode(&line).unwrap() else {
+            panic!("{line} must import as an event, not a tombstone");
+        };
+        assert_eq!((decoded.revision, decoded.event.id), (3, event.id));
     }
 
     #[test]
