@@ -32,7 +32,7 @@ fn the_server_comes_from_strata_server_when_no_flag_is_given() {
 }
 
 #[test]
-fn an_unreachable_server_is_an_operational_error_that_says_what_to_do() {
+fn an_unreachable_server_is_an_operational_error_and_a_malformed_url_a_usage_error() {
     let output = Command::new(STRATA)
         .args(["streams", "--server", "kdb://127.0.0.1:1?tls=false"])
         .output()
@@ -42,5 +42,5 @@ fn an_unreachable_server_is_an_operational_error_that_says_what_to_do() {
         .args(["streams", "--server", "not a url"])
         .output()
         .expect("strata runs");
-    assert_exit(&output, 1, "is not a usable connection string");
+    assert_exit(&output, 2, "is not a usable connection string");
 }

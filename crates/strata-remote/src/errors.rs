@@ -108,7 +108,15 @@ pub(crate) async fn probe_stream_state(
         .append_to_stream(stream.as_str(), &options, Vec::<EventData>::new())
         .await
     {
-        Ok(_) => Ok(StreamState::At(Revision(u64::MAX))),
+        // No stream can be at 2^64 - 1: a server that accepts the probe (KurrentDB reads
+        // the revision as -1, "no stream") does not answer the question.
+        Ok(_) => Err(Error::io(
+            format!("asking the server for the state of stream {stream}"),
+            std::io::Error::other(
+                "the server accepted a check no stream can pass; it is not a Strata server \
+                 this adapter can ask for a stream's state",
+            ),
+        )),
         Err(kurrentdb::Error::WrongExpectedVersion { current, .. }) => Ok(actual_state(current)),
         Err(kurrentdb::Error::ResourceDeleted) => Ok(StreamState::Tombstoned),
         Err(other) => Err(from_client(other)),

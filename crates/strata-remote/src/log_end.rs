@@ -1,7 +1,7 @@
 //! The durable end of the server's log as the adapter knows it: "just after the last event
 //! seen", advanced by a live `$all` subscription and by the adapter's own writes and reads.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kurrentdb::{Client, StreamPosition, SubscribeToAllOptions, SubscriptionEvent};
@@ -14,19 +14,26 @@ use crate::read_all::last_event_position;
 /// How long the watcher waits before subscribing again after the server went away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
 
-/// Owns the background subscription; dropping it stops the subscription and ends every
-/// receiver's `changed()` with an error (the store is closed).
+/// Owns the background subscription, started by the first watcher: a store nobody watches
+/// (a short command, an import) does not receive the whole log. Dropping it stops the
+/// subscription and ends every receiver's `changed()` with an error (the store is closed).
 pub(crate) struct LogEndWatcher {
     sender: Arc<watch::Sender<Position>>,
-    task: JoinHandle<()>,
+    client: Client,
+    runtime: tokio::runtime::Handle,
+    task: OnceLock<JoinHandle<()>>,
 }
 
 impl LogEndWatcher {
-    /// Starts watching from `last`, the position of the last record when connecting.
+    /// Watches from `last`, the position of the last record when connecting. Must be called
+    /// inside a tokio runtime, which later runs the subscription.
     pub(crate) fn start(client: Client, last: Option<Position>) -> LogEndWatcher {
-        let sender = Arc::new(watch::Sender::new(end_after(last)));
-        let task = tokio::spawn(follow(client, Arc::clone(&sender)));
-        LogEndWatcher { sender, task }
+        LogEndWatcher {
+            sender: Arc::new(watch::Sender::new(end_after(last))),
+            client,
+            runtime: tokio::runtime::Handle::current(),
+            task: OnceLock::new(),
+        }
     }
 
     /// Moves the end past `position`, an event known to be durable; never moves it back.
@@ -35,13 +42,19 @@ impl LogEndWatcher {
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Position> {
+        self.task.get_or_init(|| {
+            self.runtime
+                .spawn(follow(self.client.clone(), Arc::clone(&self.sender)))
+        });
         self.sender.subscribe()
     }
 }
 
 impl Drop for LogEndWatcher {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
     }
 }
 

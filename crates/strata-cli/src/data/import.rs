@@ -97,7 +97,8 @@ pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
     result?;
     let tally = importer.tally;
     eprintln!(
-        "imported {} events and {} tombstones from {}{}",
+        "imported {} events and {} tombstones from {} (those already in the store were \
+         recognised by their ids and not written again){}",
         tally.events,
         tally.tombstones,
         args.file.display(),

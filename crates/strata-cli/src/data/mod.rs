@@ -24,7 +24,7 @@ use anyhow::Context;
 use clap::Args;
 use strata_core::{EventStore, ExpectedRevision, StreamName};
 use strata_engine::{Config, Store};
-use strata_remote::RemoteStore;
+use strata_remote::{ConnectError, RemoteStore};
 
 /// Segment size of a new store, in MiB, as `strata serve` uses.
 const SEGMENT_SIZE_MIB_DEFAULT: u64 = 256;
@@ -130,9 +130,12 @@ impl OpenStore {
                 })
             }
             Place::Server(url) => {
-                let store = runtime
-                    .block_on(RemoteStore::connect(&with_quick_discovery(&url)))
-                    .context("cannot reach the server")?;
+                let store =
+                    match runtime.block_on(RemoteStore::connect(&with_quick_discovery(&url))) {
+                        Ok(store) => store,
+                        Err(error @ ConnectError::InvalidUrl { .. }) => usage_bail!("{error}"),
+                        Err(error) => return Err(error).context("cannot reach the server"),
+                    };
                 Ok(OpenStore {
                     store: Arc::new(store),
                     engine: None,
