@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod local;
+mod data;
 mod progress;
 mod serve;
 mod verify;
@@ -46,40 +46,63 @@ enum Command {
     /// Append events with JSON data to a stream, all of them atomically.
     #[command(after_help = "Examples:\n  \
         strata append order-42 --type OrderPlaced --data '{\"total\":10}' --data-dir ./strata-data\n  \
+        strata append order-42 --type OrderPaid --data '{}' --id 5f0c6ad2-8f51-4d55-9b4e-0d2cbb1f7f10 \\\n    \
+        --metadata '{\"by\":\"alice\"}' --server 'kdb://127.0.0.1:2113?tls=false'\n  \
         printf '{\"n\":1}\\n{\"n\":2}\\n' | strata append counter-1 --type Counted --data-dir ./strata-data\n\n\
         Without --data, each non-blank line of stdin is one event. Every line is checked before\n\
         anything is written: a malformed one is named by line and column and nothing is appended.\n\
-        Creates the store if the directory is empty or absent. Exit code 1 when the\n\
+        Creates a local store if the directory is empty or absent. Exit code 1 when the\n\
         --expected-revision check fails, 2 for malformed JSON.")]
-    Append(local::append::AppendArgs),
+    Append(data::append::AppendArgs),
     /// Read a stream, or the global log `$all` (optionally filtered).
     #[command(after_help = "Examples:\n  \
         strata read order-42 --data-dir ./strata-data\n  \
         strata read order-42 --backwards --count 1 --json --data-dir ./strata-data\n  \
-        strata read '$all' --stream-prefix order- --data-dir ./strata-data\n\n\
+        strata read '$all' --stream-prefix order- --server 'kdb://127.0.0.1:2113?tls=false'\n\n\
         Exit code 1 when the stream is not found (never written, or deleted).")]
-    Read(local::read::ReadArgs),
+    Read(data::read::ReadArgs),
+    /// Follow a stream, or `$all`, live (like tail -f) until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+        strata tail order-42 --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata tail '$all' --type-prefix Order --json --from-start --server 'kdb://127.0.0.1:2113?tls=false'\n\n\
+        Starts at the end (only new events) unless --from-start. A local --data-dir is locked by\n\
+        this command, so nothing else can append to it meanwhile: follow a live store with --server.")]
+    Tail(data::tail::TailArgs),
     /// List streams with their event counts and last revisions.
     #[command(after_help = "Example:\n  strata streams --data-dir ./strata-data\n\n\
         Counted from one pass over `$all`: it includes events a stream's metadata hides, and\n\
         deleted streams. System and metadata streams are listed with --all.")]
-    Streams(local::streams::StreamsArgs),
+    Streams(data::streams::StreamsArgs),
     /// Get or set a stream's metadata.
     #[command(after_help = "Examples:\n  \
         strata metadata get order-42 --data-dir ./strata-data\n  \
         strata metadata set order-42 '{\"$maxCount\":100}' --data-dir ./strata-data")]
-    Metadata(local::metadata::MetadataArgs),
+    Metadata(data::metadata::MetadataArgs),
     /// Soft-delete a stream: its events are hidden; appending again revives it.
     #[command(
         after_help = "Example:\n  strata delete order-42 --expected-revision 3 --data-dir ./strata-data"
     )]
-    Delete(local::delete::DeleteArgs),
+    Delete(data::delete::DeleteArgs),
     /// Tombstone a stream: it can never be read or written again.
     #[command(
         after_help = "Example:\n  strata tombstone order-42 --data-dir ./strata-data\n\n\
         This cannot be undone."
     )]
-    Tombstone(local::delete::DeleteArgs),
+    Tombstone(data::delete::DeleteArgs),
+    /// Write every event of the store, in `$all` order, as NDJSON (one JSON object per line).
+    #[command(after_help = "Examples:\n  \
+        strata export --to backup.ndjson --data-dir ./strata-data\n  \
+        strata export --server 'kdb://127.0.0.1:2113?tls=false' | gzip > backup.ndjson.gz\n\n\
+        The format (docs/CLI.md) keeps stream, revision, id, type, content type, data and\n\
+        metadata; `strata import` turns it back into the same streams.")]
+    Export(data::export::ExportArgs),
+    /// Append the events of an export, keeping ids, revisions and order; safe to re-run.
+    #[command(after_help = "Example:\n  \
+        strata import backup.ndjson --data-dir ./strata-copy\n\n\
+        Re-running the same import writes nothing new: events already there are recognised by\n\
+        their ids. A malformed line stops the import with its line number (exit code 2); every\n\
+        event before that line is imported, nothing from it on. Creates a local store if needed.")]
+    Import(data::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,23 +111,26 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run_blocking(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),
-        Command::Append(args) => local::append::run(&args).map(|()| true),
-        Command::Read(args) => local::read::run(&args).map(|()| true),
-        Command::Streams(args) => local::streams::run(&args).map(|()| true),
-        Command::Metadata(args) => local::metadata::run(&args).map(|()| true),
+        Command::Append(args) => data::append::run(&args).map(|()| true),
+        Command::Read(args) => data::read::run(&args).map(|()| true),
+        Command::Tail(args) => data::tail::run(&args).map(|()| true),
+        Command::Streams(args) => data::streams::run(&args).map(|()| true),
+        Command::Metadata(args) => data::metadata::run(&args).map(|()| true),
         Command::Delete(args) => {
-            local::delete::run(&args, local::delete::Deletion::Soft).map(|()| true)
+            data::delete::run(&args, data::delete::Deletion::Soft).map(|()| true)
         }
         Command::Tombstone(args) => {
-            local::delete::run(&args, local::delete::Deletion::Tombstone).map(|()| true)
+            data::delete::run(&args, data::delete::Deletion::Tombstone).map(|()| true)
         }
+        Command::Export(args) => data::export::run(&args).map(|()| true),
+        Command::Import(args) => data::import::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if error.is::<local::UsageError>() {
+            if error.is::<data::UsageError>() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

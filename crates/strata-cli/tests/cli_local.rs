@@ -1,332 +1,37 @@
-//! The local-mode subcommands (`append`, `read`, `streams`, `metadata`, `delete`,
-//! `tombstone`) end to end: the `strata` binary against temporary data directories.
+//! The data subcommands end to end on local data directories: the `strata` binary with
+//! `--data-dir`. The same cases run against a server in `cli_server.rs`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+#[expect(
+    dead_code,
+    reason = "the shared support module serves several test crates"
+)]
+mod support;
+#[macro_use]
+mod data_cases;
 
-use serde_json::Value;
-use tempfile::TempDir;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+use data_cases::{STRATA, Target, assert_exit, text};
 
-/// A fresh data directory (not yet created) inside a temp dir owned by the test.
-struct Store {
-    _temp: TempDir,
-    data_dir: PathBuf,
-}
-
-impl Store {
-    fn new() -> Store {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
-        Store {
-            _temp: temp,
-            data_dir,
-        }
-    }
-
-    /// Runs `strata ARGS --data-dir DIR` with `stdin` piped in.
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut command = Command::new(STRATA);
-        command.args(args).arg("--data-dir").arg(&self.data_dir);
-        if args.first() == Some(&"append") {
-            // Small segments: each new store zero-fills two.
-            command.args(["--segment-size-mib", "32"]);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("strata runs");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(stdin.as_bytes())
-            .expect("stdin written");
-        child.wait_with_output().expect("strata finishes")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, "")
-    }
-
-    /// Runs and asserts success, returning stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert_success(&output, args);
-        text(&output.stdout)
-    }
-
-    /// `read ARGS --json`, parsed.
-    fn read_json(&self, args: &[&str]) -> Vec<Value> {
-        let mut args = args.to_vec();
-        args.push("--json");
-        self.ok(&args)
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each --json line is JSON"))
-            .collect()
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(output: &Output, args: &[&str]) {
-    assert!(
-        output.status.success(),
-        "strata {args:?} failed ({:?}): {}",
-        output.status,
-        text(&output.stderr)
-    );
-}
-
-fn assert_exit(output: &Output, code: i32, stderr_has: &str) {
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
-    assert!(
-        stderr.contains(stderr_has),
-        "stderr lacks {stderr_has:?}: {stderr}"
-    );
-}
-
-fn revisions(events: &[Value]) -> Vec<u64> {
-    events
-        .iter()
-        .map(|event| event["revision"].as_u64().expect("revision"))
-        .collect()
-}
-
-#[test]
-fn append_from_data_and_from_stdin_then_read_them_back_as_json() {
-    let store = Store::new();
-    store.ok(&[
-        "append",
-        "order-1",
-        "--type",
-        "Placed",
-        "--data",
-        r#"{"total":10}"#,
-    ]);
-    let output = store.run_with_stdin(
-        &[
-            "append",
-            "order-1",
-            "--type",
-            "Paid",
-            "--expected-revision",
-            "0",
-        ],
-        "{\"amount\":10}\n\n{\"amount\":2}\n",
-    );
-    assert_success(&output, &["append from stdin"]);
-    assert!(text(&output.stdout).contains("appended 2 events to order-1: last revision 2"));
-
-    let events = store.read_json(&["read", "order-1"]);
-    assert_eq!(revisions(&events), [0, 1, 2]);
-    assert_eq!(events[0]["type"], "Placed");
-    assert_eq!(events[0]["data"]["total"], 10);
-    assert_eq!(events[2]["data"]["amount"], 2);
-    assert_eq!(events[1]["stream"], "order-1");
-    assert_eq!(events[1]["content_type"], "application/json");
-    for event in &events {
-        for key in ["position", "id", "created", "metadata"] {
-            assert!(event.get(key).is_some(), "{key} missing in {event}");
-        }
-    }
-}
-
-#[test]
-fn malformed_stdin_line_is_refused_with_line_and_column_and_nothing_is_written() {
-    let store = Store::new();
-    store.ok(&["append", "s", "--type", "T", "--data", "{}"]);
-    let output = store.run_with_stdin(
-        &["append", "s", "--type", "T"],
-        "{\"ok\":1}\n{\"ok\":2}\n{\"broken\": tru}\n{\"ok\":3}\n",
-    );
-    assert_exit(&output, 2, "stdin line 3, column");
-    assert!(text(&output.stderr).contains("nothing was written"));
-    assert_eq!(revisions(&store.read_json(&["read", "s"])), [0]);
-
-    let output = store.run(&["append", "s", "--type", "T", "--data", "{\"a\":"]);
-    assert_exit(&output, 2, "--data line 1, column 5");
-}
-
-#[test]
-fn expected_revision_conflict_exits_1_and_says_what_to_do() {
-    let store = Store::new();
-    store.ok(&["append", "s", "--type", "T", "--data", "1"]);
-    let output = store.run(&[
-        "append",
-        "s",
-        "--type",
-        "T",
-        "--data",
-        "2",
-        "--expected-revision",
-        "no-stream",
-    ]);
-    assert_exit(
-        &output,
-        1,
-        "wrong expected revision on stream s: expected no stream, but it is at revision 0",
-    );
-    assert!(text(&output.stderr).contains("--expected-revision"));
-    let output = store.run(&["append", "s", "--type", "T", "--expected-revision", "soon"]);
-    assert_exit(&output, 2, "is not one of any, no-stream, exists");
-}
-
-#[test]
-fn read_forwards_backwards_from_and_count() {
-    let store = Store::new();
-    let lines: String = (0..5).map(|n| format!("{{\"n\":{n}}}\n")).collect();
-    let output = store.run_with_stdin(&["append", "s", "--type", "T"], &lines);
-    assert_success(&output, &["append"]);
-
-    assert_eq!(revisions(&store.read_json(&["read", "s"])), [0, 1, 2, 3, 4]);
-    assert_eq!(
-        revisions(&store.read_json(&["read", "s", "--backwards"])),
-        [4, 3, 2, 1, 0]
-    );
-    assert_eq!(
-        revisions(&store.read_json(&["read", "s", "--from", "2", "--count", "2"])),
-        [2, 3]
-    );
-    assert_eq!(
-        revisions(&store.read_json(&["read", "s", "--backwards", "--from", "3", "--count", "2"])),
-        [3, 2]
-    );
-
-    let table = store.ok(&["read", "s", "--count", "1"]);
-    let mut rows = table.lines();
-    let header = rows.next().expect("header");
-    assert!(header.starts_with("POSITION"), "{table}");
-    assert!(
-        header.contains("STREAM") && header.contains("CREATED"),
-        "{table}"
-    );
-    let row = rows.next().expect("one row");
-    assert!(row.contains(" s ") && row.ends_with("{\"n\":0}"), "{table}");
-}
-
-#[test]
-fn read_all_with_filters() {
-    let store = Store::new();
-    store.ok(&["append", "order-1", "--type", "Placed", "--data", "{}"]);
-    store.ok(&["append", "cart-1", "--type", "Added", "--data", "{}"]);
-    store.ok(&["append", "order-2", "--type", "Placed", "--data", "{}"]);
-    store.ok(&["append", "order-2", "--type", "Shipped", "--data", "{}"]);
-
-    let streams = |events: Vec<Value>| -> Vec<String> {
-        events
-            .iter()
-            .map(|event| event["stream"].as_str().expect("stream").to_owned())
-            .collect()
-    };
-    let all = store.read_json(&["read", "$all", "--stream-prefix", "order-"]);
-    assert_eq!(streams(all), ["order-1", "order-2", "order-2"]);
-    let placed = store.read_json(&["read", "$all", "--type-prefix", "Pla"]);
-    assert_eq!(streams(placed), ["order-1", "order-2"]);
-    let regex = store.read_json(&["read", "$all", "--stream-regex", "^cart-\\d$"]);
-    assert_eq!(streams(regex), ["cart-1"]);
-    let shipped = store.read_json(&["read", "$all", "--type-regex", "Ship", "--backwards"]);
-    assert_eq!(streams(shipped), ["order-2"]);
-    let last_two = store.read_json(&["read", "$all", "--backwards", "--count", "2"]);
-    assert_eq!(streams(last_two), ["order-2", "order-2"]);
-
-    let output = store.run(&["read", "$all", "--stream-regex", "("]);
-    assert_exit(&output, 2, "does not compile");
-    let output = store.run(&["read", "order-1", "--type-prefix", "P"]);
-    assert_exit(&output, 2, "filters apply to `$all` only");
-}
-
-#[test]
-fn streams_lists_event_counts_and_last_revisions() {
-    let store = Store::new();
-    let output = store.run_with_stdin(&["append", "b-stream", "--type", "T"], "1\n2\n3\n");
-    assert_success(&output, &["append"]);
-    store.ok(&["append", "a-stream", "--type", "T", "--data", "1"]);
-    store.ok(&["metadata", "set", "a-stream", "{\"owner\":\"me\"}"]);
-
-    let table = store.ok(&["streams"]);
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .map(|line| line.split_whitespace().collect())
-        .collect();
-    assert_eq!(
-        rows,
-        [
-            vec!["STREAM", "EVENTS", "LAST", "REVISION"],
-            vec!["a-stream", "1", "0"],
-            vec!["b-stream", "3", "2"],
-        ]
-    );
-    let all = store.ok(&["streams", "--all", "--json"]);
-    let lines: Vec<Value> = all
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON line"))
-        .collect();
-    assert_eq!(lines[0]["stream"], "$$a-stream");
-    assert_eq!(lines[2]["stream"], "b-stream");
-    assert_eq!(lines[2]["event_count"], 3);
-    assert_eq!(lines[2]["last_revision"], 2);
-}
-
-#[test]
-fn metadata_set_then_get_round_trips() {
-    let store = Store::new();
-    store.ok(&["append", "s", "--type", "T", "--data", "{}"]);
-    let written = store.ok(&[
-        "metadata",
-        "set",
-        "s",
-        r#"{"$maxCount":5,"owner":"billing"}"#,
-    ]);
-    assert!(written.contains("revision 0 of $$s"), "{written}");
-    let got: Value =
-        serde_json::from_str(store.ok(&["metadata", "get", "s"]).trim()).expect("JSON");
-    assert_eq!(got["$maxCount"], 5);
-    assert_eq!(got["owner"], "billing");
-
-    let output = store.run(&["metadata", "set", "s", "{\"$maxCount\":"]);
-    assert_exit(&output, 2, "metadata line 1, column 13");
-    let output = store.run(&["metadata", "set", "s", "{}", "--expected-revision", "5"]);
-    assert_exit(&output, 1, "wrong expected revision on stream $$s");
-}
-
-#[test]
-fn delete_then_read_says_not_found_and_tombstone_then_append_fails() {
-    let store = Store::new();
-    store.ok(&["append", "gone", "--type", "T", "--data", "{}"]);
-    let output = store.run(&["delete", "gone", "--expected-revision", "7"]);
-    assert_exit(&output, 1, "wrong expected revision");
-    store.ok(&["delete", "gone", "--expected-revision", "0"]);
-    let output = store.run(&["read", "gone"]);
-    assert_exit(&output, 1, "stream gone not found");
-
-    store.ok(&["append", "dead", "--type", "T", "--data", "{}"]);
-    store.ok(&["tombstone", "dead", "--expected-revision", "exists"]);
-    let output = store.run(&["append", "dead", "--type", "T", "--data", "{}"]);
-    assert_exit(&output, 1, "stream dead is tombstoned");
-    let output = store.run(&["read", "dead"]);
-    assert_exit(&output, 1, "tombstoned");
-}
+data_cases!(Target::local());
 
 #[test]
 fn reading_a_directory_without_a_store_is_refused_without_creating_one() {
-    let store = Store::new();
+    let store = Target::local();
+    let Target::Directory { data_dir, .. } = &store else {
+        unreachable!("a local target")
+    };
     let output = store.run(&["read", "s"]);
     assert_exit(&output, 1, "holds no store");
-    assert!(!store.data_dir.exists());
+    assert!(!data_dir.exists());
 
-    std::fs::create_dir_all(&store.data_dir).expect("dir");
-    std::fs::write(store.data_dir.join("notes.txt"), "not a store").expect("file");
+    std::fs::create_dir_all(data_dir).expect("dir");
+    std::fs::write(data_dir.join("notes.txt"), "not a store").expect("file");
     let output = store.run(&["streams"]);
     assert_exit(&output, 1, "holds no store");
-    let entries = std::fs::read_dir(&store.data_dir).expect("dir").count();
+    let entries = std::fs::read_dir(data_dir).expect("dir").count();
     assert_eq!(entries, 1, "nothing was created beside notes.txt");
 }
 
@@ -366,12 +71,42 @@ fn serve(data_dir: &Path) -> Serving {
 
 #[test]
 fn a_store_held_by_a_running_server_is_refused_with_a_clear_message() {
-    let store = Store::new();
-    let _server = serve(&store.data_dir);
+    let store = Target::local();
+    let Target::Directory { data_dir, .. } = &store else {
+        unreachable!("a local target")
+    };
+    let _server = serve(data_dir);
     let output = store.run(&["read", "s"]);
-    assert_exit(&output, 1, "a server holds it");
+    assert_exit(&output, 1, "a server (or another strata command) holds");
+    assert!(text(&output.stderr).contains("--server URL"));
     let output = store.run(&["append", "s", "--type", "T", "--data", "{}"]);
-    assert_exit(&output, 1, "a server holds it");
+    assert_exit(&output, 1, "a server (or another strata command) holds");
+}
+
+#[test]
+fn without_a_place_the_command_says_where_to_point_it() {
+    let output = Command::new(STRATA)
+        .args(["read", "s"])
+        .env_remove("STRATA_SERVER")
+        .output()
+        .expect("strata runs");
+    assert_exit(
+        &output,
+        2,
+        "--data-dir DIR for a local store, or --server URL",
+    );
+    let output = Command::new(STRATA)
+        .args([
+            "read",
+            "s",
+            "--data-dir",
+            "x",
+            "--server",
+            "kdb://h:1?tls=false",
+        ])
+        .output()
+        .expect("strata runs");
+    assert_exit(&output, 2, "cannot be used with");
 }
 
 #[test]
@@ -379,6 +114,9 @@ fn every_subcommand_has_help_with_an_example() {
     for subcommand in [
         vec!["append"],
         vec!["read"],
+        vec!["tail"],
+        vec!["export"],
+        vec!["import"],
         vec!["streams"],
         vec!["metadata", "get"],
         vec!["metadata", "set"],
@@ -394,5 +132,6 @@ fn every_subcommand_has_help_with_an_example() {
         let help = text(&output.stdout);
         assert!(help.contains("Example"), "{subcommand:?} --help: {help}");
         assert!(help.contains("--data-dir"), "{subcommand:?} --help: {help}");
+        assert!(help.contains("--server"), "{subcommand:?} --help: {help}");
     }
 }

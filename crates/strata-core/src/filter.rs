@@ -92,6 +92,23 @@ impl EventFilter {
         self.target
     }
 
+    /// The prefixes of a prefix filter; `None` for a regex filter. Lets a client send the
+    /// filter to a server.
+    pub fn prefix_list(&self) -> Option<&[String]> {
+        match &self.matcher {
+            Matcher::Prefixes(prefixes) => Some(prefixes),
+            Matcher::Regex(_) => None,
+        }
+    }
+
+    /// The pattern of a regex filter; `None` for a prefix filter.
+    pub fn regex_pattern(&self) -> Option<&str> {
+        match &self.matcher {
+            Matcher::Prefixes(_) => None,
+            Matcher::Regex(regex) => Some(regex.as_str()),
+        }
+    }
+
     /// True when the field chosen by the target passes the filter.
     pub fn matches_field(&self, field: &str) -> bool {
         match &self.matcher {

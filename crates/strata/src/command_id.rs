@@ -10,6 +10,10 @@ use uuid::Uuid;
 /// re-sent commands look new: it is part of the stored format.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0b_2c1e_9a47_4d3b_8e61_73a2_c4d9_e018);
 
+/// The namespace of command ids derived from the events that caused them (UUID v5): part
+/// of the stored format for the same reason.
+const REACTION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2b7c_90e4_5d18_4f6a_a3c2_1e8f_60d5_b947);
+
 /// The identity of one command as the caller sent it. Executing the same command id twice
 /// appends its events once.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -19,6 +23,16 @@ pub struct CommandId(pub Uuid);
 impl CommandId {
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// The id of the command a process manager sends as `step` of its reaction to event
+    /// `cause`: the same on every delivery of that event, so a redelivered event (after a
+    /// restart from an older checkpoint) sends each command at most once.
+    pub fn caused_by(cause: EventId, step: &str) -> Self {
+        let mut name = Vec::with_capacity(16 + step.len());
+        name.extend_from_slice(cause.0.as_bytes());
+        name.extend_from_slice(step.as_bytes());
+        Self(Uuid::new_v5(&REACTION_ID_NAMESPACE, &name))
     }
 
     /// The id of the `index`-th event this command causes: the same command always gets
@@ -55,6 +69,23 @@ mod tests {
         assert_ne!(
             command.event_id(0),
             CommandId(Uuid::from_u128(8)).event_id(0)
+        );
+    }
+
+    #[test]
+    fn reaction_ids_depend_on_the_cause_and_the_step_only() {
+        let cause = EventId(Uuid::from_u128(42));
+        assert_eq!(
+            CommandId::caused_by(cause, "debit"),
+            CommandId::caused_by(cause, "debit")
+        );
+        assert_ne!(
+            CommandId::caused_by(cause, "debit"),
+            CommandId::caused_by(cause, "credit")
+        );
+        assert_ne!(
+            CommandId::caused_by(cause, "debit"),
+            CommandId::caused_by(EventId(Uuid::from_u128(43)), "debit")
         );
     }
 }

@@ -60,6 +60,12 @@ pub enum Error {
     #[error("checkpoint of projection {projection} cannot be read: {reason}")]
     Checkpoint { projection: String, reason: String },
 
+    #[error(
+        "read model of projection {projection} cannot be written: {reason}; nothing of the \
+         failed batch was kept"
+    )]
+    ReadModel { projection: String, reason: String },
+
     #[error("the subscription of projection {projection} ended before it caught up")]
     SubscriptionEnded { projection: String },
 }

@@ -15,6 +15,12 @@
 //!   with its checkpoint, so a restart resumes without gap or duplicate; it catches up and
 //!   returns ([`ProjectionRunner::catch_up`]) or keeps following new events until told to
 //!   stop ([`ProjectionRunner::follow`]).
+//! - A [`ProcessManager`] (saga) reacts to events with commands, through the same runner:
+//!   its state is saved with its checkpoint, and its commands carry ids derived from the
+//!   event that caused them ([`CommandId::caused_by`]), so a redelivered event after a
+//!   restart sends nothing twice.
+//! - With feature `postgres`, `SqlProjectionRunner` keeps a `SqlProjection` in PostgreSQL
+//!   tables and commits its rows with its checkpoint in one transaction: exactly once.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -63,18 +69,45 @@
 //! # }
 //! ```
 //!
+//! With the feature `remote`, [`RemoteStore`] runs the same code against a running
+//! `strata serve` (over the KurrentDB protocol, with the official client):
+//!
+//! ```no_run
+//! # #[cfg(feature = "remote")]
+//! # async fn remote() -> Result<(), Box<dyn std::error::Error>> {
+//! # use strata::{Aggregate, DomainEvent};
+//! # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { value: u64 }
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Incremented;
+//! # impl DomainEvent for Incremented { fn event_type(&self) -> &'static str { "Incremented" } }
+//! # impl Aggregate for Counter {
+//! #     const CATEGORY: &'static str = "counter";
+//! #     type Command = (); type Event = Incremented; type Error = std::convert::Infallible;
+//! #     fn handle(&self, _: &()) -> Result<Vec<Incremented>, Self::Error> { Ok(vec![Incremented]) }
+//! #     fn apply(&mut self, _: &Incremented) { self.value += 1 }
+//! # }
+//! let store = strata::RemoteStore::connect_shared("kdb://127.0.0.1:2113?tls=false").await?;
+//! let counters = strata::Repository::<Counter, _>::new(store);
+//! counters.execute("a", &()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Dependencies: serde and serde_json (the stored form), thiserror, tokio (subscriptions),
 //! tracing (a snapshot that fails to write or read is logged, not fatal), uuid with `v5`
-//! (event ids derived from command ids).
+//! (event ids derived from command ids); with feature `postgres`, tokio-postgres and
+//! async-trait.
 #![forbid(unsafe_code)]
 
 mod aggregate;
+mod cache;
 mod codec;
 mod command_id;
 mod error;
 mod projection;
 mod repository;
 mod snapshot;
+#[cfg(feature = "postgres")]
+mod sql_projection;
 mod upcaster;
 
 pub use aggregate::{Aggregate, DomainEvent, stream_name};
@@ -82,19 +115,26 @@ pub use codec::decode_event;
 pub use command_id::CommandId;
 pub use error::{CommandError, Error, Result};
 pub use projection::{
-    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS, Projection,
-    ProjectionRunner, ProjectionSource,
+    CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS,
+    ProcessManager, ProcessManagerRunner, Projection, ProjectionRunner, ProjectionSource,
 };
 pub use repository::{
     COMMAND_IDS_REMEMBERED_DEFAULT, CONFLICT_RETRIES_DEFAULT, CommandOutcome, Loaded, Repository,
 };
 pub use snapshot::{SNAPSHOT_EVENT_TYPE, SnapshotPolicy};
+#[cfg(feature = "postgres")]
+pub use sql_projection::{
+    CHECKPOINT_TABLE, SQL_BATCH_EVENTS_DEFAULT, SQL_FOLLOW_COMMIT_IDLE_MS, SqlProjection,
+    SqlProjectionRunner,
+};
 pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
 
 pub use strata_core::{
     AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
     RecordedEvent, Revision, StreamName,
 };
+#[cfg(feature = "remote")]
+pub use strata_remote::RemoteStore;
 
 /// Persistent subscriptions (consumer groups with acks, retries, parking and checkpoints in
 /// the store), the same manager `strata serve` offers over gRPC:

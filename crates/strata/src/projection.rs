@@ -1,10 +1,14 @@
-//! Projections: a read model fed by a catch-up subscription, saved with its checkpoint.
+//! Projections and process managers: state fed by a catch-up subscription, saved with its
+//! checkpoint.
 //!
-//! The read model's state and the position it has seen are written together, as one event
-//! of the checkpoint stream `$checkpoint-<name>`, so a restart resumes exactly after the
-//! last event the saved state includes: no gap, no event applied twice. That suits read
-//! models small enough for one event; SQL read models (which commit their rows and their
-//! checkpoint in one transaction) come with the PostgreSQL backend.
+//! The state and the position it has seen are written together, as one event of the
+//! checkpoint stream `$checkpoint-<name>`, so a restart resumes exactly after the last event
+//! the saved state includes: no gap, no event applied twice to the state. A process
+//! manager's commands are effects outside that state: after a crash the events since the
+//! checkpoint are handled again, so its commands carry ids derived from their cause
+//! ([`crate::CommandId::caused_by`]) and a repeat appends nothing. That suits read
+//! models small enough for one event; read models in PostgreSQL tables commit their rows and
+//! their checkpoint in one transaction instead (`SqlProjection`, feature `postgres`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,38 @@ pub trait Projection: Default + Serialize + DeserializeOwned + Send + 'static {
     fn handle(&mut self, event: &RecordedEvent) -> Result<(), Self::Error>;
 }
 
+/// A process manager (saga): reacts to events in `$all` order, typically by executing
+/// commands through the repositories in its `Context`, and keeps its own state, saved with
+/// its checkpoint by a [`ProcessManagerRunner`].
+///
+/// Every [`Projection`] is a process manager without context or effects.
+pub trait ProcessManager: Default + Serialize + DeserializeOwned + Send + 'static {
+    /// What the handler works with besides its state: repositories, clients. Not saved.
+    type Context: Send + Sync + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reacts to one event. On error the runner stops, reports the event and puts the state
+    /// back to its last checkpoint; the event is handled again on the next run, so every
+    /// command sent must be idempotent (see [`crate::CommandId::caused_by`]).
+    ///
+    /// # Errors
+    /// Why the event cannot be handled.
+    fn handle(
+        &mut self,
+        context: &Self::Context,
+        event: &RecordedEvent,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<P: Projection> ProcessManager for P {
+    type Context = ();
+    type Error = P::Error;
+
+    async fn handle(&mut self, _context: &(), event: &RecordedEvent) -> Result<(), P::Error> {
+        Projection::handle(self, event)
+    }
+}
+
 /// Which events a projection sees, in `$all` order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProjectionSource {
@@ -53,7 +89,7 @@ pub enum ProjectionSource {
 }
 
 impl ProjectionSource {
-    fn filter(&self) -> Result<EventFilter> {
+    pub(crate) fn filter(&self) -> Result<EventFilter> {
         let filter = match self {
             ProjectionSource::All => EventFilter::regex(FilterTarget::StreamName, "^[^$]")?,
             ProjectionSource::Category(category) => {
@@ -85,9 +121,11 @@ struct CheckpointRecord<P> {
     state: P,
 }
 
-/// Runs projection `P` over a store, with its checkpoint in `$checkpoint-<name>`.
-pub struct ProjectionRunner<P, S: ?Sized> {
+/// Runs projection (or process manager) `P` over a store, with its checkpoint in
+/// `$checkpoint-<name>`.
+pub struct ProjectionRunner<P: ProcessManager, S: ?Sized> {
     store: Arc<S>,
+    context: P::Context,
     name: String,
     source: ProjectionSource,
     checkpoint_stream: StreamName,
@@ -98,16 +136,36 @@ pub struct ProjectionRunner<P, S: ?Sized> {
     saved: Option<(Bytes, u64)>,
 }
 
-impl<P: Projection, S: EventStore + ?Sized> ProjectionRunner<P, S> {
+/// Runs process manager `P` over a store: the same runner as projections.
+pub type ProcessManagerRunner<P, S> = ProjectionRunner<P, S>;
+
+impl<P: ProcessManager<Context = ()>, S: EventStore + ?Sized> ProjectionRunner<P, S> {
     /// Loads projection `name` from its last checkpoint (or from empty when it has none).
     ///
     /// # Errors
     /// [`Error::Checkpoint`] when the checkpoint does not deserialise as `P`; an invalid
     /// name; storage errors.
     pub async fn load(store: Arc<S>, name: &str, source: ProjectionSource) -> Result<Self> {
+        Self::load_with_context(store, name, source, ()).await
+    }
+}
+
+impl<P: ProcessManager, S: EventStore + ?Sized> ProjectionRunner<P, S> {
+    /// Loads process manager `name` with `context` from its last checkpoint (or from its
+    /// default state when it has none).
+    ///
+    /// # Errors
+    /// As [`ProjectionRunner::load`].
+    pub async fn load_with_context(
+        store: Arc<S>,
+        name: &str,
+        source: ProjectionSource,
+        context: P::Context,
+    ) -> Result<Self> {
         let checkpoint_stream = StreamName::new(format!("$checkpoint-{name}"))?;
         let mut runner = Self {
             store,
+            context,
             name: name.to_owned(),
             source,
             checkpoint_stream,
@@ -249,7 +307,9 @@ impl<P: Projection, S: EventStore + ?Sized> ProjectionRunner<P, S> {
         };
         match item? {
             SubscriptionItem::Event(event) => {
-                if let Err(error) = self.read_model.handle(&event) {
+                let handled =
+                    ProcessManager::handle(&mut self.read_model, &self.context, &event).await;
+                if let Err(error) = handled {
                     self.restore_saved()?;
                     return Err(Error::ProjectionFailed {
                         projection: self.name.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use strata_core::{EventStore, ExpectedRevision, ReadStreamOptions, Revision, StreamName};
 
 use crate::aggregate::{Aggregate, stream_name};
+use crate::cache::AggregateCache;
 use crate::codec::{EventMetadata, decode_event, encode};
 use crate::command_id::CommandId;
 use crate::error::{CommandError, Error, Result};
@@ -83,6 +84,7 @@ pub struct Repository<A, S: ?Sized> {
     snapshot_policy: SnapshotPolicy,
     conflict_retries_max: u32,
     command_ids_remembered_max: usize,
+    cache: Option<AggregateCache<A>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -95,8 +97,18 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
             snapshot_policy: SnapshotPolicy::OnDemand,
             conflict_retries_max: CONFLICT_RETRIES_DEFAULT,
             command_ids_remembered_max: COMMAND_IDS_REMEMBERED_DEFAULT,
+            cache: None,
             aggregate: PhantomData,
         }
+    }
+
+    /// Keeps up to `aggregates` aggregates in memory between commands: a command on a cached
+    /// aggregate reads only the events appended since (by anyone), not the whole stream
+    /// after the snapshot. Events hidden later by metadata (`$tb`, `$maxCount`, a soft
+    /// delete) stay in a cached state, as they do in a snapshot taken before.
+    pub fn with_cache(mut self, aggregates: usize) -> Self {
+        self.cache = Some(AggregateCache::new(aggregates));
+        self
     }
 
     pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
@@ -135,7 +147,7 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
     }
 
     async fn load_stream(&self, stream: &StreamName) -> Result<Loaded<A>> {
-        let mut loaded = match read_snapshot::<A, S>(&self.store, stream).await? {
+        let loaded = match read_snapshot::<A, S>(&self.store, stream).await? {
             Some(snapshot) => Loaded {
                 aggregate: snapshot.aggregate,
                 revision: Some(snapshot.revision),
@@ -153,6 +165,11 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
                 command_ids: VecDeque::new(),
             },
         };
+        self.replay_after(stream, loaded).await
+    }
+
+    /// Applies the events of `stream` after `loaded`'s revision.
+    async fn replay_after(&self, stream: &StreamName, mut loaded: Loaded<A>) -> Result<Loaded<A>> {
         loop {
             let next = loaded.revision.map_or(0, |revision| revision + 1);
             let options = ReadStreamOptions::forwards()
@@ -227,8 +244,16 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
     ) -> Result<CommandOutcome, CommandError<A::Error>> {
         let stream = stream_name::<A>(id)?;
         let attempts_max = self.conflict_retries_max.saturating_add(1);
+        let cached = self.cache.as_ref().and_then(|cache| cache.take(&stream));
+        let mut known = match cached {
+            Some(cached) => Some(self.replay_after(&stream, cached).await?),
+            None => None,
+        };
         for attempt in 1..=attempts_max {
-            let mut loaded = self.load_stream(&stream).await?;
+            let mut loaded = match known.take() {
+                Some(loaded) => loaded,
+                None => self.load_stream(&stream).await?,
+            };
             if let Some(command_id) = command_id
                 && loaded.command_ids.contains(&command_id)
             {
@@ -273,7 +298,12 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
                     if let Some(command_id) = command_id {
                         self.remember(&mut loaded.command_ids, command_id);
                     }
-                    self.snapshot_by_policy(&stream, &loaded).await;
+                    self.snapshot_by_policy(&stream, &mut loaded).await;
+                    let revision = loaded.revision;
+                    if let Some(cache) = &self.cache {
+                        cache.put(stream, loaded);
+                    }
+                    debug_assert_eq!(revision, Some(result.current_revision.0));
                     return Ok(CommandOutcome {
                         revision: Some(result.current_revision),
                         events_appended: events.len(),
@@ -282,8 +312,9 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
                     });
                 }
                 Err(strata_core::Error::WrongExpectedRevision { .. }) => {
-                    // Let the winner's followers through before loading again.
+                    // Let the winner's followers through, then read only what they added.
                     tokio::task::yield_now().await;
+                    known = Some(self.replay_after(&stream, loaded).await?);
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -296,7 +327,7 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
     }
 
     /// A failed snapshot costs only a longer load later: the command's events are stored.
-    async fn snapshot_by_policy(&self, stream: &StreamName, loaded: &Loaded<A>) {
+    async fn snapshot_by_policy(&self, stream: &StreamName, loaded: &mut Loaded<A>) {
         let SnapshotPolicy::EveryEvents(events_max) = self.snapshot_policy else {
             return;
         };
@@ -315,8 +346,11 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
             &command_ids,
         )
         .await;
-        if let Err(error) = written {
-            tracing::warn!(%stream, %error, "snapshot not written; loads replay more events");
+        match written {
+            Ok(()) => loaded.events_since_snapshot = 0,
+            Err(error) => {
+                tracing::warn!(%stream, %error, "snapshot not written; loads replay more events");
+            }
         }
     }
 

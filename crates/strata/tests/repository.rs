@@ -132,3 +132,115 @@ async fn racing_copies_of_one_command_append_once() {
     let counter = counters.load("race").await.expect("load").into_aggregate();
     assert_eq!(counter.value, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_repositories_racing_on_one_aggregate_lose_no_update() {
+    const COMMANDS_PER_TASK: u64 = 40;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    // Two caches over one store, as two processes would have: each sees the other's events.
+    let caches = [1, 2].map(|_| {
+        Arc::new(
+            Repository::<Counter, CountingStore>::new(store.clone())
+                .with_cache(16)
+                .with_conflict_retries(1_000),
+        )
+    });
+    let mut tasks = Vec::new();
+    for (task, counters) in caches.iter().cycle().take(6).enumerate() {
+        let counters = counters.clone();
+        let by = task as u64 + 1;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..COMMANDS_PER_TASK {
+                counters.execute("shared", &by).await.expect("execute");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let counter = caches[0]
+        .load("shared")
+        .await
+        .expect("load")
+        .into_aggregate();
+    assert_eq!(counter.additions, 6 * COMMANDS_PER_TASK);
+    assert_eq!(counter.value, COMMANDS_PER_TASK * (1..=6).sum::<u64>());
+}
+
+#[tokio::test]
+async fn a_cached_aggregate_reads_only_newer_events_and_sees_other_writers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let cached = Repository::<Counter, CountingStore>::new(store.clone()).with_cache(4);
+    let uncached = Repository::<Counter, CountingStore>::new(store.clone());
+    for _ in 0..30 {
+        cached.execute("a", &1).await.expect("execute");
+    }
+    store.take_events_read();
+    cached.execute("a", &1).await.expect("execute");
+    assert_eq!(
+        store.take_events_read(),
+        0,
+        "nothing new to read for a cached aggregate"
+    );
+
+    uncached.execute("a", &100).await.expect("another writer");
+    store.take_events_read();
+    let outcome = cached.execute("a", &1).await.expect("execute");
+    assert_eq!(
+        outcome.attempts, 1,
+        "the other writer's event was read before appending"
+    );
+    assert_eq!(
+        store.take_events_read(),
+        1,
+        "only the other writer's event was read"
+    );
+    let counter = uncached.load("a").await.expect("load").into_aggregate();
+    assert_eq!((counter.additions, counter.value), (33, 132));
+}
+
+#[tokio::test]
+async fn a_cache_smaller_than_the_aggregates_in_use_stays_correct() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let cached = Repository::<Counter, CountingStore>::new(store.clone())
+        .with_cache(2)
+        .with_snapshot_policy(strata::SnapshotPolicy::EveryEvents(5));
+    for round in 0..12_u64 {
+        for id in ["a", "b", "c", "d"] {
+            cached.execute(id, &(round + 1)).await.expect("execute");
+        }
+    }
+    for id in ["a", "b", "c", "d"] {
+        let counter = cached.load(id).await.expect("load");
+        assert!(counter.from_snapshot());
+        let counter = counter.into_aggregate();
+        assert_eq!((counter.additions, counter.value), (12, 78));
+    }
+    // Every command of a cached aggregate hits: 12 events, a snapshot at 5 and at 10.
+    let all_cached = Repository::<Counter, CountingStore>::new(store.clone())
+        .with_cache(8)
+        .with_snapshot_policy(strata::SnapshotPolicy::EveryEvents(5));
+    for _ in 0..12 {
+        all_cached.execute("e", &1).await.expect("execute");
+    }
+    // Snapshot streams keep only the newest: their last revision counts the writes.
+    let slice = store
+        .read_stream(
+            &StreamName::new("$snapshot-counter-e").expect("name"),
+            ReadStreamOptions::backwards().max_count(1),
+        )
+        .await
+        .expect("read");
+    let strata_core::StreamSlice::Found { last_revision, .. } = slice else {
+        panic!("no snapshot of counter-e");
+    };
+    assert_eq!(
+        last_revision.0,
+        1,
+        "a snapshot every 5 events, not after every command: {} written",
+        last_revision.0 + 1
+    );
+}

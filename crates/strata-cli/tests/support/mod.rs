@@ -61,6 +61,35 @@ impl Server {
         self.await_ready(&lines);
     }
 
+    /// Kills this server (as a crash would) and starts a new one on the same data directory,
+    /// on a new free port.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn restart(mut self) -> Server {
+        self.kill_and_restart();
+        self
+    }
+
+    /// The connection string of this server, in plain text.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn url(&self) -> String {
+        format!("kdb://127.0.0.1:{}?tls=false", self.port)
+    }
+
+    /// The data directory the server holds.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn data_dir(&self) -> PathBuf {
+        self._temp.path().join("data")
+    }
+
     fn await_ready(&mut self, lines: &mpsc::Receiver<String>) {
         let mut seen = Vec::new();
         loop {

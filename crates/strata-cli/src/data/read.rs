@@ -2,12 +2,12 @@
 
 use clap::Args;
 use strata_core::{
-    EventFilter, EventStore, FilterTarget, Position, ReadAllOptions, ReadStreamOptions,
-    RecordedEvent, StreamSlice,
+    EventFilter, FilterTarget, Position, ReadAllOptions, ReadStreamOptions, RecordedEvent,
+    StreamSlice,
 };
 
 use super::event_output::print_events;
-use super::{Create, DataDirArgs, LocalStore, explain, stream_name, usage_bail};
+use super::{Create, OpenStore, StoreArgs, explain, stream_name, usage_bail};
 
 /// Events asked of the store per page of `$all`.
 const ALL_PAGE_EVENTS_MAX: usize = 4_096;
@@ -25,6 +25,18 @@ pub(crate) struct ReadArgs {
     /// Read at most this many events.
     #[arg(long, value_name = "N")]
     count: Option<usize>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Print one JSON object per event per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// The `$all` filters `read` and `tail` share; at most one is given.
+#[derive(Args)]
+pub(crate) struct FilterArgs {
     /// `$all` only: events of streams whose name starts with this.
     #[arg(long, value_name = "PREFIX", group = "filter")]
     stream_prefix: Option<String>,
@@ -37,24 +49,40 @@ pub(crate) struct ReadArgs {
     /// `$all` only: events whose type matches this regex.
     #[arg(long, value_name = "REGEX", group = "filter")]
     type_regex: Option<String>,
-    /// Print one JSON object per event per line.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    data_dir: DataDirArgs,
+}
+
+impl FilterArgs {
+    /// The filter given, checked; a usage error when it does not compile.
+    pub(crate) fn filter(&self) -> anyhow::Result<Option<EventFilter>> {
+        let filter = if let Some(prefix) = &self.stream_prefix {
+            EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.clone()])
+        } else if let Some(prefix) = &self.type_prefix {
+            EventFilter::prefixes(FilterTarget::EventType, vec![prefix.clone()])
+        } else if let Some(pattern) = &self.stream_regex {
+            EventFilter::regex(FilterTarget::StreamName, pattern)
+        } else if let Some(pattern) = &self.type_regex {
+            EventFilter::regex(FilterTarget::EventType, pattern)
+        } else {
+            return Ok(None);
+        };
+        match filter {
+            Ok(filter) => Ok(Some(filter)),
+            Err(error) => usage_bail!("{error}; fix the filter and run the command again"),
+        }
+    }
 }
 
 pub(crate) fn run(args: &ReadArgs) -> anyhow::Result<()> {
-    let filter = filter(args)?;
+    let filter = args.filter.filter()?;
     let events = if args.stream == "$all" {
-        let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
-        read_all(&local, args, filter)?
+        let open = OpenStore::open(&args.store, Create::Never)?;
+        read_all(&open, args, filter)?
     } else {
         if filter.is_some() {
             usage_bail!("filters apply to `$all` only: read '$all' with the filter instead");
         }
         let stream = stream_name(&args.stream)?;
-        let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
+        let open = OpenStore::open(&args.store, Create::Never)?;
         let mut options = if args.backwards {
             ReadStreamOptions::backwards()
         } else {
@@ -66,43 +94,24 @@ pub(crate) fn run(args: &ReadArgs) -> anyhow::Result<()> {
         if let Some(count) = args.count {
             options = options.max_count(count);
         }
-        match local
-            .block_on(local.store.read_stream(&stream, options))
+        match open
+            .block_on(open.store.read_stream(&stream, options))
             .map_err(explain)?
         {
             StreamSlice::NotFound => anyhow::bail!(
                 "stream {stream} not found: it has no events or was deleted; list the \
-                 streams with `strata streams --data-dir {}`",
-                args.data_dir.data_dir.display()
+                 streams with `strata streams {}`",
+                open.place
             ),
             StreamSlice::Found { events, .. } => events,
         }
     };
-    print_events(&events, args.json);
-    Ok(())
-}
-
-fn filter(args: &ReadArgs) -> anyhow::Result<Option<EventFilter>> {
-    let filter = if let Some(prefix) = &args.stream_prefix {
-        EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.clone()])
-    } else if let Some(prefix) = &args.type_prefix {
-        EventFilter::prefixes(FilterTarget::EventType, vec![prefix.clone()])
-    } else if let Some(pattern) = &args.stream_regex {
-        EventFilter::regex(FilterTarget::StreamName, pattern)
-    } else if let Some(pattern) = &args.type_regex {
-        EventFilter::regex(FilterTarget::EventType, pattern)
-    } else {
-        return Ok(None);
-    };
-    match filter {
-        Ok(filter) => Ok(Some(filter)),
-        Err(error) => usage_bail!("{error}; fix the filter and run the command again"),
-    }
+    print_events(&events, args.json)
 }
 
 /// Reads `$all` page by page until the end or `--count` events.
 fn read_all(
-    local: &LocalStore,
+    open: &OpenStore,
     args: &ReadArgs,
     filter: Option<EventFilter>,
 ) -> anyhow::Result<Vec<RecordedEvent>> {
@@ -123,8 +132,8 @@ fn read_all(
         let page_options = options
             .clone()
             .max_count((wanted - events.len()).min(ALL_PAGE_EVENTS_MAX));
-        let page = local
-            .block_on(local.store.read_all(page_options))
+        let page = open
+            .block_on(open.store.read_all(page_options))
             .map_err(|error| {
                 anyhow::anyhow!("{error}; give --from a position printed by `strata read '$all'`")
             })?;

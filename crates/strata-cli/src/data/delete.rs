@@ -2,9 +2,9 @@
 //! (the name can never be used again).
 
 use clap::Args;
-use strata_core::{EventStore, ExpectedRevision};
+use strata_core::ExpectedRevision;
 
-use super::{Create, DataDirArgs, LocalStore, explain, parse_expected_revision, stream_name};
+use super::{Create, OpenStore, StoreArgs, explain, parse_expected_revision, stream_name};
 
 #[derive(Args)]
 pub(crate) struct DeleteArgs {
@@ -14,7 +14,7 @@ pub(crate) struct DeleteArgs {
     #[arg(long, value_name = "REVISION", default_value = "any", value_parser = parse_expected_revision)]
     expected_revision: ExpectedRevision,
     #[command(flatten)]
-    data_dir: DataDirArgs,
+    store: StoreArgs,
 }
 
 /// Which kind of deletion to run.
@@ -26,12 +26,12 @@ pub(crate) enum Deletion {
 
 pub(crate) fn run(args: &DeleteArgs, deletion: Deletion) -> anyhow::Result<()> {
     let stream = stream_name(&args.stream)?;
-    let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
-    let store = &local.store;
+    let open = OpenStore::open(&args.store, Create::Never)?;
+    let store = &open.store;
     let result = match deletion {
-        Deletion::Soft => local.block_on(store.delete_stream(&stream, args.expected_revision)),
+        Deletion::Soft => open.block_on(store.delete_stream(&stream, args.expected_revision)),
         Deletion::Tombstone => {
-            local.block_on(store.tombstone_stream(&stream, args.expected_revision))
+            open.block_on(store.tombstone_stream(&stream, args.expected_revision))
         }
     }
     .map_err(explain)?;

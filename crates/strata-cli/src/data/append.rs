@@ -4,11 +4,11 @@ use std::io::BufRead;
 
 use anyhow::Context;
 use clap::Args;
-use strata_core::{EventStore, ExpectedRevision, ProposedEvent};
+use strata_core::{EventId, ExpectedRevision, ProposedEvent};
 
 use super::{
-    Create, DataDirArgs, LocalStore, explain, json_syntax_error, parse_expected_revision,
-    stream_name, usage_bail,
+    Create, OpenStore, StoreArgs, explain, json_syntax_error, parse_expected_revision, stream_name,
+    usage_bail,
 };
 
 #[derive(Args)]
@@ -21,14 +21,21 @@ pub(crate) struct AppendArgs {
     /// The data of one event, as JSON. Without it, one event per line of stdin.
     #[arg(long, value_name = "JSON")]
     data: Option<String>,
+    /// The id of the event (a UUID); appending the same id again is idempotent. Only with
+    /// one event. Default: a random id.
+    #[arg(long, value_name = "UUID")]
+    id: Option<uuid::Uuid>,
+    /// Metadata of every event appended, as JSON.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
     /// Concurrency check: any, no-stream, exists, or the stream's last revision.
     #[arg(long, value_name = "REVISION", default_value = "any", value_parser = parse_expected_revision)]
     expected_revision: ExpectedRevision,
-    /// Size of each segment file if this creates the store, in MiB (as `strata serve`).
+    /// Size of each segment file if this creates a local store, in MiB (as `strata serve`).
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(17..=4095))]
     segment_size_mib: u64,
     #[command(flatten)]
-    data_dir: DataDirArgs,
+    store: StoreArgs,
 }
 
 pub(crate) fn run(args: &AppendArgs) -> anyhow::Result<()> {
@@ -40,17 +47,35 @@ pub(crate) fn run(args: &AppendArgs) -> anyhow::Result<()> {
     if documents.is_empty() {
         usage_bail!("stdin held no event: give --data JSON, or one JSON document per line");
     }
+    if args.id.is_some() && documents.len() > 1 {
+        usage_bail!(
+            "--id names one event, but stdin held {}: append them one by one, or leave \
+             --id out",
+            documents.len()
+        );
+    }
+    let metadata = match &args.metadata {
+        Some(metadata) => checked_json(metadata, "--metadata", None)?,
+        None => String::new(),
+    };
     let count = documents.len();
     let events: Vec<ProposedEvent> = documents
         .into_iter()
-        .map(|data| ProposedEvent::json(args.event_type.clone(), data))
+        .map(|data| {
+            let event =
+                ProposedEvent::json(args.event_type.clone(), data).with_metadata(metadata.clone());
+            match args.id {
+                Some(id) => event.with_id(EventId(id)),
+                None => event,
+            }
+        })
         .collect();
-    let local = LocalStore::open(
-        &args.data_dir.data_dir,
+    let open = OpenStore::open(
+        &args.store,
         Create::WithSegmentSizeMib(args.segment_size_mib),
     )?;
-    let result = local
-        .block_on(local.store.append(&stream, args.expected_revision, events))
+    let result = open
+        .block_on(open.store.append(&stream, args.expected_revision, events))
         .map_err(explain)?;
     println!(
         "appended {count} event{} to {stream}: last revision {}, position {}",
@@ -74,10 +99,11 @@ fn stdin_documents() -> anyhow::Result<Vec<String>> {
     Ok(documents)
 }
 
-/// Returns `text` if it is one JSON document, else a usage error naming line and column.
+/// Returns `text` (without surrounding blanks) if it is one JSON document, else a usage
+/// error naming line and column.
 fn checked_json(text: &str, source: &str, line: Option<usize>) -> anyhow::Result<String> {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(_) => Ok(text.to_owned()),
+        Ok(_) => Ok(text.trim().to_owned()),
         Err(error) => {
             let line = line.unwrap_or(error.line());
             usage_bail!(

@@ -1,11 +1,11 @@
 //! `strata metadata get|set`: a stream's metadata (`$$stream`).
 
 use clap::{Args, Subcommand};
-use strata_core::{EventStore, ExpectedRevision, StreamMetadata};
+use strata_core::{ExpectedRevision, StreamMetadata};
 
 use super::{
-    Create, DataDirArgs, LocalStore, explain, json_syntax_error, parse_expected_revision,
-    stream_name, usage_bail,
+    Create, OpenStore, StoreArgs, explain, json_syntax_error, parse_expected_revision, stream_name,
+    usage_bail,
 };
 
 #[derive(Args)]
@@ -22,7 +22,7 @@ enum MetadataAction {
         /// Stream whose metadata to print.
         stream: String,
         #[command(flatten)]
-        data_dir: DataDirArgs,
+        store: StoreArgs,
     },
     /// Write a stream's metadata: a JSON object with $maxAge, $maxCount, $tb, ... and custom keys.
     #[command(
@@ -37,17 +37,17 @@ enum MetadataAction {
         #[arg(long, value_name = "REVISION", default_value = "any", value_parser = parse_expected_revision)]
         expected_revision: ExpectedRevision,
         #[command(flatten)]
-        data_dir: DataDirArgs,
+        store: StoreArgs,
     },
 }
 
 pub(crate) fn run(args: &MetadataArgs) -> anyhow::Result<()> {
     match &args.action {
-        MetadataAction::Get { stream, data_dir } => {
+        MetadataAction::Get { stream, store } => {
             let stream = stream_name(stream)?;
-            let local = LocalStore::open(&data_dir.data_dir, Create::Never)?;
-            let versioned = local
-                .block_on(local.store.stream_metadata(&stream))
+            let open = OpenStore::open(store, Create::Never)?;
+            let versioned = open
+                .block_on(open.store.stream_metadata(&stream))
                 .map_err(explain)?;
             println!("{}", String::from_utf8_lossy(&versioned.metadata.to_json()));
             Ok(())
@@ -56,7 +56,7 @@ pub(crate) fn run(args: &MetadataArgs) -> anyhow::Result<()> {
             stream,
             json,
             expected_revision,
-            data_dir,
+            store,
         } => {
             let stream = stream_name(stream)?;
             if let Err(error) = serde_json::from_str::<serde_json::Value>(json) {
@@ -69,11 +69,10 @@ pub(crate) fn run(args: &MetadataArgs) -> anyhow::Result<()> {
                 Ok(metadata) => metadata,
                 Err(error) => usage_bail!("{error}; nothing was written"),
             };
-            let local = LocalStore::open(&data_dir.data_dir, Create::Never)?;
-            let result = local
+            let open = OpenStore::open(store, Create::Never)?;
+            let result = open
                 .block_on(
-                    local
-                        .store
+                    open.store
                         .set_stream_metadata(&stream, *expected_revision, &metadata),
                 )
                 .map_err(explain)?;

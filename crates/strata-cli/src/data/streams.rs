@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use clap::Args;
 use serde_json::json;
-use strata_core::{EventStore, ReadAllOptions};
+use strata_core::ReadAllOptions;
 
 use super::event_output::print_table;
-use super::{Create, DataDirArgs, LocalStore};
+use super::output::{Lines, Tone};
+use super::{Create, OpenStore, StoreArgs, explain};
 
 /// Events asked of the store per page of `$all`.
 const PAGE_EVENTS_MAX: usize = 4_096;
@@ -22,7 +23,7 @@ pub(crate) struct StreamsArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    data_dir: DataDirArgs,
+    store: StoreArgs,
 }
 
 /// What one pass over `$all` learns about a stream.
@@ -33,11 +34,13 @@ struct StreamSummary {
 }
 
 pub(crate) fn run(args: &StreamsArgs) -> anyhow::Result<()> {
-    let local = LocalStore::open(&args.data_dir.data_dir, Create::Never)?;
+    let open = OpenStore::open(&args.store, Create::Never)?;
     let mut streams: BTreeMap<String, StreamSummary> = BTreeMap::new();
     let mut options = ReadAllOptions::forwards().max_count(PAGE_EVENTS_MAX);
     loop {
-        let page = local.block_on(local.store.read_all(options.clone()))?;
+        let page = open
+            .block_on(open.store.read_all(options.clone()))
+            .map_err(explain)?;
         for event in &page.events {
             if !args.all && event.stream.is_system() {
                 continue;
@@ -51,6 +54,7 @@ pub(crate) fn run(args: &StreamsArgs) -> anyhow::Result<()> {
         }
         options = options.from_position(page.next_position);
     }
+    let mut lines = Lines::new();
     if args.json {
         for (name, summary) in &streams {
             let line = json!({
@@ -58,7 +62,9 @@ pub(crate) fn run(args: &StreamsArgs) -> anyhow::Result<()> {
                 "event_count": summary.event_count,
                 "last_revision": summary.last_revision,
             });
-            println!("{line}");
+            if !lines.line(&line.to_string())? {
+                break;
+            }
         }
         return Ok(());
     }
@@ -73,6 +79,10 @@ pub(crate) fn run(args: &StreamsArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_table(&header, &rows);
-    Ok(())
+    print_table(
+        &mut lines,
+        &header,
+        &[Tone::Accent, Tone::Plain, Tone::Plain],
+        &rows,
+    )
 }

@@ -1,0 +1,272 @@
+//! `strata import`: appends the events of an export, keeping their ids, streams, revisions
+//! and order. Each run of consecutive events of one stream goes in one append whose
+//! expected revision is the revision before its first event, so running an import again
+//! re-sends the same ids at the same place and the store recognises them (idempotent
+//! appends) instead of writing them twice.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use strata_core::{Error, EventStore, ExpectedRevision, ProposedEvent, StreamName};
+
+use super::ndjson::{self, Imported, ImportedEvent};
+use super::{Create, OpenStore, StoreArgs, explain, usage_bail};
+use crate::progress;
+
+/// Most events in one append: large, because over a server each append is one call, which
+/// costs the official client tens of milliseconds of waiting (see `export.rs`).
+const BATCH_EVENTS_MAX: usize = 10_000;
+/// Most bytes (as the limits count them) in one append: well under the append limit.
+const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Args)]
+pub(crate) struct ImportArgs {
+    /// NDJSON file written by `strata export`.
+    file: PathBuf,
+    /// Size of each segment file if this creates a local store, in MiB (as `strata serve`).
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(17..=4095))]
+    segment_size_mib: u64,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Consecutive events of one stream with consecutive revisions, not yet appended.
+struct Batch {
+    stream: StreamName,
+    first_revision: u64,
+    first_line: usize,
+    events: Vec<ProposedEvent>,
+    size_bytes: usize,
+}
+
+impl Batch {
+    fn takes(&self, imported: &ImportedEvent) -> bool {
+        self.stream.as_str() == imported.stream
+            && imported.revision == self.first_revision + self.events.len() as u64
+            && self.events.len() < BATCH_EVENTS_MAX
+            && self.size_bytes + imported.event.size_bytes() <= BATCH_BYTES_MAX
+    }
+}
+
+/// What an import did, for its last line.
+#[derive(Default)]
+struct Tally {
+    events: u64,
+    tombstones: u64,
+    /// Events of streams the target has tombstoned (a re-run after a tombstone line).
+    skipped: u64,
+}
+
+pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
+    let file = File::open(&args.file).with_context(|| {
+        format!(
+            "cannot open {}; give the path of a file written by `strata export`",
+            args.file.display()
+        )
+    })?;
+    let size_bytes = file.metadata().map_or(0, |metadata| metadata.len());
+    let open = OpenStore::open(
+        &args.store,
+        Create::WithSegmentSizeMib(args.segment_size_mib),
+    )?;
+    let bar = progress::bytes_bar("importing", size_bytes);
+    let mut importer = Importer {
+        open: &open,
+        pending: None,
+        tally: Tally::default(),
+    };
+    let result = importer.lines(BufReader::with_capacity(1 << 20, file), &args.file, &bar);
+    bar.finish_and_clear();
+    result?;
+    let tally = importer.tally;
+    eprintln!(
+        "imported {} events and {} tombstones from {}{}",
+        tally.events,
+        tally.tombstones,
+        args.file.display(),
+        if tally.skipped > 0 {
+            format!(
+                "; {} events of streams tombstoned in the target were left out",
+                tally.skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+struct Importer<'a> {
+    open: &'a OpenStore,
+    pending: Option<Batch>,
+    tally: Tally,
+}
+
+impl Importer<'_> {
+    /// Imports every line; on a bad line, appends everything before it, then stops.
+    fn lines(
+        &mut self,
+        reader: impl BufRead,
+        path: &std::path::Path,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        for (index, line) in reader.lines().enumerate() {
+            let number = index + 1;
+            let line =
+                line.with_context(|| format!("cannot read line {number} of {}", path.display()))?;
+            bar.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (imported, stream) = match ndjson::decode(&line).and_then(checked_stream) {
+                Ok(checked) => checked,
+                Err(reason) => {
+                    self.flush()?;
+                    usage_bail!(
+                        "{} line {number}: {reason}. Every event before line {number} was \
+                         imported and nothing from it on; fix the line and run the same import \
+                         again (events already imported are recognised by their ids)",
+                        path.display()
+                    );
+                }
+            };
+            match imported {
+                Imported::Event(event) => self.add(event, stream, number)?,
+                Imported::Tombstone { .. } => {
+                    self.flush()?;
+                    self.tombstone(&stream, number)?;
+                }
+            }
+        }
+        self.flush()
+    }
+
+    fn add(
+        &mut self,
+        imported: ImportedEvent,
+        stream: StreamName,
+        line: usize,
+    ) -> anyhow::Result<()> {
+        if let Some(batch) = &mut self.pending
+            && batch.takes(&imported)
+        {
+            batch.size_bytes += imported.event.size_bytes();
+            batch.events.push(imported.event);
+            return Ok(());
+        }
+        self.flush()?;
+        self.pending = Some(Batch {
+            stream,
+            first_revision: imported.revision,
+            first_line: line,
+            size_bytes: imported.event.size_bytes(),
+            events: vec![imported.event],
+        });
+        Ok(())
+    }
+
+    fn tombstone(&mut self, stream: &StreamName, line: usize) -> anyhow::Result<()> {
+        let store = &self.open.store;
+        match self
+            .open
+            .block_on(store.tombstone_stream(stream, ExpectedRevision::Any))
+        {
+            Ok(_) | Err(Error::StreamDeleted { .. }) => {
+                self.tally.tombstones += 1;
+                Ok(())
+            }
+            Err(error) => Err(stopped_at(explain(error), line)),
+        }
+    }
+
+    /// Appends the pending batch at the place its revisions say.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let Some(batch) = self.pending.take() else {
+            return Ok(());
+        };
+        let count = batch.events.len() as u64;
+        let store = &*self.open.store;
+        let expected = expected_before(batch.first_revision);
+        let appended =
+            self.open
+                .block_on(store.append(&batch.stream, expected, batch.events.clone()));
+        match appended {
+            Ok(_) => {}
+            // Part of the batch may be there from an interrupted run, split differently:
+            // one event at a time, each already-imported one is recognised by its id.
+            Err(Error::WrongExpectedRevision { .. }) => {
+                self.open
+                    .block_on(one_by_one(store, &batch))
+                    .map_err(|error| stopped_at(error, batch.first_line))?;
+            }
+            Err(Error::StreamDeleted { .. }) => {
+                self.tally.skipped += count;
+                return Ok(());
+            }
+            Err(error) => return Err(stopped_at(explain(error), batch.first_line)),
+        }
+        self.tally.events += count;
+        Ok(())
+    }
+}
+
+/// The expected revision of an append whose first event has `revision`.
+fn expected_before(revision: u64) -> ExpectedRevision {
+    match revision.checked_sub(1) {
+        Some(previous) => ExpectedRevision::Exact(previous),
+        None => ExpectedRevision::NoStream,
+    }
+}
+
+async fn one_by_one(store: &dyn EventStore, batch: &Batch) -> anyhow::Result<()> {
+    for (offset, event) in batch.events.iter().enumerate() {
+        let revision = batch.first_revision + offset as u64;
+        match store
+            .append(
+                &batch.stream,
+                expected_before(revision),
+                vec![event.clone()],
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::WrongExpectedRevision { actual, .. }) => anyhow::bail!(
+                "stream {} in the target is at {actual} and holds other events than the \
+                 export at revision {revision}; import into an empty store",
+                batch.stream
+            ),
+            Err(error) => return Err(explain(error)),
+        }
+    }
+    Ok(())
+}
+
+fn stopped_at(error: anyhow::Error, line: usize) -> anyhow::Error {
+    error.context(format!(
+        "the import stopped at the append starting on line {line}: every event before that \
+         line was imported; run the same import again once the cause is fixed"
+    ))
+}
+
+/// The line's stream name, checked.
+fn checked_stream(imported: Imported) -> Result<(Imported, StreamName), String> {
+    let name = match &imported {
+        Imported::Event(event) => event.stream.as_str(),
+        Imported::Tombstone { stream } => stream.as_str(),
+    };
+    let stream = match StreamName::new(name) {
+        Ok(stream) => stream,
+        // Metadata streams of the longest names are two bytes over a caller's limit.
+        Err(error) => match name
+            .strip_prefix("$$")
+            .and_then(|described| StreamName::new(described).ok())
+        {
+            Some(described) => described.metadata_stream(),
+            None => return Err(error.to_string()),
+        },
+    };
+    Ok((imported, stream))
+}
