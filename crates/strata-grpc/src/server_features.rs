@@ -21,7 +21,8 @@ fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
 pub(crate) fn supported_methods() -> SupportedMethods {
     const STREAMS: &str = "event_store.client.streams.streams";
     const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
-    // Groups on streams and on `$all`: the Rust client refuses `$all` groups without "all".
+    // As the reference: every method of the service lists "stream" and "all" (the Rust
+    // client refuses `$all` groups without "all").
     const SOURCES: &[&str] = &["stream", "all"];
     SupportedMethods {
         methods: vec![
@@ -33,7 +34,7 @@ pub(crate) fn supported_methods() -> SupportedMethods {
             method(PERSISTENT, "replayparked", SOURCES),
             method(PERSISTENT, "truncateparked", SOURCES),
             method(PERSISTENT, "list", SOURCES),
-            method(PERSISTENT, "restartsubsystem", &[]),
+            method(PERSISTENT, "restartsubsystem", SOURCES),
             method(STREAMS, "read", &[]),
             method(STREAMS, "append", &[]),
             method(STREAMS, "delete", &[]),

@@ -111,14 +111,14 @@ impl Group {
 
     fn deliver(&mut self, index: usize, key: SlotKey, now: Instant) {
         let consumer_id = self.consumers[index].id;
+        let timeout_ms = self.settings.message_timeout_ms;
+        let deadline = (timeout_ms > 0).then(|| now + Duration::from_millis(timeout_ms));
         let Some(slot) = self.slot_mut(key) else {
             return;
         };
-        slot.attempts += 1;
-        let attempt = slot.attempts;
         slot.state = SlotState::InFlight {
             consumer: consumer_id,
-            attempt,
+            deadline,
         };
         let delivery = slot.delivery.clone();
         let entry = &mut self.consumers[index];
@@ -135,10 +135,6 @@ impl Group {
         entry.in_flight += 1;
         entry.delivered += 1;
         self.total_delivered += 1;
-        if self.settings.message_timeout_ms > 0 {
-            let deadline = now + Duration::from_millis(self.settings.message_timeout_ms);
-            self.timeouts.push_back((deadline, key, attempt));
-        }
     }
 
     fn release(&mut self, consumer: u64) {
@@ -213,19 +209,28 @@ impl Group {
         self.to_park.push(key);
     }
 
-    /// Retries deliveries whose message timeout passed.
+    /// Retries deliveries whose message timeout passed. In-flight events are bounded by
+    /// the consumers' buffers and the window, so a scan is cheap.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some(&(deadline, key, attempt)) = self.timeouts.front() {
-            if deadline > now {
-                break;
-            }
-            self.timeouts.pop_front();
-            let still_waiting = self.slot_mut(key).is_some_and(|slot| {
-                matches!(slot.state, SlotState::InFlight { attempt: current, .. } if current == attempt)
-            });
-            if still_waiting {
-                self.retry_slot(key, true);
-            }
+        if self.settings.message_timeout_ms == 0 {
+            return;
+        }
+        let expired = |slot: &Slot| matches!(slot.state, SlotState::InFlight { deadline: Some(deadline), .. } if deadline <= now);
+        let mut keys: Vec<SlotKey> = self
+            .window
+            .iter_mut()
+            .filter(|(_, slot)| expired(slot))
+            .map(|(sequence, _)| SlotKey::Main(sequence))
+            .collect();
+        keys.extend(
+            self.replay
+                .slots
+                .iter()
+                .filter(|(_, slot)| expired(slot))
+                .map(|(&key, _)| SlotKey::Replay(key)),
+        );
+        for key in keys {
+            self.retry_slot(key, true);
         }
     }
 

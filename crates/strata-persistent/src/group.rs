@@ -140,7 +140,6 @@ pub(crate) struct Group {
     pub(crate) ready: VecDeque<u64>,
     pub(crate) retry: VecDeque<SlotKey>,
     pub(crate) to_park: Vec<SlotKey>,
-    pub(crate) timeouts: VecDeque<(Instant, SlotKey, u32)>,
     pub(crate) replay: Replay,
     pub(crate) parked_stream: StreamName,
     checkpoint_stream: StreamName,
@@ -192,7 +191,6 @@ impl Group {
             ready: VecDeque::new(),
             retry: VecDeque::new(),
             to_park: Vec::new(),
-            timeouts: VecDeque::new(),
             replay: Replay::default(),
             parked_stream,
             checkpoint_stream,
@@ -252,20 +250,23 @@ impl Group {
             SubscriptionSource::Stream(stream) => {
                 let from = match (resume.done_through, self.settings.start_from) {
                     (Some(revision), _) => SubscribeFrom::After(strata_core::Revision(revision)),
-                    (None, StartFrom::Start | StartFrom::At(0)) => SubscribeFrom::Start,
+                    // A group created at the end of an existing stream has a checkpoint
+                    // there; without one the stream was empty then, so the end is the start
+                    // (recomputing the end now would skip what was written since).
+                    (None, StartFrom::Start | StartFrom::End | StartFrom::At(0)) => {
+                        SubscribeFrom::Start
+                    }
                     (None, StartFrom::At(revision)) => {
                         SubscribeFrom::After(strata_core::Revision(revision - 1))
                     }
-                    (None, StartFrom::End) => SubscribeFrom::End,
                 };
                 subscribe_to_stream(Arc::clone(&self.store), stream.clone(), from, buffer)
             }
             SubscriptionSource::All => {
                 let from = match (resume.done_through, self.settings.start_from) {
                     (Some(position), _) => SubscribeFrom::After(Position(position)),
-                    (None, StartFrom::Start) => SubscribeFrom::Start,
+                    (None, StartFrom::Start | StartFrom::End) => SubscribeFrom::Start,
                     (None, StartFrom::At(position)) => self.all_before(position).await?,
-                    (None, StartFrom::End) => SubscribeFrom::End,
                 };
                 subscribe_to_all(Arc::clone(&self.store), from, self.filter.clone(), buffer)
             }

@@ -2,6 +2,7 @@
 //! finished ones above the oldest unfinished event (they become checkpoint ranges).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use crate::checkpoint::Checkpoint;
 use crate::consumer::PersistentEvent;
@@ -17,8 +18,11 @@ pub(crate) enum SlotKey {
 pub(crate) enum SlotState {
     /// Waiting in the ready or retry queue.
     Ready,
-    /// Delivered to `consumer`; `attempt` tells this delivery from later ones.
-    InFlight { consumer: u64, attempt: u32 },
+    /// Delivered to `consumer`, to be retried after `deadline` (never when `None`).
+    InFlight {
+        consumer: u64,
+        deadline: Option<Instant>,
+    },
     /// Acked, skipped or parked.
     Done,
 }
@@ -29,8 +33,6 @@ pub(crate) struct Slot {
     /// Revision (stream source) or position (`$all`) of the event read from the source.
     pub(crate) place: u64,
     pub(crate) state: SlotState,
-    /// Deliveries so far: numbers each attempt.
-    pub(crate) attempts: u32,
 }
 
 impl Slot {
@@ -39,7 +41,6 @@ impl Slot {
             delivery,
             place,
             state: SlotState::Ready,
-            attempts: 0,
         }
     }
 }

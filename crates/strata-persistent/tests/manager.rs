@@ -381,3 +381,95 @@ async fn deleting_a_group_drops_its_consumers_with_not_found() {
     let ended = tokio::time::timeout(WAIT, consumer.next()).await.unwrap();
     assert!(matches!(ended, Err(Error::GroupNotFound { .. })));
 }
+
+#[tokio::test]
+async fn resolve_links_delivers_the_target_with_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let subscriptions = PersistentSubscriptions::new(Arc::clone(&store));
+    let target = append(&store, "order-9", 2).await;
+    let links = StreamName::new("links").unwrap();
+    let link = ProposedEvent::binary(strata_persistent::LINK_EVENT_TYPE, "1@order-9");
+    let dangling = ProposedEvent::binary(strata_persistent::LINK_EVENT_TYPE, "5@order-9");
+    let link_ids = [link.id, dangling.id];
+    store
+        .append(&links, ExpectedRevision::Any, vec![link, dangling])
+        .await
+        .unwrap();
+    let source = SubscriptionSource::Stream(links);
+    let settings = GroupSettings {
+        resolve_links: true,
+        ..from_start(ConsumerStrategy::RoundRobin)
+    };
+    subscriptions
+        .create(&source, "g", settings, None)
+        .await
+        .unwrap();
+    let mut consumer = connect(&subscriptions, &source, "g", 10).await;
+    let resolved = next(&mut consumer).await;
+    assert_eq!(resolved.event.id, target[1]);
+    assert_eq!(
+        resolved.link.as_ref().map(|link| link.id),
+        Some(link_ids[0])
+    );
+    assert_eq!(resolved.ack_id(), link_ids[0]);
+    let unresolved = next(&mut consumer).await;
+    assert_eq!((unresolved.event.id, unresolved.link), (link_ids[1], None));
+}
+
+#[tokio::test]
+async fn pinned_by_correlation_keeps_each_correlation_id_on_one_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let subscriptions = PersistentSubscriptions::new(Arc::clone(&store));
+    let source = stream("mixed");
+    let settings = GroupSettings {
+        start_from: StartFrom::End,
+        ..from_start(ConsumerStrategy::PinnedByCorrelation)
+    };
+    subscriptions
+        .create(&source, "g", settings, None)
+        .await
+        .unwrap();
+    let mut consumers = Vec::new();
+    for _ in 0..3 {
+        consumers.push(connect(&subscriptions, &source, "g", 100).await);
+    }
+    let events: Vec<ProposedEvent> = (0..40)
+        .map(|index| {
+            let metadata = format!("{{\"$correlationId\":\"c{}\"}}", index % 8);
+            ProposedEvent::json("Step", "{}").with_metadata(metadata)
+        })
+        .collect();
+    store
+        .append(
+            &StreamName::new("mixed").unwrap(),
+            ExpectedRevision::Any,
+            events,
+        )
+        .await
+        .unwrap();
+    let mut owners: HashMap<String, HashSet<usize>> = HashMap::new();
+    let mut received = 0;
+    while received < 40 {
+        let [first, second, third] = &mut consumers[..] else {
+            unreachable!("three consumers");
+        };
+        let (index, event) = tokio::select! {
+            event = next(first) => (0, event),
+            event = next(second) => (1, event),
+            event = next(third) => (2, event),
+        };
+        let metadata = String::from_utf8(event.event.metadata.to_vec()).unwrap();
+        owners.entry(metadata).or_default().insert(index);
+        consumers[index].ack(vec![event.ack_id()]).await.unwrap();
+        received += 1;
+    }
+    assert_eq!(owners.len(), 8);
+    assert!(
+        owners.values().all(|consumers| consumers.len() == 1),
+        "{owners:?}"
+    );
+    let used: HashSet<usize> = owners.values().flatten().copied().collect();
+    assert!(used.len() > 1, "{owners:?}");
+}

@@ -200,3 +200,55 @@ async fn a_stalled_consumer_holds_back_no_other_group_subscriber_or_writer() {
     );
     assert!(stalled.window_count < total as u64);
 }
+
+#[tokio::test]
+async fn a_group_created_at_the_end_keeps_its_start_across_a_restart_before_any_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    // One stream with history at creation, one that does not exist yet.
+    let names = ["later", "empty"];
+    let history;
+    let mut written_while_down = Vec::new();
+    {
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        history = append(&store, "later", 3).await;
+        let subscriptions = PersistentSubscriptions::new(Arc::clone(&store));
+        let settings = GroupSettings {
+            start_from: StartFrom::End,
+            ..GroupSettings::default()
+        };
+        for name in names {
+            let source = SubscriptionSource::Stream(StreamName::new(name).unwrap());
+            subscriptions
+                .create(&source, "g", settings.clone(), None)
+                .await
+                .unwrap();
+        }
+        drop(subscriptions);
+        for name in names {
+            written_while_down.push(append(&store, name, 2).await[0]);
+        }
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    let subscriptions = PersistentSubscriptions::new(Arc::clone(&store));
+    for (name, expected) in names.iter().zip(written_while_down) {
+        let source = SubscriptionSource::Stream(StreamName::new(name).unwrap());
+        let mut consumer = subscriptions
+            .connect(&source, "g", ConsumerOptions::default())
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !history.contains(&first.event.id),
+            "{name}: history is not delivered"
+        );
+        assert_eq!(
+            first.event.id, expected,
+            "{name}: events written after the creation are not skipped by a restart"
+        );
+    }
+}

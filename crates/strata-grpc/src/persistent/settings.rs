@@ -143,3 +143,66 @@ pub(crate) fn group_name(group: String) -> Result<String, Status> {
     }
     Ok(group)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_settings() -> create_req::Settings {
+        create_req::Settings {
+            max_retry_count: 10,
+            min_checkpoint_count: 10,
+            max_checkpoint_count: 1_000,
+            live_buffer_size: 500,
+            read_batch_size: 20,
+            history_buffer_size: 500,
+            message_timeout: Some(create_req::settings::MessageTimeout::MessageTimeoutTicks(
+                300_000_000,
+            )),
+            consumer_strategy: "PinnedByCorrelation".to_owned(),
+            ..create_req::Settings::default()
+        }
+    }
+
+    #[test]
+    fn ticks_become_milliseconds_and_the_string_strategy_wins() {
+        let settings = WireSettings::from(create_settings())
+            .into_settings(StartFrom::Start)
+            .unwrap();
+        assert_eq!(settings.message_timeout_ms, 30_000);
+        assert_eq!(
+            settings.consumer_strategy,
+            ConsumerStrategy::PinnedByCorrelation
+        );
+        let named = create_req::Settings {
+            consumer_strategy: String::new(),
+            named_consumer_strategy: create_req::ConsumerStrategy::Pinned.into(),
+            ..create_settings()
+        };
+        let settings = WireSettings::from(named)
+            .into_settings(StartFrom::End)
+            .unwrap();
+        assert_eq!(settings.consumer_strategy, ConsumerStrategy::Pinned);
+    }
+
+    #[test]
+    fn negative_numbers_and_unknown_strategies_are_invalid_arguments() {
+        let negative = create_req::Settings {
+            max_subscriber_count: -1,
+            ..create_settings()
+        };
+        let status = WireSettings::from(negative)
+            .into_settings(StartFrom::Start)
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("max_subscriber_count"));
+        let unknown = create_req::Settings {
+            consumer_strategy: "Random".to_owned(),
+            ..create_settings()
+        };
+        let status = WireSettings::from(unknown)
+            .into_settings(StartFrom::Start)
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}
