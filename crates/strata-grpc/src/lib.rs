@@ -39,6 +39,7 @@ mod streams;
 use std::sync::Arc;
 
 use strata_core::EventStore;
+use strata_persistent::PersistentSubscriptions;
 
 use crate::gossip::SingleNode;
 use crate::persistent::PersistentService;
@@ -68,24 +69,40 @@ impl Advertised {
     }
 }
 
+/// The gRPC services, and the persistent-subscription manager behind them.
+pub struct Services {
+    pub routes: tonic::service::Routes,
+    /// Shut it down after serving and before closing the store, so the groups write their
+    /// last checkpoints.
+    pub persistent_subscriptions: Arc<PersistentSubscriptions>,
+}
+
 /// The gRPC services over `store`, ready to be served (alone or beside HTTP routes).
 pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::service::Routes {
+    services(store, advertised).routes
+}
+
+/// Like [`routes`], with the persistent-subscription manager handed back for a clean stop.
+pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Services {
     let store: Arc<dyn EventStore> = store;
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
-    let manager = Arc::new(strata_persistent::PersistentSubscriptions::from_dyn(
-        Arc::clone(&store),
-    ));
+    let manager = Arc::new(PersistentSubscriptions::from_dyn(Arc::clone(&store)));
+    let persistent_subscriptions = Arc::clone(&manager);
     let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
     let streams = StreamsServer::new(StreamsService { store })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
-    tonic::service::Routes::new(streams)
+    let routes = tonic::service::Routes::new(streams)
         .add_service(persistent)
         .add_service(ServerFeaturesServer::new(Features))
         .add_service(GossipServer::new(SingleNode::new(
             advertised.address,
             advertised.port,
-        )))
+        )));
+    Services {
+        routes,
+        persistent_subscriptions,
+    }
 }

@@ -337,6 +337,18 @@ impl PersistentSubscriptions {
         Ok(infos)
     }
 
+    /// Stops every group, writing its last checkpoint, and drops every consumer. Call it
+    /// before closing the store, so that a clean stop sends no acknowledged event again. A
+    /// later call on the manager starts the groups again.
+    pub async fn shutdown(&self) {
+        let registry = self.registry.lock().await.take();
+        if let Some(registry) = registry {
+            for (_, handle) in registry.groups {
+                handle.stop(DropReason::Shutdown).await;
+            }
+        }
+    }
+
     /// Stops every group (writing their checkpoints), drops every consumer, and starts the
     /// groups again from the stored configuration.
     ///

@@ -116,11 +116,15 @@ impl Server {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let advertised = self.local_addrs[0];
-        let grpc = strata_grpc::routes(
+        let services = strata_grpc::services(
             store,
             strata_grpc::Advertised::new(advertised.ip().to_string(), advertised.port()),
         );
-        let router = grpc.into_axum_router().merge(crate::health::routes());
+        let persistent_subscriptions = services.persistent_subscriptions;
+        let router = services
+            .routes
+            .into_axum_router()
+            .merge(crate::health::routes());
         let (stopping, stopped) = watch::channel(false);
         let mut serving = tokio::task::JoinSet::new();
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {
@@ -161,14 +165,17 @@ impl Server {
             Ok(())
         })
         .await;
-        match finished {
+        let outcome = match finished {
             Ok(outcome) => outcome,
             Err(_) => {
                 tracing::info!("cutting calls still open after the grace period (subscriptions)");
                 serving.abort_all();
                 Ok(())
             }
-        }
+        };
+        // Groups write their last checkpoints while the store is still open.
+        persistent_subscriptions.shutdown().await;
+        outcome
     }
 }
 

@@ -457,6 +457,41 @@ async fn after_a_sigkill_only_events_not_acked_are_delivered_again() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_clean_stop_no_acked_event_is_delivered_again() {
+    let mut server = Server::start();
+    let client = server.client();
+    append_new(&client, "ps-stop", StreamState::NoStream, 10).await;
+    // No periodic checkpoint during the test: only the stop can write one.
+    let options = from_start(SystemConsumerStrategy::RoundRobin)
+        .checkpoint_lower_bound(1_000)
+        .checkpoint_upper_bound(1_000)
+        .checkpoint_after(Duration::from_secs(600));
+    create(&client, "ps-stop", "g", &options).await;
+    let mut consumer = connect(&client, "ps-stop", "g", 20).await;
+    for _ in 0..10 {
+        let (event, _) = next_event(&mut consumer).await;
+        consumer.ack(&event).await.expect("ack");
+    }
+    let info = wait_for_info(&client, "ps-stop", "g", |info| {
+        info.stats.total_in_flight_messages == 0
+    })
+    .await;
+    assert_eq!(info.stats.total_in_flight_messages, 0, "every ack arrived");
+    drop(consumer);
+
+    server.stop_and_restart();
+    let client = server.client();
+    let mut consumer = connect(&client, "ps-stop", "g", 20).await;
+    let sentinel = append_new(&client, "ps-stop", StreamState::Any, 1).await[0];
+    let (first, _) = next_event(&mut consumer).await;
+    assert_eq!(
+        id_of(&first),
+        sentinel,
+        "the stop checkpointed every acked event: the next delivery is the new one"
+    );
+}
+
 /// Waits until the checkpoint stream's last event says `done_through` and `ranges` ranges.
 async fn wait_for_checkpoint(client: &Client, stream: &str, done_through: u64, ranges: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

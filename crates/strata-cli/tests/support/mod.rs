@@ -56,6 +56,31 @@ impl Server {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.start_again();
+    }
+
+    /// Stops the server with SIGTERM (a clean stop), waits for it to exit and starts it
+    /// again, insecure, on the same data directory; the port changes.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn stop_and_restart(&mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(stopped.success(), "SIGTERM delivered");
+        let status = self.child.wait().expect("server exits");
+        assert!(
+            status.success(),
+            "a clean stop exits 0: {status:?}\n{}",
+            self.stderr()
+        );
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let (child, lines) = spawn(&self._temp, &["--insecure"]);
         self.child = child;
         self.await_ready(&lines);
