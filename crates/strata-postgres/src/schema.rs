@@ -77,6 +77,11 @@ pub(crate) async fn migrate(
         .map_err(PostgresError::query("reading the schema version"))?
         .map_or(0, |row| row.get(0));
     if found > SCHEMA_VERSION {
+        // Explicitly, so no lock outlives this call whatever the caller's runtime does next.
+        transaction
+            .rollback()
+            .await
+            .map_err(PostgresError::query("ending the migration"))?;
         return Err(PostgresError::SchemaTooNew {
             schema: config.schema.clone(),
             found,
@@ -115,7 +120,7 @@ pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PostgresError> {
     let client = crate::connect::connect(&config, None).await?;
     client
         .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
+            "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {} CASCADE",
             config.quoted_schema()
         ))
         .await
