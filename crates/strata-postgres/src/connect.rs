@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::config::{PostgresConfig, describe_target};
-use crate::error::PostgresError;
+use crate::error::{PostgresError, describe};
 
 /// Opens one connection with `search_path` set to the store's schema. Its notifications
 /// (if `notifications` is given) are forwarded there.
@@ -21,7 +21,7 @@ pub(crate) async fn connect(
             .await
             .map_err(|source| PostgresError::Unreachable {
                 target: describe_target(&parsed),
-                source,
+                detail: describe(&source),
             })?;
     tokio::spawn(async move {
         let mut messages =

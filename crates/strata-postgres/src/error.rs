@@ -11,14 +11,10 @@ pub enum PostgresError {
     InvalidSchema { schema: String, reason: String },
 
     #[error(
-        "cannot connect to PostgreSQL at {target} ({source}); check that the server runs, \
+        "cannot connect to PostgreSQL at {target} ({detail}); check that the server runs, \
          accepts TCP connections and that the URL (user, database) is right"
     )]
-    Unreachable {
-        target: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    Unreachable { target: String, detail: String },
 
     #[error(
         "the database schema {schema:?} is at version {found}, newer than this strata binary \
@@ -30,18 +26,32 @@ pub enum PostgresError {
         supported: i32,
     },
 
-    #[error("PostgreSQL failed while {context}: {source}")]
-    Query {
-        context: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    #[error("PostgreSQL failed while {context}: {detail}")]
+    Query { context: String, detail: String },
+}
+
+/// The error with its causes (tokio-postgres keeps the interesting part in the cause).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 impl PostgresError {
     pub(crate) fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
         let context = context.into();
-        move |source| PostgresError::Query { context, source }
+        move |source| PostgresError::Query {
+            context,
+            detail: describe(&source),
+        }
     }
 }
 
@@ -59,7 +69,7 @@ pub(crate) fn query_failed(
     move |source| {
         strata_core::Error::io(
             format!("{context} in PostgreSQL"),
-            std::io::Error::other(source.to_string()),
+            std::io::Error::other(describe(&source)),
         )
     }
 }
