@@ -109,14 +109,8 @@ pub(crate) struct NewEvent {
 /// Event ids at known revisions: fetched for the checks, or written by this group.
 type KnownEvents = BTreeMap<u64, (EventId, u64)>;
 
-/// The stored events the checks of a group need before planning.
-#[derive(Default)]
-pub(crate) struct Prefetch {
-    /// `(stream, first revision, last revision)`: every event in the range.
-    pub(crate) ranges: Vec<(StreamName, u64, u64)>,
-    /// `(stream, event id, lowest revision)`: where the id is, if at or above that revision.
-    pub(crate) first_ids: Vec<(StreamName, EventId, u64)>,
-}
+/// `(stream, first revision, last revision)`: every stored event in the range is wanted.
+pub(crate) type RevisionRange = (StreamName, u64, u64);
 
 /// Why a re-send check came out as it did.
 enum Resend {
@@ -134,6 +128,22 @@ pub(crate) struct Group {
     pub(crate) events: Vec<NewEvent>,
     /// Streams whose head row changed.
     pub(crate) changed: HashSet<StreamName>,
+}
+
+/// `(stream, first event id)` of every `Any`/`StreamExists` append: where that id is among
+/// the stream's last [`RESEND_WINDOW_EVENTS`] events, the append may be a re-send.
+pub(crate) fn weak_resend_candidates(operations: &[Operation]) -> Vec<(&StreamName, EventId)> {
+    operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::Append {
+                stream,
+                expected: ExpectedRevision::Any | ExpectedRevision::StreamExists,
+                events,
+            } => Some((stream, events[0].id)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every stream whose head the checks of `operations` may look at.
@@ -175,9 +185,10 @@ impl Group {
         self.events.last().map(|event| event.position)
     }
 
-    /// What re-send checks of `operations` need from the log, judged on the stored heads.
-    pub(crate) fn prefetch(&self, operations: &[Operation]) -> Prefetch {
-        let mut prefetch = Prefetch::default();
+    /// The ranges `Exact`/`NoStream` re-send checks of `operations` need, judged on the
+    /// stored heads.
+    pub(crate) fn ranges_for_checks(&self, operations: &[Operation]) -> Vec<RevisionRange> {
+        let mut ranges = Vec::new();
         for operation in operations {
             let Operation::Append {
                 stream,
@@ -193,27 +204,17 @@ impl Group {
             let count = events.len() as u64;
             match *expected {
                 ExpectedRevision::Exact(revision) if revision < last => {
-                    prefetch
-                        .ranges
-                        .push((stream.clone(), revision + 1, revision + count));
+                    ranges.push((stream.clone(), revision + 1, revision + count));
                 }
-                ExpectedRevision::NoStream => {
-                    prefetch.ranges.push((stream.clone(), 0, count - 1));
-                }
-                ExpectedRevision::Any | ExpectedRevision::StreamExists => {
-                    let lowest = last.saturating_sub(RESEND_WINDOW_EVENTS);
-                    prefetch
-                        .first_ids
-                        .push((stream.clone(), events[0].id, lowest));
-                }
-                ExpectedRevision::Exact(_) => {}
+                ExpectedRevision::NoStream => ranges.push((stream.clone(), 0, count - 1)),
+                _ => {}
             }
         }
-        prefetch
+        ranges
     }
 
     /// Ranges to fetch after the first ids were found: the rest of each re-send.
-    pub(crate) fn follow_up(&self, operations: &[Operation]) -> Vec<(StreamName, u64, u64)> {
+    pub(crate) fn follow_up(&self, operations: &[Operation]) -> Vec<RevisionRange> {
         let mut ranges = Vec::new();
         for operation in operations {
             if let Operation::Append { stream, events, .. } = operation

@@ -11,12 +11,15 @@ use bytes::Bytes;
 use strata_core::{Error, EventId, Position, Result, StreamName};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement, Transaction};
+use tokio_postgres::{Client, Statement};
 
 use crate::config::PostgresConfig;
 use crate::connect::connect;
 use crate::error::{PostgresError, query_failed};
-use crate::plan::{Group, Head, Operation, Outcome, streams_needed};
+use crate::plan::{
+    Group, Head, Operation, Outcome, RESEND_WINDOW_EVENTS, RevisionRange, streams_needed,
+    weak_resend_candidates,
+};
 use crate::reader::{to_i64, to_u64};
 use crate::schema::LOCK_CLASS_WRITE;
 
@@ -33,14 +36,17 @@ const HEADS_SQL: &str = "SELECT stream, last_revision, tombstoned, metadata FROM
      WHERE stream = ANY($1::text[])";
 const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 const LAST_POSITION_SQL: &str = "SELECT COALESCE(max(position), 0) FROM events";
+// LATERAL: one index range scan per wanted stream, whatever the planner guesses of unnest.
 const RANGES_SQL: &str = "SELECT e.stream, e.revision, e.event_id, e.position
      FROM unnest($1::text[], $2::int8[], $3::int8[]) AS q(stream, first_revision, last_revision)
-     JOIN events e ON e.stream = q.stream
-         AND e.revision BETWEEN q.first_revision AND q.last_revision";
+     CROSS JOIN LATERAL (SELECT stream, revision, event_id, position FROM events
+         WHERE stream = q.stream AND revision BETWEEN q.first_revision AND q.last_revision) e";
 const FIRST_IDS_SQL: &str = "SELECT e.stream, e.revision, e.event_id, e.position
-     FROM unnest($1::text[], $2::uuid[], $3::int8[]) AS q(stream, event_id, lowest_revision)
-     JOIN events e ON e.stream = q.stream AND e.revision >= q.lowest_revision
-         AND e.event_id = q.event_id";
+     FROM unnest($1::text[], $2::uuid[]) AS q(stream, event_id)
+     CROSS JOIN LATERAL (SELECT last_revision FROM streams WHERE stream = q.stream) s
+     CROSS JOIN LATERAL (SELECT stream, revision, event_id, position FROM events
+         WHERE stream = q.stream AND revision >= s.last_revision - $3
+             AND event_id = q.event_id) e";
 const INSERT_SQL: &str = "INSERT INTO events
      (position, stream, revision, event_id, event_type, is_json, data, metadata, created_nanos)
      SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::text[],
@@ -211,32 +217,61 @@ fn fail_all(batch: Vec<Request>, error: &Error) {
     }
 }
 
-/// One transaction: lock, read heads, check, insert, notify, commit.
+/// One transaction: lock, read heads, check, insert, notify, commit. The statements go in
+/// two pipelined round trips (three when a re-send check needs stored events); the
+/// transaction is driven by hand so that BEGIN and COMMIT ride in those round trips.
 async fn commit_group(
     connection: &mut Connection,
     config: &PostgresConfig,
     operations: &[Operation],
 ) -> Result<(Vec<Outcome>, Option<u64>)> {
+    let outcome = run_transaction(connection, config, operations).await;
+    if outcome.is_err() && !connection.client.is_closed() {
+        // Ends the failed transaction; harmless when none is open.
+        let _ = connection.client.batch_execute("ROLLBACK").await;
+    }
+    outcome
+}
+
+async fn run_transaction(
+    connection: &Connection,
+    config: &PostgresConfig,
+    operations: &[Operation],
+) -> Result<(Vec<Outcome>, Option<u64>)> {
+    let Connection { client, statements } = connection;
     let streams = streams_needed(operations);
     let names: Vec<&str> = streams.iter().map(StreamName::as_str).collect();
-    let Connection { client, statements } = connection;
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(query_failed("starting a group commit"))?;
-    // Pipelined; each statement takes its snapshot after the lock is held.
+    let candidates = weak_resend_candidates(operations);
+    let candidate_streams: Vec<&str> = candidates.iter().map(|(s, _)| s.as_str()).collect();
+    let candidate_ids: Vec<uuid::Uuid> = candidates.iter().map(|(_, id)| id.0).collect();
+    let window = to_i64(RESEND_WINDOW_EVENTS);
     let lock_parameters: [&(dyn ToSql + Sync); 2] = [&LOCK_CLASS_WRITE, &config.schema];
     let heads_parameters: [&(dyn ToSql + Sync); 1] = [&names];
-    let (locked, last, heads) = futures::join!(
-        transaction.execute(&statements.lock, &lock_parameters),
-        transaction.query_one(&statements.last_position, &[]),
-        transaction.query(&statements.heads, &heads_parameters),
+    let first_ids_parameters: [&(dyn ToSql + Sync); 3] =
+        [&candidate_streams, &candidate_ids, &window];
+    // Pipelined; each statement takes its snapshot once the lock is held.
+    let (begun, locked, last, heads, first_ids) = futures::join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&statements.lock, &lock_parameters),
+        client.query_one(&statements.last_position, &[]),
+        client.query(&statements.heads, &heads_parameters),
+        async {
+            if candidates.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client
+                    .query(&statements.first_ids, &first_ids_parameters)
+                    .await
+            }
+        },
     );
+    begun.map_err(query_failed("starting a group commit"))?;
     locked.map_err(query_failed("taking the write lock"))?;
     let last: i64 = last
         .map_err(query_failed("reading the end of the log"))?
         .get(0);
     let heads = heads.map_err(query_failed("reading stream heads"))?;
+    let first_ids = first_ids.map_err(query_failed("looking for re-sent events"))?;
     let heads = heads
         .iter()
         .map(|row| {
@@ -250,57 +285,39 @@ async fn commit_group(
         })
         .collect::<HashMap<_, _>>();
     let mut group = Group::new(heads, to_u64(last));
-    fetch_for_checks(&transaction, statements, &mut group, operations).await?;
+    learn_rows(&mut group, &first_ids);
+    let mut ranges = group.ranges_for_checks(operations);
+    ranges.extend(group.follow_up(operations));
+    if !ranges.is_empty() {
+        fetch_ranges(client, statements, &mut group, &ranges).await?;
+    }
     let outcomes: Vec<Outcome> = operations
         .iter()
         .map(|operation| group.plan(operation))
         .collect();
     let written = group.last_position();
     if written.is_some() {
-        write_group(&transaction, statements, config, &group).await?;
+        write_and_commit(client, statements, config, &group).await?;
+    } else {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(query_failed("ending a group that wrote nothing"))?;
     }
-    transaction
-        .commit()
-        .await
-        .map_err(query_failed("committing a group"))?;
     Ok((outcomes, written))
 }
 
-/// Reads the stored events the re-send checks of `operations` look at.
-async fn fetch_for_checks(
-    transaction: &Transaction<'_>,
+/// Reads every stored event in `ranges` into the group, for the re-send checks.
+async fn fetch_ranges(
+    client: &Client,
     statements: &Statements,
     group: &mut Group,
-    operations: &[Operation],
+    ranges: &[RevisionRange],
 ) -> Result<()> {
-    let prefetch = group.prefetch(operations);
-    if !prefetch.first_ids.is_empty() {
-        let streams: Vec<&str> = prefetch
-            .first_ids
-            .iter()
-            .map(|(s, _, _)| s.as_str())
-            .collect();
-        let ids: Vec<uuid::Uuid> = prefetch.first_ids.iter().map(|(_, id, _)| id.0).collect();
-        let lowest: Vec<i64> = prefetch
-            .first_ids
-            .iter()
-            .map(|(_, _, r)| to_i64(*r))
-            .collect();
-        let rows = transaction
-            .query(&statements.first_ids, &[&streams, &ids, &lowest])
-            .await
-            .map_err(query_failed("looking for re-sent events"))?;
-        learn_rows(group, &rows);
-    }
-    let mut ranges = prefetch.ranges;
-    ranges.extend(group.follow_up(operations));
-    if ranges.is_empty() {
-        return Ok(());
-    }
     let streams: Vec<&str> = ranges.iter().map(|(s, _, _)| s.as_str()).collect();
     let firsts: Vec<i64> = ranges.iter().map(|(_, first, _)| to_i64(*first)).collect();
     let lasts: Vec<i64> = ranges.iter().map(|(_, _, last)| to_i64(*last)).collect();
-    let rows = transaction
+    let rows = client
         .query(&statements.ranges, &[&streams, &firsts, &lasts])
         .await
         .map_err(query_failed("reading events for re-send checks"))?;
@@ -319,10 +336,11 @@ fn learn_rows(group: &mut Group, rows: &[tokio_postgres::Row]) {
     }
 }
 
-/// Inserts the group's events, updates the heads it changed and queues the notification
-/// (PostgreSQL delivers it on commit).
-async fn write_group(
-    transaction: &Transaction<'_>,
+/// Inserts the group's events, updates the heads it changed, queues the notification
+/// (PostgreSQL delivers it on commit) and commits, in one round trip. A failed statement
+/// aborts the transaction, and the COMMIT after it then only ends it.
+async fn write_and_commit(
+    client: &Client,
     statements: &Statements,
     config: &PostgresConfig,
     group: &Group,
@@ -357,13 +375,15 @@ async fn write_group(
     let upsert_parameters: [&(dyn ToSql + Sync); 4] =
         [&head_streams, &head_lasts, &head_tombstoned, &head_metadata];
     let notify_parameters: [&(dyn ToSql + Sync); 2] = [&channel, &end];
-    let (inserted, upserted, notified) = futures::join!(
-        transaction.execute(&statements.insert, &insert_parameters),
-        transaction.execute(&statements.upsert_heads, &upsert_parameters),
-        transaction.execute(&statements.notify, &notify_parameters),
+    let (inserted, upserted, notified, committed) = futures::join!(
+        client.execute(&statements.insert, &insert_parameters),
+        client.execute(&statements.upsert_heads, &upsert_parameters),
+        client.execute(&statements.notify, &notify_parameters),
+        client.batch_execute("COMMIT"),
     );
     inserted.map_err(query_failed("inserting events"))?;
     upserted.map_err(query_failed("updating stream heads"))?;
     notified.map_err(query_failed("notifying listeners"))?;
+    committed.map_err(query_failed("committing a group"))?;
     Ok(())
 }
