@@ -170,3 +170,36 @@ async fn a_server_killed_mid_append_loses_no_acknowledged_event() {
         assert!(pair[0].0 < pair[1].0, "positions increase: {pair:?}");
     }
 }
+
+#[test]
+fn bench_on_postgres_reports_every_figure() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--store", &support::postgres_url(), "--json"])
+        .args([
+            "--events-single",
+            "200",
+            "--events-batched",
+            "2000",
+            "--streams",
+            "50",
+        ])
+        .output()
+        .expect("strata bench runs");
+    assert!(
+        output.status.success(),
+        "strata bench --store failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    for figure in [
+        "raw_single_row_inserts_per_sec",
+        "raw_batch_insert_rows_per_sec",
+        "strata_single_appends_per_sec",
+        "strata_single_appends_without_group_commit_per_sec",
+        "strata_batched_events_per_sec",
+    ] {
+        let value = report[figure].as_f64().unwrap_or(0.0);
+        assert!(value > 0.0, "{figure} is {value} in {report}");
+    }
+}
