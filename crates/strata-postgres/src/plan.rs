@@ -497,3 +497,114 @@ impl Group {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(name: &str) -> StreamName {
+        StreamName::new(name).unwrap()
+    }
+
+    fn append(name: &str, expected: ExpectedRevision, events: &[ProposedEvent]) -> Operation {
+        Operation::Append {
+            stream: stream(name),
+            expected,
+            events: events.to_vec(),
+        }
+    }
+
+    fn appended(outcome: Outcome) -> Result<AppendResult> {
+        match outcome {
+            Outcome::Append(result) => result,
+            Outcome::Delete(_) => panic!("an append is answered as an append"),
+        }
+    }
+
+    #[test]
+    fn a_group_gives_consecutive_positions_after_the_stored_end() {
+        let mut group = Group::new(HashMap::new(), 41);
+        let first = appended(group.plan(&append(
+            "a-1",
+            ExpectedRevision::NoStream,
+            &[
+                ProposedEvent::json("E", "{}"),
+                ProposedEvent::json("E", "{}"),
+            ],
+        )))
+        .unwrap();
+        let second = appended(group.plan(&append(
+            "b-1",
+            ExpectedRevision::Any,
+            &[ProposedEvent::json("E", "{}")],
+        )))
+        .unwrap();
+        assert_eq!(first.position, Position(43));
+        assert_eq!(second.position, Position(44));
+        let positions: Vec<u64> = group.events.iter().map(|event| event.position).collect();
+        assert_eq!(positions, [42, 43, 44]);
+    }
+
+    #[test]
+    fn a_resend_in_the_same_group_as_the_original_writes_nothing() {
+        let events = [
+            ProposedEvent::json("E", "{}"),
+            ProposedEvent::json("E", "{}"),
+        ];
+        for expected in [ExpectedRevision::Any, ExpectedRevision::NoStream] {
+            let mut group = Group::new(HashMap::new(), 0);
+            let original = appended(group.plan(&append("s-1", expected, &events))).unwrap();
+            let resent = appended(group.plan(&append("s-1", expected, &events))).unwrap();
+            assert_eq!(resent, original, "{expected:?}");
+            assert_eq!(group.events.len(), 2, "{expected:?}: written once");
+        }
+    }
+
+    #[test]
+    fn a_conflict_in_a_group_does_not_stop_the_others() {
+        let mut group = Group::new(HashMap::new(), 0);
+        let one = [ProposedEvent::json("E", "{}")];
+        appended(group.plan(&append("s-1", ExpectedRevision::NoStream, &one))).unwrap();
+        let conflict = appended(group.plan(&append(
+            "s-1",
+            ExpectedRevision::NoStream,
+            &[ProposedEvent::json("E", "{}")],
+        )));
+        assert!(matches!(conflict, Err(Error::WrongExpectedRevision { .. })));
+        let next = appended(group.plan(&append(
+            "s-1",
+            ExpectedRevision::Exact(0),
+            &[ProposedEvent::json("E", "{}")],
+        )))
+        .unwrap();
+        assert_eq!(next.current_revision, Revision(1));
+        assert_eq!(group.events.len(), 2);
+    }
+
+    #[test]
+    fn soft_delete_then_append_revives_with_the_next_revision() {
+        let mut group = Group::new(HashMap::new(), 0);
+        let s = stream("s-1");
+        appended(group.plan(&append(
+            "s-1",
+            ExpectedRevision::NoStream,
+            &[ProposedEvent::json("E", "{}")],
+        )))
+        .unwrap();
+        let deleted = group.plan(&Operation::Delete {
+            stream: s.clone(),
+            expected: ExpectedRevision::Exact(0),
+            tombstone: false,
+        });
+        assert!(matches!(deleted, Outcome::Delete(Ok(_))));
+        assert!(group.head(&s).is_soft_deleted(&s));
+        let revived = appended(group.plan(&append(
+            "s-1",
+            ExpectedRevision::NoStream,
+            &[ProposedEvent::json("E", "{}")],
+        )))
+        .unwrap();
+        assert_eq!(revived.current_revision, Revision(1));
+        assert_eq!(group.head(&s).metadata(&s).truncate_before, Some(1));
+    }
+}
