@@ -29,8 +29,12 @@ pub(crate) async fn run(
             }
         };
         tokio::select! {
-            payload = notified => match payload.and_then(|text| text.parse::<u64>().ok()) {
-                Some(end) => advance(&log_end, end),
+            payload = notified => match payload {
+                Some(payload) => {
+                    if let Some(end) = end_of_this_schema(&config, &payload) {
+                        advance(&log_end, end);
+                    }
+                }
                 None => listening = None,
             },
             _ = poll.tick() => {
@@ -41,6 +45,15 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// The log end a notification carries, if it is about this store's schema.
+fn end_of_this_schema(config: &PostgresConfig, payload: &str) -> Option<u64> {
+    let (end, schema) = payload.split_once(' ')?;
+    if schema != config.schema {
+        return None;
+    }
+    end.parse().ok()
 }
 
 async fn listen(
@@ -73,5 +86,26 @@ async fn poll_end(readers: &Readers, log_end: &watch::Sender<Position>) {
         Ok(Some(last)) => advance(log_end, last.0 + 1),
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, "cannot poll the end of the log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::notification_payload;
+
+    #[test]
+    fn notifications_of_another_schema_on_a_shared_channel_are_ignored() {
+        let ours = PostgresConfig::new("postgres://h/db").with_schema("shop");
+        let theirs = PostgresConfig::new("postgres://h/db").with_schema("shop two");
+        assert_eq!(
+            end_of_this_schema(&ours, &notification_payload(&ours, 42)),
+            Some(42)
+        );
+        assert_eq!(
+            end_of_this_schema(&ours, &notification_payload(&theirs, 42)),
+            None
+        );
+        assert_eq!(end_of_this_schema(&ours, "garbage"), None);
     }
 }

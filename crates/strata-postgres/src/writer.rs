@@ -172,6 +172,11 @@ pub(crate) async fn run(
     }
 }
 
+/// `END SCHEMA`: the schema is named because two long schema names may share a channel.
+pub(crate) fn notification_payload(config: &PostgresConfig, end: u64) -> String {
+    format!("{end} {}", config.schema)
+}
+
 /// Moves the published end of the log forwards (never back).
 pub(crate) fn advance(log_end: &watch::Sender<Position>, end: u64) {
     log_end.send_if_modified(|current| {
@@ -390,7 +395,7 @@ async fn write_and_commit(
         .iter()
         .map(|(_, h)| h.metadata_json.as_deref())
         .collect();
-    let end = group.last_position().map_or(0, |last| last + 1).to_string();
+    let end = notification_payload(config, group.last_position().map_or(0, |last| last + 1));
     let channel = config.channel();
     let upsert_parameters: [&(dyn ToSql + Sync); 4] =
         [&head_streams, &head_lasts, &head_tombstoned, &head_metadata];
