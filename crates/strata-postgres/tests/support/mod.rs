@@ -20,8 +20,11 @@ impl TestSchema {
         }
     }
 
+    /// Two reader connections: tests run in parallel and PostgreSQL's connections are few.
     pub fn config(&self) -> PostgresConfig {
-        PostgresConfig::new(test_url()).with_schema(self.name.clone())
+        let mut config = PostgresConfig::new(test_url()).with_schema(self.name.clone());
+        config.reader_connections = 2;
+        config
     }
 }
 
