@@ -203,3 +203,29 @@ fn bench_on_postgres_reports_every_figure() {
         assert!(value > 0.0, "{figure} is {value} in {report}");
     }
 }
+
+#[test]
+fn serve_on_an_unreachable_database_says_so_and_exits() {
+    // Port 1 on loopback: nothing listens there.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--insecure", "--port", "0"])
+        .args(["--store", "postgres://postgres@127.0.0.1:1/test"])
+        .output()
+        .expect("strata serve runs");
+    assert_eq!(output.status.code(), Some(1), "an operational error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1/test"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_both_a_store_url_and_a_data_directory() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--insecure", "--data-dir", "/nonexistent/strata"])
+        .args(["--store", "postgres://postgres@127.0.0.1/test"])
+        .output()
+        .expect("strata serve runs");
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+}
