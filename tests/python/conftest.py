@@ -1,7 +1,9 @@
 """Fixtures: a real `strata serve` process on a free loopback port, and clients for it.
 
 The binary comes from $STRATA_BIN (scripts/test-python.sh sets it). Each server gets its own
-temporary data directory, is started with `--port 0`, and is ready once it prints
+temporary data directory (or, with STRATA_TEST_STORE=postgres, its own schema of the
+PostgreSQL database at $STRATA_TEST_POSTGRES_URL, dropped with psql at teardown), is started
+with `--port 0`, and is ready once it prints
 
     strata serve: ready on 127.0.0.1:PORT, [::1]:PORT
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import faulthandler
+import hashlib
 import itertools
 import os
 import re
@@ -37,9 +40,15 @@ STOP_TIMEOUT = 10.0
 # Whole-test limit (setup, call, teardown): a server that stops answering fails the test
 # instead of hanging the run. Reads in kurrentdbclient have no deadline of their own.
 TEST_TIMEOUT = float(os.environ.get("STRATA_TEST_TIMEOUT", "90"))
+POSTGRES_URL = os.environ.get(
+    "STRATA_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"
+)
+USE_POSTGRES = os.environ.get("STRATA_TEST_STORE") == "postgres"
 READY_RE = re.compile(r"^strata serve: ready on 127\.0\.0\.1:(\d+), \[::1\]:(\d+)$")
 
 _live_servers: set[StrataServer] = set()
+_schemas: set[str] = set()
+_RUN_ID = uuid.uuid4().hex
 _serial = itertools.count()
 
 
@@ -69,20 +78,28 @@ class StrataServer:
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
         self._stderr_path = data_dir.parent / f"{data_dir.name}.{next(_serial)}.stderr"
+        # One schema per data directory, so a server restarted "on the same data" finds it.
+        digest = hashlib.sha256(f"{_RUN_ID}{data_dir}".encode()).hexdigest()[:32]
+        self.schema = f"strata_test_{digest}" if USE_POSTGRES else None
+        if self.schema is not None:
+            _schemas.add(self.schema)
+
+    def _store_args(self) -> list[str]:
+        if self.schema is not None:
+            return ["--store", POSTGRES_URL, "--store-schema", self.schema]
+        # Small segments: every server preallocates two, and a run starts dozens.
+        return ["--data-dir", str(self.data_dir), "--segment-size-mib", "32"]
+
 
     @property
     def args(self) -> list[str]:
         return [
             strata_bin(),
             "serve",
-            "--data-dir",
-            str(self.data_dir),
+            *self._store_args(),
             "--port",
             "0",
             "--insecure",
-            # Small segments: every server preallocates two, and a run starts dozens.
-            "--segment-size-mib",
-            "32",
             *self.extra_args,
         ]
 
@@ -176,6 +193,22 @@ def _kill_leftovers() -> None:
         if server.proc is not None and server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+    _drop_schemas()
+
+
+def _drop_schemas() -> None:
+    """Drops the PostgreSQL schemas of this run (servers are stopped by now)."""
+    for schema in sorted(_schemas):
+        try:
+            subprocess.run(
+                ["psql", POSTGRES_URL, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                check=False,
+                capture_output=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            print(f"cannot drop test schema {schema}: {error}", file=sys.stderr)
+    _schemas.clear()
 
 
 def _new_server(tmp_path_factory: pytest.TempPathFactory) -> StrataServer:

@@ -1,12 +1,16 @@
-//! `strata serve`: the KurrentDB-compatible server over the embedded engine.
+//! `strata serve`: the KurrentDB-compatible server over the embedded engine, or over
+//! PostgreSQL with `--store postgres://...`.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use strata_core::EventStore;
 use strata_engine::{Config, Store};
+use strata_postgres::{PostgresConfig, PostgresStore};
 use strata_server::{ServeConfig, Server, TlsFiles};
 
 #[derive(Args)]
@@ -14,6 +18,18 @@ pub(crate) struct ServeArgs {
     /// Directory of the store (created if absent).
     #[arg(long, value_name = "DIR", default_value = "./strata-data")]
     data_dir: PathBuf,
+    /// Keep the events in PostgreSQL instead of --data-dir: postgres://USER@HOST[:PORT]/DB.
+    /// Several servers may share one database (and schema).
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    store: Option<String>,
+    /// With --store: the schema holding Strata's tables (created when absent).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "public",
+        requires = "store"
+    )]
+    store_schema: String,
     /// Port for gRPC and HTTP; 0 picks a free one.
     #[arg(long, default_value_t = 2113)]
     port: u16,
@@ -44,21 +60,41 @@ pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config {
-        segment_size_bytes: args.segment_size_mib * 1024 * 1024,
-        ..Config::default()
-    };
-    let store = Store::open(&args.data_dir, config).with_context(|| {
-        format!(
-            "cannot open the store in {}; choose another directory with --data-dir",
-            args.data_dir.display()
-        )
-    })?;
-    let tls = match (args.insecure, args.tls_cert, args.tls_key) {
+    let config = serve_config(&args)?;
+    if let Some(url) = &args.store {
+        let postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
+        let store = PostgresStore::open(postgres).await.with_context(|| {
+            format!(
+                "cannot open the store in PostgreSQL schema {:?}",
+                args.store_schema
+            )
+        })?;
+        run_server(&config, store.clone()).await?;
+        store.close().await;
+    } else {
+        let engine_config = Config {
+            segment_size_bytes: args.segment_size_mib * 1024 * 1024,
+            ..Config::default()
+        };
+        let store = Store::open(&args.data_dir, engine_config).with_context(|| {
+            format!(
+                "cannot open the store in {}; choose another directory with --data-dir",
+                args.data_dir.display()
+            )
+        })?;
+        run_server(&config, store.clone()).await?;
+        store.close();
+    }
+    eprintln!("strata serve: stopped");
+    Ok(())
+}
+
+fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let tls = match (args.insecure, &args.tls_cert, &args.tls_key) {
         (true, _, _) => None,
         (false, Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
-            certificate_chain,
-            private_key,
+            certificate_chain: certificate_chain.clone(),
+            private_key: private_key.clone(),
         }),
         _ => anyhow::bail!(
             "TLS needs a certificate: give --tls-cert FILE and --tls-key FILE (PEM), or serve \
@@ -73,10 +109,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServeConfig::default()
     };
     if !args.bind.is_empty() {
-        config.bind = args.bind;
+        config.bind = args.bind.clone();
     }
+    Ok(config)
+}
+
+/// Binds, says it is ready, and serves `store` until a stop signal.
+async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let server = Server::bind(&config).await?;
+    let server = Server::bind(config).await?;
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -90,9 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::io::stdout()
         .flush()
         .context("cannot write to stdout")?;
-    server.run(store.clone(), stop_signal()).await?;
-    store.close();
-    eprintln!("strata serve: stopped");
+    server.run(store, stop_signal()).await?;
     Ok(())
 }
 

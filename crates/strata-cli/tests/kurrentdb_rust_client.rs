@@ -5,6 +5,10 @@
 //! conflict reports, which side of a position a read starts — the tests assert that answer, so
 //! that code written against KurrentDB keeps working.
 
+#[expect(
+    dead_code,
+    reason = "the shared support module serves several test crates"
+)]
 mod support;
 
 #[path = "kurrentdb_rust_client/appends.rs"]

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use strata_core::{EventStore, ExpectedRevision};
-use strata_engine::Store;
 
 use super::throughput::Throughput;
 use super::workers;
@@ -13,8 +12,8 @@ use super::workload::Workload;
 use crate::progress;
 
 /// Appends `events_total` events in appends of `batch_events` from `tasks` concurrent tasks.
-pub(crate) async fn run(
-    store: &Arc<Store>,
+pub(crate) async fn run<S: EventStore>(
+    store: &Arc<S>,
     workload: &Arc<Workload>,
     events_total: u64,
     batch_events: u64,

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use strata_core::{EventStore, ExpectedRevision};
-use strata_engine::Store;
 
 use super::latency::LatencySummary;
 use super::throughput::Throughput;
@@ -20,8 +19,8 @@ pub(crate) struct SingleAppends {
 
 /// Appends `events_total` events one per append from `tasks` concurrent tasks, each to a
 /// stream spread over all the workload's streams.
-pub(crate) async fn run(
-    store: &Arc<Store>,
+pub(crate) async fn run<S: EventStore>(
+    store: &Arc<S>,
     workload: &Arc<Workload>,
     events_total: u64,
     tasks: u64,

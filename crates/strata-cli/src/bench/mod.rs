@@ -11,6 +11,7 @@ mod grpc_report;
 mod latency;
 mod machine;
 mod memory;
+mod postgres;
 mod read_all;
 mod read_stream;
 mod reopen;
@@ -35,8 +36,12 @@ use self::workload::Workload;
 pub(crate) struct BenchArgs {
     /// Directory for the bench's store; must be empty or absent. With --server: a directory
     /// on the server's disk to measure the disk baseline in (optional).
-    #[arg(long, value_name = "DIR", required_unless_present = "server")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["server", "store"])]
     data_dir: Option<PathBuf>,
+    /// Bench Strata on PostgreSQL instead, beside raw INSERTs into the same database:
+    /// postgres://USER@HOST[:PORT]/DB (`postgres.rs`).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "data_dir"])]
+    store: Option<String>,
     /// Bench a running server over gRPC instead, e.g. kdb://127.0.0.1:2113?tls=false
     /// (also kurrentdb:// and esdb://).
     #[arg(long, value_name = "URL", env = "STRATA_SERVER")]
@@ -123,6 +128,9 @@ pub(crate) fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime; check the process may create threads")?;
     // An empty STRATA_SERVER means no server, as an unset one does.
+    if let Some(url) = args.store.clone() {
+        return runtime.block_on(postgres::run(&args, &url));
+    }
     match args.server.clone().filter(|url| !url.is_empty()) {
         Some(url) => runtime.block_on(grpc::run(&args, &url)),
         None => runtime.block_on(run(args)),

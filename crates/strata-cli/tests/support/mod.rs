@@ -22,12 +22,61 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long any single client call may take before the test calls it a hang.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running server with its own data directory; killed and reaped on drop.
+/// The test database of PostgreSQL runs (`STRATA_TEST_POSTGRES_URL`).
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn postgres_url() -> String {
+    std::env::var("STRATA_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// True when `STRATA_TEST_STORE=postgres`: servers keep their events in PostgreSQL.
+fn postgres_requested() -> bool {
+    std::env::var("STRATA_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// A new schema of the test database; dropped (with everything in it) when this is.
+pub struct PostgresSchema {
+    pub name: String,
+}
+
+impl PostgresSchema {
+    pub fn new() -> Self {
+        Self {
+            name: format!("strata_test_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // May be dropped inside a test's runtime, which cannot be blocked on: use a thread.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the cleanup");
+            if let Err(error) =
+                runtime.block_on(strata_postgres::drop_schema(&postgres_url(), &name))
+            {
+                eprintln!("cannot drop test schema {name}: {error}");
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A running server with its own data directory (or PostgreSQL schema); killed and reaped
+/// on drop.
 pub struct Server {
     child: Child,
     port: u16,
     stderr_path: PathBuf,
     _temp: TempDir,
+    /// How the server was told where its store is: started again the same way.
+    store: Vec<String>,
+    /// Dropped after the child is killed (fields drop in order after `drop`).
+    _schema: Option<PostgresSchema>,
 }
 
 impl Server {
@@ -37,22 +86,42 @@ impl Server {
         Server::start_with(&["--insecure"])
     }
 
-    /// Like [`Server::start`], with `extra` arguments instead of `--insecure`.
+    /// Like [`Server::start`], with `extra` arguments instead of `--insecure`. With
+    /// `STRATA_TEST_STORE=postgres` the server uses a fresh PostgreSQL schema instead.
     pub fn start_with(extra: &[&str]) -> Server {
+        if postgres_requested() {
+            let schema = PostgresSchema::new();
+            let mut server = Server::spawn(&store_args(&schema.name), extra);
+            server._schema = Some(schema);
+            return server;
+        }
+        Server::spawn(&[], extra)
+    }
+
+    /// `strata serve --insecure` on `schema` of the test database, which other servers
+    /// may share; the caller owns the schema.
+    pub fn start_on_postgres(schema: &PostgresSchema) -> Server {
+        Server::spawn(&store_args(&schema.name), &["--insecure"])
+    }
+
+    /// Starts `strata serve` with `store` arguments (a data directory when empty).
+    fn spawn(store: &[String], extra: &[&str]) -> Server {
         let temp = tempfile::tempdir().expect("temp dir");
-        let (child, lines) = spawn(&temp, extra);
+        let (child, lines) = spawn(&temp, store, extra);
         let mut server = Server {
             child,
             port: 0,
             stderr_path: temp.path().join("server.stderr"),
             _temp: temp,
+            store: store.to_vec(),
+            _schema: None,
         };
         server.await_ready(&lines);
         server
     }
 
     /// Kills the server with SIGKILL (no shutdown of any kind) and starts it again, insecure,
-    /// on the same data directory; the port changes.
+    /// on the same store; the port changes.
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -60,7 +129,7 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM (a clean stop), waits for it to exit and starts it
-    /// again, insecure, on the same data directory; the port changes.
+    /// again, insecure, on the same store; the port changes.
     #[allow(
         dead_code,
         reason = "used by some of the test crates that share this module"
@@ -81,13 +150,13 @@ impl Server {
     }
 
     fn start_again(&mut self) {
-        let (child, lines) = spawn(&self._temp, &["--insecure"]);
+        let (child, lines) = spawn(&self._temp, &self.store, &["--insecure"]);
         self.child = child;
         self.await_ready(&lines);
     }
 
-    /// Kills this server (as a crash would) and starts a new one on the same data directory,
-    /// on a new free port.
+    /// Kills this server (as a crash would) and starts a new one on the same store, on a new
+    /// free port.
     #[allow(
         dead_code,
         reason = "used by some of the test crates that share this module"
@@ -138,6 +207,12 @@ impl Server {
         }
     }
 
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The port the server listens on (on 127.0.0.1 and ::1).
     pub fn port(&self) -> u16 {
         self.port
@@ -169,9 +244,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts `strata serve` on `temp`'s data directory, appending its stderr to a file there;
-/// returns the child and its stdout lines.
-fn spawn(temp: &TempDir, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+/// Starts `strata serve` with `store` arguments (`temp`'s data directory when empty),
+/// appending its stderr to a file in `temp`; returns the child and its stdout lines.
+fn spawn(temp: &TempDir, store: &[String], extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let data_dir = temp.path().join("data");
     let stderr_path = temp.path().join("server.stderr");
     let stderr = File::options()
@@ -179,12 +254,18 @@ fn spawn(temp: &TempDir, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
         .append(true)
         .open(&stderr_path)
         .expect("stderr file");
-    let mut child = Command::new(STRATA)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data_dir)
+    let mut command = Command::new(STRATA);
+    command.arg("serve").args(["--port", "0"]);
+    if store.is_empty() {
         // Small segments: every server zero-fills two, and a run starts dozens.
-        .args(["--port", "0", "--segment-size-mib", "32"])
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--segment-size-mib", "32"]);
+    } else {
+        command.args(store);
+    }
+    let mut child = command
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -203,6 +284,15 @@ fn spawn(temp: &TempDir, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
         }
     });
     (child, lines)
+}
+
+fn store_args(schema: &str) -> Vec<String> {
+    vec![
+        "--store".to_owned(),
+        postgres_url(),
+        "--store-schema".to_owned(),
+        schema.to_owned(),
+    ]
 }
 
 /// The port of the first address in `strata serve: ready on 127.0.0.1:PORT, [::1]:PORT`.

@@ -1,0 +1,128 @@
+//! Versioned schema migrations, applied when a store opens.
+//!
+//! `strata_schema` holds the version of the tables in this schema. Opening applies every
+//! migration above it in one transaction under an advisory lock, so nodes starting together
+//! migrate once; a version above [`SCHEMA_VERSION`] is refused (a newer binary made it).
+
+use tokio_postgres::Client;
+
+use crate::config::PostgresConfig;
+use crate::error::PostgresError;
+
+/// The first advisory-lock key of Strata's locks; the second is the schema's hash.
+pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x5354_5201;
+/// The lock the writers of all nodes take to assign positions.
+pub(crate) const LOCK_CLASS_WRITE: i32 = 0x5354_5202;
+
+/// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log and the stream heads.
+    "CREATE TABLE events (
+        position BIGINT PRIMARY KEY,
+        stream TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        event_id UUID NOT NULL,
+        event_type TEXT NOT NULL,
+        is_json BOOLEAN NOT NULL,
+        data BYTEA NOT NULL,
+        metadata BYTEA NOT NULL,
+        created_nanos BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_stream_revision ON events (stream, revision) INCLUDE (event_id);
+    CREATE TABLE streams (
+        stream TEXT PRIMARY KEY,
+        last_revision BIGINT,
+        tombstoned BOOLEAN NOT NULL,
+        metadata BYTEA
+    );",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Creates the schema if needed and brings it to [`SCHEMA_VERSION`].
+///
+/// # Errors
+/// [`PostgresError::SchemaTooNew`] when a newer binary migrated it; query errors.
+pub(crate) async fn migrate(
+    client: &mut Client,
+    config: &PostgresConfig,
+) -> Result<(), PostgresError> {
+    let schema = config.quoted_schema();
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(PostgresError::query("starting the migration"))?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_CLASS_MIGRATION, &config.schema],
+        )
+        .await
+        .map_err(PostgresError::query("taking the migration lock"))?;
+    transaction
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             SET LOCAL search_path TO {schema};
+             CREATE TABLE IF NOT EXISTS strata_schema (
+                 singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+                 version INTEGER NOT NULL
+             );"
+        ))
+        .await
+        .map_err(PostgresError::query(format!("creating schema {schema}")))?;
+    let found: i32 = transaction
+        .query_opt("SELECT version FROM strata_schema", &[])
+        .await
+        .map_err(PostgresError::query("reading the schema version"))?
+        .map_or(0, |row| row.get(0));
+    if found > SCHEMA_VERSION {
+        // Explicitly, so no lock outlives this call whatever the caller's runtime does next.
+        transaction
+            .rollback()
+            .await
+            .map_err(PostgresError::query("ending the migration"))?;
+        return Err(PostgresError::SchemaTooNew {
+            schema: config.schema.clone(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let version = index as i32 + 1;
+        transaction
+            .batch_execute(migration)
+            .await
+            .map_err(PostgresError::query(format!(
+                "migrating to version {version}"
+            )))?;
+        transaction
+            .execute(
+                "INSERT INTO strata_schema (version) VALUES ($1)
+                 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
+                &[&version],
+            )
+            .await
+            .map_err(PostgresError::query("recording the schema version"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(PostgresError::query("committing the migration"))
+}
+
+/// Drops `schema` and everything in it (tests and tools clean up with it).
+///
+/// # Errors
+/// [`PostgresError::Unreachable`] and query errors.
+pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PostgresError> {
+    let config = PostgresConfig::new(url).with_schema(schema);
+    let client = crate::connect::connect(&config, None).await?;
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            config.quoted_schema()
+        ))
+        .await
+        .map_err(PostgresError::query(format!("dropping schema {schema}")))
+}

@@ -1,0 +1,195 @@
+//! `PostgresStore`: the [`EventStore`] contract on PostgreSQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use strata_core::{
+    AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
+    ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, StreamName, StreamSlice, StreamState,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::PostgresConfig;
+use crate::connect::connect;
+use crate::error::PostgresError;
+use crate::plan::{Operation, Outcome};
+use crate::reader::Readers;
+use crate::schema::migrate;
+use crate::writer::{Request, advance};
+
+/// An event store in one schema of a PostgreSQL database. Several stores (nodes) may use
+/// the same schema at once: `$all` stays gapless and in commit order across them.
+pub struct PostgresStore {
+    config: PostgresConfig,
+    readers: Arc<Readers>,
+    requests: parking_lot::Mutex<Option<mpsc::Sender<Request>>>,
+    log_end: watch::Sender<Position>,
+    writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    listener: JoinHandle<()>,
+}
+
+impl PostgresStore {
+    /// Connects, creates or migrates the schema, and starts the writer and the listener.
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`PostgresError::Unreachable`] when the database cannot be reached,
+    /// [`PostgresError::SchemaTooNew`] when a newer binary migrated the schema, URL and
+    /// query errors.
+    pub async fn open(config: PostgresConfig) -> std::result::Result<Arc<Self>, PostgresError> {
+        config.validate()?;
+        let mut client = connect(&config, None).await?;
+        migrate(&mut client, &config).await?;
+        let last: i64 = client
+            .query_one("SELECT COALESCE(max(position), 0) FROM events", &[])
+            .await
+            .map_err(PostgresError::query("reading the end of the log"))?
+            .get(0);
+        drop(client);
+        let readers = Arc::new(Readers::new(config.clone()));
+        let log_end = watch::Sender::new(Position(u64::try_from(last).unwrap_or(0) + 1));
+        let (requests, receiver) = mpsc::channel(config.queued_appends_max.max(1));
+        let writer = tokio::spawn(crate::writer::run(
+            config.clone(),
+            receiver,
+            log_end.clone(),
+        ));
+        let listener = tokio::spawn(crate::listener::run(
+            config.clone(),
+            readers.clone(),
+            log_end.clone(),
+        ));
+        Ok(Arc::new(Self {
+            config,
+            readers,
+            requests: parking_lot::Mutex::new(Some(requests)),
+            log_end,
+            writer: parking_lot::Mutex::new(Some(writer)),
+            listener,
+        }))
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.config
+    }
+
+    /// Finishes the writes already queued, then refuses new ones with [`Error::Closed`].
+    /// Reads keep working.
+    pub async fn close(&self) {
+        self.requests.lock().take();
+        let writer = self.writer.lock().take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    }
+
+    async fn write(&self, operation: Operation) -> Result<Outcome> {
+        let sender = self.requests.lock().clone().ok_or(Error::Closed)?;
+        let (reply, outcome) = oneshot::channel();
+        sender
+            .send(Request { operation, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        outcome.await.map_err(|_| Error::Closed)
+    }
+
+    async fn delete(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<DeleteResult> {
+        let operation = Operation::Delete {
+            stream: stream.clone(),
+            expected,
+            tombstone,
+        };
+        match self.write(operation).await? {
+            Outcome::Delete(result) => result,
+            Outcome::Append(_) => unreachable!("a delete is answered as a delete"),
+        }
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> Result<AppendResult> {
+        self.limits().check_append(&events)?;
+        let operation = Operation::Append {
+            stream: stream.clone(),
+            expected,
+            events,
+        };
+        let result = match self.write(operation).await? {
+            Outcome::Append(result) => result,
+            Outcome::Delete(_) => unreachable!("an append is answered as an append"),
+        };
+        if let Ok(appended) = &result {
+            // An idempotent re-send of another node's events: make sure this node's readers
+            // can see them as soon as the caller does.
+            advance(&self.log_end, appended.position.0 + 1);
+        }
+        result
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<StreamSlice> {
+        self.readers.get().await?.read_stream(stream, options).await
+    }
+
+    async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {
+        self.readers.get().await?.read_all(&options).await
+    }
+
+    async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
+        let heads = self.readers.get().await?.heads(&[stream]).await?;
+        Ok(heads
+            .into_iter()
+            .next()
+            .map_or(StreamState::NoStream, |(_, head)| head.state()))
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult> {
+        self.delete(stream, expected, false).await
+    }
+
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<DeleteResult> {
+        self.delete(stream, expected, true).await
+    }
+
+    async fn last_position(&self) -> Result<Option<Position>> {
+        self.readers.get().await?.last_position().await
+    }
+
+    fn watch_log_end(&self) -> watch::Receiver<Position> {
+        self.log_end.subscribe()
+    }
+}

@@ -1,0 +1,46 @@
+//! A fresh schema of the test database per test, dropped when the guard goes.
+
+use strata_postgres::{PostgresConfig, drop_schema};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn test_url() -> String {
+    std::env::var("STRATA_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// A new schema name; the schema is dropped when this is.
+pub struct TestSchema {
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn new() -> Self {
+        Self {
+            name: format!("strata_test_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Two reader connections: tests run in parallel and PostgreSQL's connections are few.
+    pub fn config(&self) -> PostgresConfig {
+        let mut config = PostgresConfig::new(test_url()).with_schema(self.name.clone());
+        config.reader_connections = 2;
+        config
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Dropped inside the test's runtime, which cannot be blocked on: use a thread.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the cleanup");
+            if let Err(error) = runtime.block_on(drop_schema(&test_url(), &name)) {
+                eprintln!("cannot drop test schema {name}: {error}");
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
