@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: every Rust test (unit, conformance on the engine and on PostgreSQL,
+# property, crash, corruption, the official Rust client against real servers), the doc
+# tests, the official Python client against a real `strata serve`, and both clients again
+# with every server keeping its events in PostgreSQL.
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`; STRATA_TEST_POSTGRES_URL
+# overrides): scripts/ensure-postgres.sh installs and starts it when nothing answers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-postgres.sh
+cargo nextest run --workspace --all-features
+cargo test --workspace --all-features --doc
+scripts/test-python.sh
+STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'
+STRATA_TEST_STORE=postgres scripts/test-python.sh
