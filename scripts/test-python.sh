@@ -41,10 +41,14 @@ export PYTHONDONTWRITEBYTECODE=1  # keep tests/python free of __pycache__
 # "epoll_wait error: Bad file descriptor" from a server that never started).
 export GRPC_ENABLE_FORK_SUPPORT=false
 
+# A temp dir of this run's own: pytest's shared /tmp/pytest-of-USER is pruned by any other
+# pytest run on the machine, under this one's feet.
+basetemp="$(mktemp -d "${TMPDIR:-/tmp}/strata-pytest.XXXXXX")"
 set +e
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/python" "$@"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$basetemp/tmp" "$root/tests/python" "$@"
 rc=$?
 set -e
+rm -rf "$basetemp"
 if [[ $rc -eq 5 ]]; then
   echo "test-python: pytest collected no tests" >&2
   exit 1

@@ -133,6 +133,26 @@ async fn the_demo_lists_each_order_as_the_rules_left_it() {
     );
 }
 
+#[tokio::test]
+async fn the_demo_runs_with_its_events_in_postgresql_too() {
+    let events_schema = TestSchema::new();
+    let read_model_schema = TestSchema::new();
+    let config =
+        strata_postgres::PostgresConfig::new(postgres_url()).with_schema(&events_schema.name);
+    let store = strata_postgres::PostgresStore::open(config)
+        .await
+        .expect("the PostgreSQL store opens");
+    let applied = demo::run(store.clone(), read_model_schema.client().await)
+        .await
+        .expect("demo runs");
+    assert_eq!(applied, 11);
+    let rows = read_model_schema.rows().await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(row(&rows, "1003").status, "cancelled");
+    assert_eq!(row(&rows, "1004").status, "shipped");
+    store.close().await;
+}
+
 /// Places order `n` and moves it along a path chosen by `n`: 1 to 3 events.
 async fn write_order(orders: &Repository<Order, Store>, n: u32) -> u64 {
     let id = format!("{n:05}");
