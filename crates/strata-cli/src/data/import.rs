@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use strata_core::{Error, EventStore, ExpectedRevision, ProposedEvent, StreamName};
+use strata_core::{Error, EventStore, ExpectedRevision, ProposedEvent, StreamName, StreamState};
 
 use super::ndjson::{self, Imported, ImportedEvent};
 use super::{Create, OpenStore, StoreArgs, explain, usage_bail};
@@ -278,11 +278,26 @@ async fn one_by_one(store: &dyn EventStore, batch: &Batch) -> anyhow::Result<()>
             .await
         {
             Ok(_) => {}
-            Err(Error::WrongExpectedRevision { actual, .. }) => anyhow::bail!(
-                "stream {} in the target is at {actual} and holds other events than the \
-                 export at revision {revision}; import into an empty store",
-                batch.stream
-            ),
+            Err(Error::WrongExpectedRevision { actual, .. }) => {
+                let short = match actual {
+                    StreamState::NoStream => true,
+                    StreamState::At(last) => last.0.saturating_add(1) < revision,
+                    StreamState::Tombstoned => false,
+                };
+                if short {
+                    anyhow::bail!(
+                        "stream {} in the target is at {actual}, and the file has no lines for \
+                         the revisions before {revision}: an append cannot recreate them; give \
+                         every revision of each stream from 0, as `strata export` does",
+                        batch.stream
+                    );
+                }
+                anyhow::bail!(
+                    "stream {} in the target is at {actual} and holds other events than the \
+                     export at revision {revision}; import into an empty store",
+                    batch.stream
+                )
+            }
             Err(error) => return Err(explain(error)),
         }
     }

@@ -281,4 +281,10 @@ pub fn a_malformed_import_line_is_named_and_everything_before_it_is_imported(sto
         revisions(&store.read_json(&["read", "a-1"])),
         [0, 1, 2, 3, 4]
     );
+
+    let gap = r#"{"stream":"gap-1","revision":2,"id":"00000000-0000-4000-8000-0000000000a2","type":"T","content_type":"application/json","data":2}"#;
+    std::fs::write(&path, format!("{gap}\n")).expect("write");
+    let output = store.run(&["import", path_text]);
+    assert_exit(&output, 1, "no lines for the revisions before 2");
+    assert_exit(&store.run(&["read", "gap-1"]), 1, "not found");
 }
