@@ -2,11 +2,12 @@
 
 use clap::Args;
 use strata_core::{
-    EventFilter, FilterTarget, Position, ReadAllOptions, ReadStreamOptions, RecordedEvent,
+    Error, EventFilter, FilterTarget, Position, ReadAllOptions, ReadStreamOptions, RecordedEvent,
     StreamSlice,
 };
 
-use super::event_output::print_events;
+use super::event_output::{event_json, print_events};
+use super::output::Lines;
 use super::{Create, OpenStore, StoreArgs, explain, stream_name, usage_bail};
 
 /// Events asked of the store per page of `$all`.
@@ -76,7 +77,25 @@ pub(crate) fn run(args: &ReadArgs) -> anyhow::Result<()> {
     let filter = args.filter.filter()?;
     let events = if args.stream == "$all" {
         let open = OpenStore::open(&args.store, Create::Never)?;
-        read_all(&open, args, filter)?
+        if args.json {
+            // One object per line needs no alignment: print each page as it comes, and stop
+            // reading when the reader goes away (`| head`).
+            let mut lines = Lines::new();
+            return read_all(&open, args, filter, |page| {
+                for event in &page {
+                    if !lines.line(&event_json(event).to_string())? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            });
+        }
+        let mut events = Vec::new();
+        read_all(&open, args, filter, |page| {
+            events.extend(page);
+            Ok(true)
+        })?;
+        events
     } else {
         if filter.is_some() {
             usage_bail!("filters apply to `$all` only: read '$all' with the filter instead");
@@ -109,12 +128,14 @@ pub(crate) fn run(args: &ReadArgs) -> anyhow::Result<()> {
     print_events(&events, args.json)
 }
 
-/// Reads `$all` page by page until the end or `--count` events.
+/// Reads `$all` page by page until the end or `--count` events, handing each page to
+/// `take`, which says whether to go on.
 fn read_all(
     open: &OpenStore,
     args: &ReadArgs,
     filter: Option<EventFilter>,
-) -> anyhow::Result<Vec<RecordedEvent>> {
+    mut take: impl FnMut(Vec<RecordedEvent>) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let wanted = args.count.unwrap_or(usize::MAX);
     let mut options = if args.backwards {
         ReadAllOptions::backwards()
@@ -127,21 +148,24 @@ fn read_all(
     if let Some(filter) = filter {
         options = options.filter(filter);
     }
-    let mut events = Vec::new();
-    while events.len() < wanted {
+    let mut taken = 0;
+    while taken < wanted {
         let page_options = options
             .clone()
-            .max_count((wanted - events.len()).min(ALL_PAGE_EVENTS_MAX));
-        let page = open
-            .block_on(open.store.read_all(page_options))
-            .map_err(|error| {
-                anyhow::anyhow!("{error}; give --from a position printed by `strata read '$all'`")
-            })?;
-        events.extend(page.events);
-        if page.is_end {
+            .max_count((wanted - taken).min(ALL_PAGE_EVENTS_MAX));
+        let page =
+            open.block_on(open.store.read_all(page_options))
+                .map_err(|error| match error {
+                    Error::InvalidArgument { .. } => anyhow::anyhow!(
+                        "{error}; give --from a position printed by `strata read '$all'`"
+                    ),
+                    other => explain(other),
+                })?;
+        taken += page.events.len();
+        if !take(page.events)? || page.is_end {
             break;
         }
         options = options.from_position(page.next_position);
     }
-    Ok(events)
+    Ok(())
 }
