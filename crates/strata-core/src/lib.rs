@@ -37,7 +37,10 @@ pub use limits::{
     APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, Limits,
     STREAM_NAME_BYTES_MAX,
 };
-pub use metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE, VersionedMetadata};
+pub use metadata::{
+    METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE, TOMBSTONE_REVISION,
+    VersionedMetadata,
+};
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{
     SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem, subscribe_to_all,

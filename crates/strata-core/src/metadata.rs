@@ -13,6 +13,10 @@ pub const METADATA_EVENT_TYPE: &str = "$metadata";
 /// The event type of the record that tombstones a stream.
 pub const TOMBSTONE_EVENT_TYPE: &str = "$streamDeleted";
 
+/// The revision a store gives the record that tombstones a stream, as KurrentDB does
+/// (`long.MaxValue`): what tells that record from an ordinary event of the same type.
+pub const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+
 /// What a stream's metadata says; reads of the stream honour max age, max count and
 /// truncate-before. Unknown keys are kept in `custom`.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -22,8 +22,8 @@ pub(crate) const KIND_PADDING: u8 = 2;
 pub(crate) const FLAG_COMMIT: u8 = 1;
 pub(crate) const FLAG_JSON: u8 = 2;
 
-/// Revision recorded for a tombstone, as in KurrentDB (`long.MaxValue`).
-pub(crate) const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+/// Revision recorded for a tombstone (the contract's value, stored as is).
+pub(crate) const TOMBSTONE_REVISION: u64 = strata_core::TOMBSTONE_REVISION;
 
 pub(crate) fn align_up(bytes: usize) -> usize {
     bytes.div_ceil(FRAME_ALIGN_BYTES) * FRAME_ALIGN_BYTES

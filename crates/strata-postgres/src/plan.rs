@@ -14,7 +14,7 @@ use strata_core::{
 
 /// `$tb` of a soft-deleted stream, and the revision of a tombstone record.
 pub(crate) const SOFT_DELETED_TRUNCATE_BEFORE: u64 = i64::MAX as u64;
-pub(crate) const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+pub(crate) use strata_core::TOMBSTONE_REVISION;
 
 /// An `Any`/`StreamExists` re-send is recognised when its first event is among the
 /// stream's last this-many events (an `Exact`/`NoStream` re-send is recognised at any age).

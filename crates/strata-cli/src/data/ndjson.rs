@@ -17,10 +17,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use strata_core::{ContentType, EventId, ProposedEvent, RecordedEvent, TOMBSTONE_EVENT_TYPE};
-
-/// The revision a store gives its tombstone record (KurrentDB's `long.MaxValue`).
-const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+use strata_core::{
+    ContentType, EventId, ProposedEvent, RecordedEvent, TOMBSTONE_EVENT_TYPE, TOMBSTONE_REVISION,
+};
 
 /// One event as a line (without the newline).
 pub(crate) fn encode(event: &RecordedEvent) -> String {
