@@ -16,6 +16,7 @@
 
 mod health;
 mod listen;
+mod quick_ack;
 mod tls;
 
 pub use listen::{ServeConfig, ServeError, Server};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -16,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::quick_ack::{self, QuickAckListener};
 use crate::tls::{HANDSHAKE_TIMEOUT, TlsError, TlsFiles, acceptor};
 
 /// How long in-flight calls may run on after a stop signal; subscriptions never end by
@@ -132,13 +132,10 @@ impl Server {
             let router = router.clone();
             match self.tls.clone() {
                 Some(tls) => {
-                    serving.spawn(serve_tls(listener, address, tls, router, stopped));
+                    serving.spawn(serve_tls(listener, tls, router, stopped));
                 }
                 None => {
-                    // gRPC answers are small and latency-bound: no Nagle delays.
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
+                    let listener = QuickAckListener::new(listener);
                     serving.spawn(async move {
                         axum::serve(listener, router)
                             .with_graceful_shutdown(async move {
@@ -183,27 +180,16 @@ impl Server {
 /// stop signal; then waits for the open connections to finish.
 async fn serve_tls(
     listener: TcpListener,
-    address: SocketAddr,
     tls: TlsAcceptor,
     router: Router,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (tcp, _) = tokio::select! {
+            accepted = quick_ack::accept(&listener) => accepted,
             _ = stopped.wait_for(|&stop| stop) => break,
         };
-        let (tcp, _) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(%error, %address, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
         let (tls, router, watcher) = (tls.clone(), router.clone(), graceful.watcher());
         tokio::spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await

@@ -14,7 +14,7 @@ use super::grpc_report::{GrpcReport, GrpcShape};
 use super::latency::LatencySummary;
 use super::throughput::Throughput;
 use super::workload::{Workload, stream_names};
-use super::{BenchArgs, baseline, machine, workers};
+use super::{BenchArgs, baseline, machine, official_client, workers};
 use crate::progress;
 
 /// Concurrent single-event appenders when --single-tasks is not given.
@@ -49,9 +49,10 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         let single = append_single(&client, &workload, args.events_single, single_tasks).await?;
         let written = batched.throughput.events + single.throughput.events;
         let read_all = read_all(&client, written).await?;
-        anyhow::Ok((batched, single, read_all))
+        let official = official_client::run(url, args.event_bytes).await?;
+        anyhow::Ok((batched, single, read_all, official))
     };
-    let (batched, single, read_all) = phases
+    let (batched, single, read_all, official) = phases
         .await
         .with_context(|| format!("the bench against {url} stopped"))?;
     let report = GrpcReport {
@@ -68,6 +69,7 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         batched,
         single,
         read_all,
+        official,
     };
     if args.json {
         println!("{}", report.to_json());

@@ -11,6 +11,7 @@ mod grpc_report;
 mod latency;
 mod machine;
 mod memory;
+mod official_client;
 mod postgres;
 mod read_all;
 mod read_stream;
