@@ -13,7 +13,7 @@ use serde_json::Value;
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
 /// Sizes small enough for a debug build, large enough for several calls per phase.
-const TINY: [&str; 10] = [
+const TINY: [&str; 12] = [
     "--events-batched",
     "2500",
     "--batch-events",
@@ -24,6 +24,8 @@ const TINY: [&str; 10] = [
     "200",
     "--single-tasks",
     "4",
+    "--official-appends",
+    "10",
 ];
 
 fn bench(args: &[&str], server_env: Option<&str>) -> Output {
@@ -75,6 +77,9 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
         "grpc_append_single_p50_us",
         "grpc_append_single_p99_us",
         "grpc_read_all_events_per_sec",
+        "official_client_append_single_events_per_sec",
+        "official_client_nodelay_append_single_events_per_sec",
+        "official_client_nagle_ratio",
         "fdatasync_per_sec",
         "disk_write_bytes_per_sec",
     ] {
@@ -83,6 +88,8 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
     assert_eq!(figures["grpc_batch_append_events"], 2500);
     assert_eq!(figures["grpc_append_single_events"], 200);
     assert_eq!(figures["grpc_read_all_events"], 2700);
+    assert_eq!(figures["official_client_append_single_events"], 10);
+    assert_eq!(figures["official_client_nodelay_append_single_events"], 10);
     assert_eq!(
         std::fs::read_dir(baseline_dir.path())
             .expect("list")
@@ -91,13 +98,14 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
         "the baseline leaves no file behind"
     );
 
-    // Again through STRATA_SERVER and another scheme: $all now holds both runs' events,
+    // Again through STRATA_SERVER and another scheme: $all now holds both runs' events
+    // (the first run's official-client phase, after its read, wrote 2 × (1 warm-up + 10)),
     // and without a directory there is no baseline.
     let env_url = format!("kurrentdb://127.0.0.1:{}?tls=false", server.port());
     let mut args = vec!["--json"];
     args.extend(TINY);
     let figures = figures_of(&bench(&args, Some(&env_url)));
-    assert_eq!(figures["grpc_read_all_events"], 5400);
+    assert_eq!(figures["grpc_read_all_events"], 5400 + 22);
     assert!(figures.get("fdatasync_per_sec").is_none(), "{figures}");
 }
 

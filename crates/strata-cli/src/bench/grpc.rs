@@ -49,7 +49,10 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         let single = append_single(&client, &workload, args.events_single, single_tasks).await?;
         let written = batched.throughput.events + single.throughput.events;
         let read_all = read_all(&client, written).await?;
-        let official = official_client::run(url, args.event_bytes).await?;
+        let official = match args.official_appends {
+            0 => None,
+            appends => Some(official_client::run(url, args.event_bytes, appends).await?),
+        };
         anyhow::Ok((batched, single, read_all, official))
     };
     let (batched, single, read_all, official) = phases

@@ -28,12 +28,13 @@ pub(super) struct GrpcReport {
     pub(super) batched: Timed,
     pub(super) single: Timed,
     pub(super) read_all: Throughput,
-    pub(super) official: OfficialClientFigures,
+    /// Left out with `--official-appends 0`.
+    pub(super) official: Option<OfficialClientFigures>,
 }
 
 impl GrpcReport {
     pub(super) fn to_json(&self) -> Value {
-        let (batched, single, official) = (&self.batched, &self.single, &self.official);
+        let (batched, single) = (&self.batched, &self.single);
         let mut object = json!({
             "server": self.shape.server,
             "event_bytes": self.shape.event_bytes,
@@ -54,12 +55,12 @@ impl GrpcReport {
             "grpc_append_single_max_us": round1(micros(single.latency.max)),
             "grpc_read_all_events": self.read_all.events,
             "grpc_read_all_events_per_sec": round(self.read_all.events_per_sec()),
-            "official_client_append_single_events_per_sec": round(official.nagle_on.throughput.events_per_sec()),
-            "official_client_append_single_p50_us": round1(micros(official.nagle_on.latency.p50)),
-            "official_client_nodelay_append_single_events_per_sec": round(official.nagle_off.throughput.events_per_sec()),
-            "official_client_nodelay_append_single_p50_us": round1(micros(official.nagle_off.latency.p50)),
-            "official_client_nagle_ratio": round3(official.nagle_ratio()),
         });
+        if let (Some(official), Some(fields)) = (&self.official, object.as_object_mut()) {
+            for (key, value) in official_fields(official) {
+                fields.insert(key.to_owned(), value);
+            }
+        }
         if let (Some(baseline), Some(fields)) = (&self.baseline, object.as_object_mut()) {
             fields.insert(
                 "fdatasync_per_sec".to_owned(),
@@ -162,35 +163,70 @@ impl GrpcReport {
                 format!("{} events in $all", group(self.read_all.events as f64)),
             ),
         ]);
-        rows.extend(self.official_rows());
+        if let Some(official) = &self.official {
+            rows.extend(official_rows(official));
+        }
         rows
     }
+}
 
-    /// One writer through the official Rust client, Nagle as shipped (on) and forced off.
-    fn official_rows(&self) -> [[String; 4]; 3] {
-        let official = &self.official;
-        let p50 = |timed: &super::official_client::Timed| {
-            format!("call p50 {:.0} us", micros(timed.latency.p50))
-        };
-        [
-            row(
-                "official_client_append_single_per_sec",
-                group(official.nagle_on.throughput.events_per_sec()),
-                "",
-                format!("1 writer, Nagle on; {}", p50(&official.nagle_on)),
-            ),
-            row(
-                "official_nodelay_append_single_per_sec",
-                group(official.nagle_off.throughput.events_per_sec()),
-                "",
-                format!("1 writer, Nagle forced off; {}", p50(&official.nagle_off)),
-            ),
-            row(
-                "official_client_nagle_ratio",
-                format!("{:.3}", official.nagle_ratio()),
-                ">= 0.9",
-                "Nagle on / forced off".to_owned(),
-            ),
-        ]
-    }
+fn official_fields(official: &OfficialClientFigures) -> [(&'static str, Value); 7] {
+    let (on, off) = (&official.nagle_on, &official.nagle_off);
+    [
+        (
+            "official_client_append_single_events",
+            json!(on.throughput.events),
+        ),
+        (
+            "official_client_append_single_events_per_sec",
+            json!(round(on.throughput.events_per_sec())),
+        ),
+        (
+            "official_client_append_single_p50_us",
+            json!(round1(micros(on.latency.p50))),
+        ),
+        (
+            "official_client_nodelay_append_single_events",
+            json!(off.throughput.events),
+        ),
+        (
+            "official_client_nodelay_append_single_events_per_sec",
+            json!(round(off.throughput.events_per_sec())),
+        ),
+        (
+            "official_client_nodelay_append_single_p50_us",
+            json!(round1(micros(off.latency.p50))),
+        ),
+        (
+            "official_client_nagle_ratio",
+            json!(round3(official.nagle_ratio())),
+        ),
+    ]
+}
+
+/// One writer through the official Rust client, Nagle as shipped (on) and forced off.
+fn official_rows(official: &OfficialClientFigures) -> [[String; 4]; 3] {
+    let p50 = |timed: &super::official_client::Timed| {
+        format!("call p50 {:.0} us", micros(timed.latency.p50))
+    };
+    [
+        row(
+            "official_client_append_single_per_sec",
+            group(official.nagle_on.throughput.events_per_sec()),
+            "",
+            format!("1 writer, Nagle on; {}", p50(&official.nagle_on)),
+        ),
+        row(
+            "official_nodelay_append_single_per_sec",
+            group(official.nagle_off.throughput.events_per_sec()),
+            "",
+            format!("1 writer, Nagle forced off; {}", p50(&official.nagle_off)),
+        ),
+        row(
+            "official_client_nagle_ratio",
+            format!("{:.3}", official.nagle_ratio()),
+            ">= 0.9",
+            "Nagle on / forced off".to_owned(),
+        ),
+    ]
 }

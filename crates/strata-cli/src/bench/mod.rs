@@ -72,6 +72,10 @@ pub(crate) struct BenchArgs {
     /// task appending to its own stream].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
     single_tasks: Option<u64>,
+    /// With --server: single appends from one writer through the official Rust client, per
+    /// variant (Nagle on, then forced off; each stops after 5 s); 0 skips the phase.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    official_appends: u64,
     /// Streams the appends are spread over.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     streams: u64,

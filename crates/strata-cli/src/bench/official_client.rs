@@ -17,9 +17,8 @@ use kurrentdb::{AppendToStreamOptions, Client, ClientSettings, EventData, Stream
 use super::latency::LatencySummary;
 use super::throughput::Throughput;
 
-/// Each variant appends until this many events or this much time, whichever comes first:
-/// with delayed acknowledgements a call can take ~40 ms.
-const APPENDS_MAX: u64 = 20_000;
+/// Each variant appends until `--official-appends` events or this much time, whichever
+/// comes first: with delayed acknowledgements a call can take ~40 ms.
 const PHASE_DURATION_MAX: Duration = Duration::from_secs(5);
 
 /// The two variants of one run.
@@ -41,14 +40,20 @@ pub(super) struct Timed {
     pub(super) latency: LatencySummary,
 }
 
-pub(super) async fn run(url: &str, event_bytes: u64) -> anyhow::Result<OfficialClientFigures> {
+/// Appends `appends_max` events per variant (fewer if a variant runs out of time); each
+/// variant also writes one warm-up event.
+pub(super) async fn run(
+    url: &str,
+    event_bytes: u64,
+    appends_max: u64,
+) -> anyhow::Result<OfficialClientFigures> {
     let settings: ClientSettings = url
         .parse()
         .with_context(|| format!("the official client cannot parse {url}"))?;
     let data = vec![b'x'; usize::try_from(event_bytes).unwrap_or(0)];
     let nagle_on = {
         let client = connect(&settings).await?;
-        appends(&client, "bench-official-nagle", &data).await?
+        appends(&client, "bench-official-nagle", &data, appends_max).await?
     };
     let client = connect(&settings).await?;
     let server = server_address(&settings)?;
@@ -56,7 +61,7 @@ pub(super) async fn run(url: &str, event_bytes: u64) -> anyhow::Result<OfficialC
     if changed == 0 {
         bail!("found no connection of the official client to {server}");
     }
-    let nagle_off = appends(&client, "bench-official-nodelay", &data).await?;
+    let nagle_off = appends(&client, "bench-official-nodelay", &data, appends_max).await?;
     Ok(OfficialClientFigures {
         nagle_on,
         nagle_off,
@@ -75,11 +80,16 @@ async fn connect(settings: &ClientSettings) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-async fn appends(client: &Client, stream: &str, data: &[u8]) -> anyhow::Result<Timed> {
+async fn appends(
+    client: &Client,
+    stream: &str,
+    data: &[u8],
+    appends_max: u64,
+) -> anyhow::Result<Timed> {
     let mut latencies = Vec::new();
     let started = Instant::now();
     let options = AppendToStreamOptions::default().stream_state(StreamState::Any);
-    while (latencies.len() as u64) < APPENDS_MAX && started.elapsed() < PHASE_DURATION_MAX {
+    while (latencies.len() as u64) < appends_max && started.elapsed() < PHASE_DURATION_MAX {
         let event = EventData::binary("BenchEvent", data.to_vec().into());
         let call_started = Instant::now();
         client
