@@ -48,7 +48,7 @@ pub(crate) type BatchAnswers = Pin<Box<dyn Stream<Item = Result<BatchAppendResp,
 /// Appends of one call that may be open (options seen, final chunk not yet) at once.
 const OPEN_APPENDS_MAX: usize = 1_024;
 /// Appends of one call handed to the store and not answered yet, at most.
-const IN_FLIGHT_APPENDS_MAX: usize = 256;
+pub(crate) const IN_FLIGHT_APPENDS_MAX: usize = 256;
 /// Bytes of events all appends of one call (open and in flight) may hold, as multiples of
 /// the append limit: one call can never make the server hold more than this.
 const HELD_APPEND_LIMITS_MAX: usize = 2;

@@ -22,6 +22,8 @@
 
 mod append;
 mod batch_append;
+#[cfg(test)]
+mod batch_append_tests;
 pub mod client;
 mod codec;
 mod convert;
@@ -34,9 +36,13 @@ mod persistent;
 mod proto;
 mod read;
 mod read_answers;
+#[cfg(test)]
+mod read_tests;
 mod server_features;
 mod streams;
 mod subscribe;
+#[cfg(test)]
+mod test_server;
 
 use std::sync::Arc;
 
