@@ -56,3 +56,4 @@ def test_read_all_from_inside_an_event_fails_as_on_the_reference_server(fresh_cl
                 )
             )
         assert text in str(raised.value), str(raised.value)
+
