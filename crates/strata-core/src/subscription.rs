@@ -289,7 +289,9 @@ impl Checkpoints {
 
     /// Events the next read may look at: no more than are left until the next checkpoint.
     fn window(&self) -> usize {
-        (self.interval_events - self.examined_since).clamp(1, PAGE_EVENTS_MAX)
+        self.interval_events
+            .saturating_sub(self.examined_since)
+            .clamp(1, PAGE_EVENTS_MAX)
     }
 
     fn examined(&mut self, count: usize, last: Option<Position>) {

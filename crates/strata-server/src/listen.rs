@@ -122,6 +122,24 @@ impl Server {
         &self.local_addrs
     }
 
+    /// The gRPC front end's options; logs what is served.
+    fn grpc_options(&self) -> strata_grpc::GrpcOptions {
+        tracing::info!(
+            strata_version = strata_grpc::STRATA_VERSION,
+            kurrentdb_compatible_version = strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
+            store = %self.store_kind,
+            "serving"
+        );
+        let advertised = self.local_addrs[0];
+        strata_grpc::GrpcOptions {
+            subscriptions_max: self.subscriptions_max,
+            ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
+                advertised.ip().to_string(),
+                advertised.port(),
+            ))
+        }
+    }
+
     /// Serves `store` until `stop` completes, then lets in-flight calls finish for a grace
     /// period.
     ///
@@ -132,21 +150,7 @@ impl Server {
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let advertised = self.local_addrs[0];
-        tracing::info!(
-            strata_version = strata_grpc::STRATA_VERSION,
-            kurrentdb_compatible_version = strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
-            store = %self.store_kind,
-            "serving"
-        );
-        let options = strata_grpc::GrpcOptions {
-            subscriptions_max: self.subscriptions_max,
-            ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
-                advertised.ip().to_string(),
-                advertised.port(),
-            ))
-        };
-        let services = strata_grpc::services_with(store, options);
+        let services = strata_grpc::services_with(store, self.grpc_options());
         let persistent_subscriptions = services.persistent_subscriptions;
         let router = services
             .routes
