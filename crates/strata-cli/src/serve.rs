@@ -49,6 +49,13 @@ pub(crate) struct ServeArgs {
     /// PEM file with the server's private key.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Connections open at once (all addresses together); one more is answered
+    /// UNAVAILABLE (gRPC) or 503 (HTTP) and closed.
+    #[arg(long, value_name = "N", default_value_t = strata_server::CONNECTIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Catch-up subscriptions served at once; one more is refused RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_subscriptions: usize,
 }
 
 pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
@@ -106,6 +113,14 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let mut config = ServeConfig {
         port: args.port,
         tls,
+        connections_max: args.max_connections,
+        subscriptions_max: args.max_subscriptions,
+        store_kind: if args.store.is_some() {
+            "postgres"
+        } else {
+            "engine"
+        }
+        .to_owned(),
         ..ServeConfig::default()
     };
     if !args.bind.is_empty() {
@@ -123,6 +138,12 @@ async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyho
         .iter()
         .map(ToString::to_string)
         .collect();
+    eprintln!(
+        "strata serve: Strata {}, speaking the KurrentDB {} client protocol, store: {}",
+        strata_grpc::STRATA_VERSION,
+        strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
+        config.store_kind
+    );
     // One line on stdout when ready: scripts and tests wait for it.
     println!("strata serve: ready on {}", addresses.join(", "));
     if !secure {

@@ -15,10 +15,14 @@ mod support;
 mod appends;
 #[path = "kurrentdb_rust_client/lifecycle.rs"]
 mod lifecycle;
+#[path = "kurrentdb_rust_client/limits.rs"]
+mod limits;
 #[path = "kurrentdb_rust_client/persistent.rs"]
 mod persistent;
 #[path = "kurrentdb_rust_client/reads.rs"]
 mod reads;
+#[path = "kurrentdb_rust_client/reference_answers.rs"]
+mod reference_answers;
 #[path = "kurrentdb_rust_client/round_trip.rs"]
 mod round_trip;
 #[path = "kurrentdb_rust_client/subscriptions.rs"]

@@ -1,15 +1,24 @@
-//! Server-side filters for reads and subscriptions of `$all`.
+//! Server-side filters for reads and subscriptions of `$all`, and reads of `$all` bounded
+//! by the number of events they look at.
 
-use fancy_regex::Regex;
+use fancy_regex::{Regex, RegexBuilder};
 
 use crate::error::{Error, Result};
-use crate::types::RecordedEvent;
+use crate::store::{AllSlice, EventStore, ReadAllOptions};
+use crate::types::{Direction, RecordedEvent};
 
 /// Longest regex a filter accepts, in bytes.
 pub const FILTER_REGEX_BYTES_MAX: usize = 4_096;
 
 /// Most prefixes one filter accepts.
 pub const FILTER_PREFIXES_MAX: usize = 1_024;
+
+/// Backtracking steps a filter's regex may take on one field (stream name or event type).
+/// Patterns without lookarounds or backreferences run on a linear-time engine and never
+/// backtrack; the steps are those of the lookaround parts, and the limit keeps a
+/// client-supplied pattern from costing more than about a millisecond per event. Above it,
+/// [`EventFilter::try_matches`] fails with [`Error::InvalidFilter`].
+pub const FILTER_REGEX_BACKTRACK_STEPS_MAX: usize = 100_000;
 
 /// Which field of an event a filter looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,9 +78,12 @@ impl EventFilter {
                 reason: format!("regex of {} bytes is over the limit", pattern.len()),
             });
         }
-        let regex = Regex::new(pattern).map_err(|error| Error::InvalidFilter {
-            reason: format!("regex {pattern:?} does not compile: {error}"),
-        })?;
+        let regex = RegexBuilder::new(pattern)
+            .backtrack_limit(FILTER_REGEX_BACKTRACK_STEPS_MAX)
+            .build()
+            .map_err(|error| Error::InvalidFilter {
+                reason: format!("regex {pattern:?} does not compile: {error}"),
+            })?;
         Ok(Self {
             target,
             matcher: Matcher::Regex(regex),
@@ -109,29 +121,130 @@ impl EventFilter {
         }
     }
 
-    /// True when the field chosen by the target passes the filter.
-    pub fn matches_field(&self, field: &str) -> bool {
+    /// True when `field` passes the filter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] when the regex needs more than
+    /// [`FILTER_REGEX_BACKTRACK_STEPS_MAX`] backtracking steps on `field`: the read cannot
+    /// say whether the event matches, and says so rather than skipping it.
+    pub fn try_matches_field(&self, field: &str) -> Result<bool> {
         match &self.matcher {
-            Matcher::Prefixes(prefixes) => prefixes
+            Matcher::Prefixes(prefixes) => Ok(prefixes
                 .iter()
-                .any(|prefix| field.starts_with(prefix.as_str())),
-            // A regex that exceeds fancy-regex's backtrack limit counts as no match
-            // rather than failing the whole read.
-            Matcher::Regex(regex) => regex.is_match(field).unwrap_or(false),
+                .any(|prefix| field.starts_with(prefix.as_str()))),
+            Matcher::Regex(regex) => regex.is_match(field).map_err(|error| Error::InvalidFilter {
+                reason: format!(
+                    "regex {:?} gave up on {field:?} ({error}): it may take at most \
+                     {FILTER_REGEX_BACKTRACK_STEPS_MAX} backtracking steps per field; simplify \
+                     it (no nested repetition inside lookarounds)",
+                    regex.as_str()
+                ),
+            }),
         }
     }
 
     /// True when `stream` and `event_type` pass the filter.
-    pub fn matches_parts(&self, stream: &str, event_type: &str) -> bool {
+    ///
+    /// # Errors
+    /// As [`EventFilter::try_matches_field`].
+    pub fn try_matches_parts(&self, stream: &str, event_type: &str) -> Result<bool> {
         match self.target {
-            FilterTarget::StreamName => self.matches_field(stream),
-            FilterTarget::EventType => self.matches_field(event_type),
+            FilterTarget::StreamName => self.try_matches_field(stream),
+            FilterTarget::EventType => self.try_matches_field(event_type),
         }
     }
 
-    pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.matches_parts(event.stream.as_str(), &event.event_type)
+    /// True when `event` passes the filter.
+    ///
+    /// # Errors
+    /// As [`EventFilter::try_matches_field`].
+    pub fn try_matches(&self, event: &RecordedEvent) -> Result<bool> {
+        self.try_matches_parts(event.stream.as_str(), &event.event_type)
     }
+
+    /// True when the field passes the filter; a field on which the regex exceeds its
+    /// backtracking limit counts as not matching. Readers use
+    /// [`EventFilter::try_matches_field`], which reports it instead.
+    pub fn matches_field(&self, field: &str) -> bool {
+        self.try_matches_field(field).unwrap_or(false)
+    }
+
+    /// True when `stream` and `event_type` pass the filter (see [`EventFilter::matches_field`]).
+    pub fn matches_parts(&self, stream: &str, event_type: &str) -> bool {
+        self.try_matches_parts(stream, event_type).unwrap_or(false)
+    }
+
+    /// True when `event` passes the filter (see [`EventFilter::matches_field`]).
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.try_matches(event).unwrap_or(false)
+    }
+}
+
+/// A page of `$all` read with a bound on the events looked at, and how many it looked at.
+#[derive(Clone, Debug)]
+pub struct WindowSlice {
+    /// The page, as [`EventStore::read_all`] describes it.
+    pub slice: AllSlice,
+    /// Events the read looked at, matching the filter or not (at most the bound it was
+    /// given, and at least one unless the page is the end).
+    pub examined_count: usize,
+}
+
+/// [`EventStore::read_all_window`] for any store: reads up to `examined_max` events
+/// without the filter and applies it here, so the count of events looked at is exact.
+///
+/// # Errors
+/// The errors of [`EventStore::read_all`]; [`Error::InvalidFilter`] from
+/// [`EventFilter::try_matches`].
+pub async fn read_all_window_by_filtering<S: EventStore + ?Sized>(
+    store: &S,
+    mut options: ReadAllOptions,
+    examined_max: usize,
+) -> Result<WindowSlice> {
+    let filter = options.filter.take();
+    let wanted = options.max_count;
+    let Some(filter) = filter else {
+        options.max_count = wanted.min(examined_max);
+        let slice = store.read_all(options).await?;
+        return Ok(WindowSlice {
+            examined_count: slice.events.len(),
+            slice,
+        });
+    };
+    let direction = options.direction;
+    options.max_count = if wanted == 0 { 0 } else { examined_max };
+    let page = store.read_all(options).await?;
+    let mut slice = AllSlice {
+        events: Vec::new(),
+        next_position: page.next_position,
+        is_end: page.is_end,
+        last_examined: page.last_examined,
+    };
+    let mut examined_count = 0;
+    let mut page_events = page.events.into_iter().peekable();
+    while let Some(event) = page_events.next() {
+        examined_count += 1;
+        let position = event.position;
+        if filter.try_matches(&event)? {
+            slice.events.push(event);
+        }
+        if slice.events.len() >= wanted {
+            if let Some(next) = page_events.peek() {
+                // Stopped before the page's end: the next page starts after this event.
+                slice.next_position = match direction {
+                    Direction::Forwards => next.position,
+                    Direction::Backwards => position,
+                };
+                slice.last_examined = Some(position);
+                slice.is_end = false;
+            }
+            break;
+        }
+    }
+    Ok(WindowSlice {
+        slice,
+        examined_count,
+    })
 }
 
 #[cfg(test)]
@@ -168,6 +281,44 @@ mod tests {
     fn bad_regex_is_a_typed_error() {
         let error = EventFilter::regex(FilterTarget::EventType, "(unclosed").unwrap_err();
         assert!(matches!(error, Error::InvalidFilter { .. }));
+    }
+
+    #[test]
+    fn a_regex_that_exceeds_its_backtracking_limit_is_an_error_not_a_silent_skip() {
+        // Two ways to match each character, one through a lookahead (so the backtracking
+        // engine runs it): exponential on a near miss.
+        let catastrophic = EventFilter::regex(FilterTarget::StreamName, r"^((?=a)a|a)+$").unwrap();
+        let near_miss = format!("{}!", "a".repeat(64));
+        let error = catastrophic.try_matches_field(&near_miss).unwrap_err();
+        let Error::InvalidFilter { reason } = error else {
+            panic!("expected InvalidFilter, got {error:?}");
+        };
+        assert!(
+            reason.contains("backtracking steps"),
+            "the error says why: {reason}"
+        );
+        assert!(
+            !catastrophic.matches_field(&near_miss),
+            "the bool form counts it as no match"
+        );
+        assert!(catastrophic.try_matches_field("aaaa").unwrap());
+    }
+
+    #[test]
+    fn client_regexes_stay_under_the_backtracking_limit_on_the_longest_fields() {
+        let longest_stream = format!("{}-1", "order".repeat(400));
+        let patterns = [
+            r"^(?!(\$.+$|PersistentConfig\d+$|Result$))",
+            r"^(?!\$)",
+            r"(?<!-)1$",
+            r"^order(?=-)",
+        ];
+        for pattern in patterns {
+            let filter = EventFilter::regex(FilterTarget::StreamName, pattern).unwrap();
+            filter
+                .try_matches_field(&longest_stream)
+                .unwrap_or_else(|error| panic!("{pattern}: {error}"));
+        }
     }
 
     #[test]

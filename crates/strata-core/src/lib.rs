@@ -32,7 +32,10 @@ mod types;
 pub mod conformance;
 
 pub use error::{Error, Result};
-pub use filter::{EventFilter, FilterTarget};
+pub use filter::{
+    EventFilter, FILTER_REGEX_BACKTRACK_STEPS_MAX, FilterTarget, WindowSlice,
+    read_all_window_by_filtering,
+};
 pub use limits::{
     APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, Limits,
     STREAM_NAME_BYTES_MAX,
@@ -43,8 +46,10 @@ pub use metadata::{
 };
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{
-    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem, subscribe_to_all,
-    subscribe_to_stream,
+    CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,
+    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem,
+    SubscriptionOptions, event_bytes, subscribe_to_all, subscribe_to_all_with, subscribe_to_stream,
+    subscribe_to_stream_with,
 };
 pub use types::{
     AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::filter::EventFilter;
+use crate::filter::{EventFilter, WindowSlice};
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
 use crate::types::{
@@ -173,11 +173,29 @@ pub trait EventStore: Send + Sync + 'static {
         options: ReadStreamOptions,
     ) -> Result<StreamSlice>;
 
-    /// Reads a page of the global log.
+    /// Reads a page of the global log. A backend may bound the work of one call: a page
+    /// that is not the end may then hold fewer than `max_count` events (even none, when a
+    /// filter matched nothing); the next page starts at `next_position`.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a position that is not an event's; storage errors.
     async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice>;
+
+    /// Like [`EventStore::read_all`], looking at no more than `examined_max` events
+    /// (matching the filter or not), and saying how many it looked at: filtered readers
+    /// bound their work with it and place checkpoints by events examined. The default
+    /// reads without the filter and filters here; backends override it to filter cheaper.
+    ///
+    /// # Errors
+    /// As [`EventStore::read_all`], and [`Error::InvalidFilter`] when the filter's regex
+    /// exceeds its backtracking limit.
+    async fn read_all_window(
+        &self,
+        options: ReadAllOptions,
+        examined_max: usize,
+    ) -> Result<WindowSlice> {
+        crate::filter::read_all_window_by_filtering(self, options, examined_max).await
+    }
 
     /// The state a concurrency check would see.
     ///

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -16,11 +16,88 @@ use crate::filter::EventFilter;
 use crate::store::{EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 use crate::types::{Direction, Position, RecordedEvent, Revision, StreamName, StreamState};
 
-/// Events one subscriber reads from the store per page.
+/// Events one subscriber reads from the store per page, at most.
 const PAGE_EVENTS_MAX: usize = 512;
+
+/// Bytes of events a subscriber's page of a stream aims at (see [`PageBudget`]).
+const PAGE_BYTES_TARGET: usize = 4 * 1024 * 1024;
+
+/// Events the first page of a read asks for, as the reference server's reads do.
+const FIRST_PAGE_EVENTS: usize = 32;
 
 /// Default number of items buffered for a subscriber before its reader task waits.
 pub const SUBSCRIPTION_BUFFER_DEFAULT: usize = 1_024;
+
+/// Default bytes of events (data, metadata, type and stream name) buffered for a
+/// subscriber before its reader task waits. An event larger than the budget still passes,
+/// alone.
+pub const SUBSCRIPTION_BUFFER_BYTES_DEFAULT: usize = 16 * 1024 * 1024;
+
+/// Default number of events a filtered `$all` subscription looks at (matching or not)
+/// between two checkpoints.
+pub const CHECKPOINT_INTERVAL_EVENTS_DEFAULT: usize = 512;
+
+/// How a subscription buffers, and how often a filtered one checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionOptions {
+    /// Items buffered for the subscriber before its reader task waits.
+    pub buffer_items: usize,
+    /// Bytes of events buffered for the subscriber before its reader task waits.
+    pub buffer_bytes: usize,
+    /// Filtered `$all` subscriptions: a checkpoint after this many events looked at
+    /// (matching or not), and one when first caught up. No read of the store looks at more
+    /// events than are left until the next checkpoint.
+    pub checkpoint_interval_events: usize,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            buffer_items: SUBSCRIPTION_BUFFER_DEFAULT,
+            buffer_bytes: SUBSCRIPTION_BUFFER_BYTES_DEFAULT,
+            checkpoint_interval_events: CHECKPOINT_INTERVAL_EVENTS_DEFAULT,
+        }
+    }
+}
+
+/// How many events the next page of a read asks for, so that pages stay near a byte
+/// target whatever the size of the events: the first page asks for 32, later pages for as
+/// many events of the largest size seen so far as fit the target (at least one, at most
+/// the maximum), growing at most fourfold per page.
+#[derive(Clone, Copy, Debug)]
+pub struct PageBudget {
+    events_max: usize,
+    target_bytes: usize,
+    largest_event_bytes: usize,
+    next_events: usize,
+}
+
+impl PageBudget {
+    pub fn new(events_max: usize, target_bytes: usize) -> Self {
+        let events_max = events_max.max(1);
+        Self {
+            events_max,
+            target_bytes,
+            largest_event_bytes: 1,
+            next_events: FIRST_PAGE_EVENTS.min(events_max),
+        }
+    }
+
+    /// Events the next page should ask for.
+    pub fn events(&self) -> usize {
+        self.next_events
+    }
+
+    /// Learns from a page read.
+    pub fn observe(&mut self, events: &[RecordedEvent]) {
+        let largest = events.iter().map(event_bytes).max().unwrap_or(0);
+        self.largest_event_bytes = self.largest_event_bytes.max(largest);
+        let fitting = self.target_bytes / self.largest_event_bytes;
+        self.next_events = fitting
+            .min(self.next_events.saturating_mul(4))
+            .clamp(1, self.events_max);
+    }
+}
 
 /// Where a subscription starts. `After` is exclusive, as KurrentDB clients expect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +118,12 @@ pub enum SubscriptionItem {
     Checkpoint(Position),
 }
 
+/// An item on its way to the subscriber, with the share of the byte budget it holds.
+type Buffered = (Result<SubscriptionItem>, Option<OwnedSemaphorePermit>);
+
 /// A running subscription; dropping it stops its reader task.
 pub struct Subscription {
-    receiver: mpsc::Receiver<Result<SubscriptionItem>>,
+    receiver: mpsc::Receiver<Buffered>,
     reader: JoinHandle<()>,
 }
 
@@ -51,7 +131,8 @@ impl Subscription {
     /// The next item; `None` after the subscription ended (the store closed) and after an
     /// error was delivered.
     pub async fn next(&mut self) -> Option<Result<SubscriptionItem>> {
-        self.receiver.recv().await
+        // The item leaves the buffer: its bytes no longer count against the budget.
+        self.receiver.recv().await.map(|(item, _permit)| item)
     }
 
     /// The next event, skipping caught-up and checkpoint markers.
@@ -75,49 +156,169 @@ impl Drop for Subscription {
     }
 }
 
-/// Subscribes to `$all`, optionally filtered. Must be called inside a tokio runtime.
+/// Subscribes to `$all`, optionally filtered, buffering up to `buffer_items` items (and the
+/// default byte budget). Must be called inside a tokio runtime.
 pub fn subscribe_to_all<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: SubscribeFrom<Position>,
     filter: Option<EventFilter>,
     buffer_items: usize,
 ) -> Subscription {
-    let (sender, receiver) = mpsc::channel(buffer_items.max(1));
+    let options = SubscriptionOptions {
+        buffer_items,
+        ..SubscriptionOptions::default()
+    };
+    subscribe_to_all_with(store, from, filter, options)
+}
+
+/// Subscribes to `$all` with explicit buffer budgets and checkpoint interval. Must be
+/// called inside a tokio runtime.
+pub fn subscribe_to_all_with<S: EventStore + ?Sized>(
+    store: Arc<S>,
+    from: SubscribeFrom<Position>,
+    filter: Option<EventFilter>,
+    options: SubscriptionOptions,
+) -> Subscription {
+    let (sender, receiver) = mpsc::channel(options.buffer_items.max(1));
+    let sender = ItemSender::new(sender, options.buffer_bytes);
+    let interval = options.checkpoint_interval_events.max(1);
     let reader = tokio::spawn(async move {
-        if let Err(error) = follow_all(&*store, from, filter, &sender).await {
-            let _ = sender.send(Err(error)).await;
+        if let Err(error) = follow_all(&*store, from, filter, interval, &sender).await {
+            sender.fail(error).await;
         }
     });
     Subscription { receiver, reader }
 }
 
-/// Subscribes to one stream. Must be called inside a tokio runtime.
+/// Subscribes to one stream, buffering up to `buffer_items` items (and the default byte
+/// budget). Must be called inside a tokio runtime.
 pub fn subscribe_to_stream<S: EventStore + ?Sized>(
     store: Arc<S>,
     stream: StreamName,
     from: SubscribeFrom<Revision>,
     buffer_items: usize,
 ) -> Subscription {
-    let (sender, receiver) = mpsc::channel(buffer_items.max(1));
+    let options = SubscriptionOptions {
+        buffer_items,
+        ..SubscriptionOptions::default()
+    };
+    subscribe_to_stream_with(store, stream, from, options)
+}
+
+/// Subscribes to one stream with explicit buffer budgets. Must be called inside a tokio
+/// runtime.
+pub fn subscribe_to_stream_with<S: EventStore + ?Sized>(
+    store: Arc<S>,
+    stream: StreamName,
+    from: SubscribeFrom<Revision>,
+    options: SubscriptionOptions,
+) -> Subscription {
+    let (sender, receiver) = mpsc::channel(options.buffer_items.max(1));
+    let sender = ItemSender::new(sender, options.buffer_bytes);
     let reader = tokio::spawn(async move {
         if let Err(error) = follow_stream(&*store, &stream, from, &sender).await {
-            let _ = sender.send(Err(error)).await;
+            sender.fail(error).await;
         }
     });
     Subscription { receiver, reader }
 }
 
-type ItemSender = mpsc::Sender<Result<SubscriptionItem>>;
+/// The reader's end of the buffer: bounded in items by the channel and in bytes by a
+/// semaphore whose permits travel with the events.
+struct ItemSender {
+    items: mpsc::Sender<Buffered>,
+    bytes: Arc<Semaphore>,
+    bytes_max: u32,
+}
 
-/// Sends one item; false when the subscriber has gone away.
-async fn deliver(sender: &ItemSender, item: SubscriptionItem) -> bool {
-    sender.send(Ok(item)).await.is_ok()
+impl ItemSender {
+    fn new(items: mpsc::Sender<Buffered>, buffer_bytes: usize) -> Self {
+        let bytes_max =
+            u32::try_from(buffer_bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        Self {
+            items,
+            bytes: Arc::new(Semaphore::new(bytes_max as usize)),
+            bytes_max,
+        }
+    }
+
+    /// Sends one item, waiting for room; false when the subscriber has gone away.
+    async fn deliver(&self, item: SubscriptionItem) -> bool {
+        let permit = match &item {
+            SubscriptionItem::Event(event) => {
+                let cost = u32::try_from(event_bytes(event))
+                    .unwrap_or(u32::MAX)
+                    .clamp(1, self.bytes_max);
+                match Arc::clone(&self.bytes).acquire_many_owned(cost).await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return false,
+                }
+            }
+            SubscriptionItem::CaughtUp | SubscriptionItem::Checkpoint(_) => None,
+        };
+        self.items.send((Ok(item), permit)).await.is_ok()
+    }
+
+    async fn fail(&self, error: Error) {
+        let _ = self.items.send((Err(error), None)).await;
+    }
+}
+
+/// What an event weighs in a buffer or a page: data, metadata, type and stream name.
+pub fn event_bytes(event: &RecordedEvent) -> usize {
+    event.data.len() + event.metadata.len() + event.event_type.len() + event.stream.as_str().len()
+}
+
+/// Counts the events a filtered subscription looks at and says when a checkpoint is due.
+struct Checkpoints {
+    interval_events: usize,
+    examined_since: usize,
+    last_examined: Option<Position>,
+    last_sent: Option<Position>,
+}
+
+impl Checkpoints {
+    fn new(interval_events: usize) -> Self {
+        Self {
+            interval_events,
+            examined_since: 0,
+            last_examined: None,
+            last_sent: None,
+        }
+    }
+
+    /// Events the next read may look at: no more than are left until the next checkpoint.
+    fn window(&self) -> usize {
+        self.interval_events
+            .saturating_sub(self.examined_since)
+            .clamp(1, PAGE_EVENTS_MAX)
+    }
+
+    fn examined(&mut self, count: usize, last: Option<Position>) {
+        self.examined_since += count;
+        if last.is_some() {
+            self.last_examined = last;
+        }
+    }
+
+    /// The checkpoint to send now: when the interval is full, or (`closing`) when anything
+    /// was looked at since the last one.
+    fn due(&mut self, closing: bool) -> Option<Position> {
+        let full = self.examined_since >= self.interval_events;
+        if !(full || closing) || self.last_examined == self.last_sent {
+            return None;
+        }
+        self.examined_since = 0;
+        self.last_sent = self.last_examined;
+        self.last_sent
+    }
 }
 
 async fn follow_all<S: EventStore + ?Sized>(
     store: &S,
     from: SubscribeFrom<Position>,
     filter: Option<EventFilter>,
+    interval_events: usize,
     sender: &ItemSender,
 ) -> Result<()> {
     let mut log_end = store.watch_log_end();
@@ -126,31 +327,39 @@ async fn follow_all<S: EventStore + ?Sized>(
         SubscribeFrom::End => (*log_end.borrow_and_update(), None),
         SubscribeFrom::After(position) => (position, Some(position)),
     };
+    let mut checkpoints = Checkpoints::new(interval_events);
+    let mut page = PageBudget::new(PAGE_EVENTS_MAX, PAGE_BYTES_TARGET);
     let mut caught_up = false;
     loop {
         let durable_end = *log_end.borrow_and_update();
         if next < durable_end {
-            let slice = store
-                .read_all(ReadAllOptions {
-                    direction: Direction::Forwards,
-                    from: ReadFrom::At(next),
-                    max_count: PAGE_EVENTS_MAX,
-                    filter: filter.clone(),
-                })
-                .await?;
+            let options = ReadAllOptions {
+                direction: Direction::Forwards,
+                from: ReadFrom::At(next),
+                max_count: page.events(),
+                filter: filter.clone(),
+            };
+            let slice = if filter.is_some() {
+                let window = store.read_all_window(options, checkpoints.window()).await?;
+                checkpoints.examined(window.examined_count, window.slice.last_examined);
+                window.slice
+            } else {
+                store.read_all(options).await?
+            };
+            page.observe(&slice.events);
             for event in slice.events {
                 if Some(event.position) == skip_at {
                     continue;
                 }
-                if !deliver(sender, SubscriptionItem::Event(event)).await {
+                if !sender.deliver(SubscriptionItem::Event(event)).await {
                     return Ok(());
                 }
             }
             next = slice.next_position;
             // A checkpoint is the last event looked at: resuming after it (exclusive, as
             // clients do) misses nothing, even the event written next.
-            if let (Some(_), Some(examined)) = (&filter, slice.last_examined)
-                && !deliver(sender, SubscriptionItem::Checkpoint(examined)).await
+            if let Some(position) = checkpoints.due(false)
+                && !sender.deliver(SubscriptionItem::Checkpoint(position)).await
             {
                 return Ok(());
             }
@@ -160,7 +369,13 @@ async fn follow_all<S: EventStore + ?Sized>(
         }
         if !caught_up {
             caught_up = true;
-            if !deliver(sender, SubscriptionItem::CaughtUp).await {
+            if filter.is_some()
+                && let Some(position) = checkpoints.due(true)
+                && !sender.deliver(SubscriptionItem::Checkpoint(position)).await
+            {
+                return Ok(());
+            }
+            if !sender.deliver(SubscriptionItem::CaughtUp).await {
                 return Ok(());
             }
         }
@@ -192,18 +407,21 @@ async fn follow_stream<S: EventStore + ?Sized>(
         },
     };
     let mut caught_up = false;
+    let mut page = PageBudget::new(PAGE_EVENTS_MAX, PAGE_BYTES_TARGET);
     loop {
+        let page_events = page.events();
         let options = ReadStreamOptions::forwards()
             .from_revision(next)
-            .max_count(PAGE_EVENTS_MAX);
+            .max_count(page_events);
         let events = match store.read_stream(stream, options).await? {
             StreamSlice::NotFound => Vec::new(),
             StreamSlice::Found { events, .. } => events,
         };
-        let page_was_full = events.len() == PAGE_EVENTS_MAX;
+        page.observe(&events);
+        let page_was_full = events.len() == page_events;
         for event in events {
             next = event.revision.0 + 1;
-            if !deliver(sender, SubscriptionItem::Event(event)).await {
+            if !sender.deliver(SubscriptionItem::Event(event)).await {
                 return Ok(());
             }
         }
@@ -212,12 +430,77 @@ async fn follow_stream<S: EventStore + ?Sized>(
         }
         if !caught_up {
             caught_up = true;
-            if !deliver(sender, SubscriptionItem::CaughtUp).await {
+            if !sender.deliver(SubscriptionItem::CaughtUp).await {
                 return Ok(());
             }
         }
         if log_end.changed().await.is_err() {
             return Err(Error::Closed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+
+    use super::*;
+    use crate::types::{ContentType, EventId, Timestamp};
+
+    fn event_of(data_bytes: usize) -> SubscriptionItem {
+        SubscriptionItem::Event(RecordedEvent {
+            stream: StreamName::new("s").unwrap(),
+            revision: Revision(0),
+            position: Position(0),
+            id: EventId::new_random(),
+            event_type: "E".into(),
+            content_type: ContentType::Binary,
+            data: bytes::Bytes::from(vec![0; data_bytes]),
+            metadata: bytes::Bytes::new(),
+            created: Timestamp(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_buffer_holds_no_more_bytes_than_its_budget_and_one_large_event_passes_alone() {
+        let (items, mut receiver) = mpsc::channel(100);
+        let sender = ItemSender::new(items, 100);
+        assert_eq!(sender.deliver(event_of(58)).now_or_never(), Some(true));
+        // 60 + 60 bytes would be over 100: the second waits for the first to be taken.
+        let mut second = Box::pin(sender.deliver(event_of(58)));
+        assert_eq!(second.as_mut().now_or_never(), None, "over the byte budget");
+        let (first, permit) = receiver.recv().await.unwrap();
+        assert!(first.is_ok());
+        drop(permit);
+        assert_eq!(second.now_or_never(), Some(true), "room again once taken");
+        let (_, permit) = receiver.recv().await.unwrap();
+        drop(permit);
+        // An event larger than the whole budget still goes, alone.
+        assert_eq!(sender.deliver(event_of(1_000)).now_or_never(), Some(true));
+        let mut after = Box::pin(sender.deliver(event_of(1)));
+        assert_eq!(
+            after.as_mut().now_or_never(),
+            None,
+            "the large event fills it"
+        );
+    }
+
+    #[test]
+    fn pages_start_small_and_ask_for_fewer_events_when_they_are_large() {
+        let mut budget = PageBudget::new(512, 1_000);
+        assert_eq!(budget.events(), 32);
+        let small: Vec<RecordedEvent> = (0..32)
+            .map(|_| match event_of(3) {
+                SubscriptionItem::Event(event) => event,
+                _ => unreachable!(),
+            })
+            .collect();
+        budget.observe(&small);
+        assert_eq!(budget.events(), 128, "grows at most fourfold");
+        let SubscriptionItem::Event(large) = event_of(400) else {
+            unreachable!()
+        };
+        budget.observe(&[large]);
+        assert_eq!(budget.events(), 2, "two 402-byte events fit 1,000 bytes");
     }
 }

@@ -11,8 +11,11 @@ use crate::format::{
 };
 use crate::segments::Segments;
 
-/// Bytes read at once when scanning.
+/// Bytes read at once when scanning, at most.
 const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes of a scan's first read; each next read doubles up to [`SCAN_CHUNK_BYTES`]. A scan
+/// that stops after a few events (a small window of a filtered read) reads little.
+const SCAN_FIRST_CHUNK_BYTES: u64 = 64 << 10;
 /// Bytes read at once for a single frame whose length is not known yet.
 const FRAME_PROBE_BYTES: u64 = 4 << 10;
 /// Positions closer than this are fetched with one read.
@@ -128,9 +131,11 @@ impl<'a> LogReader<'a> {
         visit: &mut Visit<'_>,
     ) -> Result<u64> {
         let mut position = self.segments.first_frame_at_or_after(position);
+        let mut chunk_bytes = SCAN_FIRST_CHUNK_BYTES;
         while position < end {
             let segment_end = self.segment_end(position);
-            let chunk_end = (position + SCAN_CHUNK_BYTES).min(segment_end).min(end);
+            let chunk_end = (position + chunk_bytes).min(segment_end).min(end);
+            chunk_bytes = (chunk_bytes * 2).min(SCAN_CHUNK_BYTES);
             let chunk = self
                 .segments
                 .read(position, to_usize(chunk_end - position))?;
@@ -181,6 +186,7 @@ impl<'a> LogReader<'a> {
     /// the log. Returns the start of the last frame visited.
     pub(crate) fn scan_backward(&self, position: u64, visit: &mut Visit<'_>) -> Result<u64> {
         let mut position = position;
+        let mut chunk_bytes = SCAN_FIRST_CHUNK_BYTES;
         loop {
             if position == 0 {
                 return Ok(0);
@@ -194,7 +200,8 @@ impl<'a> LogReader<'a> {
                 position = self.segments.segment_start(segment_index);
                 continue;
             }
-            let chunk_start = first_frame.max(position.saturating_sub(SCAN_CHUNK_BYTES));
+            let chunk_start = first_frame.max(position.saturating_sub(chunk_bytes));
+            chunk_bytes = (chunk_bytes * 2).min(SCAN_CHUNK_BYTES);
             let chunk = self
                 .segments
                 .read(chunk_start, to_usize(position - chunk_start))?;

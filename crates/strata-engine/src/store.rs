@@ -3,7 +3,6 @@
 use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -11,13 +10,13 @@ use parking_lot::Mutex;
 use strata_core::{
     AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
     Position, ProposedEvent, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Result,
-    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, Timestamp,
+    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, Timestamp, WindowSlice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::all_reader::{self, off_the_runtime};
 use crate::config::Config;
-use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, StreamNameCache, decode_frame};
-use crate::log_reader::{Flow, LogReader, to_usize};
+use crate::log_reader::{LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
 use crate::syncer::Syncer;
@@ -33,7 +32,7 @@ const QUEUED_APPEND_KIB_MAX: usize = 1024 * 1024;
 
 /// The embedded event store: an append-only log of segment files in one directory.
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Request>,
     /// Permits (KiB) for queued append bytes: back-pressure on appenders.
     queued_append_kib: tokio::sync::Semaphore,
@@ -149,12 +148,11 @@ impl Store {
         .await
     }
 
-    fn reader(&self) -> LogReader<'_> {
-        LogReader::new(&self.shared.segments)
-    }
-
+    #[cfg(test)]
     fn durable_end(&self) -> u64 {
-        self.shared.durable_end.load(Ordering::Acquire)
+        self.shared
+            .durable_end
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// What a stream read visits; `None` when the stream is not found.
@@ -226,142 +224,6 @@ impl Store {
             last_revision: last,
             metadata,
         }))
-    }
-
-    /// Checks that a caller's `$all` position is where a frame starts: the end, a segment
-    /// start, the padding that closes a segment, or an event the index knows at exactly
-    /// that position. Nothing larger than an event is read to find out, and bytes inside an
-    /// event's data can never pass for a frame.
-    fn check_position(&self, position: u64, end: u64) -> Result<()> {
-        let segments = &self.shared.segments;
-        if position == end || position % segments.size_bytes() <= SEGMENT_HEADER_BYTES {
-            return Ok(());
-        }
-        let invalid = || Error::InvalidArgument {
-            reason: format!("position {position} is not the position of an event in the log"),
-        };
-        if !position.is_multiple_of(8) {
-            return Err(invalid());
-        }
-        let segment_end = segments.segment_start(segments.segment_of(position) + 1);
-        let head = segments.read(position, 16)?;
-        let frame_len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
-        if head[8] == KIND_PADDING {
-            let trailer = segments.read(segment_end - 4, 4)?;
-            let trailer_len = u64::from(u32::from_le_bytes([
-                trailer[0], trailer[1], trailer[2], trailer[3],
-            ]));
-            let closes_segment = position + frame_len == segment_end && trailer_len == frame_len;
-            return if closes_segment {
-                Ok(())
-            } else {
-                Err(invalid())
-            };
-        }
-        let frame_bytes_max = self.shared.config.limits.event_bytes_max as u64 + 64 * 1024;
-        if frame_len > frame_bytes_max || position + frame_len > end {
-            return Err(invalid());
-        }
-        let frame = segments.read(position, to_usize(frame_len))?;
-        let Ok((Frame::Event(event), _)) = decode_frame(&frame, frame.len()) else {
-            return Err(invalid());
-        };
-        let index = self.shared.index.read();
-        let indexed = index.stream(event.stream).is_some_and(|entry| {
-            entry.positions.get(to_usize(event.revision)) == Some(&position)
-                || entry.tombstone_position == Some(position)
-        });
-        if indexed { Ok(()) } else { Err(invalid()) }
-    }
-
-    /// Where a `$all` read starts, either way; a caller's position is checked.
-    fn start_of(&self, from: ReadFrom<Position>, end: u64) -> Result<u64> {
-        match from {
-            ReadFrom::Start => Ok(0),
-            ReadFrom::End => Ok(end),
-            ReadFrom::At(position) if position.0 >= end => Ok(end),
-            ReadFrom::At(position) => {
-                self.check_position(position.0, end)?;
-                Ok(position.0)
-            }
-        }
-    }
-
-    fn read_all_forwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
-        let start = self.start_of(options.from, end)?;
-        let mut events = Vec::new();
-        if start >= end || options.max_count == 0 {
-            return Ok(AllSlice {
-                events,
-                next_position: Position(start.max(end).min(end)),
-                is_end: start >= end,
-                last_examined: None,
-            });
-        }
-        let mut last_examined = None;
-        let mut names = StreamNameCache::default();
-        let next = self
-            .reader()
-            .scan_forward(start, end, &mut |position, event, frame| {
-                last_examined = Some(Position(position));
-                if options
-                    .filter
-                    .as_ref()
-                    .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
-                {
-                    events.push(event.to_recorded(frame, position, &mut names));
-                    if events.len() >= options.max_count {
-                        return Ok(Flow::Stop);
-                    }
-                }
-                Ok(Flow::Continue)
-            })?;
-        Ok(AllSlice {
-            events,
-            next_position: Position(next),
-            is_end: next >= end,
-            last_examined,
-        })
-    }
-
-    fn read_all_backwards(&self, options: &ReadAllOptions, end: u64) -> Result<AllSlice> {
-        let start = self.start_of(options.from, end)?;
-        let mut events = Vec::new();
-        let mut stopped = false;
-        if options.max_count == 0 {
-            return Ok(AllSlice {
-                events,
-                next_position: Position(start),
-                is_end: false,
-                last_examined: None,
-            });
-        }
-        let mut last_examined = None;
-        let mut names = StreamNameCache::default();
-        let next = self
-            .reader()
-            .scan_backward(start, &mut |position, event, frame| {
-                last_examined = Some(Position(position));
-                if options
-                    .filter
-                    .as_ref()
-                    .is_none_or(|filter| filter.matches_parts(event.stream, event.event_type))
-                {
-                    events.push(event.to_recorded(frame, position, &mut names));
-                    if events.len() >= options.max_count {
-                        stopped = true;
-                        return Ok(Flow::Stop);
-                    }
-                }
-                Ok(Flow::Continue)
-            })?;
-        let is_end = !stopped || next <= SEGMENT_HEADER_BYTES;
-        Ok(AllSlice {
-            events,
-            next_position: Position(next),
-            is_end,
-            last_examined,
-        })
     }
 }
 
@@ -436,7 +298,10 @@ impl EventStore for Store {
         else {
             return Ok(StreamSlice::NotFound);
         };
-        let mut events: Vec<RecordedEvent> = self.reader().read_events(&positions)?;
+        let shared = Arc::clone(&self.shared);
+        let mut events: Vec<RecordedEvent> =
+            off_the_runtime(move || LogReader::new(&shared.segments).read_events(&positions))
+                .await?;
         if metadata.max_age.is_some() {
             let now = Timestamp::now();
             events.retain(|event| {
@@ -453,11 +318,24 @@ impl EventStore for Store {
     }
 
     async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {
-        let end = self.durable_end();
-        match options.direction {
-            Direction::Forwards => self.read_all_forwards(&options, end),
-            Direction::Backwards => self.read_all_backwards(&options, end),
-        }
+        let shared = Arc::clone(&self.shared);
+        off_the_runtime(move || all_reader::read(&shared, &options, usize::MAX))
+            .await
+            .map(|scanned| scanned.slice)
+    }
+
+    async fn read_all_window(
+        &self,
+        options: ReadAllOptions,
+        examined_max: usize,
+    ) -> Result<WindowSlice> {
+        let shared = Arc::clone(&self.shared);
+        let scanned =
+            off_the_runtime(move || all_reader::read(&shared, &options, examined_max)).await?;
+        Ok(WindowSlice {
+            slice: scanned.slice,
+            examined_count: scanned.examined_count,
+        })
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {

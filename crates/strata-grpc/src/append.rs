@@ -45,8 +45,19 @@ pub(crate) async fn append(
     Ok(Response::new(answer))
 }
 
-/// Reads the proposed messages, refusing an append over the store's size limit as soon
-/// as it is known to be over (before the rest arrives).
+/// What the server holds per proposed event beyond its data, metadata and type: the id,
+/// the event's fields and the wire message around it. Charged against the append byte
+/// limit, so that an append of empty events is not free.
+pub(crate) const PROPOSED_EVENT_OVERHEAD_BYTES: usize = 128;
+
+/// What a proposed event weighs against the append byte limit over gRPC.
+pub(crate) fn proposed_bytes(event: &ProposedEvent) -> usize {
+    event.size_bytes() + PROPOSED_EVENT_OVERHEAD_BYTES
+}
+
+/// Reads the proposed messages, checking each as it arrives and refusing an append over
+/// the store's event-count or byte limit as soon as it is known to be over (before the
+/// rest arrives).
 async fn read_events(
     store: &Arc<dyn EventStore>,
     messages: &mut Streaming<AppendReq>,
@@ -55,6 +66,13 @@ async fn read_events(
     let mut events = Vec::new();
     let mut size_bytes = 0usize;
     while let Some(message) = messages.message().await? {
+        if events.len() >= limits.append_events_max {
+            return Err(to_status(Error::AppendTooLarge {
+                size: events.len() + 1,
+                limit: limits.append_events_max,
+                unit: "events",
+            }));
+        }
         let Some(append_req::Content::ProposedMessage(proposed)) = message.content else {
             return Err(invalid(
                 "only the first message of an append may carry options",
@@ -66,7 +84,7 @@ async fn read_events(
             proposed.custom_metadata,
             proposed.data,
         )?;
-        size_bytes = size_bytes.saturating_add(event.size_bytes());
+        size_bytes = size_bytes.saturating_add(proposed_bytes(&event));
         if size_bytes > limits.append_bytes_max {
             return Err(to_status(Error::AppendTooLarge {
                 size: size_bytes,
@@ -204,5 +222,17 @@ fn wrong_expected_version(expected: ExpectedRevision, actual: StreamState) -> Ap
                 }),
             },
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_event_overhead_covers_what_the_server_holds_for_an_empty_event() {
+        assert!(std::mem::size_of::<ProposedEvent>() <= PROPOSED_EVENT_OVERHEAD_BYTES);
+        let empty = ProposedEvent::binary("E", strata_core::Bytes::new());
+        assert_eq!(proposed_bytes(&empty), 1 + PROPOSED_EVENT_OVERHEAD_BYTES);
     }
 }

@@ -103,6 +103,23 @@ pub(crate) fn to_status(error: Error) -> Status {
     }
 }
 
+/// A read of `$all` from a position that is not an event's, as the reference server
+/// answers it: `UNKNOWN` with the name of its internal result, which newer clients match.
+pub(crate) fn read_all_invalid_position(filtered: bool) -> Status {
+    let result = if filtered {
+        "FilteredReadAllResult"
+    } else {
+        "ReadAllResult"
+    };
+    Status::unknown(format!("Unexpected {result}: InvalidPosition"))
+}
+
+/// A subscription to `$all` from a position that is not an event's, as the reference
+/// server answers it.
+pub(crate) fn subscription_invalid_position() -> Status {
+    Status::invalid_argument("Trying to read from an invalid position.")
+}
+
 /// The gRPC status for a persistent-subscription error, with the reference server's code,
 /// wording and trailers (`exception`, `stream-name`, `group-name`).
 pub(crate) fn persistent_status(error: strata_persistent::Error) -> Status {
@@ -203,6 +220,22 @@ pub(crate) fn batch_error(error: &Error) -> rpc::Status {
         details: Some(prost_types::Any {
             type_url: format!("type.googleapis.com/event_store.client.{type_name}"),
             value,
+        }),
+    }
+}
+
+/// The BatchAppend answer for an append whose deadline passed before it was handed to the
+/// store (nothing was written): `DEADLINE_EXCEEDED` with the `Timeout` detail, as the
+/// reference server answers.
+pub(crate) fn batch_timeout() -> rpc::Status {
+    rpc::Status {
+        code: rpc::Code::DeadlineExceeded.into(),
+        message: "Timeout: the append's deadline passed before it was written; nothing was \
+                  written"
+            .to_owned(),
+        details: Some(prost_types::Any {
+            type_url: "type.googleapis.com/event_store.client.Timeout".to_owned(),
+            value: shared::Timeout {}.encode_to_vec(),
         }),
     }
 }

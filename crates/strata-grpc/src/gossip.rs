@@ -1,8 +1,16 @@
-//! `Gossip.Read`: one node, the leader, at the address the client reached.
+//! `Gossip.Read`: one node, the leader, at the host and port the client used to reach it
+//! (the request's `:authority`), so that a client which discovers the node through gossip
+//! connects back by the same name (and a TLS certificate for that name still matches).
+//! Without an authority, the node's bound address.
 
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_core::EventId;
+use tonic::codegen::Service;
+use tonic::codegen::http::uri::Authority;
+use tonic::codegen::http::{self, header};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{UuidFormat, wire_uuid};
@@ -11,26 +19,78 @@ use crate::proto::event_store::client::gossip::{
     ClusterInfo, EndPoint, MemberInfo, gossip_server::Gossip, member_info::VNodeState,
 };
 
+/// The authority (`host[:port]`) a request was sent to.
+#[derive(Clone, Debug)]
+struct ReachedAs(Authority);
+
+/// Wraps a service so that its handlers see the request's authority (tonic keeps headers
+/// and extensions of a request, not its URI).
+#[derive(Clone)]
+pub(crate) struct WithAuthority<S>(pub(crate) S);
+
+impl<S: NamedService> NamedService for WithAuthority<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for WithAuthority<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // HTTP/2 carries it in the URI; HTTP/1.1 in the Host header.
+        let authority = request.uri().authority().cloned().or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .and_then(|host| host.parse::<Authority>().ok())
+        });
+        if let Some(authority) = authority {
+            request.extensions_mut().insert(ReachedAs(authority));
+        }
+        self.0.call(request)
+    }
+}
+
 pub(crate) struct SingleNode {
     instance_id: EventId,
-    advertised: EndPoint,
+    bound: EndPoint,
 }
 
 impl SingleNode {
     pub(crate) fn new(address: String, port: u16) -> Self {
         Self {
             instance_id: EventId::new_random(),
-            advertised: EndPoint {
+            bound: EndPoint {
                 address,
                 port: u32::from(port),
             },
+        }
+    }
+
+    /// Where the client reached this node; the bound address when it did not say.
+    fn advertised<T>(&self, request: &Request<T>) -> EndPoint {
+        match request.extensions().get::<ReachedAs>() {
+            Some(ReachedAs(authority)) if !authority.host().is_empty() => EndPoint {
+                address: authority.host().to_owned(),
+                port: authority.port_u16().map_or(self.bound.port, u32::from),
+            },
+            _ => self.bound.clone(),
         }
     }
 }
 
 #[tonic::async_trait]
 impl Gossip for SingleNode {
-    async fn read(&self, _request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+    async fn read(&self, request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
         let ticks = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| i64::try_from(elapsed.as_nanos() / 100).unwrap_or(i64::MAX))
@@ -41,7 +101,7 @@ impl Gossip for SingleNode {
                 time_stamp: ticks,
                 state: VNodeState::Leader.into(),
                 is_alive: true,
-                http_end_point: Some(self.advertised.clone()),
+                http_end_point: Some(self.advertised(&request)),
             }],
         }))
     }

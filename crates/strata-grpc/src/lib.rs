@@ -22,6 +22,8 @@
 
 mod append;
 mod batch_append;
+#[cfg(test)]
+mod batch_append_tests;
 pub mod client;
 mod codec;
 mod convert;
@@ -33,15 +35,21 @@ mod malformed_tests;
 mod persistent;
 mod proto;
 mod read;
+mod read_answers;
+#[cfg(test)]
+mod read_tests;
 mod server_features;
 mod streams;
+mod subscribe;
+#[cfg(test)]
+mod test_server;
 
 use std::sync::Arc;
 
 use strata_core::EventStore;
 use strata_persistent::PersistentSubscriptions;
 
-use crate::gossip::SingleNode;
+use crate::gossip::{SingleNode, WithAuthority};
 use crate::persistent::PersistentService;
 use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
 use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
@@ -49,11 +57,16 @@ use crate::proto::event_store::client::server_features::server_features_server::
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::server_features::Features;
 use crate::streams::StreamsService;
+use crate::subscribe::SubscriptionSlots;
+
+pub use crate::server_features::{KURRENTDB_COMPATIBLE_VERSION, STRATA_VERSION};
+pub use crate::subscribe::SUBSCRIPTIONS_MAX_DEFAULT;
 
 /// Room for a message beyond its events' bytes (ids, metadata maps, framing).
 const MESSAGE_SLACK_BYTES: usize = 1024 * 1024;
 
-/// Where clients should reach this node, as gossip announces it.
+/// Where clients reach this node when a request does not say which name it used (gossip
+/// announces the `:authority` of the request when there is one).
 #[derive(Clone, Debug)]
 pub struct Advertised {
     address: String,
@@ -65,6 +78,24 @@ impl Advertised {
         Self {
             address: address.into(),
             port,
+        }
+    }
+}
+
+/// How the gRPC front end presents itself and what it serves at most.
+#[derive(Clone, Debug)]
+pub struct GrpcOptions {
+    pub advertised: Advertised,
+    /// Catch-up subscriptions (Read calls without a count) served at once; one more is
+    /// refused with `RESOURCE_EXHAUSTED`.
+    pub subscriptions_max: usize,
+}
+
+impl GrpcOptions {
+    pub fn new(advertised: Advertised) -> Self {
+        Self {
+            advertised,
+            subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -84,6 +115,11 @@ pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::se
 
 /// Like [`routes`], with the persistent-subscription manager handed back for a clean stop.
 pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Services {
+    services_with(store, GrpcOptions::new(advertised))
+}
+
+/// Like [`services`], with explicit options.
+pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Services {
     let store: Arc<dyn EventStore> = store;
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
     let manager = Arc::new(PersistentSubscriptions::from_dyn(Arc::clone(&store)));
@@ -91,16 +127,19 @@ pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Service
     let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
-    let streams = StreamsServer::new(StreamsService { store })
-        .max_decoding_message_size(message_bytes_max)
-        .max_encoding_message_size(message_bytes_max);
+    let streams = StreamsServer::new(StreamsService {
+        store,
+        subscriptions: SubscriptionSlots::new(options.subscriptions_max),
+    })
+    .max_decoding_message_size(message_bytes_max)
+    .max_encoding_message_size(message_bytes_max);
     let routes = tonic::service::Routes::new(streams)
         .add_service(persistent)
         .add_service(ServerFeaturesServer::new(Features))
-        .add_service(GossipServer::new(SingleNode::new(
-            advertised.address,
-            advertised.port,
-        )));
+        .add_service(WithAuthority(GossipServer::new(SingleNode::new(
+            options.advertised.address,
+            options.advertised.port,
+        ))));
     Services {
         routes,
         persistent_subscriptions,

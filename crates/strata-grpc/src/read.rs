@@ -3,65 +3,61 @@
 //! bounded channel: a slow client holds back only its own task, which ends when the
 //! client goes away.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use futures::future::Either;
-use futures::stream::{self, StreamExt as _};
 use strata_core::{
-    Direction, EventFilter, EventId, EventStore, FilterTarget, Position, ReadAllOptions, ReadFrom,
-    ReadStreamOptions, RecordedEvent, Revision, SUBSCRIPTION_BUFFER_DEFAULT, StreamName,
-    StreamSlice, SubscribeFrom, Subscription, SubscriptionItem, subscribe_to_all,
-    subscribe_to_stream,
+    AllSlice, Direction, Error, EventFilter, EventStore, FilterTarget, PageBudget, Position,
+    ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
+    event_bytes,
 };
-use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::Stream;
-use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{UuidFormat, invalid, recorded_event, stream_identifier, stream_name};
-use crate::errors::to_status;
+use crate::errors::{read_all_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_req::options::{
     self, AllOptions, CountOption, FilterOption, ReadDirection, StreamOption, StreamOptions,
     all_options, filter_options, stream_options, uuid_option,
 };
 use crate::proto::event_store::client::streams::read_resp::{self, Content, read_event};
-use crate::proto::event_store::client::streams::{ReadReq, ReadResp, read_req};
+use crate::proto::event_store::client::streams::{ReadReq, read_req};
 use crate::proto::event_store::client::{AllStreamPosition, Empty};
+use crate::read_answers::{Answers, ReadAnswers};
+use crate::subscribe::{SubscriptionSlots, subscribe};
 
-/// The stream of answers of one Read call.
-pub(crate) type ReadAnswers = Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
-
-/// Pages of answers buffered per call before the reading task waits for the client (a page
-/// is one store page of events, or one single answer).
-const PAGES_BUFFERED_MAX: usize = 16;
-/// Events read from the store per page.
+/// Events read from the store per page, at most.
 const PAGE_EVENTS_MAX: usize = 1_024;
 
-/// Answers travel to the response stream a page at a time: one channel message (and one
-/// task wake-up) per page, not per event.
-type Answers = mpsc::Sender<Result<Vec<ReadResp>, Status>>;
+/// Bytes of events a page aims at: pages ask for fewer events when events are large.
+const PAGE_BYTES_TARGET: usize = 4 * 1024 * 1024;
+
+/// Events a filtered read looks at per read of the store when the client leaves the window
+/// to the server (`count`), as the reference server.
+const FILTER_WINDOW_DEFAULT: u32 = 32;
 
 /// What one Read call asks for, checked.
-struct ReadPlan {
-    target: Target,
-    direction: Direction,
+pub(crate) struct ReadPlan {
+    pub(crate) target: Target,
+    pub(crate) direction: Direction,
     /// `None` for a subscription.
     count: Option<u64>,
-    filter: Option<EventFilter>,
-    uuid_format: UuidFormat,
+    pub(crate) filter: Option<EventFilter>,
+    /// Filtered reads: events looked at per read of the store (the filter's window).
+    window_events: usize,
+    /// Filtered subscriptions: events looked at between checkpoints (window × multiplier).
+    pub(crate) checkpoint_interval_events: usize,
+    pub(crate) uuid_format: UuidFormat,
     /// Clients at compatibility level 1 or more expect first/last position messages.
     positions_wanted: bool,
 }
 
-enum Target {
+pub(crate) enum Target {
     Stream(StreamName, ReadFrom<Revision>),
     All(ReadFrom<Position>),
 }
 
 pub(crate) async fn read(
     store: &Arc<dyn EventStore>,
+    subscriptions: &SubscriptionSlots,
     request: Request<ReadReq>,
 ) -> Result<Response<ReadAnswers>, Status> {
     let options = request
@@ -69,22 +65,24 @@ pub(crate) async fn read(
         .options
         .ok_or_else(|| invalid("the read has no options"))?;
     let plan = plan(options)?;
-    let (answers, receiver) = mpsc::channel(PAGES_BUFFERED_MAX);
+    // A subscription takes its slot before it is confirmed, or is refused.
+    let slot = match plan.count {
+        None => Some(subscriptions.take()?),
+        Some(_) => None,
+    };
+    let (answers, stream) = crate::read_answers::channel();
     let store = Arc::clone(store);
     tokio::spawn(async move {
+        let _slot = slot;
         let outcome = tokio::select! {
             outcome = run(&store, plan, &answers) => outcome,
             () = answers.closed() => Ok(()),
         };
         if let Err(status) = outcome {
-            let _ = answers.send(Err(status)).await;
+            answers.fail(status).await;
         }
     });
-    let answers = ReceiverStream::new(receiver).flat_map(|page| match page {
-        Ok(page) => Either::Left(stream::iter(page.into_iter().map(Ok))),
-        Err(status) => Either::Right(stream::iter(std::iter::once(Err(status)))),
-    });
-    Ok(Response::new(Box::pin(answers)))
+    Ok(Response::new(stream))
 }
 
 fn plan(options: read_req::Options) -> Result<ReadPlan, Status> {
@@ -103,9 +101,12 @@ fn plan(options: read_req::Options) -> Result<ReadPlan, Status> {
         Some(CountOption::Subscription(_)) => None,
         None => return Err(invalid("the read gives neither a count nor a subscription")),
     };
-    let filter = match options.filter_option {
-        Some(FilterOption::Filter(filter)) => Some(event_filter(filter)?),
-        Some(FilterOption::NoFilter(Empty {})) | None => None,
+    let (filter, window_events, checkpoint_interval_events) = match options.filter_option {
+        Some(FilterOption::Filter(filter)) => {
+            let (window, interval) = filter_window(&filter, count.is_none())?;
+            (Some(event_filter(filter)?), window, interval)
+        }
+        Some(FilterOption::NoFilter(Empty {})) | None => (None, 0, 0),
     };
     if filter.is_some() && matches!(target, Target::Stream(..)) {
         return Err(invalid("filters apply to $all only"));
@@ -122,9 +123,36 @@ fn plan(options: read_req::Options) -> Result<ReadPlan, Status> {
         direction,
         count,
         filter,
+        window_events,
+        checkpoint_interval_events,
         uuid_format,
         positions_wanted,
     })
+}
+
+/// The filter's window (events looked at per read of the store: `max`, or the reference
+/// server's 32 for `count`) and, for a subscription, its checkpoint interval: window ×
+/// `checkpointIntervalMultiplier` events looked at.
+fn filter_window(
+    filter: &options::FilterOptions,
+    subscription: bool,
+) -> Result<(usize, usize), Status> {
+    let window = match filter.window {
+        Some(filter_options::Window::Max(0)) => {
+            return Err(invalid("the filter window `max` must be at least 1"));
+        }
+        Some(filter_options::Window::Max(max)) => max,
+        Some(filter_options::Window::Count(Empty {})) | None => FILTER_WINDOW_DEFAULT,
+    };
+    let multiplier = filter.checkpoint_interval_multiplier;
+    if subscription && multiplier == 0 {
+        return Err(invalid(
+            "the filter's checkpointIntervalMultiplier must be at least 1",
+        ));
+    }
+    let to_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+    let interval = u64::from(window) * u64::from(multiplier.max(1));
+    Ok((to_usize(u64::from(window)), to_usize(interval)))
 }
 
 fn stream_target(stream: StreamOptions) -> Result<Target, Status> {
@@ -184,32 +212,21 @@ async fn run(store: &Arc<dyn EventStore>, plan: ReadPlan, answers: &Answers) -> 
     }
 }
 
-async fn send(answers: &Answers, content: Content) -> Result<(), Status> {
-    send_page(answers, vec![content]).await
-}
-
-async fn send_page(answers: &Answers, page: Vec<Content>) -> Result<(), Status> {
-    let page = page
-        .into_iter()
-        .map(|content| ReadResp {
-            content: Some(content),
-        })
-        .collect();
-    answers
-        .send(Ok(page))
-        .await
-        // The client went away: nothing to tell it, and the task ends.
-        .map_err(|_| Status::cancelled("the client went away"))
-}
-
-fn event_page(events: &[RecordedEvent], format: UuidFormat) -> Vec<Content> {
-    events
+/// Sends a page of events, weighed by their bytes.
+async fn send_events(
+    answers: &Answers,
+    events: &[RecordedEvent],
+    format: UuidFormat,
+) -> Result<(), Status> {
+    let bytes = events.iter().map(event_bytes).sum();
+    let page = events
         .iter()
         .map(|event| event_content(event, format))
-        .collect()
+        .collect();
+    answers.send_page(page, bytes).await
 }
 
-fn event_content(event: &RecordedEvent, format: UuidFormat) -> Content {
+pub(crate) fn event_content(event: &RecordedEvent, format: UuidFormat) -> Content {
     Content::Event(read_resp::ReadEvent {
         event: Some(recorded_event(event, format)),
         link: None,
@@ -228,13 +245,14 @@ async fn read_stream(
     let mut from = from;
     let mut remaining = count;
     let mut last_revision = None;
+    let mut page = PageBudget::new(PAGE_EVENTS_MAX, PAGE_BYTES_TARGET);
     while remaining > 0 {
         let options = ReadStreamOptions {
             direction: plan.direction,
             from,
             max_count: usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
-                .min(PAGE_EVENTS_MAX),
+                .min(page.events()),
         };
         let (events, last) = match store
             .read_stream(stream, options)
@@ -245,7 +263,7 @@ async fn read_stream(
                 let not_found = read_resp::StreamNotFound {
                     stream_identifier: Some(stream_identifier(stream)),
                 };
-                return send(answers, Content::StreamNotFound(not_found)).await;
+                return answers.send(Content::StreamNotFound(not_found)).await;
             }
             StreamSlice::NotFound => break,
             StreamSlice::Found {
@@ -254,6 +272,7 @@ async fn read_stream(
             } => (events, last_revision),
         };
         last_revision = Some(last);
+        page.observe(&events);
         let page_full = events.len() == options.max_count;
         let Some(final_event) = events.last() else {
             break;
@@ -267,7 +286,7 @@ async fn read_stream(
             Direction::Backwards => ReadFrom::At(Revision(final_event.revision.0 - 1)),
         };
         remaining = remaining.saturating_sub(events.len() as u64);
-        send_page(answers, event_page(&events, plan.uuid_format)).await?;
+        send_events(answers, &events, plan.uuid_format).await?;
         if !page_full {
             break;
         }
@@ -275,7 +294,7 @@ async fn read_stream(
     if plan.positions_wanted
         && let Some(last) = last_revision
     {
-        send(answers, Content::LastStreamPosition(last.0)).await?;
+        answers.send(Content::LastStreamPosition(last.0)).await?;
     }
     Ok(())
 }
@@ -289,19 +308,21 @@ async fn read_all(
 ) -> Result<(), Status> {
     let mut from = from;
     let mut remaining = count;
+    let mut page = PageBudget::new(PAGE_EVENTS_MAX, PAGE_BYTES_TARGET);
     while remaining > 0 {
         let options = ReadAllOptions {
             direction: plan.direction,
             from,
             max_count: usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
-                .min(PAGE_EVENTS_MAX),
+                .min(page.events()),
             filter: plan.filter.clone(),
         };
-        let slice = store.read_all(options).await.map_err(to_status)?;
+        let slice = read_all_page(store, options, plan).await?;
+        page.observe(&slice.events);
         remaining = remaining.saturating_sub(slice.events.len() as u64);
         if !slice.events.is_empty() {
-            send_page(answers, event_page(&slice.events, plan.uuid_format)).await?;
+            send_events(answers, &slice.events, plan.uuid_format).await?;
         }
         if slice.is_end {
             break;
@@ -314,69 +335,31 @@ async fn read_all(
             commit_position: last,
             prepare_position: last,
         };
-        send(answers, Content::LastAllStreamPosition(position)).await?;
+        answers
+            .send(Content::LastAllStreamPosition(position))
+            .await?;
     }
     Ok(())
 }
 
-async fn subscribe(
+/// One page of a `$all` read; a filtered one looks at no more events than the window. A
+/// start that is not an event's position is answered as the reference server does.
+async fn read_all_page(
     store: &Arc<dyn EventStore>,
+    options: ReadAllOptions,
     plan: &ReadPlan,
-    answers: &Answers,
-) -> Result<(), Status> {
-    if plan.direction == Direction::Backwards {
-        return Err(invalid("subscriptions read forwards only"));
-    }
-    let mut subscription = match &plan.target {
-        Target::Stream(stream, from) => subscribe_to_stream(
-            Arc::clone(store),
-            stream.clone(),
-            subscribe_from(*from),
-            SUBSCRIPTION_BUFFER_DEFAULT,
-        ),
-        Target::All(from) => subscribe_to_all(
-            Arc::clone(store),
-            subscribe_from(*from),
-            plan.filter.clone(),
-            SUBSCRIPTION_BUFFER_DEFAULT,
-        ),
+) -> Result<AllSlice, Status> {
+    let filtered = options.filter.is_some();
+    let read = if filtered {
+        store
+            .read_all_window(options, plan.window_events)
+            .await
+            .map(|window| window.slice)
+    } else {
+        store.read_all(options).await
     };
-    let confirmation = read_resp::SubscriptionConfirmation {
-        subscription_id: EventId::new_random().to_string(),
-    };
-    send(answers, Content::Confirmation(confirmation)).await?;
-    follow(&mut subscription, plan, answers).await
-}
-
-/// A subscription's start: a given revision or position is exclusive, as clients expect.
-fn subscribe_from<T>(from: ReadFrom<T>) -> SubscribeFrom<T> {
-    match from {
-        ReadFrom::Start => SubscribeFrom::Start,
-        ReadFrom::End => SubscribeFrom::End,
-        ReadFrom::At(place) => SubscribeFrom::After(place),
-    }
-}
-
-async fn follow(
-    subscription: &mut Subscription,
-    plan: &ReadPlan,
-    answers: &Answers,
-) -> Result<(), Status> {
-    while let Some(item) = subscription.next().await {
-        let content = match item.map_err(to_status)? {
-            SubscriptionItem::Event(event) => event_content(&event, plan.uuid_format),
-            SubscriptionItem::CaughtUp => Content::CaughtUp(read_resp::CaughtUp {
-                timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
-                stream_revision: None,
-                position: None,
-            }),
-            SubscriptionItem::Checkpoint(position) => Content::Checkpoint(read_resp::Checkpoint {
-                commit_position: position.0,
-                prepare_position: position.0,
-                timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
-            }),
-        };
-        send(answers, content).await?;
-    }
-    Err(Status::unavailable("the store closed"))
+    read.map_err(|error| match error {
+        Error::InvalidArgument { .. } => read_all_invalid_position(filtered),
+        error => to_status(error),
+    })
 }

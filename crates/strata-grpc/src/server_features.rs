@@ -1,4 +1,6 @@
-//! `ServerFeatures.GetSupportedMethods`: truthful — only what this server implements.
+//! `ServerFeatures.GetSupportedMethods`: truthful — only what this server implements, and
+//! the KurrentDB version whose client-facing features it implements (clients gate features
+//! on that version, not on Strata's own).
 
 use tonic::{Request, Response, Status};
 
@@ -6,6 +8,16 @@ use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::server_features::{
     SupportedMethod, SupportedMethods, server_features_server::ServerFeatures,
 };
+
+/// The KurrentDB release whose client protocol Strata implements, reported to clients as
+/// the server version. Clients turn features off below 21.10.1 (the Node client silently
+/// replaces PinnedByCorrelation with RoundRobin, the Java client refuses it), and 25.0
+/// adds error details (`maximum-append-event-size-exceeded`) Strata does not send; every
+/// newer capability is announced by method and feature, not by version.
+pub const KURRENTDB_COMPATIBLE_VERSION: &str = "24.10.0";
+
+/// Strata's own version.
+pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub(crate) struct Features;
 
@@ -47,7 +59,7 @@ pub(crate) fn supported_methods() -> SupportedMethods {
             ),
             method("event_store.client.gossip.gossip", "read", &[]),
         ],
-        event_store_server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        event_store_server_version: KURRENTDB_COMPATIBLE_VERSION.to_owned(),
     }
 }
 

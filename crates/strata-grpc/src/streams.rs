@@ -11,10 +11,12 @@ use crate::proto::event_store::client::streams::{
     AppendReq, AppendResp, BatchAppendReq, DeleteReq, DeleteResp, ReadReq, TombstoneReq,
     TombstoneResp,
 };
-use crate::read::ReadAnswers;
+use crate::read_answers::ReadAnswers;
+use crate::subscribe::SubscriptionSlots;
 
 pub(crate) struct StreamsService {
     pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) subscriptions: SubscriptionSlots,
 }
 
 #[tonic::async_trait]
@@ -23,7 +25,7 @@ impl Streams for StreamsService {
     type BatchAppendStream = BatchAnswers;
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<ReadAnswers>, Status> {
-        crate::read::read(&self.store, request).await
+        crate::read::read(&self.store, &self.subscriptions, request).await
     }
 
     async fn append(

@@ -61,9 +61,20 @@ pub(crate) fn from_client(error: kurrentdb::Error) -> Error {
         kurrentdb::Error::Grpc { code, message } if code as i32 == INVALID_ARGUMENT => {
             Error::InvalidArgument { reason: message }
         }
+        // How the server (as the reference server) answers a read of `$all` from a position
+        // that is not an event's: `UNKNOWN`, "Unexpected [Filtered]ReadAllResult:
+        // InvalidPosition".
+        kurrentdb::Error::ServerError(message) if message.contains(INVALID_POSITION) => {
+            Error::InvalidArgument {
+                reason: format!("the position is not an event's ({INVALID_POSITION})"),
+            }
+        }
         other => transport(other),
     }
 }
+
+/// The end of the message of a read of `$all` from a position that is not an event's.
+const INVALID_POSITION: &str = "ReadAllResult: InvalidPosition";
 
 fn transport(error: kurrentdb::Error) -> Error {
     Error::io(

@@ -1,7 +1,8 @@
 //! Strata's server: binds the listeners and serves every front end on one port — the
-//! KurrentDB gRPC protocol (HTTP/2) and plain HTTP/1.1 (`/health/live`), over TLS (ALPN)
-//! or, when insecure, in the clear (HTTP/2 with prior knowledge) — until told to stop, then
-//! lets in-flight calls finish for a grace period.
+//! KurrentDB gRPC protocol (HTTP/2) and plain HTTP/1.1 (`/health/live`, `/info`), over TLS
+//! (ALPN) or, when insecure, in the clear (HTTP/2 with prior knowledge) — up to a bound on
+//! open connections — until told to stop, then lets in-flight calls finish for a grace
+//! period.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,10 +15,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod connections;
 mod health;
 mod listen;
 mod quick_ack;
 mod tls;
 
+pub use connections::CONNECTIONS_MAX_DEFAULT;
 pub use listen::{ServeConfig, ServeError, Server};
 pub use tls::{TlsError, TlsFiles};

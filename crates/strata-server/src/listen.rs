@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{Admission, CONNECTIONS_MAX_DEFAULT, ConnectionLimit, LimitedListener};
 use crate::quick_ack::{self, QuickAckListener};
 use crate::tls::{HANDSHAKE_TIMEOUT, TlsError, TlsFiles, acceptor};
 
@@ -31,6 +32,13 @@ pub struct ServeConfig {
     pub port: u16,
     /// `None` serves without TLS (HTTP/2 with prior knowledge, and HTTP/1.1).
     pub tls: Option<TlsFiles>,
+    /// Connections open at once, over all addresses; one more is answered `UNAVAILABLE`
+    /// (gRPC) or 503 (HTTP/1.1) and closed.
+    pub connections_max: usize,
+    /// Catch-up subscriptions served at once; one more is refused `RESOURCE_EXHAUSTED`.
+    pub subscriptions_max: usize,
+    /// What `/info` and the startup log name as the store (`engine`, `postgres`, ...).
+    pub store_kind: String,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +52,9 @@ impl Default for ServeConfig {
             ],
             port: 2113,
             tls: None,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
+            store_kind: "engine".to_owned(),
         }
     }
 }
@@ -76,6 +87,9 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     local_addrs: Vec<SocketAddr>,
     tls: Option<TlsAcceptor>,
+    connections: ConnectionLimit,
+    subscriptions_max: usize,
+    store_kind: String,
 }
 
 impl Server {
@@ -98,11 +112,32 @@ impl Server {
             listeners,
             local_addrs,
             tls,
+            connections: ConnectionLimit::new(config.connections_max),
+            subscriptions_max: config.subscriptions_max,
+            store_kind: config.store_kind.clone(),
         })
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The gRPC front end's options; logs what is served.
+    fn grpc_options(&self) -> strata_grpc::GrpcOptions {
+        tracing::info!(
+            strata_version = strata_grpc::STRATA_VERSION,
+            kurrentdb_compatible_version = strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
+            store = %self.store_kind,
+            "serving"
+        );
+        let advertised = self.local_addrs[0];
+        strata_grpc::GrpcOptions {
+            subscriptions_max: self.subscriptions_max,
+            ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
+                advertised.ip().to_string(),
+                advertised.port(),
+            ))
+        }
     }
 
     /// Serves `store` until `stop` completes, then lets in-flight calls finish for a grace
@@ -115,27 +150,24 @@ impl Server {
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let advertised = self.local_addrs[0];
-        let services = strata_grpc::services(
-            store,
-            strata_grpc::Advertised::new(advertised.ip().to_string(), advertised.port()),
-        );
+        let services = strata_grpc::services_with(store, self.grpc_options());
         let persistent_subscriptions = services.persistent_subscriptions;
         let router = services
             .routes
             .into_axum_router()
-            .merge(crate::health::routes());
+            .merge(crate::health::routes(&self.store_kind));
         let (stopping, stopped) = watch::channel(false);
         let mut serving = tokio::task::JoinSet::new();
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {
             let mut stopped = stopped.clone();
             let router = router.clone();
+            let limit = self.connections.clone();
             match self.tls.clone() {
                 Some(tls) => {
-                    serving.spawn(serve_tls(listener, tls, router, stopped));
+                    serving.spawn(serve_tls(listener, tls, router, limit, stopped));
                 }
                 None => {
-                    let listener = QuickAckListener::new(listener);
+                    let listener = LimitedListener::new(QuickAckListener::new(listener), limit);
                     serving.spawn(async move {
                         axum::serve(listener, router)
                             .with_graceful_shutdown(async move {
@@ -182,6 +214,7 @@ async fn serve_tls(
     listener: TcpListener,
     tls: TlsAcceptor,
     router: Router,
+    limit: ConnectionLimit,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
@@ -190,11 +223,21 @@ async fn serve_tls(
             accepted = quick_ack::accept(&listener) => accepted,
             _ = stopped.wait_for(|&stop| stop) => break,
         };
+        let admission = limit.admit();
+        if let Admission::Close = admission {
+            continue;
+        }
         let (tls, router, watcher) = (tls.clone(), router.clone(), graceful.watcher());
+        let limit = limit.clone();
         tokio::spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
             else {
                 return;
+            };
+            let _permit = match admission {
+                Admission::Serve(permit) => permit,
+                Admission::Refuse(refusing) => return limit.refuse(stream, refusing).await,
+                Admission::Close => return,
             };
             let service = TowerToHyperService::new(router);
             let connection = auto::Builder::new(TokioExecutor::new())

@@ -40,6 +40,7 @@ mod reference;
 mod subscriptions;
 mod support;
 mod tombstone;
+mod windows;
 
 /// Makes stores for the cases.
 #[async_trait]
@@ -129,6 +130,8 @@ macro_rules! __strata_conformance_cases {
             limits::metadata_of_a_metadata_stream_is_refused,
             persistence::reopen_keeps_everything,
             persistence::reopen_twice_keeps_appending,
+            windows::read_all_window_bounds_and_counts_the_events_looked_at,
+            windows::filtered_subscription_checkpoints_every_interval_of_events_examined,
         }
     };
 }

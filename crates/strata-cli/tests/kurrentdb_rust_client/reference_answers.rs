@@ -1,0 +1,151 @@
+//! Answers the reference server gives and clients rely on: invalid `$all` positions,
+//! gossip at the name the client used, the KurrentDB version the server claims, the
+//! checkpoint cadence of filtered subscriptions, and the Rust client's batch deadlines.
+
+use super::*;
+
+/// Reads `$all` with `options` and returns the error the read ends with.
+async fn read_all_error(client: &Client, options: &ReadAllOptions) -> Error {
+    within("read $all expecting an error", async {
+        let mut reader = match client.read_all(options).await {
+            Ok(reader) => reader,
+            Err(error) => return error,
+        };
+        loop {
+            match reader.next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the read of $all ended without an error"),
+                Err(error) => return error,
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_all_from_inside_an_event_answers_unexpected_invalid_position() {
+    let server = Server::start();
+    let client = server.client();
+    append_new(&client, "inside-1", StreamState::Any, 2).await;
+    let first = read_all(&client, &ReadAllOptions::default().max_count(1)).await;
+    let inside = first[0].position.commit + 8;
+    let position = StreamPosition::Position(Position {
+        commit: inside,
+        prepare: inside,
+    });
+    let unfiltered = ReadAllOptions::default().position(position);
+    let filtered = unfiltered
+        .clone()
+        .filter(SubscriptionFilter::on_stream_name().add_prefix("inside-"));
+    for (options, message) in [
+        (unfiltered, "Unexpected ReadAllResult: InvalidPosition"),
+        (
+            filtered,
+            "Unexpected FilteredReadAllResult: InvalidPosition",
+        ),
+    ] {
+        let error = read_all_error(&client, &options).await;
+        assert!(
+            matches!(&error, Error::ServerError(text) if text.contains(message)),
+            "expected status UNKNOWN with {message:?}, got {error:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_claims_the_kurrentdb_version_whose_protocol_it_speaks() {
+    let server = Server::start();
+    let info = within("server info", server.client().server_info())
+        .await
+        .expect("server info");
+    assert_eq!(info.version().to_string(), "24.10.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_through_gossip_connects_back_by_the_name_the_client_used() {
+    // A certificate for the name "localhost" only: connecting to 127.0.0.1 would fail its
+    // check, so the append below works only if gossip answers "localhost".
+    let certificates = tempfile::tempdir().expect("temp dir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let certificate = certificates.path().join("node.crt");
+    let key = certificates.path().join("node.key");
+    std::fs::write(&certificate, certified.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write the key");
+    let server = Server::start_with(&[
+        "--tls-cert",
+        certificate.to_str().expect("UTF-8 path"),
+        "--tls-key",
+        key.to_str().expect("UTF-8 path"),
+    ]);
+    let settings: kurrentdb::ClientSettings = format!(
+        "esdb+discover://admin:changeit@localhost:{}?tls=true&tlsCaFile={}",
+        server.port(),
+        certificate.display()
+    )
+    .parse()
+    .expect("connection string parses");
+    let client = Client::new(settings).expect("client builds");
+    let written = append(
+        &client,
+        "discovered",
+        StreamState::NoStream,
+        events_with_ids("Found", &new_ids(1)),
+    )
+    .await;
+    assert_eq!(written.next_expected_version, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_subscriptions_checkpoint_every_window_of_events_examined() {
+    let server = Server::start();
+    let client = server.client();
+    append_new(&client, "noise-1", StreamState::Any, 10).await;
+    let history = read_all(&client, &ReadAllOptions::default()).await;
+    // The Rust client sends the window (`max`) with a checkpoint multiplier of 1.
+    let filter = SubscriptionFilter::on_stream_name()
+        .add_prefix("wanted-")
+        .max(4);
+    let options = SubscribeToAllOptions::default()
+        .position(StreamPosition::Start)
+        .filter(filter);
+    let mut subscription = client.subscribe_to_all(&options).await;
+    expect_confirmation(&mut subscription).await;
+    let mut checkpoints = Vec::new();
+    loop {
+        match next_message(&mut subscription, "filtered subscription").await {
+            SubscriptionEvent::Checkpoint(position) => checkpoints.push(position),
+            SubscriptionEvent::CaughtUp(_) => break,
+            other => panic!("nothing matches the filter, got {other:?}"),
+        }
+    }
+    let at = |index: usize| history[index].position;
+    assert_eq!(
+        checkpoints,
+        vec![at(3), at(7), at(history.len() - 1)],
+        "a checkpoint after every 4 events looked at, and one on catching up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_appends_with_the_rust_clients_deadline_are_written() {
+    // The Rust client sends its deadline as a time since the epoch in the relative
+    // `deadline` field: decades, so no deadline at all, as on the reference server.
+    let server = Server::start();
+    let client = server.client();
+    let options = BatchAppendOptions::default().deadline(std::time::Duration::from_secs(10));
+    let batch = within("open a batch append", client.batch_append(&options))
+        .await
+        .expect("batch append opens");
+    let written = within(
+        "batch append",
+        batch.append_to_stream(
+            "deadline-1",
+            StreamState::NoStream,
+            events_with_ids("Timely", &new_ids(3)),
+        ),
+    )
+    .await
+    .expect("the append is written");
+    assert_eq!(written.current_revision(), Some(2));
+}

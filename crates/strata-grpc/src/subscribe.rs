@@ -1,0 +1,140 @@
+//! Catch-up subscriptions of `Streams.Read`: confirmation, history, `caught_up`, live
+//! events, and for filtered `$all` subscriptions checkpoints every window × multiplier
+//! events looked at. The server serves a bounded number of them at once.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use strata_core::{
+    Direction, Error, EventId, EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom,
+    Subscription, SubscriptionItem, SubscriptionOptions, event_bytes, subscribe_to_all_with,
+    subscribe_to_stream_with,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+
+use crate::convert::invalid;
+use crate::errors::{subscription_invalid_position, to_status};
+use crate::proto::event_store::client::streams::read_resp::{self, Content};
+use crate::read::{ReadPlan, Target, event_content};
+use crate::read_answers::Answers;
+
+/// Catch-up subscriptions one server serves at once, unless configured otherwise.
+pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
+
+/// Bytes of events a subscription's reader buffers ahead of its Read call (on top of the
+/// call's own answer buffer).
+const SUBSCRIPTION_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The subscriptions a server may serve at once; each Read subscription holds one slot
+/// until its call ends.
+pub(crate) struct SubscriptionSlots {
+    slots: Arc<Semaphore>,
+    slots_max: usize,
+}
+
+impl SubscriptionSlots {
+    pub(crate) fn new(slots_max: usize) -> Self {
+        let slots_max = slots_max.min(Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(slots_max)),
+            slots_max,
+        }
+    }
+
+    /// A slot for one more subscription.
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` when every slot is taken.
+    pub(crate) fn take(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the server already serves its limit of {} subscriptions; end one, or raise \
+                 the limit (strata serve --max-subscriptions)",
+                self.slots_max
+            ))
+        })
+    }
+}
+
+pub(crate) async fn subscribe(
+    store: &Arc<dyn EventStore>,
+    plan: &ReadPlan,
+    answers: &Answers,
+) -> Result<(), Status> {
+    if plan.direction == Direction::Backwards {
+        return Err(invalid("subscriptions read forwards only"));
+    }
+    let options = SubscriptionOptions {
+        buffer_items: SUBSCRIPTION_BUFFER_DEFAULT,
+        buffer_bytes: SUBSCRIPTION_BUFFER_BYTES,
+        checkpoint_interval_events: plan.checkpoint_interval_events,
+    };
+    let mut subscription = match &plan.target {
+        Target::Stream(stream, from) => subscribe_to_stream_with(
+            Arc::clone(store),
+            stream.clone(),
+            subscribe_from(*from),
+            options,
+        ),
+        Target::All(from) => subscribe_to_all_with(
+            Arc::clone(store),
+            subscribe_from(*from),
+            plan.filter.clone(),
+            options,
+        ),
+    };
+    let confirmation = read_resp::SubscriptionConfirmation {
+        subscription_id: EventId::new_random().to_string(),
+    };
+    answers.send(Content::Confirmation(confirmation)).await?;
+    follow(&mut subscription, plan, answers).await
+}
+
+/// A subscription's start: a given revision or position is exclusive, as clients expect.
+fn subscribe_from<T>(from: ReadFrom<T>) -> SubscribeFrom<T> {
+    match from {
+        ReadFrom::Start => SubscribeFrom::Start,
+        ReadFrom::End => SubscribeFrom::End,
+        ReadFrom::At(place) => SubscribeFrom::After(place),
+    }
+}
+
+async fn follow(
+    subscription: &mut Subscription,
+    plan: &ReadPlan,
+    answers: &Answers,
+) -> Result<(), Status> {
+    let of_all = matches!(plan.target, Target::All(_));
+    while let Some(item) = subscription.next().await {
+        let item = item.map_err(|error| match error {
+            // The only argument a read of `$all` refuses is its start position.
+            Error::InvalidArgument { .. } if of_all => subscription_invalid_position(),
+            error => to_status(error),
+        })?;
+        match item {
+            SubscriptionItem::Event(event) => {
+                let bytes = event_bytes(&event);
+                let content = event_content(&event, plan.uuid_format);
+                answers.send_page(vec![content], bytes).await?;
+            }
+            SubscriptionItem::CaughtUp => {
+                let caught_up = read_resp::CaughtUp {
+                    timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
+                    stream_revision: None,
+                    position: None,
+                };
+                answers.send(Content::CaughtUp(caught_up)).await?;
+            }
+            SubscriptionItem::Checkpoint(position) => {
+                let checkpoint = read_resp::Checkpoint {
+                    commit_position: position.0,
+                    prepare_position: position.0,
+                    timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
+                };
+                answers.send(Content::Checkpoint(checkpoint)).await?;
+            }
+        }
+    }
+    Err(Status::unavailable("the store closed"))
+}

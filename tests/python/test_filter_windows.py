@@ -1,0 +1,59 @@
+"""Filtered reads of $all as the Python client drives them: the checkpoint cadence of its
+default window and multiplier, and reads from a position that is not an event's."""
+
+from __future__ import annotations
+
+import pytest
+from kurrentdbclient import StreamState
+from kurrentdbclient.events import Checkpoint
+from kurrentdbclient.exceptions import KurrentDBClientError
+
+from helpers import SUB_TIMEOUT, new_events, unique
+
+
+def test_subscribe_to_all_checkpoints_every_default_window_times_multiplier(fresh_client):
+    """The client's defaults (window 30, multiplier 5): a checkpoint every 150 events looked
+    at, and one more on catching up."""
+    client = fresh_client
+    name = unique("cadence")
+    client.append_events(name, current_version=StreamState.NO_STREAM, events=new_events(320))
+    positions = [e.commit_position for e in client.read_all(filter_exclude=())]
+    assert len(positions) == 320, "a fresh server holds only these events"
+    sub = client.subscribe_to_all(
+        filter_include=("Wanted",),
+        include_checkpoints=True,
+        include_caught_up=True,
+        timeout=SUB_TIMEOUT,
+    )
+    try:
+        checkpoints = []
+        for item in sub:
+            if isinstance(item, Checkpoint):
+                checkpoints.append(item.commit_position)
+            elif item.is_caught_up:
+                break
+            else:
+                pytest.fail(f"filtered-out event delivered: {item.type}")
+    finally:
+        sub.stop()
+    assert checkpoints == [positions[149], positions[299], positions[319]]
+
+
+def test_read_all_from_inside_an_event_fails_as_on_the_reference_server(fresh_client):
+    client = fresh_client
+    name = unique("inside")
+    client.append_events(name, current_version=StreamState.NO_STREAM, events=new_events(2))
+    first = next(iter(client.read_all(filter_exclude=(), limit=1)))
+    inside = first.commit_position + 8
+    for filter_include, text in (
+        ((), "Unexpected ReadAllResult: InvalidPosition"),
+        (("OrderCreated",), "Unexpected FilteredReadAllResult: InvalidPosition"),
+    ):
+        with pytest.raises(KurrentDBClientError) as raised:
+            list(
+                client.read_all(
+                    commit_position=inside, filter_exclude=(), filter_include=filter_include
+                )
+            )
+        assert text in str(raised.value), str(raised.value)
+
