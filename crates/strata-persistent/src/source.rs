@@ -78,18 +78,26 @@ impl FilterSpec {
 
 /// Checks a group name: not empty, bounded, no control characters (it becomes part of stream
 /// names and gRPC trailers).
-pub(crate) fn check_group_name(group: &str) -> Result<()> {
+pub(crate) fn check_group_name(source: &SubscriptionSource, group: &str) -> Result<()> {
     if group.is_empty() {
-        return Err(Error::invalid("the group name is empty"));
+        return Err(Error::invalid(source, group, "the group name is empty"));
     }
     if group.len() > GROUP_NAME_BYTES_MAX {
-        return Err(Error::invalid(format!(
-            "the group name is {} bytes, over the limit of {GROUP_NAME_BYTES_MAX}",
-            group.len()
-        )));
+        return Err(Error::invalid(
+            source,
+            group,
+            format!(
+                "the group name is {} bytes, over the limit of {GROUP_NAME_BYTES_MAX}",
+                group.len()
+            ),
+        ));
     }
     if group.chars().any(char::is_control) {
-        return Err(Error::invalid("the group name contains control characters"));
+        return Err(Error::invalid(
+            source,
+            group,
+            "the group name contains control characters",
+        ));
     }
     Ok(())
 }
