@@ -67,4 +67,6 @@ pub use settings::{
     ConsumerStrategy, GroupSettings, SOURCE_BUFFER_EVENTS_MAX, StartFrom, WINDOW_EVENTS_MAX,
     WINDOW_EVENTS_MIN,
 };
-pub use source::{ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource};
+pub use source::{
+    ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource, is_group_state_stream,
+};
