@@ -39,6 +39,8 @@ mod streams;
 use std::sync::Arc;
 
 use strata_core::EventStore;
+/// The limits of the persistent subscriptions behind the service ([`services_with`]).
+pub use strata_persistent::PersistentLimits;
 use strata_persistent::PersistentSubscriptions;
 
 use crate::gossip::SingleNode;
@@ -84,9 +86,21 @@ pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::se
 
 /// Like [`routes`], with the persistent-subscription manager handed back for a clean stop.
 pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Services {
+    services_with(store, advertised, PersistentLimits::default())
+}
+
+/// Like [`services`], with the limits of the persistent subscriptions.
+pub fn services_with<S: EventStore>(
+    store: Arc<S>,
+    advertised: Advertised,
+    persistent_limits: PersistentLimits,
+) -> Services {
     let store: Arc<dyn EventStore> = store;
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
-    let manager = Arc::new(PersistentSubscriptions::from_dyn(Arc::clone(&store)));
+    let manager = Arc::new(PersistentSubscriptions::with_limits(
+        Arc::clone(&store),
+        persistent_limits,
+    ));
     let persistent_subscriptions = Arc::clone(&manager);
     let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
         .max_decoding_message_size(message_bytes_max)

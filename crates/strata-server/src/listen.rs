@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub port: u16,
     /// `None` serves without TLS (HTTP/2 with prior knowledge, and HTTP/1.1).
     pub tls: Option<TlsFiles>,
+    /// How many persistent-subscription groups may exist, and the bytes each may hold.
+    pub persistent_limits: strata_grpc::PersistentLimits,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +46,7 @@ impl Default for ServeConfig {
             ],
             port: 2113,
             tls: None,
+            persistent_limits: strata_grpc::PersistentLimits::default(),
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     local_addrs: Vec<SocketAddr>,
     tls: Option<TlsAcceptor>,
+    persistent_limits: strata_grpc::PersistentLimits,
 }
 
 impl Server {
@@ -98,6 +102,7 @@ impl Server {
             listeners,
             local_addrs,
             tls,
+            persistent_limits: config.persistent_limits,
         })
     }
 
@@ -116,9 +121,10 @@ impl Server {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let advertised = self.local_addrs[0];
-        let services = strata_grpc::services(
+        let services = strata_grpc::services_with(
             store,
             strata_grpc::Advertised::new(advertised.ip().to_string(), advertised.port()),
+            self.persistent_limits,
         );
         let persistent_subscriptions = services.persistent_subscriptions;
         let router = services

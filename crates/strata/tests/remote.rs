@@ -29,6 +29,7 @@ impl Running {
             bind: vec![std::net::Ipv4Addr::LOCALHOST.into()],
             port: 0,
             tls: None,
+            ..ServeConfig::default()
         };
         let server = Server::bind(&config).await.expect("server binds");
         let url = format!(
