@@ -94,7 +94,10 @@ enum Command {
         strata export --to backup.ndjson --data-dir ./strata-data\n  \
         strata export --server 'kdb://127.0.0.1:2113?tls=false' | gzip > backup.ndjson.gz\n\n\
         The format (docs/CLI.md) keeps stream, revision, id, type, content type, data and\n\
-        metadata; `strata import` turns it back into the same streams.")]
+        metadata; `strata import` turns it back into the same streams. Persistent-subscription\n\
+        configuration and checkpoints are left out unless --include-persistent-subscription-state.\n\
+        Exit code 1 when the output cannot be written to the end (a full disk, a closed pipe):\n\
+        the export is then incomplete.")]
     Export(data::export::ExportArgs),
     /// Append the events of an export, keeping ids, revisions and order; safe to re-run.
     #[command(after_help = "Example:\n  \

@@ -56,6 +56,19 @@ pub(crate) struct ServeArgs {
     /// Catch-up subscriptions served at once; one more is refused RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", default_value_t = strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_subscriptions: usize,
+    /// Persistent-subscription groups that may exist at once; creating one more is refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, value_name = "N", default_value_t = strata_grpc::PersistentLimits::default().groups_max)]
+    persistent_groups_max: usize,
+    /// MiB of events one persistent-subscription group holds read and unacknowledged before
+    /// it stops reading its source.
+    #[arg(long, value_name = "MIB", default_value_t = window_mib_default(), value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    persistent_window_mib: u64,
+}
+
+fn window_mib_default() -> u64 {
+    let bytes = strata_grpc::PersistentLimits::default().window_bytes_max;
+    u64::try_from(bytes / (1024 * 1024)).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
@@ -121,6 +134,11 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             "engine"
         }
         .to_owned(),
+        persistent_limits: strata_grpc::PersistentLimits {
+            groups_max: args.persistent_groups_max,
+            window_bytes_max: usize::try_from(args.persistent_window_mib * 1024 * 1024)
+                .unwrap_or(usize::MAX),
+        },
         ..ServeConfig::default()
     };
     if !args.bind.is_empty() {

@@ -135,3 +135,97 @@ fn every_subcommand_has_help_with_an_example() {
         assert!(help.contains("--server"), "{subcommand:?} --help: {help}");
     }
 }
+
+/// A store whose export is much larger than a pipe's buffer.
+fn store_with_events(count: usize) -> Target {
+    let store = Target::local();
+    let line = format!("{{\"padding\":\"{}\"}}\n", "x".repeat(200));
+    store.run_with_stdin(
+        &["append", "bulk-1", "--type", "Padded"],
+        &line.repeat(count),
+    );
+    store
+}
+
+#[test]
+fn export_exits_non_zero_when_the_reader_of_its_output_goes_away() {
+    let store = store_with_events(5_000);
+    let mut export = store.spawn(&["export"]);
+    let mut lines = BufReader::new(export.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next().expect("a line").expect("readable");
+    assert!(first.contains("bulk-1"), "{first}");
+    // The reader goes away after one line of an export of about a megabyte.
+    drop(lines);
+    let output = export.wait_with_output().expect("export ends");
+    assert_exit(&output, 1, "the export is incomplete");
+    assert!(
+        text(&output.stderr).contains("the reader of the output went away"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn export_exits_non_zero_when_the_disk_is_full() {
+    let store = store_with_events(100);
+    let full = std::fs::File::create("/dev/full").expect("/dev/full opens");
+    let output = store
+        .command(&["export"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("strata runs");
+    assert_exit(&output, 1, "the export is incomplete");
+    let output = store.run(&["export", "--to", "/dev/full"]);
+    assert_exit(&output, 1, "cannot write the export to /dev/full");
+}
+
+#[test]
+fn export_leaves_out_persistent_subscription_state_unless_asked() {
+    let store = Target::local();
+    let checkpoint = "$persistentsubscription-orders::billing-checkpoint";
+    let parked = "$persistentsubscription-orders::billing-parked";
+    for (stream, event_type, data) in [
+        ("orders", "Placed", r#"{"total":1}"#),
+        (
+            "$persistentSubscriptionConfig",
+            "$PersistentConfig",
+            r#"{"version":1,"groups":[]}"#,
+        ),
+        (
+            checkpoint,
+            "$SubscriptionCheckpoint",
+            r#"{"done_through":0}"#,
+        ),
+        (parked, "$>", r#""0@orders""#),
+    ] {
+        store.ok(&["append", stream, "--type", event_type, "--data", data]);
+    }
+    store.ok(&["metadata", "set", checkpoint, r#"{"$maxCount":1}"#]);
+    let streams = |export: &str| -> Vec<String> {
+        data_cases::json_lines(export)
+            .iter()
+            .map(|line| line["stream"].as_str().expect("stream").to_owned())
+            .collect()
+    };
+
+    let output = store.run(&["export"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(streams(&text(&output.stdout)), ["orders", parked]);
+    assert!(
+        text(&output.stderr).contains("left out 3 events"),
+        "{}",
+        text(&output.stderr)
+    );
+    let everything = store.ok(&["export", "--include-persistent-subscription-state"]);
+    assert_eq!(
+        streams(&everything),
+        [
+            "orders",
+            "$persistentSubscriptionConfig",
+            checkpoint,
+            parked,
+            &format!("$${checkpoint}"),
+        ]
+    );
+}

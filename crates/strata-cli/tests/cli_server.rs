@@ -44,3 +44,39 @@ fn an_unreachable_server_is_an_operational_error_and_a_malformed_url_a_usage_err
         .expect("strata runs");
     assert_exit(&output, 2, "is not a usable connection string");
 }
+
+#[test]
+fn export_leaves_out_the_state_of_persistent_subscriptions_the_server_keeps() {
+    let target = Target::server();
+    let Target::Server(server) = &target else {
+        unreachable!("a server target")
+    };
+    target.ok(&["append", "orders", "--type", "Placed", "--data", "{}"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let options = kurrentdb::PersistentSubscriptionOptions::default()
+            .start_from(kurrentdb::StreamPosition::End);
+        server
+            .client()
+            .create_persistent_subscription("orders", "billing", &options)
+            .await
+            .expect("a group at the end of orders");
+    });
+    let streams = |export: &str| -> Vec<String> {
+        data_cases::json_lines(export)
+            .iter()
+            .map(|line| line["stream"].as_str().expect("stream").to_owned())
+            .collect()
+    };
+    let checkpoint = "$persistentsubscription-orders::billing-checkpoint";
+    let output = target.run(&["export"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(streams(&data_cases::text(&output.stdout)), ["orders"]);
+    let everything = streams(&target.ok(&["export", "--include-persistent-subscription-state"]));
+    for kept in ["orders", "$persistentSubscriptionConfig", checkpoint] {
+        assert!(
+            everything.iter().any(|stream| stream == kept),
+            "{kept}: {everything:?}"
+        );
+    }
+}

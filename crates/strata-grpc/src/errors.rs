@@ -29,7 +29,11 @@ pub(crate) fn actual_version_number(actual: StreamState) -> i64 {
     }
 }
 
-fn with_trailers(code: Code, message: String, trailers: &[(&'static str, String)]) -> Status {
+pub(crate) fn with_trailers(
+    code: Code,
+    message: String,
+    trailers: &[(&'static str, String)],
+) -> Status {
     let mut metadata = MetadataMap::new();
     for (key, value) in trailers {
         // A value that cannot be a header (control characters in a stream name) is left
@@ -118,47 +122,6 @@ pub(crate) fn read_all_invalid_position(filtered: bool) -> Status {
 /// server answers it.
 pub(crate) fn subscription_invalid_position() -> Status {
     Status::invalid_argument("Trying to read from an invalid position.")
-}
-
-/// The gRPC status for a persistent-subscription error, with the reference server's code,
-/// wording and trailers (`exception`, `stream-name`, `group-name`).
-pub(crate) fn persistent_status(error: strata_persistent::Error) -> Status {
-    use strata_persistent::Error as Persistent;
-    let group_trailers = |exception: &'static str, stream: &str, group: &str| {
-        [
-            ("exception", exception.to_owned()),
-            ("stream-name", stream.to_owned()),
-            ("group-name", group.to_owned()),
-        ]
-    };
-    match error {
-        Persistent::GroupNotFound { stream, group } => with_trailers(
-            Code::NotFound,
-            format!("Subscription group {group} on stream {stream} does not exist."),
-            &group_trailers("persistent-subscription-does-not-exist", &stream, &group),
-        ),
-        Persistent::GroupExists { stream, group } => with_trailers(
-            Code::AlreadyExists,
-            format!("Subscription group {group} on stream {stream} exists."),
-            &group_trailers("persistent-subscription-exists", &stream, &group),
-        ),
-        Persistent::MaximumSubscribersReached { stream, group, .. } => with_trailers(
-            Code::FailedPrecondition,
-            format!(
-                "Maximum subscriptions reached for subscription group {group} on stream {stream}."
-            ),
-            &group_trailers("maximum-subscribers-reached", &stream, &group),
-        ),
-        Persistent::Dropped { stream, group, .. } => with_trailers(
-            Code::Cancelled,
-            format!("Subscription group {group} on stream {stream} was dropped."),
-            &group_trailers("persistent-subscription-dropped", &stream, &group),
-        ),
-        Persistent::InvalidSettings { .. } => Status::invalid_argument(error.to_string()),
-        Persistent::CorruptState { .. } => Status::data_loss(error.to_string()),
-        Persistent::Store(error) => to_status(error),
-        other => Status::internal(other.to_string()),
-    }
 }
 
 /// An error inside a BatchAppend answer: a `google.rpc.Status` whose detail packs the
@@ -280,36 +243,6 @@ mod tests {
         assert_eq!(trailers.get("stream-name").unwrap(), "order-1");
         assert_eq!(trailers.get("expected-version").unwrap(), "3");
         assert_eq!(trailers.get("actual-version").unwrap(), "5");
-    }
-
-    #[test]
-    fn persistent_errors_carry_the_reference_codes_and_trailers() {
-        let status = persistent_status(strata_persistent::Error::GroupNotFound {
-            stream: "orders".into(),
-            group: "billing".into(),
-        });
-        assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(
-            status.message(),
-            "Subscription group billing on stream orders does not exist."
-        );
-        let trailers = status.metadata();
-        assert_eq!(
-            trailers.get("exception").unwrap(),
-            "persistent-subscription-does-not-exist"
-        );
-        assert_eq!(trailers.get("stream-name").unwrap(), "orders");
-        assert_eq!(trailers.get("group-name").unwrap(), "billing");
-        let full = persistent_status(strata_persistent::Error::MaximumSubscribersReached {
-            stream: "$all".into(),
-            group: "g".into(),
-            max: 1,
-        });
-        assert_eq!(full.code(), Code::FailedPrecondition);
-        assert_eq!(
-            full.metadata().get("exception").unwrap(),
-            "maximum-subscribers-reached"
-        );
     }
 
     #[test]

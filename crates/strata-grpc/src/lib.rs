@@ -47,6 +47,8 @@ mod test_server;
 use std::sync::Arc;
 
 use strata_core::EventStore;
+/// The limits of the persistent subscriptions behind the service ([`services_with`]).
+pub use strata_persistent::PersistentLimits;
 use strata_persistent::PersistentSubscriptions;
 
 use crate::gossip::{SingleNode, WithAuthority};
@@ -89,6 +91,8 @@ pub struct GrpcOptions {
     /// Catch-up subscriptions (Read calls without a count) served at once; one more is
     /// refused with `RESOURCE_EXHAUSTED`.
     pub subscriptions_max: usize,
+    /// How many persistent-subscription groups may exist, and the bytes each may hold.
+    pub persistent_limits: PersistentLimits,
 }
 
 impl GrpcOptions {
@@ -96,6 +100,7 @@ impl GrpcOptions {
         Self {
             advertised,
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
+            persistent_limits: PersistentLimits::default(),
         }
     }
 }
@@ -122,7 +127,10 @@ pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Service
 pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Services {
     let store: Arc<dyn EventStore> = store;
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
-    let manager = Arc::new(PersistentSubscriptions::from_dyn(Arc::clone(&store)));
+    let manager = Arc::new(PersistentSubscriptions::with_limits(
+        Arc::clone(&store),
+        options.persistent_limits,
+    ));
     let persistent_subscriptions = Arc::clone(&manager);
     let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
         .max_decoding_message_size(message_bytes_max)

@@ -66,7 +66,11 @@ pub(crate) async fn load(store: &dyn EventStore) -> Result<(Vec<GroupDefinition>
             source: SubscriptionSource::from_name(&group.source)
                 .map_err(|error| corrupt(error.to_string()))?,
             group: group.group,
-            settings: group.settings,
+            // Stored before a start of 2^64−1 was read as the end.
+            settings: GroupSettings {
+                start_from: group.settings.start_from.normalized(),
+                ..group.settings
+            },
             filter: group.filter,
         });
     }

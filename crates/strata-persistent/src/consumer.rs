@@ -109,16 +109,24 @@ impl Consumer {
         }
     }
 
-    /// Marks events handled. Unknown ids (already acked, or timed out and redelivered
-    /// elsewhere and acked there) are ignored.
+    /// Marks events handled. Each id finishes one event: the oldest with that id in flight
+    /// at this consumer, else the oldest unfinished one with it (ids are unique per stream
+    /// only, and links share their target's id; name an id twice to finish two). Unknown
+    /// ids (already acked, or timed out and redelivered elsewhere and acked there) are
+    /// ignored.
     ///
     /// # Errors
     /// [`Error::Dropped`] when the group is gone.
     pub async fn ack(&self, ids: Vec<EventId>) -> Result<()> {
-        self.send(Command::Ack { ids }).await
+        self.send(Command::Ack {
+            consumer: self.id,
+            ids,
+        })
+        .await
     }
 
-    /// Reports events not handled, and what to do with them.
+    /// Reports events not handled, and what to do with them; ids resolve as for
+    /// [`Consumer::ack`].
     ///
     /// # Errors
     /// [`Error::Dropped`] when the group is gone.

@@ -23,6 +23,34 @@ impl Group {
         }
     }
 
+    fn slot(&self, key: SlotKey) -> Option<&Slot> {
+        match key {
+            SlotKey::Main(sequence) => self.window.get(sequence),
+            SlotKey::Replay(key) => self.replay.slots.get(&key),
+        }
+    }
+
+    /// The event an ack or nack of `id` from `consumer` means: the oldest with that id in
+    /// flight at that consumer, else the oldest unfinished one (an ack arriving after its
+    /// timeout put the event back in the queue still finishes it).
+    pub(crate) fn resolve(&self, consumer: u64, id: &strata_core::EventId) -> Option<SlotKey> {
+        let mut unfinished = None;
+        for &key in self.ids.keys(id) {
+            match self.slot(key).map(|slot| slot.state) {
+                Some(SlotState::InFlight {
+                    consumer: holder, ..
+                }) if holder == consumer => {
+                    return Some(key);
+                }
+                Some(SlotState::Ready | SlotState::InFlight { .. }) => {
+                    unfinished.get_or_insert(key);
+                }
+                Some(SlotState::Done) | None => {}
+            }
+        }
+        unfinished
+    }
+
     /// Delivers queued events (retries first) while consumers have free slots.
     pub(crate) fn dispatch(&mut self) {
         if self.consumers.is_empty() {
@@ -146,25 +174,23 @@ impl Group {
 
     /// Acked, skipped or parked: the event is done.
     pub(crate) fn finish(&mut self, key: SlotKey) {
-        let Some(slot) = self.slot_mut(key) else {
+        let Some(slot) = self.slot(key) else {
             return;
         };
-        if slot.state == SlotState::Done {
+        let previous = slot.state;
+        if previous == SlotState::Done {
             return;
         }
-        let previous = std::mem::replace(&mut slot.state, SlotState::Done);
         let ids = [slot.delivery.ack_id(), slot.delivery.event.id];
         if let SlotState::InFlight { consumer, .. } = previous {
             self.release(consumer);
         }
         for id in ids {
-            if self.ids.get(&id) == Some(&key) {
-                self.ids.remove(&id);
-            }
+            self.ids.remove(id, key);
         }
         self.finished_since_checkpoint += 1;
         match key {
-            SlotKey::Main(_) => self.window.advance(),
+            SlotKey::Main(sequence) => self.window.finish(sequence),
             SlotKey::Replay(key) => {
                 self.replay.slots.remove(&key);
             }

@@ -1,6 +1,8 @@
 //! The errors of persistent subscriptions. The gRPC front end maps them onto the statuses and
 //! `exception` trailers KurrentDB clients expect.
 
+use crate::source::SubscriptionSource;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +33,23 @@ pub enum Error {
         reason: DropReason,
     },
 
-    #[error("invalid persistent subscription settings: {reason}")]
-    InvalidSettings { reason: String },
+    /// Settings the reference server also refuses (its gRPC answer is `INTERNAL`).
+    #[error("subscription group {group} on stream {stream} failed: '{reason}'")]
+    InvalidSettings {
+        stream: String,
+        group: String,
+        reason: String,
+    },
+
+    #[error(
+        "subscription group {group} on stream {stream} cannot be created: this server holds \
+         the maximum of {max} persistent subscription groups; delete one or raise the limit"
+    )]
+    GroupLimitReached {
+        stream: String,
+        group: String,
+        max: usize,
+    },
 
     #[error("persistent subscription state in stream {stream} is unreadable: {detail}")]
     CorruptState { stream: String, detail: String },
@@ -42,8 +59,14 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        source: &SubscriptionSource,
+        group: &str,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::InvalidSettings {
+            stream: source.to_string(),
+            group: group.to_owned(),
             reason: reason.into(),
         }
     }

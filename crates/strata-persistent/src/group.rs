@@ -1,7 +1,7 @@
 //! One group as one task: it owns the consumers, the window, the queues and the checkpoint
 //! writer, and everything reaches it through one bounded command channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use strata_core::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::ack_index::AckIndex;
 use crate::checkpoint::{self, Checkpoint, CheckpointWriter};
 use crate::config::GroupDefinition;
 use crate::consumer::{
@@ -41,6 +42,7 @@ pub(crate) enum Command {
         consumer: u64,
     },
     Ack {
+        consumer: u64,
         ids: Vec<EventId>,
     },
     Nack {
@@ -82,9 +84,14 @@ pub(crate) struct GroupHandle {
 }
 
 impl GroupHandle {
-    pub(crate) fn spawn(store: Arc<dyn EventStore>, definition: GroupDefinition) -> Result<Self> {
+    pub(crate) fn spawn(
+        store: Arc<dyn EventStore>,
+        definition: GroupDefinition,
+        window_bytes_max: usize,
+    ) -> Result<Self> {
         let (commands, receiver) = mpsc::channel(COMMANDS_BUFFERED_MAX);
-        let group = Group::new(store, definition, receiver, commands.downgrade())?;
+        let mut group = Group::new(store, definition, receiver, commands.downgrade())?;
+        group.window_bytes_max = window_bytes_max;
         let task = tokio::spawn(group.run());
         Ok(Self { commands, task })
     }
@@ -136,7 +143,9 @@ pub(crate) struct Group {
     pub(crate) buckets: Vec<Option<u64>>,
     pub(crate) window: Window,
     pub(crate) window_events_max: usize,
-    pub(crate) ids: HashMap<EventId, SlotKey>,
+    pub(crate) window_bytes_max: usize,
+    /// The waiting events by the ids an ack may name (the event's, and its link's).
+    pub(crate) ids: AckIndex,
     pub(crate) ready: VecDeque<u64>,
     pub(crate) retry: VecDeque<SlotKey>,
     pub(crate) to_park: Vec<SlotKey>,
@@ -175,6 +184,7 @@ impl Group {
         let now = Instant::now();
         Ok(Self {
             window_events_max: definition.settings.window_events_max(),
+            window_bytes_max: crate::limits::WINDOW_BYTES_MAX_DEFAULT,
             store,
             source: definition.source,
             name: definition.group,
@@ -187,7 +197,7 @@ impl Group {
             round_robin_next: 0,
             buckets: Vec::new(),
             window: Window::default(),
-            ids: HashMap::new(),
+            ids: AckIndex::default(),
             ready: VecDeque::new(),
             retry: VecDeque::new(),
             to_park: Vec::new(),
@@ -218,8 +228,7 @@ impl Group {
         loop {
             self.housekeeping().await;
             self.dispatch();
-            let source_open =
-                self.subscription.is_some() && self.window.len() < self.window_events_max;
+            let source_open = self.subscription.is_some() && !self.window_full();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Stop { reason, reply }) => {
@@ -245,7 +254,7 @@ impl Group {
         let resume = loaded.unwrap_or_default();
         self.last_checkpointed_place = resume.done_through;
         self.window = Window::new(resume.done_through);
-        let buffer = self.settings.live_buffer_size as usize;
+        let buffer = self.settings.source_buffer_events();
         self.subscription = Some(match &self.source {
             SubscriptionSource::Stream(stream) => {
                 let from = match (resume.done_through, self.settings.start_from) {
@@ -302,9 +311,9 @@ impl Group {
                     self.remove_consumer(index, None);
                 }
             }
-            Command::Ack { ids } => {
+            Command::Ack { consumer, ids } => {
                 for id in ids {
-                    if let Some(&key) = self.ids.get(&id) {
+                    if let Some(key) = self.resolve(consumer, &id) {
                         self.finish(key);
                     }
                 }
@@ -328,11 +337,10 @@ impl Group {
     }
 
     fn nack(&mut self, consumer: u64, ids: Vec<EventId>, action: NackAction) {
-        let keys: Vec<SlotKey> = ids
-            .iter()
-            .filter_map(|id| self.ids.get(id).copied())
-            .collect();
-        for key in keys {
+        for id in ids {
+            let Some(key) = self.resolve(consumer, &id) else {
+                continue;
+            };
             match action {
                 NackAction::Retry | NackAction::Stop => self.retry_slot(key, true),
                 NackAction::Skip => self.finish(key),
@@ -411,9 +419,7 @@ impl Group {
                 Some(Err(error)) => return self.source_failed(error.to_string()),
                 None => return self.source_failed("the store closed".to_owned()),
             }
-            if taken >= self.settings.read_batch_size as usize
-                || self.window.len() >= self.window_events_max
-            {
+            if taken >= self.settings.read_batch_events() || self.window_full() {
                 return;
             }
             let Some(subscription) = self.subscription.as_mut() else {
@@ -446,7 +452,6 @@ impl Group {
         if self.resume.covers(place) {
             slot.state = SlotState::Done;
             self.window.push(slot);
-            self.window.advance();
             return;
         }
         let ack_id = slot.delivery.ack_id();
@@ -455,6 +460,13 @@ impl Group {
         self.ids.insert(ack_id, SlotKey::Main(sequence));
         self.ids.insert(event_id, SlotKey::Main(sequence));
         self.ready.push_back(sequence);
+    }
+
+    /// The window holds its most events or bytes; an empty one always takes an event, so
+    /// an event larger than the byte budget still gets through.
+    fn window_full(&self) -> bool {
+        self.window.len() >= self.window_events_max
+            || (!self.window.is_empty() && self.window.bytes() >= self.window_bytes_max)
     }
 
     fn source_failed(&mut self, cause: String) {
@@ -482,10 +494,7 @@ impl Group {
         }
         let due = now.duration_since(self.last_checkpoint_at)
             >= Duration::from_millis(self.settings.checkpoint_after_ms);
-        if due
-            && self.finished_since_checkpoint
-                >= u64::from(self.settings.min_checkpoint_count.max(1))
-        {
+        if due && self.finished_since_checkpoint >= self.settings.checkpoint_events_min() {
             self.checkpoint_now();
         }
     }
@@ -498,7 +507,7 @@ impl Group {
         if self.replay.active && self.replay.slots.is_empty() {
             self.replay_next_chunk().await;
         }
-        if self.finished_since_checkpoint >= u64::from(self.settings.max_checkpoint_count) {
+        if self.finished_since_checkpoint >= self.settings.checkpoint_events_max() {
             self.checkpoint_now();
         }
     }

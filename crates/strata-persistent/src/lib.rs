@@ -42,6 +42,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ack_index;
 mod checkpoint;
 mod config;
 mod consumer;
@@ -49,6 +50,7 @@ mod delivery;
 mod error;
 mod group;
 mod info;
+mod limits;
 mod manager;
 mod parked;
 mod settings;
@@ -58,9 +60,13 @@ mod window;
 pub use consumer::{CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, PersistentEvent};
 pub use error::{DropReason, Error, Result};
 pub use info::{ConnectionInfo, GroupInfo};
+pub use limits::{GROUPS_MAX_DEFAULT, PersistentLimits, WINDOW_BYTES_MAX_DEFAULT};
 pub use manager::PersistentSubscriptions;
 pub use parked::LINK_EVENT_TYPE;
 pub use settings::{
-    BUFFER_SETTING_MAX, ConsumerStrategy, GroupSettings, StartFrom, WINDOW_EVENTS_MIN,
+    ConsumerStrategy, GroupSettings, SOURCE_BUFFER_EVENTS_MAX, StartFrom, WINDOW_EVENTS_MAX,
+    WINDOW_EVENTS_MIN,
 };
-pub use source::{ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource};
+pub use source::{
+    ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource, is_group_state_stream,
+};

@@ -12,6 +12,7 @@ use crate::consumer::{Consumer, ConsumerOptions};
 use crate::error::{DropReason, Error, Result};
 use crate::group::{Command, GroupHandle};
 use crate::info::GroupInfo;
+use crate::limits::PersistentLimits;
 use crate::settings::{GroupSettings, StartFrom};
 use crate::source::{self, FilterSpec, SubscriptionSource, check_group_name};
 
@@ -27,19 +28,38 @@ struct Registry {
 /// loaded from the store on first use, and every group then runs as its own task.
 pub struct PersistentSubscriptions {
     store: Arc<dyn EventStore>,
+    limits: PersistentLimits,
     registry: Mutex<Option<Registry>>,
 }
 
 impl PersistentSubscriptions {
+    /// The persistent subscriptions of `store`, with the default [`PersistentLimits`].
     pub fn new<S: EventStore>(store: Arc<S>) -> Self {
         Self::from_dyn(store)
     }
 
     pub fn from_dyn(store: Arc<dyn EventStore>) -> Self {
+        Self::with_limits(store, PersistentLimits::default())
+    }
+
+    pub fn with_limits(store: Arc<dyn EventStore>, limits: PersistentLimits) -> Self {
         Self {
             store,
+            limits,
             registry: Mutex::new(None),
         }
+    }
+
+    pub fn limits(&self) -> PersistentLimits {
+        self.limits
+    }
+
+    fn spawn(&self, definition: GroupDefinition) -> Result<GroupHandle> {
+        GroupHandle::spawn(
+            Arc::clone(&self.store),
+            definition,
+            self.limits.window_bytes_max,
+        )
     }
 
     async fn registry(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Registry>> {
@@ -60,29 +80,35 @@ impl PersistentSubscriptions {
         };
         for definition in definitions {
             let key = (definition.source.clone(), definition.group.clone());
-            let handle = GroupHandle::spawn(Arc::clone(&self.store), definition.clone())?;
+            let handle = self.spawn(definition.clone())?;
             registry.groups.insert(key.clone(), handle);
             registry.definitions.insert(key, definition);
         }
         Ok(registry)
     }
 
-    /// Creates a group. `filter` applies to `$all` groups only.
+    /// Creates a group. `filter` applies to `$all` groups only. A start `At(2^64−1)` is the
+    /// end (see [`StartFrom::at`]).
     ///
     /// # Errors
-    /// [`Error::GroupExists`], [`Error::InvalidSettings`], store errors.
+    /// [`Error::GroupExists`], [`Error::InvalidSettings`], [`Error::GroupLimitReached`],
+    /// store errors.
     pub async fn create(
         &self,
         source: &SubscriptionSource,
         group: &str,
-        settings: GroupSettings,
+        mut settings: GroupSettings,
         filter: Option<FilterSpec>,
     ) -> Result<()> {
-        check_group_name(group)?;
-        settings.validate()?;
+        check_group_name(source, group)?;
+        check_settings(source, group, &mut settings)?;
         if let Some(filter) = &filter {
             if *source != SubscriptionSource::All {
-                return Err(Error::invalid("filters apply to $all groups only"));
+                return Err(Error::invalid(
+                    source,
+                    group,
+                    "filters apply to $all groups only",
+                ));
             }
             filter.to_event_filter()?;
         }
@@ -94,6 +120,13 @@ impl PersistentSubscriptions {
             return Err(Error::GroupExists {
                 stream: source.to_string(),
                 group: group.to_owned(),
+            });
+        }
+        if registry.definitions.len() >= self.limits.groups_max {
+            return Err(Error::GroupLimitReached {
+                stream: source.to_string(),
+                group: group.to_owned(),
+                max: self.limits.groups_max,
             });
         }
         // A checkpoint at the current end, so a restart before the first ack keeps the start.
@@ -118,7 +151,7 @@ impl PersistentSubscriptions {
             .chain(std::iter::once(&definition));
         let revision = config::save(&*self.store, definitions, registry.config_revision).await?;
         registry.config_revision = Some(revision);
-        let handle = GroupHandle::spawn(Arc::clone(&self.store), definition.clone())?;
+        let handle = self.spawn(definition.clone())?;
         registry.groups.insert(key.clone(), handle);
         registry.definitions.insert(key, definition);
         Ok(())
@@ -143,9 +176,9 @@ impl PersistentSubscriptions {
         &self,
         source: &SubscriptionSource,
         group: &str,
-        settings: GroupSettings,
+        mut settings: GroupSettings,
     ) -> Result<()> {
-        settings.validate()?;
+        check_settings(source, group, &mut settings)?;
         let mut registry = self.registry().await?;
         let key = (source.clone(), group.to_owned());
         let Some(existing) = registry.definitions.get(&key) else {
@@ -166,7 +199,7 @@ impl PersistentSubscriptions {
         if let Some(handle) = registry.groups.remove(&key) {
             handle.stop(DropReason::Updated).await;
         }
-        let handle = GroupHandle::spawn(Arc::clone(&self.store), definition.clone())?;
+        let handle = self.spawn(definition.clone())?;
         registry.groups.insert(key.clone(), handle);
         registry.definitions.insert(key, definition);
         Ok(())
@@ -392,6 +425,19 @@ impl PersistentSubscriptions {
             .await
             .map_err(|_| dropped(source, group))
     }
+}
+
+/// Refuses what the reference server refuses, and reads a start of 2^64−1 as the end.
+fn check_settings(
+    source: &SubscriptionSource,
+    group: &str,
+    settings: &mut GroupSettings,
+) -> Result<()> {
+    if let Some(reason) = settings.problem() {
+        return Err(Error::invalid(source, group, reason));
+    }
+    settings.start_from = settings.start_from.normalized();
+    Ok(())
 }
 
 fn not_found(source: &SubscriptionSource, group: &str) -> Error {

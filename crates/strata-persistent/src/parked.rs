@@ -171,6 +171,7 @@ impl Group {
             self.replay.active = false;
             return Ok(());
         }
+        let mut chunk_bytes = 0usize;
         for link in links {
             if link.revision.0 > self.replay.end_revision {
                 break;
@@ -185,11 +186,17 @@ impl Group {
             let key = self.replay.next_key;
             self.replay.next_key += 1;
             let ids = [delivery.ack_id(), delivery.event.id];
-            self.replay.slots.insert(key, Slot::new(delivery, revision));
+            let slot = Slot::new(delivery, revision);
+            chunk_bytes += slot.overhead_bytes() + slot.payload_bytes();
+            self.replay.slots.insert(key, slot);
             for id in ids {
                 self.ids.insert(id, SlotKey::Replay(key));
             }
             self.retry.push_back(SlotKey::Replay(key));
+            // A chunk holds at most the window's byte budget (and always one event).
+            if chunk_bytes >= self.window_bytes_max {
+                break;
+            }
         }
         self.replay.chunk_end = Some(self.replay.next_revision);
         Ok(())

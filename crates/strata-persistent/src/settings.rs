@@ -2,14 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-
 /// The smallest window of events a group keeps between its oldest unfinished event and the
 /// newest one read, whatever its buffer settings.
 pub const WINDOW_EVENTS_MIN: usize = 4_096;
 
-/// Largest value accepted for the buffer and count settings: bounds every group's memory.
-pub const BUFFER_SETTING_MAX: u32 = 1_000_000;
+/// The largest window of events, whatever the buffer settings ask: with the byte budget
+/// ([`crate::PersistentLimits::window_bytes_max`]) it bounds every group's memory.
+pub const WINDOW_EVENTS_MAX: usize = 1_000_000;
+
+/// The most items buffered between a group's source reader and the group, whatever
+/// `live_buffer_size` asks.
+pub const SOURCE_BUFFER_EVENTS_MAX: usize = 4_096;
 
 /// How a group chooses the consumer of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,20 +38,15 @@ impl ConsumerStrategy {
         }
     }
 
-    /// The strategy named `name`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSettings`] for an unknown name.
-    pub fn from_name(name: &str) -> Result<Self> {
+    /// The strategy named `name`; `None` for a name that is none of the four (the reference
+    /// server's answer is then "Consumer strategy NAME does not exist.").
+    pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "DispatchToSingle" => Ok(ConsumerStrategy::DispatchToSingle),
-            "RoundRobin" => Ok(ConsumerStrategy::RoundRobin),
-            "Pinned" => Ok(ConsumerStrategy::Pinned),
-            "PinnedByCorrelation" => Ok(ConsumerStrategy::PinnedByCorrelation),
-            other => Err(Error::invalid(format!(
-                "consumer strategy {other:?} does not exist; use DispatchToSingle, RoundRobin, \
-                 Pinned or PinnedByCorrelation"
-            ))),
+            "DispatchToSingle" => Some(ConsumerStrategy::DispatchToSingle),
+            "RoundRobin" => Some(ConsumerStrategy::RoundRobin),
+            "Pinned" => Some(ConsumerStrategy::Pinned),
+            "PinnedByCorrelation" => Some(ConsumerStrategy::PinnedByCorrelation),
+            _ => None,
         }
     }
 }
@@ -60,6 +58,27 @@ pub enum StartFrom {
     Start,
     End,
     At(u64),
+}
+
+impl StartFrom {
+    /// `At(place)`, except that 2^64−1 is the end: KurrentDB reads a start revision or
+    /// position of 2^64−1 as −1, and clients send it for "from the end" (the Node client in
+    /// the legacy `revision` settings field).
+    pub fn at(place: u64) -> Self {
+        if place == u64::MAX {
+            StartFrom::End
+        } else {
+            StartFrom::At(place)
+        }
+    }
+
+    /// The same start with 2^64−1 read as the end (see [`StartFrom::at`]).
+    pub(crate) fn normalized(self) -> Self {
+        match self {
+            StartFrom::At(place) => StartFrom::at(place),
+            other => other,
+        }
+    }
 }
 
 /// Every setting of a group.
@@ -74,17 +93,20 @@ pub struct GroupSettings {
     pub message_timeout_ms: u64,
     /// Deliveries after the first before an event is parked.
     pub max_retry_count: u32,
-    /// Items buffered between the source reader and the group.
+    /// Items buffered between the source reader and the group (1 to
+    /// [`SOURCE_BUFFER_EVENTS_MAX`]).
     pub live_buffer_size: u32,
-    /// Events the group takes from its source per turn.
+    /// Events the group takes from its source per turn (0 acts as 1); less than
+    /// `history_buffer_size`.
     pub read_batch_size: u32,
     /// With `live_buffer_size`, the window of events held between the oldest unfinished one
-    /// and the newest read (at least [`WINDOW_EVENTS_MIN`]).
+    /// and the newest read ([`WINDOW_EVENTS_MIN`] to [`WINDOW_EVENTS_MAX`]; the byte budget
+    /// may stop it earlier).
     pub history_buffer_size: u32,
     /// Finished events are checkpointed after this time if at least `min_checkpoint_count`.
     pub checkpoint_after_ms: u64,
     pub min_checkpoint_count: u32,
-    /// Finished events after which a checkpoint is written at once.
+    /// Finished events after which a checkpoint is written at once (0 acts as 1).
     pub max_checkpoint_count: u32,
     /// Consumers allowed at once; 0 means no limit.
     pub max_subscriber_count: u32,
@@ -112,45 +134,42 @@ impl Default for GroupSettings {
 }
 
 impl GroupSettings {
-    /// Checks the settings against each other and against their bounds.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSettings`] naming the first setting that is wrong.
-    pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("live_buffer_size", self.live_buffer_size),
-            ("read_batch_size", self.read_batch_size),
-            ("history_buffer_size", self.history_buffer_size),
-            ("max_checkpoint_count", self.max_checkpoint_count),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid(format!("{name} must be greater than 0")));
-            }
-            if value > BUFFER_SETTING_MAX {
-                return Err(Error::invalid(format!(
-                    "{name} {value} is over the limit of {BUFFER_SETTING_MAX}"
-                )));
-            }
-        }
-        if self.read_batch_size >= self.history_buffer_size {
-            return Err(Error::invalid(format!(
+    /// What the reference server refuses besides the consumer strategy and the start (both
+    /// typed here): a read batch that does not fit the history buffer. Everything else it
+    /// accepts is accepted; values it would not act on are bounded where they are used.
+    pub(crate) fn problem(&self) -> Option<String> {
+        (self.read_batch_size >= self.history_buffer_size).then(|| {
+            format!(
                 "read_batch_size ({}) must be less than history_buffer_size ({})",
                 self.read_batch_size, self.history_buffer_size
-            )));
-        }
-        if self.min_checkpoint_count > self.max_checkpoint_count {
-            return Err(Error::invalid(format!(
-                "min_checkpoint_count ({}) must not be greater than max_checkpoint_count ({})",
-                self.min_checkpoint_count, self.max_checkpoint_count
-            )));
-        }
-        Ok(())
+            )
+        })
     }
 
     /// Events held between the oldest unfinished one and the newest read.
     pub(crate) fn window_events_max(&self) -> usize {
         let configured = self.history_buffer_size as usize + self.live_buffer_size as usize;
-        configured.max(WINDOW_EVENTS_MIN)
+        configured.clamp(WINDOW_EVENTS_MIN, WINDOW_EVENTS_MAX)
+    }
+
+    /// Items the source reader buffers ahead of the group.
+    pub(crate) fn source_buffer_events(&self) -> usize {
+        (self.live_buffer_size as usize).clamp(1, SOURCE_BUFFER_EVENTS_MAX)
+    }
+
+    /// Events the group takes from its source per turn.
+    pub(crate) fn read_batch_events(&self) -> usize {
+        (self.read_batch_size as usize).max(1)
+    }
+
+    /// Finished events after which a checkpoint is written at once (0 acts as 1).
+    pub(crate) fn checkpoint_events_max(&self) -> u64 {
+        u64::from(self.max_checkpoint_count.max(1))
+    }
+
+    /// Finished events a timed checkpoint needs (0 acts as 1).
+    pub(crate) fn checkpoint_events_min(&self) -> u64 {
+        u64::from(self.min_checkpoint_count.max(1))
     }
 }
 
@@ -160,28 +179,37 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        GroupSettings::default().validate().unwrap();
+        assert_eq!(GroupSettings::default().problem(), None);
     }
 
     #[test]
-    fn contradictory_settings_are_refused_with_the_setting_named() {
+    fn only_a_read_batch_that_does_not_fit_the_history_buffer_is_refused() {
         let batch_too_big = GroupSettings {
             read_batch_size: 500,
             ..GroupSettings::default()
         };
-        let error = batch_too_big.validate().unwrap_err().to_string();
-        assert!(error.contains("read_batch_size"), "{error}");
-        let min_over_max = GroupSettings {
+        let problem = batch_too_big.problem().unwrap();
+        assert!(problem.contains("read_batch_size"), "{problem}");
+        let no_history = GroupSettings {
+            read_batch_size: 0,
+            history_buffer_size: 0,
+            ..GroupSettings::default()
+        };
+        assert!(no_history.problem().is_some());
+        // The reference server accepts these; they are bounded where they are used.
+        let accepted = GroupSettings {
             min_checkpoint_count: 10,
-            max_checkpoint_count: 5,
-            ..GroupSettings::default()
-        };
-        assert!(min_over_max.validate().is_err());
-        let no_live_buffer = GroupSettings {
+            max_checkpoint_count: 0,
             live_buffer_size: 0,
+            read_batch_size: 0,
+            history_buffer_size: u32::MAX,
             ..GroupSettings::default()
         };
-        assert!(no_live_buffer.validate().is_err());
+        assert_eq!(accepted.problem(), None);
+        assert_eq!(accepted.checkpoint_events_max(), 1);
+        assert_eq!(accepted.source_buffer_events(), 1);
+        assert_eq!(accepted.read_batch_events(), 1);
+        assert_eq!(accepted.window_events_max(), WINDOW_EVENTS_MAX);
     }
 
     #[test]
@@ -197,6 +225,6 @@ mod tests {
                 strategy
             );
         }
-        assert!(ConsumerStrategy::from_name("Random").is_err());
+        assert_eq!(ConsumerStrategy::from_name("Random"), None);
     }
 }

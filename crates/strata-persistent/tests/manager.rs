@@ -323,7 +323,8 @@ async fn management_errors_and_list() {
         .await;
     assert!(matches!(twice, Err(Error::GroupExists { .. })));
     let invalid = GroupSettings {
-        read_batch_size: 0,
+        read_batch_size: 500,
+        history_buffer_size: 500,
         ..GroupSettings::default()
     };
     assert!(matches!(

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub subscriptions_max: usize,
     /// What `/info` and the startup log name as the store (`engine`, `postgres`, ...).
     pub store_kind: String,
+    /// How many persistent-subscription groups may exist, and the bytes each may hold.
+    pub persistent_limits: strata_grpc::PersistentLimits,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +57,7 @@ impl Default for ServeConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
+            persistent_limits: strata_grpc::PersistentLimits::default(),
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Server {
     connections: ConnectionLimit,
     subscriptions_max: usize,
     store_kind: String,
+    persistent_limits: strata_grpc::PersistentLimits,
 }
 
 impl Server {
@@ -115,6 +119,7 @@ impl Server {
             connections: ConnectionLimit::new(config.connections_max),
             subscriptions_max: config.subscriptions_max,
             store_kind: config.store_kind.clone(),
+            persistent_limits: config.persistent_limits,
         })
     }
 
@@ -133,6 +138,7 @@ impl Server {
         let advertised = self.local_addrs[0];
         strata_grpc::GrpcOptions {
             subscriptions_max: self.subscriptions_max,
+            persistent_limits: self.persistent_limits,
             ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
                 advertised.ip().to_string(),
                 advertised.port(),

@@ -250,7 +250,7 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
             None => None,
         };
         for attempt in 1..=attempts_max {
-            let mut loaded = match known.take() {
+            let loaded = match known.take() {
                 Some(loaded) => loaded,
                 None => self.load_stream(&stream).await?,
             };
@@ -290,26 +290,23 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             match self.store.append(&stream, expected, proposed).await {
                 Ok(result) => {
-                    for event in &events {
-                        loaded.aggregate.apply(event);
-                    }
-                    loaded.revision = Some(result.current_revision.0);
-                    loaded.events_since_snapshot += events.len() as u64;
-                    if let Some(command_id) = command_id {
-                        self.remember(&mut loaded.command_ids, command_id);
-                    }
-                    self.snapshot_by_policy(&stream, &mut loaded).await;
-                    let revision = loaded.revision;
-                    if let Some(cache) = &self.cache {
-                        cache.put(stream, loaded);
-                    }
-                    debug_assert_eq!(revision, Some(result.current_revision.0));
-                    return Ok(CommandOutcome {
+                    let outcome = CommandOutcome {
                         revision: Some(result.current_revision),
                         events_appended: events.len(),
                         duplicate: false,
                         attempts: attempt,
-                    });
+                    };
+                    let Some(mut loaded) = self
+                        .after_append(&stream, loaded, command_id, &events, result)
+                        .await
+                    else {
+                        return Ok(outcome);
+                    };
+                    self.snapshot_by_policy(&stream, &mut loaded).await;
+                    if let Some(cache) = &self.cache {
+                        cache.put(stream, loaded);
+                    }
+                    return Ok(outcome);
                 }
                 Err(strata_core::Error::WrongExpectedRevision { .. }) => {
                     // Let the winner's followers through, then read only what they added.
@@ -324,6 +321,40 @@ impl<A: Aggregate, S: EventStore + ?Sized> Repository<A, S> {
             attempts: attempts_max,
         }
         .into())
+    }
+
+    /// The state after a successful append of `events`.
+    ///
+    /// With a command id, the store may have answered a re-send: a racing copy of the command
+    /// appended first, and this append reports its revision and position, exactly as it
+    /// would report its own (nothing in `AppendResult` tells the two apart). The copy's events
+    /// may differ from these (a handler may read the clock or draw ids), so the state is
+    /// brought forward from the store instead, which costs one read of the events appended.
+    /// `None` when that read fails: the command succeeded, but its state is not kept.
+    async fn after_append(
+        &self,
+        stream: &StreamName,
+        mut loaded: Loaded<A>,
+        command_id: Option<CommandId>,
+        events: &[A::Event],
+        result: strata_core::AppendResult,
+    ) -> Option<Loaded<A>> {
+        if command_id.is_none() {
+            // Random event ids: no other append can be taken for this one.
+            for event in events {
+                loaded.aggregate.apply(event);
+            }
+            loaded.revision = Some(result.current_revision.0);
+            loaded.events_since_snapshot += events.len() as u64;
+            return Some(loaded);
+        }
+        match self.replay_after(stream, loaded).await {
+            Ok(reloaded) => Some(reloaded),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "state after a command not reloaded; the next command loads it");
+                None
+            }
+        }
     }
 
     /// A failed snapshot costs only a longer load later: the command's events are stored.

@@ -107,6 +107,62 @@ async fn the_same_command_id_appends_once() {
     assert_eq!(events[0].id, command_id.event_id(0));
 }
 
+/// Two copies of one command (same command id) load the same state; the other copy appends
+/// first, with events that differ from this copy's, and this copy's append is answered as a
+/// re-send. The state this copy keeps (cache and snapshot) is the stored one, not its own.
+#[tokio::test]
+async fn a_copy_answered_as_a_resend_keeps_the_stored_events_not_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::open(dir.path());
+    let loser = Repository::<Counter, CountingStore>::new(store.clone())
+        .with_cache(16)
+        .with_snapshot_policy(strata::SnapshotPolicy::EveryEvents(1));
+    let winner = Arc::new(Repository::<Counter, strata_engine::Store>::new(
+        store.inner.clone(),
+    ));
+    let command_id = CommandId::new_random();
+    let first = winner.clone();
+    *store.before_next_append.lock().expect("hook") = Some(Box::pin(async move {
+        first
+            .execute_once("copied", command_id, &5)
+            .await
+            .expect("the winning copy");
+    }));
+    // This copy decided on 7 (its handler saw something else); the store keeps the 5.
+    let outcome = loser
+        .execute_once("copied", command_id, &7)
+        .await
+        .expect("answered as a re-send");
+    assert_eq!(outcome.revision, Some(Revision(0)));
+
+    let stream = StreamName::new("counter-copied").expect("name");
+    let stored = store
+        .inner
+        .read_stream(&stream, ReadStreamOptions::forwards())
+        .await
+        .expect("read")
+        .into_events();
+    assert_eq!(stored.len(), 1, "one copy was written");
+    assert_eq!(&stored[0].data[..], br#"{"by":5}"#, "the winner's event");
+    // Every repository of the aggregate loads from this snapshot.
+    let snapshotted = loser.load("copied").await.expect("load");
+    assert!(snapshotted.from_snapshot());
+    assert_eq!(
+        snapshotted.aggregate().value,
+        5,
+        "the snapshot holds the stored state"
+    );
+    loser.execute("copied", &1).await.expect("a cached command");
+    let after = winner.load("copied").await.expect("load").into_aggregate();
+    assert_eq!((after.value, after.additions), (6, 2));
+    let cached_snapshot = loser.load("copied").await.expect("load");
+    assert_eq!(
+        cached_snapshot.aggregate().value,
+        6,
+        "the cached state the next command started from was the stored one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_copies_of_one_command_append_once() {
     let dir = tempfile::tempdir().expect("temp dir");

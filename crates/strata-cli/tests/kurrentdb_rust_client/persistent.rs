@@ -11,6 +11,9 @@ use kurrentdb::{
 
 use super::*;
 
+#[path = "persistent_reference.rs"]
+mod reference;
+
 fn from_start(strategy: SystemConsumerStrategy) -> PersistentSubscriptionOptions {
     PersistentSubscriptionOptions::default()
         .start_from(StreamPosition::Start)
@@ -164,11 +167,6 @@ async fn groups_are_created_listed_described_updated_and_deleted() {
     )
     .await
     .expect("restart the subsystem");
-    let invalid = from_start(SystemConsumerStrategy::RoundRobin).read_batch_size(0);
-    let refused = client
-        .create_persistent_subscription("ps-orders", "bad", &invalid)
-        .await;
-    assert_grpc_code(refused, 3, "Create with read_batch_size 0");
 }
 
 /// Runs each consumer in its own task, acking everything, until `count` events arrived;

@@ -1,12 +1,13 @@
 //! `PersistentSubscriptions.Create`: a group on a stream (from a revision, the start or the
-//! end) or on `$all` (from a position, with an optional filter).
+//! end) or on `$all` (from a position, with an optional filter). A revision or position of
+//! 2^64−1 is the end, as the reference server reads it.
 
 use strata_persistent::{FilterSpec, PersistentSubscriptions, StartFrom, SubscriptionSource};
 use tonic::{Request, Response, Status};
 
 use crate::convert::invalid;
-use crate::errors::persistent_status;
 use crate::persistent::settings::{WireSettings, group_name, source};
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::persistent_subscriptions::create_req::all_options::{
     AllOption, FilterOption, FilterOptions, filter_options,
@@ -31,7 +32,7 @@ pub(crate) async fn create(
     let (subscription_source, start_from, filter) = match options.stream_option {
         Some(StreamOption::Stream(stream)) => {
             let start_from = match stream.revision_option {
-                Some(RevisionOption::Revision(revision)) => StartFrom::At(revision),
+                Some(RevisionOption::Revision(revision)) => StartFrom::at(revision),
                 Some(RevisionOption::Start(Empty {})) => StartFrom::Start,
                 Some(RevisionOption::End(Empty {})) | None => StartFrom::End,
             };
@@ -43,7 +44,7 @@ pub(crate) async fn create(
         }
         Some(StreamOption::All(all)) => {
             let start_from = match all.all_option {
-                Some(AllOption::Position(position)) => StartFrom::At(position.commit_position),
+                Some(AllOption::Position(position)) => StartFrom::at(position.commit_position),
                 Some(AllOption::Start(Empty {})) => StartFrom::Start,
                 Some(AllOption::End(Empty {})) | None => StartFrom::End,
             };
@@ -53,14 +54,16 @@ pub(crate) async fn create(
             };
             (SubscriptionSource::All, start_from, filter)
         }
-        // Older clients name the stream beside the options and the start in the settings.
+        // Older clients name the stream beside the options and the start in the settings;
+        // the Node client sends 2^64−1 there for "from the end", which `StartFrom::at` reads.
         None => (
             source(options.stream_identifier.as_ref(), false)?,
-            StartFrom::At(legacy_revision),
+            StartFrom::at(legacy_revision),
             None,
         ),
     };
-    let settings = WireSettings::from(wire).into_settings(start_from)?;
+    let settings =
+        WireSettings::from(wire).into_settings(&subscription_source, &group, start_from)?;
     manager
         .create(&subscription_source, &group, settings, filter)
         .await

@@ -4,8 +4,8 @@ use strata_persistent::PersistentSubscriptions;
 use tonic::{Request, Response, Status};
 
 use crate::convert::invalid;
-use crate::errors::persistent_status;
 use crate::persistent::settings::{group_name, source};
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::persistent_subscriptions::delete_req::options::StreamOption;
 use crate::proto::event_store::client::persistent_subscriptions::{DeleteReq, DeleteResp};
 

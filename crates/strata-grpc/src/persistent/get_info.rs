@@ -5,8 +5,8 @@ use strata_persistent::{GroupInfo, PersistentSubscriptions, StartFrom, Subscript
 use tonic::{Request, Response, Status};
 
 use crate::convert::invalid;
-use crate::errors::persistent_status;
 use crate::persistent::settings::{group_name, source};
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::persistent_subscriptions::get_info_req::options::StreamOption;
 use crate::proto::event_store::client::persistent_subscriptions::subscription_info::ConnectionInfo;
 use crate::proto::event_store::client::persistent_subscriptions::{

@@ -1,12 +1,13 @@
-//! `PersistentSubscriptions.List`: every group, or the groups of one stream or of `$all`.
+//! `PersistentSubscriptions.List`: every group, or the groups of one stream or of `$all`
+//! (NOT_FOUND when it has none, as the reference server answers).
 
 use strata_persistent::PersistentSubscriptions;
 use tonic::{Request, Response, Status};
 
 use crate::convert::invalid;
-use crate::errors::persistent_status;
 use crate::persistent::get_info::subscription_info;
 use crate::persistent::settings::source;
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::persistent_subscriptions::list_req::options::ListOption;
 use crate::proto::event_store::client::persistent_subscriptions::list_req::stream_option::StreamOption;
 use crate::proto::event_store::client::persistent_subscriptions::{ListReq, ListResp};
@@ -31,6 +32,16 @@ pub(crate) async fn list(
         .list(wanted.as_ref())
         .await
         .map_err(persistent_status)?;
+    // The reference server answers NOT_FOUND (with an empty group name) for a stream or `$all`
+    // that has no group; clients turn that into an empty list or a not-found error.
+    if let Some(source) = wanted
+        && infos.is_empty()
+    {
+        return Err(persistent_status(strata_persistent::Error::GroupNotFound {
+            stream: source.to_string(),
+            group: String::new(),
+        }));
+    }
     Ok(Response::new(ListResp {
         subscriptions: infos.into_iter().map(subscription_info).collect(),
     }))

@@ -9,6 +9,9 @@ mod read;
 mod replay_parked;
 mod restart_subsystem;
 mod settings;
+mod status;
+#[cfg(test)]
+mod tests;
 mod truncate_parked;
 mod update;
 

@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert::{
     UuidFormat, event_id, invalid, stream_identifier, system_metadata, wire_uuid,
 };
-use crate::errors::persistent_status;
 use crate::persistent::settings::{group_name, source};
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::persistent_subscriptions::read_req::nack::Action;
 use crate::proto::event_store::client::persistent_subscriptions::read_req::options::{

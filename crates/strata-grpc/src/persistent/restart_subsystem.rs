@@ -4,7 +4,7 @@
 use strata_persistent::PersistentSubscriptions;
 use tonic::{Request, Response, Status};
 
-use crate::errors::persistent_status;
+use crate::persistent::status::persistent_status;
 use crate::proto::event_store::client::Empty;
 
 pub(crate) async fn restart_subsystem(

@@ -1,10 +1,13 @@
 //! Create and Update settings from the wire into `GroupSettings`, and the source a request
-//! names. Negative numbers and unknown strategies are INVALID_ARGUMENT.
+//! names. An unknown strategy is refused as the reference server refuses it (INTERNAL,
+//! `persistent-subscription-failed`); so is a negative number, which it would accept and
+//! then fail on.
 
 use strata_persistent::{ConsumerStrategy, GroupSettings, StartFrom, SubscriptionSource};
 use tonic::Status;
 
 use crate::convert::{invalid, stream_name};
+use crate::persistent::status::settings_refused;
 use crate::proto::event_store::client::StreamIdentifier;
 use crate::proto::event_store::client::persistent_subscriptions::{create_req, update_req};
 
@@ -94,32 +97,43 @@ impl From<update_req::Settings> for WireSettings {
     }
 }
 
-fn non_negative(name: &str, value: i32) -> Result<u32, Status> {
-    u32::try_from(value).map_err(|_| invalid(format!("{name} must not be negative (got {value})")))
-}
-
-fn non_negative_ms(name: &str, value: i64) -> Result<u64, Status> {
-    u64::try_from(value).map_err(|_| invalid(format!("{name} must not be negative (got {value})")))
-}
-
 impl WireSettings {
-    /// The group settings; `start_from` comes from the request's stream or `$all` options.
-    pub(crate) fn into_settings(self, start_from: StartFrom) -> Result<GroupSettings, Status> {
-        let consumer_strategy = ConsumerStrategy::from_name(&self.strategy)
-            .map_err(|error| invalid(error.to_string()))?;
+    /// The settings of group `group` on `source`; `start_from` comes from the request's
+    /// stream or `$all` options.
+    pub(crate) fn into_settings(
+        self,
+        source: &SubscriptionSource,
+        group: &str,
+        start_from: StartFrom,
+    ) -> Result<GroupSettings, Status> {
+        let refused = |reason: String| settings_refused(source.name(), group, reason);
+        let count = |name: &str, value: i32| {
+            u32::try_from(value)
+                .map_err(|_| refused(format!("{name} must not be negative (got {value})")))
+        };
+        let milliseconds = |name: &str, value: i64| {
+            u64::try_from(value)
+                .map_err(|_| refused(format!("{name} must not be negative (got {value})")))
+        };
+        let consumer_strategy = ConsumerStrategy::from_name(&self.strategy).ok_or_else(|| {
+            refused(format!(
+                "Consumer strategy {} does not exist.",
+                self.strategy
+            ))
+        })?;
         Ok(GroupSettings {
             start_from,
             resolve_links: self.resolve_links,
             extra_statistics: self.extra_statistics,
-            message_timeout_ms: non_negative_ms("message_timeout", self.message_timeout_ms)?,
-            max_retry_count: non_negative("max_retry_count", self.max_retry_count)?,
-            live_buffer_size: non_negative("live_buffer_size", self.live_buffer_size)?,
-            read_batch_size: non_negative("read_batch_size", self.read_batch_size)?,
-            history_buffer_size: non_negative("history_buffer_size", self.history_buffer_size)?,
-            checkpoint_after_ms: non_negative_ms("checkpoint_after", self.checkpoint_after_ms)?,
-            min_checkpoint_count: non_negative("min_checkpoint_count", self.min_checkpoint_count)?,
-            max_checkpoint_count: non_negative("max_checkpoint_count", self.max_checkpoint_count)?,
-            max_subscriber_count: non_negative("max_subscriber_count", self.max_subscriber_count)?,
+            message_timeout_ms: milliseconds("message_timeout", self.message_timeout_ms)?,
+            max_retry_count: count("max_retry_count", self.max_retry_count)?,
+            live_buffer_size: count("live_buffer_size", self.live_buffer_size)?,
+            read_batch_size: count("read_batch_size", self.read_batch_size)?,
+            history_buffer_size: count("history_buffer_size", self.history_buffer_size)?,
+            checkpoint_after_ms: milliseconds("checkpoint_after", self.checkpoint_after_ms)?,
+            min_checkpoint_count: count("min_checkpoint_count", self.min_checkpoint_count)?,
+            max_checkpoint_count: count("max_checkpoint_count", self.max_checkpoint_count)?,
+            max_subscriber_count: count("max_subscriber_count", self.max_subscriber_count)?,
             consumer_strategy,
         })
     }
@@ -146,6 +160,8 @@ pub(crate) fn group_name(group: String) -> Result<String, Status> {
 
 #[cfg(test)]
 mod tests {
+    use strata_core::StreamName;
+
     use super::*;
 
     fn create_settings() -> create_req::Settings {
@@ -164,10 +180,14 @@ mod tests {
         }
     }
 
+    fn orders() -> SubscriptionSource {
+        SubscriptionSource::Stream(StreamName::new("orders").unwrap())
+    }
+
     #[test]
     fn ticks_become_milliseconds_and_the_string_strategy_wins() {
         let settings = WireSettings::from(create_settings())
-            .into_settings(StartFrom::Start)
+            .into_settings(&orders(), "g", StartFrom::Start)
             .unwrap();
         assert_eq!(settings.message_timeout_ms, 30_000);
         assert_eq!(
@@ -180,29 +200,34 @@ mod tests {
             ..create_settings()
         };
         let settings = WireSettings::from(named)
-            .into_settings(StartFrom::End)
+            .into_settings(&orders(), "g", StartFrom::End)
             .unwrap();
         assert_eq!(settings.consumer_strategy, ConsumerStrategy::Pinned);
     }
 
     #[test]
-    fn negative_numbers_and_unknown_strategies_are_invalid_arguments() {
-        let negative = create_req::Settings {
-            max_subscriber_count: -1,
-            ..create_settings()
-        };
-        let status = WireSettings::from(negative)
-            .into_settings(StartFrom::Start)
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("max_subscriber_count"));
+    fn unknown_strategies_and_negative_numbers_are_refused_as_internal() {
         let unknown = create_req::Settings {
             consumer_strategy: "Random".to_owned(),
             ..create_settings()
         };
         let status = WireSettings::from(unknown)
-            .into_settings(StartFrom::Start)
+            .into_settings(&orders(), "g", StartFrom::Start)
             .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(
+            status.message(),
+            "Subscription group g on stream orders failed: \
+             'Consumer strategy Random does not exist.'"
+        );
+        let negative = create_req::Settings {
+            max_subscriber_count: -1,
+            ..create_settings()
+        };
+        let status = WireSettings::from(negative)
+            .into_settings(&orders(), "g", StartFrom::Start)
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().contains("max_subscriber_count"));
     }
 }

@@ -1,9 +1,12 @@
-//! A counter aggregate and a store wrapper that counts the events loads read.
+//! A counter aggregate and a store wrapper that counts the events loads read (and can run
+//! another writer's work just before an append).
 
 #![allow(dead_code, reason = "each test binary uses part of the helpers")]
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -60,12 +63,16 @@ impl Aggregate for Counter {
     }
 }
 
+/// Work run once, just before the next append goes to the store.
+pub type BeforeAppend = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The embedded engine, counting the events read from non-system streams, and able to
-/// refuse every append as a conflict.
+/// refuse every append as a conflict or to let another writer go first.
 pub struct CountingStore {
     pub inner: Arc<Store>,
     pub events_read: AtomicU64,
     pub refuse_appends: AtomicBool,
+    pub before_next_append: Mutex<Option<BeforeAppend>>,
 }
 
 impl CountingStore {
@@ -74,6 +81,7 @@ impl CountingStore {
             inner: Store::open(dir, Config::small_for_tests()).expect("open store"),
             events_read: AtomicU64::new(0),
             refuse_appends: AtomicBool::new(false),
+            before_next_append: Mutex::new(None),
         })
     }
 
@@ -94,6 +102,10 @@ impl strata_core::EventStore for CountingStore {
         expected: ExpectedRevision,
         events: Vec<ProposedEvent>,
     ) -> Result<AppendResult> {
+        let before = self.before_next_append.lock().expect("hook").take();
+        if let Some(before) = before {
+            before.await;
+        }
         if self.refuse_appends.load(Ordering::SeqCst) {
             return Err(Error::WrongExpectedRevision {
                 stream: stream.clone(),
