@@ -30,19 +30,28 @@
 #![forbid(unsafe_code)]
 
 mod config;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod faults;
 mod format;
 mod index;
 mod index_file;
+mod index_load;
 mod index_saver;
+mod io;
 mod log_reader;
 mod recovery;
+mod repair;
+mod replay;
 mod segments;
 mod shared;
 mod store;
 mod syncer;
+mod tail;
 mod verify;
 mod writer;
 
 pub use config::{Config, Durability};
+pub use repair::{DroppedStream, Repair, RepairPlan};
 pub use store::Store;
 pub use verify::{VerifyProgress, VerifyReport, verify};
