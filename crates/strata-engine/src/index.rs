@@ -337,3 +337,15 @@ mod tests {
         assert_eq!(ids.get(5).map(|found| found.revision), Some(5));
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// docs/ENGINE.md ("Memory") states these sizes; change the docs with them.
+    #[test]
+    fn the_sizes_the_memory_formula_uses() {
+        assert_eq!(std::mem::size_of::<(StreamName, StreamEntry)>(), 80);
+        assert_eq!(std::mem::size_of::<(u128, IdEntry)>(), 48);
+    }
+}

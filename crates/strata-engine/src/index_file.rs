@@ -255,6 +255,40 @@ fn load_stream_record(
     Ok(())
 }
 
+/// Rewrites an index file as version 1 wrote it (no metadata), for tests of old stores.
+#[cfg(test)]
+pub(crate) fn rewrite_as_version_1(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let (body, _, _) = check_index_bytes(&bytes).unwrap();
+    let mut out = body[..HEADER_BYTES].to_vec();
+    out[8..12].copy_from_slice(&INDEX_VERSION_WITHOUT_METADATA.to_le_bytes());
+    let mut cursor = Cursor {
+        bytes: body,
+        at: HEADER_BYTES - 8,
+    };
+    let stream_count = cursor.u64().unwrap();
+    for _ in 0..stream_count {
+        let start = cursor.at;
+        let name_len = usize::from(cursor.u16().unwrap());
+        cursor.take(name_len).unwrap();
+        let flags_at = cursor.at;
+        let flags = cursor.take(8).unwrap()[0];
+        cursor.take(16).unwrap();
+        let count = usize::try_from(cursor.u64().unwrap()).unwrap();
+        cursor.take(count * 8).unwrap();
+        let mut record = body[start..cursor.at].to_vec();
+        record[flags_at - start] = flags & FLAG_TOMBSTONE;
+        out.extend_from_slice(&record);
+        if flags & FLAG_METADATA != 0 {
+            let length = cursor.u32().unwrap() as usize;
+            cursor.take(length).unwrap();
+        }
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, out).unwrap();
+}
+
 /// The stream count an index file's header announces (0 when unreadable), for sizing the
 /// index before loading.
 pub(crate) fn announced_stream_count(path: &Path) -> u64 {

@@ -175,3 +175,91 @@ fn read_metadata(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::index_file::rewrite_as_version_1;
+    use crate::store::Store;
+
+    async fn events_of(store: &Store, name: &str) -> usize {
+        store
+            .read_stream(
+                &StreamName::new(name).unwrap(),
+                ReadStreamOptions::forwards(),
+            )
+            .await
+            .unwrap()
+            .into_events()
+            .len()
+    }
+
+    /// A store whose index files were written before they held metadata: its `$$` streams
+    /// are read from the log at open, and the next index file holds their metadata.
+    #[tokio::test]
+    async fn version_1_index_files_load_with_metadata_read_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::small_for_tests();
+        let store = Store::open(dir.path(), config.clone()).unwrap();
+        let metadata = StreamMetadata {
+            max_count: Some(2),
+            ..StreamMetadata::default()
+        };
+        for number in 0..5 {
+            let stream = StreamName::new(format!("old-{number}")).unwrap();
+            store
+                .set_stream_metadata(&stream, ExpectedRevision::Any, &metadata)
+                .await
+                .unwrap();
+            let events = (0..4).map(|_| ProposedEvent::json("E", "{}")).collect();
+            store
+                .append(&stream, ExpectedRevision::Any, events)
+                .await
+                .unwrap();
+        }
+        store.close();
+        drop(store);
+        let files = list_index_files(&dir.path().join("index")).unwrap();
+        assert!(!files.is_empty());
+        for (_, path) in &files {
+            rewrite_as_version_1(path);
+        }
+
+        let store = Store::open(dir.path(), config.clone()).unwrap();
+        for number in 0..5 {
+            assert_eq!(events_of(&store, &format!("old-{number}")).await, 2);
+        }
+        // One more append, so that closing writes an index file.
+        store
+            .append(
+                &StreamName::new("new").unwrap(),
+                ExpectedRevision::Any,
+                vec![ProposedEvent::json("E", "{}")],
+            )
+            .await
+            .unwrap();
+        store.close();
+        drop(store);
+
+        // The newest file continues the others: they load in order.
+        let mut index = Index::default();
+        let mut loaded = Loaded::default();
+        for (_, path) in list_index_files(&dir.path().join("index")).unwrap() {
+            loaded = Loaded::default();
+            load_index_file(&path, &mut index, &mut loaded).unwrap();
+        }
+        let mut described: Vec<String> = loaded
+            .metadata_loaded
+            .iter()
+            .map(|stream| stream.to_string())
+            .collect();
+        described.sort();
+        assert_eq!(described, ["old-0", "old-1", "old-2", "old-3", "old-4"]);
+        let store = Store::open(dir.path(), config).unwrap();
+        assert_eq!(events_of(&store, "old-3").await, 2);
+        store.close();
+    }
+}

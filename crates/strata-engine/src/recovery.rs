@@ -251,3 +251,145 @@ pub(crate) fn zero_after(segments: &Segments, end: u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamName};
+
+    use super::*;
+    use crate::format::{EventRecord, encode_event_marked};
+    use crate::store::Store;
+
+    fn record(revision: u64, commit: bool) -> EventRecord<'static> {
+        EventRecord {
+            stream: "s",
+            revision,
+            id: 0x5eed_0000 + u128::from(revision),
+            event_type: "Crafted",
+            json: false,
+            created_nanos: 0,
+            data: b"crafted after the end",
+            metadata: &[],
+            commit,
+        }
+    }
+
+    /// A closed store whose stream `s` has 3 events, as a crash leaves it (no marker, no
+    /// index file); returns the directory and the end of its log.
+    async fn crashed_store() -> (tempfile::TempDir, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        let stream = StreamName::new("s").unwrap();
+        for _ in 0..3 {
+            store
+                .append(
+                    &stream,
+                    ExpectedRevision::Any,
+                    vec![ProposedEvent::json("E", "{}")],
+                )
+                .await
+                .unwrap();
+        }
+        store.close();
+        drop(store);
+        std::fs::remove_file(dir.path().join(CLEAN_MARKER)).unwrap();
+        for entry in std::fs::read_dir(dir.path().join("index")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let segments = open_segments(
+            &dir.path().join("log"),
+            Config::small_for_tests().segment_size_bytes,
+            OpenMode::ReadOnly,
+            &Seam::default(),
+        )
+        .unwrap();
+        let replayed = replay(
+            &segments,
+            &mut Index::default(),
+            &mut RecentIds::new(1),
+            0,
+            &mut |_| {},
+        )
+        .unwrap();
+        (dir, replayed.committed_end)
+    }
+
+    /// Writes after the log's end, as the page cache of a crashed machine might have: group
+    /// A (revisions 3 and 4) with its first frame damaged, then group B (revision 5) whose
+    /// sync mark is `mark_of_b`.
+    fn write_two_groups_the_first_torn(dir: &Path, end: u64, mark_of_b: impl Fn(u64) -> u64) {
+        let mut bytes = Vec::new();
+        encode_event_marked(&mut bytes, &record(3, false), Some(end));
+        encode_event_marked(&mut bytes, &record(4, true), None);
+        let end_of_a = end + bytes.len() as u64;
+        encode_event_marked(&mut bytes, &record(5, true), Some(mark_of_b(end_of_a)));
+        // Inside A's first frame (its sync mark): the frame fails its checksum.
+        bytes[60] ^= 0x01;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("log").join("0000000000.seg"))
+            .unwrap();
+        file.write_all_at(&bytes, end).unwrap();
+    }
+
+    async fn events_of_s(store: &Store) -> Vec<strata_core::RecordedEvent> {
+        store
+            .read_stream(
+                &StreamName::new("s").unwrap(),
+                ReadStreamOptions::forwards(),
+            )
+            .await
+            .unwrap()
+            .into_events()
+    }
+
+    /// After a power loss, group B reached the disk and group A (written before it) did
+    /// not, whole: B's sync mark says A was not synced when B was written, so nothing
+    /// acknowledged is lost and both are dropped as a torn tail.
+    #[tokio::test]
+    async fn valid_frames_behind_an_unsynced_tear_are_a_torn_tail() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |_| end);
+        let store = Store::open(dir.path(), Config::small_for_tests())
+            .expect("an unsynced tear followed by unsynced frames opens");
+        assert_eq!(events_of_s(&store).await.len(), 3);
+        let next = store
+            .append(
+                &StreamName::new("s").unwrap(),
+                ExpectedRevision::Exact(2),
+                vec![ProposedEvent::json("E", "{}")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.position.0, end, "the torn tail was dropped");
+        store.close();
+    }
+
+    /// B's sync mark says A had been synced (so possibly acknowledged) when B was written:
+    /// A's damage is a loss, and the open refuses, naming the mark and both ends.
+    #[tokio::test]
+    async fn a_tear_before_a_later_sync_mark_refuses_to_open() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |end_of_a| end_of_a);
+        match Store::open(dir.path(), Config::small_for_tests()).map(|_| ()) {
+            Err(Error::Corrupt { detail }) => assert!(
+                detail.contains("sync mark") && detail.contains(&format!("position {end}")),
+                "{detail}"
+            ),
+            other => panic!("expected Error::Corrupt, got {other:?}"),
+        }
+    }
+
+    /// A sync mark that claims more than the log before its own frame is not genuine (a
+    /// frame forged inside event data could say anything) and proves nothing.
+    #[tokio::test]
+    async fn a_sync_mark_past_its_own_frame_is_ignored() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |_| u64::MAX / 2);
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        assert_eq!(events_of_s(&store).await.len(), 3);
+        store.close();
+    }
+}

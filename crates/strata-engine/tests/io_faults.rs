@@ -4,13 +4,16 @@
 //!   of what was acknowledged go on, and a reopen finds every acknowledged event (the
 //!   failed append is there whole or not at all) and takes appends again;
 //! - a read that fails is an `Error::Io` for that read only: the store is not poisoned.
+//!
+//! The seam's read counter also shows what opening costs: stream metadata comes from the
+//! index files, not from one read of the log per `$$` stream.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use strata_core::{
     Error, EventId, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, ReadStreamOptions,
-    RecordedEvent, StreamName,
+    RecordedEvent, StreamMetadata, StreamName,
 };
 use strata_engine::faults::{Faults, InjectedError};
 use strata_engine::{Config, Store, verify};
@@ -188,5 +191,53 @@ async fn an_eio_on_read_fails_that_read_and_nothing_else() {
         .append(&stream("s"), ExpectedRevision::Exact(4), vec![event(5)])
         .await
         .expect("a failed read does not poison the store");
+    close_and_verify_ok(store, dir.path());
+}
+
+/// Regression: opening read the last event of every `$$` stream from the log (one random
+/// read each); the index files now hold the parsed metadata.
+#[tokio::test]
+async fn opening_reads_no_metadata_event_per_stream() {
+    const STREAMS: u64 = 300;
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    let metadata = StreamMetadata {
+        max_count: Some(1),
+        ..StreamMetadata::default()
+    };
+    for number in 0..STREAMS {
+        let name = stream(&format!("limited-{number}"));
+        store
+            .set_stream_metadata(&name, ExpectedRevision::Any, &metadata)
+            .await
+            .unwrap();
+        store
+            .append(
+                &name,
+                ExpectedRevision::Any,
+                vec![event(number * 2), event(number * 2 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    store.close();
+    drop(store);
+
+    let faults = Faults::new();
+    let store = Store::open(dir.path(), with_faults(&faults)).unwrap();
+    let reads_at_open = faults.reads();
+    assert!(
+        reads_at_open < 20,
+        "opening a store of {STREAMS} metadata streams read the log {reads_at_open} times"
+    );
+    for number in [0, STREAMS / 2, STREAMS - 1] {
+        let events = read_stream(&store, &format!("limited-{number}")).await;
+        assert_eq!(
+            events.len(),
+            1,
+            "$maxCount of limited-{number} holds after the reopen"
+        );
+        assert_eq!(events[0].id, event(number * 2 + 1).id);
+    }
     close_and_verify_ok(store, dir.path());
 }
