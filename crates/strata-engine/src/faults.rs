@@ -218,18 +218,12 @@ impl State {
         if length == 0 {
             return Ok(());
         }
-        if !self.unsynced.contains_key(&segment_index) {
-            let handle = file.try_clone()?;
-            self.unsynced.insert(
-                segment_index,
-                UnsyncedFile {
-                    file: handle,
-                    pages: BTreeMap::new(),
-                },
-            );
-        }
-        let Some(unsynced) = self.unsynced.get_mut(&segment_index) else {
-            unreachable!("inserted above");
+        let unsynced = match self.unsynced.entry(segment_index) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(UnsyncedFile {
+                file: file.try_clone()?,
+                pages: BTreeMap::new(),
+            }),
         };
         let first_page = offset / PAGE_BYTES;
         let last_page = (offset + length as u64 - 1) / PAGE_BYTES;
@@ -282,7 +276,7 @@ impl State {
                             .chunks_mut(SECTOR_BYTES)
                             .zip(before.chunks(SECTOR_BYTES))
                         {
-                            if random.next() % 2 == 0 {
+                            if random.next().is_multiple_of(2) {
                                 sector.copy_from_slice(old);
                             }
                         }

@@ -27,6 +27,9 @@
 //! buffer they were read into), `async-trait` (the `EventStore` trait), `tracing` (logs),
 //! `rustix` (the `O_DIRECT` flag, safely, for zero-filling new segments without the page
 //! cache), `serde_json` (the verify report).
+//!
+//! Feature `fault-injection` (tests only): `Config::faults` puts a `faults::Faults` plan under
+//! the segment files — failed writes, syncs and reads, and simulated power loss.
 #![forbid(unsafe_code)]
 
 mod config;

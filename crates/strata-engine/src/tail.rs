@@ -201,11 +201,7 @@ pub(crate) fn describe_stop(segments: &Segments, replayed: &Replayed) -> String 
 }
 
 /// The loss the claims prove, if any: the furthest claim past `end`.
-pub(crate) fn lost_end<'a>(
-    claims: &'a [Claim],
-    end: u64,
-    segment_size_bytes: u64,
-) -> Option<&'a Claim> {
+pub(crate) fn lost_end(claims: &[Claim], end: u64, segment_size_bytes: u64) -> Option<&Claim> {
     claims
         .iter()
         .filter(|claim| skip_segment_header(claim.end, segment_size_bytes) > end)
