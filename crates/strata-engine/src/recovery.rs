@@ -42,31 +42,11 @@ pub(crate) struct Recovered {
 }
 
 pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
-    let log_dir = data_dir.join("log");
-    let index_dir = data_dir.join("index");
-    for dir in [&log_dir, &index_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
-    }
     let clean_end = read_clean_marker(data_dir);
-    let created = list_segments(&log_dir)?.is_empty();
-    // An existing store keeps the segment size it was created with.
-    let segment_size_bytes = if created {
-        config.segment_size_bytes
-    } else {
-        recorded_segment_size(&log_dir)?
-    };
-    let segments = open_segments(
-        &log_dir,
-        segment_size_bytes,
-        OpenMode::Recover,
-        &Seam::from_config(config),
-    )?;
-    if created {
-        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
-    }
+    let (segments, created) = open_log(data_dir, config)?;
+    let segment_size_bytes = segments.size_bytes();
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
-    let loaded = load_index(&index_dir, &segments)?;
+    let loaded = load_index(&data_dir.join("index"), &segments)?;
     let mut index = loaded.index;
     let replayed = replay(
         &segments,
@@ -91,16 +71,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         source: ClaimSource::CleanMarker,
     }));
     claims.extend(after_stop.sync_mark.clone());
-    if let Some(claim) = lost_end(&claims, end, segment_size_bytes) {
-        let lost = LostData {
-            segments: &segments,
-            claim,
-            end,
-            replayed: &replayed,
-        };
-        tracing::error!(%lost, "refusing to open");
-        return Err(lost.to_error());
-    }
+    refuse_if_lost(&segments, &replayed, end, &claims)?;
     // The open goes ahead: from here on, evidence that has been weighed may be cleared.
     segments.extend_short()?;
     let index_file_sequence = match &loaded.problem {
@@ -128,6 +99,52 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         index_file_sequence,
         index_covered_to: loaded.covered_to,
     })
+}
+
+/// Opens the segments (an existing store keeps the segment size it was created with), or
+/// makes segment 0 of a new store; says whether the store is new.
+fn open_log(data_dir: &Path, config: &Config) -> Result<(Segments, bool)> {
+    let log_dir = data_dir.join("log");
+    for dir in [&log_dir, &data_dir.join("index")] {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
+    }
+    let created = list_segments(&log_dir)?.is_empty();
+    let segment_size_bytes = if created {
+        config.segment_size_bytes
+    } else {
+        recorded_segment_size(&log_dir)?
+    };
+    let segments = open_segments(
+        &log_dir,
+        segment_size_bytes,
+        OpenMode::Recover,
+        &Seam::from_config(config),
+    )?;
+    if created {
+        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
+    }
+    Ok((segments, created))
+}
+
+/// Fails, changing nothing, when a claim reaches past the readable end.
+fn refuse_if_lost(
+    segments: &Segments,
+    replayed: &Replayed,
+    end: u64,
+    claims: &[Claim],
+) -> Result<()> {
+    let Some(claim) = lost_end(claims, end, segments.size_bytes()) else {
+        return Ok(());
+    };
+    let lost = LostData {
+        segments,
+        claim,
+        end,
+        replayed,
+    };
+    tracing::error!(%lost, "refusing to open");
+    Err(lost.to_error())
 }
 
 /// Zeroes everything after `end`, saying what is dropped.

@@ -16,7 +16,7 @@ use crate::index::{Index, RecentIds};
 use crate::index_file::{claimed_coverage, list_index_files};
 use crate::io::Seam;
 use crate::recovery::{CLEAN_MARKER, open_segments, remove_clean_marker, zero_after};
-use crate::replay::{ReplayStep, replay};
+use crate::replay::{ReplayStep, Replayed, replay};
 use crate::segments::{
     OpenMode, Segments, list_segments, recorded_segment_size, segment_file_name, sync_dir,
 };
@@ -153,34 +153,15 @@ impl Repair {
                 ),
             });
         }
-        let mut dropped: BTreeMap<String, DroppedStream> = BTreeMap::new();
-        let mut dropped_events = 0;
-        for (stream, entry) in log_index.streams() {
-            let events = entry
-                .positions
-                .iter()
-                .filter(|&&p| p >= truncate_at)
-                .count() as u64
-                + u64::from(entry.tombstone_position.is_some_and(|p| p >= truncate_at));
-            if events > 0 {
-                dropped_events += events;
-                dropped_stream(&mut dropped, stream.as_str()).events += events;
-            }
-        }
-        for stream in &replayed.uncommitted {
-            dropped_stream(&mut dropped, stream.as_str()).frames_after_end += 1;
-        }
-        let after_stop = scan_after_stop(&segments, replayed.stopped_at, &mut |_, event| {
-            dropped_stream(&mut dropped, event.stream).frames_after_end += 1;
-        })?;
+        let dropped = dropped_by_cut(&segments, &log_index, &replayed, truncate_at)?;
         let kept_segments = segments.segment_of(truncate_at) + 1;
         let plan = RepairPlan {
             data_dir: data_dir.to_path_buf(),
             truncate_at,
             log_end,
             dropped_positions: truncate_at..segments.count() * segment_size_bytes,
-            dropped_events,
-            frames_after_end: replayed.uncommitted.len() as u64 + after_stop.event_frames,
+            dropped_events: dropped.values().map(|stream| stream.events).sum(),
+            frames_after_end: dropped.values().map(|stream| stream.frames_after_end).sum(),
             dropped_streams: dropped.into_values().collect(),
             index_files_removed: index_files_beyond(data_dir, truncate_at)?,
             segments_removed: (kept_segments..segments.count())
@@ -228,6 +209,39 @@ impl Repair {
         );
         Ok(())
     }
+}
+
+/// What cutting at `truncate_at` drops, by stream: committed events from there on, the
+/// frames of a transaction without its commit frame, and valid frames behind the stop.
+fn dropped_by_cut(
+    segments: &Segments,
+    log_index: &Index,
+    replayed: &Replayed,
+    truncate_at: u64,
+) -> Result<BTreeMap<String, DroppedStream>> {
+    let mut dropped: BTreeMap<String, DroppedStream> = BTreeMap::new();
+    for (stream, entry) in log_index.streams() {
+        let events = entry
+            .positions
+            .iter()
+            .filter(|&&position| position >= truncate_at)
+            .count() as u64
+            + u64::from(
+                entry
+                    .tombstone_position
+                    .is_some_and(|position| position >= truncate_at),
+            );
+        if events > 0 {
+            dropped_stream(&mut dropped, stream.as_str()).events += events;
+        }
+    }
+    for stream in &replayed.uncommitted {
+        dropped_stream(&mut dropped, stream.as_str()).frames_after_end += 1;
+    }
+    scan_after_stop(segments, replayed.stopped_at, &mut |_, event| {
+        dropped_stream(&mut dropped, event.stream).frames_after_end += 1;
+    })?;
+    Ok(dropped)
 }
 
 fn dropped_stream<'a>(

@@ -10,8 +10,8 @@ use crate::index::{Index, RecentIds};
 use crate::index_file::{Loaded, claimed_coverage, list_index_files, load_index_file};
 use crate::io::Seam;
 use crate::recovery::{open_segments, read_clean_marker};
-use crate::replay::{ReplayStep, replay};
-use crate::segments::{OpenMode, list_segments, recorded_segment_size};
+use crate::replay::{ReplayStep, Replayed, replay};
+use crate::segments::{OpenMode, Segments, list_segments, recorded_segment_size};
 use crate::store::lock_directory;
 use crate::tail::{Claim, ClaimSource, LostData, lost_end, scan_after_stop, skip_segment_header};
 
@@ -174,7 +174,19 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     report.log_end = replayed.committed_end;
     report.events = log_index.events_total();
     report.streams = log_index.stream_count();
-    let after_stop = scan_after_stop(&segments, replayed.stopped_at, &mut |_, _| {})?;
+    judge_tail(data_dir, &segments, &replayed, &mut report)?;
+    check_index_files(data_dir, &log_index, &mut report)?;
+    Ok(report)
+}
+
+/// What lies after the readable log: lost acknowledged data (a problem) or a torn tail.
+fn judge_tail(
+    data_dir: &Path,
+    segments: &Segments,
+    replayed: &Replayed,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let after_stop = scan_after_stop(segments, replayed.stopped_at, &mut |_, _| {})?;
     let mut claims = index_file_claims(data_dir)?;
     claims.extend(read_clean_marker(data_dir).map(|end| Claim {
         end,
@@ -185,10 +197,10 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     match lost_end(&claims, end, report.segment_size_bytes) {
         Some(claim) => report.problems.push(
             LostData {
-                segments: &segments,
+                segments,
                 claim,
                 end,
-                replayed: &replayed,
+                replayed,
             }
             .to_string(),
         ),
@@ -199,8 +211,7 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
             report.frames_after_torn_tail = after_stop.event_frames;
         }
     }
-    check_index_files(data_dir, &log_index, &mut report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// What each intact index file says of the log's end.
