@@ -1,7 +1,7 @@
 //! The seam under the segment files: every positional read and write, data sync and resize
 //! of a segment goes through [`SegmentFile`]. In a normal build it is a plain `File` and
 //! each call is the same syscall; with the `fault-injection` feature a test can put a
-//! [`crate::faults::Faults`] plan under it (failed writes, syncs and reads, power loss).
+//! `faults::Faults` plan under it (failed writes, syncs and reads, power loss).
 //! Segment creation (zero-fill, rename) stays outside: a new segment is synced before it
 //! gets its name, so no fault between those steps can leave a half-made segment behind.
 
