@@ -6,6 +6,7 @@
 mod bench;
 mod data;
 mod progress;
+mod repair;
 mod serve;
 mod verify;
 
@@ -35,6 +36,16 @@ enum Command {
         Exit code 0 when the store is sound, 1 when problems were found or it could not be read."
     )]
     Verify(verify::VerifyArgs),
+    /// Accept the loss of everything from a log position on, so a store that refuses to open
+    /// opens again.
+    #[command(
+        after_help = "Example:\n  strata repair --data-dir /var/lib/strata --truncate-at 1048640\n  \
+        strata repair --data-dir /var/lib/strata --truncate-at 1048640 --yes\n\n\
+        Prints the events, streams and log positions it would drop; changes nothing without\n\
+        --yes (exit code 1). The position must be where a transaction of the readable log ends:\n\
+        the end named by the refused open or by `strata verify`. Keep a copy of the directory first."
+    )]
+    Repair(repair::RepairArgs),
     /// Run the standard embedded workload against a fresh store and print the figures.
     #[command(
         after_help = "Example:\n  strata bench --data-dir /tmp/strata-bench\n  \
@@ -113,6 +124,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve::run_blocking(args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
+        Command::Repair(args) => repair::run(&args),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),
         Command::Append(args) => data::append::run(&args).map(|()| true),
         Command::Read(args) => data::read::run(&args).map(|()| true),

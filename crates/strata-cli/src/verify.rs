@@ -47,7 +47,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<bool> {
     if !report.is_ok() {
         eprintln!(
             "error: the store in {} has problems (above); keep a copy of the directory \
-             before any repair",
+             before any repair (`strata repair --help`)",
             dir.display()
         );
     }

@@ -2,6 +2,8 @@
 
 use strata_core::{Error, Limits, Result};
 
+use crate::format::check_segment_size;
+
 /// When an append is acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -32,9 +34,14 @@ pub struct Config {
     /// Test hook: the n-th sync (0-based) fails, as a failing disk would.
     #[doc(hidden)]
     pub fail_sync_at: Option<u64>,
+    /// Test hook: faults injected under the segment files (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub faults: Option<std::sync::Arc<crate::faults::Faults>>,
 }
 
-/// Room a segment needs beyond the largest event for the frame header, names and padding.
+/// Room a segment needs beyond the largest event for its header, the frame header, the
+/// sync mark, the stream name and padding.
 const SEGMENT_SLACK_BYTES: u64 = 64 * 1024;
 
 impl Default for Config {
@@ -47,6 +54,8 @@ impl Default for Config {
             recent_event_ids_max: 1_000_000,
             group_commit_bytes_max: 8 * 1024 * 1024,
             fail_sync_at: None,
+            #[cfg(feature = "fault-injection")]
+            faults: None,
         }
     }
 }
@@ -69,14 +78,7 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Error::InvalidArgument { reason };
-        if !self.segment_size_bytes.is_multiple_of(8)
-            || self.segment_size_bytes > u64::from(u32::MAX)
-        {
-            return Err(invalid(format!(
-                "segment size {} must be a multiple of 8 and below 4 GiB",
-                self.segment_size_bytes
-            )));
-        }
+        check_segment_size(self.segment_size_bytes).map_err(invalid)?;
         let needed = self.limits.event_bytes_max as u64 + SEGMENT_SLACK_BYTES;
         if self.segment_size_bytes < needed {
             return Err(invalid(format!(
@@ -90,5 +92,51 @@ impl Config {
             return Err(invalid("limits may be lowered, never raised".into()));
         }
         Ok(())
+    }
+}
+
+/// The limits a store with segments of `segment_size_bytes` enforces: those asked for,
+/// with the event size lowered to what one segment holds. A store keeps the segment size it
+/// was created with, so a configuration made for larger segments must not let an event in
+/// that no segment can take.
+pub(crate) fn limits_for_segment_size(limits: Limits, segment_size_bytes: u64) -> Limits {
+    let fits = segment_size_bytes.saturating_sub(SEGMENT_SLACK_BYTES);
+    let event_bytes_max = usize::try_from(fits)
+        .unwrap_or(usize::MAX)
+        .min(limits.event_bytes_max);
+    Limits {
+        event_bytes_max,
+        ..limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_sizes_outside_the_bounds_are_refused() {
+        for segment_size_bytes in [0, 8, 64 * 1024, (1 << 20) + 4, 1 << 33] {
+            let config = Config {
+                segment_size_bytes,
+                ..Config::small_for_tests()
+            };
+            assert!(
+                matches!(config.validate(), Err(Error::InvalidArgument { .. })),
+                "segment size {segment_size_bytes} was accepted"
+            );
+        }
+        assert!(Config::small_for_tests().validate().is_ok());
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn events_are_limited_to_what_a_segment_holds() {
+        let limits = Limits::default();
+        let lowered = limits_for_segment_size(limits, 1024 * 1024);
+        assert_eq!(lowered.event_bytes_max, 1024 * 1024 - 64 * 1024);
+        assert_eq!(lowered.append_bytes_max, limits.append_bytes_max);
+        let kept = limits_for_segment_size(limits, 256 * 1024 * 1024);
+        assert_eq!(kept, limits);
     }
 }

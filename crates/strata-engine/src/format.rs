@@ -5,14 +5,26 @@ use bytes::Bytes;
 use strata_core::{ContentType, EventId, Position, RecordedEvent, Revision, StreamName, Timestamp};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"STRATSEG";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version written into new segments: 2 = the first event frame of each group may carry a
+/// sync mark. Version 1 segments (no marks) are still read.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION_OLDEST: u32 = 1;
+/// First version whose segments may hold frames with a sync mark.
+pub(crate) const FORMAT_VERSION_SYNC_MARKS: u32 = 2;
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 64;
+
+/// Smallest segment a store may have: room for the header and for events of 64 KiB.
+pub(crate) const SEGMENT_SIZE_BYTES_MIN: u64 = 128 * 1024;
+/// Largest segment: frame lengths and offsets inside a segment are 32-bit.
+pub(crate) const SEGMENT_SIZE_BYTES_MAX: u64 = (u32::MAX as u64) & !7;
 
 pub(crate) const FRAME_ALIGN_BYTES: usize = 8;
 /// len + crc + kind/flags/reserved + trailer.
 pub(crate) const FRAME_MIN_BYTES: usize = 16;
 /// Fixed part of an event frame before the variable fields.
 pub(crate) const EVENT_HEADER_BYTES: usize = 56;
+/// The sync mark (u64) a flagged event frame carries after its fixed part.
+pub(crate) const SYNC_MARK_BYTES: usize = 8;
 const TRAILER_BYTES: usize = 4;
 
 pub(crate) const KIND_EVENT: u8 = 1;
@@ -21,6 +33,10 @@ pub(crate) const KIND_PADDING: u8 = 2;
 /// The last frame of a transaction: the transaction is visible only once it is on disk.
 pub(crate) const FLAG_COMMIT: u8 = 1;
 pub(crate) const FLAG_JSON: u8 = 2;
+/// The frame carries a sync mark: when it was written, the log before that position was
+/// durable. Set on the first event frame of each group.
+pub(crate) const FLAG_SYNC_MARK: u8 = 4;
+const FLAGS_KNOWN: u8 = FLAG_COMMIT | FLAG_JSON | FLAG_SYNC_MARK;
 
 /// Revision recorded for a tombstone (the contract's value, stored as is).
 pub(crate) const TOMBSTONE_REVISION: u64 = strata_core::TOMBSTONE_REVISION;
@@ -60,12 +76,12 @@ pub(crate) fn encode_segment_header(segment_index: u64, segment_size_bytes: u64)
     header
 }
 
-/// Checks a segment header; the error says what is wrong.
+/// Checks a segment header and returns its format version; the error says what is wrong.
 pub(crate) fn check_segment_header(
     header: &[u8],
     segment_index: u64,
     segment_size_bytes: u64,
-) -> Result<(), String> {
+) -> Result<u32, String> {
     if header.len() < 64 || &header[0..8] != SEGMENT_MAGIC {
         return Err("it does not start with the segment magic".into());
     }
@@ -73,9 +89,10 @@ pub(crate) fn check_segment_header(
         return Err("its header fails its checksum".into());
     }
     let version = read_u32(header, 8);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version} is not supported (expected {FORMAT_VERSION})"
+            "format version {version} is not supported (this build reads \
+             {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}); open it with a newer Strata"
         ));
     }
     if read_u64(header, 16) != segment_index {
@@ -85,6 +102,32 @@ pub(crate) fn check_segment_header(
         return Err(format!(
             "it was written with segment size {} bytes, this store uses {segment_size_bytes}",
             read_u64(header, 24)
+        ));
+    }
+    Ok(version)
+}
+
+/// The segment size a header records, if the header is intact and the size is one a
+/// store can have (a damaged size must never become a divisor or a limit).
+pub(crate) fn recorded_segment_size(header: &[u8]) -> Result<u64, String> {
+    if header.len() < 64 || &header[0..8] != SEGMENT_MAGIC {
+        return Err("it does not start with the segment magic".into());
+    }
+    if read_u32(header, 60) != crc32c::crc32c(&header[0..60]) {
+        return Err("its header fails its checksum".into());
+    }
+    let size_bytes = read_u64(header, 24);
+    check_segment_size(size_bytes).map(|()| size_bytes)
+}
+
+/// A segment size must be a multiple of 8 between the bounds.
+pub(crate) fn check_segment_size(size_bytes: u64) -> Result<(), String> {
+    if !size_bytes.is_multiple_of(8)
+        || !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&size_bytes)
+    {
+        return Err(format!(
+            "segment size {size_bytes} is not a multiple of 8 between \
+             {SEGMENT_SIZE_BYTES_MIN} and {SEGMENT_SIZE_BYTES_MAX} bytes"
         ));
     }
     Ok(())
@@ -100,6 +143,8 @@ pub(crate) struct EventFrame<'a> {
     pub created_nanos: i64,
     pub data_range: std::ops::Range<usize>,
     pub metadata_range: std::ops::Range<usize>,
+    /// The sync mark, on the first event frame of a group.
+    pub synced_end: Option<u64>,
 }
 
 impl EventFrame<'_> {
@@ -164,10 +209,11 @@ pub(crate) struct EventRecord<'a> {
 }
 
 impl EventRecord<'_> {
-    /// Size of this record's frame.
-    pub(crate) fn frame_bytes(&self) -> usize {
+    /// Size of this record's frame, with a sync mark or without.
+    pub(crate) fn frame_bytes_marked(&self, sync_mark: bool) -> usize {
         align_up(
             EVENT_HEADER_BYTES
+                + if sync_mark { SYNC_MARK_BYTES } else { 0 }
                 + self.stream.len()
                 + self.event_type.len()
                 + self.data.len()
@@ -178,9 +224,19 @@ impl EventRecord<'_> {
 }
 
 /// Appends the frame of `record` to `buffer`; returns the frame's length.
+#[cfg(test)]
 pub(crate) fn encode_event(buffer: &mut Vec<u8>, record: &EventRecord<'_>) -> usize {
+    encode_event_marked(buffer, record, None)
+}
+
+/// Appends the frame of `record`, carrying `synced_end` as its sync mark if given.
+pub(crate) fn encode_event_marked(
+    buffer: &mut Vec<u8>,
+    record: &EventRecord<'_>,
+    synced_end: Option<u64>,
+) -> usize {
     let start = buffer.len();
-    let frame_bytes = record.frame_bytes();
+    let frame_bytes = record.frame_bytes_marked(synced_end.is_some());
     let frame_len = u32::try_from(frame_bytes).unwrap_or(u32::MAX);
     let mut flags = 0;
     if record.commit {
@@ -188,6 +244,9 @@ pub(crate) fn encode_event(buffer: &mut Vec<u8>, record: &EventRecord<'_>) -> us
     }
     if record.json {
         flags |= FLAG_JSON;
+    }
+    if synced_end.is_some() {
+        flags |= FLAG_SYNC_MARK;
     }
     let stream_len = u16::try_from(record.stream.len()).unwrap_or(u16::MAX);
     let type_len = u16::try_from(record.event_type.len()).unwrap_or(u16::MAX);
@@ -205,6 +264,9 @@ pub(crate) fn encode_event(buffer: &mut Vec<u8>, record: &EventRecord<'_>) -> us
     buffer.extend_from_slice(&record.created_nanos.to_le_bytes());
     buffer.extend_from_slice(&data_len.to_le_bytes());
     buffer.extend_from_slice(&metadata_len.to_le_bytes());
+    if let Some(synced_end) = synced_end {
+        buffer.extend_from_slice(&synced_end.to_le_bytes());
+    }
     buffer.extend_from_slice(record.stream.as_bytes());
     buffer.extend_from_slice(record.event_type.as_bytes());
     buffer.extend_from_slice(record.data);
@@ -298,11 +360,22 @@ fn decode_event(frame: &[u8]) -> Result<EventFrame<'_>, FrameError> {
             "an event frame is shorter than its header",
         ));
     }
+    let flags = frame[9];
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(FrameError::Invalid("its flags are unknown"));
+    }
+    let marked = flags & FLAG_SYNC_MARK != 0;
+    if marked && frame.len() < EVENT_HEADER_BYTES + SYNC_MARK_BYTES + TRAILER_BYTES {
+        return Err(FrameError::Invalid(
+            "an event frame is shorter than its header",
+        ));
+    }
     let stream_len = usize::from(u16::from_le_bytes([frame[10], frame[11]]));
     let type_len = usize::from(u16::from_le_bytes([frame[12], frame[13]]));
     let data_len = read_u32(frame, 48) as usize;
     let metadata_len = read_u32(frame, 52) as usize;
-    let stream_start = EVENT_HEADER_BYTES;
+    let synced_end = marked.then(|| read_u64(frame, EVENT_HEADER_BYTES));
+    let stream_start = EVENT_HEADER_BYTES + if marked { SYNC_MARK_BYTES } else { 0 };
     let type_start = stream_start + stream_len;
     let data_start = type_start + type_len;
     let metadata_start = data_start + data_len;
@@ -317,7 +390,7 @@ fn decode_event(frame: &[u8]) -> Result<EventFrame<'_>, FrameError> {
     let mut id = [0u8; 16];
     id.copy_from_slice(&frame[24..40]);
     Ok(EventFrame {
-        flags: frame[9],
+        flags,
         stream,
         event_type,
         revision: read_u64(frame, 16),
@@ -325,6 +398,7 @@ fn decode_event(frame: &[u8]) -> Result<EventFrame<'_>, FrameError> {
         created_nanos: i64::from_le_bytes(frame[40..48].try_into().unwrap_or([0; 8])),
         data_range: data_start..metadata_start,
         metadata_range: metadata_start..end,
+        synced_end,
     })
 }
 
@@ -410,8 +484,71 @@ mod tests {
     #[test]
     fn segment_header_checks() {
         let header = encode_segment_header(3, 1 << 20);
-        assert!(check_segment_header(&header, 3, 1 << 20).is_ok());
+        assert_eq!(
+            check_segment_header(&header, 3, 1 << 20),
+            Ok(FORMAT_VERSION)
+        );
         assert!(check_segment_header(&header, 4, 1 << 20).is_err());
         assert!(check_segment_header(&header, 3, 1 << 21).is_err());
+    }
+
+    #[test]
+    fn version_1_segments_are_still_read() {
+        let mut header = encode_segment_header(0, 1 << 20);
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&header[0..60]);
+        header[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_segment_header(&header, 0, 1 << 20), Ok(1));
+        header[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c::crc32c(&header[0..60]);
+        header[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(check_segment_header(&header, 0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_sync_mark_roundtrips_and_leaves_the_fields_intact() {
+        let mut buffer = Vec::new();
+        let frame_len = encode_event_marked(&mut buffer, &record(b"{}", true), Some(4096));
+        assert_eq!(frame_len, record(b"{}", true).frame_bytes_marked(true));
+        assert_eq!(frame_len, buffer.len());
+        let Ok((Frame::Event(event), _)) = decode_frame(&buffer, buffer.len()) else {
+            panic!("not an event")
+        };
+        assert_eq!(event.synced_end, Some(4096));
+        assert_eq!(event.stream, "order-1");
+        assert_eq!(event.event_type, "OrderPlaced");
+        assert_eq!(&buffer[event.data_range.clone()], b"{}");
+        let mut unmarked = Vec::new();
+        encode_event(&mut unmarked, &record(b"{}", true));
+        let Ok((Frame::Event(event), _)) = decode_frame(&unmarked, unmarked.len()) else {
+            panic!("not an event")
+        };
+        assert_eq!(event.synced_end, None);
+    }
+
+    #[test]
+    fn unknown_flags_make_a_frame_invalid() {
+        let mut buffer = Vec::new();
+        encode_event(&mut buffer, &record(b"x", true));
+        buffer[9] |= 0x80;
+        let crc = frame_checksum(&buffer);
+        buffer[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_frame(&buffer, buffer.len()),
+            Err(FrameError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_recorded_segment_size_is_checked_before_use() {
+        let header = encode_segment_header(0, 1 << 20);
+        assert_eq!(recorded_segment_size(&header), Ok(1 << 20));
+        for size in [0, 8, (1 << 20) + 4, 1 << 40] {
+            let header = encode_segment_header(0, size);
+            assert!(recorded_segment_size(&header).is_err(), "size {size}");
+        }
+        let mut damaged = encode_segment_header(0, 1 << 20);
+        damaged[24] ^= 1;
+        assert!(recorded_segment_size(&damaged).is_err());
     }
 }

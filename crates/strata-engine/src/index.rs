@@ -19,9 +19,13 @@ pub(crate) struct StreamEntry {
     pub tombstone_position: Option<u64>,
     /// Parsed from the last event of `$$stream`.
     pub metadata: Option<Arc<StreamMetadata>>,
-    /// How many positions (and whether the tombstone) are already in index files.
+    /// How many positions (and whether the tombstone and the metadata) are already in
+    /// index files.
     pub checkpointed_events: usize,
     pub checkpointed_tombstone: bool,
+    pub checkpointed_metadata: bool,
+    /// Listed in `Index::dirty`.
+    listed_dirty: bool,
 }
 
 impl StreamEntry {
@@ -79,8 +83,8 @@ impl Index {
             .streams
             .get_mut(stream)
             .unwrap_or_else(|| unreachable!("inserted above"));
-        if entry.checkpointed_events == entry.positions.len() && !entry_has_unsaved_tombstone(entry)
-        {
+        if !entry.listed_dirty {
+            entry.listed_dirty = true;
             self.dirty.push(stream.clone());
         }
         entry
@@ -128,18 +132,22 @@ impl Index {
         entry.positions.extend_from_slice(positions);
     }
 
+    /// Sets a stream's metadata; the next index file saves it.
     pub(crate) fn set_metadata(&mut self, stream: &StreamName, metadata: Arc<StreamMetadata>) {
-        match self.streams.get_mut(stream) {
-            Some(entry) => entry.metadata = Some(metadata),
-            None => {
-                self.streams.insert(
-                    stream.clone(),
-                    StreamEntry {
-                        metadata: Some(metadata),
-                        ..StreamEntry::default()
-                    },
-                );
-            }
+        let entry = self.entry_mut(stream);
+        entry.metadata = Some(metadata);
+        entry.checkpointed_metadata = false;
+    }
+
+    /// Sets metadata loaded from an index file (already saved).
+    pub(crate) fn load_metadata(&mut self, stream: &str, metadata: Arc<StreamMetadata>) {
+        if !self.streams.contains_key(stream) {
+            self.streams
+                .insert(StreamName::from_stored(stream), StreamEntry::default());
+        }
+        if let Some(entry) = self.streams.get_mut(stream) {
+            entry.metadata = Some(metadata);
+            entry.checkpointed_metadata = true;
         }
     }
 
@@ -191,14 +199,20 @@ impl Index {
             let Some(entry) = self.streams.get_mut(&stream) else {
                 continue;
             };
+            entry.listed_dirty = false;
             let first_revision = entry.checkpointed_events as u64;
             let positions = entry.positions[entry.checkpointed_events..].to_vec();
             let tombstone_position = entry
                 .tombstone_position
                 .filter(|_| !entry.checkpointed_tombstone);
+            let metadata = entry
+                .metadata
+                .clone()
+                .filter(|_| !entry.checkpointed_metadata);
             entry.checkpointed_events = entry.positions.len();
             entry.checkpointed_tombstone = entry.tombstone_position.is_some();
-            if positions.is_empty() && tombstone_position.is_none() {
+            entry.checkpointed_metadata = entry.metadata.is_some();
+            if positions.is_empty() && tombstone_position.is_none() && metadata.is_none() {
                 continue;
             }
             unsaved.push(UnsavedStream {
@@ -206,14 +220,11 @@ impl Index {
                 first_revision,
                 positions,
                 tombstone_position,
+                metadata,
             });
         }
         unsaved
     }
-}
-
-fn entry_has_unsaved_tombstone(entry: &StreamEntry) -> bool {
-    entry.tombstone_position.is_some() && !entry.checkpointed_tombstone
 }
 
 /// What one stream adds to the next index file.
@@ -222,6 +233,8 @@ pub(crate) struct UnsavedStream {
     pub first_revision: u64,
     pub positions: Vec<u64>,
     pub tombstone_position: Option<u64>,
+    /// The stream's metadata, when it changed since the last file.
+    pub metadata: Option<Arc<StreamMetadata>>,
 }
 
 /// Where an event id was written. The stream is kept as a hash keyed per process (no
@@ -322,5 +335,17 @@ mod tests {
         }
         assert!(ids.get(0).is_none());
         assert_eq!(ids.get(5).map(|found| found.revision), Some(5));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// docs/ENGINE.md ("Memory") states these sizes; change the docs with them.
+    #[test]
+    fn the_sizes_the_memory_formula_uses() {
+        assert_eq!(std::mem::size_of::<(StreamName, StreamEntry)>(), 80);
+        assert_eq!(std::mem::size_of::<(u128, IdEntry)>(), 48);
     }
 }

@@ -27,23 +27,35 @@
 //! buffer they were read into), `async-trait` (the `EventStore` trait), `tracing` (logs),
 //! `rustix` (the `O_DIRECT` flag, safely, for zero-filling new segments without the page
 //! cache), `serde_json` (the verify report).
+//!
+//! Feature `fault-injection` (tests only): `Config::faults` puts a `faults::Faults` plan under
+//! the segment files — failed writes, syncs and reads, and simulated power loss.
 #![forbid(unsafe_code)]
 
 mod all_reader;
 mod config;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod faults;
 mod format;
 mod index;
 mod index_file;
+mod index_load;
 mod index_saver;
+mod io;
 mod log_reader;
 mod recovery;
+mod repair;
+mod replay;
 mod segments;
 mod shared;
 mod store;
 mod syncer;
+mod tail;
 mod verify;
 mod writer;
 
 pub use config::{Config, Durability};
+pub use repair::{DroppedStream, Repair, RepairPlan};
 pub use store::Store;
 pub use verify::{VerifyProgress, VerifyReport, verify};

@@ -1,105 +1,95 @@
-//! Opening a store: load the index files, replay the log after them, and cut a torn tail.
+//! Opening a store: load the index files, replay the log after them, and decide what the
+//! end of the log is.
 //!
-//! A crash can leave the last group partly written: frames without their commit frame, or
-//! a frame cut short. Both are dropped (the group was never acknowledged). A bad frame
-//! followed by valid frames is not a torn write but corruption, and opening fails with an
-//! error naming the segment and offset.
+//! A crash can leave the last groups partly written: frames without their commit frame, a
+//! frame cut short, and after a power loss valid frames behind a damaged one (unsynced
+//! pages reach the disk in any order). None of that was acknowledged, and it is dropped.
+//! But when the clean-shutdown marker, an index file or a sync mark proves that the log
+//! reached further than the replay can read, acknowledged events are lost: the open
+//! fails, and nothing is changed, so the evidence stays for the operator (`strata verify`,
+//! then `strata repair` to accept the loss).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 
-use strata_core::{Error, Result, StreamMetadata, StreamName};
+use strata_core::{Error, Result};
 
 use crate::config::Config;
-use crate::format::{Frame, FrameError, SEGMENT_HEADER_BYTES, decode_frame, frame_length};
-use crate::index::{IdEntry, Index, RecentIds};
-use crate::index_file::{announced_stream_count, list_index_files, load_index_file};
-use crate::log_reader::{LogReader, to_usize};
+use crate::format::SEGMENT_HEADER_BYTES;
+use crate::index::{Index, RecentIds};
+use crate::index_load::load_index;
+use crate::io::Seam;
+use crate::log_reader::to_usize;
+use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
 use crate::segments::{
     OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
 };
+use crate::tail::{
+    AfterStop, Claim, ClaimSource, LostData, lost_end, scan_after_stop, skip_segment_header,
+};
 
-const REPLAY_CHUNK_BYTES: u64 = 1 << 20;
-const CLEAN_MARKER: &str = "CLEAN";
+pub(crate) const CLEAN_MARKER: &str = "CLEAN";
 
 pub(crate) struct Recovered {
     pub segments: Segments,
     pub index: Index,
     pub recent_ids: RecentIds,
-    /// Where the next frame goes; everything before is committed.
+    /// Where the next frame goes; everything before is committed and synced.
     pub end: u64,
     pub index_file_sequence: u64,
     pub index_covered_to: u64,
 }
 
 pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
-    let log_dir = data_dir.join("log");
-    let index_dir = data_dir.join("index");
-    for dir in [&log_dir, &index_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
-    }
-    let clean_end = take_clean_marker(data_dir)?;
-    // An existing store keeps the segment size it was created with.
-    let segment_size_bytes = if list_segments(&log_dir)?.is_empty() {
-        config.segment_size_bytes
-    } else {
-        recorded_segment_size(&log_dir)?
-    };
-    let segments = open_segments(&log_dir, segment_size_bytes, OpenMode::Repair)?;
-    let created = segments.count() == 0;
-    if created {
-        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
-    }
+    let clean_end = read_clean_marker(data_dir);
+    let (segments, created) = open_log(data_dir, config)?;
+    let segment_size_bytes = segments.size_bytes();
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
-    let (mut index, index_file_sequence, covered_to) = load_index(&index_dir, &segments)?;
+    let loaded = load_index(&data_dir.join("index"), &segments)?;
+    let mut index = loaded.index;
     let replayed = replay(
         &segments,
         &mut index,
         &mut recent_ids,
-        covered_to,
+        loaded.covered_to,
         &mut |_| {},
     )?;
-    let end = skip_segment_header(replayed.committed_end, segments.size_bytes());
-    let clean_end = clean_end.map(|clean| skip_segment_header(clean, segments.size_bytes()));
-    // A clean close vouches that the log ends exactly where the replay stopped; anything
-    // else (a crash, damage) is checked: a valid frame after the stop is corruption.
-    let vouched = created || (clean_end == Some(end) && !replayed.has_torn_tail());
+    let end = skip_segment_header(replayed.committed_end, segment_size_bytes);
+    // A clean close vouches that the log ends exactly where the replay stopped.
+    let vouched = created
+        || (clean_end.map(|clean| skip_segment_header(clean, segment_size_bytes)) == Some(end)
+            && !replayed.has_torn_tail());
+    let after_stop = if vouched {
+        AfterStop::default()
+    } else {
+        scan_after_stop(&segments, replayed.stopped_at, &mut |_, _| {})?
+    };
+    let mut claims = loaded.claims;
+    claims.extend(clean_end.map(|end| Claim {
+        end,
+        source: ClaimSource::CleanMarker,
+    }));
+    claims.extend(after_stop.sync_mark.clone());
+    refuse_if_lost(&segments, &replayed, end, &claims)?;
+    // The open goes ahead: from here on, evidence that has been weighed may be cleared.
+    segments.extend_short()?;
+    let index_file_sequence = match &loaded.problem {
+        Some(problem) => {
+            tracing::warn!(%problem, "rebuilding the index from the whole log");
+            remove_index_files(&loaded.files)?;
+            0
+        }
+        None => loaded.files.len() as u64,
+    };
     if !vouched {
-        if let Some(valid) = find_valid_frame_after(&segments, replayed.stopped_at)? {
-            return Err(Error::Corrupt {
-                detail: format!(
-                    "the log stops at {} but a valid frame follows at {}: \
-                     the log is corrupt, not torn; run `strata verify`",
-                    segments.describe(replayed.stopped_at),
-                    segments.describe(valid)
-                ),
-            });
-        }
-        if replayed.has_torn_tail() {
-            tracing::warn!(
-                at = replayed.committed_end,
-                "dropping a torn tail left by a crash"
-            );
-        }
-        for (what, claimed) in [
-            ("the clean-shutdown marker", clean_end),
-            ("the index files", Some(covered_to)),
-        ] {
-            if let Some(claimed) = claimed.filter(|&claimed| claimed > end) {
-                tracing::warn!(
-                    claimed,
-                    end,
-                    "{what} said the log reached further than it does: data after the end was lost"
-                );
-            }
-        }
-        zero_after(&segments, end)?;
+        drop_torn_tail(&segments, &replayed, &after_stop, end)?;
         // What the replay read may have come from the page cache of a process that died
-        // before its sync: make it durable before publishing it as such.
-        segments.sync(segments.segment_of(covered_to.min(end))..segments.count())?;
+        // before its own sync: make it durable before publishing it as such.
+        segments.sync(segments.segment_of(loaded.covered_to.min(end))..segments.count())?;
+    }
+    if clean_end.is_some() {
+        remove_clean_marker(data_dir)?;
     }
     Ok(Recovered {
         segments,
@@ -107,21 +97,89 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         recent_ids,
         end,
         index_file_sequence,
-        index_covered_to: covered_to,
+        index_covered_to: loaded.covered_to,
     })
 }
 
-/// A log end that falls exactly on a segment boundary continues after the next header.
-fn skip_segment_header(end: u64, segment_size_bytes: u64) -> u64 {
-    if end.is_multiple_of(segment_size_bytes) {
-        end + SEGMENT_HEADER_BYTES
-    } else {
-        end
+/// Opens the segments (an existing store keeps the segment size it was created with), or
+/// makes segment 0 of a new store; says whether the store is new.
+fn open_log(data_dir: &Path, config: &Config) -> Result<(Segments, bool)> {
+    let log_dir = data_dir.join("log");
+    for dir in [&log_dir, &data_dir.join("index")] {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
     }
+    let created = list_segments(&log_dir)?.is_empty();
+    let segment_size_bytes = if created {
+        config.segment_size_bytes
+    } else {
+        recorded_segment_size(&log_dir)?
+    };
+    let segments = open_segments(
+        &log_dir,
+        segment_size_bytes,
+        OpenMode::Recover,
+        &Seam::from_config(config),
+    )?;
+    if created {
+        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
+    }
+    Ok((segments, created))
+}
+
+/// Fails, changing nothing, when a claim reaches past the readable end.
+fn refuse_if_lost(
+    segments: &Segments,
+    replayed: &Replayed,
+    end: u64,
+    claims: &[Claim],
+) -> Result<()> {
+    let Some(claim) = lost_end(claims, end, segments.size_bytes()) else {
+        return Ok(());
+    };
+    let lost = LostData {
+        segments,
+        claim,
+        end,
+        replayed,
+    };
+    tracing::error!(%lost, "refusing to open");
+    Err(lost.to_error())
+}
+
+/// Zeroes everything after `end`, saying what is dropped.
+fn drop_torn_tail(
+    segments: &Segments,
+    replayed: &Replayed,
+    after_stop: &AfterStop,
+    end: u64,
+) -> Result<()> {
+    if replayed.has_torn_tail() || after_stop.event_frames > 0 {
+        tracing::warn!(
+            at = end,
+            stopped_at = replayed.stopped_at,
+            valid_frames_after = after_stop.event_frames,
+            "dropping a torn tail left by a crash (nothing after the end was acknowledged)"
+        );
+    }
+    zero_after(segments, end)
+}
+
+fn remove_index_files(files: &[(u64, std::path::PathBuf)]) -> Result<()> {
+    for (_, path) in files {
+        std::fs::remove_file(path)
+            .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
+    }
+    Ok(())
 }
 
 /// Opens every segment of `log_dir`, checking that none is missing.
-pub(crate) fn open_segments(log_dir: &Path, size_bytes: u64, mode: OpenMode) -> Result<Segments> {
+pub(crate) fn open_segments(
+    log_dir: &Path,
+    size_bytes: u64,
+    mode: OpenMode,
+    seam: &Seam,
+) -> Result<Segments> {
     let segment_indexes = list_segments(log_dir)?;
     let mut files = Vec::with_capacity(segment_indexes.len());
     for (expected, &segment_index) in segment_indexes.iter().enumerate() {
@@ -130,33 +188,47 @@ pub(crate) fn open_segments(log_dir: &Path, size_bytes: u64, mode: OpenMode) -> 
                 detail: format!("segment {expected} is missing from {}", log_dir.display()),
             });
         }
-        files.push(open_segment(log_dir, segment_index, size_bytes, mode)?);
+        files.push(open_segment(
+            log_dir,
+            segment_index,
+            size_bytes,
+            mode,
+            seam,
+        )?);
     }
-    Ok(Segments::new(log_dir.to_path_buf(), size_bytes, files))
+    Ok(Segments::new(
+        log_dir.to_path_buf(),
+        size_bytes,
+        files,
+        seam.clone(),
+    ))
 }
 
-/// Reads and removes the marker a clean shutdown leaves; it says the log past its end
-/// position is known to be zero.
-fn take_clean_marker(data_dir: &Path) -> Result<Option<u64>> {
-    let path = data_dir.join(CLEAN_MARKER);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(None);
-    };
-    std::fs::remove_file(&path)
-        .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
-    crate::segments::sync_dir(data_dir)?;
+/// The log end a clean shutdown recorded (it says the log past it is zero), if the
+/// marker is there and intact. Reading it changes nothing: it is removed only once an
+/// open has weighed it and goes ahead.
+pub(crate) fn read_clean_marker(data_dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(data_dir.join(CLEAN_MARKER)).ok()?;
     if bytes.len() != 12
         || u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]))
             != crc32c::crc32c(&bytes[..8])
     {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(u64::from_le_bytes(
-        bytes[..8].try_into().unwrap_or([0; 8]),
-    )))
+    Some(u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])))
 }
 
-/// Writes the clean-shutdown marker (called by the writer as it stops).
+/// Removes the clean-shutdown marker, durably: from now on the store may be written.
+pub(crate) fn remove_clean_marker(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join(CLEAN_MARKER);
+    match std::fs::remove_file(&path) {
+        Ok(()) => crate::segments::sync_dir(data_dir),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::io(format!("removing {}", path.display()), error)),
+    }
+}
+
+/// Writes the clean-shutdown marker (called by the syncer as it stops).
 pub(crate) fn write_clean_marker(data_dir: &Path, end: u64) -> Result<()> {
     let mut bytes = end.to_le_bytes().to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&end.to_le_bytes()).to_le_bytes());
@@ -167,297 +239,9 @@ pub(crate) fn write_clean_marker(data_dir: &Path, end: u64) -> Result<()> {
     crate::segments::sync_dir(data_dir)
 }
 
-/// Loads the index files in order. Any gap or damage discards them all: the log is the
-/// truth and a full replay rebuilds the index.
-fn load_index(index_dir: &Path, segments: &Segments) -> Result<(Index, u64, u64)> {
-    let files = list_index_files(index_dir)?;
-    let mut index = Index::default();
-    let announced: u64 = files
-        .iter()
-        .map(|(_, path)| announced_stream_count(path))
-        .sum();
-    // Streams repeat across files, so the sum may overshoot; it is capped by what the
-    // files' bytes could describe (each stream takes at least 34 bytes), and a failed
-    // reservation only means the table grows as it loads.
-    let file_bytes: u64 = files
-        .iter()
-        .filter_map(|(_, path)| std::fs::metadata(path).ok())
-        .map(|metadata| metadata.len())
-        .sum();
-    index.reserve_streams(usize::try_from(announced.min(file_bytes / 34)).unwrap_or(0));
-    let mut covered_to = SEGMENT_HEADER_BYTES;
-    let mut problem = None;
-    for (expected_sequence, (sequence, path)) in files.iter().enumerate() {
-        if *sequence != expected_sequence as u64 {
-            problem = Some(format!("index file {} is out of sequence", path.display()));
-            break;
-        }
-        match load_index_file(path, &mut index) {
-            Ok(coverage) if coverage.covers_from == covered_to => covered_to = coverage.covers_to,
-            Ok(_) => {
-                problem = Some(format!("index file {} leaves a gap", path.display()));
-                break;
-            }
-            Err(reason) => {
-                problem = Some(format!("index file {} {reason}", path.display()));
-                break;
-            }
-        }
-    }
-    if problem.is_none()
-        && covered_to > SEGMENT_HEADER_BYTES
-        && !frame_ends_at(segments, covered_to)
-    {
-        problem = Some("the index files cover log that is not there".into());
-    }
-    if let Some(problem) = problem {
-        tracing::warn!(%problem, "rebuilding the index from the whole log");
-        for (_, path) in &files {
-            std::fs::remove_file(path)
-                .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
-        }
-        return Ok((Index::default(), 0, SEGMENT_HEADER_BYTES));
-    }
-    load_metadata(segments, &mut index)?;
-    Ok((index, files.len() as u64, covered_to))
-}
-
-/// True when a valid frame ends exactly at `position`.
-fn frame_ends_at(segments: &Segments, position: u64) -> bool {
-    let mut normalized = position;
-    if normalized % segments.size_bytes() == SEGMENT_HEADER_BYTES {
-        normalized -= SEGMENT_HEADER_BYTES;
-    }
-    if normalized < 8 || segments.segment_of(normalized - 1) >= segments.count() {
-        return false;
-    }
-    let Ok(trailer) = segments.read(normalized - 4, 4) else {
-        return false;
-    };
-    let frame_len = u64::from(u32::from_le_bytes(
-        trailer[..4].try_into().unwrap_or([0; 4]),
-    ));
-    if frame_len == 0 || frame_len > normalized {
-        return false;
-    }
-    LogReader::new(segments)
-        .read_frame(normalized - frame_len)
-        .is_ok_and(|frame| {
-            frame.len() as u64 == frame_len && decode_frame(&frame, frame.len()).is_ok()
-        })
-}
-
-/// Parses the metadata of every stream that has a `$$stream`, from its last event.
-fn load_metadata(segments: &Segments, index: &mut Index) -> Result<()> {
-    let reader = LogReader::new(segments);
-    let mut found = Vec::new();
-    for (stream, entry) in index.streams() {
-        let (Some(described), Some(&position)) =
-            (stream.described_stream(), entry.positions.last())
-        else {
-            continue;
-        };
-        let event = reader.read_event(position)?;
-        found.push((
-            described,
-            StreamMetadata::from_json(stream, &event.data).unwrap_or_default(),
-        ));
-    }
-    for (stream, metadata) in found {
-        index.set_metadata(&stream, Arc::new(metadata));
-    }
-    Ok(())
-}
-
-struct PendingEvent {
-    stream: StreamName,
-    revision: u64,
-    position: u64,
-    id: u128,
-    metadata: Option<StreamMetadata>,
-}
-
-pub(crate) struct Replayed {
-    /// Position after the last committed transaction.
-    pub committed_end: u64,
-    /// Where reading stopped: the first frame not taken (empty, damaged, or past the last
-    /// segment). Frames between `committed_end` and here lack their commit frame.
-    pub stopped_at: u64,
-    /// True when a damaged frame (not an empty one) stopped the replay.
-    pub damaged: bool,
-}
-
-impl Replayed {
-    /// True when anything past the committed end was found: a torn final write.
-    pub(crate) fn has_torn_tail(&self) -> bool {
-        self.damaged || self.stopped_at > self.committed_end
-    }
-}
-
-/// Replays committed transactions from `from` into the index.
-pub(crate) fn replay(
-    segments: &Segments,
-    index: &mut Index,
-    recent_ids: &mut RecentIds,
-    from: u64,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Replayed> {
-    let mut position = segments.first_frame_at_or_after(from);
-    let mut committed_end = position;
-    let mut pending: Vec<PendingEvent> = Vec::new();
-    loop {
-        let segment_index = segments.segment_of(position);
-        if segment_index >= segments.count() {
-            break;
-        }
-        let segment_end = segments.segment_start(segment_index + 1);
-        let chunk = segments.read(
-            position,
-            to_usize(REPLAY_CHUNK_BYTES.min(segment_end - position)),
-        )?;
-        let mut offset = 0usize;
-        let mut next_position = None;
-        while offset < chunk.len() {
-            let frame_position = position + offset as u64;
-            let room = to_usize(segment_end - frame_position);
-            let frame = match frame_length(&chunk[offset..], room) {
-                Ok(frame_len) => chunk.slice(offset..offset + frame_len),
-                Err(FrameError::Incomplete { .. }) if offset > 0 => break,
-                Err(FrameError::Incomplete { needed }) => segments.read(frame_position, needed)?,
-                Err(FrameError::Empty) => {
-                    return Ok(Replayed {
-                        committed_end,
-                        stopped_at: frame_position,
-                        damaged: false,
-                    });
-                }
-                Err(FrameError::Invalid(_)) => {
-                    return Ok(Replayed {
-                        committed_end,
-                        stopped_at: frame_position,
-                        damaged: true,
-                    });
-                }
-            };
-            match decode_frame(&frame, frame.len()) {
-                Ok((Frame::Padding, _)) => {
-                    next_position = Some(segment_end + SEGMENT_HEADER_BYTES);
-                    break;
-                }
-                Ok((Frame::Event(event), frame_len)) => {
-                    let stream = StreamName::from_stored(event.stream);
-                    let metadata = stream.described_stream().map(|described| {
-                        StreamMetadata::from_json(&described, &frame[event.data_range.clone()])
-                            .unwrap_or_default()
-                    });
-                    pending.push(PendingEvent {
-                        stream,
-                        revision: event.revision,
-                        position: frame_position,
-                        id: event.id,
-                        metadata,
-                    });
-                    offset += frame_len;
-                    if event.is_commit() {
-                        apply(segments, index, recent_ids, pending.drain(..))?;
-                        committed_end = position + offset as u64;
-                    }
-                }
-                Err(_) => {
-                    return Ok(Replayed {
-                        committed_end,
-                        stopped_at: frame_position,
-                        damaged: true,
-                    });
-                }
-            }
-        }
-        // A frame may end exactly at its segment's end: go on after the next header.
-        position =
-            segments.first_frame_at_or_after(next_position.unwrap_or(position + offset as u64));
-        progress(position);
-    }
-    Ok(Replayed {
-        committed_end,
-        stopped_at: position,
-        damaged: false,
-    })
-}
-
-fn apply(
-    segments: &Segments,
-    index: &mut Index,
-    recent_ids: &mut RecentIds,
-    events: impl Iterator<Item = PendingEvent>,
-) -> Result<()> {
-    for event in events {
-        let expected_revision = index
-            .stream(&event.stream)
-            .map_or(0, |entry| entry.positions.len() as u64);
-        if event.revision != crate::format::TOMBSTONE_REVISION
-            && event.revision != expected_revision
-        {
-            return Err(Error::Corrupt {
-                detail: format!(
-                    "the event at {} has revision {} of stream {} where revision {expected_revision} was due",
-                    segments.describe(event.position),
-                    event.revision,
-                    event.stream
-                ),
-            });
-        }
-        index.add_event(&event.stream, event.revision, event.position);
-        if event.revision != crate::format::TOMBSTONE_REVISION {
-            let stream_hash = recent_ids.stream_hash(&event.stream);
-            recent_ids.insert(
-                event.id,
-                IdEntry {
-                    stream_hash,
-                    revision: event.revision,
-                    position: event.position,
-                },
-            );
-        }
-        if let (Some(described), Some(metadata)) = (event.stream.described_stream(), event.metadata)
-        {
-            index.set_metadata(&described, Arc::new(metadata));
-        }
-    }
-    Ok(())
-}
-
-/// Looks for any valid event frame after a damaged one at `damaged`, in the rest of its
-/// segment and at the start of later segments.
-pub(crate) fn find_valid_frame_after(segments: &Segments, damaged: u64) -> Result<Option<u64>> {
-    let segment_index = segments.segment_of(damaged);
-    if segment_index >= segments.count() {
-        return Ok(None);
-    }
-    let segment_end = segments.segment_start(segment_index + 1);
-    let rest = segments.read(damaged, to_usize(segment_end - damaged))?;
-    let mut offset = 8usize;
-    while offset + 16 <= rest.len() {
-        let room = rest.len() - offset;
-        if let Ok(frame_len) = frame_length(&rest[offset..], room)
-            && let Ok((Frame::Event(_), _)) =
-                decode_frame(&rest[offset..offset + frame_len], frame_len)
-        {
-            return Ok(Some(damaged + offset as u64));
-        }
-        offset += 8;
-    }
-    for later in segment_index + 1..segments.count() {
-        let first = segments.segment_start(later) + SEGMENT_HEADER_BYTES;
-        if LogReader::new(segments).read_event(first).is_ok() {
-            return Ok(Some(first));
-        }
-    }
-    Ok(None)
-}
-
 /// Zeroes whatever lies after the committed end, so later appends never sit next to
 /// stale frames of a torn write.
-fn zero_after(segments: &Segments, end: u64) -> Result<()> {
+pub(crate) fn zero_after(segments: &Segments, end: u64) -> Result<()> {
     let zeros = vec![0u8; to_usize(REPLAY_CHUNK_BYTES)];
     for segment_index in segments.segment_of(end)..segments.count() {
         let segment_start = segments.segment_start(segment_index);
@@ -483,4 +267,146 @@ fn zero_after(segments: &Segments, end: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamName};
+
+    use super::*;
+    use crate::format::{EventRecord, encode_event_marked};
+    use crate::store::Store;
+
+    fn record(revision: u64, commit: bool) -> EventRecord<'static> {
+        EventRecord {
+            stream: "s",
+            revision,
+            id: 0x5eed_0000 + u128::from(revision),
+            event_type: "Crafted",
+            json: false,
+            created_nanos: 0,
+            data: b"crafted after the end",
+            metadata: &[],
+            commit,
+        }
+    }
+
+    /// A closed store whose stream `s` has 3 events, as a crash leaves it (no marker, no
+    /// index file); returns the directory and the end of its log.
+    async fn crashed_store() -> (tempfile::TempDir, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        let stream = StreamName::new("s").unwrap();
+        for _ in 0..3 {
+            store
+                .append(
+                    &stream,
+                    ExpectedRevision::Any,
+                    vec![ProposedEvent::json("E", "{}")],
+                )
+                .await
+                .unwrap();
+        }
+        store.close();
+        drop(store);
+        std::fs::remove_file(dir.path().join(CLEAN_MARKER)).unwrap();
+        for entry in std::fs::read_dir(dir.path().join("index")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let segments = open_segments(
+            &dir.path().join("log"),
+            Config::small_for_tests().segment_size_bytes,
+            OpenMode::ReadOnly,
+            &Seam::default(),
+        )
+        .unwrap();
+        let replayed = replay(
+            &segments,
+            &mut Index::default(),
+            &mut RecentIds::new(1),
+            0,
+            &mut |_| {},
+        )
+        .unwrap();
+        (dir, replayed.committed_end)
+    }
+
+    /// Writes after the log's end, as the page cache of a crashed machine might have: group
+    /// A (revisions 3 and 4) with its first frame damaged, then group B (revision 5) whose
+    /// sync mark is `mark_of_b`.
+    fn write_two_groups_the_first_torn(dir: &Path, end: u64, mark_of_b: impl Fn(u64) -> u64) {
+        let mut bytes = Vec::new();
+        encode_event_marked(&mut bytes, &record(3, false), Some(end));
+        encode_event_marked(&mut bytes, &record(4, true), None);
+        let end_of_a = end + bytes.len() as u64;
+        encode_event_marked(&mut bytes, &record(5, true), Some(mark_of_b(end_of_a)));
+        // Inside A's first frame (its sync mark): the frame fails its checksum.
+        bytes[60] ^= 0x01;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("log").join("0000000000.seg"))
+            .unwrap();
+        file.write_all_at(&bytes, end).unwrap();
+    }
+
+    async fn events_of_s(store: &Store) -> Vec<strata_core::RecordedEvent> {
+        store
+            .read_stream(
+                &StreamName::new("s").unwrap(),
+                ReadStreamOptions::forwards(),
+            )
+            .await
+            .unwrap()
+            .into_events()
+    }
+
+    /// After a power loss, group B reached the disk and group A (written before it) did
+    /// not, whole: B's sync mark says A was not synced when B was written, so nothing
+    /// acknowledged is lost and both are dropped as a torn tail.
+    #[tokio::test]
+    async fn valid_frames_behind_an_unsynced_tear_are_a_torn_tail() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |_| end);
+        let store = Store::open(dir.path(), Config::small_for_tests())
+            .expect("an unsynced tear followed by unsynced frames opens");
+        assert_eq!(events_of_s(&store).await.len(), 3);
+        let next = store
+            .append(
+                &StreamName::new("s").unwrap(),
+                ExpectedRevision::Exact(2),
+                vec![ProposedEvent::json("E", "{}")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.position.0, end, "the torn tail was dropped");
+        store.close();
+    }
+
+    /// B's sync mark says A had been synced (so possibly acknowledged) when B was written:
+    /// A's damage is a loss, and the open refuses, naming the mark and both ends.
+    #[tokio::test]
+    async fn a_tear_before_a_later_sync_mark_refuses_to_open() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |end_of_a| end_of_a);
+        match Store::open(dir.path(), Config::small_for_tests()).map(|_| ()) {
+            Err(Error::Corrupt { detail }) => assert!(
+                detail.contains("sync mark") && detail.contains(&format!("position {end}")),
+                "{detail}"
+            ),
+            other => panic!("expected Error::Corrupt, got {other:?}"),
+        }
+    }
+
+    /// A sync mark that claims more than the log before its own frame is not genuine (a
+    /// frame forged inside event data could say anything) and proves nothing.
+    #[tokio::test]
+    async fn a_sync_mark_past_its_own_frame_is_ignored() {
+        let (dir, end) = crashed_store().await;
+        write_two_groups_the_first_torn(dir.path(), end, |_| u64::MAX / 2);
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        assert_eq!(events_of_s(&store).await.len(), 3);
+        store.close();
+    }
 }

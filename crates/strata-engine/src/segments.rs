@@ -13,7 +13,11 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use strata_core::{Error, Result};
 
-use crate::format::{SEGMENT_HEADER_BYTES, check_segment_header, encode_segment_header};
+use crate::format::{
+    FORMAT_VERSION, FORMAT_VERSION_SYNC_MARKS, SEGMENT_HEADER_BYTES, check_segment_header,
+    encode_segment_header,
+};
+use crate::io::{Seam, SegmentFile};
 
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
@@ -117,8 +121,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|error| Error::io(format!("syncing directory {}", dir.display()), error))
 }
 
-/// The segment size a store was created with, from the header of its first segment (the
-/// header's checksum is checked when the segment is opened).
+/// The segment size a store was created with, from the header of its first segment; the
+/// header's checksum and the size itself are checked before the size is used.
 pub(crate) fn recorded_segment_size(log_dir: &Path) -> Result<u64> {
     let path = log_dir.join(segment_file_name(0));
     let file = File::open(&path)
@@ -126,17 +130,23 @@ pub(crate) fn recorded_segment_size(log_dir: &Path) -> Result<u64> {
     let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
     file.read_exact_at(&mut header, 0)
         .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-    Ok(u64::from_le_bytes(
-        header[24..32].try_into().unwrap_or([0; 8]),
-    ))
+    crate::format::recorded_segment_size(&header).map_err(|reason| Error::Corrupt {
+        detail: format!(
+            "segment {} cannot tell the store's segment size: {reason}",
+            path.display()
+        ),
+    })
 }
 
-/// Whether opening a segment may repair it.
+/// Whether opening a segment may write to it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenMode {
-    /// For the store: a truncated segment is extended with zeros.
-    Repair,
-    /// For verification: nothing is changed; a truncated segment is an error.
+    /// For the store and repair: writable. A segment shorter than its size (truncated)
+    /// reads as zeros past its end and is extended only by [`Segments::extend_short`],
+    /// once the caller has decided to go ahead.
+    Recover,
+    /// For verification: nothing is changed; a truncated segment reads as zeros past its
+    /// end, as it will once the store extends it.
     ReadOnly,
 }
 
@@ -146,32 +156,32 @@ pub(crate) fn open_segment(
     segment_index: u64,
     size_bytes: u64,
     mode: OpenMode,
-) -> Result<File> {
+    seam: &Seam,
+) -> Result<SegmentFile> {
     let path = log_dir.join(segment_file_name(segment_index));
     let file = OpenOptions::new()
         .read(true)
-        .write(mode == OpenMode::Repair)
+        .write(mode == OpenMode::Recover)
         .open(&path)
         .map_err(|error| Error::io(format!("opening segment {}", path.display()), error))?;
     let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
     file.read_exact_at(&mut header, 0)
         .map_err(|error| Error::io(format!("reading the header of {}", path.display()), error))?;
-    check_segment_header(&header, segment_index, size_bytes).map_err(|reason| Error::Corrupt {
-        detail: format!("segment {} is unusable: {reason}", path.display()),
+    let version = check_segment_header(&header, segment_index, size_bytes).map_err(|reason| {
+        Error::Corrupt {
+            detail: format!("segment {} is unusable: {reason}", path.display()),
+        }
     })?;
+    let file = seam.wrap(file, segment_index, version);
     let length = file
-        .metadata()
-        .map_err(|error| Error::io(format!("reading the size of {}", path.display()), error))?
-        .len();
-    if length < size_bytes && mode == OpenMode::Repair {
+        .length_bytes()
+        .map_err(|error| Error::io(format!("reading the size of {}", path.display()), error))?;
+    if length < size_bytes {
         tracing::warn!(
             segment = %path.display(),
             length,
-            "segment is shorter than its size (truncated); extending it with zeros"
+            "segment is shorter than its size (truncated): it reads as zeros past its end"
         );
-        file.set_len(size_bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|error| Error::io(format!("extending {}", path.display()), error))?;
     } else if length != size_bytes {
         return Err(Error::Corrupt {
             detail: format!(
@@ -187,14 +197,21 @@ pub(crate) fn open_segment(
 pub(crate) struct Segments {
     log_dir: PathBuf,
     size_bytes: u64,
-    files: RwLock<Vec<Arc<File>>>,
+    seam: Seam,
+    files: RwLock<Vec<Arc<SegmentFile>>>,
 }
 
 impl Segments {
-    pub(crate) fn new(log_dir: PathBuf, size_bytes: u64, files: Vec<File>) -> Self {
+    pub(crate) fn new(
+        log_dir: PathBuf,
+        size_bytes: u64,
+        files: Vec<SegmentFile>,
+        seam: Seam,
+    ) -> Self {
         Self {
             log_dir,
             size_bytes,
+            seam,
             files: RwLock::new(files.into_iter().map(Arc::new).collect()),
         }
     }
@@ -211,11 +228,34 @@ impl Segments {
         self.files.read().len() as u64
     }
 
+    /// Adds a segment just made by [`create_segment`] (so of the current format version).
     pub(crate) fn push(&self, file: File) {
-        self.files.write().push(Arc::new(file));
+        let mut files = self.files.write();
+        let segment_index = files.len() as u64;
+        files.push(Arc::new(self.seam.wrap(
+            file,
+            segment_index,
+            FORMAT_VERSION,
+        )));
     }
 
-    pub(crate) fn file(&self, segment_index: u64) -> Result<Arc<File>> {
+    /// Removes segments from `first_dropped` on (repair only).
+    pub(crate) fn truncate(&self, first_dropped: u64) {
+        self.files
+            .write()
+            .truncate(usize::try_from(first_dropped).unwrap_or(usize::MAX));
+    }
+
+    /// Whether frames written into segment `segment_index` may carry a sync mark: segments
+    /// made by older versions do not, so that those versions never misread them.
+    pub(crate) fn carries_sync_marks(&self, segment_index: u64) -> bool {
+        usize::try_from(segment_index)
+            .ok()
+            .and_then(|index| self.files.read().get(index).cloned())
+            .is_none_or(|file| file.format_version() >= FORMAT_VERSION_SYNC_MARKS)
+    }
+
+    pub(crate) fn file(&self, segment_index: u64) -> Result<Arc<SegmentFile>> {
         usize::try_from(segment_index)
             .ok()
             .and_then(|index| self.files.read().get(index).cloned())
@@ -243,24 +283,61 @@ impl Segments {
     }
 
     /// Reads `length` bytes at log `position`; the range must lie inside one segment.
+    /// Past the end of a truncated segment file the bytes read as zeros (nothing written).
     pub(crate) fn read(&self, position: u64, length: usize) -> Result<Bytes> {
         let segment_index = self.segment_of(position);
         let file = self.file(segment_index)?;
         let mut buffer = BytesMut::zeroed(length);
-        file.read_exact_at(&mut buffer, position % self.size_bytes)
-            .map_err(|error| {
-                Error::io(
-                    format!(
-                        "reading {length} bytes at offset {} of segment {}",
-                        position % self.size_bytes,
-                        self.log_dir
-                            .join(segment_file_name(segment_index))
-                            .display()
-                    ),
-                    error,
-                )
-            })?;
+        let offset = position % self.size_bytes;
+        let mut filled = 0;
+        while filled < length {
+            match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    return Err(Error::io(
+                        format!(
+                            "reading {length} bytes at offset {offset} of segment {}",
+                            self.log_dir
+                                .join(segment_file_name(segment_index))
+                                .display()
+                        ),
+                        error,
+                    ));
+                }
+            }
+        }
         Ok(buffer.freeze())
+    }
+
+    /// How many segment files are shorter than the segment size (truncated).
+    pub(crate) fn short_count(&self) -> u64 {
+        let files = self.files.read().clone();
+        files
+            .iter()
+            .filter(|file| {
+                file.length_bytes()
+                    .is_ok_and(|length| length < self.size_bytes)
+            })
+            .count() as u64
+    }
+
+    /// Extends every segment file shorter than the segment size with zeros, durably.
+    pub(crate) fn extend_short(&self) -> Result<()> {
+        let files = self.files.read().clone();
+        for file in files {
+            let path = self.log_dir.join(segment_file_name(file.segment_index()));
+            let length = file.length_bytes().map_err(|error| {
+                Error::io(format!("reading the size of {}", path.display()), error)
+            })?;
+            if length < self.size_bytes {
+                tracing::warn!(segment = %path.display(), length, "extending a truncated segment with zeros");
+                file.extend_to(self.size_bytes)
+                    .map_err(|error| Error::io(format!("extending {}", path.display()), error))?;
+            }
+        }
+        Ok(())
     }
 
     /// Syncs the data of the segments in `indexes` (those that exist).
@@ -310,7 +387,10 @@ mod tests {
         create_segment(dir.path(), 0, 1 << 16).unwrap();
         create_segment(dir.path(), 1, 1 << 16).unwrap();
         assert_eq!(list_segments(dir.path()).unwrap(), vec![0, 1]);
-        assert!(open_segment(dir.path(), 1, 1 << 16, OpenMode::ReadOnly).is_ok());
-        assert!(open_segment(dir.path(), 1, 1 << 17, OpenMode::ReadOnly).is_err());
+        let seam = Seam::default();
+        let opened = open_segment(dir.path(), 1, 1 << 16, OpenMode::ReadOnly, &seam).unwrap();
+        assert_eq!(opened.format_version(), FORMAT_VERSION);
+        assert_eq!(opened.segment_index(), 1);
+        assert!(open_segment(dir.path(), 1, 1 << 17, OpenMode::ReadOnly, &seam).is_err());
     }
 }

@@ -7,7 +7,7 @@ use parking_lot::{Mutex, RwLock};
 use strata_core::Position;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, limits_for_segment_size};
 use crate::index::Index;
 use crate::segments::Segments;
 
@@ -19,6 +19,9 @@ pub(crate) struct Shared {
     pub index: RwLock<Index>,
     /// Everything before this position is durable and visible; it only grows.
     pub durable_end: AtomicU64,
+    /// Everything before this position has been synced to disk (with durability `none`,
+    /// this lags the durable end). The writer puts it in each group's sync mark.
+    pub synced_end: AtomicU64,
     /// Sequence of the last group the syncer published (index updated, durable end moved).
     pub published_sequence: AtomicU64,
     pub log_end: watch::Sender<Position>,
@@ -26,13 +29,25 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `durable_end` must be synced (recovery makes it so). The configured limits are
+    /// lowered to what the store's segments can hold.
     pub(crate) fn new(
-        config: Config,
+        mut config: Config,
         data_dir: PathBuf,
         segments: Segments,
         index: Index,
         durable_end: u64,
     ) -> Self {
+        let limits = limits_for_segment_size(config.limits, segments.size_bytes());
+        if limits != config.limits {
+            tracing::warn!(
+                segment_size_bytes = segments.size_bytes(),
+                event_bytes_max = limits.event_bytes_max,
+                "this store's segments are smaller than the configuration expects: \
+                 events are limited to what one segment holds"
+            );
+            config.limits = limits;
+        }
         let (log_end, _) = watch::channel(Position(durable_end));
         Self {
             index_dir: data_dir.join("index"),
@@ -41,6 +56,7 @@ impl Shared {
             segments,
             index: RwLock::new(index),
             durable_end: AtomicU64::new(durable_end),
+            synced_end: AtomicU64::new(durable_end),
             published_sequence: AtomicU64::new(0),
             log_end,
             poisoned: Mutex::new(None),

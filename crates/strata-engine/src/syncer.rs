@@ -6,7 +6,6 @@
 //! durable end and acknowledges the appenders. One sync thus covers all groups written while
 //! the previous sync ran, which is what lets many concurrent single-event appends share it.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Durability;
 use crate::index_saver::{IndexFileContents, IndexSaver};
+use crate::io::SegmentFile;
 use crate::recovery::write_clean_marker;
 use crate::shared::Shared;
 
@@ -147,7 +147,17 @@ impl Syncer {
             }),
         };
         match outcome {
-            Ok(()) => self.publish(groups),
+            Ok(()) => {
+                if self.shared.config.durability == Durability::Fsync
+                    && let Some(last) = groups.last()
+                {
+                    // Synced: later groups may say so in their sync marks.
+                    self.shared
+                        .synced_end
+                        .store(last.end_position, Ordering::Release);
+                }
+                self.publish(groups);
+            }
             Err(cause) => {
                 for reply in groups.into_iter().flat_map(|group| group.replies) {
                     reply.fail(&cause);
@@ -178,7 +188,7 @@ impl Syncer {
         Ok(())
     }
 
-    fn sync_file(&mut self, file: &File, segment_index: u64) -> Result<()> {
+    fn sync_file(&mut self, file: &SegmentFile, segment_index: u64) -> Result<()> {
         let attempt = self.syncs_done;
         self.syncs_done += 1;
         let position = self.shared.segments.segment_start(segment_index);
@@ -265,7 +275,11 @@ impl Syncer {
         let segments = &self.shared.segments;
         let first = segments.segment_of(self.index_covered_to);
         let last = segments.segment_of(self.durable_end.saturating_sub(1));
-        segments.sync(first..last + 1)
+        segments.sync(first..last + 1)?;
+        self.shared
+            .synced_end
+            .store(self.durable_end, Ordering::Release);
+        Ok(())
     }
 
     fn finish(&mut self) {

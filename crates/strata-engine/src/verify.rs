@@ -7,10 +7,13 @@ use std::path::Path;
 use strata_core::Result;
 
 use crate::index::{Index, RecentIds};
-use crate::index_file::{list_index_files, load_index_file};
-use crate::recovery::{find_valid_frame_after, open_segments, replay};
-use crate::segments::{OpenMode, list_segments, recorded_segment_size};
+use crate::index_file::{Loaded, claimed_coverage, list_index_files, load_index_file};
+use crate::io::Seam;
+use crate::recovery::{open_segments, read_clean_marker};
+use crate::replay::{ReplayStep, Replayed, replay};
+use crate::segments::{OpenMode, Segments, list_segments, recorded_segment_size};
 use crate::store::lock_directory;
+use crate::tail::{Claim, ClaimSource, LostData, lost_end, scan_after_stop, skip_segment_header};
 
 /// How far a verification has got.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +35,9 @@ pub struct VerifyReport {
     pub index_entries_checked: u64,
     /// Bytes after the last commit that the next open will drop (a torn final write).
     pub torn_tail: bool,
+    /// Valid event frames behind the damage that ends the log, dropped with the torn tail
+    /// (after a power loss, unsynced pages reach the disk in any order).
+    pub frames_after_torn_tail: u64,
     pub problems: Vec<String>,
 }
 
@@ -51,6 +57,7 @@ impl VerifyReport {
             "index_files": self.index_files,
             "index_entries_checked": self.index_entries_checked,
             "torn_tail": self.torn_tail,
+            "frames_after_torn_tail": self.frames_after_torn_tail,
             "problems": self.problems,
         })
     }
@@ -72,6 +79,13 @@ impl fmt::Display for VerifyReport {
             writeln!(
                 f,
                 "torn tail:             yes (an unacknowledged final write; dropped at next open)"
+            )?;
+        }
+        if self.frames_after_torn_tail > 0 {
+            writeln!(
+                f,
+                "frames after the tear: {} (never acknowledged; dropped with the torn tail)",
+                self.frames_after_torn_tail
             )?;
         }
         if self.problems.is_empty() {
@@ -109,8 +123,19 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
         ));
         return Ok(report);
     }
-    report.segment_size_bytes = recorded_segment_size(&log_dir)?;
-    let segments = match open_segments(&log_dir, report.segment_size_bytes, OpenMode::ReadOnly) {
+    report.segment_size_bytes = match recorded_segment_size(&log_dir) {
+        Ok(size_bytes) => size_bytes,
+        Err(error) => {
+            report.problems.push(error.to_string());
+            return Ok(report);
+        }
+    };
+    let segments = match open_segments(
+        &log_dir,
+        report.segment_size_bytes,
+        OpenMode::ReadOnly,
+        &Seam::default(),
+    ) {
         Ok(segments) => segments,
         Err(error) => {
             report.problems.push(error.to_string());
@@ -121,11 +146,13 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     let total_bytes = report.segments * report.segment_size_bytes;
     let mut log_index = Index::default();
     let mut recent_ids = RecentIds::new(1);
-    let mut on_progress = |checked_bytes: u64| {
-        progress(VerifyProgress {
-            checked_bytes,
-            total_bytes,
-        })
+    let mut on_progress = |step: ReplayStep| {
+        if let ReplayStep::Read(checked_bytes) = step {
+            progress(VerifyProgress {
+                checked_bytes,
+                total_bytes,
+            });
+        }
     };
     let replayed = match replay(
         &segments,
@@ -147,25 +174,67 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     report.log_end = replayed.committed_end;
     report.events = log_index.events_total();
     report.streams = log_index.stream_count();
-    match find_valid_frame_after(&segments, replayed.stopped_at)? {
-        Some(valid) => report.problems.push(format!(
-            "the log stops at {} but valid frames follow (first at {}): the log is corrupt",
-            segments.describe(replayed.stopped_at),
-            segments.describe(valid)
-        )),
-        None => report.torn_tail = replayed.has_torn_tail(),
-    }
+    judge_tail(data_dir, &segments, &replayed, &mut report)?;
     check_index_files(data_dir, &log_index, &mut report)?;
     Ok(report)
 }
 
-/// Every position in the index files must be the log's position for that revision.
+/// What lies after the readable log: lost acknowledged data (a problem) or a torn tail.
+fn judge_tail(
+    data_dir: &Path,
+    segments: &Segments,
+    replayed: &Replayed,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let after_stop = scan_after_stop(segments, replayed.stopped_at, &mut |_, _| {})?;
+    let mut claims = index_file_claims(data_dir)?;
+    claims.extend(read_clean_marker(data_dir).map(|end| Claim {
+        end,
+        source: ClaimSource::CleanMarker,
+    }));
+    claims.extend(after_stop.sync_mark.clone());
+    let end = skip_segment_header(replayed.committed_end, report.segment_size_bytes);
+    match lost_end(&claims, end, report.segment_size_bytes) {
+        Some(claim) => report.problems.push(
+            LostData {
+                segments,
+                claim,
+                end,
+                replayed,
+            }
+            .to_string(),
+        ),
+        None => {
+            report.torn_tail = replayed.has_torn_tail()
+                || after_stop.event_frames > 0
+                || segments.short_count() > 0;
+            report.frames_after_torn_tail = after_stop.event_frames;
+        }
+    }
+    Ok(())
+}
+
+/// What each intact index file says of the log's end.
+fn index_file_claims(data_dir: &Path) -> Result<Vec<Claim>> {
+    Ok(list_index_files(&data_dir.join("index"))?
+        .into_iter()
+        .filter_map(|(_, path)| {
+            claimed_coverage(&path).map(|coverage| Claim {
+                end: coverage.covers_to,
+                source: ClaimSource::IndexFile(path),
+            })
+        })
+        .collect())
+}
+
+/// Every position in the index files must be the log's position for that revision, and
+/// the metadata they hold what the log's last `$$` event says.
 fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyReport) -> Result<()> {
     let files = list_index_files(&data_dir.join("index"))?;
     report.index_files = files.len() as u64;
     let mut file_index = Index::default();
     for (_, path) in &files {
-        if let Err(reason) = load_index_file(path, &mut file_index) {
+        if let Err(reason) = load_index_file(path, &mut file_index, &mut Loaded::default()) {
             report.problems.push(format!(
                 "index file {} {reason} (the next open rebuilds the index from the log)",
                 path.display()
@@ -189,6 +258,24 @@ fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyRepo
             report.problems.push(format!(
                 "index tombstone of {stream} does not match the log"
             ));
+        }
+        if let Some(metadata) = &entry.metadata {
+            report.index_entries_checked += 1;
+            // Only when no newer metadata event follows the files' range.
+            let metadata_stream = stream.metadata_stream();
+            let last_in_files = file_index
+                .stream(&metadata_stream)
+                .and_then(|entry| entry.positions.last());
+            let last_in_log = log_index
+                .stream(&metadata_stream)
+                .and_then(|entry| entry.positions.last());
+            if last_in_files == last_in_log
+                && from_log.and_then(|log| log.metadata.as_ref()) != Some(metadata)
+            {
+                report.problems.push(format!(
+                    "the index files' metadata of {stream} does not match the log"
+                ));
+            }
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use strata_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::format::{
-    EventRecord, FRAME_MIN_BYTES, SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION, encode_event,
+    EventRecord, FRAME_MIN_BYTES, SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION, encode_event_marked,
     encode_padding,
 };
 use crate::index::{IdEntry, Index, RecentIds, SOFT_DELETED_TRUNCATE_BEFORE};
@@ -91,6 +91,8 @@ struct Group {
     chunks: Vec<Chunk>,
     updates: Vec<IndexUpdate>,
     replies: Vec<Reply>,
+    /// Whether an event frame was encoded yet: the first carries the sync mark.
+    has_event: bool,
 }
 
 impl Group {
@@ -647,19 +649,33 @@ impl Writer {
         Ok(position)
     }
 
-    /// Places and encodes one frame; returns its position.
-    /// Places and encodes one frame and remembers its id; returns its position.
+    /// Places and encodes one frame and remembers its id; returns its position. The first
+    /// event frame of a group carries the sync mark (recovery tells a torn tail from lost
+    /// acknowledged data by it). A frame no segment can hold is refused before anything
+    /// is encoded.
     fn emit(
         &mut self,
         group: &mut Group,
         stream_hash: u64,
         record: &EventRecord<'_>,
     ) -> Result<u64> {
-        let frame_bytes = record.frame_bytes();
+        let segments = &self.shared.segments;
+        let sync_mark = (!group.has_event
+            && segments.carries_sync_marks(segments.segment_of(self.position)))
+        .then(|| self.shared.synced_end.load(Ordering::Acquire));
+        let frame_bytes = record.frame_bytes_marked(sync_mark.is_some());
+        if frame_bytes as u64 > segments.size_bytes() - SEGMENT_HEADER_BYTES {
+            return Err(Error::EventTooLarge {
+                event_id: EventId::from_u128(record.id),
+                size_bytes: record.data.len() + record.metadata.len() + record.event_type.len(),
+                limit_bytes: self.shared.config.limits.event_bytes_max,
+            });
+        }
         self.make_room(group, frame_bytes as u64)?;
         let position = self.position;
         let chunk = self.current_chunk(group);
-        encode_event(&mut chunk.bytes, record);
+        encode_event_marked(&mut chunk.bytes, record, sync_mark);
+        group.has_event = true;
         self.position += frame_bytes as u64;
         if record.revision != TOMBSTONE_REVISION {
             let entry = IdEntry {

@@ -428,11 +428,13 @@ async fn replay_goes_on_after_a_frame_that_ends_exactly_at_a_segment_end() {
     let config = Config::small_for_tests();
     let store = Store::open(dir.path(), config.clone()).unwrap();
     let stream = StreamName::new("s").unwrap();
-    // An event frame is 56 header bytes + stream + type + data + 4 trailer bytes, rounded up
-    // to 8: with stream "s" and type "T", 62 + data bytes. The first frame is at offset 64.
+    // An event frame is 56 header bytes + 8 bytes of sync mark (each append here is a group
+    // of its own, whose first frame carries one) + stream + type + data + 4 trailer bytes,
+    // rounded up to 8: with stream "s" and type "T", 70 + data bytes. The first frame is at
+    // offset 64.
     let frames_to_fill = config.segment_size_bytes - 64;
     let mut data_sizes = vec![200_002; 5];
-    data_sizes.push(frames_to_fill as usize - 5 * 200_064 - 62);
+    data_sizes.push(frames_to_fill as usize - 5 * 200_072 - 70);
     data_sizes.extend([10, 20]);
     let mut positions = Vec::new();
     for data_bytes in data_sizes {
