@@ -14,9 +14,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE};
-use crate::rules::{
-    self, AppendDecision, RecordBody, StoredEvent, StreamHead, StreamView, WritePlan,
-};
+use crate::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan};
 use crate::store::{
     AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
 };
@@ -132,11 +130,16 @@ impl StreamView for State {
         })
     }
 
-    fn stored_event(&self, stream: &StreamName, revision: u64) -> Result<Option<StoredEvent>> {
-        Ok(self.event_at(stream, revision).map(|event| StoredEvent {
-            id: event.id,
-            position: event.position,
-        }))
+    fn event_position(
+        &self,
+        stream: &StreamName,
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<Position>> {
+        Ok(self
+            .event_at(stream, revision)
+            .filter(|event| event.id == id)
+            .map(|event| event.position))
     }
 
     /// Every id ever written is remembered here.

@@ -3,7 +3,7 @@
 //! [`check_expected`]), and which revisions a stream read visits ([`StreamRead`]).
 //!
 //! Nothing here does I/O. A backend answers the few questions the rules ask through
-//! [`StreamView`] (a stream's head, the id stored at a revision, where a recent id is),
+//! [`StreamView`] (a stream's head, whether an id is stored at a revision, where a recent id is),
 //! carries out the [`WritePlan`] it gets back, and remembers the heads the plan lists. The
 //! semantics follow KurrentDB's storage writer and index reader:
 //!
@@ -87,13 +87,6 @@ impl StreamHead {
     }
 }
 
-/// An event a backend has stored (or is about to store in the group being planned).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoredEvent {
-    pub id: EventId,
-    pub position: Position,
-}
-
 /// The questions the rules ask a backend. Answers include what earlier requests of the
 /// group being planned wrote.
 pub trait StreamView {
@@ -103,11 +96,17 @@ pub trait StreamView {
     /// Storage errors.
     fn head(&self, stream: &StreamName) -> Result<StreamHead>;
 
-    /// The event stored at `revision` of `stream`, if any.
+    /// The position of the event at `revision` of `stream` when that event's id is `id`;
+    /// `None` when there is no event there or it has another id.
     ///
     /// # Errors
     /// Storage errors.
-    fn stored_event(&self, stream: &StreamName, revision: u64) -> Result<Option<StoredEvent>>;
+    fn event_position(
+        &self,
+        stream: &StreamName,
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<Position>>;
 
     /// The revision of `stream` where the event `id` was written, when the backend still
     /// knows (re-sends with `Any` and `StreamExists` are recognised only while it does).
@@ -123,7 +122,12 @@ impl StreamView for HashMap<StreamName, StreamHead> {
         Ok(self.get(stream).cloned().unwrap_or_default())
     }
 
-    fn stored_event(&self, _stream: &StreamName, _revision: u64) -> Result<Option<StoredEvent>> {
+    fn event_position(
+        &self,
+        _stream: &StreamName,
+        _revision: u64,
+        _id: EventId,
+    ) -> Result<Option<Position>> {
         Ok(None)
     }
 

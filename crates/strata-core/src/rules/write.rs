@@ -312,16 +312,16 @@ fn resend_check<V: StreamView + ?Sized>(
     let mut last_found = None;
     for (offset, event) in events.iter().enumerate() {
         let revision = first_revision + offset as u64;
-        match view.stored_event(stream, revision)? {
-            Some(stored) if stored.id == event.id => last_found = Some((revision, stored)),
-            _ if offset == 0 => return Ok(Resend::New),
-            _ => return Ok(Resend::Partial),
+        match view.event_position(stream, revision, event.id)? {
+            Some(position) => last_found = Some((revision, position)),
+            None if offset == 0 => return Ok(Resend::New),
+            None => return Ok(Resend::Partial),
         }
     }
     Ok(match last_found {
-        Some((revision, stored)) => Resend::Duplicate(AppendResult {
+        Some((revision, position)) => Resend::Duplicate(AppendResult {
             current_revision: Revision(revision),
-            position: stored.position,
+            position,
         }),
         None => Resend::New,
     })
