@@ -49,12 +49,13 @@ async fn assert_tombstoned<S: EventStore + ?Sized>(store: &S, stream: &StreamNam
     }
     let result = store.stream_metadata(stream).await;
     assert_stream_deleted(result, stream, "stream_metadata after tombstone");
+    let metadata_stream = stream.metadata_stream();
     let result = store
-        .read_stream(&stream.metadata_stream(), ReadStreamOptions::forwards())
+        .read_stream(&metadata_stream, ReadStreamOptions::forwards())
         .await;
     assert_stream_deleted(
         result,
-        stream,
+        &metadata_stream,
         "read of the metadata stream after tombstone",
     );
 }
@@ -201,7 +202,7 @@ pub async fn tombstoned_stream_metadata_is_writable_when_it_had_metadata<B: Back
 }
 
 /// The metadata stream `$$S` of a tombstoned `S` that never had metadata refuses writes
-/// with `StreamDeleted`, as KurrentDB does.
+/// with `StreamDeleted` naming `$$S`, as KurrentDB does.
 pub async fn tombstoned_stream_metadata_is_refused_when_it_had_none<B: Backend>(backend: &B) {
     let store = backend.fresh().await;
     let orders = stream("tombstone_metadata_refused-1");
@@ -218,7 +219,7 @@ pub async fn tombstoned_stream_metadata_is_refused_when_it_had_none<B: Backend>(
             .await;
         assert_stream_deleted(
             result,
-            &orders,
+            &orders.metadata_stream(),
             &format!("set_stream_metadata with {expected} after tombstone"),
         );
     }

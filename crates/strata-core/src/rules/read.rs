@@ -30,19 +30,17 @@ pub struct StreamRead {
 /// reads as not found (no events, or soft-deleted).
 ///
 /// # Errors
-/// [`Error::StreamDeleted`] for a tombstoned stream, and for `$$S` of a tombstoned `S`.
+/// [`Error::StreamDeleted`] (naming `stream`, as KurrentDB does) for a tombstoned stream,
+/// and for `$$S` of a tombstoned `S`.
 pub fn plan_stream_read(
     stream: &StreamName,
     head: &StreamHead,
     described_head: Option<&StreamHead>,
     options: &ReadStreamOptions,
 ) -> Result<Option<StreamRead>> {
-    if let Some(described) = stream.described_stream()
-        && described_head.is_some_and(|described_head| described_head.tombstoned)
-    {
-        return Err(Error::StreamDeleted { stream: described });
-    }
-    if head.tombstoned {
+    let described_tombstoned =
+        described_head.is_some_and(|described_head| described_head.tombstoned);
+    if head.tombstoned || (stream.is_metadata_stream() && described_tombstoned) {
         return Err(Error::StreamDeleted {
             stream: stream.clone(),
         });
@@ -331,7 +329,7 @@ mod tests {
             &ReadStreamOptions::forwards(),
         );
         assert!(
-            matches!(refused, Err(Error::StreamDeleted { stream }) if stream.as_str() == "s-1")
+            matches!(refused, Err(Error::StreamDeleted { stream }) if stream.as_str() == "$$s-1")
         );
     }
 }

@@ -111,8 +111,8 @@ pub fn streams_consulted(stream: &StreamName) -> Vec<StreamName> {
 ///
 /// # Errors
 /// [`Error::WrongExpectedRevision`] (also for a re-send that matches only in part),
-/// [`Error::StreamDeleted`] for a tombstoned stream, for `StreamExists` on a soft-deleted
-/// one, and for `$$S` of a tombstoned `S` that has no events; [`Error::InvalidArgument`]
+/// [`Error::StreamDeleted`] (naming `stream`) for a tombstoned stream, for `StreamExists`
+/// on a soft-deleted one, and for `$$S` of a tombstoned `S` that has no events; [`Error::InvalidArgument`]
 /// for no events; the view's errors.
 pub fn plan_append<V: StreamView + ?Sized>(
     view: &V,
@@ -235,7 +235,9 @@ fn writable_head<V: StreamView + ?Sized>(view: &V, stream: &StreamName) -> Resul
         && head.last_revision.is_none()
         && view.head(&described)?.tombstoned
     {
-        return Err(Error::StreamDeleted { stream: described });
+        return Err(Error::StreamDeleted {
+            stream: stream.clone(),
+        });
     }
     refuse_tombstoned(stream, &head)?;
     Ok(head)

@@ -138,7 +138,7 @@ impl Model {
             && self.stream(described).tombstoned
             && self.stream(stream).events.is_empty()
         {
-            return Some(Predicted::Deleted(described.to_owned()));
+            return Some(Predicted::Deleted(stream.to_owned()));
         }
         self.stream(stream)
             .tombstoned
@@ -320,7 +320,7 @@ impl Model {
         if let Some(described) = stream.strip_prefix("$$")
             && self.stream(described).tombstoned
         {
-            return Err(described.to_owned());
+            return Err(stream.to_owned());
         }
         let current = self.stream(stream);
         if current.tombstoned {
