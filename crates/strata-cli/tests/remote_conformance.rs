@@ -1,7 +1,9 @@
 //! The conformance kit on `strata_remote::RemoteStore`: every case runs against a real
 //! `strata serve` process (loopback, free port, 32 MiB segments) through the official
 //! `kurrentdb` client. Each store is its own server; `reopen` kills the server, as a crash
-//! would, and starts a new one on the same data directory.
+//! would, and starts a new one on the same data directory. The cases that move time need
+//! the server's clock in the test's hands: they run against the same server code started
+//! inside the test process, over a store on the test's clock.
 //!
 //! Every case of the kit holds over the wire; none is skipped or weakened.
 
@@ -13,13 +15,44 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use strata_core::Clock;
 use strata_remote::RemoteStore;
-use support::Server;
+use support::{PostgresSchema, Server, postgres_url};
+use tempfile::TempDir;
 
 /// Starts one server per fresh store and keeps it until the test ends.
 #[derive(Default)]
 struct ServerBackend {
     servers: Mutex<Vec<Server>>,
+    in_process: Mutex<Vec<InProcessServer>>,
+}
+
+/// A server running inside the test process; it stops when this is dropped.
+struct InProcessServer {
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: TempDir,
+    _schema: Option<PostgresSchema>,
+}
+
+/// Serves `store` on a free loopback port inside this process; returns its URL.
+async fn serve_in_process<S: strata_core::EventStore>(
+    store: Arc<S>,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let config = strata_server::ServeConfig {
+        bind: vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+        port: 0,
+        tls: None,
+        ..strata_server::ServeConfig::default()
+    };
+    let server = strata_server::Server::bind(&config)
+        .await
+        .expect("bind a free port");
+    let address = server.local_addrs()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(store, async move {
+        let _ = stopped.await;
+    }));
+    (format!("kdb://{address}?tls=false"), stop)
 }
 
 impl ServerBackend {
@@ -41,6 +74,43 @@ impl strata_core::conformance::Backend for ServerBackend {
             .await
             .expect("server start");
         self.connect(server).await
+    }
+
+    /// The server code in this process over a store on `clock` (PostgreSQL when
+    /// `STRATA_TEST_STORE=postgres`, else the engine).
+    async fn fresh_with_clock(&self, clock: Clock) -> Arc<RemoteStore> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let on_postgres = std::env::var("STRATA_TEST_STORE").is_ok_and(|store| store == "postgres");
+        let (url, stop, schema) = if on_postgres {
+            let schema = PostgresSchema::new();
+            let mut config =
+                strata_postgres::PostgresConfig::new(postgres_url()).with_schema(&schema.name);
+            config.clock = clock;
+            let store = strata_postgres::PostgresStore::open(config)
+                .await
+                .expect("a fresh PostgreSQL store");
+            let (url, stop) = serve_in_process(store).await;
+            (url, stop, Some(schema))
+        } else {
+            let config = strata_engine::Config {
+                clock,
+                ..strata_engine::Config::small_for_tests()
+            };
+            let store = strata_engine::Store::open(dir.path(), config).expect("a fresh store");
+            let (url, stop) = serve_in_process(store).await;
+            (url, stop, None)
+        };
+        self.in_process
+            .lock()
+            .expect("in-process servers")
+            .push(InProcessServer {
+                _stop: stop,
+                _dir: dir,
+                _schema: schema,
+            });
+        RemoteStore::connect_shared(&url)
+            .await
+            .unwrap_or_else(|error| panic!("connect to {url}: {error}"))
     }
 
     async fn reopen(&self, store: Arc<RemoteStore>) -> Arc<RemoteStore> {

@@ -1,6 +1,7 @@
 //! Strata's core contract: the types, the [`EventStore`] trait every backend implements,
-//! typed errors, stream metadata, filters, catch-up subscriptions, and (feature
-//! `conformance`) the conformance kit that every backend must pass.
+//! typed errors, stream metadata, filters, catch-up subscriptions, the [`rules`] every
+//! backend applies to appends, deletes and stream reads, and (feature `conformance`) the
+//! conformance kit that every backend must pass.
 //!
 //! This crate does no I/O. Backends (`strata-engine`, `strata-postgres`) implement
 //! [`EventStore`]; front ends and the toolkit use the trait only.
@@ -20,10 +21,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod clock;
 mod error;
 mod filter;
 mod limits;
 mod metadata;
+pub mod rules;
 mod store;
 mod subscription;
 mod types;
@@ -31,6 +34,7 @@ mod types;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 pub use filter::{
     EventFilter, FILTER_REGEX_BACKTRACK_STEPS_MAX, FilterTarget, WindowSlice,
@@ -41,8 +45,8 @@ pub use limits::{
     STREAM_NAME_BYTES_MAX,
 };
 pub use metadata::{
-    METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE, TOMBSTONE_REVISION,
-    VersionedMetadata,
+    METADATA_EVENT_TYPE, SOFT_DELETED_TRUNCATE_BEFORE, StreamMetadata, TOMBSTONE_EVENT_TYPE,
+    TOMBSTONE_REVISION, VersionedMetadata,
 };
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{

@@ -17,6 +17,10 @@ pub const TOMBSTONE_EVENT_TYPE: &str = "$streamDeleted";
 /// (`long.MaxValue`): what tells that record from an ordinary event of the same type.
 pub const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
 
+/// The `$tb` a soft delete writes, as KurrentDB does (`long.MaxValue`): a stream whose
+/// metadata says so reads as not found until it is written again.
+pub const SOFT_DELETED_TRUNCATE_BEFORE: u64 = i64::MAX as u64;
+
 /// What a stream's metadata says; reads of the stream honour max age, max count and
 /// truncate-before. Unknown keys are kept in `custom`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -79,6 +83,25 @@ impl StreamMetadata {
         })
     }
 
+    /// The metadata a `$metadata` event's data holds; a document that does not parse counts
+    /// as empty metadata, so a bad write can never make a stream unreadable.
+    pub fn from_json_or_default(stream: &StreamName, json: &[u8]) -> Self {
+        Self::from_json(stream, json).unwrap_or_default()
+    }
+
+    /// True when a soft delete hides the stream (`$tb` is [`SOFT_DELETED_TRUNCATE_BEFORE`]).
+    pub fn is_soft_deleted(&self) -> bool {
+        self.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE)
+    }
+
+    /// True when `$maxAge` hides an event created at `created` from reads at `now`.
+    pub fn is_expired(&self, created: Timestamp, now: Timestamp) -> bool {
+        self.max_age.is_some_and(|max_age| {
+            let age_nanos = now.0.saturating_sub(created.0);
+            u128::try_from(age_nanos).unwrap_or(0) > max_age.as_nanos()
+        })
+    }
+
     /// The JSON document, with the known keys first.
     pub fn to_json(&self) -> Vec<u8> {
         let mut object = Map::new();
@@ -124,13 +147,7 @@ impl StreamMetadata {
         {
             return false;
         }
-        if let Some(max_age) = self.max_age {
-            let age_nanos = now.0.saturating_sub(created.0);
-            if u128::try_from(age_nanos).unwrap_or(0) > max_age.as_nanos() {
-                return false;
-            }
-        }
-        true
+        !self.is_expired(created, now)
     }
 
     /// The lowest revision that max count and truncate-before leave visible.
@@ -160,7 +177,7 @@ impl VersionedMetadata {
                 revision: None,
             },
             Some(event) => Self {
-                metadata: StreamMetadata::from_json(stream, &event.data).unwrap_or_default(),
+                metadata: StreamMetadata::from_json_or_default(stream, &event.data),
                 revision: Some(event.revision),
             },
         }

@@ -1,5 +1,8 @@
 //! The `EventStore` trait every backend implements, and the options of its reads.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -8,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::filter::{EventFilter, WindowSlice};
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
+use crate::rules::{self, StreamHead};
 use crate::types::{
     AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
     ProposedEvent, RecordedEvent, Revision, StreamName, StreamState,
@@ -254,11 +258,14 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(VersionedMetadata::from_last_event(stream, last.first()))
     }
 
-    /// Writes new metadata for `stream`; `expected` is checked against `$$stream`.
+    /// Writes new metadata for `stream`; `expected` is checked against `$$stream`. The rules
+    /// of an append to `$$stream` apply ([`crate::rules`]): writing the metadata of a
+    /// soft-deleted stream undeletes it with its old events still hidden, and the metadata
+    /// of a tombstoned stream is refused unless `$$stream` already has events.
     ///
     /// # Errors
-    /// [`Error::WrongExpectedRevision`] on `$$stream`, [`Error::StreamDeleted`] when
-    /// `stream` is tombstoned; storage errors.
+    /// [`Error::WrongExpectedRevision`] on `$$stream`, [`Error::StreamDeleted`] (see
+    /// above), [`Error::InvalidArgument`] for a metadata stream; storage errors.
     async fn set_stream_metadata(
         &self,
         stream: &StreamName,
@@ -268,11 +275,6 @@ pub trait EventStore: Send + Sync + 'static {
         if stream.is_metadata_stream() {
             return Err(Error::InvalidArgument {
                 reason: format!("{stream} is a metadata stream and has no metadata of its own"),
-            });
-        }
-        if self.stream_state(stream).await? == StreamState::Tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
             });
         }
         let event = ProposedEvent {
@@ -285,4 +287,49 @@ pub trait EventStore: Send + Sync + 'static {
         self.append(&stream.metadata_stream(), expected, vec![event])
             .await
     }
+
+    /// Checks `expected` against `stream` as an append would, and writes nothing (what
+    /// KurrentDB answers to an append of no events). Returns the stream's last revision.
+    /// The default gathers the heads with [`EventStore::stream_state`] and
+    /// [`EventStore::stream_metadata`] and applies [`crate::rules::check_expected`].
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedRevision`], [`Error::StreamDeleted`], storage errors.
+    async fn check_expected_revision(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Option<Revision>> {
+        let mut heads = HashMap::new();
+        for consulted in rules::streams_consulted(stream) {
+            let head = stream_head(self, &consulted).await?;
+            heads.insert(consulted, head);
+        }
+        rules::check_expected(&heads, stream, expected)
+    }
+}
+
+/// A stream's head as the contract's reads report it.
+async fn stream_head<S: EventStore + ?Sized>(store: &S, stream: &StreamName) -> Result<StreamHead> {
+    let last_revision = match store.stream_state(stream).await? {
+        StreamState::Tombstoned => {
+            return Ok(StreamHead {
+                tombstoned: true,
+                ..StreamHead::default()
+            });
+        }
+        StreamState::At(revision) => Some(revision.0),
+        StreamState::NoStream => None,
+    };
+    let metadata = match store.stream_metadata(stream).await {
+        Ok(versioned) => versioned.revision.map(|_| Arc::new(versioned.metadata)),
+        // `$$S` of a tombstoned `S` (its own metadata lives in `$$$$S`) reads as deleted.
+        Err(Error::StreamDeleted { .. }) => None,
+        Err(error) => return Err(error),
+    };
+    Ok(StreamHead {
+        last_revision,
+        tombstoned: false,
+        metadata,
+    })
 }

@@ -302,12 +302,15 @@ impl ProposedEvent {
     /// Checks the event type.
     ///
     /// # Errors
-    /// [`Error::InvalidEventType`] when the type is empty or too long.
+    /// [`Error::InvalidEventType`] when the type is empty, too long, or contains NUL (which
+    /// no backend can store as text: PostgreSQL refuses it).
     pub fn validate_type(&self) -> Result<()> {
         let reason = if self.event_type.is_empty() {
             Some("it is empty")
         } else if self.event_type.len() > EVENT_TYPE_BYTES_MAX {
             Some("it is longer than the limit")
+        } else if self.event_type.contains('\0') {
+            Some("it contains a NUL character")
         } else {
             None
         };

@@ -1,6 +1,6 @@
 //! How a store is opened: segment size, durability, limits.
 
-use strata_core::{Error, Limits, Result};
+use strata_core::{Clock, Error, Limits, Result};
 
 use crate::format::check_segment_size;
 
@@ -31,6 +31,9 @@ pub struct Config {
     pub recent_event_ids_max: usize,
     /// Bytes the writer gathers into one write and one fsync at most.
     pub group_commit_bytes_max: usize,
+    /// Where the store takes the time from: events' `created` stamps and the "now" of
+    /// `$maxAge` (the system clock unless tests move a `ManualClock`).
+    pub clock: Clock,
     /// Test hook: the n-th sync (0-based) fails, as a failing disk would.
     #[doc(hidden)]
     pub fail_sync_at: Option<u64>,
@@ -53,6 +56,7 @@ impl Default for Config {
             index_checkpoint_interval_bytes: 64 * 1024 * 1024,
             recent_event_ids_max: 1_000_000,
             group_commit_bytes_max: 8 * 1024 * 1024,
+            clock: Clock::system(),
             fail_sync_at: None,
             #[cfg(feature = "fault-injection")]
             faults: None,

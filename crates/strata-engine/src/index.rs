@@ -9,9 +9,6 @@ use strata_core::{StreamMetadata, StreamName};
 
 use crate::format::TOMBSTONE_REVISION;
 
-/// `$tb` value that marks a soft-deleted stream, as in KurrentDB (`long.MaxValue`).
-pub(crate) const SOFT_DELETED_TRUNCATE_BEFORE: u64 = TOMBSTONE_REVISION;
-
 #[derive(Default)]
 pub(crate) struct StreamEntry {
     /// `positions[r]` is the log position of revision `r`.
@@ -31,12 +28,6 @@ pub(crate) struct StreamEntry {
 impl StreamEntry {
     pub(crate) fn last_revision(&self) -> Option<u64> {
         (self.positions.len() as u64).checked_sub(1)
-    }
-
-    pub(crate) fn is_soft_deleted(&self) -> bool {
-        self.metadata
-            .as_ref()
-            .is_some_and(|metadata| metadata.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE))
     }
 }
 

@@ -7,15 +7,17 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use strata_core::rules::{self, StreamHead, StreamRead};
 use strata_core::{
     AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
-    Position, ProposedEvent, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Result,
-    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, Timestamp, WindowSlice,
+    Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName,
+    StreamSlice, StreamState, Timestamp, WindowSlice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::all_reader::{self, off_the_runtime};
 use crate::config::Config;
+use crate::index::Index;
 use crate::log_reader::{LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
@@ -121,6 +123,11 @@ impl Store {
         self.shared.index.read().events_total()
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Number of streams (metadata streams included).
     pub fn stream_count(&self) -> usize {
         self.shared.index.read().stream_count()
@@ -155,83 +162,57 @@ impl Store {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// What a stream read visits; `None` when the stream is not found.
-    fn plan_stream_read(
-        &self,
-        stream: &StreamName,
-        options: &ReadStreamOptions,
-    ) -> Result<Option<StreamReadPlan>> {
+    /// The published heads of `stream` and of the stream it describes, if it is `$$S`.
+    fn read_heads(&self, stream: &StreamName) -> (StreamHead, Option<StreamHead>) {
         let index = self.shared.index.read();
-        if let Some(described) = stream.described_stream()
-            && index
-                .stream(&described)
-                .is_some_and(|entry| entry.tombstone_position.is_some())
-        {
-            return Err(Error::StreamDeleted { stream: described });
-        }
-        let Some(entry) = index.stream(stream) else {
-            return Ok(None);
-        };
-        if entry.tombstone_position.is_some() {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
-        let Some(last) = entry.last_revision() else {
-            return Ok(None);
-        };
-        let metadata = if stream.is_metadata_stream() {
-            Arc::new(StreamMetadata {
-                max_count: Some(1),
-                ..StreamMetadata::default()
-            })
-        } else {
-            entry.metadata.clone().unwrap_or_default()
-        };
-        if entry.is_soft_deleted() {
-            return Ok(None);
-        }
-        let first_visible = metadata.first_visible_revision(Revision(last));
-        let count = options.max_count as u64;
-        let range = match options.direction {
-            Direction::Forwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last + 1,
-                    ReadFrom::At(revision) => revision.0,
-                };
-                let start = from.max(first_visible).min(last + 1);
-                start..start.saturating_add(count).min(last + 1)
-            }
-            Direction::Backwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last,
-                    ReadFrom::At(revision) => revision.0.min(last),
-                };
-                if from < first_visible || count == 0 {
-                    from..from
-                } else {
-                    from.saturating_add(1)
-                        .saturating_sub(count)
-                        .max(first_visible)..from + 1
-                }
-            }
-        };
-        let positions = entry.positions[to_usize(range.start)..to_usize(range.end)].to_vec();
-        Ok(Some(StreamReadPlan {
-            positions,
-            last_revision: last,
-            metadata,
-        }))
+        let described = stream
+            .described_stream()
+            .map(|described| stream_head(&index, &described));
+        (stream_head(&index, stream), described)
     }
 }
 
-/// The positions a stream read visits (ascending), with what filters them.
-struct StreamReadPlan {
-    positions: Vec<u64>,
-    last_revision: u64,
-    metadata: Arc<StreamMetadata>,
+/// Positions of `revisions` of `stream`, copied out under the index lock.
+fn positions(shared: &Shared, stream: &StreamName, revisions: std::ops::Range<u64>) -> Vec<u64> {
+    let index = shared.index.read();
+    index.stream(stream).map_or_else(Vec::new, |entry| {
+        let end = to_usize(revisions.end).min(entry.positions.len());
+        let start = to_usize(revisions.start).min(end);
+        entry.positions[start..end].to_vec()
+    })
+}
+
+/// Runs the `$maxAge` search of a read: one event read per probe, no lock held.
+fn skip_expired(
+    shared: &Shared,
+    stream: &StreamName,
+    read: &mut StreamRead,
+    now: Timestamp,
+) -> Result<()> {
+    let Some(mut search) = read.expiry_search(now) else {
+        return Ok(());
+    };
+    let reader = LogReader::new(&shared.segments);
+    while let Some(revision) = search.next_probe() {
+        let created = match positions(shared, stream, revision..revision + 1).first() {
+            Some(&position) => Some(reader.read_event(position)?.created),
+            None => None,
+        };
+        search.observe(revision, created);
+    }
+    read.skip_expired(&search);
+    Ok(())
+}
+
+/// A stream's head as the index has it (published groups only).
+pub(crate) fn stream_head(index: &Index, stream: &StreamName) -> StreamHead {
+    index
+        .stream(stream)
+        .map_or_else(StreamHead::default, |entry| StreamHead {
+            last_revision: entry.last_revision(),
+            tombstoned: entry.tombstone_position.is_some(),
+            metadata: entry.metadata.clone(),
+        })
 }
 
 impl Drop for Store {
@@ -290,30 +271,29 @@ impl EventStore for Store {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
-        let Some(StreamReadPlan {
-            positions,
-            last_revision: last,
-            metadata,
-        }) = self.plan_stream_read(stream, &options)?
+        let (head, described_head) = self.read_heads(stream);
+        let Some(mut read) =
+            rules::plan_stream_read(stream, &head, described_head.as_ref(), &options)?
         else {
             return Ok(StreamSlice::NotFound);
         };
-        let shared = Arc::clone(&self.shared);
-        let mut events: Vec<RecordedEvent> =
-            off_the_runtime(move || LogReader::new(&shared.segments).read_events(&positions))
-                .await?;
-        if metadata.max_age.is_some() {
-            let now = Timestamp::now();
-            events.retain(|event| {
-                metadata.is_visible(event.revision, Revision(last), event.created, now)
-            });
-        }
-        if options.direction == Direction::Backwards {
+        let now = self.shared.config.clock.now();
+        let (shared, stream) = (Arc::clone(&self.shared), stream.clone());
+        let (mut events, read) = off_the_runtime(move || {
+            skip_expired(&shared, &stream, &mut read, now)?;
+            let positions = positions(&shared, &stream, read.revisions());
+            let mut events: Vec<RecordedEvent> =
+                LogReader::new(&shared.segments).read_events(&positions)?;
+            events.retain(|event| read.is_visible(event, now));
+            Ok((events, read))
+        })
+        .await?;
+        if read.direction() == Direction::Backwards {
             events.reverse();
         }
         Ok(StreamSlice::Found {
             events,
-            last_revision: Revision(last),
+            last_revision: read.last_revision(),
         })
     }
 
@@ -339,14 +319,7 @@ impl EventStore for Store {
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
-        let index = self.shared.index.read();
-        Ok(match index.stream(stream) {
-            Some(entry) if entry.tombstone_position.is_some() => StreamState::Tombstoned,
-            Some(entry) => entry.last_revision().map_or(StreamState::NoStream, |last| {
-                StreamState::At(Revision(last))
-            }),
-            None => StreamState::NoStream,
-        })
+        Ok(stream_head(&self.shared.index.read(), stream).state())
     }
 
     async fn delete_stream(

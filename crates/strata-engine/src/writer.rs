@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use hashbrown::HashMap;
+use strata_core::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan};
 use strata_core::{
     AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE, Position,
-    ProposedEvent, Result, Revision, StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE,
-    Timestamp,
+    ProposedEvent, Result, StreamName, TOMBSTONE_EVENT_TYPE,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,10 +21,11 @@ use crate::format::{
     EventRecord, FRAME_MIN_BYTES, SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION, encode_event_marked,
     encode_padding,
 };
-use crate::index::{IdEntry, Index, RecentIds, SOFT_DELETED_TRUNCATE_BEFORE};
+use crate::index::{IdEntry, RecentIds};
 use crate::log_reader::{LogReader, to_usize};
 use crate::segments::create_segment;
 use crate::shared::Shared;
+use crate::store::stream_head;
 use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
 
 pub(crate) enum Request {
@@ -54,30 +55,6 @@ impl Request {
     }
 }
 
-/// What the writer knows of a stream while planning a group.
-#[derive(Clone, Default)]
-struct Head {
-    last: Option<u64>,
-    tombstoned: bool,
-    metadata: Option<Arc<StreamMetadata>>,
-}
-
-impl Head {
-    fn is_soft_deleted(&self) -> bool {
-        self.metadata
-            .as_ref()
-            .is_some_and(|metadata| metadata.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE))
-    }
-
-    fn state(&self) -> StreamState {
-        match (self.tombstoned, self.last) {
-            (true, _) => StreamState::Tombstoned,
-            (false, Some(last)) => StreamState::At(Revision(last)),
-            (false, None) => StreamState::NoStream,
-        }
-    }
-}
-
 /// Bytes bound for one segment at one offset.
 struct Chunk {
     segment_index: u64,
@@ -101,16 +78,6 @@ impl Group {
     }
 }
 
-/// Outcome of the idempotence check of a re-send.
-enum Resend {
-    /// All ids are already there: the original result.
-    Duplicate(AppendResult),
-    /// The first id is not there: this is a new write.
-    New,
-    /// Some ids are there and some are not: refuse.
-    Partial,
-}
-
 /// The page size writes are rounded up to.
 const PAGE_BYTES: u64 = 4096;
 
@@ -126,7 +93,7 @@ pub(crate) struct Writer {
     recent_ids: RecentIds,
     prepared_segment: Option<(u64, JoinHandle<Result<File>>)>,
     /// Heads written by groups that may not be published yet, with the group's sequence.
-    pending_heads: HashMap<StreamName, (Head, u64)>,
+    pending_heads: HashMap<StreamName, (StreamHead, u64)>,
     group_sequence: u64,
 }
 
@@ -190,34 +157,32 @@ impl Writer {
         self.group_sequence += 1;
         let mut shutdown = None;
         let start_position = self.position;
-        {
-            let shared = self.shared.clone();
-            let index = shared.index.read();
-            for request in batch {
-                match request {
-                    Request::Shutdown { done } => shutdown = Some(done),
-                    Request::Append {
-                        stream,
-                        expected,
-                        events,
-                        reply,
-                    } => {
-                        let outcome = self.plan(&mut group, |writer, group| {
-                            writer.plan_append(&index, group, &stream, expected, &events)
-                        });
-                        group.replies.push(Reply::Append(reply, outcome));
-                    }
-                    Request::Delete {
-                        stream,
-                        expected,
-                        tombstone,
-                        reply,
-                    } => {
-                        let outcome = self.plan(&mut group, |writer, group| {
-                            writer.plan_delete(&index, group, &stream, expected, tombstone)
-                        });
-                        group.replies.push(Reply::Delete(reply, outcome));
-                    }
+        // Planning looks heads up under the index's read lock only for a moment, never
+        // across segment creation or log reads: a slow disk must not stall the readers.
+        for request in batch {
+            match request {
+                Request::Shutdown { done } => shutdown = Some(done),
+                Request::Append {
+                    stream,
+                    expected,
+                    events,
+                    reply,
+                } => {
+                    let outcome = self.plan(&mut group, |writer, group| {
+                        writer.append(group, &stream, expected, &events)
+                    });
+                    group.replies.push(Reply::Append(reply, outcome));
+                }
+                Request::Delete {
+                    stream,
+                    expected,
+                    tombstone,
+                    reply,
+                } => {
+                    let outcome = self.plan(&mut group, |writer, group| {
+                        writer.delete(group, &stream, expected, tombstone)
+                    });
+                    group.replies.push(Reply::Delete(reply, outcome));
                 }
             }
         }
@@ -283,370 +248,122 @@ impl Writer {
         }
     }
 
-    /// The head of a stream that may still be written: refused when it is tombstoned.
-    fn live_head(&self, index: &Index, stream: &StreamName) -> Result<Head> {
-        let head = self.head(index, stream);
-        if head.tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
+    /// What the rules see: this writer's unpublished heads over the index.
+    fn view(&self) -> WriterView<'_> {
+        WriterView {
+            shared: &self.shared,
+            pending_heads: &self.pending_heads,
+            recent_ids: &self.recent_ids,
         }
-        Ok(head)
     }
 
-    /// The head a new request sees: the newest unpublished one if any, else the index's.
-    fn head(&self, index: &Index, stream: &StreamName) -> Head {
-        if let Some((head, sequence)) = self.pending_heads.get(stream)
-            && *sequence > self.shared.published_sequence.load(Ordering::Acquire)
-        {
-            return head.clone();
-        }
-        index
-            .stream(stream)
-            .map_or_else(Head::default, |entry| Head {
-                last: entry.last_revision(),
-                tombstoned: entry.tombstone_position.is_some(),
-                metadata: entry.metadata.clone(),
-            })
-    }
-
-    fn plan_append(
+    fn append(
         &mut self,
-        index: &Index,
         group: &mut Group,
         stream: &StreamName,
         expected: ExpectedRevision,
         events: &[ProposedEvent],
     ) -> Result<AppendResult> {
-        debug_assert!(
-            !events.is_empty(),
-            "Limits::check_append refuses empty appends"
-        );
-        if let Some(described) = stream.described_stream()
-            && self.head(index, &described).tombstoned
-        {
-            return Err(Error::StreamDeleted { stream: described });
-        }
-        let head = self.live_head(index, stream)?;
-        let wrong = || Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual: head.state(),
-        };
-        let resend = match (expected, head.last) {
-            (ExpectedRevision::Any, _) => self.weak_resend_check(stream, events),
-            (ExpectedRevision::StreamExists, _) if head.is_soft_deleted() => {
-                return Err(Error::StreamDeleted {
-                    stream: stream.clone(),
-                });
+        match rules::plan_append(&self.view(), stream, expected, events)? {
+            AppendDecision::AlreadyAppended(result) => Ok(result),
+            AppendDecision::Write(plan) => {
+                let positions = self.carry_out(group, &plan, events)?;
+                Ok(plan.append_result(&positions))
             }
-            (ExpectedRevision::StreamExists, None) => {
-                let metadata_stream = stream.metadata_stream();
-                if self.head(index, &metadata_stream).last.is_none() {
-                    return Err(wrong());
-                }
-                Resend::New
-            }
-            (ExpectedRevision::StreamExists, Some(_)) => self.weak_resend_check(stream, events),
-            (ExpectedRevision::NoStream, None) => Resend::New,
-            (ExpectedRevision::NoStream, Some(_)) => {
-                match self.strong_resend_check(index, stream, 0, events)? {
-                    Resend::New if head.is_soft_deleted() => Resend::New,
-                    Resend::New => return Err(wrong()),
-                    other => other,
-                }
-            }
-            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => Resend::New,
-            (ExpectedRevision::Exact(revision), Some(last)) if revision < last => {
-                match self.strong_resend_check(index, stream, revision + 1, events)? {
-                    Resend::New => return Err(wrong()),
-                    other => other,
-                }
-            }
-            (ExpectedRevision::Exact(_), _) => return Err(wrong()),
-        };
-        match resend {
-            Resend::Duplicate(result) => Ok(result),
-            Resend::Partial => Err(wrong()),
-            Resend::New => self.write_events(index, group, stream, &head, events),
         }
     }
 
-    /// `Any`/`StreamExists` re-sends are recognised through the recent-id cache only.
-    fn weak_resend_check(&self, stream: &StreamName, events: &[ProposedEvent]) -> Resend {
-        let stream_hash = self.recent_ids.stream_hash(stream);
-        let Some(first) = self.recent_ids.get(events[0].id.as_u128()) else {
-            return Resend::New;
-        };
-        if first.stream_hash != stream_hash {
-            return Resend::New;
-        }
-        let mut last = first;
-        for (offset, event) in events.iter().enumerate().skip(1) {
-            match self.recent_ids.get(event.id.as_u128()) {
-                Some(found)
-                    if found.stream_hash == stream_hash
-                        && found.revision == first.revision + offset as u64 =>
-                {
-                    last = found;
-                }
-                _ => return Resend::Partial,
-            }
-        }
-        Resend::Duplicate(AppendResult {
-            current_revision: Revision(last.revision),
-            position: Position(last.position),
-        })
-    }
-
-    /// `Exact`/`NoStream` re-sends: the ids must be the events at `first_revision..`.
-    fn strong_resend_check(
-        &self,
-        index: &Index,
-        stream: &StreamName,
-        first_revision: u64,
-        events: &[ProposedEvent],
-    ) -> Result<Resend> {
-        let mut last_found = None;
-        for (offset, event) in events.iter().enumerate() {
-            let revision = first_revision + offset as u64;
-            let found = self.event_position_with_id(index, stream, revision, event.id)?;
-            match (found, offset) {
-                (Some(position), _) => last_found = Some((revision, position)),
-                (None, 0) => return Ok(Resend::New),
-                (None, _) => return Ok(Resend::Partial),
-            }
-        }
-        Ok(match last_found {
-            Some((revision, position)) => Resend::Duplicate(AppendResult {
-                current_revision: Revision(revision),
-                position: Position(position),
-            }),
-            None => Resend::New,
-        })
-    }
-
-    /// The position of `stream`@`revision` if the event there has id `id`.
-    fn event_position_with_id(
-        &self,
-        index: &Index,
-        stream: &StreamName,
-        revision: u64,
-        id: EventId,
-    ) -> Result<Option<u64>> {
-        if let Some(found) = self.recent_ids.get(id.as_u128())
-            && found.stream_hash == self.recent_ids.stream_hash(stream)
-            && found.revision == revision
-        {
-            return Ok(Some(found.position));
-        }
-        // Not among the recent ids for this place (the id may also have been used in another
-        // stream since): the stored event decides.
-        let position = index
-            .stream(stream)
-            .and_then(|entry| entry.positions.get(to_usize(revision)).copied());
-        let Some(position) = position else {
-            return Ok(None);
-        };
-        let stored = LogReader::new(&self.shared.segments).read_event(position)?;
-        Ok((stored.id == id).then_some(position))
-    }
-
-    fn write_events(
+    fn delete(
         &mut self,
-        index: &Index,
-        group: &mut Group,
-        stream: &StreamName,
-        head: &Head,
-        events: &[ProposedEvent],
-    ) -> Result<AppendResult> {
-        let first_revision = head.last.map_or(0, |last| last + 1);
-        let created_nanos = Timestamp::now().0;
-        let revive = head.is_soft_deleted() && !stream.is_metadata_stream();
-        let stream_hash = self.recent_ids.stream_hash(stream);
-        let mut positions = Vec::with_capacity(events.len());
-        for (offset, event) in events.iter().enumerate() {
-            let revision = first_revision + offset as u64;
-            let record = EventRecord {
-                stream: stream.as_str(),
-                revision,
-                id: event.id.as_u128(),
-                event_type: &event.event_type,
-                json: event.content_type == strata_core::ContentType::Json,
-                created_nanos,
-                data: &event.data,
-                metadata: &event.metadata,
-                commit: offset + 1 == events.len() && !revive,
-            };
-            positions.push(self.emit(group, stream_hash, &record)?);
-        }
-        let last_position = positions[positions.len() - 1];
-        group.updates.push(IndexUpdate::Events {
-            stream: stream.clone(),
-            first_revision,
-            positions,
-        });
-        let last_revision = first_revision + events.len() as u64 - 1;
-        self.note_stream_written(stream, head, last_revision);
-        if let Some(described) = stream.described_stream() {
-            let last = &events[events.len() - 1];
-            let metadata = StreamMetadata::from_json(&described, &last.data).unwrap_or_default();
-            self.note_metadata(index, group, &described, metadata);
-        }
-        if revive {
-            let mut metadata = head.metadata.as_deref().cloned().unwrap_or_default();
-            metadata.truncate_before = Some(first_revision);
-            self.write_metadata(index, group, stream, metadata)?;
-        }
-        Ok(AppendResult {
-            current_revision: Revision(last_revision),
-            position: Position(last_position),
-        })
-    }
-
-    /// Writes `metadata` for `stream` as a one-event transaction in `$$stream`.
-    fn write_metadata(
-        &mut self,
-        index: &Index,
-        group: &mut Group,
-        stream: &StreamName,
-        metadata: StreamMetadata,
-    ) -> Result<u64> {
-        let metadata_stream = stream.metadata_stream();
-        let metadata_head = self.head(index, &metadata_stream);
-        let revision = metadata_head.last.map_or(0, |last| last + 1);
-        let data = metadata.to_json();
-        let record = EventRecord {
-            stream: metadata_stream.as_str(),
-            revision,
-            id: EventId::of_store_record(&metadata_stream, revision).as_u128(),
-            event_type: METADATA_EVENT_TYPE,
-            json: true,
-            created_nanos: Timestamp::now().0,
-            data: &data,
-            metadata: &[],
-            commit: true,
-        };
-        let stream_hash = self.recent_ids.stream_hash(&metadata_stream);
-        let position = self.emit(group, stream_hash, &record)?;
-        group.updates.push(IndexUpdate::Events {
-            stream: metadata_stream.clone(),
-            first_revision: revision,
-            positions: vec![position],
-        });
-        self.note_stream_written(&metadata_stream, &metadata_head, revision);
-        self.note_metadata(index, group, stream, metadata);
-        Ok(position)
-    }
-
-    fn note_head(&mut self, stream: &StreamName, head: Head) {
-        self.pending_heads
-            .insert(stream.clone(), (head, self.group_sequence));
-    }
-
-    fn note_stream_written(&mut self, stream: &StreamName, head: &Head, last: u64) {
-        let mut head = head.clone();
-        head.last = Some(last);
-        self.note_head(stream, head);
-    }
-
-    fn note_metadata(
-        &mut self,
-        index: &Index,
-        group: &mut Group,
-        stream: &StreamName,
-        metadata: StreamMetadata,
-    ) {
-        let metadata = Arc::new(metadata);
-        let mut head = self.head(index, stream);
-        head.metadata = Some(metadata.clone());
-        self.note_head(stream, head);
-        group.updates.push(IndexUpdate::Metadata {
-            stream: stream.clone(),
-            metadata,
-        });
-    }
-
-    fn plan_delete(
-        &mut self,
-        index: &Index,
         group: &mut Group,
         stream: &StreamName,
         expected: ExpectedRevision,
         tombstone: bool,
     ) -> Result<DeleteResult> {
-        if stream.is_metadata_stream() {
-            return Err(Error::InvalidArgument {
-                reason: format!("{stream} is a metadata stream: delete the stream it describes"),
-            });
-        }
-        let head = self.live_head(index, stream)?;
-        let wrong = || Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual: head.state(),
-        };
-        let has_metadata = self.head(index, &stream.metadata_stream()).last.is_some();
-        if !tombstone && head.last.is_none() && !has_metadata {
-            return Err(wrong());
-        }
-        match (expected, head.last) {
-            (ExpectedRevision::Any, _) => {}
-            (ExpectedRevision::StreamExists, _) if head.is_soft_deleted() => {
-                return Err(Error::StreamDeleted {
-                    stream: stream.clone(),
-                });
-            }
-            (ExpectedRevision::StreamExists, None) if tombstone || !has_metadata => {
-                return Err(wrong());
-            }
-            (ExpectedRevision::StreamExists, _) => {}
-            (ExpectedRevision::NoStream, None) => {}
-            (ExpectedRevision::NoStream, Some(_)) if head.is_soft_deleted() => {}
-            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => {}
-            (ExpectedRevision::NoStream | ExpectedRevision::Exact(_), _) => return Err(wrong()),
-        }
-        let position = if tombstone {
-            self.write_tombstone(group, stream, &head)?
-        } else {
-            let metadata = StreamMetadata {
-                truncate_before: Some(SOFT_DELETED_TRUNCATE_BEFORE),
-                ..StreamMetadata::default()
-            };
-            self.write_metadata(index, group, stream, metadata)?
-        };
-        Ok(DeleteResult {
-            position: Position(position),
-        })
+        let plan = rules::plan_delete(&self.view(), stream, expected, tombstone)?;
+        let positions = self.carry_out(group, &plan, &[])?;
+        Ok(plan.delete_result(&positions))
     }
 
-    fn write_tombstone(
+    /// Encodes a plan's records as one transaction (the commit marker on its last frame),
+    /// and remembers the heads and index changes it makes.
+    fn carry_out(
         &mut self,
         group: &mut Group,
-        stream: &StreamName,
-        head: &Head,
-    ) -> Result<u64> {
-        let record = EventRecord {
-            stream: stream.as_str(),
-            revision: TOMBSTONE_REVISION,
-            id: EventId::new_random().as_u128(),
-            event_type: TOMBSTONE_EVENT_TYPE,
-            json: false,
-            created_nanos: Timestamp::now().0,
-            data: &[],
-            metadata: &[],
-            commit: true,
-        };
-        let position = self.emit(group, 0, &record)?;
-        group.updates.push(IndexUpdate::Events {
-            stream: stream.clone(),
-            first_revision: TOMBSTONE_REVISION,
-            positions: vec![position],
-        });
-        let mut head = head.clone();
-        head.tombstoned = true;
-        self.note_head(stream, head);
-        Ok(position)
+        plan: &WritePlan,
+        events: &[ProposedEvent],
+    ) -> Result<Vec<Position>> {
+        let created_nanos = self.shared.config.clock.now().0;
+        let mut positions = Vec::with_capacity(plan.records.len());
+        for (index, planned) in plan.records.iter().enumerate() {
+            let commit = index + 1 == plan.records.len();
+            let mut record = EventRecord {
+                stream: planned.stream.as_str(),
+                revision: planned.revision,
+                id: 0,
+                event_type: METADATA_EVENT_TYPE,
+                json: true,
+                created_nanos,
+                data: &[],
+                metadata: &[],
+                commit,
+            };
+            match &planned.body {
+                RecordBody::Proposed(at) => {
+                    let event = &events[*at];
+                    record.id = event.id.as_u128();
+                    record.event_type = &event.event_type;
+                    record.json = event.content_type == strata_core::ContentType::Json;
+                    record.data = &event.data;
+                    record.metadata = &event.metadata;
+                }
+                RecordBody::Metadata { id, data } => {
+                    record.id = id.as_u128();
+                    record.data = data;
+                }
+                RecordBody::Tombstone { id } => {
+                    record.id = id.as_u128();
+                    record.event_type = TOMBSTONE_EVENT_TYPE;
+                    record.json = false;
+                }
+            }
+            let stream_hash = self.recent_ids.stream_hash(&planned.stream);
+            positions.push(Position(self.emit(group, stream_hash, &record)?));
+        }
+        self.note_plan(group, plan, &positions);
+        Ok(positions)
+    }
+
+    /// The index updates of a written plan (consecutive revisions of a stream together),
+    /// and its heads for the next requests.
+    fn note_plan(&mut self, group: &mut Group, plan: &WritePlan, positions: &[Position]) {
+        let mut run_start = 0;
+        for index in 1..=plan.records.len() {
+            let run_ends = index == plan.records.len()
+                || plan.records[index].stream != plan.records[run_start].stream;
+            if run_ends {
+                let first = &plan.records[run_start];
+                group.updates.push(IndexUpdate::Events {
+                    stream: first.stream.clone(),
+                    first_revision: first.revision,
+                    positions: positions[run_start..index]
+                        .iter()
+                        .map(|position| position.0)
+                        .collect(),
+                });
+                run_start = index;
+            }
+        }
+        for (stream, metadata) in plan.metadata_changes() {
+            group.updates.push(IndexUpdate::Metadata {
+                stream: stream.clone(),
+                metadata: metadata.clone(),
+            });
+        }
+        for (stream, head) in &plan.heads {
+            self.pending_heads
+                .insert(stream.clone(), (head.clone(), self.group_sequence));
+        }
     }
 
     /// Places and encodes one frame and remembers its id; returns its position. The first
@@ -734,6 +451,8 @@ impl Writer {
         if self.shared.segments.count() > segment_index {
             return Ok(());
         }
+        #[cfg(test)]
+        tests::segment_gate::pass(self.shared.segments.log_dir());
         let file = match self.prepared_segment.take() {
             Some((prepared_index, handle)) if prepared_index == segment_index => {
                 handle.join().map_err(|_| Error::Corrupt {
@@ -795,5 +514,197 @@ impl Writer {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The writer's answers to the rules: a stream's newest head (unpublished if a group in
+/// flight wrote it, else the index's), and the ids it remembers or reads back. The index
+/// lock is held only to copy a head or a position out.
+struct WriterView<'a> {
+    shared: &'a Shared,
+    pending_heads: &'a HashMap<StreamName, (StreamHead, u64)>,
+    recent_ids: &'a RecentIds,
+}
+
+impl StreamView for WriterView<'_> {
+    fn head(&self, stream: &StreamName) -> Result<StreamHead> {
+        if let Some((head, sequence)) = self.pending_heads.get(stream)
+            && *sequence > self.shared.published_sequence.load(Ordering::Acquire)
+        {
+            return Ok(head.clone());
+        }
+        Ok(stream_head(&self.shared.index.read(), stream))
+    }
+
+    fn event_position(
+        &self,
+        stream: &StreamName,
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<Position>> {
+        if let Some(found) = self.recent_ids.get(id.as_u128())
+            && found.stream_hash == self.recent_ids.stream_hash(stream)
+            && found.revision == revision
+        {
+            return Ok(Some(Position(found.position)));
+        }
+        // Not among the recent ids for this place (the id may also have been used in
+        // another stream since): the stored event decides, read without the index lock.
+        let position = {
+            let index = self.shared.index.read();
+            index
+                .stream(stream)
+                .and_then(|entry| entry.positions.get(to_usize(revision)).copied())
+        };
+        let Some(position) = position else {
+            return Ok(None);
+        };
+        let stored = LogReader::new(&self.shared.segments).read_event(position)?;
+        Ok((stored.id == id).then_some(Position(position)))
+    }
+
+    fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>> {
+        Ok(self
+            .recent_ids
+            .get(id.as_u128())
+            .filter(|found| found.stream_hash == self.recent_ids.stream_hash(stream))
+            .map(|found| found.revision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, StreamName, StreamSlice};
+
+    use crate::{Config, Store};
+
+    /// A test hook that holds the writer where it needs a new segment, until released.
+    pub(super) mod segment_gate {
+        use std::collections::HashMap;
+        use std::path::{Path, PathBuf};
+        use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+        #[derive(Default)]
+        struct Passage {
+            entered: bool,
+            released: bool,
+        }
+
+        #[derive(Default)]
+        pub(crate) struct Gate {
+            passage: Mutex<Passage>,
+            changed: Condvar,
+        }
+
+        impl Gate {
+            pub(crate) fn wait_until_entered(&self) {
+                let mut passage = self.passage.lock().unwrap();
+                while !passage.entered {
+                    passage = self.changed.wait(passage).unwrap();
+                }
+            }
+
+            pub(crate) fn release(&self) {
+                self.passage.lock().unwrap().released = true;
+                self.changed.notify_all();
+            }
+        }
+
+        fn gates() -> &'static Mutex<HashMap<PathBuf, Arc<Gate>>> {
+            static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> = OnceLock::new();
+            GATES.get_or_init(Mutex::default)
+        }
+
+        /// Holds the next segment creation under `log_dir` (and every later one).
+        pub(crate) fn install(log_dir: &Path) -> Arc<Gate> {
+            let gate = Arc::new(Gate::default());
+            gates()
+                .lock()
+                .unwrap()
+                .insert(log_dir.to_path_buf(), gate.clone());
+            gate
+        }
+
+        pub(crate) fn remove(log_dir: &Path) {
+            gates().lock().unwrap().remove(log_dir);
+        }
+
+        /// Called by the writer before it creates a segment under `log_dir`.
+        pub(crate) fn pass(log_dir: &Path) {
+            let Some(gate) = gates().lock().unwrap().get(log_dir).cloned() else {
+                return;
+            };
+            let mut passage = gate.passage.lock().unwrap();
+            passage.entered = true;
+            gate.changed.notify_all();
+            while !passage.released {
+                passage = gate.changed.wait(passage).unwrap();
+            }
+        }
+    }
+
+    /// Bytes of data per event: four fill most of a 1 MiB test segment, the fifth rolls.
+    const EVENT_DATA_BYTES: usize = 250_000;
+
+    fn big_event() -> ProposedEvent {
+        ProposedEvent::binary("Big", vec![1u8; EVENT_DATA_BYTES])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_are_not_blocked_while_the_writer_waits_for_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+        let stream = StreamName::new("rolls-1").unwrap();
+        let first_four = (0..4).map(|_| big_event()).collect();
+        store
+            .append(&stream, ExpectedRevision::NoStream, first_four)
+            .await
+            .unwrap();
+        let log_dir = store.shared().segments.log_dir().to_path_buf();
+        let gate = segment_gate::install(&log_dir);
+        let appender = {
+            let store = store.clone();
+            let stream = stream.clone();
+            tokio::spawn(async move {
+                store
+                    .append(&stream, ExpectedRevision::Exact(3), vec![big_event()])
+                    .await
+            })
+        };
+        let entered = gate.clone();
+        tokio::task::spawn_blocking(move || entered.wait_until_entered())
+            .await
+            .unwrap();
+        // The writer now waits for segment 1. It must hold no index guard: a writer of the
+        // index (the syncer publishing a group) would otherwise queue behind it, and every
+        // reader behind that on the fair lock.
+        let unguarded = store
+            .shared()
+            .index
+            .try_write_for(Duration::from_secs(5))
+            .is_some();
+        assert!(
+            unguarded,
+            "the writer holds the index lock across segment creation"
+        );
+        let read = store
+            .read_stream(&stream, strata_core::ReadStreamOptions::forwards())
+            .await
+            .unwrap();
+        let StreamSlice::Found { events, .. } = read else {
+            panic!("the stream is found");
+        };
+        assert_eq!(
+            events.len(),
+            4,
+            "the read completes with the durable events"
+        );
+        gate.release();
+        let appended = appender.await.unwrap().unwrap();
+        segment_gate::remove(&log_dir);
+        assert_eq!(appended.current_revision.0, 4);
+        store.close();
     }
 }

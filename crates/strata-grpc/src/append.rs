@@ -124,38 +124,15 @@ async fn check_only(
     }
 }
 
-/// Checks `expected` against the stream without writing; the stream's last revision when
-/// it passes.
+/// Checks `expected` against the stream without writing, by the same rules as an append;
+/// the stream's last revision when it passes.
 pub(crate) async fn check_expected(
     store: &Arc<dyn EventStore>,
     stream: &StreamName,
     expected: ExpectedRevision,
 ) -> Result<Option<u64>, Error> {
-    let actual = store.stream_state(stream).await?;
-    let revision = match actual {
-        StreamState::Tombstoned => {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
-        StreamState::At(revision) => Some(revision.0),
-        StreamState::NoStream => None,
-    };
-    let passes = match expected {
-        ExpectedRevision::Any => true,
-        ExpectedRevision::NoStream => revision.is_none(),
-        ExpectedRevision::StreamExists => revision.is_some(),
-        ExpectedRevision::Exact(wanted) => revision == Some(wanted),
-    };
-    if passes {
-        Ok(revision)
-    } else {
-        Err(Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual,
-        })
-    }
+    let revision = store.check_expected_revision(stream, expected).await?;
+    Ok(revision.map(|revision| revision.0))
 }
 
 fn success(current_revision: Option<u64>, position: Option<u64>) -> AppendResp {

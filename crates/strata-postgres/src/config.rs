@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use strata_core::Clock;
+
 use crate::error::PostgresError;
 
 /// Longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
@@ -26,6 +28,9 @@ pub struct PostgresConfig {
     pub poll_interval: Duration,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
+    /// Where the store takes the time from: events' `created` stamps and the "now" of
+    /// `$maxAge` (the system clock unless tests move a `ManualClock`).
+    pub clock: Clock,
 }
 
 impl PostgresConfig {
@@ -40,6 +45,7 @@ impl PostgresConfig {
             queued_appends_max: 4_096,
             poll_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
+            clock: Clock::system(),
         }
     }
 

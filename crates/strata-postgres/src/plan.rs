@@ -1,19 +1,24 @@
-//! Planning one group commit: the checks of every append and delete against the stream
-//! heads (as the database had them when the write lock was taken, plus what earlier
-//! requests of the same group wrote), and the rows the group inserts. No I/O here: the
-//! writer fetches what the checks need first ([`Group::prefetch`]).
+//! Planning one group commit: each append and delete decided by the shared rules
+//! ([`strata_core::rules`]) against the stream heads (as the database had them when the
+//! write lock was taken, plus what earlier requests of the same group wrote), and the rows
+//! the group inserts. No I/O here: the writer fetches what the rules ask about first
+//! ([`streams_needed`], [`Group::ranges_for_checks`], [`weak_resend_candidates`],
+//! [`Group::follow_up`]). A group can be planned again from the same fetched state without
+//! one of its requests: [`Group::new`], [`Group::learn`], then [`Group::plan`] per request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_core::rules::{
+    self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan, streams_consulted,
+};
 use strata_core::{
-    AppendResult, ContentType, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
-    Position, ProposedEvent, Result, Revision, StreamMetadata, StreamName, StreamState,
-    TOMBSTONE_EVENT_TYPE, Timestamp,
+    AppendResult, ContentType, DeleteResult, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
+    Position, ProposedEvent, Result, StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE,
+    Timestamp,
 };
 
-/// `$tb` of a soft-deleted stream, and the revision of a tombstone record.
-pub(crate) const SOFT_DELETED_TRUNCATE_BEFORE: u64 = i64::MAX as u64;
 pub(crate) use strata_core::TOMBSTONE_REVISION;
 
 /// An `Any`/`StreamExists` re-send is recognised when its first event is among the
@@ -67,29 +72,30 @@ pub(crate) enum Outcome {
 pub(crate) struct Head {
     pub(crate) last: Option<u64>,
     pub(crate) tombstoned: bool,
-    /// The data of the last `$metadata` event of `$$stream`.
+    /// The data of the last event of `$$stream`.
     pub(crate) metadata_json: Option<Bytes>,
 }
 
 impl Head {
-    pub(crate) fn metadata(&self, stream: &StreamName) -> StreamMetadata {
-        self.metadata_json
-            .as_ref()
-            .and_then(|json| StreamMetadata::from_json(stream, json).ok())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn is_soft_deleted(&self, stream: &StreamName) -> bool {
-        self.metadata_json.is_some()
-            && self.metadata(stream).truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE)
+    /// The head as the rules see it (the metadata parsed; a bad document counts as empty).
+    pub(crate) fn to_stream_head(&self, stream: &StreamName) -> StreamHead {
+        StreamHead {
+            last_revision: self.last,
+            tombstoned: self.tombstoned,
+            metadata: self
+                .metadata_json
+                .as_ref()
+                .map(|json| Arc::new(StreamMetadata::from_json_or_default(stream, json))),
+        }
     }
 
     pub(crate) fn state(&self) -> StreamState {
-        match (self.tombstoned, self.last) {
-            (true, _) => StreamState::Tombstoned,
-            (false, Some(last)) => StreamState::At(Revision(last)),
-            (false, None) => StreamState::NoStream,
+        StreamHead {
+            last_revision: self.last,
+            tombstoned: self.tombstoned,
+            metadata: None,
         }
+        .state()
     }
 }
 
@@ -111,13 +117,6 @@ type KnownEvents = BTreeMap<u64, (EventId, u64)>;
 
 /// `(stream, first revision, last revision)`: every stored event in the range is wanted.
 pub(crate) type RevisionRange = (StreamName, u64, u64);
-
-/// Why a re-send check came out as it did.
-enum Resend {
-    Duplicate(AppendResult),
-    New,
-    Partial,
-}
 
 /// One group commit being planned.
 pub(crate) struct Group {
@@ -146,17 +145,12 @@ pub(crate) fn weak_resend_candidates(operations: &[Operation]) -> Vec<(&StreamNa
         .collect()
 }
 
-/// Every stream whose head the checks of `operations` may look at.
+/// Every stream whose head the rules may ask about for `operations`.
 pub(crate) fn streams_needed(operations: &[Operation]) -> Vec<StreamName> {
-    let mut streams = Vec::new();
-    for operation in operations {
-        let stream = operation.stream();
-        streams.push(stream.clone());
-        match stream.described_stream() {
-            Some(described) => streams.push(described),
-            None => streams.push(stream.metadata_stream()),
-        }
-    }
+    let mut streams: Vec<StreamName> = operations
+        .iter()
+        .flat_map(|operation| streams_consulted(operation.stream()))
+        .collect();
     streams.sort();
     streams.dedup();
     streams
@@ -164,13 +158,17 @@ pub(crate) fn streams_needed(operations: &[Operation]) -> Vec<StreamName> {
 
 impl Group {
     /// A group over the heads read under the write lock; the log's last position is
-    /// `last_position` (0 when empty).
-    pub(crate) fn new(heads: HashMap<StreamName, Head>, last_position: u64) -> Self {
+    /// `last_position` (0 when empty); its events are recorded at `created`.
+    pub(crate) fn new(
+        heads: HashMap<StreamName, Head>,
+        last_position: u64,
+        created: Timestamp,
+    ) -> Self {
         Self {
             heads,
             known: HashMap::new(),
             next_position: last_position + 1,
-            created_nanos: Timestamp::now().0,
+            created_nanos: created.0,
             events: Vec::new(),
             changed: HashSet::new(),
         }
@@ -243,265 +241,139 @@ impl Group {
         })
     }
 
-    fn position_with_id(&self, stream: &StreamName, revision: u64, id: EventId) -> Option<u64> {
-        match self.known.get(stream)?.get(&revision) {
-            Some((known_id, position)) if *known_id == id => Some(*position),
-            _ => None,
-        }
-    }
-
-    /// Plans one operation.
+    /// Plans one operation; a refused one leaves the group as it was.
     pub(crate) fn plan(&mut self, operation: &Operation) -> Outcome {
         match operation {
             Operation::Append {
                 stream,
                 expected,
                 events,
-            } => Outcome::Append(self.plan_append(stream, *expected, events)),
+            } => Outcome::Append(rules::plan_append(&*self, stream, *expected, events).map(
+                |decision| match decision {
+                    AppendDecision::AlreadyAppended(result) => result,
+                    AppendDecision::Write(plan) => {
+                        let positions = self.carry_out(&plan, events);
+                        plan.append_result(&positions)
+                    }
+                },
+            )),
             Operation::Delete {
                 stream,
                 expected,
                 tombstone,
-            } => Outcome::Delete(self.plan_delete(stream, *expected, *tombstone)),
+            } => Outcome::Delete(
+                rules::plan_delete(&*self, stream, *expected, *tombstone).map(|plan| {
+                    let positions = self.carry_out(&plan, &[]);
+                    plan.delete_result(&positions)
+                }),
+            ),
         }
     }
 
-    fn live_head(&self, stream: &StreamName) -> Result<Head> {
-        let head = self.head(stream);
-        if head.tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
+    /// Gives a plan's records the next positions and takes its heads; a stream whose
+    /// metadata stream the plan writes keeps the last such record's data as its metadata.
+    fn carry_out(&mut self, plan: &WritePlan, events: &[ProposedEvent]) -> Vec<Position> {
+        let mut positions = Vec::with_capacity(plan.records.len());
+        for record in &plan.records {
+            let (id, event_type, is_json, data, metadata) = match &record.body {
+                RecordBody::Proposed(index) => {
+                    let event = &events[*index];
+                    (
+                        event.id,
+                        event.event_type.clone(),
+                        event.content_type == ContentType::Json,
+                        event.data.clone(),
+                        event.metadata.clone(),
+                    )
+                }
+                RecordBody::Metadata { id, data } => (
+                    *id,
+                    METADATA_EVENT_TYPE.to_owned(),
+                    true,
+                    data.clone(),
+                    Bytes::new(),
+                ),
+                RecordBody::Tombstone { id } => (
+                    *id,
+                    TOMBSTONE_EVENT_TYPE.to_owned(),
+                    false,
+                    Bytes::new(),
+                    Bytes::new(),
+                ),
+            };
+            let position = self.next_position;
+            self.next_position += 1;
+            if record.revision != TOMBSTONE_REVISION {
+                self.learn(record.stream.clone(), record.revision, id, position);
+            }
+            self.events.push(NewEvent {
+                position,
+                stream: record.stream.clone(),
+                revision: record.revision,
+                id,
+                event_type,
+                is_json,
+                data,
+                metadata,
+                created_nanos: self.created_nanos,
             });
+            positions.push(Position(position));
         }
-        Ok(head)
+        for (stream, head) in &plan.heads {
+            let mut row = self.head(stream);
+            row.last = head.last_revision;
+            row.tombstoned = head.tombstoned;
+            let metadata_stream = stream.metadata_stream();
+            let newest_metadata = plan
+                .records
+                .iter()
+                .zip(&self.events[self.events.len() - plan.records.len()..])
+                .rfind(|(record, _)| record.stream == metadata_stream)
+                .map(|(_, row)| row.data.clone());
+            if newest_metadata.is_some() {
+                row.metadata_json = newest_metadata;
+            }
+            self.heads.insert(stream.clone(), row);
+            self.changed.insert(stream.clone());
+        }
+        positions
+    }
+}
+
+/// The rules' questions, answered from the fetched heads and events and what the group
+/// wrote so far.
+impl StreamView for Group {
+    fn head(&self, stream: &StreamName) -> Result<StreamHead> {
+        Ok(Group::head(self, stream).to_stream_head(stream))
     }
 
-    fn plan_append(
-        &mut self,
-        stream: &StreamName,
-        expected: ExpectedRevision,
-        events: &[ProposedEvent],
-    ) -> Result<AppendResult> {
-        if let Some(described) = stream.described_stream()
-            && self.head(&described).tombstoned
-        {
-            return Err(Error::StreamDeleted { stream: described });
-        }
-        let head = self.live_head(stream)?;
-        let wrong = || Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual: head.state(),
-        };
-        let soft_deleted = head.is_soft_deleted(stream);
-        let resend = match (expected, head.last) {
-            (ExpectedRevision::Any, _) => self.weak_resend_check(stream, events),
-            (ExpectedRevision::StreamExists, _) if soft_deleted => {
-                return Err(Error::StreamDeleted {
-                    stream: stream.clone(),
-                });
-            }
-            (ExpectedRevision::StreamExists, None) => {
-                if self.head(&stream.metadata_stream()).last.is_none() {
-                    return Err(wrong());
-                }
-                Resend::New
-            }
-            (ExpectedRevision::StreamExists, Some(_)) => self.weak_resend_check(stream, events),
-            (ExpectedRevision::NoStream, None) => Resend::New,
-            (ExpectedRevision::NoStream, Some(_)) => {
-                match self.strong_resend_check(stream, 0, events) {
-                    Resend::New if soft_deleted => Resend::New,
-                    Resend::New => return Err(wrong()),
-                    other => other,
-                }
-            }
-            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => Resend::New,
-            (ExpectedRevision::Exact(revision), Some(last)) if revision < last => {
-                match self.strong_resend_check(stream, revision + 1, events) {
-                    Resend::New => return Err(wrong()),
-                    other => other,
-                }
-            }
-            (ExpectedRevision::Exact(_), _) => return Err(wrong()),
-        };
-        match resend {
-            Resend::Duplicate(result) => Ok(result),
-            Resend::Partial => Err(wrong()),
-            Resend::New => Ok(self.write_events(stream, &head, events)),
-        }
-    }
-
-    fn weak_resend_check(&self, stream: &StreamName, events: &[ProposedEvent]) -> Resend {
-        match self.revision_of(stream, events[0].id) {
-            Some(first) => self.strong_resend_check(stream, first, events),
-            None => Resend::New,
-        }
-    }
-
-    fn strong_resend_check(
+    fn event_position(
         &self,
         stream: &StreamName,
-        first_revision: u64,
-        events: &[ProposedEvent],
-    ) -> Resend {
-        let mut last_found = None;
-        for (offset, event) in events.iter().enumerate() {
-            let revision = first_revision + offset as u64;
-            match (self.position_with_id(stream, revision, event.id), offset) {
-                (Some(position), _) => last_found = Some((revision, position)),
-                (None, 0) => return Resend::New,
-                (None, _) => return Resend::Partial,
-            }
-        }
-        match last_found {
-            Some((revision, position)) => Resend::Duplicate(AppendResult {
-                current_revision: Revision(revision),
-                position: Position(position),
-            }),
-            None => Resend::New,
-        }
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<Position>> {
+        Ok(
+            match self
+                .known
+                .get(stream)
+                .and_then(|events| events.get(&revision))
+            {
+                Some((known_id, position)) if *known_id == id => Some(Position(*position)),
+                _ => None,
+            },
+        )
     }
 
-    fn set_head(&mut self, stream: &StreamName, head: Head) {
-        self.heads.insert(stream.clone(), head);
-        self.changed.insert(stream.clone());
-    }
-
-    /// Places one event at the next position.
-    fn emit(&mut self, stream: &StreamName, revision: u64, event: ProposedEvent) -> u64 {
-        let position = self.next_position;
-        self.next_position += 1;
-        if revision != TOMBSTONE_REVISION {
-            self.learn(stream.clone(), revision, event.id, position);
-        }
-        self.events.push(NewEvent {
-            position,
-            stream: stream.clone(),
-            revision,
-            id: event.id,
-            event_type: event.event_type,
-            is_json: event.content_type == ContentType::Json,
-            data: event.data,
-            metadata: event.metadata,
-            created_nanos: self.created_nanos,
-        });
-        position
-    }
-
-    fn write_events(
-        &mut self,
-        stream: &StreamName,
-        head: &Head,
-        events: &[ProposedEvent],
-    ) -> AppendResult {
-        let first_revision = head.last.map_or(0, |last| last + 1);
-        let revive = head.is_soft_deleted(stream) && !stream.is_metadata_stream();
-        let mut last_position = 0;
-        for (offset, event) in events.iter().enumerate() {
-            last_position = self.emit(stream, first_revision + offset as u64, event.clone());
-        }
-        let last_revision = first_revision + events.len() as u64 - 1;
-        let mut written = head.clone();
-        written.last = Some(last_revision);
-        self.set_head(stream, written);
-        if let Some(described) = stream.described_stream() {
-            let mut described_head = self.head(&described);
-            described_head.metadata_json = Some(events[events.len() - 1].data.clone());
-            self.set_head(&described, described_head);
-        }
-        if revive {
-            let mut metadata = head.metadata(stream);
-            metadata.truncate_before = Some(first_revision);
-            self.write_metadata(stream, &metadata);
-        }
-        AppendResult {
-            current_revision: Revision(last_revision),
-            position: Position(last_position),
-        }
-    }
-
-    /// Writes `metadata` for `stream` as one event of `$$stream`; returns its position.
-    fn write_metadata(&mut self, stream: &StreamName, metadata: &StreamMetadata) -> u64 {
-        let metadata_stream = stream.metadata_stream();
-        let head = self.head(&metadata_stream);
-        let revision = head.last.map_or(0, |last| last + 1);
-        let event = ProposedEvent {
-            // Derived, as the engine does: an export of either imports into the other.
-            id: EventId::of_store_record(&metadata_stream, revision),
-            event_type: METADATA_EVENT_TYPE.to_owned(),
-            content_type: ContentType::Json,
-            data: Bytes::from(metadata.to_json()),
-            metadata: Bytes::new(),
-        };
-        let result = self.write_events(&metadata_stream, &head, &[event]);
-        result.position.0
-    }
-
-    fn plan_delete(
-        &mut self,
-        stream: &StreamName,
-        expected: ExpectedRevision,
-        tombstone: bool,
-    ) -> Result<DeleteResult> {
-        if stream.is_metadata_stream() {
-            return Err(Error::InvalidArgument {
-                reason: format!("{stream} is a metadata stream: delete the stream it describes"),
-            });
-        }
-        let head = self.live_head(stream)?;
-        let wrong = || Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual: head.state(),
-        };
-        let soft_deleted = head.is_soft_deleted(stream);
-        let has_metadata = self.head(&stream.metadata_stream()).last.is_some();
-        if !tombstone && head.last.is_none() && !has_metadata {
-            return Err(wrong());
-        }
-        match (expected, head.last) {
-            (ExpectedRevision::Any, _) => {}
-            (ExpectedRevision::StreamExists, _) if soft_deleted => {
-                return Err(Error::StreamDeleted {
-                    stream: stream.clone(),
-                });
-            }
-            (ExpectedRevision::StreamExists, None) if tombstone || !has_metadata => {
-                return Err(wrong());
-            }
-            (ExpectedRevision::StreamExists, _) => {}
-            (ExpectedRevision::NoStream, None) => {}
-            (ExpectedRevision::NoStream, Some(_)) if soft_deleted => {}
-            (ExpectedRevision::Exact(revision), Some(last)) if revision == last => {}
-            (ExpectedRevision::NoStream | ExpectedRevision::Exact(_), _) => return Err(wrong()),
-        }
-        let position = if tombstone {
-            let event = ProposedEvent {
-                id: EventId::new_random(),
-                event_type: TOMBSTONE_EVENT_TYPE.to_owned(),
-                content_type: ContentType::Binary,
-                data: Bytes::new(),
-                metadata: Bytes::new(),
-            };
-            let position = self.emit(stream, TOMBSTONE_REVISION, event);
-            let mut tombstoned = head.clone();
-            tombstoned.tombstoned = true;
-            self.set_head(stream, tombstoned);
-            position
-        } else {
-            let mut metadata = head.metadata(stream);
-            metadata.truncate_before = Some(SOFT_DELETED_TRUNCATE_BEFORE);
-            self.write_metadata(stream, &metadata)
-        };
-        Ok(DeleteResult {
-            position: Position(position),
-        })
+    fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>> {
+        Ok(self.revision_of(stream, id))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strata_core::{Error, Revision};
+
     use super::*;
 
     fn stream(name: &str) -> StreamName {
@@ -525,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_group_gives_consecutive_positions_after_the_stored_end() {
-        let mut group = Group::new(HashMap::new(), 41);
+        let mut group = Group::new(HashMap::new(), 41, Timestamp(0));
         let first = appended(group.plan(&append(
             "a-1",
             ExpectedRevision::NoStream,
@@ -554,7 +426,7 @@ mod tests {
             ProposedEvent::json("E", "{}"),
         ];
         for expected in [ExpectedRevision::Any, ExpectedRevision::NoStream] {
-            let mut group = Group::new(HashMap::new(), 0);
+            let mut group = Group::new(HashMap::new(), 0, Timestamp(0));
             let original = appended(group.plan(&append("s-1", expected, &events))).unwrap();
             let resent = appended(group.plan(&append("s-1", expected, &events))).unwrap();
             assert_eq!(resent, original, "{expected:?}");
@@ -564,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_conflict_in_a_group_does_not_stop_the_others() {
-        let mut group = Group::new(HashMap::new(), 0);
+        let mut group = Group::new(HashMap::new(), 0, Timestamp(0));
         let one = [ProposedEvent::json("E", "{}")];
         appended(group.plan(&append("s-1", ExpectedRevision::NoStream, &one))).unwrap();
         let conflict = appended(group.plan(&append(
@@ -585,7 +457,7 @@ mod tests {
 
     #[test]
     fn soft_delete_then_append_revives_with_the_next_revision() {
-        let mut group = Group::new(HashMap::new(), 0);
+        let mut group = Group::new(HashMap::new(), 0, Timestamp(0));
         let s = stream("s-1");
         appended(group.plan(&append(
             "s-1",
@@ -599,7 +471,7 @@ mod tests {
             tombstone: false,
         });
         assert!(matches!(deleted, Outcome::Delete(Ok(_))));
-        assert!(group.head(&s).is_soft_deleted(&s));
+        assert!(group.head(&s).to_stream_head(&s).is_soft_deleted());
         let revived = appended(group.plan(&append(
             "s-1",
             ExpectedRevision::NoStream,
@@ -607,6 +479,7 @@ mod tests {
         )))
         .unwrap();
         assert_eq!(revived.current_revision, Revision(1));
-        assert_eq!(group.head(&s).metadata(&s).truncate_before, Some(1));
+        let revived = group.head(&s).to_stream_head(&s);
+        assert_eq!(revived.metadata.and_then(|m| m.truncate_before), Some(1));
     }
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_core::rules::{self, StreamRead};
 use strata_core::{
-    AllSlice, ContentType, Direction, Error, EventId, Position, ReadAllOptions, ReadFrom,
-    ReadStreamOptions, RecordedEvent, Result, Revision, StreamMetadata, StreamName, StreamSlice,
-    Timestamp,
+    AllSlice, Clock, ContentType, Direction, EventId, Position, ReadAllOptions, ReadFrom,
+    ReadStreamOptions, RecordedEvent, Result, Revision, StreamName, StreamSlice, Timestamp,
 };
 use tokio_postgres::{Client, Row, Statement};
 
@@ -23,28 +23,30 @@ const COLUMNS: &str =
 /// A reader connection with its statements prepared.
 pub(crate) struct ReaderConnection {
     pub(crate) client: Client,
+    /// The store's clock: the "now" of `$maxAge`.
+    clock: Clock,
     heads: Statement,
-    stream_forwards: Statement,
-    stream_backwards: Statement,
+    stream_range: Statement,
+    created_at: Statement,
     all_forwards: Statement,
     all_backwards: Statement,
     last_position: Statement,
 }
 
 impl ReaderConnection {
-    pub(crate) async fn prepare(client: Client) -> std::result::Result<Self, PostgresError> {
+    pub(crate) async fn prepare(
+        client: Client,
+        clock: Clock,
+    ) -> std::result::Result<Self, PostgresError> {
         let sql = [
             "SELECT stream, last_revision, tombstoned, metadata FROM streams
              WHERE stream = ANY($1::text[])"
                 .to_owned(),
             format!(
                 "SELECT {COLUMNS} FROM events WHERE stream = $1 AND revision BETWEEN $2 AND $3
-                 ORDER BY revision LIMIT $4"
+                 ORDER BY revision"
             ),
-            format!(
-                "SELECT {COLUMNS} FROM events WHERE stream = $1 AND revision BETWEEN $2 AND $3
-                 ORDER BY revision DESC LIMIT $4"
-            ),
+            "SELECT created_nanos FROM events WHERE stream = $1 AND revision = $2".to_owned(),
             format!("SELECT {COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2"),
             format!(
                 "SELECT {COLUMNS} FROM events WHERE position < $1 ORDER BY position DESC LIMIT $2"
@@ -67,9 +69,10 @@ impl ReaderConnection {
                 .unwrap_or_else(|| unreachable!("six statements"))
         };
         Ok(Self {
+            clock,
             heads: next(),
-            stream_forwards: next(),
-            stream_backwards: next(),
+            stream_range: next(),
+            created_at: next(),
             all_forwards: next(),
             all_backwards: next(),
             last_position: next(),
@@ -122,90 +125,67 @@ impl ReaderConnection {
             heads
                 .iter()
                 .find(|(found, _)| found == name)
-                .map(|(_, head)| head.clone())
+                .map(|(_, head)| head.to_stream_head(name))
+                .unwrap_or_default()
         };
-        if let Some(described) = &described
-            && head_of(described).is_some_and(|head| head.tombstoned)
-        {
-            return Err(Error::StreamDeleted {
-                stream: described.clone(),
-            });
-        }
-        let Some(head) = head_of(stream) else {
+        let described_head = described.as_ref().map(head_of);
+        let Some(mut read) =
+            rules::plan_stream_read(stream, &head_of(stream), described_head.as_ref(), &options)?
+        else {
             return Ok(StreamSlice::NotFound);
         };
-        if head.tombstoned {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
-        let Some(last) = head.last else {
-            return Ok(StreamSlice::NotFound);
-        };
-        if head.is_soft_deleted(stream) {
-            return Ok(StreamSlice::NotFound);
-        }
-        let metadata = if stream.is_metadata_stream() {
-            StreamMetadata {
-                max_count: Some(1),
-                ..StreamMetadata::default()
-            }
+        let now = self.clock.now();
+        self.skip_expired(stream, &mut read, now).await?;
+        let revisions = read.revisions();
+        let mut events = if revisions.is_empty() {
+            Vec::new()
         } else {
-            head.metadata(stream)
+            let rows = self
+                .client
+                .query(
+                    &self.stream_range,
+                    &[
+                        &stream.as_str(),
+                        &to_i64(revisions.start),
+                        &to_i64(revisions.end - 1),
+                    ],
+                )
+                .await
+                .map_err(query_failed("reading a stream"))?;
+            rows.iter()
+                .map(recorded_event)
+                .collect::<Result<Vec<_>>>()?
         };
-        let mut events = self.stream_range(stream, &options, last, &metadata).await?;
-        if metadata.max_age.is_some() {
-            let now = Timestamp::now();
-            events.retain(|event| {
-                metadata.is_visible(event.revision, Revision(last), event.created, now)
-            });
+        events.retain(|event| read.is_visible(event, now));
+        if read.direction() == Direction::Backwards {
+            events.reverse();
         }
         Ok(StreamSlice::Found {
             events,
-            last_revision: Revision(last),
+            last_revision: read.last_revision(),
         })
     }
 
-    /// The events of the visible revisions the options ask for, in the read's order.
-    async fn stream_range(
+    /// Runs the `$maxAge` search of a read: one indexed lookup per probe.
+    async fn skip_expired(
         &self,
         stream: &StreamName,
-        options: &ReadStreamOptions,
-        last: u64,
-        metadata: &StreamMetadata,
-    ) -> Result<Vec<RecordedEvent>> {
-        let first_visible = metadata.first_visible_revision(Revision(last));
-        let limit = i64::try_from(options.max_count).unwrap_or(i64::MAX);
-        let (statement, low, high) = match options.direction {
-            Direction::Forwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last.saturating_add(1),
-                    ReadFrom::At(revision) => revision.0,
-                };
-                (&self.stream_forwards, from.max(first_visible), last)
-            }
-            Direction::Backwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last,
-                    ReadFrom::At(revision) => revision.0.min(last),
-                };
-                (&self.stream_backwards, first_visible, from)
-            }
+        read: &mut StreamRead,
+        now: Timestamp,
+    ) -> Result<()> {
+        let Some(mut search) = read.expiry_search(now) else {
+            return Ok(());
         };
-        if low > high || limit == 0 {
-            return Ok(Vec::new());
+        while let Some(revision) = search.next_probe() {
+            let row = self
+                .client
+                .query_opt(&self.created_at, &[&stream.as_str(), &to_i64(revision)])
+                .await
+                .map_err(query_failed("reading when an event was created"))?;
+            search.observe(revision, row.map(|row| Timestamp(row.get(0))));
         }
-        let rows = self
-            .client
-            .query(
-                statement,
-                &[&stream.as_str(), &to_i64(low), &to_i64(high), &limit],
-            )
-            .await
-            .map_err(query_failed("reading a stream"))?;
-        rows.iter().map(recorded_event).collect()
+        read.skip_expired(&search);
+        Ok(())
     }
 
     pub(crate) async fn read_all(&self, options: &ReadAllOptions) -> Result<AllSlice> {
@@ -310,7 +290,8 @@ impl Readers {
             return Ok(connection.clone());
         }
         let client = crate::connect::connect(&self.config, None).await?;
-        let connection = Arc::new(ReaderConnection::prepare(client).await?);
+        let connection =
+            Arc::new(ReaderConnection::prepare(client, self.config.clock.clone()).await?);
         *slot = Some(connection.clone());
         Ok(connection)
     }

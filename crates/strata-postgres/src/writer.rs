@@ -309,7 +309,7 @@ async fn run_transaction(
             (stream, head)
         })
         .collect::<HashMap<_, _>>();
-    let mut group = Group::new(heads, to_u64(last));
+    let mut group = Group::new(heads, to_u64(last), config.clock.now());
     learn_rows(&mut group, &first_ids);
     let mut ranges = group.ranges_for_checks(operations);
     ranges.extend(group.follow_up(operations));

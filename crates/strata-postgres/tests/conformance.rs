@@ -19,9 +19,10 @@ struct PostgresBackend {
 impl strata_core::conformance::Backend for PostgresBackend {
     type Store = PostgresStore;
 
-    async fn fresh(&self) -> Arc<PostgresStore> {
+    async fn fresh_with_clock(&self, clock: strata_core::Clock) -> Arc<PostgresStore> {
         let schema = TestSchema::new();
-        let config = schema.config();
+        let mut config = schema.config();
+        config.clock = clock;
         self.schemas
             .lock()
             .expect("no test panicked holding it")

@@ -159,3 +159,18 @@ pub async fn metadata_of_a_metadata_stream_is_refused<B: Backend>(backend: &B) {
         "metadata of {metadata_stream}: wanted InvalidArgument, got {result:?}"
     );
 }
+
+/// An event type containing NUL is refused (PostgreSQL's text cannot hold it), with an
+/// `InvalidEventType` naming the reason, and writes nothing.
+pub async fn event_type_with_nul_is_refused<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let orders = stream("limits_type_nul-1");
+    let batch = vec![event("Fine", 0), event("Bad\0Type", 1)];
+    let result = store.append(&orders, ExpectedRevision::Any, batch).await;
+    assert!(
+        matches!(&result, Err(Error::InvalidEventType { reason, .. }) if reason.contains("NUL")),
+        "an event type with NUL: wanted InvalidEventType, got {result:?}"
+    );
+    assert_eq!(store.state_ok(&orders).await, StreamState::NoStream);
+    assert!(store.all_events().await.is_empty(), "nothing reached $all");
+}

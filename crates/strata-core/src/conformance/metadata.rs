@@ -1,4 +1,5 @@
-//! Stream metadata: round trips, and `$maxCount`, `$tb` and `$maxAge` applied to reads.
+//! Stream metadata: round trips, `$maxCount` and `$tb` applied to reads (`$maxAge`: see
+//! `expiry.rs`), metadata streams, and metadata written to a soft-deleted stream.
 
 use std::time::Duration;
 
@@ -188,35 +189,94 @@ pub async fn metadata_truncate_before_hides_older_events<B: Backend>(backend: &B
     assert_eq!(store.state_ok(&orders).await, StreamState::At(Revision(5)));
 }
 
-/// `$maxAge` hides events older than it.
-pub async fn metadata_max_age_hides_expired_events<B: Backend>(backend: &B) {
+/// A metadata stream `$$S` reads as its last event only, as KurrentDB's metastreams
+/// (`$maxCount` 1), in both directions.
+pub async fn metadata_stream_reads_show_only_the_last_metadata<B: Backend>(backend: &B) {
     let store = backend.fresh().await;
-    let orders = stream("metadata_max_age-1");
-    let metadata = StreamMetadata {
-        max_age: Some(Duration::from_secs(1)),
-        ..StreamMetadata::default()
-    };
-    set_metadata(&*store, &orders, ExpectedRevision::Any, &metadata).await;
+    let orders = stream("metadata_stream_read-1");
+    for max_count in 1..=3 {
+        let metadata = StreamMetadata {
+            max_count: Some(max_count),
+            ..StreamMetadata::default()
+        };
+        set_metadata(&*store, &orders, ExpectedRevision::Any, &metadata).await;
+    }
+    let metadata_stream = orders.metadata_stream();
+    for options in [
+        ReadStreamOptions::forwards(),
+        ReadStreamOptions::backwards(),
+    ] {
+        let slice = store.read_stream_ok(&metadata_stream, options).await;
+        let StreamSlice::Found {
+            events,
+            last_revision,
+        } = slice
+        else {
+            panic!("{metadata_stream} read with {options:?} is found");
+        };
+        assert_eq!(revisions(&events), vec![2], "read with {options:?}");
+        assert_eq!(last_revision, Revision(2));
+    }
+}
+
+/// Writing the metadata of a soft-deleted stream undeletes it the way KurrentDB does: the
+/// store writes that metadata again with `$tb` past the last event, so the events deleted
+/// before stay hidden and the next events are visible.
+pub async fn writing_the_metadata_of_a_soft_deleted_stream_keeps_its_old_events_hidden<
+    B: Backend,
+>(
+    backend: &B,
+) {
+    let store = backend.fresh().await;
+    let orders = stream("metadata_undelete-1");
     store
         .append_ok(&orders, ExpectedRevision::NoStream, events(2))
         .await;
-    let fresh = store.stream_events(&orders).await;
-    assert_eq!(revisions(&fresh), vec![0, 1], "young events are visible");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    store
+        .delete_stream(&orders, ExpectedRevision::Exact(1))
+        .await
+        .unwrap_or_else(|error| panic!("soft delete of {orders}: {error}"));
+    let mut metadata = StreamMetadata {
+        max_count: Some(100),
+        ..StreamMetadata::default()
+    };
+    metadata.custom.insert("key1".into(), serde_json::json!(17));
+    let written = set_metadata(&*store, &orders, ExpectedRevision::Exact(0), &metadata).await;
+    assert_eq!(written.current_revision, Revision(1), "the caller's event");
     let slice = store
         .read_stream_ok(&orders, ReadStreamOptions::forwards())
         .await;
-    let expired = slice.clone().into_events();
+    let StreamSlice::Found {
+        events: visible,
+        last_revision,
+    } = slice
+    else {
+        panic!("{orders} is no longer soft-deleted");
+    };
     assert!(
-        expired.is_empty(),
-        "events older than $maxAge are hidden, got {expired:?}"
+        visible.is_empty(),
+        "the deleted events stay hidden: {visible:?}"
     );
-    if let StreamSlice::Found { last_revision, .. } = slice {
-        assert_eq!(
-            last_revision,
-            Revision(1),
-            "the last revision is still reported"
-        );
-    }
-    assert_eq!(store.state_ok(&orders).await, StreamState::At(Revision(1)));
+    assert_eq!(last_revision, Revision(1));
+    let read = store
+        .stream_metadata(&orders)
+        .await
+        .unwrap_or_else(|error| panic!("metadata of {orders}: {error}"));
+    let wanted = StreamMetadata {
+        truncate_before: Some(2),
+        ..metadata
+    };
+    assert_eq!(
+        read.metadata, wanted,
+        "the written metadata with $tb past the end"
+    );
+    assert_eq!(
+        read.revision,
+        Some(Revision(2)),
+        "written after the caller's"
+    );
+    store
+        .append_ok(&orders, ExpectedRevision::Exact(1), events(1))
+        .await;
+    assert_eq!(revisions(&store.stream_events(&orders).await), vec![2]);
 }

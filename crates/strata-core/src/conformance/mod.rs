@@ -8,8 +8,8 @@
 //! #[async_trait::async_trait]
 //! impl strata_core::conformance::Backend for MemoryBackend {
 //!     type Store = MemoryStore;
-//!     async fn fresh(&self) -> std::sync::Arc<MemoryStore> {
-//!         std::sync::Arc::new(MemoryStore::default())
+//!     async fn fresh_with_clock(&self, clock: strata_core::Clock) -> std::sync::Arc<MemoryStore> {
+//!         std::sync::Arc::new(MemoryStore::with_clock(clock))
 //!     }
 //! }
 //!
@@ -23,11 +23,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::store::EventStore;
 
 mod append;
+mod check;
 mod concurrency;
 mod delete;
+mod expiry;
 mod filters;
 mod idempotence;
 mod limits;
@@ -47,8 +50,15 @@ mod windows;
 pub trait Backend: Send + Sync + 'static {
     type Store: EventStore;
 
-    /// A new, empty store; each call returns a different one.
-    async fn fresh(&self) -> Arc<Self::Store>;
+    /// A new, empty store that takes its time from `clock` (the `created` stamp of new
+    /// events and the "now" of `$maxAge`); each call returns a different one. The cases
+    /// about time pass a [`crate::ManualClock`]'s clock and move it instead of sleeping.
+    async fn fresh_with_clock(&self, clock: Clock) -> Arc<Self::Store>;
+
+    /// A new, empty store on the system clock.
+    async fn fresh(&self) -> Arc<Self::Store> {
+        self.fresh_with_clock(Clock::system()).await
+    }
 
     /// Closes `store` and opens the same data again. The default returns `store` itself,
     /// for backends without persistence.
@@ -78,6 +88,7 @@ macro_rules! __strata_conformance_cases {
             append::append_stream_exists_with_only_metadata_succeeds,
             append::append_batch_is_atomic,
             append::append_of_no_events_is_refused,
+            check::checking_an_expected_revision_agrees_with_appending,
             idempotence::idempotent_resend_with_exact_returns_the_same_result,
             idempotence::idempotent_resend_with_any_returns_the_same_result,
             idempotence::idempotent_partial_match_fails,
@@ -102,16 +113,26 @@ macro_rules! __strata_conformance_cases {
             metadata::metadata_expected_revision_is_checked,
             metadata::metadata_max_count_hides_older_events,
             metadata::metadata_truncate_before_hides_older_events,
-            metadata::metadata_max_age_hides_expired_events,
+            metadata::metadata_stream_reads_show_only_the_last_metadata,
+            metadata::writing_the_metadata_of_a_soft_deleted_stream_keeps_its_old_events_hidden,
+            expiry::metadata_max_age_hides_expired_events,
+            expiry::max_age_expired_events_never_hide_live_ones_from_reads,
+            expiry::max_age_expired_events_never_stall_a_stream_subscription,
             delete::soft_delete_hides_the_stream,
             delete::soft_deleted_stream_is_revived_by_append,
             delete::soft_deleted_stream_refuses_stream_exists,
             delete::soft_delete_of_missing_stream_fails,
             delete::soft_delete_checks_expected_revision,
+            delete::soft_delete_replaces_the_metadata_with_truncate_before_alone,
+            delete::revival_keeps_every_metadata_key_but_truncate_before,
+            delete::soft_delete_expecting_no_stream_of_a_metadata_only_or_deleted_stream_succeeds,
             tombstone::tombstone_of_existing_stream,
             tombstone::tombstone_of_missing_stream,
             tombstone::tombstone_checks_expected_revision,
             tombstone::tombstone_of_soft_deleted_stream,
+            tombstone::tombstone_expecting_stream_exists_of_a_stream_with_only_metadata_succeeds,
+            tombstone::tombstoned_stream_metadata_is_writable_when_it_had_metadata,
+            tombstone::tombstoned_stream_metadata_is_refused_when_it_had_none,
             subscriptions::subscribe_to_all_from_start,
             subscriptions::subscribe_to_all_after_position_is_exclusive,
             subscriptions::subscribe_to_all_from_end,
@@ -126,6 +147,7 @@ macro_rules! __strata_conformance_cases {
             limits::event_over_the_limit_is_refused,
             limits::append_over_the_limit_is_refused,
             limits::invalid_event_type_is_refused,
+            limits::event_type_with_nul_is_refused,
             limits::invalid_stream_names_are_refused,
             limits::metadata_of_a_metadata_stream_is_refused,
             persistence::reopen_keeps_everything,

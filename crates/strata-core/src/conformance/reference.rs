@@ -1,5 +1,7 @@
 //! A plain in-memory store that follows the contract, to keep the kit itself honest: every
-//! case must pass against it. Positions have gaps on purpose (10 apart), as a backend's may.
+//! case must pass against it. It applies the shared [`crate::rules`] over a log kept in a
+//! vector, so the kit checks the rules themselves. Positions have gaps on purpose (10
+//! apart), as a backend's may.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,9 +10,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::clock::Clock;
+use crate::error::Result;
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE};
+use crate::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan};
 use crate::store::{
     AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
 };
@@ -22,7 +26,6 @@ use crate::types::{
 use super::Backend;
 
 const POSITION_STEP: u64 = 10;
-const SOFT_DELETED: u64 = i64::MAX as u64;
 
 #[derive(Default)]
 struct StreamInfo {
@@ -42,169 +45,136 @@ impl State {
         self.streams.get(stream)
     }
 
-    fn last(&self, stream: &StreamName) -> Option<u64> {
-        self.info(stream)
-            .and_then(|info| info.events.len().checked_sub(1))
-            .map(|last| last as u64)
-    }
-
-    fn actual(&self, stream: &StreamName) -> StreamState {
-        self.last(stream).map_or(StreamState::NoStream, |last| {
-            StreamState::At(Revision(last))
-        })
-    }
-
-    fn metadata(&self, stream: &StreamName) -> StreamMetadata {
-        let metadata_stream = stream.metadata_stream();
-        self.info(&metadata_stream)
-            .and_then(|info| info.events.last())
-            .map(|index| {
-                StreamMetadata::from_json(stream, &self.log[*index].data).unwrap_or_default()
-            })
-            .unwrap_or_default()
-    }
-
-    fn soft_deleted(&self, stream: &StreamName) -> bool {
-        self.metadata(stream).truncate_before == Some(SOFT_DELETED)
-    }
-
     fn event_at(&self, stream: &StreamName, revision: u64) -> Option<&RecordedEvent> {
         let info = self.info(stream)?;
         let index = info.events.get(usize::try_from(revision).ok()?)?;
         Some(&self.log[*index])
     }
 
-    /// The original result when `ids` are already in place; an error on a partial match.
-    fn idempotent(
+    /// Carries out a plan of the rules; the heads follow from the log.
+    fn write(
+        &mut self,
+        plan: &WritePlan,
+        events: &[ProposedEvent],
+        now: Timestamp,
+    ) -> Vec<Position> {
+        let mut positions = Vec::with_capacity(plan.records.len());
+        for record in &plan.records {
+            let position = Position(self.log.len() as u64 * POSITION_STEP);
+            let (id, event_type, content_type, data, metadata) = match &record.body {
+                RecordBody::Proposed(index) => {
+                    let event = &events[*index];
+                    (
+                        event.id,
+                        event.event_type.clone(),
+                        event.content_type,
+                        event.data.clone(),
+                        event.metadata.clone(),
+                    )
+                }
+                RecordBody::Metadata { id, data } => (
+                    *id,
+                    METADATA_EVENT_TYPE.to_owned(),
+                    ContentType::Json,
+                    data.clone(),
+                    Bytes::new(),
+                ),
+                RecordBody::Tombstone { id } => (
+                    *id,
+                    TOMBSTONE_EVENT_TYPE.to_owned(),
+                    ContentType::Binary,
+                    Bytes::new(),
+                    Bytes::new(),
+                ),
+            };
+            let info = self.streams.entry(record.stream.clone()).or_default();
+            if matches!(record.body, RecordBody::Tombstone { .. }) {
+                info.tombstoned = true;
+            } else {
+                assert_eq!(
+                    info.events.len() as u64,
+                    record.revision,
+                    "the rules plan the next revision"
+                );
+                info.events.push(self.log.len());
+            }
+            self.log.push(RecordedEvent {
+                stream: record.stream.clone(),
+                revision: Revision(record.revision),
+                position,
+                id,
+                event_type,
+                content_type,
+                data,
+                metadata,
+                created: now,
+            });
+            positions.push(position);
+        }
+        positions
+    }
+}
+
+impl StreamView for State {
+    fn head(&self, stream: &StreamName) -> Result<StreamHead> {
+        let Some(info) = self.info(stream) else {
+            return Ok(StreamHead {
+                metadata: self.metadata(stream),
+                ..StreamHead::default()
+            });
+        };
+        Ok(StreamHead {
+            last_revision: (info.events.len() as u64).checked_sub(1),
+            tombstoned: info.tombstoned,
+            metadata: self.metadata(stream),
+        })
+    }
+
+    fn event_position(
         &self,
         stream: &StreamName,
-        expected: ExpectedRevision,
-        ids: &[EventId],
-    ) -> Result<Option<AppendResult>> {
-        let first = match expected {
-            ExpectedRevision::Exact(revision) => revision + 1,
-            ExpectedRevision::NoStream => 0,
-            ExpectedRevision::Any => match (0..=self.last(stream).unwrap_or(0)).find(|revision| {
-                self.event_at(stream, *revision)
-                    .is_some_and(|event| event.id == ids[0])
-            }) {
-                Some(revision) => revision,
-                None => return Ok(None),
-            },
-            ExpectedRevision::StreamExists => return Ok(None),
-        };
-        if self
-            .event_at(stream, first)
-            .is_none_or(|event| event.id != ids[0])
-        {
-            return Ok(None);
-        }
-        let mut last = None;
-        for (offset, id) in ids.iter().enumerate() {
-            match self.event_at(stream, first + offset as u64) {
-                Some(event) if event.id == *id => last = Some(event),
-                _ => return Err(self.wrong(stream, expected)),
-            }
-        }
-        Ok(last.map(|event| AppendResult {
-            current_revision: event.revision,
-            position: event.position,
+        revision: u64,
+        id: EventId,
+    ) -> Result<Option<Position>> {
+        Ok(self
+            .event_at(stream, revision)
+            .filter(|event| event.id == id)
+            .map(|event| event.position))
+    }
+
+    /// Every id ever written is remembered here.
+    fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>> {
+        Ok(self.info(stream).and_then(|info| {
+            info.events
+                .iter()
+                .position(|index| self.log[*index].id == id)
+                .map(|revision| revision as u64)
         }))
     }
+}
 
-    fn wrong(&self, stream: &StreamName, expected: ExpectedRevision) -> Error {
-        Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected,
-            actual: self.actual(stream),
-        }
-    }
-
-    fn check(&self, stream: &StreamName, expected: ExpectedRevision) -> Result<()> {
-        let last = self.last(stream);
-        let ok = match expected {
-            ExpectedRevision::Any => true,
-            ExpectedRevision::NoStream => last.is_none() || self.soft_deleted(stream),
-            ExpectedRevision::StreamExists if self.soft_deleted(stream) => {
-                return Err(Error::StreamDeleted {
-                    stream: stream.clone(),
-                });
-            }
-            ExpectedRevision::StreamExists => {
-                last.is_some()
-                    || (!stream.is_metadata_stream()
-                        && self.last(&stream.metadata_stream()).is_some())
-            }
-            ExpectedRevision::Exact(revision) => last == Some(revision),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(self.wrong(stream, expected))
-        }
-    }
-
-    fn write(&mut self, stream: &StreamName, events: Vec<ProposedEvent>) -> AppendResult {
-        let mut last = None;
-        for proposed in events {
-            let revision = self.last(stream).map_or(0, |last| last + 1);
-            let position = Position(self.log.len() as u64 * POSITION_STEP);
-            let event = RecordedEvent {
-                stream: stream.clone(),
-                revision: Revision(revision),
-                position,
-                id: proposed.id,
-                event_type: proposed.event_type,
-                content_type: proposed.content_type,
-                data: proposed.data,
-                metadata: proposed.metadata,
-                created: Timestamp::now(),
-            };
-            last = Some(AppendResult {
-                current_revision: event.revision,
-                position,
-            });
-            self.streams
-                .entry(stream.clone())
-                .or_default()
-                .events
-                .push(self.log.len());
-            self.log.push(event);
-        }
-        last.unwrap_or_else(|| unreachable!("write is called with events"))
-    }
-
-    fn write_metadata(&mut self, stream: &StreamName, metadata: &StreamMetadata) -> AppendResult {
-        let event = ProposedEvent {
-            id: EventId::new_random(),
-            event_type: METADATA_EVENT_TYPE.into(),
-            content_type: ContentType::Json,
-            data: Bytes::from(metadata.to_json()),
-            metadata: Bytes::new(),
-        };
-        self.write(&stream.metadata_stream(), vec![event])
-    }
-
-    fn refuse_tombstoned(&self, stream: &StreamName) -> Result<()> {
-        if self.info(stream).is_some_and(|info| info.tombstoned) {
-            return Err(Error::StreamDeleted {
-                stream: stream.clone(),
-            });
-        }
-        Ok(())
+impl State {
+    /// Parsed from the last event of `$$stream`.
+    fn metadata(&self, stream: &StreamName) -> Option<Arc<StreamMetadata>> {
+        let metadata_stream = stream.metadata_stream();
+        let last = self.info(&metadata_stream)?.events.last()?;
+        let data = &self.log[*last].data;
+        Some(Arc::new(StreamMetadata::from_json_or_default(stream, data)))
     }
 }
 
 pub(crate) struct ReferenceStore {
     state: Mutex<State>,
     log_end: watch::Sender<Position>,
+    clock: Clock,
 }
 
 impl ReferenceStore {
-    fn new() -> Self {
+    fn new(clock: Clock) -> Self {
         Self {
             state: Mutex::new(State::default()),
             log_end: watch::Sender::new(Position::START),
+            clock,
         }
     }
 
@@ -212,6 +182,19 @@ impl ReferenceStore {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn delete(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<DeleteResult> {
+        let mut state = self.lock();
+        let plan = rules::plan_delete(&*state, stream, expected, tombstone)?;
+        let positions = state.write(&plan, &[], self.clock.now());
+        self.publish(&state);
+        Ok(plan.delete_result(&positions))
     }
 
     fn publish(&self, state: &State) {
@@ -238,22 +221,14 @@ impl EventStore for ReferenceStore {
     ) -> Result<AppendResult> {
         self.limits().check_append(&events)?;
         let mut state = self.lock();
-        state.refuse_tombstoned(stream)?;
-        let ids: Vec<_> = events.iter().map(|event| event.id).collect();
-        if let Some(result) = state.idempotent(stream, expected, &ids)? {
-            return Ok(result);
+        match rules::plan_append(&*state, stream, expected, &events)? {
+            AppendDecision::AlreadyAppended(result) => Ok(result),
+            AppendDecision::Write(plan) => {
+                let positions = state.write(&plan, &events, self.clock.now());
+                self.publish(&state);
+                Ok(plan.append_result(&positions))
+            }
         }
-        state.check(stream, expected)?;
-        let revived = state.soft_deleted(stream);
-        let first = state.last(stream).map_or(0, |last| last + 1);
-        let result = state.write(stream, events);
-        if revived {
-            let mut metadata = state.metadata(stream);
-            metadata.truncate_before = Some(first);
-            state.write_metadata(stream, &metadata);
-        }
-        self.publish(&state);
-        Ok(result)
     }
 
     async fn read_stream(
@@ -262,51 +237,36 @@ impl EventStore for ReferenceStore {
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
         let state = self.lock();
-        state.refuse_tombstoned(stream)?;
-        let Some(last) = state.last(stream) else {
+        let head = state.head(stream)?;
+        let described_head = match stream.described_stream() {
+            Some(described) => Some(state.head(&described)?),
+            None => None,
+        };
+        let Some(mut read) =
+            rules::plan_stream_read(stream, &head, described_head.as_ref(), &options)?
+        else {
             return Ok(StreamSlice::NotFound);
         };
-        let metadata = state.metadata(stream);
-        if metadata.truncate_before == Some(SOFT_DELETED) {
-            return Ok(StreamSlice::NotFound);
+        let now = self.clock.now();
+        if let Some(mut search) = read.expiry_search(now) {
+            while let Some(revision) = search.next_probe() {
+                let created = state.event_at(stream, revision).map(|event| event.created);
+                search.observe(revision, created);
+            }
+            read.skip_expired(&search);
         }
-        let now = Timestamp::now();
-        let visible = |revision: u64| {
-            let event = state
-                .event_at(stream, revision)
-                .unwrap_or_else(|| unreachable!());
-            metadata
-                .is_visible(event.revision, Revision(last), event.created, now)
-                .then(|| event.clone())
-        };
-        let events: Vec<_> = match options.direction {
-            Direction::Forwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last + 1,
-                    ReadFrom::At(r) => r.0,
-                };
-                (from..=last)
-                    .filter_map(visible)
-                    .take(options.max_count)
-                    .collect()
-            }
-            Direction::Backwards => {
-                let from = match options.from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => last,
-                    ReadFrom::At(r) => r.0.min(last),
-                };
-                (0..=from)
-                    .rev()
-                    .filter_map(visible)
-                    .take(options.max_count)
-                    .collect()
-            }
-        };
+        let mut events: Vec<RecordedEvent> = read
+            .revisions()
+            .filter_map(|revision| state.event_at(stream, revision))
+            .filter(|event| read.is_visible(event, now))
+            .cloned()
+            .collect();
+        if read.direction() == Direction::Backwards {
+            events.reverse();
+        }
         Ok(StreamSlice::Found {
             events,
-            last_revision: Revision(last),
+            last_revision: read.last_revision(),
         })
     }
 
@@ -365,11 +325,7 @@ impl EventStore for ReferenceStore {
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
-        let state = self.lock();
-        if state.info(stream).is_some_and(|info| info.tombstoned) {
-            return Ok(StreamState::Tombstoned);
-        }
-        Ok(state.actual(stream))
+        Ok(self.lock().head(stream)?.state())
     }
 
     async fn delete_stream(
@@ -377,22 +333,7 @@ impl EventStore for ReferenceStore {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<DeleteResult> {
-        let mut state = self.lock();
-        state.refuse_tombstoned(stream)?;
-        if state.last(stream).is_none() {
-            return Err(state.wrong(stream, expected));
-        }
-        if expected == ExpectedRevision::NoStream {
-            return Err(state.wrong(stream, expected));
-        }
-        state.check(stream, expected)?;
-        let mut metadata = state.metadata(stream);
-        metadata.truncate_before = Some(SOFT_DELETED);
-        let result = state.write_metadata(stream, &metadata);
-        self.publish(&state);
-        Ok(DeleteResult {
-            position: result.position,
-        })
+        self.delete(stream, expected, false)
     }
 
     async fn tombstone_stream(
@@ -400,25 +341,7 @@ impl EventStore for ReferenceStore {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<DeleteResult> {
-        let mut state = self.lock();
-        state.refuse_tombstoned(stream)?;
-        state.check(stream, expected)?;
-        let position = Position(state.log.len() as u64 * POSITION_STEP);
-        let event = RecordedEvent {
-            stream: stream.clone(),
-            revision: Revision(SOFT_DELETED),
-            position,
-            id: EventId::new_random(),
-            event_type: TOMBSTONE_EVENT_TYPE.into(),
-            content_type: ContentType::Binary,
-            data: Bytes::new(),
-            metadata: Bytes::new(),
-            created: Timestamp::now(),
-        };
-        state.log.push(event);
-        state.streams.entry(stream.clone()).or_default().tombstoned = true;
-        self.publish(&state);
-        Ok(DeleteResult { position })
+        self.delete(stream, expected, true)
     }
 
     async fn last_position(&self) -> Result<Option<Position>> {
@@ -436,8 +359,8 @@ pub(crate) struct ReferenceBackend;
 impl Backend for ReferenceBackend {
     type Store = ReferenceStore;
 
-    async fn fresh(&self) -> Arc<ReferenceStore> {
-        Arc::new(ReferenceStore::new())
+    async fn fresh_with_clock(&self, clock: Clock) -> Arc<ReferenceStore> {
+        Arc::new(ReferenceStore::new(clock))
     }
 }
 

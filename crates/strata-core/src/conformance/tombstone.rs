@@ -49,11 +49,15 @@ async fn assert_tombstoned<S: EventStore + ?Sized>(store: &S, stream: &StreamNam
     }
     let result = store.stream_metadata(stream).await;
     assert_stream_deleted(result, stream, "stream_metadata after tombstone");
-    let metadata = StreamMetadata::default();
+    let metadata_stream = stream.metadata_stream();
     let result = store
-        .set_stream_metadata(stream, ExpectedRevision::Any, &metadata)
+        .read_stream(&metadata_stream, ReadStreamOptions::forwards())
         .await;
-    assert_stream_deleted(result, stream, "set_stream_metadata after tombstone");
+    assert_stream_deleted(
+        result,
+        &metadata_stream,
+        "read of the metadata stream after tombstone",
+    );
 }
 
 /// Tombstoning a stream with events makes it unreadable and unwritable for good.
@@ -127,6 +131,99 @@ pub async fn tombstone_checks_expected_revision<B: Backend>(backend: &B) {
         2,
         "the stream is untouched"
     );
+}
+
+/// `StreamExists` holds for a stream that has metadata but no events, for a tombstone as
+/// for an append (KurrentDB checks both alike).
+pub async fn tombstone_expecting_stream_exists_of_a_stream_with_only_metadata_succeeds<
+    B: Backend,
+>(
+    backend: &B,
+) {
+    let store = backend.fresh().await;
+    let orders = stream("tombstone_metadata_only-1");
+    let metadata = StreamMetadata {
+        max_count: Some(5),
+        ..StreamMetadata::default()
+    };
+    store
+        .set_stream_metadata(&orders, ExpectedRevision::NoStream, &metadata)
+        .await
+        .unwrap_or_else(|error| panic!("set metadata of {orders}: {error}"));
+    store
+        .tombstone_stream(&orders, ExpectedRevision::StreamExists)
+        .await
+        .unwrap_or_else(|error| {
+            panic!("tombstone of {orders} (metadata only) expecting it exists: {error}")
+        });
+    assert_tombstoned(&*store, &orders).await;
+}
+
+/// The metadata stream `$$S` of a tombstoned `S` that had metadata still takes writes,
+/// checked against its own revision (as KurrentDB, whose writer remembers the metadata
+/// stream's version); `S` and `$$S` stay unreadable and `S` unwritable.
+pub async fn tombstoned_stream_metadata_is_writable_when_it_had_metadata<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let orders = stream("tombstone_metadata_write-1");
+    let metadata = StreamMetadata {
+        max_count: Some(5),
+        ..StreamMetadata::default()
+    };
+    store
+        .append_ok(&orders, ExpectedRevision::NoStream, events(2))
+        .await;
+    store
+        .set_stream_metadata(&orders, ExpectedRevision::NoStream, &metadata)
+        .await
+        .unwrap_or_else(|error| panic!("set metadata of {orders}: {error}"));
+    store
+        .tombstone_stream(&orders, ExpectedRevision::Any)
+        .await
+        .unwrap_or_else(|error| panic!("tombstone of {orders}: {error}"));
+    let written = store
+        .set_stream_metadata(&orders, ExpectedRevision::Exact(0), &metadata)
+        .await
+        .unwrap_or_else(|error| panic!("metadata of tombstoned {orders} at 0: {error}"));
+    assert_eq!(written.current_revision, Revision(1));
+    let result = store
+        .set_stream_metadata(&orders, ExpectedRevision::NoStream, &metadata)
+        .await;
+    assert_wrong_expected(
+        result,
+        &orders.metadata_stream(),
+        ExpectedRevision::NoStream,
+        StreamState::At(Revision(1)),
+    );
+    store
+        .set_stream_metadata(&orders, ExpectedRevision::Any, &metadata)
+        .await
+        .unwrap_or_else(|error| panic!("metadata of tombstoned {orders} with any: {error}"));
+    assert_tombstoned(&*store, &orders).await;
+}
+
+/// The metadata stream `$$S` of a tombstoned `S` that never had metadata refuses writes
+/// with `StreamDeleted` naming `$$S`, as KurrentDB does.
+pub async fn tombstoned_stream_metadata_is_refused_when_it_had_none<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let orders = stream("tombstone_metadata_refused-1");
+    store
+        .append_ok(&orders, ExpectedRevision::NoStream, events(1))
+        .await;
+    store
+        .tombstone_stream(&orders, ExpectedRevision::Exact(0))
+        .await
+        .unwrap_or_else(|error| panic!("tombstone of {orders}: {error}"));
+    for expected in [ExpectedRevision::Any, ExpectedRevision::NoStream] {
+        let result = store
+            .set_stream_metadata(&orders, expected, &StreamMetadata::default())
+            .await;
+        assert_stream_deleted(
+            result,
+            &orders.metadata_stream(),
+            &format!("set_stream_metadata with {expected} after tombstone"),
+        );
+    }
+    assert_tombstoned(&*store, &orders).await;
 }
 
 /// A soft-deleted stream can still be tombstoned.
