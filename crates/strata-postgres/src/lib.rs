@@ -39,6 +39,8 @@ mod read_all;
 mod reader;
 mod schema;
 mod store;
+#[cfg(test)]
+mod test_schema;
 mod writer;
 
 pub use config::{

@@ -364,3 +364,7 @@ fn failed_with(operation: &Operation, error: Error) -> Outcome {
         Operation::Delete { .. } => Outcome::Delete(Err(error)),
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
