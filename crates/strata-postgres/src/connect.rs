@@ -164,3 +164,7 @@ mod tests {
         assert_eq!(application_name(&config, Role::Listener), "node-a listener");
     }
 }
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod database_tests;

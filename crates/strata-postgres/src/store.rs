@@ -241,3 +241,7 @@ impl EventStore for PostgresStore {
         self.log_end.subscribe()
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
