@@ -119,6 +119,8 @@ impl ReaderConnection {
                 last_examined: None,
             });
         }
+        // Positions start at 1: a forwards window from 0 would hold one fewer.
+        let cursor = if forwards { cursor.max(1) } else { cursor };
         let window = config.read_all_examined_events_max;
         let (log_end, candidates) = self.candidates(options, cursor, window).await?;
         let chosen = if forwards {
@@ -128,8 +130,7 @@ impl ReaderConnection {
         };
         let events = self.events_at(&chosen.positions, forwards).await?;
         let (last_examined, is_end) = if forwards {
-            let first = cursor.max(1);
-            let examined = (chosen.next > first).then(|| Position(chosen.next - 1));
+            let examined = (chosen.next > cursor).then(|| Position(chosen.next - 1));
             (examined, chosen.next >= log_end)
         } else {
             let examined = (chosen.next < cursor.min(log_end)).then_some(Position(chosen.next));
