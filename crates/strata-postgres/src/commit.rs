@@ -197,14 +197,16 @@ pub(crate) async fn run(
         .iter()
         .map(|operation| group.plan(operation))
         .collect();
-    let written = group.events.first().zip(group.last_position()).map(
-        |(first, last_position)| Written {
+    let written = group
+        .events
+        .first()
+        .zip(group.last_position())
+        .map(|(first, last_position)| Written {
             first_position: first.position,
             first_id: first.id,
             created_nanos: first.created_nanos,
             last_position,
-        },
-    );
+        });
     *planned = Some(Planned { outcomes, written });
     if written.is_some() {
         write_and_commit(client, statements, config, &group).await
@@ -425,7 +427,10 @@ pub(crate) async fn was_committed(
     };
     if let Some(backend) = abandoned {
         let ended = client
-            .query(&statements.terminate, &[&backend.pid, &backend.started_micros])
+            .query(
+                &statements.terminate,
+                &[&backend.pid, &backend.started_micros],
+            )
             .await;
         if let Err(error) = ended {
             // Not fatal: the lock below still waits for that session's transaction.

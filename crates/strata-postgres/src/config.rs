@@ -133,7 +133,9 @@ impl PostgresConfig {
         let name = &self.application_name;
         if name.is_empty()
             || name.len() > APPLICATION_NAME_BYTES_MAX
-            || !name.bytes().all(|byte| byte.is_ascii_graphic() || byte == b' ')
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_graphic() || byte == b' ')
         {
             return invalid(format!(
                 "application name {name:?} must be 1 to {APPLICATION_NAME_BYTES_MAX} printable \
@@ -196,7 +198,12 @@ mod tests {
 
     #[test]
     fn an_application_name_that_postgresql_would_mangle_is_refused() {
-        for name in ["", "nœud", "tab\there", &"n".repeat(APPLICATION_NAME_BYTES_MAX + 1)] {
+        for name in [
+            "",
+            "nœud",
+            "tab\there",
+            &"n".repeat(APPLICATION_NAME_BYTES_MAX + 1),
+        ] {
             let mut config = PostgresConfig::new("postgres://h/db");
             config.application_name = name.to_owned();
             assert!(

@@ -64,7 +64,11 @@ async fn a_session_idle_inside_a_transaction_loses_the_write_lock() {
     let stream = StreamName::new("after-the-hang-1").expect("valid");
     let appended = tokio::time::timeout(
         WAIT_MAX,
-        store.append(&stream, ExpectedRevision::NoStream, vec![ProposedEvent::json("E", "{}")]),
+        store.append(
+            &stream,
+            ExpectedRevision::NoStream,
+            vec![ProposedEvent::json("E", "{}")],
+        ),
     )
     .await
     .expect("the other node writes once the hung session is ended");

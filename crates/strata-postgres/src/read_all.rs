@@ -25,7 +25,8 @@ use crate::reader::{COLUMNS, ReaderConnection, recorded_event, to_i64, to_u64};
 /// `$1` cursor, `$2` window width, `$3`/`$4` LIKE patterns on the stream / the event type
 /// (NULL: no such filter), `$5` most rows. The one-row `bounds` gives the log end in the
 /// same snapshot, also when nothing in the window matches.
-const CANDIDATES_FORWARDS_SQL: &str = "SELECT b.log_end, e.position, e.stream, e.event_type, e.size_bytes
+const CANDIDATES_FORWARDS_SQL: &str =
+    "SELECT b.log_end, e.position, e.stream, e.event_type, e.size_bytes
      FROM (SELECT COALESCE(max(position), 0) + 1 AS log_end FROM events) b
      LEFT JOIN LATERAL (
          SELECT position, stream, event_type,
@@ -36,7 +37,8 @@ const CANDIDATES_FORWARDS_SQL: &str = "SELECT b.log_end, e.position, e.stream, e
              AND ($4::text[] IS NULL OR event_type LIKE ANY ($4::text[]))
          ORDER BY position LIMIT $5) e ON true";
 /// The same backwards: the window ends before `$1` (or the log end) and spans `$2`.
-const CANDIDATES_BACKWARDS_SQL: &str = "SELECT b.log_end, e.position, e.stream, e.event_type, e.size_bytes
+const CANDIDATES_BACKWARDS_SQL: &str =
+    "SELECT b.log_end, e.position, e.stream, e.event_type, e.size_bytes
      FROM (SELECT COALESCE(max(position), 0) + 1 AS log_end FROM events) b
      LEFT JOIN LATERAL (
          SELECT position, stream, event_type,
@@ -241,7 +243,9 @@ impl ReaderConnection {
             .query_one(&self.all.last_position, &[])
             .await
             .map_err(query_failed("reading the end of the log"))?;
-        Ok(row.get::<_, Option<i64>>(0).map_or(1, |last| to_u64(last) + 1))
+        Ok(row
+            .get::<_, Option<i64>>(0)
+            .map_or(1, |last| to_u64(last) + 1))
     }
 }
 
@@ -294,7 +298,11 @@ enum Stop {
 
 /// Goes through the candidates in the read's order: a regex filter is applied here, and
 /// the page stops at `max_count` or at the byte budget.
-fn pick(options: &ReadAllOptions, config: &PostgresConfig, candidates: &[Candidate]) -> (Vec<i64>, Stop) {
+fn pick(
+    options: &ReadAllOptions,
+    config: &PostgresConfig,
+    candidates: &[Candidate],
+) -> (Vec<i64>, Stop) {
     let regex = options
         .filter
         .as_ref()
@@ -303,18 +311,28 @@ fn pick(options: &ReadAllOptions, config: &PostgresConfig, candidates: &[Candida
     let mut positions = Vec::new();
     let mut bytes = 0u64;
     for candidate in candidates {
-        if regex.is_some_and(|filter| {
-            !filter.matches_parts(&candidate.stream, &candidate.event_type)
-        }) {
+        if regex
+            .is_some_and(|filter| !filter.matches_parts(&candidate.stream, &candidate.event_type))
+        {
             continue;
         }
         if !positions.is_empty() && bytes.saturating_add(candidate.size_bytes) > bytes_max {
-            return (positions, Stop::OverBudget { left: candidate.position });
+            return (
+                positions,
+                Stop::OverBudget {
+                    left: candidate.position,
+                },
+            );
         }
         bytes = bytes.saturating_add(candidate.size_bytes);
         positions.push(to_i64(candidate.position));
         if positions.len() >= options.max_count {
-            return (positions, Stop::Full { last: candidate.position });
+            return (
+                positions,
+                Stop::Full {
+                    last: candidate.position,
+                },
+            );
         }
     }
     (positions, Stop::WindowEnd)

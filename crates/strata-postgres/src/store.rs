@@ -60,7 +60,9 @@ impl PostgresStore {
         let readers = Arc::new(Readers::new(config.clone()));
         let log_end = watch::Sender::new(Position(u64::try_from(last).unwrap_or(0) + 1));
         let (requests, receiver) = mpsc::channel(config.queued_appends_max);
-        let queued_kib = Arc::new(Semaphore::new(queue_permits(config.queued_append_bytes_max)));
+        let queued_kib = Arc::new(Semaphore::new(queue_permits(
+            config.queued_append_bytes_max,
+        )));
         let writer = tokio::spawn(crate::writer::run(
             config.clone(),
             receiver,

@@ -27,7 +27,10 @@ fn empty_events_are_not_free() {
         expected: ExpectedRevision::Any,
         events: vec![ProposedEvent::binary("E", Bytes::new()); 1_000],
     };
-    assert!(queued_bytes(&operation) >= 100_000, "a fixed cost per event");
+    assert!(
+        queued_bytes(&operation) >= 100_000,
+        "a fixed cost per event"
+    );
     assert_eq!(queue_permits(0), 1, "every write takes a permit");
     assert_eq!(queue_permits(QUEUE_PERMIT_BYTES + 1), 2, "rounded up");
 }
@@ -78,7 +81,10 @@ async fn appenders_wait_while_queued_bytes_are_at_the_budget() {
         .lock()
         .as_ref()
         .map_or(0, |sender| sender.max_capacity() - sender.capacity());
-    assert!(queued <= fits, "{queued} appends queued, {fits} fit the budget");
+    assert!(
+        queued <= fits,
+        "{queued} appends queued, {fits} fit the budget"
+    );
     assert!(
         appenders.iter().all(|appender| !appender.is_finished()),
         "nothing commits while the lock is held"

@@ -308,7 +308,9 @@ impl Session {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "the writer cannot reach PostgreSQL");
-                    let wait = self.reconnect_wait.map_or(RECONNECT_WAIT_MIN, |wait| wait * 2);
+                    let wait = self
+                        .reconnect_wait
+                        .map_or(RECONNECT_WAIT_MIN, |wait| wait * 2);
                     self.reconnect_wait = Some(wait.min(RECONNECT_WAIT_MAX));
                     return Err(Error::from(error));
                 }
@@ -347,7 +349,9 @@ fn refused(operation: &Operation, error: &tokio_postgres::Error) -> Outcome {
         .is_some_and(|code| code.code().starts_with("22"))
     {
         Error::InvalidArgument {
-            reason: format!("PostgreSQL cannot store a value of this write ({detail}); nothing was written"),
+            reason: format!(
+                "PostgreSQL cannot store a value of this write ({detail}); nothing was written"
+            ),
         }
     } else {
         Error::io(

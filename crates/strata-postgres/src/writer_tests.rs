@@ -52,7 +52,11 @@ async fn an_unstorable_value_fails_only_its_own_request_in_a_group() {
         // Depends on the first request of the same group.
         append("good-1", ExpectedRevision::Exact(0), vec![good()]),
         // Atomic: its valid first event must not be stored either.
-        append("bad-2", ExpectedRevision::NoStream, vec![good(), unstorable()]),
+        append(
+            "bad-2",
+            ExpectedRevision::NoStream,
+            vec![good(), unstorable()],
+        ),
         append("good-3", ExpectedRevision::NoStream, vec![good()]),
     ];
     let ids: Vec<Vec<_>> = operations
@@ -94,7 +98,11 @@ async fn an_unstorable_value_fails_only_its_own_request_in_a_group() {
         }
     }
     let next = results[3].as_ref().expect("checked above");
-    assert_eq!(next.current_revision, Revision(1), "planned after request 0");
+    assert_eq!(
+        next.current_revision,
+        Revision(1),
+        "planned after request 0"
+    );
 
     // The writer goes on: a later group commits.
     let (reply, answer) = oneshot::channel();
@@ -111,7 +119,10 @@ async fn an_unstorable_value_fails_only_its_own_request_in_a_group() {
     writer.await.expect("the writer ends with its queue");
 
     let rows = client
-        .query("SELECT position, event_id FROM events ORDER BY position", &[])
+        .query(
+            "SELECT position, event_id FROM events ORDER BY position",
+            &[],
+        )
         .await
         .expect("reads the log");
     let positions: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
@@ -122,7 +133,15 @@ async fn an_unstorable_value_fails_only_its_own_request_in_a_group() {
         .iter()
         .flat_map(|&index| ids[index].iter().map(|id| id.0))
         .collect();
-    assert_eq!(&stored[..wanted.len()], &wanted[..], "the good requests, in order");
-    assert_eq!(stored.len(), wanted.len() + 1, "and the later append, nothing else");
+    assert_eq!(
+        &stored[..wanted.len()],
+        &wanted[..],
+        "the good requests, in order"
+    );
+    assert_eq!(
+        stored.len(),
+        wanted.len() + 1,
+        "and the later append, nothing else"
+    );
     assert_eq!(*log_end.borrow(), Position(rows.len() as u64 + 1));
 }

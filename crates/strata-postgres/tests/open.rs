@@ -108,7 +108,9 @@ async fn a_database_that_is_not_utf8_is_refused() {
 
 /// `url` naming `database` instead of its own.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let (server, _) = base.rsplit_once('/').expect("the URL names a database");
     match query {
         Some(query) => format!("{server}/{database}?{query}"),

@@ -4,9 +4,9 @@
 //! reconfigure PostgreSQL use a private server (`support/cluster.rs`), never the shared
 //! one; the test on the shared server ends only its own store's writer backend.
 
-mod support;
 #[path = "support/cluster.rs"]
 mod cluster;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +76,10 @@ impl Load {
 
     /// Waits until `count` appends in all were acknowledged.
     async fn wait_for_acknowledged(&self, count: usize) {
-        wait_until("acknowledged appends", || self.acknowledged_count() >= count).await;
+        wait_until("acknowledged appends", || {
+            self.acknowledged_count() >= count
+        })
+        .await;
     }
 
     async fn finish(self) -> (Vec<Acknowledged>, Vec<String>) {
@@ -110,11 +113,14 @@ async fn write(
         loop {
             match store.append(&stream, expected, vec![event.clone()]).await {
                 Ok(result) => {
-                    acknowledged.lock().expect("not poisoned").push(Acknowledged {
-                        stream: stream.clone(),
-                        id: event.id,
-                        position: result.position,
-                    });
+                    acknowledged
+                        .lock()
+                        .expect("not poisoned")
+                        .push(Acknowledged {
+                            stream: stream.clone(),
+                            id: event.id,
+                            position: result.position,
+                        });
                     expected = ExpectedRevision::Exact(result.current_revision.0);
                     break;
                 }
@@ -191,7 +197,11 @@ async fn assert_nothing_lost_or_doubled(store: &PostgresStore, acknowledged: &[A
     let mut next_revision: HashMap<&StreamName, u64> = HashMap::new();
     for event in events.iter().filter(|e| e.revision.0 != TOMBSTONE_REVISION) {
         let next = next_revision.entry(&event.stream).or_default();
-        assert_eq!(event.revision.0, *next, "revisions of {} count up", event.stream);
+        assert_eq!(
+            event.revision.0, *next,
+            "revisions of {} count up",
+            event.stream
+        );
         *next += 1;
     }
 }
@@ -291,7 +301,10 @@ async fn a_writer_backend_ended_mid_commit_is_settled_and_tried_again() {
     let mut blocked = None;
     let started = Instant::now();
     while blocked.is_none() {
-        assert!(started.elapsed() < WAIT_MAX, "the writer never waited for the row");
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "the writer never waited for the row"
+        );
         let row = blocker
             .query_opt(
                 "SELECT pid FROM pg_stat_activity
@@ -317,11 +330,18 @@ async fn a_writer_backend_ended_mid_commit_is_settled_and_tried_again() {
         .expect("the task ends");
     let result = result.expect("a group that did not commit is committed on a new connection");
     assert_eq!(result.current_revision.0, 1);
-    assert_ne!(writer_pid(&blocker, &config).await, blocked, "a new session");
+    assert_ne!(
+        writer_pid(&blocker, &config).await,
+        blocked,
+        "a new session"
+    );
     let resumed = load.acknowledged_count();
     load.wait_for_acknowledged(resumed + 30).await;
     let (acknowledged, errors) = load.finish().await;
-    assert!(errors.is_empty(), "the outage was hidden from appenders: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "the outage was hidden from appenders: {errors:?}"
+    );
     assert_nothing_lost_or_doubled(&store, &acknowledged).await;
     assert_eq!(stream_ids(&store, &victim).await, vec![first.id, second.id]);
     store.close().await;
@@ -342,7 +362,11 @@ async fn a_commit_whose_answer_never_comes_is_settled_as_committed() {
     let store = PostgresStore::open(config.clone()).await.expect("opens");
     let victim = StreamName::new("victim-1").expect("valid");
     store
-        .append(&victim, ExpectedRevision::NoStream, vec![ProposedEvent::json("E", "{}")])
+        .append(
+            &victim,
+            ExpectedRevision::NoStream,
+            vec![ProposedEvent::json("E", "{}")],
+        )
         .await
         .expect("appends");
     let load = Load::start(&store, 3);
@@ -371,7 +395,10 @@ async fn a_commit_whose_answer_never_comes_is_settled_as_committed() {
     let resumed = load.acknowledged_count();
     load.wait_for_acknowledged(resumed + 30).await;
     let (acknowledged, errors) = load.finish().await;
-    assert!(errors.is_empty(), "committed groups are answered as such: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "committed groups are answered as such: {errors:?}"
+    );
     assert_nothing_lost_or_doubled(&store, &acknowledged).await;
     let tombstones = all_events(&store)
         .await

@@ -47,7 +47,9 @@ fn prefix(target: FilterTarget, prefixes: &[&str]) -> EventFilter {
 async fn a_filter_that_matches_nothing_looks_at_one_window_per_read() {
     let schema = TestSchema::new();
     let store = open(&schema, WINDOW_EVENTS, usize::MAX).await;
-    let events = (0..120).map(|_| ProposedEvent::json("Other", "{}")).collect();
+    let events = (0..120)
+        .map(|_| ProposedEvent::json("Other", "{}"))
+        .collect();
     append(&store, "other-1", events).await;
     let filters = [
         prefix(FilterTarget::StreamName, &["nothing-"]),
@@ -55,7 +57,9 @@ async fn a_filter_that_matches_nothing_looks_at_one_window_per_read() {
         EventFilter::regex(FilterTarget::StreamName, "^nothing-").expect("compiles"),
     ];
     for filter in filters {
-        let mut options = ReadAllOptions::forwards().filter(filter.clone()).max_count(10);
+        let mut options = ReadAllOptions::forwards()
+            .filter(filter.clone())
+            .max_count(10);
         let mut checkpoints = Vec::new();
         loop {
             let slice = read(&store, options.clone()).await;
@@ -73,7 +77,9 @@ async fn a_filter_that_matches_nothing_looks_at_one_window_per_read() {
         ];
         assert_eq!(checkpoints, expected, "forwards, {filter:?}");
 
-        let mut options = ReadAllOptions::backwards().filter(filter.clone()).max_count(10);
+        let mut options = ReadAllOptions::backwards()
+            .filter(filter.clone())
+            .max_count(10);
         let mut checkpoints = Vec::new();
         loop {
             let slice = read(&store, options.clone()).await;
@@ -99,9 +105,15 @@ async fn filtered_pages_resume_after_their_checkpoint_and_reach_every_match() {
     let schema = TestSchema::new();
     let store = open(&schema, WINDOW_EVENTS, usize::MAX).await;
     // Matches at 1..=3, 61..=63, 118..=120; everything else in between.
-    let placed = || (0..3).map(|_| ProposedEvent::json("Placed", "{}")).collect();
+    let placed = || {
+        (0..3)
+            .map(|_| ProposedEvent::json("Placed", "{}"))
+            .collect()
+    };
     append(&store, "order-1", placed()).await;
-    let filler: Vec<_> = (0..57).map(|_| ProposedEvent::json("Other", "{}")).collect();
+    let filler: Vec<_> = (0..57)
+        .map(|_| ProposedEvent::json("Other", "{}"))
+        .collect();
     append(&store, "other-1", filler.clone()).await;
     append(&store, "order-2", placed()).await;
     append(&store, "other-2", filler[..54].to_vec()).await;
@@ -112,7 +124,9 @@ async fn filtered_pages_resume_after_their_checkpoint_and_reach_every_match() {
         EventFilter::regex(FilterTarget::StreamName, "^order-").expect("compiles"),
     ];
     for filter in filters {
-        let mut options = ReadAllOptions::forwards().filter(filter.clone()).max_count(2);
+        let mut options = ReadAllOptions::forwards()
+            .filter(filter.clone())
+            .max_count(2);
         let mut pages = Vec::new();
         loop {
             let slice = read(&store, options.clone()).await;
@@ -148,7 +162,11 @@ async fn prefix_filters_match_like_metacharacters_literally() {
         (FilterTarget::StreamName, "a_", &["a_b-1"]),
         (FilterTarget::StreamName, "a%", &["a%c-1"]),
         (FilterTarget::StreamName, r"a\", &[r"a\d-1"]),
-        (FilterTarget::StreamName, "", &["a_b-1", "axb-1", "a%c-1", "abc-1", r"a\d-1", "z-1"]),
+        (
+            FilterTarget::StreamName,
+            "",
+            &["a_b-1", "axb-1", "a%c-1", "abc-1", r"a\d-1", "z-1"],
+        ),
         (
             FilterTarget::EventType,
             "Type_",
@@ -187,9 +205,16 @@ async fn a_page_of_all_stops_at_its_byte_budget() {
         options = options.from_position(slice.next_position);
     }
     let expected: Vec<Vec<u64>> = vec![vec![1, 2], vec![3, 4], vec![5], vec![6], vec![7]];
-    assert_eq!(pages, expected, "forwards pages of at most {PAGE_BYTES} bytes");
+    assert_eq!(
+        pages, expected,
+        "forwards pages of at most {PAGE_BYTES} bytes"
+    );
     let slice = read(&store, ReadAllOptions::backwards().max_count(100)).await;
-    assert_eq!(positions(&slice.events), vec![7], "the larger event waits its own page");
+    assert_eq!(
+        positions(&slice.events),
+        vec![7],
+        "the larger event waits its own page"
+    );
     assert_eq!(slice.next_position, Position(7));
     assert!(!slice.is_end);
     store.close().await;

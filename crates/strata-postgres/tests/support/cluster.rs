@@ -35,7 +35,10 @@ impl PrivateCluster {
             .expect("a temporary directory");
         if let Some(user) = &run_as {
             let owner = format!("{user}:");
-            run(Command::new("chown").arg(&owner).arg(directory.path()), "chown");
+            run(
+                Command::new("chown").arg(&owner).arg(directory.path()),
+                "chown",
+            );
         }
         let port = free_port();
         let cluster = Self {
@@ -158,9 +161,8 @@ impl Drop for PrivateCluster {
 
 /// The directory holding `initdb` and `pg_ctl`.
 fn server_binaries() -> PathBuf {
-    let has_server = |directory: &Path| {
-        directory.join("initdb").is_file() && directory.join("pg_ctl").is_file()
-    };
+    let has_server =
+        |directory: &Path| directory.join("initdb").is_file() && directory.join("pg_ctl").is_file();
     if let Ok(directory) = std::env::var("STRATA_TEST_POSTGRES_BINDIR") {
         let directory = PathBuf::from(directory);
         assert!(
@@ -196,10 +198,7 @@ fn server_binaries() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    let output = Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("`id -u` runs");
+    let output = Command::new("id").arg("-u").output().expect("`id -u` runs");
     String::from_utf8_lossy(&output.stdout).trim() == "0"
 }
 
@@ -213,7 +212,11 @@ fn run(command: &mut Command, what: &str) {
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("cannot run {what}: {error}"));
-    assert!(output.status.success(), "{what} failed: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        describe(&output)
+    );
 }
 
 fn describe(output: &Output) -> String {
