@@ -379,6 +379,24 @@ async fn a_commit_whose_answer_never_comes_is_settled_as_committed() {
         "ALTER SYSTEM SET synchronous_standby_names = 'strata_absent_standby'",
     )
     .await;
+    // Sessions read the new setting when they next go idle: wait for a commit to hang.
+    let name = format!("{} writer", config.application_name);
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < WAIT_MAX, "no commit waits for the standby");
+        let waiting = admin
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity
+                 WHERE application_name = $1 AND wait_event = 'SyncRep'",
+                &[&name],
+            )
+            .await
+            .expect("reads pg_stat_activity");
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let deleted = tokio::time::timeout(
         WAIT_MAX,
         store.tombstone_stream(&victim, ExpectedRevision::Any),
