@@ -10,6 +10,9 @@ pub enum PostgresError {
     #[error("invalid schema name {schema:?}: {reason}")]
     InvalidSchema { schema: String, reason: String },
 
+    #[error("invalid PostgreSQL store configuration: {reason}")]
+    InvalidConfig { reason: String },
+
     #[error(
         "cannot connect to PostgreSQL at {target} ({detail}); check that the server runs, \
          accepts TCP connections and that the URL (user, database) is right"
@@ -25,6 +28,13 @@ pub enum PostgresError {
         found: i32,
         supported: i32,
     },
+
+    #[error(
+        "database {database:?} uses encoding {encoding}, which cannot store every name and \
+         event type Strata accepts; use a database created with ENCODING 'UTF8' \
+         (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+    )]
+    UnsupportedEncoding { database: String, encoding: String },
 
     #[error("PostgreSQL failed while {context}: {detail}")]
     Query { context: String, detail: String },

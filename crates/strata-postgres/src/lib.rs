@@ -29,17 +29,24 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod commit;
 mod config;
 mod connect;
 mod error;
 mod listener;
 mod plan;
+mod read_all;
 mod reader;
 mod schema;
 mod store;
+#[cfg(test)]
+mod test_schema;
 mod writer;
 
-pub use config::PostgresConfig;
+pub use config::{
+    PostgresConfig, QUEUED_APPEND_BYTES_DEFAULT, READ_ALL_EXAMINED_EVENTS_DEFAULT,
+    READ_ALL_PAGE_BYTES_DEFAULT,
+};
 pub use error::PostgresError;
 pub use schema::{SCHEMA_VERSION, drop_schema};
 pub use store::PostgresStore;

@@ -8,7 +8,7 @@ use strata_core::Position;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::PostgresConfig;
-use crate::connect::connect;
+use crate::connect::{Role, connect};
 use crate::reader::Readers;
 use crate::writer::advance;
 
@@ -60,7 +60,7 @@ async fn listen(
     config: &PostgresConfig,
 ) -> Option<(tokio_postgres::Client, mpsc::UnboundedReceiver<String>)> {
     let (sender, receiver) = mpsc::unbounded_channel();
-    let client = match connect(config, Some(sender)).await {
+    let client = match connect(config, Role::Listener, Some(sender)).await {
         Ok(client) => client,
         Err(error) => {
             tracing::warn!(%error, "cannot open the LISTEN connection; polling meanwhile");
@@ -68,20 +68,25 @@ async fn listen(
         }
     };
     let channel = format!("\"{}\"", config.channel().replace('"', "\"\""));
-    match client.batch_execute(&format!("LISTEN {channel}")).await {
-        Ok(()) => Some((client, receiver)),
-        Err(error) => {
+    let statement = format!("LISTEN {channel}");
+    let listening = client.batch_execute(&statement);
+    match tokio::time::timeout(config.statement_timeout, listening).await {
+        Ok(Ok(())) => Some((client, receiver)),
+        Ok(Err(error)) => {
             tracing::warn!(%error, "LISTEN failed; polling meanwhile");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("LISTEN did not answer in time; polling meanwhile");
             None
         }
     }
 }
 
 async fn poll_end(readers: &Readers, log_end: &watch::Sender<Position>) {
-    let last = match readers.get().await {
-        Ok(reader) => reader.last_position().await,
-        Err(error) => Err(error),
-    };
+    let last = readers
+        .run(|reader| async move { reader.last_position().await })
+        .await;
     match last {
         Ok(Some(last)) => advance(log_end, last.0 + 1),
         Ok(None) => {}
@@ -92,7 +97,7 @@ async fn poll_end(readers: &Readers, log_end: &watch::Sender<Position>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::notification_payload;
+    use crate::commit::notification_payload;
 
     #[test]
     fn notifications_of_another_schema_on_a_shared_channel_are_ignored() {

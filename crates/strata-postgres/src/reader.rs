@@ -4,32 +4,36 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use strata_core::rules::{self, StreamRead};
 use strata_core::{
-    AllSlice, Clock, ContentType, Direction, EventId, Position, ReadAllOptions, ReadFrom,
-    ReadStreamOptions, RecordedEvent, Result, Revision, StreamName, StreamSlice, Timestamp,
+    Clock, ContentType, Direction, Error, EventId, Position, ReadStreamOptions, RecordedEvent,
+    Result, Revision, StreamName, StreamSlice, Timestamp,
 };
 use tokio_postgres::{Client, Row, Statement};
 
+use crate::config::PostgresConfig;
+use crate::connect::{Role, connect};
 use crate::error::{PostgresError, query_failed};
 use crate::plan::{Head, TOMBSTONE_REVISION};
+use crate::read_all::AllStatements;
 
-/// Rows one `$all` query fetches at most.
-const ALL_PAGE_ROWS_MAX: usize = 2_048;
-
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "position, stream, revision, event_id, event_type, is_json, data, metadata, created_nanos";
 
 /// A reader connection with its statements prepared.
 pub(crate) struct ReaderConnection {
     pub(crate) client: Client,
+    /// Set when a query did not answer in time: the connection is replaced.
+    broken: AtomicBool,
     /// The store's clock: the "now" of `$maxAge`.
     clock: Clock,
     heads: Statement,
     stream_range: Statement,
     created_at: Statement,
-    all_forwards: Statement,
-    all_backwards: Statement,
+    pub(crate) all: AllStatements,
     last_position: Statement,
 }
 
@@ -47,10 +51,6 @@ impl ReaderConnection {
                  ORDER BY revision"
             ),
             "SELECT created_nanos FROM events WHERE stream = $1 AND revision = $2".to_owned(),
-            format!("SELECT {COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2"),
-            format!(
-                "SELECT {COLUMNS} FROM events WHERE position < $1 ORDER BY position DESC LIMIT $2"
-            ),
             "SELECT max(position) FROM events".to_owned(),
         ];
         let mut statements = Vec::with_capacity(sql.len());
@@ -66,16 +66,16 @@ impl ReaderConnection {
         let mut next = || {
             statements
                 .next()
-                .unwrap_or_else(|| unreachable!("six statements"))
+                .unwrap_or_else(|| unreachable!("four statements"))
         };
         Ok(Self {
             clock,
             heads: next(),
             stream_range: next(),
             created_at: next(),
-            all_forwards: next(),
-            all_backwards: next(),
             last_position: next(),
+            all: AllStatements::prepare(&client).await?,
+            broken: AtomicBool::new(false),
             client,
         })
     }
@@ -187,117 +187,80 @@ impl ReaderConnection {
         read.skip_expired(&search);
         Ok(())
     }
-
-    pub(crate) async fn read_all(&self, options: &ReadAllOptions) -> Result<AllSlice> {
-        let forwards = options.direction == Direction::Forwards;
-        let mut cursor = match (options.direction, options.from) {
-            (_, ReadFrom::At(position)) => position.0,
-            (Direction::Forwards, ReadFrom::Start) => 0,
-            (Direction::Backwards, ReadFrom::Start) => 0,
-            (Direction::Forwards, ReadFrom::End) => {
-                self.last_position().await?.map_or(1, |last| last.0 + 1)
-            }
-            (Direction::Backwards, ReadFrom::End) => u64::MAX,
-        };
-        let start = if forwards || options.from != ReadFrom::End {
-            cursor
-        } else {
-            0
-        };
-        let mut slice = AllSlice {
-            events: Vec::new(),
-            next_position: Position(start),
-            is_end: false,
-            last_examined: None,
-        };
-        let done_before_reading = options.max_count == 0
-            || (forwards && options.from == ReadFrom::End)
-            || (!forwards && (options.from == ReadFrom::Start || cursor == 0));
-        if done_before_reading {
-            slice.is_end = options.max_count != 0;
-            return Ok(slice);
-        }
-        loop {
-            let wanted = options.max_count - slice.events.len();
-            let page_rows = if options.filter.is_some() {
-                ALL_PAGE_ROWS_MAX
-            } else {
-                wanted.min(ALL_PAGE_ROWS_MAX)
-            };
-            let statement = if forwards {
-                &self.all_forwards
-            } else {
-                &self.all_backwards
-            };
-            let rows = self
-                .client
-                .query(statement, &[&to_i64(cursor), &(page_rows as i64)])
-                .await
-                .map_err(query_failed("reading $all"))?;
-            let short_page = rows.len() < page_rows;
-            for (index, row) in rows.iter().enumerate() {
-                let event = recorded_event(row)?;
-                let position = event.position.0;
-                slice.last_examined = Some(event.position);
-                cursor = if forwards { position + 1 } else { position };
-                slice.next_position = Position(cursor);
-                if options
-                    .filter
-                    .as_ref()
-                    .is_none_or(|filter| filter.matches(&event))
-                {
-                    slice.events.push(event);
-                    if slice.events.len() >= options.max_count {
-                        slice.is_end = short_page && index + 1 == rows.len();
-                        return Ok(slice);
-                    }
-                }
-            }
-            if short_page {
-                slice.is_end = true;
-                return Ok(slice);
-            }
-        }
-    }
 }
 
 /// Readers' connections, shared round-robin; a broken one is replaced on its next use.
 pub(crate) struct Readers {
-    config: crate::config::PostgresConfig,
+    config: PostgresConfig,
     slots: Vec<tokio::sync::Mutex<Option<Arc<ReaderConnection>>>>,
-    next: std::sync::atomic::AtomicUsize,
+    next: AtomicUsize,
 }
 
 impl Readers {
-    pub(crate) fn new(config: crate::config::PostgresConfig) -> Self {
+    pub(crate) fn new(config: PostgresConfig) -> Self {
         let slots = (0..config.reader_connections.max(1))
             .map(|_| tokio::sync::Mutex::new(None))
             .collect();
         Self {
             config,
             slots,
-            next: std::sync::atomic::AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &PostgresConfig {
+        &self.config
+    }
+
+    /// Runs `read` on a live reader connection within the statement timeout. A read that
+    /// does not answer in time fails, and its connection is replaced on its next use (a
+    /// hung server or a dead network must not hold readers forever).
+    ///
+    /// # Errors
+    /// The read's own errors, or an I/O error when it timed out.
+    pub(crate) async fn run<T, F, Fut>(&self, read: F) -> Result<T>
+    where
+        F: FnOnce(Arc<ReaderConnection>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let timeout = self.config.statement_timeout;
+        let timed_out = || {
+            Error::io(
+                "reading from PostgreSQL",
+                std::io::Error::other(format!("no answer within {timeout:?}")),
+            )
+        };
+        let reader = tokio::time::timeout(timeout, self.get())
+            .await
+            .map_err(|_| timed_out())??;
+        match tokio::time::timeout(timeout, read(reader.clone())).await {
+            Ok(result) => result,
+            Err(_) => {
+                reader.broken.store(true, Ordering::Relaxed);
+                Err(timed_out())
+            }
         }
     }
 
     /// A live reader connection.
-    pub(crate) async fn get(&self) -> Result<Arc<ReaderConnection>> {
-        let index = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
+    async fn get(&self) -> Result<Arc<ReaderConnection>> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[index].lock().await;
         if let Some(connection) = slot.as_ref()
             && !connection.client.is_closed()
+            && !connection.broken.load(Ordering::Relaxed)
         {
             return Ok(connection.clone());
         }
-        let client = crate::connect::connect(&self.config, None).await?;
-        let connection =
-            Arc::new(ReaderConnection::prepare(client, self.config.clock.clone()).await?);
+        *slot = None;
+        let client = connect(&self.config, Role::Reader, None).await?;
+        let connection = Arc::new(ReaderConnection::prepare(client, self.config.clock.clone()).await?);
         *slot = Some(connection.clone());
         Ok(connection)
     }
 }
 
-fn recorded_event(row: &Row) -> Result<RecordedEvent> {
+pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent> {
     let revision = to_u64(row.try_get(2).map_err(query_failed("decoding an event"))?);
     Ok(RecordedEvent {
         position: Position(to_u64(row.get(0))),

@@ -40,14 +40,21 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
+/// The only database encoding accepted: any other cannot store every string the contract
+/// accepts (a `LATIN1` database refuses most non-Latin names; `SQL_ASCII` checks nothing,
+/// so other tools would read the bytes in whatever encoding they guess).
+const DATABASE_ENCODING: &str = "UTF8";
+
 /// Creates the schema if needed and brings it to [`SCHEMA_VERSION`].
 ///
 /// # Errors
-/// [`PostgresError::SchemaTooNew`] when a newer binary migrated it; query errors.
+/// [`PostgresError::UnsupportedEncoding`] for a database that is not UTF-8,
+/// [`PostgresError::SchemaTooNew`] when a newer binary migrated the schema; query errors.
 pub(crate) async fn migrate(
     client: &mut Client,
     config: &PostgresConfig,
 ) -> Result<(), PostgresError> {
+    check_encoding(client).await?;
     let schema = config.quoted_schema();
     let transaction = client
         .transaction()
@@ -111,13 +118,32 @@ pub(crate) async fn migrate(
         .map_err(PostgresError::query("committing the migration"))
 }
 
+/// Refuses a database whose encoding cannot hold every stream name and event type.
+async fn check_encoding(client: &Client) -> Result<(), PostgresError> {
+    let row = client
+        .query_one(
+            "SELECT current_database()::text, current_setting('server_encoding')",
+            &[],
+        )
+        .await
+        .map_err(PostgresError::query("reading the database encoding"))?;
+    let encoding: String = row.get(1);
+    if encoding != DATABASE_ENCODING {
+        return Err(PostgresError::UnsupportedEncoding {
+            database: row.get(0),
+            encoding,
+        });
+    }
+    Ok(())
+}
+
 /// Drops `schema` and everything in it (tests and tools clean up with it).
 ///
 /// # Errors
 /// [`PostgresError::Unreachable`] and query errors.
 pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PostgresError> {
     let config = PostgresConfig::new(url).with_schema(schema);
-    let client = crate::connect::connect(&config, None).await?;
+    let client = crate::connect::connect(&config, crate::connect::Role::Migration, None).await?;
     client
         .batch_execute(&format!(
             "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {} CASCADE",

@@ -7,16 +7,24 @@ use strata_core::{
     AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
     ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, StreamName, StreamSlice, StreamState,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::PostgresConfig;
-use crate::connect::connect;
+use crate::connect::{Role, connect};
 use crate::error::PostgresError;
 use crate::plan::{Operation, Outcome};
 use crate::reader::Readers;
 use crate::schema::migrate;
 use crate::writer::{Request, advance};
+
+/// Bytes a queued event costs beyond its payload (the request, the event's struct, its
+/// id): an append of empty events is not free.
+const QUEUED_EVENT_OVERHEAD_BYTES: usize = 128;
+
+/// The unit of the queue's byte budget: permits are KiB, so a budget above 4 GiB still
+/// fits tokio's permit counts.
+const QUEUE_PERMIT_BYTES: usize = 1024;
 
 /// An event store in one schema of a PostgreSQL database. Several stores (nodes) may use
 /// the same schema at once: `$all` stays gapless and in commit order across them.
@@ -24,6 +32,8 @@ pub struct PostgresStore {
     config: PostgresConfig,
     readers: Arc<Readers>,
     requests: parking_lot::Mutex<Option<mpsc::Sender<Request>>>,
+    /// Permits (KiB) for queued write bytes: back-pressure on appenders.
+    queued_kib: Arc<Semaphore>,
     log_end: watch::Sender<Position>,
     writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
     listener: JoinHandle<()>,
@@ -39,7 +49,7 @@ impl PostgresStore {
     /// query errors.
     pub async fn open(config: PostgresConfig) -> std::result::Result<Arc<Self>, PostgresError> {
         config.validate()?;
-        let mut client = connect(&config, None).await?;
+        let mut client = connect(&config, Role::Migration, None).await?;
         migrate(&mut client, &config).await?;
         let last: i64 = client
             .query_one("SELECT COALESCE(max(position), 0) FROM events", &[])
@@ -49,7 +59,10 @@ impl PostgresStore {
         drop(client);
         let readers = Arc::new(Readers::new(config.clone()));
         let log_end = watch::Sender::new(Position(u64::try_from(last).unwrap_or(0) + 1));
-        let (requests, receiver) = mpsc::channel(config.queued_appends_max.max(1));
+        let (requests, receiver) = mpsc::channel(config.queued_appends_max);
+        let queued_kib = Arc::new(Semaphore::new(queue_permits(
+            config.queued_append_bytes_max,
+        )));
         let writer = tokio::spawn(crate::writer::run(
             config.clone(),
             receiver,
@@ -64,6 +77,7 @@ impl PostgresStore {
             config,
             readers,
             requests: parking_lot::Mutex::new(Some(requests)),
+            queued_kib,
             log_end,
             writer: parking_lot::Mutex::new(Some(writer)),
             listener,
@@ -87,11 +101,22 @@ impl PostgresStore {
 
     async fn write(&self, operation: Operation) -> Result<Outcome> {
         let sender = self.requests.lock().clone().ok_or(Error::Closed)?;
-        let (reply, outcome) = oneshot::channel();
-        sender
-            .send(Request { operation, reply })
+        // A write larger than the whole budget waits for the whole budget, then goes.
+        let permits = queue_permits(queued_bytes(&operation))
+            .min(queue_permits(self.config.queued_append_bytes_max));
+        let queued = self
+            .queued_kib
+            .clone()
+            .acquire_many_owned(u32::try_from(permits).unwrap_or(u32::MAX))
             .await
             .map_err(|_| Error::Closed)?;
+        let (reply, outcome) = oneshot::channel();
+        let request = Request {
+            operation,
+            reply,
+            queued: Some(queued),
+        };
+        sender.send(request).await.map_err(|_| Error::Closed)?;
         outcome.await.map_err(|_| Error::Closed)
     }
 
@@ -111,6 +136,21 @@ impl PostgresStore {
             Outcome::Append(_) => unreachable!("a delete is answered as a delete"),
         }
     }
+}
+
+/// Bytes `operation` counts against the queue's budget.
+fn queued_bytes(operation: &Operation) -> usize {
+    operation
+        .size_bytes()
+        .saturating_add(operation.event_count() * QUEUED_EVENT_OVERHEAD_BYTES)
+}
+
+/// Permits standing for `bytes` (rounded up; at least one), within tokio's bounds.
+fn queue_permits(bytes: usize) -> usize {
+    bytes
+        .div_ceil(QUEUE_PERMIT_BYTES)
+        .clamp(1, u32::MAX as usize)
+        .min(Semaphore::MAX_PERMITS)
 }
 
 impl Drop for PostgresStore {
@@ -154,15 +194,23 @@ impl EventStore for PostgresStore {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
-        self.readers.get().await?.read_stream(stream, options).await
+        self.readers
+            .run(|reader| async move { reader.read_stream(stream, options).await })
+            .await
     }
 
     async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {
-        self.readers.get().await?.read_all(&options).await
+        let config = self.readers.config();
+        self.readers
+            .run(|reader| async move { reader.read_all(&options, config).await })
+            .await
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
-        let heads = self.readers.get().await?.heads(&[stream]).await?;
+        let heads = self
+            .readers
+            .run(|reader| async move { reader.heads(&[stream]).await })
+            .await?;
         Ok(heads
             .into_iter()
             .next()
@@ -186,10 +234,16 @@ impl EventStore for PostgresStore {
     }
 
     async fn last_position(&self) -> Result<Option<Position>> {
-        self.readers.get().await?.last_position().await
+        self.readers
+            .run(|reader| async move { reader.last_position().await })
+            .await
     }
 
     fn watch_log_end(&self) -> watch::Receiver<Position> {
         self.log_end.subscribe()
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

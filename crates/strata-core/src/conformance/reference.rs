@@ -276,7 +276,7 @@ impl EventStore for ReferenceStore {
             options
                 .filter
                 .as_ref()
-                .is_none_or(|filter| filter.matches(event))
+                .map_or(Ok(true), |filter| filter.try_matches(event))
         };
         let log_end = state.log.last().map_or(0, |event| event.position.0 + 1);
         let indexes: Vec<usize> = match (options.direction, options.from) {
@@ -312,7 +312,7 @@ impl EventStore for ReferenceStore {
                 Direction::Forwards => Position(event.position.0 + 1),
                 Direction::Backwards => event.position,
             };
-            if matches(event) {
+            if matches(event)? {
                 events.push(event.clone());
             }
         }
