@@ -254,7 +254,8 @@ impl Readers {
         }
         *slot = None;
         let client = connect(&self.config, Role::Reader, None).await?;
-        let connection = Arc::new(ReaderConnection::prepare(client, self.config.clock.clone()).await?);
+        let connection =
+            Arc::new(ReaderConnection::prepare(client, self.config.clock.clone()).await?);
         *slot = Some(connection.clone());
         Ok(connection)
     }

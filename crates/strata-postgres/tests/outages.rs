@@ -383,7 +383,10 @@ async fn a_commit_whose_answer_never_comes_is_settled_as_committed() {
     let name = format!("{} writer", config.application_name);
     let started = Instant::now();
     loop {
-        assert!(started.elapsed() < WAIT_MAX, "no commit waits for the standby");
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "no commit waits for the standby"
+        );
         let waiting = admin
             .query_opt(
                 "SELECT 1 FROM pg_stat_activity

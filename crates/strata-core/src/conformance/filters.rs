@@ -242,7 +242,11 @@ pub async fn read_all_regex_over_its_backtracking_limit_fails_the_read<B: Backen
         .append_ok(&stream("ok"), ExpectedRevision::Any, vec![event("E", 0)])
         .await;
     store
-        .append_ok(&stream(&near_miss), ExpectedRevision::Any, vec![event("E", 1)])
+        .append_ok(
+            &stream(&near_miss),
+            ExpectedRevision::Any,
+            vec![event("E", 1)],
+        )
         .await;
     // Two ways to match each character, one through a lookahead: exponential on a near miss.
     let catastrophic = filter(EventFilter::regex(
