@@ -3,6 +3,8 @@ default window and multiplier, and reads from a position that is not an event's.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from kurrentdbclient import StreamState
 from kurrentdbclient.events import Checkpoint
@@ -40,10 +42,17 @@ def test_subscribe_to_all_checkpoints_every_default_window_times_multiplier(fres
 
 
 def test_read_all_from_inside_an_event_fails_as_on_the_reference_server(fresh_client):
+    """The engine's positions are byte offsets, so one can fall inside an event. PostgreSQL
+    numbers events densely: there the same read starts at the event with that position."""
     client = fresh_client
     name = unique("inside")
     client.append_events(name, current_version=StreamState.NO_STREAM, events=new_events(2))
     first = next(iter(client.read_all(filter_exclude=(), limit=1)))
+    if os.environ.get("STRATA_TEST_STORE") == "postgres":
+        following = first.commit_position + 1
+        read = list(client.read_all(commit_position=following, filter_exclude=(), limit=1))
+        assert [e.commit_position for e in read] == [following]
+        return
     inside = first.commit_position + 8
     for filter_include, text in (
         ((), "Unexpected ReadAllResult: InvalidPosition"),

@@ -30,7 +30,7 @@ pub fn postgres_url() -> String {
 }
 
 /// True when `STRATA_TEST_STORE=postgres`: servers keep their events in PostgreSQL.
-fn postgres_requested() -> bool {
+pub fn postgres_requested() -> bool {
     std::env::var("STRATA_TEST_STORE").is_ok_and(|store| store == "postgres")
 }
 
