@@ -59,7 +59,7 @@ pub(crate) fn to_core(
 pub(crate) fn from_client(error: kurrentdb::Error) -> Error {
     match error {
         kurrentdb::Error::Grpc { code, message } if code as i32 == INVALID_ARGUMENT => {
-            Error::InvalidArgument { reason: message }
+            invalid_argument(message)
         }
         // How the server (as the reference server) answers a read of `$all` from a position
         // that is not an event's: `UNKNOWN`, "Unexpected [Filtered]ReadAllResult:
@@ -72,6 +72,20 @@ pub(crate) fn from_client(error: kurrentdb::Error) -> Error {
         other => transport(other),
     }
 }
+
+/// An `INVALID_ARGUMENT` answer: the server words a refused filter as
+/// [`Error::InvalidFilter`] displays it.
+fn invalid_argument(message: String) -> Error {
+    match message.strip_prefix(INVALID_FILTER) {
+        Some(reason) => Error::InvalidFilter {
+            reason: reason.to_owned(),
+        },
+        None => Error::InvalidArgument { reason: message },
+    }
+}
+
+/// How the server's message for a refused filter begins (`Error::InvalidFilter`'s display).
+const INVALID_FILTER: &str = "invalid filter: ";
 
 /// The end of the message of a read of `$all` from a position that is not an event's.
 const INVALID_POSITION: &str = "ReadAllResult: InvalidPosition";
@@ -151,5 +165,21 @@ mod tests {
             Some(StreamState::NoStream)
         );
         assert_eq!(actual_version_in("something else"), None);
+    }
+
+    #[test]
+    fn a_refused_filter_comes_back_as_invalid_filter() {
+        let reason = "the regex exceeded 10000 backtracking steps";
+        let message = Error::InvalidFilter {
+            reason: reason.to_owned(),
+        }
+        .to_string();
+        assert!(
+            matches!(invalid_argument(message), Error::InvalidFilter { reason: got } if got == reason)
+        );
+        assert!(matches!(
+            invalid_argument("bad revision".to_owned()),
+            Error::InvalidArgument { .. }
+        ));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::filter::{EventFilter, FilterTarget};
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata};
-use crate::store::ReadAllOptions;
+use crate::store::{EventStore, ReadAllOptions};
 use crate::types::{ExpectedRevision, RecordedEvent};
 
 use super::Backend;
@@ -231,4 +231,36 @@ pub async fn read_all_filter_matching_nothing_reaches_the_end<B: Backend>(backen
         options = options.from_position(slice.next_position);
     }
     panic!("paging a filter that matches nothing never reached the end");
+}
+
+/// A regex that exceeds its backtracking limit on an event's field fails the read with
+/// `InvalidFilter` rather than skip an event it cannot decide on, on every backend.
+pub async fn read_all_regex_over_its_backtracking_limit_fails_the_read<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let near_miss = format!("{}!", "a".repeat(64));
+    store
+        .append_ok(&stream("ok"), ExpectedRevision::Any, vec![event("E", 0)])
+        .await;
+    store
+        .append_ok(
+            &stream(&near_miss),
+            ExpectedRevision::Any,
+            vec![event("E", 1)],
+        )
+        .await;
+    // Two ways to match each character, one through a lookahead: exponential on a near miss.
+    let catastrophic = filter(EventFilter::regex(
+        FilterTarget::StreamName,
+        r"^((?=a)a|a)+$",
+    ));
+    for options in [ReadAllOptions::forwards(), ReadAllOptions::backwards()] {
+        let result = store.read_all(options.filter(catastrophic.clone())).await;
+        match result {
+            Err(crate::Error::InvalidFilter { reason }) => assert!(
+                reason.contains("backtracking steps"),
+                "the error says why: {reason}"
+            ),
+            other => panic!("expected InvalidFilter, got {other:?}"),
+        }
+    }
 }

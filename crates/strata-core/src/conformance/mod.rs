@@ -109,6 +109,7 @@ macro_rules! __strata_conformance_cases {
             filters::read_all_filtered_by_client_default_exclude,
             filters::read_all_filtered_paging,
             filters::read_all_filter_matching_nothing_reaches_the_end,
+            filters::read_all_regex_over_its_backtracking_limit_fails_the_read,
             metadata::metadata_round_trips,
             metadata::metadata_expected_revision_is_checked,
             metadata::metadata_max_count_hides_older_events,
