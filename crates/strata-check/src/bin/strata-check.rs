@@ -1,0 +1,195 @@
+//! `strata-check`: the kill soak and the checked mixed run, from the command line
+//! (`scripts/soak.sh` drives it).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use strata_check::{
+    Report, SoakConfig, SoakError, SoakOutcome, Store, WorkloadConfig, check_run, soak,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "strata-check",
+    about = "Strata's kill soak and history checker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs `strata serve` under load, SIGKILLs and restarts it CYCLES times, and checks
+    /// the history after every restart (and `strata verify` after every kill).
+    Soak(SoakArgs),
+    /// Runs the workload against a running server for a while and checks the history.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct WorkloadArgs {
+    /// Concurrent appending and reading clients.
+    #[arg(long, default_value_t = 4)]
+    clients: u32,
+    /// Catch-up subscribers to `$all`.
+    #[arg(long, default_value_t = 2)]
+    subscribers: u32,
+    /// Streams the clients share.
+    #[arg(long, default_value_t = 6)]
+    streams: u32,
+    /// Seed of the workload's choices (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Writes the whole history as JSON here when the check fails.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// Kills, each followed by a restart and a check.
+    #[arg(long, default_value_t = 25)]
+    cycles: u32,
+    /// The `strata` binary to run.
+    #[arg(long, value_name = "PATH")]
+    strata: PathBuf,
+    /// The data directory of the embedded engine (kept afterwards).
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL instead of a data directory.
+    #[arg(long, value_name = "URL", requires = "store_schema")]
+    store: Option<String>,
+    /// The PostgreSQL schema (created by the server; use a fresh one).
+    #[arg(long, value_name = "NAME")]
+    store_schema: Option<String>,
+    /// Load runs for a random time up to this many milliseconds before each kill.
+    #[arg(long, default_value_t = 600)]
+    load_ms_max: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The server, e.g. `kdb://127.0.0.1:2113?tls=false`.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+fn workload_config(args: &WorkloadArgs) -> WorkloadConfig {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!("seed {seed}");
+    WorkloadConfig {
+        clients: args.clients,
+        subscribers: args.subscribers,
+        streams: args.streams,
+        ..WorkloadConfig::new(seed)
+    }
+}
+
+fn summary(report: &Report) -> String {
+    let figures = report.figures;
+    format!(
+        "{} events in $all; {} appends ({} events) acknowledged, {} refused, {} unanswered \
+         ({} of them applied); {} reads, {} subscription sessions, {} deliveries checked; \
+         {} violations",
+        figures.events_in_final_order,
+        figures.appends_acknowledged,
+        figures.events_acknowledged,
+        figures.appends_refused,
+        figures.appends_unanswered,
+        figures.appends_unanswered_applied,
+        figures.reads_checked,
+        figures.sessions_checked,
+        figures.deliveries_checked,
+        report.violations.len()
+    )
+}
+
+fn conclude(
+    result: Result<SoakOutcome, SoakError>,
+    history_path: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(outcome) => {
+            println!(
+                "done: {} kills, {} verify runs clean; {}",
+                outcome.cycles,
+                outcome.verify_runs,
+                summary(&outcome.report)
+            );
+            Ok(())
+        }
+        Err(SoakError::Violations {
+            cycle,
+            violations,
+            history,
+        }) => {
+            for violation in &violations {
+                eprintln!("violation: {violation}");
+            }
+            if let Some(path) = history_path {
+                let json = serde_json::to_vec(&history).context("history serializes")?;
+                std::fs::write(path, json)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("history written to {}", path.display());
+            }
+            bail!("{} violations after kill {cycle}", violations.len())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Soak(args) => {
+            let store = match (&args.data_dir, &args.store, &args.store_schema) {
+                (Some(dir), None, _) => Store::DataDir(dir.clone()),
+                (None, Some(url), Some(schema)) => Store::Postgres {
+                    url: url.clone(),
+                    schema: schema.clone(),
+                },
+                _ => bail!("pass --data-dir DIR, or --store URL with --store-schema NAME"),
+            };
+            let server_log = match &store {
+                Store::DataDir(dir) => dir.with_extension("server.log"),
+                Store::Postgres { schema, .. } => {
+                    std::env::temp_dir().join(format!("strata-soak-{schema}.log"))
+                }
+            };
+            println!("server log: {}", server_log.display());
+            let config = SoakConfig {
+                strata: args.strata,
+                store,
+                cycles: args.cycles,
+                load_ms_max: args.load_ms_max,
+                workload: workload_config(&args.workload),
+                server_log,
+            };
+            let started = Instant::now();
+            let result = soak(&config, |cycle, report| {
+                println!(
+                    "kill {cycle}/{} at {:.0} s: {}",
+                    config.cycles,
+                    started.elapsed().as_secs_f64(),
+                    summary(report)
+                );
+            })
+            .await;
+            conclude(result, args.workload.history.as_ref())
+        }
+        Command::Run(args) => {
+            let config = workload_config(&args.workload);
+            let result = check_run(&args.server, config, Duration::from_secs(args.seconds)).await;
+            conclude(result, args.workload.history.as_ref())
+        }
+    }
+}

@@ -1,0 +1,836 @@
+//! The history checker: one pass over a recorded [`History`] and the final `$all` order of the
+//! workload's streams, read after the run (and after the last restart).
+//!
+//! The final order is the single truth every observation must agree with:
+//! - positions strictly increase, no event appears twice, and each stream's events carry the
+//!   revisions 0, 1, 2, … in `$all` order (so each revision has exactly one winner);
+//! - every event was sent by some append, and no refused append was written;
+//! - every acknowledged append is there at its acknowledged revisions and position, as one
+//!   contiguous batch, consistent with the expected revision it was sent with; an append
+//!   with no answer is there whole or not at all;
+//! - a refusal for a wrong expected revision was real: the revision it reports existed while
+//!   the call ran, and the expected state was not certainly the stream's state throughout;
+//! - an append acknowledged before another was sent comes first in `$all`;
+//! - every read returned a contiguous piece of the final order, saw every append
+//!   acknowledged before it was sent and everything an earlier completed read saw
+//!   (monotonic), and nothing that was not sent yet;
+//! - every subscription session delivered a contiguous piece of the final order from where it
+//!   started — no gap, no duplicate — and a session that caught up delivered all of it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::history::{
+    Action, AppendOutcome, Expected, History, Micros, Operation, ReadResult, Seen, SessionEnd,
+    StreamReadFrom, SubscriptionSession,
+};
+
+/// Which rule a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The final `$all` order itself is inconsistent (positions, duplicates, revisions).
+    FinalOrder,
+    /// An event in the final order that no append sent.
+    EventFromNowhere,
+    /// An acknowledged event is missing.
+    AcknowledgedLost,
+    /// An acknowledged event is at another stream, revision or position than acknowledged.
+    AcknowledgedMisplaced,
+    /// The events of one append are not one contiguous batch, or only some are there.
+    BatchSplit,
+    /// An append was written at revisions its expected revision forbids.
+    ExpectedRevisionIgnored,
+    /// A refused append was written anyway.
+    RefusedButWritten,
+    /// A refusal for a wrong expected revision that was not wrong.
+    FalseConflict,
+    /// An append acknowledged before another was sent comes after it in `$all`.
+    RealTimeOrder,
+    /// A read or a subscription disagrees with the final order.
+    NotInOrder,
+    /// A read missed an acknowledged append or what an earlier read saw.
+    StaleRead,
+    /// A read or delivery returned an event before it was sent.
+    FromTheFuture,
+    /// A subscription that caught up did not deliver everything after its start.
+    SubscriptionIncomplete,
+}
+
+/// One broken rule, with what shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: Rule,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{:?}: {}", self.rule, self.detail)
+    }
+}
+
+/// Counts of what was checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub events_in_final_order: u64,
+    pub appends_acknowledged: u64,
+    pub events_acknowledged: u64,
+    pub appends_refused: u64,
+    pub appends_unanswered: u64,
+    /// Unanswered appends that took effect anyway (whole).
+    pub appends_unanswered_applied: u64,
+    pub reads_checked: u64,
+    pub sessions_checked: u64,
+    pub deliveries_checked: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub figures: Figures,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Checks `history` against `final_order`: the workload's events in `$all` order, read once
+/// the run was over.
+pub fn check(history: &History, final_order: &[Seen]) -> Report {
+    let mut checker = Checker::new(history, final_order);
+    checker.check_final_order();
+    checker.check_appends();
+    checker.check_real_time_order();
+    checker.check_reads();
+    checker.check_sessions();
+    Report {
+        figures: checker.figures,
+        violations: checker.violations,
+    }
+}
+
+struct Checker<'a> {
+    history: &'a History,
+    order: &'a [Seen],
+    /// Event id → index in `order`.
+    index_of: HashMap<Uuid, usize>,
+    /// Stream → indexes in `order`, in `$all` order.
+    streams: HashMap<&'a str, Vec<usize>>,
+    /// Event id → index of the append operation that sent it.
+    sender_of: HashMap<Uuid, usize>,
+    figures: Figures,
+    violations: Vec<Violation>,
+}
+
+/// A constraint on what a read may have seen: before `at`, something showed that at least
+/// `length` events (of a stream, or of the final order) existed.
+struct Observation {
+    at: Micros,
+    length: usize,
+    what: String,
+}
+
+impl<'a> Checker<'a> {
+    fn new(history: &'a History, order: &'a [Seen]) -> Self {
+        let mut index_of = HashMap::new();
+        let mut streams: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, event) in order.iter().enumerate() {
+            index_of.entry(event.id).or_insert(index);
+            streams
+                .entry(event.stream.as_str())
+                .or_default()
+                .push(index);
+        }
+        let mut sender_of = HashMap::new();
+        for (operation_index, operation) in history.operations.iter().enumerate() {
+            if let Action::Append { event_ids, .. } = &operation.action {
+                for id in event_ids {
+                    sender_of.insert(*id, operation_index);
+                }
+            }
+        }
+        Checker {
+            history,
+            order,
+            index_of,
+            streams,
+            sender_of,
+            figures: Figures {
+                events_in_final_order: order.len() as u64,
+                ..Figures::default()
+            },
+            violations: Vec::new(),
+        }
+    }
+
+    fn violation(&mut self, rule: Rule, detail: String) {
+        self.violations.push(Violation { rule, detail });
+    }
+
+    fn check_final_order(&mut self) {
+        for pair in self.order.windows(2) {
+            if pair[1].position <= pair[0].position {
+                self.violation(
+                    Rule::FinalOrder,
+                    format!(
+                        "positions do not increase: {:?} then {:?}",
+                        pair[0], pair[1]
+                    ),
+                );
+            }
+        }
+        for (index, event) in self.order.iter().enumerate() {
+            if self.index_of[&event.id] != index {
+                self.violation(
+                    Rule::FinalOrder,
+                    format!("event {} appears twice in $all: {event:?}", event.id),
+                );
+            }
+        }
+        let mut streams: Vec<(&str, Vec<usize>)> = self
+            .streams
+            .iter()
+            .map(|(stream, indexes)| (*stream, indexes.clone()))
+            .collect();
+        streams.sort();
+        for (stream, indexes) in streams {
+            for (revision, index) in indexes.iter().enumerate() {
+                let event = &self.order[*index];
+                if event.revision != revision as u64 {
+                    self.violation(
+                        Rule::FinalOrder,
+                        format!(
+                            "stream {stream}: the {revision}th event in $all order has revision \
+                             {} ({event:?}): a revision is missing, doubled or out of order",
+                            event.revision
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+        for event in self.order {
+            if !self.sender_of.contains_key(&event.id) {
+                self.violation(
+                    Rule::EventFromNowhere,
+                    format!("no append sent event {event:?}"),
+                );
+            }
+        }
+    }
+
+    /// The event at `revision` of `stream` in the final order.
+    fn stream_event(&self, stream: &str, revision: u64) -> Option<&'a Seen> {
+        let indexes = self.streams.get(stream)?;
+        let index = *indexes.get(usize::try_from(revision).ok()?)?;
+        Some(&self.order[index])
+    }
+
+    /// When the append that wrote `event` was sent, and when it was acknowledged (never, for
+    /// one without an answer: it may have taken effect at any time after it was sent).
+    fn written_between(&self, event: &Seen) -> (Micros, Micros) {
+        let Some(operation) = self
+            .sender_of
+            .get(&event.id)
+            .map(|index| &self.history.operations[*index])
+        else {
+            return (0, Micros::MAX);
+        };
+        match &operation.action {
+            Action::Append {
+                outcome: AppendOutcome::Acknowledged { .. },
+                ..
+            } => (operation.invoked_at, operation.completed_at),
+            _ => (operation.invoked_at, Micros::MAX),
+        }
+    }
+
+    fn check_appends(&mut self) {
+        for operation in &self.history.operations {
+            let Action::Append {
+                stream,
+                expected,
+                event_ids,
+                outcome,
+            } = &operation.action
+            else {
+                continue;
+            };
+            match outcome {
+                AppendOutcome::Acknowledged {
+                    last_revision,
+                    position,
+                } => {
+                    self.figures.appends_acknowledged += 1;
+                    self.figures.events_acknowledged += event_ids.len() as u64;
+                    self.check_acknowledged(
+                        operation,
+                        stream,
+                        *expected,
+                        event_ids,
+                        *last_revision,
+                        *position,
+                    );
+                }
+                AppendOutcome::WrongExpected { current } => {
+                    self.figures.appends_refused += 1;
+                    self.check_refused(operation, stream, *expected, event_ids, *current);
+                }
+                AppendOutcome::Unknown { .. } => {
+                    self.figures.appends_unanswered += 1;
+                    self.check_unanswered(operation, stream, *expected, event_ids);
+                }
+            }
+        }
+    }
+
+    fn check_acknowledged(
+        &mut self,
+        operation: &Operation,
+        stream: &str,
+        expected: Expected,
+        event_ids: &[Uuid],
+        last_revision: u64,
+        position: u64,
+    ) {
+        let count = event_ids.len() as u64;
+        let Some(first_revision) = (last_revision + 1).checked_sub(count) else {
+            self.violation(
+                Rule::AcknowledgedMisplaced,
+                format!(
+                    "{count} events acknowledged with last revision {last_revision}: {operation:?}"
+                ),
+            );
+            return;
+        };
+        let mut indexes = Vec::new();
+        for (offset, id) in event_ids.iter().enumerate() {
+            let revision = first_revision + offset as u64;
+            let Some(&index) = self.index_of.get(id) else {
+                self.violation(
+                    Rule::AcknowledgedLost,
+                    format!(
+                        "event {id} acknowledged at {stream}@{revision} (client {}, answered at \
+                         {} µs) is not in $all",
+                        operation.client, operation.completed_at
+                    ),
+                );
+                continue;
+            };
+            let event = &self.order[index];
+            if event.stream != stream || event.revision != revision {
+                self.violation(
+                    Rule::AcknowledgedMisplaced,
+                    format!("event acknowledged at {stream}@{revision} is at {event:?}"),
+                );
+            }
+            indexes.push(index);
+        }
+        if let Some(&last) = indexes.last()
+            && indexes.len() == event_ids.len()
+            && self.order[last].position != position
+        {
+            self.violation(
+                Rule::AcknowledgedMisplaced,
+                format!(
+                    "append acknowledged at position {position}, its last event is at {:?}",
+                    self.order[last]
+                ),
+            );
+        }
+        self.check_batch(operation, &indexes);
+        self.check_expected(operation, stream, expected, first_revision);
+    }
+
+    /// The events at `indexes` (of one append, all found) follow each other in `$all`.
+    fn check_batch(&mut self, operation: &Operation, indexes: &[usize]) {
+        if indexes.windows(2).any(|pair| pair[1] != pair[0] + 1) {
+            self.violation(
+                Rule::BatchSplit,
+                format!(
+                    "the events of one append are not contiguous in $all (indexes {indexes:?}): \
+                     {operation:?}"
+                ),
+            );
+        }
+    }
+
+    fn check_expected(
+        &mut self,
+        operation: &Operation,
+        stream: &str,
+        expected: Expected,
+        first_revision: u64,
+    ) {
+        let allowed = match expected {
+            Expected::Any => true,
+            Expected::NoStream => first_revision == 0,
+            Expected::StreamExists => first_revision > 0,
+            Expected::Exact(revision) => first_revision == revision + 1,
+        };
+        if !allowed {
+            self.violation(
+                Rule::ExpectedRevisionIgnored,
+                format!(
+                    "append to {stream} expecting {expected:?} was written from revision \
+                     {first_revision}: {operation:?}"
+                ),
+            );
+        }
+    }
+
+    fn check_refused(
+        &mut self,
+        operation: &Operation,
+        stream: &str,
+        expected: Expected,
+        event_ids: &[Uuid],
+        current: Option<u64>,
+    ) {
+        if let Some(id) = event_ids.iter().find(|id| self.index_of.contains_key(id)) {
+            self.violation(
+                Rule::RefusedButWritten,
+                format!(
+                    "event {id} of a refused append is in $all at {:?}",
+                    self.order[self.index_of[id]]
+                ),
+            );
+        }
+        let (sent, answered) = (operation.invoked_at, operation.completed_at);
+        // Revision `revision` certainly existed from before the call was sent.
+        let existed_before = |revision: u64| {
+            self.stream_event(stream, revision)
+                .is_some_and(|event| self.written_between(event).1 <= sent)
+        };
+        // Revision `revision` was possibly there before the call was answered.
+        let possibly_there = |revision: u64| {
+            self.stream_event(stream, revision)
+                .is_some_and(|event| self.written_between(event).0 <= answered)
+        };
+        let expected_was_true_throughout = match expected {
+            Expected::Any => true,
+            Expected::NoStream => !possibly_there(0),
+            Expected::StreamExists => existed_before(0),
+            Expected::Exact(revision) => existed_before(revision) && !possibly_there(revision + 1),
+        };
+        let reported_state_possible = match current {
+            Some(revision) => possibly_there(revision) && !existed_before(revision + 1),
+            None => !existed_before(0),
+        };
+        let reported_state_matches = match (expected, current) {
+            (Expected::Any, _) | (Expected::NoStream, None) | (Expected::StreamExists, Some(_)) => {
+                true
+            }
+            (Expected::Exact(revision), Some(reported)) => revision == reported,
+            _ => false,
+        };
+        if expected_was_true_throughout || !reported_state_possible || reported_state_matches {
+            self.violation(
+                Rule::FalseConflict,
+                format!(
+                    "append to {stream} expecting {expected:?} refused with current {current:?}, \
+                     but the stream held {} events at the end and the refusal does not fit \
+                     them: {operation:?}",
+                    self.streams.get(stream).map_or(0, Vec::len)
+                ),
+            );
+        }
+    }
+
+    fn check_unanswered(
+        &mut self,
+        operation: &Operation,
+        stream: &str,
+        expected: Expected,
+        event_ids: &[Uuid],
+    ) {
+        let indexes: Vec<usize> = event_ids
+            .iter()
+            .filter_map(|id| self.index_of.get(id).copied())
+            .collect();
+        if indexes.is_empty() {
+            return;
+        }
+        if indexes.len() != event_ids.len() {
+            self.violation(
+                Rule::BatchSplit,
+                format!(
+                    "only {} of the {} events of an unanswered append are in $all: {operation:?}",
+                    indexes.len(),
+                    event_ids.len()
+                ),
+            );
+            return;
+        }
+        self.figures.appends_unanswered_applied += 1;
+        let first = &self.order[indexes[0]];
+        let in_place = indexes.iter().enumerate().all(|(offset, index)| {
+            let event = &self.order[*index];
+            event.stream == stream && event.revision == first.revision + offset as u64
+        });
+        if !in_place {
+            self.violation(
+                Rule::BatchSplit,
+                format!("an unanswered append was written out of place: {operation:?}"),
+            );
+        }
+        self.check_batch(operation, &indexes);
+        self.check_expected(operation, stream, expected, first.revision);
+    }
+
+    /// Acknowledged appends, whole, as (sent, answered, first index, last index).
+    fn acknowledged_spans(&self) -> Vec<(Micros, Micros, usize, usize)> {
+        let mut spans = Vec::new();
+        for operation in &self.history.operations {
+            if let Action::Append {
+                event_ids,
+                outcome: AppendOutcome::Acknowledged { .. },
+                ..
+            } = &operation.action
+            {
+                let indexes: Option<Vec<usize>> = event_ids
+                    .iter()
+                    .map(|id| self.index_of.get(id).copied())
+                    .collect();
+                if let Some(indexes) = indexes
+                    && let (Some(first), Some(last)) = (indexes.iter().min(), indexes.iter().max())
+                {
+                    spans.push((operation.invoked_at, operation.completed_at, *first, *last));
+                }
+            }
+        }
+        spans
+    }
+
+    fn check_real_time_order(&mut self) {
+        let spans = self.acknowledged_spans();
+        let mut by_answer = spans.clone();
+        by_answer.sort_by_key(|span| span.1);
+        let mut by_sending = spans;
+        by_sending.sort_by_key(|span| span.0);
+        let mut answered = 0;
+        let mut latest: Option<(usize, Micros)> = None;
+        for (sent, _, first, _) in by_sending {
+            while answered < by_answer.len() && by_answer[answered].1 < sent {
+                let (_, at, _, last) = by_answer[answered];
+                if latest.is_none_or(|(index, _)| last > index) {
+                    latest = Some((last, at));
+                }
+                answered += 1;
+            }
+            if let Some((last, at)) = latest
+                && last >= first
+            {
+                self.violation(
+                    Rule::RealTimeOrder,
+                    format!(
+                        "an append sent at {sent} µs starts at {:?}, before {:?} of an append \
+                         acknowledged at {at} µs",
+                        self.order[first], self.order[last]
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_reads(&mut self) {
+        // Per stream (and "" for the final order): what acknowledgements and reads showed.
+        let mut observations: HashMap<String, Vec<Observation>> = HashMap::new();
+        // Per stream: (sent at, the most the read can have seen, operation index).
+        let mut limits: HashMap<String, Vec<(Micros, usize, usize)>> = HashMap::new();
+        for (operation_index, operation) in self.history.operations.iter().enumerate() {
+            match &operation.action {
+                Action::Append {
+                    stream,
+                    outcome: AppendOutcome::Acknowledged { last_revision, .. },
+                    event_ids,
+                    ..
+                } => {
+                    observations
+                        .entry(stream.clone())
+                        .or_default()
+                        .push(Observation {
+                            at: operation.completed_at,
+                            length: *last_revision as usize + 1,
+                            what: format!("append acknowledged at {stream}@{last_revision}"),
+                        });
+                    if let Some(last) = event_ids.last().and_then(|id| self.index_of.get(id)) {
+                        observations
+                            .entry(String::new())
+                            .or_default()
+                            .push(Observation {
+                                at: operation.completed_at,
+                                length: last + 1,
+                                what: format!("append acknowledged at {stream}@{last_revision}"),
+                            });
+                    }
+                }
+                Action::ReadStream {
+                    stream,
+                    from,
+                    result,
+                    ..
+                } => {
+                    self.figures.reads_checked += 1;
+                    if let Some((seen, most)) =
+                        self.check_stream_read(operation, stream, *from, result)
+                    {
+                        if let Some(seen) = seen {
+                            observations
+                                .entry(stream.clone())
+                                .or_default()
+                                .push(Observation {
+                                    at: operation.completed_at,
+                                    length: seen,
+                                    what: format!("a read of {stream} that saw {seen} events"),
+                                });
+                        }
+                        if let Some(most) = most {
+                            limits.entry(stream.clone()).or_default().push((
+                                operation.invoked_at,
+                                most,
+                                operation_index,
+                            ));
+                        }
+                    }
+                }
+                Action::ReadAll {
+                    from_position,
+                    result,
+                    ..
+                } => {
+                    self.figures.reads_checked += 1;
+                    if let Some((seen, reached_end)) =
+                        self.check_all_read(operation, *from_position, result)
+                    {
+                        observations
+                            .entry(String::new())
+                            .or_default()
+                            .push(Observation {
+                                at: operation.completed_at,
+                                length: seen,
+                                what: format!("a read of $all that saw {seen} events"),
+                            });
+                        if reached_end {
+                            limits.entry(String::new()).or_default().push((
+                                operation.invoked_at,
+                                seen,
+                                operation_index,
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (stream, mut stream_limits) in limits {
+            let mut stream_observations = observations.remove(&stream).unwrap_or_default();
+            stream_observations.sort_by_key(|observation| observation.at);
+            stream_limits.sort_by_key(|limit| limit.0);
+            let mut next = 0;
+            let mut most_seen: Option<&Observation> = None;
+            for (sent, most, operation_index) in stream_limits {
+                while next < stream_observations.len() && stream_observations[next].at < sent {
+                    let observation = &stream_observations[next];
+                    if most_seen.is_none_or(|seen| observation.length > seen.length) {
+                        most_seen = Some(observation);
+                    }
+                    next += 1;
+                }
+                if let Some(seen) = most_seen
+                    && seen.length > most
+                {
+                    let name = if stream.is_empty() { "$all" } else { &stream };
+                    self.violations.push(Violation {
+                        rule: Rule::StaleRead,
+                        detail: format!(
+                            "a read of {name} sent at {sent} µs saw at most {most} events, but \
+                             {} (at {} µs) showed {}: {:?}",
+                            seen.what,
+                            seen.at,
+                            seen.length,
+                            self.history.operations[operation_index]
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Checks a stream read against the final order; returns (how many events it proves
+    /// existed, the most events the stream can have had when it was sent).
+    fn check_stream_read(
+        &mut self,
+        operation: &Operation,
+        stream: &str,
+        from: StreamReadFrom,
+        result: &ReadResult,
+    ) -> Option<(Option<usize>, Option<usize>)> {
+        let (events, reached_end) = match result {
+            ReadResult::Failed { .. } => return None,
+            ReadResult::NotFound => return Some((None, Some(0))),
+            ReadResult::Events {
+                events,
+                reached_end,
+            } => (events, *reached_end),
+        };
+        let revisions: Vec<u64> = match from {
+            StreamReadFrom::Revision(first) => (first..).take(events.len()).collect(),
+            StreamReadFrom::EndBackwards => match events.first() {
+                Some(head) => (0..=head.revision).rev().take(events.len()).collect(),
+                None => Vec::new(),
+            },
+        };
+        for (event, revision) in events.iter().zip(revisions) {
+            if self.stream_event(stream, revision) != Some(event) {
+                self.violation(
+                    Rule::NotInOrder,
+                    format!(
+                        "a read of {stream} from {from:?} returned {event:?} where the final \
+                         order has {:?}: {operation:?}",
+                        self.stream_event(stream, revision)
+                    ),
+                );
+                return None;
+            }
+            self.check_not_from_the_future(event, operation.completed_at, "a stream read");
+        }
+        Some(match from {
+            StreamReadFrom::EndBackwards => {
+                let length = events.first().map_or(0, |head| head.revision as usize + 1);
+                (Some(length), Some(length))
+            }
+            StreamReadFrom::Revision(first) => {
+                let seen = events.last().map(|last| last.revision as usize + 1);
+                let most = reached_end.then(|| seen.unwrap_or(first as usize));
+                (seen, most)
+            }
+        })
+    }
+
+    /// Checks a `$all` read against the final order; returns (the length of the final order's
+    /// prefix it proves existed, whether it reached the end).
+    fn check_all_read(
+        &mut self,
+        operation: &Operation,
+        from_position: Option<u64>,
+        result: &ReadResult,
+    ) -> Option<(usize, bool)> {
+        let ReadResult::Events {
+            events,
+            reached_end,
+        } = result
+        else {
+            return None;
+        };
+        let start = from_position.map_or(0, |position| {
+            self.order
+                .partition_point(|event| event.position < position)
+        });
+        if let Some(offset) = self.first_difference(start, events) {
+            self.violation(
+                Rule::NotInOrder,
+                format!(
+                    "a read of $all from {from_position:?} returned {:?} as its event {offset}, \
+                     where the final order has {:?}: {operation:?}",
+                    events[offset],
+                    self.order.get(start + offset)
+                ),
+            );
+            return None;
+        }
+        for event in events {
+            self.check_not_from_the_future(event, operation.completed_at, "a $all read");
+        }
+        Some((start + events.len(), *reached_end))
+    }
+
+    /// The first place where `events` differs from the final order from `start` on.
+    fn first_difference(&self, start: usize, events: &[Seen]) -> Option<usize> {
+        events
+            .iter()
+            .enumerate()
+            .find(|(offset, event)| self.order.get(start + offset) != Some(event))
+            .map(|(offset, _)| offset)
+    }
+
+    fn check_not_from_the_future(&mut self, event: &Seen, returned_at: Micros, what: &str) {
+        let (sent, _) = self.written_between(event);
+        if sent > returned_at {
+            self.violation(
+                Rule::FromTheFuture,
+                format!("{what} returned at {returned_at} µs {event:?}, sent at {sent} µs"),
+            );
+        }
+    }
+
+    fn check_sessions(&mut self) {
+        for session in &self.history.sessions {
+            self.figures.sessions_checked += 1;
+            self.figures.deliveries_checked += session.deliveries.len() as u64;
+            self.check_session(session);
+        }
+    }
+
+    fn check_session(&mut self, session: &SubscriptionSession) {
+        let start = session.after_position.map_or(0, |position| {
+            self.order
+                .partition_point(|event| event.position <= position)
+        });
+        let delivered: Vec<Seen> = session
+            .deliveries
+            .iter()
+            .map(|(_, event)| event.clone())
+            .collect();
+        if let Some(offset) = self.first_difference(start, &delivered) {
+            let got = &delivered[offset];
+            let kind = if delivered[..offset].contains(got) {
+                "a duplicate"
+            } else if self
+                .index_of
+                .get(&got.id)
+                .is_some_and(|i| *i > start + offset)
+            {
+                "a gap"
+            } else {
+                "a wrong event"
+            };
+            self.violation(
+                Rule::NotInOrder,
+                format!(
+                    "subscriber {} (after {:?}) delivered {kind}: {got:?} as its event {offset}, \
+                     where the final order has {:?}",
+                    session.subscriber,
+                    session.after_position,
+                    self.order.get(start + offset)
+                ),
+            );
+            return;
+        }
+        for (at, event) in &session.deliveries {
+            self.check_not_from_the_future(event, *at, "a subscription");
+        }
+        if session.end == SessionEnd::CaughtUp && start + delivered.len() != self.order.len() {
+            self.violation(
+                Rule::SubscriptionIncomplete,
+                format!(
+                    "subscriber {} (after {:?}) caught up having delivered {} of the {} events \
+                     after its start",
+                    session.subscriber,
+                    session.after_position,
+                    delivered.len(),
+                    self.order.len() - start
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "checker_tests.rs"]
+mod tests;

@@ -1,0 +1,32 @@
+//! Strata's reliability harness.
+//!
+//! - [`Workload`]: concurrent clients (the official `kurrentdb` client) appending with every
+//!   expected-revision kind, reading streams and `$all`, and catch-up subscribers, all
+//!   recorded into a [`History`] with the time of each call and answer.
+//! - [`check`]: verifies a history against the final `$all` order (one winner per revision,
+//!   nothing acknowledged lost or moved, real refusals, monotonic reads, gapless and
+//!   duplicate-free subscriptions); `checker.rs` lists every rule.
+//! - [`soak`]: `strata serve` under that workload, SIGKILLed at random moments and restarted
+//!   on the same store, `strata verify` after each kill, the history checked after each
+//!   restart.
+//!
+//! ```
+//! use strata_check::{History, check};
+//!
+//! // An empty run: nothing was done, nothing is there.
+//! let report = check(&History::default(), &[]);
+//! assert!(report.is_clean());
+//! ```
+
+mod checker;
+mod history;
+mod soak;
+mod workload;
+
+pub use checker::{Figures, Report, Rule, Violation, check};
+pub use history::{
+    Action, AppendOutcome, Expected, History, Micros, Operation, ReadResult, Seen, SessionEnd,
+    StreamReadFrom, SubscriptionSession,
+};
+pub use soak::{ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
+pub use workload::{Phase, Workload, WorkloadConfig, WorkloadError, connect};

@@ -1,0 +1,279 @@
+//! The kill soak: `strata serve` under the recorded workload, killed with SIGKILL at random
+//! moments and started again on the same store, with `strata verify` on the stopped store
+//! and the whole history checked after every restart.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::checker::{Report, Violation, check};
+use crate::history::History;
+use crate::workload::{Workload, WorkloadConfig, WorkloadError};
+
+/// The line prefix `strata serve` prints on stdout once it accepts connections.
+const READY_PREFIX: &str = "strata serve: ready on ";
+/// How long a server may take to print its ready line (recovery included).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the server keeps its events.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// The embedded engine in this directory (checked with `strata verify` after each kill).
+    DataDir(PathBuf),
+    /// PostgreSQL: this database and schema.
+    Postgres { url: String, schema: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct SoakConfig {
+    /// The `strata` binary.
+    pub strata: PathBuf,
+    pub store: Store,
+    /// Kills (each followed by a restart and a check).
+    pub cycles: u32,
+    /// Load runs for a random time up to this before each kill.
+    pub load_ms_max: u64,
+    pub workload: WorkloadConfig,
+    /// The server's stderr is appended to this file.
+    pub server_log: PathBuf,
+}
+
+/// What a finished soak (or run) found.
+#[derive(Clone, Debug)]
+pub struct SoakOutcome {
+    pub cycles: u32,
+    pub verify_runs: u32,
+    /// The check of the whole history after the last restart.
+    pub report: Report,
+    pub history: History,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SoakError {
+    #[error("strata serve did not start: {0}")]
+    Start(String),
+    #[error("strata verify found problems after kill {cycle}:\n{output}")]
+    Verify { cycle: u32, output: String },
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error("the history breaks {} rule(s) after kill {cycle}; the first: {}", violations.len(), violations[0])]
+    Violations {
+        cycle: u32,
+        violations: Vec<Violation>,
+        history: Box<History>,
+    },
+}
+
+/// A running `strata serve`.
+pub struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    /// Starts `strata serve --insecure` on a free port and waits for its ready line.
+    ///
+    /// # Errors
+    /// When it cannot be spawned, exits, or stays silent for a minute.
+    pub async fn start(strata: &Path, store: &Store, log: &Path) -> Result<Self, SoakError> {
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|error| SoakError::Start(format!("cannot open {}: {error}", log.display())))?;
+        let mut command = Command::new(strata);
+        command.args(["serve", "--insecure", "--port", "0"]);
+        match store {
+            Store::DataDir(dir) => {
+                command
+                    .arg("--data-dir")
+                    .arg(dir)
+                    .args(["--segment-size-mib", "32"]);
+            }
+            Store::Postgres { url, schema } => {
+                command.args(["--store", url, "--store-schema", schema]);
+            }
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| SoakError::Start(format!("{}: {error}", strata.display())))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(port) = ready_port(&line) {
+                    return Some(port);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| SoakError::Start(format!("no ready line (stderr in {})", log.display())))?;
+        // Keeps draining stdout so that the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(ServerProcess { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("kdb://127.0.0.1:{}?tls=false", self.port)
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The port of the first address in `strata serve: ready on 127.0.0.1:PORT, [::1]:PORT`.
+fn ready_port(line: &str) -> Option<u16> {
+    let addresses = line.trim().strip_prefix(READY_PREFIX)?;
+    let first = addresses.split(',').next()?.trim();
+    let (_, port) = first.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+/// `strata verify --data-dir DIR` on a stopped store.
+async fn verify(strata: &Path, dir: &Path, cycle: u32) -> Result<(), SoakError> {
+    let output = Command::new(strata)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|error| SoakError::Verify {
+            cycle,
+            output: format!("cannot run {}: {error}", strata.display()),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(SoakError::Verify {
+        cycle,
+        output: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
+}
+
+/// Runs the soak: `config.cycles` times load, SIGKILL, verify, restart, check. `progress`
+/// hears the check after every restart.
+///
+/// # Errors
+/// The first failed start, verify, or check (with the violations and the whole history).
+pub async fn soak(
+    config: &SoakConfig,
+    mut progress: impl FnMut(u32, &Report),
+) -> Result<SoakOutcome, SoakError> {
+    let mut rng = StdRng::seed_from_u64(config.workload.seed);
+    let mut workload = Workload::new(config.workload.clone());
+    let mut server =
+        ServerProcess::start(&config.strata, &config.store, &config.server_log).await?;
+    let mut verify_runs = 0;
+    for cycle in 1..=config.cycles {
+        let phase = workload.start(&server.url())?;
+        let load_ms = rng.gen_range(0..=config.load_ms_max);
+        tokio::time::sleep(Duration::from_millis(load_ms)).await;
+        server.kill().await;
+        workload.stop(phase).await?;
+        if let Store::DataDir(dir) = &config.store {
+            verify(&config.strata, dir, cycle).await?;
+            verify_runs += 1;
+        }
+        server = ServerProcess::start(&config.strata, &config.store, &config.server_log).await?;
+        let order = workload.read_final_order(&server.url()).await?;
+        let history = workload.history();
+        let report = check(&history, &order);
+        progress(cycle, &report);
+        if !report.is_clean() {
+            return Err(SoakError::Violations {
+                cycle,
+                violations: report.violations,
+                history: Box::new(history),
+            });
+        }
+    }
+    let report = finish(&mut workload, &server.url(), config.cycles).await?;
+    server.kill().await;
+    if let Store::DataDir(dir) = &config.store {
+        verify(&config.strata, dir, config.cycles).await?;
+        verify_runs += 1;
+    }
+    Ok(SoakOutcome {
+        cycles: config.cycles,
+        verify_runs,
+        report,
+        history: workload.history(),
+    })
+}
+
+/// Reads the final order, lets every subscriber catch up with it, and checks everything.
+async fn finish(workload: &mut Workload, url: &str, cycle: u32) -> Result<Report, SoakError> {
+    let order = workload.read_final_order(url).await?;
+    if let Some(last) = order.last() {
+        workload.catch_up(url, last.position).await?;
+    }
+    let history = workload.history();
+    let report = check(&history, &order);
+    if !report.is_clean() {
+        return Err(SoakError::Violations {
+            cycle,
+            violations: report.violations,
+            history: Box::new(history),
+        });
+    }
+    Ok(report)
+}
+
+/// Runs the workload against the server at `url` for `duration` without faults, then lets
+/// the subscribers catch up and checks the history.
+///
+/// # Errors
+/// When the final read fails or the history breaks a rule.
+pub async fn check_run(
+    url: &str,
+    config: WorkloadConfig,
+    duration: Duration,
+) -> Result<SoakOutcome, SoakError> {
+    let mut workload = Workload::new(config);
+    let phase = workload.start(url)?;
+    tokio::time::sleep(duration).await;
+    workload.stop(phase).await?;
+    let report = finish(&mut workload, url, 0).await?;
+    Ok(SoakOutcome {
+        cycles: 0,
+        verify_runs: 0,
+        report,
+        history: workload.history(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_port;
+
+    #[test]
+    fn ready_line_port_parses() {
+        assert_eq!(
+            ready_port("strata serve: ready on 127.0.0.1:40123, [::1]:40123"),
+            Some(40123)
+        );
+        assert_eq!(ready_port("listening"), None);
+    }
+}
