@@ -190,6 +190,8 @@ pub async fn soak(
         let phase = workload.start(&server.url())?;
         let load_ms = rng.gen_range(0..=config.load_ms_max);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
+        // New calls stop at the kill; the ones in flight meet it.
+        phase.signal_stop();
         server.kill().await;
         workload.stop(phase).await?;
         if let Store::DataDir(dir) = &config.store {

@@ -235,7 +235,16 @@ impl Workload {
             subscribers,
         })
     }
+}
 
+impl Phase {
+    /// Tells every client and subscriber to start no new call (the ones in flight go on).
+    pub fn signal_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Workload {
     /// Stops a phase: each client finishes (or gives up on) its current call.
     ///
     /// # Errors

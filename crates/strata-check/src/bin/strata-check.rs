@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use strata_check::{
-    Report, SoakConfig, SoakError, SoakOutcome, Store, WorkloadConfig, check_run, soak,
+    History, Report, SoakConfig, SoakError, SoakOutcome, Store, WorkloadConfig, check_run, soak,
 };
 
 #[derive(Parser)]
@@ -43,7 +43,7 @@ struct WorkloadArgs {
     /// Seed of the workload's choices (random when absent).
     #[arg(long)]
     seed: Option<u64>,
-    /// Writes the whole history as JSON here when the check fails.
+    /// Writes the whole history here as JSON at the end.
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
 }
@@ -119,6 +119,9 @@ fn conclude(
 ) -> anyhow::Result<()> {
     match result {
         Ok(outcome) => {
+            if let Some(path) = history_path {
+                write_history(path, &outcome.history)?;
+            }
             println!(
                 "done: {} kills, {} verify runs clean; {}",
                 outcome.cycles,
@@ -136,15 +139,19 @@ fn conclude(
                 eprintln!("violation: {violation}");
             }
             if let Some(path) = history_path {
-                let json = serde_json::to_vec(&history).context("history serializes")?;
-                std::fs::write(path, json)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("history written to {}", path.display());
+                write_history(path, &history)?;
             }
             bail!("{} violations after kill {cycle}", violations.len())
         }
         Err(error) => Err(error.into()),
     }
+}
+
+fn write_history(path: &PathBuf, history: &History) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(history).context("history serializes")?;
+    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("history written to {}", path.display());
+    Ok(())
 }
 
 #[tokio::main]

@@ -1,0 +1,195 @@
+//! The reliability harness (`strata-check`) against the real `strata serve`, briefly, as CI
+//! runs it (`scripts/soak.sh` runs it at length; docs/RELIABILITY.md has the figures):
+//! - the kill soak: load from several clients of the official client, SIGKILL at random
+//!   moments, restart on the same store, `strata verify` after every kill, and the whole
+//!   history checked after every restart;
+//! - a mixed run without faults, its history checked.
+//!
+//! Both on the embedded engine and on PostgreSQL. `STRATA_CHECK_SEED` replays a seed.
+
+#[expect(
+    dead_code,
+    reason = "the shared support module serves several test crates"
+)]
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strata_check::{
+    Figures, Rule, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, Workload,
+    WorkloadConfig, check, check_run, soak,
+};
+use support::{PostgresSchema, Server, postgres_url};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// Kills of the CI soak on the engine.
+const ENGINE_KILLS: u32 = 25;
+/// Kills of the CI soak on PostgreSQL.
+const POSTGRES_KILLS: u32 = 25;
+/// Load before each kill, at most.
+const LOAD_MS_MAX: u64 = 400;
+
+fn workload() -> WorkloadConfig {
+    let seed = std::env::var("STRATA_CHECK_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand_seed);
+    eprintln!("workload seed {seed} (STRATA_CHECK_SEED={seed} replays its choices)");
+    WorkloadConfig::new(seed)
+}
+
+fn rand_seed() -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_fields().0)
+}
+
+fn unwrap_outcome(result: Result<SoakOutcome, SoakError>, log: &PathBuf) -> SoakOutcome {
+    result.unwrap_or_else(|error| {
+        if let SoakError::Violations { violations, .. } = &error {
+            for violation in violations {
+                eprintln!("violation: {violation}");
+            }
+        }
+        panic!(
+            "{error}\nserver stderr:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+/// The run did what it is meant to exercise: acknowledged appends, refusals for a wrong
+/// expected revision, reads and deliveries.
+fn assert_exercised(figures: Figures) {
+    assert!(figures.appends_acknowledged > 0, "{figures:?}");
+    assert!(figures.appends_refused > 0, "{figures:?}");
+    assert!(figures.reads_checked > 0, "{figures:?}");
+    assert!(figures.deliveries_checked > 0, "{figures:?}");
+    assert!(
+        figures.events_in_final_order >= figures.events_acknowledged,
+        "{figures:?}"
+    );
+}
+
+async fn run_soak(store: Store, kills: u32, log: PathBuf) -> SoakOutcome {
+    let config = SoakConfig {
+        strata: PathBuf::from(STRATA),
+        store,
+        cycles: kills,
+        load_ms_max: LOAD_MS_MAX,
+        workload: workload(),
+        server_log: log.clone(),
+    };
+    let outcome = unwrap_outcome(soak(&config, |_, _| {}).await, &log);
+    let figures = outcome.report.figures;
+    eprintln!("{kills} kills: {figures:?}");
+    assert_exercised(figures);
+    // Kills land while appends are in flight.
+    assert!(figures.appends_unanswered > 0, "{figures:?}");
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_soak_on_the_engine_loses_no_acknowledged_append() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let outcome = run_soak(
+        Store::DataDir(temp.path().join("data")),
+        ENGINE_KILLS,
+        temp.path().join("server.log"),
+    )
+    .await;
+    assert_eq!(
+        outcome.verify_runs,
+        ENGINE_KILLS + 1,
+        "verify ran after every kill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_soak_on_postgres_loses_no_acknowledged_append() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let schema = PostgresSchema::new();
+    run_soak(
+        Store::Postgres {
+            url: postgres_url(),
+            schema: schema.name.clone(),
+        },
+        POSTGRES_KILLS,
+        temp.path().join("server.log"),
+    )
+    .await;
+}
+
+async fn check_mixed_run(server: &Server) {
+    let result = check_run(&server.url(), workload(), Duration::from_secs(3)).await;
+    let outcome = result.unwrap_or_else(|error| {
+        if let SoakError::Violations { violations, .. } = &error {
+            for violation in violations {
+                eprintln!("violation: {violation}");
+            }
+        }
+        panic!("{error}\nserver stderr:\n{}", server.stderr())
+    });
+    let figures = outcome.report.figures;
+    eprintln!("mixed run: {figures:?}");
+    assert_exercised(figures);
+    assert_eq!(
+        figures.appends_unanswered, 0,
+        "every call is answered when nothing fails"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_run_on_the_engine_is_consistent() {
+    let server = Server::start();
+    check_mixed_run(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_run_on_postgres_is_consistent() {
+    let schema = PostgresSchema::new();
+    let server = Server::start_on_postgres(&schema);
+    check_mixed_run(&server).await;
+}
+
+/// The harness is not blind: a server restarted on an empty store (as if it lost its
+/// disk) is reported as having lost acknowledged appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_forgets_acknowledged_appends_is_caught() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let log = temp.path().join("server.log");
+    let strata = PathBuf::from(STRATA);
+    let first = Store::DataDir(temp.path().join("first"));
+    let server = ServerProcess::start(&strata, &first, &log)
+        .await
+        .expect("server starts");
+    let mut workload = Workload::new(workload());
+    let phase = workload.start(&server.url()).expect("workload starts");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    workload.stop(phase).await.expect("workload stops");
+    server.kill().await;
+
+    let empty = Store::DataDir(temp.path().join("second"));
+    let server = ServerProcess::start(&strata, &empty, &log)
+        .await
+        .expect("server starts");
+    let order = workload
+        .read_final_order(&server.url())
+        .await
+        .expect("final read");
+    server.kill().await;
+    let report = check(&workload.history(), &order);
+    assert!(
+        report.figures.appends_acknowledged > 0,
+        "{:?}",
+        report.figures
+    );
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|violation| violation.rule == Rule::AcknowledgedLost),
+        "{:?}",
+        report.violations
+    );
+}
