@@ -57,6 +57,9 @@ pub enum Rule {
     FromTheFuture,
     /// A subscription that caught up did not deliver everything after its start.
     SubscriptionIncomplete,
+    /// The persistent subscription group never delivered an event, though its consumers
+    /// acked only what they got and ran until they caught up.
+    GroupLost,
 }
 
 /// One broken rule, with what shows it.
@@ -85,6 +88,10 @@ pub struct Figures {
     pub reads_checked: u64,
     pub sessions_checked: u64,
     pub deliveries_checked: u64,
+    /// Deliveries to the persistent subscription group, redeliveries included.
+    pub group_deliveries: u64,
+    /// Deliveries of an event the group had delivered before (after a kill or a timeout).
+    pub group_redeliveries: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -108,6 +115,7 @@ pub fn check(history: &History, final_order: &[Seen]) -> Report {
     checker.check_real_time_order();
     checker.check_reads();
     checker.check_sessions();
+    checker.check_group();
     Report {
         figures: checker.figures,
         violations: checker.violations,
@@ -825,6 +833,58 @@ impl<'a> Checker<'a> {
                     session.after_position,
                     delivered.len(),
                     self.order.len() - start
+                ),
+            );
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// The group delivers only events of the final order (each as it is there), and once its
+    /// consumers caught up, it has delivered each at least once: a kill may make it deliver
+    /// again, never skip.
+    fn check_group(&mut self) {
+        let history = self.history;
+        let mut delivered = vec![false; self.order.len()];
+        for delivery in &history.group_deliveries {
+            self.figures.group_deliveries += 1;
+            let found = self.index_of.get(&delivery.event.id).copied();
+            match found {
+                Some(index) if self.order[index] == delivery.event => {
+                    if delivered[index] {
+                        self.figures.group_redeliveries += 1;
+                    }
+                    delivered[index] = true;
+                    self.check_not_from_the_future(&delivery.event, delivery.at, "the group");
+                }
+                _ => self.violation(
+                    Rule::NotInOrder,
+                    format!(
+                        "consumer {} of the group got {:?}, which the final order has as {:?}",
+                        delivery.consumer,
+                        delivery.event,
+                        found.map(|index| &self.order[index])
+                    ),
+                ),
+            }
+        }
+        if !history.group_caught_up {
+            return;
+        }
+        let missing: Vec<&Seen> = self
+            .order
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, delivered)| !**delivered)
+            .map(|(event, _)| event)
+            .collect();
+        if let Some(first) = missing.first() {
+            self.violation(
+                Rule::GroupLost,
+                format!(
+                    "the group never delivered {} of the {} events, the first {first:?}",
+                    missing.len(),
+                    self.order.len()
                 ),
             );
         }

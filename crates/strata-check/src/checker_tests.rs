@@ -2,6 +2,7 @@
 //! history (a lost acknowledgement, a duplicate, a gap, a false conflict, …) is caught.
 
 use super::*;
+use crate::history::GroupDelivery;
 
 fn id(number: u128) -> Uuid {
     Uuid::from_u128(number)
@@ -149,6 +150,22 @@ fn consistent_history() -> History {
                 end: SessionEnd::CaughtUp,
             },
         ],
+        // Event 2 again after a kill, before its ack reached a checkpoint.
+        group_deliveries: [1, 2, 2, 4, 3]
+            .iter()
+            .map(|number| {
+                let event = final_order()
+                    .into_iter()
+                    .find(|event| event.id == id(*number))
+                    .expect("an event of the final order");
+                GroupDelivery {
+                    consumer: 0,
+                    at: 45,
+                    event,
+                }
+            })
+            .collect(),
+        group_caught_up: true,
     }
 }
 
@@ -185,6 +202,8 @@ fn a_consistent_history_passes_and_is_counted() {
             reads_checked: 2,
             sessions_checked: 2,
             deliveries_checked: 4,
+            group_deliveries: 5,
+            group_redeliveries: 1,
         }
     );
 }
@@ -378,4 +397,23 @@ fn a_subscription_that_caught_up_short_is_caught() {
     let mut history = consistent_history();
     history.sessions[1].deliveries.pop();
     assert_caught(&history, &final_order(), Rule::SubscriptionIncomplete);
+}
+
+#[test]
+fn an_event_the_group_never_delivered_is_caught() {
+    let mut history = consistent_history();
+    history
+        .group_deliveries
+        .retain(|delivery| delivery.event.id != id(4));
+    assert_caught(&history, &final_order(), Rule::GroupLost);
+    // Before the consumers caught up, a missing delivery is no violation.
+    history.group_caught_up = false;
+    assert!(check(&history, &final_order()).is_clean());
+}
+
+#[test]
+fn a_group_delivering_an_event_not_in_the_final_order_is_caught() {
+    let mut history = consistent_history();
+    history.group_deliveries[0].event.revision = 7;
+    assert_caught(&history, &final_order(), Rule::NotInOrder);
 }

@@ -116,9 +116,25 @@ pub struct SubscriptionSession {
     pub end: SessionEnd,
 }
 
+/// An event a consumer of the persistent subscription group got (and then acked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDelivery {
+    pub consumer: u32,
+    pub at: Micros,
+    pub event: Seen,
+}
+
 /// Everything a workload recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     pub operations: Vec<Operation>,
     pub sessions: Vec<SubscriptionSession>,
+    /// Deliveries to the consumers of the persistent subscription group on `$all`
+    /// (filtered to the workload's streams, from the start).
+    #[serde(default)]
+    pub group_deliveries: Vec<GroupDelivery>,
+    /// The group's consumers ran after the final read until the group had delivered every
+    /// event of the final order (or gave up): every one of them must have been delivered.
+    #[serde(default)]
+    pub group_caught_up: bool,
 }

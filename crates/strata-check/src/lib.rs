@@ -25,8 +25,8 @@ mod workload;
 
 pub use checker::{Figures, Report, Rule, Violation, check};
 pub use history::{
-    Action, AppendOutcome, Expected, History, Micros, Operation, ReadResult, Seen, SessionEnd,
-    StreamReadFrom, SubscriptionSession,
+    Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
+    SessionEnd, StreamReadFrom, SubscriptionSession,
 };
 pub use soak::{ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
 pub use workload::{Phase, Workload, WorkloadConfig, WorkloadError, connect};

@@ -231,6 +231,7 @@ async fn finish(workload: &mut Workload, url: &str, cycle: u32) -> Result<Report
     if let Some(last) = order.last() {
         workload.catch_up(url, last.position).await?;
     }
+    workload.catch_up_group(url, &order).await?;
     let history = workload.history();
     let report = check(&history, &order);
     if !report.is_clean() {

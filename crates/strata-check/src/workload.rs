@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kurrentdb::{
-    AppendToStreamOptions, Client, ClientSettings, CurrentRevision, EventData, Position,
-    ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamPosition, StreamState,
-    SubscribeToAllOptions, SubscriptionEvent, SubscriptionFilter,
+    AppendToStreamOptions, Client, ClientSettings, CurrentRevision, EventData,
+    PersistentSubscriptionToAllOptions, Position, ReadAllOptions, ReadStreamOptions, RecordedEvent,
+    StreamPosition, StreamState, SubscribeToAllOptions, SubscribeToPersistentSubscriptionOptions,
+    SubscriptionEvent, SubscriptionFilter,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,8 +23,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::history::{
-    Action, AppendOutcome, Expected, History, Micros, Operation, ReadResult, Seen, SessionEnd,
-    StreamReadFrom, SubscriptionSession,
+    Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
+    SessionEnd, StreamReadFrom, SubscriptionSession,
 };
 
 /// The shape of a workload.
@@ -33,6 +34,9 @@ pub struct WorkloadConfig {
     pub clients: u32,
     /// Catch-up subscribers to `$all`, filtered to the workload's streams.
     pub subscribers: u32,
+    /// Consumers of one persistent subscription group on `$all` (filtered to the workload's
+    /// streams, from the start), acking every event they get.
+    pub group_consumers: u32,
     /// Streams the clients share (few, so that expected revisions collide).
     pub streams: u32,
     /// Every stream of the workload starts with this; `$all` is read filtered by it.
@@ -43,11 +47,12 @@ pub struct WorkloadConfig {
 }
 
 impl WorkloadConfig {
-    /// Four clients, two subscribers, six streams under a fresh prefix.
+    /// Four clients, two subscribers, two group consumers, six streams under a fresh prefix.
     pub fn new(seed: u64) -> Self {
         WorkloadConfig {
             clients: 4,
             subscribers: 2,
+            group_consumers: 2,
             streams: 6,
             prefix: format!("check{}-", Uuid::new_v4().simple()),
             seed,
@@ -94,6 +99,7 @@ pub struct Phase {
     stop: watch::Sender<bool>,
     clients: Vec<JoinHandle<ClientState>>,
     subscribers: Vec<JoinHandle<SubscriberState>>,
+    consumers: Vec<JoinHandle<()>>,
 }
 
 /// Errors of the workload's own calls (the final read), not of the calls it records.
@@ -229,10 +235,12 @@ impl Workload {
                 None,
             )));
         }
+        let consumers = self.start_consumers(url, &stopped)?;
         Ok(Phase {
             stop,
             clients,
             subscribers,
+            consumers,
         })
     }
 }
@@ -256,6 +264,9 @@ impl Workload {
         }
         for task in phase.subscribers {
             self.subscribers.push(task.await.map_err(task_error)?);
+        }
+        for task in phase.consumers {
+            task.await.map_err(task_error)?;
         }
         self.clients.sort_by_key(|state| state.number);
         self.subscribers.sort_by_key(|state| state.number);
@@ -331,6 +342,70 @@ impl Workload {
         }
         stopper.abort();
         self.subscribers.sort_by_key(|state| state.number);
+        Ok(())
+    }
+
+    fn start_consumers(
+        &self,
+        url: &str,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<Vec<JoinHandle<()>>, WorkloadError> {
+        let mut consumers = Vec::new();
+        for number in 0..self.config.group_consumers {
+            let context = ClientContext {
+                client: connect(url)?,
+                recorder: self.recorder.clone(),
+                config: self.config.clone(),
+            };
+            consumers.push(tokio::spawn(run_consumer(context, number, stopped.clone())));
+        }
+        Ok(consumers)
+    }
+
+    /// Runs the group's consumers against `url` until the group has delivered every event of
+    /// `final_order` (or three call timeouts passed), then records that they caught up: the
+    /// checker then wants every event delivered.
+    ///
+    /// # Errors
+    /// When `url` is not valid or a task panicked.
+    pub async fn catch_up_group(
+        &mut self,
+        url: &str,
+        final_order: &[Seen],
+    ) -> Result<(), WorkloadError> {
+        if self.config.group_consumers == 0 {
+            return Ok(());
+        }
+        let (stop, stopped) = watch::channel(false);
+        let consumers = self.start_consumers(url, &stopped)?;
+        let deadline = Instant::now() + self.config.call_timeout * 3;
+        while Instant::now() < deadline {
+            let delivered: std::collections::HashSet<Uuid> = self
+                .recorder
+                .history
+                .lock()
+                .expect("no recorder panics")
+                .group_deliveries
+                .iter()
+                .map(|delivery| delivery.event.id)
+                .collect();
+            if final_order
+                .iter()
+                .all(|event| delivered.contains(&event.id))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(true);
+        for task in consumers {
+            task.await.map_err(task_error)?;
+        }
+        self.recorder
+            .history
+            .lock()
+            .expect("no recorder panics")
+            .group_caught_up = true;
         Ok(())
     }
 
@@ -696,6 +771,71 @@ async fn run_subscriber(
         context.recorder.record_session(session);
         if caught_up {
             return state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How the group is created: from the start of `$all`, the workload's streams only, with
+/// frequent checkpoints (so kills land between them) and a short message timeout.
+fn group_options(prefix: &str) -> PersistentSubscriptionToAllOptions {
+    PersistentSubscriptionToAllOptions::default()
+        .start_from(StreamPosition::Start)
+        .filter(SubscriptionFilter::on_stream_name().add_prefix(prefix))
+        .checkpoint_after(Duration::from_millis(100))
+        .checkpoint_lower_bound(1)
+        .checkpoint_upper_bound(20)
+        .message_timeout(Duration::from_secs(2))
+}
+
+fn group_name(prefix: &str) -> String {
+    format!("{prefix}group")
+}
+
+/// Creates the group if needed, consumes and acks until stopped, and connects again after
+/// every error.
+async fn run_consumer(context: ClientContext, number: u32, mut stopped: watch::Receiver<bool>) {
+    let prefix = &context.config.prefix;
+    let group = group_name(prefix);
+    while !*stopped.borrow() {
+        // Already there after the first phase (ResourceAlreadyExists): nothing to do.
+        let _ = context
+            .client
+            .create_persistent_subscription_to_all(&group, &group_options(prefix))
+            .await;
+        let subscribed = context
+            .client
+            .subscribe_to_persistent_subscription_to_all(
+                &group,
+                &SubscribeToPersistentSubscriptionOptions::default(),
+            )
+            .await;
+        if let Ok(mut subscription) = subscribed {
+            loop {
+                let resolved = tokio::select! {
+                    resolved = subscription.next() => resolved,
+                    _ = stopped.changed() => return,
+                };
+                let Ok(resolved) = resolved else { break };
+                let event = resolved.get_original_event();
+                if event.stream_id().starts_with(prefix.as_str()) {
+                    let delivery = GroupDelivery {
+                        consumer: number,
+                        at: context.recorder.now(),
+                        event: seen(event),
+                    };
+                    context
+                        .recorder
+                        .history
+                        .lock()
+                        .expect("no recorder panics")
+                        .group_deliveries
+                        .push(delivery);
+                }
+                if subscription.ack(&resolved).await.is_err() {
+                    break;
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -2,7 +2,7 @@
 //! runs it (`scripts/soak.sh` runs it at length; docs/RELIABILITY.md has the figures):
 //! - the kill soak: load from several clients of the official client, SIGKILL at random
 //!   moments, restart on the same store, `strata verify` after every kill, and the whole
-//!   history checked after every restart;
+//!   history checked after every restart (persistent-group deliveries included);
 //! - a mixed run without faults, its history checked.
 //!
 //! Both on the embedded engine and on PostgreSQL. `STRATA_CHECK_SEED` replays a seed.
@@ -59,12 +59,17 @@ fn unwrap_outcome(result: Result<SoakOutcome, SoakError>, log: &PathBuf) -> Soak
 }
 
 /// The run did what it is meant to exercise: acknowledged appends, refusals for a wrong
-/// expected revision, reads and deliveries.
+/// expected revision, reads, subscription and persistent-group deliveries.
 fn assert_exercised(figures: Figures) {
     assert!(figures.appends_acknowledged > 0, "{figures:?}");
     assert!(figures.appends_refused > 0, "{figures:?}");
     assert!(figures.reads_checked > 0, "{figures:?}");
     assert!(figures.deliveries_checked > 0, "{figures:?}");
+    // The checker wants every event delivered to the group once its consumers caught up.
+    assert!(
+        figures.group_deliveries >= figures.events_in_final_order,
+        "{figures:?}"
+    );
     assert!(
         figures.events_in_final_order >= figures.events_acknowledged,
         "{figures:?}"

@@ -99,7 +99,7 @@ fn summary(report: &Report) -> String {
     format!(
         "{} events in $all; {} appends ({} events) acknowledged, {} refused, {} unanswered \
          ({} of them applied); {} reads, {} subscription sessions, {} deliveries checked; \
-         {} violations",
+         group: {} deliveries ({} again); {} violations",
         figures.events_in_final_order,
         figures.appends_acknowledged,
         figures.events_acknowledged,
@@ -109,6 +109,8 @@ fn summary(report: &Report) -> String {
         figures.reads_checked,
         figures.sessions_checked,
         figures.deliveries_checked,
+        figures.group_deliveries,
+        figures.group_redeliveries,
         report.violations.len()
     )
 }
