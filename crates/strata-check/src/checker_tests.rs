@@ -2,7 +2,7 @@
 //! history (a lost acknowledgement, a duplicate, a gap, a false conflict, …) is caught.
 
 use super::*;
-use crate::history::GroupDelivery;
+use crate::history::{GroupDelivery, ReadResult, SessionEnd, StreamReadFrom, SubscriptionSession};
 
 fn id(number: u128) -> Uuid {
     Uuid::from_u128(number)
