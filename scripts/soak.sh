@@ -8,7 +8,8 @@
 #   scripts/soak.sh [CYCLES] [extra strata-check soak options]
 #
 # STRATA_SOAK_STORE=postgres runs it on PostgreSQL instead (a fresh schema of
-# STRATA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+# STRATA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test; the schema stays
+# for inspection and is named in the server log's file name).
 # STRATA_SOAK_PROFILE=debug uses debug builds. The data directory and the server log stay in
 # a temporary directory, printed first, for inspection.
 set -euo pipefail
