@@ -83,6 +83,16 @@ pub struct Security {
     built_in: DefaultAcls,
 }
 
+impl std::fmt::Debug for Security {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Security")
+            .field("enabled", &self.enabled)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Security {
     /// Security off (insecure mode): every caller, with or without credentials, is allowed
     /// everything, as KurrentDB's insecure mode does. User management still works.

@@ -181,6 +181,11 @@ pub(crate) fn batch_error(error: &Error) -> rpc::Status {
             }
             .encode_to_vec(),
         ),
+        Error::AccessDenied { .. } => (
+            rpc::Code::PermissionDenied,
+            "AccessDenied",
+            shared::AccessDenied {}.encode_to_vec(),
+        ),
         _ => (
             rpc::Code::Internal,
             "Unknown",
