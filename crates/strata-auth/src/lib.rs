@@ -53,7 +53,7 @@ pub use principal::{ADMINS_ROLE, EVERYONE_ROLE, OPS_ROLE, Principal};
 pub use security::{ALL_STREAM, Action, DEFAULT_PASSWORD, Security, SecurityOptions};
 pub use users::{
     PASSWORD_CHANGED_EVENT_TYPE, PASSWORD_NOTIFICATIONS_STREAM, USER_CREATED_EVENT_TYPE,
-    USER_EVENT_TYPE, USER_UPDATED_EVENT_TYPE, USERS_STREAM, UserDetails,
+    USER_EVENT_TYPE, USER_UPDATED_EVENT_TYPE, USERS_STREAM, UserDetails, is_security_stream,
 };
 
 /// The address a request came from, put into request extensions by the server so failed

@@ -26,6 +26,17 @@ pub const PASSWORD_CHANGED_EVENT_TYPE: &str = "$PasswordChanged";
 /// Bytes of a login, at most (it becomes part of a stream name).
 pub const LOGIN_BYTES_MAX: usize = 256;
 
+/// True for the streams that hold users and default ACLs (and their metadata streams):
+/// `$users`, `$user-<login>`, `$users-password-notifications`, `$settings`. Tools that copy
+/// stores (import) keep the target's own instead of merging two sets of users.
+pub fn is_security_stream(name: &str) -> bool {
+    let name = name.strip_prefix("$$").unwrap_or(name);
+    name == USERS_STREAM
+        || name == PASSWORD_NOTIFICATIONS_STREAM
+        || name == crate::acl::SETTINGS_STREAM
+        || name.starts_with("$user-")
+}
+
 /// The stream of one user.
 pub fn user_stream(login: &str) -> Result<StreamName, AuthError> {
     Ok(StreamName::new(format!("$user-{login}"))?)

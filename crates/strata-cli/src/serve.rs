@@ -212,7 +212,10 @@ async fn run_server<S: EventStore>(
     store: Arc<S>,
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?;
+    // Users exist before the server says it is ready.
+    let shared: Arc<dyn EventStore> = store.clone();
+    server.secure(shared).await?;
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -224,17 +227,6 @@ async fn run_server<S: EventStore>(
         strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
         config.store_kind
     );
-    // One line on stdout when ready: scripts and tests wait for it.
-    println!("strata serve: ready on {}", addresses.join(", "));
-    if !secure {
-        eprintln!("strata serve: serving without TLS or authentication (--insecure)");
-    } else if config
-        .security
-        .as_ref()
-        .is_some_and(|security| security.allow_anonymous)
-    {
-        eprintln!("strata serve: TLS and users on; anonymous callers allowed what ACLs grant");
-    }
     if let (Some(banner), Some(address)) = (dev_banner, server.local_addrs().first()) {
         let ca_file = std::fs::canonicalize(&banner.ca_file).unwrap_or(banner.ca_file.clone());
         eprintln!(
@@ -245,6 +237,17 @@ async fn run_server<S: EventStore>(
             address.port(),
             ca_file.display()
         );
+    }
+    // One line on stdout when ready: scripts and tests wait for it.
+    println!("strata serve: ready on {}", addresses.join(", "));
+    if !secure {
+        eprintln!("strata serve: serving without TLS or authentication (--insecure)");
+    } else if config
+        .security
+        .as_ref()
+        .is_some_and(|security| security.allow_anonymous)
+    {
+        eprintln!("strata serve: TLS and users on; anonymous callers allowed what ACLs grant");
     }
     std::io::stdout()
         .flush()

@@ -365,3 +365,88 @@ async fn managed_users_log_in_until_disabled_or_deleted() {
     let admin = secured.admin();
     assert_eq!(read(&admin, "notes").await.expect("admin reads"), 3);
 }
+
+fn strata(args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("strata runs");
+    assert!(
+        output.status.success(),
+        "strata {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_keeps_the_targets_own_users_and_adds_the_others() {
+    let source = start();
+    source.user_command(&["add", "ada", "--password", "pw-ada"]);
+    source.user_command(&["passwd", "ops", "--password", "source-ops"]);
+    append(&source.admin(), "orders").await.expect("append");
+    let target = start();
+    let file = tempfile::tempdir().expect("temp dir");
+    let export = file.path().join("export.ndjson");
+    let export = export.to_str().expect("UTF-8 path");
+    strata(&[
+        "export",
+        "--to",
+        export,
+        "--server",
+        &source.url(Some(("admin", "changeit"))),
+    ]);
+    strata(&[
+        "import",
+        export,
+        "--server",
+        &target.url(Some(("admin", "changeit"))),
+    ]);
+    // The target's ops keeps its password; ada comes over with hers.
+    append(&target.client(Some(("ops", "changeit"))), "ops-notes")
+        .await
+        .expect("the target's ops password is kept");
+    assert!(denied(
+        append(&target.client(Some(("ops", "source-ops"))), "ops-notes").await
+    ));
+    append(&target.client(Some(("ada", "pw-ada"))), "ada-notes")
+        .await
+        .expect("ada was imported");
+    let listed = target.user_command(&["list"]);
+    let logins: Vec<_> = listed
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(logins, ["ada", "admin", "ops"], "{listed}");
+    assert_eq!(read(&target.admin(), "orders").await.expect("read"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_prints_a_connection_string_that_works() {
+    if support::postgres_requested() {
+        // --dev keeps its certificate in --data-dir, which a PostgreSQL server has none of.
+        return;
+    }
+    let server = Server::start_with(&["--dev"]);
+    let stderr = server.stderr();
+    let prefix = format!(
+        "kurrentdb://admin:changeit@localhost:{}?tlsCaFile=",
+        server.port()
+    );
+    let url = stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no connection string in: {stderr}"))
+        .to_owned();
+    let settings: ClientSettings = url.parse().expect("the printed string parses");
+    let client = Client::new(settings).expect("client builds");
+    append(&client, "dev")
+        .await
+        .expect("admin appends over TLS");
+    let anonymous: ClientSettings = url.replace("admin:changeit@", "").parse().expect("parses");
+    let anonymous = Client::new(anonymous).expect("client builds");
+    assert!(
+        denied(append(&anonymous, "dev").await),
+        "authentication is on"
+    );
+}

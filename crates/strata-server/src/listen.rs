@@ -101,6 +101,8 @@ pub struct Server {
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
     security: Option<strata_auth::SecurityOptions>,
+    /// Users and ACLs once set up ([`Server::secure`]).
+    secured: Option<Arc<strata_auth::Security>>,
 }
 
 impl Server {
@@ -128,11 +130,30 @@ impl Server {
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
             security: config.security.clone(),
+            secured: None,
         })
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Sets up users and ACLs over `store` when the configuration asks for them (creating
+    /// the built-in users and default settings in a new store), so a caller can do it before
+    /// announcing that the server is ready. [`Server::run`] does it otherwise.
+    ///
+    /// # Errors
+    /// [`ServeError::Security`] when those streams cannot be read or written.
+    pub async fn secure(
+        &mut self,
+        store: Arc<dyn EventStore>,
+    ) -> Result<Option<Arc<strata_auth::Security>>, ServeError> {
+        if self.secured.is_none()
+            && let Some(options) = self.security.take()
+        {
+            self.secured = Some(strata_auth::Security::enabled(store, options).await?);
+        }
+        Ok(self.secured.clone())
     }
 
     /// The gRPC front end's options; logs what is served.
@@ -169,13 +190,8 @@ impl Server {
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let security = match self.security.take() {
-            Some(options) => {
-                let shared: Arc<dyn EventStore> = store.clone();
-                Some(strata_auth::Security::enabled(shared, options).await?)
-            }
-            None => None,
-        };
+        let shared: Arc<dyn EventStore> = store.clone();
+        let security = self.secure(shared).await?;
         let services = strata_grpc::services_with(store, self.grpc_options(security));
         let persistent_subscriptions = services.persistent_subscriptions;
         let router = services
