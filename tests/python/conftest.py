@@ -99,7 +99,8 @@ class StrataServer:
             *self._store_args(),
             "--port",
             "0",
-            "--insecure",
+            # --dev serves TLS with users and ACLs instead (test_security.py).
+            *(() if "--dev" in self.extra_args else ("--insecure",)),
             *self.extra_args,
         ]
 

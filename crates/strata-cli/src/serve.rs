@@ -40,9 +40,24 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (repeatable); default: 127.0.0.1 and ::1.
     #[arg(long, value_name = "ADDR")]
     bind: Vec<IpAddr>,
-    /// Serve without TLS (HTTP/2 with prior knowledge); clients add `?tls=false`.
+    /// Serve without TLS (HTTP/2 with prior knowledge) and without authentication: every
+    /// caller may do everything; clients add `?tls=false`.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure: bool,
+    /// TLS with a self-signed certificate generated into the data directory, users and
+    /// ACLs on; prints a connection string. For trying Strata out securely on one machine.
+    #[arg(long, conflicts_with_all = ["insecure", "tls_cert", "tls_key"])]
+    dev: bool,
+    /// With TLS: let callers without credentials do what ACLs grant to `$all` (off by
+    /// default, as in KurrentDB since 23.10).
+    #[arg(long, conflicts_with = "insecure")]
+    allow_anonymous: bool,
+    /// Password of the built-in `admin` user when a new store creates it.
+    #[arg(long, value_name = "PASSWORD", env = "STRATA_DEFAULT_ADMIN_PASSWORD", default_value = strata_auth::DEFAULT_PASSWORD, hide_env_values = true)]
+    default_admin_password: String,
+    /// Password of the built-in `ops` user when a new store creates it.
+    #[arg(long, value_name = "PASSWORD", env = "STRATA_DEFAULT_OPS_PASSWORD", default_value = strata_auth::DEFAULT_PASSWORD, hide_env_values = true)]
+    default_ops_password: String,
     /// PEM file with the server's certificate chain (TLS is the default).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -81,6 +96,10 @@ pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
+    let dev_banner = args.dev.then(|| DevBanner {
+        admin_password: args.default_admin_password.clone(),
+        ca_file: args.data_dir.join("dev-tls").join("node.crt"),
+    });
     if let Some(url) = &args.store {
         let postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
         let store = PostgresStore::open(postgres).await.with_context(|| {
@@ -89,7 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.store_schema
             )
         })?;
-        run_server(&config, store.clone()).await?;
+        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
         store.close().await;
     } else {
         let engine_config = Config {
@@ -102,7 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
-        run_server(&config, store.clone()).await?;
+        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
         store.close();
     }
     eprintln!("strata serve: stopped");
@@ -112,6 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let tls = match (args.insecure, &args.tls_cert, &args.tls_key) {
         (true, _, _) => None,
+        (false, None, None) if args.dev => Some(dev_certificate(&args.data_dir)?),
         (false, Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
             certificate_chain: certificate_chain.clone(),
             private_key: private_key.clone(),
@@ -144,13 +164,58 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if !args.bind.is_empty() {
         config.bind = args.bind.clone();
     }
+    if config.tls.is_some() {
+        config.security = Some(strata_auth::SecurityOptions {
+            admin_password: args.default_admin_password.clone(),
+            ops_password: args.default_ops_password.clone(),
+            allow_anonymous: args.allow_anonymous,
+        });
+    }
     Ok(config)
 }
 
+/// The certificate of `serve --dev`: made once for localhost, kept in the data directory.
+fn dev_certificate(data_dir: &std::path::Path) -> anyhow::Result<TlsFiles> {
+    let dir = data_dir.join("dev-tls");
+    let files = TlsFiles {
+        certificate_chain: dir.join("node.crt"),
+        private_key: dir.join("node.key"),
+    };
+    if files.certificate_chain.exists() && files.private_key.exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("cannot generate a self-signed certificate")?;
+    std::fs::write(&files.certificate_chain, certified.cert.pem())
+        .with_context(|| format!("cannot write {}", files.certificate_chain.display()))?;
+    std::fs::write(&files.private_key, certified.key_pair.serialize_pem())
+        .with_context(|| format!("cannot write {}", files.private_key.display()))?;
+    Ok(files)
+}
+
+/// What `serve --dev` prints so a newcomer can connect.
+struct DevBanner {
+    admin_password: String,
+    ca_file: PathBuf,
+}
+
 /// Binds, says it is ready, and serves `store` until a stop signal.
-async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyhow::Result<()> {
+async fn run_server<S: EventStore>(
+    config: &ServeConfig,
+    dev_banner: Option<&DevBanner>,
+    store: Arc<S>,
+) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?;
+    // Users exist before the server says it is ready.
+    let shared: Arc<dyn EventStore> = store.clone();
+    server.secure(shared).await?;
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -162,10 +227,27 @@ async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyho
         strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
         config.store_kind
     );
+    if let (Some(banner), Some(address)) = (dev_banner, server.local_addrs().first()) {
+        let ca_file = std::fs::canonicalize(&banner.ca_file).unwrap_or(banner.ca_file.clone());
+        eprintln!(
+            "strata serve: development mode (self-signed certificate); connect with\n  \
+             kurrentdb://admin:{}@localhost:{}?tlsCaFile={}\n\
+             (the admin password is the one the store was created with)",
+            banner.admin_password,
+            address.port(),
+            ca_file.display()
+        );
+    }
     // One line on stdout when ready: scripts and tests wait for it.
     println!("strata serve: ready on {}", addresses.join(", "));
     if !secure {
-        eprintln!("strata serve: serving without TLS (--insecure)");
+        eprintln!("strata serve: serving without TLS or authentication (--insecure)");
+    } else if config
+        .security
+        .as_ref()
+        .is_some_and(|security| security.allow_anonymous)
+    {
+        eprintln!("strata serve: TLS and users on; anonymous callers allowed what ACLs grant");
     }
     std::io::stdout()
         .flush()

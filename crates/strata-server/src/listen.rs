@@ -41,6 +41,9 @@ pub struct ServeConfig {
     pub store_kind: String,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
     pub persistent_limits: strata_grpc::PersistentLimits,
+    /// Authentication and ACLs (users are created at first start); `None` serves without
+    /// them, as KurrentDB's insecure mode does.
+    pub security: Option<strata_auth::SecurityOptions>,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +61,7 @@ impl Default for ServeConfig {
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
+            security: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub enum ServeError {
     NoAddress,
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot set up users and ACLs: {0}")]
+    Security(#[from] strata_auth::AuthError),
     #[error("serving on {address} failed: {source}")]
     Serve {
         address: SocketAddr,
@@ -94,6 +100,9 @@ pub struct Server {
     subscriptions_max: usize,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
+    security: Option<strata_auth::SecurityOptions>,
+    /// Users and ACLs once set up ([`Server::secure`]).
+    secured: Option<Arc<strata_auth::Security>>,
 }
 
 impl Server {
@@ -120,6 +129,8 @@ impl Server {
             subscriptions_max: config.subscriptions_max,
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
+            security: config.security.clone(),
+            secured: None,
         })
     }
 
@@ -127,8 +138,29 @@ impl Server {
         &self.local_addrs
     }
 
+    /// Sets up users and ACLs over `store` when the configuration asks for them (creating
+    /// the built-in users and default settings in a new store), so a caller can do it before
+    /// announcing that the server is ready. [`Server::run`] does it otherwise.
+    ///
+    /// # Errors
+    /// [`ServeError::Security`] when those streams cannot be read or written.
+    pub async fn secure(
+        &mut self,
+        store: Arc<dyn EventStore>,
+    ) -> Result<Option<Arc<strata_auth::Security>>, ServeError> {
+        if self.secured.is_none()
+            && let Some(options) = self.security.take()
+        {
+            self.secured = Some(strata_auth::Security::enabled(store, options).await?);
+        }
+        Ok(self.secured.clone())
+    }
+
     /// The gRPC front end's options; logs what is served.
-    fn grpc_options(&self) -> strata_grpc::GrpcOptions {
+    fn grpc_options(
+        &self,
+        security: Option<Arc<strata_auth::Security>>,
+    ) -> strata_grpc::GrpcOptions {
         tracing::info!(
             strata_version = strata_grpc::STRATA_VERSION,
             kurrentdb_compatible_version = strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
@@ -139,6 +171,7 @@ impl Server {
         strata_grpc::GrpcOptions {
             subscriptions_max: self.subscriptions_max,
             persistent_limits: self.persistent_limits,
+            security,
             ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
                 advertised.ip().to_string(),
                 advertised.port(),
@@ -150,13 +183,16 @@ impl Server {
     /// period.
     ///
     /// # Errors
-    /// [`ServeError::Serve`] when a listener fails.
+    /// [`ServeError::Serve`] when a listener fails; [`ServeError::Security`] when the
+    /// built-in users or settings cannot be read or written.
     pub async fn run<S: EventStore>(
-        self,
+        mut self,
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let services = strata_grpc::services_with(store, self.grpc_options());
+        let shared: Arc<dyn EventStore> = store.clone();
+        let security = self.secure(shared).await?;
+        let services = strata_grpc::services_with(store, self.grpc_options(security));
         let persistent_subscriptions = services.persistent_subscriptions;
         let router = services
             .routes
@@ -225,7 +261,7 @@ async fn serve_tls(
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = quick_ack::accept(&listener) => accepted,
             _ = stopped.wait_for(|&stop| stop) => break,
         };
@@ -245,6 +281,8 @@ async fn serve_tls(
                 Admission::Refuse(refusing) => return limit.refuse(stream, refusing).await,
                 Admission::Close => return,
             };
+            // Failed logins are slowed down per address (strata-auth reads it).
+            let router = router.layer(axum::Extension(strata_auth::SourceAddress(peer.ip())));
             let service = TowerToHyperService::new(router);
             let connection = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
