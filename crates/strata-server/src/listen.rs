@@ -41,6 +41,11 @@ pub struct ServeConfig {
     pub store_kind: String,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
     pub persistent_limits: strata_grpc::PersistentLimits,
+    /// The HTTP API's options (its `store_kind` is taken from the field above).
+    pub http: strata_http::HttpOptions,
+    /// Authentication and access checks of the HTTP API; `None` allows everything (the
+    /// insecure mode).
+    pub authorizer: Option<Arc<dyn strata_http::Authorizer>>,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +63,8 @@ impl Default for ServeConfig {
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
+            http: strata_http::HttpOptions::default(),
+            authorizer: None,
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct Server {
     subscriptions_max: usize,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
+    http: strata_http::HttpOptions,
+    authorizer: Option<Arc<dyn strata_http::Authorizer>>,
 }
 
 impl Server {
@@ -120,6 +129,8 @@ impl Server {
             subscriptions_max: config.subscriptions_max,
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
+            http: config.http.clone(),
+            authorizer: config.authorizer.clone(),
         })
     }
 
@@ -156,12 +167,31 @@ impl Server {
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let services = strata_grpc::services_with(store, self.grpc_options());
+        let metrics = Arc::new(strata_http::Metrics::new());
+        // Both front ends count what they read and write through the same store.
+        let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
+        let services = strata_grpc::services_with(Arc::clone(&store), self.grpc_options());
         let persistent_subscriptions = services.persistent_subscriptions;
+        let http_options = strata_http::HttpOptions {
+            store_kind: self.store_kind.clone(),
+            kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
+            ..self.http.clone()
+        };
+        let mut http = strata_http::HttpApi::new(
+            store,
+            Arc::clone(&persistent_subscriptions),
+            Arc::clone(&metrics),
+            http_options,
+        );
+        if let Some(authorizer) = self.authorizer.clone() {
+            http = http.with_authorizer(authorizer);
+        }
         let router = services
             .routes
             .into_axum_router()
-            .merge(crate::health::routes(&self.store_kind));
+            .merge(http.router())
+            .fallback(strata_http::fallback);
+        let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
         let (stopping, stopped) = watch::channel(false);
         let mut serving = tokio::task::JoinSet::new();
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {
