@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use strata_core::{ExpectedRevision, StreamName};

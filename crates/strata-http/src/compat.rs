@@ -6,7 +6,9 @@
 //! `Wrong expected EventNumber` with `Kurrent-CurrentVersion`, 404, 410) and reason phrases.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

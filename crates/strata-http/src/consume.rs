@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

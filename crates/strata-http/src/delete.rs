@@ -2,7 +2,9 @@
 //! tombstone with `?mode=tombstone` (the name can never be used again).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use serde::{Deserialize, Serialize};
 use strata_core::StreamName;
 

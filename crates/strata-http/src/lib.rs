@@ -35,6 +35,7 @@ mod compat;
 mod consume;
 mod delete;
 mod events;
+mod extract;
 mod metadata;
 mod metered;
 mod metrics;

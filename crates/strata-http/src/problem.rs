@@ -35,16 +35,17 @@ pub(crate) struct Problem {
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
-    pub(crate) problem: Problem,
+    // Boxed: handlers return `Result<_, ApiError>` everywhere, and the error path is rare.
+    pub(crate) problem: Box<Problem>,
     /// Extra headers (`WWW-Authenticate`, KurrentDB's `Kurrent-CurrentVersion`).
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Box<HeaderMap>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
         Self {
             status,
-            problem: Problem {
+            problem: Box::new(Problem {
                 kind: format!("{PROBLEM_TYPE_PREFIX}{kind}"),
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: status.as_u16(),
@@ -52,8 +53,8 @@ impl ApiError {
                 actual_revision: None,
                 limit: None,
                 limit_unit: None,
-            },
-            headers: HeaderMap::new(),
+            }),
+            headers: Box::default(),
         }
     }
 
@@ -94,7 +95,7 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
-        response.headers_mut().extend(self.headers);
+        response.headers_mut().extend(*self.headers);
         response
     }
 }

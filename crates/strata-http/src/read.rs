@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -65,8 +67,8 @@ pub(crate) struct FilterQuery {
     pub(crate) event_type_prefix: Option<String>,
     /// A regex on the event type.
     pub(crate) event_type_regex: Option<String>,
-    /// Leave out events whose type starts with `$`.
-    pub(crate) exclude_system_events: Option<bool>,
+    /// `true` leaves out events whose type starts with `$`.
+    pub(crate) exclude_system_events: Option<String>,
 }
 
 impl FilterQuery {
@@ -91,8 +93,14 @@ impl FilterQuery {
         if let Some(pattern) = &self.event_type_regex {
             filters.push(EventFilter::regex(FilterTarget::EventType, pattern)?);
         }
-        if self.exclude_system_events == Some(true) {
-            filters.push(EventFilter::exclude_system_events());
+        match self.exclude_system_events.as_deref() {
+            None | Some("false") => {}
+            Some("true") => filters.push(EventFilter::exclude_system_events()),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "excludeSystemEvents {other:?} is neither true nor false"
+                )));
+            }
         }
         if filters.len() > 1 {
             return Err(ApiError::new(
@@ -137,8 +145,13 @@ pub(crate) fn parse_direction(direction: Option<&str>) -> Result<Direction, ApiE
     }
 }
 
-pub(crate) fn parse_from(from: Option<&str>) -> Result<ReadFrom<u64>, ApiError> {
+/// Where a read starts; by default, the first event in the direction read.
+pub(crate) fn parse_from(
+    from: Option<&str>,
+    direction: Direction,
+) -> Result<ReadFrom<u64>, ApiError> {
     match from {
+        None if direction == Direction::Backwards => Ok(ReadFrom::End),
         None | Some("start") => Ok(ReadFrom::Start),
         Some("end") => Ok(ReadFrom::End),
         Some(number) => number.parse().map(ReadFrom::At).map_err(|_| {
@@ -187,7 +200,7 @@ pub(crate) async fn read_stream(
     access.read(&stream)?;
     let ndjson = wants_ndjson(&headers);
     let direction = parse_direction(query.direction.as_deref())?;
-    let from = parse_from(query.from.as_deref())?;
+    let from = parse_from(query.from.as_deref(), direction)?;
     let count = page_count(query.count, ndjson)?;
     let options = ReadStreamOptions {
         direction,
@@ -332,7 +345,7 @@ pub(crate) async fn read_all(
     access.check(crate::access::Operation::Read("$all"))?;
     let ndjson = wants_ndjson(&headers);
     let direction = parse_direction(query.direction.as_deref())?;
-    let from = parse_from(query.from.as_deref())?;
+    let from = parse_from(query.from.as_deref(), direction)?;
     let count = page_count(query.count, ndjson)?;
     let options = ReadAllOptions {
         direction,

@@ -1,0 +1,8 @@
+//! The HTTP API end to end: a real server on a free loopback port, driven with reqwest.
+
+mod compat;
+mod ops;
+mod persistent;
+mod streams;
+mod subscriptions;
+mod support;
