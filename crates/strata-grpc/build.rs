@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 7] = [
+const PROTO_FILES: [&str; 8] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -17,6 +17,7 @@ const PROTO_FILES: [&str; 7] = [
     "persistent.proto",
     "serverfeatures.proto",
     "gossip.proto",
+    "users.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

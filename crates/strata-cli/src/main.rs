@@ -9,6 +9,7 @@ mod progress;
 mod repair;
 mod serve;
 mod serve_config;
+mod user;
 mod verify;
 
 use std::process::ExitCode;
@@ -121,6 +122,14 @@ enum Command {
         their ids. A malformed line stops the import with its line number (exit code 2); every\n\
         event before that line is imported, nothing from it on. Creates a local store if needed.")]
     Import(data::import::ImportArgs),
+    /// Manage the users of a running server: add, list, show, passwd, disable, enable, delete.
+    #[command(after_help = "Examples:\n  \
+        strata user add ada --password s3cret --group readers \\\n    \
+        --server 'kurrentdb://admin:changeit@localhost:2113?tlsCaFile=ca.pem'\n  \
+        STRATA_USER=admin STRATA_PASSWORD=changeit strata user list --server 'kurrentdb://localhost:2113?tlsCaFile=ca.pem'\n\n\
+        Only admins manage users; a user may show itself and change its own password\n\
+        (`strata user passwd LOGIN --current OLD --password NEW`).")]
+    User(user::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
         }
         Command::Export(args) => data::export::run(&args).map(|()| true),
         Command::Import(args) => data::import::run(&args).map(|()| true),
+        Command::User(args) => user::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! PostgreSQL with `--store postgres://...`.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -45,6 +46,10 @@ fn init_logging(config: &Resolved) -> anyhow::Result<()> {
 
 async fn serve(args: Resolved) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
+    let dev_banner = args.dev.then(|| DevBanner {
+        admin_password: args.default_admin_password.clone(),
+        ca_file: args.data_dir.join("dev-tls").join("node.crt"),
+    });
     if let Some(url) = &args.store {
         let postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
         let store = PostgresStore::open(postgres).await.with_context(|| {
@@ -53,7 +58,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
                 args.store_schema
             )
         })?;
-        run_server(&config, store.clone()).await?;
+        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
         store.close().await;
     } else {
         let engine_config = Config {
@@ -66,7 +71,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
-        run_server(&config, store.clone()).await?;
+        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
         store.close();
     }
     eprintln!("strata serve: stopped");
@@ -76,6 +81,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
 fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
     let tls = match (args.insecure, &args.tls_cert, &args.tls_key) {
         (true, _, _) => None,
+        (false, None, None) if args.dev => Some(dev_certificate(&args.data_dir)?),
         (false, Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
             certificate_chain: certificate_chain.clone(),
             private_key: private_key.clone(),
@@ -87,7 +93,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
             args.port
         ),
     };
-    Ok(ServeConfig {
+    let mut config = ServeConfig {
         bind: args.bind.clone(),
         port: args.port,
         tls,
@@ -111,13 +117,59 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
             ..strata_http::HttpOptions::default()
         },
         ..ServeConfig::default()
-    })
+    };
+    if config.tls.is_some() {
+        config.security = Some(strata_auth::SecurityOptions {
+            admin_password: args.default_admin_password.clone(),
+            ops_password: args.default_ops_password.clone(),
+            allow_anonymous: args.allow_anonymous,
+        });
+    }
+    Ok(config)
+}
+
+/// The certificate of `serve --dev`: made once for localhost, kept in the data directory.
+fn dev_certificate(data_dir: &std::path::Path) -> anyhow::Result<TlsFiles> {
+    let dir = data_dir.join("dev-tls");
+    let files = TlsFiles {
+        certificate_chain: dir.join("node.crt"),
+        private_key: dir.join("node.key"),
+    };
+    if files.certificate_chain.exists() && files.private_key.exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("cannot generate a self-signed certificate")?;
+    std::fs::write(&files.certificate_chain, certified.cert.pem())
+        .with_context(|| format!("cannot write {}", files.certificate_chain.display()))?;
+    std::fs::write(&files.private_key, certified.key_pair.serialize_pem())
+        .with_context(|| format!("cannot write {}", files.private_key.display()))?;
+    Ok(files)
+}
+
+/// What `serve --dev` prints so a newcomer can connect.
+struct DevBanner {
+    admin_password: String,
+    ca_file: PathBuf,
 }
 
 /// Binds, says it is ready, and serves `store` until a stop signal.
-async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyhow::Result<()> {
+async fn run_server<S: EventStore>(
+    config: &ServeConfig,
+    dev_banner: Option<&DevBanner>,
+    store: Arc<S>,
+) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?;
+    // Users exist before the server says it is ready.
+    let shared: Arc<dyn EventStore> = store.clone();
+    server.secure(shared).await?;
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -129,10 +181,27 @@ async fn run_server<S: EventStore>(config: &ServeConfig, store: Arc<S>) -> anyho
         strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
         config.store_kind
     );
+    if let (Some(banner), Some(address)) = (dev_banner, server.local_addrs().first()) {
+        let ca_file = std::fs::canonicalize(&banner.ca_file).unwrap_or(banner.ca_file.clone());
+        eprintln!(
+            "strata serve: development mode (self-signed certificate); connect with\n  \
+             kurrentdb://admin:{}@localhost:{}?tlsCaFile={}\n\
+             (the admin password is the one the store was created with)",
+            banner.admin_password,
+            address.port(),
+            ca_file.display()
+        );
+    }
     // One line on stdout when ready: scripts and tests wait for it.
     println!("strata serve: ready on {}", addresses.join(", "));
     if !secure {
-        eprintln!("strata serve: serving without TLS (--insecure)");
+        eprintln!("strata serve: serving without TLS or authentication (--insecure)");
+    } else if config
+        .security
+        .as_ref()
+        .is_some_and(|security| security.allow_anonymous)
+    {
+        eprintln!("strata serve: TLS and users on; anonymous callers allowed what ACLs grant");
     }
     std::io::stdout()
         .flush()

@@ -43,6 +43,30 @@ pub(crate) struct ServeArgs {
     /// Serve without TLS (HTTP/2 with prior knowledge); clients add `?tls=false`.
     #[arg(long, env = "STRATA_INSECURE")]
     insecure: bool,
+    /// TLS with a self-signed certificate generated into the data directory, users and
+    /// ACLs on; prints a connection string. For trying Strata out securely on one machine.
+    #[arg(long, env = "STRATA_DEV")]
+    dev: bool,
+    /// With TLS: let callers without credentials do what ACLs grant to `$all` (off by
+    /// default, as in KurrentDB since 23.10).
+    #[arg(long, env = "STRATA_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Password of the built-in `admin` user when a new store creates it [default: changeit].
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "STRATA_DEFAULT_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
+    default_admin_password: Option<String>,
+    /// Password of the built-in `ops` user when a new store creates it [default: changeit].
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "STRATA_DEFAULT_OPS_PASSWORD",
+        hide_env_values = true
+    )]
+    default_ops_password: Option<String>,
     /// PEM file with the server's certificate chain (TLS is the default).
     #[arg(long, value_name = "FILE", env = "STRATA_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -98,6 +122,10 @@ struct FileConfig {
     segment_size_mib: Option<u64>,
     bind: Option<Vec<IpAddr>>,
     insecure: Option<bool>,
+    dev: Option<bool>,
+    allow_anonymous: Option<bool>,
+    default_admin_password: Option<String>,
+    default_ops_password: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
@@ -122,6 +150,12 @@ pub(crate) struct Resolved {
     pub(crate) segment_size_mib: u64,
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) insecure: bool,
+    pub(crate) dev: bool,
+    pub(crate) allow_anonymous: bool,
+    #[serde(skip)]
+    pub(crate) default_admin_password: String,
+    #[serde(skip)]
+    pub(crate) default_ops_password: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +210,16 @@ impl ServeArgs {
                 self.bind
             },
             insecure: self.insecure || file.insecure.unwrap_or(false),
+            dev: self.dev || file.dev.unwrap_or(false),
+            allow_anonymous: self.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+            default_admin_password: self
+                .default_admin_password
+                .or(file.default_admin_password)
+                .unwrap_or_else(|| strata_auth::DEFAULT_PASSWORD.to_owned()),
+            default_ops_password: self
+                .default_ops_password
+                .or(file.default_ops_password)
+                .unwrap_or_else(|| strata_auth::DEFAULT_PASSWORD.to_owned()),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             max_connections: self
@@ -262,6 +306,14 @@ impl Resolved {
         anyhow::ensure!(
             !(self.insecure && (self.tls_cert.is_some() || self.tls_key.is_some())),
             "insecure and tls_cert/tls_key exclude each other: serve with TLS or without"
+        );
+        anyhow::ensure!(
+            !(self.dev && (self.insecure || self.tls_cert.is_some())),
+            "dev makes its own certificate: it excludes insecure and tls_cert/tls_key"
+        );
+        anyhow::ensure!(
+            !(self.allow_anonymous && self.insecure),
+            "allow_anonymous applies with TLS; insecure serves without authentication at all"
         );
         anyhow::ensure!(
             self.tls_cert.is_some() == self.tls_key.is_some(),

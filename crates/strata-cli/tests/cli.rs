@@ -19,6 +19,8 @@ const FIGURES: &[&str] = &[
     "reopen_ms",
     "reopen_events",
     "memory_resident_bytes",
+    "auth_argon2id_verify_ms",
+    "auth_cached_verify_us",
     "memory_streams_total",
     "events_total",
     "machine_cores",

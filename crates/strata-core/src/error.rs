@@ -64,6 +64,10 @@ pub enum Error {
     #[error("the store is closed")]
     Closed,
 
+    /// The caller may not do this: a front end answers it as access denied.
+    #[error("access denied: {operation} on {stream}")]
+    AccessDenied { operation: String, stream: String },
+
     #[error("I/O error while {context}: {source}")]
     Io {
         context: String,

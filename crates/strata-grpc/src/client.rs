@@ -23,6 +23,7 @@
 
 mod batch_appender;
 mod connection_string;
+mod users;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use tonic::codegen::tokio_stream;
 use tonic::transport::{Channel, Endpoint};
 
 pub use self::batch_appender::BatchAppender;
+pub use self::users::{UserInfo, UsersAdmin};
 use crate::convert::{UuidFormat, event_id, stream_identifier, wire_uuid};
 use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::streams::append_req::options::ExpectedStreamRevision;

@@ -103,8 +103,18 @@ pub(crate) fn to_status(error: Error) -> Status {
         | Error::InvalidArgument { .. } => Status::invalid_argument(message),
         Error::Poisoned { .. } | Error::Closed => Status::unavailable(message),
         Error::Corrupt { .. } => Status::data_loss(message),
+        Error::AccessDenied { .. } => access_denied(),
         _ => Status::internal(message),
     }
+}
+
+/// Access refused, as the reference server answers it.
+pub(crate) fn access_denied() -> Status {
+    with_trailers(
+        Code::PermissionDenied,
+        "Access Denied".to_owned(),
+        &[("exception", "access-denied".into())],
+    )
 }
 
 /// A read of `$all` from a position that is not an event's, as the reference server
@@ -170,6 +180,11 @@ pub(crate) fn batch_error(error: &Error) -> rpc::Status {
                 message: error.to_string(),
             }
             .encode_to_vec(),
+        ),
+        Error::AccessDenied { .. } => (
+            rpc::Code::PermissionDenied,
+            "AccessDenied",
+            shared::AccessDenied {}.encode_to_vec(),
         ),
         _ => (
             rpc::Code::Internal,

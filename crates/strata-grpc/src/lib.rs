@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access;
 mod append;
 mod batch_append;
 #[cfg(test)]
@@ -38,11 +39,14 @@ mod read;
 mod read_answers;
 #[cfg(test)]
 mod read_tests;
+#[cfg(test)]
+mod security_tests;
 mod server_features;
 mod streams;
 mod subscribe;
 #[cfg(test)]
 mod test_server;
+mod users;
 
 use std::sync::Arc;
 
@@ -51,15 +55,20 @@ use strata_core::EventStore;
 pub use strata_persistent::PersistentLimits;
 use strata_persistent::PersistentSubscriptions;
 
+use strata_auth::Security;
+
+use crate::access::Access;
 use crate::gossip::{SingleNode, WithAuthority};
 use crate::persistent::PersistentService;
 use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
 use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
+use crate::proto::event_store::client::users::users_server::UsersServer;
 use crate::server_features::Features;
 use crate::streams::StreamsService;
 use crate::subscribe::SubscriptionSlots;
+use crate::users::UsersService;
 
 pub use crate::server_features::{KURRENTDB_COMPATIBLE_VERSION, STRATA_VERSION};
 pub use crate::subscribe::SUBSCRIPTIONS_MAX_DEFAULT;
@@ -93,6 +102,9 @@ pub struct GrpcOptions {
     pub subscriptions_max: usize,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
     pub persistent_limits: PersistentLimits,
+    /// Authentication and ACLs; `None` serves without them (insecure mode: every caller
+    /// may do everything, credentials are ignored).
+    pub security: Option<Arc<Security>>,
 }
 
 impl GrpcOptions {
@@ -101,6 +113,7 @@ impl GrpcOptions {
             advertised,
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
             persistent_limits: PersistentLimits::default(),
+            security: None,
         }
     }
 }
@@ -126,17 +139,24 @@ pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Service
 /// Like [`services`], with explicit options.
 pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Services {
     let store: Arc<dyn EventStore> = store;
+    let security = options
+        .security
+        .unwrap_or_else(|| Security::disabled(Arc::clone(&store)));
+    let access = Access::new(security);
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
     let manager = Arc::new(PersistentSubscriptions::with_limits(
         Arc::clone(&store),
         options.persistent_limits,
     ));
     let persistent_subscriptions = Arc::clone(&manager);
-    let persistent = PersistentSubscriptionsServer::new(PersistentService { manager })
-        .max_decoding_message_size(message_bytes_max)
-        .max_encoding_message_size(message_bytes_max);
+    let persistent = PersistentSubscriptionsServer::new(PersistentService {
+        manager,
+        access: access.clone(),
+    })
+    .max_decoding_message_size(message_bytes_max)
+    .max_encoding_message_size(message_bytes_max);
     let streams = StreamsServer::new(StreamsService {
-        store,
+        access: access.clone(),
         subscriptions: SubscriptionSlots::new(options.subscriptions_max),
     })
     .max_decoding_message_size(message_bytes_max)
@@ -144,6 +164,7 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     let routes = tonic::service::Routes::new(streams)
         .add_service(persistent)
         .add_service(ServerFeaturesServer::new(Features))
+        .add_service(UsersServer::new(UsersService { access }))
         .add_service(WithAuthority(GossipServer::new(SingleNode::new(
             options.advertised.address,
             options.advertised.port,

@@ -34,6 +34,11 @@ pub(crate) mod event_store {
             ));
         }
 
+        pub(crate) mod users {
+            #![allow(dead_code, clippy::all, reason = "generated")]
+            include!(concat!(env!("OUT_DIR"), "/event_store.client.users.rs"));
+        }
+
         pub(crate) mod gossip {
             #![allow(dead_code, clippy::all, reason = "generated")]
             include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));

@@ -36,6 +36,7 @@ pub(crate) fn supported_methods() -> SupportedMethods {
     // As the reference: every method of the service lists "stream" and "all" (the Rust
     // client refuses `$all` groups without "all").
     const SOURCES: &[&str] = &["stream", "all"];
+    const USERS: &str = "event_store.client.users.users";
     SupportedMethods {
         methods: vec![
             method(PERSISTENT, "create", SOURCES),
@@ -58,6 +59,14 @@ pub(crate) fn supported_methods() -> SupportedMethods {
                 &[],
             ),
             method("event_store.client.gossip.gossip", "read", &[]),
+            method(USERS, "create", &[]),
+            method(USERS, "update", &[]),
+            method(USERS, "delete", &[]),
+            method(USERS, "disable", &[]),
+            method(USERS, "enable", &[]),
+            method(USERS, "details", &[]),
+            method(USERS, "changepassword", &[]),
+            method(USERS, "resetpassword", &[]),
         ],
         event_store_server_version: KURRENTDB_COMPATIBLE_VERSION.to_owned(),
     }

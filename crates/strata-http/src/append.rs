@@ -87,7 +87,7 @@ pub(crate) async fn append(
     body: Body,
 ) -> Result<Json<AppendOut>, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.write(&stream)?;
+    access.write(&stream).await?;
     require_json(&headers)?;
     let body = read_body(&headers, body, state.options.body_bytes_max).await?;
     let request: AppendIn = parse_json(&body)?;

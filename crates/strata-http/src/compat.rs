@@ -195,7 +195,7 @@ async fn append_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(stream)?;
-    access.write(&stream)?;
+    access.write(&stream).await?;
     let expected = expected_version(headers)?;
     let body = read_body(headers, body, state.options.body_bytes_max).await?;
     let events = if content_type_is(headers, &EVENTS_MEDIA_TYPES) {
@@ -306,7 +306,7 @@ pub(crate) async fn delete(
 ) -> Response {
     let outcome = async {
         let stream = StreamName::new(&stream)?;
-        access.check(Operation::Delete(stream.as_str()))?;
+        access.check(Operation::Delete(stream.as_str())).await?;
         let expected = expected_version(&headers)?;
         if bool_header(&headers, "harddelete") {
             state
@@ -414,7 +414,7 @@ async fn feed(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(stream)?;
-    access.read(&stream)?;
+    access.read(&stream).await?;
     let options = ReadStreamOptions {
         direction,
         from,
@@ -520,7 +520,7 @@ pub(crate) async fn read_event(
 ) -> Response {
     let outcome = async {
         let stream = StreamName::new(&stream)?;
-        access.read(&stream)?;
+        access.read(&stream).await?;
         let from = event_number(&event)?;
         let options = ReadStreamOptions {
             direction: Direction::Backwards,

@@ -128,7 +128,7 @@ pub(crate) async fn messages(
     Query(query): Query<MessagesQuery>,
     access: Access,
 ) -> Result<axum::response::Response, ApiError> {
-    access.check(Operation::PersistentConsume(&stream))?;
+    access.check(Operation::PersistentConsume(&stream)).await?;
     let source = source(&stream)?;
     let count = query.count.unwrap_or(1);
     if count == 0 || count > MESSAGES_MAX {
@@ -217,7 +217,7 @@ pub(crate) async fn ack(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    access.check(Operation::PersistentConsume(&stream))?;
+    access.check(Operation::PersistentConsume(&stream)).await?;
     let source = source(&stream)?;
     require_json(&headers)?;
     let body = read_body(&headers, body, state.options.body_bytes_max).await?;
@@ -248,7 +248,7 @@ pub(crate) async fn nack(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    access.check(Operation::PersistentConsume(&stream))?;
+    access.check(Operation::PersistentConsume(&stream)).await?;
     let source = source(&stream)?;
     require_json(&headers)?;
     let body = read_body(&headers, body, state.options.body_bytes_max).await?;

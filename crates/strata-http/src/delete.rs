@@ -49,7 +49,7 @@ pub(crate) async fn delete_stream(
     access: Access,
 ) -> Result<Json<DeleteOut>, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.check(Operation::Delete(stream.as_str()))?;
+    access.check(Operation::Delete(stream.as_str())).await?;
     let expected = parse_expected(query.expected_revision.as_deref())?;
     let result = match query.mode.as_deref() {
         None | Some("soft") => state.store.delete_stream(&stream, expected).await?,

@@ -49,7 +49,6 @@ mod state;
 mod subscribe;
 mod time;
 
-pub use access::{AccessError, AllowAll, Authorizer, Operation, Principal};
 pub use metered::MeteredStore;
 pub use metrics::{Metrics, instrument};
 pub use openapi::openapi_document;

@@ -68,7 +68,9 @@ pub(crate) async fn get_metadata(
     access: Access,
 ) -> Result<Json<MetadataOut>, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.check(Operation::MetadataRead(stream.as_str()))?;
+    access
+        .check(Operation::MetadataRead(stream.as_str()))
+        .await?;
     let versioned = state.store.stream_metadata(&stream).await?;
     let json = String::from_utf8(versioned.metadata.to_json())
         .map_err(|_| ApiError::bad_request("stored metadata is not UTF-8"))?;
@@ -105,7 +107,9 @@ pub(crate) async fn set_metadata(
     body: Body,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.check(Operation::MetadataWrite(stream.as_str()))?;
+    access
+        .check(Operation::MetadataWrite(stream.as_str()))
+        .await?;
     require_json(&headers)?;
     let expected = parse_expected(query.expected_revision.as_deref())?;
     let body = read_body(&headers, body, state.options.body_bytes_max).await?;

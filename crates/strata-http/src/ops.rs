@@ -126,7 +126,7 @@ pub(crate) async fn stats(
     State(state): State<AppState>,
     access: Access,
 ) -> Result<Json<Stats>, ApiError> {
-    access.check(Operation::Statistics)?;
+    access.check(Operation::Statistics).await?;
     let last_position = state
         .store
         .last_position()
@@ -155,7 +155,7 @@ pub(crate) async fn metrics(
     State(state): State<AppState>,
     access: Access,
 ) -> Result<Response, ApiError> {
-    access.check(Operation::Statistics)?;
+    access.check(Operation::Statistics).await?;
     if let Ok(groups) = state.persistent.list(None).await {
         state.metrics.set_persistent(&groups);
     }

@@ -210,7 +210,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = source(&stream)?;
     let settings_in = settings_body(&state, &headers, body).await?;
     let defaults = GroupSettings {
@@ -245,7 +245,7 @@ pub(crate) async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = source(&stream)?;
     let settings_in = settings_body(&state, &headers, body).await?;
     if settings_in.filter.is_some() {
@@ -276,7 +276,7 @@ pub(crate) async fn delete(
     Path((stream, group)): Path<(String, String)>,
     access: Access,
 ) -> Result<StatusCode, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = source(&stream)?;
     state.persistent.delete(&source, &group).await?;
     state.consumers.forget(&source, &group);
@@ -299,7 +299,7 @@ pub(crate) async fn info(
     Path((stream, group)): Path<(String, String)>,
     access: Access,
 ) -> Result<Json<GroupOut>, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = source(&stream)?;
     Ok(Json(state.persistent.info(&source, &group).await?.into()))
 }
@@ -328,7 +328,7 @@ pub(crate) async fn list(
     Query(query): Query<ListQuery>,
     access: Access,
 ) -> Result<Json<Vec<GroupOut>>, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = query.stream.as_deref().map(source).transpose()?;
     let groups = state.persistent.list(source.as_ref()).await?;
     Ok(Json(groups.into_iter().map(GroupOut::from).collect()))
@@ -359,7 +359,7 @@ pub(crate) async fn replay_parked(
     Query(query): Query<ReplayQuery>,
     access: Access,
 ) -> Result<StatusCode, ApiError> {
-    access.check(Operation::PersistentManage)?;
+    access.check(Operation::PersistentManage).await?;
     let source = source(&stream)?;
     state
         .persistent

@@ -197,7 +197,7 @@ pub(crate) async fn read_stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.read(&stream)?;
+    access.read(&stream).await?;
     let ndjson = wants_ndjson(&headers);
     let direction = parse_direction(query.direction.as_deref())?;
     let from = parse_from(query.from.as_deref(), direction)?;
@@ -342,7 +342,7 @@ pub(crate) async fn read_all(
     access: Access,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    access.check(crate::access::Operation::Read("$all"))?;
+    access.check(crate::access::Operation::Read("$all")).await?;
     let ndjson = wants_ndjson(&headers);
     let direction = parse_direction(query.direction.as_deref())?;
     let from = parse_from(query.from.as_deref(), direction)?;

@@ -11,7 +11,6 @@ use axum::routing::{get, post, put};
 use strata_core::EventStore;
 use strata_persistent::PersistentSubscriptions;
 
-use crate::access::{AllowAll, Authorizer};
 use crate::consume::HttpConsumers;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -55,7 +54,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) persistent: Arc<PersistentSubscriptions>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) security: Arc<strata_auth::Security>,
     pub(crate) options: HttpOptions,
     pub(crate) consumers: HttpConsumers,
     pub(crate) subscriptions: Arc<tokio::sync::Semaphore>,
@@ -79,11 +78,11 @@ impl HttpApi {
         let subscriptions = Arc::new(tokio::sync::Semaphore::new(options.subscriptions_max));
         Self {
             shared: Shared {
+                security: strata_auth::Security::disabled(Arc::clone(&store)),
                 store,
                 consumers: HttpConsumers::new(Arc::clone(&persistent)),
                 persistent,
                 metrics,
-                authorizer: Arc::new(AllowAll),
                 options,
                 subscriptions,
                 started: Instant::now(),
@@ -91,9 +90,10 @@ impl HttpApi {
         }
     }
 
-    /// Authenticates and authorizes every request through `authorizer`.
-    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
-        self.shared.authorizer = authorizer;
+    /// Authenticates and authorizes every request with `security` (users and ACLs), as
+    /// the gRPC front end does.
+    pub fn with_security(mut self, security: Arc<strata_auth::Security>) -> Self {
+        self.shared.security = security;
         self
     }
 

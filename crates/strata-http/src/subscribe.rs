@@ -156,7 +156,7 @@ pub(crate) async fn subscribe_stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(&stream)?;
-    access.read(&stream)?;
+    access.read(&stream).await?;
     let from = start(
         query.from.as_deref(),
         query.after,
@@ -199,7 +199,7 @@ pub(crate) async fn subscribe_all(
     access: Access,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    access.check(Operation::Read("$all"))?;
+    access.check(Operation::Read("$all")).await?;
     let from = start(
         query.from.as_deref(),
         query.after,
@@ -239,7 +239,7 @@ pub(crate) async fn subscribe_category(
     access: Access,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    access.check(Operation::Read("$all"))?;
+    access.check(Operation::Read("$all")).await?;
     if category.is_empty() || category.contains('-') {
         return Err(ApiError::bad_request(
             "a category is a non-empty name without '-'",

@@ -61,6 +61,11 @@ pub(crate) fn from_client(error: kurrentdb::Error) -> Error {
         kurrentdb::Error::Grpc { code, message } if code as i32 == INVALID_ARGUMENT => {
             invalid_argument(message)
         }
+        // The client folds UNAUTHENTICATED and PERMISSION_DENIED into one error.
+        kurrentdb::Error::AccessDenied => Error::AccessDenied {
+            operation: "the call".to_owned(),
+            stream: "(as the server answered)".to_owned(),
+        },
         // How the server (as the reference server) answers a read of `$all` from a position
         // that is not an event's: `UNKNOWN`, "Unexpected [Filtered]ReadAllResult:
         // InvalidPosition".

@@ -17,6 +17,9 @@
 //! # }
 //! ```
 //!
+//! Credentials in the connection string (`kurrentdb://USER:PASSWORD@HOST:PORT`) are sent
+//! with every call; a call the server refuses is [`strata_core::Error::AccessDenied`].
+//!
 //! How the contract maps onto the wire (each choice is explained where it is made):
 //! - `stream_state` is the protocol's own concurrency check: an append of no events with an
 //!   expected revision no stream can have, answered with the stream's actual state.

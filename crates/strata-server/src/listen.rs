@@ -43,9 +43,9 @@ pub struct ServeConfig {
     pub persistent_limits: strata_grpc::PersistentLimits,
     /// The HTTP API's options (its `store_kind` is taken from the field above).
     pub http: strata_http::HttpOptions,
-    /// Authentication and access checks of the HTTP API; `None` allows everything (the
-    /// insecure mode).
-    pub authorizer: Option<Arc<dyn strata_http::Authorizer>>,
+    /// Authentication and ACLs (users are created at first start); `None` serves without
+    /// them, as KurrentDB's insecure mode does.
+    pub security: Option<strata_auth::SecurityOptions>,
 }
 
 impl Default for ServeConfig {
@@ -64,7 +64,7 @@ impl Default for ServeConfig {
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
             http: strata_http::HttpOptions::default(),
-            authorizer: None,
+            security: None,
         }
     }
 }
@@ -84,6 +84,8 @@ pub enum ServeError {
     NoAddress,
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot set up users and ACLs: {0}")]
+    Security(#[from] strata_auth::AuthError),
     #[error("serving on {address} failed: {source}")]
     Serve {
         address: SocketAddr,
@@ -102,7 +104,9 @@ pub struct Server {
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
     http: strata_http::HttpOptions,
-    authorizer: Option<Arc<dyn strata_http::Authorizer>>,
+    security: Option<strata_auth::SecurityOptions>,
+    /// Users and ACLs once set up ([`Server::secure`]).
+    secured: Option<Arc<strata_auth::Security>>,
 }
 
 impl Server {
@@ -130,7 +134,8 @@ impl Server {
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
             http: config.http.clone(),
-            authorizer: config.authorizer.clone(),
+            security: config.security.clone(),
+            secured: None,
         })
     }
 
@@ -138,8 +143,29 @@ impl Server {
         &self.local_addrs
     }
 
+    /// Sets up users and ACLs over `store` when the configuration asks for them (creating
+    /// the built-in users and default settings in a new store), so a caller can do it before
+    /// announcing that the server is ready. [`Server::run`] does it otherwise.
+    ///
+    /// # Errors
+    /// [`ServeError::Security`] when those streams cannot be read or written.
+    pub async fn secure(
+        &mut self,
+        store: Arc<dyn EventStore>,
+    ) -> Result<Option<Arc<strata_auth::Security>>, ServeError> {
+        if self.secured.is_none()
+            && let Some(options) = self.security.take()
+        {
+            self.secured = Some(strata_auth::Security::enabled(store, options).await?);
+        }
+        Ok(self.secured.clone())
+    }
+
     /// The gRPC front end's options; logs what is served.
-    fn grpc_options(&self) -> strata_grpc::GrpcOptions {
+    fn grpc_options(
+        &self,
+        security: Option<Arc<strata_auth::Security>>,
+    ) -> strata_grpc::GrpcOptions {
         tracing::info!(
             strata_version = strata_grpc::STRATA_VERSION,
             kurrentdb_compatible_version = strata_grpc::KURRENTDB_COMPATIBLE_VERSION,
@@ -150,6 +176,7 @@ impl Server {
         strata_grpc::GrpcOptions {
             subscriptions_max: self.subscriptions_max,
             persistent_limits: self.persistent_limits,
+            security,
             ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
                 advertised.ip().to_string(),
                 advertised.port(),
@@ -161,16 +188,20 @@ impl Server {
     /// period.
     ///
     /// # Errors
-    /// [`ServeError::Serve`] when a listener fails.
+    /// [`ServeError::Serve`] when a listener fails; [`ServeError::Security`] when the
+    /// built-in users or settings cannot be read or written.
     pub async fn run<S: EventStore>(
-        self,
+        mut self,
         store: Arc<S>,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let shared: Arc<dyn EventStore> = store.clone();
+        let security = self.secure(shared).await?;
         let metrics = Arc::new(strata_http::Metrics::new());
         // Both front ends count what they read and write through the same store.
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
-        let services = strata_grpc::services_with(Arc::clone(&store), self.grpc_options());
+        let services =
+            strata_grpc::services_with(Arc::clone(&store), self.grpc_options(security.clone()));
         let persistent_subscriptions = services.persistent_subscriptions;
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
@@ -183,8 +214,8 @@ impl Server {
             Arc::clone(&metrics),
             http_options,
         );
-        if let Some(authorizer) = self.authorizer.clone() {
-            http = http.with_authorizer(authorizer);
+        if let Some(security) = security {
+            http = http.with_security(security);
         }
         let router = services
             .routes
@@ -255,7 +286,7 @@ async fn serve_tls(
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = quick_ack::accept(&listener) => accepted,
             _ = stopped.wait_for(|&stop| stop) => break,
         };
@@ -275,6 +306,8 @@ async fn serve_tls(
                 Admission::Refuse(refusing) => return limit.refuse(stream, refusing).await,
                 Admission::Close => return,
             };
+            // Failed logins are slowed down per address (strata-auth reads it).
+            let router = router.layer(axum::Extension(strata_auth::SourceAddress(peer.ip())));
             let service = TowerToHyperService::new(router);
             let connection = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

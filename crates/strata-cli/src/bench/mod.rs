@@ -4,6 +4,7 @@
 
 mod append_batched;
 mod append_single;
+mod auth;
 mod baseline;
 mod data_dir;
 mod grpc;
@@ -218,6 +219,7 @@ async fn run_phases(
     let read_stream =
         read_stream::run(&store, &fixture, args.stream_reads, args.read_tasks).await?;
     let reopen = reopen::run(store, dir, config, events_total).await?;
+    let auth = auth::run(dir).await?;
     Ok(BenchReport {
         shape: WorkloadShape {
             durability: args.durability.name(),
@@ -236,6 +238,7 @@ async fn run_phases(
         read_stream,
         memory,
         reopen,
+        auth,
         events_total,
     })
 }

@@ -35,6 +35,7 @@ pub(crate) struct BenchReport {
     pub(crate) read_stream: StreamReads,
     pub(crate) memory: MemoryUse,
     pub(crate) reopen: Reopen,
+    pub(crate) auth: super::auth::AuthCost,
     pub(crate) events_total: u64,
 }
 
@@ -84,6 +85,8 @@ impl BenchReport {
             "reopen_events": self.reopen.events,
             "memory_streams_total": self.memory.streams_total,
             "memory_resident_bytes": self.memory.resident_bytes,
+            "auth_argon2id_verify_ms": round3(self.auth.argon2id_verify.as_secs_f64() * 1_000.0),
+            "auth_cached_verify_us": round3(micros(self.auth.cached_verify)),
         })
     }
 
@@ -217,6 +220,18 @@ impl BenchReport {
                     "whole bench process, store of {} streams",
                     group(self.memory.streams_total as f64)
                 ),
+            ),
+            row(
+                "auth_argon2id_verify_ms",
+                format!("{:.1}", self.auth.argon2id_verify.as_secs_f64() * 1_000.0),
+                "",
+                "one login not in the cache".to_owned(),
+            ),
+            row(
+                "auth_cached_verify_us",
+                format!("{:.2}", micros(self.auth.cached_verify)),
+                "",
+                "every later call of the same user".to_owned(),
             ),
         ]
     }

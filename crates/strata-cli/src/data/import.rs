@@ -3,7 +3,12 @@
 //! expected revision is the revision before its first event, so running an import again
 //! re-sends the same ids at the same place and the store recognises them (idempotent
 //! appends) instead of writing them twice.
+//!
+//! Users and default ACLs (`strata_auth::is_security_stream`) that the target already has
+//! are kept: their streams are not written, except that users the target lacks are added to
+//! its `$users` list (their own `$user-<login>` streams import as usual).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -72,6 +77,8 @@ struct Tally {
     tombstones: u64,
     /// Events of streams the target has tombstoned (a re-run after a tombstone line).
     skipped: u64,
+    /// Events of the target's own users and settings left as they were.
+    kept: u64,
 }
 
 pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
@@ -91,6 +98,8 @@ pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
         open: &open,
         pending: None,
         tally: Tally::default(),
+        kept_streams: HashMap::new(),
+        target_logins: None,
     };
     let result = importer.lines(BufReader::with_capacity(1 << 20, file), &args.file, &bar);
     bar.finish_and_clear();
@@ -111,6 +120,12 @@ pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if tally.kept > 0 {
+        eprintln!(
+            "kept the target's own users and settings: {} events of those streams in the              file were not written",
+            tally.kept
+        );
+    }
     Ok(())
 }
 
@@ -118,6 +133,10 @@ struct Importer<'a> {
     open: &'a OpenStore,
     pending: Option<Batch>,
     tally: Tally,
+    /// For each users-or-settings stream seen: whether the target had it before the import.
+    kept_streams: HashMap<StreamName, bool>,
+    /// The logins in the target's `$users`, read when first needed.
+    target_logins: Option<HashSet<String>>,
 }
 
 impl Importer<'_> {
@@ -178,6 +197,12 @@ impl Importer<'_> {
                     );
                 }
             };
+            if strata_auth::is_security_stream(stream.as_str()) && self.keeps(&stream)? {
+                if let Imported::Event(event) = imported {
+                    self.add_user_to_target_list(&stream, event)?;
+                }
+                continue;
+            }
             match imported {
                 Imported::Event(event) => self.add(event, stream, number)?,
                 Imported::Tombstone { .. } => {
@@ -210,6 +235,68 @@ impl Importer<'_> {
             size_bytes: imported.event.size_bytes(),
             events: vec![imported.event],
         });
+        Ok(())
+    }
+
+    /// Whether `stream` (users or settings) is the target's own, decided when first seen:
+    /// before this import wrote anything to it.
+    fn keeps(&mut self, stream: &StreamName) -> anyhow::Result<bool> {
+        if let Some(kept) = self.kept_streams.get(stream) {
+            return Ok(*kept);
+        }
+        self.flush()?;
+        let state = self
+            .open
+            .block_on(self.open.store.stream_state(stream))
+            .map_err(explain)?;
+        let kept = state != StreamState::NoStream;
+        self.kept_streams.insert(stream.clone(), kept);
+        Ok(kept)
+    }
+
+    /// A `$User` entry of the file's `$users` whose login the target does not list yet is
+    /// added to the target's list; every other event of a kept stream is left out.
+    fn add_user_to_target_list(
+        &mut self,
+        stream: &StreamName,
+        imported: ImportedEvent,
+    ) -> anyhow::Result<()> {
+        let event = imported.event;
+        let login = String::from_utf8_lossy(&event.data).into_owned();
+        if stream.as_str() != strata_auth::USERS_STREAM
+            || event.event_type != strata_auth::USER_EVENT_TYPE
+        {
+            self.tally.kept += 1;
+            return Ok(());
+        }
+        if self.target_logins.is_none() {
+            let listed = self
+                .open
+                .block_on(
+                    self.open
+                        .store
+                        .read_stream(stream, strata_core::ReadStreamOptions::forwards()),
+                )
+                .map_err(explain)?
+                .into_events()
+                .into_iter()
+                .map(|event| String::from_utf8_lossy(&event.data).into_owned())
+                .collect();
+            self.target_logins = Some(listed);
+        }
+        let logins = self.target_logins.get_or_insert_with(HashSet::new);
+        if !logins.insert(login) {
+            self.tally.kept += 1;
+            return Ok(());
+        }
+        self.open
+            .block_on(
+                self.open
+                    .store
+                    .append(stream, ExpectedRevision::Any, vec![event]),
+            )
+            .map_err(explain)?;
+        self.tally.events += 1;
         Ok(())
     }
 

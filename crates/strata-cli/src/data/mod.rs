@@ -34,6 +34,33 @@ const DISCOVERY_INTERVAL_MS: u64 = 50;
 
 /// The environment variable that names a server when `--server` is not given.
 const SERVER_ENV: &str = "STRATA_SERVER";
+/// The login and password sent to a server whose URL carries none.
+const USER_ENV: &str = "STRATA_USER";
+const PASSWORD_ENV: &str = "STRATA_PASSWORD";
+
+/// Credentials from `STRATA_USER` / `STRATA_PASSWORD`, when both are set and not empty.
+pub(crate) fn credentials_from_env() -> Option<(String, String)> {
+    let user = std::env::var(USER_ENV)
+        .ok()
+        .filter(|user| !user.is_empty())?;
+    let password = std::env::var(PASSWORD_ENV).unwrap_or_default();
+    Some((user, password))
+}
+
+/// `url` with the credentials of the environment when it carries none of its own.
+pub(crate) fn with_env_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return url.to_owned();
+    }
+    match credentials_from_env() {
+        Some((user, password)) => format!("{scheme}://{user}:{password}@{rest}"),
+        None => url.to_owned(),
+    }
+}
 
 /// A mistake in what the user gave (not in the store): `main` exits with code 2.
 #[derive(Debug)]
@@ -61,8 +88,10 @@ pub(crate) struct StoreArgs {
     /// Directory of a store, opened directly (no server may hold it).
     #[arg(long, value_name = "DIR", conflicts_with = "server")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// A running server, e.g. kdb://127.0.0.1:2113?tls=false. Default: the environment
-    /// variable STRATA_SERVER, when --data-dir is not given.
+    /// A running server, e.g. kdb://127.0.0.1:2113?tls=false, or
+    /// kurrentdb://USER:PASSWORD@HOST:2113?tlsCaFile=CA.pem. Default: the environment
+    /// variable STRATA_SERVER, when --data-dir is not given. Credentials not in the URL come
+    /// from STRATA_USER and STRATA_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub(crate) server: Option<String>,
 }
@@ -130,12 +159,12 @@ impl OpenStore {
                 })
             }
             Place::Server(url) => {
-                let store =
-                    match runtime.block_on(RemoteStore::connect(&with_quick_discovery(&url))) {
-                        Ok(store) => store,
-                        Err(error @ ConnectError::InvalidUrl { .. }) => usage_bail!("{error}"),
-                        Err(error) => return Err(error).context("cannot reach the server"),
-                    };
+                let connect_url = with_quick_discovery(&with_env_credentials(&url));
+                let store = match runtime.block_on(RemoteStore::connect(&connect_url)) {
+                    Ok(store) => store,
+                    Err(error @ ConnectError::InvalidUrl { .. }) => usage_bail!("{error}"),
+                    Err(error) => return Err(error).context("cannot reach the server"),
+                };
                 Ok(OpenStore {
                     store: Arc::new(store),
                     engine: None,

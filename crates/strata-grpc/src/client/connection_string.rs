@@ -12,9 +12,66 @@ pub(super) struct Target {
     pub(super) uri: String,
 }
 
+/// Where to connect, TLS allowed: the URI of one node, the CA to trust, and the credentials.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SecureTarget {
+    /// `https://HOST:PORT`, or `http://HOST:PORT` with `tls=false`.
+    pub(super) uri: String,
+    pub(super) host: String,
+    /// `tlsCaFile`: a PEM file of the CA that signed the server's certificate.
+    pub(super) tls_ca_file: Option<String>,
+    /// `USER:PASSWORD@` of the connection string.
+    pub(super) credentials: Option<(String, String)>,
+}
+
+/// Parses a connection string naming one node, over TLS (the default) or not.
+pub(super) fn parse_secure(url: &str) -> Result<SecureTarget, ClientError> {
+    let plain = parse_node(url)?;
+    let (_, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let credentials = authority
+        .trim_end_matches('/')
+        .rsplit_once('@')
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(user, password)| (user.to_owned(), password.to_owned()));
+    let tls_ca_file = query
+        .split('&')
+        .filter_map(|setting| setting.split_once('='))
+        .find(|(key, _)| key.eq_ignore_ascii_case("tlsCaFile"))
+        .map(|(_, value)| value.to_owned());
+    let tls = plain.tls;
+    let uri = if tls {
+        plain.uri.replacen("http://", "https://", 1)
+    } else {
+        plain.uri
+    };
+    Ok(SecureTarget {
+        uri,
+        host: plain.host,
+        tls_ca_file,
+        credentials,
+    })
+}
+
+struct Node {
+    uri: String,
+    host: String,
+    tls: bool,
+}
+
 /// Parses a connection string naming one node with `tls=false`. Credentials are ignored
-/// (`strata serve` has no authentication); settings other than `tls` are ignored.
+/// (the bench client sends none); settings other than `tls` are ignored.
 pub(super) fn parse(url: &str) -> Result<Target, ClientError> {
+    let node = parse_node(url)?;
+    if node.tls {
+        return Err(ClientError::TlsUnsupported {
+            url: url.to_owned(),
+        });
+    }
+    Ok(Target { uri: node.uri })
+}
+
+fn parse_node(url: &str) -> Result<Node, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -47,13 +104,14 @@ pub(super) fn parse(url: &str) -> Result<Target, ClientError> {
     }
     let (host, port) =
         host_and_port(hosts).ok_or_else(|| invalid("the host or port is invalid"))?;
-    if tls_wanted(query).map_err(|reason| invalid(&reason))? {
-        return Err(ClientError::TlsUnsupported {
-            url: url.to_owned(),
-        });
-    }
-    Ok(Target {
+    let tls = tls_wanted(query).map_err(|reason| invalid(&reason))?;
+    Ok(Node {
         uri: format!("http://{host}:{port}"),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        tls,
     })
 }
 
@@ -134,6 +192,23 @@ mod tests {
         }
         let message = parse("kdb://localhost:2113").unwrap_err().to_string();
         assert!(message.contains("tls=false"), "{message}");
+    }
+
+    #[test]
+    fn secure_targets_carry_the_ca_file_and_credentials() {
+        let target =
+            parse_secure("kurrentdb://admin:changeit@localhost:2113?tlsCaFile=/tmp/ca.pem")
+                .expect("parses");
+        assert_eq!(target.uri, "https://localhost:2113");
+        assert_eq!(target.host, "localhost");
+        assert_eq!(target.tls_ca_file.as_deref(), Some("/tmp/ca.pem"));
+        assert_eq!(
+            target.credentials,
+            Some(("admin".to_owned(), "changeit".to_owned()))
+        );
+        let plain = parse_secure("kdb://127.0.0.1:2113?tls=false").expect("parses");
+        assert_eq!(plain.uri, "http://127.0.0.1:2113");
+        assert_eq!(plain.credentials, None);
     }
 
     #[test]

@@ -8,16 +8,17 @@ use std::sync::Arc;
 
 use futures::future::Either;
 use futures::stream::{self, StreamExt as _};
-use strata_core::RecordedEvent;
+use strata_core::{RecordedEvent, StreamName};
 use strata_persistent::{
     CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, PersistentEvent,
-    PersistentSubscriptions,
+    PersistentSubscriptions, SubscriptionSource,
 };
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::{Access, auth_status};
 use crate::convert::{
     UuidFormat, event_id, invalid, stream_identifier, system_metadata, wire_uuid,
 };
@@ -46,8 +47,10 @@ type Answers = mpsc::Sender<Result<Vec<ReadResp>, Status>>;
 
 pub(crate) async fn read(
     manager: &Arc<PersistentSubscriptions>,
+    access: &Access,
     request: Request<Streaming<ReadReq>>,
 ) -> Result<Response<ReadAnswers>, Status> {
+    let principal = access.principal(&request).await?;
     let connection_name = request
         .metadata()
         .get("connection-name")
@@ -67,6 +70,20 @@ pub(crate) async fn read(
         Some(StreamOption::All(Empty {})) => source(None, true)?,
         None => return Err(invalid("the request names neither a stream nor $all")),
     };
+    let read_stream = match &subscription_source {
+        SubscriptionSource::Stream(stream) => stream.clone(),
+        SubscriptionSource::All => {
+            StreamName::new(strata_auth::ALL_STREAM).map_err(|error| invalid(error.to_string()))?
+        }
+    };
+    if principal.is_anonymous() && access.security().is_enabled() {
+        return Err(crate::errors::access_denied());
+    }
+    access
+        .security()
+        .authorize(&principal, strata_auth::StreamOperation::Read, &read_stream)
+        .await
+        .map_err(auth_status)?;
     let group = group_name(options.group_name)?;
     let format = match options.uuid_option.and_then(|option| option.content) {
         Some(uuid_option::Content::String(Empty {})) => UuidFormat::String,
