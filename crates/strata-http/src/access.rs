@@ -58,8 +58,19 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    /// Checks one operation.
+    /// Checks one operation. A refusal of an anonymous caller is 401 (log in and try again);
+    /// of a known user, 403.
     pub(crate) async fn check(&self, operation: Operation<'_>) -> Result<(), ApiError> {
+        self.check_as_principal(operation).await.map_err(|error| {
+            if self.principal.is_anonymous() && error.status == StatusCode::FORBIDDEN {
+                ApiError::from(AuthError::BadCredentials)
+            } else {
+                error
+            }
+        })
+    }
+
+    async fn check_as_principal(&self, operation: Operation<'_>) -> Result<(), ApiError> {
         let stream_check =
             |operation: StreamOperation, stream: &str| (operation, stream.to_owned());
         let (operation, stream) = match operation {

@@ -1,5 +1,6 @@
 //! The HTTP API end to end: a real server on a free loopback port, driven with reqwest.
 
+mod auth;
 mod compat;
 mod ops;
 mod persistent;

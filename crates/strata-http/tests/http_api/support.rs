@@ -57,14 +57,30 @@ pub async fn start() -> Running {
     start_with(HttpOptions::default()).await
 }
 
+/// A server with users and ACLs on (the built-in `admin` and `ops`, password `changeit`).
+pub async fn start_secured() -> Running {
+    start_config(ServeConfig {
+        security: Some(strata_auth::SecurityOptions::default()),
+        ..ServeConfig::default()
+    })
+    .await
+}
+
 pub async fn start_with(http: HttpOptions) -> Running {
+    start_config(ServeConfig {
+        http,
+        ..ServeConfig::default()
+    })
+    .await
+}
+
+async fn start_config(config: ServeConfig) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
     let server = Server::bind(&ServeConfig {
         bind: vec![Ipv4Addr::LOCALHOST.into()],
         port: 0,
-        http,
-        ..ServeConfig::default()
+        ..config
     })
     .await
     .unwrap();
