@@ -24,7 +24,12 @@ pub(crate) struct ServeArgs {
     data_dir: Option<PathBuf>,
     /// Keep the events in PostgreSQL instead of --data-dir: postgres://USER@HOST[:PORT]/DB.
     /// Several servers may share one database (and schema).
-    #[arg(long, value_name = "URL", env = "STRATA_STORE")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "STRATA_STORE",
+        conflicts_with = "data_dir"
+    )]
     store: Option<String>,
     /// With --store: the schema holding Strata's tables (created when absent) [default: public].
     #[arg(long, value_name = "NAME", env = "STRATA_STORE_SCHEMA")]
@@ -186,6 +191,11 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        anyhow::ensure!(
+            !((self.data_dir.is_some() || file.data_dir.is_some())
+                && (self.store.is_some() || file.store.is_some())),
+            "data_dir and store exclude each other: keep the events on local disk or in PostgreSQL"
+        );
         let defaults = strata_server::ServeConfig::default();
         let http_defaults = strata_http::HttpOptions::default();
         let persistent_defaults = strata_grpc::PersistentLimits::default();

@@ -300,8 +300,10 @@ fn ndjson_stream(
                     match state.store.read_stream(&stream, cursor.options).await {
                         Ok(slice) => slice.into_events(),
                         Err(error) => {
+                            // Ending the body with an error tells the client it is cut short.
                             tracing::warn!(%stream, %error, "NDJSON read stopped");
-                            return None;
+                            cursor.sent = count;
+                            return Some((Err(std::io::Error::other(error.to_string())), cursor));
                         }
                     }
                 }
@@ -410,8 +412,13 @@ fn ndjson_all(
                         match state.store.read_all(cursor.options.clone()).await {
                             Ok(slice) => slice,
                             Err(error) => {
+                                // Ending the body with an error tells the client it is cut short.
                                 tracing::warn!(%error, "NDJSON read of $all stopped");
-                                return None;
+                                cursor.done = true;
+                                return Some((
+                                    Err(std::io::Error::other(error.to_string())),
+                                    cursor,
+                                ));
                             }
                         }
                     }
