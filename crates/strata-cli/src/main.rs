@@ -8,6 +8,7 @@ mod data;
 mod progress;
 mod repair;
 mod serve;
+mod serve_config;
 mod user;
 mod verify;
 
@@ -26,7 +27,10 @@ struct Cli {
 enum Command {
     /// Serve the store over the KurrentDB gRPC protocol (and HTTP) on one port.
     #[command(after_help = "Example:\n  strata serve --insecure\n  \
-        strata serve --data-dir /var/lib/strata --tls-cert node.crt --tls-key node.key\n\n\
+        strata serve --data-dir /var/lib/strata --tls-cert node.crt --tls-key node.key\n  \
+        strata serve --config strata.toml --print-config\n\n\
+        Every option can also come from a STRATA_* environment variable or the --config file\n\
+        (precedence: flags, environment, file, defaults); docs/CONFIG.md lists every key.\n\n\
         With TLS, clients connect with `kurrentdb://localhost:2113` and trust the certificate's CA;\n\
         with --insecure, with `kurrentdb://localhost:2113?tls=false`. SIGINT or SIGTERM stop the\n\
         server after in-flight appends finish.")]

@@ -2,99 +2,49 @@
 //! PostgreSQL with `--store postgres://...`.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Args;
 use strata_core::EventStore;
 use strata_engine::{Config, Store};
 use strata_postgres::{PostgresConfig, PostgresStore};
 use strata_server::{ServeConfig, Server, TlsFiles};
 
-#[derive(Args)]
-pub(crate) struct ServeArgs {
-    /// Directory of the store (created if absent).
-    #[arg(long, value_name = "DIR", default_value = "./strata-data")]
-    data_dir: PathBuf,
-    /// Keep the events in PostgreSQL instead of --data-dir: postgres://USER@HOST[:PORT]/DB.
-    /// Several servers may share one database (and schema).
-    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
-    store: Option<String>,
-    /// With --store: the schema holding Strata's tables (created when absent).
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "public",
-        requires = "store"
-    )]
-    store_schema: String,
-    /// Port for gRPC and HTTP; 0 picks a free one.
-    #[arg(long, default_value_t = 2113)]
-    port: u16,
-    /// Size of each new segment file of the log, in MiB (at least 17: one 16 MiB event must
-    /// fit). Fixed when the store is created; an existing store keeps its own.
-    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(17..=4095))]
-    segment_size_mib: u64,
-    /// Address to listen on (repeatable); default: 127.0.0.1 and ::1.
-    #[arg(long, value_name = "ADDR")]
-    bind: Vec<IpAddr>,
-    /// Serve without TLS (HTTP/2 with prior knowledge) and without authentication: every
-    /// caller may do everything; clients add `?tls=false`.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
-    insecure: bool,
-    /// TLS with a self-signed certificate generated into the data directory, users and
-    /// ACLs on; prints a connection string. For trying Strata out securely on one machine.
-    #[arg(long, conflicts_with_all = ["insecure", "tls_cert", "tls_key"])]
-    dev: bool,
-    /// With TLS: let callers without credentials do what ACLs grant to `$all` (off by
-    /// default, as in KurrentDB since 23.10).
-    #[arg(long, conflicts_with = "insecure")]
-    allow_anonymous: bool,
-    /// Password of the built-in `admin` user when a new store creates it.
-    #[arg(long, value_name = "PASSWORD", env = "STRATA_DEFAULT_ADMIN_PASSWORD", default_value = strata_auth::DEFAULT_PASSWORD, hide_env_values = true)]
-    default_admin_password: String,
-    /// Password of the built-in `ops` user when a new store creates it.
-    #[arg(long, value_name = "PASSWORD", env = "STRATA_DEFAULT_OPS_PASSWORD", default_value = strata_auth::DEFAULT_PASSWORD, hide_env_values = true)]
-    default_ops_password: String,
-    /// PEM file with the server's certificate chain (TLS is the default).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM file with the server's private key.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Connections open at once (all addresses together); one more is answered
-    /// UNAVAILABLE (gRPC) or 503 (HTTP) and closed.
-    #[arg(long, value_name = "N", default_value_t = strata_server::CONNECTIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    max_connections: usize,
-    /// Catch-up subscriptions served at once; one more is refused RESOURCE_EXHAUSTED.
-    #[arg(long, value_name = "N", default_value_t = strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    max_subscriptions: usize,
-    /// Persistent-subscription groups that may exist at once; creating one more is refused
-    /// (RESOURCE_EXHAUSTED).
-    #[arg(long, value_name = "N", default_value_t = strata_grpc::PersistentLimits::default().groups_max)]
-    persistent_groups_max: usize,
-    /// MiB of events one persistent-subscription group holds read and unacknowledged before
-    /// it stops reading its source.
-    #[arg(long, value_name = "MIB", default_value_t = window_mib_default(), value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    persistent_window_mib: u64,
-}
+use crate::serve_config::{LogFormat, Resolved};
 
-fn window_mib_default() -> u64 {
-    let bytes = strata_grpc::PersistentLimits::default().window_bytes_max;
-    u64::try_from(bytes / (1024 * 1024)).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::serve_config::ServeArgs;
 
 pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    let print_only = args.print_config();
+    let config = args.resolve()?;
+    if print_only {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime; check the process may create threads")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(config))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Log lines on stderr, as text or one JSON object per line.
+fn init_logging(config: &Resolved) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("log_level {:?} is not a tracing filter", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+async fn serve(args: Resolved) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
     let dev_banner = args.dev.then(|| DevBanner {
         admin_password: args.default_admin_password.clone(),
@@ -128,7 +78,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
     let tls = match (args.insecure, &args.tls_cert, &args.tls_key) {
         (true, _, _) => None,
         (false, None, None) if args.dev => Some(dev_certificate(&args.data_dir)?),
@@ -144,6 +94,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         ),
     };
     let mut config = ServeConfig {
+        bind: args.bind.clone(),
         port: args.port,
         tls,
         connections_max: args.max_connections,
@@ -159,11 +110,14 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             window_bytes_max: usize::try_from(args.persistent_window_mib * 1024 * 1024)
                 .unwrap_or(usize::MAX),
         },
+        http: strata_http::HttpOptions {
+            body_bytes_max: usize::try_from(args.http_body_max_kib * 1024).unwrap_or(usize::MAX),
+            heartbeat_interval: std::time::Duration::from_millis(args.http_heartbeat_ms),
+            subscriptions_max: args.http_max_subscriptions,
+            ..strata_http::HttpOptions::default()
+        },
         ..ServeConfig::default()
     };
-    if !args.bind.is_empty() {
-        config.bind = args.bind.clone();
-    }
     if config.tls.is_some() {
         config.security = Some(strata_auth::SecurityOptions {
             admin_password: args.default_admin_password.clone(),

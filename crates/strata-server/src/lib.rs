@@ -1,5 +1,6 @@
 //! Strata's server: binds the listeners and serves every front end on one port — the
-//! KurrentDB gRPC protocol (HTTP/2) and plain HTTP/1.1 (`/health/live`, `/info`), over TLS
+//! KurrentDB gRPC protocol (HTTP/2) and the HTTP API of `strata-http` (HTTP/1.1 and
+//! HTTP/2: JSON, NDJSON, server-sent events, `/health/*`, `/info`, `/metrics`), over TLS
 //! (ALPN) or, when insecure, in the clear (HTTP/2 with prior knowledge) — up to a bound on
 //! open connections — until told to stop, then lets in-flight calls finish for a grace
 //! period.
@@ -16,7 +17,6 @@
 #![forbid(unsafe_code)]
 
 mod connections;
-mod health;
 mod listen;
 mod quick_ack;
 mod tls;

@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub store_kind: String,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
     pub persistent_limits: strata_grpc::PersistentLimits,
+    /// The HTTP API's options (its `store_kind` is taken from the field above).
+    pub http: strata_http::HttpOptions,
     /// Authentication and ACLs (users are created at first start); `None` serves without
     /// them, as KurrentDB's insecure mode does.
     pub security: Option<strata_auth::SecurityOptions>,
@@ -61,6 +63,7 @@ impl Default for ServeConfig {
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
+            http: strata_http::HttpOptions::default(),
             security: None,
         }
     }
@@ -100,6 +103,7 @@ pub struct Server {
     subscriptions_max: usize,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
+    http: strata_http::HttpOptions,
     security: Option<strata_auth::SecurityOptions>,
     /// Users and ACLs once set up ([`Server::secure`]).
     secured: Option<Arc<strata_auth::Security>>,
@@ -129,6 +133,7 @@ impl Server {
             subscriptions_max: config.subscriptions_max,
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
+            http: config.http.clone(),
             security: config.security.clone(),
             secured: None,
         })
@@ -192,12 +197,32 @@ impl Server {
     ) -> Result<(), ServeError> {
         let shared: Arc<dyn EventStore> = store.clone();
         let security = self.secure(shared).await?;
-        let services = strata_grpc::services_with(store, self.grpc_options(security));
+        let metrics = Arc::new(strata_http::Metrics::new());
+        // Both front ends count what they read and write through the same store.
+        let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
+        let services =
+            strata_grpc::services_with(Arc::clone(&store), self.grpc_options(security.clone()));
         let persistent_subscriptions = services.persistent_subscriptions;
+        let http_options = strata_http::HttpOptions {
+            store_kind: self.store_kind.clone(),
+            kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
+            ..self.http.clone()
+        };
+        let mut http = strata_http::HttpApi::new(
+            store,
+            Arc::clone(&persistent_subscriptions),
+            Arc::clone(&metrics),
+            http_options,
+        );
+        if let Some(security) = security {
+            http = http.with_security(security);
+        }
         let router = services
             .routes
             .into_axum_router()
-            .merge(crate::health::routes(&self.store_kind));
+            .merge(http.router())
+            .fallback(strata_http::fallback);
+        let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
         let (stopping, stopped) = watch::channel(false);
         let mut serving = tokio::task::JoinSet::new();
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {

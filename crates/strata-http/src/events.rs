@@ -1,0 +1,120 @@
+//! Events on the wire: what a client proposes, and how recorded events are shown.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use strata_core::{Bytes, ContentType, EventId, ProposedEvent, RecordedEvent};
+
+use crate::problem::ApiError;
+
+/// An event to append. `data` is any JSON; binary data goes in `dataBase64` instead.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EventIn {
+    /// A UUID; generated when absent. Re-sending an event with the same id to the same
+    /// place writes nothing and answers as the first time.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub(crate) id: Option<uuid::Uuid>,
+    #[serde(rename = "type")]
+    pub(crate) event_type: String,
+    #[schema(value_type = Option<Object>)]
+    pub(crate) data: Option<Box<RawValue>>,
+    /// Binary data (content type `application/octet-stream`), base64.
+    pub(crate) data_base64: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub(crate) metadata: Option<Box<RawValue>>,
+}
+
+impl EventIn {
+    pub(crate) fn into_proposed(self) -> Result<ProposedEvent, ApiError> {
+        let (content_type, data) = match (self.data, self.data_base64) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "an event has either data (JSON) or dataBase64 (binary), not both",
+                ));
+            }
+            (Some(json), None) => (ContentType::Json, Bytes::from(json.get().to_owned())),
+            (None, Some(encoded)) => {
+                let decoded = BASE64.decode(encoded.as_bytes()).map_err(|error| {
+                    ApiError::bad_request(format!("dataBase64 is not base64: {error}"))
+                })?;
+                (ContentType::Binary, Bytes::from(decoded))
+            }
+            (None, None) => (ContentType::Json, Bytes::from_static(b"{}")),
+        };
+        Ok(ProposedEvent {
+            id: self.id.map_or_else(EventId::new_random, EventId),
+            event_type: self.event_type,
+            content_type,
+            data,
+            metadata: self.metadata.map_or_else(Bytes::new, |metadata| {
+                Bytes::from(metadata.get().to_owned())
+            }),
+        })
+    }
+}
+
+/// A recorded event.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventOut<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) revision: u64,
+    pub(crate) position: u64,
+    #[schema(value_type = String, format = "uuid")]
+    pub(crate) id: uuid::Uuid,
+    #[serde(rename = "type")]
+    pub(crate) event_type: &'a str,
+    pub(crate) content_type: &'static str,
+    /// The data when it is JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub(crate) data: Option<&'a RawValue>,
+    /// The data when it is binary (or not valid JSON), base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub(crate) metadata: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata_base64: Option<String>,
+    /// RFC 3339, UTC.
+    pub(crate) created: String,
+}
+
+impl<'a> EventOut<'a> {
+    pub(crate) fn new(event: &'a RecordedEvent) -> Self {
+        let json_data = match event.content_type {
+            ContentType::Json => serde_json::from_slice::<&RawValue>(&event.data).ok(),
+            ContentType::Binary => None,
+        };
+        let data_base64 = json_data.is_none().then(|| BASE64.encode(&event.data));
+        let json_metadata = if event.metadata.is_empty() {
+            None
+        } else {
+            serde_json::from_slice::<&RawValue>(&event.metadata).ok()
+        };
+        let metadata_base64 = (json_metadata.is_none() && !event.metadata.is_empty())
+            .then(|| BASE64.encode(&event.metadata));
+        EventOut {
+            stream: event.stream.as_str(),
+            revision: event.revision.0,
+            position: event.position.0,
+            id: event.id.0,
+            event_type: &event.event_type,
+            content_type: event.content_type.as_mime(),
+            data: json_data,
+            data_base64,
+            metadata: json_metadata,
+            metadata_base64,
+            created: crate::time::rfc3339(event.created),
+        }
+    }
+}
+
+/// Appends `event` as one JSON object to `out`.
+pub(crate) fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
+    // Serializing borrowed fields into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &EventOut::new(event));
+}

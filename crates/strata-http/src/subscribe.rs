@@ -1,0 +1,383 @@
+//! Catch-up subscriptions over HTTP: a stream, `$all` (filtered) or a category, as NDJSON
+//! lines (`event`, `caught-up`, `checkpoint`, `heartbeat`, and a last `error` line when the
+//! subscription fails after the 200) or as server-sent events whose `id:` is the event's
+//! position (its revision, for a stream subscription), so `Last-Event-ID` resumes right after
+//! the last event received: no gap, no duplicate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use strata_core::{
+    EventFilter, FilterTarget, Position, Revision, StreamName, SubscribeFrom, Subscription,
+    SubscriptionItem, SubscriptionOptions,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::access::{Access, Operation};
+use crate::events::EventOut;
+use crate::problem::{ApiError, Problem};
+use crate::read::FilterQuery;
+use crate::state::{AppState, accepts};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamSubscribeQuery {
+    /// `start` (default) or `end`.
+    from: Option<String>,
+    /// Start after this revision (exclusive); overrides `from`. `Last-Event-ID` overrides both.
+    after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AllSubscribeQuery {
+    /// `start` (default) or `end`.
+    from: Option<String>,
+    /// Start after this position (exclusive); overrides `from`. `Last-Event-ID` overrides both.
+    after: Option<u64>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    filter: FilterQuery,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CategorySubscribeQuery {
+    /// `start` (default) or `end`.
+    from: Option<String>,
+    /// Start after this position (exclusive); overrides `from`. `Last-Event-ID` overrides both.
+    after: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Sse,
+}
+
+/// What the `id:` of an SSE event is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    Position,
+    Revision,
+}
+
+fn start<T>(
+    from: Option<&str>,
+    after: Option<u64>,
+    last_event_id: Option<u64>,
+    at: fn(u64) -> T,
+) -> Result<SubscribeFrom<T>, ApiError> {
+    if let Some(after) = last_event_id.or(after) {
+        return Ok(SubscribeFrom::After(at(after)));
+    }
+    match from {
+        None | Some("start") => Ok(SubscribeFrom::Start),
+        Some("end") => Ok(SubscribeFrom::End),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "from {other:?} is neither start nor end; use after=N"
+        ))),
+    }
+}
+
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request("Last-Event-ID is not a number this server sent"))
+}
+
+fn format(headers: &HeaderMap) -> Format {
+    if accepts(headers, "text/event-stream") {
+        Format::Sse
+    } else {
+        Format::Ndjson
+    }
+}
+
+fn permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.subscriptions)
+        .try_acquire_owned()
+        .map_err(|_| {
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-subscriptions",
+                format!(
+                    "this server serves at most {} HTTP subscriptions at once; try again later",
+                    state.options.subscriptions_max
+                ),
+            );
+            error.problem.limit = Some(state.options.subscriptions_max as u64);
+            error.problem.limit_unit = Some("subscriptions".to_owned());
+            error
+        })
+}
+
+fn options(state: &AppState) -> SubscriptionOptions {
+    SubscriptionOptions {
+        buffer_items: state.options.subscription_buffer,
+        ..SubscriptionOptions::default()
+    }
+}
+
+/// Follows one stream from its start, the end, or after a revision.
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions/streams/{stream}",
+    params(("stream" = String, Path, description = "stream name"), StreamSubscribeQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this revision")),
+    responses(
+        (status = 200, description = "NDJSON lines or server-sent events, until the client leaves", content((String = "application/x-ndjson"), (String = "text/event-stream"))),
+        (status = 400, description = "bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many subscriptions", body = Problem, content_type = "application/problem+json"),
+    ),
+    tag = "subscriptions"
+)]
+pub(crate) async fn subscribe_stream(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    Query(query): Query<StreamSubscribeQuery>,
+    access: Access,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let stream = StreamName::new(&stream)?;
+    access.read(&stream).await?;
+    let from = start(
+        query.from.as_deref(),
+        query.after,
+        last_event_id(&headers)?,
+        Revision,
+    )?;
+    let permit = permit(&state)?;
+    let subscription = strata_core::subscribe_to_stream_with(
+        Arc::clone(&state.store),
+        stream,
+        from,
+        options(&state),
+    );
+    Ok(respond(
+        &state,
+        subscription,
+        format(&headers),
+        Resume::Revision,
+        permit,
+    ))
+}
+
+/// Follows the global log `$all`, optionally filtered; filtered subscriptions send
+/// checkpoints.
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions/all",
+    params(AllSubscribeQuery, FilterQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this position")),
+    responses(
+        (status = 200, description = "NDJSON lines or server-sent events, until the client leaves", content((String = "application/x-ndjson"), (String = "text/event-stream"))),
+        (status = 400, description = "bad query or filter", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many subscriptions", body = Problem, content_type = "application/problem+json"),
+    ),
+    tag = "subscriptions"
+)]
+pub(crate) async fn subscribe_all(
+    State(state): State<AppState>,
+    Query(query): Query<AllSubscribeQuery>,
+    access: Access,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    access.check(Operation::Read("$all")).await?;
+    let from = start(
+        query.from.as_deref(),
+        query.after,
+        last_event_id(&headers)?,
+        Position,
+    )?;
+    let filter = query.filter.to_filter()?;
+    let permit = permit(&state)?;
+    let subscription =
+        strata_core::subscribe_to_all_with(Arc::clone(&state.store), from, filter, options(&state));
+    Ok(respond(
+        &state,
+        subscription,
+        format(&headers),
+        Resume::Position,
+        permit,
+    ))
+}
+
+/// Follows every stream of a category (streams named `<category>-...`) through `$all`.
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions/categories/{category}",
+    params(("category" = String, Path, description = "the part of stream names before the first '-'"), CategorySubscribeQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this position")),
+    responses(
+        (status = 200, description = "NDJSON lines or server-sent events, until the client leaves", content((String = "application/x-ndjson"), (String = "text/event-stream"))),
+        (status = 400, description = "bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many subscriptions", body = Problem, content_type = "application/problem+json"),
+    ),
+    tag = "subscriptions"
+)]
+pub(crate) async fn subscribe_category(
+    State(state): State<AppState>,
+    Path(category): Path<String>,
+    Query(query): Query<CategorySubscribeQuery>,
+    access: Access,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    access.check(Operation::Read("$all")).await?;
+    if category.is_empty() || category.contains('-') {
+        return Err(ApiError::bad_request(
+            "a category is a non-empty name without '-'",
+        ));
+    }
+    let from = start(
+        query.from.as_deref(),
+        query.after,
+        last_event_id(&headers)?,
+        Position,
+    )?;
+    let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![format!("{category}-")])?;
+    let permit = permit(&state)?;
+    let subscription = strata_core::subscribe_to_all_with(
+        Arc::clone(&state.store),
+        from,
+        Some(filter),
+        options(&state),
+    );
+    Ok(respond(
+        &state,
+        subscription,
+        format(&headers),
+        Resume::Position,
+        permit,
+    ))
+}
+
+struct Follower {
+    subscription: Subscription,
+    format: Format,
+    resume: Resume,
+    heartbeat: Duration,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn respond(
+    state: &AppState,
+    subscription: Subscription,
+    format: Format,
+    resume: Resume,
+    permit: OwnedSemaphorePermit,
+) -> Response {
+    let follower = Follower {
+        subscription,
+        format,
+        resume,
+        heartbeat: state.options.heartbeat_interval,
+        done: false,
+        _permit: permit,
+    };
+    let lines = futures::stream::unfold(follower, |mut follower| async move {
+        if follower.done {
+            return None;
+        }
+        let line = tokio::select! {
+            item = follower.subscription.next() => match item {
+                Some(Ok(item)) => item_line(&follower, &item),
+                Some(Err(error)) => {
+                    follower.done = true;
+                    error_line(follower.format, &ApiError::from(error))
+                }
+                None => return None,
+            },
+            () = tokio::time::sleep(follower.heartbeat) => heartbeat_line(follower.format),
+        };
+        Some((Ok::<_, std::io::Error>(line), follower))
+    });
+    let content_type = match format {
+        Format::Ndjson => "application/x-ndjson",
+        Format::Sse => "text/event-stream",
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+fn item_line(follower: &Follower, item: &SubscriptionItem) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    match (follower.format, item) {
+        (Format::Ndjson, SubscriptionItem::Event(event)) => {
+            out.extend_from_slice(br#"{"kind":"event","event":"#);
+            crate::events::write_event(&mut out, event);
+            out.extend_from_slice(b"}\n");
+        }
+        (Format::Ndjson, SubscriptionItem::CaughtUp) => {
+            out.extend_from_slice(b"{\"kind\":\"caught-up\"}\n")
+        }
+        (Format::Ndjson, SubscriptionItem::Checkpoint(position)) => {
+            out.extend_from_slice(
+                format!("{{\"kind\":\"checkpoint\",\"position\":{}}}\n", position.0).as_bytes(),
+            );
+        }
+        (Format::Sse, SubscriptionItem::Event(event)) => {
+            let id = match follower.resume {
+                Resume::Position => event.position.0,
+                Resume::Revision => event.revision.0,
+            };
+            out.extend_from_slice(format!("id: {id}\nevent: event\ndata: ").as_bytes());
+            let _ = serde_json::to_writer(&mut out, &EventOut::new(event));
+            out.extend_from_slice(b"\n\n");
+        }
+        (Format::Sse, SubscriptionItem::CaughtUp) => {
+            out.extend_from_slice(b"event: caught-up\ndata: {}\n\n")
+        }
+        (Format::Sse, SubscriptionItem::Checkpoint(position)) => {
+            out.extend_from_slice(
+                format!(
+                    "id: {0}\nevent: checkpoint\ndata: {{\"position\":{0}}}\n\n",
+                    position.0
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    Bytes::from(out)
+}
+
+fn heartbeat_line(format: Format) -> Bytes {
+    match format {
+        Format::Ndjson => Bytes::from_static(b"{\"kind\":\"heartbeat\"}\n"),
+        Format::Sse => Bytes::from_static(b": heartbeat\n\n"),
+    }
+}
+
+fn error_line(format: Format, error: &ApiError) -> Bytes {
+    let problem = error.to_json();
+    match format {
+        Format::Ndjson => Bytes::from(format!(
+            "{}\n",
+            serde_json::json!({"kind": "error", "problem": problem})
+        )),
+        Format::Sse => Bytes::from(format!("event: error\ndata: {problem}\n\n")),
+    }
+}

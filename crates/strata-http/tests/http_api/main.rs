@@ -1,0 +1,9 @@
+//! The HTTP API end to end: a real server on a free loopback port, driven with reqwest.
+
+mod auth;
+mod compat;
+mod ops;
+mod persistent;
+mod streams;
+mod subscriptions;
+mod support;

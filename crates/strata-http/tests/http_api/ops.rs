@@ -1,0 +1,273 @@
+//! Health, node information, statistics, metrics, the OpenAPI document, request ids, and
+//! answers outside the API.
+
+use serde_json::Value;
+
+use crate::support::start;
+
+#[tokio::test]
+async fn health_info_and_stats() {
+    let server = start().await;
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let ready = server
+        .client
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
+    let info: Value = server
+        .client
+        .get(server.url("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["strataVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["store"], "engine");
+    assert_eq!(info["state"], "leader");
+    server.append("stats-1", 4).await;
+    let stats: Value = server
+        .client
+        .get(server.url("/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["eventsWritten"], 4);
+    assert!(stats["lastPosition"].as_u64().is_some());
+}
+
+/// The sum of the samples of `name` (with `label`, when given).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| {
+            sample.metric == name
+                && label.is_none_or(|(key, value)| sample.labels.get(key) == Some(value))
+        })
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(value)
+            | prometheus_parse::Value::Gauge(value)
+            | prometheus_parse::Value::Untyped(value) => value,
+            _ => panic!("{name} is not a number"),
+        })
+        .sum()
+}
+
+async fn scrape(server: &crate::support::Running) -> prometheus_parse::Scrape {
+    let answer = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format")
+}
+
+#[tokio::test]
+async fn metrics_parse_and_counters_move_with_appends_and_reads() {
+    let server = start().await;
+    let before = scrape(&server).await;
+    server.append("metered-1", 5).await;
+    let _ = server
+        .client
+        .get(server.url("/v1/streams/metered-1"))
+        .send()
+        .await
+        .unwrap();
+    let create = server
+        .client
+        .put(server.url("/v1/persistent-subscriptions/metered-1/g"))
+        .json(&serde_json::json!({"startFrom": "start"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 201);
+    let after = scrape(&server).await;
+    let written = |scrape| {
+        sample(
+            scrape,
+            "kurrentdb_io_events_total",
+            Some(("activity", "written")),
+        )
+    };
+    let read = |scrape| {
+        sample(
+            scrape,
+            "kurrentdb_io_events_total",
+            Some(("activity", "read")),
+        )
+    };
+    assert!(written(&after) >= written(&before) + 5.0);
+    assert!(read(&after) >= read(&before) + 5.0);
+    assert!(
+        sample(
+            &after,
+            "kurrentdb_io_bytes_total",
+            Some(("activity", "written"))
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &after,
+            "strata_http_requests_total",
+            Some(("status", "200"))
+        ) >= 2.0
+    );
+    assert!(after.samples.iter().any(|sample| sample.metric
+        == "kurrentdb_persistent_sub_connections"
+        && sample.labels.get("group_name") == Some("g")));
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_3_1_and_names_every_route() {
+    let server = start().await;
+    let document: Value = server
+        .client
+        .get(server.url("/.well-known/openapi"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/streams/{stream}", "post"),
+        ("/v1/streams/{stream}", "get"),
+        ("/v1/streams/{stream}", "delete"),
+        ("/v1/streams/{stream}/metadata", "put"),
+        ("/v1/all", "get"),
+        ("/v1/subscriptions/streams/{stream}", "get"),
+        ("/v1/subscriptions/all", "get"),
+        ("/v1/subscriptions/categories/{category}", "get"),
+        ("/v1/persistent-subscriptions", "get"),
+        ("/v1/persistent-subscriptions/{stream}/{group}", "put"),
+        ("/v1/persistent-subscriptions/{stream}/{group}", "patch"),
+        (
+            "/v1/persistent-subscriptions/{stream}/{group}/messages",
+            "get",
+        ),
+        ("/v1/persistent-subscriptions/{stream}/{group}/ack", "post"),
+        ("/v1/persistent-subscriptions/{stream}/{group}/nack", "post"),
+        (
+            "/v1/persistent-subscriptions/{stream}/{group}/replay-parked",
+            "post",
+        ),
+        ("/health/ready", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|item| item.get(method)).is_some(),
+            "{method} {path} is documented"
+        );
+    }
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    for schema in ["AppendIn", "AppendOut", "EventIn", "Problem", "GroupOut"] {
+        assert!(schemas.contains_key(schema), "{schema} is a component");
+    }
+    // Every $ref points at a component that exists.
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.contains_key(name),
+            "{name} is referenced but missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn request_ids_come_from_the_request_or_its_traceparent() {
+    let server = start().await;
+    let traced = server
+        .client
+        .get(server.url("/health/live"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        traced.headers()["x-request-id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let given = server
+        .client
+        .get(server.url("/info"))
+        .header("x-request-id", "abc-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-1");
+    let fresh = server.client.get(server.url("/info")).send().await.unwrap();
+    assert_eq!(fresh.headers()["x-request-id"].len(), 32);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_problems_too() {
+    let server = start().await;
+    let missing = server
+        .client
+        .get(server.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["type"], "https://strata.dev/problems/not-found");
+    let wrong_method = server
+        .client
+        .put(server.url("/v1/all"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "https://strata.dev/problems/method-not-allowed"
+    );
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_serves_the_api_on_the_grpc_port() {
+    let server = start().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let answer = client.get(server.url("/info")).send().await.unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 200);
+}
