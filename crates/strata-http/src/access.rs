@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use strata_auth::{Action, AuthError, Principal, Security, SourceAddress, StreamOperation};
-use strata_core::StreamName;
+use strata_core::{EventStore, StreamName};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -107,6 +107,16 @@ impl Access {
 
     pub(crate) async fn write(&self, stream: &StreamName) -> Result<(), ApiError> {
         self.check(Operation::Write(stream.as_str())).await
+    }
+
+    /// The store as this caller may see it: with security on, `$all` reads and
+    /// subscriptions leave out the events of streams the caller may not read (as gRPC's do).
+    pub(crate) fn store(&self, state: &AppState) -> Arc<dyn EventStore> {
+        if self.security.is_enabled() {
+            self.security.store_for(self.principal.clone())
+        } else {
+            Arc::clone(&state.store)
+        }
     }
 }
 

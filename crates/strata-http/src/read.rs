@@ -9,9 +9,11 @@ use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use strata_core::{
-    Direction, EventFilter, FilterTarget, Position, ReadAllOptions, ReadFrom, ReadStreamOptions,
-    RecordedEvent, Revision, StreamName, StreamSlice,
+    Direction, EventFilter, EventStore, FilterTarget, Position, ReadAllOptions, ReadFrom,
+    ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
 };
 
 use crate::access::Access;
@@ -363,9 +365,10 @@ pub(crate) async fn read_all(
         },
         filter: query.filter.to_filter()?,
     };
-    let slice = state.store.read_all(options.clone()).await?;
+    let store = access.store(&state);
+    let slice = store.read_all(options.clone()).await?;
     if ndjson {
-        return Ok(ndjson_all(state, options, count, slice));
+        return Ok(ndjson_all(store, options, count, slice));
     }
     let page = AllPage {
         events: slice.events.iter().map(EventOut::new).collect(),
@@ -377,7 +380,7 @@ pub(crate) async fn read_all(
 
 /// Sends the first slice and reads on until `count` events were sent or the log ends.
 fn ndjson_all(
-    state: AppState,
+    store: Arc<dyn EventStore>,
     options: ReadAllOptions,
     count: u64,
     first: strata_core::AllSlice,
@@ -395,7 +398,7 @@ fn ndjson_all(
         done: false,
     };
     let pages = futures::stream::unfold(cursor, move |mut cursor| {
-        let state = state.clone();
+        let store = Arc::clone(&store);
         async move {
             loop {
                 if cursor.done {
@@ -409,7 +412,7 @@ fn ndjson_all(
                             return None;
                         }
                         cursor.options.max_count = NDJSON_STEP_EVENTS.min(remaining as usize);
-                        match state.store.read_all(cursor.options.clone()).await {
+                        match store.read_all(cursor.options.clone()).await {
                             Ok(slice) => slice,
                             Err(error) => {
                                 // Ending the body with an error tells the client it is cut short.

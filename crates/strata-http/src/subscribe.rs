@@ -209,7 +209,7 @@ pub(crate) async fn subscribe_all(
     let filter = query.filter.to_filter()?;
     let permit = permit(&state)?;
     let subscription =
-        strata_core::subscribe_to_all_with(Arc::clone(&state.store), from, filter, options(&state));
+        strata_core::subscribe_to_all_with(access.store(&state), from, filter, options(&state));
     Ok(respond(
         &state,
         subscription,
@@ -254,7 +254,7 @@ pub(crate) async fn subscribe_category(
     let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![format!("{category}-")])?;
     let permit = permit(&state)?;
     let subscription = strata_core::subscribe_to_all_with(
-        Arc::clone(&state.store),
+        access.store(&state),
         from,
         Some(filter),
         options(&state),

@@ -83,3 +83,76 @@ async fn basic_auth_is_required_checked_and_acls_refuse_with_403() {
         204
     );
 }
+
+#[tokio::test]
+async fn all_reads_and_subscriptions_leave_out_streams_the_caller_may_not_read() {
+    let server = start_secured().await;
+    let as_admin = |request: reqwest::RequestBuilder| request.basic_auth("admin", Some("changeit"));
+    let as_ops = |request: reqwest::RequestBuilder| request.basic_auth("ops", Some("changeit"));
+    let batch = json!({"events": [{"type": "E", "data": {}}]});
+    // Everyone may read $all; `hidden-1` is for admin alone.
+    for (stream, acl) in [
+        ("$all", json!({"$r": "$all"})),
+        ("hidden-1", json!({"$r": "admin"})),
+    ] {
+        let url = server.url(&format!("/v1/streams/{stream}/metadata"));
+        let response = as_admin(server.client.put(url))
+            .json(&json!({"$acl": acl}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "metadata of {stream}");
+    }
+    for stream in ["hidden-1", "open-1"] {
+        let response = as_admin(
+            server
+                .client
+                .post(server.url(&format!("/v1/streams/{stream}"))),
+        )
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let streams_seen = |page: &serde_json::Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["stream"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let read = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let url = server.url("/v1/all?count=1000");
+    let admin_sees = streams_seen(&read(as_admin(server.client.get(&url))).await);
+    assert!(
+        admin_sees.contains(&"hidden-1".to_owned()),
+        "{admin_sees:?}"
+    );
+    let ops_sees = streams_seen(&read(as_ops(server.client.get(&url))).await);
+    assert!(ops_sees.contains(&"open-1".to_owned()), "{ops_sees:?}");
+    assert!(!ops_sees.contains(&"hidden-1".to_owned()), "{ops_sees:?}");
+
+    // The same through a subscription: it reaches `open-1` without passing `hidden-1`.
+    let response = as_ops(server.client.get(server.url("/v1/subscriptions/all")))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut lines = crate::support::Records::ndjson(response);
+    loop {
+        let line = lines.next_json().await.expect("the subscription goes on");
+        if let Some(stream) = line["event"]["stream"].as_str() {
+            assert_ne!(stream, "hidden-1", "{line}");
+            if stream == "open-1" {
+                break;
+            }
+        }
+    }
+}
