@@ -1,7 +1,7 @@
 //! Reads of `$all`: checking a caller's position, and scanning frames either way under a
 //! bound on the events looked at and the bytes scanned, so that one call (a filter that
-//! matches nothing included) never scans the whole log. The reads run on tokio's blocking
-//! pool, off the async workers.
+//! matches nothing included) never scans the whole log. Reads that may block on the disk go
+//! through [`off_the_runtime`], so they never hold up the runtime's other tasks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,14 +20,19 @@ pub(crate) const EXAMINED_EVENTS_MAX: usize = 65_536;
 /// still taken, so a page always makes progress).
 pub(crate) const SCANNED_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Runs `read` on tokio's blocking pool when called inside a runtime (inline otherwise):
-/// reads block on the disk and must not hold an async worker.
+/// Runs `read`, which may block on the disk, without holding up the runtime's other tasks:
+/// on a multi-thread runtime in place, after handing this worker's queued tasks to another
+/// thread (`block_in_place`: no thread hop, where `spawn_blocking` doubled a stream read's
+/// latency); on a current-thread runtime on the blocking pool; outside a runtime inline.
 pub(crate) async fn off_the_runtime<T: Send + 'static>(
     read: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return read();
     };
+    if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        return tokio::task::block_in_place(read);
+    }
     match runtime.spawn_blocking(read).await {
         Ok(outcome) => outcome,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

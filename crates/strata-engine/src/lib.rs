@@ -23,7 +23,7 @@
 //!
 //! Dependencies, each for a reason: `crc32c` (hardware CRC32C for frame checksums),
 //! `hashbrown` (the index maps), `parking_lot` (short, uncontended locks), `tokio` (its
-//! channels: replies to async callers and the log-end watch; its blocking pool for reads), `bytes` (events share the
+//! channels: replies to async callers and the log-end watch; `block_in_place` and its blocking pool for reads), `bytes` (events share the
 //! buffer they were read into), `async-trait` (the `EventStore` trait), `tracing` (logs),
 //! `rustix` (the `O_DIRECT` flag, safely, for zero-filling new segments without the page
 //! cache), `serde_json` (the verify report).
