@@ -341,6 +341,43 @@ impl Timestamp {
     pub fn unix_ticks(&self) -> i64 {
         self.0 / 100
     }
+
+    /// RFC 3339 text in UTC with `fraction_digits` digits of the second (at most 9, cut, not
+    /// rounded): `2026-12-04T03:14:15.123Z` with 3.
+    pub fn to_rfc3339(&self, fraction_digits: usize) -> String {
+        let seconds = self.0.div_euclid(1_000_000_000);
+        let nanos = format!("{:09}", self.0.rem_euclid(1_000_000_000));
+        let fraction = &nanos[..fraction_digits.min(9)];
+        let days = seconds.div_euclid(86_400);
+        let second_of_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let point = if fraction.is_empty() { "" } else { "." };
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{point}{fraction}Z",
+            second_of_day / 3_600,
+            second_of_day % 3_600 / 60,
+            second_of_day % 60
+        )
+    }
+}
+
+/// Year, month and day of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// An event as stored: the proposed event plus where it landed.
@@ -378,4 +415,24 @@ pub struct DeleteResult {
 pub enum Direction {
     Forwards,
     Backwards,
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn rfc3339_formats_known_instants_to_the_digits_asked() {
+        assert_eq!(Timestamp(0).to_rfc3339(3), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29T12:34:56.789012345Z, a leap day.
+        let leap_day = Timestamp(951_827_696_789_012_345);
+        assert_eq!(leap_day.to_rfc3339(9), "2000-02-29T12:34:56.789012345Z");
+        assert_eq!(leap_day.to_rfc3339(3), "2000-02-29T12:34:56.789Z");
+        assert_eq!(leap_day.to_rfc3339(0), "2000-02-29T12:34:56Z");
+        // Before the epoch: 1969-12-31T23:59:59.5Z.
+        assert_eq!(
+            Timestamp(-500_000_000).to_rfc3339(1),
+            "1969-12-31T23:59:59.5Z"
+        );
+    }
 }

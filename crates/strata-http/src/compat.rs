@@ -482,7 +482,7 @@ fn entry(url: &str, event: &RecordedEvent, embed_body: bool) -> serde_json::Valu
     let mut entry = serde_json::json!({
         "title": format!("{}@{}", event.revision.0, event.stream),
         "id": event_url,
-        "updated": crate::time::rfc3339(event.created),
+        "updated": event.created.to_rfc3339(9),
         "author": {"name": "EventStore"},
         "summary": event.event_type,
         "links": [

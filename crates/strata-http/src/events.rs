@@ -108,7 +108,7 @@ impl<'a> EventOut<'a> {
             data_base64,
             metadata: json_metadata,
             metadata_base64,
-            created: crate::time::rfc3339(event.created),
+            created: event.created.to_rfc3339(9),
         }
     }
 }

@@ -47,7 +47,6 @@ mod read;
 mod request_id;
 mod state;
 mod subscribe;
-mod time;
 
 pub use metered::MeteredStore;
 pub use metrics::{Metrics, instrument};

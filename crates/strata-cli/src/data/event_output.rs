@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 use strata_core::{ContentType, RecordedEvent};
 
 use super::output::{Lines, Tone, colour_enabled, paint};
-use super::timestamp::rfc3339;
 
 const EVENT_HEADER: [&str; 6] = ["POSITION", "STREAM", "REVISION", "TYPE", "CREATED", "DATA"];
 const EVENT_TONES: [Tone; 6] = [
@@ -59,7 +58,7 @@ fn event_cells(event: &RecordedEvent) -> [String; 6] {
         event.stream.to_string(),
         event.revision.0.to_string(),
         event.event_type.clone(),
-        rfc3339(event.created),
+        event.created.to_rfc3339(3),
         data_text(event),
     ]
 }
@@ -114,7 +113,7 @@ pub(crate) fn event_json(event: &RecordedEvent) -> Value {
         "id": event.id.0.to_string(),
         "type": event.event_type,
         "content_type": event.content_type.as_mime(),
-        "created": rfc3339(event.created),
+        "created": event.created.to_rfc3339(3),
         "data": payload_json(&event.data, event.content_type == ContentType::Json),
         "metadata": payload_json(&event.metadata, true),
     })

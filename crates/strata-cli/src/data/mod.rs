@@ -14,7 +14,6 @@ mod output;
 pub(crate) mod read;
 pub(crate) mod streams;
 pub(crate) mod tail;
-mod timestamp;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
