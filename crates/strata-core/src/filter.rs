@@ -5,6 +5,7 @@ use fancy_regex::{Regex, RegexBuilder};
 
 use crate::error::{Error, Result};
 use crate::store::{AllSlice, EventStore, ReadAllOptions};
+use crate::system_streams::{IndexKey, category_of};
 use crate::types::{Direction, RecordedEvent};
 
 /// Longest regex a filter accepts, in bytes.
@@ -61,6 +62,9 @@ impl EventFilter {
                     prefixes.len()
                 ),
             });
+        }
+        if target == FilterTarget::StreamName {
+            check_index_prefixes(&prefixes)?;
         }
         Ok(Self {
             target,
@@ -148,9 +152,25 @@ impl EventFilter {
     /// # Errors
     /// As [`EventFilter::try_matches_field`].
     pub fn try_matches_parts(&self, stream: &str, event_type: &str) -> Result<bool> {
-        match self.target {
-            FilterTarget::StreamName => self.try_matches_field(stream),
-            FilterTarget::EventType => self.try_matches_field(event_type),
+        match (self.target, &self.matcher) {
+            (FilterTarget::StreamName, Matcher::Prefixes(prefixes)) => Ok(prefixes
+                .iter()
+                .any(|prefix| prefix_matches(prefix, stream, event_type))),
+            (FilterTarget::StreamName, Matcher::Regex(_)) => self.try_matches_field(stream),
+            (FilterTarget::EventType, _) => self.try_matches_field(event_type),
+        }
+    }
+
+    /// The secondary index this filter names (a `$idx-ce-<category>` or `$idx-et-<type>`
+    /// stream prefix): a backend may read that index instead of scanning. The events it
+    /// selects are those of [`EventFilter::try_matches_parts`]: a `$idx-ce-` read also
+    /// takes the stream named like the category, and no event whose type starts with `$`.
+    pub fn index_key(&self) -> Option<IndexKey> {
+        match (self.target, &self.matcher) {
+            (FilterTarget::StreamName, Matcher::Prefixes(prefixes)) if prefixes.len() == 1 => {
+                IndexKey::of_index_filter(&prefixes[0])
+            }
+            _ => None,
         }
     }
 
@@ -177,6 +197,54 @@ impl EventFilter {
     /// True when `event` passes the filter (see [`EventFilter::matches_field`]).
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         self.try_matches(event).unwrap_or(false)
+    }
+}
+
+/// Stream-name prefix of KurrentDB 25.1's secondary indexes.
+const INDEX_PREFIX: &str = "$idx-";
+/// The index of every event of a user stream.
+const INDEX_ALL: &str = "$idx-all";
+
+/// A secondary-index read names one index and nothing else, as in KurrentDB.
+fn check_index_prefixes(prefixes: &[String]) -> Result<()> {
+    let Some(index) = prefixes
+        .iter()
+        .find(|prefix| prefix.starts_with(INDEX_PREFIX))
+    else {
+        return Ok(());
+    };
+    if prefixes.len() > 1 {
+        return Err(Error::InvalidFilter {
+            reason: "index reads only work with one index name and cannot be combined with \
+                     stream prefixes or other indexes"
+                .into(),
+        });
+    }
+    if index != INDEX_ALL && IndexKey::of_index_filter(index).is_none() {
+        return Err(Error::InvalidFilter {
+            reason: format!("index '{index}' not found"),
+        });
+    }
+    Ok(())
+}
+
+/// A stream-prefix filter's prefix: `$idx-ce-<category>`, `$idx-et-<type>` and `$idx-all`
+/// select the events of that secondary index (KurrentDB 25.1: events of user streams whose
+/// type does not start with `$`; a stream without `-` is a category of its own), any other
+/// the streams whose names start with it.
+fn prefix_matches(prefix: &str, stream: &str, event_type: &str) -> bool {
+    if !prefix.starts_with(INDEX_PREFIX) {
+        return stream.starts_with(prefix);
+    }
+    if stream.starts_with('$') || event_type.starts_with('$') {
+        return false;
+    }
+    match IndexKey::of_index_filter(prefix) {
+        Some(IndexKey::Category(category)) => {
+            category_of(stream).unwrap_or(stream) == category.as_str()
+        }
+        Some(IndexKey::EventType(indexed_type)) => event_type == indexed_type,
+        _ => prefix == INDEX_ALL,
     }
 }
 
@@ -250,6 +318,50 @@ pub async fn read_all_window_by_filtering<S: EventStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_prefixes_select_a_category_or_an_event_type() {
+        let category =
+            EventFilter::prefixes(FilterTarget::StreamName, vec!["$idx-ce-order".into()]).unwrap();
+        assert!(category.matches_parts("order-1", "Placed"));
+        assert!(
+            category.matches_parts("order", "Placed"),
+            "a name without - is its own category"
+        );
+        assert!(
+            !category.matches_parts("orders-1", "Placed"),
+            "another category"
+        );
+        assert!(
+            !category.matches_parts("order-1", "$>"),
+            "no $-typed events"
+        );
+        assert_eq!(
+            category.index_key(),
+            Some(IndexKey::Category("order".into()))
+        );
+        let event_type =
+            EventFilter::prefixes(FilterTarget::StreamName, vec!["$idx-et-Paid".into()]).unwrap();
+        assert!(event_type.matches_parts("invoice-9", "Paid"));
+        assert!(
+            !event_type.matches_parts("$users", "Paid"),
+            "system streams are not indexed"
+        );
+        let all = EventFilter::prefixes(FilterTarget::StreamName, vec!["$idx-all".into()]).unwrap();
+        assert!(all.matches_parts("a", "B") && !all.matches_parts("$a", "B"));
+        assert_eq!(all.index_key(), None);
+        for refused in [
+            vec!["$idx-ce-order".into(), "invoice".into()],
+            vec!["$idx-user-x".into()],
+        ] {
+            assert!(matches!(
+                EventFilter::prefixes(FilterTarget::StreamName, refused),
+                Err(Error::InvalidFilter { .. })
+            ));
+        }
+        let plain = EventFilter::prefixes(FilterTarget::StreamName, vec!["order".into()]).unwrap();
+        assert_eq!(plain.index_key(), None);
+    }
 
     #[test]
     fn python_client_default_exclude_filter_parses_and_excludes_system_events() {

@@ -29,6 +29,7 @@ mod metadata;
 pub mod rules;
 mod store;
 mod subscription;
+pub mod system_streams;
 mod types;
 
 #[cfg(feature = "conformance")]

@@ -12,6 +12,7 @@ use crate::filter::{EventFilter, WindowSlice};
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
 use crate::rules::{self, StreamHead};
+use crate::system_streams::{IndexKey, IndexSlice};
 use crate::types::{
     AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
     ProposedEvent, RecordedEvent, Revision, StreamName, StreamState,
@@ -199,6 +200,17 @@ pub trait EventStore: Send + Sync + 'static {
         examined_max: usize,
     ) -> Result<WindowSlice> {
         crate::filter::read_all_window_by_filtering(self, options, examined_max).await
+    }
+
+    /// Reads the secondary index `key` (see [`crate::system_streams`]): the events under it
+    /// by index revision, dense from 0 in log order, with `options` applied as to a stream.
+    /// Events no longer visible in their own stream (deleted, truncated, expired) keep their
+    /// place. The default scans `$all`; backends that keep the indexes override it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
+        crate::system_streams::read_index_by_scanning(self, key, options).await
     }
 
     /// The state a concurrency check would see.

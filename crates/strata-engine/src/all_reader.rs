@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use strata_core::{AllSlice, Direction, Error, Position, ReadAllOptions, ReadFrom, Result};
+use strata_core::{
+    AllSlice, Direction, Error, EventFilter, Position, ReadAllOptions, ReadFrom, Result,
+};
 
 use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, StreamNameCache, decode_frame};
 use crate::log_reader::{Flow, LogReader, to_usize};
@@ -62,6 +64,9 @@ pub(crate) fn read(
 }
 
 fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
+    if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key) {
+        return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
+    }
     let end = shared.durable_end.load(Ordering::Acquire);
     let reader = AllReader { shared };
     match options.direction {
@@ -142,6 +147,19 @@ impl<'a> Page<'a> {
     }
 }
 
+/// Where a `$all` read starts, either way; a caller's position is checked.
+pub(crate) fn start_of(shared: &Shared, from: ReadFrom<Position>, end: u64) -> Result<u64> {
+    match from {
+        ReadFrom::Start => Ok(0),
+        ReadFrom::End => Ok(end),
+        ReadFrom::At(position) if position.0 >= end => Ok(end),
+        ReadFrom::At(position) => {
+            AllReader { shared }.check_position(position.0, end)?;
+            Ok(position.0)
+        }
+    }
+}
+
 struct AllReader<'a> {
     shared: &'a Shared,
 }
@@ -197,17 +215,8 @@ impl AllReader<'_> {
         if indexed { Ok(()) } else { Err(invalid()) }
     }
 
-    /// Where a `$all` read starts, either way; a caller's position is checked.
     fn start_of(&self, from: ReadFrom<Position>, end: u64) -> Result<u64> {
-        match from {
-            ReadFrom::Start => Ok(0),
-            ReadFrom::End => Ok(end),
-            ReadFrom::At(position) if position.0 >= end => Ok(end),
-            ReadFrom::At(position) => {
-                self.check_position(position.0, end)?;
-                Ok(position.0)
-            }
-        }
+        start_of(self.shared, from, end)
     }
 
     fn forwards(&self, options: &ReadAllOptions, end: u64, bound: Bound) -> Result<Scanned> {

@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 use strata_core::{StreamMetadata, StreamName};
 
 use crate::format::TOMBSTONE_REVISION;
+use crate::secondary::{RunKeys, SecondaryIndexes};
 
 #[derive(Default)]
 pub(crate) struct StreamEntry {
@@ -38,6 +39,7 @@ pub(crate) struct Index {
     dirty: Vec<StreamName>,
     last_event_position: Option<u64>,
     events_total: u64,
+    pub(crate) secondary: SecondaryIndexes,
 }
 
 impl Index {
@@ -98,16 +100,20 @@ impl Index {
         entry.positions.push(position);
     }
 
-    /// Records consecutive revisions from `first_revision` of one stream.
+    /// Records consecutive revisions from `first_revision` of one stream, and indexes them
+    /// under `keys` in the secondary indexes.
     pub(crate) fn add_events(
         &mut self,
         stream: &StreamName,
         first_revision: u64,
         positions: &[u64],
+        keys: &RunKeys,
     ) {
         let Some(&last_position) = positions.last() else {
             return;
         };
+        self.secondary
+            .add_run(stream.as_str(), first_revision, positions, keys);
         if first_revision == TOMBSTONE_REVISION {
             self.add_event(stream, first_revision, last_position);
             return;

@@ -2,12 +2,15 @@
 //! opening a store loads them and replays only the log after the last one.
 //!
 //! Layout (little-endian), in `index/<sequence>.idx`:
-//! `"STRATIDX"`, u32 version, u32 reserved, u64 covers_from, u64 covers_to, u64 stream
-//! count; per stream: u16 name length, name, u8 flags (bit 0 tombstone, bit 1 metadata;
-//! version 1 has only bit 0), 7 reserved bytes, u64 tombstone position, u64 first
-//! revision, u64 position count, u64 × count positions, and in version 2 when bit 1 is set
-//! u32 metadata length and the stream's parsed metadata as JSON; then a u32 CRC32C of
-//! everything before it. Version 1 files (no metadata) are still read.
+//! `"STRATIDX"`, u32 version (3), u32 reserved, u64 covers_from, u64 covers_to, u64 stream
+//! count; per stream: u16 name length, name, u8 flags (bit 0 tombstone, bit 1 metadata),
+//! 7 reserved bytes, u64 tombstone position, u64 first revision, u64 position count,
+//! u64 × count positions, and when bit 1 is set u32 metadata length and the stream's parsed
+//! metadata as JSON; then u64 postings count; per postings (a secondary index key): u8 kind
+//! (1 category, 2 event type, 3 correlation id, 4 stream starts, 5 category streams), u16
+//! key length, key, u64 position count, u64 × count positions (ascending); then a u32
+//! CRC32C of everything before it. Files of versions 1 and 2 (no postings) are intact but
+//! do not fill the secondary indexes: the index is rebuilt from the log once.
 
 use std::fs::File;
 use std::io::Write;
@@ -17,12 +20,15 @@ use std::sync::Arc;
 use strata_core::{Error, Result, StreamMetadata, StreamName};
 
 use crate::index::{Index, UnsavedStream};
+use crate::secondary::{Kind, UnsavedPostings};
 use crate::segments::sync_dir;
 
 const INDEX_MAGIC: &[u8; 8] = b"STRATIDX";
-/// Version written: 2 adds each changed stream's parsed metadata.
-const INDEX_VERSION: u32 = 2;
-const INDEX_VERSION_WITHOUT_METADATA: u32 = 1;
+/// Version written: 2 added each changed stream's parsed metadata, 3 the postings of the
+/// secondary indexes.
+const INDEX_VERSION: u32 = 3;
+/// The oldest version whose header (magic, checksum, coverage) is still understood.
+const INDEX_VERSION_OLDEST: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_METADATA: u8 = 2;
 /// Magic, version, reserved, covers_from, covers_to, stream count.
@@ -62,8 +68,9 @@ pub(crate) fn write_index_file(
     covers_from: u64,
     covers_to: u64,
     streams: &[UnsavedStream],
+    postings: &[UnsavedPostings],
 ) -> Result<()> {
-    let mut bytes = Vec::with_capacity(64 + streams.len() * 64);
+    let mut bytes = Vec::with_capacity(64 + streams.len() * 64 + postings.len() * 64);
     bytes.extend_from_slice(INDEX_MAGIC);
     bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
@@ -95,6 +102,17 @@ pub(crate) fn write_index_file(
             bytes.extend_from_slice(&json);
         }
     }
+    bytes.extend_from_slice(&(postings.len() as u64).to_le_bytes());
+    for key in postings {
+        bytes.push(key.kind as u8);
+        let name = key.name.as_bytes();
+        bytes.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(&(key.positions.len() as u64).to_le_bytes());
+        for position in &key.positions {
+            bytes.extend_from_slice(&position.to_le_bytes());
+        }
+    }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
 
@@ -114,16 +132,6 @@ pub(crate) fn write_index_file(
 pub(crate) struct Coverage {
     pub covers_from: u64,
     pub covers_to: u64,
-}
-
-/// What loading an index file found besides positions.
-#[derive(Debug, Default)]
-pub(crate) struct Loaded {
-    /// `$$` streams whose newest event in this file's range is not matched by metadata in
-    /// the file (version 1 files): their metadata must be read from the log.
-    pub metadata_to_read: Vec<StreamName>,
-    /// Streams whose metadata the file holds.
-    pub metadata_loaded: Vec<StreamName>,
 }
 
 /// Why an index file cannot be used; `coverage` is what its header claims when the file
@@ -151,17 +159,18 @@ impl std::fmt::Display for Unusable {
 
 /// Reads an index file into `index`. Returns the range it covers, or why it is unusable.
 /// On error `index` may hold part of the file: callers rebuild from the log then.
-pub(crate) fn load_index_file(
-    path: &Path,
-    index: &mut Index,
-    loaded: &mut Loaded,
-) -> Result<Coverage, Unusable> {
+pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage, Unusable> {
     let bytes = std::fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
     let (body, version, coverage) = check_index_bytes(&bytes)?;
     let unusable = |reason: String| Unusable {
         reason,
         coverage: Some(coverage),
     };
+    if version < INDEX_VERSION {
+        return Err(unusable(format!(
+            "has version {version}, which holds no secondary indexes"
+        )));
+    }
     let mut cursor = Cursor {
         bytes: body,
         at: HEADER_BYTES - 8,
@@ -173,7 +182,14 @@ pub(crate) fn load_index_file(
             .min(body.len() / STREAM_RECORD_BYTES_MIN as usize),
     );
     for _ in 0..stream_count {
-        load_stream_record(&mut cursor, version, index, loaded).map_err(unusable)?;
+        load_stream_record(&mut cursor, index).map_err(unusable)?;
+    }
+    let postings_count = cursor.u64().map_err(unusable)?;
+    for _ in 0..postings_count {
+        load_postings(&mut cursor, index).map_err(unusable)?;
+    }
+    if cursor.at != body.len() {
+        return Err(unusable("holds bytes after its contents".into()));
     }
     Ok(coverage)
 }
@@ -189,7 +205,7 @@ fn check_index_bytes(bytes: &[u8]) -> Result<(&[u8], u32, Coverage), String> {
     }
     let mut cursor = Cursor { bytes: body, at: 8 };
     let version = cursor.u32()?;
-    if !(INDEX_VERSION_WITHOUT_METADATA..=INDEX_VERSION).contains(&version) {
+    if !(INDEX_VERSION_OLDEST..=INDEX_VERSION).contains(&version) {
         return Err(format!("has unsupported version {version}"));
     }
     cursor.u32()?;
@@ -208,32 +224,17 @@ pub(crate) fn claimed_coverage(path: &Path) -> Option<Coverage> {
         .map(|(_, _, coverage)| coverage)
 }
 
-fn load_stream_record(
-    cursor: &mut Cursor<'_>,
-    version: u32,
-    index: &mut Index,
-    loaded: &mut Loaded,
-) -> Result<(), String> {
+fn load_stream_record(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
     let flags = cursor.take(8)?[0];
-    let known = if version == INDEX_VERSION_WITHOUT_METADATA {
-        FLAG_TOMBSTONE
-    } else {
-        FLAG_TOMBSTONE | FLAG_METADATA
-    };
-    if flags & !known != 0 {
+    if flags & !(FLAG_TOMBSTONE | FLAG_METADATA) != 0 {
         return Err(format!("holds unknown flags for stream {name}"));
     }
     let tombstone_position = cursor.u64()?;
     let first_revision = cursor.u64()?;
-    let count = usize::try_from(cursor.u64()?).map_err(|_| "has an impossible count")?;
-    let raw = cursor.take(count.checked_mul(8).ok_or("has an impossible count")?)?;
-    let positions: Vec<u64> = raw
-        .chunks_exact(8)
-        .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8])))
-        .collect();
+    let positions = cursor.positions()?;
     let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
     if !index.load_positions(name, first_revision, &positions, tombstone) {
         return Err(format!("does not continue stream {name} where it stands"));
@@ -245,45 +246,33 @@ fn load_stream_record(
         let metadata = StreamMetadata::from_json(&stream, json)
             .map_err(|error| format!("holds unreadable metadata for {name}: {error}"))?;
         index.load_metadata(name, Arc::new(metadata));
-        loaded.metadata_loaded.push(stream);
-    } else if version == INDEX_VERSION_WITHOUT_METADATA
-        && !positions.is_empty()
-        && name.starts_with("$$")
-    {
-        loaded.metadata_to_read.push(StreamName::from_stored(name));
     }
     Ok(())
 }
 
-/// Rewrites an index file as version 1 wrote it (no metadata), for tests of old stores.
+fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
+    let kind_byte = cursor.take(1)?[0];
+    let kind = Kind::from_byte(kind_byte)
+        .ok_or_else(|| format!("holds a secondary index of unknown kind {kind_byte}"))?;
+    let name_len = usize::from(cursor.u16()?);
+    let name = std::str::from_utf8(cursor.take(name_len)?)
+        .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
+    let positions = cursor.positions()?;
+    if !index.secondary.load(kind, name, &positions) {
+        return Err(format!(
+            "does not continue secondary index {name:?} ({kind:?}) where it stands"
+        ));
+    }
+    Ok(())
+}
+
+/// Rewrites an index file as version 2 wrote it (no postings), for tests of old stores.
 #[cfg(test)]
-pub(crate) fn rewrite_as_version_1(path: &Path) {
+pub(crate) fn rewrite_as_version_2(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
     let (body, _, _) = check_index_bytes(&bytes).unwrap();
-    let mut out = body[..HEADER_BYTES].to_vec();
-    out[8..12].copy_from_slice(&INDEX_VERSION_WITHOUT_METADATA.to_le_bytes());
-    let mut cursor = Cursor {
-        bytes: body,
-        at: HEADER_BYTES - 8,
-    };
-    let stream_count = cursor.u64().unwrap();
-    for _ in 0..stream_count {
-        let start = cursor.at;
-        let name_len = usize::from(cursor.u16().unwrap());
-        cursor.take(name_len).unwrap();
-        let flags_at = cursor.at;
-        let flags = cursor.take(8).unwrap()[0];
-        cursor.take(16).unwrap();
-        let count = usize::try_from(cursor.u64().unwrap()).unwrap();
-        cursor.take(count * 8).unwrap();
-        let mut record = body[start..cursor.at].to_vec();
-        record[flags_at - start] = flags & FLAG_TOMBSTONE;
-        out.extend_from_slice(&record);
-        if flags & FLAG_METADATA != 0 {
-            let length = cursor.u32().unwrap() as usize;
-            cursor.take(length).unwrap();
-        }
-    }
+    let mut out = body.to_vec();
+    out[8..12].copy_from_slice(&2u32.to_le_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     std::fs::write(path, out).unwrap();
@@ -339,6 +328,16 @@ impl<'a> Cursor<'a> {
             self.take(8)?.try_into().unwrap_or([0; 8]),
         ))
     }
+
+    /// A u64 count and that many u64 positions.
+    fn positions(&mut self) -> Result<Vec<u64>, String> {
+        let count = usize::try_from(self.u64()?).map_err(|_| "has an impossible count")?;
+        let raw = self.take(count.checked_mul(8).ok_or("has an impossible count")?)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8])))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -356,12 +355,12 @@ mod tests {
             tombstone_position: Some(256),
             metadata: None,
         }];
-        write_index_file(dir.path(), 0, 64, 320, &unsaved).unwrap();
+        write_index_file(dir.path(), 0, 64, 320, &unsaved, &[]).unwrap();
         let files = list_index_files(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(announced_stream_count(&files[0].1), 1);
         let mut index = Index::default();
-        let coverage = load_index_file(&files[0].1, &mut index, &mut Loaded::default()).unwrap();
+        let coverage = load_index_file(&files[0].1, &mut index).unwrap();
         assert_eq!(
             coverage,
             Coverage {
@@ -376,7 +375,7 @@ mod tests {
         let mut bytes = std::fs::read(&files[0].1).unwrap();
         bytes[50] ^= 1;
         std::fs::write(&files[0].1, &bytes).unwrap();
-        let damaged = load_index_file(&files[0].1, &mut Index::default(), &mut Loaded::default());
+        let damaged = load_index_file(&files[0].1, &mut Index::default());
         assert!(damaged.is_err_and(|unusable| unusable.coverage.is_none()));
         assert_eq!(claimed_coverage(&files[0].1), None);
     }
@@ -406,52 +405,51 @@ mod tests {
                 metadata: Some(Arc::new(metadata.clone())),
             },
         ];
-        write_index_file(dir.path(), 0, 64, 200, &unsaved).unwrap();
+        write_index_file(dir.path(), 0, 64, 200, &unsaved, &[]).unwrap();
         let mut index = Index::default();
-        let mut loaded = Loaded::default();
         let path = &list_index_files(dir.path()).unwrap()[0].1;
-        load_index_file(path, &mut index, &mut loaded).unwrap();
+        load_index_file(path, &mut index).unwrap();
         assert_eq!(
             index.stream(&described).unwrap().metadata.as_deref(),
             Some(&metadata)
         );
-        assert_eq!(loaded.metadata_loaded, vec![described]);
-        assert!(loaded.metadata_to_read.is_empty());
         assert!(index.take_unsaved().is_empty(), "loaded metadata is saved");
     }
 
-    /// A version 1 file (written before metadata was saved) still loads; its `$$` streams
-    /// are listed for reading their metadata from the log.
     #[test]
-    fn version_1_files_still_load() {
+    fn postings_roundtrip_and_files_without_them_are_unusable() {
         let dir = tempfile::tempdir().unwrap();
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(INDEX_MAGIC);
-        bytes.extend_from_slice(&1u32.to_le_bytes());
-        bytes.extend_from_slice(&0u32.to_le_bytes());
-        bytes.extend_from_slice(&64u64.to_le_bytes());
-        bytes.extend_from_slice(&200u64.to_le_bytes());
-        bytes.extend_from_slice(&1u64.to_le_bytes());
-        let name = b"$$order-1";
-        bytes.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(name);
-        bytes.extend_from_slice(&[0u8; 8]);
-        bytes.extend_from_slice(&0u64.to_le_bytes());
-        bytes.extend_from_slice(&0u64.to_le_bytes());
-        bytes.extend_from_slice(&1u64.to_le_bytes());
-        bytes.extend_from_slice(&64u64.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        let path = dir.path().join(index_file_name(0));
-        std::fs::write(&path, &bytes).unwrap();
+        let postings = vec![
+            UnsavedPostings {
+                kind: Kind::Category,
+                name: Arc::from("order"),
+                positions: vec![64, 192],
+            },
+            UnsavedPostings {
+                kind: Kind::StreamStarts,
+                name: Arc::from(""),
+                positions: vec![64],
+            },
+        ];
+        write_index_file(dir.path(), 0, 64, 320, &[], &postings).unwrap();
+        let path = &list_index_files(dir.path()).unwrap()[0].1;
         let mut index = Index::default();
-        let mut loaded = Loaded::default();
-        let coverage = load_index_file(&path, &mut index, &mut loaded).unwrap();
-        assert_eq!(coverage.covers_to, 200);
+        load_index_file(path, &mut index).unwrap();
+        let category = strata_core::system_streams::IndexKey::Category("order".into());
         assert_eq!(
-            loaded.metadata_to_read,
-            vec![StreamName::new("$$order-1").unwrap()]
+            index.secondary.get(&category).unwrap().positions,
+            vec![64, 192]
         );
-        assert_eq!(index.stream("$$order-1").unwrap().positions, vec![64]);
+
+        rewrite_as_version_2(path);
+        let old = load_index_file(path, &mut Index::default()).unwrap_err();
+        assert_eq!(
+            old.coverage,
+            Some(Coverage {
+                covers_from: 64,
+                covers_to: 320
+            }),
+            "an old file is intact: its coverage is still a claim on the log"
+        );
     }
 }

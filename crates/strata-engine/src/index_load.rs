@@ -1,18 +1,16 @@
-//! Loading the index files at open. They must follow each other without a gap and end
-//! where a frame of the log ends; otherwise the index is rebuilt from the whole log (the
-//! log is the truth). Either way every intact file's `covers_to` is kept as a claim on how
+//! Loading the index files at open. They must follow each other without a gap, end where
+//! a frame of the log ends, and be of the current version; otherwise the index is rebuilt
+//! from the whole log (the log is the truth). Either way every intact file's `covers_to` is kept as a claim on how
 //! far the log reached, so that a log shorter than its index files is found out.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use strata_core::{Result, StreamMetadata, StreamName};
+use strata_core::Result;
 
 use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
 use crate::index::Index;
 use crate::index_file::{
-    Loaded, STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, list_index_files,
+    STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, list_index_files,
     load_index_file,
 };
 use crate::log_reader::LogReader;
@@ -31,8 +29,7 @@ pub(crate) struct LoadedIndex {
     pub problem: Option<String>,
 }
 
-/// Loads the index files in order, and the metadata of `$$` streams that version 1 files
-/// leave to be read from the log.
+/// Loads the index files in order.
 pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<LoadedIndex> {
     let files = list_index_files(index_dir)?;
     let mut index = Index::default();
@@ -40,7 +37,6 @@ pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<Loaded
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
     let mut claims = Vec::new();
-    let mut metadata_to_read = HashSet::new();
     for (expected_sequence, (sequence, path)) in files.iter().enumerate() {
         let claim = |end| Claim {
             end,
@@ -55,16 +51,11 @@ pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<Loaded
             claims.extend(claimed_coverage(path).map(|coverage| claim(coverage.covers_to)));
             continue;
         }
-        let mut loaded = Loaded::default();
-        match load_index_file(path, &mut index, &mut loaded) {
+        match load_index_file(path, &mut index) {
             Ok(coverage) => {
                 claims.push(claim(coverage.covers_to));
                 if coverage.covers_from == covered_to {
                     covered_to = coverage.covers_to;
-                    metadata_to_read.extend(loaded.metadata_to_read);
-                    for described in loaded.metadata_loaded {
-                        metadata_to_read.remove(&described.metadata_stream());
-                    }
                 } else {
                     problem = Some(format!("index file {} leaves a gap", path.display()));
                 }
@@ -92,7 +83,6 @@ pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<Loaded
             problem,
         });
     }
-    read_metadata(segments, &mut index, metadata_to_read)?;
     Ok(LoadedIndex {
         index,
         files,
@@ -145,44 +135,15 @@ pub(crate) fn frame_ends_at(segments: &Segments, position: u64) -> bool {
         })
 }
 
-/// Parses the metadata of the given `$$` streams from their last event: one read each.
-/// Only streams last written in a range of a version 1 index file need it; what is read
-/// is saved in the next index file.
-fn read_metadata(
-    segments: &Segments,
-    index: &mut Index,
-    metadata_streams: HashSet<StreamName>,
-) -> Result<()> {
-    let reader = LogReader::new(segments);
-    let mut found = Vec::new();
-    for stream in metadata_streams {
-        let (Some(described), Some(&position)) = (
-            stream.described_stream(),
-            index
-                .stream(&stream)
-                .and_then(|entry| entry.positions.last()),
-        ) else {
-            continue;
-        };
-        let event = reader.read_event(position)?;
-        found.push((
-            described,
-            StreamMetadata::from_json(&stream, &event.data).unwrap_or_default(),
-        ));
-    }
-    for (stream, metadata) in found {
-        index.set_metadata(&stream, Arc::new(metadata));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions};
+    use strata_core::{
+        EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamMetadata, StreamName,
+    };
 
     use super::*;
     use crate::config::Config;
-    use crate::index_file::rewrite_as_version_1;
+    use crate::index_file::rewrite_as_version_2;
     use crate::store::Store;
 
     async fn events_of(store: &Store, name: &str) -> usize {
@@ -197,10 +158,11 @@ mod tests {
             .len()
     }
 
-    /// A store whose index files were written before they held metadata: its `$$` streams
-    /// are read from the log at open, and the next index file holds their metadata.
+    /// A store whose index files predate the secondary indexes (version 2): the open
+    /// rebuilds the index from the log, so category reads find the old events, and the
+    /// files it then writes load in order.
     #[tokio::test]
-    async fn version_1_index_files_load_with_metadata_read_from_the_log() {
+    async fn version_2_index_files_make_the_open_rebuild_the_secondary_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::small_for_tests();
         let store = Store::open(dir.path(), config.clone()).unwrap();
@@ -225,17 +187,17 @@ mod tests {
         let files = list_index_files(&dir.path().join("index")).unwrap();
         assert!(!files.is_empty());
         for (_, path) in &files {
-            rewrite_as_version_1(path);
+            rewrite_as_version_2(path);
         }
 
         let store = Store::open(dir.path(), config.clone()).unwrap();
         for number in 0..5 {
             assert_eq!(events_of(&store, &format!("old-{number}")).await, 2);
         }
-        // One more append, so that closing writes an index file.
+        assert_eq!(events_of(&store, "$ce-old").await, 20);
         store
             .append(
-                &StreamName::new("new").unwrap(),
+                &StreamName::new("new-1").unwrap(),
                 ExpectedRevision::Any,
                 vec![ProposedEvent::json("E", "{}")],
             )
@@ -244,22 +206,13 @@ mod tests {
         store.close();
         drop(store);
 
-        // The newest file continues the others: they load in order.
-        let mut index = Index::default();
-        let mut loaded = Loaded::default();
         for (_, path) in list_index_files(&dir.path().join("index")).unwrap() {
-            loaded = Loaded::default();
-            load_index_file(&path, &mut index, &mut loaded).unwrap();
+            assert!(claimed_coverage(&path).is_some());
         }
-        let mut described: Vec<String> = loaded
-            .metadata_loaded
-            .iter()
-            .map(|stream| stream.to_string())
-            .collect();
-        described.sort();
-        assert_eq!(described, ["old-0", "old-1", "old-2", "old-3", "old-4"]);
         let store = Store::open(dir.path(), config).unwrap();
         assert_eq!(events_of(&store, "old-3").await, 2);
+        assert_eq!(events_of(&store, "$ce-old").await, 20);
+        assert_eq!(events_of(&store, "$et-E").await, 21);
         store.close();
     }
 }

@@ -10,12 +10,14 @@ use std::thread::JoinHandle;
 
 use crate::index::UnsavedStream;
 use crate::index_file::write_index_file;
+use crate::secondary::UnsavedPostings;
 
 pub(crate) struct IndexFileContents {
     pub sequence: u64,
     pub covers_from: u64,
     pub covers_to: u64,
     pub streams: Vec<UnsavedStream>,
+    pub postings: Vec<UnsavedPostings>,
 }
 
 pub(crate) struct IndexSaver {
@@ -36,6 +38,7 @@ impl IndexSaver {
                         contents.covers_from,
                         contents.covers_to,
                         &contents.streams,
+                        &contents.postings,
                     );
                     if let Err(error) = written {
                         tracing::warn!(%error, "could not save an index file; opening will replay the log after the last one saved");

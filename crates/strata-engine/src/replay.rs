@@ -9,6 +9,7 @@ use strata_core::{Error, Result, StreamMetadata, StreamName};
 use crate::format::{Frame, FrameError, SEGMENT_HEADER_BYTES, decode_frame, frame_length};
 use crate::index::{IdEntry, Index, RecentIds};
 use crate::log_reader::to_usize;
+use crate::secondary::{RunKeys, TypeNames};
 use crate::segments::Segments;
 
 pub(crate) const REPLAY_CHUNK_BYTES: u64 = 1 << 20;
@@ -19,6 +20,7 @@ struct PendingEvent {
     position: u64,
     id: u128,
     metadata: Option<StreamMetadata>,
+    keys: RunKeys,
 }
 
 pub(crate) struct Replayed {
@@ -61,6 +63,7 @@ pub(crate) fn replay(
     let mut position = segments.first_frame_at_or_after(from);
     let mut committed_end = position;
     let mut pending: Vec<PendingEvent> = Vec::new();
+    let mut type_names = TypeNames::default();
     loop {
         let segment_index = segments.segment_of(position);
         if segment_index >= segments.count() {
@@ -108,12 +111,20 @@ pub(crate) fn replay(
                         StreamMetadata::from_json(&described, &frame[event.data_range.clone()])
                             .unwrap_or_default()
                     });
+                    let keys = RunKeys::of_event(
+                        &mut type_names,
+                        stream.as_str(),
+                        event.revision,
+                        event.event_type,
+                        &frame[event.metadata_range.clone()],
+                    );
                     pending.push(PendingEvent {
                         stream,
                         revision: event.revision,
                         position: frame_position,
                         id: event.id,
                         metadata,
+                        keys,
                     });
                     offset += frame_len;
                     if event.is_commit() {
@@ -167,7 +178,12 @@ fn apply(
                 ),
             });
         }
-        index.add_event(&event.stream, event.revision, event.position);
+        index.add_events(
+            &event.stream,
+            event.revision,
+            &[event.position],
+            &event.keys,
+        );
         if event.revision != crate::format::TOMBSTONE_REVISION {
             let stream_hash = recent_ids.stream_hash(&event.stream);
             recent_ids.insert(

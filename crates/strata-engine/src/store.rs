@@ -8,6 +8,9 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
+use strata_core::system_streams::{
+    IndexKey, IndexSlice, IndexedEvent, index_window, read_system_stream,
+};
 use strata_core::{
     AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
     Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName,
@@ -271,6 +274,9 @@ impl EventStore for Store {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
+        if let Some(key) = IndexKey::of_stream(stream.as_str()) {
+            return read_system_stream(self, stream, &key, options).await;
+        }
         let (head, described_head) = self.read_heads(stream);
         let Some(mut read) =
             rules::plan_stream_read(stream, &head, described_head.as_ref(), &options)?
@@ -315,6 +321,39 @@ impl EventStore for Store {
         Ok(WindowSlice {
             slice: scanned.slice,
             examined_count: scanned.examined_count,
+        })
+    }
+
+    async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
+        let (positions, window) = {
+            let index = self.shared.index.read();
+            let all = index
+                .secondary
+                .get(key)
+                .map_or(&[][..], |postings| postings.positions.as_slice());
+            let window = index_window(&options, all.len() as u64);
+            let taken = all[to_usize(window.start)..to_usize(window.end)].to_vec();
+            (taken, (window, all.len() as u64))
+        };
+        let (revisions, len) = window;
+        let shared = Arc::clone(&self.shared);
+        let events =
+            off_the_runtime(move || LogReader::new(&shared.segments).read_events(&positions))
+                .await?;
+        let mut events: Vec<IndexedEvent> = events
+            .into_iter()
+            .zip(revisions)
+            .map(|(event, index_revision)| IndexedEvent {
+                index_revision,
+                event,
+            })
+            .collect();
+        if options.direction == Direction::Backwards {
+            events.reverse();
+        }
+        Ok(IndexSlice {
+            events,
+            last_revision: len.checked_sub(1),
         })
     }
 

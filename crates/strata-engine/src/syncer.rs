@@ -18,6 +18,7 @@ use crate::config::Durability;
 use crate::index_saver::{IndexFileContents, IndexSaver};
 use crate::io::SegmentFile;
 use crate::recovery::write_clean_marker;
+use crate::secondary::RunKeys;
 use crate::shared::Shared;
 
 pub(crate) enum Reply {
@@ -60,6 +61,8 @@ pub(crate) enum IndexUpdate {
         stream: StreamName,
         first_revision: u64,
         positions: Vec<u64>,
+        /// What the secondary indexes need of these events.
+        keys: RunKeys,
     },
     Metadata {
         stream: StreamName,
@@ -223,7 +226,8 @@ impl Syncer {
                             stream,
                             first_revision,
                             positions,
-                        } => index.add_events(&stream, first_revision, &positions),
+                            keys,
+                        } => index.add_events(&stream, first_revision, &positions, &keys),
                         IndexUpdate::Metadata { stream, metadata } => {
                             index.set_metadata(&stream, metadata);
                         }
@@ -258,12 +262,16 @@ impl Syncer {
             tracing::warn!(%error, "could not sync the log; the index file waits");
             return;
         }
-        let streams = self.shared.index.write().take_unsaved();
+        let (streams, postings) = {
+            let mut index = self.shared.index.write();
+            (index.take_unsaved(), index.secondary.take_unsaved())
+        };
         self.index_saver.save(IndexFileContents {
             sequence: self.index_file_sequence,
             covers_from: self.index_covered_to,
             covers_to: self.durable_end,
             streams,
+            postings,
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;

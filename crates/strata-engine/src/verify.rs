@@ -7,7 +7,7 @@ use std::path::Path;
 use strata_core::Result;
 
 use crate::index::{Index, RecentIds};
-use crate::index_file::{Loaded, claimed_coverage, list_index_files, load_index_file};
+use crate::index_file::{claimed_coverage, list_index_files, load_index_file};
 use crate::io::Seam;
 use crate::recovery::{open_segments, read_clean_marker};
 use crate::replay::{ReplayStep, Replayed, replay};
@@ -234,7 +234,7 @@ fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyRepo
     report.index_files = files.len() as u64;
     let mut file_index = Index::default();
     for (_, path) in &files {
-        if let Err(reason) = load_index_file(path, &mut file_index, &mut Loaded::default()) {
+        if let Err(reason) = load_index_file(path, &mut file_index) {
             report.problems.push(format!(
                 "index file {} {reason} (the next open rebuilds the index from the log)",
                 path.display()
@@ -276,6 +276,15 @@ fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyRepo
                     "the index files' metadata of {stream} does not match the log"
                 ));
             }
+        }
+    }
+    for (kind, name, postings) in file_index.secondary.iter() {
+        report.index_entries_checked += postings.positions.len() as u64;
+        let from_log = log_index.secondary.positions(kind, name);
+        if !from_log.starts_with(&postings.positions) {
+            report.problems.push(format!(
+                "the index files' secondary index {name:?} ({kind:?}) does not match the log"
+            ));
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ use crate::format::{
 };
 use crate::index::{IdEntry, RecentIds};
 use crate::log_reader::{LogReader, to_usize};
+use crate::secondary::{RunKeys, TypeNames};
 use crate::segments::create_segment;
 use crate::shared::Shared;
 use crate::store::stream_head;
@@ -95,6 +96,7 @@ pub(crate) struct Writer {
     /// Heads written by groups that may not be published yet, with the group's sequence.
     pending_heads: HashMap<StreamName, (StreamHead, u64)>,
     group_sequence: u64,
+    type_names: TypeNames,
 }
 
 impl Writer {
@@ -114,6 +116,7 @@ impl Writer {
             prepared_segment: None,
             pending_heads: HashMap::new(),
             group_sequence: 0,
+            type_names: TypeNames::default(),
         }
     }
 
@@ -330,19 +333,42 @@ impl Writer {
             let stream_hash = self.recent_ids.stream_hash(&planned.stream);
             positions.push(Position(self.emit(group, stream_hash, &record)?));
         }
-        self.note_plan(group, plan, &positions);
+        self.note_plan(group, plan, events, &positions);
         Ok(positions)
     }
 
     /// The index updates of a written plan (consecutive revisions of a stream together),
     /// and its heads for the next requests.
-    fn note_plan(&mut self, group: &mut Group, plan: &WritePlan, positions: &[Position]) {
+    fn note_plan(
+        &mut self,
+        group: &mut Group,
+        plan: &WritePlan,
+        events: &[ProposedEvent],
+        positions: &[Position],
+    ) {
         let mut run_start = 0;
         for index in 1..=plan.records.len() {
             let run_ends = index == plan.records.len()
                 || plan.records[index].stream != plan.records[run_start].stream;
             if run_ends {
                 let first = &plan.records[run_start];
+                let mut keys = RunKeys::default();
+                for record in &plan.records[run_start..index] {
+                    let (event_type, metadata): (&str, &[u8]) = match &record.body {
+                        RecordBody::Proposed(at) => {
+                            (&events[*at].event_type, &events[*at].metadata)
+                        }
+                        RecordBody::Metadata { .. } => (METADATA_EVENT_TYPE, &[]),
+                        RecordBody::Tombstone { .. } => (TOMBSTONE_EVENT_TYPE, &[]),
+                    };
+                    keys.push(
+                        &mut self.type_names,
+                        record.stream.as_str(),
+                        record.revision,
+                        event_type,
+                        metadata,
+                    );
+                }
                 group.updates.push(IndexUpdate::Events {
                     stream: first.stream.clone(),
                     first_revision: first.revision,
@@ -350,6 +376,7 @@ impl Writer {
                         .iter()
                         .map(|position| position.0)
                         .collect(),
+                    keys,
                 });
                 run_start = index;
             }

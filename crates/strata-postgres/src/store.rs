@@ -1,6 +1,7 @@
 //! `PostgresStore`: the [`EventStore`] contract on PostgreSQL.
 
 use std::sync::Arc;
+use strata_core::system_streams::{IndexKey, read_system_stream};
 
 use async_trait::async_trait;
 use strata_core::{
@@ -194,6 +195,9 @@ impl EventStore for PostgresStore {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
+        if let Some(key) = IndexKey::of_stream(stream.as_str()) {
+            return read_system_stream(self, stream, &key, options).await;
+        }
         self.readers
             .run(|reader| async move { reader.read_stream(stream, options).await })
             .await

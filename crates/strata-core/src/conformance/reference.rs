@@ -18,6 +18,7 @@ use crate::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, Wri
 use crate::store::{
     AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
 };
+use crate::system_streams::{IndexKey, read_system_stream};
 use crate::types::{
     AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
     ProposedEvent, RecordedEvent, Revision, StreamName, StreamState, Timestamp,
@@ -236,6 +237,9 @@ impl EventStore for ReferenceStore {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
+        if let Some(key) = IndexKey::of_stream(stream.as_str()) {
+            return read_system_stream(self, stream, &key, options).await;
+        }
         let state = self.lock();
         let head = state.head(stream)?;
         let described_head = match stream.described_stream() {

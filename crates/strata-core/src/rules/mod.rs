@@ -114,6 +114,12 @@ pub trait StreamView {
     /// # Errors
     /// Storage errors.
     fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>>;
+
+    /// True when the system streams of [`crate::system_streams`] are served from indexes:
+    /// writes to them (and to their metadata streams) are then refused.
+    fn serves_system_streams(&self) -> bool {
+        true
+    }
 }
 
 /// Heads gathered beforehand; no stored ids (a check-only view, and for tests).

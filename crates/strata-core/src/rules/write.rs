@@ -175,6 +175,7 @@ pub fn plan_delete<V: StreamView + ?Sized>(
             reason: format!("{stream} is a metadata stream: delete the stream it describes"),
         });
     }
+    refuse_system_stream(view, stream)?;
     let head = view.head(stream)?;
     refuse_tombstoned(stream, &head)?;
     check_expectation(view, stream, &head, expected)?;
@@ -228,8 +229,24 @@ pub fn check_expected<V: StreamView + ?Sized>(
     Ok(head.last_revision.map(Revision))
 }
 
+/// Refuses writes to a stream served from an index (`$ce-…`, `$et-…`, …) or to its
+/// metadata: nothing is stored for them.
+fn refuse_system_stream<V: StreamView + ?Sized>(view: &V, stream: &StreamName) -> Result<()> {
+    let served = |name: &str| crate::system_streams::is_system_stream_from_index(name);
+    let described = stream.described_stream();
+    if view.serves_system_streams()
+        && (served(stream.as_str()) || described.is_some_and(|d| served(d.as_str())))
+    {
+        return Err(Error::InvalidArgument {
+            reason: format!("{stream} is served from the store's indexes and cannot be written"),
+        });
+    }
+    Ok(())
+}
+
 /// The head of a stream that may be written.
 fn writable_head<V: StreamView + ?Sized>(view: &V, stream: &StreamName) -> Result<StreamHead> {
+    refuse_system_stream(view, stream)?;
     let head = view.head(stream)?;
     if let Some(described) = stream.described_stream()
         && head.last_revision.is_none()

@@ -1,0 +1,576 @@
+//! The streams KurrentDB's standard projections write — `$ce-<category>`, `$et-<type>`,
+//! `$streams`, `$category-<category>`, `$bc-<correlation id>` — served from secondary
+//! indexes instead: nothing is written for them, and a read returns the link events a
+//! KurrentDB client would find there, numbered densely from 0 in log order.
+//!
+//! Backends keep the indexes ([`index_keys`] says which keys an event goes under) and answer
+//! [`crate::EventStore::read_index`]; [`read_system_stream`] turns an index read into the
+//! stream's link events, and [`resolve_link`] turns a link into the event it points at.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::store::{EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
+use crate::types::{ContentType, Direction, EventId, RecordedEvent, Revision, StreamName};
+
+/// Type of a link event: its data is `<revision>@<stream>`.
+pub const LINK_EVENT_TYPE: &str = "$>";
+/// Type of a stream reference in `$category-<category>`: its data is the stream name.
+pub const STREAM_REFERENCE_EVENT_TYPE: &str = "$@";
+
+const CATEGORY_PREFIX: &str = "$ce-";
+const EVENT_TYPE_PREFIX: &str = "$et-";
+const CORRELATION_PREFIX: &str = "$bc-";
+const CATEGORY_STREAMS_PREFIX: &str = "$category-";
+const STREAMS_STREAM: &str = "$streams";
+/// KurrentDB 25.1's secondary indexes, read as `$all` with a stream-prefix filter.
+const INDEX_FILTER_CATEGORY_PREFIX: &str = "$idx-ce-";
+const INDEX_FILTER_EVENT_TYPE_PREFIX: &str = "$idx-et-";
+/// The metadata key `$by_correlation_id` indexes by.
+const CORRELATION_ID_KEY: &str = "$correlationId";
+
+/// One secondary index: the events under one key, in log order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IndexKey {
+    /// Events of the streams of a category (`$ce-<category>`).
+    Category(String),
+    /// Events of one type (`$et-<type>`).
+    EventType(String),
+    /// Events whose JSON metadata carries `$correlationId` (`$bc-<id>`).
+    Correlation(String),
+    /// The first event of every stream (`$streams`).
+    StreamStarts,
+    /// The first event of every stream of a category (`$category-<category>`).
+    CategoryStreams(String),
+}
+
+impl IndexKey {
+    /// The index a system stream is served from, if `stream` is one.
+    pub fn of_stream(stream: &str) -> Option<IndexKey> {
+        let non_empty = |rest: &str| (!rest.is_empty()).then(|| rest.to_owned());
+        if stream == STREAMS_STREAM {
+            Some(IndexKey::StreamStarts)
+        } else if let Some(rest) = stream.strip_prefix(CATEGORY_PREFIX) {
+            non_empty(rest).map(IndexKey::Category)
+        } else if let Some(rest) = stream.strip_prefix(EVENT_TYPE_PREFIX) {
+            non_empty(rest).map(IndexKey::EventType)
+        } else if let Some(rest) = stream.strip_prefix(CORRELATION_PREFIX) {
+            non_empty(rest).map(IndexKey::Correlation)
+        } else if let Some(rest) = stream.strip_prefix(CATEGORY_STREAMS_PREFIX) {
+            non_empty(rest).map(IndexKey::CategoryStreams)
+        } else {
+            None
+        }
+    }
+
+    /// The index a `$all` stream-prefix filter names (`$idx-ce-<category>`,
+    /// `$idx-et-<type>`), if it names one.
+    pub fn of_index_filter(prefix: &str) -> Option<IndexKey> {
+        if let Some(category) = prefix.strip_prefix(INDEX_FILTER_CATEGORY_PREFIX) {
+            (!category.is_empty()).then(|| IndexKey::Category(category.to_owned()))
+        } else if let Some(event_type) = prefix.strip_prefix(INDEX_FILTER_EVENT_TYPE_PREFIX) {
+            (!event_type.is_empty()).then(|| IndexKey::EventType(event_type.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// The system stream that shows this index.
+    pub fn stream_name(&self) -> String {
+        match self {
+            IndexKey::Category(category) => format!("{CATEGORY_PREFIX}{category}"),
+            IndexKey::EventType(event_type) => format!("{EVENT_TYPE_PREFIX}{event_type}"),
+            IndexKey::Correlation(id) => format!("{CORRELATION_PREFIX}{id}"),
+            IndexKey::StreamStarts => STREAMS_STREAM.to_owned(),
+            IndexKey::CategoryStreams(category) => format!("{CATEGORY_STREAMS_PREFIX}{category}"),
+        }
+    }
+
+    /// True when the stream shows stream references (`$@`) rather than links (`$>`).
+    pub fn shows_stream_references(&self) -> bool {
+        matches!(self, IndexKey::CategoryStreams(_))
+    }
+}
+
+/// True when `stream` is served from an index: appends to it are refused.
+pub fn is_system_stream_from_index(stream: &str) -> bool {
+    IndexKey::of_stream(stream).is_some()
+}
+
+/// The category of a stream as KurrentDB's `$by_category` sees it (`first` mode, separator
+/// `-`): the part before the first `-`. System streams, names without a `-`, and names
+/// starting with one have none.
+pub fn category_of(stream: &str) -> Option<&str> {
+    if stream.starts_with('$') {
+        return None;
+    }
+    match stream.find('-') {
+        Some(at) if at > 0 => Some(&stream[..at]),
+        _ => None,
+    }
+}
+
+/// The keys an event is indexed under, as the standard projections would link it:
+/// - events of system streams are indexed under none, except the metadata streams `$$S` of
+///   user streams (their events go to `$et-$metadata` and their first to `$streams`);
+/// - link events (`$>`) of user streams go to their category and to `$streams` /
+///   `$category-…` (a category's link to a link points where that link points), never to
+///   `$et-…` or `$bc-…`;
+/// - `$bc-<id>` takes events whose JSON metadata has a string `$correlationId`.
+///
+/// Not modelled: the `$deleted` markers KurrentDB's projections add to `$ce-…` and
+/// `$et-$deleted` when a stream is deleted (docs/INDEXES.md).
+pub fn index_keys(stream: &str, revision: u64, event_type: &str, metadata: &[u8]) -> Vec<IndexKey> {
+    let mut keys = Vec::new();
+    let is_link = event_type == LINK_EVENT_TYPE;
+    if stream.starts_with('$') {
+        let user_metadata_stream = stream
+            .strip_prefix("$$")
+            .is_some_and(|described| !described.is_empty() && !described.starts_with('$'));
+        if user_metadata_stream && !is_link {
+            keys.push(IndexKey::EventType(event_type.to_owned()));
+            if revision == 0 {
+                keys.push(IndexKey::StreamStarts);
+            }
+        }
+        return keys;
+    }
+    let category = category_of(stream);
+    if let Some(category) = category {
+        keys.push(IndexKey::Category(category.to_owned()));
+    }
+    if !is_link {
+        keys.push(IndexKey::EventType(event_type.to_owned()));
+        if let Some(id) = correlation_id(metadata) {
+            keys.push(IndexKey::Correlation(id));
+        }
+    }
+    if revision == 0 {
+        keys.push(IndexKey::StreamStarts);
+        if let Some(category) = category {
+            keys.push(IndexKey::CategoryStreams(category.to_owned()));
+        }
+    }
+    keys
+}
+
+/// `$correlationId` of an event's JSON metadata, when it is a non-empty string.
+pub fn correlation_id(metadata: &[u8]) -> Option<String> {
+    // Most metadata has no correlation id: skip the parse when the key cannot be there.
+    if !metadata
+        .windows(CORRELATION_ID_KEY.len())
+        .any(|window| window == CORRELATION_ID_KEY.as_bytes())
+    {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(metadata).ok()?;
+    let id = value.get(CORRELATION_ID_KEY)?.as_str()?;
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// An event under an index, with its revision there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedEvent {
+    pub index_revision: u64,
+    pub event: RecordedEvent,
+}
+
+/// What an index read finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSlice {
+    /// Events in the requested order.
+    pub events: Vec<IndexedEvent>,
+    /// Revision of the index's last event; `None` when the index is empty.
+    pub last_revision: Option<u64>,
+}
+
+/// The index revisions a read with `options` covers in an index of `len` events, in
+/// ascending order (a backwards read returns them reversed).
+pub fn index_window(options: &ReadStreamOptions, len: u64) -> Range<u64> {
+    let Some(last) = len.checked_sub(1) else {
+        return 0..0;
+    };
+    let count = u64::try_from(options.max_count).unwrap_or(u64::MAX);
+    match options.direction {
+        Direction::Forwards => {
+            let from = match options.from {
+                ReadFrom::Start => 0,
+                ReadFrom::End => len,
+                ReadFrom::At(revision) => revision.0.min(len),
+            };
+            from..from.saturating_add(count).min(len)
+        }
+        Direction::Backwards => {
+            let from = match options.from {
+                ReadFrom::Start => 0,
+                ReadFrom::End => last,
+                ReadFrom::At(revision) if revision.0 > last => last,
+                ReadFrom::At(revision) => revision.0,
+            };
+            let end = from + 1;
+            end.saturating_sub(count)..end
+        }
+    }
+}
+
+/// [`EventStore::read_index`] for a store that keeps no indexes: scans `$all` from the
+/// start and keeps the events under `key`. Its cost grows with the log; backends override it.
+///
+/// # Errors
+/// Storage errors from the scan.
+pub async fn read_index_by_scanning<S: EventStore + ?Sized>(
+    store: &S,
+    key: &IndexKey,
+    options: ReadStreamOptions,
+) -> Result<IndexSlice> {
+    let mut matching = Vec::new();
+    let mut from = ReadFrom::Start;
+    loop {
+        let mut page_options = ReadAllOptions::forwards().max_count(4_096);
+        page_options.from = from;
+        let page = store.read_all(page_options).await?;
+        for event in page.events {
+            let keys = index_keys(
+                event.stream.as_str(),
+                event.revision.0,
+                &event.event_type,
+                &event.metadata,
+            );
+            if keys.contains(key) {
+                matching.push(event);
+            }
+        }
+        if page.is_end {
+            break;
+        }
+        from = ReadFrom::At(page.next_position);
+    }
+    let len = matching.len() as u64;
+    let window = index_window(&options, len);
+    let mut events: Vec<IndexedEvent> = matching
+        .into_iter()
+        .zip(0..)
+        .skip(usize::try_from(window.start).unwrap_or(usize::MAX))
+        .take(usize::try_from(window.end - window.start).unwrap_or(usize::MAX))
+        .map(|(event, index_revision)| IndexedEvent {
+            index_revision,
+            event,
+        })
+        .collect();
+    if options.direction == Direction::Backwards {
+        events.reverse();
+    }
+    Ok(IndexSlice {
+        events,
+        last_revision: len.checked_sub(1),
+    })
+}
+
+/// Reads the system stream `stream` (served from `key`) as a KurrentDB client would find
+/// it: link events (`$>`, data `<revision>@<stream>`) or stream references (`$@`).
+///
+/// # Errors
+/// Storage errors from the index read.
+pub async fn read_system_stream<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamName,
+    key: &IndexKey,
+    options: ReadStreamOptions,
+) -> Result<StreamSlice> {
+    let slice = store.read_index(key, options).await?;
+    let Some(last_revision) = slice.last_revision else {
+        return Ok(StreamSlice::NotFound);
+    };
+    let events = slice
+        .events
+        .into_iter()
+        .map(|indexed| {
+            if key.shows_stream_references() {
+                stream_reference(stream, indexed.index_revision, &indexed.event)
+            } else {
+                link_event(stream, indexed.index_revision, &indexed.event)
+            }
+        })
+        .collect();
+    Ok(StreamSlice::Found {
+        events,
+        last_revision: Revision(last_revision),
+    })
+}
+
+/// The link at `revision` of `stream` to `target`, as the standard projections write it:
+/// data `<revision>@<stream>` (a link to a link points where that link points), metadata
+/// with the target's position (`$c`, `$p`), id (`$causedBy`), original stream (`$o`, in
+/// `$ce-…`) and `$correlationId`. It shares the target's position and creation time; its
+/// id is derived from the target's and the stream's, so it is the same on every read.
+pub fn link_event(stream: &StreamName, revision: u64, target: &RecordedEvent) -> RecordedEvent {
+    let data = if target.event_type == LINK_EVENT_TYPE {
+        target.data.clone()
+    } else {
+        Bytes::from(format!("{}@{}", target.revision, target.stream))
+    };
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("$c".into(), target.position.0.into());
+    metadata.insert("$p".into(), target.position.0.into());
+    if stream.as_str().starts_with(CATEGORY_PREFIX) {
+        metadata.insert("$o".into(), target.stream.as_str().into());
+    }
+    metadata.insert("$causedBy".into(), target.id.to_string().into());
+    if target.content_type == ContentType::Json
+        && let Some(id) = correlation_id(&target.metadata)
+    {
+        metadata.insert(CORRELATION_ID_KEY.into(), id.into());
+    }
+    RecordedEvent {
+        stream: stream.clone(),
+        revision: Revision(revision),
+        position: target.position,
+        id: derived_id(stream, target),
+        event_type: LINK_EVENT_TYPE.to_owned(),
+        content_type: ContentType::Binary,
+        data,
+        metadata: Bytes::from(serde_json::Value::Object(metadata).to_string()),
+        created: target.created,
+    }
+}
+
+fn stream_reference(stream: &StreamName, revision: u64, first: &RecordedEvent) -> RecordedEvent {
+    RecordedEvent {
+        event_type: STREAM_REFERENCE_EVENT_TYPE.to_owned(),
+        data: Bytes::from(first.stream.as_str().to_owned()),
+        ..link_event(stream, revision, first)
+    }
+}
+
+fn derived_id(stream: &StreamName, target: &RecordedEvent) -> EventId {
+    let mut name = Vec::with_capacity(16 + stream.as_str().len());
+    name.extend_from_slice(&target.id.as_u128().to_le_bytes());
+    name.extend_from_slice(stream.as_str().as_bytes());
+    EventId(uuid::Uuid::new_v5(&LINK_ID_NAMESPACE, &name))
+}
+
+/// Part of what clients see: changing it changes the ids of every link.
+const LINK_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3f1d_8a62_0c57_4e9b_a4d3_71e6_5b20_c9f8);
+
+/// An event as a read with `resolve_links` returns it: the event a link points at, with the
+/// link; or an event that is no link, alone; or a link whose target is gone, alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedEvent {
+    /// The event a link points at, or the event itself when it is no link. `None` for a
+    /// link whose target no longer exists (deleted, truncated, expired or never there).
+    pub event: Option<RecordedEvent>,
+    /// The link, when `event` came through one.
+    pub link: Option<RecordedEvent>,
+}
+
+impl ResolvedEvent {
+    /// An event read without resolving.
+    pub fn plain(event: RecordedEvent) -> Self {
+        Self {
+            event: Some(event),
+            link: None,
+        }
+    }
+
+    /// The event that was read: the link when there is one, else the event.
+    pub fn original(&self) -> &RecordedEvent {
+        match (&self.link, &self.event) {
+            (Some(link), _) => link,
+            (None, Some(event)) => event,
+            (None, None) => unreachable!("a resolved event holds an event or a link"),
+        }
+    }
+}
+
+/// `<revision>@<stream>` of a link's data.
+pub fn parse_link(data: &[u8]) -> Option<(u64, StreamName)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let (revision, stream) = text.split_once('@')?;
+    let revision = revision.parse().ok()?;
+    let stream = StreamName::new(stream).ok()?;
+    Some((revision, stream))
+}
+
+/// Resolves `event` when it is a link (`$>`): the event it points at, if that is still
+/// visible in its stream; any other event comes back as it is.
+///
+/// # Errors
+/// Storage errors. A link that does not parse, or whose stream is deleted or tombstoned,
+/// resolves to no event rather than failing.
+pub async fn resolve_link<S: EventStore + ?Sized>(
+    store: &S,
+    event: RecordedEvent,
+) -> Result<ResolvedEvent> {
+    if event.event_type != LINK_EVENT_TYPE {
+        return Ok(ResolvedEvent::plain(event));
+    }
+    let target = match parse_link(&event.data) {
+        Some((revision, stream)) => read_target(store, &stream, revision).await?,
+        None => None,
+    };
+    Ok(ResolvedEvent {
+        event: target,
+        link: Some(event),
+    })
+}
+
+/// Resolves every link of `events`, in order.
+///
+/// # Errors
+/// As [`resolve_link`].
+pub async fn resolve_links<S: EventStore + ?Sized>(
+    store: &S,
+    events: Vec<RecordedEvent>,
+) -> Result<Vec<ResolvedEvent>> {
+    let mut resolved = Vec::with_capacity(events.len());
+    for event in events {
+        resolved.push(resolve_link(store, event).await?);
+    }
+    Ok(resolved)
+}
+
+async fn read_target<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamName,
+    revision: u64,
+) -> Result<Option<RecordedEvent>> {
+    let options = ReadStreamOptions::forwards()
+        .from_revision(revision)
+        .max_count(1);
+    match store.read_stream(stream, options).await {
+        Ok(slice) => Ok(slice
+            .into_events()
+            .into_iter()
+            .find(|event| event.revision.0 == revision)),
+        Err(Error::StreamDeleted { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_stream_names_map_to_their_indexes() {
+        let cases = [
+            ("$ce-order", Some(IndexKey::Category("order".into()))),
+            ("$et-Placed", Some(IndexKey::EventType("Placed".into()))),
+            ("$bc-abc", Some(IndexKey::Correlation("abc".into()))),
+            ("$streams", Some(IndexKey::StreamStarts)),
+            (
+                "$category-order",
+                Some(IndexKey::CategoryStreams("order".into())),
+            ),
+            ("$ce-", None),
+            ("$et-", None),
+            ("order-1", None),
+            ("$$$ce-order", None),
+            ("$users", None),
+        ];
+        for (stream, key) in cases {
+            assert_eq!(IndexKey::of_stream(stream), key, "{stream}");
+            if let Some(key) = key {
+                assert_eq!(key.stream_name(), stream);
+            }
+        }
+        assert_eq!(
+            IndexKey::of_index_filter("$idx-ce-order"),
+            Some(IndexKey::Category("order".into()))
+        );
+        assert_eq!(
+            IndexKey::of_index_filter("$idx-et-Placed"),
+            Some(IndexKey::EventType("Placed".into()))
+        );
+        assert_eq!(IndexKey::of_index_filter("$idx-user-x"), None);
+        assert_eq!(IndexKey::of_index_filter("order"), None);
+    }
+
+    #[test]
+    fn categories_follow_by_category_first_mode() {
+        assert_eq!(category_of("order-1"), Some("order"));
+        assert_eq!(category_of("order-1-2"), Some("order"));
+        assert_eq!(category_of("order"), None);
+        assert_eq!(category_of("-order"), None);
+        assert_eq!(category_of("$users-1"), None);
+    }
+
+    #[test]
+    fn events_are_indexed_under_category_type_correlation_and_stream_starts() {
+        let keys = index_keys("order-1", 0, "Placed", br#"{"$correlationId":"c-1"}"#);
+        assert_eq!(
+            keys,
+            vec![
+                IndexKey::Category("order".into()),
+                IndexKey::EventType("Placed".into()),
+                IndexKey::Correlation("c-1".into()),
+                IndexKey::StreamStarts,
+                IndexKey::CategoryStreams("order".into()),
+            ]
+        );
+        assert_eq!(
+            index_keys("single", 3, "Placed", b"{}"),
+            vec![IndexKey::EventType("Placed".into())]
+        );
+        assert_eq!(
+            index_keys("$$order-1", 0, "$metadata", b""),
+            vec![
+                IndexKey::EventType("$metadata".into()),
+                IndexKey::StreamStarts
+            ]
+        );
+        assert!(index_keys("$$$users", 0, "$metadata", b"").is_empty());
+        assert!(index_keys("$users", 0, "$User", b"").is_empty());
+        assert_eq!(
+            index_keys("order-1", 1, LINK_EVENT_TYPE, br#"{"$correlationId":"c"}"#),
+            vec![IndexKey::Category("order".into())],
+            "a link goes to its category only"
+        );
+        assert_eq!(
+            index_keys("order-1", 2, "Placed", br#"{"$correlationId":7}"#).len(),
+            2,
+            "a correlation id that is no string is not indexed"
+        );
+    }
+
+    #[test]
+    fn index_windows_follow_stream_read_rules() {
+        let forwards = ReadStreamOptions::forwards();
+        let backwards = ReadStreamOptions::backwards();
+        assert_eq!(index_window(&forwards, 0), 0..0);
+        assert_eq!(index_window(&forwards, 5), 0..5);
+        assert_eq!(
+            index_window(&forwards.from_revision(3).max_count(10), 5),
+            3..5
+        );
+        assert_eq!(index_window(&forwards.from_revision(9), 5), 5..5);
+        assert_eq!(index_window(&backwards, 5), 0..5);
+        assert_eq!(index_window(&backwards.max_count(2), 5), 3..5);
+        assert_eq!(
+            index_window(&backwards.from_revision(1).max_count(5), 5),
+            0..2
+        );
+        assert_eq!(
+            index_window(&backwards.from_revision(40).max_count(1), 5),
+            4..5
+        );
+    }
+
+    #[test]
+    fn links_parse_back_to_their_target() {
+        assert_eq!(
+            parse_link(b"12@order-1"),
+            Some((12, StreamName::new("order-1").unwrap()))
+        );
+        assert_eq!(
+            parse_link(b"0@a@b"),
+            Some((0, StreamName::new("a@b").unwrap()))
+        );
+        assert_eq!(parse_link(b"x@order-1"), None);
+        assert_eq!(parse_link(b"12"), None);
+        assert_eq!(parse_link(b"12@"), None);
+    }
+}

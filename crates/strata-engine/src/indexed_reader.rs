@@ -1,0 +1,169 @@
+//! `$all` reads whose filter names a secondary index (`$idx-ce-<category>`,
+//! `$idx-et-<type>`, KurrentDB 25.1): the matching positions come from the indexes, merged
+//! in log order, and only those events are read — no scan. As KurrentDB's, such a read
+//! returns the events of user streams whose type does not start with `$`; `$idx-ce-c` also
+//! takes the stream named `c` (a name without `-` is a category of its own).
+
+use std::sync::atomic::Ordering;
+
+use strata_core::system_streams::IndexKey;
+use strata_core::{AllSlice, Direction, Position, ReadAllOptions, Result};
+
+use crate::all_reader::{EXAMINED_EVENTS_MAX, Scanned, start_of};
+use crate::log_reader::LogReader;
+use crate::shared::Shared;
+
+/// Reads a page of `$all` holding the events under `key`, looking at up to `examined_max`.
+pub(crate) fn read(
+    shared: &Shared,
+    options: &ReadAllOptions,
+    key: &IndexKey,
+    examined_max: usize,
+) -> Result<Scanned> {
+    // The durable end first: every position before it is already in the index (the syncer
+    // updates the index before it moves the end), and positions after it are left out.
+    let end = shared.durable_end.load(Ordering::Acquire);
+    let start = start_of(shared, options.from, end)?;
+    let wanted = options
+        .max_count
+        .min(examined_max.clamp(1, EXAMINED_EVENTS_MAX));
+    let (mut positions, newest_event) = {
+        let index = shared.index.read();
+        let mut lists: Vec<&[u64]> = Vec::new();
+        let dollar_type = matches!(key, IndexKey::EventType(name) if name.starts_with('$'));
+        if !dollar_type {
+            lists.extend(
+                index
+                    .secondary
+                    .get(key)
+                    .map(|postings| postings.positions.as_slice()),
+            );
+        }
+        if let IndexKey::Category(category) = key {
+            lists.extend(
+                index
+                    .stream(category.as_str())
+                    .map(|entry| entry.positions.as_slice()),
+            );
+        }
+        let positions = match options.direction {
+            Direction::Forwards => merge_forwards(&lists, start, end, wanted.saturating_add(1)),
+            Direction::Backwards => merge_backwards(&lists, start, wanted.saturating_add(1)),
+        };
+        let newest_event = index
+            .last_event_position()
+            .filter(|&position| position < end);
+        (positions, newest_event)
+    };
+    let more = positions.len() > wanted;
+    let following = if more { positions.pop() } else { None };
+    let mut ascending = positions.clone();
+    if options.direction == Direction::Backwards {
+        ascending.reverse();
+    }
+    let mut events = LogReader::new(&shared.segments).read_events(&ascending)?;
+    events.retain(|event| !event.event_type.starts_with('$'));
+    if options.direction == Direction::Backwards {
+        events.reverse();
+    }
+    let last_taken = positions.last().copied();
+    let slice = match (options.direction, following) {
+        (Direction::Forwards, Some(next)) => AllSlice {
+            events,
+            next_position: Position(next),
+            is_end: false,
+            last_examined: last_taken.map(Position),
+        },
+        // Every event up to the end was accounted for: a checkpoint may move to the newest.
+        (Direction::Forwards, None) => AllSlice {
+            events,
+            next_position: Position(end.max(start)),
+            is_end: true,
+            last_examined: newest_event
+                .filter(|&newest| newest >= start)
+                .or(last_taken)
+                .map(Position),
+        },
+        (Direction::Backwards, _) => AllSlice {
+            events,
+            next_position: Position(last_taken.unwrap_or(start)),
+            is_end: following.is_none(),
+            last_examined: last_taken.map(Position),
+        },
+    };
+    Ok(Scanned {
+        examined_count: positions.len(),
+        slice,
+    })
+}
+
+/// Up to `wanted` positions in `[start, end)` from the ascending `lists`, ascending and
+/// without repeats (an event may be under several keys).
+fn merge_forwards(lists: &[&[u64]], start: u64, end: u64, wanted: usize) -> Vec<u64> {
+    let mut cursors: Vec<usize> = lists
+        .iter()
+        .map(|list| list.partition_point(|&position| position < start))
+        .collect();
+    let mut merged = Vec::new();
+    while merged.len() < wanted {
+        let next = lists
+            .iter()
+            .zip(&cursors)
+            .filter_map(|(list, &at)| list.get(at).copied())
+            .filter(|&position| position < end)
+            .min();
+        let Some(next) = next else { break };
+        merged.push(next);
+        for (list, at) in lists.iter().zip(cursors.iter_mut()) {
+            if list.get(*at) == Some(&next) {
+                *at += 1;
+            }
+        }
+    }
+    merged
+}
+
+/// Up to `wanted` positions before `start` from the ascending `lists`, descending and
+/// without repeats.
+fn merge_backwards(lists: &[&[u64]], start: u64, wanted: usize) -> Vec<u64> {
+    // Each cursor is one past the next position to take.
+    let mut cursors: Vec<usize> = lists
+        .iter()
+        .map(|list| list.partition_point(|&position| position < start))
+        .collect();
+    let mut merged = Vec::new();
+    while merged.len() < wanted {
+        let next = lists
+            .iter()
+            .zip(&cursors)
+            .filter_map(|(list, &at)| at.checked_sub(1).map(|at| list[at]))
+            .max();
+        let Some(next) = next else { break };
+        merged.push(next);
+        for (list, at) in lists.iter().zip(cursors.iter_mut()) {
+            if *at > 0 && list[*at - 1] == next {
+                *at -= 1;
+            }
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_are_ordered_bounded_and_without_repeats() {
+        let a: &[u64] = &[64, 128, 320, 512];
+        let b: &[u64] = &[128, 256, 600];
+        assert_eq!(
+            merge_forwards(&[a, b], 100, 600, 10),
+            vec![128, 256, 320, 512]
+        );
+        assert_eq!(merge_forwards(&[a, b], 0, 1_000, 3), vec![64, 128, 256]);
+        assert_eq!(merge_backwards(&[a, b], 512, 10), vec![320, 256, 128, 64]);
+        assert_eq!(merge_backwards(&[a, b], 1_000, 2), vec![600, 512]);
+        assert!(merge_forwards(&[], 0, 1_000, 5).is_empty());
+    }
+}

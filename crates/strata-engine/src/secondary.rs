@@ -1,0 +1,372 @@
+//! Secondary indexes: the positions of the events under each category, event type,
+//! correlation id, and of each stream's first event (`strata_core::system_streams`). They
+//! serve `$ce-…`, `$et-…`, `$bc-…`, `$streams` and `$category-…` reads and `$idx-` filtered
+//! `$all` reads. Like the stream index they live in memory, are saved in the index files
+//! and are filled by the syncer as groups are published.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use strata_core::system_streams::{IndexKey, LINK_EVENT_TYPE, category_of, correlation_id};
+
+/// The positions under one key, ascending (log order): `positions[r]` is index revision `r`.
+#[derive(Default)]
+pub(crate) struct Postings {
+    pub positions: Vec<u64>,
+    /// How many positions are already in index files.
+    checkpointed: usize,
+    /// Listed in `SecondaryIndexes::dirty`.
+    listed_dirty: bool,
+}
+
+/// What the secondary indexes need of a run of consecutive events of one stream: each
+/// event's type, and the correlation ids some carry (by index in the run). Empty types for
+/// records that are indexed under nothing (system streams, tombstones).
+#[derive(Default, Clone, Debug)]
+pub(crate) struct RunKeys {
+    pub event_types: Vec<Arc<str>>,
+    pub correlations: Vec<(usize, Arc<str>)>,
+}
+
+impl RunKeys {
+    /// The keys of one event.
+    pub(crate) fn of_event(
+        type_names: &mut TypeNames,
+        stream: &str,
+        revision: u64,
+        event_type: &str,
+        metadata: &[u8],
+    ) -> RunKeys {
+        let mut keys = RunKeys::default();
+        keys.push(type_names, stream, revision, event_type, metadata);
+        keys
+    }
+
+    /// Adds the next event of the run. Records of system streams and tombstones are
+    /// indexed under nothing: their runs stay empty.
+    pub(crate) fn push(
+        &mut self,
+        type_names: &mut TypeNames,
+        stream: &str,
+        revision: u64,
+        event_type: &str,
+        metadata: &[u8],
+    ) {
+        if revision == crate::format::TOMBSTONE_REVISION || !is_indexed_stream(stream) {
+            return;
+        }
+        if let Some(id) = correlation_id(metadata) {
+            self.correlations
+                .push((self.event_types.len(), Arc::from(id.as_str())));
+        }
+        self.event_types.push(type_names.intern(event_type));
+    }
+}
+
+/// User streams, and the metadata streams of user streams (`$$S`), are indexed; other
+/// system streams are not.
+fn is_indexed_stream(stream: &str) -> bool {
+    match stream.strip_prefix("$$") {
+        Some(described) => !described.is_empty() && !described.starts_with('$'),
+        None => !stream.starts_with('$'),
+    }
+}
+
+/// Shares one allocation per event type among the runs that carry it.
+#[derive(Default)]
+pub(crate) struct TypeNames {
+    names: hashbrown::HashSet<Arc<str>>,
+}
+
+/// Distinct event types kept for sharing; types beyond it are allocated each time.
+const TYPE_NAMES_MAX: usize = 65_536;
+
+impl TypeNames {
+    pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        if self.names.len() < TYPE_NAMES_MAX {
+            self.names.insert(shared.clone());
+        }
+        shared
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Kind {
+    Category = 1,
+    EventType = 2,
+    Correlation = 3,
+    StreamStarts = 4,
+    CategoryStreams = 5,
+}
+
+const ALL_KINDS: [Kind; 5] = [
+    Kind::Category,
+    Kind::EventType,
+    Kind::Correlation,
+    Kind::StreamStarts,
+    Kind::CategoryStreams,
+];
+
+impl Kind {
+    pub(crate) fn from_byte(byte: u8) -> Option<Kind> {
+        ALL_KINDS.into_iter().find(|kind| *kind as u8 == byte)
+    }
+
+    fn of(key: &IndexKey) -> (Kind, &str) {
+        match key {
+            IndexKey::Category(name) => (Kind::Category, name),
+            IndexKey::EventType(name) => (Kind::EventType, name),
+            IndexKey::Correlation(name) => (Kind::Correlation, name),
+            IndexKey::StreamStarts => (Kind::StreamStarts, ""),
+            IndexKey::CategoryStreams(name) => (Kind::CategoryStreams, name),
+        }
+    }
+}
+
+/// What one key adds to the next index file.
+pub(crate) struct UnsavedPostings {
+    pub kind: Kind,
+    pub name: Arc<str>,
+    pub positions: Vec<u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct SecondaryIndexes {
+    /// One map per kind; `StreamStarts` has the single name "".
+    maps: [HashMap<Arc<str>, Postings>; 5],
+    /// Keys changed since the last index file.
+    dirty: Vec<(Kind, Arc<str>)>,
+}
+
+impl SecondaryIndexes {
+    fn map(&self, kind: Kind) -> &HashMap<Arc<str>, Postings> {
+        &self.maps[kind as usize - 1]
+    }
+
+    /// The postings of `key`, if any event is under it.
+    pub(crate) fn get(&self, key: &IndexKey) -> Option<&Postings> {
+        let (kind, name) = Kind::of(key);
+        self.map(kind).get(name)
+    }
+
+    /// Every key of `kind` with its number of events, in no particular order.
+    pub(crate) fn counts(&self, kind: Kind) -> impl Iterator<Item = (&str, usize)> {
+        self.map(kind)
+            .iter()
+            .map(|(name, postings)| (&**name, postings.positions.len()))
+    }
+
+    /// Every key with its postings.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Kind, &str, &Postings)> {
+        ALL_KINDS.into_iter().flat_map(move |kind| {
+            self.map(kind)
+                .iter()
+                .map(move |(name, postings)| (kind, &**name, postings))
+        })
+    }
+
+    /// The positions under a key of `kind` named `name` (none when nothing is under it).
+    pub(crate) fn positions(&self, kind: Kind, name: &str) -> &[u64] {
+        self.map(kind)
+            .get(name)
+            .map_or(&[], |postings| postings.positions.as_slice())
+    }
+
+    fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
+        let map = &mut self.maps[kind as usize - 1];
+        if !map.contains_key(name) {
+            map.insert(Arc::from(name), Postings::default());
+        }
+        let (key, postings) = map
+            .get_key_value_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        if !postings.listed_dirty {
+            postings.listed_dirty = true;
+            self.dirty.push((kind, key.clone()));
+        }
+        postings
+    }
+
+    /// Indexes a run of consecutive events of `stream` from `first_revision` (the rules of
+    /// `strata_core::system_streams::index_keys`).
+    pub(crate) fn add_run(
+        &mut self,
+        stream: &str,
+        first_revision: u64,
+        positions: &[u64],
+        keys: &RunKeys,
+    ) {
+        if keys.event_types.len() != positions.len() || !is_indexed_stream(stream) {
+            return;
+        }
+        let system = stream.starts_with('$');
+        let category = category_of(stream);
+        for (offset, (&position, event_type)) in positions.iter().zip(&keys.event_types).enumerate()
+        {
+            let is_link = &**event_type == LINK_EVENT_TYPE;
+            if system && is_link {
+                continue;
+            }
+            if let Some(category) = category {
+                self.postings_mut(Kind::Category, category)
+                    .positions
+                    .push(position);
+            }
+            if !is_link {
+                self.postings_mut(Kind::EventType, event_type)
+                    .positions
+                    .push(position);
+            }
+            if first_revision + offset as u64 == 0 {
+                self.postings_mut(Kind::StreamStarts, "")
+                    .positions
+                    .push(position);
+                if let Some(category) = category {
+                    self.postings_mut(Kind::CategoryStreams, category)
+                        .positions
+                        .push(position);
+                }
+            }
+        }
+        for (offset, id) in &keys.correlations {
+            if let (Some(&position), Some(event_type)) =
+                (positions.get(*offset), keys.event_types.get(*offset))
+                && &**event_type != LINK_EVENT_TYPE
+                && !system
+            {
+                self.postings_mut(Kind::Correlation, id)
+                    .positions
+                    .push(position);
+            }
+        }
+    }
+
+    /// Adds positions loaded from an index file (already saved). Returns false when they
+    /// do not follow the key's last position (the file does not belong after the others).
+    pub(crate) fn load(&mut self, kind: Kind, name: &str, positions: &[u64]) -> bool {
+        let map = &mut self.maps[kind as usize - 1];
+        if !map.contains_key(name) {
+            map.insert(Arc::from(name), Postings::default());
+        }
+        let Some(postings) = map.get_mut(name) else {
+            unreachable!("inserted above");
+        };
+        let ascending = positions.windows(2).all(|pair| pair[0] < pair[1]);
+        let follows = match (postings.positions.last(), positions.first()) {
+            (Some(last), Some(first)) => last < first,
+            _ => true,
+        };
+        if !ascending || !follows {
+            return false;
+        }
+        postings.positions.extend_from_slice(positions);
+        postings.checkpointed = postings.positions.len();
+        true
+    }
+
+    /// Takes the keys changed since the last call, with their unsaved positions.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<UnsavedPostings> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut unsaved = Vec::with_capacity(dirty.len());
+        for (kind, name) in dirty {
+            let Some(postings) = self.maps[kind as usize - 1].get_mut(&name) else {
+                continue;
+            };
+            postings.listed_dirty = false;
+            let positions = postings.positions[postings.checkpointed..].to_vec();
+            postings.checkpointed = postings.positions.len();
+            if !positions.is_empty() {
+                unsaved.push(UnsavedPostings {
+                    kind,
+                    name,
+                    positions,
+                });
+            }
+        }
+        unsaved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_core::system_streams::index_keys;
+
+    use super::*;
+
+    fn run(types: &[&str]) -> RunKeys {
+        RunKeys {
+            event_types: types.iter().map(|name| Arc::from(*name)).collect(),
+            correlations: Vec::new(),
+        }
+    }
+
+    fn positions(indexes: &SecondaryIndexes, key: &IndexKey) -> Vec<u64> {
+        indexes
+            .get(key)
+            .map_or_else(Vec::new, |postings| postings.positions.clone())
+    }
+
+    /// The engine indexes exactly what `strata_core::system_streams::index_keys` says.
+    #[test]
+    fn runs_are_indexed_as_the_core_rules_say() {
+        let mut indexes = SecondaryIndexes::default();
+        let mut keys = run(&["Placed", "$>", "Paid"]);
+        keys.correlations.push((2, Arc::from("c-1")));
+        indexes.add_run("order-1", 0, &[64, 128, 192], &keys);
+        indexes.add_run("order-1", 3, &[256], &run(&["Shipped"]));
+        indexes.add_run("$$order-1", 0, &[320], &run(&["$metadata"]));
+        indexes.add_run("loose", 0, &[384], &run(&["Placed"]));
+        indexes.add_run("$users", 0, &[448], &run(&["$User"]));
+        let events: [(&str, u64, &str, &[u8], u64); 6] = [
+            ("order-1", 0, "Placed", b"", 64),
+            ("order-1", 1, "$>", b"", 128),
+            ("order-1", 2, "Paid", br#"{"$correlationId":"c-1"}"#, 192),
+            ("order-1", 3, "Shipped", b"", 256),
+            ("$$order-1", 0, "$metadata", b"", 320),
+            ("loose", 0, "Placed", b"", 384),
+        ];
+        let mut expected: HashMap<IndexKey, Vec<u64>> = HashMap::new();
+        for (stream, revision, event_type, metadata, position) in events {
+            for key in index_keys(stream, revision, event_type, metadata) {
+                expected.entry(key).or_default().push(position);
+            }
+        }
+        assert!(!expected.is_empty());
+        for (key, wanted) in &expected {
+            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
+        }
+        let total: usize = indexes
+            .iter()
+            .map(|(_, _, postings)| postings.positions.len())
+            .sum();
+        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
+    #[test]
+    fn unsaved_positions_are_taken_once_and_loads_must_follow() {
+        let mut indexes = SecondaryIndexes::default();
+        indexes.add_run("order-1", 0, &[64, 128], &run(&["A", "B"]));
+        let unsaved = indexes.take_unsaved();
+        let category: Vec<_> = unsaved
+            .iter()
+            .filter(|postings| postings.kind == Kind::Category)
+            .collect();
+        assert_eq!(category.len(), 1);
+        assert_eq!(category[0].positions, vec![64, 128]);
+        assert!(indexes.take_unsaved().is_empty());
+
+        let mut loaded = SecondaryIndexes::default();
+        assert!(loaded.load(Kind::Category, "order", &[64, 128]));
+        assert!(!loaded.load(Kind::Category, "order", &[100]), "goes back");
+        assert!(!loaded.load(Kind::EventType, "A", &[9, 3]), "not ascending");
+        assert!(loaded.load(Kind::Category, "order", &[200]));
+        assert!(
+            loaded.take_unsaved().is_empty(),
+            "loaded positions are saved"
+        );
+    }
+}
