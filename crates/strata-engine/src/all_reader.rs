@@ -64,7 +64,9 @@ pub(crate) fn read(
 }
 
 fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
-    if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key) {
+    if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key)
+        && shared.config.system_streams
+    {
         return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
     }
     let end = shared.durable_end.load(Ordering::Acquire);

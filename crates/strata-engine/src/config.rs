@@ -31,6 +31,11 @@ pub struct Config {
     pub recent_event_ids_max: usize,
     /// Bytes the writer gathers into one write and one fsync at most.
     pub group_commit_bytes_max: usize,
+    /// Keep the secondary indexes (category, event type, correlation id, stream starts)
+    /// and serve `$ce-…`, `$et-…`, `$bc-…`, `$streams`, `$category-…` from them, refusing
+    /// writes to those names. Off, they are ordinary streams and `$idx-` reads scan.
+    /// Changing it rebuilds the index from the log at the next open.
+    pub system_streams: bool,
     /// Where the store takes the time from: events' `created` stamps and the "now" of
     /// `$maxAge` (the system clock unless tests move a `ManualClock`).
     pub clock: Clock,
@@ -56,6 +61,7 @@ impl Default for Config {
             index_checkpoint_interval_bytes: 64 * 1024 * 1024,
             recent_event_ids_max: 1_000_000,
             group_commit_bytes_max: 8 * 1024 * 1024,
+            system_streams: true,
             clock: Clock::system(),
             fail_sync_at: None,
             #[cfg(feature = "fault-injection")]

@@ -43,6 +43,14 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    /// An empty index; `system_streams` says whether it keeps the secondary indexes.
+    pub(crate) fn new(system_streams: bool) -> Self {
+        Self {
+            secondary: SecondaryIndexes::new(system_streams),
+            ..Self::default()
+        }
+    }
+
     /// The entry of a stream, looked up by `StreamName` or by `&str`.
     pub(crate) fn stream<Name>(&self, stream: &Name) -> Option<&StreamEntry>
     where

@@ -29,6 +29,8 @@ const INDEX_MAGIC: &[u8; 8] = b"STRATIDX";
 const INDEX_VERSION: u32 = 3;
 /// The oldest version whose header (magic, checksum, coverage) is still understood.
 const INDEX_VERSION_OLDEST: u32 = 1;
+/// Header flag (the word after the version): the file holds the secondary indexes' postings.
+const HEADER_FLAG_SECONDARY: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_METADATA: u8 = 2;
 /// Magic, version, reserved, covers_from, covers_to, stream count.
@@ -69,11 +71,17 @@ pub(crate) fn write_index_file(
     covers_to: u64,
     streams: &[UnsavedStream],
     postings: &[UnsavedPostings],
+    secondary_kept: bool,
 ) -> Result<()> {
     let mut bytes = Vec::with_capacity(64 + streams.len() * 64 + postings.len() * 64);
     bytes.extend_from_slice(INDEX_MAGIC);
     bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
+    let header_flags = if secondary_kept {
+        HEADER_FLAG_SECONDARY
+    } else {
+        0
+    };
+    bytes.extend_from_slice(&header_flags.to_le_bytes());
     bytes.extend_from_slice(&covers_from.to_le_bytes());
     bytes.extend_from_slice(&covers_to.to_le_bytes());
     bytes.extend_from_slice(&(streams.len() as u64).to_le_bytes());
@@ -169,6 +177,14 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
     if version < INDEX_VERSION {
         return Err(unusable(format!(
             "has version {version}, which holds no secondary indexes"
+        )));
+    }
+    let kept =
+        u32::from_le_bytes(body[12..16].try_into().unwrap_or([0; 4])) & HEADER_FLAG_SECONDARY != 0;
+    if kept != index.secondary.enabled() {
+        return Err(unusable(format!(
+            "was written with the secondary indexes {}",
+            if kept { "on" } else { "off" }
         )));
     }
     let mut cursor = Cursor {
@@ -278,6 +294,17 @@ pub(crate) fn rewrite_as_version_2(path: &Path) {
     std::fs::write(path, out).unwrap();
 }
 
+/// Whether an index file says it holds the secondary indexes' postings (`None` when its
+/// header cannot be read).
+pub(crate) fn keeps_secondary_indexes(path: &Path) -> Option<bool> {
+    let mut header = [0u8; 16];
+    let file = File::open(path).ok()?;
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).ok()?;
+    (&header[0..8] == INDEX_MAGIC).then(|| {
+        u32::from_le_bytes(header[12..16].try_into().unwrap_or([0; 4])) & HEADER_FLAG_SECONDARY != 0
+    })
+}
+
 /// The stream count an index file's header announces (0 when unreadable), for sizing the
 /// index before loading.
 pub(crate) fn announced_stream_count(path: &Path) -> u64 {
@@ -355,7 +382,7 @@ mod tests {
             tombstone_position: Some(256),
             metadata: None,
         }];
-        write_index_file(dir.path(), 0, 64, 320, &unsaved, &[]).unwrap();
+        write_index_file(dir.path(), 0, 64, 320, &unsaved, &[], true).unwrap();
         let files = list_index_files(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(announced_stream_count(&files[0].1), 1);
@@ -405,7 +432,7 @@ mod tests {
                 metadata: Some(Arc::new(metadata.clone())),
             },
         ];
-        write_index_file(dir.path(), 0, 64, 200, &unsaved, &[]).unwrap();
+        write_index_file(dir.path(), 0, 64, 200, &unsaved, &[], true).unwrap();
         let mut index = Index::default();
         let path = &list_index_files(dir.path()).unwrap()[0].1;
         load_index_file(path, &mut index).unwrap();
@@ -431,7 +458,7 @@ mod tests {
                 positions: vec![64],
             },
         ];
-        write_index_file(dir.path(), 0, 64, 320, &[], &postings).unwrap();
+        write_index_file(dir.path(), 0, 64, 320, &[], &postings, true).unwrap();
         let path = &list_index_files(dir.path()).unwrap()[0].1;
         let mut index = Index::default();
         load_index_file(path, &mut index).unwrap();

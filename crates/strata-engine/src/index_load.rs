@@ -30,9 +30,13 @@ pub(crate) struct LoadedIndex {
 }
 
 /// Loads the index files in order.
-pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<LoadedIndex> {
+pub(crate) fn load_index(
+    index_dir: &Path,
+    segments: &Segments,
+    system_streams: bool,
+) -> Result<LoadedIndex> {
     let files = list_index_files(index_dir)?;
-    let mut index = Index::default();
+    let mut index = Index::new(system_streams);
     reserve_streams(&mut index, &files);
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
@@ -76,7 +80,7 @@ pub(crate) fn load_index(index_dir: &Path, segments: &Segments) -> Result<Loaded
     }
     if problem.is_some() {
         return Ok(LoadedIndex {
-            index: Index::default(),
+            index: Index::new(system_streams),
             files,
             covered_to: SEGMENT_HEADER_BYTES,
             claims,

@@ -18,6 +18,7 @@ pub(crate) struct IndexFileContents {
     pub covers_to: u64,
     pub streams: Vec<UnsavedStream>,
     pub postings: Vec<UnsavedPostings>,
+    pub secondary_kept: bool,
 }
 
 pub(crate) struct IndexSaver {
@@ -39,6 +40,7 @@ impl IndexSaver {
                         contents.covers_to,
                         &contents.streams,
                         &contents.postings,
+                        contents.secondary_kept,
                     );
                     if let Err(error) = written {
                         tracing::warn!(%error, "could not save an index file; opening will replay the log after the last one saved");

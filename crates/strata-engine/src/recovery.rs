@@ -46,7 +46,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     let (segments, created) = open_log(data_dir, config)?;
     let segment_size_bytes = segments.size_bytes();
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
-    let loaded = load_index(&data_dir.join("index"), &segments)?;
+    let loaded = load_index(&data_dir.join("index"), &segments, config.system_streams)?;
     let mut index = loaded.index;
     let replayed = replay(
         &segments,

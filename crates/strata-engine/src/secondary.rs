@@ -134,15 +134,34 @@ pub(crate) struct UnsavedPostings {
     pub positions: Vec<u64>,
 }
 
-#[derive(Default)]
 pub(crate) struct SecondaryIndexes {
+    /// False when the store keeps no secondary indexes (`Config::system_streams`).
+    enabled: bool,
     /// One map per kind; `StreamStarts` has the single name "".
     maps: [HashMap<Arc<str>, Postings>; 5],
     /// Keys changed since the last index file.
     dirty: Vec<(Kind, Arc<str>)>,
 }
 
+impl Default for SecondaryIndexes {
+    fn default() -> Self {
+        Self::new(true)
+    }
+}
+
 impl SecondaryIndexes {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            maps: Default::default(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     fn map(&self, kind: Kind) -> &HashMap<Arc<str>, Postings> {
         &self.maps[kind as usize - 1]
     }
@@ -151,13 +170,6 @@ impl SecondaryIndexes {
     pub(crate) fn get(&self, key: &IndexKey) -> Option<&Postings> {
         let (kind, name) = Kind::of(key);
         self.map(kind).get(name)
-    }
-
-    /// Every key of `kind` with its number of events, in no particular order.
-    pub(crate) fn counts(&self, kind: Kind) -> impl Iterator<Item = (&str, usize)> {
-        self.map(kind)
-            .iter()
-            .map(|(name, postings)| (&**name, postings.positions.len()))
     }
 
     /// Every key with its postings.
@@ -200,7 +212,8 @@ impl SecondaryIndexes {
         positions: &[u64],
         keys: &RunKeys,
     ) {
-        if keys.event_types.len() != positions.len() || !is_indexed_stream(stream) {
+        if !self.enabled || keys.event_types.len() != positions.len() || !is_indexed_stream(stream)
+        {
             return;
         }
         let system = stream.starts_with('$');
@@ -248,6 +261,9 @@ impl SecondaryIndexes {
     /// Adds positions loaded from an index file (already saved). Returns false when they
     /// do not follow the key's last position (the file does not belong after the others).
     pub(crate) fn load(&mut self, kind: Kind, name: &str, positions: &[u64]) -> bool {
+        if !self.enabled {
+            return false;
+        }
         let map = &mut self.maps[kind as usize - 1];
         if !map.contains_key(name) {
             map.insert(Arc::from(name), Postings::default());

@@ -274,7 +274,9 @@ impl EventStore for Store {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice> {
-        if let Some(key) = IndexKey::of_stream(stream.as_str()) {
+        if self.shared.config.system_streams
+            && let Some(key) = IndexKey::of_stream(stream.as_str())
+        {
             return read_system_stream(self, stream, &key, options).await;
         }
         let (head, described_head) = self.read_heads(stream);

@@ -262,9 +262,10 @@ impl Syncer {
             tracing::warn!(%error, "could not sync the log; the index file waits");
             return;
         }
-        let (streams, postings) = {
+        let (streams, postings, secondary_kept) = {
             let mut index = self.shared.index.write();
-            (index.take_unsaved(), index.secondary.take_unsaved())
+            let kept = index.secondary.enabled();
+            (index.take_unsaved(), index.secondary.take_unsaved(), kept)
         };
         self.index_saver.save(IndexFileContents {
             sequence: self.index_file_sequence,
@@ -272,6 +273,7 @@ impl Syncer {
             covers_to: self.durable_end,
             streams,
             postings,
+            secondary_kept,
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;

@@ -7,7 +7,9 @@ use std::path::Path;
 use strata_core::Result;
 
 use crate::index::{Index, RecentIds};
-use crate::index_file::{claimed_coverage, list_index_files, load_index_file};
+use crate::index_file::{
+    claimed_coverage, keeps_secondary_indexes, list_index_files, load_index_file,
+};
 use crate::io::Seam;
 use crate::recovery::{open_segments, read_clean_marker};
 use crate::replay::{ReplayStep, Replayed, replay};
@@ -232,7 +234,12 @@ fn index_file_claims(data_dir: &Path) -> Result<Vec<Claim>> {
 fn check_index_files(data_dir: &Path, log_index: &Index, report: &mut VerifyReport) -> Result<()> {
     let files = list_index_files(&data_dir.join("index"))?;
     report.index_files = files.len() as u64;
-    let mut file_index = Index::default();
+    // The files say whether the store keeps the secondary indexes; the first one decides.
+    let kept = files
+        .first()
+        .and_then(|(_, path)| keeps_secondary_indexes(path))
+        .unwrap_or(true);
+    let mut file_index = Index::new(kept);
     for (_, path) in &files {
         if let Err(reason) = load_index_file(path, &mut file_index) {
             report.problems.push(format!(

@@ -590,6 +590,10 @@ impl StreamView for WriterView<'_> {
         Ok((stored.id == id).then_some(Position(position)))
     }
 
+    fn serves_system_streams(&self) -> bool {
+        self.shared.config.system_streams
+    }
+
     fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>> {
         Ok(self
             .recent_ids
