@@ -434,7 +434,8 @@ async fn persistent_subscriptions_deliver_only_what_the_consumer_may_read() {
         Ok(mut subscription) => within("refusal", subscription.next()).await.map(|_| ()),
         Err(error) => Err(error),
     };
-    assert!(denied(refused), "{refused:?}");
+    let shown = format!("{refused:?}");
+    assert!(denied(refused), "{shown}");
 
     // A `$all` group: events of `hidden` are left out for ada, and acked so the group
     // moves past them.
