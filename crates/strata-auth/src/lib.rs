@@ -39,6 +39,7 @@ mod acl;
 mod cache;
 mod credentials;
 mod error;
+mod login_watch;
 mod password;
 mod principal;
 mod secured_store;
@@ -49,6 +50,7 @@ mod users;
 pub use acl::{DefaultAcls, SETTINGS_EVENT_TYPE, SETTINGS_STREAM, StreamAcl, StreamOperation};
 pub use credentials::{AUTHORIZATION_HEADER_BYTES_MAX, Credentials};
 pub use error::AuthError;
+pub use login_watch::{LOGIN_RECHECK_INTERVAL, LoginWatch};
 pub use principal::{ADMINS_ROLE, EVERYONE_ROLE, OPS_ROLE, Principal};
 pub use security::{ALL_STREAM, Action, DEFAULT_PASSWORD, Security, SecurityOptions};
 pub use users::{

@@ -5,18 +5,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strata_core::{
-    EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, RecordedEvent, StreamName,
-    StreamState,
-};
+use strata_core::{EventStore, ReadStreamOptions, RecordedEvent, StreamName, StreamState};
+use tokio::sync::watch;
 
 use crate::acl::{
-    DefaultAcls, SETTINGS_EVENT_TYPE, SETTINGS_STREAM, StreamAcl, StreamOperation, allowed_roles,
-    holds_any,
+    DefaultAcls, SETTINGS_STREAM, StreamAcl, StreamOperation, allowed_roles, holds_any,
 };
 use crate::cache::{CredentialCache, UserVersion};
 use crate::credentials::Credentials;
 use crate::error::AuthError;
+use crate::login_watch::LoginWatch;
 use crate::principal::{ADMINS_ROLE, OPS_ROLE, Principal};
 use crate::secured_store::SecuredStore;
 use crate::throttle::LoginThrottle;
@@ -81,6 +79,9 @@ pub struct Security {
     throttle: LoginThrottle,
     settings: Mutex<CachedSettings>,
     built_in: DefaultAcls,
+    /// Bumped after every change of a user made through this value, so open calls of that
+    /// user check their credentials again at once ([`LoginWatch`]).
+    user_changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Security {
@@ -100,8 +101,10 @@ impl Security {
         Arc::new(Self::new(store, false, true))
     }
 
-    /// Security on. Creates the built-in users `admin` ($admins) and `ops` ($ops) and the
-    /// default `$settings` when their streams do not exist yet (a new store).
+    /// Security on. Creates the built-in users `admin` ($admins) and `ops` ($ops) when their
+    /// streams do not exist yet (a new store), as KurrentDB does: for each, the ACL of its
+    /// stream, `$UserCreated`, and `$User` in `$users`. Like KurrentDB, it writes no
+    /// `$settings`: without one the built-in default ACLs apply.
     ///
     /// # Errors
     /// Store errors while reading or writing those streams.
@@ -123,6 +126,7 @@ impl Security {
             throttle: LoginThrottle::default(),
             settings: Mutex::new(CachedSettings::default()),
             built_in: DefaultAcls::default(),
+            user_changes: watch::Sender::new(0),
         }
     }
 
@@ -150,18 +154,6 @@ impl Security {
                 // Another node sharing the store created it first.
                 Ok(()) | Err(AuthError::UserConflict { .. }) => {}
                 Err(error) => return Err(error),
-            }
-        }
-        let settings = StreamName::new(SETTINGS_STREAM)?;
-        if store.stream_state(&settings).await? == StreamState::NoStream {
-            let data = self.built_in.to_settings_json().to_string();
-            let event = ProposedEvent::json(SETTINGS_EVENT_TYPE, data);
-            match store
-                .append(&settings, ExpectedRevision::NoStream, vec![event])
-                .await
-            {
-                Ok(_) | Err(strata_core::Error::WrongExpectedRevision { .. }) => {}
-                Err(error) => return Err(error.into()),
             }
         }
         Ok(())
@@ -214,8 +206,28 @@ impl Security {
             return Ok(Principal::system());
         }
         let version = self.user_version(&credentials.login).await?;
+        match self.verify(credentials, version).await? {
+            Some(principal) => {
+                self.throttle.succeeded(source);
+                Ok(principal)
+            }
+            None => {
+                tracing::warn!(login = %credentials.login, ?source, "failed login");
+                tokio::time::sleep(self.throttle.failed(source)).await;
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// The principal these credentials log in as while the user is at `version` (`None`:
+    /// unknown login, wrong password, disabled user); cached per version.
+    pub(crate) async fn verify(
+        &self,
+        credentials: &Credentials,
+        version: UserVersion,
+    ) -> Result<Option<Principal>, AuthError> {
         if let Some(principal) = self.credentials.get(credentials, version) {
-            return Ok(principal);
+            return Ok(Some(principal));
         }
         let stored = users::load(self.store.as_ref(), &credentials.login).await?;
         let verified = match stored {
@@ -230,22 +242,31 @@ impl Security {
             }
             _ => None,
         };
-        match verified {
-            Some(principal) => {
-                self.throttle.succeeded(source);
-                self.credentials
-                    .insert(credentials, principal.clone(), version);
-                Ok(principal)
-            }
-            None => {
-                tracing::warn!(login = %credentials.login, ?source, "failed login");
-                tokio::time::sleep(self.throttle.failed(source)).await;
-                Err(AuthError::BadCredentials)
-            }
+        if let Some(principal) = &verified {
+            self.credentials
+                .insert(credentials, principal.clone(), version);
         }
+        Ok(verified)
     }
 
-    async fn user_version(&self, login: &str) -> Result<UserVersion, AuthError> {
+    /// Watches the login of a long call (a subscription) opened by `principal` with the
+    /// `authorization` header `header`: [`LoginWatch::revoked`] completes once those
+    /// credentials no longer log in as `principal`.
+    pub fn watch_login(
+        self: &Arc<Self>,
+        header: Option<&str>,
+        principal: &Principal,
+    ) -> LoginWatch {
+        LoginWatch::new(self, header, principal, self.user_changes.subscribe())
+    }
+
+    /// Tells open calls that a user changed.
+    fn user_changed(&self) {
+        self.user_changes
+            .send_modify(|changes| *changes = changes.wrapping_add(1));
+    }
+
+    pub(crate) async fn user_version(&self, login: &str) -> Result<UserVersion, AuthError> {
         let user_stream = match users::user_stream(login) {
             Ok(stream) => self.store.stream_state(&stream).await?,
             Err(_) => StreamState::NoStream,
@@ -353,14 +374,7 @@ impl Security {
             let allowed = match verdicts.get(&event.stream) {
                 Some(allowed) => *allowed,
                 None => {
-                    let allowed = match self
-                        .authorize(principal, StreamOperation::Read, &event.stream)
-                        .await
-                    {
-                        Ok(()) => true,
-                        Err(AuthError::AccessDenied { .. }) => false,
-                        Err(error) => return Err(error),
-                    };
+                    let allowed = self.may_read(principal, &event.stream).await?;
                     verdicts.insert(event.stream.clone(), allowed);
                     allowed
                 }
@@ -370,6 +384,25 @@ impl Security {
             }
         }
         Ok(readable)
+    }
+
+    /// May `principal` read `stream`?
+    ///
+    /// # Errors
+    /// Store errors while reading ACLs.
+    pub async fn may_read(
+        &self,
+        principal: &Principal,
+        stream: &StreamName,
+    ) -> Result<bool, AuthError> {
+        match self
+            .authorize(principal, StreamOperation::Read, stream)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(AuthError::AccessDenied { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// `store` as `principal` sees it: every operation checked, `$all` reads filtered.
@@ -460,6 +493,7 @@ impl Security {
             record.groups = groups.to_vec();
         })
         .await
+        .inspect(|()| self.user_changed())
     }
 
     /// Enables or disables a user; a disabled user cannot log in.
@@ -471,6 +505,7 @@ impl Security {
             record.disabled = disabled;
         })
         .await
+        .inspect(|()| self.user_changed())
     }
 
     /// Sets a new password without knowing the current one (admins).
@@ -479,7 +514,9 @@ impl Security {
     /// [`AuthError::UserNotFound`]; store errors.
     pub async fn reset_password(&self, login: &str, new_password: &str) -> Result<(), AuthError> {
         let hash = crate::password::hash(new_password);
-        users::update(self.store.as_ref(), login, |record| record.hash = hash).await
+        users::update(self.store.as_ref(), login, |record| record.hash = hash)
+            .await
+            .inspect(|()| self.user_changed())
     }
 
     /// Changes a password given the current one.
@@ -493,7 +530,9 @@ impl Security {
         current_password: &str,
         new_password: &str,
     ) -> Result<(), AuthError> {
-        users::change_password(self.store.as_ref(), login, current_password, new_password).await
+        users::change_password(self.store.as_ref(), login, current_password, new_password)
+            .await
+            .inspect(|()| self.user_changed())
     }
 
     /// Deletes a user; its credentials stop working on the next call.
@@ -501,7 +540,9 @@ impl Security {
     /// # Errors
     /// [`AuthError::UserNotFound`]; store errors.
     pub async fn delete_user(&self, login: &str) -> Result<(), AuthError> {
-        users::delete(self.store.as_ref(), login).await
+        users::delete(self.store.as_ref(), login)
+            .await
+            .inspect(|()| self.user_changed())
     }
 
     /// One user's details.

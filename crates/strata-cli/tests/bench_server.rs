@@ -110,11 +110,15 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
 }
 
 #[test]
-fn tls_urls_and_a_missing_target_are_refused_clearly() {
+fn tls_urls_without_a_ca_and_a_missing_target_are_refused_clearly() {
+    // TLS is the default; it needs the server's CA file.
     let refused = bench(&["--server", "esdb://127.0.0.1:2113"], None);
     assert_eq!(refused.status.code(), Some(1));
     let message = String::from_utf8_lossy(&refused.stderr);
-    assert!(message.contains("tls=false"), "{message}");
+    assert!(
+        message.contains("tlsCaFile") && message.contains("tls=false"),
+        "{message}"
+    );
 
     // Neither a directory nor a server is a usage error.
     let neither = bench(&[], None);

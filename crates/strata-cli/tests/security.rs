@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kurrentdb::{
-    AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions,
-    StreamPosition, SubscribeToAllOptions,
+    AppendToStreamOptions, Client, ClientSettings, EventData, PersistentSubscriptionOptions,
+    PersistentSubscriptionToAllOptions, ReadAllOptions, ReadStreamOptions, StreamPosition,
+    SubscribeToAllOptions, SubscribeToPersistentSubscriptionOptions, SubscribeToStreamOptions,
 };
 use serde_json::{Value, json};
 use support::{Server, within};
@@ -364,6 +365,153 @@ async fn managed_users_log_in_until_disabled_or_deleted() {
     );
     let admin = secured.admin();
     assert_eq!(read(&admin, "notes").await.expect("admin reads"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_subscriptions_end_when_their_user_is_disabled_deleted_or_changes_password() {
+    let secured = start();
+    for login in ["ada", "bob", "cid", "dan"] {
+        secured.user_command(&["add", login, "--password", "pw"]);
+    }
+    let admin = secured.admin();
+    append(&admin, "watched").await.expect("append");
+    let mut subscriptions = Vec::new();
+    for login in ["ada", "bob", "cid", "dan"] {
+        let client = secured.client(Some((login, "pw")));
+        let mut subscription = client
+            .subscribe_to_stream(
+                "watched",
+                &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+            )
+            .await;
+        within("the first event", subscription.next())
+            .await
+            .expect("the subscription serves");
+        subscriptions.push((login, subscription));
+    }
+    secured.user_command(&["disable", "ada"]);
+    secured.user_command(&["passwd", "bob", "--password", "pw2"]);
+    secured.user_command(&["delete", "cid"]);
+    for (login, subscription) in subscriptions.iter_mut().take(3) {
+        // No new event: the change itself ends the subscription.
+        let outcome = within("the subscription's end", subscription.next()).await;
+        assert!(
+            denied(outcome),
+            "{login}'s subscription ends with access denied"
+        );
+    }
+    append(&admin, "watched").await.expect("append");
+    let (_, dan) = &mut subscriptions[3];
+    let event = within("dan's next event", dan.next())
+        .await
+        .expect("an unchanged user's subscription goes on");
+    assert_eq!(event.get_original_event().revision, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_subscriptions_deliver_only_what_the_consumer_may_read() {
+    let secured = start();
+    secured.user_command(&["add", "ada", "--password", "pw"]);
+    let admin = secured.admin();
+    let ada = secured.client(Some(("ada", "pw")));
+    append(&admin, "hidden").await.expect("append");
+    set_acl(&admin, "hidden", json!({"$r": "bob", "$mr": "bob"})).await;
+    set_acl(&admin, "$all", json!({"$r": "$all"})).await;
+
+    // A group on a stream the user may not read refuses her.
+    admin
+        .create_persistent_subscription("hidden", "g", &PersistentSubscriptionOptions::default())
+        .await
+        .expect("admin creates a group");
+    let refused = match ada
+        .subscribe_to_persistent_subscription(
+            "hidden",
+            "g",
+            &SubscribeToPersistentSubscriptionOptions::default(),
+        )
+        .await
+    {
+        Ok(mut subscription) => within("refusal", subscription.next()).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    let shown = format!("{refused:?}");
+    assert!(denied(refused), "{shown}");
+
+    // A `$all` group: events of `hidden` are left out for ada, and acked so the group
+    // moves past them.
+    let from_start =
+        PersistentSubscriptionToAllOptions::default().start_from(StreamPosition::Start);
+    admin
+        .create_persistent_subscription_to_all("everything", &from_start)
+        .await
+        .expect("admin creates a $all group");
+    append(&admin, "hidden").await.expect("append");
+    append(&admin, "visible").await.expect("append");
+    let options = SubscribeToPersistentSubscriptionOptions::default();
+    let mut consumer = ada
+        .subscribe_to_persistent_subscription_to_all("everything", &options)
+        .await
+        .expect("ada consumes from $all");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|stream| stream == "visible") {
+        let event = within("ada's next event", consumer.next())
+            .await
+            .expect("the group serves");
+        consumer.ack(&event).await.expect("ack");
+        seen.push(event.get_original_event().stream_id().to_owned());
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|stream| stream == "hidden" || stream.starts_with("$user")),
+        "{seen:?}"
+    );
+    drop(consumer);
+    // Another consumer of the group (admin, who may read everything) gets what follows, and
+    // not the hidden events: ada's share of the group acked them.
+    append(&admin, "after").await.expect("append");
+    let mut consumer = admin
+        .subscribe_to_persistent_subscription_to_all("everything", &options)
+        .await
+        .expect("admin consumes from $all");
+    let mut later = Vec::new();
+    while !later.iter().any(|stream| stream == "after") {
+        let event = within("admin's next event", consumer.next())
+            .await
+            .expect("the group serves");
+        consumer.ack(&event).await.expect("ack");
+        later.push(event.get_original_event().stream_id().to_owned());
+    }
+    assert!(!later.iter().any(|stream| stream == "hidden"), "{later:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_client_speaks_tls_and_sends_the_connection_strings_credentials() {
+    let secured = start();
+    let stream = strata_core::StreamName::new("benched").expect("a stream name");
+    let event = || vec![strata_core::ProposedEvent::json("Happened", "{}")];
+    let admin = strata_grpc::client::Client::connect(&secured.url(Some(("admin", "changeit"))))
+        .await
+        .expect("connects over TLS");
+    within(
+        "append as admin",
+        admin.append(&stream, strata_core::ExpectedRevision::Any, event()),
+    )
+    .await
+    .expect("admin appends");
+    let anonymous = strata_grpc::client::Client::connect(&secured.url(None))
+        .await
+        .expect("connects over TLS");
+    let refused = within(
+        "append without credentials",
+        anonymous.append(&stream, strata_core::ExpectedRevision::Any, event()),
+    )
+    .await
+    .expect_err("no credentials, no append");
+    assert!(
+        refused.to_string().contains("PermissionDenied"),
+        "{refused}"
+    );
 }
 
 fn strata(args: &[&str]) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use strata_auth::{Action, AuthError, Principal, Security, SourceAddress};
+use strata_auth::{Action, AuthError, LoginWatch, Principal, Security, SourceAddress};
 use strata_core::EventStore;
 use tonic::{Request, Status};
 
@@ -30,18 +30,24 @@ impl Access {
             .get::<SourceAddress>()
             .map(|source| source.0)
             .or_else(|| request.remote_addr().map(|address| address.ip()));
-        let header = match request.metadata().get("authorization") {
-            None => None,
-            Some(value) => Some(value.to_str().map_err(|_| {
-                auth_status(AuthError::BadHeader {
-                    reason: "the authorization header is not visible ASCII".to_owned(),
-                })
-            })?),
-        };
         self.security
-            .authenticate(header, source)
+            .authenticate(authorization(request)?, source)
             .await
             .map_err(auth_status)
+    }
+
+    /// The store as the caller of `request` sees it, and a watch on the caller's login
+    /// that a long call (a subscription) ends on when the user is disabled, deleted or
+    /// changes password.
+    pub(crate) async fn session<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Arc<dyn EventStore>, LoginWatch), Status> {
+        let principal = self.principal(request).await?;
+        let login = self
+            .security
+            .watch_login(authorization(request)?, &principal);
+        Ok((self.security.store_for(principal), login))
     }
 
     /// The store as the caller of `request` sees it: every operation authorised.
@@ -64,6 +70,18 @@ impl Access {
             .authorize_action(&principal, action)
             .map_err(auth_status)?;
         Ok(principal)
+    }
+}
+
+/// The `authorization` header of `request`, if any.
+fn authorization<T>(request: &Request<T>) -> Result<Option<&str>, Status> {
+    match request.metadata().get("authorization") {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| {
+            auth_status(AuthError::BadHeader {
+                reason: "the authorization header is not visible ASCII".to_owned(),
+            })
+        }),
     }
 }
 

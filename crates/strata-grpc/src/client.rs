@@ -33,6 +33,9 @@ use strata_core::{
     ProposedEvent, RecordedEvent, Revision, StreamName, StreamState, Timestamp,
 };
 use tonic::codegen::tokio_stream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use self::batch_appender::BatchAppender;
@@ -48,6 +51,27 @@ use crate::proto::event_store::client::streams::read_req::options::{
 use crate::proto::event_store::client::streams::read_resp::{self, read_event};
 use crate::proto::event_store::client::streams::streams_client::StreamsClient;
 use crate::proto::event_store::client::streams::{AppendReq, ReadReq, append_req, read_req};
+
+/// The `Streams` client, each call carrying the connection string's credentials.
+pub(crate) type Streams = StreamsClient<InterceptedService<Channel, Authorization>>;
+
+/// Adds `authorization: Basic ...` to every call when the connection string has credentials.
+#[derive(Clone, Debug)]
+pub(crate) struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorization {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Metadata keys every KurrentDB client sends and every server answers with.
 const TYPE_KEY: &str = "type";
@@ -73,12 +97,6 @@ const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 pub enum ClientError {
     #[error("{url:?} is not a usable connection string: {reason}")]
     InvalidUrl { url: String, reason: String },
-
-    #[error(
-        "{url:?} asks for TLS, which strata serve does not speak yet; add ?tls=false to \
-         connect in plain text"
-    )]
-    TlsUnsupported { url: String },
 
     #[error("cannot connect to {uri}: {source}; check that strata serve is running there")]
     Connect {
@@ -170,25 +188,41 @@ pub struct Appended {
 /// clones are multiplexed over one HTTP/2 connection.
 #[derive(Clone, Debug)]
 pub struct Client {
-    streams: StreamsClient<Channel>,
+    streams: Streams,
     id_format: IdFormat,
 }
 
 impl Client {
-    /// Connects to the node `url` names: `kdb://HOST:PORT?tls=false` (or `kurrentdb://`,
-    /// `esdb://`; the port defaults to 2113).
+    /// Connects to the node `url` names: `kdb://[USER:PASSWORD@]HOST:PORT` with
+    /// `?tlsCaFile=CA.pem` (TLS, the default) or `?tls=false` (or `kurrentdb://`, `esdb://`;
+    /// the port defaults to 2113). Every call carries the credentials of the string.
     ///
     /// # Errors
-    /// [`ClientError::InvalidUrl`] for a string that names no single node,
-    /// [`ClientError::TlsUnsupported`] unless it says `tls=false`, and
-    /// [`ClientError::Connect`] when no connection can be made.
+    /// [`ClientError::InvalidUrl`] for a string that names no single node, or asks for TLS
+    /// without a readable `tlsCaFile`, and [`ClientError::Connect`] when no connection can
+    /// be made.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let target = connection_string::parse(url)?;
-        let endpoint =
-            Endpoint::from_shared(target.uri.clone()).map_err(|error| ClientError::InvalidUrl {
-                url: url.to_owned(),
-                reason: error.to_string(),
-            })?;
+        let target = connection_string::parse_secure(url)?;
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut endpoint = Endpoint::from_shared(target.uri.clone())
+            .map_err(|error| invalid(error.to_string()))?;
+        if target.uri.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(connection_string::tls_config(&target).map_err(invalid)?)
+                .map_err(|error| invalid(error.to_string()))?;
+        }
+        let authorization = target
+            .credentials
+            .map(|(user, password)| {
+                strata_auth::Credentials::new(user, password)
+                    .to_header()
+                    .parse()
+                    .map_err(|_| invalid("the credentials cannot be sent as a header".to_owned()))
+            })
+            .transpose()?;
         let channel = endpoint
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -200,7 +234,7 @@ impl Client {
                 uri: target.uri,
                 source,
             })?;
-        let streams = StreamsClient::new(channel)
+        let streams = StreamsClient::with_interceptor(channel, Authorization(authorization))
             .max_decoding_message_size(DECODED_BYTES_MAX)
             .max_encoding_message_size(ENCODED_BYTES_MAX);
         Ok(Client {

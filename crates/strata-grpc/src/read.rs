@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use strata_auth::LoginWatch;
 use strata_core::{
     AllSlice, Direction, Error, EventFilter, EventStore, FilterTarget, PageBudget, Position,
     ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
@@ -57,6 +58,7 @@ pub(crate) enum Target {
 
 pub(crate) async fn read(
     store: &Arc<dyn EventStore>,
+    login: LoginWatch,
     subscriptions: &SubscriptionSlots,
     request: Request<ReadReq>,
 ) -> Result<Response<ReadAnswers>, Status> {
@@ -75,7 +77,7 @@ pub(crate) async fn read(
     tokio::spawn(async move {
         let _slot = slot;
         let outcome = tokio::select! {
-            outcome = run(&store, plan, &answers) => outcome,
+            outcome = run(&store, plan, login, &answers) => outcome,
             () = answers.closed() => Ok(()),
         };
         if let Err(status) = outcome {
@@ -202,13 +204,18 @@ fn event_filter(filter: options::FilterOptions) -> Result<EventFilter, Status> {
     filter.map_err(to_status)
 }
 
-async fn run(store: &Arc<dyn EventStore>, plan: ReadPlan, answers: &Answers) -> Result<(), Status> {
+async fn run(
+    store: &Arc<dyn EventStore>,
+    plan: ReadPlan,
+    login: LoginWatch,
+    answers: &Answers,
+) -> Result<(), Status> {
     match (plan.count, &plan.target) {
         (Some(count), Target::Stream(stream, from)) => {
             read_stream(store, stream, *from, count, &plan, answers).await
         }
         (Some(count), Target::All(from)) => read_all(store, *from, count, &plan, answers).await,
-        (None, _) => subscribe(store, &plan, answers).await,
+        (None, _) => subscribe(store, &plan, login, answers).await,
     }
 }
 

@@ -23,8 +23,8 @@ impl Streams for StreamsService {
     type BatchAppendStream = BatchAnswers;
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<ReadAnswers>, Status> {
-        let store = self.access.store(&request).await?;
-        crate::read::read(&store, &self.subscriptions, request).await
+        let (store, login) = self.access.session(&request).await?;
+        crate::read::read(&store, login, &self.subscriptions, request).await
     }
 
     async fn append(

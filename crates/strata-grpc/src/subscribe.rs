@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use strata_auth::LoginWatch;
 use strata_core::{
     Direction, Error, EventId, EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom,
     Subscription, SubscriptionItem, SubscriptionOptions, event_bytes, subscribe_to_all_with,
@@ -14,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use crate::convert::invalid;
-use crate::errors::{subscription_invalid_position, to_status};
+use crate::errors::{access_denied, subscription_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::read::{ReadPlan, Target, event_content};
 use crate::read_answers::Answers;
@@ -60,6 +61,7 @@ impl SubscriptionSlots {
 pub(crate) async fn subscribe(
     store: &Arc<dyn EventStore>,
     plan: &ReadPlan,
+    mut login: LoginWatch,
     answers: &Answers,
 ) -> Result<(), Status> {
     if plan.direction == Direction::Backwards {
@@ -88,7 +90,11 @@ pub(crate) async fn subscribe(
         subscription_id: EventId::new_random().to_string(),
     };
     answers.send(Content::Confirmation(confirmation)).await?;
-    follow(&mut subscription, plan, answers).await
+    tokio::select! {
+        outcome = follow(&mut subscription, plan, answers) => outcome,
+        // The reference server ends the subscriptions of a user who may no longer log in.
+        () = login.revoked() => Err(access_denied()),
+    }
 }
 
 /// A subscription's start: a given revision or position is exclusive, as clients expect.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use strata_auth::{Action, AuthError, Principal, Security, SourceAddress, StreamOperation};
+use strata_auth::{
+    Action, AuthError, LoginWatch, Principal, Security, SourceAddress, StreamOperation,
+};
 use strata_core::{EventStore, StreamName};
 
 use crate::problem::ApiError;
@@ -55,6 +57,8 @@ impl From<AuthError> for ApiError {
 pub(crate) struct Access {
     principal: Principal,
     security: Arc<Security>,
+    /// The request's `authorization` header, for [`Access::watch_login`].
+    authorization: Option<String>,
 }
 
 impl Access {
@@ -109,6 +113,13 @@ impl Access {
         self.check(Operation::Write(stream.as_str())).await
     }
 
+    /// A watch on the caller's login: a subscription ends when the user is disabled,
+    /// deleted or changes password.
+    pub(crate) fn watch_login(&self) -> LoginWatch {
+        self.security
+            .watch_login(self.authorization.as_deref(), &self.principal)
+    }
+
     /// The store as this caller may see it: with security on, `$all` reads and
     /// subscriptions leave out the events of streams the caller may not read (as gRPC's do).
     pub(crate) fn store(&self, state: &AppState) -> Arc<dyn EventStore> {
@@ -138,6 +149,7 @@ impl FromRequestParts<AppState> for Access {
         Ok(Access {
             principal,
             security,
+            authorization: header.map(str::to_owned),
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use strata_auth::{AuthError, LoginWatch};
 use strata_core::{
     EventFilter, FilterTarget, Position, Revision, StreamName, SubscribeFrom, Subscription,
     SubscriptionItem, SubscriptionOptions,
@@ -176,6 +177,7 @@ pub(crate) async fn subscribe_stream(
         format(&headers),
         Resume::Revision,
         permit,
+        access.watch_login(),
     ))
 }
 
@@ -216,6 +218,7 @@ pub(crate) async fn subscribe_all(
         format(&headers),
         Resume::Position,
         permit,
+        access.watch_login(),
     ))
 }
 
@@ -265,6 +268,7 @@ pub(crate) async fn subscribe_category(
         format(&headers),
         Resume::Position,
         permit,
+        access.watch_login(),
     ))
 }
 
@@ -274,6 +278,8 @@ struct Follower {
     resume: Resume,
     heartbeat: Duration,
     done: bool,
+    /// Ends the subscription when the caller's user may no longer log in.
+    login: LoginWatch,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -283,6 +289,7 @@ fn respond(
     format: Format,
     resume: Resume,
     permit: OwnedSemaphorePermit,
+    login: LoginWatch,
 ) -> Response {
     let follower = Follower {
         subscription,
@@ -290,6 +297,7 @@ fn respond(
         resume,
         heartbeat: state.options.heartbeat_interval,
         done: false,
+        login,
         _permit: permit,
     };
     let lines = futures::stream::unfold(follower, |mut follower| async move {
@@ -306,6 +314,14 @@ fn respond(
                 None => return None,
             },
             () = tokio::time::sleep(follower.heartbeat) => heartbeat_line(follower.format),
+            () = follower.login.revoked() => {
+                follower.done = true;
+                let denied = AuthError::AccessDenied {
+                    operation: "subscribe".to_owned(),
+                    resource: "the user's credentials no longer log in".to_owned(),
+                };
+                error_line(follower.format, &ApiError::from(denied))
+            }
         };
         Some((Ok::<_, std::io::Error>(line), follower))
     });

@@ -13,14 +13,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use super::{Appended, ClientError, proposed_parts};
+use super::{Appended, ClientError, Streams, proposed_parts};
 use crate::convert::{UuidFormat, event_id, stream_identifier, wire_uuid};
 use crate::proto::event_store::client::WrongExpectedVersion;
 use crate::proto::event_store::client::streams::batch_append_req::options::ExpectedStreamPosition;
 use crate::proto::event_store::client::streams::batch_append_resp::{self, success};
-use crate::proto::event_store::client::streams::streams_client::StreamsClient;
 use crate::proto::event_store::client::streams::{
     BatchAppendReq, BatchAppendResp, batch_append_req,
 };
@@ -64,7 +62,7 @@ impl Drop for BatchAppender {
 
 impl BatchAppender {
     pub(super) async fn open(
-        mut streams: StreamsClient<Channel>,
+        mut streams: Streams,
         format: UuidFormat,
     ) -> Result<BatchAppender, ClientError> {
         let (chunks, receiver) = mpsc::channel(CHUNKS_QUEUED_MAX);

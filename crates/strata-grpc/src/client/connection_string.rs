@@ -1,16 +1,12 @@
-//! KurrentDB connection strings, single node and plain text only:
-//! `kdb://HOST:PORT?tls=false` (also `kurrentdb://` and `esdb://`).
+//! KurrentDB connection strings naming one node: `kdb://[USER:PASSWORD@]HOST:PORT` with
+//! `?tlsCaFile=CA.pem` (TLS, the default) or `?tls=false` (also `kurrentdb://` and `esdb://`).
+
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 use super::ClientError;
 
 /// The port KurrentDB clients assume when a connection string names none.
 const PORT_DEFAULT: u16 = 2113;
-
-/// Where to connect: the `http://HOST:PORT` URI of one node.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Target {
-    pub(super) uri: String,
-}
 
 /// Where to connect, TLS allowed: the URI of one node, the CA to trust, and the credentials.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,16 +55,19 @@ struct Node {
     tls: bool,
 }
 
-/// Parses a connection string naming one node with `tls=false`. Credentials are ignored
-/// (the bench client sends none); settings other than `tls` are ignored.
-pub(super) fn parse(url: &str) -> Result<Target, ClientError> {
-    let node = parse_node(url)?;
-    if node.tls {
-        return Err(ClientError::TlsUnsupported {
-            url: url.to_owned(),
-        });
-    }
-    Ok(Target { uri: node.uri })
+/// The TLS settings of a target over TLS: trust its CA file, check the host name.
+pub(super) fn tls_config(target: &SecureTarget) -> Result<ClientTlsConfig, String> {
+    let Some(ca_file) = &target.tls_ca_file else {
+        return Err(
+            "TLS needs the server's CA: add ?tlsCaFile=CA.pem (or ?tls=false for an \
+             --insecure server)"
+                .to_owned(),
+        );
+    };
+    let pem = std::fs::read(ca_file).map_err(|error| format!("cannot read {ca_file}: {error}"))?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem))
+        .domain_name(target.host.clone()))
 }
 
 fn parse_node(url: &str) -> Result<Node, ClientError> {
@@ -162,7 +161,7 @@ mod tests {
     use super::*;
 
     fn uri(url: &str) -> String {
-        parse(url).expect("parses").uri
+        parse_secure(url).expect("parses").uri
     }
 
     #[test]
@@ -183,15 +182,10 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_and_is_the_default() {
+    fn tls_is_the_default() {
         for url in ["kdb://localhost:2113", "kdb://localhost:2113?tls=true"] {
-            assert!(
-                matches!(parse(url), Err(ClientError::TlsUnsupported { .. })),
-                "{url}"
-            );
+            assert_eq!(uri(url), "https://localhost:2113", "{url}");
         }
-        let message = parse("kdb://localhost:2113").unwrap_err().to_string();
-        assert!(message.contains("tls=false"), "{message}");
     }
 
     #[test]
@@ -224,7 +218,7 @@ mod tests {
             "kdb://localhost:2113?tls=maybe",
         ] {
             assert!(
-                matches!(parse(url), Err(ClientError::InvalidUrl { .. })),
+                matches!(parse_secure(url), Err(ClientError::InvalidUrl { .. })),
                 "{url}"
             );
         }

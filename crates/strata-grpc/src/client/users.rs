@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use tonic::Request;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use super::ClientError;
-use super::connection_string::{SecureTarget, parse_secure};
+use super::connection_string::{parse_secure, tls_config};
 use crate::proto::event_store::client::users::users_client::UsersClient;
 use crate::proto::event_store::client::users::{
     ChangePasswordReq, CreateReq, DeleteReq, DetailsReq, DisableReq, EnableReq, ResetPasswordReq,
@@ -251,18 +251,4 @@ impl UsersAdmin {
             .map_err(|status| ClientError::rpc("Users.Delete", status))?;
         Ok(())
     }
-}
-
-fn tls_config(target: &SecureTarget) -> Result<ClientTlsConfig, String> {
-    let Some(ca_file) = &target.tls_ca_file else {
-        return Err(
-            "TLS needs the server's CA: add ?tlsCaFile=CA.pem (or ?tls=false for an \
-             --insecure server)"
-                .to_owned(),
-        );
-    };
-    let pem = std::fs::read(ca_file).map_err(|error| format!("cannot read {ca_file}: {error}"))?;
-    Ok(ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(pem))
-        .domain_name(target.host.clone()))
 }

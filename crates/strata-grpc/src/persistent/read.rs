@@ -3,11 +3,13 @@
 //! task per call moves events out and acks in; its bounded channel holds back only this
 //! call, and the call ends when the client goes away or the group drops the consumer.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::future::Either;
 use futures::stream::{self, StreamExt as _};
+use strata_auth::{LoginWatch, Principal, Security};
 use strata_core::{RecordedEvent, StreamName};
 use strata_persistent::{
     CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, PersistentEvent,
@@ -51,6 +53,11 @@ pub(crate) async fn read(
     request: Request<Streaming<ReadReq>>,
 ) -> Result<Response<ReadAnswers>, Status> {
     let principal = access.principal(&request).await?;
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let connection_name = request
         .metadata()
         .get("connection-name")
@@ -100,9 +107,18 @@ pub(crate) async fn read(
         .connect(&subscription_source, &group, consumer_options)
         .await
         .map_err(persistent_status)?;
+    let login = access
+        .security()
+        .watch_login(authorization.as_deref(), &principal);
+    let reader = Reader {
+        security: Arc::clone(access.security()),
+        principal,
+        of_all: subscription_source == SubscriptionSource::All,
+        format,
+    };
     let (answers, receiver) = mpsc::channel(PAGES_BUFFERED_MAX);
     tokio::spawn(async move {
-        if let Err(status) = serve(consumer, inbound, &answers, format).await {
+        if let Err(status) = serve(consumer, inbound, &answers, reader, login).await {
             let _ = answers.send(Err(status)).await;
         }
     });
@@ -113,13 +129,68 @@ pub(crate) async fn read(
     Ok(Response::new(Box::pin(answers)))
 }
 
-/// Moves events out and acks in until either side ends. Returning ends the call (and drops
-/// the consumer, whose unacknowledged events go to others).
+/// Who reads one Read call's events, and how.
+struct Reader {
+    security: Arc<Security>,
+    principal: Principal,
+    /// A `$all` group: its events come from streams the reader may not be allowed to read.
+    of_all: bool,
+    format: UuidFormat,
+}
+
+impl Reader {
+    /// The answers for `events`. Of a `$all` group, events of streams the reader may not
+    /// read are left out and acked, so the group moves on past them.
+    async fn page(
+        &self,
+        consumer: &Consumer,
+        events: Vec<PersistentEvent>,
+    ) -> Result<Vec<Content>, Status> {
+        if !self.of_all || !self.security.is_enabled() || self.principal.is_admin() {
+            return Ok(events
+                .iter()
+                .map(|event| event_content(event, self.format))
+                .collect());
+        }
+        let mut verdicts: HashMap<StreamName, bool> = HashMap::new();
+        let mut page = Vec::with_capacity(events.len());
+        let mut hidden = Vec::new();
+        for event in &events {
+            let stream = &event.original().stream;
+            let readable = match verdicts.get(stream) {
+                Some(readable) => *readable,
+                None => {
+                    let readable = self
+                        .security
+                        .may_read(&self.principal, stream)
+                        .await
+                        .map_err(auth_status)?;
+                    verdicts.insert(stream.clone(), readable);
+                    readable
+                }
+            };
+            if readable {
+                page.push(event_content(event, self.format));
+            } else {
+                hidden.push(event.ack_id());
+            }
+        }
+        if !hidden.is_empty() {
+            consumer.ack(hidden).await.map_err(persistent_status)?;
+        }
+        Ok(page)
+    }
+}
+
+/// Moves events out and acks in until either side ends, or the reader's user can no longer
+/// log in. Returning ends the call (and drops the consumer, whose unacknowledged events go
+/// to others).
 async fn serve(
     mut consumer: Consumer,
     mut inbound: Streaming<ReadReq>,
     answers: &Answers,
-    format: UuidFormat,
+    reader: Reader,
+    mut login: LoginWatch,
 ) -> Result<(), Status> {
     let confirmation = read_resp::SubscriptionConfirmation {
         subscription_id: consumer.subscription_id(),
@@ -133,8 +204,11 @@ async fn serve(
         tokio::select! {
             delivery = consumer.next() => {
                 let first = delivery.map_err(persistent_status)?;
-                let (page, ended) = page_after(&mut consumer, first, format);
-                send(answers, page).await?;
+                let (events, ended) = page_after(&mut consumer, first);
+                let page = reader.page(&consumer, events).await?;
+                if !page.is_empty() {
+                    send(answers, page).await?;
+                }
                 if let Some(error) = ended {
                     return Err(persistent_status(error));
                 }
@@ -144,6 +218,7 @@ async fn serve(
                 // The client closed its side or went away.
                 Ok(None) | Err(_) => return Ok(()),
             },
+            () = login.revoked() => return Err(crate::errors::access_denied()),
             () = answers.closed() => return Ok(()),
         }
     }
@@ -154,12 +229,11 @@ async fn serve(
 fn page_after(
     consumer: &mut Consumer,
     first: PersistentEvent,
-    format: UuidFormat,
-) -> (Vec<Content>, Option<strata_persistent::Error>) {
-    let mut page = vec![event_content(&first, format)];
+) -> (Vec<PersistentEvent>, Option<strata_persistent::Error>) {
+    let mut page = vec![first];
     while page.len() < PAGE_EVENTS_MAX {
         match consumer.try_next() {
-            Some(Ok(event)) => page.push(event_content(&event, format)),
+            Some(Ok(event)) => page.push(event),
             Some(Err(error)) => return (page, Some(error)),
             None => break,
         }

@@ -156,3 +156,56 @@ async fn all_reads_and_subscriptions_leave_out_streams_the_caller_may_not_read()
         }
     }
 }
+
+#[tokio::test]
+async fn an_open_subscription_ends_in_band_when_its_user_is_disabled() {
+    let server = start_secured().await;
+    let url = format!("kdb://admin:changeit@{}?tls=false", server.address);
+    let users = strata_grpc::client::UsersAdmin::connect(&url, None)
+        .await
+        .unwrap();
+    users.create("ada", "Ada", &[], "pw").await.unwrap();
+    let response = server
+        .client
+        .get(server.url("/v1/subscriptions/streams/notes-1"))
+        .basic_auth("ada", Some("pw"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut lines = crate::support::Records::ndjson(response);
+    let batch = json!({"events": [{"type": "E", "data": {}}]});
+    let appended = server
+        .client
+        .post(server.url("/v1/streams/notes-1"))
+        .basic_auth("admin", Some("changeit"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), 200);
+    loop {
+        let line = lines.next_json().await.expect("the subscription goes on");
+        if line["kind"] == "event" {
+            break;
+        }
+    }
+
+    users.set_disabled("ada", true).await.unwrap();
+    let last = loop {
+        let line = lines.next_json().await.expect("an error line ends it");
+        if line["kind"] != "heartbeat" && line["kind"] != "caught-up" {
+            break line;
+        }
+    };
+    assert_eq!(last["kind"], "error", "{last}");
+    assert_eq!(
+        last["problem"]["type"], "https://strata.dev/problems/access-denied",
+        "{last}"
+    );
+    assert!(
+        lines.next().await.is_none(),
+        "the body ends after the error"
+    );
+}
