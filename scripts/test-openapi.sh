@@ -71,6 +71,8 @@ export PYTHONPATH="$root/tests/openapi${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 
 # Subscriptions never end by themselves: they are tested in crates/strata-http/tests.
+# Run from the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+cd "$work"
 "$venv/bin/st" --no-color run "$url/.well-known/openapi" \
   --url "$url" \
   --checks not_a_server_error,response_schema_conformance,refused_requests_write_nothing \

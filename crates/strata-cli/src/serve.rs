@@ -98,6 +98,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         port: args.port,
         tls,
         connections_max: args.max_connections,
+        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
         subscriptions_max: args.max_subscriptions,
         store_kind: if args.store.is_some() {
             "postgres"
@@ -112,6 +113,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         },
         http: strata_http::HttpOptions {
             body_bytes_max: usize::try_from(args.http_body_max_kib * 1024).unwrap_or(usize::MAX),
+            body_timeout: std::time::Duration::from_millis(args.http_body_timeout_ms),
             heartbeat_interval: std::time::Duration::from_millis(args.http_heartbeat_ms),
             subscriptions_max: args.http_max_subscriptions,
             ..strata_http::HttpOptions::default()

@@ -89,7 +89,7 @@ pub(crate) async fn append(
     let stream = StreamName::new(&stream)?;
     access.write(&stream).await?;
     require_json(&headers)?;
-    let body = read_body(&headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(&headers, body, &state.options).await?;
     let request: AppendIn = parse_json(&body)?;
     let expected = request
         .expected_revision

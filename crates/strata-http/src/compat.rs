@@ -197,7 +197,7 @@ async fn append_inner(
     let stream = StreamName::new(stream)?;
     access.write(&stream).await?;
     let expected = expected_version(headers)?;
-    let body = read_body(headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(headers, body, &state.options).await?;
     let events = if content_type_is(headers, &EVENTS_MEDIA_TYPES) {
         let batch: Vec<KurrentEvent> = serde_json::from_slice(&body).map_err(|error| {
             ApiError::new(

@@ -50,8 +50,8 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     );
     let workload = Arc::new(Workload::new(args.streams, args.event_bytes)?);
     let phases = async {
-        let single = append_single(&client, &base, &workload, args.events_single, single_tasks)
-            .await?;
+        let single =
+            append_single(&client, &base, &workload, args.events_single, single_tasks).await?;
         let read_all = read_all(&client, &base, single.throughput.events).await?;
         anyhow::Ok((single, read_all))
     };
