@@ -274,6 +274,9 @@ struct Follower {
     resume: Resume,
     heartbeat: Duration,
     done: bool,
+    /// One past the position of the last event delivered (0 before the first), for the
+    /// lag metric.
+    delivered: Arc<std::sync::atomic::AtomicU64>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -290,6 +293,7 @@ fn respond(
         resume,
         heartbeat: state.options.heartbeat_interval,
         done: false,
+        delivered: state.metrics.track_subscription(),
         _permit: permit,
     };
     let lines = futures::stream::unfold(follower, |mut follower| async move {
@@ -298,7 +302,14 @@ fn respond(
         }
         let line = tokio::select! {
             item = follower.subscription.next() => match item {
-                Some(Ok(item)) => item_line(&follower, &item),
+                Some(Ok(item)) => {
+                    if let SubscriptionItem::Event(event) = &item {
+                        follower
+                            .delivered
+                            .store(event.position.0 + 1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    item_line(&follower, &item)
+                }
                 Some(Err(error)) => {
                     follower.done = true;
                     error_line(follower.format, &ApiError::from(error))
