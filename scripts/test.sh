@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: every Rust test (unit, conformance on the engine and on PostgreSQL,
 # property, crash, corruption, the official Rust client against real servers), the doc
-# tests, the official Python client against a real `strata serve`, and both clients again
+# tests, the official Python client against a real `strata serve`, the HTTP API fuzzed
+# against its OpenAPI document (schemathesis), and both clients again
 # with every server keeping its events in PostgreSQL.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`; STRATA_TEST_POSTGRES_URL
@@ -13,5 +14,6 @@ scripts/ensure-postgres.sh
 cargo nextest run --workspace --all-features
 cargo test --workspace --all-features --doc
 scripts/test-python.sh
+scripts/test-openapi.sh
 STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'
 STRATA_TEST_STORE=postgres scripts/test-python.sh

@@ -34,7 +34,7 @@ enum Command {
         With TLS, clients connect with `kurrentdb://localhost:2113` and trust the certificate's CA;\n\
         with --insecure, with `kurrentdb://localhost:2113?tls=false`. SIGINT or SIGTERM stop the\n\
         server after in-flight appends finish.")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check every checksum and index entry of a store and report what was found.
     #[command(
         after_help = "Example:\n  strata verify --data-dir /var/lib/strata\n\n\
@@ -135,7 +135,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => serve::run_blocking(args).map(|()| true),
+        Command::Serve(args) => serve::run_blocking(*args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Repair(args) => repair::run(&args),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),

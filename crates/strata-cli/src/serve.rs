@@ -58,7 +58,8 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
                 args.store_schema
             )
         })?;
-        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
+        let metrics = Arc::new(strata_http::Metrics::new());
+        run_server(&config, dev_banner.as_ref(), store.clone(), metrics).await?;
         store.close().await;
     } else {
         let engine_config = Config {
@@ -71,7 +72,8 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
-        run_server(&config, dev_banner.as_ref(), store.clone()).await?;
+        let metrics = engine_metrics(&store);
+        run_server(&config, dev_banner.as_ref(), store.clone(), metrics).await?;
         store.close();
     }
     eprintln!("strata serve: stopped");
@@ -98,6 +100,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         port: args.port,
         tls,
         connections_max: args.max_connections,
+        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
         subscriptions_max: args.max_subscriptions,
         store_kind: if args.store.is_some() {
             "postgres"
@@ -112,6 +115,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         },
         http: strata_http::HttpOptions {
             body_bytes_max: usize::try_from(args.http_body_max_kib * 1024).unwrap_or(usize::MAX),
+            body_timeout: std::time::Duration::from_millis(args.http_body_timeout_ms),
             heartbeat_interval: std::time::Duration::from_millis(args.http_heartbeat_ms),
             subscriptions_max: args.http_max_subscriptions,
             ..strata_http::HttpOptions::default()
@@ -160,13 +164,35 @@ struct DevBanner {
 }
 
 /// Binds, says it is ready, and serves `store` until a stop signal.
+/// Metrics fed by the engine too: its group commits, and its appends in flight.
+fn engine_metrics(store: &Arc<Store>) -> Arc<strata_http::Metrics> {
+    struct Commits(Arc<strata_http::Metrics>);
+    impl strata_engine::CommitObserver for Commits {
+        fn committed(&self, stats: &strata_engine::CommitStats) {
+            self.0
+                .record_commit(stats.requests, stats.bytes, stats.sync, stats.flush);
+        }
+    }
+    let metrics = Arc::new(strata_http::Metrics::new());
+    store.observe_commits(Arc::new(Commits(Arc::clone(&metrics))));
+    // Weak: the store holds the metrics (as its observer), not the other way round.
+    let weak = Arc::downgrade(store);
+    metrics.on_scrape(move |metrics| {
+        if let Some(store) = weak.upgrade() {
+            metrics.set_appends_in_flight_kib(store.appends_in_flight_kib() as u64);
+        }
+    });
+    metrics
+}
+
 async fn run_server<S: EventStore>(
     config: &ServeConfig,
     dev_banner: Option<&DevBanner>,
     store: Arc<S>,
+    metrics: Arc<strata_http::Metrics>,
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let mut server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?.with_metrics(metrics);
     // Users exist before the server says it is ready.
     let shared: Arc<dyn EventStore> = store.clone();
     server.secure(shared).await?;

@@ -82,6 +82,10 @@ pub(crate) struct ServeArgs {
     /// UNAVAILABLE (gRPC) or 503 (HTTP) and closed.
     #[arg(long, value_name = "N", env = "STRATA_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Milliseconds a client may take to send a request head (gRPC and HTTP); a connection
+    /// that sends none in time, or idles that long between HTTP/1.1 requests, is closed.
+    #[arg(long, value_name = "MS", env = "STRATA_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: Option<u64>,
     /// Catch-up subscriptions served at once over gRPC; one more is refused RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", env = "STRATA_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<usize>,
@@ -95,6 +99,10 @@ pub(crate) struct ServeArgs {
     /// Largest HTTP request body, in KiB; larger ones are refused 413.
     #[arg(long, value_name = "KIB", env = "STRATA_HTTP_BODY_MAX_KIB")]
     http_body_max_kib: Option<u64>,
+    /// Milliseconds a client may take to send a whole HTTP request body; a slower one is
+    /// answered 408 and its connection closed.
+    #[arg(long, value_name = "MS", env = "STRATA_HTTP_BODY_TIMEOUT_MS")]
+    http_body_timeout_ms: Option<u64>,
     /// Milliseconds between heartbeats of an idle HTTP subscription.
     #[arg(long, value_name = "MS", env = "STRATA_HTTP_HEARTBEAT_MS")]
     http_heartbeat_ms: Option<u64>,
@@ -134,10 +142,12 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
     max_subscriptions: Option<usize>,
     persistent_groups_max: Option<usize>,
     persistent_window_mib: Option<u64>,
     http_body_max_kib: Option<u64>,
+    http_body_timeout_ms: Option<u64>,
     http_heartbeat_ms: Option<u64>,
     http_max_subscriptions: Option<usize>,
     log_format: Option<LogFormat>,
@@ -166,10 +176,12 @@ pub(crate) struct Resolved {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) max_connections: usize,
+    pub(crate) header_timeout_ms: u64,
     pub(crate) max_subscriptions: usize,
     pub(crate) persistent_groups_max: usize,
     pub(crate) persistent_window_mib: u64,
     pub(crate) http_body_max_kib: u64,
+    pub(crate) http_body_timeout_ms: u64,
     pub(crate) http_heartbeat_ms: u64,
     pub(crate) http_max_subscriptions: usize,
     pub(crate) log_format: LogFormat,
@@ -236,6 +248,10 @@ impl ServeArgs {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(defaults.connections_max),
+            header_timeout_ms: self
+                .header_timeout_ms
+                .or(file.header_timeout_ms)
+                .unwrap_or(defaults.header_timeout.as_millis() as u64),
             max_subscriptions: self
                 .max_subscriptions
                 .or(file.max_subscriptions)
@@ -252,6 +268,10 @@ impl ServeArgs {
                 .http_body_max_kib
                 .or(file.http_body_max_kib)
                 .unwrap_or((http_defaults.body_bytes_max / 1024) as u64),
+            http_body_timeout_ms: self
+                .http_body_timeout_ms
+                .or(file.http_body_timeout_ms)
+                .unwrap_or(http_defaults.body_timeout.as_millis() as u64),
             http_heartbeat_ms: self
                 .http_heartbeat_ms
                 .or(file.http_heartbeat_ms)
@@ -306,6 +326,13 @@ impl Resolved {
         )?;
         range("http_body_max_kib", self.http_body_max_kib, 1, 1024 * 1024)?;
         range("http_heartbeat_ms", self.http_heartbeat_ms, 10, 3_600_000)?;
+        range("header_timeout_ms", self.header_timeout_ms, 10, 3_600_000)?;
+        range(
+            "http_body_timeout_ms",
+            self.http_body_timeout_ms,
+            10,
+            3_600_000,
+        )?;
         range(
             "http_max_subscriptions",
             self.http_max_subscriptions as u64,

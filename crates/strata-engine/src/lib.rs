@@ -60,4 +60,5 @@ mod writer;
 pub use config::{Config, Durability};
 pub use repair::{DroppedStream, Repair, RepairPlan};
 pub use store::Store;
+pub use syncer::{CommitObserver, CommitStats};
 pub use verify::{VerifyProgress, VerifyReport, verify};

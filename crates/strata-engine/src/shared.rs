@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 use strata_core::Position;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use crate::config::{Config, limits_for_segment_size};
 use crate::index::Index;
 use crate::segments::Segments;
+use crate::syncer::CommitObserver;
 
 pub(crate) struct Shared {
     pub config: Config,
@@ -25,6 +27,8 @@ pub(crate) struct Shared {
     /// Sequence of the last group the syncer published (index updated, durable end moved).
     pub published_sequence: AtomicU64,
     pub log_end: watch::Sender<Position>,
+    /// Told about every group commit made durable, once one is set.
+    pub commit_observer: OnceLock<Arc<dyn CommitObserver>>,
     poisoned: Mutex<Option<String>>,
 }
 
@@ -59,6 +63,7 @@ impl Shared {
             synced_end: AtomicU64::new(durable_end),
             published_sequence: AtomicU64::new(0),
             log_end,
+            commit_observer: OnceLock::new(),
             poisoned: Mutex::new(None),
         }
     }

@@ -131,6 +131,20 @@ impl Store {
         &self.shared
     }
 
+    /// Tells `observer` about every group commit from now on (see [`CommitStats`]); false
+    /// when an observer is already set (the first one stays).
+    ///
+    /// [`CommitStats`]: crate::CommitStats
+    pub fn observe_commits(&self, observer: Arc<dyn crate::CommitObserver>) -> bool {
+        self.shared.commit_observer.set(observer).is_ok()
+    }
+
+    /// KiB of appends accepted and not yet acknowledged: queued for the writer or in a
+    /// group commit under way.
+    pub fn appends_in_flight_kib(&self) -> usize {
+        QUEUED_APPEND_KIB_MAX.saturating_sub(self.queued_append_kib.available_permits())
+    }
+
     /// Number of streams (metadata streams included).
     pub fn stream_count(&self) -> usize {
         self.shared.index.read().stream_count()

@@ -16,8 +16,7 @@ use crate::state::{AppState, parse_json, read_body, require_json};
 
 /// What the writer expects the stream to be: `"any"`, `"no-stream"`, `"exists"`, or the
 /// revision of its last event.
-#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug, utoipa::ToSchema)]
 pub(crate) enum ExpectedIn {
     Revision(u64),
     #[schema(value_type = String)]
@@ -30,6 +29,35 @@ pub(crate) enum ExpectedName {
     Any,
     NoStream,
     Exists,
+}
+
+// By hand rather than `#[serde(untagged)]`, which buffers the value and tries each variant
+// in turn: this is parsed on every append.
+impl<'de> Deserialize<'de> for ExpectedIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ExpectedIn;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str(r#"a revision, "any", "no-stream" or "exists""#)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, revision: u64) -> Result<ExpectedIn, E> {
+                Ok(ExpectedIn::Revision(revision))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ExpectedIn, E> {
+                match name {
+                    "any" => Ok(ExpectedIn::Named(ExpectedName::Any)),
+                    "no-stream" => Ok(ExpectedIn::Named(ExpectedName::NoStream)),
+                    "exists" => Ok(ExpectedIn::Named(ExpectedName::Exists)),
+                    _ => Err(E::unknown_variant(name, &["any", "no-stream", "exists"])),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl ExpectedIn {
@@ -89,7 +117,7 @@ pub(crate) async fn append(
     let stream = StreamName::new(&stream)?;
     access.write(&stream).await?;
     require_json(&headers)?;
-    let body = read_body(&headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(&headers, body, &state.options).await?;
     let request: AppendIn = parse_json(&body)?;
     let expected = request
         .expected_revision

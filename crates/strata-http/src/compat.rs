@@ -5,6 +5,8 @@
 //! `ES-*` header names are accepted as well. Answers use KurrentDB's status codes (201, 400
 //! `Wrong expected EventNumber` with `Kurrent-CurrentVersion`, 404, 410) and reason phrases.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::State;
 
@@ -197,7 +199,7 @@ async fn append_inner(
     let stream = StreamName::new(stream)?;
     access.write(&stream).await?;
     let expected = expected_version(headers)?;
-    let body = read_body(headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(headers, body, &state.options).await?;
     let events = if content_type_is(headers, &EVENTS_MEDIA_TYPES) {
         let batch: Vec<KurrentEvent> = serde_json::from_slice(&body).map_err(|error| {
             ApiError::new(
@@ -390,6 +392,24 @@ pub(crate) async fn read_page(
     outcome.unwrap_or_else(error_response)
 }
 
+/// Longest wait a `Kurrent-LongPoll` header may ask for.
+const LONG_POLL_MAX: Duration = Duration::from_secs(300);
+
+/// `Kurrent-LongPoll: N` (or `ES-LongPoll`): when the page asked for has no events, wait up
+/// to N seconds for some to be appended before answering.
+fn long_poll(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = kurrent_header(headers, "longpoll") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(seconds) => Ok(Some(Duration::from_secs(seconds).min(LONG_POLL_MAX))),
+        Err(_) => Err(ApiError::bad_request(format!(
+            "Kurrent-LongPoll is {text:?}; it is a number of seconds"
+        ))),
+    }
+}
+
 fn event_number(text: &str) -> Result<ReadFrom<Revision>, ApiError> {
     if text == "head" {
         return Ok(ReadFrom::End);
@@ -420,11 +440,30 @@ async fn feed(
         from,
         max_count: count as usize,
     };
-    let slice = state
-        .store
-        .read_stream(&stream, options)
-        .await
-        .map_err(store_error)?;
+    let long_poll = long_poll(headers)?;
+    // Taken before the first read, so an append between the read and the wait still wakes.
+    let mut log_end = state.store.watch_log_end();
+    let deadline = long_poll.map(|wait| tokio::time::Instant::now() + wait);
+    let slice = loop {
+        let slice = state
+            .store
+            .read_stream(&stream, options)
+            .await
+            .map_err(store_error)?;
+        let empty = match &slice {
+            StreamSlice::Found { events, .. } => events.is_empty(),
+            _ => true,
+        };
+        let Some(deadline) = deadline.filter(|_| empty) else {
+            break slice;
+        };
+        // Long poll: wait for the log to grow, then read again, until the deadline.
+        log_end.borrow_and_update();
+        match tokio::time::timeout_at(deadline, log_end.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => break slice,
+        }
+    };
     let StreamSlice::Found {
         events,
         last_revision,

@@ -220,7 +220,7 @@ pub(crate) async fn ack(
     access.check(Operation::PersistentConsume(&stream)).await?;
     let source = source(&stream)?;
     require_json(&headers)?;
-    let body = read_body(&headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(&headers, body, &state.options).await?;
     let request: AckIn = parse_json(&body)?;
     let consumer = state.consumers.get(&source, &group).await?;
     let ids = request.ids.into_iter().map(EventId).collect();
@@ -251,7 +251,7 @@ pub(crate) async fn nack(
     access.check(Operation::PersistentConsume(&stream)).await?;
     let source = source(&stream)?;
     require_json(&headers)?;
-    let body = read_body(&headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(&headers, body, &state.options).await?;
     let request: NackIn = parse_json(&body)?;
     let action = match request.action.as_deref() {
         None | Some("retry") => NackAction::Retry,

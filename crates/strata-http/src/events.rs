@@ -4,7 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use strata_core::{Bytes, ContentType, EventId, ProposedEvent, RecordedEvent};
+use strata_core::{Bytes, ContentType, EventId, ProposedEvent, RecordedEvent, Timestamp};
 
 use crate::problem::ApiError;
 
@@ -108,13 +108,72 @@ impl<'a> EventOut<'a> {
             data_base64,
             metadata: json_metadata,
             metadata_base64,
-            created: event.created.to_rfc3339(9),
+            created: rfc3339_nanos(event.created),
         }
     }
+}
+
+/// `created` in RFC 3339 with nanoseconds, as `Timestamp::to_rfc3339(9)` writes it. The date
+/// and time of day are formatted once per second per thread (events read together mostly
+/// share their second; formatting them each time was half the cost of showing an event).
+pub(crate) fn rfc3339_nanos(created: Timestamp) -> String {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let second = created.0.div_euclid(1_000_000_000);
+    let Some(whole_second) = second.checked_mul(1_000_000_000) else {
+        return created.to_rfc3339(9);
+    };
+    let mut nanos = created.0 - whole_second;
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second {
+            let mut text = Timestamp(whole_second).to_rfc3339(0);
+            text.pop(); // its `Z`
+            *cache = (second, text);
+        }
+        let mut digits = [b'0'; 9];
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        let mut out = String::with_capacity(cache.1.len() + 11);
+        out.push_str(&cache.1);
+        out.push('.');
+        out.extend(digits.iter().map(|&digit| char::from(digit)));
+        out.push('Z');
+        out
+    })
 }
 
 /// Appends `event` as one JSON object to `out`.
 pub(crate) fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
     // Serializing borrowed fields into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &EventOut::new(event));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_is_written_as_the_core_formatter_writes_it() {
+        for nanos in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_764_842_400_123_456_789,
+            1_764_842_400_123_456_790,
+            1_764_842_401_000_000_007,
+            -1,
+            -1_000_000_001,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let created = Timestamp(nanos);
+            assert_eq!(rfc3339_nanos(created), created.to_rfc3339(9), "{nanos}");
+        }
+    }
 }

@@ -53,4 +53,4 @@ pub use metrics::{Metrics, instrument};
 pub use openapi::openapi_document;
 pub use problem::fallback;
 pub use request_id::request_id_layer;
-pub use state::{HTTP_BODY_BYTES_MAX_DEFAULT, HttpApi, HttpOptions};
+pub use state::{HTTP_BODY_BYTES_MAX_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HttpApi, HttpOptions};

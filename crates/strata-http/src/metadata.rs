@@ -112,7 +112,7 @@ pub(crate) async fn set_metadata(
         .await?;
     require_json(&headers)?;
     let expected = parse_expected(query.expected_revision.as_deref())?;
-    let body = read_body(&headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(&headers, body, &state.options).await?;
     let _: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
     let metadata = StreamMetadata::from_json(&stream, &body)?;
     let result = state

@@ -3,9 +3,9 @@
 //! `kurrentdb_*_incoming_grpc_calls*`, `kurrentdb_persistent_sub_*`) and `strata_*`
 //! otherwise.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -19,6 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use strata_persistent::GroupInfo;
+
+/// Reads gauges off a part of the node (the store, ...) when the metrics are scraped.
+type Sampler = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -44,6 +47,23 @@ pub struct Metrics {
     persistent_parked: Family<Labels, Gauge>,
     persistent_in_flight: Family<Labels, Gauge>,
     persistent_items_processed: Family<Labels, Gauge>,
+    persistent_groups: Gauge,
+    writer_flush_size_max: Gauge,
+    writer_flush_duration_max: Gauge<f64, AtomicU64>,
+    /// The largest flush since the last scrape: bytes, and nanoseconds.
+    flush_bytes_since_scrape: AtomicU64,
+    flush_nanos_since_scrape: AtomicU64,
+    commit_appends: Histogram,
+    commit_bytes: Histogram,
+    commit_duration: Histogram,
+    fsync_duration: Histogram,
+    appends_in_flight_kib: Gauge,
+    subscriptions_live: Gauge,
+    subscription_lag_max: Gauge,
+    /// One past the position of the last event each live HTTP subscription delivered (0
+    /// before its first event).
+    subscription_positions: parking_lot::Mutex<Vec<Weak<AtomicU64>>>,
+    samplers: parking_lot::Mutex<Vec<Sampler>>,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
 }
@@ -136,6 +156,66 @@ impl Metrics {
             "Events a group delivered since it started",
             persistent_items_processed.clone(),
         );
+        let persistent_groups = Gauge::default();
+        registry.register(
+            "strata_persistent_sub_groups",
+            "Persistent subscription groups",
+            persistent_groups.clone(),
+        );
+        let writer_flush_size_max = Gauge::default();
+        registry.register(
+            "kurrentdb_writer_flush_size_max",
+            "Largest group commit since the previous scrape, in log bytes",
+            writer_flush_size_max.clone(),
+        );
+        let writer_flush_duration_max = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "kurrentdb_writer_flush_duration_max_seconds",
+            "Longest group commit since the previous scrape",
+            writer_flush_duration_max.clone(),
+        );
+        let commit_appends = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "strata_group_commit_appends",
+            "Appends and deletes acknowledged by one group commit",
+            commit_appends.clone(),
+        );
+        let commit_bytes = Histogram::new(exponential_buckets(256.0, 4.0, 10));
+        registry.register(
+            "strata_group_commit_bytes",
+            "Log bytes made durable by one group commit",
+            commit_bytes.clone(),
+        );
+        let commit_duration = latency_histogram();
+        registry.register(
+            "strata_group_commit_duration_seconds",
+            "Time of one group commit: syncs, index update, acknowledgement",
+            commit_duration.clone(),
+        );
+        let fsync_duration = latency_histogram();
+        registry.register(
+            "strata_fsync_duration_seconds",
+            "Time in fdatasync per group commit",
+            fsync_duration.clone(),
+        );
+        let appends_in_flight_kib = Gauge::default();
+        registry.register(
+            "strata_appends_in_flight_kib",
+            "Appends accepted and not yet acknowledged (queued for the writer or committing), KiB",
+            appends_in_flight_kib.clone(),
+        );
+        let subscriptions_live = Gauge::default();
+        registry.register(
+            "strata_http_subscriptions",
+            "Catch-up subscriptions open over HTTP",
+            subscriptions_live.clone(),
+        );
+        let subscription_lag_max = Gauge::default();
+        registry.register(
+            "strata_http_subscription_lag_bytes_max",
+            "Log bytes between the end of $all and the last event the furthest-behind HTTP subscription delivered",
+            subscription_lag_max.clone(),
+        );
         Self {
             registry,
             io_events,
@@ -151,6 +231,20 @@ impl Metrics {
             persistent_parked,
             persistent_in_flight,
             persistent_items_processed,
+            persistent_groups,
+            writer_flush_size_max,
+            writer_flush_duration_max,
+            flush_bytes_since_scrape: AtomicU64::new(0),
+            flush_nanos_since_scrape: AtomicU64::new(0),
+            commit_appends,
+            commit_bytes,
+            commit_duration,
+            fsync_duration,
+            appends_in_flight_kib,
+            subscriptions_live,
+            subscription_lag_max,
+            subscription_positions: parking_lot::Mutex::new(Vec::new()),
+            samplers: parking_lot::Mutex::new(Vec::new()),
             writable: AtomicBool::new(true),
         }
     }
@@ -164,8 +258,67 @@ impl Metrics {
         self.io_bytes.get_or_create(&labels).inc_by(bytes as u64);
     }
 
+    /// Counts one group commit of the store: `requests` appends and deletes acknowledged,
+    /// `bytes` of log made durable, `sync` of it in fdatasync (zero when the store does not
+    /// sync), `flush` in all.
+    pub fn record_commit(&self, requests: usize, bytes: u64, sync: Duration, flush: Duration) {
+        self.commit_appends.observe(requests as f64);
+        self.commit_bytes.observe(bytes as f64);
+        self.commit_duration.observe(flush.as_secs_f64());
+        if !sync.is_zero() {
+            self.fsync_duration.observe(sync.as_secs_f64());
+        }
+        self.flush_bytes_since_scrape
+            .fetch_max(bytes, Ordering::Relaxed);
+        let nanos = u64::try_from(flush.as_nanos()).unwrap_or(u64::MAX);
+        self.flush_nanos_since_scrape
+            .fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Sets the KiB of appends accepted and not yet acknowledged.
+    pub fn set_appends_in_flight_kib(&self, kib: u64) {
+        self.appends_in_flight_kib
+            .set(i64::try_from(kib).unwrap_or(i64::MAX));
+    }
+
+    /// Runs `sampler` at each scrape, before the metrics are encoded, to read gauges off
+    /// the node (e.g. [`Metrics::set_appends_in_flight_kib`] from the store).
+    pub fn on_scrape(&self, sampler: impl Fn(&Metrics) + Send + Sync + 'static) {
+        self.samplers.lock().push(Box::new(sampler));
+    }
+
+    /// A new live HTTP subscription; it stores one past the position of each event it
+    /// delivers.
+    pub(crate) fn track_subscription(&self) -> Arc<AtomicU64> {
+        let position = Arc::new(AtomicU64::new(0));
+        self.subscription_positions
+            .lock()
+            .push(Arc::downgrade(&position));
+        position
+    }
+
+    /// Sets the HTTP subscription gauges against `log_end`, the end of `$all`.
+    pub(crate) fn set_subscription_lag(&self, log_end: u64) {
+        let mut positions = self.subscription_positions.lock();
+        positions.retain(|position| position.strong_count() > 0);
+        let lag_max = positions
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|delivered| delivered.load(Ordering::Relaxed))
+            .filter(|&delivered| delivered > 0)
+            .map(|delivered| log_end.saturating_sub(delivered - 1))
+            .max()
+            .unwrap_or(0);
+        self.subscriptions_live
+            .set(i64::try_from(positions.len()).unwrap_or(i64::MAX));
+        self.subscription_lag_max
+            .set(i64::try_from(lag_max).unwrap_or(i64::MAX));
+    }
+
     /// Sets the persistent-subscription gauges to `groups` (groups gone disappear).
     pub(crate) fn set_persistent(&self, groups: &[GroupInfo]) {
+        self.persistent_groups
+            .set(i64::try_from(groups.len()).unwrap_or(i64::MAX));
         for family in [
             &self.persistent_connections,
             &self.persistent_parked,
@@ -191,8 +344,18 @@ impl Metrics {
         }
     }
 
-    /// The metrics in the OpenMetrics text format (what Prometheus scrapes).
+    /// The metrics in the OpenMetrics text format (what Prometheus scrapes). The flush
+    /// maxima start again from this scrape.
     pub fn encode(&self) -> String {
+        for sampler in self.samplers.lock().iter() {
+            sampler(self);
+        }
+        let bytes = self.flush_bytes_since_scrape.swap(0, Ordering::Relaxed);
+        self.writer_flush_size_max
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let nanos = self.flush_nanos_since_scrape.swap(0, Ordering::Relaxed);
+        self.writer_flush_duration_max
+            .set(Duration::from_nanos(nanos).as_secs_f64());
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

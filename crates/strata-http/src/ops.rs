@@ -159,6 +159,8 @@ pub(crate) async fn metrics(
     if let Ok(groups) = state.persistent.list(None).await {
         state.metrics.set_persistent(&groups);
     }
+    let log_end = state.store.watch_log_end().borrow().0;
+    state.metrics.set_subscription_lag(log_end);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -182,7 +182,7 @@ async fn settings_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<SettingsIn, ApiError> {
-    let body = read_body(headers, body, state.options.body_bytes_max).await?;
+    let body = read_body(headers, body, &state.options).await?;
     if body.is_empty() {
         return Ok(SettingsIn::default());
     }

@@ -18,6 +18,9 @@ use crate::problem::ApiError;
 /// Largest request body the HTTP API reads by default (a JSON-encoded append).
 pub const HTTP_BODY_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 
+/// How long a request body may take to arrive by default.
+pub const HTTP_BODY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
 /// How the HTTP API serves.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -26,6 +29,9 @@ pub struct HttpOptions {
     /// Request bodies over this are refused 413 (before reading, when `Content-Length`
     /// says so).
     pub body_bytes_max: usize,
+    /// How long a client may take to send a whole request body; a slower one is answered
+    /// 408 and its connection closed.
+    pub body_timeout: Duration,
     /// How often a streaming subscription sends a heartbeat when it has nothing else.
     pub heartbeat_interval: Duration,
     /// Items a subscription buffers for a slow client before its reader waits.
@@ -41,6 +47,7 @@ impl Default for HttpOptions {
         Self {
             store_kind: "engine".to_owned(),
             body_bytes_max: HTTP_BODY_BYTES_MAX_DEFAULT,
+            body_timeout: HTTP_BODY_TIMEOUT_DEFAULT,
             heartbeat_interval: Duration::from_secs(10),
             subscription_buffer: 1_024,
             subscriptions_max: 1_000,
@@ -178,13 +185,16 @@ impl HttpApi {
     }
 }
 
-/// Reads a request body up to `limit` bytes: refused before reading when `Content-Length`
-/// is over it, and as soon as the bytes read pass it otherwise.
+/// Reads a request body up to `options.body_bytes_max` bytes within `options.body_timeout`:
+/// refused before reading when `Content-Length` is over the limit, as soon as the bytes read
+/// pass it otherwise, and 408 (closing the connection) when the body is still incomplete at
+/// the deadline, so a client trickling its body cannot hold a handler.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    options: &HttpOptions,
 ) -> Result<Bytes, ApiError> {
+    let limit = options.body_bytes_max;
     let too_large = || {
         ApiError::too_large(
             limit as u64,
@@ -199,7 +209,17 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
+    let read = tokio::time::timeout(options.body_timeout, axum::body::to_bytes(body, limit));
+    let Ok(read) = read.await else {
+        let timeout = options.body_timeout.as_millis();
+        return Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the request body did not arrive within {timeout} ms (http_body_timeout_ms)"),
+        )
+        .with_header("connection", "close"));
+    };
+    read.map_err(|error| {
         let length_limit = std::error::Error::source(&error)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if length_limit {

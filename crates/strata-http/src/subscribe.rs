@@ -280,6 +280,9 @@ struct Follower {
     done: bool,
     /// Ends the subscription when the caller's user may no longer log in.
     login: LoginWatch,
+    /// One past the position of the last event delivered (0 before the first), for the
+    /// lag metric.
+    delivered: Arc<std::sync::atomic::AtomicU64>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -298,6 +301,7 @@ fn respond(
         heartbeat: state.options.heartbeat_interval,
         done: false,
         login,
+        delivered: state.metrics.track_subscription(),
         _permit: permit,
     };
     let lines = futures::stream::unfold(follower, |mut follower| async move {
@@ -306,7 +310,14 @@ fn respond(
         }
         let line = tokio::select! {
             item = follower.subscription.next() => match item {
-                Some(Ok(item)) => item_line(&follower, &item),
+                Some(Ok(item)) => {
+                    if let SubscriptionItem::Event(event) = &item {
+                        follower
+                            .delivered
+                            .store(event.position.0 + 1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    item_line(&follower, &item)
+                }
                 Some(Err(error)) => {
                     follower.done = true;
                     error_line(follower.format, &ApiError::from(error))

@@ -4,10 +4,8 @@
 //! `Connection: close`). Clients report that message instead of a reset connection, and
 //! treat `UNAVAILABLE` as worth retrying later.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,11 +13,10 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::serve::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Connections one server keeps open at once, unless configured otherwise.
@@ -134,91 +131,49 @@ fn refusal(request: &Request, message: &str) -> Response {
     response
 }
 
-/// A listener that serves up to the limit and refuses the connections beyond it.
-pub(crate) struct LimitedListener<L> {
-    inner: L,
-    limit: ConnectionLimit,
+/// How long a client may take to send a request head, unless configured otherwise.
+pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The service of one connection, noting when its first request arrives (hyper calls the
+/// service once a request head is complete).
+#[derive(Clone)]
+pub(crate) struct FirstRequestWatch {
+    inner: TowerToHyperService<Router>,
+    arrived: Arc<AtomicBool>,
 }
 
-impl<L> LimitedListener<L> {
-    pub(crate) fn new(inner: L, limit: ConnectionLimit) -> Self {
-        Self { inner, limit }
-    }
-}
+/// Whether the connection's first request has arrived.
+pub(crate) struct FirstRequest(Arc<AtomicBool>);
 
-impl<L: Listener> Listener for LimitedListener<L> {
-    type Io = Admitted<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (io, address) = self.inner.accept().await;
-            match self.limit.admit() {
-                Admission::Serve(permit) => {
-                    return (
-                        Admitted {
-                            io,
-                            _permit: permit,
-                        },
-                        address,
-                    );
-                }
-                Admission::Refuse(refusing) => {
-                    let limit = self.limit.clone();
-                    tokio::spawn(async move { limit.refuse(io, refusing).await });
-                }
-                Admission::Close => drop(io),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+impl FirstRequest {
+    pub(crate) fn arrived(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
-/// An admitted connection: it holds its place under the limit until it is dropped.
-pub(crate) struct Admitted<I> {
-    io: I,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Admitted<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffer: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(context, buffer)
+impl FirstRequestWatch {
+    pub(crate) fn new(router: Router) -> (Self, FirstRequest) {
+        let arrived = Arc::new(AtomicBool::new(false));
+        let watch = Self {
+            inner: TowerToHyperService::new(router),
+            arrived: Arc::clone(&arrived),
+        };
+        (watch, FirstRequest(arrived))
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Admitted<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(context, bytes)
-    }
+impl<B> hyper::service::Service<hyper::Request<B>> for FirstRequestWatch
+where
+    TowerToHyperService<Router>: hyper::service::Service<hyper::Request<B>>,
+{
+    type Response =
+        <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Response;
+    type Error = <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Error;
+    type Future =
+        <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Future;
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffers: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(context, buffers)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(context)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(context)
+    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        self.arrived.store(true, Ordering::Relaxed);
+        self.inner.call(request)
     }
 }

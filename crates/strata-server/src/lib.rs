@@ -21,6 +21,6 @@ mod listen;
 mod quick_ack;
 mod tls;
 
-pub use connections::CONNECTIONS_MAX_DEFAULT;
+pub use connections::{CONNECTIONS_MAX_DEFAULT, HEADER_TIMEOUT_DEFAULT};
 pub use listen::{ServeConfig, ServeError, Server};
 pub use tls::{TlsError, TlsFiles};

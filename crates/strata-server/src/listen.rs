@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use strata_core::EventStore;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{Admission, CONNECTIONS_MAX_DEFAULT, ConnectionLimit, LimitedListener};
-use crate::quick_ack::{self, QuickAckListener};
+use crate::connections::{
+    Admission, CONNECTIONS_MAX_DEFAULT, ConnectionLimit, FirstRequestWatch, HEADER_TIMEOUT_DEFAULT,
+};
+use crate::quick_ack;
 use crate::tls::{HANDSHAKE_TIMEOUT, TlsError, TlsFiles, acceptor};
 
 /// How long in-flight calls may run on after a stop signal; subscriptions never end by
@@ -35,6 +37,10 @@ pub struct ServeConfig {
     /// Connections open at once, over all addresses; one more is answered `UNAVAILABLE`
     /// (gRPC) or 503 (HTTP/1.1) and closed.
     pub connections_max: usize,
+    /// How long a client may take to send a request's head: a new connection that has not
+    /// sent a whole first request head by then is closed, and so is an HTTP/1.1
+    /// connection that starts a later head (or stays idle between requests) that long.
+    pub header_timeout: Duration,
     /// Catch-up subscriptions served at once; one more is refused `RESOURCE_EXHAUSTED`.
     pub subscriptions_max: usize,
     /// What `/info` and the startup log name as the store (`engine`, `postgres`, ...).
@@ -60,6 +66,7 @@ impl Default for ServeConfig {
             port: 2113,
             tls: None,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            header_timeout: HEADER_TIMEOUT_DEFAULT,
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
@@ -100,6 +107,7 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     tls: Option<TlsAcceptor>,
     connections: ConnectionLimit,
+    header_timeout: Duration,
     subscriptions_max: usize,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
@@ -107,6 +115,8 @@ pub struct Server {
     security: Option<strata_auth::SecurityOptions>,
     /// Users and ACLs once set up ([`Server::secure`]).
     secured: Option<Arc<strata_auth::Security>>,
+    /// The node's metrics, when the caller feeds them too ([`Server::with_metrics`]).
+    metrics: Option<Arc<strata_http::Metrics>>,
 }
 
 impl Server {
@@ -130,13 +140,23 @@ impl Server {
             local_addrs,
             tls,
             connections: ConnectionLimit::new(config.connections_max),
+            header_timeout: config.header_timeout,
             subscriptions_max: config.subscriptions_max,
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
             http: config.http.clone(),
             security: config.security.clone(),
             secured: None,
+            metrics: None,
         })
+    }
+
+    /// Serves `metrics` at `/metrics` and counts into them, so the caller can feed them
+    /// what only it knows (the store's group commits, say); a fresh set otherwise.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<strata_http::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -197,7 +217,10 @@ impl Server {
     ) -> Result<(), ServeError> {
         let shared: Arc<dyn EventStore> = store.clone();
         let security = self.secure(shared).await?;
-        let metrics = Arc::new(strata_http::Metrics::new());
+        let metrics = self
+            .metrics
+            .take()
+            .unwrap_or_else(|| Arc::new(strata_http::Metrics::new()));
         // Both front ends count what they read and write through the same store.
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
         let services =
@@ -224,27 +247,18 @@ impl Server {
             .fallback(strata_http::fallback);
         let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
         let (stopping, stopped) = watch::channel(false);
+        let http = Arc::new(connection_builder(self.header_timeout));
         let mut serving = tokio::task::JoinSet::new();
         for (listener, address) in self.listeners.into_iter().zip(self.local_addrs) {
-            let mut stopped = stopped.clone();
-            let router = router.clone();
-            let limit = self.connections.clone();
-            match self.tls.clone() {
-                Some(tls) => {
-                    serving.spawn(serve_tls(listener, tls, router, limit, stopped));
-                }
-                None => {
-                    let listener = LimitedListener::new(QuickAckListener::new(listener), limit);
-                    serving.spawn(async move {
-                        axum::serve(listener, router)
-                            .with_graceful_shutdown(async move {
-                                let _ = stopped.wait_for(|&stop| stop).await;
-                            })
-                            .await
-                            .map_err(|source| ServeError::Serve { address, source })
-                    });
-                }
-            }
+            let accepting = Accepting {
+                tls: self.tls.clone(),
+                router: router.clone(),
+                http: Arc::clone(&http),
+                limit: self.connections.clone(),
+                header_timeout: self.header_timeout,
+            };
+            serving.spawn(accepting.serve(listener, stopped.clone()));
+            tracing::debug!(%address, "accepting connections");
         }
         tokio::spawn(async move {
             stop.await;
@@ -275,48 +289,121 @@ impl Server {
     }
 }
 
-/// Accepts TLS connections and serves each (HTTP/2 or HTTP/1.1, as ALPN chose) until the
-/// stop signal; then waits for the open connections to finish.
-async fn serve_tls(
-    listener: TcpListener,
-    tls: TlsAcceptor,
+/// HTTP/1.1 and HTTP/2 on one connection, as the client chooses, with the head deadline
+/// on every HTTP/1.1 request (and between them), and keep-alive pings on HTTP/2 that close
+/// connections whose peer is gone.
+fn connection_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .enable_connect_protocol();
+    builder
+}
+
+/// How often an HTTP/2 connection is pinged, and how long the answer may take before the
+/// connection is closed as dead.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What one listener needs to accept and serve connections.
+struct Accepting {
+    tls: Option<TlsAcceptor>,
     router: Router,
+    http: Arc<auto::Builder<TokioExecutor>>,
     limit: ConnectionLimit,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<(), ServeError> {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = quick_ack::accept(&listener) => accepted,
-            _ = stopped.wait_for(|&stop| stop) => break,
-        };
-        let admission = limit.admit();
-        if let Admission::Close = admission {
-            continue;
+    header_timeout: Duration,
+}
+
+impl Accepting {
+    /// Accepts connections and serves each (HTTP/2 or HTTP/1.1; over TLS as ALPN chose)
+    /// until the stop signal; then waits for the open connections to finish.
+    async fn serve(
+        self,
+        listener: TcpListener,
+        mut stopped: watch::Receiver<bool>,
+    ) -> Result<(), ServeError> {
+        let graceful = GracefulShutdown::new();
+        let this = Arc::new(self);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = quick_ack::accept(&listener) => accepted,
+                _ = stopped.wait_for(|&stop| stop) => break,
+            };
+            let admission = this.limit.admit();
+            if let Admission::Close = admission {
+                continue;
+            }
+            let (this, watcher) = (Arc::clone(&this), graceful.watcher());
+            tokio::spawn(async move {
+                let Some(tls) = this.tls.clone() else {
+                    return this.serve_admitted(tcp, admission, None, watcher).await;
+                };
+                // The handshake counts against the head deadline too.
+                let Ok(Ok(stream)) = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT.min(this.header_timeout),
+                    tls.accept(tcp),
+                )
+                .await
+                else {
+                    return;
+                };
+                // Failed logins are slowed down per address (strata-auth reads it).
+                this.serve_admitted(stream, admission, Some(peer), watcher)
+                    .await;
+            });
         }
-        let (tls, router, watcher) = (tls.clone(), router.clone(), graceful.watcher());
-        let limit = limit.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
-            else {
-                return;
-            };
-            let _permit = match admission {
-                Admission::Serve(permit) => permit,
-                Admission::Refuse(refusing) => return limit.refuse(stream, refusing).await,
-                Admission::Close => return,
-            };
-            // Failed logins are slowed down per address (strata-auth reads it).
-            let router = router.layer(axum::Extension(strata_auth::SourceAddress(peer.ip())));
-            let service = TowerToHyperService::new(router);
-            let connection = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(connection).await;
-        });
+        graceful.shutdown().await;
+        Ok(())
     }
-    graceful.shutdown().await;
-    Ok(())
+
+    /// Serves one connection, or refuses it when it is over the limit. A connection that
+    /// has not sent a whole request head within the head deadline is closed.
+    async fn serve_admitted<I>(
+        &self,
+        io: I,
+        admission: Admission,
+        peer: Option<SocketAddr>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let _permit = match admission {
+            Admission::Serve(permit) => permit,
+            Admission::Refuse(refusing) => return self.limit.refuse(io, refusing).await,
+            Admission::Close => return,
+        };
+        let router = match peer {
+            Some(peer) => self
+                .router
+                .clone()
+                .layer(axum::Extension(strata_auth::SourceAddress(peer.ip()))),
+            None => self.router.clone(),
+        };
+        let (service, first_request) = FirstRequestWatch::new(router);
+        let connection = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let watched = watcher.watch(connection);
+        tokio::pin!(watched);
+        tokio::select! {
+            _ = watched.as_mut() => return,
+            () = tokio::time::sleep(self.header_timeout) => {}
+        }
+        if !first_request.arrived() {
+            // Dropping the connection closes it: nothing was asked, nothing is lost.
+            tracing::debug!("closing a connection that sent no request head in time");
+            return;
+        }
+        let _ = watched.await;
+    }
 }
 
 async fn bind_one(address: SocketAddr) -> Result<TcpListener, ServeError> {

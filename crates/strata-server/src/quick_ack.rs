@@ -103,30 +103,6 @@ pub(crate) async fn accept(listener: &TcpListener) -> (QuickAckStream, SocketAdd
     }
 }
 
-/// A listener whose connections are [`QuickAckStream`]s, for `axum::serve`.
-pub(crate) struct QuickAckListener {
-    listener: TcpListener,
-}
-
-impl QuickAckListener {
-    pub(crate) fn new(listener: TcpListener) -> Self {
-        Self { listener }
-    }
-}
-
-impl axum::serve::Listener for QuickAckListener {
-    type Io = QuickAckStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        accept(&self.listener).await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

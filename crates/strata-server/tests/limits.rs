@@ -182,3 +182,155 @@ async fn over_tls_a_connection_over_the_limit_is_refused_after_the_handshake() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("limit of 1 open connections"), "{answer}");
 }
+
+/// Reads until the server closes `tcp` (or resets it); what arrived before. The bound only
+/// keeps a broken test from hanging.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// One HTTP/1.1 request on its own connection; what arrived before the server closed it
+/// (nothing when it was closed unanswered).
+async fn try_http_get(address: SocketAddr, path: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    read_until_closed(&mut tcp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let running = start(ServeConfig {
+        header_timeout: std::time::Duration::from_millis(300),
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(running.address)
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut silent).await;
+    assert!(answer.is_empty(), "{answer}");
+    // The server serves on.
+    let live = http_get(running.address, "/health/live").await;
+    assert!(live.starts_with("HTTP/1.1 204"), "{live}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_request_head_byte_by_byte_is_cut_off() {
+    let running = start(ServeConfig {
+        header_timeout: std::time::Duration::from_millis(300),
+        ..ServeConfig::default()
+    })
+    .await;
+    for first_request in [true, false] {
+        let tcp = tokio::net::TcpStream::connect(running.address)
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = tcp.into_split();
+        if !first_request {
+            // A whole first request, so the trickled head is the second one.
+            writer
+                .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        // A head that never ends: one more header byte every 20 ms until the server closes.
+        let trickle = tokio::spawn(async move {
+            let mut head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec();
+            head.extend(std::iter::repeat_n(b'a', 100_000));
+            for byte in head {
+                if writer.write_all(&[byte]).await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            false
+        });
+        let mut answer = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            loop {
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => answer.extend_from_slice(&buffer[..read]),
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the server kept the trickling connection");
+        trickle.abort();
+        let answer = String::from_utf8_lossy(&answer);
+        let answered = answer.matches("HTTP/1.1 204").count();
+        assert_eq!(
+            answered,
+            usize::from(!first_request),
+            "only the whole request is answered: {answer}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_idle_connections_beyond_the_limit_get_a_clear_refusal_and_service_resumes() {
+    const LIMIT: usize = 16;
+    // Client and server ends of each connection are file descriptors of this process.
+    const IDLE: usize = 1_000;
+    let running = start(ServeConfig {
+        connections_max: LIMIT,
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(
+            tokio::net::TcpStream::connect(running.address)
+                .await
+                .unwrap(),
+        );
+    }
+    // A fresh request gets an answer: the refusal naming the limit (or, should an idle
+    // connection's place have come free, the service itself); never silence. Connections
+    // over the limit beyond the refusals under way are closed unanswered, so a client may
+    // have to ask again.
+    let mut refused = None;
+    for _ in 0..1_000 {
+        let answer = try_http_get(running.address, "/health/live").await;
+        if !answer.is_empty() {
+            refused = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let answer = refused.expect("the server answered a fresh request");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("limit of 16 open connections"),
+        "{answer}"
+    );
+
+    drop(idle);
+    for attempt in 0.. {
+        let answer = try_http_get(running.address, "/health/live").await;
+        if answer.starts_with("HTTP/1.1 204") {
+            break;
+        }
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+        assert!(attempt < 1_000, "service never resumed: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -1,6 +1,7 @@
 //! `strata bench`: the standard embedded workload, run against a fresh store, with the
 //! disk's own speed measured in the same run on the same directory as the baseline. With
-//! `--server`, the gRPC workload against a running server instead (`grpc.rs`).
+//! `--server`, the gRPC workload against a running server instead (`grpc.rs`), or with an
+//! `http://` URL the HTTP API's appends and NDJSON reads (`http.rs`).
 
 mod append_batched;
 mod append_single;
@@ -9,6 +10,7 @@ mod baseline;
 mod data_dir;
 mod grpc;
 mod grpc_report;
+mod http;
 mod latency;
 mod machine;
 mod memory;
@@ -45,7 +47,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["server", "data_dir"])]
     store: Option<String>,
     /// Bench a running server over gRPC instead, e.g. kdb://127.0.0.1:2113?tls=false
-    /// (also kurrentdb:// and esdb://).
+    /// (also kurrentdb:// and esdb://); or its HTTP API with http://127.0.0.1:2113
+    /// (single appends and an NDJSON read of `$all`).
     #[arg(long, value_name = "URL", env = "STRATA_SERVER")]
     server: Option<String>,
     /// Print one JSON object on stdout instead of the table.
@@ -138,6 +141,7 @@ pub(crate) fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
         return runtime.block_on(postgres::run(&args, &url));
     }
     match args.server.clone().filter(|url| !url.is_empty()) {
+        Some(url) if url.starts_with("http://") => runtime.block_on(http::run(&args, &url)),
         Some(url) => runtime.block_on(grpc::run(&args, &url)),
         None => runtime.block_on(run(args)),
     }

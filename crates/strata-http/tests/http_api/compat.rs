@@ -204,3 +204,52 @@ async fn delete_is_soft_unless_hard_delete_and_tombstoned_streams_are_gone() {
     assert_eq!(append("-2").await.unwrap().status(), 410);
     assert_eq!(server.client.get(&url).send().await.unwrap().status(), 410);
 }
+
+#[tokio::test]
+async fn a_long_poll_read_past_the_head_answers_once_an_event_arrives() {
+    let server = std::sync::Arc::new(start().await);
+    server.append("polled-1", 1).await;
+    // Page 1 onwards is empty: without a long poll the answer comes at once, empty.
+    let at_once = server
+        .client
+        .get(server.url("/streams/polled-1/1/forward/20"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_once.status(), 200);
+    let at_once: Value = at_once.json().await.unwrap();
+    assert_eq!(at_once["entries"].as_array().unwrap().len(), 0);
+
+    let polling = {
+        let server = std::sync::Arc::clone(&server);
+        tokio::spawn(async move {
+            server
+                .client
+                .get(server.url("/streams/polled-1/1/forward/20?embed=body"))
+                .header("accept", "application/json")
+                .header("Kurrent-LongPoll", "30")
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Give the poll time to start waiting; an event appended before it reads is found too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.append("polled-1", 1).await;
+    let answer = polling.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let page: Value = answer.json().await.unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{page}");
+    assert_eq!(entries[0]["eventNumber"], 1, "{page}");
+
+    let bad = server
+        .client
+        .get(server.url("/streams/polled-1"))
+        .header("ES-LongPoll", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

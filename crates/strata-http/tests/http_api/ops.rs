@@ -271,3 +271,68 @@ async fn http2_with_prior_knowledge_serves_the_api_on_the_grpc_port() {
     assert_eq!(answer.version(), reqwest::Version::HTTP_2);
     assert_eq!(answer.status(), 200);
 }
+
+#[tokio::test]
+async fn store_metrics_show_group_commits_fsyncs_and_subscription_lag() {
+    let server = start().await;
+    let before = scrape(&server).await;
+    // A subscription from the start of `$all` that has delivered its first event.
+    let subscription = server
+        .client
+        .get(server.url("/v1/subscriptions/all?from=start&streamPrefix=lagging-"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscription.status(), 200);
+    let mut records = crate::support::Records::ndjson(subscription);
+    server.append("lagging-1", 1).await;
+    // Caught-up and checkpoint lines may come first.
+    loop {
+        let line = records.next_json().await.expect("the subscription goes on");
+        if line["kind"] == "event" {
+            assert_eq!(line["event"]["stream"], "lagging-1");
+            break;
+        }
+    }
+    server.append("commits-1", 3).await;
+    server.append("commits-2", 2).await;
+    let after = scrape(&server).await;
+
+    let count = |scrape, name| sample(scrape, name, None);
+    for histogram in [
+        "strata_group_commit_appends_count",
+        "strata_group_commit_bytes_count",
+        "strata_group_commit_duration_seconds_count",
+        "strata_fsync_duration_seconds_count",
+    ] {
+        assert!(
+            count(&after, histogram) >= count(&before, histogram) + 2.0,
+            "{histogram} did not move"
+        );
+    }
+    assert!(
+        count(&after, "strata_group_commit_bytes_sum")
+            > count(&before, "strata_group_commit_bytes_sum")
+    );
+    // The largest commit since the previous scrape: the appends above made one.
+    assert!(count(&after, "kurrentdb_writer_flush_size_max") > 0.0);
+    assert!(count(&after, "kurrentdb_writer_flush_duration_max_seconds") > 0.0);
+    // Nothing is in flight once every append was acknowledged.
+    assert_eq!(count(&after, "strata_appends_in_flight_kib"), 0.0);
+    // The subscription delivered one event of lagging-1 and nothing of commits-*: it lags
+    // by at least what those appends wrote.
+    assert!(count(&after, "strata_http_subscriptions") >= 1.0);
+    assert!(count(&after, "strata_http_subscription_lag_bytes_max") > 0.0);
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|sample| sample.metric == "strata_persistent_sub_groups")
+    );
+
+    // A scrape with no commit in between starts the maxima again.
+    let quiet = scrape(&server).await;
+    assert_eq!(count(&quiet, "kurrentdb_writer_flush_size_max"), 0.0);
+    drop(records);
+}

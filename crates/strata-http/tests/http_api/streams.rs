@@ -516,3 +516,53 @@ async fn an_oversize_body_is_refused_before_it_is_sent() {
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_answered_408_and_writes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_with(strata_http::HttpOptions {
+        body_timeout: std::time::Duration::from_millis(300),
+        ..strata_http::HttpOptions::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let body = br#"{"events":[{"type":"Slow","data":{}}]}"#;
+    let head = format!(
+        "POST /v1/streams/slow-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // All the body but its last byte, one byte at a time, then nothing more.
+    for byte in &body[..body.len() - 1] {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut answer = Vec::new();
+    // The server answers and closes the connection (the bound only keeps a broken test from
+    // hanging).
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tcp.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closed the connection")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("/problems/request-timeout"), "{answer}");
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/v1/streams/slow-1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "nothing was written"
+    );
+}

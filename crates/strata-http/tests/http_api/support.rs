@@ -83,7 +83,8 @@ async fn start_config(config: ServeConfig) -> Running {
         ..config
     })
     .await
-    .unwrap();
+    .unwrap()
+    .with_metrics(engine_metrics(&store));
     let address = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(Arc::clone(&store), async {
@@ -100,6 +101,26 @@ async fn start_config(config: ServeConfig) -> Running {
         _store: store,
         _dir: dir,
     }
+}
+
+/// Metrics the engine feeds as `strata serve` wires them: group commits, appends in flight.
+fn engine_metrics(store: &Arc<Store>) -> Arc<strata_http::Metrics> {
+    struct Commits(Arc<strata_http::Metrics>);
+    impl strata_engine::CommitObserver for Commits {
+        fn committed(&self, stats: &strata_engine::CommitStats) {
+            self.0
+                .record_commit(stats.requests, stats.bytes, stats.sync, stats.flush);
+        }
+    }
+    let metrics = Arc::new(strata_http::Metrics::new());
+    assert!(store.observe_commits(Arc::new(Commits(Arc::clone(&metrics)))));
+    let weak = Arc::downgrade(store);
+    metrics.on_scrape(move |metrics| {
+        if let Some(store) = weak.upgrade() {
+            metrics.set_appends_in_flight_kib(store.appends_in_flight_kib() as u64);
+        }
+    });
+    metrics
 }
 
 /// Reads a streaming body piece by piece, handing out complete records (NDJSON lines or
