@@ -357,9 +357,10 @@ async fn write_and_commit(
             event.position,
         );
     }
-    let entries_parameters: [&(dyn ToSql + Sync); 4] = [
-        &entries.kinds,
-        &entries.keys,
+    let entries_parameters: [&(dyn ToSql + Sync); 5] = [
+        &entries.key_kinds,
+        &entries.key_texts,
+        &entries.key_numbers,
         &entries.ordinals,
         &entries.positions,
     ];

@@ -33,14 +33,21 @@ pub(crate) const INDEX_MIGRATION_SQL: &str = "CREATE TABLE index_entries (
     );
     CREATE INDEX index_entries_position ON index_entries (kind, key, position);";
 
-/// The writer's insert: each entry's revision is its key's next one (one past the stored
-/// maximum, read in the writer's transaction under the write lock) plus its ordinal among
-/// the group's entries of that key.
-pub(crate) const INSERT_ENTRIES_SQL: &str = "INSERT INTO index_entries (kind, key, revision, position)
-     SELECT q.kind, q.key, h.next + q.ordinal, q.position
-     FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[]) AS q(kind, key, ordinal, position)
-     CROSS JOIN LATERAL (SELECT COALESCE(max(i.revision) + 1, 0) AS next FROM index_entries i
-         WHERE i.kind = q.kind AND i.key = q.key) h";
+/// The writer's insert. `$1`/`$2` are the group's distinct keys; each entry (`$3` the
+/// number of its key, from 1, `$4` its ordinal among the group's entries of that key, `$5`
+/// its position) gets revision = one past its key's stored maximum plus its ordinal. The
+/// maximum is probed once per key, before any entry of that key is inserted: a probe per
+/// entry would walk back over the entries this statement already inserted (invisible to
+/// it, but each one a heap check), quadratic in the group's size.
+pub(crate) const INSERT_ENTRIES_SQL: &str = "WITH heads AS MATERIALIZED (
+         SELECT k.n, k.kind, k.key,
+             (SELECT COALESCE(max(i.revision) + 1, 0) FROM index_entries i
+              WHERE i.kind = k.kind AND i.key = k.key) AS next
+         FROM unnest($1::int2[], $2::text[]) WITH ORDINALITY AS k(kind, key, n))
+     INSERT INTO index_entries (kind, key, revision, position)
+     SELECT h.kind, h.key, h.next + e.ordinal, e.position
+     FROM unnest($3::int8[], $4::int8[], $5::int8[]) AS e(key_number, ordinal, position)
+     JOIN heads h ON h.n = e.key_number";
 
 /// The backfill's insert, with revisions computed here.
 const BACKFILL_INSERT_SQL: &str = "INSERT INTO index_entries (kind, key, revision, position)
@@ -142,15 +149,19 @@ fn keys_of(stream: &str, revision: u64, event_type: &str, metadata: &[u8]) -> Ve
     keys
 }
 
-/// A group's index entries in log order, as the columns of [`INSERT_ENTRIES_SQL`].
+/// A group's index entries in log order, as the parameters of [`INSERT_ENTRIES_SQL`].
 #[derive(Default)]
 pub(crate) struct Entries {
-    pub(crate) kinds: Vec<i16>,
-    pub(crate) keys: Vec<String>,
-    /// Place among the group's entries of the same key.
+    /// The distinct keys, numbered from 1 in order of first appearance.
+    pub(crate) key_kinds: Vec<i16>,
+    pub(crate) key_texts: Vec<String>,
+    /// Each entry's key number.
+    pub(crate) key_numbers: Vec<i64>,
+    /// Each entry's place among the group's entries of the same key.
     pub(crate) ordinals: Vec<i64>,
     pub(crate) positions: Vec<i64>,
-    counts: HashMap<(i16, String), i64>,
+    /// Key → (its number, entries so far).
+    counts: HashMap<(i16, String), (i64, i64)>,
 }
 
 impl Entries {
@@ -165,9 +176,16 @@ impl Entries {
     ) {
         for key in keys_of(stream, revision, event_type, metadata) {
             let (kind, text) = encode(&key);
-            let count = self.counts.entry((kind, text.to_owned())).or_insert(0);
-            self.kinds.push(kind);
-            self.keys.push(text.to_owned());
+            let next_number = i64::try_from(self.key_kinds.len()).unwrap_or(i64::MAX) + 1;
+            let (number, count) = self
+                .counts
+                .entry((kind, text.to_owned()))
+                .or_insert_with(|| {
+                    self.key_kinds.push(kind);
+                    self.key_texts.push(text.to_owned());
+                    (next_number, 0)
+                });
+            self.key_numbers.push(*number);
             self.ordinals.push(*count);
             self.positions.push(to_i64(position));
             *count += 1;
@@ -175,7 +193,7 @@ impl Entries {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
+        self.positions.is_empty()
     }
 }
 
@@ -400,12 +418,19 @@ mod tests {
         entries.push("order-1", 1, "Paid", b"{}", 11);
         entries.push("order-2", 5, "Placed", b"{}", 12);
         let rows: Vec<(i16, &str, i64, i64)> = entries
-            .kinds
+            .key_numbers
             .iter()
-            .zip(&entries.keys)
             .zip(&entries.ordinals)
             .zip(&entries.positions)
-            .map(|(((kind, key), ordinal), position)| (*kind, key.as_str(), *ordinal, *position))
+            .map(|((number, ordinal), position)| {
+                let at = usize::try_from(*number - 1).expect("numbered from 1");
+                (
+                    entries.key_kinds[at],
+                    entries.key_texts[at].as_str(),
+                    *ordinal,
+                    *position,
+                )
+            })
             .collect();
         assert_eq!(
             rows,
@@ -420,6 +445,7 @@ mod tests {
                 (2, "Placed", 1, 12),
             ]
         );
+        assert_eq!(entries.key_kinds, vec![1, 2, 4, 5, 2]);
     }
 
     #[test]
