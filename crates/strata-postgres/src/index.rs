@@ -199,10 +199,18 @@ impl Entries {
 
 /// Fills `index_entries` from the events already stored, in position order: an upgraded
 /// store answers as if it had always kept the indexes. Runs in the migration's transaction.
-pub(crate) async fn backfill<C: GenericClient>(client: &C) -> std::result::Result<(), PostgresError> {
+pub(crate) async fn backfill<C: GenericClient>(
+    client: &C,
+) -> std::result::Result<(), PostgresError> {
     let failed = || PostgresError::query("filling index_entries from the log");
-    let read = client.prepare(BACKFILL_EVENTS_SQL).await.map_err(failed())?;
-    let insert = client.prepare(BACKFILL_INSERT_SQL).await.map_err(failed())?;
+    let read = client
+        .prepare(BACKFILL_EVENTS_SQL)
+        .await
+        .map_err(failed())?;
+    let insert = client
+        .prepare(BACKFILL_INSERT_SQL)
+        .await
+        .map_err(failed())?;
     let mut next_revisions: HashMap<(i16, String), i64> = HashMap::new();
     let mut after = 0i64;
     loop {
@@ -291,7 +299,9 @@ impl ReaderConnection {
             .query_one(&self.index.last_revision, &[&kind, &text])
             .await
             .map_err(query_failed("reading an index"))?;
-        let len = row.get::<_, Option<i64>>(0).map_or(0, |last| to_u64(last) + 1);
+        let len = row
+            .get::<_, Option<i64>>(0)
+            .map_or(0, |last| to_u64(last) + 1);
         let window = index_window(options, len);
         let mut events = Vec::new();
         if !window.is_empty() {
@@ -388,7 +398,9 @@ impl ReaderConnection {
             // Every event up to the end was accounted for: a checkpoint may move to the
             // newest event.
             (true, None) => {
-                let newest = log_end.checked_sub(1).filter(|&newest| newest >= cursor.max(1));
+                let newest = log_end
+                    .checked_sub(1)
+                    .filter(|&newest| newest >= cursor.max(1));
                 AllSlice {
                     events,
                     next_position: Position(log_end.max(cursor)),

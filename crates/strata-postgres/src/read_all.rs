@@ -114,7 +114,13 @@ impl ReaderConnection {
                 .max_count
                 .min(usize::try_from(window).unwrap_or(usize::MAX));
             let (slice, _) = self
-                .read_all_indexed(options, &key, cursor, wanted, config.read_all_page_bytes_max)
+                .read_all_indexed(
+                    options,
+                    &key,
+                    cursor,
+                    wanted,
+                    config.read_all_page_bytes_max,
+                )
                 .await?;
             return Ok(slice);
         }
@@ -245,7 +251,11 @@ impl ReaderConnection {
     }
 
     /// The events at `positions`, in the read's order.
-    pub(crate) async fn events_at(&self, positions: &[i64], forwards: bool) -> Result<Vec<RecordedEvent>> {
+    pub(crate) async fn events_at(
+        &self,
+        positions: &[i64],
+        forwards: bool,
+    ) -> Result<Vec<RecordedEvent>> {
         if positions.is_empty() {
             return Ok(Vec::new());
         }

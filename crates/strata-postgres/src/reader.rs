@@ -17,8 +17,8 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::config::PostgresConfig;
 use crate::connect::{Role, connect};
 use crate::error::{PostgresError, query_failed};
-use crate::plan::{Head, TOMBSTONE_REVISION};
 use crate::index::IndexStatements;
+use crate::plan::{Head, TOMBSTONE_REVISION};
 use crate::read_all::AllStatements;
 
 pub(crate) const COLUMNS: &str =

@@ -216,7 +216,11 @@ impl EventStore for PostgresStore {
         options: ReadAllOptions,
         examined_max: usize,
     ) -> Result<WindowSlice> {
-        let Some(key) = options.filter.as_ref().and_then(|filter| filter.index_key()) else {
+        let Some(key) = options
+            .filter
+            .as_ref()
+            .and_then(|filter| filter.index_key())
+        else {
             return read_all_window_by_filtering(self, options, examined_max).await;
         };
         let config = self.readers.config();

@@ -95,13 +95,13 @@ fn windows() -> Vec<ReadStreamOptions> {
     let forwards = ReadStreamOptions::forwards();
     let backwards = ReadStreamOptions::backwards();
     vec![
-        forwards.clone(),
-        forwards.clone().from_revision(1).max_count(2),
-        forwards.clone().from_revision(3),
+        forwards,
+        forwards.from_revision(1).max_count(2),
+        forwards.from_revision(3),
         forwards.from_revision(100),
-        backwards.clone(),
-        backwards.clone().max_count(1),
-        backwards.clone().from_revision(2).max_count(2),
+        backwards,
+        backwards.max_count(1),
+        backwards.from_revision(2).max_count(2),
         backwards.from_revision(100).max_count(3),
     ]
 }
@@ -111,10 +111,10 @@ async fn assert_indexes_match_scanning(store: &PostgresStore) {
     for key in keys() {
         for options in windows() {
             let indexed = store
-                .read_index(&key, options.clone())
+                .read_index(&key, options)
                 .await
                 .expect("reads the index");
-            let scanned = read_index_by_scanning(store, &key, options.clone())
+            let scanned = read_index_by_scanning(store, &key, options)
                 .await
                 .expect("scans");
             assert_eq!(indexed, scanned, "{key:?} read with {options:?}");
@@ -129,7 +129,11 @@ fn link_data(events: &[RecordedEvent]) -> Vec<String> {
         .collect()
 }
 
-async fn read_stream(store: &PostgresStore, stream: &str, options: ReadStreamOptions) -> Vec<String> {
+async fn read_stream(
+    store: &PostgresStore,
+    stream: &str,
+    options: ReadStreamOptions,
+) -> Vec<String> {
     let slice = store
         .read_stream(&name(stream), options)
         .await
@@ -163,20 +167,20 @@ async fn system_streams_read_as_links_both_ways() {
         "2@order-3",
         "1@order-2",
     ];
-    assert_eq!(read_stream(&store, "$ce-order", forwards.clone()).await, order);
+    assert_eq!(read_stream(&store, "$ce-order", forwards).await, order);
     let mut reversed = order.clone();
     reversed.reverse();
-    assert_eq!(read_stream(&store, "$ce-order", backwards.clone()).await, reversed);
+    assert_eq!(read_stream(&store, "$ce-order", backwards).await, reversed);
     assert_eq!(
-        read_stream(&store, "$et-Issued", forwards.clone()).await,
+        read_stream(&store, "$et-Issued", forwards).await,
         vec!["0@invoice-1", "0@invoice-2"]
     );
     assert_eq!(
-        read_stream(&store, "$bc-c-1", backwards.clone().max_count(2)).await,
+        read_stream(&store, "$bc-c-1", backwards.max_count(2)).await,
         vec!["0@invoice-1", "1@order-1"]
     );
     assert_eq!(
-        read_stream(&store, "$streams", forwards.clone()).await,
+        read_stream(&store, "$streams", forwards).await,
         vec![
             "0@order-1",
             "0@invoice-1",
@@ -215,7 +219,10 @@ async fn tombstones_go_under_no_key() {
         .expect("tombstones");
     append(&store, "order-2", vec![event("Placed")]).await;
     let category = store
-        .read_index(&IndexKey::Category("order".into()), ReadStreamOptions::forwards())
+        .read_index(
+            &IndexKey::Category("order".into()),
+            ReadStreamOptions::forwards(),
+        )
         .await
         .expect("reads");
     let streams: Vec<&str> = category
@@ -242,7 +249,10 @@ async fn concurrent_appends_get_dense_index_revisions() {
     });
     futures::future::join_all(appends).await;
     let category = store
-        .read_index(&IndexKey::Category("order".into()), ReadStreamOptions::forwards())
+        .read_index(
+            &IndexKey::Category("order".into()),
+            ReadStreamOptions::forwards(),
+        )
         .await
         .expect("reads");
     assert_eq!(category.events.len(), 80);
@@ -305,9 +315,15 @@ async fn index_filtered_all_reads_select_what_the_filter_matches() {
         .await
         .expect("reads $all");
     assert!(everything.is_end);
-    for prefix in ["$idx-ce-order", "$idx-ce-invoice", "$idx-et-Placed", "$idx-et-$metadata", "$idx-ce-none"] {
-        let filter =
-            EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()]).expect("valid");
+    for prefix in [
+        "$idx-ce-order",
+        "$idx-ce-invoice",
+        "$idx-et-Placed",
+        "$idx-et-$metadata",
+        "$idx-ce-none",
+    ] {
+        let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()])
+            .expect("valid");
         assert!(filter.index_key().is_some(), "{prefix} names an index");
         let expected: Vec<u64> = everything
             .events
@@ -317,16 +333,29 @@ async fn index_filtered_all_reads_select_what_the_filter_matches() {
             .collect();
         let mut reversed = expected.clone();
         reversed.reverse();
-        for (page, window) in [(100, None), (2, None), (1, None), (3, Some(2)), (100, Some(100))] {
+        for (page, window) in [
+            (100, None),
+            (2, None),
+            (1, None),
+            (3, Some(2)),
+            (100, Some(100)),
+        ] {
             let forwards = read_filtered(&store, &filter, Direction::Forwards, page, window).await;
-            assert_eq!(forwards, expected, "{prefix} forwards, pages of {page}, {window:?}");
-            let backwards = read_filtered(&store, &filter, Direction::Backwards, page, window).await;
-            assert_eq!(backwards, reversed, "{prefix} backwards, pages of {page}, {window:?}");
+            assert_eq!(
+                forwards, expected,
+                "{prefix} forwards, pages of {page}, {window:?}"
+            );
+            let backwards =
+                read_filtered(&store, &filter, Direction::Backwards, page, window).await;
+            assert_eq!(
+                backwards, reversed,
+                "{prefix} backwards, pages of {page}, {window:?}"
+            );
         }
     }
     // A page that reaches the end may move a checkpoint to the newest event.
-    let filter =
-        EventFilter::prefixes(FilterTarget::StreamName, vec!["$idx-ce-order".into()]).expect("valid");
+    let filter = EventFilter::prefixes(FilterTarget::StreamName, vec!["$idx-ce-order".into()])
+        .expect("valid");
     let last = everything.events.last().expect("events").position;
     let slice = store
         .read_all(ReadAllOptions::forwards().filter(filter.clone()))
@@ -370,7 +399,12 @@ async fn an_upgraded_store_is_backfilled_from_its_log() {
     // Appends after the backfill continue each key's revisions.
     append(&store, "invoice-3", vec![correlated("Issued", "c-2")]).await;
     assert_eq!(
-        read_stream(&store, "$ce-invoice", ReadStreamOptions::backwards().max_count(1)).await,
+        read_stream(
+            &store,
+            "$ce-invoice",
+            ReadStreamOptions::backwards().max_count(1)
+        )
+        .await,
         vec!["0@invoice-3"]
     );
     assert_indexes_match_scanning(&store).await;
