@@ -1,6 +1,7 @@
-//! One group commit on the writer's connection: lock, read heads, plan, insert, notify,
-//! commit, in two pipelined round trips (three when a re-send check needs stored events);
-//! and the check that settles a group whose connection broke with its commit in flight.
+//! One group commit on the writer's connection: lock, read heads, plan, insert (events,
+//! heads, index entries), notify, commit, in two pipelined round trips (three when a
+//! re-send check needs stored events); and the check that settles a group whose
+//! connection broke with its commit in flight.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use tokio_postgres::{Client, Statement};
 use crate::config::PostgresConfig;
 use crate::connect::{Role, connect};
 use crate::error::{PostgresError, describe};
+use crate::index::{Entries, INSERT_ENTRIES_SQL};
 use crate::plan::{
     Group, Head, Operation, Outcome, RESEND_WINDOW_EVENTS, RevisionRange, streams_needed,
     weak_resend_candidates,
@@ -74,6 +76,7 @@ struct Statements {
     first_ids: Statement,
     insert: Statement,
     upsert_heads: Statement,
+    insert_entries: Statement,
     notify: Statement,
     terminate: Statement,
     event_at: Statement,
@@ -109,9 +112,10 @@ impl Connection {
             prepare(RANGES_SQL),
             prepare(FIRST_IDS_SQL),
         )?;
-        let (insert, upsert_heads, notify, terminate, event_at) = futures::try_join!(
+        let (insert, upsert_heads, insert_entries, notify, terminate, event_at) = futures::try_join!(
             prepare(INSERT_SQL),
             prepare(UPSERT_HEADS_SQL),
+            prepare(INSERT_ENTRIES_SQL),
             prepare(NOTIFY_SQL),
             prepare(TERMINATE_SQL),
             prepare(EVENT_AT_SQL),
@@ -134,6 +138,7 @@ impl Connection {
                 first_ids,
                 insert,
                 upsert_heads,
+                insert_entries,
                 notify,
                 terminate,
                 event_at,
@@ -342,9 +347,35 @@ async fn write_and_commit(
     let upsert_parameters: [&(dyn ToSql + Sync); 4] =
         [&head_streams, &head_lasts, &head_tombstoned, &head_metadata];
     let notify_parameters: [&(dyn ToSql + Sync); 2] = [&channel, &end];
-    let (inserted, upserted, notified, committed) = futures::join!(
+    let mut entries = Entries::default();
+    for event in events {
+        entries.push(
+            event.stream.as_str(),
+            event.revision,
+            &event.event_type,
+            &event.metadata,
+            event.position,
+        );
+    }
+    let entries_parameters: [&(dyn ToSql + Sync); 5] = [
+        &entries.key_kinds,
+        &entries.key_texts,
+        &entries.key_numbers,
+        &entries.ordinals,
+        &entries.positions,
+    ];
+    let (inserted, upserted, indexed, notified, committed) = futures::join!(
         client.execute(&statements.insert, &insert_parameters),
         client.execute(&statements.upsert_heads, &upsert_parameters),
+        async {
+            if entries.is_empty() {
+                Ok(0)
+            } else {
+                client
+                    .execute(&statements.insert_entries, &entries_parameters)
+                    .await
+            }
+        },
         client.execute(&statements.notify, &notify_parameters),
         client.batch_execute("COMMIT"),
     );
@@ -359,6 +390,7 @@ async fn write_and_commit(
     };
     inserted.map_err(refusable("inserting events"))?;
     upserted.map_err(refusable("updating stream heads"))?;
+    indexed.map_err(refusable("inserting index entries"))?;
     let failed = |context: &'static str| move |error| classify(client, error, context);
     notified.map_err(failed("notifying listeners"))?;
     committed.map_err(failed("committing a group"))?;

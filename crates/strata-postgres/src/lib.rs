@@ -33,6 +33,7 @@ mod commit;
 mod config;
 mod connect;
 mod error;
+mod index;
 mod listener;
 mod plan;
 mod read_all;

@@ -11,6 +11,7 @@
 //! Stored events are never changed or removed, so the second statement finds every event
 //! the first one listed.
 
+use strata_core::system_streams::IndexKey;
 use strata_core::{
     AllSlice, Direction, Error, EventFilter, FilterTarget, Position, ReadAllOptions, ReadFrom,
     RecordedEvent, Result,
@@ -103,27 +104,26 @@ impl ReaderConnection {
         config: &PostgresConfig,
     ) -> Result<AllSlice> {
         let forwards = options.direction == Direction::Forwards;
-        let cursor = match (options.direction, options.from) {
-            (_, ReadFrom::At(position)) => position.0,
-            (_, ReadFrom::Start) => 0,
-            (Direction::Forwards, ReadFrom::End) => self.log_end().await?,
-            (Direction::Backwards, ReadFrom::End) => u64::MAX,
+        let cursor = match self.cursor(options).await? {
+            Ok(cursor) => cursor,
+            Err(nothing_to_read) => return Ok(nothing_to_read),
         };
-        let done_before_reading = options.max_count == 0
-            || (forwards && options.from == ReadFrom::End)
-            || (!forwards && cursor == 0);
-        if done_before_reading {
-            let backwards_from_end = !forwards && options.from == ReadFrom::End;
-            return Ok(AllSlice {
-                events: Vec::new(),
-                next_position: Position(if backwards_from_end { 0 } else { cursor }),
-                is_end: options.max_count != 0,
-                last_examined: None,
-            });
-        }
-        // Positions start at 1: a forwards window from 0 would hold one fewer.
-        let cursor = if forwards { cursor.max(1) } else { cursor };
         let window = config.read_all_examined_events_max;
+        if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key) {
+            let wanted = options
+                .max_count
+                .min(usize::try_from(window).unwrap_or(usize::MAX));
+            let (slice, _) = self
+                .read_all_indexed(
+                    options,
+                    &key,
+                    cursor,
+                    wanted,
+                    config.read_all_page_bytes_max,
+                )
+                .await?;
+            return Ok(slice);
+        }
         let (log_end, candidates) = self.candidates(options, cursor, window).await?;
         let chosen = if forwards {
             choose_forwards(options, config, &candidates, cursor, window, log_end)?
@@ -144,6 +144,51 @@ impl ReaderConnection {
             is_end,
             last_examined,
         })
+    }
+
+    /// A page of `$all` with a `$idx-` filter naming `key`, looking at no more than
+    /// `examined_max` events, and how many it looked at.
+    pub(crate) async fn read_all_window_indexed(
+        &self,
+        options: &ReadAllOptions,
+        config: &PostgresConfig,
+        key: &IndexKey,
+        examined_max: usize,
+    ) -> Result<(AllSlice, usize)> {
+        let cursor = match self.cursor(options).await? {
+            Ok(cursor) => cursor,
+            Err(nothing_to_read) => return Ok((nothing_to_read, 0)),
+        };
+        let window = usize::try_from(config.read_all_examined_events_max).unwrap_or(usize::MAX);
+        let wanted = options.max_count.min(examined_max).min(window).max(1);
+        self.read_all_indexed(options, key, cursor, wanted, config.read_all_page_bytes_max)
+            .await
+    }
+
+    /// Where a read starts (positions start at 1), or its whole answer when it reads
+    /// nothing.
+    async fn cursor(&self, options: &ReadAllOptions) -> Result<std::result::Result<u64, AllSlice>> {
+        let forwards = options.direction == Direction::Forwards;
+        let cursor = match (options.direction, options.from) {
+            (_, ReadFrom::At(position)) => position.0,
+            (_, ReadFrom::Start) => 0,
+            (Direction::Forwards, ReadFrom::End) => self.log_end().await?,
+            (Direction::Backwards, ReadFrom::End) => u64::MAX,
+        };
+        let done_before_reading = options.max_count == 0
+            || (forwards && options.from == ReadFrom::End)
+            || (!forwards && cursor == 0);
+        if done_before_reading {
+            let backwards_from_end = !forwards && options.from == ReadFrom::End;
+            return Ok(Err(AllSlice {
+                events: Vec::new(),
+                next_position: Position(if backwards_from_end { 0 } else { cursor }),
+                is_end: options.max_count != 0,
+                last_examined: None,
+            }));
+        }
+        // Positions start at 1: a forwards window from 0 would hold one fewer.
+        Ok(Ok(if forwards { cursor.max(1) } else { cursor }))
     }
 
     /// The log end and the window's candidates, in the read's order.
@@ -206,7 +251,11 @@ impl ReaderConnection {
     }
 
     /// The events at `positions`, in the read's order.
-    async fn events_at(&self, positions: &[i64], forwards: bool) -> Result<Vec<RecordedEvent>> {
+    pub(crate) async fn events_at(
+        &self,
+        positions: &[i64],
+        forwards: bool,
+    ) -> Result<Vec<RecordedEvent>> {
         if positions.is_empty() {
             return Ok(Vec::new());
         }

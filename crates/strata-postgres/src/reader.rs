@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::config::PostgresConfig;
 use crate::connect::{Role, connect};
 use crate::error::{PostgresError, query_failed};
+use crate::index::IndexStatements;
 use crate::plan::{Head, TOMBSTONE_REVISION};
 use crate::read_all::AllStatements;
 
@@ -34,6 +35,7 @@ pub(crate) struct ReaderConnection {
     stream_range: Statement,
     created_at: Statement,
     pub(crate) all: AllStatements,
+    pub(crate) index: IndexStatements,
     last_position: Statement,
 }
 
@@ -75,6 +77,7 @@ impl ReaderConnection {
             created_at: next(),
             last_position: next(),
             all: AllStatements::prepare(&client).await?,
+            index: IndexStatements::prepare(&client).await?,
             broken: AtomicBool::new(false),
             client,
         })

@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
         tombstoned BOOLEAN NOT NULL,
         metadata BYTEA
     );",
+    // 2: the secondary indexes (`index.rs`), filled from the log as the migration runs.
+    crate::index::INDEX_MIGRATION_SQL,
 ];
 
 /// The schema version this binary writes.
@@ -103,6 +105,9 @@ pub(crate) async fn migrate(
             .map_err(PostgresError::query(format!(
                 "migrating to version {version}"
             )))?;
+        if version == crate::index::INDEX_MIGRATION_VERSION {
+            crate::index::backfill(&transaction).await?;
+        }
         transaction
             .execute(
                 "INSERT INTO strata_schema (version) VALUES ($1)

@@ -1,12 +1,13 @@
 //! `PostgresStore`: the [`EventStore`] contract on PostgreSQL.
 
 use std::sync::Arc;
-use strata_core::system_streams::{IndexKey, read_system_stream};
+use strata_core::system_streams::{IndexKey, IndexSlice, read_system_stream};
 
 use async_trait::async_trait;
 use strata_core::{
     AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
     ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, StreamName, StreamSlice, StreamState,
+    WindowSlice, read_all_window_by_filtering,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -207,6 +208,39 @@ impl EventStore for PostgresStore {
         let config = self.readers.config();
         self.readers
             .run(|reader| async move { reader.read_all(&options, config).await })
+            .await
+    }
+
+    async fn read_all_window(
+        &self,
+        options: ReadAllOptions,
+        examined_max: usize,
+    ) -> Result<WindowSlice> {
+        let Some(key) = options
+            .filter
+            .as_ref()
+            .and_then(|filter| filter.index_key())
+        else {
+            return read_all_window_by_filtering(self, options, examined_max).await;
+        };
+        let config = self.readers.config();
+        let (slice, examined_count) = self
+            .readers
+            .run(|reader| async move {
+                reader
+                    .read_all_window_indexed(&options, config, &key, examined_max)
+                    .await
+            })
+            .await?;
+        Ok(WindowSlice {
+            slice,
+            examined_count,
+        })
+    }
+
+    async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
+        self.readers
+            .run(|reader| async move { reader.read_index(key, &options).await })
             .await
     }
 
