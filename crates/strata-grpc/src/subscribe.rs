@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use strata_core::{
     Direction, Error, EventId, EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom,
-    Subscription, SubscriptionItem, SubscriptionOptions, event_bytes, subscribe_to_all_with,
+    Subscription, SubscriptionItem, SubscriptionOptions, subscribe_to_all_with,
     subscribe_to_stream_with,
+    system_streams::{ResolvedEvent, resolve_link},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
@@ -16,7 +17,7 @@ use tonic::Status;
 use crate::convert::invalid;
 use crate::errors::{subscription_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_resp::{self, Content};
-use crate::read::{ReadPlan, Target, event_content};
+use crate::read::{ReadPlan, Target, event_content, resolved_bytes};
 use crate::read_answers::Answers;
 
 /// Catch-up subscriptions one server serves at once, unless configured otherwise.
@@ -88,7 +89,7 @@ pub(crate) async fn subscribe(
         subscription_id: EventId::new_random().to_string(),
     };
     answers.send(Content::Confirmation(confirmation)).await?;
-    follow(&mut subscription, plan, answers).await
+    follow(store, &mut subscription, plan, answers).await
 }
 
 /// A subscription's start: a given revision or position is exclusive, as clients expect.
@@ -101,6 +102,7 @@ fn subscribe_from<T>(from: ReadFrom<T>) -> SubscribeFrom<T> {
 }
 
 async fn follow(
+    store: &Arc<dyn EventStore>,
     subscription: &mut Subscription,
     plan: &ReadPlan,
     answers: &Answers,
@@ -114,8 +116,13 @@ async fn follow(
         })?;
         match item {
             SubscriptionItem::Event(event) => {
-                let bytes = event_bytes(&event);
-                let content = event_content(&event, plan.uuid_format);
+                let resolved = if plan.resolve_links {
+                    resolve_link(&**store, event).await.map_err(to_status)?
+                } else {
+                    ResolvedEvent::plain(event)
+                };
+                let bytes = resolved_bytes(&resolved);
+                let content = event_content(&resolved, plan.uuid_format);
                 answers.send_page(vec![content], bytes).await?;
             }
             SubscriptionItem::CaughtUp => {
