@@ -351,10 +351,15 @@ async fn resolved_links_carry_event_link_and_position_as_the_reference_server() 
         })
         .collect();
     assert_eq!(read.len(), 3);
-    let name = |event: &Option<crate::proto::event_store::client::streams::read_resp::read_event::RecordedEvent>| {
+    let name = |event: &Option<
+        crate::proto::event_store::client::streams::read_resp::read_event::RecordedEvent,
+    >| {
         event.as_ref().map(|event| {
             let stream = event.stream_identifier.as_ref().unwrap();
-            (String::from_utf8_lossy(&stream.stream_name).into_owned(), event.stream_revision)
+            (
+                String::from_utf8_lossy(&stream.stream_name).into_owned(),
+                event.stream_revision,
+            )
         })
     };
     assert_eq!(name(&read[0].event), Some(("order-1".to_owned(), 1)));
@@ -362,7 +367,11 @@ async fn resolved_links_carry_event_link_and_position_as_the_reference_server() 
     assert_eq!(name(&read[1].event), None, "the target is gone");
     assert_eq!(name(&read[1].link), Some(("links-1".to_owned(), 1)));
     assert_eq!(name(&read[2].event), Some(("links-1".to_owned(), 2)));
-    assert_eq!(name(&read[2].link), None, "data naming no revision is no link");
+    assert_eq!(
+        name(&read[2].link),
+        None,
+        "data naming no revision is no link"
+    );
     for (event, link) in read.iter().zip(&stored) {
         assert_eq!(
             event.position,
@@ -379,7 +388,9 @@ async fn resolved_links_carry_event_link_and_position_as_the_reference_server() 
             Some(Content::Event(event)) => Some(event),
             _ => None,
         })
-        .filter(|event| event.link.is_none() && name(&event.event).is_some_and(|(s, _)| s == "links-1"))
+        .filter(|event| {
+            event.link.is_none() && name(&event.event).is_some_and(|(s, _)| s == "links-1")
+        })
         .count();
     assert_eq!(plain, 3, "without resolve_links, the links as read");
 }

@@ -19,10 +19,10 @@ use strata_core::{
 };
 
 use crate::access::{Access, Operation};
-use strata_core::system_streams::ResolvedEvent;
 use crate::problem::{ApiError, state_revision};
 use crate::read::PAGE_EVENTS_MAX;
 use crate::state::{AppState, content_type_is, read_body};
+use strata_core::system_streams::ResolvedEvent;
 
 const EVENTS_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.kurrent.events+json",
@@ -490,7 +490,11 @@ async fn feed(
 fn entry(headers: &HeaderMap, shown: &ResolvedEvent, embed_body: bool) -> serde_json::Value {
     let event = shown.event.as_ref().unwrap_or_else(|| shown.original());
     let read = shown.original();
-    let event_url = format!("{}/{}", stream_url(headers, &event.stream), event.revision.0);
+    let event_url = format!(
+        "{}/{}",
+        stream_url(headers, &event.stream),
+        event.revision.0
+    );
     let mut entry = serde_json::json!({
         "title": format!("{}@{}", event.revision.0, event.stream),
         "id": event_url,

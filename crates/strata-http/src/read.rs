@@ -18,9 +18,9 @@ use strata_core::{
 
 use crate::access::Access;
 use crate::events::{ResolvedOut, flag, resolve, write_event};
-use strata_core::system_streams::ResolvedEvent;
 use crate::problem::{ApiError, Problem};
 use crate::state::{AppState, wants_ndjson};
+use strata_core::system_streams::ResolvedEvent;
 
 /// Most events in one JSON page.
 pub(crate) const PAGE_EVENTS_MAX: u64 = 4_096;
@@ -210,7 +210,8 @@ pub(crate) async fn read_stream(
     let from = parse_from(query.from.as_deref(), direction)?;
     let count = page_count(query.count, ndjson)?;
     // Links resolve as the caller may read: a target it may not read is left out.
-    let resolver = flag("resolveLinks", query.resolve_links.as_deref())?.then(|| access.store(&state));
+    let resolver =
+        flag("resolveLinks", query.resolve_links.as_deref())?.then(|| access.store(&state));
     let options = ReadStreamOptions {
         direction,
         from: match from {
@@ -236,7 +237,9 @@ pub(crate) async fn read_stream(
         ));
     };
     if ndjson {
-        return Ok(ndjson_stream(state, resolver, stream, options, count, events));
+        return Ok(ndjson_stream(
+            state, resolver, stream, options, count, events,
+        ));
     }
     let next_revision = next_revision(direction, &events, count, last_revision.0);
     let events = resolve_with(resolver.as_ref(), events).await?;

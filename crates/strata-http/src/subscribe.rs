@@ -22,11 +22,11 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::{Access, Operation};
 use crate::events::{ResolvedOut, flag};
-use strata_core::EventStore;
-use strata_core::system_streams::{ResolvedEvent, resolve_link};
 use crate::problem::{ApiError, Problem};
 use crate::read::FilterQuery;
 use crate::state::{AppState, accepts};
+use strata_core::EventStore;
+use strata_core::system_streams::{ResolvedEvent, resolve_link};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -384,9 +384,7 @@ fn item_line(follower: &Follower, item: &Item) -> Bytes {
             crate::events::write_event(&mut out, event);
             out.extend_from_slice(b"}\n");
         }
-        (Format::Ndjson, Item::CaughtUp) => {
-            out.extend_from_slice(b"{\"kind\":\"caught-up\"}\n")
-        }
+        (Format::Ndjson, Item::CaughtUp) => out.extend_from_slice(b"{\"kind\":\"caught-up\"}\n"),
         (Format::Ndjson, Item::Checkpoint(position)) => {
             out.extend_from_slice(
                 format!("{{\"kind\":\"checkpoint\",\"position\":{}}}\n", position.0).as_bytes(),
@@ -403,9 +401,7 @@ fn item_line(follower: &Follower, item: &Item) -> Bytes {
             let _ = serde_json::to_writer(&mut out, &ResolvedOut::new(event));
             out.extend_from_slice(b"\n\n");
         }
-        (Format::Sse, Item::CaughtUp) => {
-            out.extend_from_slice(b"event: caught-up\ndata: {}\n\n")
-        }
+        (Format::Sse, Item::CaughtUp) => out.extend_from_slice(b"event: caught-up\ndata: {}\n\n"),
         (Format::Sse, Item::Checkpoint(position)) => {
             out.extend_from_slice(
                 format!(

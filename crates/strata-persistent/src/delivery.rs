@@ -116,7 +116,12 @@ impl Group {
             .flatten();
         match correlation {
             Some(correlation) => correlation.hash(&mut hasher),
-            None => slot.delivery.event_or_link().stream.as_str().hash(&mut hasher),
+            None => slot
+                .delivery
+                .event_or_link()
+                .stream
+                .as_str()
+                .hash(&mut hasher),
         }
         Some((hasher.finish() % PINNED_BUCKETS as u64) as usize)
     }

@@ -103,7 +103,10 @@ async fn two_events_with_one_id_in_one_window_are_each_finished_by_their_own_ack
     let mut consumer = connect(&subscriptions, &source, "g", 10).await;
     let first = next(&mut consumer).await;
     let second = next(&mut consumer).await;
-    assert_eq!((first.event_or_link().id, second.event_or_link().id), (shared, shared));
+    assert_eq!(
+        (first.event_or_link().id, second.event_or_link().id),
+        (shared, shared)
+    );
 
     consumer.ack(vec![shared]).await.unwrap();
     let after_one = info(&subscriptions, &source).await;
@@ -288,7 +291,8 @@ async fn settings_the_reference_server_accepts_are_accepted_and_a_too_large_read
     for id in &ids {
         let event = next(&mut consumer).await;
         assert_eq!(
-            event.event_or_link().id, *id,
+            event.event_or_link().id,
+            *id,
             "the group delivers with these settings"
         );
         consumer.ack(vec![event.ack_id()]).await.unwrap();
@@ -341,7 +345,10 @@ async fn a_stream_group_starting_at_revision_two_to_the_64_minus_one_starts_at_t
     append_with_id(&store, "ending", new).await;
     let delivered = next(&mut consumer).await;
     assert_eq!(
-        (delivered.event_or_link().id, delivered.event_or_link().revision.0),
+        (
+            delivered.event_or_link().id,
+            delivered.event_or_link().revision.0
+        ),
         (new, 3),
         "only the event written after the creation is delivered"
     );

@@ -247,7 +247,8 @@ async fn a_group_created_at_the_end_keeps_its_start_across_a_restart_before_any_
             "{name}: history is not delivered"
         );
         assert_eq!(
-            first.event_or_link().id, expected,
+            first.event_or_link().id,
+            expected,
             "{name}: events written after the creation are not skipped by a restart"
         );
     }

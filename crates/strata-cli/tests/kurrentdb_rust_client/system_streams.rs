@@ -87,7 +87,10 @@ async fn category_and_event_type_streams_read_as_links_with_and_without_resolvin
         .iter()
         .map(|link| String::from_utf8_lossy(&link.data).into_owned())
         .collect();
-    assert_eq!(data, ["0@orders-1", "0@orders-2", "1@orders-1", "1@orders-2"]);
+    assert_eq!(
+        data,
+        ["0@orders-1", "0@orders-2", "1@orders-1", "1@orders-2"]
+    );
     assert!(
         links
             .iter()
@@ -140,10 +143,7 @@ async fn category_and_event_type_streams_read_as_links_with_and_without_resolvin
     )
     .await;
     let own = read_resolved(&client, "my-links", &options).await;
-    assert_eq!(
-        own[0].event.as_ref().map(|event| event.id),
-        Some(orders[2])
-    );
+    assert_eq!(own[0].event.as_ref().map(|event| event.id), Some(orders[2]));
     assert!(own[1].event.is_none(), "a link to nothing has no event");
     assert_eq!(own[1].link.as_ref().map(|link| link.revision), Some(1));
 
@@ -209,7 +209,11 @@ async fn index_filters_read_and_subscribe_to_all() {
         let forwards = ReadAllOptions::default()
             .position(StreamPosition::Start)
             .filter(index_filter(prefix));
-        assert_eq!(&ids(&read_all(&client, &forwards).await), expected, "{prefix}");
+        assert_eq!(
+            &ids(&read_all(&client, &forwards).await),
+            expected,
+            "{prefix}"
+        );
         let backwards = ReadAllOptions::default()
             .backwards()
             .position(StreamPosition::End)

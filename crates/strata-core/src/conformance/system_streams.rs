@@ -13,7 +13,9 @@ use crate::subscription::{SubscribeFrom, SubscriptionItem, subscribe_to_all, sub
 use crate::system_streams::{
     LINK_EVENT_TYPE, STREAM_REFERENCE_EVENT_TYPE, category_of, resolve_link,
 };
-use crate::types::{ContentType, Direction, ExpectedRevision, Position, ProposedEvent, RecordedEvent};
+use crate::types::{
+    ContentType, Direction, ExpectedRevision, Position, ProposedEvent, RecordedEvent,
+};
 
 use super::Backend;
 use super::support::{
@@ -107,7 +109,11 @@ pub async fn category_stream_reads_forwards_and_backwards<B: Backend>(backend: &
         .filter(|event| category_of(event.stream.as_str()) == Some("order"))
         .cloned()
         .collect();
-    assert_eq!(orders.len(), 5, "the case writes 5 events in category order");
+    assert_eq!(
+        orders.len(),
+        5,
+        "the case writes 5 events in category order"
+    );
     let (links, last) = read_found(&*store, "$ce-order", ReadStreamOptions::forwards())
         .await
         .unwrap_or_else(|| panic!("$ce-order is found"));
@@ -146,7 +152,9 @@ pub async fn category_stream_reads_forwards_and_backwards<B: Backend>(backend: &
     let past_end = read_found(
         &*store,
         "$ce-order",
-        ReadStreamOptions::backwards().from_revision(40).max_count(1),
+        ReadStreamOptions::backwards()
+            .from_revision(40)
+            .max_count(1),
     )
     .await
     .map(|(events, _)| events)
@@ -163,7 +171,12 @@ pub async fn category_stream_reads_forwards_and_backwards<B: Backend>(backend: &
 
     let carts = links_of(&*store, "$ce-cart").await;
     assert_eq!(carts.len(), 1, "$ce-cart");
-    for missing in ["$ce-nothing", "$et-Nothing", "$bc-none", "$category-nothing"] {
+    for missing in [
+        "$ce-nothing",
+        "$et-Nothing",
+        "$bc-none",
+        "$category-nothing",
+    ] {
         assert!(
             read_found(&*store, missing, ReadStreamOptions::forwards())
                 .await
@@ -234,15 +247,12 @@ pub async fn event_type_correlation_and_stream_lists<B: Backend>(backend: &B) {
         .collect();
     firsts.sort_by_key(|event| event.position);
     assert!(
-        firsts.iter().any(|event| event.stream.as_str() == "$$cart-1"),
+        firsts
+            .iter()
+            .any(|event| event.stream.as_str() == "$$cart-1"),
         "$streams lists the metadata streams of user streams"
     );
-    assert_links_to(
-        &links_of(&*store, "$streams").await,
-        "$streams",
-        &firsts,
-        0,
-    );
+    assert_links_to(&links_of(&*store, "$streams").await, "$streams", &firsts, 0);
 
     let references = links_of(&*store, "$category-order").await;
     let order_streams: Vec<_> = firsts
@@ -310,13 +320,21 @@ pub async fn links_resolve_to_their_targets<B: Backend>(backend: &B) {
         "a client's link resolves"
     );
     assert_eq!(outcomes[1], (None, Some(links[1].clone())), "no such event");
-    assert_eq!(outcomes[2], (None, Some(links[2].clone())), "no such stream");
+    assert_eq!(
+        outcomes[2],
+        (None, Some(links[2].clone())),
+        "no such stream"
+    );
     assert_eq!(
         outcomes[3],
         (Some(links[3].clone()), None),
         "data naming no revision: the event as read"
     );
-    assert_eq!(outcomes[4], (None, Some(links[4].clone())), "no stream named");
+    assert_eq!(
+        outcomes[4],
+        (None, Some(links[4].clone())),
+        "no stream named"
+    );
 
     // `$ce-links` links to a link point where that link points.
     let category = links_of(&*store, "$ce-links").await;
@@ -459,14 +477,14 @@ pub async fn links_of_deleted_and_truncated_streams_stay_and_resolve_to_nothing<
         resolved_events.push(resolved.event.map(|event| link_data(&event)));
     }
     let expected: Vec<Option<String>> = [
-        None,                      // gone-1, soft-deleted
-        None,                      //
-        None,                      // gone-2, tombstoned
-        None,                      //
-        None,                      // gone-3, beyond $maxCount 1
-        Some("1@gone-3".into()),   //
-        Some("0@gone-4".into()),   // untouched
-        Some("1@gone-4".into()),   //
+        None,                    // gone-1, soft-deleted
+        None,                    //
+        None,                    // gone-2, tombstoned
+        None,                    //
+        None,                    // gone-3, beyond $maxCount 1
+        Some("1@gone-3".into()), //
+        Some("0@gone-4".into()), // untouched
+        Some("1@gone-4".into()), //
     ]
     .to_vec();
     assert_eq!(resolved_events, expected, "what each link resolves to");
@@ -481,7 +499,13 @@ pub async fn writes_to_system_streams_are_refused<B: Backend>(backend: &B) {
         Err(Error::InvalidArgument { .. }) => {}
         other => panic!("{what}: wanted InvalidArgument, got {other:?}"),
     };
-    for name in ["$ce-order", "$et-OrderPlaced", "$streams", "$bc-c-1", "$category-order"] {
+    for name in [
+        "$ce-order",
+        "$et-OrderPlaced",
+        "$streams",
+        "$bc-c-1",
+        "$category-order",
+    ] {
         let target = stream(name);
         let appended = store
             .append(&target, ExpectedRevision::Any, vec![event("Forged", 0)])
