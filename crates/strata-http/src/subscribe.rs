@@ -295,7 +295,7 @@ fn resolver(
 /// What a subscription sends: an event (its link resolved when asked), caught-up, or a
 /// checkpoint.
 enum Item {
-    Event(ResolvedEvent),
+    Event(Box<ResolvedEvent>),
     CaughtUp,
     Checkpoint(Position),
 }
@@ -367,10 +367,10 @@ fn respond(
 /// `item` as the subscription shows it, its link resolved when the follower resolves links.
 async fn shown(follower: &Follower, item: SubscriptionItem) -> strata_core::Result<Item> {
     Ok(match item {
-        SubscriptionItem::Event(event) => Item::Event(match &follower.resolver {
+        SubscriptionItem::Event(event) => Item::Event(Box::new(match &follower.resolver {
             Some(store) => resolve_link(&**store, event).await?,
             None => ResolvedEvent::plain(event),
-        }),
+        })),
         SubscriptionItem::CaughtUp => Item::CaughtUp,
         SubscriptionItem::Checkpoint(position) => Item::Checkpoint(position),
     })
