@@ -27,6 +27,8 @@ mod reference_answers;
 mod round_trip;
 #[path = "kurrentdb_rust_client/subscriptions.rs"]
 mod subscriptions;
+#[path = "kurrentdb_rust_client/system_streams.rs"]
+mod system_streams;
 #[path = "kurrentdb_rust_client/tls.rs"]
 mod tls;
 

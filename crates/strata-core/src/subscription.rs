@@ -396,7 +396,7 @@ async fn follow_stream<S: EventStore + ?Sized>(
     let mut next = match from {
         SubscribeFrom::Start => 0,
         SubscribeFrom::After(revision) => revision.0.saturating_add(1),
-        SubscribeFrom::End => match store.stream_state(stream).await? {
+        SubscribeFrom::End => match crate::system_streams::stream_state(store, stream).await? {
             StreamState::At(revision) => revision.0 + 1,
             StreamState::NoStream => 0,
             StreamState::Tombstoned => {

@@ -13,7 +13,9 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::store::{EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
-use crate::types::{ContentType, Direction, EventId, RecordedEvent, Revision, StreamName};
+use crate::types::{
+    ContentType, Direction, EventId, RecordedEvent, Revision, StreamName, StreamState,
+};
 
 /// Type of a link event: its data is `<revision>@<stream>`.
 pub const LINK_EVENT_TYPE: &str = "$>";
@@ -124,6 +126,10 @@ pub fn category_of(stream: &str) -> Option<&str> {
 /// `$et-$deleted` when a stream is deleted (docs/INDEXES.md).
 pub fn index_keys(stream: &str, revision: u64, event_type: &str, metadata: &[u8]) -> Vec<IndexKey> {
     let mut keys = Vec::new();
+    // A tombstone's record is no event: its `$deleted` marker links are not modelled.
+    if revision == crate::metadata::TOMBSTONE_REVISION {
+        return keys;
+    }
     let is_link = event_type == LINK_EVENT_TYPE;
     if stream.starts_with('$') {
         let user_metadata_stream = stream
@@ -385,6 +391,25 @@ impl ResolvedEvent {
     }
 }
 
+/// The state of `stream` as its readers see it: [`EventStore::stream_state`], except for a
+/// stream served from an index, which backends do not store: its last link.
+///
+/// # Errors
+/// Storage errors.
+pub async fn stream_state<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamName,
+) -> Result<StreamState> {
+    if !is_system_stream_from_index(stream.as_str()) {
+        return store.stream_state(stream).await;
+    }
+    let last = ReadStreamOptions::backwards().max_count(1);
+    Ok(match store.read_stream(stream, last).await? {
+        StreamSlice::Found { last_revision, .. } => StreamState::At(last_revision),
+        StreamSlice::NotFound => StreamState::NoStream,
+    })
+}
+
 /// `<revision>@<stream>` of a link's data.
 pub fn parse_link(data: &[u8]) -> Option<(u64, StreamName)> {
     let text = std::str::from_utf8(data).ok()?;
@@ -397,14 +422,19 @@ pub fn parse_link(data: &[u8]) -> Option<(u64, StreamName)> {
 /// Resolves `event` when it is a link (`$>`): the event it points at, if that is still
 /// visible in its stream; any other event comes back as it is.
 ///
+/// As KurrentDB: a link whose data does not start with a number (before any `@`) is no
+/// link and comes back as it is; a link to an event that is gone (its stream deleted,
+/// tombstoned or truncated, or never there), or with no valid stream after the `@`, comes
+/// back with the link alone. So does a link to a stream the caller may not read, where
+/// KurrentDB would resolve it regardless.
+///
 /// # Errors
-/// Storage errors. A link that does not parse, or whose stream is deleted or tombstoned,
-/// resolves to no event rather than failing.
+/// Storage errors.
 pub async fn resolve_link<S: EventStore + ?Sized>(
     store: &S,
     event: RecordedEvent,
 ) -> Result<ResolvedEvent> {
-    if event.event_type != LINK_EVENT_TYPE {
+    if event.event_type != LINK_EVENT_TYPE || !names_a_revision(&event.data) {
         return Ok(ResolvedEvent::plain(event));
     }
     let target = match parse_link(&event.data) {
@@ -445,9 +475,17 @@ async fn read_target<S: EventStore + ?Sized>(
             .into_events()
             .into_iter()
             .find(|event| event.revision.0 == revision)),
-        Err(Error::StreamDeleted { .. }) => Ok(None),
+        Err(Error::StreamDeleted { .. } | Error::AccessDenied { .. }) => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+/// True when a link's data starts with a number, as KurrentDB tests before resolving.
+fn names_a_revision(data: &[u8]) -> bool {
+    std::str::from_utf8(data).is_ok_and(|text| {
+        let number = text.split('@').next().unwrap_or_default();
+        number.trim().parse::<i64>().is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -572,5 +610,10 @@ mod tests {
         assert_eq!(parse_link(b"x@order-1"), None);
         assert_eq!(parse_link(b"12"), None);
         assert_eq!(parse_link(b"12@"), None);
+        assert!(names_a_revision(b"12@order-1"));
+        assert!(names_a_revision(b"12"), "a link that cannot resolve");
+        assert!(names_a_revision(b"-1@order-1"));
+        assert!(!names_a_revision(b"abc"), "no link: returned as it is");
+        assert!(!names_a_revision(b"x@order-1"));
     }
 }

@@ -10,6 +10,7 @@ use strata_core::{
     AllSlice, Direction, Error, EventFilter, EventStore, FilterTarget, PageBudget, Position,
     ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
     event_bytes,
+    system_streams::{ResolvedEvent, resolve_links},
 };
 use tonic::{Request, Response, Status};
 
@@ -47,6 +48,8 @@ pub(crate) struct ReadPlan {
     /// Filtered subscriptions: events looked at between checkpoints (window × multiplier).
     pub(crate) checkpoint_interval_events: usize,
     pub(crate) uuid_format: UuidFormat,
+    /// Links (`$>`) come with the events they point at.
+    pub(crate) resolve_links: bool,
     /// Clients at compatibility level 1 or more expect first/last position messages.
     positions_wanted: bool,
 }
@@ -128,6 +131,7 @@ fn plan(options: read_req::Options) -> Result<ReadPlan, Status> {
         window_events,
         checkpoint_interval_events,
         uuid_format,
+        resolve_links: options.resolve_links,
         positions_wanted,
     })
 }
@@ -219,25 +223,41 @@ async fn run(
     }
 }
 
-/// Sends a page of events, weighed by their bytes.
+/// Sends a page of events, links resolved when the read asks for it, weighed by their bytes.
 async fn send_events(
+    store: &Arc<dyn EventStore>,
     answers: &Answers,
-    events: &[RecordedEvent],
-    format: UuidFormat,
+    events: Vec<RecordedEvent>,
+    plan: &ReadPlan,
 ) -> Result<(), Status> {
-    let bytes = events.iter().map(event_bytes).sum();
-    let page = events
+    let resolved = if plan.resolve_links {
+        resolve_links(&**store, events).await.map_err(to_status)?
+    } else {
+        events.into_iter().map(ResolvedEvent::plain).collect()
+    };
+    let bytes = resolved.iter().map(resolved_bytes).sum();
+    let page = resolved
         .iter()
-        .map(|event| event_content(event, format))
+        .map(|event| event_content(event, plan.uuid_format))
         .collect();
     answers.send_page(page, bytes).await
 }
 
-pub(crate) fn event_content(event: &RecordedEvent, format: UuidFormat) -> Content {
+/// Bytes of an event and of the link it came through.
+pub(crate) fn resolved_bytes(resolved: &ResolvedEvent) -> usize {
+    resolved.event.as_ref().map_or(0, event_bytes) + resolved.link.as_ref().map_or(0, event_bytes)
+}
+
+/// A read event as KurrentDB sends it: the event (unset for a link whose target is gone),
+/// the link it came through, and the position of what was read (the link's, if any).
+pub(crate) fn event_content(resolved: &ResolvedEvent, format: UuidFormat) -> Content {
+    let wire = |event: &RecordedEvent| recorded_event(event, format);
     Content::Event(read_resp::ReadEvent {
-        event: Some(recorded_event(event, format)),
-        link: None,
-        position: Some(read_event::Position::CommitPosition(event.position.0)),
+        event: resolved.event.as_ref().map(wire),
+        link: resolved.link.as_ref().map(wire),
+        position: Some(read_event::Position::CommitPosition(
+            resolved.original().position.0,
+        )),
     })
 }
 
@@ -293,7 +313,7 @@ async fn read_stream(
             Direction::Backwards => ReadFrom::At(Revision(final_event.revision.0 - 1)),
         };
         remaining = remaining.saturating_sub(events.len() as u64);
-        send_events(answers, &events, plan.uuid_format).await?;
+        send_events(store, answers, events, plan).await?;
         if !page_full {
             break;
         }
@@ -329,7 +349,7 @@ async fn read_all(
         page.observe(&slice.events);
         remaining = remaining.saturating_sub(slice.events.len() as u64);
         if !slice.events.is_empty() {
-            send_events(answers, &slice.events, plan.uuid_format).await?;
+            send_events(store, answers, slice.events, plan).await?;
         }
         if slice.is_end {
             break;

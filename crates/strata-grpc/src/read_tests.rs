@@ -287,3 +287,110 @@ async fn server_features_report_the_kurrentdb_version_whose_protocol_is_implemen
     assert_eq!(methods.event_store_server_version, "24.10.0");
     assert_eq!(crate::KURRENTDB_COMPATIBLE_VERSION, "24.10.0");
 }
+
+fn read_stream_request(stream: &str, resolve_links: bool) -> ReadReq {
+    use crate::proto::event_store::client::StreamIdentifier;
+    use crate::proto::event_store::client::streams::read_req::options::{
+        StreamOptions, stream_options,
+    };
+    ReadReq {
+        options: Some(read_req::Options {
+            stream_option: Some(StreamOption::Stream(StreamOptions {
+                stream_identifier: Some(StreamIdentifier {
+                    stream_name: stream.as_bytes().to_vec().into(),
+                }),
+                revision_option: Some(stream_options::RevisionOption::Start(Empty {})),
+            })),
+            read_direction: ReadDirection::Forwards.into(),
+            resolve_links,
+            count_option: Some(CountOption::Count(100)),
+            filter_option: Some(FilterOption::NoFilter(Empty {})),
+            uuid_option: Some(UuidOption {
+                content: Some(uuid_option::Content::String(Empty {})),
+            }),
+            control_option: None,
+        }),
+    }
+}
+
+/// What a read with `resolve_links` sends for each kind of link, as the reference server's
+/// table: the target with the link; the link alone when the target is gone; the link as
+/// the event when its data names no revision; the link's position in every case.
+#[tokio::test]
+async fn resolved_links_carry_event_link_and_position_as_the_reference_server() {
+    use crate::proto::event_store::client::streams::read_resp::read_event::Position as ReadPosition;
+    let running = serve(Config::small_for_tests()).await;
+    write(&running, "order-1", 2).await;
+    let links = StreamName::new("links-1").unwrap();
+    running
+        .store
+        .append(
+            &links,
+            ExpectedRevision::NoStream,
+            ["1@order-1", "9@order-1", "abc"]
+                .into_iter()
+                .map(|data| ProposedEvent::binary("$>", data))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let stored = running
+        .store
+        .read_stream(&links, strata_core::ReadStreamOptions::forwards())
+        .await
+        .unwrap()
+        .into_events();
+    let answers = read_to_end(&running, read_stream_request("links-1", true))
+        .await
+        .unwrap();
+    let read: Vec<_> = answers
+        .into_iter()
+        .filter_map(|answer| match answer.content {
+            Some(Content::Event(event)) => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read.len(), 3);
+    let name = |event: &Option<
+        crate::proto::event_store::client::streams::read_resp::read_event::RecordedEvent,
+    >| {
+        event.as_ref().map(|event| {
+            let stream = event.stream_identifier.as_ref().unwrap();
+            (
+                String::from_utf8_lossy(&stream.stream_name).into_owned(),
+                event.stream_revision,
+            )
+        })
+    };
+    assert_eq!(name(&read[0].event), Some(("order-1".to_owned(), 1)));
+    assert_eq!(name(&read[0].link), Some(("links-1".to_owned(), 0)));
+    assert_eq!(name(&read[1].event), None, "the target is gone");
+    assert_eq!(name(&read[1].link), Some(("links-1".to_owned(), 1)));
+    assert_eq!(name(&read[2].event), Some(("links-1".to_owned(), 2)));
+    assert_eq!(
+        name(&read[2].link),
+        None,
+        "data naming no revision is no link"
+    );
+    for (event, link) in read.iter().zip(&stored) {
+        assert_eq!(
+            event.position,
+            Some(ReadPosition::CommitPosition(link.position.0)),
+            "the position of the link"
+        );
+    }
+    let unresolved = read_to_end(&running, read_stream_request("links-1", false))
+        .await
+        .unwrap();
+    let plain = unresolved
+        .into_iter()
+        .filter_map(|answer| match answer.content {
+            Some(Content::Event(event)) => Some(event),
+            _ => None,
+        })
+        .filter(|event| {
+            event.link.is_none() && name(&event.event).is_some_and(|(s, _)| s == "links-1")
+        })
+        .count();
+    assert_eq!(plain, 3, "without resolve_links, the links as read");
+}

@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use strata_auth::LoginWatch;
 use strata_core::{
     Direction, Error, EventId, EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom,
-    Subscription, SubscriptionItem, SubscriptionOptions, event_bytes, subscribe_to_all_with,
+    Subscription, SubscriptionItem, SubscriptionOptions, subscribe_to_all_with,
     subscribe_to_stream_with,
+    system_streams::{ResolvedEvent, resolve_link},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
@@ -17,7 +18,7 @@ use tonic::Status;
 use crate::convert::invalid;
 use crate::errors::{access_denied, subscription_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_resp::{self, Content};
-use crate::read::{ReadPlan, Target, event_content};
+use crate::read::{ReadPlan, Target, event_content, resolved_bytes};
 use crate::read_answers::Answers;
 
 /// Catch-up subscriptions one server serves at once, unless configured otherwise.
@@ -91,7 +92,7 @@ pub(crate) async fn subscribe(
     };
     answers.send(Content::Confirmation(confirmation)).await?;
     tokio::select! {
-        outcome = follow(&mut subscription, plan, answers) => outcome,
+        outcome = follow(store, &mut subscription, plan, answers) => outcome,
         // The reference server ends the subscriptions of a user who may no longer log in.
         () = login.revoked() => Err(access_denied()),
     }
@@ -107,6 +108,7 @@ fn subscribe_from<T>(from: ReadFrom<T>) -> SubscribeFrom<T> {
 }
 
 async fn follow(
+    store: &Arc<dyn EventStore>,
     subscription: &mut Subscription,
     plan: &ReadPlan,
     answers: &Answers,
@@ -120,8 +122,13 @@ async fn follow(
         })?;
         match item {
             SubscriptionItem::Event(event) => {
-                let bytes = event_bytes(&event);
-                let content = event_content(&event, plan.uuid_format);
+                let resolved = if plan.resolve_links {
+                    resolve_link(&**store, event).await.map_err(to_status)?
+                } else {
+                    ResolvedEvent::plain(event)
+                };
+                let bytes = resolved_bytes(&resolved);
+                let content = event_content(&resolved, plan.uuid_format);
                 answers.send_page(vec![content], bytes).await?;
             }
             SubscriptionItem::CaughtUp => {

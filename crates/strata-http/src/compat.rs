@@ -17,13 +17,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use strata_core::{
     Bytes, ContentType, Direction, Error as StoreError, EventId, ExpectedRevision, ProposedEvent,
-    ReadFrom, ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
+    ReadFrom, ReadStreamOptions, Revision, StreamName, StreamSlice,
 };
 
 use crate::access::{Access, Operation};
 use crate::problem::{ApiError, state_revision};
 use crate::read::PAGE_EVENTS_MAX;
 use crate::state::{AppState, content_type_is, read_body};
+use strata_core::system_streams::ResolvedEvent;
 
 const EVENTS_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.kurrent.events+json",
@@ -474,14 +475,21 @@ async fn feed(
             format!("stream {stream} has no events"),
         ));
     };
+    // As KurrentDB, a feed shows the events links point at unless `ResolveLinkTos: false`;
+    // they resolve as the caller may read.
+    let resolve_links = kurrent_header(headers, "resolvelinktos")
+        .is_none_or(|value| !value.eq_ignore_ascii_case("false"));
+    let shown = crate::events::resolve(&*access.store(state), events.clone(), resolve_links)
+        .await
+        .map_err(store_error)?;
     let url = stream_url(headers, &stream);
     let embed_body = query
         .embed
         .as_deref()
         .is_some_and(|embed| matches!(embed, "body" | "rich" | "content" | "tryharder"));
-    let entries: Vec<serde_json::Value> = events
+    let entries: Vec<serde_json::Value> = shown
         .iter()
-        .map(|event| entry(&url, event, embed_body))
+        .map(|event| entry(headers, event, embed_body))
         .collect();
     let head_of_stream = match direction {
         Direction::Backwards => events
@@ -516,8 +524,16 @@ async fn feed(
         .into_response())
 }
 
-fn entry(url: &str, event: &RecordedEvent, embed_body: bool) -> serde_json::Value {
-    let event_url = format!("{url}/{}", event.revision.0);
+/// A feed entry: the event, or the event a link points at (its links lead there, and the
+/// position fields name the link).
+fn entry(headers: &HeaderMap, shown: &ResolvedEvent, embed_body: bool) -> serde_json::Value {
+    let event = shown.event.as_ref().unwrap_or_else(|| shown.original());
+    let read = shown.original();
+    let event_url = format!(
+        "{}/{}",
+        stream_url(headers, &event.stream),
+        event.revision.0
+    );
     let mut entry = serde_json::json!({
         "title": format!("{}@{}", event.revision.0, event.stream),
         "id": event_url,
@@ -539,8 +555,8 @@ fn entry(url: &str, event: &RecordedEvent, embed_body: bool) -> serde_json::Valu
             "isJson": is_json,
             "isMetaData": !event.metadata.is_empty(),
             "isLinkMetaData": false,
-            "positionEventNumber": event.revision.0,
-            "positionStreamId": event.stream.as_str(),
+            "positionEventNumber": read.revision.0,
+            "positionStreamId": read.stream.as_str(),
             "data": String::from_utf8_lossy(&event.data),
             "metaData": String::from_utf8_lossy(&event.metadata),
         });

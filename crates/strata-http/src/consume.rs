@@ -99,7 +99,9 @@ pub(crate) struct MessageOut<'a> {
     ack_id: uuid::Uuid,
     /// How many times the event was delivered before.
     retry_count: u32,
-    event: EventOut<'a>,
+    /// The event; absent for a link whose target is gone (deleted, truncated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<EventOut<'a>>,
     /// The link the event was reached through, when the group resolves links.
     #[serde(skip_serializing_if = "Option::is_none")]
     link: Option<EventOut<'a>>,
@@ -172,7 +174,7 @@ pub(crate) async fn messages(
         .map(|delivery| MessageOut {
             ack_id: delivery.ack_id().0,
             retry_count: delivery.retry_count,
-            event: EventOut::new(&delivery.event),
+            event: delivery.event.as_ref().map(EventOut::new),
             link: delivery.link.as_ref().map(EventOut::new),
         })
         .collect();

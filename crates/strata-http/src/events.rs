@@ -4,7 +4,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use strata_core::{Bytes, ContentType, EventId, ProposedEvent, RecordedEvent, Timestamp};
+use strata_core::system_streams::{ResolvedEvent, resolve_links};
+use strata_core::{
+    Bytes, ContentType, EventId, EventStore, ProposedEvent, RecordedEvent, Timestamp,
+};
 
 use crate::problem::ApiError;
 
@@ -147,10 +150,63 @@ pub(crate) fn rfc3339_nanos(created: Timestamp) -> String {
     })
 }
 
+/// An event as a read shows it. With `resolveLinks=true`, a link (`$>`) shows the event it
+/// points at, with the link under `link`; a link whose target is gone shows as read, alone.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ResolvedOut<'a> {
+    #[serde(flatten)]
+    event: EventOut<'a>,
+    /// The link the event was reached through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<EventOut<'a>>,
+}
+
+impl<'a> ResolvedOut<'a> {
+    pub(crate) fn new(resolved: &'a ResolvedEvent) -> Self {
+        match (&resolved.event, &resolved.link) {
+            (Some(event), link) => ResolvedOut {
+                event: EventOut::new(event),
+                link: link.as_ref().map(EventOut::new),
+            },
+            (None, _) => ResolvedOut {
+                event: EventOut::new(resolved.original()),
+                link: None,
+            },
+        }
+    }
+}
+
 /// Appends `event` as one JSON object to `out`.
-pub(crate) fn write_event(out: &mut Vec<u8>, event: &RecordedEvent) {
+pub(crate) fn write_event(out: &mut Vec<u8>, event: &ResolvedEvent) {
     // Serializing borrowed fields into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &EventOut::new(event));
+    let _ = serde_json::to_writer(&mut *out, &ResolvedOut::new(event));
+}
+
+/// `events` as a read shows them: links resolved through `store` when `resolve` is set.
+///
+/// # Errors
+/// Storage errors from reading the events links point at.
+pub(crate) async fn resolve(
+    store: &dyn EventStore,
+    events: Vec<RecordedEvent>,
+    resolve: bool,
+) -> strata_core::Result<Vec<ResolvedEvent>> {
+    if resolve {
+        resolve_links(store, events).await
+    } else {
+        Ok(events.into_iter().map(ResolvedEvent::plain).collect())
+    }
+}
+
+/// A `true` / `false` query parameter; absent is false.
+pub(crate) fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} {other:?} is neither true nor false"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,10 @@ use strata_core::{
 };
 
 use crate::access::Access;
-use crate::events::{EventOut, write_event};
+use crate::events::{ResolvedOut, flag, resolve, write_event};
 use crate::problem::{ApiError, Problem};
 use crate::state::{AppState, wants_ndjson};
+use strata_core::system_streams::ResolvedEvent;
 
 /// Most events in one JSON page.
 pub(crate) const PAGE_EVENTS_MAX: u64 = 4_096;
@@ -39,6 +40,8 @@ pub(crate) struct StreamReadQuery {
     from: Option<String>,
     /// Events to read (default 100; at most 4096 for a JSON page, unbounded for NDJSON).
     count: Option<u64>,
+    /// `true` shows each link (`$>`) as the event it points at, with the link under `link`.
+    resolve_links: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -51,6 +54,8 @@ pub(crate) struct AllReadQuery {
     from: Option<String>,
     /// Events to read (default 100; at most 4096 for a JSON page, unbounded for NDJSON).
     count: Option<u64>,
+    /// `true` shows each link (`$>`) as the event it points at, with the link under `link`.
+    resolve_links: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
     filter: FilterQuery,
@@ -119,7 +124,7 @@ impl FilterQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StreamPage<'a> {
-    events: Vec<EventOut<'a>>,
+    events: Vec<ResolvedOut<'a>>,
     /// The stream's last revision.
     last_revision: u64,
     /// Where the next page in the same direction starts; `null` at the end.
@@ -130,7 +135,7 @@ pub(crate) struct StreamPage<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AllPage<'a> {
-    events: Vec<EventOut<'a>>,
+    events: Vec<ResolvedOut<'a>>,
     /// Where the next page in the same direction starts.
     next_position: u64,
     /// True when the read reached the end of the log.
@@ -204,6 +209,9 @@ pub(crate) async fn read_stream(
     let direction = parse_direction(query.direction.as_deref())?;
     let from = parse_from(query.from.as_deref(), direction)?;
     let count = page_count(query.count, ndjson)?;
+    // Links resolve as the caller may read: a target it may not read is left out.
+    let resolver =
+        flag("resolveLinks", query.resolve_links.as_deref())?.then(|| access.store(&state));
     let options = ReadStreamOptions {
         direction,
         from: match from {
@@ -229,11 +237,14 @@ pub(crate) async fn read_stream(
         ));
     };
     if ndjson {
-        return Ok(ndjson_stream(state, stream, options, count, events));
+        return Ok(ndjson_stream(
+            state, resolver, stream, options, count, events,
+        ));
     }
     let next_revision = next_revision(direction, &events, count, last_revision.0);
+    let events = resolve_with(resolver.as_ref(), events).await?;
     let page = StreamPage {
-        events: events.iter().map(EventOut::new).collect(),
+        events: events.iter().map(ResolvedOut::new).collect(),
         last_revision: last_revision.0,
         next_revision,
     };
@@ -260,7 +271,18 @@ fn ndjson_response(body: Body) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
-fn ndjson_lines(events: &[RecordedEvent]) -> Bytes {
+/// `events` with their links resolved through `resolver`, when there is one.
+async fn resolve_with(
+    resolver: Option<&Arc<dyn EventStore>>,
+    events: Vec<RecordedEvent>,
+) -> strata_core::Result<Vec<ResolvedEvent>> {
+    match resolver {
+        Some(store) => resolve(&**store, events, true).await,
+        None => Ok(events.into_iter().map(ResolvedEvent::plain).collect()),
+    }
+}
+
+fn ndjson_lines(events: &[ResolvedEvent]) -> Bytes {
     let mut out = Vec::with_capacity(events.len() * 256);
     for event in events {
         write_event(&mut out, event);
@@ -273,6 +295,7 @@ fn ndjson_lines(events: &[RecordedEvent]) -> Bytes {
 /// stream ends.
 fn ndjson_stream(
     state: AppState,
+    resolver: Option<Arc<dyn EventStore>>,
     stream: StreamName,
     options: ReadStreamOptions,
     count: u64,
@@ -289,7 +312,7 @@ fn ndjson_stream(
         sent: 0,
     };
     let pages = futures::stream::unfold(cursor, move |mut cursor| {
-        let (state, stream) = (state.clone(), stream.clone());
+        let (state, stream, resolver) = (state.clone(), stream.clone(), resolver.clone());
         async move {
             let events = match cursor.page.take() {
                 Some(events) => events,
@@ -323,7 +346,14 @@ fn ndjson_stream(
                 }
                 _ => cursor.sent = count,
             }
-            Some((Ok::<_, std::io::Error>(ndjson_lines(&events)), cursor))
+            match resolve_with(resolver.as_ref(), events).await {
+                Ok(events) => Some((Ok::<_, std::io::Error>(ndjson_lines(&events)), cursor)),
+                Err(error) => {
+                    tracing::warn!(%stream, %error, "NDJSON read stopped resolving links");
+                    cursor.sent = count;
+                    Some((Err(std::io::Error::other(error.to_string())), cursor))
+                }
+            }
         }
     });
     ndjson_response(Body::from_stream(pages))
@@ -365,13 +395,15 @@ pub(crate) async fn read_all(
         },
         filter: query.filter.to_filter()?,
     };
+    let resolve_links = flag("resolveLinks", query.resolve_links.as_deref())?;
     let store = access.store(&state);
     let slice = store.read_all(options.clone()).await?;
     if ndjson {
-        return Ok(ndjson_all(store, options, count, slice));
+        return Ok(ndjson_all(store, resolve_links, options, count, slice));
     }
+    let events = resolve(&*store, slice.events, resolve_links).await?;
     let page = AllPage {
-        events: slice.events.iter().map(EventOut::new).collect(),
+        events: events.iter().map(ResolvedOut::new).collect(),
         next_position: slice.next_position.0,
         is_end: slice.is_end,
     };
@@ -381,6 +413,7 @@ pub(crate) async fn read_all(
 /// Sends the first slice and reads on until `count` events were sent or the log ends.
 fn ndjson_all(
     store: Arc<dyn EventStore>,
+    resolve_links: bool,
     options: ReadAllOptions,
     count: u64,
     first: strata_core::AllSlice,
@@ -432,7 +465,14 @@ fn ndjson_all(
                 if slice.events.is_empty() {
                     continue;
                 }
-                return Some((Ok::<_, std::io::Error>(ndjson_lines(&slice.events)), cursor));
+                return match resolve(&*store, slice.events, resolve_links).await {
+                    Ok(events) => Some((Ok::<_, std::io::Error>(ndjson_lines(&events)), cursor)),
+                    Err(error) => {
+                        tracing::warn!(%error, "NDJSON read of $all stopped resolving links");
+                        cursor.done = true;
+                        Some((Err(std::io::Error::other(error.to_string())), cursor))
+                    }
+                };
             }
         }
     });

@@ -22,10 +22,12 @@ use strata_core::{
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::{Access, Operation};
-use crate::events::EventOut;
+use crate::events::{ResolvedOut, flag};
 use crate::problem::{ApiError, Problem};
 use crate::read::FilterQuery;
 use crate::state::{AppState, accepts};
+use strata_core::EventStore;
+use strata_core::system_streams::{ResolvedEvent, resolve_link};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,6 +37,8 @@ pub(crate) struct StreamSubscribeQuery {
     from: Option<String>,
     /// Start after this revision (exclusive); overrides `from`. `Last-Event-ID` overrides both.
     after: Option<u64>,
+    /// `true` shows each link (`$>`) as the event it points at, with the link under `link`.
+    resolve_links: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -45,6 +49,8 @@ pub(crate) struct AllSubscribeQuery {
     from: Option<String>,
     /// Start after this position (exclusive); overrides `from`. `Last-Event-ID` overrides both.
     after: Option<u64>,
+    /// `true` shows each link (`$>`) as the event it points at, with the link under `link`.
+    resolve_links: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
     filter: FilterQuery,
@@ -58,6 +64,8 @@ pub(crate) struct CategorySubscribeQuery {
     from: Option<String>,
     /// Start after this position (exclusive); overrides `from`. `Last-Event-ID` overrides both.
     after: Option<u64>,
+    /// `true` shows each link (`$>`) as the event it points at, with the link under `link`.
+    resolve_links: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -164,6 +172,7 @@ pub(crate) async fn subscribe_stream(
         last_event_id(&headers)?,
         Revision,
     )?;
+    let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
     let permit = permit(&state)?;
     let subscription = strata_core::subscribe_to_stream_with(
         Arc::clone(&state.store),
@@ -174,6 +183,7 @@ pub(crate) async fn subscribe_stream(
     Ok(respond(
         &state,
         subscription,
+        resolver,
         format(&headers),
         Resume::Revision,
         permit,
@@ -209,12 +219,14 @@ pub(crate) async fn subscribe_all(
         Position,
     )?;
     let filter = query.filter.to_filter()?;
+    let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
     let permit = permit(&state)?;
     let subscription =
         strata_core::subscribe_to_all_with(access.store(&state), from, filter, options(&state));
     Ok(respond(
         &state,
         subscription,
+        resolver,
         format(&headers),
         Resume::Position,
         permit,
@@ -255,6 +267,7 @@ pub(crate) async fn subscribe_category(
         Position,
     )?;
     let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![format!("{category}-")])?;
+    let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
     let permit = permit(&state)?;
     let subscription = strata_core::subscribe_to_all_with(
         access.store(&state),
@@ -265,6 +278,7 @@ pub(crate) async fn subscribe_category(
     Ok(respond(
         &state,
         subscription,
+        resolver,
         format(&headers),
         Resume::Position,
         permit,
@@ -272,8 +286,27 @@ pub(crate) async fn subscribe_category(
     ))
 }
 
+/// The store links resolve through when `resolveLinks=true`: the caller's view, so a target
+/// it may not read is left out.
+fn resolver(
+    state: &AppState,
+    access: &Access,
+    resolve_links: Option<&str>,
+) -> Result<Option<Arc<dyn EventStore>>, ApiError> {
+    Ok(flag("resolveLinks", resolve_links)?.then(|| access.store(state)))
+}
+
+/// What a subscription sends: an event (its link resolved when asked), caught-up, or a
+/// checkpoint.
+enum Item {
+    Event(Box<ResolvedEvent>),
+    CaughtUp,
+    Checkpoint(Position),
+}
+
 struct Follower {
     subscription: Subscription,
+    resolver: Option<Arc<dyn EventStore>>,
     format: Format,
     resume: Resume,
     heartbeat: Duration,
@@ -289,6 +322,7 @@ struct Follower {
 fn respond(
     state: &AppState,
     subscription: Subscription,
+    resolver: Option<Arc<dyn EventStore>>,
     format: Format,
     resume: Resume,
     permit: OwnedSemaphorePermit,
@@ -296,6 +330,7 @@ fn respond(
 ) -> Response {
     let follower = Follower {
         subscription,
+        resolver,
         format,
         resume,
         heartbeat: state.options.heartbeat_interval,
@@ -316,7 +351,13 @@ fn respond(
                             .delivered
                             .store(event.position.0 + 1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    item_line(&follower, &item)
+                    match shown(&follower, item).await {
+                        Ok(item) => item_line(&follower, &item),
+                        Err(error) => {
+                            follower.done = true;
+                            error_line(follower.format, &ApiError::from(error))
+                        }
+                    }
                 }
                 Some(Err(error)) => {
                     follower.done = true;
@@ -350,35 +391,45 @@ fn respond(
         .into_response()
 }
 
-fn item_line(follower: &Follower, item: &SubscriptionItem) -> Bytes {
+/// `item` as the subscription shows it, its link resolved when the follower resolves links.
+async fn shown(follower: &Follower, item: SubscriptionItem) -> strata_core::Result<Item> {
+    Ok(match item {
+        SubscriptionItem::Event(event) => Item::Event(Box::new(match &follower.resolver {
+            Some(store) => resolve_link(&**store, event).await?,
+            None => ResolvedEvent::plain(event),
+        })),
+        SubscriptionItem::CaughtUp => Item::CaughtUp,
+        SubscriptionItem::Checkpoint(position) => Item::Checkpoint(position),
+    })
+}
+
+fn item_line(follower: &Follower, item: &Item) -> Bytes {
     let mut out = Vec::with_capacity(256);
     match (follower.format, item) {
-        (Format::Ndjson, SubscriptionItem::Event(event)) => {
+        (Format::Ndjson, Item::Event(event)) => {
             out.extend_from_slice(br#"{"kind":"event","event":"#);
             crate::events::write_event(&mut out, event);
             out.extend_from_slice(b"}\n");
         }
-        (Format::Ndjson, SubscriptionItem::CaughtUp) => {
-            out.extend_from_slice(b"{\"kind\":\"caught-up\"}\n")
-        }
-        (Format::Ndjson, SubscriptionItem::Checkpoint(position)) => {
+        (Format::Ndjson, Item::CaughtUp) => out.extend_from_slice(b"{\"kind\":\"caught-up\"}\n"),
+        (Format::Ndjson, Item::Checkpoint(position)) => {
             out.extend_from_slice(
                 format!("{{\"kind\":\"checkpoint\",\"position\":{}}}\n", position.0).as_bytes(),
             );
         }
-        (Format::Sse, SubscriptionItem::Event(event)) => {
+        (Format::Sse, Item::Event(event)) => {
+            // The place of what was read: the link's, when it came through one.
+            let read = event.original();
             let id = match follower.resume {
-                Resume::Position => event.position.0,
-                Resume::Revision => event.revision.0,
+                Resume::Position => read.position.0,
+                Resume::Revision => read.revision.0,
             };
             out.extend_from_slice(format!("id: {id}\nevent: event\ndata: ").as_bytes());
-            let _ = serde_json::to_writer(&mut out, &EventOut::new(event));
+            let _ = serde_json::to_writer(&mut out, &ResolvedOut::new(event));
             out.extend_from_slice(b"\n\n");
         }
-        (Format::Sse, SubscriptionItem::CaughtUp) => {
-            out.extend_from_slice(b"event: caught-up\ndata: {}\n\n")
-        }
-        (Format::Sse, SubscriptionItem::Checkpoint(position)) => {
+        (Format::Sse, Item::CaughtUp) => out.extend_from_slice(b"event: caught-up\ndata: {}\n\n"),
+        (Format::Sse, Item::Checkpoint(position)) => {
             out.extend_from_slice(
                 format!(
                     "id: {0}\nevent: checkpoint\ndata: {{\"position\":{0}}}\n\n",

@@ -33,8 +33,9 @@ impl Default for ConsumerOptions {
 /// One delivery of an event to a consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistentEvent {
-    /// The event (the target of a resolved link).
-    pub event: RecordedEvent,
+    /// The event (the target of a resolved link); `None` for a link whose target is gone
+    /// (deleted, truncated or never there), as KurrentDB delivers it.
+    pub event: Option<RecordedEvent>,
     /// The link event, when the group resolves links and `event` was reached through one.
     pub link: Option<RecordedEvent>,
     /// How many times this event was delivered before.
@@ -50,7 +51,21 @@ impl PersistentEvent {
 
     /// The event as read from the source: the link when there is one, else the event.
     pub fn original(&self) -> &RecordedEvent {
-        self.link.as_ref().unwrap_or(&self.event)
+        match (&self.link, &self.event) {
+            (Some(link), _) => link,
+            (None, Some(event)) => event,
+            (None, None) => unreachable!("a delivery holds an event or a link"),
+        }
+    }
+
+    /// The event a link points at, or the link when its target is gone.
+    pub fn event_or_link(&self) -> &RecordedEvent {
+        self.event.as_ref().unwrap_or_else(|| self.original())
+    }
+
+    /// The ids a consumer may ack or nack this delivery by.
+    pub(crate) fn ids(&self) -> [EventId; 2] {
+        [self.ack_id(), self.event_or_link().id]
     }
 }
 

@@ -112,11 +112,16 @@ impl Group {
         let slot = self.slot_mut(key)?;
         let mut hasher = DefaultHasher::new();
         let correlation = by_correlation
-            .then(|| correlation_id(&slot.delivery.event.metadata))
+            .then(|| correlation_id(&slot.delivery.event_or_link().metadata))
             .flatten();
         match correlation {
             Some(correlation) => correlation.hash(&mut hasher),
-            None => slot.delivery.event.stream.as_str().hash(&mut hasher),
+            None => slot
+                .delivery
+                .event_or_link()
+                .stream
+                .as_str()
+                .hash(&mut hasher),
         }
         Some((hasher.finish() % PINNED_BUCKETS as u64) as usize)
     }
@@ -181,7 +186,7 @@ impl Group {
         if previous == SlotState::Done {
             return;
         }
-        let ids = [slot.delivery.ack_id(), slot.delivery.event.id];
+        let ids = slot.delivery.ids();
         if let SlotState::InFlight { consumer, .. } = previous {
             self.release(consumer);
         }

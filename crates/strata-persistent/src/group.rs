@@ -438,12 +438,11 @@ impl Group {
             SubscriptionSource::All => event.position.0,
         };
         self.last_known_place = Some(place);
-        let delivery = if self.settings.resolve_links && event.event_type == parked::LINK_EVENT_TYPE
-        {
+        let delivery = if self.settings.resolve_links {
             parked::resolve(&*self.store, event).await
         } else {
             PersistentEvent {
-                event,
+                event: Some(event),
                 link: None,
                 retry_count: 0,
             }
@@ -454,11 +453,11 @@ impl Group {
             self.window.push(slot);
             return;
         }
-        let ack_id = slot.delivery.ack_id();
-        let event_id = slot.delivery.event.id;
+        let ids = slot.delivery.ids();
         let sequence = self.window.push(slot);
-        self.ids.insert(ack_id, SlotKey::Main(sequence));
-        self.ids.insert(event_id, SlotKey::Main(sequence));
+        for id in ids {
+            self.ids.insert(id, SlotKey::Main(sequence));
+        }
         self.ready.push_back(sequence);
     }
 

@@ -62,7 +62,6 @@ pub use error::{DropReason, Error, Result};
 pub use info::{ConnectionInfo, GroupInfo};
 pub use limits::{GROUPS_MAX_DEFAULT, PersistentLimits, WINDOW_BYTES_MAX_DEFAULT};
 pub use manager::PersistentSubscriptions;
-pub use parked::LINK_EVENT_TYPE;
 pub use settings::{
     ConsumerStrategy, GroupSettings, SOURCE_BUFFER_EVENTS_MAX, StartFrom, WINDOW_EVENTS_MAX,
     WINDOW_EVENTS_MIN,
@@ -70,3 +69,4 @@ pub use settings::{
 pub use source::{
     ALL_STREAM, FilterSpec, GROUP_NAME_BYTES_MAX, SubscriptionSource, is_group_state_stream,
 };
+pub use strata_core::system_streams::LINK_EVENT_TYPE;

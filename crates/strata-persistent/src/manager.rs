@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use strata_core::{EventStore, ExpectedRevision, StreamMetadata, StreamName, StreamState};
+use strata_core::{
+    EventStore, ExpectedRevision, StreamMetadata, StreamName, StreamState, system_streams,
+};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::checkpoint::{self, Checkpoint};
@@ -159,10 +161,12 @@ impl PersistentSubscriptions {
 
     async fn current_end(&self, source: &SubscriptionSource) -> Result<Option<u64>> {
         Ok(match source {
-            SubscriptionSource::Stream(stream) => match self.store.stream_state(stream).await? {
-                StreamState::At(revision) => Some(revision.0),
-                StreamState::NoStream | StreamState::Tombstoned => None,
-            },
+            SubscriptionSource::Stream(stream) => {
+                match system_streams::stream_state(&*self.store, stream).await? {
+                    StreamState::At(revision) => Some(revision.0),
+                    StreamState::NoStream | StreamState::Tombstoned => None,
+                }
+            }
             SubscriptionSource::All => self.store.last_position().await?.map(|p| p.0),
         })
     }

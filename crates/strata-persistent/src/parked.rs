@@ -2,18 +2,16 @@
 
 use std::collections::BTreeMap;
 
+use strata_core::system_streams::{LINK_EVENT_TYPE, ResolvedEvent, resolve_link};
 use strata_core::{
     Bytes, ContentType, EventId, EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions,
-    RecordedEvent, StreamMetadata, StreamName, StreamState,
+    RecordedEvent, StreamMetadata, StreamState,
 };
 
 use crate::consumer::PersistentEvent;
 use crate::error::Result;
 use crate::group::Group;
 use crate::window::{Slot, SlotKey, SlotState};
-
-/// Event type of link events: their data is `<revision>@<stream>`.
-pub const LINK_EVENT_TYPE: &str = "$>";
 
 /// Parked events loaded per replay chunk.
 const REPLAY_CHUNK_EVENTS: u64 = 512;
@@ -43,40 +41,25 @@ pub(crate) fn link_to(event: &RecordedEvent) -> ProposedEvent {
     }
 }
 
-/// The event a link points at, with the link; the link alone when its target is gone or the
-/// link does not parse.
-pub(crate) async fn resolve(store: &dyn EventStore, link: RecordedEvent) -> PersistentEvent {
-    match target(store, &link).await {
-        Some(event) => PersistentEvent {
-            event,
-            link: Some(link),
-            retry_count: 0,
-        },
-        None => PersistentEvent {
-            event: link,
-            link: None,
-            retry_count: 0,
-        },
+/// `event` as a group that resolves links delivers it (`strata_core`'s `resolve_link`): a
+/// link with the event it points at, or alone when its target is gone or cannot be read;
+/// any other event as it is.
+pub(crate) async fn resolve(store: &dyn EventStore, event: RecordedEvent) -> PersistentEvent {
+    let resolved = match resolve_link(store, event.clone()).await {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            tracing::warn!(stream = %event.stream, %error, "a link could not be resolved");
+            ResolvedEvent {
+                event: None,
+                link: Some(event),
+            }
+        }
+    };
+    PersistentEvent {
+        event: resolved.event,
+        link: resolved.link,
+        retry_count: 0,
     }
-}
-
-async fn target(store: &dyn EventStore, link: &RecordedEvent) -> Option<RecordedEvent> {
-    let text = std::str::from_utf8(&link.data).ok()?;
-    let (revision, stream) = text.split_once('@')?;
-    let revision: u64 = revision.parse().ok()?;
-    let stream = StreamName::new(stream).ok()?;
-    let options = ReadStreamOptions::forwards()
-        .from_revision(revision)
-        .max_count(1);
-    let events = store
-        .read_stream(&stream, options)
-        .await
-        .ok()?
-        .into_events();
-    events
-        .into_iter()
-        .next()
-        .filter(|event| event.revision.0 == revision)
 }
 
 impl Group {
@@ -90,7 +73,7 @@ impl Group {
                 continue;
             };
             if slot.state != SlotState::Done {
-                links.push(link_to(&slot.delivery.event));
+                links.push(link_to(slot.delivery.event_or_link()));
                 parked.push(key);
             }
         }
@@ -180,12 +163,13 @@ impl Group {
             self.replay.remaining = self.replay.remaining.saturating_sub(1);
             let revision = link.revision.0;
             let delivery = resolve(&*self.store, link).await;
-            if delivery.link.is_none() {
+            // A parked event that is gone is not replayed.
+            if delivery.event.is_none() || delivery.link.is_none() {
                 continue;
             }
             let key = self.replay.next_key;
             self.replay.next_key += 1;
-            let ids = [delivery.ack_id(), delivery.event.id];
+            let ids = delivery.ids();
             let slot = Slot::new(delivery, revision);
             chunk_bytes += slot.overhead_bytes() + slot.payload_bytes();
             self.replay.slots.insert(key, slot);
@@ -205,7 +189,7 @@ impl Group {
 
 #[cfg(test)]
 mod tests {
-    use strata_core::{Position, Revision, Timestamp};
+    use strata_core::{Position, Revision, StreamName, Timestamp};
 
     use super::*;
 

@@ -54,14 +54,15 @@ impl Slot {
         let names = |event: &RecordedEvent| event.stream.as_str().len() + event.event_type.len();
         std::mem::size_of::<Slot>()
             + SLOT_INDEX_BYTES
-            + names(&self.delivery.event)
+            + self.delivery.event.as_ref().map_or(0, names)
             + self.delivery.link.as_ref().map_or(0, names)
     }
 
     /// Bytes of data and metadata, held until the event is finished.
     pub(crate) fn payload_bytes(&self) -> usize {
         let payload = |event: &RecordedEvent| event.data.len() + event.metadata.len();
-        payload(&self.delivery.event) + self.delivery.link.as_ref().map_or(0, payload)
+        self.delivery.event.as_ref().map_or(0, payload)
+            + self.delivery.link.as_ref().map_or(0, payload)
     }
 
     /// Drops the data and metadata of a finished event (a checkpoint needs only its place).
@@ -70,10 +71,11 @@ impl Slot {
             event.data = Bytes::new();
             event.metadata = Bytes::new();
         };
-        release(&mut self.delivery.event);
-        if let Some(link) = &mut self.delivery.link {
-            release(link);
-        }
+        self.delivery
+            .event
+            .iter_mut()
+            .chain(self.delivery.link.iter_mut())
+            .for_each(release);
     }
 }
 
@@ -226,7 +228,7 @@ mod tests {
             created: Timestamp(0),
         };
         let delivery = PersistentEvent {
-            event,
+            event: Some(event),
             link: None,
             retry_count: 0,
         };
@@ -272,7 +274,7 @@ mod tests {
                 .get_mut(second)
                 .unwrap()
                 .delivery
-                .event
+                .event_or_link()
                 .data
                 .is_empty()
         );

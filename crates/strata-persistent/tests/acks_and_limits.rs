@@ -103,7 +103,10 @@ async fn two_events_with_one_id_in_one_window_are_each_finished_by_their_own_ack
     let mut consumer = connect(&subscriptions, &source, "g", 10).await;
     let first = next(&mut consumer).await;
     let second = next(&mut consumer).await;
-    assert_eq!((first.event.id, second.event.id), (shared, shared));
+    assert_eq!(
+        (first.event_or_link().id, second.event_or_link().id),
+        (shared, shared)
+    );
 
     consumer.ack(vec![shared]).await.unwrap();
     let after_one = info(&subscriptions, &source).await;
@@ -133,15 +136,15 @@ async fn an_ack_finishes_the_event_in_flight_at_the_consumer_that_sent_it() {
     append_with_id(&store, "dup-b", shared).await;
     let at_one = next(&mut one).await;
     let at_two = next(&mut two).await;
-    assert_ne!(at_one.event.stream, at_two.event.stream);
+    assert_ne!(at_one.event_or_link().stream, at_two.event_or_link().stream);
 
     // Consumer one acks the id: its own event is finished, not the one at consumer two.
     one.ack(vec![shared]).await.unwrap();
     drop(two);
     let again = next(&mut one).await;
     assert_eq!(
-        (again.event.stream, again.retry_count),
-        (at_two.event.stream, 1),
+        (&again.event_or_link().stream, again.retry_count),
+        (&at_two.event_or_link().stream, 1),
         "the event consumer two held is still unfinished and comes back"
     );
     one.ack(vec![shared]).await.unwrap();
@@ -175,7 +178,7 @@ async fn two_links_to_one_event_are_each_finished_by_an_ack_of_the_shared_event_
         .unwrap();
     let mut consumer = connect(&subscriptions, &source, "g", 10).await;
     for _ in 0..2 {
-        assert_eq!(next(&mut consumer).await.event.id, target);
+        assert_eq!(next(&mut consumer).await.event_or_link().id, target);
     }
     consumer.ack(vec![target, target]).await.unwrap();
     let finished = info(&subscriptions, &source).await;
@@ -217,7 +220,7 @@ async fn a_window_stops_reading_at_its_byte_budget_and_an_event_over_it_still_ge
     assert_eq!(held.window_count, 3, "{held:?}");
     assert_eq!(held.last_known_place, Some(2));
     assert!(consumer.try_next().is_none());
-    while unacked.last().map(|event| event.event.id) != Some(ids[10]) {
+    while unacked.last().map(|event| event.event_or_link().id) != Some(ids[10]) {
         let oldest = unacked.remove(0);
         consumer.ack(vec![oldest.ack_id()]).await.unwrap();
         unacked.push(next(&mut consumer).await);
@@ -228,7 +231,7 @@ async fn a_window_stops_reading_at_its_byte_budget_and_an_event_over_it_still_ge
     assert_eq!(over.last_known_place, Some(10), "{over:?}");
     let acks: Vec<EventId> = unacked.drain(..).map(|event| event.ack_id()).collect();
     consumer.ack(acks).await.unwrap();
-    assert_eq!(next(&mut consumer).await.event.id, ids[11]);
+    assert_eq!(next(&mut consumer).await.event_or_link().id, ids[11]);
 }
 
 #[tokio::test]
@@ -288,7 +291,8 @@ async fn settings_the_reference_server_accepts_are_accepted_and_a_too_large_read
     for id in &ids {
         let event = next(&mut consumer).await;
         assert_eq!(
-            event.event.id, *id,
+            event.event_or_link().id,
+            *id,
             "the group delivers with these settings"
         );
         consumer.ack(vec![event.ack_id()]).await.unwrap();
@@ -341,7 +345,10 @@ async fn a_stream_group_starting_at_revision_two_to_the_64_minus_one_starts_at_t
     append_with_id(&store, "ending", new).await;
     let delivered = next(&mut consumer).await;
     assert_eq!(
-        (delivered.event.id, delivered.event.revision.0),
+        (
+            delivered.event_or_link().id,
+            delivered.event_or_link().revision.0
+        ),
         (new, 3),
         "only the event written after the creation is delivered"
     );

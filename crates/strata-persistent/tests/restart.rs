@@ -67,7 +67,7 @@ async fn acked_events_are_not_redelivered_after_a_restart_and_unacked_ones_are()
                 .await
                 .unwrap()
                 .unwrap();
-            received.push(event.event.id);
+            received.push(event.event_or_link().id);
         }
         // Acked out of order: 0, 1, 2, 5, 7 — 3, 4, 6, 8, 9 stay unacknowledged.
         acked = [0, 1, 2, 5, 7]
@@ -102,7 +102,7 @@ async fn acked_events_are_not_redelivered_after_a_restart_and_unacked_ones_are()
             .await
             .unwrap()
             .unwrap();
-        redelivered.insert(event.event.id);
+        redelivered.insert(event.event_or_link().id);
         consumer.ack(vec![event.ack_id()]).await.unwrap();
     }
     let expected: HashSet<EventId> = ids
@@ -243,11 +243,12 @@ async fn a_group_created_at_the_end_keeps_its_start_across_a_restart_before_any_
             .unwrap()
             .unwrap();
         assert!(
-            !history.contains(&first.event.id),
+            !history.contains(&first.event_or_link().id),
             "{name}: history is not delivered"
         );
         assert_eq!(
-            first.event.id, expected,
+            first.event_or_link().id,
+            expected,
             "{name}: events written after the creation are not skipped by a restart"
         );
     }

@@ -42,6 +42,7 @@ mod read_stream;
 mod reference;
 mod subscriptions;
 mod support;
+mod system_streams;
 mod tombstone;
 mod windows;
 
@@ -155,6 +156,13 @@ macro_rules! __strata_conformance_cases {
             persistence::reopen_twice_keeps_appending,
             windows::read_all_window_bounds_and_counts_the_events_looked_at,
             windows::filtered_subscription_checkpoints_every_interval_of_events_examined,
+            system_streams::category_stream_reads_forwards_and_backwards,
+            system_streams::event_type_correlation_and_stream_lists,
+            system_streams::links_resolve_to_their_targets,
+            system_streams::category_subscription_catches_up_under_concurrent_appends,
+            system_streams::links_of_deleted_and_truncated_streams_stay_and_resolve_to_nothing,
+            system_streams::writes_to_system_streams_are_refused,
+            system_streams::index_filtered_all_reads_equal_the_definition,
         }
     };
 }

@@ -281,29 +281,32 @@ fn event_ids(
     ids.iter().map(|id| event_id(Some(id))).collect()
 }
 
+/// A delivery as KurrentDB sends it: the event (unset for a link whose target is gone) and
+/// the link, both at the position of what was read (the link's, if any).
 fn event_content(delivery: &PersistentEvent, format: UuidFormat) -> Content {
+    let position = delivery.original().position.0;
+    let wire = |event: &RecordedEvent| recorded_event(event, position, format);
     Content::Event(ReadEvent {
-        event: Some(recorded_event(&delivery.event, format)),
-        link: delivery
-            .link
-            .as_ref()
-            .map(|link| recorded_event(link, format)),
-        position: Some(read_event::Position::CommitPosition(
-            delivery.original().position.0,
-        )),
+        event: delivery.event.as_ref().map(wire),
+        link: delivery.link.as_ref().map(wire),
+        position: Some(read_event::Position::CommitPosition(position)),
         count: Some(read_event::Count::RetryCount(
             i32::try_from(delivery.retry_count).unwrap_or(i32::MAX),
         )),
     })
 }
 
-fn recorded_event(event: &RecordedEvent, format: UuidFormat) -> read_event::RecordedEvent {
+fn recorded_event(
+    event: &RecordedEvent,
+    position: u64,
+    format: UuidFormat,
+) -> read_event::RecordedEvent {
     read_event::RecordedEvent {
         id: Some(wire_uuid(event.id, format)),
         stream_identifier: Some(stream_identifier(&event.stream)),
         stream_revision: event.revision.0,
-        prepare_position: event.position.0,
-        commit_position: event.position.0,
+        prepare_position: position,
+        commit_position: position,
         metadata: system_metadata(event),
         custom_metadata: event.metadata.clone(),
         data: event.data.clone(),

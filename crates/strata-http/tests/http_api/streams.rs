@@ -566,3 +566,61 @@ async fn a_body_that_never_finishes_is_answered_408_and_writes_nothing() {
         "nothing was written"
     );
 }
+
+/// `resolveLinks=true` shows `$ce-…` links as the events they point at, with the link; the
+/// compatibility feed resolves by default and shows links with `ResolveLinkTos: false`.
+#[tokio::test]
+async fn reads_resolve_links_when_asked() {
+    let server = start().await;
+    let ids = server.append("order-1", 2).await;
+    let get = |path: String| {
+        let client = server.client.clone();
+        async move {
+            let answer = client.get(path).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let links = get(server.url("/v1/streams/$ce-order")).await;
+    let events = links["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["type"], "$>");
+    assert!(events[0].get("link").is_none());
+
+    let resolved = get(server.url("/v1/streams/$ce-order?resolveLinks=true&count=1")).await;
+    let event = &resolved["events"][0];
+    assert_eq!(event["id"], ids[0].as_str());
+    assert_eq!(event["stream"], "order-1");
+    assert_eq!(event["link"]["stream"], "$ce-order");
+    assert_eq!(event["link"]["revision"], 0);
+    assert_eq!(resolved["nextRevision"], 1, "pages follow the links");
+
+    let all = get(server.url("/v1/all?resolveLinks=true&streamPrefix=order-")).await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
+
+    let bad = server
+        .client
+        .get(server.url("/v1/streams/$ce-order?resolveLinks=yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let feed = |resolve: Option<&'static str>| {
+        let mut request = server
+            .client
+            .get(server.url("/streams/$ce-order?embed=body"))
+            .header("accept", "application/vnd.kurrent.atom+json");
+        if let Some(value) = resolve {
+            request = request.header("ES-ResolveLinkTos", value);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let resolved = feed(None).await;
+    let entry = &resolved["entries"][0];
+    assert_eq!(entry["streamId"], "order-1", "{entry}");
+    assert_eq!(entry["positionStreamId"], "$ce-order");
+    let links = feed(Some("false")).await;
+    assert_eq!(links["entries"][0]["streamId"], "$ce-order");
+    assert_eq!(links["entries"][0]["eventType"], "$>");
+}
