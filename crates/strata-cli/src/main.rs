@@ -87,7 +87,8 @@ enum Command {
     /// List streams with their event counts and last revisions.
     #[command(after_help = "Example:\n  strata streams --data-dir ./strata-data\n\n\
         Counted from one pass over `$all`: it includes events a stream's metadata hides, and\n\
-        deleted streams. System and metadata streams are listed with --all.")]
+        deleted streams. System and metadata streams are listed with --all; --categories and\n\
+        --event-types count the events of each category or event type instead.")]
     Streams(data::streams::StreamsArgs),
     /// Get or set a stream's metadata.
     #[command(after_help = "Examples:\n  \

@@ -161,7 +161,7 @@ pub use strata_remote::RemoteStore;
 /// let second = worker.next().await?;
 /// worker.ack(vec![second.ack_id()]).await?;
 /// let retried = worker.next().await?;
-/// assert_eq!((retried.event.id, retried.retry_count), (first.event.id, 1));
+/// assert_eq!((retried.event_or_link().id, retried.retry_count), (first.event_or_link().id, 1));
 /// # Ok(())
 /// # }
 /// ```

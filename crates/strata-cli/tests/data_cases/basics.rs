@@ -171,6 +171,40 @@ pub fn streams_lists_event_counts_and_last_revisions(store: &Target) {
     assert_eq!(lines[2]["stream"], "b-stream");
     assert_eq!(lines[2]["event_count"], 3);
     assert_eq!(lines[2]["last_revision"], 2);
+
+    store.ok(&["append", "b-other", "--type", "U", "--data", "1"]);
+    let categories = store.ok(&["streams", "--categories"]);
+    let rows: Vec<Vec<&str>> = categories
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec!["CATEGORY", "EVENTS"], vec!["a", "1"], vec!["b", "4"]]
+    );
+    let types = store.ok(&["streams", "--event-types", "--json"]);
+    let lines: Vec<Value> = types
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    let counted: Vec<(String, u64)> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["event_type"].as_str().expect("type").to_owned(),
+                line["event_count"].as_u64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("$metadata".to_owned(), 1),
+            ("T".to_owned(), 4),
+            ("U".to_owned(), 1)
+        ],
+        "as $et-… holds them: the metadata of user streams included"
+    );
 }
 
 /// Case run in both modes.

@@ -1,0 +1,141 @@
+//! Measures the secondary indexes of issue 13 on the embedded engine, in one run:
+//! appends with the indexes on and off, a `$ce-<category>` read (1 of 100 categories), and
+//! an `$all` read that selects 1% of the log by event type — through the index
+//! (`$idx-et-<type>`) and by the scanning filter it replaces.
+//!
+//! `cargo run --release -p strata-engine --example index_reads -- DIR [EVENTS]`
+//! (DIR must not exist; it is removed at the end). Prints one JSON object.
+
+use std::time::Instant;
+
+use strata_core::{
+    EventFilter, EventStore, ExpectedRevision, FilterTarget, ProposedEvent, ReadAllOptions,
+    ReadStreamOptions, StreamName,
+};
+use strata_engine::{Config, Durability, Store};
+
+const CATEGORIES: usize = 100;
+const STREAMS_PER_CATEGORY: usize = 10;
+const EVENTS_PER_APPEND: usize = 100;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().expect("usage: index_reads DIR [EVENTS]"));
+    let events: usize = args
+        .next()
+        .map_or(2_000_000, |text| text.parse().expect("EVENTS"));
+    assert!(!dir.exists(), "{} exists", dir.display());
+
+    let append_off = append(&dir.join("off"), events, false).await;
+    let append_on = append(&dir.join("on"), events, true).await;
+    let store = Store::open(dir.join("on"), config(true)).expect("open");
+
+    let category = StreamName::new("cat7").expect("name");
+    let started = Instant::now();
+    let mut read = 0usize;
+    let mut from = 0u64;
+    loop {
+        let slice = store
+            .read_stream(
+                &StreamName::new(format!("$ce-{category}")).expect("name"),
+                ReadStreamOptions::forwards()
+                    .from_revision(from)
+                    .max_count(4_096),
+            )
+            .await
+            .expect("read");
+        let page = slice.into_events();
+        if page.is_empty() {
+            break;
+        }
+        read += page.len();
+        from += page.len() as u64;
+    }
+    let category_rate = read as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(read, events / CATEGORIES);
+
+    let indexed = filtered_read(&store, "$idx-et-Rare", FilterTarget::StreamName).await;
+    let scanned = filtered_read(&store, "Rare", FilterTarget::EventType).await;
+    assert_eq!(indexed.0, scanned.0, "both reads find the same events");
+    store.close();
+    drop(store);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+
+    println!(
+        "{{\"events\":{events},\"append_events_per_s_indexes_off\":{append_off:.0},\
+         \"append_events_per_s_indexes_on\":{append_on:.0},\
+         \"ce_read_events_per_s\":{category_rate:.0},\"ce_events\":{read},\
+         \"type_filter_matches\":{},\"idx_read_ms\":{:.2},\"scan_read_ms\":{:.2},\
+         \"idx_speedup\":{:.1}}}",
+        indexed.0,
+        indexed.1 * 1e3,
+        scanned.1 * 1e3,
+        scanned.1 / indexed.1
+    );
+}
+
+fn config(system_streams: bool) -> Config {
+    Config {
+        system_streams,
+        durability: Durability::Fsync,
+        ..Config::default()
+    }
+}
+
+/// Appends `events` in appends of 100 to 1,000 streams of 100 categories; every 100th event
+/// is of type `Rare`. Returns events per second.
+async fn append(dir: &std::path::Path, events: usize, system_streams: bool) -> f64 {
+    let store = Store::open(dir, config(system_streams)).expect("open");
+    let streams: Vec<StreamName> = (0..CATEGORIES * STREAMS_PER_CATEGORY)
+        .map(|n| StreamName::new(format!("cat{}-{}", n % CATEGORIES, n)).expect("name"))
+        .collect();
+    let started = Instant::now();
+    let appends = events / EVENTS_PER_APPEND;
+    let mut tasks = tokio::task::JoinSet::new();
+    let store_ref = std::sync::Arc::clone(&store);
+    let writers = 8;
+    for writer in 0..writers {
+        let store = std::sync::Arc::clone(&store_ref);
+        let streams = streams.clone();
+        tasks.spawn(async move {
+            for append in (writer..appends).step_by(writers) {
+                let batch = (0..EVENTS_PER_APPEND)
+                    .map(|i| {
+                        let kind = if i == 0 { "Rare" } else { "Common" };
+                        ProposedEvent::json(kind, r#"{"amount":42,"note":"benchmark payload"}"#)
+                    })
+                    .collect();
+                store
+                    .append(
+                        &streams[append % streams.len()],
+                        ExpectedRevision::Any,
+                        batch,
+                    )
+                    .await
+                    .expect("append");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let rate = (appends * EVENTS_PER_APPEND) as f64 / started.elapsed().as_secs_f64();
+    store.close();
+    rate
+}
+
+/// Reads all of `$all` through `filter`; returns the matches and the seconds it took.
+async fn filtered_read(store: &Store, prefix: &str, target: FilterTarget) -> (usize, f64) {
+    let filter = EventFilter::prefixes(target, vec![prefix.to_owned()]).expect("filter");
+    let started = Instant::now();
+    let mut options = ReadAllOptions::forwards().max_count(4_096).filter(filter);
+    let mut found = 0;
+    loop {
+        let page = store.read_all(options.clone()).await.expect("read");
+        found += page.events.len();
+        if page.is_end {
+            break;
+        }
+        options = options.from_position(page.next_position);
+    }
+    (found, started.elapsed().as_secs_f64())
+}
