@@ -35,7 +35,7 @@
 //!     .connect(&source, "billing", ConsumerOptions::default())
 //!     .await?;
 //! let delivery = consumer.next().await?;
-//! assert_eq!(delivery.event.event_type, "Placed");
+//! assert_eq!(delivery.event_or_link().event_type, "Placed");
 //! consumer.ack(vec![delivery.ack_id()]).await?;
 //! # Ok(())
 //! # }
