@@ -192,6 +192,33 @@ pub struct IndexSlice {
     pub last_revision: Option<u64>,
 }
 
+impl IndexSlice {
+    /// The slice of an index of `len` events whose revisions `window` hold `events`
+    /// (ascending, as [`index_window`] gives them), in `direction`'s order.
+    pub fn of_window(
+        events: Vec<RecordedEvent>,
+        window: Range<u64>,
+        len: u64,
+        direction: Direction,
+    ) -> Self {
+        let mut events: Vec<IndexedEvent> = events
+            .into_iter()
+            .zip(window)
+            .map(|(event, index_revision)| IndexedEvent {
+                index_revision,
+                event,
+            })
+            .collect();
+        if direction == Direction::Backwards {
+            events.reverse();
+        }
+        IndexSlice {
+            events,
+            last_revision: len.checked_sub(1),
+        }
+    }
+}
+
 /// The index revisions a read with `options` covers in an index of `len` events, in
 /// ascending order (a backwards read returns them reversed).
 pub fn index_window(options: &ReadStreamOptions, len: u64) -> Range<u64> {
@@ -255,23 +282,17 @@ pub async fn read_index_by_scanning<S: EventStore + ?Sized>(
     }
     let len = matching.len() as u64;
     let window = index_window(&options, len);
-    let mut events: Vec<IndexedEvent> = matching
+    let in_window: Vec<RecordedEvent> = matching
         .into_iter()
-        .zip(0..)
         .skip(usize::try_from(window.start).unwrap_or(usize::MAX))
         .take(usize::try_from(window.end - window.start).unwrap_or(usize::MAX))
-        .map(|(event, index_revision)| IndexedEvent {
-            index_revision,
-            event,
-        })
         .collect();
-    if options.direction == Direction::Backwards {
-        events.reverse();
-    }
-    Ok(IndexSlice {
-        events,
-        last_revision: len.checked_sub(1),
-    })
+    Ok(IndexSlice::of_window(
+        in_window,
+        window,
+        len,
+        options.direction,
+    ))
 }
 
 /// Reads the system stream `stream` (served from `key`) as a KurrentDB client would find

@@ -8,9 +8,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
-use strata_core::system_streams::{
-    IndexKey, IndexSlice, IndexedEvent, index_window, read_system_stream,
-};
+use strata_core::system_streams::{IndexKey, IndexSlice, index_window, read_system_stream};
 use strata_core::{
     AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
     Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName,
@@ -356,21 +354,12 @@ impl EventStore for Store {
         let events =
             off_the_runtime(move || LogReader::new(&shared.segments).read_events(&positions))
                 .await?;
-        let mut events: Vec<IndexedEvent> = events
-            .into_iter()
-            .zip(revisions)
-            .map(|(event, index_revision)| IndexedEvent {
-                index_revision,
-                event,
-            })
-            .collect();
-        if options.direction == Direction::Backwards {
-            events.reverse();
-        }
-        Ok(IndexSlice {
+        Ok(IndexSlice::of_window(
             events,
-            last_revision: len.checked_sub(1),
-        })
+            revisions,
+            len,
+            options.direction,
+        ))
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
