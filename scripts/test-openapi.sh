@@ -13,26 +13,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+# shellcheck source=scripts/lib/python-env.sh
+source "$root/scripts/lib/python-env.sh"
 
 venv="${STRATA_OPENAPI_VENV:-$HOME/.cache/strata-venv-schemathesis}"
 req="$root/tests/openapi/requirements.txt"
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
-fi
-# Reinstall only when the requirements changed since the last successful install.
-stamp="$venv/.strata-requirements"
-if ! cmp -s "$req" "$stamp"; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  cp "$req" "$stamp"
-fi
+ensure_venv "$venv" "$req"
 
-if [[ -z "${STRATA_BIN:-}" ]]; then
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  STRATA_BIN="$target/debug/strata"
-  # Always (re)build: a stale binary would test old code. Cheap when up to date.
-  cargo build --quiet --bin strata
-fi
+default_strata_bin "$root"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/strata-openapi.XXXXXX")"
 server_pid=""

@@ -9,27 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+# shellcheck source=scripts/lib/python-env.sh
+source "$root/scripts/lib/python-env.sh"
 
 venv="${STRATA_VENV:-$HOME/.cache/strata-venv}"
 req="$root/tests/python/requirements.txt"
 
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
-fi
-# Reinstall only when the requirements changed since the last successful install.
-stamp="$venv/.strata-requirements"
-if ! cmp -s "$req" "$stamp"; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  cp "$req" "$stamp"
-fi
+ensure_venv "$venv" "$req"
 
-if [[ -z "${STRATA_BIN:-}" ]]; then
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  STRATA_BIN="$target/debug/strata"
-  # Always (re)build: a stale binary would test old code. Cheap when up to date.
-  cargo build --quiet --bin strata
-fi
+default_strata_bin "$root"
 case "$STRATA_BIN" in /*) ;; *) STRATA_BIN="$root/$STRATA_BIN" ;; esac
 if [[ ! -x "$STRATA_BIN" ]]; then
   echo "test-python: strata binary not found or not executable: $STRATA_BIN" >&2
