@@ -98,12 +98,13 @@ pub(crate) fn load_index(
 
 /// Sizes the index from the files' headers. Streams repeat across files, so the sum may
 /// overshoot; it is capped by what the files' bytes could describe, and a failed
-/// reservation only means the table grows as it loads.
+/// reservation only means the table grows as it loads. The counts are not checked yet (a
+/// damaged header may announce anything), hence the saturating sum.
 fn reserve_streams(index: &mut Index, files: &[(u64, PathBuf)]) {
-    let announced: u64 = files
+    let announced = files
         .iter()
         .map(|(_, path)| announced_stream_count(path))
-        .sum();
+        .fold(0u64, u64::saturating_add);
     let file_bytes: u64 = files
         .iter()
         .filter_map(|(_, path)| std::fs::metadata(path).ok())

@@ -501,6 +501,9 @@ enum IndexDamage {
     FlippedByte,
     CutShort,
     Missing,
+    /// Every file's header announces u64::MAX streams (found by fuzz/index_file: the sum
+    /// of the announced counts overflowed).
+    HugeStreamCounts,
 }
 
 #[tokio::test]
@@ -509,6 +512,7 @@ async fn a_damaged_index_file_is_rebuilt_from_the_log() {
         IndexDamage::FlippedByte,
         IndexDamage::CutShort,
         IndexDamage::Missing,
+        IndexDamage::HugeStreamCounts,
     ] {
         let dir = TempDir::new().unwrap();
         let store = open(dir.path());
@@ -554,6 +558,13 @@ async fn a_damaged_index_file_is_rebuilt_from_the_log() {
                     .unwrap();
             }
             IndexDamage::Missing => std::fs::remove_file(target).unwrap(),
+            IndexDamage::HugeStreamCounts => {
+                for file in &files {
+                    let file = OpenOptions::new().write(true).open(file).unwrap();
+                    // The stream count of the header (docs/ON_DISK_FORMAT.md).
+                    file.write_all_at(&u64::MAX.to_le_bytes(), 32).unwrap();
+                }
+            }
         }
 
         let store = open(dir.path());
