@@ -2,8 +2,9 @@
 # The whole test suite: every Rust test (unit, conformance on the engine and on PostgreSQL,
 # property, crash, corruption, the official Rust client against real servers), the doc
 # tests, the official Python client against a real `strata serve`, the HTTP API fuzzed
-# against its OpenAPI document (schemathesis), and both clients again
-# with every server keeping its events in PostgreSQL.
+# against its OpenAPI document (schemathesis), every fuzz target for a fixed number of
+# inputs (scripts/fuzz.sh), and both clients again with every server keeping its events in
+# PostgreSQL.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`; STRATA_TEST_POSTGRES_URL
 # overrides): scripts/ensure-postgres.sh installs and starts it when nothing answers.
@@ -15,5 +16,6 @@ cargo nextest run --workspace --all-features
 cargo test --workspace --all-features --doc
 scripts/test-python.sh
 scripts/test-openapi.sh
+scripts/fuzz.sh --runs "${STRATA_FUZZ_RUNS:-3000}"
 STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'
 STRATA_TEST_STORE=postgres scripts/test-python.sh
