@@ -25,7 +25,12 @@ fuzz_target!(|input: Input<'_>| {
             let _ = filter.try_matches_parts(field, field);
         }
     }
-    let prefixes = input.fields.iter().take(4).map(|field| field.to_string()).collect();
+    let prefixes = input
+        .fields
+        .iter()
+        .take(4)
+        .map(|field| field.to_string())
+        .collect();
     if let Ok(filter) = EventFilter::prefixes(target, prefixes) {
         let _ = filter.index_key();
         let _ = filter.try_matches_field(input.pattern);

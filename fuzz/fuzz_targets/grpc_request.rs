@@ -48,8 +48,11 @@ fuzz_target!(|input: Input| {
         body.put_slice(message);
     }
     runtime().block_on(async {
-        let router = strata_grpc::routes(shared_store(), strata_grpc::Advertised::new("127.0.0.1", 2113))
-            .into_axum_router();
+        let router = strata_grpc::routes(
+            shared_store(),
+            strata_grpc::Advertised::new("127.0.0.1", 2113),
+        )
+        .into_axum_router();
         let request = axum::http::Request::post(path)
             .header("content-type", "application/grpc")
             .header("te", "trailers")

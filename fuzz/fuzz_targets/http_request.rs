@@ -61,7 +61,9 @@ fn router() -> axum::Router {
         .get_or_init(|| {
             let _guard = runtime().enter();
             let store = shared_store();
-            let persistent = Arc::new(strata_persistent::PersistentSubscriptions::new(Arc::clone(&store)));
+            let persistent = Arc::new(strata_persistent::PersistentSubscriptions::new(Arc::clone(
+                &store,
+            )));
             strata_http::HttpApi::new(
                 store,
                 persistent,

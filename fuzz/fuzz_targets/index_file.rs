@@ -33,7 +33,11 @@ fuzz_target!(|input: Input| {
         let store = Store::open(&dir, small_config())
             .unwrap_or_else(|error| panic!("a damaged index file must not stop the open: {error}"));
         let events = read_all(store.as_ref()).await.expect("read $all");
-        assert_eq!(events, template().events, "$all after the index was rebuilt");
+        assert_eq!(
+            events,
+            template().events,
+            "$all after the index was rebuilt"
+        );
         store.close();
     });
     let _ = std::fs::remove_dir_all(&dir);

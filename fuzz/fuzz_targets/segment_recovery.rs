@@ -6,7 +6,9 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use strata_engine::Store;
-use strata_fuzz::{Patch, copy_of_template, damage, files_with_extension, read_all, runtime, small_config};
+use strata_fuzz::{
+    Patch, copy_of_template, damage, files_with_extension, read_all, runtime, small_config,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

@@ -10,8 +10,12 @@ fuzz_target!(|json: &[u8]| {
     let _ = StreamMetadata::from_json_or_default(&stream, json);
     if let Ok(metadata) = StreamMetadata::from_json(&stream, json) {
         let written = metadata.to_json();
-        let again = StreamMetadata::from_json(&stream, &written)
-            .unwrap_or_else(|error| panic!("{} does not parse: {error}", String::from_utf8_lossy(&written)));
+        let again = StreamMetadata::from_json(&stream, &written).unwrap_or_else(|error| {
+            panic!(
+                "{} does not parse: {error}",
+                String::from_utf8_lossy(&written)
+            )
+        });
         assert_eq!(again, metadata, "{}", String::from_utf8_lossy(&written));
     }
 });

@@ -7,8 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use strata_core::{
-    EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, RecordedEvent, Result,
-    StreamName,
+    EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, RecordedEvent, Result, StreamName,
 };
 use strata_engine::{Config, Store};
 
@@ -69,11 +68,17 @@ pub fn template() -> &'static Template {
                 for stream in ["order-1", "order-2", "cart-7", "$$order-2"] {
                     let stream = StreamName::new(stream).expect("name");
                     let event = if stream.as_str().starts_with("$$") {
-                        ProposedEvent::json("$metadata", format!(r#"{{"$maxCount":{}}}"#, round + 3))
+                        ProposedEvent::json(
+                            "$metadata",
+                            format!(r#"{{"$maxCount":{}}}"#, round + 3),
+                        )
                     } else if round % 3 == 0 {
                         ProposedEvent::binary("Blob", vec![round as u8; 40 + round as usize])
                     } else {
-                        ProposedEvent::json("Happened", format!(r#"{{"round":{round},"note":"fuzz"}}"#))
+                        ProposedEvent::json(
+                            "Happened",
+                            format!(r#"{{"round":{round},"note":"fuzz"}}"#),
+                        )
                     };
                     store
                         .append(&stream, ExpectedRevision::Any, vec![event])
@@ -83,7 +88,11 @@ pub fn template() -> &'static Template {
             }
             let gone = StreamName::new("gone-1").expect("name");
             store
-                .append(&gone, ExpectedRevision::Any, vec![ProposedEvent::json("Happened", "{}")])
+                .append(
+                    &gone,
+                    ExpectedRevision::Any,
+                    vec![ProposedEvent::json("Happened", "{}")],
+                )
                 .await
                 .expect("append");
             store
