@@ -147,6 +147,67 @@ impl StreamRead {
     }
 }
 
+/// What a scavenge may remove from one stream: what no read can return any more, decided
+/// by [`plan_stream_read`] itself so that the two never disagree.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retention {
+    /// The stream is tombstoned: every event but the tombstone.
+    AllButTombstone,
+    /// Every revision below `keep_from`. When `expiry` is set, run it first (as a read
+    /// does) and raise `keep_from` to its first unexpired revision, capped at `last`.
+    Below {
+        keep_from: u64,
+        last: u64,
+        expiry: Option<ExpirySearch>,
+    },
+}
+
+impl Retention {
+    /// The first revision to keep once `search` (this retention's `expiry`, run) is done.
+    pub fn keep_from_after(keep_from: u64, last: u64, search: Option<&ExpirySearch>) -> u64 {
+        search
+            .map_or(keep_from, |search| keep_from.max(search.first_unexpired()))
+            .min(last)
+    }
+}
+
+/// What a scavenge at `now` may remove from `stream` (see [`Retention`]). The last event of
+/// a stream that is not tombstoned is always kept, even when no read returns it (a
+/// soft-deleted stream, `$tb` past the end): it holds the stream's head, from which the
+/// next append's revision follows after a reopen — as KurrentDB's scavenge keeps it.
+pub fn retention(
+    stream: &StreamName,
+    head: &StreamHead,
+    described_head: Option<&StreamHead>,
+    now: Timestamp,
+) -> Retention {
+    let Some(last) = head.last_revision else {
+        return if head.tombstoned {
+            Retention::AllButTombstone
+        } else {
+            Retention::Below {
+                keep_from: 0,
+                last: 0,
+                expiry: None,
+            }
+        };
+    };
+    match plan_stream_read(stream, head, described_head, &ReadStreamOptions::forwards()) {
+        Err(_) if head.tombstoned => Retention::AllButTombstone,
+        // `$$S` of a tombstoned `S`, or a stream no read finds: its head stays.
+        Err(_) | Ok(None) => Retention::Below {
+            keep_from: last,
+            last,
+            expiry: None,
+        },
+        Ok(Some(read)) => Retention::Below {
+            keep_from: read.window.start.min(last),
+            last,
+            expiry: read.expiry_search(now),
+        },
+    }
+}
+
 /// A binary search for the first revision whose event `$maxAge` has not hidden, over the
 /// revisions a read can reach. It relies on created times not decreasing as revisions
 /// grow (each is the store's clock when the event was written), as KurrentDB's reader
