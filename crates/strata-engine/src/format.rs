@@ -555,10 +555,49 @@ mod tests {
         let crc = crc32c::crc32c(&header[0..60]);
         header[60..64].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(check_segment_header(&header, 0, 1 << 20), Ok(1));
+        // 3: rewritten by a scavenge.
         header[8..12].copy_from_slice(&3u32.to_le_bytes());
         let crc = crc32c::crc32c(&header[0..60]);
         header[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_segment_header(&header, 0, 1 << 20), Ok(3));
+        header[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let crc = crc32c::crc32c(&header[0..60]);
+        header[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(check_segment_header(&header, 0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_skip_frame_is_known_by_its_head_alone_and_checked() {
+        let mut run = vec![0u8; 4096];
+        run[..SKIP_HEAD_BYTES].copy_from_slice(&encode_skip_head(4096));
+        run[4092..].copy_from_slice(&encode_skip_trailer(4096));
+        assert_eq!(frame_length(&run, 8192), Err(FrameError::Skip(4096)));
+        // The head is enough: the hole behind it is never read.
+        assert_eq!(
+            frame_length(&run[..SKIP_HEAD_BYTES], 8192),
+            Err(FrameError::Skip(4096))
+        );
+        assert!(matches!(
+            decode_frame(&run, 8192),
+            Err(FrameError::Skip(4096))
+        ));
+        assert_eq!(trailer_length(&run), Some(4096));
+        assert!(matches!(
+            frame_length(&run, 4000),
+            Err(FrameError::Invalid(_))
+        ));
+        let mut damaged = run.clone();
+        damaged[0] = 0xf8;
+        assert!(matches!(
+            frame_length(&damaged, 8192),
+            Err(FrameError::Invalid(_))
+        ));
+        let mut flagged = run;
+        flagged[9] = 1;
+        assert!(matches!(
+            frame_length(&flagged, 8192),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]
