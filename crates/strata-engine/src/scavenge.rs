@@ -34,6 +34,9 @@ use crate::store::stream_head;
 /// Bytes read from a segment at once.
 const CHUNK_BYTES: u64 = 1 << 20;
 
+/// Told how far a scavenge has got.
+pub type ProgressCallback = Box<dyn FnMut(&ScavengeProgress) + Send>;
+
 /// How a scavenge runs.
 pub struct ScavengeOptions {
     /// Share of the time the scavenge works, 1–100: at 50 it sleeps as long as it works
@@ -42,7 +45,7 @@ pub struct ScavengeOptions {
     /// Set to stop after the segment under way (it is left as it was, or swapped whole).
     pub stop: Option<Arc<AtomicBool>>,
     /// Told after each chunk of a segment and after each segment.
-    pub progress: Option<Box<dyn FnMut(&ScavengeProgress) + Send>>,
+    pub progress: Option<ProgressCallback>,
 }
 
 impl Default for ScavengeOptions {
@@ -144,8 +147,22 @@ pub(crate) fn allocated_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Which segments a scavenge may rewrite.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The sealed segments (before the tail, covered by index files): the store is open.
+    Sealed,
+    /// The tail segment too, up to the log's end: the store is closed and its directory
+    /// locked by the caller, so nothing writes to it.
+    WithTail,
+}
+
 /// Runs a scavenge of the store behind `shared` (see the module's comment).
-pub(crate) fn scavenge(shared: &Shared, mut options: ScavengeOptions) -> Result<ScavengeReport> {
+pub(crate) fn scavenge(
+    shared: &Shared,
+    mut options: ScavengeOptions,
+    reach: Reach,
+) -> Result<ScavengeReport> {
     let started = Instant::now();
     let log_dir = shared.segments.log_dir().to_path_buf();
     let mut report = ScavengeReport {
@@ -158,9 +175,13 @@ pub(crate) fn scavenge(shared: &Shared, mut options: ScavengeOptions) -> Result<
     // open (unless the index is rebuilt) and never written again.
     let (covered_to, boundaries) = index_boundaries(&shared.index_dir)?;
     let durable_end = shared.durable_end.load(Ordering::Acquire);
-    let sealed_end = segments
-        .segment_of(durable_end)
-        .min(segments.segment_of(covered_to));
+    let sealed_end = if reach == Reach::WithTail && covered_to >= durable_end {
+        segments.segment_of(durable_end) + 1
+    } else {
+        segments
+            .segment_of(durable_end)
+            .min(segments.segment_of(covered_to))
+    };
     let floors = decide_floors(shared)?;
     report.segments_considered = sealed_end;
     let mut progress = ScavengeProgress {

@@ -135,7 +135,27 @@ impl Store {
         if self.threads.lock().is_empty() {
             return Err(Error::Closed);
         }
-        crate::scavenge::scavenge(&self.shared, options)
+        crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
+    }
+
+    /// Scavenges the store in `data_dir`, which no process may have open, the tail segment
+    /// included (up to the log's end): opens it, closes it (the index files then cover the
+    /// whole log), and scavenges every segment while holding the directory's lock. What
+    /// `strata scavenge` and `strata forget` run: afterwards no removed event's bytes are
+    /// left in any file of the directory.
+    ///
+    /// # Errors
+    /// As [`Store::open`] and [`Store::scavenge`].
+    pub fn scavenge_closed(
+        data_dir: impl AsRef<Path>,
+        config: Config,
+        options: crate::ScavengeOptions,
+    ) -> Result<crate::ScavengeReport> {
+        let data_dir = data_dir.as_ref();
+        let store = Store::open(data_dir, config)?;
+        store.close();
+        let _lock = lock_directory(data_dir)?;
+        crate::scavenge::scavenge(&store.shared, options, crate::scavenge::Reach::WithTail)
     }
 
     /// The directory this store lives in.

@@ -568,3 +568,85 @@ async fn scavenging_under_concurrent_appends_and_a_live_subscription_misses_noth
     let report = verify(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
 }
+
+/// Whether `needle` occurs in any file under `dir`.
+fn occurs_in_some_file(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            occurs_in_some_file(&path, needle)
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            bytes.windows(needle.len()).any(|window| window == needle)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory() {
+    const MARKER: &str = "PERSONAL-7f3a9c-DATA";
+    let clock = ManualClock::starting_now();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    append(&store, "other-1", 30).await;
+    for round in 0..5 {
+        let events = (0..4)
+            .map(|index| {
+                ProposedEvent::json(
+                    "Registered",
+                    format!(r#"{{"name":"{MARKER}","round":{round},"i":{index}}}"#),
+                )
+                .with_metadata(format!(r#"{{"note":"{MARKER}"}}"#))
+            })
+            .collect();
+        store
+            .append(&name("person-42"), ExpectedRevision::Any, events)
+            .await
+            .unwrap();
+        append(&store, "other-1", 30).await;
+    }
+    store
+        .tombstone_stream(&name("person-42"), ExpectedRevision::Any)
+        .await
+        .unwrap();
+    let others_before = stream_events(&store, "other-1", ReadStreamOptions::forwards()).await;
+    store.close();
+    drop(store);
+    assert!(occurs_in_some_file(dir.path(), MARKER.as_bytes()));
+
+    let report =
+        Store::scavenge_closed(dir.path(), config(&clock), ScavengeOptions::default()).unwrap();
+    assert_eq!(report.events_removed, 20);
+    assert!(
+        !occurs_in_some_file(dir.path(), MARKER.as_bytes()),
+        "the forgotten events' bytes are gone from every file"
+    );
+    let report = verify(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{report}");
+
+    // The store goes on: the tail segment, now sparse, takes new appends.
+    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    assert!(matches!(
+        store
+            .read_stream(&name("person-42"), ReadStreamOptions::forwards())
+            .await,
+        Err(strata_core::Error::StreamDeleted { .. })
+    ));
+    assert_eq!(
+        stream_events(&store, "other-1", ReadStreamOptions::forwards()).await,
+        others_before
+    );
+    append(&store, "other-1", 30).await;
+    let all = all_events(&store).await;
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    assert_eq!(all_events(&store).await, all);
+    assert_eq!(
+        stream_events(&store, "other-1", ReadStreamOptions::forwards())
+            .await
+            .len(),
+        others_before.len() + 30
+    );
+    store.close();
+}
