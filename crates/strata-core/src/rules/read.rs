@@ -275,6 +275,99 @@ mod tests {
             .map_or(0..0, |read| read.revisions())
     }
 
+    fn keep_from(retention: &Retention) -> Option<u64> {
+        match retention {
+            Retention::AllButTombstone => None,
+            Retention::Below { keep_from, .. } => Some(*keep_from),
+        }
+    }
+
+    #[test]
+    fn a_scavenge_removes_what_a_read_skips_and_keeps_every_head() {
+        let stream = StreamName::new("s-1").unwrap();
+        let now = Timestamp(0);
+        let retention = |head: &StreamHead| keep_from(&retention(&stream, head, None, now));
+        let truncated = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(4),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&truncated), Some(4));
+        let counted = head(
+            9,
+            StreamMetadata {
+                max_count: Some(3),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&counted), Some(7));
+        // `$tb` past the end, and a soft delete: the last event stays (the head).
+        let beyond = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(50),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&beyond), Some(9));
+        let soft_deleted = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(crate::metadata::SOFT_DELETED_TRUNCATE_BEFORE),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&soft_deleted), Some(9));
+        assert_eq!(retention(&head(9, StreamMetadata::default())), Some(0));
+        let tombstoned = StreamHead {
+            tombstoned: true,
+            ..head(9, StreamMetadata::default())
+        };
+        assert_eq!(retention(&tombstoned), None);
+        // A metadata stream keeps its last event; that of a tombstoned stream too.
+        let metastream = StreamName::new("$$s-1").unwrap();
+        let metadata_head = head(5, StreamMetadata::default());
+        let described = StreamHead::default();
+        assert_eq!(
+            keep_from(&retention_of(&metastream, &metadata_head, &described)),
+            Some(5)
+        );
+        assert_eq!(
+            keep_from(&retention_of(&metastream, &metadata_head, &tombstoned)),
+            Some(5)
+        );
+        // `$maxAge` asks for the same search a read runs.
+        let aging = head(
+            9,
+            StreamMetadata {
+                max_age: Some(Duration::from_secs(60)),
+                ..StreamMetadata::default()
+            },
+        );
+        let Retention::Below {
+            expiry: Some(mut search),
+            keep_from,
+            last,
+        } = super::retention(&stream, &aging, None, Timestamp(120_000_000_000))
+        else {
+            panic!("a search");
+        };
+        while let Some(probe) = search.next_probe() {
+            let created = (probe >= 6).then_some(Timestamp(100_000_000_000));
+            search.observe(probe, created);
+        }
+        assert_eq!(
+            Retention::keep_from_after(keep_from, last, Some(&search)),
+            6
+        );
+    }
+
+    fn retention_of(stream: &StreamName, head: &StreamHead, described: &StreamHead) -> Retention {
+        retention(stream, head, Some(described), Timestamp(0))
+    }
+
     #[test]
     fn the_count_applies_after_truncate_before_and_max_count() {
         let truncated = head(
