@@ -183,3 +183,23 @@ impl VersionedMetadata {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/stream_metadata`: a number too large for an integer was parsed to a
+    /// float that, written back, parsed to a different float.
+    #[test]
+    fn a_custom_number_survives_being_written_back() {
+        let stream = StreamName::new("order-1").unwrap();
+        for json in [
+            r#"{"big":229223372036854775807}"#,
+            r#"{"small":1.0000000000000002e-300,"third":0.3333333333333333}"#,
+        ] {
+            let metadata = StreamMetadata::from_json(&stream, json.as_bytes()).unwrap();
+            let again = StreamMetadata::from_json(&stream, &metadata.to_json()).unwrap();
+            assert_eq!(again, metadata, "{json}");
+        }
+    }
+}

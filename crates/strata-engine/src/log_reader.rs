@@ -19,8 +19,11 @@ const SCAN_CHUNK_BYTES: u64 = 1 << 20;
 const SCAN_FIRST_CHUNK_BYTES: u64 = 64 << 10;
 /// Bytes read at once for a single frame whose length is not known yet.
 const FRAME_PROBE_BYTES: u64 = 4 << 10;
-/// Positions closer than this are fetched with one read.
+/// A read fetching several events spans at most this many bytes.
 const COALESCE_SPAN_BYTES: u64 = 256 << 10;
+/// Positions this close to the one before them join its read; farther ones get their own,
+/// so a sparse selection (one event type in a hundred) reads its events, not the log.
+const COALESCE_GAP_BYTES: u64 = 8 << 10;
 
 /// Whether a scan goes on after a frame.
 #[derive(PartialEq, Eq)]
@@ -99,7 +102,7 @@ impl<'a> LogReader<'a> {
         }
     }
 
-    /// Reads the events at ascending `positions`, fetching nearby ones with one read.
+    /// Reads the events at ascending `positions`, fetching runs of nearby ones with one read.
     /// Events a scavenge removed are left out.
     pub(crate) fn read_events(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
         Ok(self
@@ -129,6 +132,7 @@ impl<'a> LogReader<'a> {
             let mut run_end = run_start + 1;
             while run_end < positions.len()
                 && positions[run_end] != crate::index::REMOVED_POSITION
+                && positions[run_end] - positions[run_end - 1] < COALESCE_GAP_BYTES
                 && positions[run_end] - first < COALESCE_SPAN_BYTES
                 && positions[run_end] < segment_end
             {
