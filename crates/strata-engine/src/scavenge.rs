@@ -454,7 +454,13 @@ fn scavenge_segment(
     let mut affected: Vec<String> = Vec::new();
     let mut events_removed = 0u64;
     let mut frame_bytes_removed = 0u64;
-    walk_segment(segments, segment_index, &mut |_, item| {
+    // Progress: the first pass is the first half of the segment's work, the copy the other.
+    let mut last_reported = 0u64;
+    walk_segment(segments, segment_index, &mut |offset, item| {
+        if offset >= last_reported + CHUNK_BYTES {
+            last_reported = offset;
+            on_chunk(offset / 2);
+        }
         if let Item::Event {
             stream,
             revision,
@@ -502,6 +508,10 @@ fn scavenge_segment(
     )?;
     let mut last_reported = 0u64;
     walk_segment(segments, segment_index, &mut |offset, item| {
+        if offset >= last_reported + CHUNK_BYTES {
+            last_reported = offset;
+            on_chunk(size_bytes / 2 + offset / 2);
+        }
         match item {
             Item::Event {
                 stream,
@@ -527,10 +537,6 @@ fn scavenge_segment(
                 let tail = segments.read(base + offset + len - 8, 8)?;
                 copy.keep(offset + len - 8, &tail)?;
             }
-        }
-        if offset >= last_reported + CHUNK_BYTES {
-            last_reported = offset;
-            on_chunk(offset);
         }
         Ok(())
     })?;
