@@ -136,4 +136,12 @@ fn bad_arguments_are_refused_and_change_nothing() {
     assert_eq!(output.status.code(), Some(2));
     let output = strata(&["forget", "--data-dir", data], None);
     assert_eq!(output.status.code(), Some(2), "a stream is required");
+    for (subcommand, example) in [
+        ("scavenge", "strata scavenge --data-dir"),
+        ("forget", "strata forget person-42 --data-dir"),
+    ] {
+        let output = strata(&[subcommand, "--help"], None);
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains(example));
+    }
 }
