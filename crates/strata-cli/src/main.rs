@@ -7,6 +7,7 @@ mod bench;
 mod data;
 mod progress;
 mod repair;
+mod scavenge;
 mod serve;
 mod serve_config;
 mod user;
@@ -41,6 +42,24 @@ enum Command {
         Exit code 0 when the store is sound, 1 when problems were found or it could not be read."
     )]
     Verify(verify::VerifyArgs),
+    /// Give back the disk space of events no read can return any more (deleted,
+    /// truncated, expired, superseded metadata, tombstoned streams).
+    #[command(
+        after_help = "Example:\n  strata scavenge --data-dir /var/lib/strata\n  \
+        strata scavenge --data-dir /var/lib/strata --throttle-percent 50 --json\n\n\
+        Runs on a local store that no server holds; positions of the other events do not change.\n\
+        Safe to interrupt (Ctrl-C, a crash): run it again to finish. docs/SCAVENGING.md."
+    )]
+    Scavenge(scavenge::ScavengeArgs),
+    /// Tombstone streams and remove their events' bytes from the data directory at once.
+    #[command(
+        after_help = "Example:\n  strata forget person-42 --data-dir /var/lib/strata\n\n\
+        The streams can never be written again. Their events' data and metadata are gone from\n\
+        every file of the directory; the stream names stay (in the tombstone and the index files).\n\
+        Blocks the file system freed are not overwritten: copies elsewhere (backups, exports) are\n\
+        not touched."
+    )]
+    Forget(scavenge::ForgetArgs),
     /// Accept the loss of everything from a log position on, so a store that refuses to open
     /// opens again.
     #[command(
@@ -139,6 +158,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run_blocking(*args).map(|()| true),
         Command::Verify(args) => verify::run(&args),
         Command::Repair(args) => repair::run(&args),
+        Command::Scavenge(args) => scavenge::run_scavenge(&args).map(|()| true),
+        Command::Forget(args) => scavenge::run_forget(&args).map(|()| true),
         Command::Bench(args) => bench::run_blocking(args).map(|()| true),
         Command::Append(args) => data::append::run(&args).map(|()| true),
         Command::Read(args) => data::read::run(&args).map(|()| true),

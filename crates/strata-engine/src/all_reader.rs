@@ -11,7 +11,10 @@ use strata_core::{
     AllSlice, Direction, Error, EventFilter, Position, ReadAllOptions, ReadFrom, Result,
 };
 
-use crate::format::{Frame, KIND_PADDING, SEGMENT_HEADER_BYTES, StreamNameCache, decode_frame};
+use crate::format::{
+    Frame, FrameError, KIND_PADDING, KIND_SKIP, SEGMENT_HEADER_BYTES, StreamNameCache,
+    decode_frame, frame_length,
+};
 use crate::log_reader::{Flow, LogReader, to_usize};
 use crate::shared::Shared;
 
@@ -155,10 +158,7 @@ pub(crate) fn start_of(shared: &Shared, from: ReadFrom<Position>, end: u64) -> R
         ReadFrom::Start => Ok(0),
         ReadFrom::End => Ok(end),
         ReadFrom::At(position) if position.0 >= end => Ok(end),
-        ReadFrom::At(position) => {
-            AllReader { shared }.check_position(position.0, end)?;
-            Ok(position.0)
-        }
+        ReadFrom::At(position) => AllReader { shared }.check_position(position.0, end),
     }
 }
 
@@ -174,11 +174,13 @@ impl AllReader<'_> {
     /// Checks that a caller's `$all` position is where a frame starts: the end, a segment
     /// start, the padding that closes a segment, or an event the index knows at exactly
     /// that position. Nothing larger than an event is read to find out, and bytes inside an
-    /// event's data can never pass for a frame.
-    fn check_position(&self, position: u64, end: u64) -> Result<()> {
+    /// event's data can never pass for a frame. In a scavenged segment, a position inside a
+    /// run of removed records starts at the run's end (the next survivor either way).
+    /// Returns where the read starts.
+    fn check_position(&self, position: u64, end: u64) -> Result<u64> {
         let segments = &self.shared.segments;
         if position == end || position % segments.size_bytes() <= SEGMENT_HEADER_BYTES {
-            return Ok(());
+            return Ok(position);
         }
         let invalid = || Error::InvalidArgument {
             reason: format!("position {position} is not the position of an event in the log"),
@@ -189,6 +191,20 @@ impl AllReader<'_> {
         let segment_end = segments.segment_start(segments.segment_of(position) + 1);
         let head = segments.read(position, 16)?;
         let frame_len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+        if segments.is_scavenged(segments.segment_of(position)) {
+            if head[8] == KIND_SKIP {
+                return match frame_length(&head, to_usize(segment_end - position)) {
+                    Err(FrameError::Skip(_)) => Ok(position),
+                    _ => Err(invalid()),
+                };
+            }
+            if frame_len == 0 {
+                return match crate::scavenge::skip_run_containing(segments, position)? {
+                    Some(run) => Ok(run.end),
+                    None => Err(invalid()),
+                };
+            }
+        }
         if head[8] == KIND_PADDING {
             let trailer = segments.read(segment_end - 4, 4)?;
             let trailer_len = u64::from(u32::from_le_bytes([
@@ -196,7 +212,7 @@ impl AllReader<'_> {
             ]));
             let closes_segment = position + frame_len == segment_end && trailer_len == frame_len;
             return if closes_segment {
-                Ok(())
+                Ok(position)
             } else {
                 Err(invalid())
             };
@@ -214,7 +230,11 @@ impl AllReader<'_> {
             entry.positions.get(to_usize(event.revision)) == Some(&position)
                 || entry.tombstone_position == Some(position)
         });
-        if indexed { Ok(()) } else { Err(invalid()) }
+        if indexed {
+            Ok(position)
+        } else {
+            Err(invalid())
+        }
     }
 
     fn start_of(&self, from: ReadFrom<Position>, end: u64) -> Result<u64> {

@@ -11,6 +11,9 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_VERSION_OLDEST: u32 = 1;
 /// First version whose segments may hold frames with a sync mark.
 pub(crate) const FORMAT_VERSION_SYNC_MARKS: u32 = 2;
+/// Version of a segment rewritten by a scavenge: it may hold skip frames (kind 3) over
+/// removed records, so a build that knows only versions 1 and 2 refuses it.
+pub(crate) const FORMAT_VERSION_SCAVENGED: u32 = 3;
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 64;
 
 /// Smallest segment a store may have: room for the header and for events of 64 KiB.
@@ -29,6 +32,11 @@ const TRAILER_BYTES: usize = 4;
 
 pub(crate) const KIND_EVENT: u8 = 1;
 pub(crate) const KIND_PADDING: u8 = 2;
+/// Written by a scavenge over a run of removed records: only its 12-byte head and its
+/// trailer are stored, the bytes between are a hole (zeros).
+pub(crate) const KIND_SKIP: u8 = 3;
+/// Bytes of a skip frame's head (length, checksum, kind, flags, two reserved bytes).
+pub(crate) const SKIP_HEAD_BYTES: usize = 12;
 
 /// The last frame of a transaction: the transaction is visible only once it is on disk.
 pub(crate) const FLAG_COMMIT: u8 = 1;
@@ -65,9 +73,18 @@ fn frame_checksum(frame: &[u8]) -> u32 {
 
 /// The 64-byte header at the start of every segment file.
 pub(crate) fn encode_segment_header(segment_index: u64, segment_size_bytes: u64) -> [u8; 64] {
+    encode_segment_header_of_version(segment_index, segment_size_bytes, FORMAT_VERSION)
+}
+
+/// The segment header with an explicit format version (a scavenged copy is version 3).
+pub(crate) fn encode_segment_header_of_version(
+    segment_index: u64,
+    segment_size_bytes: u64,
+    version: u32,
+) -> [u8; 64] {
     let mut header = [0u8; 64];
     header[0..8].copy_from_slice(SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
     header[16..24].copy_from_slice(&segment_index.to_le_bytes());
     header[24..32].copy_from_slice(&segment_size_bytes.to_le_bytes());
     header[32..40].copy_from_slice(&(segment_index * segment_size_bytes).to_le_bytes());
@@ -89,10 +106,10 @@ pub(crate) fn check_segment_header(
         return Err("its header fails its checksum".into());
     }
     let version = read_u32(header, 8);
-    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION_SCAVENGED).contains(&version) {
         return Err(format!(
             "format version {version} is not supported (this build reads \
-             {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}); open it with a newer Strata"
+             {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION_SCAVENGED}); open it with a newer Strata"
         ));
     }
     if read_u64(header, 16) != segment_index {
@@ -300,6 +317,9 @@ pub(crate) enum FrameError {
     Incomplete { needed: usize },
     /// The frame is malformed or fails its checksum.
     Invalid(&'static str),
+    /// A skip frame (written by a scavenge over removed records) of this many bytes, its
+    /// head checked: the next frame starts that far on. Its body is a hole, never read.
+    Skip(usize),
 }
 
 /// A frame read from a buffer.
@@ -325,10 +345,46 @@ pub(crate) fn frame_length(bytes: &[u8], room_bytes: usize) -> Result<usize, Fra
     {
         return Err(FrameError::Invalid("its length word is impossible"));
     }
+    if bytes.len() >= SKIP_HEAD_BYTES && bytes[8] == KIND_SKIP {
+        return check_skip_head(bytes, frame_len);
+    }
     if bytes.len() < frame_len {
         return Err(FrameError::Incomplete { needed: frame_len });
     }
     Ok(frame_len)
+}
+
+/// Checksum of a skip frame: its length word, then its kind, flags and reserved bytes.
+fn skip_checksum(head: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&head[0..4]);
+    crc32c::crc32c_append(crc, &head[8..SKIP_HEAD_BYTES])
+}
+
+fn check_skip_head(head: &[u8], frame_len: usize) -> Result<usize, FrameError> {
+    if head[9] != 0 || head[10] != 0 || head[11] != 0 {
+        return Err(FrameError::Invalid("its flags are unknown"));
+    }
+    if read_u32(head, 4) != skip_checksum(head) {
+        return Err(FrameError::Invalid("it fails its checksum"));
+    }
+    Err(FrameError::Skip(frame_len))
+}
+
+/// The head of a skip frame covering `frame_bytes` (a multiple of 8, at least 16); its
+/// trailer ([`encode_skip_trailer`]) goes in the last 4 bytes of the run.
+pub(crate) fn encode_skip_head(frame_bytes: usize) -> [u8; SKIP_HEAD_BYTES] {
+    let mut head = [0u8; SKIP_HEAD_BYTES];
+    let frame_len = u32::try_from(frame_bytes).unwrap_or(u32::MAX);
+    head[0..4].copy_from_slice(&frame_len.to_le_bytes());
+    head[8] = KIND_SKIP;
+    let crc = skip_checksum(&head);
+    head[4..8].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// The trailer of a skip frame: its length, as every frame's.
+pub(crate) fn encode_skip_trailer(frame_bytes: usize) -> [u8; TRAILER_BYTES] {
+    u32::try_from(frame_bytes).unwrap_or(u32::MAX).to_le_bytes()
 }
 
 /// Parses and checks the frame at the start of `bytes`. `room_bytes` is how far the segment
@@ -499,10 +555,49 @@ mod tests {
         let crc = crc32c::crc32c(&header[0..60]);
         header[60..64].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(check_segment_header(&header, 0, 1 << 20), Ok(1));
+        // 3: rewritten by a scavenge.
         header[8..12].copy_from_slice(&3u32.to_le_bytes());
         let crc = crc32c::crc32c(&header[0..60]);
         header[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_segment_header(&header, 0, 1 << 20), Ok(3));
+        header[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let crc = crc32c::crc32c(&header[0..60]);
+        header[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(check_segment_header(&header, 0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_skip_frame_is_known_by_its_head_alone_and_checked() {
+        let mut run = vec![0u8; 4096];
+        run[..SKIP_HEAD_BYTES].copy_from_slice(&encode_skip_head(4096));
+        run[4092..].copy_from_slice(&encode_skip_trailer(4096));
+        assert_eq!(frame_length(&run, 8192), Err(FrameError::Skip(4096)));
+        // The head is enough: the hole behind it is never read.
+        assert_eq!(
+            frame_length(&run[..SKIP_HEAD_BYTES], 8192),
+            Err(FrameError::Skip(4096))
+        );
+        assert!(matches!(
+            decode_frame(&run, 8192),
+            Err(FrameError::Skip(4096))
+        ));
+        assert_eq!(trailer_length(&run), Some(4096));
+        assert!(matches!(
+            frame_length(&run, 4000),
+            Err(FrameError::Invalid(_))
+        ));
+        let mut damaged = run.clone();
+        damaged[0] = 0xf8;
+        assert!(matches!(
+            frame_length(&damaged, 8192),
+            Err(FrameError::Invalid(_))
+        ));
+        let mut flagged = run;
+        flagged[9] = 1;
+        assert!(matches!(
+            frame_length(&flagged, 8192),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -10,6 +10,17 @@ use strata_core::{StreamMetadata, StreamName};
 use crate::format::TOMBSTONE_REVISION;
 use crate::secondary::{RunKeys, SecondaryIndexes};
 
+/// Stands for a revision whose event a scavenge removed, when the index was rebuilt from a
+/// log that no longer holds it (an index kept since before the scavenge still holds the
+/// old position, which reads as removed). Reads leave it out.
+pub(crate) const REMOVED_POSITION: u64 = u64::MAX;
+
+/// A stream's positions without the [`REMOVED_POSITION`] entries (always a prefix: a
+/// scavenge removes the revisions below a floor).
+pub(crate) fn live_positions(positions: &[u64]) -> &[u64] {
+    &positions[positions.partition_point(|&position| position == REMOVED_POSITION)..]
+}
+
 #[derive(Default)]
 pub(crate) struct StreamEntry {
     /// `positions[r]` is the log position of revision `r`.
@@ -135,6 +146,17 @@ impl Index {
             "revisions of a stream are dense"
         );
         entry.positions.extend_from_slice(positions);
+    }
+
+    /// Fills the revisions of `stream` below `revision` that it lacks with
+    /// [`REMOVED_POSITION`]: a replay found them removed by a scavenge.
+    pub(crate) fn mark_removed_below(&mut self, stream: &StreamName, revision: u64) {
+        let entry = self.entry_mut(stream);
+        let missing = revision.saturating_sub(entry.positions.len() as u64);
+        entry.positions.extend(std::iter::repeat_n(
+            REMOVED_POSITION,
+            usize::try_from(missing).unwrap_or(usize::MAX),
+        ));
     }
 
     /// Sets a stream's metadata; the next index file saves it.

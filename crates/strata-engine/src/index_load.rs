@@ -133,6 +133,16 @@ pub(crate) fn frame_ends_at(segments: &Segments, position: u64) -> bool {
     if frame_len == 0 || frame_len > normalized {
         return false;
     }
+    // A skip frame (records a scavenge removed) ends there: the scavenge keeps every index
+    // file's end at the end of a frame or of a skip frame.
+    if let Ok(head) = segments.read(normalized - frame_len, crate::format::SKIP_HEAD_BYTES)
+        && head[8] == crate::format::KIND_SKIP
+    {
+        return matches!(
+            crate::format::frame_length(&head, crate::log_reader::to_usize(frame_len)),
+            Err(crate::format::FrameError::Skip(skip_len)) if skip_len as u64 == frame_len
+        );
+    }
     LogReader::new(segments)
         .read_frame(normalized - frame_len)
         .is_ok_and(|frame| {

@@ -43,7 +43,7 @@ pub(crate) fn read(
             lists.extend(
                 index
                     .stream(category.as_str())
-                    .map(|entry| entry.positions.as_slice()),
+                    .map(|entry| crate::index::live_positions(&entry.positions)),
             );
         }
         let positions = match options.direction {

@@ -48,6 +48,7 @@ mod log_reader;
 mod recovery;
 mod repair;
 mod replay;
+mod scavenge;
 mod secondary;
 mod segments;
 mod shared;
@@ -59,6 +60,7 @@ mod writer;
 
 pub use config::{Config, Durability};
 pub use repair::{DroppedStream, Repair, RepairPlan};
+pub use scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 pub use store::Store;
 pub use syncer::{CommitObserver, CommitStats};
 pub use verify::{VerifyProgress, VerifyReport, verify};

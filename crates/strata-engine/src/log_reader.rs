@@ -6,8 +6,9 @@ use bytes::Bytes;
 use strata_core::{Error, RecordedEvent, Result};
 
 use crate::format::{
-    EventFrame, FRAME_ALIGN_BYTES, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
-    StreamNameCache, decode_frame, frame_length, trailer_length,
+    EventFrame, FRAME_ALIGN_BYTES, FRAME_MIN_BYTES, Frame, FrameError, KIND_SKIP,
+    SEGMENT_HEADER_BYTES, SKIP_HEAD_BYTES, StreamNameCache, decode_frame, frame_length,
+    trailer_length,
 };
 use crate::segments::Segments;
 
@@ -68,13 +69,23 @@ impl<'a> LogReader<'a> {
             Err(FrameError::Incomplete { needed }) => self.segments.read(position, needed),
             Err(FrameError::Empty) => Err(self.corrupt(position, "is empty")),
             Err(FrameError::Invalid(reason)) => Err(self.corrupt(position, reason)),
+            Err(FrameError::Skip(_)) => Err(self.corrupt(position, "was removed by a scavenge")),
         }
     }
 
-    /// Reads and checks the event at `position`.
-    pub(crate) fn read_event(&self, position: u64) -> Result<RecordedEvent> {
-        let frame = self.read_frame(position)?;
-        self.event_from_frame(position, &frame, &mut StreamNameCache::default())
+    /// Reads the event at `position`; `None` when a scavenge removed it.
+    pub(crate) fn read_event_if_present(&self, position: u64) -> Result<Option<RecordedEvent>> {
+        Ok(self.read_events_if_present(&[position])?.pop().flatten())
+    }
+
+    /// True when the index's `position` may have been removed by a scavenge: its segment
+    /// was rewritten by one (a removed record reads as a skip frame or as a hole), or the
+    /// index was rebuilt from a log without it.
+    fn removed(&self, position: u64, error: &FrameError) -> bool {
+        matches!(error, FrameError::Empty | FrameError::Skip(_))
+            && self
+                .segments
+                .is_scavenged(self.segments.segment_of(position))
     }
 
     fn event_from_frame(
@@ -92,15 +103,35 @@ impl<'a> LogReader<'a> {
     }
 
     /// Reads the events at ascending `positions`, fetching runs of nearby ones with one read.
+    /// Events a scavenge removed are left out.
     pub(crate) fn read_events(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>> {
+        Ok(self
+            .read_events_if_present(positions)?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Reads the events at ascending `positions`, one answer per position: `None` where a
+    /// scavenge removed the event.
+    pub(crate) fn read_events_if_present(
+        &self,
+        positions: &[u64],
+    ) -> Result<Vec<Option<RecordedEvent>>> {
         let mut events = Vec::with_capacity(positions.len());
         let mut names = StreamNameCache::default();
         let mut run_start = 0;
         while run_start < positions.len() {
+            if positions[run_start] == crate::index::REMOVED_POSITION {
+                events.push(None);
+                run_start += 1;
+                continue;
+            }
             let first = positions[run_start];
             let segment_end = self.segment_end(first);
             let mut run_end = run_start + 1;
             while run_end < positions.len()
+                && positions[run_end] != crate::index::REMOVED_POSITION
                 && positions[run_end] - positions[run_end - 1] < COALESCE_GAP_BYTES
                 && positions[run_end] - first < COALESCE_SPAN_BYTES
                 && positions[run_end] < segment_end
@@ -116,10 +147,17 @@ impl<'a> LogReader<'a> {
                 let frame = match frame_length(&span[offset..], room) {
                     Ok(frame_len) => span.slice(offset..offset + frame_len),
                     Err(FrameError::Incomplete { .. }) => self.read_frame(position)?,
+                    Err(error) if self.removed(position, &error) => {
+                        events.push(None);
+                        continue;
+                    }
                     Err(FrameError::Empty) => return Err(self.corrupt(position, "is empty")),
                     Err(FrameError::Invalid(reason)) => return Err(self.corrupt(position, reason)),
+                    Err(FrameError::Skip(_)) => {
+                        return Err(self.corrupt(position, "is a skip frame"));
+                    }
                 };
-                events.push(self.event_from_frame(position, &frame, &mut names)?);
+                events.push(Some(self.event_from_frame(position, &frame, &mut names)?));
             }
             run_start = run_end;
         }
@@ -149,6 +187,11 @@ impl<'a> LogReader<'a> {
                 let room = to_usize(segment_end - frame_position);
                 let frame = match frame_length(&chunk[offset..], room) {
                     Ok(frame_len) => chunk.slice(offset..offset + frame_len),
+                    Err(FrameError::Skip(skip_len)) => {
+                        // Records removed by a scavenge: jump over the hole.
+                        offset += skip_len;
+                        continue;
+                    }
                     Err(FrameError::Incomplete { .. }) if offset > 0 => break,
                     Err(FrameError::Incomplete { needed }) => {
                         self.segments.read(frame_position, needed)?
@@ -166,6 +209,7 @@ impl<'a> LogReader<'a> {
                         offset = to_usize(segment_end - position);
                         break;
                     }
+                    Err(FrameError::Skip(skip_len)) => offset += skip_len,
                     Ok((Frame::Event(event), _)) => {
                         offset += frame_len;
                         if visit(frame_position, &event, &frame)? == Flow::Stop {
@@ -222,6 +266,25 @@ impl<'a> LogReader<'a> {
                     }
                     _ => return Err(self.corrupt(frame_end, "ends in an impossible trailer")),
                 };
+                let frame_position = frame_end - frame_len as u64;
+                let head = if frame_len <= cursor {
+                    chunk.slice(cursor - frame_len..cursor - frame_len + SKIP_HEAD_BYTES)
+                } else {
+                    self.segments.read(frame_position, SKIP_HEAD_BYTES)?
+                };
+                if head[8] == KIND_SKIP {
+                    // Records removed by a scavenge: jump back over the hole.
+                    match frame_length(&head, to_usize(frame_len as u64)) {
+                        Err(FrameError::Skip(skip_len)) if skip_len == frame_len => {}
+                        _ => return Err(self.corrupt(frame_position, "is a damaged skip frame")),
+                    }
+                    position = frame_position;
+                    if frame_len > cursor {
+                        break;
+                    }
+                    cursor -= frame_len;
+                    continue;
+                }
                 let frame = if frame_len <= cursor {
                     chunk.slice(cursor - frame_len..cursor)
                 } else if cursor == chunk.len() {
@@ -230,7 +293,6 @@ impl<'a> LogReader<'a> {
                 } else {
                     break;
                 };
-                let frame_position = frame_end - frame_len as u64;
                 match decode_frame(&frame, frame_len) {
                     Ok((Frame::Padding, _)) => {}
                     Ok((Frame::Event(event), _)) => {

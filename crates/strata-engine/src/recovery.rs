@@ -109,6 +109,7 @@ fn open_log(data_dir: &Path, config: &Config) -> Result<(Segments, bool)> {
         std::fs::create_dir_all(dir)
             .map_err(|error| Error::io(format!("creating {}", dir.display()), error))?;
     }
+    crate::segments::remove_scavenge_leftovers(&log_dir)?;
     let created = list_segments(&log_dir)?.is_empty();
     let segment_size_bytes = if created {
         config.segment_size_bytes

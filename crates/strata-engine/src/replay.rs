@@ -64,6 +64,8 @@ pub(crate) fn replay(
     let mut committed_end = position;
     let mut pending: Vec<PendingEvent> = Vec::new();
     let mut type_names = TypeNames::default();
+    // Once a skip frame was read, a stream may continue past revisions a scavenge removed.
+    let mut scavenged = false;
     loop {
         let segment_index = segments.segment_of(position);
         if segment_index >= segments.count() {
@@ -81,6 +83,14 @@ pub(crate) fn replay(
             let room = to_usize(segment_end - frame_position);
             let frame = match frame_length(&chunk[offset..], room) {
                 Ok(frame_len) => chunk.slice(offset..offset + frame_len),
+                Err(FrameError::Skip(skip_len)) => {
+                    // Records a scavenge removed, from a sealed (so committed) segment.
+                    scavenged = true;
+                    apply(segments, index, recent_ids, pending.drain(..), scavenged)?;
+                    offset += skip_len;
+                    committed_end = position + offset as u64;
+                    continue;
+                }
                 Err(FrameError::Incomplete { .. }) if offset > 0 => break,
                 Err(FrameError::Incomplete { needed }) => segments.read(frame_position, needed)?,
                 Err(FrameError::Empty) => {
@@ -128,7 +138,7 @@ pub(crate) fn replay(
                     });
                     offset += frame_len;
                     if event.is_commit() {
-                        apply(segments, index, recent_ids, pending.drain(..))?;
+                        apply(segments, index, recent_ids, pending.drain(..), scavenged)?;
                         committed_end = position + offset as u64;
                         progress(ReplayStep::Committed(committed_end));
                     }
@@ -161,11 +171,20 @@ fn apply(
     index: &mut Index,
     recent_ids: &mut RecentIds,
     events: impl Iterator<Item = PendingEvent>,
+    scavenged: bool,
 ) -> Result<()> {
     for event in events {
-        let expected_revision = index
+        let mut expected_revision = index
             .stream(&event.stream)
             .map_or(0, |entry| entry.positions.len() as u64);
+        if scavenged
+            && event.revision != crate::format::TOMBSTONE_REVISION
+            && event.revision > expected_revision
+        {
+            // The revisions before it were removed by a scavenge.
+            index.mark_removed_below(&event.stream, event.revision);
+            expected_revision = event.revision;
+        }
         if event.revision != crate::format::TOMBSTONE_REVISION
             && event.revision != expected_revision
         {

@@ -14,8 +14,8 @@ use parking_lot::RwLock;
 use strata_core::{Error, Result};
 
 use crate::format::{
-    FORMAT_VERSION, FORMAT_VERSION_SYNC_MARKS, SEGMENT_HEADER_BYTES, check_segment_header,
-    encode_segment_header,
+    FORMAT_VERSION, FORMAT_VERSION_SCAVENGED, FORMAT_VERSION_SYNC_MARKS, SEGMENT_HEADER_BYTES,
+    check_segment_header, encode_segment_header,
 };
 use crate::io::{Seam, SegmentFile};
 
@@ -28,6 +28,37 @@ const DIRECT_ZERO_CHUNK_BYTES: usize = 128 << 10;
 
 pub(crate) fn segment_file_name(segment_index: u64) -> String {
     format!("{segment_index:010}.seg")
+}
+
+/// Name of the scavenged copy of a segment while it is written: `NNN.seg.scav`. Opening a
+/// store removes any such file (a scavenge cut short; the original is intact).
+pub(crate) fn scavenge_file_name(segment_index: u64) -> String {
+    format!("{segment_index:010}.seg.scav")
+}
+
+/// Removes what a scavenge cut short left (`*.seg.scav`); the originals are intact.
+pub(crate) fn remove_scavenge_leftovers(log_dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(log_dir)
+        .map_err(|error| Error::io(format!("listing {}", log_dir.display()), error))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("listing the log", error))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.ends_with(".seg.scav"))
+        {
+            tracing::info!(file = %entry.path().display(), "removing a scavenge cut short");
+            std::fs::remove_file(entry.path()).map_err(|error| {
+                Error::io(format!("removing {}", entry.path().display()), error)
+            })?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(log_dir)?;
+    }
+    Ok(())
 }
 
 fn parse_segment_file_name(name: &str) -> Option<u64> {
@@ -244,6 +275,33 @@ impl Segments {
         self.files
             .write()
             .truncate(usize::try_from(first_dropped).unwrap_or(usize::MAX));
+    }
+
+    /// True when segment `segment_index` was rewritten by a scavenge (format version 3):
+    /// a removed record there reads as a skip frame or as a hole.
+    pub(crate) fn is_scavenged(&self, segment_index: u64) -> bool {
+        usize::try_from(segment_index)
+            .ok()
+            .and_then(|index| self.files.read().get(index).cloned())
+            .is_some_and(|file| file.format_version() >= FORMAT_VERSION_SCAVENGED)
+    }
+
+    /// Puts a scavenged copy of segment `segment_index` (already renamed over the
+    /// original) in place of the open file. Reads that hold the old file finish on it:
+    /// it keeps its data until its last handle closes.
+    pub(crate) fn replace_scavenged(&self, segment_index: u64, file: File) {
+        let wrapped = Arc::new(
+            self.seam
+                .wrap(file, segment_index, FORMAT_VERSION_SCAVENGED),
+        );
+        if let Some(slot) = usize::try_from(segment_index).ok().and_then(|index| {
+            self.files
+                .write()
+                .get_mut(index)
+                .map(|slot| std::mem::replace(slot, wrapped))
+        }) {
+            drop(slot);
+        }
     }
 
     /// Whether frames written into segment `segment_index` may carry a sync mark: segments

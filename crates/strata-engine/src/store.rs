@@ -42,6 +42,8 @@ pub struct Store {
     /// The writer and the syncer, joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
+    /// Held while a scavenge runs: one at a time.
+    scavenging: Mutex<()>,
 }
 
 impl Store {
@@ -94,6 +96,7 @@ impl Store {
             queued_append_kib: tokio::sync::Semaphore::new(QUEUED_APPEND_KIB_MAX),
             threads: Mutex::new(vec![writer, syncer]),
             lock: Mutex::new(Some(lock)),
+            scavenging: Mutex::new(()),
         }))
     }
 
@@ -112,6 +115,47 @@ impl Store {
             let _ = thread.join();
         }
         self.lock.lock().take();
+    }
+
+    /// Scavenges the sealed segments: removes the events no read can return any more and
+    /// gives their disk space back, while appends, reads and subscriptions go on
+    /// (docs/SCAVENGING.md). Blocks the calling thread (call it from `spawn_blocking` in
+    /// async code); one scavenge runs at a time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a scavenge is already running; [`Error::Closed`]
+    /// after [`Store::close`]; I/O errors, and [`Error::Corrupt`] for a damaged segment
+    /// (that segment is left as it was).
+    pub fn scavenge(&self, options: crate::ScavengeOptions) -> Result<crate::ScavengeReport> {
+        let Some(_only_one) = self.scavenging.try_lock() else {
+            return Err(Error::InvalidArgument {
+                reason: "a scavenge is already running".into(),
+            });
+        };
+        if self.threads.lock().is_empty() {
+            return Err(Error::Closed);
+        }
+        crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
+    }
+
+    /// Scavenges the store in `data_dir`, which no process may have open, the tail segment
+    /// included (up to the log's end): opens it, closes it (the index files then cover the
+    /// whole log), and scavenges every segment while holding the directory's lock. What
+    /// `strata scavenge` and `strata forget` run: afterwards no removed event's bytes are
+    /// left in any file of the directory.
+    ///
+    /// # Errors
+    /// As [`Store::open`] and [`Store::scavenge`].
+    pub fn scavenge_closed(
+        data_dir: impl AsRef<Path>,
+        config: Config,
+        options: crate::ScavengeOptions,
+    ) -> Result<crate::ScavengeReport> {
+        let data_dir = data_dir.as_ref();
+        let store = Store::open(data_dir, config)?;
+        store.close();
+        let _lock = lock_directory(data_dir)?;
+        crate::scavenge::scavenge(&store.shared, options, crate::scavenge::Reach::WithTail)
     }
 
     /// The directory this store lives in.
@@ -210,7 +254,9 @@ fn skip_expired(
     let reader = LogReader::new(&shared.segments);
     while let Some(revision) = search.next_probe() {
         let created = match positions(shared, stream, revision..revision + 1).first() {
-            Some(&position) => Some(reader.read_event(position)?.created),
+            Some(&position) => reader
+                .read_event_if_present(position)?
+                .map(|event| event.created),
             None => None,
         };
         search.observe(revision, created);
@@ -351,15 +397,28 @@ impl EventStore for Store {
         };
         let (revisions, len) = window;
         let shared = Arc::clone(&self.shared);
-        let events =
-            off_the_runtime(move || LogReader::new(&shared.segments).read_events(&positions))
-                .await?;
-        Ok(IndexSlice::of_window(
+        let found = off_the_runtime(move || {
+            LogReader::new(&shared.segments).read_events_if_present(&positions)
+        })
+        .await?;
+        // Events a scavenge removed leave their index revisions empty.
+        let mut events: Vec<strata_core::system_streams::IndexedEvent> = found
+            .into_iter()
+            .zip(revisions)
+            .filter_map(|(event, index_revision)| {
+                event.map(|event| strata_core::system_streams::IndexedEvent {
+                    index_revision,
+                    event,
+                })
+            })
+            .collect();
+        if options.direction == Direction::Backwards {
+            events.reverse();
+        }
+        Ok(IndexSlice {
             events,
-            revisions,
-            len,
-            options.direction,
-        ))
+            last_revision: len.checked_sub(1),
+        })
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {

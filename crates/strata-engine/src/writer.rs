@@ -586,8 +586,8 @@ impl StreamView for WriterView<'_> {
         let Some(position) = position else {
             return Ok(None);
         };
-        let stored = LogReader::new(&self.shared.segments).read_event(position)?;
-        Ok((stored.id == id).then_some(Position(position)))
+        let stored = LogReader::new(&self.shared.segments).read_event_if_present(position)?;
+        Ok(stored.and_then(|stored| (stored.id == id).then_some(Position(position))))
     }
 
     fn serves_system_streams(&self) -> bool {

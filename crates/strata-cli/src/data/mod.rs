@@ -199,6 +199,11 @@ fn with_quick_discovery(url: &str) -> String {
     format!("{url}{separator}discoveryInterval={DISCOVERY_INTERVAL_MS}")
 }
 
+/// Opens the existing store in `data_dir` (for `strata forget`).
+pub(crate) fn open_engine_existing(data_dir: &Path) -> anyhow::Result<Arc<Store>> {
+    open_engine(data_dir, Create::Never)
+}
+
 /// Opens the engine on `data_dir`.
 fn open_engine(data_dir: &Path, create: Create) -> anyhow::Result<Arc<Store>> {
     // Every store has a `log/` directory; opening any other directory would create one.

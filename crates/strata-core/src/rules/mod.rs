@@ -48,7 +48,7 @@ use crate::types::{EventId, Position, Revision, StreamName, StreamState};
 mod read;
 mod write;
 
-pub use read::{ExpirySearch, StreamRead, plan_stream_read};
+pub use read::{ExpirySearch, Retention, StreamRead, plan_stream_read, retention};
 pub use write::{
     AppendDecision, PlannedRecord, RecordBody, WritePlan, check_expected, plan_append, plan_delete,
     streams_consulted,

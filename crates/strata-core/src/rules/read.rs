@@ -147,6 +147,67 @@ impl StreamRead {
     }
 }
 
+/// What a scavenge may remove from one stream: what no read can return any more, decided
+/// by [`plan_stream_read`] itself so that the two never disagree.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retention {
+    /// The stream is tombstoned: every event but the tombstone.
+    AllButTombstone,
+    /// Every revision below `keep_from`. When `expiry` is set, run it first (as a read
+    /// does) and raise `keep_from` to its first unexpired revision, capped at `last`.
+    Below {
+        keep_from: u64,
+        last: u64,
+        expiry: Option<ExpirySearch>,
+    },
+}
+
+impl Retention {
+    /// The first revision to keep once `search` (this retention's `expiry`, run) is done.
+    pub fn keep_from_after(keep_from: u64, last: u64, search: Option<&ExpirySearch>) -> u64 {
+        search
+            .map_or(keep_from, |search| keep_from.max(search.first_unexpired()))
+            .min(last)
+    }
+}
+
+/// What a scavenge at `now` may remove from `stream` (see [`Retention`]). The last event of
+/// a stream that is not tombstoned is always kept, even when no read returns it (a
+/// soft-deleted stream, `$tb` past the end): it holds the stream's head, from which the
+/// next append's revision follows after a reopen — as KurrentDB's scavenge keeps it.
+pub fn retention(
+    stream: &StreamName,
+    head: &StreamHead,
+    described_head: Option<&StreamHead>,
+    now: Timestamp,
+) -> Retention {
+    let Some(last) = head.last_revision else {
+        return if head.tombstoned {
+            Retention::AllButTombstone
+        } else {
+            Retention::Below {
+                keep_from: 0,
+                last: 0,
+                expiry: None,
+            }
+        };
+    };
+    match plan_stream_read(stream, head, described_head, &ReadStreamOptions::forwards()) {
+        Err(_) if head.tombstoned => Retention::AllButTombstone,
+        // `$$S` of a tombstoned `S`, or a stream no read finds: its head stays.
+        Err(_) | Ok(None) => Retention::Below {
+            keep_from: last,
+            last,
+            expiry: None,
+        },
+        Ok(Some(read)) => Retention::Below {
+            keep_from: read.window.start.min(last),
+            last,
+            expiry: read.expiry_search(now),
+        },
+    }
+}
+
 /// A binary search for the first revision whose event `$maxAge` has not hidden, over the
 /// revisions a read can reach. It relies on created times not decreasing as revisions
 /// grow (each is the store's clock when the event was written), as KurrentDB's reader
@@ -212,6 +273,99 @@ mod tests {
         plan_stream_read(&stream, head, None, &options)
             .unwrap()
             .map_or(0..0, |read| read.revisions())
+    }
+
+    fn keep_from(retention: &Retention) -> Option<u64> {
+        match retention {
+            Retention::AllButTombstone => None,
+            Retention::Below { keep_from, .. } => Some(*keep_from),
+        }
+    }
+
+    #[test]
+    fn a_scavenge_removes_what_a_read_skips_and_keeps_every_head() {
+        let stream = StreamName::new("s-1").unwrap();
+        let now = Timestamp(0);
+        let retention = |head: &StreamHead| keep_from(&retention(&stream, head, None, now));
+        let truncated = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(4),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&truncated), Some(4));
+        let counted = head(
+            9,
+            StreamMetadata {
+                max_count: Some(3),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&counted), Some(7));
+        // `$tb` past the end, and a soft delete: the last event stays (the head).
+        let beyond = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(50),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&beyond), Some(9));
+        let soft_deleted = head(
+            9,
+            StreamMetadata {
+                truncate_before: Some(crate::metadata::SOFT_DELETED_TRUNCATE_BEFORE),
+                ..StreamMetadata::default()
+            },
+        );
+        assert_eq!(retention(&soft_deleted), Some(9));
+        assert_eq!(retention(&head(9, StreamMetadata::default())), Some(0));
+        let tombstoned = StreamHead {
+            tombstoned: true,
+            ..head(9, StreamMetadata::default())
+        };
+        assert_eq!(retention(&tombstoned), None);
+        // A metadata stream keeps its last event; that of a tombstoned stream too.
+        let metastream = StreamName::new("$$s-1").unwrap();
+        let metadata_head = head(5, StreamMetadata::default());
+        let described = StreamHead::default();
+        assert_eq!(
+            keep_from(&retention_of(&metastream, &metadata_head, &described)),
+            Some(5)
+        );
+        assert_eq!(
+            keep_from(&retention_of(&metastream, &metadata_head, &tombstoned)),
+            Some(5)
+        );
+        // `$maxAge` asks for the same search a read runs.
+        let aging = head(
+            9,
+            StreamMetadata {
+                max_age: Some(Duration::from_secs(60)),
+                ..StreamMetadata::default()
+            },
+        );
+        let Retention::Below {
+            expiry: Some(mut search),
+            keep_from,
+            last,
+        } = super::retention(&stream, &aging, None, Timestamp(120_000_000_000))
+        else {
+            panic!("a search");
+        };
+        while let Some(probe) = search.next_probe() {
+            let created = (probe >= 6).then_some(Timestamp(100_000_000_000));
+            search.observe(probe, created);
+        }
+        assert_eq!(
+            Retention::keep_from_after(keep_from, last, Some(&search)),
+            6
+        );
+    }
+
+    fn retention_of(stream: &StreamName, head: &StreamHead, described: &StreamHead) -> Retention {
+        retention(stream, head, Some(described), Timestamp(0))
     }
 
     #[test]

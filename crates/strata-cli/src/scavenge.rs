@@ -1,0 +1,160 @@
+//! `strata scavenge` (give back the disk space of events no read can return any more) and
+//! `strata forget` (tombstone streams and remove their events' bytes at once), on a local
+//! store (docs/SCAVENGING.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use strata_core::{EventStore, ExpectedRevision};
+use strata_engine::{Config, ScavengeOptions, ScavengeReport, Store};
+
+use crate::data::{explain, open_engine_existing, stream_name};
+use crate::progress;
+
+#[derive(Args)]
+pub(crate) struct ScavengeArgs {
+    /// Directory of the store (no server may hold it).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Share of the time the scavenge works, 1 to 100 (it sleeps the rest, leaving the
+    /// disk to others).
+    #[arg(long, value_name = "PERCENT", default_value_t = 100,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    throttle_percent: u8,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ForgetArgs {
+    /// Streams to forget.
+    #[arg(required = true, value_name = "STREAM")]
+    streams: Vec<String>,
+    /// Directory of the store (no server may hold it).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run_scavenge(args: &ScavengeArgs) -> anyhow::Result<()> {
+    check_store_dir(&args.data_dir)?;
+    let report = scavenge(&args.data_dir, args.throttle_percent)?;
+    print_report(&report, args.json, None);
+    Ok(())
+}
+
+pub(crate) fn run_forget(args: &ForgetArgs) -> anyhow::Result<()> {
+    check_store_dir(&args.data_dir)?;
+    let streams = args
+        .streams
+        .iter()
+        .map(|name| stream_name(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    {
+        let store = open_engine_existing(&args.data_dir)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        for stream in &streams {
+            match runtime.block_on(store.tombstone_stream(stream, ExpectedRevision::Any)) {
+                Ok(_) | Err(strata_core::Error::StreamDeleted { .. }) => {}
+                Err(error) => return Err(explain(error)),
+            }
+        }
+        store.close();
+    }
+    let report = scavenge(&args.data_dir, 100)?;
+    let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+    print_report(&report, args.json, Some(&names));
+    Ok(())
+}
+
+fn check_store_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("log").is_dir() {
+        bail!(
+            "{} holds no store: pass the --data-dir of an existing store",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn scavenge(dir: &Path, throttle_percent: u8) -> anyhow::Result<ScavengeReport> {
+    let bar = progress::bytes_bar("scavenging", 0);
+    let updates = bar.clone();
+    let options = ScavengeOptions {
+        throttle_percent,
+        progress: Some(Box::new(move |step| {
+            updates.set_length(step.bytes_total);
+            updates.set_position(step.bytes_done);
+        })),
+        ..ScavengeOptions::default()
+    };
+    let report = match Store::scavenge_closed(dir, Config::default(), options) {
+        Ok(report) => report,
+        Err(strata_core::Error::DirectoryInUse { .. }) => bail!(
+            "a server (or another strata command) holds {}; stop it first",
+            dir.display()
+        ),
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot scavenge the store in {}; check that it is a Strata data directory \
+                     readable and writable by this user",
+                    dir.display()
+                )
+            });
+        }
+    };
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]>) {
+    if json {
+        let mut value = report.to_json();
+        if let (Some(streams), Some(object)) = (forgotten, value.as_object_mut()) {
+            object.insert("forgotten_streams".into(), serde_json::json!(streams));
+        }
+        println!("{value}");
+        return;
+    }
+    if let Some(streams) = forgotten {
+        println!("forgotten:           {}", streams.join(", "));
+    }
+    println!(
+        "segments rewritten:  {} of {}",
+        report.segments_rewritten, report.segments_considered
+    );
+    if report.segments_deferred > 0 {
+        println!(
+            "segments deferred:   {} (metadata changed meanwhile; run again)",
+            report.segments_deferred
+        );
+    }
+    println!("events removed:      {}", report.events_removed);
+    println!(
+        "bytes removed:       {}",
+        human_bytes(report.frame_bytes_removed)
+    );
+    println!(
+        "disk space of log:   {} → {} ({} given back)",
+        human_bytes(report.allocated_bytes_before),
+        human_bytes(report.allocated_bytes_after),
+        human_bytes(
+            report
+                .allocated_bytes_before
+                .saturating_sub(report.allocated_bytes_after)
+        )
+    );
+    println!("time:                {:.2} s", report.elapsed.as_secs_f64());
+}
+
+fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}

@@ -1,0 +1,696 @@
+//! Scavenging: giving back the disk space of records no read can return any more, online,
+//! without moving any surviving record (a position is a byte offset). See
+//! `docs/SCAVENGING.md`.
+//!
+//! Each sealed segment that holds removable records is copied into a sparse file
+//! `NNN.seg.scav`: surviving frames at their own offsets, each run of removed records
+//! replaced by a skip frame (a 12-byte head at the run's start and the length at its end)
+//! with a hole between. The copy is synced, renamed over the original and the directory
+//! synced; the store's open file is then replaced (reads holding the old one finish on it).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_core::rules::{self, Retention};
+use strata_core::{Error, Result, StreamMetadata};
+
+use crate::format::{
+    FORMAT_VERSION_SCAVENGED, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
+    TOMBSTONE_REVISION, decode_frame, encode_segment_header_of_version, encode_skip_head,
+    encode_skip_trailer, frame_length,
+};
+use crate::index_file::{claimed_coverage, list_index_files};
+use crate::log_reader::{LogReader, to_usize};
+use crate::segments::{Segments, scavenge_file_name, segment_file_name, sync_dir};
+use crate::shared::Shared;
+use crate::store::stream_head;
+
+/// Bytes read from a segment at once.
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// Told how far a scavenge has got.
+pub type ProgressCallback = Box<dyn FnMut(&ScavengeProgress) + Send>;
+
+/// How a scavenge runs.
+pub struct ScavengeOptions {
+    /// Share of the time the scavenge works, 1–100: at 50 it sleeps as long as it works
+    /// (KurrentDB's `--scavenge-throttle-percent`). 100 = no pause.
+    pub throttle_percent: u8,
+    /// Set to stop after the segment under way (it is left as it was, or swapped whole).
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Told after each chunk of a segment and after each segment.
+    pub progress: Option<ProgressCallback>,
+}
+
+impl Default for ScavengeOptions {
+    fn default() -> Self {
+        Self {
+            throttle_percent: 100,
+            stop: None,
+            progress: None,
+        }
+    }
+}
+
+/// How far a scavenge has got.
+#[derive(Clone, Debug, Default)]
+pub struct ScavengeProgress {
+    /// Bytes of sealed segments looked at so far, of `bytes_total`.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub segments_done: u64,
+    pub segments_total: u64,
+    pub events_removed: u64,
+}
+
+/// What a scavenge did.
+#[derive(Clone, Debug, Default)]
+pub struct ScavengeReport {
+    /// Bytes the log's files occupy on disk (allocated blocks), before and after.
+    pub allocated_bytes_before: u64,
+    pub allocated_bytes_after: u64,
+    /// Events removed by this run (frames newly replaced by skip frames).
+    pub events_removed: u64,
+    /// Bytes of the frames removed by this run.
+    pub frame_bytes_removed: u64,
+    /// Sealed segments that were looked at, and those rewritten.
+    pub segments_considered: u64,
+    pub segments_rewritten: u64,
+    /// Segments left as they were because a stream's metadata changed while they were
+    /// copied (the next run takes them).
+    pub segments_deferred: u64,
+    /// True when the stop flag ended the run early.
+    pub stopped: bool,
+    pub elapsed: Duration,
+}
+
+impl ScavengeReport {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "allocated_bytes_before": self.allocated_bytes_before,
+            "allocated_bytes_after": self.allocated_bytes_after,
+            "events_removed": self.events_removed,
+            "frame_bytes_removed": self.frame_bytes_removed,
+            "segments_considered": self.segments_considered,
+            "segments_rewritten": self.segments_rewritten,
+            "segments_deferred": self.segments_deferred,
+            "stopped": self.stopped,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+        })
+    }
+}
+
+/// What may go of one stream.
+#[derive(Clone)]
+enum Floor {
+    /// Revisions below this one.
+    Below(u64),
+    /// Every event but the tombstone.
+    AllButTombstone,
+}
+
+struct StreamFloor {
+    floor: Floor,
+    /// The metadata the floor was decided with: a change before the swap defers the
+    /// segment (its removals might be readable again).
+    metadata: Option<Arc<StreamMetadata>>,
+}
+
+impl StreamFloor {
+    fn removes(&self, revision: u64) -> bool {
+        match self.floor {
+            Floor::Below(keep_from) => revision < keep_from,
+            Floor::AllButTombstone => revision != TOMBSTONE_REVISION,
+        }
+    }
+}
+
+/// Bytes the files in `dir` occupy on disk (allocated blocks).
+pub(crate) fn allocated_bytes(dir: &Path) -> Result<u64> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|error| Error::io(format!("listing {}", dir.display()), error))?;
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("listing the log", error))?;
+        if let Ok(metadata) = entry.metadata()
+            && metadata.is_file()
+        {
+            total += metadata.blocks() * 512;
+        }
+    }
+    Ok(total)
+}
+
+/// Which segments a scavenge may rewrite.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The sealed segments (before the tail, covered by index files): the store is open.
+    Sealed,
+    /// The tail segment too, up to the log's end: the store is closed and its directory
+    /// locked by the caller, so nothing writes to it.
+    WithTail,
+}
+
+/// Runs a scavenge of the store behind `shared` (see the module's comment).
+pub(crate) fn scavenge(
+    shared: &Shared,
+    mut options: ScavengeOptions,
+    reach: Reach,
+) -> Result<ScavengeReport> {
+    let started = Instant::now();
+    let log_dir = shared.segments.log_dir().to_path_buf();
+    let mut report = ScavengeReport {
+        allocated_bytes_before: allocated_bytes(&log_dir)?,
+        ..ScavengeReport::default()
+    };
+    let segments = &shared.segments;
+    let size_bytes = segments.size_bytes();
+    // Segments before the tail, and wholly covered by index files, so never replayed at an
+    // open (unless the index is rebuilt) and never written again.
+    let (covered_to, boundaries) = index_boundaries(&shared.index_dir)?;
+    let durable_end = shared.durable_end.load(Ordering::Acquire);
+    let sealed_end = if reach == Reach::WithTail && covered_to >= durable_end {
+        segments.segment_of(durable_end) + 1
+    } else {
+        segments
+            .segment_of(durable_end)
+            .min(segments.segment_of(covered_to))
+    };
+    let floors = decide_floors(shared)?;
+    report.segments_considered = sealed_end;
+    let mut progress = ScavengeProgress {
+        bytes_total: sealed_end * size_bytes,
+        segments_total: sealed_end,
+        ..ScavengeProgress::default()
+    };
+    let mut throttle = Throttle::new(options.throttle_percent);
+    if !floors.is_empty() {
+        for segment_index in 0..sealed_end {
+            if options
+                .stop
+                .as_ref()
+                .is_some_and(|stop| stop.load(Ordering::Acquire))
+            {
+                report.stopped = true;
+                break;
+            }
+            let outcome = scavenge_segment(
+                shared,
+                segment_index,
+                &floors,
+                &boundaries,
+                &mut |bytes_done_in_segment| {
+                    throttle.pause();
+                    if let Some(callback) = options.progress.as_mut() {
+                        let mut now = progress.clone();
+                        now.bytes_done += bytes_done_in_segment;
+                        callback(&now);
+                    }
+                },
+            )?;
+            match outcome {
+                Outcome::Unchanged => {}
+                Outcome::Deferred => report.segments_deferred += 1,
+                Outcome::Rewritten {
+                    events_removed,
+                    frame_bytes_removed,
+                } => {
+                    report.segments_rewritten += 1;
+                    report.events_removed += events_removed;
+                    report.frame_bytes_removed += frame_bytes_removed;
+                    progress.events_removed += events_removed;
+                }
+            }
+            progress.segments_done += 1;
+            progress.bytes_done += size_bytes;
+            if let Some(callback) = options.progress.as_mut() {
+                callback(&progress);
+            }
+        }
+    }
+    report.allocated_bytes_after = allocated_bytes(&log_dir)?;
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        events_removed = report.events_removed,
+        segments_rewritten = report.segments_rewritten,
+        allocated_bytes_before = report.allocated_bytes_before,
+        allocated_bytes_after = report.allocated_bytes_after,
+        "scavenge done"
+    );
+    Ok(report)
+}
+
+/// Where the index files end, the furthest first; a run of removed records never spans
+/// one (the open checks that a frame ends there).
+fn index_boundaries(index_dir: &Path) -> Result<(u64, Vec<u64>)> {
+    let mut boundaries: Vec<u64> = list_index_files(index_dir)?
+        .into_iter()
+        .filter_map(|(_, path)| claimed_coverage(&path))
+        .flat_map(|coverage| [coverage.covers_from, coverage.covers_to])
+        .collect();
+    boundaries.sort_unstable();
+    boundaries.dedup();
+    Ok((boundaries.last().copied().unwrap_or(0), boundaries))
+}
+
+/// The floor of every stream that has something to remove, by strata-core's rules at the
+/// clock's now.
+fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
+    let now = shared.config.clock.now();
+    let mut floors = HashMap::new();
+    let mut searches = Vec::new();
+    {
+        let index = shared.index.read();
+        for (stream, entry) in index.streams() {
+            let head = stream_head(&index, stream);
+            let described = stream
+                .described_stream()
+                .map(|described| stream_head(&index, &described));
+            let metadata = entry.metadata.clone();
+            match rules::retention(stream, &head, described.as_ref(), now) {
+                Retention::AllButTombstone => {
+                    floors.insert(
+                        stream.as_str().to_owned(),
+                        StreamFloor {
+                            floor: Floor::AllButTombstone,
+                            metadata,
+                        },
+                    );
+                }
+                Retention::Below {
+                    keep_from,
+                    last,
+                    expiry: Some(search),
+                } => searches.push((stream.clone(), keep_from, last, search, metadata)),
+                Retention::Below {
+                    keep_from,
+                    expiry: None,
+                    ..
+                } if keep_from > 0 => {
+                    floors.insert(
+                        stream.as_str().to_owned(),
+                        StreamFloor {
+                            floor: Floor::Below(keep_from),
+                            metadata,
+                        },
+                    );
+                }
+                Retention::Below { .. } => {}
+            }
+        }
+    }
+    // `$maxAge`: the same binary search a read runs, one event read per probe, no lock.
+    let reader = LogReader::new(&shared.segments);
+    for (stream, keep_from, last, mut search, metadata) in searches {
+        while let Some(revision) = search.next_probe() {
+            let position = shared
+                .index
+                .read()
+                .stream(&stream)
+                .and_then(|entry| entry.positions.get(to_usize(revision)).copied());
+            let created = match position {
+                Some(position) => reader
+                    .read_event_if_present(position)?
+                    .map(|event| event.created),
+                None => None,
+            };
+            search.observe(revision, created);
+        }
+        let keep_from = Retention::keep_from_after(keep_from, last, Some(&search));
+        if keep_from > 0 {
+            floors.insert(
+                stream.as_str().to_owned(),
+                StreamFloor {
+                    floor: Floor::Below(keep_from),
+                    metadata,
+                },
+            );
+        }
+    }
+    Ok(floors)
+}
+
+enum Outcome {
+    Unchanged,
+    Deferred,
+    Rewritten {
+        events_removed: u64,
+        frame_bytes_removed: u64,
+    },
+}
+
+/// Pauses so that the scavenge works `percent` of the time.
+struct Throttle {
+    percent: u32,
+    since: Instant,
+}
+
+impl Throttle {
+    fn new(percent: u8) -> Self {
+        Self {
+            percent: u32::from(percent.clamp(1, 100)),
+            since: Instant::now(),
+        }
+    }
+
+    fn pause(&mut self) {
+        if self.percent < 100 {
+            let worked = self.since.elapsed();
+            std::thread::sleep(worked * (100 - self.percent) / self.percent);
+        }
+        self.since = Instant::now();
+    }
+}
+
+/// The copy being written: surviving bytes at their offsets, skip frames over runs.
+struct Copy {
+    file: File,
+    /// Surviving bytes waiting to be written at `pending_at`.
+    pending: Vec<u8>,
+    pending_at: u64,
+    /// The run of removed records under way (segment offsets).
+    run: Option<Range<u64>>,
+    path: std::path::PathBuf,
+}
+
+impl Copy {
+    fn io(&self, what: &str, error: std::io::Error) -> Error {
+        Error::io(format!("{what} {}", self.path.display()), error)
+    }
+
+    fn keep(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.end_run()?;
+        if self.pending_at + self.pending.len() as u64 != offset || self.pending.len() >= 1 << 20 {
+            self.flush()?;
+            self.pending_at = offset;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn remove(&mut self, range: Range<u64>, boundaries: &[u64], base: u64) -> Result<()> {
+        let splits = self.run.as_ref().is_some_and(|run| {
+            run.end == range.start && boundaries.binary_search(&(base + range.start)).is_ok()
+        });
+        if splits {
+            self.end_run()?;
+        }
+        match &mut self.run {
+            Some(run) if run.end == range.start => run.end = range.end,
+            _ => {
+                self.end_run()?;
+                self.run = Some(range);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_run(&mut self) -> Result<()> {
+        if let Some(run) = self.run.take() {
+            self.flush()?;
+            let len = to_usize(run.end - run.start);
+            self.file
+                .write_all_at(&encode_skip_head(len), run.start)
+                .and_then(|()| {
+                    self.file
+                        .write_all_at(&encode_skip_trailer(len), run.end - 4)
+                })
+                .map_err(|error| self.io("writing", error))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.file
+                .write_all_at(&self.pending, self.pending_at)
+                .map_err(|error| self.io("writing", error))?;
+            self.pending_at += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Copies segment `segment_index` without its removable records and swaps the copy in,
+/// when there is anything to remove.
+fn scavenge_segment(
+    shared: &Shared,
+    segment_index: u64,
+    floors: &HashMap<String, StreamFloor>,
+    boundaries: &[u64],
+    on_chunk: &mut dyn FnMut(u64),
+) -> Result<Outcome> {
+    let segments = &shared.segments;
+    let size_bytes = segments.size_bytes();
+    let base = segments.segment_start(segment_index);
+    // First pass: is there anything new to remove?
+    let mut affected: Vec<String> = Vec::new();
+    let mut events_removed = 0u64;
+    let mut frame_bytes_removed = 0u64;
+    // Progress: the first pass is the first half of the segment's work, the copy the other.
+    let mut last_reported = 0u64;
+    walk_segment(segments, segment_index, &mut |offset, item| {
+        if offset >= last_reported + CHUNK_BYTES {
+            last_reported = offset;
+            on_chunk(offset / 2);
+        }
+        if let Item::Event {
+            stream,
+            revision,
+            frame,
+        } = item
+            && floors
+                .get(stream)
+                .is_some_and(|floor| floor.removes(revision))
+        {
+            events_removed += 1;
+            frame_bytes_removed += frame.len() as u64;
+            if affected.last().is_none_or(|last| last != stream) {
+                affected.push(stream.to_owned());
+            }
+        }
+        Ok(())
+    })?;
+    if events_removed == 0 {
+        return Ok(Outcome::Unchanged);
+    }
+    affected.sort_unstable();
+    affected.dedup();
+    let log_dir = segments.log_dir();
+    let path = log_dir.join(scavenge_file_name(segment_index));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
+    let mut copy = Copy {
+        file,
+        pending: Vec::new(),
+        pending_at: 0,
+        run: None,
+        path: path.clone(),
+    };
+    copy.file
+        .set_len(size_bytes)
+        .map_err(|error| copy.io("sizing", error))?;
+    copy.keep(
+        0,
+        &encode_segment_header_of_version(segment_index, size_bytes, FORMAT_VERSION_SCAVENGED),
+    )?;
+    let mut last_reported = 0u64;
+    walk_segment(segments, segment_index, &mut |offset, item| {
+        if offset >= last_reported + CHUNK_BYTES {
+            last_reported = offset;
+            on_chunk(size_bytes / 2 + offset / 2);
+        }
+        match item {
+            Item::Event {
+                stream,
+                revision,
+                frame,
+            } => {
+                let range = offset..offset + frame.len() as u64;
+                if floors
+                    .get(stream)
+                    .is_some_and(|floor| floor.removes(revision))
+                {
+                    copy.remove(range, boundaries, base)?;
+                } else {
+                    copy.keep(offset, frame)?;
+                }
+            }
+            Item::Skip(len) => copy.remove(offset..offset + len, boundaries, base)?,
+            Item::Padding(len) => {
+                // Only its head and trailer: its body is zeros, which the hole reads as.
+                copy.end_run()?;
+                let head = segments.read(base + offset, FRAME_MIN_BYTES)?;
+                copy.keep(offset, &head)?;
+                let tail = segments.read(base + offset + len - 8, 8)?;
+                copy.keep(offset + len - 8, &tail)?;
+            }
+        }
+        Ok(())
+    })?;
+    copy.end_run()?;
+    copy.flush()?;
+    copy.file
+        .sync_all()
+        .map_err(|error| copy.io("syncing", error))?;
+    let final_path = log_dir.join(segment_file_name(segment_index));
+    {
+        // Under the index's read lock: metadata published since the floors were decided
+        // (which could make a removed event readable again) defers the segment; none can
+        // be published until the swap is done.
+        let index = shared.index.read();
+        let changed = affected.iter().any(|stream| {
+            let now = index
+                .stream(stream.as_str())
+                .and_then(|entry| entry.metadata.clone());
+            let then = floors.get(stream).and_then(|floor| floor.metadata.clone());
+            match (now, then) {
+                (None, None) => false,
+                (Some(now), Some(then)) => !Arc::ptr_eq(&now, &then),
+                _ => true,
+            }
+        });
+        if changed {
+            drop(index);
+            let _ = std::fs::remove_file(&path);
+            return Ok(Outcome::Deferred);
+        }
+        std::fs::rename(&path, &final_path)
+            .map_err(|error| Error::io(format!("renaming {}", path.display()), error))?;
+        segments.replace_scavenged(segment_index, copy.file);
+    }
+    sync_dir(log_dir)?;
+    Ok(Outcome::Rewritten {
+        events_removed,
+        frame_bytes_removed,
+    })
+}
+
+/// One thing a segment holds.
+enum Item<'a> {
+    Event {
+        stream: &'a str,
+        revision: u64,
+        frame: &'a [u8],
+    },
+    /// A skip frame of this many bytes (an earlier scavenge).
+    Skip(u64),
+    /// The padding that closes the segment, of this many bytes.
+    Padding(u64),
+}
+
+/// Visits the frames of a sealed segment in order, with their offsets in the segment.
+fn walk_segment(
+    segments: &Segments,
+    segment_index: u64,
+    visit: &mut dyn FnMut(u64, Item<'_>) -> Result<()>,
+) -> Result<()> {
+    let size_bytes = segments.size_bytes();
+    let base = segments.segment_start(segment_index);
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset + FRAME_MIN_BYTES as u64 <= size_bytes {
+        let chunk = segments.read(
+            base + offset,
+            to_usize(CHUNK_BYTES.min(size_bytes - offset)),
+        )?;
+        let mut at = 0usize;
+        while at < chunk.len() {
+            let room = to_usize(size_bytes - offset - at as u64);
+            let frame_offset = offset + at as u64;
+            let frame = match frame_length(&chunk[at..], room) {
+                Ok(len) => chunk.slice(at..at + len),
+                Err(FrameError::Skip(len)) => {
+                    visit(frame_offset, Item::Skip(len as u64))?;
+                    at += len;
+                    continue;
+                }
+                Err(FrameError::Incomplete { .. }) if at > 0 => break,
+                Err(FrameError::Incomplete { needed }) => {
+                    segments.read(base + frame_offset, needed)?
+                }
+                // Nothing written after this (a segment closed without padding).
+                Err(FrameError::Empty) => return Ok(()),
+                Err(FrameError::Invalid(reason)) => {
+                    return Err(Error::Corrupt {
+                        detail: format!(
+                            "the frame at {} {reason}; scavenging stopped",
+                            segments.describe(base + frame_offset)
+                        ),
+                    });
+                }
+            };
+            match decode_frame(&frame, frame.len()) {
+                Ok((Frame::Event(event), len)) => {
+                    visit(
+                        frame_offset,
+                        Item::Event {
+                            stream: event.stream,
+                            revision: event.revision,
+                            frame: &frame,
+                        },
+                    )?;
+                    at += len;
+                }
+                Ok((Frame::Padding, len)) => {
+                    visit(frame_offset, Item::Padding(len as u64))?;
+                    return Ok(());
+                }
+                Err(_) => {
+                    return Err(Error::Corrupt {
+                        detail: format!(
+                            "the frame at {} is damaged; scavenging stopped",
+                            segments.describe(base + frame_offset)
+                        ),
+                    });
+                }
+            }
+        }
+        offset += at as u64;
+    }
+    Ok(())
+}
+
+/// The run of removed records (a skip frame) of a scavenged segment that `position` lies
+/// strictly inside, if any: a `$all` position that pointed at a removed event.
+pub(crate) fn skip_run_containing(
+    segments: &Segments,
+    position: u64,
+) -> Result<Option<Range<u64>>> {
+    let segment_index = segments.segment_of(position);
+    let base = segments.segment_start(segment_index);
+    let mut found = None;
+    let target = position - base;
+    let result = walk_segment(segments, segment_index, &mut |offset, item| {
+        let len = match item {
+            Item::Event { frame, .. } => frame.len() as u64,
+            Item::Skip(len) => {
+                if offset < target && target < offset + len {
+                    found = Some(base + offset..base + offset + len);
+                }
+                len
+            }
+            Item::Padding(len) => len,
+        };
+        if offset + len > target {
+            // Past the position: stop the walk.
+            return Err(Error::Closed);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) | Err(Error::Closed) => Ok(found),
+        Err(error) => Err(error),
+    }
+}
