@@ -23,11 +23,20 @@
 
 mod engine;
 mod error;
+mod names;
+mod output;
 mod quickjs;
+mod runner;
+mod source;
 
 pub use engine::{
     COMPILE_DEADLINE, EmittedEvent, EngineFactory, EventView, HANDLER_DEADLINE, MEMORY_BYTES_MAX,
     ProjectionEngine, QueryDefinition, STACK_BYTES_MAX, STATE_BYTES_MAX, SandboxLimits,
 };
 pub use error::{Fault, ProjectionError};
+pub use names::{ProjectionNames, REGISTRY_STREAM};
 pub use quickjs::QuickJsEngine;
+pub use runner::{
+    BATCH_EVENTS_DEFAULT, Mode, Progress, RunConfig, RunHandle, RunStatus, stored_result,
+    stored_state,
+};
