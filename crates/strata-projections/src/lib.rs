@@ -23,6 +23,7 @@
 
 mod engine;
 mod error;
+mod manager;
 mod names;
 mod output;
 mod quickjs;
@@ -34,6 +35,9 @@ pub use engine::{
     ProjectionEngine, QueryDefinition, STACK_BYTES_MAX, STATE_BYTES_MAX, SandboxLimits,
 };
 pub use error::{Fault, ProjectionError};
+pub use manager::{
+    CreateOptions, DeleteOptions, NAME_BYTES_MAX, ProjectionManager, Statistics, StoredDefinition,
+};
 pub use names::{ProjectionNames, REGISTRY_STREAM};
 pub use quickjs::QuickJsEngine;
 pub use runner::{
