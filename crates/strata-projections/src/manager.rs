@@ -548,6 +548,15 @@ impl ProjectionManager {
     }
 }
 
+impl std::fmt::Debug for ProjectionManager {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ProjectionManager")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for ProjectionManager {
     fn drop(&mut self) {
         for managed in self.projections.get_mut().values() {
