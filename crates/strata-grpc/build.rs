@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 8] = [
+const PROTO_FILES: [&str; 9] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -18,6 +18,7 @@ const PROTO_FILES: [&str; 8] = [
     "serverfeatures.proto",
     "gossip.proto",
     "users.proto",
+    "projections.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -19,6 +19,8 @@ mod lifecycle;
 mod limits;
 #[path = "kurrentdb_rust_client/persistent.rs"]
 mod persistent;
+#[path = "kurrentdb_rust_client/projections.rs"]
+mod projections;
 #[path = "kurrentdb_rust_client/reads.rs"]
 mod reads;
 #[path = "kurrentdb_rust_client/reference_answers.rs"]

@@ -34,6 +34,9 @@ mod gossip;
 #[cfg(test)]
 mod malformed_tests;
 mod persistent;
+mod projections;
+#[cfg(test)]
+mod projections_tests;
 mod proto;
 mod read;
 mod read_answers;
@@ -60,8 +63,10 @@ use strata_auth::Security;
 use crate::access::Access;
 use crate::gossip::{SingleNode, WithAuthority};
 use crate::persistent::PersistentService;
+use crate::projections::ProjectionsService;
 use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
 use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
+use crate::proto::event_store::client::projections::projections_server::ProjectionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::proto::event_store::client::users::users_server::UsersServer;
@@ -105,6 +110,9 @@ pub struct GrpcOptions {
     /// Authentication and ACLs; `None` serves without them (insecure mode: every caller
     /// may do everything, credentials are ignored).
     pub security: Option<Arc<Security>>,
+    /// The projection manager behind the `Projections` service; `None` leaves the service
+    /// out (clients then get `UNIMPLEMENTED`, and it is not advertised).
+    pub projections: Option<Arc<strata_projections::ProjectionManager>>,
 }
 
 impl GrpcOptions {
@@ -114,6 +122,7 @@ impl GrpcOptions {
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
             persistent_limits: PersistentLimits::default(),
             security: None,
+            projections: None,
         }
     }
 }
@@ -161,14 +170,25 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     })
     .max_decoding_message_size(message_bytes_max)
     .max_encoding_message_size(message_bytes_max);
-    let routes = tonic::service::Routes::new(streams)
+    let features = Features {
+        projections: options.projections.is_some(),
+    };
+    let mut routes = tonic::service::Routes::new(streams)
         .add_service(persistent)
-        .add_service(ServerFeaturesServer::new(Features))
-        .add_service(UsersServer::new(UsersService { access }))
+        .add_service(ServerFeaturesServer::new(features))
+        .add_service(UsersServer::new(UsersService {
+            access: access.clone(),
+        }))
         .add_service(WithAuthority(GossipServer::new(SingleNode::new(
             options.advertised.address,
             options.advertised.port,
         ))));
+    if let Some(manager) = options.projections {
+        routes = routes.add_service(ProjectionsServer::new(ProjectionsService {
+            manager,
+            access,
+        }));
+    }
     Services {
         routes,
         persistent_subscriptions,

@@ -39,6 +39,14 @@ pub(crate) mod event_store {
             include!(concat!(env!("OUT_DIR"), "/event_store.client.users.rs"));
         }
 
+        pub(crate) mod projections {
+            #![allow(dead_code, clippy::all, reason = "generated")]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.projections.rs"
+            ));
+        }
+
         pub(crate) mod gossip {
             #![allow(dead_code, clippy::all, reason = "generated")]
             include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));

@@ -19,7 +19,10 @@ pub const KURRENTDB_COMPATIBLE_VERSION: &str = "24.10.0";
 /// Strata's own version.
 pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub(crate) struct Features;
+pub(crate) struct Features {
+    /// The `Projections` service is served.
+    pub(crate) projections: bool,
+}
 
 fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
     SupportedMethod {
@@ -30,44 +33,62 @@ fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
 }
 
 /// Names are lowercase, as the reference server lists them.
-pub(crate) fn supported_methods() -> SupportedMethods {
+pub(crate) fn supported_methods(projections: bool) -> SupportedMethods {
     const STREAMS: &str = "event_store.client.streams.streams";
     const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
     // As the reference: every method of the service lists "stream" and "all" (the Rust
     // client refuses `$all` groups without "all").
     const SOURCES: &[&str] = &["stream", "all"];
     const USERS: &str = "event_store.client.users.users";
+    let mut methods = vec![
+        method(PERSISTENT, "create", SOURCES),
+        method(PERSISTENT, "update", SOURCES),
+        method(PERSISTENT, "delete", SOURCES),
+        method(PERSISTENT, "read", SOURCES),
+        method(PERSISTENT, "getinfo", SOURCES),
+        method(PERSISTENT, "replayparked", SOURCES),
+        method(PERSISTENT, "truncateparked", SOURCES),
+        method(PERSISTENT, "list", SOURCES),
+        method(PERSISTENT, "restartsubsystem", SOURCES),
+        method(STREAMS, "read", &[]),
+        method(STREAMS, "append", &[]),
+        method(STREAMS, "delete", &[]),
+        method(STREAMS, "tombstone", &[]),
+        method(STREAMS, "batchappend", &["deadline_duration"]),
+        method(
+            "event_store.client.server_features.serverfeatures",
+            "getsupportedmethods",
+            &[],
+        ),
+        method("event_store.client.gossip.gossip", "read", &[]),
+        method(USERS, "create", &[]),
+        method(USERS, "update", &[]),
+        method(USERS, "delete", &[]),
+        method(USERS, "disable", &[]),
+        method(USERS, "enable", &[]),
+        method(USERS, "details", &[]),
+        method(USERS, "changepassword", &[]),
+        method(USERS, "resetpassword", &[]),
+    ];
+    if projections {
+        const PROJECTIONS: &str = "event_store.client.projections.projections";
+        for name in [
+            "create",
+            "update",
+            "delete",
+            "statistics",
+            "disable",
+            "enable",
+            "reset",
+            "state",
+            "result",
+            "restartsubsystem",
+        ] {
+            methods.push(method(PROJECTIONS, name, &[]));
+        }
+    }
     SupportedMethods {
-        methods: vec![
-            method(PERSISTENT, "create", SOURCES),
-            method(PERSISTENT, "update", SOURCES),
-            method(PERSISTENT, "delete", SOURCES),
-            method(PERSISTENT, "read", SOURCES),
-            method(PERSISTENT, "getinfo", SOURCES),
-            method(PERSISTENT, "replayparked", SOURCES),
-            method(PERSISTENT, "truncateparked", SOURCES),
-            method(PERSISTENT, "list", SOURCES),
-            method(PERSISTENT, "restartsubsystem", SOURCES),
-            method(STREAMS, "read", &[]),
-            method(STREAMS, "append", &[]),
-            method(STREAMS, "delete", &[]),
-            method(STREAMS, "tombstone", &[]),
-            method(STREAMS, "batchappend", &["deadline_duration"]),
-            method(
-                "event_store.client.server_features.serverfeatures",
-                "getsupportedmethods",
-                &[],
-            ),
-            method("event_store.client.gossip.gossip", "read", &[]),
-            method(USERS, "create", &[]),
-            method(USERS, "update", &[]),
-            method(USERS, "delete", &[]),
-            method(USERS, "disable", &[]),
-            method(USERS, "enable", &[]),
-            method(USERS, "details", &[]),
-            method(USERS, "changepassword", &[]),
-            method(USERS, "resetpassword", &[]),
-        ],
+        methods,
         event_store_server_version: KURRENTDB_COMPATIBLE_VERSION.to_owned(),
     }
 }
@@ -78,6 +99,6 @@ impl ServerFeatures for Features {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<SupportedMethods>, Status> {
-        Ok(Response::new(supported_methods()))
+        Ok(Response::new(supported_methods(self.projections)))
     }
 }

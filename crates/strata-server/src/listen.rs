@@ -93,6 +93,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("cannot set up users and ACLs: {0}")]
     Security(#[from] strata_auth::AuthError),
+    #[error("cannot restore the projections: {0}")]
+    Projections(#[from] strata_projections::ProjectionError),
     #[error("serving on {address} failed: {source}")]
     Serve {
         address: SocketAddr,
@@ -223,8 +225,20 @@ impl Server {
             .unwrap_or_else(|| Arc::new(strata_http::Metrics::new()));
         // Both front ends count what they read and write through the same store.
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
-        let services =
-            strata_grpc::services_with(Arc::clone(&store), self.grpc_options(security.clone()));
+        // Projections run where the store is served: every stored enabled projection starts
+        // here from its checkpoint (docs/PROJECTIONS.md).
+        let projected: Arc<dyn EventStore> = store.clone();
+        let projections = strata_projections::ProjectionManager::start(
+            projected,
+            Arc::new(strata_projections::QuickJsEngine),
+            strata_projections::SandboxLimits::default(),
+        )
+        .await?;
+        let grpc_options = strata_grpc::GrpcOptions {
+            projections: Some(Arc::clone(&projections)),
+            ..self.grpc_options(security.clone())
+        };
+        let services = strata_grpc::services_with(Arc::clone(&store), grpc_options);
         let persistent_subscriptions = services.persistent_subscriptions;
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
@@ -283,8 +297,9 @@ impl Server {
                 Ok(())
             }
         };
-        // Groups write their last checkpoints while the store is still open.
+        // Groups and projections write their last checkpoints while the store is still open.
         persistent_subscriptions.shutdown().await;
+        projections.shutdown().await;
         outcome
     }
 }

@@ -1,0 +1,310 @@
+//! [`ProjectionEngine`] on QuickJS-ng (through `rquickjs`): one runtime per projection, so
+//! the memory limit, the stack limit and the deadline interrupt are the projection's own.
+//!
+//! The sandbox: QuickJS has no I/O of its own (no `std`/`os` modules are added, no module
+//! loader is set); the prelude replaces `eval`, `Function` and every function kind's
+//! `constructor` with functions that throw before the query runs, so no code is made from
+//! strings (the query itself is compiled by the host). An interrupt handler ends any call
+//! that passes its deadline; the error QuickJS raises for it cannot be caught by the query.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rquickjs::{Array, CatchResultExt, CaughtError, Context, Ctx, Object, Persistent, Runtime};
+
+use crate::engine::{
+    EmittedEvent, EngineFactory, EventView, ProjectionEngine, QueryDefinition, SandboxLimits,
+};
+use crate::error::Fault;
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The QuickJS-ng engine factory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QuickJsEngine;
+
+impl EngineFactory for QuickJsEngine {
+    fn compile(
+        &self,
+        query: &str,
+        limits: SandboxLimits,
+    ) -> Result<Box<dyn ProjectionEngine>, Fault> {
+        Ok(Box::new(QuickJsProjection::compile(query, limits)?))
+    }
+}
+
+/// When the running call must stop, and whether the interrupt stopped it.
+#[derive(Default)]
+struct Deadline {
+    until: Cell<Option<Instant>>,
+    fired: Cell<bool>,
+}
+
+impl Deadline {
+    fn arm(&self, after: Duration) {
+        self.fired.set(false);
+        self.until.set(Some(Instant::now() + after));
+    }
+
+    fn disarm(&self) -> bool {
+        self.until.set(None);
+        self.fired.replace(false)
+    }
+
+    fn passed(&self) -> bool {
+        let passed = self
+            .until
+            .get()
+            .is_some_and(|until| Instant::now() >= until);
+        if passed {
+            self.fired.set(true);
+        }
+        passed
+    }
+}
+
+/// A compiled query in its own QuickJS runtime.
+pub(crate) struct QuickJsProjection {
+    // Field order is drop order: the host object goes before its context and runtime.
+    host: Persistent<Object<'static>>,
+    context: Context,
+    runtime: Runtime,
+    deadline: Rc<Deadline>,
+    limits: SandboxLimits,
+    definition: QueryDefinition,
+}
+
+impl QuickJsProjection {
+    pub(crate) fn compile(query: &str, limits: SandboxLimits) -> Result<Self, Fault> {
+        let engine_error = |error: rquickjs::Error| Fault::Exception {
+            stage: "engine setup".into(),
+            message: error.to_string(),
+        };
+        let runtime = Runtime::new().map_err(engine_error)?;
+        runtime.set_memory_limit(limits.memory_bytes_max);
+        runtime.set_max_stack_size(limits.stack_bytes_max);
+        let deadline = Rc::new(Deadline::default());
+        let interrupt = Rc::clone(&deadline);
+        runtime.set_interrupt_handler(Some(Box::new(move || interrupt.passed())));
+        let context = Context::full(&runtime).map_err(engine_error)?;
+        let host = context.with(|ctx| {
+            let host: Object =
+                ctx.eval(PRELUDE)
+                    .catch(&ctx)
+                    .map_err(|caught| Fault::Exception {
+                        stage: "prelude".into(),
+                        message: caught.to_string(),
+                    })?;
+            Ok::<_, Fault>(Persistent::save(&ctx, host))
+        })?;
+        let mut projection = Self {
+            host,
+            context,
+            runtime,
+            deadline,
+            limits,
+            definition: QueryDefinition::default(),
+        };
+        let definition_json: String =
+            projection.run("the query definition", true, |ctx, host| {
+                ctx.eval::<(), _>(query)?;
+                host.get::<_, rquickjs::Function>("finishDefinition")?
+                    .call(())
+            })?;
+        projection.definition =
+            serde_json::from_str(&definition_json).map_err(|error| Fault::InvalidQuery {
+                reason: format!("its definition does not read back: {error}"),
+            })?;
+        Ok(projection)
+    }
+
+    /// Runs `call` on the host object under the deadline of `stage`, turning every way it can
+    /// fail into a [`Fault`].
+    fn run<T>(
+        &self,
+        stage: &str,
+        compiling: bool,
+        call: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>) -> rquickjs::Result<T>,
+    ) -> Result<T, Fault> {
+        let limit = if compiling {
+            self.limits.compile_deadline
+        } else {
+            self.limits.handler_deadline
+        };
+        self.deadline.arm(limit);
+        let outcome = self.context.with(|ctx| {
+            let host = self.host.clone().restore(&ctx)?;
+            Ok(call(&ctx, host)
+                .catch(&ctx)
+                .map_err(|caught| describe(&caught)))
+        });
+        let fired = self.deadline.disarm();
+        let outcome = outcome.map_err(|error: rquickjs::Error| (String::new(), error.to_string()));
+        match outcome.and_then(|inner| inner) {
+            Ok(value) => Ok(value),
+            Err(_) if fired => Err(Fault::Deadline {
+                stage: stage.to_owned(),
+                deadline_ms: limit.as_millis(),
+            }),
+            Err((name, message)) => Err(self.classify(stage, compiling, &name, message)),
+        }
+    }
+
+    fn classify(&self, stage: &str, compiling: bool, name: &str, message: String) -> Fault {
+        let lower = message.to_ascii_lowercase();
+        let near_memory_limit = self.runtime.memory_usage().malloc_size as usize
+            >= self.limits.memory_bytes_max / 10 * 9;
+        if lower.contains("out of memory") || (name.is_empty() && near_memory_limit) {
+            Fault::Memory {
+                stage: stage.to_owned(),
+                limit_bytes: self.limits.memory_bytes_max,
+            }
+        } else if lower.contains("stack overflow") || lower.contains("call stack size") {
+            Fault::Stack {
+                stage: stage.to_owned(),
+                limit_bytes: self.limits.stack_bytes_max,
+            }
+        } else if compiling && name == "SyntaxError" {
+            Fault::Syntax { message }
+        } else {
+            Fault::Exception {
+                stage: stage.to_owned(),
+                message,
+            }
+        }
+    }
+
+    fn check_size(&self, partition: &str, json: Option<String>) -> Result<Option<String>, Fault> {
+        match json {
+            Some(json) if json.len() > self.limits.state_bytes_max => Err(Fault::StateTooLarge {
+                partition: partition.to_owned(),
+                size_bytes: json.len(),
+                limit_bytes: self.limits.state_bytes_max,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn emits(&self, json: Option<String>) -> Result<Vec<EmittedEvent>, Fault> {
+        let Some(json) = json else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&json).map_err(|error| Fault::InvalidQuery {
+            reason: format!("emitted events do not read back: {error}"),
+        })
+    }
+}
+
+/// The exception's name (`SyntaxError`, ...) and a message with its stack when it has one.
+fn describe(caught: &CaughtError<'_>) -> (String, String) {
+    match caught {
+        CaughtError::Exception(exception) => {
+            let name = exception
+                .get::<_, Option<String>>("name")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let message = exception.message().unwrap_or_default();
+            let text = match exception.stack().filter(|stack| !stack.trim().is_empty()) {
+                Some(stack) => format!("{name}: {message}\n{}", stack.trim_end()),
+                None => format!("{name}: {message}"),
+            };
+            (name, text)
+        }
+        CaughtError::Value(value) => {
+            let text = value
+                .as_string()
+                .and_then(|text| text.to_string().ok())
+                .unwrap_or_else(|| format!("{value:?}"));
+            (String::new(), format!("uncaught value {text}"))
+        }
+        CaughtError::Error(error) => (String::new(), error.to_string()),
+    }
+}
+
+/// The event's fields in the order the prelude's `envelope` reads them.
+fn fields<'js>(ctx: &Ctx<'js>, event: &EventView) -> rquickjs::Result<Array<'js>> {
+    let array = Array::new(ctx.clone())?;
+    array.set(0, event.body_raw.as_str())?;
+    array.set(1, event.is_json)?;
+    array.set(2, event.metadata_raw.as_str())?;
+    array.set(3, event.link_metadata_raw.as_str())?;
+    array.set(4, event.stream_id.as_str())?;
+    array.set(5, event.event_type.as_str())?;
+    // Revisions stay far below 2^53: a JavaScript number holds them exactly.
+    array.set(6, event.sequence_number as f64)?;
+    array.set(7, event.event_id.as_str())?;
+    array.set(8, event.category.as_str())?;
+    array.set(9, event.created.as_str())?;
+    Ok(array)
+}
+
+fn method<'js>(host: &Object<'js>, name: &str) -> rquickjs::Result<rquickjs::Function<'js>> {
+    host.get(name)
+}
+
+impl ProjectionEngine for QuickJsProjection {
+    fn definition(&self) -> &QueryDefinition {
+        &self.definition
+    }
+
+    fn load_state(&mut self, partition: &str, state: Option<&str>) -> Result<(), Fault> {
+        self.run("$init", false, |_, host| {
+            method(&host, "loadState")?.call((partition, state))
+        })
+    }
+
+    fn load_shared(&mut self, state: Option<&str>) -> Result<(), Fault> {
+        self.run("$initShared", false, |_, host| {
+            method(&host, "loadShared")?.call((state,))
+        })
+    }
+
+    fn partition_of(&mut self, event: &EventView) -> Result<Option<String>, Fault> {
+        self.run("partitionBy", false, |ctx, host| {
+            method(&host, "partitionOf")?.call((fields(ctx, event)?,))
+        })
+    }
+
+    fn process(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
+        let stage = format!("the handler of {}", event.event_type);
+        let emitted: Option<String> = self.run(&stage, false, |ctx, host| {
+            method(&host, "process")?.call((partition, fields(ctx, event)?))
+        })?;
+        self.emits(emitted)
+    }
+
+    fn created(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
+        let emitted: Option<String> = self.run("$created", false, |ctx, host| {
+            method(&host, "created")?.call((partition, fields(ctx, event)?))
+        })?;
+        self.emits(emitted)
+    }
+
+    fn state(&mut self, partition: &str) -> Result<Option<String>, Fault> {
+        let json = self.run("serializing the state", false, |_, host| {
+            method(&host, "stateJson")?.call((partition,))
+        })?;
+        self.check_size(partition, json)
+    }
+
+    fn shared_state(&mut self) -> Result<Option<String>, Fault> {
+        let json = self.run("serializing the shared state", false, |_, host| {
+            method(&host, "sharedJson")?.call(())
+        })?;
+        self.check_size("(shared)", json)
+    }
+
+    fn result(&mut self, partition: &str) -> Result<Option<String>, Fault> {
+        let json = self.run("transformBy/filterBy", false, |_, host| {
+            method(&host, "resultJson")?.call((partition,))
+        })?;
+        self.check_size(partition, json)
+    }
+
+    fn take_logs(&mut self) -> Vec<String> {
+        self.run("log", false, |_, host| method(&host, "takeLogs")?.call(()))
+            .unwrap_or_default()
+    }
+}

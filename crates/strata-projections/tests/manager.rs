@@ -1,0 +1,279 @@
+//! The projection manager over the embedded engine: lifecycle, statuses, restart from the
+//! stored definitions, deletes with their flags.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::{
+    Error, EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamName,
+};
+use strata_projections::{
+    CreateOptions, DeleteOptions, Mode, ProjectionError, ProjectionManager, QuickJsEngine,
+    SandboxLimits, Statistics,
+};
+
+fn open(dir: &std::path::Path) -> Arc<strata_engine::Store> {
+    strata_engine::Store::open(dir, strata_engine::Config::small_for_tests()).expect("store opens")
+}
+
+async fn manager(store: Arc<strata_engine::Store>) -> Arc<ProjectionManager> {
+    ProjectionManager::start(store, Arc::new(QuickJsEngine), SandboxLimits::default())
+        .await
+        .expect("manager starts")
+}
+
+async fn append(store: &dyn EventStore, stream: &str, event_type: &str, data: &str) {
+    store
+        .append(
+            &StreamName::new(stream).unwrap(),
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json(event_type, data.to_owned())],
+        )
+        .await
+        .expect("append");
+}
+
+async fn exists(store: &dyn EventStore, stream: &str) -> bool {
+    match store
+        .read_stream(
+            &StreamName::new(stream).unwrap(),
+            ReadStreamOptions::forwards(),
+        )
+        .await
+    {
+        Ok(slice) => !slice.into_events().is_empty(),
+        Err(Error::StreamDeleted { .. }) => false,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+async fn stats(manager: &ProjectionManager, name: &str) -> Statistics {
+    manager
+        .statistics(Some(name))
+        .await
+        .expect("stats")
+        .remove(0)
+}
+
+/// Waits (bounded) until `done` holds for the projection's statistics.
+async fn wait_for(
+    manager: &ProjectionManager,
+    name: &str,
+    done: impl Fn(&Statistics) -> bool,
+) -> Statistics {
+    for _ in 0..3_000 {
+        let statistics = stats(manager, name).await;
+        if done(&statistics) {
+            return statistics;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} did not get there: {:?}", stats(manager, name).await);
+}
+
+const CONTINUOUS: CreateOptions = CreateOptions {
+    mode: Mode::Continuous,
+    emit_enabled: true,
+    track_emitted_streams: true,
+};
+
+const COUNTER: &str = "fromCategory('order').when({
+    $init: () => ({ n: 0 }),
+    $any: (s, e) => { s.n++; emit('seen', 'Seen', { id: e.sequenceNumber }); }
+}).outputState()";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_with_reference_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&*store, "order-1", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    manager
+        .create("counter", COUNTER, CONTINUOUS)
+        .await
+        .unwrap();
+    let again = manager.create("counter", COUNTER, CONTINUOUS).await;
+    assert!(matches!(again, Err(ProjectionError::AlreadyExists { .. })));
+    let running = wait_for(&manager, "counter", |s| s.progress == 100.0).await;
+    assert_eq!(running.status, "Running");
+    assert_eq!(running.mode, "Continuous");
+    assert_eq!(
+        manager.state("counter", "").await.unwrap().as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+    assert_eq!(
+        manager.result("counter", "").await.unwrap().as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+
+    let refused = manager.delete("counter", DeleteOptions::default()).await;
+    assert!(
+        matches!(refused, Err(ProjectionError::FailedPrecondition { .. })),
+        "deleting a running projection fails"
+    );
+
+    manager.disable("counter").await.unwrap();
+    assert_eq!(stats(&manager, "counter").await.status, "Stopped");
+    append(&*store, "order-2", "Placed", "{}").await;
+    manager.enable("counter").await.unwrap();
+    wait_for(&manager, "counter", |s| {
+        s.events_processed_after_restart == 1
+    })
+    .await;
+    assert_eq!(
+        manager.state("counter", "").await.unwrap().as_deref(),
+        Some(r#"{"n":2}"#)
+    );
+
+    manager.reset("counter").await.unwrap();
+    let reset = wait_for(&manager, "counter", |s| {
+        s.epoch == 1 && s.events_processed_after_restart == 2
+    })
+    .await;
+    assert_eq!(
+        reset.status, "Running",
+        "a reset leaves a running projection running"
+    );
+    assert_eq!(
+        manager.state("counter", "").await.unwrap().as_deref(),
+        Some(r#"{"n":2}"#)
+    );
+
+    manager.abort("counter").await.unwrap();
+    assert_eq!(stats(&manager, "counter").await.status, "Stopped");
+    manager
+        .delete(
+            "counter",
+            DeleteOptions {
+                delete_emitted_streams: true,
+                delete_state_stream: true,
+                delete_checkpoint_stream: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!exists(&*store, "seen").await, "emitted stream deleted");
+    assert!(!exists(&*store, "$projections-counter-result").await);
+    assert!(!exists(&*store, "$projections-counter-checkpoint").await);
+    let second = manager.delete("counter", DeleteOptions::default()).await;
+    assert!(matches!(second, Err(ProjectionError::NotFound { .. })));
+    assert_eq!(
+        second.unwrap_err().to_string(),
+        "Projection 'counter' not found"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_without_flags_keeps_the_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&*store, "order-1", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    manager.create("kept", COUNTER, CONTINUOUS).await.unwrap();
+    wait_for(&manager, "kept", |s| s.progress == 100.0).await;
+    manager.disable("kept").await.unwrap();
+    manager
+        .delete("kept", DeleteOptions::default())
+        .await
+        .unwrap();
+    assert!(exists(&*store, "seen").await);
+    assert!(exists(&*store, "$projections-kept-checkpoint").await);
+    assert!(manager.statistics(None).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_survive_a_restart_and_runs_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        append(&*store, "order-1", "Placed", "{}").await;
+        let manager = manager(store.clone()).await;
+        manager
+            .create("counter", COUNTER, CONTINUOUS)
+            .await
+            .unwrap();
+        manager
+            .create(
+                "once",
+                "fromAll().when({ $init: () => ({ n: 0 }), $any: (s) => { s.n++; } })",
+                CreateOptions {
+                    mode: Mode::OneTime,
+                    ..CONTINUOUS
+                },
+            )
+            .await
+            .unwrap();
+        manager.create("off", COUNTER, CONTINUOUS).await.unwrap();
+        manager.disable("off").await.unwrap();
+        wait_for(&manager, "counter", |s| s.progress == 100.0).await;
+        let done = wait_for(&manager, "once", |s| s.status != "Running").await;
+        assert_eq!(done.status, "Completed/Stopped");
+        manager.shutdown().await;
+        drop(manager);
+        store.close();
+    }
+    let store = open(dir.path());
+    append(&*store, "order-2", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    let names: Vec<String> = manager
+        .statistics(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["counter", "off", "once"]);
+    wait_for(&manager, "counter", |s| {
+        s.events_processed_after_restart == 1
+    })
+    .await;
+    assert_eq!(
+        manager.state("counter", "").await.unwrap().as_deref(),
+        Some(r#"{"n":2}"#)
+    );
+    assert_eq!(stats(&manager, "off").await.status, "Stopped");
+    let seen = store
+        .read_stream(
+            &StreamName::new("seen").unwrap(),
+            ReadStreamOptions::forwards(),
+        )
+        .await
+        .unwrap()
+        .into_events();
+    let emitted_by_counter = seen
+        .iter()
+        .filter(|event| {
+            String::from_utf8_lossy(&event.metadata).contains(r#""$projection":"counter""#)
+        })
+        .count();
+    assert_eq!(emitted_by_counter, 2, "one emit per event, none repeated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulted_projection_reports_why_and_others_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&*store, "order-1", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    manager
+        .create("greedy", "fromAll().when({ $any: (s) => { const a = []; for (;;) a.push(new Array(100000).fill(1)); } })", CONTINUOUS)
+        .await
+        .unwrap();
+    manager.create("fine", COUNTER, CONTINUOUS).await.unwrap();
+    let faulted = wait_for(&manager, "greedy", |s| s.status == "Faulted").await;
+    assert!(
+        faulted.state_reason.contains("limit"),
+        "{}",
+        faulted.state_reason
+    );
+    wait_for(&manager, "fine", |s| s.progress == 100.0).await;
+    assert_eq!(
+        manager.state("fine", "").await.unwrap().as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+    let transient = manager.create("", "fromAll()", CONTINUOUS).await;
+    assert!(matches!(
+        transient,
+        Err(ProjectionError::InvalidArgument { .. })
+    ));
+}

@@ -1,0 +1,412 @@
+//! Projections run over the embedded engine: sources, states, results, emits, partitions,
+//! continuous mode, restarts, and exactly-once after failures at every write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strata_core::system_streams::{IndexKey, IndexSlice};
+use strata_core::{
+    AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
+    ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, StreamName, StreamSlice,
+    StreamState,
+};
+use strata_projections::{
+    Mode, Progress, QueryDefinition, QuickJsEngine, RunConfig, RunHandle, RunStatus, SandboxLimits,
+    stored_result, stored_state,
+};
+use tokio::sync::watch;
+
+fn open() -> (tempfile::TempDir, Arc<strata_engine::Store>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())
+        .expect("store opens");
+    (dir, store)
+}
+
+async fn append(store: &dyn EventStore, stream: &str, event_type: &str, data: &str) {
+    store
+        .append(
+            &StreamName::new(stream).unwrap(),
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json(event_type, data.to_owned())],
+        )
+        .await
+        .expect("append");
+}
+
+async fn read(store: &dyn EventStore, stream: &str) -> Vec<RecordedEvent> {
+    match store
+        .read_stream(
+            &StreamName::new(stream).unwrap(),
+            ReadStreamOptions::forwards(),
+        )
+        .await
+    {
+        Ok(slice) => slice.into_events(),
+        Err(Error::StreamDeleted { .. }) => Vec::new(),
+        Err(error) => panic!("read {stream}: {error}"),
+    }
+}
+
+fn config(name: &str, query: &str, mode: Mode) -> RunConfig {
+    RunConfig {
+        name: name.to_owned(),
+        query: query.to_owned(),
+        mode,
+        emit_enabled: true,
+        track_emitted_streams: true,
+        epoch: 0,
+        batch_events: 3,
+        limits: SandboxLimits::default(),
+    }
+}
+
+fn start(store: Arc<dyn EventStore>, config: RunConfig) -> RunHandle {
+    RunHandle::start(
+        store,
+        Arc::new(QuickJsEngine),
+        config,
+        tokio::runtime::Handle::current(),
+    )
+    .expect("starts")
+}
+
+/// Waits (bounded) until `done` holds for the run's progress.
+async fn wait_for(handle: &RunHandle, done: impl Fn(&Progress) -> bool) -> Progress {
+    for _ in 0..3_000 {
+        let progress = handle.progress();
+        if done(&progress) {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the run did not get there: {:?}", handle.progress());
+}
+
+async fn run_to_end(store: Arc<dyn EventStore>, config: RunConfig) -> Progress {
+    let handle = start(store, config);
+    wait_for(&handle, |progress| progress.status != RunStatus::Running).await
+}
+
+async fn state_of(
+    store: &dyn EventStore,
+    name: &str,
+    query: &str,
+    partition: &str,
+) -> Option<String> {
+    let definition = definition(query);
+    stored_state(store, name, 0, &definition, partition)
+        .await
+        .expect("state reads")
+}
+
+fn definition(query: &str) -> QueryDefinition {
+    use strata_projections::EngineFactory;
+    QuickJsEngine
+        .compile(query, SandboxLimits::default())
+        .expect("compiles")
+        .definition()
+        .clone()
+}
+
+const COUNT_ORDERS: &str = "fromCategory('order').when({
+    $init: () => ({ placed: 0, total: 0 }),
+    Placed: (s, e) => { s.placed++; s.total += e.data.total; }
+}).outputState()";
+
+async fn seed_orders(store: &dyn EventStore) {
+    append(store, "order-1", "Placed", r#"{"total":10}"#).await;
+    append(store, "cart-1", "Placed", r#"{"total":1000}"#).await;
+    append(store, "order-2", "Placed", r#"{"total":5}"#).await;
+    append(store, "order-1", "Shipped", "{}").await;
+    append(store, "order-3", "Placed", r#"{"total":1}"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_from_category_counts_only_its_category() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    let progress = run_to_end(store.clone(), config("orders", COUNT_ORDERS, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    assert_eq!(progress.events_processed, 4, "only order-* events are read");
+    assert_eq!(
+        state_of(&*store, "orders", COUNT_ORDERS, "")
+            .await
+            .as_deref(),
+        Some(r#"{"placed":3,"total":16}"#)
+    );
+    let results = read(&*store, "$projections-orders-result").await;
+    assert_eq!(
+        results.len(),
+        3,
+        "a result per handled event (Shipped has no handler)"
+    );
+    assert!(results.iter().all(|event| event.event_type == "Result"));
+    let sources = read(&*store, "order-3").await;
+    let metadata: serde_json::Value = serde_json::from_slice(&results[2].metadata).unwrap();
+    assert_eq!(metadata["$causedBy"], sources[0].id.to_string());
+    let result = stored_result(&*store, "orders", 0, &definition(COUNT_ORDERS), "")
+        .await
+        .unwrap();
+    assert_eq!(result.as_deref(), Some(r#"{"placed":3,"total":16}"#));
+    assert!(
+        !read(&*store, "$projections-orders-checkpoint")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_all_skips_system_streams_and_from_streams_merges_in_log_order() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    let query = "fromAll().when({ $init: () => ({ n: 0 }), $any: (s, e) => { s.n++; } })";
+    run_to_end(store.clone(), config("all", query, Mode::OneTime)).await;
+    assert_eq!(
+        state_of(&*store, "all", query, "").await.as_deref(),
+        Some(r#"{"n":5}"#)
+    );
+    let query = "fromStreams(['order-2', 'order-1']).when({
+        $init: () => ({ seen: [] }),
+        $any: (s, e) => { s.seen.push(e.streamId + ':' + e.sequenceNumber); }
+    })";
+    run_to_end(store.clone(), config("streams", query, Mode::OneTime)).await;
+    assert_eq!(
+        state_of(&*store, "streams", query, "").await.as_deref(),
+        Some(r#"{"seen":["order-1:0","order-2:0","order-1:1"]}"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_checkpoint() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    run_to_end(store.clone(), config("orders", COUNT_ORDERS, Mode::OneTime)).await;
+    append(&*store, "order-4", "Placed", r#"{"total":100}"#).await;
+    let progress = run_to_end(store.clone(), config("orders", COUNT_ORDERS, Mode::OneTime)).await;
+    assert_eq!(progress.events_processed, 1, "only the new event is read");
+    assert_eq!(
+        state_of(&*store, "orders", COUNT_ORDERS, "")
+            .await
+            .as_deref(),
+        Some(r#"{"placed":4,"total":116}"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_mode_follows_the_log_until_stopped() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    let handle = start(
+        store.clone(),
+        config("orders", COUNT_ORDERS, Mode::Continuous),
+    );
+    wait_for(&handle, |progress| progress.caught_up).await;
+    append(&*store, "order-9", "Placed", r#"{"total":2}"#).await;
+    wait_for(&handle, |progress| progress.events_processed == 5).await;
+    let progress = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap();
+    assert_eq!(progress.status, RunStatus::Stopped);
+    assert_eq!(
+        state_of(&*store, "orders", COUNT_ORDERS, "")
+            .await
+            .as_deref(),
+        Some(r#"{"placed":4,"total":18}"#)
+    );
+}
+
+const PER_STREAM: &str = "fromCategory('order').foreachStream().when({
+    $init: () => ({ events: 0 }),
+    $created: (s, e) => { emit('started', 'Started', { stream: e.streamId }); },
+    $any: (s, e) => { s.events++; linkTo('all-orders', e); }
+})";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreach_stream_keeps_a_state_per_stream_and_emits() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    run_to_end(store.clone(), config("per", PER_STREAM, Mode::OneTime)).await;
+    assert_eq!(
+        state_of(&*store, "per", PER_STREAM, "order-1")
+            .await
+            .as_deref(),
+        Some(r#"{"events":2}"#)
+    );
+    let partitions: Vec<String> = read(&*store, "$projections-per-partitions")
+        .await
+        .iter()
+        .map(|event| String::from_utf8_lossy(&event.data).into_owned())
+        .collect();
+    assert_eq!(partitions, ["order-1", "order-2", "order-3"]);
+    let links: Vec<String> = read(&*store, "all-orders")
+        .await
+        .iter()
+        .map(|event| String::from_utf8_lossy(&event.data).into_owned())
+        .collect();
+    assert_eq!(links, ["0@order-1", "0@order-2", "1@order-1", "0@order-3"]);
+    assert_eq!(read(&*store, "started").await.len(), 3);
+    let tracked = read(&*store, "$projections-per-emittedstreams").await;
+    assert_eq!(tracked.len(), 2, "started and all-orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_query_faults_with_its_reason() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    let query = "fromAll().when({ $any: (s, e) => { while (true) {} } })";
+    let progress = run_to_end(store.clone(), config("loop", query, Mode::Continuous)).await;
+    assert_eq!(progress.status, RunStatus::Faulted);
+    let reason = progress.fault.unwrap_or_default();
+    assert!(reason.contains("deadline of 250 ms"), "{reason}");
+    let progress = run_to_end(store.clone(), config("bad", "fromAll(", Mode::Continuous)).await;
+    assert_eq!(progress.status, RunStatus::Faulted);
+    assert!(
+        progress
+            .fault
+            .unwrap_or_default()
+            .contains("does not compile")
+    );
+    let mut no_emit = config("noemit", PER_STREAM, Mode::OneTime);
+    no_emit.emit_enabled = false;
+    let progress = run_to_end(store.clone(), no_emit).await;
+    assert!(
+        progress
+            .fault
+            .unwrap_or_default()
+            .contains("'emit' is not allowed"),
+        "emit refused"
+    );
+}
+
+/// A store whose `fail_at`-th append fails, as a crash at that write would leave it.
+struct FailingStore {
+    inner: Arc<strata_engine::Store>,
+    appends: AtomicUsize,
+    fail_at: usize,
+}
+
+#[async_trait]
+impl EventStore for FailingStore {
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> strata_core::Result<AppendResult> {
+        if self.appends.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(Error::Closed);
+        }
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<StreamSlice> {
+        self.inner.read_stream(stream, options).await
+    }
+    async fn read_all(&self, options: ReadAllOptions) -> strata_core::Result<AllSlice> {
+        self.inner.read_all(options).await
+    }
+    async fn read_index(
+        &self,
+        key: &IndexKey,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<IndexSlice> {
+        self.inner.read_index(key, options).await
+    }
+    async fn stream_state(&self, stream: &StreamName) -> strata_core::Result<StreamState> {
+        self.inner.stream_state(stream).await
+    }
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.delete_stream(stream, expected).await
+    }
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.tombstone_stream(stream, expected).await
+    }
+    async fn last_position(&self) -> strata_core::Result<Option<Position>> {
+        self.inner.last_position().await
+    }
+    fn watch_log_end(&self) -> watch::Receiver<Position> {
+        self.inner.watch_log_end()
+    }
+}
+
+/// What a run leaves behind that must not depend on crashes: states, results, emits.
+async fn outcome(store: &dyn EventStore) -> Vec<(String, Vec<(String, String, String)>)> {
+    let mut streams = Vec::new();
+    for stream in [
+        "started",
+        "all-orders",
+        "$projections-per-partitions",
+        "$projections-per-emittedstreams",
+        "$projections-per-order-1-checkpoint",
+        "$projections-per-order-2-checkpoint",
+        "$projections-per-order-3-checkpoint",
+    ] {
+        let events = read(store, stream)
+            .await
+            .iter()
+            .map(|event| {
+                (
+                    event.id.to_string(),
+                    event.event_type.clone(),
+                    String::from_utf8_lossy(&event.data).into_owned(),
+                )
+            })
+            .collect();
+        streams.push((stream.to_owned(), events));
+    }
+    streams
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_write_then_a_restart_ends_as_an_uninterrupted_run() {
+    let (_dir, reference) = open();
+    seed_orders(&*reference).await;
+    let counted = Arc::new(FailingStore {
+        inner: reference.clone(),
+        appends: AtomicUsize::new(0),
+        fail_at: usize::MAX,
+    });
+    run_to_end(counted.clone(), config("per", PER_STREAM, Mode::OneTime)).await;
+    let expected = outcome(&*reference).await;
+    let writes = counted.appends.load(Ordering::SeqCst);
+    assert!(writes > 5, "the run writes in several appends ({writes})");
+    for fail_at in 1..=writes {
+        let (_dir, store) = open();
+        seed_orders(&*store).await;
+        let failing = Arc::new(FailingStore {
+            inner: store.clone(),
+            appends: AtomicUsize::new(0),
+            fail_at,
+        });
+        let progress = run_to_end(failing, config("per", PER_STREAM, Mode::OneTime)).await;
+        assert_eq!(
+            progress.status,
+            RunStatus::Faulted,
+            "append {fail_at} failed"
+        );
+        let progress = run_to_end(store.clone(), config("per", PER_STREAM, Mode::OneTime)).await;
+        assert_eq!(progress.status, RunStatus::Completed);
+        assert_eq!(
+            outcome(&*store).await,
+            expected,
+            "after a failure at append {fail_at}"
+        );
+    }
+}
