@@ -172,9 +172,15 @@ impl Pump<'_> {
             };
             let mut batch = Batch::default();
             let mut ended = self.take(first, &mut batch)?;
+            let mut yielded = false;
             while !ended && batch.events.len() < settings.batch_events_max {
                 match subscription.next().now_or_never() {
                     Some(item) => ended = self.take(item, &mut batch)?,
+                    // Let the reader task hand over its next page before sending a short batch.
+                    None if !yielded => {
+                        yielded = true;
+                        tokio::task::yield_now().await;
+                    }
                     None => break,
                 }
             }
