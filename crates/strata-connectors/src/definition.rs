@@ -194,6 +194,12 @@ pub struct NatsSettings {
     /// How long to wait for one publish acknowledgement.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Effectively once without a duplicate window: each publish expects the subject's
+    /// last sequence (`Nats-Expected-Last-Subject-Sequence`), and after a restart the last
+    /// message of a subject tells which events it already holds. Events of one subject are
+    /// then sent one at a time (subjects still go in parallel). Needs `create_stream`.
+    #[serde(default)]
+    pub effectively_once: bool,
 }
 
 /// A JetStream stream to create when missing.
@@ -363,6 +369,13 @@ impl ConnectorDefinition {
             SinkSettings::Nats(nats) => {
                 check_url(&nats.url, &["nats", "tls"])?;
                 Template::parse(&nats.subject, TemplateTarget::NatsSubject)?;
+                if nats.effectively_once && nats.create_stream.is_none() {
+                    return Err(
+                        "effectively_once needs create_stream: it reads the stream's last \
+                         message of each subject"
+                            .into(),
+                    );
+                }
                 if let Some(stream) = &nats.create_stream
                     && (stream.name.is_empty()
                         || stream.name.contains(['.', ' ', '*', '>'])

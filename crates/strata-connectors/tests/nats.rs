@@ -18,13 +18,27 @@ fn definition(
     js_stream: &str,
     extra_settings: &str,
 ) -> ConnectorDefinition {
+    definition_with(id, category, js_stream, extra_settings, false)
+}
+
+fn definition_with(
+    id: &str,
+    category: &str,
+    js_stream: &str,
+    extra_settings: &str,
+    effectively_once: bool,
+) -> ConnectorDefinition {
+    // Effectively once must not lean on the duplicate window: make it tiny then.
+    let window_ms = if effectively_once { 100 } else { 120_000 };
     let text = format!(
         r#"{{"id": "{id}",
             "source": {{"kind": "category", "category": "{category}"}},
             "sink": {{"type": "nats", "url": "{url}",
                       "subject": "{js_stream}.{{category}}.{{stream}}",
+                      "effectively_once": {effectively_once},
                       "create_stream": {{"name": "{js_stream}", "subjects": ["{js_stream}.>"],
-                                         "max_message_bytes": 2048}}}},
+                                         "max_message_bytes": 2048,
+                                         "duplicate_window_ms": {window_ms}}}}},
             "settings": {{{extra_settings}}}}}"#,
         url = nats_url()
     );
@@ -93,6 +107,17 @@ async fn delete_js_stream(name: &str) {
 /// re-sent ones were recognised as duplicates by `Nats-Msg-Id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_once_in_order_across_a_crash() {
+    crash_and_resume(false).await;
+}
+
+/// The same with `Nats-Expected-Last-Subject-Sequence` and a 100 ms duplicate window (the least JetStream takes) that
+/// has long passed at the restart: the subjects' last messages alone prevent duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effectively_once_needs_no_duplicate_window() {
+    crash_and_resume(true).await;
+}
+
+async fn crash_and_resume(effectively_once: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let category = unique("order");
@@ -102,12 +127,13 @@ async fn every_event_arrives_once_in_order_across_a_crash() {
     let end = last_position(&store).await;
     let id = "to-nats";
     // Rare checkpoints, so a crash leaves many published events after the last one.
-    let definition = definition(
+    let definition = definition_with(
         id,
         &category,
         &js_stream,
         r#""checkpoint_interval_events": 100000, "checkpoint_interval_ms": 600000,
            "batch_events_max": 64"#,
+        effectively_once,
     );
 
     let crashing = tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +157,10 @@ async fn every_event_arrives_once_in_order_across_a_crash() {
     // The crash: every task of the connector runtime vanishes mid-publish.
     crashing.shutdown_background();
     drop(connectors);
+    if effectively_once {
+        // Past the duplicate window: `Nats-Msg-Id` no longer catches re-sends.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 
     let connectors = Connectors::open(store.clone()).await.unwrap();
     let info = wait_for(&connectors, id, "caught up after the restart", |info| {
