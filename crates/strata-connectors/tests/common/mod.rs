@@ -124,3 +124,20 @@ pub fn assert_in_order(received: &[(String, u64)], expected: &HashMap<String, u6
     }
     assert_eq!(next.len(), expected.len());
 }
+
+/// The position of the last event of `category` (system events written since, such as a
+/// running connector's checkpoints, do not count).
+pub async fn last_position_of(store: &Store, category: &str) -> u64 {
+    let prefix = format!("{category}-");
+    let slice = store
+        .read_all(strata_core::ReadAllOptions::backwards().max_count(1_000))
+        .await
+        .unwrap();
+    slice
+        .events
+        .iter()
+        .find(|event| event.stream.as_str().starts_with(&prefix))
+        .expect("an event of the category among the last 1,000")
+        .position
+        .0
+}
