@@ -45,7 +45,7 @@ pub use definition::{
     Secret, SinkSettings, Source, StartFrom,
 };
 pub use error::{Error, Result};
-pub use manager::{ConnectorInfo, Connectors};
+pub use manager::{ConnectorInfo, Connectors, Declared};
 pub use sink::{Delivery, Sink, event_cloud_event, event_headers, event_json};
 pub use sinks::SIGNATURE_HEADER;
 pub use status::{ConnectorCounters, ConnectorState};

@@ -40,6 +40,15 @@ pub struct ConnectorInfo {
     pub counters: ConnectorCounters,
 }
 
+/// What [`Connectors::declare`] did with one definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Declared {
+    Created,
+    Updated,
+    Unchanged,
+}
+
 struct Entry {
     stored: StoredConnector,
     shared: Arc<Shared>,
@@ -128,6 +137,71 @@ impl Connectors {
         registry.entries.insert(id.clone(), entry);
         drop(registry);
         self.show(&id).await
+    }
+
+    /// Makes the stored connectors match `definitions` (a config file's `[[connectors]]`):
+    /// a missing one is created and started, one whose stored definition differs is
+    /// replaced (keeping its checkpoint and whether it is enabled) and restarted, an equal
+    /// one is left alone; connectors not named are not touched. Unlike [`Connectors::create`]
+    /// this does not wait for the sink: a broker that is down shows as `retrying`, so a
+    /// server starts whatever its brokers are doing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDefinition`] for the first invalid definition or a repeated id
+    /// (nothing is changed then), store errors.
+    pub async fn declare(
+        &self,
+        definitions: Vec<ConnectorDefinition>,
+    ) -> Result<Vec<(String, Declared)>> {
+        let mut ids = std::collections::HashSet::new();
+        for definition in &definitions {
+            definition.validate()?;
+            if !ids.insert(definition.id.clone()) {
+                return Err(Error::InvalidDefinition {
+                    id: definition.id.clone(),
+                    reason: "the id is declared twice".into(),
+                });
+            }
+        }
+        let mut registry = self.registry.lock().await;
+        let mut outcomes = Vec::with_capacity(definitions.len());
+        for definition in definitions {
+            let id = definition.id.clone();
+            let (outcome, enabled) = match registry.entries.get(&id) {
+                None => (Declared::Created, true),
+                Some(entry) if entry.stored.definition == definition => {
+                    outcomes.push((id, Declared::Unchanged));
+                    continue;
+                }
+                Some(entry) => (Declared::Updated, entry.stored.enabled),
+            };
+            if outcome == Declared::Created {
+                streams::limit_checkpoints(&*self.store, &id).await?;
+                registry.entries.insert(
+                    id.clone(),
+                    Entry {
+                        stored: StoredConnector {
+                            definition: definition.clone(),
+                            enabled: false,
+                        },
+                        shared: Arc::new(Shared::new()),
+                        runner: None,
+                    },
+                );
+            }
+            let stored = StoredConnector {
+                definition,
+                enabled,
+            };
+            if let Err(error) = self.replace(&mut registry, &id, Some(stored)).await {
+                if outcome == Declared::Created {
+                    registry.entries.remove(&id);
+                }
+                return Err(error);
+            }
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
     }
 
     /// Every connector, by id.

@@ -195,3 +195,78 @@ async fn webhook_retries_parks_4xx_and_keeps_order() {
     let connectors = Connectors::open(store).await.unwrap();
     assert!(connectors.list().await.unwrap().is_empty());
 }
+
+/// `[[connectors]]` in a config file: created, left alone, updated in place (checkpoint
+/// kept), a broker that is down shows as retrying instead of failing the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_connectors_are_created_updated_or_left_alone() {
+    use strata_connectors::Declared;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let hook = Arc::new(Mutex::new(Hook {
+        refused: 3,
+        ..Hook::default()
+    }));
+    let url = serve(Arc::clone(&hook)).await;
+    let category = unique("decl");
+    append_spread(&store, &category, 3, 30).await;
+    let end = last_position(&store).await;
+    let down = ConnectorDefinition::from_json(
+        r#"{"id": "down", "source": {"kind": "all"},
+            "sink": {"type": "http", "url": "http://127.0.0.1:1/hook"}}"#,
+    )
+    .unwrap();
+
+    let connectors = Connectors::open(store.clone()).await.unwrap();
+    let declared = connectors
+        .declare(vec![definition(&url, &category), down.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        declared,
+        vec![
+            ("hook".to_owned(), Declared::Created),
+            ("down".to_owned(), Declared::Created)
+        ]
+    );
+    wait_for(&connectors, "hook", "caught up", |info| {
+        info.position >= Some(end)
+    })
+    .await;
+    let info = wait_for(&connectors, "down", "retrying", |info| {
+        info.state == ConnectorState::Retrying
+    })
+    .await;
+    assert!(
+        info.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("127.0.0.1:1"),
+        "{info:#?}"
+    );
+
+    // Same again: nothing happens. Changed settings: replaced, resumes from its checkpoint.
+    let unchanged = connectors
+        .declare(vec![definition(&url, &category)])
+        .await
+        .unwrap();
+    assert_eq!(unchanged, vec![("hook".to_owned(), Declared::Unchanged)]);
+    let mut changed = definition(&url, &category);
+    changed.settings.batch_events_max = 7;
+    let updated = connectors.declare(vec![changed]).await.unwrap();
+    assert_eq!(updated, vec![("hook".to_owned(), Declared::Updated)]);
+    append_spread(&store, &category, 3, 30).await;
+    let end = last_position_of(&store, &category).await;
+    wait_for(&connectors, "hook", "caught up after the update", |info| {
+        info.position >= Some(end)
+    })
+    .await;
+    assert_eq!(hook.lock().accepted.len(), 60, "each event once");
+
+    let twice = connectors
+        .declare(vec![down.clone(), down])
+        .await
+        .unwrap_err();
+    assert!(twice.to_string().contains("declared twice"), "{twice}");
+    connectors.shutdown().await;
+}
