@@ -59,7 +59,14 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             )
         })?;
         let metrics = Arc::new(strata_http::Metrics::new());
-        run_server(&config, dev_banner.as_ref(), store.clone(), metrics).await?;
+        run_server(
+            &config,
+            dev_banner.as_ref(),
+            store.clone(),
+            metrics,
+            &args.connectors,
+        )
+        .await?;
         store.close().await;
     } else {
         let engine_config = Config {
@@ -73,7 +80,14 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             )
         })?;
         let metrics = engine_metrics(&store);
-        run_server(&config, dev_banner.as_ref(), store.clone(), metrics).await?;
+        run_server(
+            &config,
+            dev_banner.as_ref(),
+            store.clone(),
+            metrics,
+            &args.connectors,
+        )
+        .await?;
         store.close();
     }
     eprintln!("strata serve: stopped");
@@ -190,12 +204,24 @@ async fn run_server<S: EventStore>(
     dev_banner: Option<&DevBanner>,
     store: Arc<S>,
     metrics: Arc<strata_http::Metrics>,
+    declared_connectors: &[strata_connectors::ConnectorDefinition],
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
     let mut server = Server::bind(config).await?.with_metrics(metrics);
     // Users exist before the server says it is ready.
     let shared: Arc<dyn EventStore> = store.clone();
-    server.secure(shared).await?;
+    server.secure(Arc::clone(&shared)).await?;
+    // Connectors run beside the server; a broker that is down shows as retrying.
+    let connectors = strata_connectors::Connectors::open(shared)
+        .await
+        .context("cannot load the connectors")?;
+    for (id, outcome) in connectors
+        .declare(declared_connectors.to_vec())
+        .await
+        .context("cannot apply [[connectors]]")?
+    {
+        eprintln!("strata serve: connector {id}: {outcome:?}");
+    }
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -232,7 +258,9 @@ async fn run_server<S: EventStore>(
     std::io::stdout()
         .flush()
         .context("cannot write to stdout")?;
-    server.run(store, stop_signal()).await?;
+    let served = server.run(store, stop_signal()).await;
+    connectors.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -152,6 +152,8 @@ struct FileConfig {
     http_max_subscriptions: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    /// `[[connectors]]`: connectors declared here (see docs/CONNECTORS.md).
+    connectors: Option<Vec<strata_connectors::ConnectorDefinition>>,
 }
 
 /// The effective options, after precedence and defaults.
@@ -186,6 +188,9 @@ pub(crate) struct Resolved {
     pub(crate) http_max_subscriptions: usize,
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
+    /// From the file only; never printed back (they hold secrets).
+    #[serde(skip)]
+    pub(crate) connectors: Vec<strata_connectors::ConnectorDefinition>,
 }
 
 impl ServeArgs {
@@ -288,6 +293,7 @@ impl ServeArgs {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_owned()),
+            connectors: file.connectors.unwrap_or_default(),
         };
         resolved.check()?;
         Ok(resolved)
@@ -360,6 +366,15 @@ impl Resolved {
             self.store.is_some() || self.store_schema == "public",
             "store_schema applies to a PostgreSQL store: give store as well"
         );
+        let mut ids = std::collections::HashSet::new();
+        for connector in &self.connectors {
+            connector.validate()?;
+            anyhow::ensure!(
+                ids.insert(connector.id.as_str()),
+                "connector {} is declared twice in [[connectors]]",
+                connector.id
+            );
+        }
         Ok(())
     }
 
@@ -398,6 +413,41 @@ mod tests {
         assert_eq!(resolved.max_connections, 7);
         assert_eq!(resolved.log_format, LogFormat::Json);
         assert_eq!(resolved.segment_size_mib, 256);
+    }
+
+    #[test]
+    fn connectors_are_read_checked_and_never_printed() {
+        let text = r#"
+[[connectors]]
+id = "orders-to-nats"
+[connectors.source]
+kind = "category"
+category = "order"
+[connectors.sink]
+type = "nats"
+url = "nats://app:s3cret@127.0.0.1:4222"
+subject = "events.{category}.{stream}"
+"#;
+        let config = file(text);
+        let path = config.path().to_str().unwrap();
+        let resolved = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(resolved.connectors.len(), 1);
+        assert_eq!(resolved.connectors[0].id, "orders-to-nats");
+        assert!(!resolved.to_toml().unwrap().contains("s3cret"));
+
+        let bad = file(&text.replace("{stream}", "{strem}"));
+        let path = bad.path().to_str().unwrap();
+        let error = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown placeholder {strem}"),
+            "{error}"
+        );
     }
 
     #[test]
