@@ -8,10 +8,13 @@
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`; STRATA_TEST_POSTGRES_URL
 # overrides): scripts/ensure-postgres.sh installs and starts it when nothing answers.
+# The connector tests need NATS with JetStream on 127.0.0.1:4222 and RabbitMQ on
+# 127.0.0.1:5672: scripts/ensure-brokers.sh installs and starts them likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
+scripts/ensure-brokers.sh
 cargo nextest run --workspace --all-features
 cargo test --workspace --all-features --doc
 scripts/test-python.sh
