@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 8] = [
+const PROTO_FILES: [&str; 10] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -18,6 +18,8 @@ const PROTO_FILES: [&str; 8] = [
     "serverfeatures.proto",
     "gossip.proto",
     "users.proto",
+    "v2streams.proto",
+    "v2streams_errors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
