@@ -23,6 +23,8 @@
 mod access;
 mod append;
 mod append_session;
+#[cfg(test)]
+mod append_session_tests;
 mod batch_append;
 #[cfg(test)]
 mod batch_append_tests;
