@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 9] = [
+const PROTO_FILES: [&str; 11] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -19,6 +19,8 @@ const PROTO_FILES: [&str; 9] = [
     "gossip.proto",
     "users.proto",
     "projections.proto",
+    "v2streams.proto",
+    "v2streams_errors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, EventStore, ExpectedRevision, Limits, Position,
-    ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, Revision, StreamMetadata, StreamName,
-    StreamSlice, StreamState, VersionedMetadata, WindowSlice,
+    AllSlice, AppendPart, AppendResult, DeleteResult, EventStore, ExpectedRevision, Limits,
+    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
+    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata, WindowSlice,
 };
 use tokio::sync::watch;
 
@@ -70,6 +70,20 @@ impl EventStore for SecuredStore {
     ) -> Result<AppendResult> {
         self.check(StreamOperation::Write, stream).await?;
         self.inner.append(stream, expected, events).await
+    }
+
+    /// Each writing part needs write access to its stream, each check read access (it
+    /// tells the stream's state).
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        for part in &parts {
+            let operation = if part.is_check() {
+                StreamOperation::Read
+            } else {
+                StreamOperation::Write
+            };
+            self.check(operation, &part.stream).await?;
+        }
+        self.inner.append_multi(parts).await
     }
 
     async fn read_stream(

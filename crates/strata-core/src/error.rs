@@ -61,6 +61,10 @@ pub enum Error {
     )]
     DirectoryInUse { path: String },
 
+    /// The backend cannot do this at all (a client of a server without the call).
+    #[error("this store does not support {operation}")]
+    Unsupported { operation: &'static str },
+
     #[error("the store is closed")]
     Closed,
 

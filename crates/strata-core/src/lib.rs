@@ -26,6 +26,7 @@ mod error;
 mod filter;
 mod limits;
 mod metadata;
+mod multi_append;
 pub mod rules;
 mod store;
 mod subscription;
@@ -49,6 +50,7 @@ pub use metadata::{
     METADATA_EVENT_TYPE, SOFT_DELETED_TRUNCATE_BEFORE, StreamMetadata, TOMBSTONE_EVENT_TYPE,
     TOMBSTONE_REVISION, VersionedMetadata,
 };
+pub use multi_append::{AppendPart, MultiAppendResult, events_of_parts};
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{
     CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::filter::{EventFilter, WindowSlice};
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
+use crate::multi_append::{AppendPart, MultiAppendResult};
 use crate::rules::{self, StreamHead};
 use crate::system_streams::{IndexKey, IndexSlice};
 use crate::types::{
@@ -167,6 +168,25 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedRevision,
         events: Vec<ProposedEvent>,
     ) -> Result<AppendResult>;
+
+    /// Appends to several streams as one transaction: every writing part becomes visible
+    /// together, at consecutive positions, or none does. Each part is decided as an append
+    /// of it alone would be ([`crate::rules::plan_multi_append`]); a part without events
+    /// only checks its expected revision against the state before the request. Re-sending
+    /// the whole request returns the original result and writes nothing. The limits apply
+    /// to the sum of the parts. Every Strata backend implements it; the default refuses.
+    ///
+    /// # Errors
+    /// The first failing part's error ([`Error::WrongExpectedRevision`],
+    /// [`Error::StreamDeleted`]), [`Error::InvalidArgument`] for a request without events
+    /// or writing a stream twice, limit and validation errors, [`Error::Unsupported`] from
+    /// a backend that cannot, and storage errors.
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        let _ = parts;
+        Err(Error::Unsupported {
+            operation: "multi-stream appends",
+        })
+    }
 
     /// Reads visible events of one stream (metadata max age, max count and `$tb` applied).
     ///

@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
 use strata_core::system_streams::{IndexKey, IndexSlice, index_window, read_system_stream};
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, Direction, Error, EventStore, ExpectedRevision, Limits,
-    Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName,
-    StreamSlice, StreamState, Timestamp, WindowSlice,
+    AllSlice, AppendPart, AppendResult, DeleteResult, Direction, Error, EventStore,
+    ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
+    ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice, StreamState, Timestamp,
+    WindowSlice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -325,6 +326,23 @@ impl EventStore for Store {
             reply,
         })
         .await
+    }
+
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        self.shared.config.limits.check_multi_append(&parts)?;
+        let size_bytes: usize = parts
+            .iter()
+            .flat_map(|part| &part.events)
+            .map(ProposedEvent::size_bytes)
+            .sum();
+        let kib = u32::try_from(size_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _queued = self
+            .queued_append_kib
+            .acquire_many(kib)
+            .await
+            .map_err(|_| Error::Closed)?;
+        self.send(|reply| Request::AppendMulti { parts, reply })
+            .await
     }
 
     async fn read_stream(

@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use strata_core::{
-    AppendResult, DeleteResult, Error, Position, Result, StreamMetadata, StreamName,
+    AppendResult, DeleteResult, Error, MultiAppendResult, Position, Result, StreamMetadata,
+    StreamName,
 };
 use tokio::sync::oneshot;
 
@@ -46,6 +47,10 @@ pub trait CommitObserver: Send + Sync {
 pub(crate) enum Reply {
     Append(oneshot::Sender<Result<AppendResult>>, Result<AppendResult>),
     Delete(oneshot::Sender<Result<DeleteResult>>, Result<DeleteResult>),
+    AppendMulti(
+        oneshot::Sender<Result<MultiAppendResult>>,
+        Result<MultiAppendResult>,
+    ),
 }
 
 impl Reply {
@@ -55,6 +60,9 @@ impl Reply {
                 let _ = sender.send(outcome);
             }
             Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::AppendMulti(sender, outcome) => {
                 let _ = sender.send(outcome);
             }
         }
@@ -70,6 +78,9 @@ impl Reply {
                 let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
             }
             Reply::Delete(sender, outcome) => {
+                let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
+            }
+            Reply::AppendMulti(sender, outcome) => {
                 let _ = sender.send(outcome.and_then(|_| Err(poisoned())));
             }
         }

@@ -10,10 +10,13 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use hashbrown::HashMap;
-use strata_core::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan};
+use strata_core::rules::{
+    self, AppendDecision, MultiAppendDecision, RecordBody, StreamHead, StreamView, WritePlan,
+};
 use strata_core::{
-    AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE, Position,
-    ProposedEvent, Result, StreamName, TOMBSTONE_EVENT_TYPE,
+    AppendPart, AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
+    MultiAppendResult, Position, ProposedEvent, Result, StreamName, TOMBSTONE_EVENT_TYPE,
+    events_of_parts,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,6 +45,12 @@ pub(crate) enum Request {
         tombstone: bool,
         reply: oneshot::Sender<Result<DeleteResult>>,
     },
+    /// Every part in one transaction (one commit marker), so after a crash the request
+    /// is wholly visible or not at all.
+    AppendMulti {
+        parts: Vec<AppendPart>,
+        reply: oneshot::Sender<Result<MultiAppendResult>>,
+    },
     Shutdown {
         done: std::sync::mpsc::Sender<()>,
     },
@@ -51,6 +60,11 @@ impl Request {
     fn size_bytes(&self) -> usize {
         match self {
             Request::Append { events, .. } => events.iter().map(ProposedEvent::size_bytes).sum(),
+            Request::AppendMulti { parts, .. } => parts
+                .iter()
+                .flat_map(|part| &part.events)
+                .map(ProposedEvent::size_bytes)
+                .sum(),
             _ => 0,
         }
     }
@@ -176,6 +190,12 @@ impl Writer {
                     });
                     group.replies.push(Reply::Append(reply, outcome));
                 }
+                Request::AppendMulti { parts, reply } => {
+                    let outcome = self.plan(&mut group, |writer, group| {
+                        writer.append_multi(group, parts)
+                    });
+                    group.replies.push(Reply::AppendMulti(reply, outcome));
+                }
                 Request::Delete {
                     stream,
                     expected,
@@ -272,6 +292,21 @@ impl Writer {
             AppendDecision::Write(plan) => {
                 let positions = self.carry_out(group, &plan, events)?;
                 Ok(plan.append_result(&positions))
+            }
+        }
+    }
+
+    fn append_multi(
+        &mut self,
+        group: &mut Group,
+        parts: Vec<AppendPart>,
+    ) -> Result<MultiAppendResult> {
+        match rules::plan_multi_append(&self.view(), &parts)? {
+            MultiAppendDecision::AlreadyAppended(result) => Ok(result),
+            MultiAppendDecision::Write(plan) => {
+                let events = events_of_parts(parts);
+                let positions = self.carry_out(group, &plan.plan, &events)?;
+                Ok(plan.result(&positions))
             }
         }
     }

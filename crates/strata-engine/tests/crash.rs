@@ -4,7 +4,7 @@
 //!
 //! After every kill: each acknowledged event is in its stream at the acknowledged revision
 //! and position with the right id and data; `$all` has strictly increasing positions, holds
-//! every batch whole or not at all, and begins with everything the previous reopen saw; and
+//! every batch (single- or multi-stream) whole or not at all, and begins with everything the previous reopen saw; and
 //! `verify` finds no problem, before the reopen (a torn tail is allowed there) and after it.
 
 use std::collections::HashMap;
@@ -154,12 +154,13 @@ async fn read_whole_all(store: &Store) -> Vec<RecordedEvent> {
     }
 }
 
-/// Reopens the store and checks everything; returns `$all` as (id, position) pairs.
+/// Reopens the store and checks everything; returns `$all` as (id, position) pairs, and
+/// how many multi-stream appends it holds.
 async fn check_reopened(
     data_dir: &Path,
     acks: &[Ack],
     previous: &[(EventId, u64)],
-) -> Vec<(EventId, u64)> {
+) -> (Vec<(EventId, u64)>, u64) {
     let store = Store::open(data_dir, Config::small_for_tests()).expect("the store reopens");
     let all = read_whole_all(&store).await;
 
@@ -180,11 +181,13 @@ async fn check_reopened(
         "$all no longer begins with what the previous reopen saw"
     );
 
-    // Content, and every batch whole and contiguous in the log.
+    // Content, and every batch (of one or several streams) whole and contiguous in the log.
     let mut at = 0;
+    let mut multi_stream_batches = 0;
     while at < all.len() {
         let first = &all[at];
         let mark = batch_mark(first);
+        let mut next_revisions: HashMap<&StreamName, u64> = HashMap::new();
         assert_eq!(
             (mark.index, mark.batch),
             (0, first.id.as_u128()),
@@ -202,8 +205,10 @@ async fn check_reopened(
                 mark.batch,
                 event.position.0
             );
-            assert_eq!(event.stream, first.stream);
-            assert_eq!(event.revision.0, first.revision.0 + index);
+            // A multi-stream batch holds each part's events at consecutive revisions.
+            if let Some(next) = next_revisions.insert(&event.stream, event.revision.0 + 1) {
+                assert_eq!(event.revision.0, next, "batch {:032x} skips", mark.batch);
+            }
             assert_eq!(event.event_type, "CrashTested");
             assert_eq!(
                 event.data,
@@ -213,6 +218,7 @@ async fn check_reopened(
             );
         }
         at += mark.size as usize;
+        multi_stream_batches += u64::from(next_revisions.len() > 1);
     }
 
     // Each stream read agrees with $all and has no gap.
@@ -299,7 +305,7 @@ async fn check_reopened(
     assert!(report.is_ok(), "verify after reopen and close:\n{report}");
     assert!(!report.torn_tail, "a reopen leaves no torn tail:\n{report}");
     assert_eq!(report.events, all.len() as u64);
-    seen
+    (seen, multi_stream_batches)
 }
 
 #[test]
@@ -317,6 +323,7 @@ fn every_acknowledged_append_survives_sigkill_and_no_batch_is_seen_in_part() {
     let mut acks = Vec::new();
     let mut seen = Vec::new();
     let mut torn_tails = 0;
+    let mut multi_stream_batches = 0;
     for cycle in 0..KILL_CYCLES {
         let kill_after = Duration::from_millis(random.gen_range(KILL_DELAY_MS));
         let new_acks = run_child_and_kill(dir.path(), seed.wrapping_add(cycle), kill_after);
@@ -330,15 +337,16 @@ fn every_acknowledged_append_survives_sigkill_and_no_batch_is_seen_in_part() {
         assert!(report.is_ok(), "verify right after the kill:\n{report}");
         torn_tails += u64::from(report.torn_tail);
 
-        seen = runtime.block_on(check_reopened(dir.path(), &acks, &seen));
+        (seen, multi_stream_batches) = runtime.block_on(check_reopened(dir.path(), &acks, &seen));
     }
     eprintln!(
-        "{} acknowledged appends, {} events in the log, {torn_tails} torn tails recovered",
+        "{} acknowledged appends, {} events in the log, {multi_stream_batches} multi-stream \
+         appends, {torn_tails} torn tails recovered",
         acks.len(),
         seen.len()
     );
     assert!(
-        acks.len() as u64 >= KILL_CYCLES,
+        acks.len() as u64 >= KILL_CYCLES && multi_stream_batches > 0,
         "the child acknowledged too little to test anything"
     );
 }

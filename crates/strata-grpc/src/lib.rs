@@ -22,6 +22,9 @@
 
 mod access;
 mod append;
+mod append_session;
+#[cfg(test)]
+mod append_session_tests;
 mod batch_append;
 #[cfg(test)]
 mod batch_append_tests;
@@ -61,6 +64,7 @@ use strata_persistent::PersistentSubscriptions;
 use strata_auth::Security;
 
 use crate::access::Access;
+use crate::append_session::StreamsV2Service;
 use crate::gossip::{SingleNode, WithAuthority};
 use crate::persistent::PersistentService;
 use crate::projections::ProjectionsService;
@@ -70,6 +74,7 @@ use crate::proto::event_store::client::projections::projections_server::Projecti
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::proto::event_store::client::users::users_server::UsersServer;
+use crate::proto::kurrentdb::protocol::v2::streams::streams_service_server::StreamsServiceServer;
 use crate::server_features::Features;
 use crate::streams::StreamsService;
 use crate::subscribe::SubscriptionSlots;
@@ -173,7 +178,13 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     let features = Features {
         projections: options.projections.is_some(),
     };
+    let streams_v2 = StreamsServiceServer::new(StreamsV2Service {
+        access: access.clone(),
+    })
+    .max_decoding_message_size(message_bytes_max)
+    .max_encoding_message_size(message_bytes_max);
     let mut routes = tonic::service::Routes::new(streams)
+        .add_service(streams_v2)
         .add_service(persistent)
         .add_service(ServerFeaturesServer::new(features))
         .add_service(UsersServer::new(UsersService {

@@ -54,6 +54,29 @@ pub(crate) mod event_store {
     }
 }
 
+/// Package `kurrentdb.protocol.v2.streams`: the v2 `StreamsService` and its error details.
+pub(crate) mod kurrentdb {
+    pub(crate) mod protocol {
+        pub(crate) mod v2 {
+            pub(crate) mod streams {
+                #![allow(dead_code, clippy::all, reason = "generated")]
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/kurrentdb.protocol.v2.streams.rs"
+                ));
+
+                pub(crate) mod errors {
+                    #![allow(dead_code, clippy::all, reason = "generated")]
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/kurrentdb.protocol.v2.streams.errors.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Package `google.rpc`: `Status` (with a single `Any` detail) and `Code`.
 pub(crate) mod google {
     pub(crate) mod rpc {

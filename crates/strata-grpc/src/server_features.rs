@@ -56,6 +56,11 @@ pub(crate) fn supported_methods(projections: bool) -> SupportedMethods {
         method(STREAMS, "tombstone", &[]),
         method(STREAMS, "batchappend", &["deadline_duration"]),
         method(
+            "kurrentdb.protocol.v2.streams.streamsservice",
+            "appendsession",
+            &[],
+        ),
+        method(
             "event_store.client.server_features.serverfeatures",
             "getsupportedmethods",
             &[],

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
-    ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, Revision, StreamMetadata, StreamName,
-    StreamSlice, StreamState, VersionedMetadata, WindowSlice, event_bytes,
+    AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
+    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
+    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata, WindowSlice,
+    event_bytes,
 };
 use tokio::sync::watch;
 
@@ -56,6 +57,35 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
             .sum();
         let started = Instant::now();
         let result = self.inner.append(stream, expected, events).await;
+        match &result {
+            Ok(_) => {
+                self.metrics.writable.store(true, Ordering::Relaxed);
+                self.metrics
+                    .append_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.append_events.observe(count as f64);
+                self.metrics.count_io("written", count, bytes);
+            }
+            Err(error) if unwritable(error) => {
+                self.metrics.writable.store(false, Ordering::Relaxed)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        let count: usize = parts.iter().map(|part| part.events.len()).sum();
+        let bytes: usize = parts
+            .iter()
+            .flat_map(|part| {
+                part.events
+                    .iter()
+                    .map(|event| event.size_bytes() + part.stream.as_str().len())
+            })
+            .sum();
+        let started = Instant::now();
+        let result = self.inner.append_multi(parts).await;
         match &result {
             Ok(_) => {
                 self.metrics.writable.store(true, Ordering::Relaxed);

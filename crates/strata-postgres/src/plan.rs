@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_core::rules::{
-    self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan, streams_consulted,
+    self, AppendDecision, MultiAppendDecision, RecordBody, StreamHead, StreamView, WritePlan,
+    streams_consulted,
 };
 use strata_core::{
-    AppendResult, ContentType, DeleteResult, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
-    Position, ProposedEvent, Result, StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE,
-    Timestamp,
+    AppendPart, AppendResult, ContentType, DeleteResult, EventId, ExpectedRevision,
+    METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result, StreamMetadata,
+    StreamName, StreamState, TOMBSTONE_EVENT_TYPE, Timestamp, events_of_parts,
 };
 
 pub(crate) use strata_core::TOMBSTONE_REVISION;
@@ -37,12 +38,34 @@ pub(crate) enum Operation {
         expected: ExpectedRevision,
         tombstone: bool,
     },
+    /// Every part in one plan, so all of it lands in the group's transaction or none.
+    AppendMulti { parts: Vec<AppendPart> },
 }
 
 impl Operation {
-    pub(crate) fn stream(&self) -> &StreamName {
+    /// Every stream the operation names (written or checked).
+    pub(crate) fn streams(&self) -> Vec<&StreamName> {
         match self {
-            Operation::Append { stream, .. } | Operation::Delete { stream, .. } => stream,
+            Operation::Append { stream, .. } | Operation::Delete { stream, .. } => vec![stream],
+            Operation::AppendMulti { parts } => parts.iter().map(|part| &part.stream).collect(),
+        }
+    }
+
+    /// The appends the operation makes, as `(stream, expected, events)`: the re-send
+    /// checks of each are fetched alike.
+    fn appends(&self) -> Vec<(&StreamName, ExpectedRevision, &[ProposedEvent])> {
+        match self {
+            Operation::Append {
+                stream,
+                expected,
+                events,
+            } => vec![(stream, *expected, events)],
+            Operation::Delete { .. } => Vec::new(),
+            Operation::AppendMulti { parts } => parts
+                .iter()
+                .filter(|part| !part.is_check())
+                .map(|part| (&part.stream, part.expected, part.events.as_slice()))
+                .collect(),
         }
     }
 
@@ -50,6 +73,7 @@ impl Operation {
         match self {
             Operation::Append { events, .. } => events.len(),
             Operation::Delete { .. } => 1,
+            Operation::AppendMulti { parts } => parts.iter().map(|part| part.events.len()).sum(),
         }
     }
 
@@ -57,6 +81,11 @@ impl Operation {
         match self {
             Operation::Append { events, .. } => events.iter().map(ProposedEvent::size_bytes).sum(),
             Operation::Delete { .. } => 0,
+            Operation::AppendMulti { parts } => parts
+                .iter()
+                .flat_map(|part| &part.events)
+                .map(ProposedEvent::size_bytes)
+                .sum(),
         }
     }
 }
@@ -65,6 +94,7 @@ impl Operation {
 pub(crate) enum Outcome {
     Append(Result<AppendResult>),
     Delete(Result<DeleteResult>),
+    AppendMulti(Result<MultiAppendResult>),
 }
 
 /// A stream's row in `streams`.
@@ -134,12 +164,9 @@ pub(crate) struct Group {
 pub(crate) fn weak_resend_candidates(operations: &[Operation]) -> Vec<(&StreamName, EventId)> {
     operations
         .iter()
-        .filter_map(|operation| match operation {
-            Operation::Append {
-                stream,
-                expected: ExpectedRevision::Any | ExpectedRevision::StreamExists,
-                events,
-            } => Some((stream, events[0].id)),
+        .flat_map(Operation::appends)
+        .filter_map(|(stream, expected, events)| match expected {
+            ExpectedRevision::Any | ExpectedRevision::StreamExists => Some((stream, events[0].id)),
             _ => None,
         })
         .collect()
@@ -149,7 +176,8 @@ pub(crate) fn weak_resend_candidates(operations: &[Operation]) -> Vec<(&StreamNa
 pub(crate) fn streams_needed(operations: &[Operation]) -> Vec<StreamName> {
     let mut streams: Vec<StreamName> = operations
         .iter()
-        .flat_map(|operation| streams_consulted(operation.stream()))
+        .flat_map(Operation::streams)
+        .flat_map(streams_consulted)
         .collect();
     streams.sort();
     streams.dedup();
@@ -187,20 +215,12 @@ impl Group {
     /// stored heads.
     pub(crate) fn ranges_for_checks(&self, operations: &[Operation]) -> Vec<RevisionRange> {
         let mut ranges = Vec::new();
-        for operation in operations {
-            let Operation::Append {
-                stream,
-                expected,
-                events,
-            } = operation
-            else {
-                continue;
-            };
+        for (stream, expected, events) in operations.iter().flat_map(Operation::appends) {
             let Some(last) = self.head(stream).last else {
                 continue;
             };
             let count = events.len() as u64;
-            match *expected {
+            match expected {
                 ExpectedRevision::Exact(revision) if revision < last => {
                     ranges.push((stream.clone(), revision + 1, revision + count));
                 }
@@ -214,10 +234,8 @@ impl Group {
     /// Ranges to fetch after the first ids were found: the rest of each re-send.
     pub(crate) fn follow_up(&self, operations: &[Operation]) -> Vec<RevisionRange> {
         let mut ranges = Vec::new();
-        for operation in operations {
-            if let Operation::Append { stream, events, .. } = operation
-                && let Some(first) = self.revision_of(stream, events[0].id)
-            {
+        for (stream, _, events) in operations.iter().flat_map(Operation::appends) {
+            if let Some(first) = self.revision_of(stream, events[0].id) {
                 ranges.push((stream.clone(), first, first + events.len() as u64 - 1));
             }
         }
@@ -267,6 +285,18 @@ impl Group {
                     plan.delete_result(&positions)
                 }),
             ),
+            Operation::AppendMulti { parts } => {
+                Outcome::AppendMulti(rules::plan_multi_append(&*self, parts).map(|decision| {
+                    match decision {
+                        MultiAppendDecision::AlreadyAppended(result) => result,
+                        MultiAppendDecision::Write(plan) => {
+                            let events = events_of_parts(parts.clone());
+                            let positions = self.carry_out(&plan.plan, &events);
+                            plan.result(&positions)
+                        }
+                    }
+                }))
+            }
         }
     }
 
@@ -391,7 +421,7 @@ mod tests {
     fn appended(outcome: Outcome) -> Result<AppendResult> {
         match outcome {
             Outcome::Append(result) => result,
-            Outcome::Delete(_) => panic!("an append is answered as an append"),
+            _ => panic!("an append is answered as an append"),
         }
     }
 
@@ -453,6 +483,37 @@ mod tests {
         .unwrap();
         assert_eq!(next.current_revision, Revision(1));
         assert_eq!(group.events.len(), 2);
+    }
+
+    #[test]
+    fn a_refused_multi_stream_append_leaves_the_group_as_it_was() {
+        let mut group = Group::new(HashMap::new(), 0, Timestamp(0));
+        let one = || vec![ProposedEvent::json("E", "{}")];
+        appended(group.plan(&append("s-1", ExpectedRevision::NoStream, &one()))).unwrap();
+        let multi = |expected| Operation::AppendMulti {
+            parts: vec![
+                AppendPart::write(stream("a-1"), ExpectedRevision::Any, one()),
+                AppendPart::write(stream("s-1"), expected, one()),
+            ],
+        };
+        let Outcome::AppendMulti(refused) = group.plan(&multi(ExpectedRevision::NoStream)) else {
+            panic!("a multi-stream append is answered as one");
+        };
+        assert!(matches!(refused, Err(Error::WrongExpectedRevision { .. })));
+        assert_eq!(
+            group.events.len(),
+            1,
+            "nothing of the refused request is planned"
+        );
+        assert!(group.head(&stream("a-1")).last.is_none());
+        let Outcome::AppendMulti(written) = group.plan(&multi(ExpectedRevision::Exact(0))) else {
+            panic!("a multi-stream append is answered as one");
+        };
+        let written = written.unwrap();
+        let positions: Vec<u64> = group.events.iter().map(|event| event.position).collect();
+        assert_eq!(positions, [1, 2, 3]);
+        assert_eq!(written.position, Position(3));
+        assert_eq!(written.parts[1].1.current_revision, Revision(1));
     }
 
     #[test]

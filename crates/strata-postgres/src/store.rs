@@ -5,9 +5,9 @@ use strata_core::system_streams::{IndexKey, IndexSlice, read_system_stream};
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits, Position,
-    ProposedEvent, ReadAllOptions, ReadStreamOptions, Result, StreamName, StreamSlice, StreamState,
-    WindowSlice, read_all_window_by_filtering,
+    AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
+    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
+    StreamName, StreamSlice, StreamState, WindowSlice, read_all_window_by_filtering,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -135,7 +135,7 @@ impl PostgresStore {
         };
         match self.write(operation).await? {
             Outcome::Delete(result) => result,
-            Outcome::Append(_) => unreachable!("a delete is answered as a delete"),
+            _ => unreachable!("a delete is answered as a delete"),
         }
     }
 }
@@ -181,11 +181,24 @@ impl EventStore for PostgresStore {
         };
         let result = match self.write(operation).await? {
             Outcome::Append(result) => result,
-            Outcome::Delete(_) => unreachable!("an append is answered as an append"),
+            _ => unreachable!("an append is answered as an append"),
         };
         if let Ok(appended) = &result {
             // An idempotent re-send of another node's events: make sure this node's readers
             // can see them as soon as the caller does.
+            advance(&self.log_end, appended.position.0 + 1);
+        }
+        result
+    }
+
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        self.limits().check_multi_append(&parts)?;
+        let result = match self.write(Operation::AppendMulti { parts }).await? {
+            Outcome::AppendMulti(result) => result,
+            _ => unreachable!("a multi-stream append is answered as one"),
+        };
+        if let Ok(appended) = &result {
+            // As for an append: a re-send of another node's request becomes visible here.
             advance(&self.log_end, appended.position.0 + 1);
         }
         result

@@ -366,6 +366,7 @@ fn failed_with(operation: &Operation, error: Error) -> Outcome {
     match operation {
         Operation::Append { .. } => Outcome::Append(Err(error)),
         Operation::Delete { .. } => Outcome::Delete(Err(error)),
+        Operation::AppendMulti { .. } => Outcome::AppendMulti(Err(error)),
     }
 }
 

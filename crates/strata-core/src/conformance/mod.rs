@@ -35,6 +35,7 @@ mod filters;
 mod idempotence;
 mod limits;
 mod metadata;
+mod multi_append;
 mod persistence;
 mod read_all;
 mod read_stream;
@@ -152,6 +153,12 @@ macro_rules! __strata_conformance_cases {
             limits::event_type_with_nul_is_refused,
             limits::invalid_stream_names_are_refused,
             limits::metadata_of_a_metadata_stream_is_refused,
+            multi_append::multi_append_writes_every_part_together,
+            multi_append::multi_append_failing_part_fails_the_whole,
+            multi_append::multi_append_check_only_parts,
+            multi_append::multi_append_resend_returns_the_original_result,
+            multi_append::multi_append_limits_apply_to_the_sum,
+            multi_append::readers_never_see_a_partial_multi_append,
             persistence::reopen_keeps_everything,
             persistence::reopen_twice_keeps_appending,
             windows::read_all_window_bounds_and_counts_the_events_looked_at,

@@ -14,7 +14,10 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE};
-use crate::rules::{self, AppendDecision, RecordBody, StreamHead, StreamView, WritePlan};
+use crate::multi_append::{AppendPart, MultiAppendResult, events_of_parts};
+use crate::rules::{
+    self, AppendDecision, MultiAppendDecision, RecordBody, StreamHead, StreamView, WritePlan,
+};
 use crate::store::{
     AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
 };
@@ -228,6 +231,20 @@ impl EventStore for ReferenceStore {
                 let positions = state.write(&plan, &events, self.clock.now());
                 self.publish(&state);
                 Ok(plan.append_result(&positions))
+            }
+        }
+    }
+
+    async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
+        self.limits().check_multi_append(&parts)?;
+        let mut state = self.lock();
+        match rules::plan_multi_append(&*state, &parts)? {
+            MultiAppendDecision::AlreadyAppended(result) => Ok(result),
+            MultiAppendDecision::Write(plan) => {
+                let events = events_of_parts(parts);
+                let positions = state.write(&plan.plan, &events, self.clock.now());
+                self.publish(&state);
+                Ok(plan.result(&positions))
             }
         }
     }

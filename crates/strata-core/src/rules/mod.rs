@@ -45,9 +45,11 @@ use crate::error::Result;
 use crate::metadata::StreamMetadata;
 use crate::types::{EventId, Position, Revision, StreamName, StreamState};
 
+mod multi;
 mod read;
 mod write;
 
+pub use multi::{MultiAppendDecision, MultiWritePlan, plan_multi_append};
 pub use read::{ExpirySearch, Retention, StreamRead, plan_stream_read, retention};
 pub use write::{
     AppendDecision, PlannedRecord, RecordBody, WritePlan, check_expected, plan_append, plan_delete,

@@ -274,7 +274,11 @@ fn is_soft_deleted(stream: &StreamName, head: &StreamHead) -> bool {
     !stream.is_metadata_stream() && head.is_soft_deleted()
 }
 
-fn wrong_expected(stream: &StreamName, expected: ExpectedRevision, head: &StreamHead) -> Error {
+pub(super) fn wrong_expected(
+    stream: &StreamName,
+    expected: ExpectedRevision,
+    head: &StreamHead,
+) -> Error {
     Error::WrongExpectedRevision {
         stream: stream.clone(),
         expected,
@@ -347,7 +351,7 @@ fn resend_check<V: StreamView + ?Sized>(
 }
 
 /// Sets `stream`'s head in `plan` (replacing an earlier one).
-fn set_head(plan: &mut WritePlan, stream: &StreamName, head: StreamHead) {
+pub(super) fn set_head(plan: &mut WritePlan, stream: &StreamName, head: StreamHead) {
     match plan.heads.iter_mut().find(|(known, _)| known == stream) {
         Some((_, known)) => *known = head,
         None => plan.heads.push((stream.clone(), head)),

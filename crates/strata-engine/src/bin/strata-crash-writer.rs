@@ -7,13 +7,15 @@
 //! acknowledged append. Every event's id is `SEED << 64 | task << 40 | counter`, its data is
 //! [`event_data`] of its id and its metadata names its batch (the first id of the append),
 //! the batch size and its index in the batch, so the parent can check both content and that
-//! no batch is seen in part.
+//! no batch is seen in part. One request in five is an atomic append to several streams
+//! (one `ack` line per part, printed together): its batch spans every part.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use strata_core::{
-    Error, EventId, EventStore, ExpectedRevision, ProposedEvent, StreamName, StreamState,
+    AppendPart, Error, EventId, EventStore, ExpectedRevision, ProposedEvent, StreamName,
+    StreamState,
 };
 use strata_engine::{Config, Durability, Store};
 
@@ -77,49 +79,93 @@ async fn append_forever(store: &Store, seed: u64, task: u64) -> Result<(), Error
     let mut random = SplitMix64(seed ^ (task + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut counter = 0u64;
     loop {
-        let stream = StreamName::new(format!("crash-{}", random.below(STREAMS)))?;
-        let size = match random.below(60) {
-            0 => BULK_EVENTS_MIN + random.below(BULK_EVENTS_MIN),
-            1..=20 => 1,
-            _ => 1 + random.below(BATCH_EVENTS_MAX),
-        };
-        let ids: Vec<u128> = (0..size)
-            .map(|offset| {
-                (u128::from(seed) << 64) | (u128::from(task) << 40) | u128::from(counter + offset)
-            })
-            .collect();
-        counter += size;
-        let events = ids
-            .iter()
-            .enumerate()
-            .map(|(index, &id)| {
-                ProposedEvent::json("CrashTested", event_data(id))
-                    .with_id(EventId::from_u128(id))
-                    .with_metadata(format!(
-                        r#"{{"batch":"{:032x}","size":{size},"index":{index}}}"#,
-                        ids[0]
-                    ))
-            })
-            .collect();
-        let expected = if random.below(2) == 0 {
-            ExpectedRevision::Any
+        // One request in five is an atomic append to several streams, one part each.
+        let part_count = if random.below(5) == 0 {
+            2 + random.below(2)
         } else {
-            match store.stream_state(&stream).await? {
-                StreamState::At(revision) => ExpectedRevision::Exact(revision.0),
-                _ => ExpectedRevision::NoStream,
-            }
+            1
         };
-        match store.append(&stream, expected, events).await {
-            Ok(result) => {
-                let ids: Vec<String> = ids.iter().map(|id| format!("{id:032x}")).collect();
-                print_line(&format!(
-                    "ack {stream} {} {} {}\n",
-                    result.current_revision.0,
-                    result.position.0,
-                    ids.join(",")
-                ));
+        let first_stream = random.below(STREAMS);
+        let mut parts = Vec::new();
+        let mut request_ids = Vec::new();
+        for part in 0..part_count {
+            let stream = StreamName::new(format!("crash-{}", (first_stream + part) % STREAMS))?;
+            let size = match random.below(60) {
+                0 => BULK_EVENTS_MIN + random.below(BULK_EVENTS_MIN),
+                1..=20 => 1,
+                _ => 1 + random.below(BATCH_EVENTS_MAX),
+            };
+            let ids: Vec<u128> = (0..size)
+                .map(|offset| {
+                    (u128::from(seed) << 64)
+                        | (u128::from(task) << 40)
+                        | u128::from(counter + offset)
+                })
+                .collect();
+            counter += size;
+            let expected = if random.below(2) == 0 {
+                ExpectedRevision::Any
+            } else {
+                match store.stream_state(&stream).await? {
+                    StreamState::At(revision) => ExpectedRevision::Exact(revision.0),
+                    _ => ExpectedRevision::NoStream,
+                }
+            };
+            request_ids.extend(ids.iter().copied());
+            parts.push((stream, expected, ids));
+        }
+        let size = request_ids.len();
+        let event = |index: usize, id: u128| {
+            ProposedEvent::json("CrashTested", event_data(id))
+                .with_id(EventId::from_u128(id))
+                .with_metadata(format!(
+                    r#"{{"batch":"{:032x}","size":{size},"index":{index}}}"#,
+                    request_ids[0]
+                ))
+        };
+        let mut index = 0;
+        let mut append_parts = Vec::new();
+        for (stream, expected, ids) in &parts {
+            let events = ids
+                .iter()
+                .map(|&id| {
+                    index += 1;
+                    event(index - 1, id)
+                })
+                .collect();
+            append_parts.push(AppendPart::write(stream.clone(), *expected, events));
+        }
+        let outcome = if append_parts.len() == 1 {
+            let AppendPart {
+                stream,
+                expected,
+                events,
+            } = append_parts.remove(0);
+            store
+                .append(&stream, expected, events)
+                .await
+                .map(|result| vec![result])
+        } else {
+            store
+                .append_multi(append_parts)
+                .await
+                .map(|result| result.parts.into_iter().map(|(_, result)| result).collect())
+        };
+        match outcome {
+            Ok(results) => {
+                let mut lines = String::new();
+                for ((stream, _, ids), result) in parts.iter().zip(results) {
+                    let ids: Vec<String> = ids.iter().map(|id| format!("{id:032x}")).collect();
+                    lines.push_str(&format!(
+                        "ack {stream} {} {} {}\n",
+                        result.current_revision.0,
+                        result.position.0,
+                        ids.join(",")
+                    ));
+                }
+                print_line(&lines);
             }
-            // Another task appended to the stream since its state was read.
+            // Another task appended to a stream since its state was read.
             Err(Error::WrongExpectedRevision { .. }) => {}
             Err(error) => return Err(error),
         }
