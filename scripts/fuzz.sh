@@ -30,10 +30,11 @@ host="$(rustc -vV | sed -n 's/^host: //p')"
 state="$HOME/.cache/strata-fuzz"
 export CARGO_TARGET_DIR="${STRATA_FUZZ_TARGET_DIR:-$state/target}"
 # With --target, RUSTFLAGS reach only the fuzzed code, not build scripts or proc macros.
+# Not --locked: fuzz/Cargo.lock follows the workspace's dependencies as they change.
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-cargo build --release --locked --manifest-path fuzz/Cargo.toml --target "$host" \
+cargo build --release --manifest-path fuzz/Cargo.toml --target "$host" \
   $(printf -- '--bin %s ' "${targets[@]}")
 
 for target in "${targets[@]}"; do
