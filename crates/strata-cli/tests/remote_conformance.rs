@@ -5,7 +5,10 @@
 //! the server's clock in the test's hands: they run against the same server code started
 //! inside the test process, over a store on the test's clock.
 //!
-//! Every case of the kit holds over the wire; none is skipped or weakened.
+//! Every case of the kit holds over the wire; none is skipped or weakened, except the
+//! multi-stream appends: the official Rust client cannot send them, so here those cases
+//! check that `RemoteStore` refuses them with `Unsupported` and writes nothing
+//! (tests/python/test_multi_append.py drives them over the wire).
 
 #[expect(
     dead_code,
@@ -68,6 +71,12 @@ impl ServerBackend {
 #[async_trait::async_trait]
 impl strata_core::conformance::Backend for ServerBackend {
     type Store = RemoteStore;
+
+    /// The official Rust client (kurrentdb 1.2) has no multi-stream append, so
+    /// `RemoteStore` refuses it; the Python client's tests send it over the wire.
+    fn multi_append(&self) -> bool {
+        false
+    }
 
     async fn fresh(&self) -> Arc<RemoteStore> {
         let server = tokio::task::spawn_blocking(Server::start)

@@ -62,6 +62,13 @@ pub trait Backend: Send + Sync + 'static {
         self.fresh_with_clock(Clock::system()).await
     }
 
+    /// Whether the stores take multi-stream appends. A backend that cannot (a client
+    /// without the call) must refuse them with [`crate::Error::Unsupported`] and write
+    /// nothing; the multi-stream cases then check exactly that.
+    fn multi_append(&self) -> bool {
+        true
+    }
+
     /// Closes `store` and opens the same data again. The default returns `store` itself,
     /// for backends without persistence.
     async fn reopen(&self, store: Arc<Self::Store>) -> Arc<Self::Store> {
