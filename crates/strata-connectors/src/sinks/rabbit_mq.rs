@@ -162,18 +162,33 @@ impl Sink for RabbitMqSink {
                 });
             pending.push(sent);
         }
+        // lapin hands a returned message to whichever confirmation it resolves next, not
+        // always the publish it belongs to (a multiple ack covers several): a return is
+        // matched to its event by message id, the event id.
         let mut deliveries = Vec::with_capacity(events.len());
+        let mut returned: Vec<(String, String)> = Vec::new();
         for sent in pending {
             let delivery = match sent {
                 Err(delivery) => delivery,
                 Ok(confirm) => match confirm.await {
-                    Ok(Confirmation::Ack(None)) => Delivery::Acknowledged { duplicate: false },
-                    Ok(Confirmation::Ack(Some(returned))) => Delivery::Rejected {
-                        reason: format!(
-                            "RabbitMQ returned the message: {} {}",
-                            returned.reply_code, returned.reply_text
-                        ),
-                    },
+                    Ok(Confirmation::Ack(message)) => {
+                        if let Some(message) = message {
+                            let id = message
+                                .properties
+                                .message_id()
+                                .as_ref()
+                                .map(|id| id.to_string())
+                                .unwrap_or_default();
+                            returned.push((
+                                id,
+                                format!(
+                                    "RabbitMQ returned the message: {} {}",
+                                    message.reply_code, message.reply_text
+                                ),
+                            ));
+                        }
+                        Delivery::Acknowledged { duplicate: false }
+                    }
                     Ok(Confirmation::Nack(_)) => Delivery::Failed {
                         error: "RabbitMQ refused the message (nack)".into(),
                     },
@@ -186,6 +201,20 @@ impl Sink for RabbitMqSink {
                 },
             };
             deliveries.push(delivery);
+        }
+        for (id, reason) in returned {
+            match events.iter().position(|event| event.id.to_string() == id) {
+                Some(index) => deliveries[index] = Delivery::Rejected { reason },
+                // Not from this batch (it cannot be told which event it was): publish the
+                // batch again rather than lose the return.
+                None => {
+                    for delivery in &mut deliveries {
+                        *delivery = Delivery::Failed {
+                            error: format!("{reason}, for a message of no event in the batch"),
+                        };
+                    }
+                }
+            }
         }
         if deliveries
             .iter()
