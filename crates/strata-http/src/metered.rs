@@ -31,6 +31,25 @@ impl<S: EventStore + ?Sized> MeteredStore<S> {
         let bytes = events.iter().map(event_bytes).sum();
         self.metrics.count_io("read", events.len(), bytes);
     }
+
+    /// Records an append (one stream or several) of `count` events and `bytes` that took
+    /// since `started`, and whether the store can still write.
+    fn observe_append<T>(&self, result: &Result<T>, started: Instant, count: usize, bytes: usize) {
+        match result {
+            Ok(_) => {
+                self.metrics.writable.store(true, Ordering::Relaxed);
+                self.metrics
+                    .append_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.append_events.observe(count as f64);
+                self.metrics.count_io("written", count, bytes);
+            }
+            Err(error) if unwritable(error) => {
+                self.metrics.writable.store(false, Ordering::Relaxed)
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Whether an append error means the store cannot write until something is done.
@@ -57,20 +76,7 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
             .sum();
         let started = Instant::now();
         let result = self.inner.append(stream, expected, events).await;
-        match &result {
-            Ok(_) => {
-                self.metrics.writable.store(true, Ordering::Relaxed);
-                self.metrics
-                    .append_duration
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.append_events.observe(count as f64);
-                self.metrics.count_io("written", count, bytes);
-            }
-            Err(error) if unwritable(error) => {
-                self.metrics.writable.store(false, Ordering::Relaxed)
-            }
-            Err(_) => {}
-        }
+        self.observe_append(&result, started, count, bytes);
         result
     }
 
@@ -86,20 +92,7 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
             .sum();
         let started = Instant::now();
         let result = self.inner.append_multi(parts).await;
-        match &result {
-            Ok(_) => {
-                self.metrics.writable.store(true, Ordering::Relaxed);
-                self.metrics
-                    .append_duration
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.append_events.observe(count as f64);
-                self.metrics.count_io("written", count, bytes);
-            }
-            Err(error) if unwritable(error) => {
-                self.metrics.writable.store(false, Ordering::Relaxed)
-            }
-            Err(_) => {}
-        }
+        self.observe_append(&result, started, count, bytes);
         result
     }
 
