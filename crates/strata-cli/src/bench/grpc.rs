@@ -30,6 +30,37 @@ pub(super) struct Timed {
     pub(super) latency: LatencySummary,
 }
 
+impl Timed {
+    /// Waits for the appenders in `set` (each returns its calls' latencies) and times them
+    /// from `started`; the first failure stops the others.
+    pub(super) async fn collect(
+        mut set: JoinSet<anyhow::Result<Vec<Duration>>>,
+        started: Instant,
+        events_total: u64,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<Timed> {
+        let mut latencies = Vec::with_capacity(usize::try_from(events_total).unwrap_or(0));
+        while let Some(joined) = set.join_next().await {
+            match joined.context("a bench task panicked") {
+                Ok(Ok(task_latencies)) => latencies.extend(task_latencies),
+                Ok(Err(error)) | Err(error) => {
+                    set.abort_all();
+                    return Err(error);
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        Ok(Timed {
+            throughput: Throughput {
+                events: events_total,
+                elapsed,
+            },
+            latency: LatencySummary::from_samples(latencies),
+        })
+    }
+}
+
 pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
     ensure!(
         !args.cleanup,
@@ -172,25 +203,7 @@ async fn append_single(
             async move { append_one_by_one(&client, &workload, &stream, events, &bar).await },
         );
     }
-    let mut latencies = Vec::with_capacity(usize::try_from(events_total).unwrap_or(0));
-    while let Some(joined) = set.join_next().await {
-        match joined.context("a bench task panicked") {
-            Ok(Ok(task_latencies)) => latencies.extend(task_latencies),
-            Ok(Err(error)) | Err(error) => {
-                set.abort_all();
-                return Err(error);
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    Ok(Timed {
-        throughput: Throughput {
-            events: events_total,
-            elapsed,
-        },
-        latency: LatencySummary::from_samples(latencies),
-    })
+    Timed::collect(set, started, events_total, &bar).await
 }
 
 async fn append_one_by_one(

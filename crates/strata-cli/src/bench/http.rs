@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::grpc::Timed;
-use super::latency::{LatencySummary, micros};
+use super::latency::micros;
 use super::machine::Machine;
 use super::report::{gibibytes, group, round, round1, row};
 use super::throughput::Throughput;
@@ -94,25 +94,7 @@ async fn append_single(
         let (client, workload, bar) = (client.clone(), Arc::clone(workload), bar.clone());
         set.spawn(async move { append_one_by_one(&client, &url, &workload, events, &bar).await });
     }
-    let mut latencies = Vec::with_capacity(usize::try_from(events_total).unwrap_or(0));
-    while let Some(joined) = set.join_next().await {
-        match joined.context("a bench task panicked") {
-            Ok(Ok(task_latencies)) => latencies.extend(task_latencies),
-            Ok(Err(error)) | Err(error) => {
-                set.abort_all();
-                return Err(error);
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    Ok(Timed {
-        throughput: Throughput {
-            events: events_total,
-            elapsed,
-        },
-        latency: LatencySummary::from_samples(latencies),
-    })
+    Timed::collect(set, started, events_total, &bar).await
 }
 
 async fn append_one_by_one(
