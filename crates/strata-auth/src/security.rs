@@ -34,6 +34,9 @@ pub struct SecurityOptions {
     pub ops_password: String,
     /// Whether callers without credentials may do what ACLs grant to `$all`.
     pub allow_anonymous: bool,
+    /// Whether credentials are checked and ACLs enforced; without, every caller may do
+    /// everything (KurrentDB's insecure mode).
+    pub authentication: bool,
 }
 
 impl Default for SecurityOptions {
@@ -42,6 +45,7 @@ impl Default for SecurityOptions {
             admin_password: DEFAULT_PASSWORD.to_owned(),
             ops_password: DEFAULT_PASSWORD.to_owned(),
             allow_anonymous: false,
+            authentication: true,
         }
     }
 }
@@ -101,7 +105,7 @@ impl Security {
         Arc::new(Self::new(store, false, true))
     }
 
-    /// Security on. Creates the built-in users `admin` ($admins) and `ops` ($ops) when their
+    /// Security on, whatever `options.authentication` says. Creates the built-in users `admin` ($admins) and `ops` ($ops) when their
     /// streams do not exist yet (a new store), as KurrentDB does: for each, the ACL of its
     /// stream, `$UserCreated`, and `$User` in `$users`. Like KurrentDB, it writes no
     /// `$settings`: without one the built-in default ACLs apply.
@@ -115,6 +119,22 @@ impl Security {
         let security = Self::new(store, true, options.allow_anonymous);
         security.bootstrap(&options).await?;
         Ok(Arc::new(security))
+    }
+
+    /// Security as `options` say: [`Security::enabled`] with authentication, otherwise
+    /// [`Security::disabled`] (insecure mode; no users are created, see docs/SECURITY.md).
+    ///
+    /// # Errors
+    /// Store errors while reading or writing the users' streams.
+    pub async fn open(
+        store: Arc<dyn EventStore>,
+        options: SecurityOptions,
+    ) -> Result<Arc<Self>, AuthError> {
+        if options.authentication {
+            Self::enabled(store, options).await
+        } else {
+            Ok(Self::disabled(store))
+        }
     }
 
     fn new(store: Arc<dyn EventStore>, enabled: bool, allow_anonymous: bool) -> Self {

@@ -58,7 +58,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
                 args.store_schema
             )
         })?;
-        let metrics = Arc::new(strata_http::Metrics::new());
+        let metrics = postgres_metrics(&store);
         run_server(
             &config,
             dev_banner.as_ref(),
@@ -136,13 +136,13 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         },
         ..ServeConfig::default()
     };
-    if config.tls.is_some() {
-        config.security = Some(strata_auth::SecurityOptions {
-            admin_password: args.default_admin_password.clone(),
-            ops_password: args.default_ops_password.clone(),
-            allow_anonymous: args.allow_anonymous,
-        });
-    }
+    // Authentication (and with it the built-in users) comes with TLS.
+    config.security = strata_auth::SecurityOptions {
+        admin_password: args.default_admin_password.clone(),
+        ops_password: args.default_ops_password.clone(),
+        allow_anonymous: args.allow_anonymous,
+        authentication: config.tls.is_some(),
+    };
     Ok(config)
 }
 
@@ -199,6 +199,30 @@ fn engine_metrics(store: &Arc<Store>) -> Arc<strata_http::Metrics> {
     metrics
 }
 
+/// Metrics fed by the PostgreSQL store too: its group commits and its reader connections.
+fn postgres_metrics(store: &Arc<PostgresStore>) -> Arc<strata_http::Metrics> {
+    struct Commits(Arc<strata_http::Metrics>);
+    impl strata_postgres::CommitObserver for Commits {
+        fn committed(&self, commit: &strata_postgres::GroupCommit) {
+            self.0.record_commit(
+                commit.requests,
+                commit.bytes,
+                std::time::Duration::ZERO,
+                commit.duration,
+            );
+        }
+    }
+    let metrics = Arc::new(strata_http::Metrics::new());
+    store.observe_commits(Arc::new(Commits(Arc::clone(&metrics))));
+    let weak = Arc::downgrade(store);
+    metrics.on_scrape(move |metrics| {
+        if let Some(store) = weak.upgrade() {
+            metrics.set_postgres_reader_connections(store.reader_connections_open());
+        }
+    });
+    metrics
+}
+
 async fn run_server<S: EventStore>(
     config: &ServeConfig,
     dev_banner: Option<&DevBanner>,
@@ -248,11 +272,7 @@ async fn run_server<S: EventStore>(
     println!("strata serve: ready on {}", addresses.join(", "));
     if !secure {
         eprintln!("strata serve: serving without TLS or authentication (--insecure)");
-    } else if config
-        .security
-        .as_ref()
-        .is_some_and(|security| security.allow_anonymous)
-    {
+    } else if config.security.allow_anonymous {
         eprintln!("strata serve: TLS and users on; anonymous callers allowed what ACLs grant");
     }
     std::io::stdout()

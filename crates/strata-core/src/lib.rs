@@ -27,6 +27,7 @@ mod filter;
 mod limits;
 mod metadata;
 mod multi_append;
+mod progress;
 pub mod rules;
 mod store;
 mod subscription;
@@ -51,6 +52,7 @@ pub use metadata::{
     TOMBSTONE_REVISION, VersionedMetadata,
 };
 pub use multi_append::{AppendPart, MultiAppendResult, events_of_parts};
+pub use progress::{DeliveredPosition, ProgressSample, SubscriptionProgress};
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{
     CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,

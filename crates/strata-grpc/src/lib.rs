@@ -118,6 +118,9 @@ pub struct GrpcOptions {
     /// The projection manager behind the `Projections` service; `None` leaves the service
     /// out (clients then get `UNIMPLEMENTED`, and it is not advertised).
     pub projections: Option<Arc<strata_projections::ProjectionManager>>,
+    /// Where the live catch-up subscriptions have got to, for a lag gauge (the node's
+    /// metrics hold it).
+    pub subscription_progress: strata_core::SubscriptionProgress,
 }
 
 impl GrpcOptions {
@@ -128,6 +131,7 @@ impl GrpcOptions {
             persistent_limits: PersistentLimits::default(),
             security: None,
             projections: None,
+            subscription_progress: strata_core::SubscriptionProgress::default(),
         }
     }
 }
@@ -171,7 +175,10 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     .max_encoding_message_size(message_bytes_max);
     let streams = StreamsServer::new(StreamsService {
         access: access.clone(),
-        subscriptions: SubscriptionSlots::new(options.subscriptions_max),
+        subscriptions: SubscriptionSlots::new(
+            options.subscriptions_max,
+            options.subscription_progress,
+        ),
     })
     .max_decoding_message_size(message_bytes_max)
     .max_encoding_message_size(message_bytes_max);

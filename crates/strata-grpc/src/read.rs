@@ -24,7 +24,7 @@ use crate::proto::event_store::client::streams::read_resp::{self, Content, read_
 use crate::proto::event_store::client::streams::{ReadReq, read_req};
 use crate::proto::event_store::client::{AllStreamPosition, Empty};
 use crate::read_answers::{Answers, ReadAnswers};
-use crate::subscribe::{SubscriptionSlots, subscribe};
+use crate::subscribe::{SubscriptionSlot, SubscriptionSlots, subscribe};
 
 /// Events read from the store per page, at most.
 const PAGE_EVENTS_MAX: usize = 1_024;
@@ -78,9 +78,8 @@ pub(crate) async fn read(
     let (answers, stream) = crate::read_answers::channel();
     let store = Arc::clone(store);
     tokio::spawn(async move {
-        let _slot = slot;
         let outcome = tokio::select! {
-            outcome = run(&store, plan, login, &answers) => outcome,
+            outcome = run(&store, plan, slot, login, &answers) => outcome,
             () = answers.closed() => Ok(()),
         };
         if let Err(status) = outcome {
@@ -208,18 +207,21 @@ fn event_filter(filter: options::FilterOptions) -> Result<EventFilter, Status> {
     filter.map_err(to_status)
 }
 
+/// Serves a read; `slot` is the subscription slot a read without a count took.
 async fn run(
     store: &Arc<dyn EventStore>,
     plan: ReadPlan,
+    slot: Option<SubscriptionSlot>,
     login: LoginWatch,
     answers: &Answers,
 ) -> Result<(), Status> {
-    match (plan.count, &plan.target) {
-        (Some(count), Target::Stream(stream, from)) => {
+    match (plan.count, &plan.target, slot) {
+        (Some(count), Target::Stream(stream, from), _) => {
             read_stream(store, stream, *from, count, &plan, answers).await
         }
-        (Some(count), Target::All(from)) => read_all(store, *from, count, &plan, answers).await,
-        (None, _) => subscribe(store, &plan, login, answers).await,
+        (Some(count), Target::All(from), _) => read_all(store, *from, count, &plan, answers).await,
+        (None, _, Some(slot)) => subscribe(store, &plan, &slot, login, answers).await,
+        (None, _, None) => Err(Status::internal("a subscription without its slot")),
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 
 use strata_auth::LoginWatch;
 use strata_core::{
-    Direction, Error, EventId, EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom,
-    Subscription, SubscriptionItem, SubscriptionOptions, subscribe_to_all_with,
-    subscribe_to_stream_with,
+    DeliveredPosition, Direction, Error, EventId, EventStore, ReadFrom,
+    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem,
+    SubscriptionOptions, SubscriptionProgress, subscribe_to_all_with, subscribe_to_stream_with,
     system_streams::{ResolvedEvent, resolve_link},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,14 +33,22 @@ const SUBSCRIPTION_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) struct SubscriptionSlots {
     slots: Arc<Semaphore>,
     slots_max: usize,
+    progress: SubscriptionProgress,
+}
+
+/// One live subscription's place among the slots, and its progress for the lag gauge.
+pub(crate) struct SubscriptionSlot {
+    _permit: OwnedSemaphorePermit,
+    delivered: Arc<DeliveredPosition>,
 }
 
 impl SubscriptionSlots {
-    pub(crate) fn new(slots_max: usize) -> Self {
+    pub(crate) fn new(slots_max: usize, progress: SubscriptionProgress) -> Self {
         let slots_max = slots_max.min(Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(slots_max)),
             slots_max,
+            progress,
         }
     }
 
@@ -48,13 +56,17 @@ impl SubscriptionSlots {
     ///
     /// # Errors
     /// `RESOURCE_EXHAUSTED` when every slot is taken.
-    pub(crate) fn take(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+    pub(crate) fn take(&self) -> Result<SubscriptionSlot, Status> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "the server already serves its limit of {} subscriptions; end one, or raise \
                  the limit (strata serve --max-subscriptions)",
                 self.slots_max
             ))
+        })?;
+        Ok(SubscriptionSlot {
+            _permit: permit,
+            delivered: self.progress.track(),
         })
     }
 }
@@ -62,6 +74,7 @@ impl SubscriptionSlots {
 pub(crate) async fn subscribe(
     store: &Arc<dyn EventStore>,
     plan: &ReadPlan,
+    slot: &SubscriptionSlot,
     mut login: LoginWatch,
     answers: &Answers,
 ) -> Result<(), Status> {
@@ -92,7 +105,7 @@ pub(crate) async fn subscribe(
     };
     answers.send(Content::Confirmation(confirmation)).await?;
     tokio::select! {
-        outcome = follow(store, &mut subscription, plan, answers) => outcome,
+        outcome = follow(store, &mut subscription, plan, &slot.delivered, answers) => outcome,
         // The reference server ends the subscriptions of a user who may no longer log in.
         () = login.revoked() => Err(access_denied()),
     }
@@ -111,6 +124,7 @@ async fn follow(
     store: &Arc<dyn EventStore>,
     subscription: &mut Subscription,
     plan: &ReadPlan,
+    delivered: &DeliveredPosition,
     answers: &Answers,
 ) -> Result<(), Status> {
     let of_all = matches!(plan.target, Target::All(_));
@@ -122,6 +136,7 @@ async fn follow(
         })?;
         match item {
             SubscriptionItem::Event(event) => {
+                let position = event.position;
                 let resolved = if plan.resolve_links {
                     resolve_link(&**store, event).await.map_err(to_status)?
                 } else {
@@ -130,6 +145,7 @@ async fn follow(
                 let bytes = resolved_bytes(&resolved);
                 let content = event_content(&resolved, plan.uuid_format);
                 answers.send_page(vec![content], bytes).await?;
+                delivered.delivered(position);
             }
             SubscriptionItem::CaughtUp => {
                 let caught_up = read_resp::CaughtUp {

@@ -49,7 +49,7 @@ mod state;
 mod subscribe;
 
 pub use metered::MeteredStore;
-pub use metrics::{Metrics, instrument};
+pub use metrics::{Metrics, ProjectionSample, instrument};
 pub use openapi::openapi_document;
 pub use problem::fallback;
 pub use request_id::request_id_layer;

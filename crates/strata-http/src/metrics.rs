@@ -3,8 +3,8 @@
 //! `kurrentdb_*_incoming_grpc_calls*`, `kurrentdb_persistent_sub_*`) and `strata_*`
 //! otherwise.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use strata_core::{Position, SubscriptionProgress};
 use strata_persistent::GroupInfo;
 
 /// Reads gauges off a part of the node (the store, ...) when the metrics are scraped.
@@ -48,6 +49,10 @@ pub struct Metrics {
     persistent_in_flight: Family<Labels, Gauge>,
     persistent_items_processed: Family<Labels, Gauge>,
     persistent_groups: Gauge,
+    projection_events_processed: Family<Labels, Counter>,
+    projection_progress: Family<Labels, Gauge<f64, AtomicU64>>,
+    projection_running: Family<Labels, Gauge>,
+    projection_status: Family<Labels, Gauge>,
     writer_flush_size_max: Gauge,
     writer_flush_duration_max: Gauge<f64, AtomicU64>,
     /// The largest flush since the last scrape: bytes, and nanoseconds.
@@ -58,11 +63,14 @@ pub struct Metrics {
     commit_duration: Histogram,
     fsync_duration: Histogram,
     appends_in_flight_kib: Gauge,
+    postgres_reader_connections: Gauge,
     subscriptions_live: Gauge,
     subscription_lag_max: Gauge,
-    /// One past the position of the last event each live HTTP subscription delivered (0
-    /// before its first event).
-    subscription_positions: parking_lot::Mutex<Vec<Weak<AtomicU64>>>,
+    grpc_subscriptions_live: Gauge,
+    grpc_subscription_lag_max: Gauge,
+    /// Where the live catch-up subscriptions of each front end have got to.
+    http_subscriptions: SubscriptionProgress,
+    grpc_subscriptions: SubscriptionProgress,
     samplers: parking_lot::Mutex<Vec<Sampler>>,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
@@ -162,6 +170,30 @@ impl Metrics {
             "Persistent subscription groups",
             persistent_groups.clone(),
         );
+        let projection_events_processed = Family::<Labels, Counter>::default();
+        registry.register(
+            "kurrentdb_projection_events_processed_after_restart",
+            "Events a projection processed since it last started",
+            projection_events_processed.clone(),
+        );
+        let projection_progress = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "kurrentdb_projection_progress",
+            "Projection progress 0 - 1, where 1 = projection progress at 100%",
+            projection_progress.clone(),
+        );
+        let projection_running = Family::<Labels, Gauge>::default();
+        registry.register(
+            "kurrentdb_projection_running",
+            "If 1, projection is in 'Running' state",
+            projection_running.clone(),
+        );
+        let projection_status = Family::<Labels, Gauge>::default();
+        registry.register(
+            "kurrentdb_projection_status",
+            "If 1, projection is in specified state",
+            projection_status.clone(),
+        );
         let writer_flush_size_max = Gauge::default();
         registry.register(
             "kurrentdb_writer_flush_size_max",
@@ -204,6 +236,12 @@ impl Metrics {
             "Appends accepted and not yet acknowledged (queued for the writer or committing), KiB",
             appends_in_flight_kib.clone(),
         );
+        let postgres_reader_connections = Gauge::default();
+        registry.register(
+            "strata_postgres_reader_connections",
+            "PostgreSQL connections the readers hold open (the writer has one more)",
+            postgres_reader_connections.clone(),
+        );
         let subscriptions_live = Gauge::default();
         registry.register(
             "strata_http_subscriptions",
@@ -215,6 +253,18 @@ impl Metrics {
             "strata_http_subscription_lag_bytes_max",
             "Log bytes between the end of $all and the last event the furthest-behind HTTP subscription delivered",
             subscription_lag_max.clone(),
+        );
+        let grpc_subscriptions_live = Gauge::default();
+        registry.register(
+            "strata_grpc_subscriptions",
+            "Catch-up subscriptions open over gRPC",
+            grpc_subscriptions_live.clone(),
+        );
+        let grpc_subscription_lag_max = Gauge::default();
+        registry.register(
+            "strata_grpc_subscription_lag_bytes_max",
+            "Log bytes between the end of $all and the last event the furthest-behind gRPC catch-up subscription delivered",
+            grpc_subscription_lag_max.clone(),
         );
         Self {
             registry,
@@ -232,6 +282,10 @@ impl Metrics {
             persistent_in_flight,
             persistent_items_processed,
             persistent_groups,
+            projection_events_processed,
+            projection_progress,
+            projection_running,
+            projection_status,
             writer_flush_size_max,
             writer_flush_duration_max,
             flush_bytes_since_scrape: AtomicU64::new(0),
@@ -241,9 +295,13 @@ impl Metrics {
             commit_duration,
             fsync_duration,
             appends_in_flight_kib,
+            postgres_reader_connections,
             subscriptions_live,
             subscription_lag_max,
-            subscription_positions: parking_lot::Mutex::new(Vec::new()),
+            grpc_subscriptions_live,
+            grpc_subscription_lag_max,
+            http_subscriptions: SubscriptionProgress::default(),
+            grpc_subscriptions: SubscriptionProgress::default(),
             samplers: parking_lot::Mutex::new(Vec::new()),
             writable: AtomicBool::new(true),
         }
@@ -259,8 +317,8 @@ impl Metrics {
     }
 
     /// Counts one group commit of the store: `requests` appends and deletes acknowledged,
-    /// `bytes` of log made durable, `sync` of it in fdatasync (zero when the store does not
-    /// sync), `flush` in all.
+    /// `bytes` made durable, `sync` of it in fdatasync (zero when the store does not sync
+    /// itself, as with PostgreSQL), `flush` in all.
     pub fn record_commit(&self, requests: usize, bytes: u64, sync: Duration, flush: Duration) {
         self.commit_appends.observe(requests as f64);
         self.commit_bytes.observe(bytes as f64);
@@ -281,38 +339,48 @@ impl Metrics {
             .set(i64::try_from(kib).unwrap_or(i64::MAX));
     }
 
+    /// Sets the PostgreSQL reader connections open.
+    pub fn set_postgres_reader_connections(&self, open: usize) {
+        self.postgres_reader_connections
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
     /// Runs `sampler` at each scrape, before the metrics are encoded, to read gauges off
     /// the node (e.g. [`Metrics::set_appends_in_flight_kib`] from the store).
     pub fn on_scrape(&self, sampler: impl Fn(&Metrics) + Send + Sync + 'static) {
         self.samplers.lock().push(Box::new(sampler));
     }
 
-    /// A new live HTTP subscription; it stores one past the position of each event it
-    /// delivers.
-    pub(crate) fn track_subscription(&self) -> Arc<AtomicU64> {
-        let position = Arc::new(AtomicU64::new(0));
-        self.subscription_positions
-            .lock()
-            .push(Arc::downgrade(&position));
-        position
+    /// The progress of the live HTTP subscriptions.
+    pub(crate) fn http_subscriptions(&self) -> &SubscriptionProgress {
+        &self.http_subscriptions
     }
 
-    /// Sets the HTTP subscription gauges against `log_end`, the end of `$all`.
-    pub(crate) fn set_subscription_lag(&self, log_end: u64) {
-        let mut positions = self.subscription_positions.lock();
-        positions.retain(|position| position.strong_count() > 0);
-        let lag_max = positions
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|delivered| delivered.load(Ordering::Relaxed))
-            .filter(|&delivered| delivered > 0)
-            .map(|delivered| log_end.saturating_sub(delivered - 1))
-            .max()
-            .unwrap_or(0);
-        self.subscriptions_live
-            .set(i64::try_from(positions.len()).unwrap_or(i64::MAX));
-        self.subscription_lag_max
-            .set(i64::try_from(lag_max).unwrap_or(i64::MAX));
+    /// The progress of the live gRPC catch-up subscriptions: hand it to the gRPC front
+    /// end (`GrpcOptions::subscription_progress`).
+    pub fn grpc_subscriptions(&self) -> &SubscriptionProgress {
+        &self.grpc_subscriptions
+    }
+
+    /// Sets the subscription gauges of both front ends against `log_end`, the end of `$all`.
+    pub(crate) fn set_subscription_lag(&self, log_end: Position) {
+        let gauges = [
+            (
+                &self.http_subscriptions,
+                &self.subscriptions_live,
+                &self.subscription_lag_max,
+            ),
+            (
+                &self.grpc_subscriptions,
+                &self.grpc_subscriptions_live,
+                &self.grpc_subscription_lag_max,
+            ),
+        ];
+        for (progress, live, lag_max) in gauges {
+            let sample = progress.sample(log_end);
+            live.set(i64::try_from(sample.live).unwrap_or(i64::MAX));
+            lag_max.set(i64::try_from(sample.lag_bytes_max).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets the persistent-subscription gauges to `groups` (groups gone disappear).
@@ -344,6 +412,36 @@ impl Metrics {
         }
     }
 
+    /// Sets the projection gauges to `projections` (projections gone disappear), under
+    /// KurrentDB's names and statuses (`Running`, `Faulted`, `Stopped`).
+    pub fn set_projections(&self, projections: &[ProjectionSample]) {
+        self.projection_events_processed.clear();
+        self.projection_progress.clear();
+        self.projection_running.clear();
+        self.projection_status.clear();
+        for projection in projections {
+            let labels = vec![("projection", projection.name.clone())];
+            self.projection_events_processed
+                .get_or_create(&labels)
+                .inc_by(projection.events_processed_after_restart);
+            self.projection_progress
+                .get_or_create(&labels)
+                .set(projection.progress);
+            let status = projection.kurrentdb_status();
+            self.projection_running
+                .get_or_create(&labels)
+                .set(i64::from(status == "Running"));
+            for named in ["Running", "Faulted", "Stopped"] {
+                self.projection_status
+                    .get_or_create(&vec![
+                        ("projection", projection.name.clone()),
+                        ("status", named.to_owned()),
+                    ])
+                    .set(i64::from(status == named));
+            }
+        }
+    }
+
     /// The metrics in the OpenMetrics text format (what Prometheus scrapes). The flush
     /// maxima start again from this scrape.
     pub fn encode(&self) -> String {
@@ -372,6 +470,31 @@ impl Metrics {
         self.io_events
             .get_or_create(&vec![("activity", activity.to_owned())])
             .get()
+    }
+}
+
+/// What the projection gauges show of one projection ([`Metrics::set_projections`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectionSample {
+    pub name: String,
+    /// The projection's status as its statistics give it (`Running`, `Faulted`,
+    /// `Completed/Stopped`, ...).
+    pub status: String,
+    /// 0 to 1.
+    pub progress: f64,
+    pub events_processed_after_restart: u64,
+}
+
+impl ProjectionSample {
+    /// The status among KurrentDB's three metric statuses.
+    fn kurrentdb_status(&self) -> &'static str {
+        if self.status.starts_with("Faulted") {
+            "Faulted"
+        } else if self.status == "Running" {
+            "Running"
+        } else {
+            "Stopped"
+        }
     }
 }
 
@@ -491,6 +614,38 @@ mod tests {
             grpc_activity("/event_store.client.gossip.Gossip/Read"),
             None
         );
+    }
+
+    #[test]
+    fn projections_show_under_kurrentdb_names_and_statuses() {
+        let metrics = Metrics::new();
+        metrics.set_projections(&[
+            ProjectionSample {
+                name: "orders".to_owned(),
+                status: "Running".to_owned(),
+                progress: 1.0,
+                events_processed_after_restart: 42,
+            },
+            ProjectionSample {
+                name: "broken".to_owned(),
+                status: "Faulted".to_owned(),
+                progress: 0.0,
+                events_processed_after_restart: 0,
+            },
+        ]);
+        let text = metrics.encode();
+        for line in [
+            "kurrentdb_projection_events_processed_after_restart_total{projection=\"orders\"} 42",
+            "kurrentdb_projection_running{projection=\"orders\"} 1",
+            "kurrentdb_projection_running{projection=\"broken\"} 0",
+            "kurrentdb_projection_status{projection=\"broken\",status=\"Faulted\"} 1",
+            "kurrentdb_projection_status{projection=\"broken\",status=\"Running\"} 0",
+            "kurrentdb_projection_progress{projection=\"orders\"} 1.0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        metrics.set_projections(&[]);
+        assert!(!metrics.encode().contains("projection=\"orders\""));
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub(crate) async fn metrics(
     if let Ok(groups) = state.persistent.list(None).await {
         state.metrics.set_persistent(&groups);
     }
-    let log_end = state.store.watch_log_end().borrow().0;
+    let log_end = *state.store.watch_log_end().borrow();
     state.metrics.set_subscription_lag(log_end);
     Ok((
         [(

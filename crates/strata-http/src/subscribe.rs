@@ -313,9 +313,8 @@ struct Follower {
     done: bool,
     /// Ends the subscription when the caller's user may no longer log in.
     login: LoginWatch,
-    /// One past the position of the last event delivered (0 before the first), for the
-    /// lag metric.
-    delivered: Arc<std::sync::atomic::AtomicU64>,
+    /// The last event delivered, for the lag metric.
+    delivered: Arc<strata_core::DeliveredPosition>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -336,7 +335,7 @@ fn respond(
         heartbeat: state.options.heartbeat_interval,
         done: false,
         login,
-        delivered: state.metrics.track_subscription(),
+        delivered: state.metrics.http_subscriptions().track(),
         _permit: permit,
     };
     let lines = futures::stream::unfold(follower, |mut follower| async move {
@@ -347,9 +346,7 @@ fn respond(
             item = follower.subscription.next() => match item {
                 Some(Ok(item)) => {
                     if let SubscriptionItem::Event(event) = &item {
-                        follower
-                            .delivered
-                            .store(event.position.0 + 1, std::sync::atomic::Ordering::Relaxed);
+                        follower.delivered.delivered(event.position);
                     }
                     match shown(&follower, item).await {
                         Ok(item) => item_line(&follower, &item),

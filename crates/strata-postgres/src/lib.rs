@@ -35,6 +35,7 @@ mod connect;
 mod error;
 mod index;
 mod listener;
+mod observe;
 mod plan;
 mod read_all;
 mod reader;
@@ -49,5 +50,6 @@ pub use config::{
     READ_ALL_PAGE_BYTES_DEFAULT,
 };
 pub use error::PostgresError;
+pub use observe::{CommitObserver, GroupCommit};
 pub use schema::{SCHEMA_VERSION, drop_schema};
 pub use store::PostgresStore;

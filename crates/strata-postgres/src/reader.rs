@@ -215,6 +215,17 @@ impl Readers {
         &self.config
     }
 
+    /// Slots holding a connection, or busy (a slot in use is opening or using one).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.try_lock()
+                    .map_or(true, |connection| connection.is_some())
+            })
+            .count()
+    }
+
     /// Runs `read` on a live reader connection within the statement timeout. A read that
     /// does not answer in time fails, and its connection is replaced on its next use (a
     /// hung server or a dead network must not hold readers forever).

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::PostgresConfig;
 use crate::connect::{Role, connect};
 use crate::error::PostgresError;
+use crate::observe::{CommitObserver, Observers};
 use crate::plan::{Operation, Outcome};
 use crate::reader::Readers;
 use crate::schema::migrate;
@@ -39,6 +40,7 @@ pub struct PostgresStore {
     log_end: watch::Sender<Position>,
     writer: parking_lot::Mutex<Option<JoinHandle<()>>>,
     listener: JoinHandle<()>,
+    observers: Observers,
 }
 
 impl PostgresStore {
@@ -65,10 +67,12 @@ impl PostgresStore {
         let queued_kib = Arc::new(Semaphore::new(queue_permits(
             config.queued_append_bytes_max,
         )));
+        let observers = Observers::default();
         let writer = tokio::spawn(crate::writer::run(
             config.clone(),
             receiver,
             log_end.clone(),
+            observers.clone(),
         ));
         let listener = tokio::spawn(crate::listener::run(
             config.clone(),
@@ -83,7 +87,18 @@ impl PostgresStore {
             log_end,
             writer: parking_lot::Mutex::new(Some(writer)),
             listener,
+            observers,
         }))
+    }
+
+    /// Tells `observer` about every group commit from now on.
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        self.observers.add(observer);
+    }
+
+    /// Reader connections open or being opened, of [`PostgresConfig::reader_connections`].
+    pub fn reader_connections_open(&self) -> usize {
+        self.readers.open_connections()
     }
 
     /// The configuration the store was opened with.

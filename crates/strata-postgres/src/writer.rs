@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_core::{Error, Position};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use crate::commit::{Connection, Planned, TransactionError, was_committed};
 use crate::config::PostgresConfig;
 use crate::error::describe;
+use crate::observe::{GroupCommit, Observers};
 use crate::plan::{Operation, Outcome};
 
 /// Shortest and longest wait before the writer tries a lost connection again.
@@ -61,6 +62,7 @@ struct Writer {
     config: PostgresConfig,
     session: Session,
     log_end: watch::Sender<Position>,
+    observers: Observers,
 }
 
 /// The writer's connection, opened when needed.
@@ -75,6 +77,7 @@ pub(crate) async fn run(
     config: PostgresConfig,
     mut requests: mpsc::Receiver<Request>,
     log_end: watch::Sender<Position>,
+    observers: Observers,
 ) {
     let mut writer = Writer {
         config,
@@ -83,6 +86,7 @@ pub(crate) async fn run(
             reconnect_wait: None,
         },
         log_end,
+        observers,
     };
     while let Some(first) = requests.recv().await {
         gather(&requests).await;
@@ -159,8 +163,17 @@ impl Writer {
         let mut parts: VecDeque<Range<usize>> = VecDeque::new();
         parts.push_back(0..operations.len());
         while let Some(part) = parts.pop_front() {
+            let started = Instant::now();
             match self.attempt(&operations[part.clone()]).await {
-                Attempt::Committed(planned) => outcomes.extend(planned.outcomes),
+                Attempt::Committed(planned) => {
+                    let part = &operations[part];
+                    self.observers.committed(&GroupCommit {
+                        requests: part.len(),
+                        bytes: part.iter().map(|op| op.size_bytes() as u64).sum(),
+                        duration: started.elapsed(),
+                    });
+                    outcomes.extend(planned.outcomes);
+                }
                 Attempt::Refused(_) if part.len() > 1 => {
                     let middle = part.start + part.len() / 2;
                     parts.push_front(middle..part.end);

@@ -81,7 +81,12 @@ async fn an_unstorable_value_fails_only_its_own_request_in_a_group() {
         replies.push(answer);
     }
     let log_end = watch::Sender::new(Position(1));
-    let writer = tokio::spawn(run(config.clone(), receiver, log_end.clone()));
+    let writer = tokio::spawn(run(
+        config.clone(),
+        receiver,
+        log_end.clone(),
+        crate::observe::Observers::default(),
+    ));
     let mut results = Vec::new();
     for answer in replies {
         results.push(appended(answer.await.expect("every request is answered")));

@@ -442,6 +442,13 @@ impl ProjectionManager {
         Ok(projections.values().map(statistics_of).collect())
     }
 
+    /// Statistics of every projection, unless a management call holds them right now (for
+    /// metrics, which must not wait).
+    pub fn try_statistics(&self) -> Option<Vec<Statistics>> {
+        let projections = self.projections.try_lock().ok()?;
+        Some(projections.values().map(statistics_of).collect())
+    }
+
     /// Stops every projection and starts the enabled ones again.
     pub async fn restart_all(&self) {
         let mut projections = self.projections.lock().await;

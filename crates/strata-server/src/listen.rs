@@ -49,9 +49,9 @@ pub struct ServeConfig {
     pub persistent_limits: strata_grpc::PersistentLimits,
     /// The HTTP API's options (its `store_kind` is taken from the field above).
     pub http: strata_http::HttpOptions,
-    /// Authentication and ACLs (users are created at first start); `None` serves without
-    /// them, as KurrentDB's insecure mode does.
-    pub security: Option<strata_auth::SecurityOptions>,
+    /// Authentication and ACLs, and the passwords of the built-in users created at first
+    /// start. The default serves without them, as KurrentDB's insecure mode does.
+    pub security: strata_auth::SecurityOptions,
 }
 
 impl Default for ServeConfig {
@@ -71,7 +71,10 @@ impl Default for ServeConfig {
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
             http: strata_http::HttpOptions::default(),
-            security: None,
+            security: strata_auth::SecurityOptions {
+                authentication: false,
+                ..strata_auth::SecurityOptions::default()
+            },
         }
     }
 }
@@ -114,7 +117,7 @@ pub struct Server {
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
     http: strata_http::HttpOptions,
-    security: Option<strata_auth::SecurityOptions>,
+    security: strata_auth::SecurityOptions,
     /// Users and ACLs once set up ([`Server::secure`]).
     secured: Option<Arc<strata_auth::Security>>,
     /// The node's metrics, when the caller feeds them too ([`Server::with_metrics`]).
@@ -165,22 +168,22 @@ impl Server {
         &self.local_addrs
     }
 
-    /// Sets up users and ACLs over `store` when the configuration asks for them (creating
-    /// the built-in users and default settings in a new store), so a caller can do it before
-    /// announcing that the server is ready. [`Server::run`] does it otherwise.
+    /// Sets up users and ACLs over `store` as the configuration asks (with authentication,
+    /// creating the built-in users in a new store), so a caller can do it before announcing
+    /// that the server is ready. [`Server::run`] does it otherwise.
     ///
     /// # Errors
     /// [`ServeError::Security`] when those streams cannot be read or written.
     pub async fn secure(
         &mut self,
         store: Arc<dyn EventStore>,
-    ) -> Result<Option<Arc<strata_auth::Security>>, ServeError> {
-        if self.secured.is_none()
-            && let Some(options) = self.security.take()
-        {
-            self.secured = Some(strata_auth::Security::enabled(store, options).await?);
+    ) -> Result<Arc<strata_auth::Security>, ServeError> {
+        if let Some(secured) = &self.secured {
+            return Ok(Arc::clone(secured));
         }
-        Ok(self.secured.clone())
+        let secured = strata_auth::Security::open(store, self.security.clone()).await?;
+        self.secured = Some(Arc::clone(&secured));
+        Ok(secured)
     }
 
     /// The gRPC front end's options; logs what is served.
@@ -234,9 +237,25 @@ impl Server {
             strata_projections::SandboxLimits::default(),
         )
         .await?;
+        let sampled = Arc::downgrade(&projections);
+        metrics.on_scrape(move |metrics| {
+            if let Some(statistics) = sampled.upgrade().and_then(|p| p.try_statistics()) {
+                let samples: Vec<strata_http::ProjectionSample> = statistics
+                    .into_iter()
+                    .map(|projection| strata_http::ProjectionSample {
+                        name: projection.name,
+                        status: projection.status,
+                        progress: f64::from(projection.progress) / 100.0,
+                        events_processed_after_restart: projection.events_processed_after_restart,
+                    })
+                    .collect();
+                metrics.set_projections(&samples);
+            }
+        });
         let grpc_options = strata_grpc::GrpcOptions {
             projections: Some(Arc::clone(&projections)),
-            ..self.grpc_options(security.clone())
+            subscription_progress: metrics.grpc_subscriptions().clone(),
+            ..self.grpc_options(Some(Arc::clone(&security)))
         };
         let services = strata_grpc::services_with(Arc::clone(&store), grpc_options);
         let persistent_subscriptions = services.persistent_subscriptions;
@@ -251,9 +270,7 @@ impl Server {
             Arc::clone(&metrics),
             http_options,
         );
-        if let Some(security) = security {
-            http = http.with_security(security);
-        }
+        http = http.with_security(security);
         let router = services
             .routes
             .into_axum_router()

@@ -78,6 +78,21 @@ async fn projection_lifecycle_through_the_official_client() {
         .expect("status")
         .expect("the projection is listed");
     assert_eq!(status.status, "Running");
+    // `/metrics` shows it under KurrentDB's projection metrics.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.port()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics body");
+    for line in [
+        "kurrentdb_projection_running{projection=\"counter\"} 1",
+        "kurrentdb_projection_status{projection=\"counter\",status=\"Running\"} 1",
+        "kurrentdb_projection_events_processed_after_restart_total{projection=\"counter\"} ",
+        "kurrentdb_projection_progress{projection=\"counter\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let delete = DeleteProjectionOptions::default()
         .delete_emitted_streams(true)
         .delete_state_stream(true)

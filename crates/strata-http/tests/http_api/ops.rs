@@ -336,3 +336,27 @@ async fn store_metrics_show_group_commits_fsyncs_and_subscription_lag() {
     assert_eq!(count(&quiet, "kurrentdb_writer_flush_size_max"), 0.0);
     drop(records);
 }
+
+#[tokio::test]
+async fn grpc_catch_up_subscriptions_show_their_lag() {
+    let server = start().await;
+    let settings: kurrentdb::ClientSettings = format!("esdb://{}?tls=false", server.address)
+        .parse()
+        .unwrap();
+    let client = kurrentdb::Client::new(settings).unwrap();
+    let filter = kurrentdb::SubscriptionFilter::on_stream_name().add_prefix("lagging-");
+    let options = kurrentdb::SubscribeToAllOptions::default()
+        .position(kurrentdb::StreamPosition::Start)
+        .filter(filter);
+    let mut subscription = client.subscribe_to_all(&options).await;
+    server.append("lagging-1", 1).await;
+    let first = subscription.next().await.unwrap();
+    assert_eq!(first.get_original_event().stream_id(), "lagging-1");
+    server.append("commits-1", 3).await;
+    let after = scrape(&server).await;
+    let count = |name| sample(&after, name, None);
+    // One subscription, which delivered lagging-1 and nothing of commits-1 since.
+    assert_eq!(count("strata_grpc_subscriptions"), 1.0);
+    assert!(count("strata_grpc_subscription_lag_bytes_max") > 0.0);
+    drop(subscription);
+}

@@ -60,7 +60,7 @@ pub async fn start() -> Running {
 /// A server with users and ACLs on (the built-in `admin` and `ops`, password `changeit`).
 pub async fn start_secured() -> Running {
     start_config(ServeConfig {
-        security: Some(strata_auth::SecurityOptions::default()),
+        security: strata_auth::SecurityOptions::default(),
         ..ServeConfig::default()
     })
     .await
