@@ -203,8 +203,14 @@ impl SecondaryIndexes {
         postings
     }
 
+    /// Appends `positions` (ascending, not empty) to the postings of one key.
+    fn add_positions(&mut self, kind: Kind, name: &str, positions: impl Iterator<Item = u64>) {
+        self.postings_mut(kind, name).positions.extend(positions);
+    }
+
     /// Indexes a run of consecutive events of `stream` from `first_revision` (the rules of
-    /// `strata_core::system_streams::index_keys`).
+    /// `strata_core::system_streams::index_keys`). Each key is looked up once per run of
+    /// events that share it, not once per event.
     pub(crate) fn add_run(
         &mut self,
         stream: &str,
@@ -212,37 +218,52 @@ impl SecondaryIndexes {
         positions: &[u64],
         keys: &RunKeys,
     ) {
-        if !self.enabled || keys.event_types.len() != positions.len() || !is_indexed_stream(stream)
+        if !self.enabled
+            || keys.event_types.len() != positions.len()
+            || positions.is_empty()
+            || !is_indexed_stream(stream)
         {
             return;
         }
         let system = stream.starts_with('$');
         let category = category_of(stream);
-        for (offset, (&position, event_type)) in positions.iter().zip(&keys.event_types).enumerate()
-        {
-            let is_link = &**event_type == LINK_EVENT_TYPE;
-            if system && is_link {
-                continue;
+        let is_link = |event_type: &Arc<str>| &**event_type == LINK_EVENT_TYPE;
+        let events = || positions.iter().copied().zip(&keys.event_types);
+        if let Some(category) = category {
+            let indexed = || {
+                events()
+                    .filter(|(_, event_type)| !(system && is_link(event_type)))
+                    .map(|(position, _)| position)
+            };
+            if indexed().next().is_some() {
+                self.add_positions(Kind::Category, category, indexed());
             }
+        }
+        let mut from = 0;
+        while from < positions.len() {
+            let event_type = &keys.event_types[from];
+            let to = from
+                + keys.event_types[from..]
+                    .iter()
+                    .take_while(|other| Arc::ptr_eq(other, event_type) || *other == event_type)
+                    .count();
+            if !is_link(event_type) {
+                self.add_positions(
+                    Kind::EventType,
+                    event_type,
+                    positions[from..to].iter().copied(),
+                );
+            }
+            from = to;
+        }
+        if first_revision == 0 && !(system && is_link(&keys.event_types[0])) {
+            self.add_positions(Kind::StreamStarts, "", std::iter::once(positions[0]));
             if let Some(category) = category {
-                self.postings_mut(Kind::Category, category)
-                    .positions
-                    .push(position);
-            }
-            if !is_link {
-                self.postings_mut(Kind::EventType, event_type)
-                    .positions
-                    .push(position);
-            }
-            if first_revision + offset as u64 == 0 {
-                self.postings_mut(Kind::StreamStarts, "")
-                    .positions
-                    .push(position);
-                if let Some(category) = category {
-                    self.postings_mut(Kind::CategoryStreams, category)
-                        .positions
-                        .push(position);
-                }
+                self.add_positions(
+                    Kind::CategoryStreams,
+                    category,
+                    std::iter::once(positions[0]),
+                );
             }
         }
         for (offset, id) in &keys.correlations {
