@@ -85,9 +85,6 @@ struct Group {
     replies: Vec<Reply>,
     /// Whether an event frame was encoded yet: the first carries the sync mark.
     has_event: bool,
-    /// What a chunk reserves when it starts: about what the group's requests encode to,
-    /// so a large group is not copied at every doubling of its buffer.
-    chunk_capacity_bytes: usize,
 }
 
 impl Group {
@@ -98,10 +95,6 @@ impl Group {
 
 /// The page size writes are rounded up to.
 const PAGE_BYTES: u64 = 4096;
-
-/// Bounds of what a group's chunk reserves up front.
-const CHUNK_CAPACITY_MIN_BYTES: usize = 64 << 10;
-const CHUNK_CAPACITY_MAX_BYTES: usize = 64 << 20;
 
 /// Streams whose pending heads are kept before the published ones are pruned.
 const PENDING_HEADS_PRUNE_AT: usize = 65_536;
@@ -164,7 +157,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            shutdown = self.commit_group(batch, batch_bytes);
+            shutdown = self.commit_group(batch);
         }
         // Once closed, the directory is free for the next opener, which may make the
         // same segment: a segment still being made must be finished first.
@@ -176,17 +169,8 @@ impl Writer {
         }
     }
 
-    fn commit_group(
-        &mut self,
-        batch: Vec<Request>,
-        batch_bytes: usize,
-    ) -> Option<std::sync::mpsc::Sender<()>> {
-        let mut group = Group {
-            // Frame heads, names and padding add up to ~half again for small events.
-            chunk_capacity_bytes: (batch_bytes + batch_bytes / 2)
-                .clamp(CHUNK_CAPACITY_MIN_BYTES, CHUNK_CAPACITY_MAX_BYTES),
-            ..Group::default()
-        };
+    fn commit_group(&mut self, batch: Vec<Request>) -> Option<std::sync::mpsc::Sender<()>> {
+        let mut group = Group::default();
         self.group_sequence += 1;
         let mut shutdown = None;
         let start_position = self.position;
@@ -493,7 +477,7 @@ impl Writer {
             group.chunks.push(Chunk {
                 segment_index,
                 start: self.position,
-                bytes: Vec::with_capacity(group.chunk_capacity_bytes),
+                bytes: Vec::with_capacity(64 * 1024),
             });
         }
         let last = group.chunks.len() - 1;
