@@ -383,6 +383,57 @@ mod tests {
         assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
     }
 
+    /// A run is filed key by key (one lookup per stretch of one event type); what each
+    /// key holds must still be what the rules give event by event, in log order.
+    #[test]
+    fn runs_with_stretches_of_types_and_links_are_indexed_as_the_core_rules_say() {
+        let mut indexes = SecondaryIndexes::default();
+        let mut type_names = TypeNames::default();
+        let mut keys = RunKeys::default();
+        let run_types = ["A", "A", "$>", "B", "B", "A", "$>"];
+        for (revision, event_type) in run_types.iter().enumerate() {
+            keys.push(&mut type_names, "cart-7", revision as u64, event_type, b"");
+        }
+        let run_positions: Vec<u64> = (0..run_types.len() as u64).map(|n| 64 + n * 64).collect();
+        indexes.add_run("cart-7", 0, &run_positions, &keys);
+        indexes.add_run("$$cart-7", 0, &[1_000, 1_064], &run(&["$>", "$metadata"]));
+        indexes.add_run("cart-7", 7, &[1_128, 1_192], &run(&["B", "A"]));
+        indexes.add_run("cart-8", 3, &[1_256], &run(&["$>"]));
+        let mut events: Vec<(&str, u64, &str, u64)> = run_types
+            .iter()
+            .enumerate()
+            .map(|(revision, event_type)| {
+                (
+                    "cart-7",
+                    revision as u64,
+                    *event_type,
+                    run_positions[revision],
+                )
+            })
+            .collect();
+        events.extend([
+            ("$$cart-7", 0, "$>", 1_000),
+            ("$$cart-7", 1, "$metadata", 1_064),
+            ("cart-7", 7, "B", 1_128),
+            ("cart-7", 8, "A", 1_192),
+            ("cart-8", 3, "$>", 1_256),
+        ]);
+        let mut expected: HashMap<IndexKey, Vec<u64>> = HashMap::new();
+        for (stream, revision, event_type, position) in events {
+            for key in index_keys(stream, revision, event_type, b"") {
+                expected.entry(key).or_default().push(position);
+            }
+        }
+        for (key, wanted) in &expected {
+            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
+        }
+        let total: usize = indexes
+            .iter()
+            .map(|(_, _, postings)| postings.positions.len())
+            .sum();
+        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
     #[test]
     fn unsaved_positions_are_taken_once_and_loads_must_follow() {
         let mut indexes = SecondaryIndexes::default();
