@@ -76,6 +76,9 @@ fn is_indexed_stream(stream: &str) -> bool {
 #[derive(Default)]
 pub(crate) struct TypeNames {
     names: hashbrown::HashSet<Arc<str>>,
+    /// The type interned last: consecutive events mostly share it, and comparing spares
+    /// hashing the name.
+    last: Option<Arc<str>>,
 }
 
 /// Distinct event types kept for sharing; types beyond it are allocated each time.
@@ -83,13 +86,22 @@ const TYPE_NAMES_MAX: usize = 65_536;
 
 impl TypeNames {
     pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return shared.clone();
+        if let Some(last) = &self.last
+            && **last == *name
+        {
+            return last.clone();
         }
-        let shared: Arc<str> = Arc::from(name);
-        if self.names.len() < TYPE_NAMES_MAX {
-            self.names.insert(shared.clone());
-        }
+        let shared = match self.names.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(name);
+                if self.names.len() < TYPE_NAMES_MAX {
+                    self.names.insert(shared.clone());
+                }
+                shared
+            }
+        };
+        self.last = Some(shared.clone());
         shared
     }
 }
