@@ -300,7 +300,12 @@ impl RecentIds {
 
     pub(crate) fn insert(&mut self, id: u128, entry: IdEntry) {
         if self.current.len() >= self.generation_capacity {
-            self.previous = std::mem::take(&mut self.current);
+            // The oldest generation's table becomes the new current one, emptied but with
+            // its room kept (made once, at the first turn): a table grown from empty again
+            // would rehash all it holds at every doubling.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
+            self.current.reserve(self.generation_capacity);
         }
         self.current.insert(id, entry);
     }

@@ -76,6 +76,9 @@ fn is_indexed_stream(stream: &str) -> bool {
 #[derive(Default)]
 pub(crate) struct TypeNames {
     names: hashbrown::HashSet<Arc<str>>,
+    /// The type interned last: consecutive events mostly share it, and comparing spares
+    /// hashing the name.
+    last: Option<Arc<str>>,
 }
 
 /// Distinct event types kept for sharing; types beyond it are allocated each time.
@@ -83,13 +86,22 @@ const TYPE_NAMES_MAX: usize = 65_536;
 
 impl TypeNames {
     pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return shared.clone();
+        if let Some(last) = &self.last
+            && **last == *name
+        {
+            return last.clone();
         }
-        let shared: Arc<str> = Arc::from(name);
-        if self.names.len() < TYPE_NAMES_MAX {
-            self.names.insert(shared.clone());
-        }
+        let shared = match self.names.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(name);
+                if self.names.len() < TYPE_NAMES_MAX {
+                    self.names.insert(shared.clone());
+                }
+                shared
+            }
+        };
+        self.last = Some(shared.clone());
         shared
     }
 }
@@ -203,8 +215,14 @@ impl SecondaryIndexes {
         postings
     }
 
+    /// Appends `positions` (ascending, not empty) to the postings of one key.
+    fn add_positions(&mut self, kind: Kind, name: &str, positions: impl Iterator<Item = u64>) {
+        self.postings_mut(kind, name).positions.extend(positions);
+    }
+
     /// Indexes a run of consecutive events of `stream` from `first_revision` (the rules of
-    /// `strata_core::system_streams::index_keys`).
+    /// `strata_core::system_streams::index_keys`). Each key is looked up once per run of
+    /// events that share it, not once per event.
     pub(crate) fn add_run(
         &mut self,
         stream: &str,
@@ -212,37 +230,52 @@ impl SecondaryIndexes {
         positions: &[u64],
         keys: &RunKeys,
     ) {
-        if !self.enabled || keys.event_types.len() != positions.len() || !is_indexed_stream(stream)
+        if !self.enabled
+            || keys.event_types.len() != positions.len()
+            || positions.is_empty()
+            || !is_indexed_stream(stream)
         {
             return;
         }
         let system = stream.starts_with('$');
         let category = category_of(stream);
-        for (offset, (&position, event_type)) in positions.iter().zip(&keys.event_types).enumerate()
-        {
-            let is_link = &**event_type == LINK_EVENT_TYPE;
-            if system && is_link {
-                continue;
+        let is_link = |event_type: &Arc<str>| &**event_type == LINK_EVENT_TYPE;
+        let events = || positions.iter().copied().zip(&keys.event_types);
+        if let Some(category) = category {
+            let indexed = || {
+                events()
+                    .filter(|(_, event_type)| !(system && is_link(event_type)))
+                    .map(|(position, _)| position)
+            };
+            if indexed().next().is_some() {
+                self.add_positions(Kind::Category, category, indexed());
             }
+        }
+        let mut from = 0;
+        while from < positions.len() {
+            let event_type = &keys.event_types[from];
+            let to = from
+                + keys.event_types[from..]
+                    .iter()
+                    .take_while(|other| Arc::ptr_eq(other, event_type) || *other == event_type)
+                    .count();
+            if !is_link(event_type) {
+                self.add_positions(
+                    Kind::EventType,
+                    event_type,
+                    positions[from..to].iter().copied(),
+                );
+            }
+            from = to;
+        }
+        if first_revision == 0 && !(system && is_link(&keys.event_types[0])) {
+            self.add_positions(Kind::StreamStarts, "", std::iter::once(positions[0]));
             if let Some(category) = category {
-                self.postings_mut(Kind::Category, category)
-                    .positions
-                    .push(position);
-            }
-            if !is_link {
-                self.postings_mut(Kind::EventType, event_type)
-                    .positions
-                    .push(position);
-            }
-            if first_revision + offset as u64 == 0 {
-                self.postings_mut(Kind::StreamStarts, "")
-                    .positions
-                    .push(position);
-                if let Some(category) = category {
-                    self.postings_mut(Kind::CategoryStreams, category)
-                        .positions
-                        .push(position);
-                }
+                self.add_positions(
+                    Kind::CategoryStreams,
+                    category,
+                    std::iter::once(positions[0]),
+                );
             }
         }
         for (offset, id) in &keys.correlations {
@@ -352,6 +385,57 @@ mod tests {
             }
         }
         assert!(!expected.is_empty());
+        for (key, wanted) in &expected {
+            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
+        }
+        let total: usize = indexes
+            .iter()
+            .map(|(_, _, postings)| postings.positions.len())
+            .sum();
+        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
+    /// A run is filed key by key (one lookup per stretch of one event type); what each
+    /// key holds must still be what the rules give event by event, in log order.
+    #[test]
+    fn runs_with_stretches_of_types_and_links_are_indexed_as_the_core_rules_say() {
+        let mut indexes = SecondaryIndexes::default();
+        let mut type_names = TypeNames::default();
+        let mut keys = RunKeys::default();
+        let run_types = ["A", "A", "$>", "B", "B", "A", "$>"];
+        for (revision, event_type) in run_types.iter().enumerate() {
+            keys.push(&mut type_names, "cart-7", revision as u64, event_type, b"");
+        }
+        let run_positions: Vec<u64> = (0..run_types.len() as u64).map(|n| 64 + n * 64).collect();
+        indexes.add_run("cart-7", 0, &run_positions, &keys);
+        indexes.add_run("$$cart-7", 0, &[1_000, 1_064], &run(&["$>", "$metadata"]));
+        indexes.add_run("cart-7", 7, &[1_128, 1_192], &run(&["B", "A"]));
+        indexes.add_run("cart-8", 3, &[1_256], &run(&["$>"]));
+        let mut events: Vec<(&str, u64, &str, u64)> = run_types
+            .iter()
+            .enumerate()
+            .map(|(revision, event_type)| {
+                (
+                    "cart-7",
+                    revision as u64,
+                    *event_type,
+                    run_positions[revision],
+                )
+            })
+            .collect();
+        events.extend([
+            ("$$cart-7", 0, "$>", 1_000),
+            ("$$cart-7", 1, "$metadata", 1_064),
+            ("cart-7", 7, "B", 1_128),
+            ("cart-7", 8, "A", 1_192),
+            ("cart-8", 3, "$>", 1_256),
+        ]);
+        let mut expected: HashMap<IndexKey, Vec<u64>> = HashMap::new();
+        for (stream, revision, event_type, position) in events {
+            for key in index_keys(stream, revision, event_type, b"") {
+                expected.entry(key).or_default().push(position);
+            }
+        }
         for (key, wanted) in &expected {
             assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
         }

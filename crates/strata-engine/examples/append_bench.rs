@@ -1,0 +1,183 @@
+//! The append phases of `strata bench` on the engine alone, beside the same run's disk
+//! baseline (issue 12): it builds with this crate only, so an A/B of an engine change
+//! needs no release build of the whole CLI.
+//!
+//! `cargo run --release -p strata-engine --example append_bench -- DIR [BATCHED] [SINGLE]`
+//!
+//! DIR must not exist; it is removed at the end. Phases, as `strata bench` runs them:
+//! the baseline (4 KiB write + `fdatasync` at offset 0 for 2 s; 1 GiB of sequential 1 MiB
+//! writes and one `fdatasync`), BATCHED events (default 2,000,000) of 200-byte JSON in
+//! appends of 1,000 from 8 tasks, then SINGLE events (default 300,000) one per append from
+//! 256 tasks, each append timed. Durability `fsync`. Prints one JSON object.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_core::{EventStore, ExpectedRevision, ProposedEvent, StreamName};
+use strata_engine::{Config, Durability, Store};
+
+const STREAMS: u64 = 10_000;
+const BATCH_EVENTS: u64 = 1_000;
+const BATCH_TASKS: u64 = 8;
+const SINGLE_TASKS: u64 = 256;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .expect("usage: append_bench DIR [BATCHED] [SINGLE]"),
+    );
+    let mut count = |default: u64| {
+        args.next()
+            .map_or(default, |text| text.parse().expect("a count"))
+    };
+    let (batched, single) = (count(2_000_000), count(300_000));
+    assert!(!dir.exists(), "{} exists", dir.display());
+    std::fs::create_dir_all(&dir).expect("create DIR");
+    let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir);
+    let store = Store::open(
+        dir.join("store"),
+        Config {
+            durability: Durability::Fsync,
+            ..Config::default()
+        },
+    )
+    .expect("open");
+    let names: Arc<Vec<StreamName>> = Arc::new(
+        (0..STREAMS)
+            .map(|n| StreamName::new(format!("bench-{n}")).expect("name"))
+            .collect(),
+    );
+    let started = Instant::now();
+    let log_start = store.watch_log_end().borrow().0;
+    run_tasks(
+        BATCH_TASKS,
+        batched / BATCH_EVENTS,
+        &store,
+        &names,
+        BATCH_EVENTS,
+    )
+    .await;
+    let batched_secs = started.elapsed().as_secs_f64();
+    let log_bytes = (store.watch_log_end().borrow().0 - log_start) as f64;
+    let started = Instant::now();
+    let mut latencies = run_tasks(SINGLE_TASKS, single, &store, &names, 1).await;
+    let single_secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1] as f64 / 1_000.0
+    };
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{{\"fdatasync_per_sec\":{fdatasync_per_sec:.0},\
+         \"disk_write_bytes_per_sec\":{write_bytes_per_sec:.0},\
+         \"append_batched_events_per_sec\":{:.0},\
+         \"append_batched_log_bytes_per_sec\":{:.0},\
+         \"append_batched_log_to_disk_ratio\":{:.3},\
+         \"append_single_events_per_sec\":{:.0},\
+         \"append_single_p50_us\":{:.0},\"append_single_p99_us\":{:.0}}}",
+        batched as f64 / batched_secs,
+        log_bytes / batched_secs,
+        log_bytes / batched_secs / write_bytes_per_sec,
+        single as f64 / single_secs,
+        percentile(0.50),
+        percentile(0.99),
+    )
+}
+
+/// `fdatasync`s per second of a 4 KiB block, and bytes per second of 1 GiB of sequential
+/// writes with one final `fdatasync`, on scratch files in `dir` (removed).
+fn baseline(dir: &Path) -> (f64, f64) {
+    let path = dir.join("baseline.tmp");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("scratch file");
+    let block = vec![0xA5u8; 4096];
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        file.write_all_at(&block, 0).expect("write");
+        file.sync_data().expect("fdatasync");
+        syncs += 1;
+    }
+    let fdatasync_per_sec = syncs as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).expect("remove");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("scratch file");
+    let chunk = vec![0x5Au8; 1 << 20];
+    let total: u64 = 1 << 30;
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < total {
+        file.write_all_at(&chunk, written).expect("write");
+        written += chunk.len() as u64;
+    }
+    file.sync_data().expect("fdatasync");
+    let write_bytes_per_sec = total as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).expect("remove");
+    (fdatasync_per_sec, write_bytes_per_sec)
+}
+
+/// Makes `appends` appends of `events_per_append` events from `tasks` tasks, streams
+/// round-robin; returns each append's latency in nanoseconds.
+async fn run_tasks(
+    tasks: u64,
+    appends: u64,
+    store: &Arc<Store>,
+    names: &Arc<Vec<StreamName>>,
+    events_per_append: u64,
+) -> Vec<u64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (store, names, next) = (Arc::clone(store), Arc::clone(names), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= appends {
+                        return latencies;
+                    }
+                    let events = (0..events_per_append)
+                        .map(|k| {
+                            ProposedEvent::json(
+                                "Moved",
+                                format!(
+                                    r#"{{"n":{},"pad":"{}"}}"#,
+                                    n * events_per_append + k,
+                                    "p".repeat(176)
+                                ),
+                            )
+                        })
+                        .collect();
+                    let stream = &names[((n * 7_919) % STREAMS) as usize];
+                    let started = Instant::now();
+                    store
+                        .append(stream, ExpectedRevision::Any, events)
+                        .await
+                        .expect("append");
+                    latencies.push(started.elapsed().as_nanos() as u64);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("task"));
+    }
+    all
+}
