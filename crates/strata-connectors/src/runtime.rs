@@ -142,6 +142,7 @@ impl Pump<'_> {
             None => self.definition.settings.start_from,
         };
         let mut saved = self.resolve(resume).await?;
+        self.shared.resumed(resume_cursor(saved));
         if resume == StartFrom::End {
             // `End` became a concrete place: keep it, or a restart would skip what came since.
             self.save(saved).await?;

@@ -66,6 +66,8 @@ pub struct Metrics {
     samplers: parking_lot::Mutex<Vec<Sampler>>,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
+    /// Per-connector figures (`strata_connector_*`).
+    pub(crate) connectors: crate::connector_metrics::ConnectorMetrics,
 }
 
 impl Default for Metrics {
@@ -216,6 +218,7 @@ impl Metrics {
             "Log bytes between the end of $all and the last event the furthest-behind HTTP subscription delivered",
             subscription_lag_max.clone(),
         );
+        let connectors = crate::connector_metrics::ConnectorMetrics::register(&mut registry);
         Self {
             registry,
             io_events,
@@ -246,6 +249,7 @@ impl Metrics {
             subscription_positions: parking_lot::Mutex::new(Vec::new()),
             samplers: parking_lot::Mutex::new(Vec::new()),
             writable: AtomicBool::new(true),
+            connectors,
         }
     }
 
