@@ -259,7 +259,20 @@ impl Pump<'_> {
         let mut done = 0;
         while done < events.len() {
             let remaining = &events[done..];
-            let deliveries = self.sink.publish(remaining).await;
+            let timeout = Duration::from_millis(self.definition.settings.publish_timeout_ms);
+            let deliveries = match tokio::time::timeout(timeout, self.sink.publish(remaining)).await
+            {
+                Ok(deliveries) => deliveries,
+                Err(_) => vec![
+                    Delivery::Failed {
+                        error: format!(
+                            "the sink did not answer within {} ms (publish_timeout_ms)",
+                            timeout.as_millis()
+                        ),
+                    };
+                    remaining.len()
+                ],
+            };
             let mut failure = None;
             for (index, event) in remaining.iter().enumerate() {
                 let delivery = deliveries.get(index).cloned().unwrap_or(Delivery::Failed {
