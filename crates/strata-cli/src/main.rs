@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod connector;
 mod data;
 mod progress;
 mod repair;
@@ -150,6 +151,15 @@ enum Command {
         Only admins manage users; a user may show itself and change its own password\n\
         (`strata user passwd LOGIN --current OLD --password NEW`).")]
     User(user::UserArgs),
+    /// Manage the connectors of a running server: list, create, show, start, stop, reset,
+    /// update, delete.
+    #[command(after_help = "Examples:\n  \
+        strata connector list --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata connector create --file orders-to-nats.json --server 'kurrentdb://admin:changeit@localhost:2113?tlsCaFile=ca.pem'\n  \
+        strata connector reset orders-to-nats --from end --server 'kdb://127.0.0.1:2113?tls=false'\n\n\
+        Goes through the server's HTTP API (/connectors); only admins and ops manage connectors.\n\
+        Secrets in definitions are never shown back.")]
+    Connector(connector::ConnectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +185,7 @@ fn main() -> ExitCode {
         Command::Export(args) => data::export::run(&args).map(|()| true),
         Command::Import(args) => data::import::run(&args).map(|()| true),
         Command::User(args) => user::run(&args).map(|()| true),
+        Command::Connector(args) => connector::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

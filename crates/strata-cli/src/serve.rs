@@ -231,12 +231,14 @@ async fn run_server<S: EventStore>(
     declared_connectors: &[strata_connectors::ConnectorDefinition],
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
-    let mut server = Server::bind(config).await?.with_metrics(metrics);
+    let mut server = Server::bind(config)
+        .await?
+        .with_metrics(Arc::clone(&metrics));
     // Users exist before the server says it is ready.
     let shared: Arc<dyn EventStore> = store.clone();
-    server.secure(Arc::clone(&shared)).await?;
+    let security = server.secure(Arc::clone(&shared)).await?;
     // Connectors run beside the server; a broker that is down shows as retrying.
-    let connectors = strata_connectors::Connectors::open(shared)
+    let connectors = strata_connectors::Connectors::open(Arc::clone(&shared))
         .await
         .context("cannot load the connectors")?;
     for (id, outcome) in connectors
@@ -246,6 +248,19 @@ async fn run_server<S: EventStore>(
     {
         eprintln!("strata serve: connector {id}: {outcome:?}");
     }
+    // Managed over HTTP at /connectors (ops and admins), measured at /metrics.
+    let connectors = Arc::new(connectors);
+    let routes = strata_http::connectors_router(
+        Arc::clone(&connectors),
+        security,
+        server.http_options().clone(),
+    );
+    server = server.with_routes(routes);
+    let _connector_metrics = strata_http::spawn_connector_metrics(
+        &connectors,
+        metrics,
+        std::time::Duration::from_secs(2),
+    );
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()

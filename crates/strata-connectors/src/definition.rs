@@ -121,6 +121,9 @@ pub struct ConnectorSettings {
     /// First wait before a retry; doubles up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// A publish the sink has not answered within this long fails (and is retried): a
+    /// client that waits for its broker to come back cannot hold the connector silently.
+    pub publish_timeout_ms: u64,
 }
 
 impl Default for ConnectorSettings {
@@ -133,6 +136,7 @@ impl Default for ConnectorSettings {
             checkpoint_interval_ms: 1_000,
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
+            publish_timeout_ms: 30_000,
         }
     }
 }
@@ -360,6 +364,9 @@ impl ConnectorDefinition {
         }
         if settings.retry_initial_ms == 0 || settings.retry_max_ms < settings.retry_initial_ms {
             return Err("retry_initial_ms must be at least 1 and at most retry_max_ms".into());
+        }
+        if settings.publish_timeout_ms == 0 {
+            return Err("publish_timeout_ms must be at least 1".into());
         }
         self.check_sink()
     }

@@ -31,6 +31,7 @@
 
 mod definition;
 mod error;
+mod lag;
 mod manager;
 mod runtime;
 mod sink;
@@ -45,6 +46,7 @@ pub use definition::{
     Secret, SinkSettings, Source, StartFrom,
 };
 pub use error::{Error, Result};
+pub use lag::LAG_EVENTS_COUNT_MAX;
 pub use manager::{ConnectorInfo, Connectors, Declared};
 pub use sink::{Delivery, Sink, event_cloud_event, event_headers, event_json};
 pub use sinks::SIGNATURE_HEADER;

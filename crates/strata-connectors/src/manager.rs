@@ -9,8 +9,9 @@ use strata_core::{EventStore, ExpectedRevision, Timestamp};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::definition::{ConnectorDefinition, ConnectorSettings, StartFrom};
+use crate::definition::{ConnectorDefinition, ConnectorSettings, Source, StartFrom};
 use crate::error::{Error, Result};
+use crate::lag;
 use crate::runtime;
 use crate::sink::Sink;
 use crate::sinks;
@@ -36,6 +37,10 @@ pub struct ConnectorInfo {
     /// Seconds between the record time of the last event handled and now, while events
     /// are waiting; 0 when caught up.
     pub lag_seconds: f64,
+    /// Events of the source after the last one handled, counted up to
+    /// [`crate::LAG_EVENTS_COUNT_MAX`]; `None` while the connector has not read its
+    /// checkpoint since it was started (a stopped connector).
+    pub lag_events: Option<u64>,
     pub last_error: Option<String>,
     pub counters: ConnectorCounters,
 }
@@ -211,11 +216,26 @@ impl Connectors {
     pub async fn list(&self) -> Result<Vec<ConnectorInfo>> {
         let log_position = self.store.last_position().await?.map(|position| position.0);
         let registry = self.registry.lock().await;
-        Ok(registry
+        let infos: Vec<_> = registry
             .entries
             .values()
             .map(|entry| info(entry, log_position))
-            .collect())
+            .collect();
+        drop(registry);
+        let mut listed = Vec::with_capacity(infos.len());
+        for (info, lag) in infos {
+            listed.push(self.with_lag(info, lag).await?);
+        }
+        Ok(listed)
+    }
+
+    /// `info` with its lag in events counted.
+    async fn with_lag(&self, mut info: ConnectorInfo, lag: LagFrom) -> Result<ConnectorInfo> {
+        if let Some(cursor) = lag.cursor {
+            info.lag_events =
+                Some(lag::lag_events(&*self.store, &info.id, &lag.source, cursor).await?);
+        }
+        Ok(info)
     }
 
     /// One connector.
@@ -226,7 +246,9 @@ impl Connectors {
         let log_position = self.store.last_position().await?.map(|position| position.0);
         let registry = self.registry.lock().await;
         let entry = registry.entries.get(id).ok_or_else(|| not_found(id))?;
-        Ok(info(entry, log_position))
+        let (info, lag) = info(entry, log_position);
+        drop(registry);
+        self.with_lag(info, lag).await
     }
 
     /// Starts a stopped connector from its checkpoint.
@@ -387,7 +409,15 @@ fn not_found(id: &str) -> Error {
     Error::NotFound { id: id.to_owned() }
 }
 
-fn info(entry: &Entry, log_position: Option<u64>) -> ConnectorInfo {
+/// Where to count a connector's lag in events from.
+struct LagFrom {
+    source: Source,
+    /// The cursor after which events are still to publish (inner `None`: the start);
+    /// `None` when unknown.
+    cursor: Option<Option<u64>>,
+}
+
+fn info(entry: &Entry, log_position: Option<u64>) -> (ConnectorInfo, LagFrom) {
     let progress = entry.shared.progress();
     let waiting = match (progress.last_position, log_position) {
         (Some(handled), Some(end)) => handled < end,
@@ -399,7 +429,13 @@ fn info(entry: &Entry, log_position: Option<u64>) -> ConnectorInfo {
         _ => 0.0,
     };
     let definition = &entry.stored.definition;
-    ConnectorInfo {
+    let lag = LagFrom {
+        source: definition.source.clone(),
+        cursor: progress
+            .resumed
+            .then_some(progress.cursor.or(progress.checkpointed)),
+    };
+    let info = ConnectorInfo {
         id: definition.id.clone(),
         sink: definition.sink.kind(),
         state: progress.state,
@@ -409,7 +445,9 @@ fn info(entry: &Entry, log_position: Option<u64>) -> ConnectorInfo {
         checkpoint: progress.checkpointed,
         log_position,
         lag_seconds,
+        lag_events: None,
         last_error: progress.last_error,
         counters: entry.shared.counters(),
-    }
+    };
+    (info, lag)
 }

@@ -142,6 +142,7 @@ impl Pump<'_> {
             None => self.definition.settings.start_from,
         };
         let mut saved = self.resolve(resume).await?;
+        self.shared.resumed(resume_cursor(saved));
         if resume == StartFrom::End {
             // `End` became a concrete place: keep it, or a restart would skip what came since.
             self.save(saved).await?;
@@ -258,7 +259,20 @@ impl Pump<'_> {
         let mut done = 0;
         while done < events.len() {
             let remaining = &events[done..];
-            let deliveries = self.sink.publish(remaining).await;
+            let timeout = Duration::from_millis(self.definition.settings.publish_timeout_ms);
+            let deliveries = match tokio::time::timeout(timeout, self.sink.publish(remaining)).await
+            {
+                Ok(deliveries) => deliveries,
+                Err(_) => vec![
+                    Delivery::Failed {
+                        error: format!(
+                            "the sink did not answer within {} ms (publish_timeout_ms)",
+                            timeout.as_millis()
+                        ),
+                    };
+                    remaining.len()
+                ],
+            };
             let mut failure = None;
             for (index, event) in remaining.iter().enumerate() {
                 let delivery = deliveries.get(index).cloned().unwrap_or(Delivery::Failed {

@@ -31,6 +31,8 @@ pub struct ConnectorCounters {
     pub dead_lettered: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
+    /// Failures that made the connector wait and retry (a broker away, a store error).
+    pub failures: u64,
 }
 
 /// State shared between a connector's task and whoever asks about it.
@@ -42,6 +44,7 @@ pub(crate) struct Shared {
     retried: AtomicU64,
     dead_lettered: AtomicU64,
     checkpoints: AtomicU64,
+    failures: AtomicU64,
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +58,9 @@ pub(crate) struct Progress {
     /// Log position and record time of the last event handled.
     pub(crate) last_position: Option<u64>,
     pub(crate) last_created: Option<Timestamp>,
+    /// Whether the task has read its checkpoint (or start) since it was started: until
+    /// then where it stands is unknown, and so is its lag in events.
+    pub(crate) resumed: bool,
 }
 
 impl Shared {
@@ -67,12 +73,14 @@ impl Shared {
                 checkpointed: None,
                 last_position: None,
                 last_created: None,
+                resumed: false,
             }),
             published: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -93,6 +101,7 @@ impl Shared {
         let mut progress = self.progress.lock();
         progress.state = ConnectorState::Retrying;
         progress.last_error = Some(error);
+        self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handled(&self, cursor: u64, position: u64, created: Timestamp) {
@@ -100,6 +109,13 @@ impl Shared {
         progress.cursor = Some(cursor);
         progress.last_position = Some(position);
         progress.last_created = Some(created);
+    }
+
+    /// The task resumes after `cursor` (`None`: from the start of its source).
+    pub(crate) fn resumed(&self, cursor: Option<u64>) {
+        let mut progress = self.progress.lock();
+        progress.resumed = true;
+        progress.checkpointed = cursor;
     }
 
     pub(crate) fn checkpointed(&self, cursor: Option<u64>) {
@@ -129,6 +145,7 @@ impl Shared {
             retried: self.retried.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
         }
     }
 }

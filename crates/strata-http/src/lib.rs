@@ -32,6 +32,8 @@
 mod access;
 mod append;
 mod compat;
+mod connector_metrics;
+mod connectors;
 mod consume;
 mod delete;
 mod events;
@@ -48,6 +50,7 @@ mod request_id;
 mod state;
 mod subscribe;
 
+pub use connectors::{connectors_router, spawn_connector_metrics};
 pub use metered::MeteredStore;
 pub use metrics::{Metrics, ProjectionSample, instrument};
 pub use openapi::openapi_document;

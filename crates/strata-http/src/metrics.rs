@@ -74,6 +74,8 @@ pub struct Metrics {
     samplers: parking_lot::Mutex<Vec<Sampler>>,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
+    /// Per-connector figures (`strata_connector_*`).
+    pub(crate) connectors: crate::connector_metrics::ConnectorMetrics,
 }
 
 impl Default for Metrics {
@@ -266,6 +268,7 @@ impl Metrics {
             "Log bytes between the end of $all and the last event the furthest-behind gRPC catch-up subscription delivered",
             grpc_subscription_lag_max.clone(),
         );
+        let connectors = crate::connector_metrics::ConnectorMetrics::register(&mut registry);
         Self {
             registry,
             io_events,
@@ -304,6 +307,7 @@ impl Metrics {
             grpc_subscriptions: SubscriptionProgress::default(),
             samplers: parking_lot::Mutex::new(Vec::new()),
             writable: AtomicBool::new(true),
+            connectors,
         }
     }
 

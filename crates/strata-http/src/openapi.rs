@@ -45,9 +45,9 @@ struct ApiDoc;
 
 /// The OpenAPI document, as JSON.
 pub fn openapi_document() -> String {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned())
+    let mut document = ApiDoc::openapi();
+    document.merge(<crate::connectors::ConnectorsDoc as OpenApi>::openapi());
+    document.to_json().unwrap_or_else(|_| "{}".to_owned())
 }
 
 pub(crate) async fn serve() -> Response {

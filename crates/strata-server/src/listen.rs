@@ -122,6 +122,8 @@ pub struct Server {
     secured: Option<Arc<strata_auth::Security>>,
     /// The node's metrics, when the caller feeds them too ([`Server::with_metrics`]).
     metrics: Option<Arc<strata_http::Metrics>>,
+    /// More routes served beside the API ([`Server::with_routes`]).
+    routes: Option<axum::Router>,
 }
 
 impl Server {
@@ -153,6 +155,7 @@ impl Server {
             security: config.security.clone(),
             secured: None,
             metrics: None,
+            routes: None,
         })
     }
 
@@ -162,6 +165,22 @@ impl Server {
     pub fn with_metrics(mut self, metrics: Arc<strata_http::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Serves `routes` too (e.g. `strata_http::connectors_router`), under the same
+    /// metrics, request ids, limits and TLS; added to any given before.
+    #[must_use]
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.routes = Some(match self.routes.take() {
+            Some(before) => before.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// The HTTP options the API will serve with (body limits and timeouts).
+    pub fn http_options(&self) -> &strata_http::HttpOptions {
+        &self.http
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -271,11 +290,11 @@ impl Server {
             http_options,
         );
         http = http.with_security(security);
-        let router = services
-            .routes
-            .into_axum_router()
-            .merge(http.router())
-            .fallback(strata_http::fallback);
+        let mut router = services.routes.into_axum_router().merge(http.router());
+        if let Some(routes) = self.routes.take() {
+            router = router.merge(routes);
+        }
+        let router = router.fallback(strata_http::fallback);
         let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
         let (stopping, stopped) = watch::channel(false);
         let http = Arc::new(connection_builder(self.header_timeout));
