@@ -43,10 +43,13 @@ mod openapi;
 mod ops;
 mod persistent;
 mod problem;
+mod projections;
 mod read;
 mod request_id;
 mod state;
 mod subscribe;
+mod ui;
+mod users;
 
 pub use metered::MeteredStore;
 pub use metrics::{Metrics, instrument};

@@ -254,6 +254,7 @@ impl Server {
         if let Some(security) = security {
             http = http.with_security(security);
         }
+        http = http.with_projections(Arc::clone(&projections));
         let router = services
             .routes
             .into_axum_router()
