@@ -265,7 +265,7 @@ fn json_or_null(text: Option<String>) -> Response {
     path = "/v1/projections/{name}/state",
     params(("name" = String, Path, description = "projection name"), PartitionQuery),
     responses(
-        (status = 200, description = "the state, as the query left it", body = Object),
+        (status = 200, description = "the state as the query left it (any JSON; null before the first checkpoint)", body = serde_json::Value),
         (status = 404, description = "no such projection", body = Problem, content_type = "application/problem+json"),
     ),
     tag = "projections"
@@ -288,7 +288,7 @@ pub(crate) async fn state(
     path = "/v1/projections/{name}/result",
     params(("name" = String, Path, description = "projection name"), PartitionQuery),
     responses(
-        (status = 200, description = "the result", body = Object),
+        (status = 200, description = "the result (any JSON; null before the first)", body = serde_json::Value),
         (status = 404, description = "no such projection", body = Problem, content_type = "application/problem+json"),
     ),
     tag = "projections"
