@@ -53,4 +53,4 @@ export STRATA_BIN
 # accepts it, as the browser context does (ignoreHTTPSErrors).
 export NODE_TLS_REJECT_UNAUTHORIZED=0
 cd tests/ui
-exec node --no-warnings --test --test-concurrency=1 --test-reporter=spec ui.test.mjs
+exec node --no-warnings --test --test-reporter=spec ui.test.mjs

@@ -116,6 +116,27 @@ describe('insecure server', () => {
     await close();
   });
 
+  test('soft delete and tombstone ask for the stream\'s name', async () => {
+    await api('/v1/streams/doomed-1', { method: 'POST', body: { events: [{ type: 'T', data: {} }] } });
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/stream/doomed-1`);
+    await page.locator('#events-table').waitFor();
+    let answer = 'doomed-2';
+    let asked = '';
+    page.on('dialog', (dialog) => { asked = dialog.message(); dialog.accept(answer); });
+    await page.getByRole('button', { name: 'Tombstone…' }).click();
+    await page.getByText('Not deleted: the name typed did not match.').waitFor();
+    assert.match(asked, /Tombstone stream "doomed-1"\?/);
+    assert.equal((await api('/v1/streams/doomed-1')).events.length, 1, 'nothing deleted');
+    answer = 'doomed-1';
+    await page.getByRole('button', { name: 'Tombstone…' }).click();
+    await page.getByText('Tombstoned doomed-1.').waitFor();
+    const gone = await fetch(`${server.base}/v1/streams/doomed-1`);
+    assert.equal(gone.status, 410);
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
   test('metadata edit with a wrong expected revision explains the conflict', async () => {
     await api('/v1/streams/meta-1', { method: 'POST', body: { events: [{ type: 'T', data: {} }] } });
     await api('/v1/streams/meta-1/metadata', { method: 'PUT', body: { $maxCount: 100 } });
