@@ -62,7 +62,8 @@ export async function dashboard(main, _params, signal) {
       card('commit', 'Group commit size (appends)'),
       card('fsync', 'fsync latency (ms, mean)'),
       card('log', 'Log size'),
-      card('subs', 'Subscriptions (HTTP) / groups')),
+      card('subs', 'Subscriptions (HTTP) / groups'),
+      card('calls', 'gRPC calls in progress')),
     status,
     h('p', { class: 'muted' }, 'Refreshed every second from /stats and /metrics.'));
   let previous = null;
@@ -88,6 +89,7 @@ export async function dashboard(main, _params, signal) {
       const log = stats.lastPosition ?? 0;
       show('log', log, bytes(log));
       show('subs', stats.httpSubscriptions, `${stats.httpSubscriptions} / ${stats.persistentSubscriptionGroups}`);
+      show('calls', m.kurrentdb_current_incoming_grpc_calls || 0, fmt(m.kurrentdb_current_incoming_grpc_calls || 0));
     }
     previous = sample;
     status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
