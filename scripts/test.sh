@@ -22,3 +22,4 @@ scripts/test-openapi.sh
 scripts/fuzz.sh --runs "${STRATA_FUZZ_RUNS:-3000}"
 STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'
 STRATA_TEST_STORE=postgres scripts/test-python.sh
+scripts/test-ui.sh

@@ -32,8 +32,12 @@ pub enum Operation<'a> {
     PersistentManage,
     /// Consume from a persistent subscription on the stream (needs read access to it).
     PersistentConsume(&'a str),
-    /// Node statistics and metrics.
+    /// Node statistics and metrics; reading projections' statistics, state and result.
     Statistics,
+    /// Operations on the node: creating and controlling projections (`$ops`).
+    Operations,
+    /// Listing, creating, changing and deleting users (`$admins`).
+    ManageUsers,
 }
 
 impl From<AuthError> for ApiError {
@@ -46,6 +50,10 @@ impl From<AuthError> for ApiError {
             }
             AuthError::AccessDenied { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "access-denied", detail)
+            }
+            AuthError::UserNotFound { .. } => ApiError::not_found("user-not-found", detail),
+            AuthError::UserConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "user-conflict", detail)
             }
             AuthError::Store(store) => store.into(),
             _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid-user", detail),
@@ -96,6 +104,16 @@ impl Access {
                 return Ok(self
                     .security
                     .authorize_action(&self.principal, &Action::Statistics)?);
+            }
+            Operation::ManageUsers => {
+                return Ok(self
+                    .security
+                    .authorize_action(&self.principal, &Action::ManageUsers)?);
+            }
+            Operation::Operations => {
+                return Ok(self
+                    .security
+                    .authorize_action(&self.principal, &Action::Operations)?);
             }
         };
         let stream = StreamName::new(stream)?;

@@ -45,10 +45,13 @@ mod openapi;
 mod ops;
 mod persistent;
 mod problem;
+mod projections;
 mod read;
 mod request_id;
 mod state;
 mod subscribe;
+mod ui;
+mod users;
 
 pub use connectors::{connectors_router, spawn_connector_metrics};
 pub use metered::MeteredStore;

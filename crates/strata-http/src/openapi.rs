@@ -33,12 +33,28 @@ use utoipa::OpenApi;
         crate::ops::ping,
         crate::ops::stats,
         crate::ops::metrics,
+        crate::projections::list,
+        crate::projections::info,
+        crate::projections::create,
+        crate::projections::update_query,
+        crate::projections::state,
+        crate::projections::result,
+        crate::projections::command,
+        crate::projections::delete,
+        crate::users::list,
+        crate::users::info,
+        crate::users::create,
+        crate::users::update,
+        crate::users::delete,
+        crate::users::command,
     ),
     tags(
         (name = "streams", description = "append, read, delete, metadata"),
         (name = "subscriptions", description = "catch-up subscriptions as NDJSON or server-sent events"),
         (name = "persistent-subscriptions", description = "competing consumers with acks"),
         (name = "operations", description = "health, node information, statistics, metrics"),
+        (name = "users", description = "users of a secure server (admins)"),
+        (name = "projections", description = "JavaScript projections: create, query, state, result, enable, disable, reset, delete"),
     )
 )]
 struct ApiDoc;

@@ -76,21 +76,30 @@ pub(crate) struct Info {
 /// What this node is.
 #[utoipa::path(get, path = "/info", responses((status = 200, description = "this node", body = Info)), tag = "operations")]
 pub(crate) async fn info(State(state): State<AppState>) -> Json<Info> {
+    let mut features = vec![
+        "grpc",
+        "http-api",
+        "sse",
+        "ndjson",
+        "persistent-subscriptions",
+        "metrics",
+        "openapi",
+        "ui",
+    ];
+    if state.projections.is_some() {
+        features.push("projections");
+    }
+    if state.security.is_enabled() {
+        features.push("security");
+        features.push("users");
+    }
     Json(Info {
         db_version: state.options.kurrentdb_compatible_version.clone(),
         es_version: state.options.kurrentdb_compatible_version.clone(),
         state: "leader",
         strata_version: STRATA_VERSION,
         store: state.options.store_kind.clone(),
-        features: vec![
-            "grpc",
-            "http-api",
-            "sse",
-            "ndjson",
-            "persistent-subscriptions",
-            "metrics",
-            "openapi",
-        ],
+        features,
     })
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) consumers: HttpConsumers,
     pub(crate) subscriptions: Arc<tokio::sync::Semaphore>,
     pub(crate) started: Instant,
+    /// The projections of the store, when this server runs them.
+    pub(crate) projections: Option<Arc<strata_projections::ProjectionManager>>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -93,6 +95,7 @@ impl HttpApi {
                 options,
                 subscriptions,
                 started: Instant::now(),
+                projections: None,
             },
         }
     }
@@ -101,6 +104,12 @@ impl HttpApi {
     /// the gRPC front end does.
     pub fn with_security(mut self, security: Arc<strata_auth::Security>) -> Self {
         self.shared.security = security;
+        self
+    }
+
+    /// Serves the projections `manager` runs at `/v1/projections` (and in the UI).
+    pub fn with_projections(mut self, manager: Arc<strata_projections::ProjectionManager>) -> Self {
+        self.shared.projections = Some(manager);
         self
     }
 
@@ -178,6 +187,41 @@ impl HttpApi {
             .route("/stats", get(crate::ops::stats))
             .route("/metrics", get(crate::ops::metrics))
             .route("/.well-known/openapi", get(crate::openapi::serve))
+            .route("/v1/projections", get(crate::projections::list))
+            .route(
+                "/v1/projections/{name}",
+                put(crate::projections::create)
+                    .get(crate::projections::info)
+                    .delete(crate::projections::delete),
+            )
+            .route(
+                "/v1/projections/{name}/query",
+                put(crate::projections::update_query),
+            )
+            .route(
+                "/v1/projections/{name}/state",
+                get(crate::projections::state),
+            )
+            .route(
+                "/v1/projections/{name}/result",
+                get(crate::projections::result),
+            )
+            .route(
+                "/v1/projections/{name}/{command}",
+                post(crate::projections::command),
+            )
+            .route("/v1/users", get(crate::users::list))
+            .route(
+                "/v1/users/{login}",
+                put(crate::users::create)
+                    .get(crate::users::info)
+                    .patch(crate::users::update)
+                    .delete(crate::users::delete),
+            )
+            .route("/v1/users/{login}/{command}", post(crate::users::command))
+            // The web UI (docs/UI.md).
+            .route("/", get(crate::ui::index))
+            .route("/ui/{file}", get(crate::ui::asset))
             .method_not_allowed_fallback(crate::problem::method_not_allowed)
             // Bodies are read by `read_body` under the configured limit.
             .layer(DefaultBodyLimit::disable())

@@ -289,7 +289,9 @@ impl Server {
             Arc::clone(&metrics),
             http_options,
         );
-        http = http.with_security(security);
+        http = http
+            .with_security(security)
+            .with_projections(Arc::clone(&projections));
         let mut router = services.routes.into_axum_router().merge(http.router());
         if let Some(routes) = self.routes.take() {
             router = router.merge(routes);

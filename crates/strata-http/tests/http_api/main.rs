@@ -7,3 +7,4 @@ mod persistent;
 mod streams;
 mod subscriptions;
 mod support;
+mod ui_admin;

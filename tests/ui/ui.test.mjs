@@ -1,0 +1,392 @@
+// Strata's web UI in a real browser: playwright-core drives Debian's chromium (headless)
+// against real `strata serve` processes. Run with scripts/test-ui.sh.
+//
+// Screenshots of each page go to $STRATA_UI_SCREENSHOTS (scripts/test-ui.sh --screenshots
+// sets it to docs/ui); measurements are printed as `measure:` lines, never asserted.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer, client } from './server.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.STRATA_UI_SCREENSHOTS;
+const PAGED_EVENTS = Number(process.env.STRATA_UI_PAGED_EVENTS || 20_000);
+const TAIL_RATE = Number(process.env.STRATA_UI_TAIL_RATE || 10_000);
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+});
+after(async () => { await browser?.close(); });
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function newPage(options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, ignoreHTTPSErrors: true, colorScheme: 'light', ...options });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) errors.push(new Error(m.text())); });
+  return { page, errors, close: () => context.close() };
+}
+
+function measure(what, value) { console.log(`measure: ${what}: ${value}`); }
+
+describe('insecure server', () => {
+  let server; let api;
+  before(async () => { server = await startServer(); api = client(server.base); });
+  after(async () => { await server?.stop(); });
+
+  test('the page is served embedded with its content types, caching headers and CSP', async () => {
+    const index = await fetch(`${server.base}/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get('content-type'), /^text\/html/);
+    assert.match(index.headers.get('content-security-policy'), /default-src 'none'; script-src 'self'/);
+    assert.equal(index.headers.get('cache-control'), 'no-cache');
+    const js = await fetch(`${server.base}/ui/app.js`);
+    assert.match(js.headers.get('content-type'), /^text\/javascript/);
+    const again = await fetch(`${server.base}/ui/app.js`, { headers: { 'If-None-Match': js.headers.get('etag') } });
+    assert.equal(again.status, 304);
+    const missing = await fetch(`${server.base}/ui/nothing.js`);
+    assert.equal(missing.status, 404);
+    assert.match(missing.headers.get('content-type'), /problem\+json/);
+  });
+
+  test('dashboard shows the node and live figures', async () => {
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/`);
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await page.locator('#node').getByText('Store: engine').waitFor();
+    await api('/v1/streams/dash-1', { method: 'POST', body: { events: Array.from({ length: 20 }, (_, i) => ({ type: 'Tick', data: { i } })) } });
+    await page.waitForFunction(() => document.querySelector('[data-metric="log"]').textContent !== '–');
+    // Each page of the navigation exists on this server (projections too: serve runs them).
+    for (const name of ['Dashboard', 'Streams', 'Live tail', 'Persistent subscriptions', 'Projections']) {
+      await page.getByRole('navigation').getByRole('link', { name }).waitFor();
+    }
+    await page.waitForTimeout(1500);
+    await shot(page, 'dashboard');
+    // Phone width: the page reflows without a horizontal scroll bar.
+    await page.setViewportSize({ width: 390, height: 800 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `the dashboard scrolls sideways by ${overflow}px at phone width`);
+    await shot(page, 'dashboard-phone');
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('append from the form, then find the event in the stream browser', async () => {
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/streams`);
+    const form = page.locator('#append-form');
+    await form.getByLabel('Stream').fill('order-42');
+    await form.getByLabel('Event type').fill('OrderPlaced');
+    await form.getByLabel('Data (JSON)').fill('{"total": 12.5, "items": ["book", "pen"], "gift": true}');
+    await form.getByLabel('Metadata (JSON, optional)').fill('{"$correlationId": "c-1"}');
+    await form.getByRole('button', { name: 'Append' }).click();
+    await form.getByText('Appended to order-42 at revision 0').waitFor();
+    // Found by prefix search, with its category and event type counted.
+    await page.goto(`${server.base}/#/streams?prefix=order`);
+    await page.locator('#stream-list').getByRole('link', { name: 'order-42' }).waitFor();
+    await page.locator('#categories').getByRole('link', { name: 'order' }).waitFor();
+    await page.locator('#types').getByRole('link', { name: 'OrderPlaced' }).waitFor();
+    await shot(page, 'streams');
+    await page.locator('#stream-list').getByRole('link', { name: 'order-42' }).click();
+    await page.locator('#events-table').getByRole('cell', { name: 'OrderPlaced' }).waitFor();
+    await shot(page, 'stream');
+    await page.locator('#events-table').getByRole('link', { name: '0', exact: true }).click();
+    await page.getByRole('heading', { name: 'order-42 @ 0' }).waitFor();
+    // Pretty-printed and highlighted.
+    const key = page.locator('pre.json .j-key', { hasText: '"items"' });
+    await key.waitFor();
+    assert.equal(await page.locator('pre.json .j-lit', { hasText: 'true' }).count(), 1);
+    await page.locator('pre.json .j-str', { hasText: '"c-1"' }).waitFor();
+    await shot(page, 'event');
+    // A link in $ce-order resolves to the event; unresolved, its bytes show as hex.
+    await page.goto(`${server.base}/#/stream/%24ce-order`);
+    await page.locator('#events-table').getByRole('cell', { name: 'OrderPlaced (via link)' }).waitFor();
+    await page.goto(`${server.base}/#/event/%24ce-order/0`);
+    await page.getByText('Resolved from link $ce-order@0').waitFor();
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('soft delete and tombstone ask for the stream\'s name', async () => {
+    await api('/v1/streams/doomed-1', { method: 'POST', body: { events: [{ type: 'T', data: {} }] } });
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/stream/doomed-1`);
+    await page.locator('#events-table').waitFor();
+    let answer = 'doomed-2';
+    let asked = '';
+    page.on('dialog', (dialog) => { asked = dialog.message(); dialog.accept(answer); });
+    await page.getByRole('button', { name: 'Tombstone…' }).click();
+    await page.getByText('Not deleted: the name typed did not match.').waitFor();
+    assert.match(asked, /Tombstone stream "doomed-1"\?/);
+    assert.equal((await api('/v1/streams/doomed-1')).events.length, 1, 'nothing deleted');
+    answer = 'doomed-1';
+    await page.getByRole('button', { name: 'Tombstone…' }).click();
+    await page.getByText('Tombstoned doomed-1.').waitFor();
+    const gone = await fetch(`${server.base}/v1/streams/doomed-1`);
+    assert.equal(gone.status, 410);
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('metadata edit with a wrong expected revision explains the conflict', async () => {
+    await api('/v1/streams/meta-1', { method: 'POST', body: { events: [{ type: 'T', data: {} }] } });
+    await api('/v1/streams/meta-1/metadata', { method: 'PUT', body: { $maxCount: 100 } });
+    const { page, close } = await newPage();
+    await page.goto(`${server.base}/#/stream/meta-1`);
+    const form = page.locator('#metadata-form');
+    await form.getByText('Metadata revision 0.').waitFor();
+    // Someone else changes it meanwhile.
+    await api('/v1/streams/meta-1/metadata', { method: 'PUT', body: { $maxCount: 50 } });
+    await form.getByLabel('Metadata (JSON)').fill('{"$maxCount": 10}');
+    await form.getByRole('button', { name: 'Save metadata' }).click();
+    const conflict = page.locator('#metadata-conflict');
+    await conflict.waitFor();
+    assert.match(await conflict.textContent(), /expected revision 0, but the metadata stream is at revision 1/);
+    await shot(page, 'metadata-conflict');
+    const stored = await api('/v1/streams/meta-1/metadata');
+    assert.equal(stored.metadata.$maxCount, 50, 'the refused edit wrote nothing');
+    // With the right revision it saves.
+    await form.getByLabel('Expected revision (empty: any)').fill('1');
+    await form.getByRole('button', { name: 'Save metadata' }).click();
+    await page.locator('#metadata-result').getByText('Saved as metadata revision 2').waitFor();
+    await close();
+  });
+
+  test('the live tail shows an event appended by a client within a second', async () => {
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/tail`);
+    await page.getByRole('heading', { name: 'Live tail of $all' }).waitFor();
+    // The subscription's answer has arrived (its head): events from now on reach the page.
+    await page.locator('#tail[data-open="true"]').waitFor({ state: 'attached' });
+    const started = Date.now();
+    await api('/v1/streams/tail-live', { method: 'POST', body: { events: [{ type: 'Seen', data: { hello: 'tail' } }] } });
+    await page.locator('#tail [data-stream="tail-live"]').waitFor({ timeout: 1000 });
+    measure('live tail: client append to row shown (ms)', Date.now() - started);
+    // Paused, it shows nothing new; resumed, it goes on.
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await api('/v1/streams/tail-paused', { method: 'POST', body: { events: [{ type: 'Seen', data: {} }] } });
+    await page.waitForTimeout(400);
+    assert.equal(await page.locator('#tail [data-stream="tail-paused"]').count(), 0);
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await api('/v1/streams/tail-resumed', { method: 'POST', body: { events: [{ type: 'Seen', data: {} }] } });
+    await page.locator('#tail [data-stream="tail-resumed"]').waitFor({ timeout: 1000 });
+    await shot(page, 'tail');
+    // Filtered by stream prefix and following a correlation id.
+    await page.goto(`${server.base}/#/tail?filter=streamPrefix&value=corr-&correlation=c-77`);
+    await page.locator('#tail[data-open="true"]').waitFor({ state: 'attached' });
+    await api('/v1/streams/corr-1', { method: 'POST', body: { events: [
+      { type: 'Other', data: {}, metadata: { $correlationId: 'c-78' } },
+      { type: 'Mine', data: {}, metadata: { $correlationId: 'c-77' } }] } });
+    await api('/v1/streams/elsewhere', { method: 'POST', body: { events: [{ type: 'Mine', data: {}, metadata: { $correlationId: 'c-77' } }] } });
+    await page.locator('#tail [data-stream="corr-1"]').waitFor({ timeout: 1000 });
+    await page.waitForTimeout(300);
+    assert.equal(await page.locator('#tail [data-stream]').count(), 1);
+    assert.match(await page.locator('#tail [data-stream]').textContent(), /Mine/);
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('a message parked by a client is replayed from the UI', async () => {
+    await api('/v1/streams/parcel-1', { method: 'POST', body: { events: [{ type: 'Shipped', data: { n: 1 } }] } });
+    await api('/v1/persistent-subscriptions/parcel-1/workers', { method: 'PUT', body: { startFrom: 'start' } });
+    const first = await api('/v1/persistent-subscriptions/parcel-1/workers/messages?count=1&waitMs=5000');
+    assert.equal(first.messages.length, 1);
+    await api('/v1/persistent-subscriptions/parcel-1/workers/nack', { method: 'POST', body: { ids: [first.messages[0].ackId], action: 'park' } });
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/persistent`);
+    const row = page.locator('#groups tr', { hasText: 'workers' });
+    await row.waitFor();
+    await page.waitForFunction(() => [...document.querySelectorAll('#groups td')].some((td) => td.textContent === 'RoundRobin'));
+    await shot(page, 'persistent');
+    await row.getByRole('link', { name: 'workers' }).click();
+    await page.locator('#parked-count', { hasText: '1' }).waitFor();
+    await page.locator('#parked').getByRole('link', { name: 'parcel-1@0' }).waitFor();
+    await shot(page, 'persistent-group');
+    await page.getByRole('button', { name: 'Replay parked messages' }).click();
+    await page.locator('#replay-result').getByText('Parked messages sent back').waitFor();
+    // The group delivers the event again.
+    const again = await api('/v1/persistent-subscriptions/parcel-1/workers/messages?count=1&waitMs=5000');
+    assert.equal(again.messages.length, 1);
+    assert.equal(again.messages[0].event.stream, 'parcel-1');
+    // Create a group from the form.
+    await page.goto(`${server.base}/#/persistent`);
+    const form = page.locator('#group-form');
+    await form.getByLabel('Stream ($all for all)').fill('parcel-1');
+    await form.getByLabel('Group', { exact: true }).fill('auditors');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { name: 'Group auditors on parcel-1' }).waitFor();
+    assert.equal((await api('/v1/persistent-subscriptions/parcel-1/auditors')).group, 'auditors');
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('a projection created in the UI shows its state', async () => {
+    await api('/v1/streams/count-1', { method: 'POST', body: { events: [{ type: 'Added', data: { n: 2 } }, { type: 'Added', data: { n: 3 } }] } });
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/projections`);
+    const form = page.locator('#projection-form');
+    await form.getByLabel('Name').fill('sum');
+    await form.getByLabel('Query (JavaScript)').fill(
+      "fromStream('count-1').when({ $init: () => ({ total: 0 }), Added: (s, e) => { s.total += e.data.n; return s; } });");
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { name: 'Projection sum' }).waitFor();
+    await page.locator('#projection-state .j-key', { hasText: '"total"' }).waitFor({ timeout: 15_000 });
+    await page.locator('#projection-state .j-num', { hasText: '5' }).waitFor({ timeout: 15_000 });
+    await shot(page, 'projection');
+    await page.goto(`${server.base}/#/projections`);
+    await page.locator('#projections').getByRole('link', { name: 'sum' }).waitFor();
+    await shot(page, 'projections');
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('measure: paging a long stream and the tail at a high rate', async () => {
+    // The stream: appended through the API in batches (scripts/test-ui.sh --bench makes it
+    // 1,000,000 events; CI uses a smaller one).
+    const batch = 2000;
+    const t0 = Date.now();
+    for (let written = 0; written < PAGED_EVENTS; written += batch) {
+      const n = Math.min(batch, PAGED_EVENTS - written);
+      await api('/v1/streams/long-1', { method: 'POST', body: { events: Array.from({ length: n }, (_, i) => ({ type: 'Row', data: { i: written + i } })) } });
+    }
+    measure(`append ${PAGED_EVENTS} events over HTTP (s)`, ((Date.now() - t0) / 1000).toFixed(1));
+    const { page, errors, close } = await newPage();
+    let t = Date.now();
+    await page.goto(`${server.base}/#/stream/long-1`);
+    await page.locator('#events-table').getByRole('link', { name: String(PAGED_EVENTS - 1), exact: true }).waitFor();
+    measure(`open a stream of ${PAGED_EVENTS} events at its end (ms, page load included)`, Date.now() - t);
+    const pages = [];
+    for (let i = 0; i < 10; i++) {
+      const expected = String(PAGED_EVENTS - 1 - 50 * (i + 1));
+      t = performance.now();
+      await page.locator('#older').click();
+      await page.locator('#events-table').getByRole('link', { name: expected, exact: true }).waitFor();
+      pages.push(performance.now() - t);
+    }
+    for (let i = 0; i < 3; i++) {
+      t = performance.now();
+      await page.locator('#newer').click();
+      await page.locator('#events-table').getByRole('link', { name: String(PAGED_EVENTS - 1 - 50 * (9 - i)), exact: true }).waitFor();
+      pages.push(performance.now() - t);
+    }
+    pages.sort((a, b) => a - b);
+    measure('page of 50 events, click to rows drawn (ms, median / max of 13)', `${pages[6].toFixed(0)} / ${pages[12].toFixed(0)}`);
+    // Baseline, same run: the same pages read by a plain HTTP client (no browser).
+    const raw = [];
+    for (let i = 0; i < 13; i++) {
+      t = performance.now();
+      await api(`/v1/streams/long-1?direction=backwards&from=${PAGED_EVENTS - 1 - 50 * i}&count=50&resolveLinks=true`);
+      raw.push(performance.now() - t);
+    }
+    raw.sort((a, b) => a - b);
+    measure('baseline: the same page read by a plain HTTP client (ms, median / max of 13)', `${raw[6].toFixed(1)} / ${raw[12].toFixed(1)}`);
+    const serverTimes = await page.locator('#page-timing').textContent();
+    measure('last page as the page timed it', serverTimes);
+
+    // The tail at TAIL_RATE events/s for 5 s: the page must stay responsive (frame gaps).
+    await page.goto(`${server.base}/#/tail`);
+    await page.locator('#tail[data-open="true"]').waitFor({ state: 'attached' });
+    await page.evaluate(() => {
+      window.__gaps = [];
+      let last = performance.now();
+      const tick = (now) => { window.__gaps.push(now - last); last = now; window.__raf = requestAnimationFrame(tick); };
+      window.__raf = requestAnimationFrame(tick);
+    });
+    const per = Math.max(1, Math.round(TAIL_RATE / 20));
+    const start = Date.now();
+    let sent = 0;
+    while (Date.now() - start < 5000) {
+      const tickStart = Date.now();
+      await api('/v1/streams/fast-1', { method: 'POST', body: { events: Array.from({ length: per }, (_, i) => ({ type: 'Fast', data: { i: sent + i } })) } });
+      sent += per;
+      const wait = 50 - (Date.now() - tickStart);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    const seconds = (Date.now() - start) / 1000;
+    await page.waitForTimeout(1500);
+    const gaps = await page.evaluate(() => { cancelAnimationFrame(window.__raf); return window.__gaps.slice(1); });
+    gaps.sort((a, b) => a - b);
+    const rate = await page.locator('#tail-rate').textContent();
+    const received = Number(rate.match(/([\d,]+) received/)[1].replace(/,/g, ''));
+    measure('tail: events appended / s (client side)', (sent / seconds).toFixed(0));
+    measure('tail: events received by the page / appended', `${received} / ${sent}`);
+    measure('tail: frame gap p50 / p99 / max (ms)', `${gaps[Math.floor(gaps.length / 2)].toFixed(0)} / ${gaps[Math.floor(gaps.length * 0.99)].toFixed(0)} / ${gaps[gaps.length - 1].toFixed(0)}`);
+    assert.equal(received, sent, 'the page received every event of the tail');
+    assert.deepEqual(errors, []);
+    await close();
+  });
+});
+
+describe('secure server', () => {
+  let server; let admin;
+  before(async () => { server = await startServer({ secure: true }); admin = client(server.base, 'admin', 'changeit'); });
+  after(async () => { await server?.stop(); });
+
+  test('login, and a user without read access cannot see a stream\'s events', async () => {
+    await admin('/v1/streams/secret-1', { method: 'POST', body: { events: [{ type: 'Classified', data: { code: 'xyzzy' } }] } });
+    await admin('/v1/streams/secret-1/metadata', { method: 'PUT', body: { $acl: { $r: '$admins', $w: '$admins' } } });
+    await admin('/v1/streams/open-1', { method: 'POST', body: { events: [{ type: 'Public', data: { hello: 1 } }] } });
+    const { page, close } = await newPage();
+    await page.goto(`${server.base}/#/stream/secret-1`);
+    const dialog = page.getByRole('dialog', { name: 'Log in' });
+    await dialog.waitFor();
+    await shot(page, 'login');
+    // A wrong password is refused.
+    await dialog.getByLabel('User').fill('ops');
+    await dialog.getByLabel('Password').fill('wrong');
+    await dialog.getByRole('button', { name: 'Log in' }).click();
+    await dialog.getByText('Wrong user name or password.').waitFor();
+    await dialog.getByLabel('User').fill('ops');
+    await dialog.getByLabel('Password').fill('changeit');
+    await dialog.getByRole('button', { name: 'Log in' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await page.getByText('ops', { exact: false }).first().waitFor();
+    // ops may read open-1 but not secret-1.
+    await page.locator('.problem', { hasText: 'access' }).first().waitFor();
+    assert.equal(await page.locator('#events-table').count(), 0);
+    assert.equal(await page.getByText('xyzzy').count(), 0);
+    await shot(page, 'access-denied');
+    await page.goto(`${server.base}/#/stream/open-1`);
+    await page.locator('#events-table').getByRole('cell', { name: 'Public' }).waitFor();
+    // Nor does the secret event show in the live tail or $all-based lists.
+    await page.goto(`${server.base}/#/event/secret-1/0`);
+    await page.locator('.problem').first().waitFor();
+    assert.equal(await page.getByText('xyzzy').count(), 0);
+    // The password is nowhere in the browser's storage.
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+    assert.ok(!stored.includes('changeit') && !stored.includes(Buffer.from('ops:changeit').toString('base64')));
+    // admin sees it (after logging out and in again).
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.goto(`${server.base}/#/stream/secret-1`);
+    await dialog.waitFor();
+    await dialog.getByLabel('User').fill('admin');
+    await dialog.getByLabel('Password').fill('changeit');
+    await dialog.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#events-table').getByRole('cell', { name: 'Classified' }).waitFor();
+    // admin manages users: create one, disable it (its credentials stop working).
+    await page.goto(`${server.base}/#/users`);
+    const form = page.locator('#user-form');
+    await form.getByLabel('Login').fill('reader');
+    await form.getByLabel('Full name').fill('Read Only');
+    await form.getByLabel('Groups (comma separated)').fill('readers');
+    await form.getByLabel('Password').fill('s3cret');
+    await form.getByRole('button', { name: 'Create user' }).click();
+    const row = page.locator('#users tr', { hasText: 'reader' });
+    await row.getByRole('cell', { name: 'enabled' }).waitFor();
+    assert.equal((await client(server.base, 'reader', 's3cret')('/v1/streams/open-1')).events.length, 1);
+    await shot(page, 'users');
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByRole('cell', { name: 'disabled' }).waitFor();
+    await assert.rejects(client(server.base, 'reader', 's3cret')('/v1/streams/open-1'), /401/);
+    await close();
+  });
+});
