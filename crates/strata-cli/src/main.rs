@@ -6,6 +6,7 @@
 mod bench;
 mod data;
 mod progress;
+mod projection;
 mod repair;
 mod scavenge;
 mod serve;
@@ -150,6 +151,15 @@ enum Command {
         Only admins manage users; a user may show itself and change its own password\n\
         (`strata user passwd LOGIN --current OLD --password NEW`).")]
     User(user::UserArgs),
+    /// Manage the JavaScript projections of a running server: list, create, show, state,
+    /// result, update, enable, disable, reset, delete.
+    #[command(after_help = "Examples:\n  \
+        strata projection create orders --file orders.js --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata projection state orders --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata projection disable orders --server 'kdb://127.0.0.1:2113?tls=false'\n\n\
+        Projections run inside `strata serve`, so every command goes to a server (--server or\n\
+        STRATA_SERVER); credentials as for `strata user`.")]
+    Projection(projection::ProjectionArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +185,7 @@ fn main() -> ExitCode {
         Command::Export(args) => data::export::run(&args).map(|()| true),
         Command::Import(args) => data::import::run(&args).map(|()| true),
         Command::User(args) => user::run(&args).map(|()| true),
+        Command::Projection(args) => projection::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -11,8 +11,8 @@ use strata_core::{
     EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, ReadFrom, StreamName,
 };
 use strata_projections::{
-    BATCH_EVENTS_DEFAULT, EngineFactory, EventView, Mode, QuickJsEngine, RunConfig, RunHandle,
-    RunStatus, SandboxLimits,
+    BATCH_EVENTS_DEFAULT, EngineFactory, EventView, Mode, PARTITIONS_CACHED_MAX_DEFAULT,
+    QuickJsEngine, RunConfig, RunHandle, RunStatus, SandboxLimits,
 };
 
 const COUNTER: &str =
@@ -120,6 +120,7 @@ async fn whole_runner(events: u64) -> Result<(), Box<dyn std::error::Error>> {
         epoch: 0,
         batch_events: BATCH_EVENTS_DEFAULT,
         limits: SandboxLimits::default(),
+        partitions_cached_max: PARTITIONS_CACHED_MAX_DEFAULT,
     };
     let started = Instant::now();
     let run = RunHandle::start(
