@@ -216,7 +216,7 @@ fromCategory('{cat}').when({{
 def test_delete_without_flags_keeps_the_streams(client):
     cat, name = category(), projection_name()
     append(client, f"{cat}-1", "Placed", {"amount": 4})
-    client.create_projection(name=name, query=counting_query(cat) + ".outputState();")
+    client.create_projection(name=name, query=counting_query(cat).rstrip().rstrip(";") + ".outputState();")
     wait_for_state(client, name, {"count": 1, "total": 4})
     client.disable_projection(name)
     client.delete_projection(name)
