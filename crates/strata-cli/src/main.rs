@@ -7,6 +7,7 @@ mod bench;
 mod connector;
 mod data;
 mod progress;
+mod projection;
 mod repair;
 mod scavenge;
 mod serve;
@@ -160,6 +161,15 @@ enum Command {
         Goes through the server's HTTP API (/connectors); only admins and ops manage connectors.\n\
         Secrets in definitions are never shown back.")]
     Connector(connector::ConnectorArgs),
+    /// Manage the JavaScript projections of a running server: list, create, show, state,
+    /// result, update, enable, disable, reset, delete.
+    #[command(after_help = "Examples:\n  \
+        strata projection create orders --file orders.js --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata projection state orders --server 'kdb://127.0.0.1:2113?tls=false'\n  \
+        strata projection disable orders --server 'kdb://127.0.0.1:2113?tls=false'\n\n\
+        Projections run inside `strata serve`, so every command goes to a server (--server or\n\
+        STRATA_SERVER); credentials as for `strata user`.")]
+    Projection(projection::ProjectionArgs),
 }
 
 fn main() -> ExitCode {
@@ -186,6 +196,7 @@ fn main() -> ExitCode {
         Command::Import(args) => data::import::run(&args).map(|()| true),
         Command::User(args) => user::run(&args).map(|()| true),
         Command::Connector(args) => connector::run(&args).map(|()| true),
+        Command::Projection(args) => projection::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@
 
 mod batch_appender;
 mod connection_string;
+mod projections;
 mod users;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use self::batch_appender::BatchAppender;
+pub use self::projections::{DeleteStreams, ProjectionInfo, ProjectionMode, ProjectionsAdmin};
 pub use self::users::{UserInfo, UsersAdmin};
 use crate::convert::{UuidFormat, event_id, stream_identifier, wire_uuid};
 use crate::proto::event_store::client::Empty;

@@ -2,17 +2,28 @@
 //! the same run: the engine alone (events handed straight to the handler), and the whole
 //! runner over the embedded store (reads, handler, checkpoints).
 //!
+//! A third phase measures the read volume of a `fromCategory` catch-up: a category of 1% of
+//! the events, read through a store that counts every event it hands out.
+//!
 //! `cargo run --release -p strata-projections --example projection_bench -- [events]`
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use strata_core::system_streams::{IndexKey, IndexSlice};
+use strata_core::{
+    AllSlice, AppendResult, DeleteResult, Limits, Position, ReadStreamOptions, StreamSlice,
+    StreamState,
+};
+use tokio::sync::watch;
 
 use strata_core::{
     EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, ReadFrom, StreamName,
 };
 use strata_projections::{
-    BATCH_EVENTS_DEFAULT, EngineFactory, EventView, Mode, QuickJsEngine, RunConfig, RunHandle,
-    RunStatus, SandboxLimits,
+    BATCH_EVENTS_DEFAULT, EngineFactory, EventView, Mode, PARTITIONS_CACHED_MAX_DEFAULT,
+    QuickJsEngine, RunConfig, RunHandle, RunStatus, SandboxLimits,
 };
 
 const COUNTER: &str =
@@ -120,6 +131,7 @@ async fn whole_runner(events: u64) -> Result<(), Box<dyn std::error::Error>> {
         epoch: 0,
         batch_events: BATCH_EVENTS_DEFAULT,
         limits: SandboxLimits::default(),
+        partitions_cached_max: PARTITIONS_CACHED_MAX_DEFAULT,
     };
     let started = Instant::now();
     let run = RunHandle::start(
@@ -141,5 +153,144 @@ async fn whole_runner(events: u64) -> Result<(), Box<dyn std::error::Error>> {
         rate(events, rust),
         js.as_secs_f64() / rust.as_secs_f64()
     );
+    category_read_volume(store, events).await
+}
+
+/// A `fromCategory` catch-up over a store of `events` account events and 1% order events:
+/// how many events the run reads.
+async fn category_read_volume(
+    store: Arc<strata_engine::Store>,
+    events: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let orders = (events / 100).max(1);
+    for index in 0..orders {
+        let stream = StreamName::new(format!("order-{}", index % 10))?;
+        let event = ProposedEvent::json("Placed", format!(r#"{{"amount":{index}}}"#));
+        store
+            .append(&stream, ExpectedRevision::Any, vec![event])
+            .await?;
+    }
+    let counting = Arc::new(Counting {
+        inner: store,
+        read: AtomicU64::new(0),
+    });
+    let config = RunConfig {
+        name: "category".into(),
+        query:
+            "fromCategory('order').when({ $init: () => ({ n: 0 }), $any: (s, e) => { s.n++; } })"
+                .into(),
+        mode: Mode::OneTime,
+        emit_enabled: false,
+        track_emitted_streams: false,
+        epoch: 0,
+        batch_events: BATCH_EVENTS_DEFAULT,
+        limits: SandboxLimits::default(),
+        partitions_cached_max: PARTITIONS_CACHED_MAX_DEFAULT,
+    };
+    let started = Instant::now();
+    let run = RunHandle::start(
+        counting.clone(),
+        Arc::new(QuickJsEngine),
+        config,
+        tokio::runtime::Handle::current(),
+    )?;
+    while !run.is_finished() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let progress = run.progress();
+    assert_eq!(progress.status, RunStatus::Completed);
+    assert_eq!(progress.events_processed, orders);
+    let read = counting.read.load(Ordering::Relaxed);
+    println!(
+        "fromCategory catch-up: {orders} category events among {} in the store; the run read {read} events ({:.2}% of the store) in {:.3}s",
+        events + orders,
+        read as f64 * 100.0 / (events + orders) as f64,
+        elapsed.as_secs_f64()
+    );
     Ok(())
+}
+
+/// A store that counts the events every read hands out.
+struct Counting {
+    inner: Arc<strata_engine::Store>,
+    read: AtomicU64,
+}
+
+impl Counting {
+    fn count(&self, events: usize) {
+        self.read.fetch_add(events as u64, Ordering::Relaxed);
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for Counting {
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> strata_core::Result<AppendResult> {
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<StreamSlice> {
+        let slice = self.inner.read_stream(stream, options).await?;
+        if let StreamSlice::Found { events, .. } = &slice {
+            self.count(events.len());
+        }
+        Ok(slice)
+    }
+
+    async fn read_all(&self, options: ReadAllOptions) -> strata_core::Result<AllSlice> {
+        let slice = self.inner.read_all(options).await?;
+        self.count(slice.events.len());
+        Ok(slice)
+    }
+
+    async fn read_index(
+        &self,
+        key: &IndexKey,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<IndexSlice> {
+        let slice = self.inner.read_index(key, options).await?;
+        self.count(slice.events.len());
+        Ok(slice)
+    }
+
+    async fn stream_state(&self, stream: &StreamName) -> strata_core::Result<StreamState> {
+        self.inner.stream_state(stream).await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.delete_stream(stream, expected).await
+    }
+
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.tombstone_stream(stream, expected).await
+    }
+
+    async fn last_position(&self) -> strata_core::Result<Option<Position>> {
+        self.inner.last_position().await
+    }
+
+    fn watch_log_end(&self) -> watch::Receiver<Position> {
+        self.inner.watch_log_end()
+    }
 }

@@ -69,6 +69,8 @@ pub struct QueryDefinition {
     /// `options({$includeLinks})`: link events of the source are delivered as they are.
     pub include_links: bool,
     pub processing_lag: Option<i64>,
+    /// `fromStreamsMatching(filter)`: `$all`, only streams the filter accepts, by stream.
+    pub streams_matching: bool,
     /// `options({resultStreamName})` or `outputTo(stream)`.
     pub result_stream_name: Option<String>,
     /// `outputTo(stream, pattern)`: `{0}` stands for the partition.
@@ -136,6 +138,19 @@ pub trait ProjectionEngine {
     /// A [`Fault`] when `$init` fails or the JSON does not parse.
     fn load_state(&mut self, partition: &str, state: Option<&str>) -> Result<(), Fault>;
 
+    /// Whether the `fromStreamsMatching` filter accepts `stream`.
+    ///
+    /// # Errors
+    /// A [`Fault`] when the filter fails.
+    fn stream_matches(&mut self, stream: &str) -> Result<bool, Fault>;
+
+    /// Drops a partition's state from memory (it was checkpointed; it is loaded again when
+    /// the partition's next event comes).
+    ///
+    /// # Errors
+    /// A [`Fault`] when the engine fails.
+    fn unload_state(&mut self, partition: &str) -> Result<(), Fault>;
+
     /// Sets the shared state (bi-state queries) from JSON, or from `$initShared`.
     ///
     /// # Errors
@@ -159,6 +174,13 @@ pub trait ProjectionEngine {
     /// # Errors
     /// As [`ProjectionEngine::process`].
     fn created(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault>;
+
+    /// Runs the `$deleted` handler for a partition whose stream was deleted (`soft`: a soft
+    /// delete, else a tombstone).
+    ///
+    /// # Errors
+    /// As [`ProjectionEngine::process`].
+    fn deleted(&mut self, partition: &str, soft: bool) -> Result<Vec<EmittedEvent>, Fault>;
 
     /// A partition's state as JSON (`None` when null or undefined).
     ///

@@ -79,7 +79,7 @@ pub struct Statistics {
     pub version: u64,
     /// The checkpoint's cursors, as JSON.
     pub position: String,
-    /// 100 when caught up, else 0 (Strata does not estimate the rest).
+    /// 100 when caught up, else the last processed position over the log's end, in percent.
     pub progress: f32,
     pub events_processed_after_restart: u64,
     pub partitions_cached: usize,
@@ -432,14 +432,18 @@ impl ProjectionManager {
     /// # Errors
     /// [`ProjectionError::NotFound`] for an unknown name.
     pub async fn statistics(&self, name: Option<&str>) -> Result<Vec<Statistics>, ProjectionError> {
+        let log_end = self.store.last_position().await?.map(|position| position.0);
         let projections = self.projections.lock().await;
         if let Some(name) = name {
             let managed = projections
                 .get(name)
                 .ok_or_else(|| ProjectionError::NotFound { name: name.into() })?;
-            return Ok(vec![statistics_of(managed)]);
+            return Ok(vec![statistics_of(managed, log_end)]);
         }
-        Ok(projections.values().map(statistics_of).collect())
+        Ok(projections
+            .values()
+            .map(|managed| statistics_of(managed, log_end))
+            .collect())
     }
 
     /// Statistics of every projection, unless a management call holds them right now (for
@@ -500,6 +504,7 @@ impl ProjectionManager {
             epoch: definition.epoch,
             batch_events: BATCH_EVENTS_DEFAULT,
             limits: self.limits,
+            partitions_cached_max: runner::PARTITIONS_CACHED_MAX_DEFAULT,
         };
         match RunHandle::start(
             Arc::clone(&self.store),
@@ -598,7 +603,8 @@ async fn stop_run(managed: &mut Managed, abort: bool) {
     managed.run = Some(run);
 }
 
-fn statistics_of(managed: &Managed) -> Statistics {
+/// Statistics of one projection; `log_end` is the position of the log's last event.
+fn statistics_of(managed: &Managed, log_end: Option<u64>) -> Statistics {
     let definition = &managed.definition;
     let progress = managed
         .run
@@ -625,10 +631,25 @@ fn statistics_of(managed: &Managed) -> Statistics {
         epoch: definition.epoch,
         version: definition.version,
         position: serde_json::to_string(&progress.cursors).unwrap_or_default(),
-        progress: if progress.caught_up { 100.0 } else { 0.0 },
+        progress: progress_percent(&progress, log_end),
         events_processed_after_restart: progress.events_processed,
         partitions_cached: progress.partitions_cached,
         checkpoint_status: String::new(),
+    }
+}
+
+/// How far through the log a run is, in percent: 100 once caught up, else the position of
+/// its last processed event over the log's end (an estimate, as the reference's is).
+fn progress_percent(progress: &runner::Progress, log_end: Option<u64>) -> f32 {
+    if progress.caught_up {
+        return 100.0;
+    }
+    match (progress.position, log_end) {
+        (Some(position), Some(end)) if end > 0 => {
+            let ratio = position.min(end) as f64 / end as f64;
+            (ratio * 100.0).min(99.9) as f32
+        }
+        _ => 0.0,
     }
 }
 

@@ -53,6 +53,7 @@
     handlesDeletedNotifications: false,
     includeLinks: false,
     processingLag: null,
+    streamsMatching: false,
     resultStreamName: null,
     partitionResultStreamNamePattern: null,
   };
@@ -64,6 +65,7 @@
   let anyHandler = null;
   let deletedHandler = null;
   let partitionFunction = null;
+  let streamFilter = null;
   // Collects emits while a handler runs; null outside handlers.
   let emitted = null;
   const logs = [];
@@ -191,6 +193,7 @@
     fromCategory: ["when", "partitionBy", "outputState", "foreachStream"],
     when: ["transformBy", "filterBy", "outputState", "outputTo", "$defines_state_transform"],
     foreachStream: ["when"],
+    fromStreamsMatching: ["when"],
     outputState: ["transformBy", "filterBy", "outputTo"],
     partitionBy: ["when"],
     transformBy: ["transformBy", "filterBy", "outputState", "outputTo"],
@@ -246,6 +249,15 @@
     fromCategories() {
       for (const category of stringsOf(arguments, "fromCategories")) definition.categories.push(category);
       return stage("fromCategory");
+    },
+    // The reference's legacy selector: the streams of $all whose name the filter accepts,
+    // one state per stream. (KurrentDB 24.2 removed it; Strata keeps it.)
+    fromStreamsMatching(filter) {
+      streamFilter = requireFunction(filter, "fromStreamsMatching");
+      definition.all = true;
+      definition.streamsMatching = true;
+      definition.byStream = true;
+      return stage("fromStreamsMatching");
     },
     on_event(eventName, handler) {
       if (typeof eventName !== "string") fail("on_event: eventName: a string is expected");
@@ -398,6 +410,12 @@
       for (const name of ownKeys(definitionFunctions)) delete global[name];
       return stringify(definition);
     },
+    streamMatches(streamId) {
+      return streamFilter !== null && streamFilter(streamId) === true;
+    },
+    unloadState(partition) {
+      delete states[partition];
+    },
     loadState(partition, stateJson) {
       states[partition] = stateJson == null ? initialState() : parse(stateJson);
     },
@@ -440,7 +458,9 @@
     },
     deleted(partition, isSoftDelete) {
       return withEmits(() => {
-        if (deletedHandler !== null) deletedHandler(states[partition], null, partition, isSoftDelete);
+        if (deletedHandler === null) return;
+        const next = deletedHandler(states[partition], null, partition, isSoftDelete);
+        if (next !== undefined) states[partition] = next;
       });
     },
     stateJson(partition) {

@@ -255,6 +255,18 @@ impl ProjectionEngine for QuickJsProjection {
         })
     }
 
+    fn stream_matches(&mut self, stream: &str) -> Result<bool, Fault> {
+        self.run("fromStreamsMatching", false, |_, host| {
+            method(&host, "streamMatches")?.call((stream,))
+        })
+    }
+
+    fn unload_state(&mut self, partition: &str) -> Result<(), Fault> {
+        self.run("evicting a partition", false, |_, host| {
+            method(&host, "unloadState")?.call((partition,))
+        })
+    }
+
     fn load_shared(&mut self, state: Option<&str>) -> Result<(), Fault> {
         self.run("$initShared", false, |_, host| {
             method(&host, "loadShared")?.call((state,))
@@ -278,6 +290,13 @@ impl ProjectionEngine for QuickJsProjection {
     fn created(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
         let emitted: Option<String> = self.run("$created", false, |ctx, host| {
             method(&host, "created")?.call((partition, fields(ctx, event)?))
+        })?;
+        self.emits(emitted)
+    }
+
+    fn deleted(&mut self, partition: &str, soft: bool) -> Result<Vec<EmittedEvent>, Fault> {
+        let emitted: Option<String> = self.run("$deleted", false, |_, host| {
+            method(&host, "deleted")?.call((partition, soft))
         })?;
         self.emits(emitted)
     }

@@ -25,6 +25,11 @@ use crate::source::{Source, SourceEvent};
 
 /// Source events per batch (and so per checkpoint) by default.
 pub const BATCH_EVENTS_DEFAULT: usize = 512;
+/// Partition states a run keeps in memory by default (`foreachStream`, `partitionBy`):
+/// beyond it, checkpointed partitions are evicted and loaded again on their next event.
+pub const PARTITIONS_CACHED_MAX_DEFAULT: usize = 4_096;
+/// Streams whose `fromStreamsMatching` answer is kept (then the answers start over).
+const MATCHING_CACHED_MAX: usize = 65_536;
 /// Stack of a projection's thread: room for the engine's stack limit and the host's frames.
 const THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 
@@ -33,6 +38,11 @@ const PARTITION_CHECKPOINT_EVENT_TYPE: &str = "$Checkpoint";
 const PARTITION_EVENT_TYPE: &str = "$partition";
 const STREAM_TRACKED_EVENT_TYPE: &str = "$StreamTracked";
 const RESULT_EVENT_TYPE: &str = "Result";
+/// Marker index of a batch's checkpoint (after every output of its last event).
+const CHECKPOINT_INDEX: u32 = u32::MAX - 1;
+/// Marker index of the checkpoint that completes a one-time projection (after the last
+/// batch's checkpoint, which may be at the same position).
+const COMPLETED_INDEX: u32 = u32::MAX;
 /// First marker index of `-emittedstreams` entries, apart from the other outputs' indexes.
 const TRACKED_INDEX_FIRST: u32 = 1 << 31;
 
@@ -57,6 +67,9 @@ pub struct RunConfig {
     pub epoch: u64,
     pub batch_events: usize,
     pub limits: SandboxLimits,
+    /// Partition states kept in memory; least recently used ones beyond it are evicted
+    /// after each checkpoint.
+    pub partitions_cached_max: usize,
 }
 
 /// Where a run is.
@@ -243,9 +256,18 @@ impl Run {
             dirty: BTreeSet::new(),
             outputs: Vec::new(),
             last_position: None,
-            restored_position: None,
+            checkpointed_position: None,
+            partitions_cached_max: config.partitions_cached_max.max(1),
+            used: BTreeMap::new(),
+            uses: 0,
+            matching: std::collections::HashMap::new(),
         };
-        state.restore()?;
+        if state.restore()? && config.mode == Mode::OneTime {
+            // Completed before a restart: a one-time projection does not run again.
+            self.report(&state, 0);
+            self.progress.lock().caught_up = true;
+            return Ok(Ending::Completed);
+        }
         self.report(&state, 0);
         let mut recovering = true;
         let mut log_end = self.store.watch_log_end();
@@ -258,6 +280,7 @@ impl Run {
             if batch.is_empty() {
                 self.progress.lock().caught_up = true;
                 if config.mode == Mode::OneTime {
+                    state.flush_completed()?;
                     return Ok(Ending::Completed);
                 }
                 self.handle.block_on(async {
@@ -307,6 +330,8 @@ struct Checkpoint {
     position: Option<u64>,
     state: Option<String>,
     shared: Option<String>,
+    /// A one-time projection processed everything (`$completed`).
+    completed: bool,
 }
 
 impl Checkpoint {
@@ -316,6 +341,7 @@ impl Checkpoint {
         writer.marker_of(&event.metadata)?;
         let cursors = serde_json::from_value(metadata.get("$s")?.clone()).ok()?;
         let position = metadata.get("$lastPosition").and_then(Value::as_u64);
+        let completed = metadata.get("$completed").and_then(Value::as_bool) == Some(true);
         let data: Value = serde_json::from_slice(&event.data).ok()?;
         let text = |value: Option<&Value>| match value {
             None | Some(Value::Null) => None,
@@ -326,6 +352,7 @@ impl Checkpoint {
             position,
             state: text(data.get("state")),
             shared: text(data.get("shared")),
+            completed,
         })
     }
 
@@ -347,6 +374,9 @@ impl Checkpoint {
             "$lastPosition".into(),
             self.position.map_or(Value::Null, Value::from),
         );
+        if self.completed {
+            metadata.insert("$completed".into(), Value::Bool(true));
+        }
         Output {
             stream: names.checkpoint(),
             event_type: CHECKPOINT_EVENT_TYPE.into(),
@@ -379,9 +409,15 @@ struct RunState {
     dirty: BTreeSet<String>,
     outputs: Vec<Output>,
     last_position: Option<u64>,
-    /// Position of the checkpoint this run started from: partition states written after it
-    /// (by a run that crashed before its checkpoint) do not count.
-    restored_position: Option<u64>,
+    /// Position of the last checkpoint (at start, the one this run started from): partition
+    /// states written after it (by a run that crashed before its checkpoint) do not count.
+    checkpointed_position: Option<u64>,
+    partitions_cached_max: usize,
+    /// When each loaded partition was last used (a counter), for eviction.
+    used: BTreeMap<String, u64>,
+    uses: u64,
+    /// `fromStreamsMatching`: the filter's answers by stream.
+    matching: std::collections::HashMap<String, bool>,
 }
 
 impl RunState {
@@ -402,8 +438,9 @@ impl RunState {
         }
     }
 
-    /// Restores cursors and states from the last checkpoint of this epoch.
-    fn restore(&mut self) -> Result<(), Fault> {
+    /// Restores cursors and states from the last checkpoint of this epoch; true when that
+    /// checkpoint says the (one-time) projection completed.
+    fn restore(&mut self) -> Result<bool, Fault> {
         let checkpoint = self
             .read_events(
                 &self.names.checkpoint(),
@@ -414,7 +451,7 @@ impl RunState {
             .unwrap_or_default();
         self.source.restore(&checkpoint.cursors);
         self.last_position = checkpoint.position;
-        self.restored_position = checkpoint.position;
+        self.checkpointed_position = checkpoint.position;
         if self.definition.bi_state {
             self.engine.load_shared(checkpoint.shared.as_deref())?;
         }
@@ -429,7 +466,7 @@ impl RunState {
                 .map(|event| String::from_utf8_lossy(&event.data).into_owned())
                 .collect();
         }
-        Ok(())
+        Ok(checkpoint.completed)
     }
 
     fn read_batch(&self, max: usize) -> Result<Vec<SourceEvent>, Fault> {
@@ -444,7 +481,16 @@ impl RunState {
         let event = &source.event;
         self.last_position = Some(event.position.0);
         self.tracked_index = TRACKED_INDEX_FIRST;
+        if self.definition.by_stream
+            && self.definition.handles_deleted_notifications
+            && let Some((stream, soft)) = deletion_of(event)
+        {
+            return self.stream_deleted(&stream, soft, event);
+        }
         if source.skip || !self.definition.handles(&event.event_type) {
+            return Ok(());
+        }
+        if self.definition.streams_matching && !self.stream_matches(event.stream.as_str())? {
             return Ok(());
         }
         let view = view_of(source);
@@ -466,6 +512,7 @@ impl RunState {
         if !self.loaded.contains(&partition) {
             self.load_partition(&partition, event, &view, &mut index)?;
         }
+        self.touch(&partition);
         let emitted = self.engine.process(&partition, &view)?;
         self.collect_emits(emitted, event, &mut index)?;
         if self.definition.output_state
@@ -485,6 +532,42 @@ impl RunState {
         if self.definition.is_partitioned() {
             self.dirty.insert(partition);
         }
+        Ok(())
+    }
+
+    /// A `foreachStream` partition whose stream was deleted: its `$deleted` handler runs (a
+    /// stream the projection never saw is passed over).
+    fn stream_deleted(
+        &mut self,
+        partition: &str,
+        soft: bool,
+        event: &RecordedEvent,
+    ) -> Result<(), Fault> {
+        if !self.loaded.contains(partition) {
+            let Some(stored) = self.stored_partition_state(partition)? else {
+                return Ok(());
+            };
+            self.engine.load_state(partition, stored.as_deref())?;
+            self.loaded.insert(partition.to_owned());
+        }
+        let mut index = 0_u32;
+        let emitted = self.engine.deleted(partition, soft)?;
+        self.collect_emits(emitted, event, &mut index)?;
+        if self.definition.output_state
+            && let Some(result) = self.engine.result(partition)?
+        {
+            let mut metadata = Map::new();
+            metadata.insert("$causedBy".into(), event.id.to_string().into());
+            self.outputs.push(Output {
+                stream: self.names.result(partition),
+                event_type: RESULT_EVENT_TYPE.into(),
+                data: result,
+                is_json: true,
+                metadata,
+                marker: next_marker(event, &mut index),
+            });
+        }
+        self.dirty.insert(partition.to_owned());
         Ok(())
     }
 
@@ -525,7 +608,7 @@ impl RunState {
     /// A partition's state as of the checkpoint this run started from: `Some(None)` for a
     /// null state, `None` for a partition that had none then.
     fn stored_partition_state(&self, partition: &str) -> Result<Option<Option<String>>, Fault> {
-        let Some(restored) = self.restored_position else {
+        let Some(restored) = self.checkpointed_position else {
             return Ok(None);
         };
         let events = self.read_events(
@@ -613,6 +696,7 @@ impl RunState {
             } else {
                 None
             },
+            completed: false,
         };
         for line in self.engine.take_logs() {
             tracing::info!(projection = %self.writer.projection, "{line}");
@@ -620,11 +704,97 @@ impl RunState {
         self.block(self.writer.write(&*self.store, outputs, recovering))?;
         let marker = Marker {
             position,
-            index: u32::MAX,
+            index: CHECKPOINT_INDEX,
+        };
+        let checkpoint = checkpoint.to_output(&self.names, marker);
+        self.block(self.writer.write(&*self.store, vec![checkpoint], false))?;
+        self.checkpointed_position = self.last_position;
+        self.evict()
+    }
+
+    /// The `fromStreamsMatching` filter's answer for `stream`, asked once per stream (the
+    /// answers kept are bounded).
+    fn stream_matches(&mut self, stream: &str) -> Result<bool, Fault> {
+        if let Some(matches) = self.matching.get(stream) {
+            return Ok(*matches);
+        }
+        let matches = self.engine.stream_matches(stream)?;
+        if self.matching.len() >= MATCHING_CACHED_MAX {
+            self.matching.clear();
+        }
+        self.matching.insert(stream.to_owned(), matches);
+        Ok(matches)
+    }
+
+    fn touch(&mut self, partition: &str) {
+        if self.definition.is_partitioned() {
+            self.uses += 1;
+            self.used.insert(partition.to_owned(), self.uses);
+        }
+    }
+
+    /// Bounds the partition states in memory: once everything is checkpointed, the least
+    /// recently used partitions beyond the limit are dropped from the engine. Their states
+    /// are in their checkpoint streams, read again on their next event.
+    fn evict(&mut self) -> Result<(), Fault> {
+        if !self.definition.is_partitioned() || self.used.len() <= self.partitions_cached_max {
+            return Ok(());
+        }
+        let mut by_use: Vec<(u64, String)> = self
+            .used
+            .iter()
+            .map(|(partition, used)| (*used, partition.clone()))
+            .collect();
+        by_use.sort_unstable();
+        let excess = self.used.len() - self.partitions_cached_max;
+        for (_, partition) in by_use.into_iter().take(excess) {
+            self.engine.unload_state(&partition)?;
+            self.loaded.remove(&partition);
+            self.used.remove(&partition);
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint that marks a one-time projection completed, so that a restart
+    /// leaves it completed instead of running it again. Everything before it is flushed.
+    fn flush_completed(&mut self) -> Result<(), Fault> {
+        let checkpoint = Checkpoint {
+            cursors: self.source.cursors(),
+            position: self.last_position,
+            state: if self.definition.is_partitioned() {
+                None
+            } else {
+                self.engine.state("")?
+            },
+            shared: if self.definition.bi_state {
+                self.engine.shared_state()?
+            } else {
+                None
+            },
+            completed: true,
+        };
+        let marker = Marker {
+            position: self.last_position.unwrap_or(0),
+            index: COMPLETED_INDEX,
         };
         let checkpoint = checkpoint.to_output(&self.names, marker);
         self.block(self.writer.write(&*self.store, vec![checkpoint], false))
     }
+}
+
+/// The stream `event` deletes, and whether softly: a `$metadata` event setting the soft
+/// delete's truncate-before, or a tombstone.
+fn deletion_of(event: &RecordedEvent) -> Option<(String, bool)> {
+    use strata_core::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE};
+    if event.stream.is_metadata_stream() && event.event_type == METADATA_EVENT_TYPE {
+        let described = event.stream.described_stream()?;
+        let metadata = StreamMetadata::from_json_or_default(&described, &event.data);
+        return metadata
+            .is_soft_deleted()
+            .then(|| (described.as_str().to_owned(), true));
+    }
+    (event.event_type == TOMBSTONE_EVENT_TYPE && !event.stream.is_system())
+        .then(|| (event.stream.as_str().to_owned(), false))
 }
 
 /// The marker of the next output caused by `event`.

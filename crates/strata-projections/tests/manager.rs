@@ -232,6 +232,17 @@ async fn definitions_survive_a_restart_and_runs_resume() {
         Some(r#"{"n":2}"#)
     );
     assert_eq!(stats(&manager, "off").await.status, "Stopped");
+    // A completed one-time projection stays completed: it does not run again over the
+    // event written since.
+    let once = wait_for(&manager, "once", |s| s.status != "Running").await;
+    assert_eq!(once.status, "Completed/Stopped");
+    assert_eq!(once.events_processed_after_restart, 0);
+    let once_state = manager.state("once", "").await.unwrap().unwrap();
+    let counted: serde_json::Value = serde_json::from_str(&once_state).unwrap();
+    assert_eq!(
+        counted["n"], 1,
+        "only the event before the restart: {once_state}"
+    );
     let seen = store
         .read_stream(
             &StreamName::new("seen").unwrap(),
@@ -276,4 +287,75 @@ async fn a_faulted_projection_reports_why_and_others_run_on() {
         transient,
         Err(ProjectionError::InvalidArgument { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_handler_runs_for_soft_deleted_and_tombstoned_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for stream in ["account-1", "account-2", "account-3"] {
+        append(&*store, stream, "Opened", "{}").await;
+    }
+    let manager = manager(store.clone()).await;
+    let query = "fromAll().foreachStream().when({
+        $init: () => ({ n: 0, deleted: null }),
+        $any: (s, e) => { s.n++; },
+        $deleted: (s, e, partition, isSoftDelete) => {
+            s.deleted = (isSoftDelete ? 'soft ' : 'hard ') + partition;
+        }
+    })";
+    manager.create("accounts", query, CONTINUOUS).await.unwrap();
+    wait_for(&manager, "accounts", |s| {
+        s.events_processed_after_restart == 3
+    })
+    .await;
+    store
+        .delete_stream(
+            &StreamName::new("account-1").unwrap(),
+            ExpectedRevision::Any,
+        )
+        .await
+        .unwrap();
+    store
+        .tombstone_stream(
+            &StreamName::new("account-2").unwrap(),
+            ExpectedRevision::Any,
+        )
+        .await
+        .unwrap();
+    // A stream the projection never saw: passed over.
+    store
+        .tombstone_stream(&StreamName::new("other-9").unwrap(), ExpectedRevision::Any)
+        .await
+        .unwrap();
+    append(&*store, "account-3", "Closed", "{}").await;
+    let state = |partition: &'static str| {
+        let manager = Arc::clone(&manager);
+        async move {
+            manager
+                .state("accounts", partition)
+                .await
+                .unwrap()
+                .map(|json| serde_json::from_str::<serde_json::Value>(&json).unwrap())
+        }
+    };
+    for _ in 0..3_000 {
+        if state("account-3").await.is_some_and(|s| s["n"] == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        state("account-1").await.unwrap(),
+        serde_json::json!({ "n": 1, "deleted": "soft account-1" })
+    );
+    assert_eq!(
+        state("account-2").await.unwrap(),
+        serde_json::json!({ "n": 1, "deleted": "hard account-2" })
+    );
+    assert_eq!(
+        state("account-3").await.unwrap(),
+        serde_json::json!({ "n": 2, "deleted": null })
+    );
+    assert_eq!(state("other-9").await, None, "never seen, never started");
 }

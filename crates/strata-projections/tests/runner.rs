@@ -13,8 +13,8 @@ use strata_core::{
     StreamState,
 };
 use strata_projections::{
-    Mode, Progress, QueryDefinition, QuickJsEngine, RunConfig, RunHandle, RunStatus, SandboxLimits,
-    stored_result, stored_state,
+    Mode, PARTITIONS_CACHED_MAX_DEFAULT, Progress, QueryDefinition, QuickJsEngine, RunConfig,
+    RunHandle, RunStatus, SandboxLimits, stored_result, stored_state,
 };
 use tokio::sync::watch;
 
@@ -60,6 +60,7 @@ fn config(name: &str, query: &str, mode: Mode) -> RunConfig {
         epoch: 0,
         batch_events: 3,
         limits: SandboxLimits::default(),
+        partitions_cached_max: PARTITIONS_CACHED_MAX_DEFAULT,
     }
 }
 
@@ -185,8 +186,27 @@ async fn a_restart_resumes_from_the_checkpoint() {
     seed_orders(&*store).await;
     run_to_end(store.clone(), config("orders", COUNT_ORDERS, Mode::OneTime)).await;
     append(&*store, "order-4", "Placed", r#"{"total":100}"#).await;
+    // Completed: a one-time projection does not run again.
     let progress = run_to_end(store.clone(), config("orders", COUNT_ORDERS, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed);
+    assert_eq!(
+        progress.events_processed, 0,
+        "completed before: nothing is read"
+    );
+    assert_eq!(
+        state_of(&*store, "orders", COUNT_ORDERS, "")
+            .await
+            .as_deref(),
+        Some(r#"{"placed":3,"total":16}"#)
+    );
+    // A continuous run over the same checkpoint goes on from it.
+    let handle = start(
+        store.clone(),
+        config("orders", COUNT_ORDERS, Mode::Continuous),
+    );
+    let progress = wait_for(&handle, |progress| progress.caught_up).await;
     assert_eq!(progress.events_processed, 1, "only the new event is read");
+    handle.join();
     assert_eq!(
         state_of(&*store, "orders", COUNT_ORDERS, "")
             .await
@@ -409,4 +429,86 @@ async fn a_failure_at_any_write_then_a_restart_ends_as_an_uninterrupted_run() {
             "after a failure at append {fail_at}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_partitions_come_back_with_their_state() {
+    const PER_ACCOUNT: &str = "fromCategory('account').foreachStream().when({
+        $init: () => ({ n: 0, sum: 0 }),
+        $created: (s, e) => { emit('opened', 'Opened', { stream: e.streamId }); },
+        Deposited: (s, e) => { s.n++; s.sum += e.data.amount; }
+    })";
+    let (_dir, store) = open();
+    // Twelve accounts, written round-robin, so each batch meets partitions evicted before.
+    for round in 0..4_u32 {
+        for account in 0..12_u32 {
+            let data = format!(r#"{{"amount":{}}}"#, round * 100 + account);
+            append(&*store, &format!("account-{account}"), "Deposited", &data).await;
+        }
+    }
+    let bounded = RunConfig {
+        partitions_cached_max: 2,
+        ..config("bounded", PER_ACCOUNT, Mode::OneTime)
+    };
+    let progress = run_to_end(store.clone(), bounded).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    assert!(progress.partitions_cached <= 2 + 3, "{progress:?}");
+    run_to_end(
+        store.clone(),
+        config("unbounded", PER_ACCOUNT, Mode::OneTime),
+    )
+    .await;
+    for account in 0..12_u32 {
+        let partition = format!("account-{account}");
+        let sum: u32 = (0..4).map(|round| round * 100 + account).sum();
+        let expected = format!(r#"{{"n":4,"sum":{sum}}}"#);
+        for name in ["bounded", "unbounded"] {
+            assert_eq!(
+                state_of(&*store, name, PER_ACCOUNT, &partition)
+                    .await
+                    .as_deref(),
+                Some(expected.as_str()),
+                "{name} {partition}"
+            );
+        }
+    }
+    // A partition comes back from its checkpoint: `$created` ran once per account.
+    let opened = read(&*store, "opened").await;
+    let by_bounded = opened
+        .iter()
+        .filter(|event| {
+            String::from_utf8_lossy(&event.metadata).contains(r#""$projection":"bounded""#)
+        })
+        .count();
+    assert_eq!(by_bounded, 12);
+    let catalog = read(&*store, "$projections-bounded-partitions").await;
+    assert_eq!(catalog.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_streams_matching_keeps_a_state_per_accepted_stream() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    let query = "fromStreamsMatching(function (streamId) {
+        return streamId.indexOf('order-') === 0 && streamId !== 'order-3';
+    }).when({
+        $init: () => ({ n: 0 }),
+        $any: (s, e) => { s.n++; }
+    })";
+    let progress = run_to_end(store.clone(), config("matching", query, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    let state = |partition: &'static str| {
+        let store = store.clone();
+        async move { state_of(&*store, "matching", query, partition).await }
+    };
+    assert_eq!(state("order-1").await.as_deref(), Some(r#"{"n":2}"#));
+    assert_eq!(state("order-2").await.as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(state("order-3").await, None, "refused by the filter");
+    assert_eq!(state("cart-1").await, None, "refused by the filter");
+    let partitions: Vec<String> = read(&*store, "$projections-matching-partitions")
+        .await
+        .iter()
+        .map(|event| String::from_utf8_lossy(&event.data).into_owned())
+        .collect();
+    assert_eq!(partitions, ["order-1", "order-2"]);
 }
