@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cluster;
 mod data;
 mod progress;
 mod repair;
@@ -150,6 +151,12 @@ enum Command {
         Only admins manage users; a user may show itself and change its own password\n\
         (`strata user passwd LOGIN --current OLD --password NEW`).")]
     User(user::UserArgs),
+    /// The members and leader of a Strata cluster on PostgreSQL; ask the leader to resign.
+    #[command(after_help = "Examples:\n  \
+        strata cluster status --store postgres://postgres@db/strata\n  \
+        strata cluster resign --store postgres://postgres@db/strata --store-schema shop\n\n\
+        Reads the membership tables directly; docs/CLUSTER.md explains the states and the failover bound.")]
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +182,7 @@ fn main() -> ExitCode {
         Command::Export(args) => data::export::run(&args).map(|()| true),
         Command::Import(args) => data::import::run(&args).map(|()| true),
         Command::User(args) => user::run(&args).map(|()| true),
+        Command::Cluster(args) => cluster::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

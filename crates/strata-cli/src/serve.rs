@@ -51,7 +51,10 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
         ca_file: args.data_dir.join("dev-tls").join("node.crt"),
     });
     if let Some(url) = &args.store {
-        let postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
+        let mut postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
+        // Each node's sessions carry its id, so an operator can tell them apart.
+        let node_id = uuid::Uuid::new_v4();
+        postgres.application_name = format!("strata-{}", &node_id.simple().to_string()[..12]);
         let store = PostgresStore::open(postgres).await.with_context(|| {
             format!(
                 "cannot open the store in PostgreSQL schema {:?}",
@@ -59,12 +62,19 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             )
         })?;
         let metrics = Arc::new(strata_http::Metrics::new());
+        let cluster = ClusterJoin {
+            node_id,
+            postgres: store.config().clone(),
+            advertise_host: args.advertise_host.clone(),
+            advertise_port: args.advertise_port,
+        };
         run_server(
             &config,
             dev_banner.as_ref(),
             store.clone(),
             metrics,
             &args.connectors,
+            Some(cluster),
         )
         .await?;
         store.close().await;
@@ -86,6 +96,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             store.clone(),
             metrics,
             &args.connectors,
+            None,
         )
         .await?;
         store.close();
@@ -199,28 +210,88 @@ fn engine_metrics(store: &Arc<Store>) -> Arc<strata_http::Metrics> {
     metrics
 }
 
+/// How a node on PostgreSQL joins its cluster.
+struct ClusterJoin {
+    node_id: uuid::Uuid,
+    postgres: PostgresConfig,
+    advertise_host: Option<String>,
+    advertise_port: Option<u16>,
+}
+
 async fn run_server<S: EventStore>(
     config: &ServeConfig,
     dev_banner: Option<&DevBanner>,
     store: Arc<S>,
     metrics: Arc<strata_http::Metrics>,
     declared_connectors: &[strata_connectors::ConnectorDefinition],
+    cluster: Option<ClusterJoin>,
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
     let mut server = Server::bind(config).await?.with_metrics(metrics);
+    let membership = cluster.map(|join| {
+        let bound = server.local_addrs()[0];
+        let advertised = strata_core::NodeAddress {
+            host: join
+                .advertise_host
+                .unwrap_or_else(|| bound.ip().to_string()),
+            port: join.advertise_port.unwrap_or(bound.port()),
+        };
+        eprintln!(
+            "strata serve: joining the cluster of schema {:?} as {}:{}",
+            join.postgres.schema, advertised.host, advertised.port
+        );
+        strata_postgres::PostgresCluster::join(
+            join.postgres,
+            strata_postgres::ClusterOptions {
+                node_id: join.node_id,
+                ..strata_postgres::ClusterOptions::new(advertised)
+            },
+        )
+    });
+    let leadership = membership
+        .as_ref()
+        .map(strata_postgres::PostgresCluster::leadership);
+    if let Some(leadership) = &leadership {
+        server = server.with_leadership(Arc::clone(leadership));
+    }
     // Users exist before the server says it is ready.
     let shared: Arc<dyn EventStore> = store.clone();
     server.secure(Arc::clone(&shared)).await?;
-    // Connectors run beside the server; a broker that is down shows as retrying.
-    let connectors = strata_connectors::Connectors::open(shared)
-        .await
-        .context("cannot load the connectors")?;
-    for (id, outcome) in connectors
-        .declare(declared_connectors.to_vec())
-        .await
-        .context("cannot apply [[connectors]]")?
-    {
-        eprintln!("strata serve: connector {id}: {outcome:?}");
+    // Connectors run beside the server (on the leader only, in a cluster); a broker that
+    // is down shows as retrying.
+    for definition in declared_connectors {
+        definition
+            .validate()
+            .context("cannot apply [[connectors]]")?;
+    }
+    let connectors = Arc::new(LeaderConnectors {
+        store: match &leadership {
+            Some(leadership) => Arc::new(strata_core::FencedStore::new(
+                shared,
+                Arc::clone(leadership),
+            )),
+            None => shared,
+        },
+        declared: declared_connectors.to_vec(),
+        running: tokio::sync::Mutex::new(None),
+    });
+    match &leadership {
+        None => connectors.start_checked().await?,
+        Some(leadership) => {
+            strata_server::follow_leadership(
+                leadership,
+                Arc::downgrade(&connectors),
+                |connectors| {
+                    Box::pin(async move {
+                        if let Err(error) = connectors.start_checked().await {
+                            eprintln!("strata serve: connectors not started: {error:#}");
+                        }
+                    })
+                },
+                |connectors| Box::pin(async move { connectors.stop().await }),
+            )
+            .await;
+        }
     }
     let addresses: Vec<String> = server
         .local_addrs()
@@ -259,9 +330,47 @@ async fn run_server<S: EventStore>(
         .flush()
         .context("cannot write to stdout")?;
     let served = server.run(store, stop_signal()).await;
-    connectors.shutdown().await;
+    connectors.stop().await;
+    if let Some(membership) = membership {
+        membership.leave().await;
+    }
     served?;
     Ok(())
+}
+
+/// The connectors, while this node runs them (always for a single node; while it leads,
+/// in a cluster: each term opens them afresh from the store).
+struct LeaderConnectors {
+    store: Arc<dyn EventStore>,
+    declared: Vec<strata_connectors::ConnectorDefinition>,
+    running: tokio::sync::Mutex<Option<strata_connectors::Connectors>>,
+}
+
+impl LeaderConnectors {
+    async fn start_checked(&self) -> anyhow::Result<()> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let connectors = strata_connectors::Connectors::open(Arc::clone(&self.store))
+            .await
+            .context("cannot load the connectors")?;
+        for (id, outcome) in connectors
+            .declare(self.declared.clone())
+            .await
+            .context("cannot apply [[connectors]]")?
+        {
+            eprintln!("strata serve: connector {id}: {outcome:?}");
+        }
+        *running = Some(connectors);
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        if let Some(connectors) = self.running.lock().await.take() {
+            connectors.shutdown().await;
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -52,6 +52,9 @@ pub struct ServeConfig {
     /// Authentication and ACLs (users are created at first start); `None` serves without
     /// them, as KurrentDB's insecure mode does.
     pub security: Option<strata_auth::SecurityOptions>,
+    /// The node's place in its cluster (docs/CLUSTER.md); `None` is a single node, always
+    /// the leader. Persistent subscriptions and projections run on the leader only.
+    pub leadership: Option<Arc<strata_core::Leadership>>,
 }
 
 impl Default for ServeConfig {
@@ -72,6 +75,7 @@ impl Default for ServeConfig {
             persistent_limits: strata_grpc::PersistentLimits::default(),
             http: strata_http::HttpOptions::default(),
             security: None,
+            leadership: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct Server {
     secured: Option<Arc<strata_auth::Security>>,
     /// The node's metrics, when the caller feeds them too ([`Server::with_metrics`]).
     metrics: Option<Arc<strata_http::Metrics>>,
+    leadership: Option<Arc<strata_core::Leadership>>,
 }
 
 impl Server {
@@ -150,6 +155,7 @@ impl Server {
             security: config.security.clone(),
             secured: None,
             metrics: None,
+            leadership: config.leadership.clone(),
         })
     }
 
@@ -158,6 +164,13 @@ impl Server {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<strata_http::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs leader-only work (persistent subscriptions, projections) on the leader of
+    /// `leadership`'s cluster only (docs/CLUSTER.md).
+    pub fn with_leadership(mut self, leadership: Arc<strata_core::Leadership>) -> Self {
+        self.leadership = Some(leadership);
         self
     }
 
@@ -199,6 +212,7 @@ impl Server {
             subscriptions_max: self.subscriptions_max,
             persistent_limits: self.persistent_limits,
             security,
+            leadership: self.leadership.clone(),
             ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
                 advertised.ip().to_string(),
                 advertised.port(),
@@ -227,13 +241,23 @@ impl Server {
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
         // Projections run where the store is served: every stored enabled projection starts
         // here from its checkpoint (docs/PROJECTIONS.md).
-        let projected: Arc<dyn EventStore> = store.clone();
+        // In a cluster they run on the leader only, and their writes are fenced.
+        let projected: Arc<dyn EventStore> = match &self.leadership {
+            Some(leadership) => Arc::new(strata_core::FencedStore::new(
+                store.clone(),
+                Arc::clone(leadership),
+            )),
+            None => store.clone(),
+        };
         let projections = strata_projections::ProjectionManager::start(
             projected,
             Arc::new(strata_projections::QuickJsEngine),
             strata_projections::SandboxLimits::default(),
         )
         .await?;
+        if let Some(leadership) = &self.leadership {
+            crate::leader_only::follow(leadership, Arc::downgrade(&projections)).await;
+        }
         let grpc_options = strata_grpc::GrpcOptions {
             projections: Some(Arc::clone(&projections)),
             ..self.grpc_options(security.clone())

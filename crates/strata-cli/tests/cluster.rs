@@ -1,0 +1,380 @@
+//! A Strata cluster on PostgreSQL (docs/CLUSTER.md): several real `strata serve` processes
+//! on one schema, driven by the official Rust client given every node as a gossip seed.
+//! Persistent groups run on the leader only (each event once per group), survive a leader
+//! killed mid-stream, and a leader cut off from PostgreSQL stops writing checkpoints before
+//! a new leader starts. Needs PostgreSQL on `STRATA_TEST_POSTGRES_URL`.
+
+#[expect(
+    dead_code,
+    reason = "the shared support module serves several test crates"
+)]
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kurrentdb::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, PersistentSubscriptionEvent,
+    PersistentSubscriptionOptions, SubscribeToPersistentSubscriptionOptions,
+};
+use strata_postgres::PostgresConfig;
+use support::{PostgresSchema, Server, postgres_url, within};
+use uuid::Uuid;
+
+const STREAM: &str = "orders";
+const GROUP: &str = "billing";
+/// A guard against hangs only (failover is measured in docs/BENCHMARKS.md).
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn postgres(schema: &PostgresSchema) -> PostgresConfig {
+    PostgresConfig::new(postgres_url()).with_schema(schema.name.clone())
+}
+
+/// A client given every node as a seed (gossip finds the leader), the first seed rotated.
+fn seeded_client(servers: &[&Server], first: usize) -> Client {
+    let hosts: Vec<String> = (0..servers.len())
+        .map(|offset| {
+            format!(
+                "127.0.0.1:{}",
+                servers[(first + offset) % servers.len()].port()
+            )
+        })
+        .collect();
+    let settings: ClientSettings = format!("esdb://{}?tls=false", hosts.join(","))
+        .parse()
+        .expect("connection string parses");
+    Client::new(settings).expect("client builds")
+}
+
+/// The port of the node that leads, once one does among `ports` (alive), with its node id.
+async fn leader_among(schema: &PostgresSchema, ports: &[u16]) -> (u16, Uuid) {
+    let config = postgres(schema);
+    tokio::time::timeout(CLUSTER_TIMEOUT, async {
+        loop {
+            if let Ok(status) = strata_postgres::cluster_status(&config).await
+                && let Some(leader) = status.members.iter().find(|member| {
+                    member.leader && member.alive && ports.contains(&member.address.port)
+                })
+            {
+                return (leader.address.port, leader.node_id);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a leader within the guard")
+}
+
+fn event(n: usize) -> EventData {
+    EventData::json("Ordered", &serde_json::json!({ "n": n }))
+        .expect("json payload")
+        .id(Uuid::new_v4())
+}
+
+async fn append(client: &Client, range: std::ops::Range<usize>) {
+    for n in range {
+        within(
+            "an append",
+            client.append_to_stream(STREAM, &AppendToStreamOptions::default(), event(n)),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("append {n}: {error:?}"));
+    }
+}
+
+/// Creates the group, retrying while the client is sent to the leader (`not-leader`).
+async fn create_group(client: &Client, options: &PersistentSubscriptionOptions) {
+    let mut last = None;
+    for _ in 0..20 {
+        match client
+            .create_persistent_subscription(STREAM, GROUP, options)
+            .await
+        {
+            Ok(()) => return,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the group is never created: {last:?}");
+}
+
+/// Deliveries: `n` of each event, in the order consumers acknowledged them.
+type Deliveries = Arc<Mutex<Vec<usize>>>;
+
+/// A consumer that reconnects (through the same client) whenever its subscription ends,
+/// acknowledging every event.
+fn consume(client: Client, deliveries: Deliveries) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let options = SubscribeToPersistentSubscriptionOptions::default().buffer_size(10);
+        loop {
+            let Ok(mut subscription) = client
+                .subscribe_to_persistent_subscription(STREAM, GROUP, &options)
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            while let Ok(message) = subscription.next_subscription_event().await {
+                if let PersistentSubscriptionEvent::EventAppeared { event, .. } = message {
+                    let n = event
+                        .get_original_event()
+                        .as_json::<serde_json::Value>()
+                        .ok()
+                        .and_then(|data| data["n"].as_u64())
+                        .expect("an event of the test") as usize;
+                    if subscription.ack(&event).await.is_err() {
+                        break;
+                    }
+                    deliveries.lock().expect("not poisoned").push(n);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Waits until every `n` below `count` was delivered at least once.
+async fn delivered_all(deliveries: &Deliveries, count: usize) {
+    tokio::time::timeout(CLUSTER_TIMEOUT, async {
+        loop {
+            let seen = counts(deliveries);
+            if (0..count).all(|n| seen.contains_key(&n)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let seen = counts(deliveries);
+        let missing: Vec<usize> = (0..count).filter(|n| !seen.contains_key(n)).collect();
+        panic!("events never delivered: {missing:?}")
+    });
+}
+
+fn counts(deliveries: &Deliveries) -> HashMap<usize, usize> {
+    let mut counts = HashMap::new();
+    for n in deliveries.lock().expect("not poisoned").iter() {
+        *counts.entry(*n).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_delivers_once_per_group_on_three_nodes_and_survives_a_leader_kill() {
+    const BEFORE_KILL: usize = 60;
+    const AFTER_KILL: usize = 60;
+    let schema = PostgresSchema::new();
+    let mut servers: Vec<Server> = (0..3).map(|_| Server::start_on_postgres(&schema)).collect();
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (leader_port, _) = leader_among(&schema, &ports).await;
+    let leader = ports.iter().position(|&port| port == leader_port).unwrap();
+    let follower = (leader + 1) % 3;
+
+    // Created through a follower alone: it answers not-leader, the client follows it.
+    let through_follower = servers[follower].client();
+    let settings = PersistentSubscriptionOptions::default()
+        .checkpoint_lower_bound(1)
+        .checkpoint_after(Duration::from_millis(200));
+    create_group(&through_follower, &settings).await;
+
+    let deliveries: Deliveries = Arc::default();
+    let all: Vec<&Server> = servers.iter().collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|first| consume(seeded_client(&all, first), Arc::clone(&deliveries)))
+        .collect();
+    // Appends work on every node: written through a follower.
+    append(&through_follower, 0..BEFORE_KILL).await;
+    delivered_all(&deliveries, BEFORE_KILL).await;
+    let before = counts(&deliveries);
+    assert!(
+        before.values().all(|&count| count == 1),
+        "each event once per group, not once per node: {before:?}"
+    );
+
+    servers[leader].kill();
+    let survivors: Vec<u16> = ports
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != leader)
+        .map(|(_, port)| *port)
+        .collect();
+    let (new_leader_port, _) = leader_among(&schema, &survivors).await;
+    assert_ne!(new_leader_port, leader_port, "a follower took over");
+    let writer = servers[follower].client();
+    append(&writer, BEFORE_KILL..BEFORE_KILL + AFTER_KILL).await;
+    delivered_all(&deliveries, BEFORE_KILL + AFTER_KILL).await;
+    let after = counts(&deliveries);
+    for n in BEFORE_KILL..BEFORE_KILL + AFTER_KILL {
+        assert_eq!(after[&n], 1, "event {n}, written after the failover, once");
+    }
+    for n in 0..BEFORE_KILL {
+        // At least once: what was acknowledged after the last checkpoint may come again.
+        assert!(after[&n] <= 2, "event {n} delivered {} times", after[&n]);
+    }
+
+    // The old leader, restarted, joins as a follower.
+    servers[leader].kill_and_restart();
+    let restarted_port = servers[leader].port();
+    let config = postgres(&schema);
+    let joined = within("the restarted node in the membership", async {
+        loop {
+            let status = strata_postgres::cluster_status(&config)
+                .await
+                .expect("status");
+            if let Some(member) = status
+                .members
+                .iter()
+                .find(|member| member.address.port == restarted_port && member.alive)
+            {
+                return member.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(!joined.leader, "the restarted node follows");
+    let (still_leader, _) = leader_among(&schema, &survivors).await;
+    assert_eq!(still_leader, new_leader_port);
+    for consumer in consumers {
+        consumer.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_postgres_never_checkpoints_after_its_successor() {
+    const EVENTS: usize = 120;
+    let schema = PostgresSchema::new();
+    let servers: Vec<Server> = (0..2).map(|_| Server::start_on_postgres(&schema)).collect();
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (_, leader_id) = leader_among(&schema, &ports).await;
+    let all: Vec<&Server> = servers.iter().collect();
+    let client = seeded_client(&all, 0);
+    let settings = PersistentSubscriptionOptions::default()
+        .checkpoint_lower_bound(1)
+        .checkpoint_after(Duration::from_millis(100));
+    create_group(&client, &settings).await;
+    let deliveries: Deliveries = Arc::default();
+    let consumer = consume(seeded_client(&all, 1), Arc::clone(&deliveries));
+    let writer = servers[0].client();
+    append(&writer, 0..EVENTS / 2).await;
+    delivered_all(&deliveries, EVENTS / 2).await;
+
+    // Every session of the leader ends, as when PostgreSQL restarts or the network drops
+    // it: the node must stop its groups before any other node starts them.
+    let admin = connect_admin().await;
+    let prefix = format!("strata-{}%", &leader_id.simple().to_string()[..12]);
+    let terminated = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&prefix],
+        )
+        .await
+        .expect("terminate the leader's sessions");
+    assert!(!terminated.is_empty(), "the leader had sessions");
+    let config = postgres(&schema);
+    within("a new leadership term", async {
+        loop {
+            let status = strata_postgres::cluster_status(&config)
+                .await
+                .expect("status");
+            if status.epoch >= 2 && status.members.iter().any(|member| member.leader) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    append(&writer, EVENTS / 2..EVENTS).await;
+    delivered_all(&deliveries, EVENTS).await;
+    consumer.abort();
+
+    // Every checkpoint ever written (the stream keeps one visible; the table keeps all).
+    let checkpoints = admin
+        .query(
+            &format!(
+                "SELECT metadata FROM \"{}\".events WHERE stream = $1 ORDER BY position",
+                schema.name
+            ),
+            &[&format!(
+                "$persistentsubscription-{STREAM}::{GROUP}-checkpoint"
+            )],
+        )
+        .await
+        .expect("read the checkpoints");
+    let epochs: Vec<u64> = checkpoints
+        .iter()
+        .map(|row| {
+            let metadata: Vec<u8> = row.get(0);
+            let metadata: serde_json::Value =
+                serde_json::from_slice(&metadata).expect("checkpoint metadata is JSON");
+            metadata["$leaderEpoch"].as_u64().expect("an epoch")
+        })
+        .collect();
+    assert!(
+        epochs.windows(2).all(|pair| pair[0] <= pair[1]),
+        "a checkpoint of an older leader after a newer one's: {epochs:?}"
+    );
+    assert!(
+        epochs.first() < epochs.last(),
+        "checkpoints of two terms: {epochs:?}"
+    );
+}
+
+#[test]
+fn cluster_status_lists_the_members_and_the_leader() {
+    let schema = PostgresSchema::new();
+    let servers: Vec<Server> = (0..2).map(|_| Server::start_on_postgres(&schema)).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (leader_port, _) = runtime.block_on(leader_among(&schema, &ports));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "status", "--json", "--store", &postgres_url()])
+        .args(["--store-schema", &schema.name])
+        .output()
+        .expect("strata cluster status runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let members = report["members"].as_array().expect("members");
+    assert_eq!(members.len(), 2, "{report}");
+    let leaders: Vec<u64> = members
+        .iter()
+        .filter(|member| member["state"] == "leader")
+        .map(|member| member["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(leaders, vec![u64::from(leader_port)], "{report}");
+
+    let resign = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "resign", "--store", &postgres_url()])
+        .args(["--store-schema", &schema.name])
+        .output()
+        .expect("strata cluster resign runs");
+    assert!(
+        resign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resign.stderr)
+    );
+    let other: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|&port| port != leader_port)
+        .collect();
+    let (new_leader, _) = runtime.block_on(leader_among(&schema, &other));
+    assert_ne!(
+        new_leader, leader_port,
+        "the other node leads after a resign"
+    );
+}
+
+async fn connect_admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
