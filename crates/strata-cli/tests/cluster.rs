@@ -380,6 +380,21 @@ fn cluster_status_lists_the_members_and_the_leader() {
         .map(|member| member["port"].as_u64().unwrap())
         .collect();
     assert_eq!(leaders, vec![u64::from(leader_port)], "{report}");
+    for port in &ports {
+        let info = http_get(*port, "/info");
+        let expected = if *port == leader_port {
+            "\"state\":\"leader\""
+        } else {
+            "\"state\":\"follower\""
+        };
+        assert!(info.contains(expected), "{port}: {info}");
+        let metrics = http_get(*port, "/metrics");
+        let leading = if *port == leader_port { 1 } else { 0 };
+        assert!(
+            metrics.contains(&format!("strata_cluster_leader {leading}")),
+            "{port}: {metrics}"
+        );
+    }
 
     let resign = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["cluster", "resign", "--store", &postgres_url()])
@@ -403,10 +418,77 @@ fn cluster_status_lists_the_members_and_the_leader() {
     );
 }
 
+/// The body of a plain HTTP/1.1 GET.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        connection,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).expect("read");
+    answer
+}
+
 async fn connect_admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
         .await
         .expect("connect to the test database");
     tokio::spawn(connection);
     client
+}
+
+/// Failover time, for docs/BENCHMARKS.md (ignored in CI): leader SIGKILLed → the first event
+/// appended after the kill delivered through the new leader, over `STRATA_FAILOVER_KILLS`
+/// kills (default 5). Prints the figures; asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo nextest run -p strata-cli --test cluster --run-ignored only failover"]
+async fn failover_time() {
+    let kills: usize = std::env::var("STRATA_FAILOVER_KILLS")
+        .ok()
+        .and_then(|kills| kills.parse().ok())
+        .unwrap_or(5);
+    let schema = PostgresSchema::new();
+    let mut servers: Vec<Server> = (0..3).map(|_| Server::start_on_postgres(&schema)).collect();
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    leader_among(&schema, &ports).await;
+    let all: Vec<&Server> = servers.iter().collect();
+    let settings = PersistentSubscriptionOptions::default()
+        .checkpoint_lower_bound(1)
+        .checkpoint_after(Duration::from_millis(100));
+    create_group(&seeded_client(&all, 0), &settings).await;
+    let deliveries: Deliveries = Arc::default();
+    let mut next = 0;
+    let mut times = Vec::new();
+    for _ in 0..kills {
+        // Restarted nodes have new ports: a consumer seeded with the current ones.
+        let all: Vec<&Server> = servers.iter().collect();
+        let consumer = consume(seeds(&all, 0), Arc::clone(&deliveries));
+        let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+        let (leader_port, _) = leader_among(&schema, &ports).await;
+        let leader = ports.iter().position(|&port| port == leader_port).unwrap();
+        let writer = servers[(leader + 1) % 3].client();
+        append(&writer, next..next + 1).await;
+        next += 1;
+        delivered_all(&deliveries, next).await;
+        let killed_at = std::time::Instant::now();
+        servers[leader].kill();
+        append(&writer, next..next + 1).await;
+        next += 1;
+        delivered_all(&deliveries, next).await;
+        times.push(killed_at.elapsed());
+        consumer.abort();
+        servers[leader].kill_and_restart();
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let worst = times[times.len() - 1];
+    println!(
+        "failover over {kills} kills: median {:.2} s, worst {:.2} s, all {:?}",
+        median.as_secs_f64(),
+        worst.as_secs_f64(),
+        times
+    );
 }

@@ -64,6 +64,9 @@ pub struct Metrics {
     /// before its first event).
     subscription_positions: parking_lot::Mutex<Vec<Weak<AtomicU64>>>,
     samplers: parking_lot::Mutex<Vec<Sampler>>,
+    /// 1 while this node leads its cluster (always, for a single node); the term.
+    cluster_leader: Gauge,
+    cluster_epoch: Gauge,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
 }
@@ -216,6 +219,20 @@ impl Metrics {
             "Log bytes between the end of $all and the last event the furthest-behind HTTP subscription delivered",
             subscription_lag_max.clone(),
         );
+        let cluster_leader = Gauge::default();
+        registry.register(
+            "strata_cluster_leader",
+            "1 while this node is its cluster's leader (runs persistent groups, projections, connectors), else 0",
+            cluster_leader.clone(),
+        );
+        let cluster_epoch = Gauge::default();
+        registry.register(
+            "strata_cluster_epoch",
+            "The leadership term this node last saw",
+            cluster_epoch.clone(),
+        );
+        cluster_leader.set(1);
+        cluster_epoch.set(1);
         Self {
             registry,
             io_events,
@@ -245,6 +262,8 @@ impl Metrics {
             subscription_lag_max,
             subscription_positions: parking_lot::Mutex::new(Vec::new()),
             samplers: parking_lot::Mutex::new(Vec::new()),
+            cluster_leader,
+            cluster_epoch,
             writable: AtomicBool::new(true),
         }
     }
@@ -295,6 +314,13 @@ impl Metrics {
             .lock()
             .push(Arc::downgrade(&position));
         position
+    }
+
+    /// Sets the cluster gauges: whether this node leads, and the term it last saw.
+    pub fn set_cluster(&self, leader: bool, epoch: u64) {
+        self.cluster_leader.set(i64::from(leader));
+        self.cluster_epoch
+            .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
 
     /// Sets the HTTP subscription gauges against `log_end`, the end of `$all`.

@@ -238,6 +238,12 @@ impl Server {
             .take()
             .unwrap_or_else(|| Arc::new(strata_http::Metrics::new()));
         // Both front ends count what they read and write through the same store.
+        if let Some(leadership) = &self.leadership {
+            let leadership = Arc::clone(leadership);
+            metrics.on_scrape(move |metrics| {
+                metrics.set_cluster(leadership.is_leader(), leadership.view().epoch);
+            });
+        }
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
         // Projections run where the store is served: every stored enabled projection starts
         // here from its checkpoint (docs/PROJECTIONS.md).
@@ -267,6 +273,7 @@ impl Server {
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
             kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
+            leadership: self.leadership.clone(),
             ..self.http.clone()
         };
         let mut http = strata_http::HttpApi::new(
