@@ -2,8 +2,8 @@
 //!
 //! Each node keeps one dedicated session: it upserts its row of `cluster_nodes` (address,
 //! heartbeat) every heartbeat interval, and tries `pg_try_advisory_lock` on the leader key
-//! while it does not hold it. The holder bumps `cluster_leader.epoch` and becomes leader one
-//! lease after taking the lock; every successful heartbeat of the holder's session renews
+//! while it does not hold it. One lease after taking the lock the holder bumps
+//! `cluster_leader.epoch` and becomes leader; every successful heartbeat of the holder's session renews
 //! its lease from the moment the heartbeat was sent. A failed or slow heartbeat ends the
 //! session (PostgreSQL then releases the lock) and makes the node a follower at once, and a
 //! lapsed lease fences it even before that: an old leader's lease always ends before a new
@@ -156,8 +156,8 @@ struct Session<'a> {
     config: &'a PostgresConfig,
     options: &'a ClusterOptions,
     leadership: &'a Leadership,
-    /// When this node took the lock, and under which epoch.
-    holding: Option<(Instant, u64)>,
+    /// When this node took the lock, and its term once the lease wait is over.
+    holding: Option<(Instant, Option<u64>)>,
     /// No lock attempts before this (after resigning).
     cooldown_until: Option<Instant>,
 }
@@ -223,14 +223,22 @@ impl Session<'_> {
         if self.holding.is_none() && self.cooldown_until.is_none_or(|until| sent >= until) {
             self.try_lock().await?;
         }
-        if let Some((acquired, epoch)) = self.holding {
+        if let Some((acquired, term)) = self.holding {
             let lease_until = sent + self.options.lease;
-            let leading = sent >= acquired + self.options.lease;
+            let epoch = match term {
+                Some(epoch) => Some(epoch),
+                None if sent >= acquired + self.options.lease => {
+                    let epoch = self.start_term().await?;
+                    self.holding = Some((acquired, Some(epoch)));
+                    tracing::info!(epoch, "this node is the leader");
+                    Some(epoch)
+                }
+                None => None,
+            };
             self.leadership.update(|view| {
                 view.lease_until = Some(lease_until);
-                view.epoch = epoch;
-                if leading && view.role != NodeRole::Leader {
-                    tracing::info!(epoch, "this node is the leader");
+                if let Some(epoch) = epoch {
+                    view.epoch = epoch;
                     view.role = NodeRole::Leader;
                 }
             });
@@ -254,7 +262,17 @@ impl Session<'_> {
         if !row.get::<_, bool>(0) {
             return Ok(());
         }
-        let acquired = Instant::now();
+        tracing::info!(
+            "took the leader lock; leading after one lease ({:?})",
+            self.options.lease
+        );
+        self.holding = Some((Instant::now(), None));
+        Ok(())
+    }
+
+    /// Starts a new term once the lease wait is over: only then does the membership (and so
+    /// gossip) name this node the leader.
+    async fn start_term(&mut self) -> Result<u64, PostgresError> {
         let row = self
             .client
             .query_one(
@@ -266,14 +284,7 @@ impl Session<'_> {
             )
             .await
             .map_err(PostgresError::query("starting a leadership term"))?;
-        let epoch = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        tracing::info!(
-            epoch,
-            "took the leader lock; leading after one lease ({:?})",
-            self.options.lease
-        );
-        self.holding = Some((acquired, epoch));
-        Ok(())
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     /// Stops leader-only work first, then lets the lock go; no new attempt for three leases
