@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cluster;
 mod connector;
 mod data;
 mod progress;
@@ -170,6 +171,12 @@ enum Command {
         Projections run inside `strata serve`, so every command goes to a server (--server or\n\
         STRATA_SERVER); credentials as for `strata user`.")]
     Projection(projection::ProjectionArgs),
+    /// The members and leader of a Strata cluster on PostgreSQL; ask the leader to resign.
+    #[command(after_help = "Examples:\n  \
+        strata cluster status --store postgres://postgres@db/strata\n  \
+        strata cluster resign --store postgres://postgres@db/strata --store-schema shop\n\n\
+        Reads the membership tables directly; docs/CLUSTER.md explains the states and the failover bound.")]
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -197,6 +204,7 @@ fn main() -> ExitCode {
         Command::User(args) => user::run(&args).map(|()| true),
         Command::Connector(args) => connector::run(&args).map(|()| true),
         Command::Projection(args) => projection::run(&args).map(|()| true),
+        Command::Cluster(args) => cluster::run(&args).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

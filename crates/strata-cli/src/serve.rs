@@ -51,7 +51,10 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
         ca_file: args.data_dir.join("dev-tls").join("node.crt"),
     });
     if let Some(url) = &args.store {
-        let postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
+        let mut postgres = PostgresConfig::new(url.clone()).with_schema(args.store_schema.clone());
+        // Each node's sessions carry its id, so an operator can tell them apart.
+        let node_id = uuid::Uuid::new_v4();
+        postgres.application_name = format!("strata-{}", &node_id.simple().to_string()[..12]);
         let store = PostgresStore::open(postgres).await.with_context(|| {
             format!(
                 "cannot open the store in PostgreSQL schema {:?}",
@@ -59,12 +62,19 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             )
         })?;
         let metrics = postgres_metrics(&store);
+        let cluster = ClusterJoin {
+            node_id,
+            postgres: store.config().clone(),
+            advertise_host: args.advertise_host.clone(),
+            advertise_port: args.advertise_port,
+        };
         run_server(
             &config,
             dev_banner.as_ref(),
             store.clone(),
             metrics,
             &args.connectors,
+            Some(cluster),
         )
         .await?;
         store.close().await;
@@ -86,6 +96,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             store.clone(),
             metrics,
             &args.connectors,
+            None,
         )
         .await?;
         store.close();
@@ -223,42 +234,100 @@ fn postgres_metrics(store: &Arc<PostgresStore>) -> Arc<strata_http::Metrics> {
     metrics
 }
 
+/// How a node on PostgreSQL joins its cluster.
+struct ClusterJoin {
+    node_id: uuid::Uuid,
+    postgres: PostgresConfig,
+    advertise_host: Option<String>,
+    advertise_port: Option<u16>,
+}
+
 async fn run_server<S: EventStore>(
     config: &ServeConfig,
     dev_banner: Option<&DevBanner>,
     store: Arc<S>,
     metrics: Arc<strata_http::Metrics>,
     declared_connectors: &[strata_connectors::ConnectorDefinition],
+    cluster: Option<ClusterJoin>,
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
     let mut server = Server::bind(config)
         .await?
         .with_metrics(Arc::clone(&metrics));
+    let membership = cluster.map(|join| {
+        let bound = server.local_addrs()[0];
+        let advertised = strata_core::NodeAddress {
+            host: join
+                .advertise_host
+                .unwrap_or_else(|| bound.ip().to_string()),
+            port: join.advertise_port.unwrap_or(bound.port()),
+        };
+        eprintln!(
+            "strata serve: joining the cluster of schema {:?} as {}:{}",
+            join.postgres.schema, advertised.host, advertised.port
+        );
+        strata_postgres::PostgresCluster::join(
+            join.postgres,
+            strata_postgres::ClusterOptions {
+                node_id: join.node_id,
+                ..strata_postgres::ClusterOptions::new(advertised)
+            },
+        )
+    });
+    let leadership = membership
+        .as_ref()
+        .map(strata_postgres::PostgresCluster::leadership);
+    if let Some(leadership) = &leadership {
+        server = server.with_leadership(Arc::clone(leadership));
+    }
     // Users exist before the server says it is ready.
     let shared: Arc<dyn EventStore> = store.clone();
     let security = server.secure(Arc::clone(&shared)).await?;
-    // Connectors run beside the server; a broker that is down shows as retrying.
-    let connectors = strata_connectors::Connectors::open(Arc::clone(&shared))
-        .await
-        .context("cannot load the connectors")?;
-    for (id, outcome) in connectors
-        .declare(declared_connectors.to_vec())
-        .await
-        .context("cannot apply [[connectors]]")?
-    {
-        eprintln!("strata serve: connector {id}: {outcome:?}");
+    for definition in declared_connectors {
+        definition
+            .validate()
+            .context("cannot apply [[connectors]]")?;
     }
-    // Managed over HTTP at /connectors (ops and admins), measured at /metrics.
-    let connectors = Arc::new(connectors);
-    let routes = strata_http::connectors_router(
-        Arc::clone(&connectors),
-        security,
-        server.http_options().clone(),
-    );
+    // Connectors run beside the server, on the leader only in a cluster (each term opens
+    // them afresh from the store); a broker that is down shows as retrying. They are
+    // managed over HTTP at /connectors (ops and admins) and measured at /metrics.
+    let (current, running) = tokio::sync::watch::channel(None);
+    let connectors = Arc::new(LeaderConnectors {
+        store: match &leadership {
+            Some(leadership) => Arc::new(strata_core::FencedStore::new(
+                shared,
+                Arc::clone(leadership),
+            )),
+            None => shared,
+        },
+        declared: declared_connectors.to_vec(),
+        lock: tokio::sync::Mutex::new(()),
+        current,
+    });
+    match &leadership {
+        None => connectors.start_checked().await?,
+        Some(leadership) => {
+            strata_server::follow_leadership(
+                leadership,
+                Arc::downgrade(&connectors),
+                |connectors| {
+                    Box::pin(async move {
+                        if let Err(error) = connectors.start_checked().await {
+                            eprintln!("strata serve: connectors not started: {error:#}");
+                        }
+                    })
+                },
+                |connectors| Box::pin(async move { connectors.stop().await }),
+            )
+            .await;
+        }
+    }
+    let routes =
+        strata_http::connectors_router(running.clone(), security, server.http_options().clone());
     server = server.with_routes(routes);
-    let _connector_metrics = strata_http::spawn_connector_metrics(
-        &connectors,
-        metrics,
+    let refresh = strata_http::spawn_connector_metrics(
+        running,
+        Arc::clone(&metrics),
         std::time::Duration::from_secs(2),
     );
     let addresses: Vec<String> = server
@@ -294,9 +363,52 @@ async fn run_server<S: EventStore>(
         .flush()
         .context("cannot write to stdout")?;
     let served = server.run(store, stop_signal()).await;
-    connectors.shutdown().await;
+    refresh.abort();
+    connectors.stop().await;
+    if let Some(membership) = membership {
+        membership.leave().await;
+    }
     served?;
     Ok(())
+}
+
+/// The connectors, while this node runs them (always for a single node; while it leads,
+/// in a cluster: each term opens them afresh from the store), published to the HTTP
+/// management routes and the metrics through `current`.
+struct LeaderConnectors {
+    store: Arc<dyn EventStore>,
+    declared: Vec<strata_connectors::ConnectorDefinition>,
+    /// Orders starts and stops.
+    lock: tokio::sync::Mutex<()>,
+    current: tokio::sync::watch::Sender<Option<Arc<strata_connectors::Connectors>>>,
+}
+
+impl LeaderConnectors {
+    async fn start_checked(&self) -> anyhow::Result<()> {
+        let _started = self.lock.lock().await;
+        if self.current.borrow().is_some() {
+            return Ok(());
+        }
+        let connectors = strata_connectors::Connectors::open(Arc::clone(&self.store))
+            .await
+            .context("cannot load the connectors")?;
+        for (id, outcome) in connectors
+            .declare(self.declared.clone())
+            .await
+            .context("cannot apply [[connectors]]")?
+        {
+            eprintln!("strata serve: connector {id}: {outcome:?}");
+        }
+        self.current.send_replace(Some(Arc::new(connectors)));
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        let _stopped = self.lock.lock().await;
+        if let Some(connectors) = self.current.send_replace(None) {
+            connectors.shutdown().await;
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -115,6 +115,13 @@ pub(crate) struct ServeArgs {
     /// Which log lines to write, as a tracing filter (`info`, `strata_http=debug,warn`).
     #[arg(long, value_name = "FILTER", env = "STRATA_LOG_LEVEL")]
     log_level: Option<String>,
+    /// With --store: the host other nodes' gossip and `not-leader` answers give clients for
+    /// this node [default: the first bound address].
+    #[arg(long, value_name = "HOST", env = "STRATA_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
+    /// With --store: the port gossip gives clients for this node [default: the bound port].
+    #[arg(long, value_name = "PORT", env = "STRATA_ADVERTISE_PORT")]
+    advertise_port: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -152,6 +159,8 @@ struct FileConfig {
     http_max_subscriptions: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    advertise_host: Option<String>,
+    advertise_port: Option<u16>,
     /// `[[connectors]]`: connectors declared here (see docs/CONNECTORS.md).
     connectors: Option<Vec<strata_connectors::ConnectorDefinition>>,
 }
@@ -188,6 +197,10 @@ pub(crate) struct Resolved {
     pub(crate) http_max_subscriptions: usize,
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) advertise_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) advertise_port: Option<u16>,
     /// From the file only; never printed back (they hold secrets).
     #[serde(skip)]
     pub(crate) connectors: Vec<strata_connectors::ConnectorDefinition>,
@@ -293,6 +306,8 @@ impl ServeArgs {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_owned()),
+            advertise_host: self.advertise_host.or(file.advertise_host),
+            advertise_port: self.advertise_port.or(file.advertise_port),
             connectors: file.connectors.unwrap_or_default(),
         };
         resolved.check()?;

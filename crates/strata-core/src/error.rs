@@ -68,6 +68,12 @@ pub enum Error {
     #[error("the store is closed")]
     Closed,
 
+    /// A leader-only write on a node that is not (or no longer) the cluster's leader.
+    #[error("this node is not the cluster's leader{}", leader.as_ref().map(|leader| format!(" (the leader is {}:{})", leader.host, leader.port)).unwrap_or_default())]
+    NotLeader {
+        leader: Option<crate::leadership::NodeAddress>,
+    },
+
     /// The caller may not do this: a front end answers it as access denied.
     #[error("access denied: {operation} on {stream}")]
     AccessDenied { operation: String, stream: String },

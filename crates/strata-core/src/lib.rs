@@ -23,7 +23,9 @@
 
 mod clock;
 mod error;
+mod fenced;
 mod filter;
+mod leadership;
 mod limits;
 mod metadata;
 mod multi_append;
@@ -39,10 +41,12 @@ pub mod conformance;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
+pub use fenced::FencedStore;
 pub use filter::{
     EventFilter, FILTER_REGEX_BACKTRACK_STEPS_MAX, FilterTarget, WindowSlice,
     read_all_window_by_filtering,
 };
+pub use leadership::{ClusterView, Leadership, Member, NodeAddress, NodeRole};
 pub use limits::{
     APPEND_BYTES_MAX, APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, Limits,
     STREAM_NAME_BYTES_MAX,

@@ -104,7 +104,26 @@ pub(crate) fn to_status(error: Error) -> Status {
         Error::Poisoned { .. } | Error::Closed => Status::unavailable(message),
         Error::Corrupt { .. } => Status::data_loss(message),
         Error::AccessDenied { .. } => access_denied(),
+        Error::NotLeader { leader } => not_leader(leader.as_ref()),
         _ => Status::internal(message),
+    }
+}
+
+/// The reference server's answer to a leader-only call on a follower (`NOT_FOUND`, "Leader
+/// info available", the leader's endpoint in trailers): the official clients reconnect to
+/// that endpoint and retry. Without a known leader, `UNAVAILABLE` (the clients rediscover).
+pub(crate) fn not_leader(leader: Option<&strata_core::NodeAddress>) -> Status {
+    match leader {
+        Some(leader) => with_trailers(
+            Code::NotFound,
+            "Leader info available".to_owned(),
+            &[
+                ("exception", "not-leader".into()),
+                ("leader-endpoint-host", leader.host.clone()),
+                ("leader-endpoint-port", leader.port.to_string()),
+            ],
+        ),
+        None => Status::unavailable("Server Is Not Ready: no cluster leader yet"),
     }
 }
 

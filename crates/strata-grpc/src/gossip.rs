@@ -1,12 +1,16 @@
 //! `Gossip.Read`: one node, the leader, at the host and port the client used to reach it
 //! (the request's `:authority`), so that a client which discovers the node through gossip
 //! connects back by the same name (and a TLS certificate for that name still matches).
-//! Without an authority, the node's bound address.
+//! Without an authority, the node's bound address. In a cluster, every registered member
+//! with its state (Leader / Follower, or Shutdown when its heartbeat stopped) at the
+//! address it advertises.
 
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use strata_core::EventId;
+use std::sync::Arc;
+
+use strata_core::{EventId, Leadership};
 use tonic::codegen::Service;
 use tonic::codegen::http::uri::Authority;
 use tonic::codegen::http::{self, header};
@@ -63,17 +67,58 @@ where
 pub(crate) struct SingleNode {
     instance_id: EventId,
     bound: EndPoint,
+    /// In a cluster, the members come from here; `None` (or a single-node leadership)
+    /// answers this node alone, as the leader.
+    leadership: Option<Arc<Leadership>>,
 }
 
 impl SingleNode {
-    pub(crate) fn new(address: String, port: u16) -> Self {
+    pub(crate) fn new(address: String, port: u16, leadership: Option<Arc<Leadership>>) -> Self {
         Self {
             instance_id: EventId::new_random(),
             bound: EndPoint {
                 address,
                 port: u32::from(port),
             },
+            leadership: leadership.filter(|leadership| !leadership.is_single_node()),
         }
+    }
+
+    /// Every registered member with its state; this node as a follower until the
+    /// membership has been read once.
+    fn cluster_members(&self, leadership: &Leadership, ticks: i64) -> Vec<MemberInfo> {
+        let view = leadership.view();
+        if view.members.is_empty() {
+            return vec![MemberInfo {
+                instance_id: Some(wire_uuid(EventId(view.node_id), UuidFormat::String)),
+                time_stamp: ticks,
+                state: VNodeState::Follower.into(),
+                is_alive: true,
+                http_end_point: Some(self.bound.clone()),
+            }];
+        }
+        view.members
+            .iter()
+            .map(|member| {
+                let state = if member.leader {
+                    VNodeState::Leader
+                } else if member.alive {
+                    VNodeState::Follower
+                } else {
+                    VNodeState::Shutdown
+                };
+                MemberInfo {
+                    instance_id: Some(wire_uuid(EventId(member.node_id), UuidFormat::String)),
+                    time_stamp: ticks,
+                    state: state.into(),
+                    is_alive: member.alive,
+                    http_end_point: Some(EndPoint {
+                        address: member.address.host.clone(),
+                        port: u32::from(member.address.port),
+                    }),
+                }
+            })
+            .collect()
     }
 
     /// Where the client reached this node; the bound address when it did not say.
@@ -95,6 +140,11 @@ impl Gossip for SingleNode {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| i64::try_from(elapsed.as_nanos() / 100).unwrap_or(i64::MAX))
             .unwrap_or(0);
+        if let Some(leadership) = &self.leadership {
+            return Ok(Response::new(ClusterInfo {
+                members: self.cluster_members(leadership, ticks),
+            }));
+        }
         Ok(Response::new(ClusterInfo {
             members: vec![MemberInfo {
                 instance_id: Some(wire_uuid(self.instance_id, UuidFormat::String)),

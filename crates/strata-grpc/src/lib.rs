@@ -121,6 +121,10 @@ pub struct GrpcOptions {
     /// Where the live catch-up subscriptions have got to, for a lag gauge (the node's
     /// metrics hold it).
     pub subscription_progress: strata_core::SubscriptionProgress,
+    /// The node's place in its cluster; `None` is a single node, always the leader.
+    /// Persistent-subscription calls on a follower answer `not-leader`, and gossip lists
+    /// the members.
+    pub leadership: Option<Arc<strata_core::Leadership>>,
 }
 
 impl GrpcOptions {
@@ -132,6 +136,7 @@ impl GrpcOptions {
             security: None,
             projections: None,
             subscription_progress: strata_core::SubscriptionProgress::default(),
+            leadership: None,
         }
     }
 }
@@ -162,10 +167,18 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
         .unwrap_or_else(|| Security::disabled(Arc::clone(&store)));
     let access = Access::new(security);
     let message_bytes_max = store.limits().append_bytes_max + MESSAGE_SLACK_BYTES;
-    let manager = Arc::new(PersistentSubscriptions::with_limits(
-        Arc::clone(&store),
-        options.persistent_limits,
-    ));
+    let manager = Arc::new(match &options.leadership {
+        Some(leadership) if !leadership.is_single_node() => {
+            PersistentSubscriptions::with_leadership(
+                Arc::clone(&store),
+                options.persistent_limits,
+                Arc::clone(leadership),
+            )
+        }
+        _ => PersistentSubscriptions::with_limits(Arc::clone(&store), options.persistent_limits),
+    });
+    // Groups start and stop with the leadership (a no-op without one).
+    drop(manager.follow_leadership());
     let persistent_subscriptions = Arc::clone(&manager);
     let persistent = PersistentSubscriptionsServer::new(PersistentService {
         manager,
@@ -200,6 +213,7 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
         .add_service(WithAuthority(GossipServer::new(SingleNode::new(
             options.advertised.address,
             options.advertised.port,
+            options.leadership.clone(),
         ))));
     if let Some(manager) = options.projections {
         routes = routes.add_service(ProjectionsServer::new(ProjectionsService {

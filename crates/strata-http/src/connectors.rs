@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
@@ -29,17 +31,32 @@ use crate::problem::{ApiError, Problem};
 use crate::state::{HttpOptions, parse_json, read_body, require_json};
 
 struct ConnectorsState {
-    connectors: Arc<Connectors>,
+    /// The node's connectors while it runs them (a cluster's followers do not).
+    connectors: watch::Receiver<Option<Arc<Connectors>>>,
     security: Arc<Security>,
     options: HttpOptions,
 }
 
+impl ConnectorsState {
+    /// The running connectors, or 503 on a node that does not run them.
+    fn current(&self) -> Result<Arc<Connectors>, ApiError> {
+        self.connectors.borrow().clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-leader",
+                "connectors run on the cluster's leader: manage them there",
+            )
+        })
+    }
+}
+
 type Shared = Arc<ConnectorsState>;
 
-/// The connector management routes over `connectors`, checked with `security` (pass
+/// The connector management routes over the connectors `connectors` holds (none on a
+/// node that does not run them: 503), checked with `security` (pass
 /// [`Security::disabled`] for an insecure node). Merge the result beside the HTTP API.
 pub fn connectors_router(
-    connectors: Arc<Connectors>,
+    connectors: watch::Receiver<Option<Arc<Connectors>>>,
     security: Arc<Security>,
     options: HttpOptions,
 ) -> axum::Router {
@@ -66,18 +83,21 @@ pub fn connectors_router(
 /// the connectors are dropped. The scrape itself cannot wait for the connectors (it is
 /// synchronous), so the figures are at most `every` old.
 pub fn spawn_connector_metrics(
-    connectors: &Arc<Connectors>,
+    connectors: watch::Receiver<Option<Arc<Connectors>>>,
     metrics: Arc<Metrics>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let connectors = Arc::downgrade(connectors);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let Some(connectors) = connectors.upgrade() else {
+            if connectors.has_changed().is_err() {
                 return;
+            }
+            let Some(connectors) = connectors.borrow().clone() else {
+                metrics.set_connectors(&[]);
+                continue;
             };
             match connectors.list().await {
                 Ok(infos) => metrics.set_connectors(&infos),
@@ -190,7 +210,7 @@ async fn list(
     State(state): State<Shared>,
     _operator: Operator,
 ) -> Result<Json<Vec<ConnectorInfo>>, ApiError> {
-    Ok(Json(state.connectors.list().await?))
+    Ok(Json(state.current()?.list().await?))
 }
 
 /// Creates and starts a connector (its definition names its `id`); the sink must answer.
@@ -214,7 +234,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&state, &headers, body).await?;
     let definition = definition(&body, None)?;
-    Ok(created(state.connectors.create(definition).await?))
+    Ok(created(state.current()?.create(definition).await?))
 }
 
 /// Creates and starts connector `id` (KurrentDB's shape; the body's `id` may be left out).
@@ -240,7 +260,7 @@ async fn create_named(
 ) -> Result<Response, ApiError> {
     let body = json_body(&state, &headers, body).await?;
     let definition = definition(&body, Some(&id))?;
-    Ok(created(state.connectors.create(definition).await?))
+    Ok(created(state.current()?.create(definition).await?))
 }
 
 /// One connector: state, position, checkpoint, lag in events and seconds, last error,
@@ -260,7 +280,7 @@ async fn show(
     Path(id): Path<String>,
     _operator: Operator,
 ) -> Result<Json<ConnectorInfo>, ApiError> {
-    Ok(Json(state.connectors.show(&id).await?))
+    Ok(Json(state.current()?.show(&id).await?))
 }
 
 /// Stops and deletes a connector and its checkpoint (dead letters stay).
@@ -279,7 +299,7 @@ async fn delete(
     Path(id): Path<String>,
     _operator: Operator,
 ) -> Result<StatusCode, ApiError> {
-    state.connectors.delete(&id).await?;
+    state.current()?.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,7 +319,7 @@ async fn start(
     Path(id): Path<String>,
     _operator: Operator,
 ) -> Result<StatusCode, ApiError> {
-    state.connectors.start(&id).await?;
+    state.current()?.start(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -319,7 +339,7 @@ async fn stop(
     Path(id): Path<String>,
     _operator: Operator,
 ) -> Result<StatusCode, ApiError> {
-    state.connectors.stop(&id).await?;
+    state.current()?.stop(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,7 +382,7 @@ async fn reset(
         parse_json(&body)?
     };
     state
-        .connectors
+        .current()?
         .reset(&id, reset.from.unwrap_or(StartFrom::Start))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -394,7 +414,7 @@ async fn update_settings(
         return Err(ApiError::bad_request("the settings are missing"));
     }
     let settings: ConnectorSettings = parse_json(&body)?;
-    state.connectors.update_settings(&id, settings).await?;
+    state.current()?.update_settings(&id, settings).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

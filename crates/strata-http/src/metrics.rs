@@ -72,6 +72,9 @@ pub struct Metrics {
     http_subscriptions: SubscriptionProgress,
     grpc_subscriptions: SubscriptionProgress,
     samplers: parking_lot::Mutex<Vec<Sampler>>,
+    /// 1 while this node leads its cluster (always, for a single node); the term.
+    cluster_leader: Gauge,
+    cluster_epoch: Gauge,
     /// False from an append refused because the store cannot write until one succeeds.
     pub(crate) writable: AtomicBool,
     /// Per-connector figures (`strata_connector_*`).
@@ -269,6 +272,20 @@ impl Metrics {
             grpc_subscription_lag_max.clone(),
         );
         let connectors = crate::connector_metrics::ConnectorMetrics::register(&mut registry);
+        let cluster_leader = Gauge::default();
+        registry.register(
+            "strata_cluster_leader",
+            "1 while this node is its cluster's leader (runs persistent groups, projections, connectors), else 0",
+            cluster_leader.clone(),
+        );
+        let cluster_epoch = Gauge::default();
+        registry.register(
+            "strata_cluster_epoch",
+            "The leadership term this node last saw",
+            cluster_epoch.clone(),
+        );
+        cluster_leader.set(1);
+        cluster_epoch.set(1);
         Self {
             registry,
             io_events,
@@ -306,6 +323,8 @@ impl Metrics {
             http_subscriptions: SubscriptionProgress::default(),
             grpc_subscriptions: SubscriptionProgress::default(),
             samplers: parking_lot::Mutex::new(Vec::new()),
+            cluster_leader,
+            cluster_epoch,
             writable: AtomicBool::new(true),
             connectors,
         }
@@ -358,6 +377,13 @@ impl Metrics {
     /// The progress of the live HTTP subscriptions.
     pub(crate) fn http_subscriptions(&self) -> &SubscriptionProgress {
         &self.http_subscriptions
+    }
+
+    /// Sets the cluster gauges: whether this node leads, and the term it last saw.
+    pub fn set_cluster(&self, leader: bool, epoch: u64) {
+        self.cluster_leader.set(i64::from(leader));
+        self.cluster_epoch
+            .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
 
     /// The progress of the live gRPC catch-up subscriptions: hand it to the gRPC front

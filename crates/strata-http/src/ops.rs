@@ -65,8 +65,12 @@ pub(crate) struct Info {
     /// The KurrentDB version whose protocol this node speaks.
     db_version: String,
     es_version: String,
-    /// `leader`: this node accepts writes.
+    /// `leader` or `follower` (both accept appends; only the leader runs persistent groups,
+    /// projections and connectors).
     state: &'static str,
+    /// In a cluster: the leadership term, and where the leader is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<serde_json::Value>,
     strata_version: &'static str,
     /// `engine`, `postgres`, ...
     store: String,
@@ -96,7 +100,20 @@ pub(crate) async fn info(State(state): State<AppState>) -> Json<Info> {
     Json(Info {
         db_version: state.options.kurrentdb_compatible_version.clone(),
         es_version: state.options.kurrentdb_compatible_version.clone(),
-        state: "leader",
+        state: state
+            .options
+            .leadership
+            .as_ref()
+            .map_or("leader", |leadership| leadership.view().role.as_str()),
+        cluster: state.options.leadership.as_ref().map(|leadership| {
+            let view = leadership.view();
+            serde_json::json!({
+                "nodeId": view.node_id.to_string(),
+                "epoch": view.epoch,
+                "leader": view.leader.map(|leader| format!("{}:{}", leader.host, leader.port)),
+                "members": view.members.len(),
+            })
+        }),
         strata_version: STRATA_VERSION,
         store: state.options.store_kind.clone(),
         features,

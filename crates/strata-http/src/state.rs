@@ -40,6 +40,8 @@ pub struct HttpOptions {
     pub subscriptions_max: usize,
     /// The KurrentDB version `/info` names (the one the gRPC front end speaks).
     pub kurrentdb_compatible_version: String,
+    /// The node's place in its cluster, for `/info`; `None` is a single node (leader).
+    pub leadership: Option<std::sync::Arc<strata_core::Leadership>>,
 }
 
 impl Default for HttpOptions {
@@ -52,6 +54,7 @@ impl Default for HttpOptions {
             subscription_buffer: 1_024,
             subscriptions_max: 1_000,
             kurrentdb_compatible_version: "24.10.0".to_owned(),
+            leadership: None,
         }
     }
 }

@@ -38,16 +38,17 @@ async fn start() -> Running {
     let mut server = Server::bind(&ServeConfig {
         bind: vec![Ipv4Addr::LOCALHOST.into()],
         port: 0,
-        security: Some(strata_auth::SecurityOptions::default()),
+        security: strata_auth::SecurityOptions::default(),
         ..ServeConfig::default()
     })
     .await
     .unwrap();
     let shared: Arc<dyn strata_core::EventStore> = store.clone();
-    let security = server.secure(Arc::clone(&shared)).await.unwrap().unwrap();
+    let security = server.secure(Arc::clone(&shared)).await.unwrap();
     let connectors = Arc::new(strata_connectors::Connectors::open(shared).await.unwrap());
+    let (_running, running) = tokio::sync::watch::channel(Some(connectors));
     let routes = strata_http::connectors_router(
-        connectors,
+        running,
         Arc::clone(&security),
         server.http_options().clone(),
     );

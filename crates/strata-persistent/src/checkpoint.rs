@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use strata_core::{
-    Bytes, ContentType, EventId, EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions,
-    StreamMetadata, StreamName,
+    Bytes, ContentType, EventId, EventStore, ExpectedRevision, Leadership, ProposedEvent,
+    ReadStreamOptions, StreamMetadata, StreamName, StreamState,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,23 +72,75 @@ pub(crate) async fn load(
         })
 }
 
-/// Writes one checkpoint now.
+/// Writes one checkpoint now, as the event after `expected` (fencing: two writers of one
+/// checkpoint stream cannot both succeed from the same revision), stamped with the leader
+/// epoch it was written under when the node is part of a cluster.
 pub(crate) async fn write(
     store: &dyn EventStore,
     stream: &StreamName,
     checkpoint: &Checkpoint,
-) -> Result<()> {
+    expected: ExpectedRevision,
+    epoch: Option<u64>,
+) -> strata_core::Result<strata_core::AppendResult> {
+    let metadata = epoch
+        .map(|epoch| Bytes::from(serde_json::json!({ LEADER_EPOCH_KEY: epoch }).to_string()))
+        .unwrap_or_default();
     let event = ProposedEvent {
         id: EventId::new_random(),
         event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
         content_type: ContentType::Json,
         data: Bytes::from(checkpoint.to_json()),
-        metadata: Bytes::new(),
+        metadata,
     };
-    store
-        .append(stream, ExpectedRevision::Any, vec![event])
-        .await?;
-    Ok(())
+    store.append(stream, expected, vec![event]).await
+}
+
+/// Metadata key of a checkpoint event: the leadership epoch it was written under.
+pub(crate) const LEADER_EPOCH_KEY: &str = "$leaderEpoch";
+
+/// What the next checkpoint must follow: the stream's last event now.
+async fn current_expected(store: &dyn EventStore, stream: &StreamName) -> Result<ExpectedRevision> {
+    Ok(match store.stream_state(stream).await? {
+        StreamState::At(revision) => ExpectedRevision::Exact(revision.0),
+        StreamState::NoStream | StreamState::Tombstoned => ExpectedRevision::NoStream,
+    })
+}
+
+/// Writes `checkpoint` after `expected` (read first when unknown); `expected` follows the
+/// stream. A concurrent writer (an old leader whose lease had not yet run out) makes the
+/// write fail; the next checkpoint re-reads the stream.
+async fn write_fenced(
+    store: &dyn EventStore,
+    stream: &StreamName,
+    checkpoint: &Checkpoint,
+    expected: &mut Option<ExpectedRevision>,
+    leadership: Option<&Leadership>,
+) -> Result<()> {
+    let epoch = match leadership {
+        None => None,
+        Some(leadership) => match leadership.fence() {
+            Some(epoch) => Some(epoch),
+            None => {
+                return Err(Error::Store(strata_core::Error::NotLeader {
+                    leader: leadership.leader(),
+                }));
+            }
+        },
+    };
+    let after = match *expected {
+        Some(after) => after,
+        None => current_expected(store, stream).await?,
+    };
+    match write(store, stream, checkpoint, after, epoch).await {
+        Ok(result) => {
+            *expected = Some(ExpectedRevision::Exact(result.current_revision.0));
+            Ok(())
+        }
+        Err(error) => {
+            *expected = None;
+            Err(error.into())
+        }
+    }
 }
 
 /// Only the newest checkpoint matters: keep one event in the stream.
@@ -111,10 +163,15 @@ pub(crate) struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
-    pub(crate) fn spawn(store: Arc<dyn EventStore>, stream: StreamName) -> Self {
+    pub(crate) fn spawn(
+        store: Arc<dyn EventStore>,
+        stream: StreamName,
+        leadership: Option<Arc<Leadership>>,
+    ) -> Self {
         let (latest, mut receiver) = watch::channel(None::<Checkpoint>);
         let task = tokio::spawn(async move {
             let mut metadata_written = false;
+            let mut expected = None;
             // `changed` still reports a value sent just before the sender was dropped.
             while receiver.changed().await.is_ok() {
                 let Some(checkpoint) = receiver.borrow_and_update().clone() else {
@@ -123,7 +180,15 @@ impl CheckpointWriter {
                 if !metadata_written {
                     metadata_written = limit_to_last(&*store, &stream).await.is_ok();
                 }
-                if let Err(error) = write(&*store, &stream, &checkpoint).await {
+                if let Err(error) = write_fenced(
+                    &*store,
+                    &stream,
+                    &checkpoint,
+                    &mut expected,
+                    leadership.as_deref(),
+                )
+                .await
+                {
                     tracing::warn!(%stream, %error, "persistent subscription checkpoint not written; the next one retries");
                 }
             }

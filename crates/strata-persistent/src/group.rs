@@ -88,9 +88,16 @@ impl GroupHandle {
         store: Arc<dyn EventStore>,
         definition: GroupDefinition,
         window_bytes_max: usize,
+        leadership: Option<Arc<strata_core::Leadership>>,
     ) -> Result<Self> {
         let (commands, receiver) = mpsc::channel(COMMANDS_BUFFERED_MAX);
-        let mut group = Group::new(store, definition, receiver, commands.downgrade())?;
+        let mut group = Group::new(
+            store,
+            definition,
+            receiver,
+            commands.downgrade(),
+            leadership,
+        )?;
         group.window_bytes_max = window_bytes_max;
         let task = tokio::spawn(group.run());
         Ok(Self { commands, task })
@@ -172,6 +179,7 @@ impl Group {
         definition: GroupDefinition,
         commands: mpsc::Receiver<Command>,
         commands_sender: mpsc::WeakSender<Command>,
+        leadership: Option<Arc<strata_core::Leadership>>,
     ) -> Result<Self> {
         let filter = definition
             .filter
@@ -180,7 +188,8 @@ impl Group {
             .transpose()?;
         let parked_stream = source::parked_stream(&definition.source, &definition.group)?;
         let checkpoint_stream = source::checkpoint_stream(&definition.source, &definition.group)?;
-        let checkpoints = CheckpointWriter::spawn(Arc::clone(&store), checkpoint_stream.clone());
+        let checkpoints =
+            CheckpointWriter::spawn(Arc::clone(&store), checkpoint_stream.clone(), leadership);
         let now = Instant::now();
         Ok(Self {
             window_events_max: definition.settings.window_events_max(),

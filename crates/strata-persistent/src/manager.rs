@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use strata_core::{
-    EventStore, ExpectedRevision, StreamMetadata, StreamName, StreamState, system_streams,
+    EventStore, ExpectedRevision, FencedStore, Leadership, NodeRole, StreamMetadata, StreamName,
+    StreamState, system_streams,
 };
 use tokio::sync::{Mutex, oneshot};
 
@@ -32,6 +33,8 @@ pub struct PersistentSubscriptions {
     store: Arc<dyn EventStore>,
     limits: PersistentLimits,
     registry: Mutex<Option<Registry>>,
+    /// In a cluster: groups run on the leader only, and their writes are fenced.
+    leadership: Option<Arc<Leadership>>,
 }
 
 impl PersistentSubscriptions {
@@ -49,7 +52,60 @@ impl PersistentSubscriptions {
             store,
             limits,
             registry: Mutex::new(None),
+            leadership: None,
         }
+    }
+
+    /// Persistent subscriptions of a node in a cluster: every call on a node that is not
+    /// the leader fails with [`strata_core::Error::NotLeader`] (naming the leader), and
+    /// every write of the groups goes through a [`FencedStore`]. Call
+    /// [`PersistentSubscriptions::follow_leadership`] so the groups start when this node
+    /// becomes the leader and stop when it stops being so.
+    pub fn with_leadership(
+        store: Arc<dyn EventStore>,
+        limits: PersistentLimits,
+        leadership: Arc<Leadership>,
+    ) -> Self {
+        let fenced: Arc<dyn EventStore> =
+            Arc::new(FencedStore::new(store, Arc::clone(&leadership)));
+        Self {
+            leadership: Some(leadership),
+            ..Self::with_limits(fenced, limits)
+        }
+    }
+
+    /// Starts the groups from their checkpoints whenever this node becomes the leader, and
+    /// stops them (dropping their consumers) whenever it stops being so. Ends when the
+    /// manager is dropped.
+    pub fn follow_leadership(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let mut changes = self.leadership.as_ref()?.watch();
+        let manager = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut leading = false;
+            loop {
+                let role = changes.borrow_and_update().role;
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
+                match (leading, role) {
+                    (false, NodeRole::Leader) => {
+                        leading = true;
+                        if let Err(error) = manager.restart().await {
+                            tracing::warn!(%error, "persistent subscriptions not started on becoming the leader");
+                        }
+                    }
+                    (true, NodeRole::Follower) => {
+                        leading = false;
+                        manager.shutdown().await;
+                    }
+                    _ => {}
+                }
+                drop(manager);
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        }))
     }
 
     pub fn limits(&self) -> PersistentLimits {
@@ -61,10 +117,24 @@ impl PersistentSubscriptions {
             Arc::clone(&self.store),
             definition,
             self.limits.window_bytes_max,
+            self.leadership.clone(),
         )
     }
 
+    /// Groups live on the cluster's leader only.
+    fn check_leader(&self) -> Result<()> {
+        match &self.leadership {
+            Some(leadership) if !leadership.is_leader() => {
+                Err(Error::Store(strata_core::Error::NotLeader {
+                    leader: leadership.leader(),
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn registry(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Registry>> {
+        self.check_leader()?;
         let mut guard = self.registry.lock().await;
         if guard.is_none() {
             *guard = Some(self.load().await?);
@@ -139,7 +209,18 @@ impl PersistentSubscriptions {
                 done_through: Some(end),
                 done_ranges: Vec::new(),
             };
-            checkpoint::write(&*self.store, &checkpoint_stream, &start).await?;
+            let epoch = self
+                .leadership
+                .as_ref()
+                .and_then(|leadership| leadership.fence());
+            checkpoint::write(
+                &*self.store,
+                &checkpoint_stream,
+                &start,
+                ExpectedRevision::Any,
+                epoch,
+            )
+            .await?;
         }
         let definition = GroupDefinition {
             source: source.clone(),
@@ -392,6 +473,7 @@ impl PersistentSubscriptions {
     /// # Errors
     /// Store errors.
     pub async fn restart(&self) -> Result<()> {
+        self.check_leader()?;
         let mut guard = self.registry.lock().await;
         if let Some(registry) = guard.take() {
             for (_, handle) in registry.groups {

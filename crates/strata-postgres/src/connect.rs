@@ -35,6 +35,8 @@ pub(crate) enum Role {
     Writer,
     Reader,
     Listener,
+    /// Membership and the leader's session lock (`cluster.rs`).
+    Cluster,
 }
 
 impl Role {
@@ -44,6 +46,7 @@ impl Role {
             Role::Writer => "writer",
             Role::Reader => "reader",
             Role::Listener => "listener",
+            Role::Cluster => "cluster",
         }
     }
 }

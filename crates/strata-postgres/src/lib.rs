@@ -29,6 +29,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod commit;
 mod config;
 mod connect;
@@ -45,6 +46,10 @@ mod store;
 mod test_schema;
 mod writer;
 
+pub use cluster::{
+    ClusterOptions, ClusterStatus, HEARTBEAT_INTERVAL_DEFAULT, LEASE_DEFAULT, PostgresCluster,
+    cluster_status, request_resignation,
+};
 pub use config::{
     PostgresConfig, QUEUED_APPEND_BYTES_DEFAULT, READ_ALL_EXAMINED_EVENTS_DEFAULT,
     READ_ALL_PAGE_BYTES_DEFAULT,

@@ -13,6 +13,8 @@ use crate::error::PostgresError;
 pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x5354_5201;
 /// The lock the writers of all nodes take to assign positions.
 pub(crate) const LOCK_CLASS_WRITE: i32 = 0x5354_5202;
+/// The session lock the cluster's leader holds.
+pub(crate) const LOCK_CLASS_LEADER: i32 = 0x5354_5203;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -37,6 +39,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: the secondary indexes (`index.rs`), filled from the log as the migration runs.
     crate::index::INDEX_MIGRATION_SQL,
+    // 3: cluster membership and the leadership term (`cluster.rs`, docs/CLUSTER.md).
+    crate::cluster::CLUSTER_MIGRATION_SQL,
 ];
 
 /// The schema version this binary writes.

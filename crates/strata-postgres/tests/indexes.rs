@@ -382,7 +382,8 @@ async fn an_upgraded_store_is_backfilled_from_its_log() {
     let connection = tokio::spawn(connection);
     client
         .batch_execute(&format!(
-            "DROP TABLE {schema}.index_entries; UPDATE {schema}.strata_schema SET version = 1",
+            "DROP TABLE {schema}.index_entries; DROP TABLE {schema}.cluster_nodes;
+             DROP TABLE {schema}.cluster_leader; UPDATE {schema}.strata_schema SET version = 1",
             schema = schema.name
         ))
         .await

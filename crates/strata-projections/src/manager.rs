@@ -448,9 +448,16 @@ impl ProjectionManager {
 
     /// Statistics of every projection, unless a management call holds them right now (for
     /// metrics, which must not wait).
+    /// Progress is measured against the log's durable end, not its last event.
     pub fn try_statistics(&self) -> Option<Vec<Statistics>> {
         let projections = self.projections.try_lock().ok()?;
-        Some(projections.values().map(statistics_of).collect())
+        let log_end = Some(self.store.watch_log_end().borrow().0);
+        Some(
+            projections
+                .values()
+                .map(|managed| statistics_of(managed, log_end))
+                .collect(),
+        )
     }
 
     /// Stops every projection and starts the enabled ones again.

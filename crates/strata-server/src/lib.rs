@@ -17,10 +17,12 @@
 #![forbid(unsafe_code)]
 
 mod connections;
+mod leader_only;
 mod listen;
 mod quick_ack;
 mod tls;
 
 pub use connections::{CONNECTIONS_MAX_DEFAULT, HEADER_TIMEOUT_DEFAULT};
+pub use leader_only::{LeaderAction, follow_leadership};
 pub use listen::{ServeConfig, ServeError, Server};
 pub use tls::{TlsError, TlsFiles};

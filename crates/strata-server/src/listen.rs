@@ -52,6 +52,9 @@ pub struct ServeConfig {
     /// Authentication and ACLs, and the passwords of the built-in users created at first
     /// start. The default serves without them, as KurrentDB's insecure mode does.
     pub security: strata_auth::SecurityOptions,
+    /// The node's place in its cluster (docs/CLUSTER.md); `None` is a single node, always
+    /// the leader. Persistent subscriptions and projections run on the leader only.
+    pub leadership: Option<Arc<strata_core::Leadership>>,
 }
 
 impl Default for ServeConfig {
@@ -75,6 +78,7 @@ impl Default for ServeConfig {
                 authentication: false,
                 ..strata_auth::SecurityOptions::default()
             },
+            leadership: None,
         }
     }
 }
@@ -124,6 +128,7 @@ pub struct Server {
     metrics: Option<Arc<strata_http::Metrics>>,
     /// More routes served beside the API ([`Server::with_routes`]).
     routes: Option<axum::Router>,
+    leadership: Option<Arc<strata_core::Leadership>>,
 }
 
 impl Server {
@@ -156,6 +161,7 @@ impl Server {
             secured: None,
             metrics: None,
             routes: None,
+            leadership: config.leadership.clone(),
         })
     }
 
@@ -181,6 +187,13 @@ impl Server {
     /// The HTTP options the API will serve with (body limits and timeouts).
     pub fn http_options(&self) -> &strata_http::HttpOptions {
         &self.http
+    }
+
+    /// Runs leader-only work (persistent subscriptions, projections) on the leader of
+    /// `leadership`'s cluster only (docs/CLUSTER.md).
+    pub fn with_leadership(mut self, leadership: Arc<strata_core::Leadership>) -> Self {
+        self.leadership = Some(leadership);
+        self
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -221,6 +234,7 @@ impl Server {
             subscriptions_max: self.subscriptions_max,
             persistent_limits: self.persistent_limits,
             security,
+            leadership: self.leadership.clone(),
             ..strata_grpc::GrpcOptions::new(strata_grpc::Advertised::new(
                 advertised.ip().to_string(),
                 advertised.port(),
@@ -245,11 +259,24 @@ impl Server {
             .metrics
             .take()
             .unwrap_or_else(|| Arc::new(strata_http::Metrics::new()));
+        if let Some(leadership) = &self.leadership {
+            let leadership = Arc::clone(leadership);
+            metrics.on_scrape(move |metrics| {
+                metrics.set_cluster(leadership.is_leader(), leadership.view().epoch);
+            });
+        }
         // Both front ends count what they read and write through the same store.
         let store = Arc::new(strata_http::MeteredStore::new(store, Arc::clone(&metrics)));
         // Projections run where the store is served: every stored enabled projection starts
         // here from its checkpoint (docs/PROJECTIONS.md).
-        let projected: Arc<dyn EventStore> = store.clone();
+        // In a cluster they run on the leader only, and their writes are fenced.
+        let projected: Arc<dyn EventStore> = match &self.leadership {
+            Some(leadership) => Arc::new(strata_core::FencedStore::new(
+                store.clone(),
+                Arc::clone(leadership),
+            )),
+            None => store.clone(),
+        };
         let projections = strata_projections::ProjectionManager::start(
             projected,
             Arc::new(strata_projections::QuickJsEngine),
@@ -271,6 +298,9 @@ impl Server {
                 metrics.set_projections(&samples);
             }
         });
+        if let Some(leadership) = &self.leadership {
+            crate::leader_only::follow(leadership, Arc::downgrade(&projections)).await;
+        }
         let grpc_options = strata_grpc::GrpcOptions {
             projections: Some(Arc::clone(&projections)),
             subscription_progress: metrics.grpc_subscriptions().clone(),
@@ -281,6 +311,7 @@ impl Server {
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
             kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
+            leadership: self.leadership.clone(),
             ..self.http.clone()
         };
         let mut http = strata_http::HttpApi::new(
