@@ -330,6 +330,18 @@ async fn run_server<S: EventStore>(
         Arc::clone(&metrics),
         std::time::Duration::from_secs(2),
     );
+    // A node of a cluster says it is ready once it knows the leader (itself, after one
+    // lease, when it is the first), so leader-only calls made right after work.
+    if let Some(leadership) = &leadership {
+        let mut view = leadership.watch();
+        let elected = view.wait_for(|view| view.leader.is_some());
+        if tokio::time::timeout(LEADER_WAIT, elected).await.is_err() {
+            eprintln!(
+                "strata serve: no cluster leader after {LEADER_WAIT:?}; serving as a follower \
+                 until one is elected"
+            );
+        }
+    }
     let addresses: Vec<String> = server
         .local_addrs()
         .iter()
@@ -371,6 +383,9 @@ async fn run_server<S: EventStore>(
     served?;
     Ok(())
 }
+
+/// How long a node of a cluster waits to learn its leader before it says it is ready.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The connectors, while this node runs them (always for a single node; while it leads,
 /// in a cluster: each term opens them afresh from the store), published to the HTTP
