@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod batch_appender;
 mod connection_string;
 mod projections;

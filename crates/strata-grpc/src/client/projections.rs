@@ -1,14 +1,11 @@
 //! [`ProjectionsAdmin`]: the `Projections` service from the command line
 //! (`strata projection ...`).
 
-use std::time::Duration;
-
 use tonic::Request;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::ClientError;
-use super::connection_string::{parse_secure, tls_config};
+use super::admin::AdminConnection;
 use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::projections::projections_client::ProjectionsClient;
 use crate::proto::event_store::client::projections::{
@@ -16,8 +13,6 @@ use crate::proto::event_store::client::projections::{
     UpdateReq, create_req, delete_req, disable_req, enable_req, reset_req, result_req, state_req,
     statistics_req, update_req,
 };
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a projection is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +52,7 @@ pub struct ProjectionInfo {
 /// Manages projections on a server, as the user named in the connection string (or given).
 pub struct ProjectionsAdmin {
     projections: ProjectionsClient<Channel>,
-    authorization: Option<MetadataValue<Ascii>>,
+    connection: AdminConnection,
 }
 
 impl ProjectionsAdmin {
@@ -71,49 +66,15 @@ impl ProjectionsAdmin {
         url: &str,
         credentials: Option<(String, String)>,
     ) -> Result<ProjectionsAdmin, ClientError> {
-        let target = parse_secure(url)?;
-        let invalid = |reason: String| ClientError::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
-        let mut endpoint = Endpoint::from_shared(target.uri.clone())
-            .map_err(|error| invalid(error.to_string()))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        if target.uri.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(tls_config(&target).map_err(invalid)?)
-                .map_err(|error| invalid(error.to_string()))?;
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                uri: target.uri.clone(),
-                source,
-            })?;
-        let authorization = credentials
-            .or(target.credentials)
-            .map(|(user, password)| {
-                strata_auth::Credentials::new(user, password)
-                    .to_header()
-                    .parse()
-                    .map_err(|_| invalid("the credentials cannot be sent as a header".to_owned()))
-            })
-            .transpose()?;
+        let connection = AdminConnection::connect(url, credentials).await?;
         Ok(ProjectionsAdmin {
-            projections: ProjectionsClient::new(channel),
-            authorization,
+            projections: ProjectionsClient::new(connection.channel.clone()),
+            connection,
         })
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
+        self.connection.request(message)
     }
 
     /// Creates a projection (`name` is ignored for one-time ones: the server names them).

@@ -1,21 +1,16 @@
 //! [`UsersAdmin`]: the `Users` service from the command line (`strata user ...`).
 
-use std::time::Duration;
-
 use tonic::Request;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::ClientError;
-use super::connection_string::{parse_secure, tls_config};
+use super::admin::AdminConnection;
 use crate::proto::event_store::client::users::users_client::UsersClient;
 use crate::proto::event_store::client::users::{
     ChangePasswordReq, CreateReq, DeleteReq, DetailsReq, DisableReq, EnableReq, ResetPasswordReq,
     UpdateReq, change_password_req, create_req, delete_req, details_req, disable_req, enable_req,
     reset_password_req, update_req,
 };
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One user as the server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +26,7 @@ pub struct UserInfo {
 /// Manages users on a server, as the user named in the connection string (or given).
 pub struct UsersAdmin {
     users: UsersClient<Channel>,
-    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    connection: AdminConnection,
 }
 
 impl UsersAdmin {
@@ -45,49 +40,15 @@ impl UsersAdmin {
         url: &str,
         credentials: Option<(String, String)>,
     ) -> Result<UsersAdmin, ClientError> {
-        let target = parse_secure(url)?;
-        let invalid = |reason: String| ClientError::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
-        let mut endpoint = Endpoint::from_shared(target.uri.clone())
-            .map_err(|error| invalid(error.to_string()))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        if target.uri.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(tls_config(&target).map_err(invalid)?)
-                .map_err(|error| invalid(error.to_string()))?;
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                uri: target.uri.clone(),
-                source,
-            })?;
-        let authorization = credentials
-            .or(target.credentials)
-            .map(|(user, password)| {
-                strata_auth::Credentials::new(user, password)
-                    .to_header()
-                    .parse()
-                    .map_err(|_| invalid("the credentials cannot be sent as a header".to_owned()))
-            })
-            .transpose()?;
+        let connection = AdminConnection::connect(url, credentials).await?;
         Ok(UsersAdmin {
-            users: UsersClient::new(channel),
-            authorization,
+            users: UsersClient::new(connection.channel.clone()),
+            connection,
         })
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
+        self.connection.request(message)
     }
 
     /// # Errors
