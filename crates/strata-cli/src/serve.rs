@@ -330,11 +330,12 @@ async fn run_server<S: EventStore>(
         Arc::clone(&metrics),
         std::time::Duration::from_secs(2),
     );
-    // A node of a cluster says it is ready once it knows the leader (itself, after one
-    // lease, when it is the first), so leader-only calls made right after work.
+    // A node of a cluster says it is ready once it knows who leads (itself after one lease
+    // when it takes the leader lock; the table may still name a leader that died), so
+    // leader-only calls made right after work.
     if let Some(leadership) = &leadership {
         let mut view = leadership.watch();
-        let elected = view.wait_for(|view| view.leader.is_some());
+        let elected = view.wait_for(|view| view.settled);
         if tokio::time::timeout(LEADER_WAIT, elected).await.is_err() {
             eprintln!(
                 "strata serve: no cluster leader after {LEADER_WAIT:?}; serving as a follower \

@@ -63,6 +63,9 @@ pub struct ClusterView {
     pub leader: Option<NodeAddress>,
     /// Every registered member, this node included. Empty for an embedded store.
     pub members: Vec<Member>,
+    /// Whether this node knows who leads: it leads, or it found the leader lock held by
+    /// another live session (which leads, or will after its lease wait).
+    pub settled: bool,
 }
 
 /// The shared, watchable leadership of one node. Cheap to share behind an `Arc`.
@@ -83,6 +86,7 @@ impl Leadership {
             lease_until: None,
             leader: None,
             members: Vec::new(),
+            settled: true,
         });
         Arc::new(Self {
             view,
@@ -100,6 +104,7 @@ impl Leadership {
             lease_until: None,
             leader: None,
             members: Vec::new(),
+            settled: false,
         });
         Arc::new(Self {
             view,

@@ -223,6 +223,10 @@ impl Session<'_> {
         if self.holding.is_none() && self.cooldown_until.is_none_or(|until| sent >= until) {
             self.try_lock().await?;
         }
+        // Not holding the lock after trying: another live session holds it.
+        if self.holding.is_none() {
+            self.leadership.update(|view| view.settled = true);
+        }
         if let Some((acquired, term)) = self.holding {
             let lease_until = sent + self.options.lease;
             let epoch = match term {
@@ -240,6 +244,7 @@ impl Session<'_> {
                 if let Some(epoch) = epoch {
                     view.epoch = epoch;
                     view.role = NodeRole::Leader;
+                    view.settled = true;
                 }
             });
         }
