@@ -3,7 +3,7 @@
 //! connects back by the same name (and a TLS certificate for that name still matches).
 //! Without an authority, the node's bound address. In a cluster, every registered member
 //! with its state (Leader / Follower, or Shutdown when its heartbeat stopped) at the
-//! address it advertises.
+//! address it advertises, except this node itself: where the client reached it.
 
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -85,8 +85,14 @@ impl SingleNode {
     }
 
     /// Every registered member with its state; this node as a follower until the
-    /// membership has been read once.
-    fn cluster_members(&self, leadership: &Leadership, ticks: i64) -> Vec<MemberInfo> {
+    /// membership has been read once. This node is announced where the client reached it
+    /// (`reached`), as a single node is; the others at the addresses they advertise.
+    fn cluster_members(
+        &self,
+        leadership: &Leadership,
+        ticks: i64,
+        reached: &EndPoint,
+    ) -> Vec<MemberInfo> {
         let view = leadership.view();
         if view.members.is_empty() {
             return vec![MemberInfo {
@@ -94,7 +100,7 @@ impl SingleNode {
                 time_stamp: ticks,
                 state: VNodeState::Follower.into(),
                 is_alive: true,
-                http_end_point: Some(self.bound.clone()),
+                http_end_point: Some(reached.clone()),
             }];
         }
         view.members
@@ -112,9 +118,13 @@ impl SingleNode {
                     time_stamp: ticks,
                     state: state.into(),
                     is_alive: member.alive,
-                    http_end_point: Some(EndPoint {
-                        address: member.address.host.clone(),
-                        port: u32::from(member.address.port),
+                    http_end_point: Some(if member.node_id == view.node_id {
+                        reached.clone()
+                    } else {
+                        EndPoint {
+                            address: member.address.host.clone(),
+                            port: u32::from(member.address.port),
+                        }
                     }),
                 }
             })
@@ -142,7 +152,7 @@ impl Gossip for SingleNode {
             .unwrap_or(0);
         if let Some(leadership) = &self.leadership {
             return Ok(Response::new(ClusterInfo {
-                members: self.cluster_members(leadership, ticks),
+                members: self.cluster_members(leadership, ticks, &self.advertised(&request)),
             }));
         }
         Ok(Response::new(ClusterInfo {
