@@ -141,7 +141,14 @@ pub(crate) fn write_run(
         1 << 20,
         File::create(&temporary).map_err(io)?,
     ));
-    let mut directory = BufWriter::with_capacity(1 << 16, File::create(&directory_path).map_err(io)?);
+    let directory_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&directory_path)
+        .map_err(io)?;
+    let mut directory = BufWriter::with_capacity(1 << 16, directory_file);
     out.write_all(RUN_MAGIC).map_err(io)?;
     out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
     out.write_all(&0u32.to_le_bytes()).map_err(io)?;

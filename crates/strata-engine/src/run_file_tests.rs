@@ -285,8 +285,8 @@ fn child_writes_runs_until_killed() {
     let mut to = 64;
     loop {
         let from = to;
-        to = from + 200_000 * 64;
-        let entries = random_entries(&mut rng, &mut model, from, to, 20_000);
+        to = from + 50_000 * 64;
+        let entries = random_entries(&mut rng, &mut model, from, to, 5_000);
         let path = dir.join(run_file_name(from, to));
         write_run(&path, from, to, entries).unwrap();
         set.push(Run::open(&path).unwrap()).unwrap();
@@ -299,7 +299,7 @@ fn child_writes_runs_until_killed() {
 fn a_run_build_killed_midway_is_never_trusted() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    for kill_after_runs in [1usize, 3, 6] {
+    for kill_after_runs in [1usize, 4] {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -332,8 +332,8 @@ fn a_run_build_killed_midway_is_never_trusted() {
         let mut to = 64;
         while to < covered {
             let from = to;
-            to = from + 200_000 * 64;
-            random_entries(&mut rng, &mut model, from, to, 20_000);
+            to = from + 50_000 * 64;
+            random_entries(&mut rng, &mut model, from, to, 5_000);
         }
         assert_eq!(to, covered);
         check_against(&set, &model);
