@@ -105,6 +105,35 @@ pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
     Ok(())
 }
 
+/// The entries of the run that saves what the index gained since its last save: the
+/// streams' and the secondary indexes' unsaved parts (`Index::take_unsaved`,
+/// `SecondaryIndexes::take_unsaved`), in run order.
+pub(crate) fn entries_from_unsaved(
+    streams: &[crate::index::UnsavedStream],
+    postings: &[crate::secondary::UnsavedPostings],
+) -> Result<Vec<RunEntry>> {
+    let mut entries: Vec<RunEntry> = streams
+        .iter()
+        .map(|stream| RunEntry {
+            kind: KIND_STREAM,
+            key: stream.stream.as_str().as_bytes().to_vec(),
+            first_revision: stream.first_revision,
+            positions: stream.positions.clone(),
+            tombstone: stream.tombstone_position,
+            metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
+        })
+        .chain(postings.iter().map(|key| RunEntry {
+            kind: key.kind as u8,
+            key: key.name.as_bytes().to_vec(),
+            first_revision: key.first_revision,
+            positions: key.positions.clone(),
+            ..RunEntry::default()
+        }))
+        .collect();
+    sort_entries(&mut entries)?;
+    Ok(entries)
+}
+
 /// What a lookup finds of one key in one run; the positions stay on disk until asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RunRecord {

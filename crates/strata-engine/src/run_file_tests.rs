@@ -515,3 +515,84 @@ mod bench {
         report(&format!("100,000 stream heads + reads ({found} positions)"), started);
     }
 }
+
+/// Runs written from what the live index hands its saver (one per checkpoint, merged as
+/// they come) answer every stream and secondary key as the in-memory index does.
+#[test]
+fn runs_saved_from_the_index_answer_as_the_index() {
+    use crate::format::TOMBSTONE_REVISION;
+    use crate::index::{Index, live_positions};
+    use crate::secondary::{Kind, RunKeys, TypeNames};
+    use strata_core::StreamName;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut index = Index::new(true);
+    let mut types = TypeNames::default();
+    let mut set = RunSet::default();
+    let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tombstoned = std::collections::BTreeSet::new();
+    let mut position = 64u64;
+    let mut saved_to = 64u64;
+    for checkpoint in 0..6 {
+        for _ in 0..2_000 {
+            let category = ["order", "cart", "user"][rng.gen_range(0..3)];
+            let stream = format!("{category}-{}", rng.gen_range(0..150));
+            if tombstoned.contains(&stream) {
+                continue;
+            }
+            let name = StreamName::new(stream.clone()).unwrap();
+            let revision = revisions.entry(stream.clone()).or_default();
+            if rng.gen_bool(0.003) {
+                let keys = RunKeys::default();
+                index.add_events(&name, TOMBSTONE_REVISION, &[position], &keys);
+                tombstoned.insert(stream);
+            } else {
+                let count = rng.gen_range(1..4u64);
+                let positions: Vec<u64> = (0..count).map(|k| position + k * 64).collect();
+                let mut keys = RunKeys::default();
+                for k in 0..count {
+                    let event_type = ["Placed", "Paid"][rng.gen_range(0..2)];
+                    let metadata = if rng.gen_bool(0.1) {
+                        br#"{"$correlationId":"c-1"}"#.as_slice()
+                    } else {
+                        b"{}".as_slice()
+                    };
+                    keys.push(&mut types, &stream, *revision + k, event_type, metadata);
+                }
+                index.add_events(&name, *revision, &positions, &keys);
+                *revision += count;
+                position += (count - 1) * 64;
+            }
+            position += 64;
+        }
+        let entries =
+            entries_from_unsaved(&index.take_unsaved(), &index.secondary.take_unsaved()).unwrap();
+        let path = dir.path().join(run_file_name(saved_to, position));
+        write_run(&path, saved_to, position, entries).unwrap();
+        set.push(Run::open(&path).unwrap()).unwrap();
+        set.compact(|from, to| dir.path().join(run_file_name(from, to))).unwrap();
+        saved_to = position;
+        assert!(set.runs().len() <= 1 + checkpoint, "runs are merged");
+    }
+    for (name, entry) in index.streams() {
+        let key = name.as_str().as_bytes();
+        let head = set.head(KIND_STREAM, key).unwrap().unwrap();
+        assert_eq!(head.end_revision, entry.positions.len() as u64);
+        assert_eq!(head.tombstone, entry.tombstone_position);
+        let positions = set.positions(KIND_STREAM, key, 0, u64::MAX).unwrap();
+        assert_eq!(positions, live_positions(&entry.positions));
+    }
+    let mut keys_checked = 0;
+    for (kind, name, postings) in index.secondary.iter() {
+        let positions = set.positions(kind as u8, name.as_bytes(), 0, u64::MAX).unwrap();
+        assert_eq!(positions, postings.positions, "{kind:?} {name}");
+        keys_checked += 1;
+    }
+    assert!(keys_checked >= 3 + 2 + 1 + 1 + 3, "categories, types, correlation, starts");
+    assert!(
+        !set.positions(Kind::Correlation as u8, b"c-1", 0, u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
