@@ -207,11 +207,19 @@ pub(crate) fn write_run(
         previous = Some((hash, entry.kind, entry.key));
     }
     let directory_offset = offset;
-    let mut directory = directory.into_inner().map_err(|error| io(error.into_error()))?;
+    let mut directory = directory
+        .into_inner()
+        .map_err(|error| io(error.into_error()))?;
     directory.seek(SeekFrom::Start(0)).map_err(io)?;
     std::io::copy(&mut BufReader::with_capacity(1 << 16, directory), &mut out).map_err(io)?;
     let _ = std::fs::remove_file(&directory_path);
-    for word in [covers_from, covers_to, key_count, position_count, directory_offset] {
+    for word in [
+        covers_from,
+        covers_to,
+        key_count,
+        position_count,
+        directory_offset,
+    ] {
         out.write_all(&word.to_le_bytes()).map_err(io)?;
     }
     out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
@@ -415,7 +423,11 @@ impl Run {
         let mut fences = Vec::with_capacity(count.div_ceil(FENCE_STRIDE));
         let mut entry = [0u8; 8];
         for index in (0..count).step_by(FENCE_STRIDE) {
-            read_at(&self.file, &mut entry, self.directory_entry_offset(index as u64))?;
+            read_at(
+                &self.file,
+                &mut entry,
+                self.directory_entry_offset(index as u64),
+            )?;
             fences.push(u64::from_le_bytes(entry));
         }
         if fences.windows(2).any(|pair| pair[0] > pair[1]) {
@@ -441,8 +453,12 @@ impl Run {
         while index < count {
             let end = (index + FENCE_STRIDE).min(count);
             let mut slice = vec![0u8; (end - index) * DIRECTORY_ENTRY_BYTES];
-            read_at(&self.file, &mut slice, self.directory_entry_offset(index as u64))
-                .map_err(|reason| self.damaged(&reason))?;
+            read_at(
+                &self.file,
+                &mut slice,
+                self.directory_entry_offset(index as u64),
+            )
+            .map_err(|reason| self.damaged(&reason))?;
             for entry in slice.chunks_exact(DIRECTORY_ENTRY_BYTES) {
                 let entry_hash = u64_at(entry, 0);
                 if entry_hash < hash {
@@ -483,7 +499,11 @@ impl Run {
         let positions_bytes = count
             .checked_mul(8)
             .and_then(|bytes| bytes.checked_add(positions_start as u64))
-            .filter(|&end| offset.checked_add(end).is_some_and(|end| end <= self.directory_offset))
+            .filter(|&end| {
+                offset
+                    .checked_add(end)
+                    .is_some_and(|end| end <= self.directory_offset)
+            })
             .ok_or_else(|| self.damaged("holds a record longer than its records section"))?;
         let fetch = |from: usize, length: usize| -> Result<Vec<u8>> {
             if from + length <= bytes.len() {
@@ -501,9 +521,8 @@ impl Run {
         } else {
             None
         };
-        let inline = (positions_bytes as usize <= bytes.len()).then(|| {
-            decode_positions(&bytes[positions_start..positions_bytes as usize])
-        });
+        let inline = (positions_bytes as usize <= bytes.len())
+            .then(|| decode_positions(&bytes[positions_start..positions_bytes as usize]));
         Ok((
             kind,
             key,
@@ -800,9 +819,8 @@ impl RunSet {
             }
             let path = name(older.covers_from, newer.covers_to);
             merge_runs(older, newer, &path)?;
-            let merged = Run::open(&path).map_err(|reason| {
-                corrupt(format!("merged run {} {reason}", path.display()))
-            })?;
+            let merged = Run::open(&path)
+                .map_err(|reason| corrupt(format!("merged run {} {reason}", path.display())))?;
             let newer = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
             let older = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
             self.runs.push(merged);
@@ -833,7 +851,8 @@ pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)>
         Err(error) => return Err(Error::io(format!("listing {}", dir.display()), error)),
     };
     for entry in entries {
-        let entry = entry.map_err(|error| Error::io(format!("listing {}", dir.display()), error))?;
+        let entry =
+            entry.map_err(|error| Error::io(format!("listing {}", dir.display()), error))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
@@ -855,7 +874,10 @@ pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)>
                 let _ = std::fs::remove_file(&path);
             }
             _ => {
-                dropped.push(format!("run {} is not named after its coverage", path.display()));
+                dropped.push(format!(
+                    "run {} is not named after its coverage",
+                    path.display()
+                ));
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -911,7 +933,6 @@ fn decode_positions(bytes: &[u8]) -> Vec<u64> {
         .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8])))
         .collect()
 }
-
 
 fn invalid(reason: String) -> Error {
     Error::InvalidArgument { reason }

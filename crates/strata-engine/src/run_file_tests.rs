@@ -25,16 +25,26 @@ fn random_entries(
     let mut by_key: BTreeMap<(u8, Vec<u8>), RunEntry> = BTreeMap::new();
     let mut position = from;
     while position + 64 <= to {
-        let kind = if rng.gen_bool(0.7) { KIND_STREAM } else { rng.gen_range(1..=5) };
-        let key_number = if rng.gen_bool(0.05) { 0 } else { rng.gen_range(0..keys) };
+        let kind = if rng.gen_bool(0.7) {
+            KIND_STREAM
+        } else {
+            rng.gen_range(1..=5)
+        };
+        let key_number = if rng.gen_bool(0.05) {
+            0
+        } else {
+            rng.gen_range(0..keys)
+        };
         let key = format!("key-{key_number}").into_bytes();
         let known = model.entry((kind, key.clone())).or_default();
-        let entry = by_key.entry((kind, key.clone())).or_insert_with(|| RunEntry {
-            kind,
-            key,
-            first_revision: known.positions.len() as u64,
-            ..RunEntry::default()
-        });
+        let entry = by_key
+            .entry((kind, key.clone()))
+            .or_insert_with(|| RunEntry {
+                kind,
+                key,
+                first_revision: known.positions.len() as u64,
+                ..RunEntry::default()
+            });
         entry.positions.push(position);
         known.positions.push(position);
         if kind == KIND_STREAM && rng.gen_bool(0.01) {
@@ -60,7 +70,12 @@ fn check_against(set: &RunSet, model: &BTreeMap<(u8, Vec<u8>), Model>) {
         assert_eq!(head.tombstone, expected.tombstone);
         assert_eq!(head.metadata, expected.metadata);
         let all = set.positions(*kind, key, 0, u64::MAX).unwrap();
-        assert_eq!(&all, &expected.positions, "key {:?}", String::from_utf8_lossy(key));
+        assert_eq!(
+            &all,
+            &expected.positions,
+            "key {:?}",
+            String::from_utf8_lossy(key)
+        );
         let count = expected.positions.len() as u64;
         if count > 2 {
             let middle = set.positions(*kind, key, 1, count - 1).unwrap();
@@ -77,7 +92,11 @@ fn a_run_answers_what_was_written_without_loading_it() {
     let mut rng = StdRng::seed_from_u64(7);
     let mut model = BTreeMap::new();
     let entries = random_entries(&mut rng, &mut model, 64, 64 * 40_000, 600);
-    assert!(entries.iter().any(|entry| entry.positions.len() * 8 > RECORD_READ_BYTES));
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry.positions.len() * 8 > RECORD_READ_BYTES)
+    );
     let path = dir.path().join(run_file_name(64, 64 * 40_000));
     write_run(&path, 64, 64 * 40_000, entries.clone()).unwrap();
     let run = Run::open(&path).unwrap();
@@ -243,7 +262,10 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(set.covers_to(), covered);
     assert_eq!(
-        set.runs().iter().map(|run| run.path().to_owned()).collect::<Vec<_>>(),
+        set.runs()
+            .iter()
+            .map(|run| run.path().to_owned())
+            .collect::<Vec<_>>(),
         kept
     );
     assert!(!stale.exists());
@@ -265,7 +287,11 @@ fn merging_refuses_runs_that_disagree() {
     write_run(&older, 64, 128, vec![entry(0, 64)]).unwrap();
     write_run(&newer, 128, 256, vec![entry(5, 128)]).unwrap();
     let merged = dir.path().join(run_file_name(64, 256));
-    let error = merge_runs(&Run::open(&older).unwrap(), &Run::open(&newer).unwrap(), &merged);
+    let error = merge_runs(
+        &Run::open(&older).unwrap(),
+        &Run::open(&newer).unwrap(),
+        &merged,
+    );
     assert!(matches!(error, Err(Error::Corrupt { .. })), "{error:?}");
     assert!(Run::open(&merged).is_err(), "no merged run to trust");
 }
@@ -290,7 +316,8 @@ fn child_writes_runs_until_killed() {
         let path = dir.join(run_file_name(from, to));
         write_run(&path, from, to, entries).unwrap();
         set.push(Run::open(&path).unwrap()).unwrap();
-        set.compact(|from, to| dir.join(run_file_name(from, to))).unwrap();
+        set.compact(|from, to| dir.join(run_file_name(from, to)))
+            .unwrap();
         println!("run written up to {to}");
     }
 }
@@ -325,7 +352,9 @@ fn a_run_build_killed_midway_is_never_trusted() {
         child.wait().unwrap();
         let (set, dropped) = open_runs(dir.path(), 64).unwrap();
         assert!(dropped.is_empty(), "{dropped:?}");
-        let covered = set.covers_to().expect("runs written before the kill remain");
+        let covered = set
+            .covers_to()
+            .expect("runs written before the kill remain");
         // Every run that chains is whole: replaying its keys from the start agrees with it.
         let mut rng = StdRng::seed_from_u64(13);
         let mut model = BTreeMap::new();
@@ -397,7 +426,12 @@ mod bench {
             .unwrap()
             .lines()
             .find(|line| line.starts_with(field))
-            .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .map(|line| {
+                line.split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_default()
     }
 
@@ -417,12 +451,12 @@ mod bench {
         std::fs::create_dir_all(setup.dir.join("index")).unwrap();
         std::fs::create_dir_all(setup.dir.join("runs")).unwrap();
         let started = Instant::now();
-        // main's format: one index file holding every stream (as its saver writes them,
-        // in chunks of at most 1,000,000 streams per file).
+        // main's format, the streams split over files of at most 1,000,000 streams each
+        // (main's saver writes one file per 64 MiB of log; its open reads every file whole
+        // either way, and never checks these files' coverage against each other here).
         let chunk = 1_000_000u64;
-        let mut sequence = 0;
         let mut from = 64;
-        for first in (0..setup.streams).step_by(chunk as usize) {
+        for (sequence, first) in (0..setup.streams).step_by(chunk as usize).enumerate() {
             let last = (first + chunk).min(setup.streams);
             let unsaved: Vec<UnsavedStream> = (first..last)
                 .map(|stream| UnsavedStream {
@@ -433,10 +467,21 @@ mod bench {
                     metadata: None,
                 })
                 .collect();
-            let to = if last == setup.streams { end(&setup) } else { from + 1 };
-            write_index_file(&setup.dir.join("index"), sequence, from, to, &unsaved, &[], false)
-                .unwrap();
-            sequence += 1;
+            let to = if last == setup.streams {
+                end(&setup)
+            } else {
+                from + 1
+            };
+            write_index_file(
+                &setup.dir.join("index"),
+                sequence as u64,
+                from,
+                to,
+                &unsaved,
+                &[],
+                false,
+            )
+            .unwrap();
             from = to;
         }
         report("index files written", started);
@@ -466,7 +511,9 @@ mod bench {
     /// reading streams would.
     fn sample(setup: &Setup) -> Vec<u64> {
         let mut rng = StdRng::seed_from_u64(1);
-        (0..100_000).map(|_| rng.gen_range(0..setup.streams)).collect()
+        (0..100_000)
+            .map(|_| rng.gen_range(0..setup.streams))
+            .collect()
     }
 
     #[test]
@@ -488,7 +535,10 @@ mod bench {
             found += entry.positions.len() as u64;
             assert_eq!(entry.positions, positions(&setup, stream));
         }
-        report(&format!("100,000 stream reads ({found} positions)"), started);
+        report(
+            &format!("100,000 stream reads ({found} positions)"),
+            started,
+        );
     }
 
     #[test]
@@ -508,11 +558,16 @@ mod bench {
         for stream in sample(&setup) {
             let name = name(stream);
             let head = set.head(KIND_STREAM, name.as_bytes()).unwrap().unwrap();
-            let read = set.positions(KIND_STREAM, name.as_bytes(), 0, head.end_revision).unwrap();
+            let read = set
+                .positions(KIND_STREAM, name.as_bytes(), 0, head.end_revision)
+                .unwrap();
             found += read.len() as u64;
             assert_eq!(read, positions(&setup, stream));
         }
-        report(&format!("100,000 stream heads + reads ({found} positions)"), started);
+        report(
+            &format!("100,000 stream heads + reads ({found} positions)"),
+            started,
+        );
     }
 }
 
@@ -571,7 +626,8 @@ fn runs_saved_from_the_index_answer_as_the_index() {
         let path = dir.path().join(run_file_name(saved_to, position));
         write_run(&path, saved_to, position, entries).unwrap();
         set.push(Run::open(&path).unwrap()).unwrap();
-        set.compact(|from, to| dir.path().join(run_file_name(from, to))).unwrap();
+        set.compact(|from, to| dir.path().join(run_file_name(from, to)))
+            .unwrap();
         saved_to = position;
         assert!(set.runs().len() <= 1 + checkpoint, "runs are merged");
     }
@@ -585,11 +641,16 @@ fn runs_saved_from_the_index_answer_as_the_index() {
     }
     let mut keys_checked = 0;
     for (kind, name, postings) in index.secondary.iter() {
-        let positions = set.positions(kind as u8, name.as_bytes(), 0, u64::MAX).unwrap();
+        let positions = set
+            .positions(kind as u8, name.as_bytes(), 0, u64::MAX)
+            .unwrap();
         assert_eq!(positions, postings.positions, "{kind:?} {name}");
         keys_checked += 1;
     }
-    assert!(keys_checked >= 3 + 2 + 1 + 1 + 3, "categories, types, correlation, starts");
+    assert!(
+        keys_checked >= 3 + 2 + 1 + 1 + 3,
+        "categories, types, correlation, starts"
+    );
     assert!(
         !set.positions(Kind::Correlation as u8, b"c-1", 0, u64::MAX)
             .unwrap()
