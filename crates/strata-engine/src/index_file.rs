@@ -450,11 +450,13 @@ mod tests {
             UnsavedPostings {
                 kind: Kind::Category,
                 name: Arc::from("order"),
+                first_revision: 0,
                 positions: vec![64, 192],
             },
             UnsavedPostings {
                 kind: Kind::StreamStarts,
                 name: Arc::from(""),
+                first_revision: 0,
                 positions: vec![64],
             },
         ];

@@ -48,6 +48,7 @@ mod log_reader;
 mod recovery;
 mod repair;
 mod replay;
+mod run_file;
 mod scavenge;
 mod secondary;
 mod segments;

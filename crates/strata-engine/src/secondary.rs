@@ -143,6 +143,8 @@ impl Kind {
 pub(crate) struct UnsavedPostings {
     pub kind: Kind,
     pub name: Arc<str>,
+    /// The index revision of `positions[0]` (how many positions the key had before).
+    pub first_revision: u64,
     pub positions: Vec<u64>,
 }
 
@@ -326,12 +328,14 @@ impl SecondaryIndexes {
                 continue;
             };
             postings.listed_dirty = false;
+            let first_revision = postings.checkpointed as u64;
             let positions = postings.positions[postings.checkpointed..].to_vec();
             postings.checkpointed = postings.positions.len();
             if !positions.is_empty() {
                 unsaved.push(UnsavedPostings {
                     kind,
                     name,
+                    first_revision,
                     positions,
                 });
             }

@@ -1,0 +1,947 @@
+//! Sorted runs: immutable index files read in place, so that the index's resident memory
+//! does not grow with the log (issue 13, item 1).
+//!
+//! A run maps keys — a stream name (kind 0) or a secondary index key (kinds 1–5, as in
+//! [`crate::secondary::Kind`]) — to a slice of their positions, starting at a revision,
+//! with a stream's tombstone position and parsed metadata. Keys are sorted by a fixed
+//! 64-bit hash (FNV-1a over the kind byte and the key), then kind, then key bytes. A run
+//! is looked up with `pread`, never loaded: only every [`FENCE_STRIDE`]-th key's hash
+//! (the fence pointers) is held in memory, 8 bytes per 128 keys. A lookup is a binary
+//! search of the fences, one read of a directory slice (at most 128 × 16 bytes), a binary
+//! search there and one read of the record. The byte layout is in docs/ON_DISK_FORMAT.md
+//! ("Sorted runs").
+//!
+//! A run is trusted only when it is complete (its trailer is there) and its CRC32C over
+//! every byte before the checksum holds; [`Run::open`] checks that by streaming the file
+//! through a fixed buffer, so opening costs one sequential read and no memory that grows
+//! with the file. Runs are written under a temporary name, synced, then renamed: a crash
+//! leaves either the whole run or a `.tmp` file that is never read (and removed).
+//!
+//! Merging ([`merge_runs`]) streams two adjacent runs (the older covering the log up to
+//! where the newer starts) into one, key by key, without holding either in memory; a
+//! stream's positions from the newer run must continue where the older run's end.
+//!
+//! Not yet used by `Store` (docs/ENGINE.md, "Index", says what remains to wire it in): only
+//! its tests and benchmarks call it, hence the `dead_code` allowance outside tests.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use strata_core::{Error, Result};
+
+pub(crate) const RUN_MAGIC: &[u8; 8] = b"STRATRUN";
+pub(crate) const RUN_VERSION: u32 = 1;
+/// Magic, version, reserved.
+pub(crate) const RUN_HEADER_BYTES: u64 = 16;
+/// covers_from, covers_to, key count, position count, directory offset, version, reserved,
+/// magic, reserved, CRC32C.
+pub(crate) const RUN_TRAILER_BYTES: u64 = 64;
+/// kind, flags, key length, metadata length, first revision, position count, tombstone.
+pub(crate) const RECORD_HEADER_BYTES: usize = 32;
+/// One directory entry: the key's hash and its record's offset.
+pub(crate) const DIRECTORY_ENTRY_BYTES: usize = 16;
+/// Every this many directory entries, one hash is kept in memory.
+pub(crate) const FENCE_STRIDE: usize = 128;
+/// Record flag: the stream has a tombstone (its position is in the record header).
+const FLAG_TOMBSTONE: u8 = 1;
+/// Record flag: the record carries the stream's parsed metadata (JSON).
+const FLAG_METADATA: u8 = 2;
+/// The kind of a stream's key; secondary index kinds are 1 to 5.
+pub(crate) const KIND_STREAM: u8 = 0;
+const KIND_MAX: u8 = 5;
+/// Bytes read at once when a record is looked up: most records (header, name, a few
+/// positions) fit, so one read answers.
+const RECORD_READ_BYTES: usize = 512;
+
+/// The fixed hash keys are sorted by (FNV-1a, 64 bits): the same in every process and
+/// build, as it must be for files.
+pub(crate) fn key_hash(kind: u8, key: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for &byte in std::iter::once(&kind).chain(key) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    hash
+}
+
+/// One key of a run, with all it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct RunEntry {
+    pub kind: u8,
+    pub key: Vec<u8>,
+    /// The revision (index revision for secondary keys) of `positions[0]`.
+    pub first_revision: u64,
+    /// Ascending log positions.
+    pub positions: Vec<u64>,
+    pub tombstone: Option<u64>,
+    /// The stream's parsed metadata as JSON, when this run sets it.
+    pub metadata: Option<Vec<u8>>,
+}
+
+impl RunEntry {
+    fn order_key(&self) -> (u64, u8, &[u8]) {
+        (key_hash(self.kind, &self.key), self.kind, &self.key)
+    }
+}
+
+/// Sorts entries into run order; two entries with the same kind and key are refused.
+pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
+    entries.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    if let Some(pair) = entries
+        .windows(2)
+        .find(|pair| pair[0].kind == pair[1].kind && pair[0].key == pair[1].key)
+    {
+        return Err(invalid(format!(
+            "a run cannot hold key {:?} (kind {}) twice",
+            String::from_utf8_lossy(&pair[0].key),
+            pair[0].kind
+        )));
+    }
+    Ok(())
+}
+
+/// The entries of the run that saves what the index gained since its last save: the
+/// streams' and the secondary indexes' unsaved parts (`Index::take_unsaved`,
+/// `SecondaryIndexes::take_unsaved`), in run order.
+pub(crate) fn entries_from_unsaved(
+    streams: &[crate::index::UnsavedStream],
+    postings: &[crate::secondary::UnsavedPostings],
+) -> Result<Vec<RunEntry>> {
+    let mut entries: Vec<RunEntry> = streams
+        .iter()
+        .map(|stream| RunEntry {
+            kind: KIND_STREAM,
+            key: stream.stream.as_str().as_bytes().to_vec(),
+            first_revision: stream.first_revision,
+            positions: stream.positions.clone(),
+            tombstone: stream.tombstone_position,
+            metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
+        })
+        .chain(postings.iter().map(|key| RunEntry {
+            kind: key.kind as u8,
+            key: key.name.as_bytes().to_vec(),
+            first_revision: key.first_revision,
+            positions: key.positions.clone(),
+            ..RunEntry::default()
+        }))
+        .collect();
+    sort_entries(&mut entries)?;
+    Ok(entries)
+}
+
+/// What a lookup finds of one key in one run; the positions stay on disk until asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RunRecord {
+    pub first_revision: u64,
+    pub count: u64,
+    pub tombstone: Option<u64>,
+    pub metadata: Option<Vec<u8>>,
+    /// Where the positions start in the file.
+    positions_offset: u64,
+    /// The positions when they came with the record's read.
+    inline: Option<Vec<u64>>,
+}
+
+impl RunRecord {
+    /// The revision after the last one this run holds.
+    pub(crate) fn end_revision(&self) -> u64 {
+        self.first_revision + self.count
+    }
+}
+
+/// Writes a run from entries in run order ([`sort_entries`]). The file appears under
+/// `path` only when complete and synced.
+pub(crate) fn write_run(
+    path: &Path,
+    covers_from: u64,
+    covers_to: u64,
+    entries: impl IntoIterator<Item = RunEntry>,
+) -> Result<()> {
+    let context = || format!("writing run {}", path.display());
+    let io = |error: std::io::Error| Error::io(context(), error);
+    let temporary = temporary_path(path, "tmp");
+    let directory_path = temporary_path(path, "dir.tmp");
+    let mut out = CrcWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        File::create(&temporary).map_err(io)?,
+    ));
+    let directory_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&directory_path)
+        .map_err(io)?;
+    let mut directory = BufWriter::with_capacity(1 << 16, directory_file);
+    out.write_all(RUN_MAGIC).map_err(io)?;
+    out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
+    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+    let mut offset = RUN_HEADER_BYTES;
+    let mut key_count = 0u64;
+    let mut position_count = 0u64;
+    let mut previous: Option<(u64, u8, Vec<u8>)> = None;
+    for entry in entries {
+        check_entry(&entry, covers_from, covers_to)?;
+        let hash = key_hash(entry.kind, &entry.key);
+        if let Some((previous_hash, previous_kind, previous_key)) = &previous
+            && (*previous_hash, *previous_kind, previous_key.as_slice())
+                >= (hash, entry.kind, entry.key.as_slice())
+        {
+            return Err(invalid(format!(
+                "run entries out of order at key {:?}",
+                String::from_utf8_lossy(&entry.key)
+            )));
+        }
+        directory
+            .write_all(&hash.to_le_bytes())
+            .and_then(|()| directory.write_all(&offset.to_le_bytes()))
+            .map_err(io)?;
+        offset += write_record(&mut out, &entry).map_err(io)?;
+        key_count += 1;
+        position_count += entry.positions.len() as u64;
+        previous = Some((hash, entry.kind, entry.key));
+    }
+    let directory_offset = offset;
+    let mut directory = directory
+        .into_inner()
+        .map_err(|error| io(error.into_error()))?;
+    directory.seek(SeekFrom::Start(0)).map_err(io)?;
+    std::io::copy(&mut BufReader::with_capacity(1 << 16, directory), &mut out).map_err(io)?;
+    let _ = std::fs::remove_file(&directory_path);
+    for word in [
+        covers_from,
+        covers_to,
+        key_count,
+        position_count,
+        directory_offset,
+    ] {
+        out.write_all(&word.to_le_bytes()).map_err(io)?;
+    }
+    out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
+    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+    out.write_all(RUN_MAGIC).map_err(io)?;
+    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+    let crc = out.crc;
+    let mut inner = out.inner;
+    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+    let file = inner.into_inner().map_err(|error| io(error.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        crate::segments::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn temporary_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn check_entry(entry: &RunEntry, covers_from: u64, covers_to: u64) -> Result<()> {
+    let bad = |what: &str| {
+        Err(invalid(format!(
+            "run entry {:?}: {what}",
+            String::from_utf8_lossy(&entry.key)
+        )))
+    };
+    if entry.kind > KIND_MAX {
+        return bad("unknown kind");
+    }
+    if entry.key.len() > usize::from(u16::MAX) {
+        return bad("key longer than 65535 bytes");
+    }
+    if entry
+        .metadata
+        .as_ref()
+        .is_some_and(|json| u32::try_from(json.len()).is_err())
+    {
+        return bad("metadata too long");
+    }
+    if entry.positions.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return bad("positions not ascending");
+    }
+    let outside = |position: u64| position < covers_from || position >= covers_to;
+    if entry.positions.first().is_some_and(|&first| outside(first))
+        || entry.positions.last().is_some_and(|&last| outside(last))
+        || entry.tombstone.is_some_and(outside)
+    {
+        return bad("position outside the run's coverage");
+    }
+    Ok(())
+}
+
+fn write_record(out: &mut impl Write, entry: &RunEntry) -> std::io::Result<u64> {
+    let mut flags = 0u8;
+    if entry.tombstone.is_some() {
+        flags |= FLAG_TOMBSTONE;
+    }
+    if entry.metadata.is_some() {
+        flags |= FLAG_METADATA;
+    }
+    let metadata = entry.metadata.as_deref().unwrap_or(&[]);
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    header[0] = entry.kind;
+    header[1] = flags;
+    header[2..4].copy_from_slice(&(entry.key.len() as u16).to_le_bytes());
+    header[4..8].copy_from_slice(&(metadata.len() as u32).to_le_bytes());
+    header[8..16].copy_from_slice(&entry.first_revision.to_le_bytes());
+    header[16..24].copy_from_slice(&(entry.positions.len() as u64).to_le_bytes());
+    header[24..32].copy_from_slice(&entry.tombstone.unwrap_or(0).to_le_bytes());
+    out.write_all(&header)?;
+    out.write_all(&entry.key)?;
+    out.write_all(metadata)?;
+    for position in &entry.positions {
+        out.write_all(&position.to_le_bytes())?;
+    }
+    Ok((RECORD_HEADER_BYTES + entry.key.len() + metadata.len() + entry.positions.len() * 8) as u64)
+}
+
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, crc: 0 }
+    }
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.crc = crc32c::crc32c_append(self.crc, &bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// An open run: the file, its trailer, and the fence pointers.
+#[derive(Debug)]
+pub(crate) struct Run {
+    file: File,
+    path: PathBuf,
+    pub covers_from: u64,
+    pub covers_to: u64,
+    pub key_count: u64,
+    pub position_count: u64,
+    directory_offset: u64,
+    /// The hash of directory entry `i × FENCE_STRIDE`.
+    fences: Vec<u64>,
+}
+
+impl Run {
+    /// Opens a run after checking that it is complete and that its checksum holds; the
+    /// error says why it cannot be trusted.
+    pub(crate) fn open(path: &Path) -> std::result::Result<Run, String> {
+        let file = File::open(path).map_err(|error| format!("cannot be opened: {error}"))?;
+        let length = file
+            .metadata()
+            .map_err(|error| format!("cannot be read: {error}"))?
+            .len();
+        if length < RUN_HEADER_BYTES + RUN_TRAILER_BYTES {
+            return Err("is shorter than a run's header and trailer".into());
+        }
+        let mut header = [0u8; RUN_HEADER_BYTES as usize];
+        read_at(&file, &mut header, 0)?;
+        let mut trailer = [0u8; RUN_TRAILER_BYTES as usize];
+        read_at(&file, &mut trailer, length - RUN_TRAILER_BYTES)?;
+        if &header[0..8] != RUN_MAGIC || &trailer[48..56] != RUN_MAGIC {
+            return Err("does not start and end with the run magic (incomplete?)".into());
+        }
+        let version = u32_at(&header, 8);
+        if version != RUN_VERSION || u32_at(&trailer, 40) != RUN_VERSION {
+            return Err(format!("has unsupported version {version}"));
+        }
+        // The checksum covers every byte before it, read through a fixed buffer.
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut crc = 0u32;
+        let mut remaining = length - 4;
+        let mut buffer = vec![0u8; 1 << 20];
+        while remaining > 0 {
+            let want = usize::try_from(remaining.min(buffer.len() as u64)).unwrap_or(buffer.len());
+            reader
+                .read_exact(&mut buffer[..want])
+                .map_err(|error| format!("cannot be read: {error}"))?;
+            crc = crc32c::crc32c_append(crc, &buffer[..want]);
+            remaining -= want as u64;
+        }
+        if crc != u32_at(&trailer, 60) {
+            return Err("fails its checksum".into());
+        }
+        let covers_from = u64_at(&trailer, 0);
+        let covers_to = u64_at(&trailer, 8);
+        let key_count = u64_at(&trailer, 16);
+        let position_count = u64_at(&trailer, 24);
+        let directory_offset = u64_at(&trailer, 32);
+        let directory_bytes = key_count
+            .checked_mul(DIRECTORY_ENTRY_BYTES as u64)
+            .ok_or("announces an impossible key count")?;
+        if covers_from > covers_to
+            || directory_offset < RUN_HEADER_BYTES
+            || directory_offset.checked_add(directory_bytes) != Some(length - RUN_TRAILER_BYTES)
+        {
+            return Err("has a trailer that does not fit its size".into());
+        }
+        let mut run = Run {
+            file,
+            path: path.to_owned(),
+            covers_from,
+            covers_to,
+            key_count,
+            position_count,
+            directory_offset,
+            fences: Vec::new(),
+        };
+        run.fences = run.read_fences()?;
+        Ok(run)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of memory this open run holds beyond its struct (the fences).
+    pub(crate) fn resident_bytes(&self) -> usize {
+        self.fences.capacity() * 8
+    }
+
+    fn read_fences(&self) -> std::result::Result<Vec<u64>, String> {
+        let count = usize::try_from(self.key_count).map_err(|_| "has too many keys")?;
+        let mut fences = Vec::with_capacity(count.div_ceil(FENCE_STRIDE));
+        let mut entry = [0u8; 8];
+        for index in (0..count).step_by(FENCE_STRIDE) {
+            read_at(
+                &self.file,
+                &mut entry,
+                self.directory_entry_offset(index as u64),
+            )?;
+            fences.push(u64::from_le_bytes(entry));
+        }
+        if fences.windows(2).any(|pair| pair[0] > pair[1]) {
+            return Err("has a directory out of order".into());
+        }
+        Ok(fences)
+    }
+
+    fn directory_entry_offset(&self, index: u64) -> u64 {
+        self.directory_offset + index * DIRECTORY_ENTRY_BYTES as u64
+    }
+
+    /// The record of `key` in this run, if it holds one.
+    pub(crate) fn get(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
+        let hash = key_hash(kind, key);
+        // The first block whose fence is ≥ the hash may start past keys of the same hash:
+        // start in the block before it.
+        let block = self.fences.partition_point(|&fence| fence < hash);
+        let first_block = block.saturating_sub(1);
+        let first = first_block * FENCE_STRIDE;
+        let count = usize::try_from(self.key_count).unwrap_or(usize::MAX);
+        let mut index = first;
+        while index < count {
+            let end = (index + FENCE_STRIDE).min(count);
+            let mut slice = vec![0u8; (end - index) * DIRECTORY_ENTRY_BYTES];
+            read_at(
+                &self.file,
+                &mut slice,
+                self.directory_entry_offset(index as u64),
+            )
+            .map_err(|reason| self.damaged(&reason))?;
+            for entry in slice.chunks_exact(DIRECTORY_ENTRY_BYTES) {
+                let entry_hash = u64_at(entry, 0);
+                if entry_hash < hash {
+                    continue;
+                }
+                if entry_hash > hash {
+                    return Ok(None);
+                }
+                let record = self.read_record(u64_at(entry, 8))?;
+                if record.0 == kind && record.1 == key {
+                    return Ok(Some(record.2));
+                }
+            }
+            index = end;
+        }
+        Ok(None)
+    }
+
+    /// Reads the record at `offset`: its kind, key and what it says.
+    fn read_record(&self, offset: u64) -> Result<(u8, Vec<u8>, RunRecord)> {
+        let available = self.directory_offset.saturating_sub(offset);
+        let want = usize::try_from(available.min(RECORD_READ_BYTES as u64)).unwrap_or(0);
+        if want < RECORD_HEADER_BYTES {
+            return Err(self.damaged("points past its records"));
+        }
+        let mut bytes = vec![0u8; want];
+        read_at(&self.file, &mut bytes, offset).map_err(|reason| self.damaged(&reason))?;
+        let kind = bytes[0];
+        let flags = bytes[1];
+        let key_len = usize::from(u16::from_le_bytes([bytes[2], bytes[3]]));
+        let metadata_len = u32_at(&bytes, 4) as usize;
+        let first_revision = u64_at(&bytes, 8);
+        let count = u64_at(&bytes, 16);
+        let tombstone = (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&bytes, 24));
+        let key_start = RECORD_HEADER_BYTES;
+        let metadata_start = key_start + key_len;
+        let positions_start = metadata_start + metadata_len;
+        let positions_bytes = count
+            .checked_mul(8)
+            .and_then(|bytes| bytes.checked_add(positions_start as u64))
+            .filter(|&end| {
+                offset
+                    .checked_add(end)
+                    .is_some_and(|end| end <= self.directory_offset)
+            })
+            .ok_or_else(|| self.damaged("holds a record longer than its records section"))?;
+        let fetch = |from: usize, length: usize| -> Result<Vec<u8>> {
+            if from + length <= bytes.len() {
+                Ok(bytes[from..from + length].to_vec())
+            } else {
+                let mut out = vec![0u8; length];
+                read_at(&self.file, &mut out, offset + from as u64)
+                    .map_err(|reason| self.damaged(&reason))?;
+                Ok(out)
+            }
+        };
+        let key = fetch(key_start, key_len)?;
+        let metadata = if flags & FLAG_METADATA != 0 {
+            Some(fetch(metadata_start, metadata_len)?)
+        } else {
+            None
+        };
+        let inline = (positions_bytes as usize <= bytes.len())
+            .then(|| decode_positions(&bytes[positions_start..positions_bytes as usize]));
+        Ok((
+            kind,
+            key,
+            RunRecord {
+                first_revision,
+                count,
+                tombstone,
+                metadata,
+                positions_offset: offset + positions_start as u64,
+                inline,
+            },
+        ))
+    }
+
+    /// Positions `[from, to)` of `record` by index in the record (not by revision).
+    pub(crate) fn positions(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
+        let to = to.min(record.count);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if let Some(inline) = &record.inline {
+            return Ok(inline[from as usize..to as usize].to_vec());
+        }
+        let mut bytes = vec![0u8; usize::try_from((to - from) * 8).unwrap_or(0)];
+        read_at(&self.file, &mut bytes, record.positions_offset + from * 8)
+            .map_err(|reason| self.damaged(&reason))?;
+        Ok(decode_positions(&bytes))
+    }
+
+    /// Every entry in run order, read sequentially (for merges and checks).
+    pub(crate) fn scan(&self) -> Result<RunScan<'_>> {
+        let mut reader = BufReader::with_capacity(1 << 20, &self.file);
+        reader
+            .seek(SeekFrom::Start(RUN_HEADER_BYTES))
+            .map_err(|error| Error::io(format!("reading run {}", self.path.display()), error))?;
+        Ok(RunScan {
+            run: self,
+            reader,
+            remaining: self.key_count,
+        })
+    }
+
+    fn damaged(&self, reason: &str) -> Error {
+        corrupt(format!("run {} {reason}", self.path.display()))
+    }
+}
+
+/// Reads a run's entries in order.
+pub(crate) struct RunScan<'a> {
+    run: &'a Run,
+    reader: BufReader<&'a File>,
+    remaining: u64,
+}
+
+impl Iterator for RunScan<'_> {
+    type Item = Result<RunEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(self.read_entry())
+    }
+}
+
+impl RunScan<'_> {
+    fn read_entry(&mut self) -> Result<RunEntry> {
+        let damaged = |error: std::io::Error| self.run.damaged(&format!("cannot be read: {error}"));
+        let mut header = [0u8; RECORD_HEADER_BYTES];
+        self.reader.read_exact(&mut header).map_err(damaged)?;
+        let flags = header[1];
+        let key_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+        let metadata_len = u32_at(&header, 4) as usize;
+        let count = usize::try_from(u64_at(&header, 16))
+            .ok()
+            .filter(|&count| (count as u64) <= self.run.position_count)
+            .ok_or_else(|| self.run.damaged("announces more positions than it holds"))?;
+        let mut key = vec![0u8; key_len];
+        self.reader.read_exact(&mut key).map_err(damaged)?;
+        let mut metadata = vec![0u8; metadata_len];
+        self.reader.read_exact(&mut metadata).map_err(damaged)?;
+        let mut positions = vec![0u8; count * 8];
+        self.reader.read_exact(&mut positions).map_err(damaged)?;
+        Ok(RunEntry {
+            kind: header[0],
+            key,
+            first_revision: u64_at(&header, 8),
+            positions: decode_positions(&positions),
+            tombstone: (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&header, 24)),
+            metadata: (flags & FLAG_METADATA != 0).then_some(metadata),
+        })
+    }
+}
+
+/// Writes the merge of two adjacent runs (`older` covers the log up to where `newer`
+/// starts) to `path`. A key in both keeps the older positions followed by the newer ones
+/// (which must continue its revisions), the newer tombstone and metadata when set.
+pub(crate) fn merge_runs(older: &Run, newer: &Run, path: &Path) -> Result<()> {
+    if older.covers_to != newer.covers_from {
+        return Err(invalid(format!(
+            "runs {} and {} are not adjacent",
+            older.path.display(),
+            newer.path.display()
+        )));
+    }
+    let mut failure = None;
+    let merged = MergeIter {
+        older: older.scan()?.peekable(),
+        newer: newer.scan()?.peekable(),
+        failure: &mut failure,
+    };
+    let written = write_run(path, older.covers_from, newer.covers_to, merged);
+    if let Some(error) = failure {
+        let _ = std::fs::remove_file(path);
+        return Err(error);
+    }
+    written
+}
+
+struct MergeIter<'a, 'f> {
+    older: std::iter::Peekable<RunScan<'a>>,
+    newer: std::iter::Peekable<RunScan<'a>>,
+    failure: &'f mut Option<Error>,
+}
+
+impl Iterator for MergeIter<'_, '_> {
+    type Item = RunEntry;
+
+    fn next(&mut self) -> Option<RunEntry> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let take = |side: &mut std::iter::Peekable<RunScan<'_>>| side.next();
+        // Less: the older side is next; Greater: the newer; None: a side failed.
+        let order = match (self.older.peek(), self.newer.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) | (_, Some(Err(_))) => None,
+            (Some(_), None) => Some(std::cmp::Ordering::Less),
+            (None, Some(_)) => Some(std::cmp::Ordering::Greater),
+            (Some(Ok(a)), Some(Ok(b))) => Some(a.order_key().cmp(&b.order_key())),
+        };
+        let Some(order) = order else {
+            let failed = if matches!(self.older.peek(), Some(Err(_))) {
+                take(&mut self.older)
+            } else {
+                take(&mut self.newer)
+            };
+            return self.fail(failed);
+        };
+        match order {
+            std::cmp::Ordering::Less => take(&mut self.older).and_then(Result::ok),
+            std::cmp::Ordering::Greater => take(&mut self.newer).and_then(Result::ok),
+            std::cmp::Ordering::Equal => {
+                let mut a = take(&mut self.older).and_then(Result::ok)?;
+                let b = take(&mut self.newer).and_then(Result::ok)?;
+                if !b.positions.is_empty()
+                    && b.first_revision != a.first_revision + a.positions.len() as u64
+                {
+                    *self.failure = Some(corrupt(format!(
+                        "runs disagree on key {:?}: the newer starts at revision {}, the older ends before {}",
+                        String::from_utf8_lossy(&a.key),
+                        b.first_revision,
+                        a.first_revision + a.positions.len() as u64
+                    )));
+                    return None;
+                }
+                if a.positions.is_empty() {
+                    a.first_revision = b.first_revision;
+                }
+                a.positions.extend_from_slice(&b.positions);
+                a.tombstone = b.tombstone.or(a.tombstone);
+                a.metadata = b.metadata.or(a.metadata);
+                Some(a)
+            }
+        }
+    }
+}
+
+impl MergeIter<'_, '_> {
+    fn fail(&mut self, item: Option<Result<RunEntry>>) -> Option<RunEntry> {
+        if let Some(Err(error)) = item {
+            *self.failure = Some(error);
+        }
+        None
+    }
+}
+
+/// Runs covering consecutive ranges of the log, oldest first; a key's positions are the
+/// concatenation of its records in them.
+#[derive(Debug, Default)]
+pub(crate) struct RunSet {
+    runs: Vec<Run>,
+}
+
+/// What the runs hold of one key, without its positions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyHead {
+    /// The revision after the last position held (0 when none).
+    pub end_revision: u64,
+    pub tombstone: Option<u64>,
+    pub metadata: Option<Vec<u8>>,
+}
+
+impl RunSet {
+    /// Adds the next run; it must start where the last one ends.
+    pub(crate) fn push(&mut self, run: Run) -> Result<()> {
+        if let Some(last) = self.runs.last()
+            && last.covers_to != run.covers_from
+        {
+            return Err(invalid(format!(
+                "run {} does not start where {} ends",
+                run.path.display(),
+                last.path.display()
+            )));
+        }
+        self.runs.push(run);
+        Ok(())
+    }
+
+    pub(crate) fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// Where the runs end (None when there are none).
+    pub(crate) fn covers_to(&self) -> Option<u64> {
+        self.runs.last().map(|run| run.covers_to)
+    }
+
+    /// Bytes of memory the open runs hold.
+    pub(crate) fn resident_bytes(&self) -> usize {
+        self.runs.iter().map(Run::resident_bytes).sum::<usize>()
+            + self.runs.capacity() * std::mem::size_of::<Run>()
+    }
+
+    /// The head of a key: where its revisions end, its tombstone and metadata (newest run
+    /// that sets them). `None` when no run holds the key.
+    pub(crate) fn head(&self, kind: u8, key: &[u8]) -> Result<Option<KeyHead>> {
+        let mut head: Option<KeyHead> = None;
+        for run in self.runs.iter().rev() {
+            let Some(record) = run.get(kind, key)? else {
+                continue;
+            };
+            let found = head.get_or_insert_with(|| KeyHead {
+                end_revision: record.end_revision(),
+                ..KeyHead::default()
+            });
+            if found.tombstone.is_none() {
+                found.tombstone = record.tombstone;
+            }
+            if found.metadata.is_none() {
+                found.metadata = record.metadata;
+            }
+            if found.metadata.is_some() && (found.tombstone.is_some() || kind != KIND_STREAM) {
+                break;
+            }
+        }
+        Ok(head)
+    }
+
+    /// The positions of revisions `[from, to)` of a key, ascending; revisions the runs do
+    /// not hold are left out.
+    pub(crate) fn positions(&self, kind: u8, key: &[u8], from: u64, to: u64) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for run in &self.runs {
+            let Some(record) = run.get(kind, key)? else {
+                continue;
+            };
+            let start = from.max(record.first_revision);
+            let end = to.min(record.end_revision());
+            if start < end {
+                out.extend(run.positions(
+                    &record,
+                    start - record.first_revision,
+                    end - record.first_revision,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges the two newest runs while the newer is at least half the older's size, so
+    /// that there are O(log n) runs and each position is rewritten O(log n) times. `name`
+    /// gives the path of a run from its coverage. Returns how many merges were done.
+    pub(crate) fn compact(&mut self, name: impl Fn(u64, u64) -> PathBuf) -> Result<usize> {
+        let mut merges = 0;
+        while self.runs.len() >= 2 {
+            let newer = &self.runs[self.runs.len() - 1];
+            let older = &self.runs[self.runs.len() - 2];
+            if newer.position_count.max(newer.key_count) * 2
+                < older.position_count.max(older.key_count)
+            {
+                break;
+            }
+            let path = name(older.covers_from, newer.covers_to);
+            merge_runs(older, newer, &path)?;
+            let merged = Run::open(&path)
+                .map_err(|reason| corrupt(format!("merged run {} {reason}", path.display())))?;
+            let newer = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
+            let older = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
+            self.runs.push(merged);
+            for replaced in [older, newer] {
+                if replaced.path != path {
+                    let _ = std::fs::remove_file(&replaced.path);
+                }
+            }
+            merges += 1;
+        }
+        Ok(merges)
+    }
+}
+
+/// Opens the runs in `dir` (named `<covers_from>-<covers_to>.run`, 20 digits each) that
+/// chain from `start`: where two intact runs start at the same place (a merge's output
+/// and its inputs, after a crash between the rename and the removal), the longer wins.
+/// Runs that fail their checks are removed (they are rebuilt from the log), as are `.tmp`
+/// leftovers. Returns the set and why each dropped run was dropped.
+pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)> {
+    let mut dropped = Vec::new();
+    let mut candidates = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((RunSet::default(), dropped));
+        }
+        Err(error) => return Err(Error::io(format!("listing {}", dir.display()), error)),
+    };
+    for entry in entries {
+        let entry =
+            entry.map_err(|error| Error::io(format!("listing {}", dir.display()), error))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let Some(range) = name.strip_suffix(".run") else {
+            continue;
+        };
+        let parsed = range
+            .split_once('-')
+            .and_then(|(from, to)| Some((from.parse::<u64>().ok()?, to.parse::<u64>().ok()?)));
+        match (parsed, Run::open(&path)) {
+            (Some((from, to)), Ok(run)) if run.covers_from == from && run.covers_to == to => {
+                candidates.push(run);
+            }
+            (_, Err(reason)) => {
+                dropped.push(format!("run {} {reason}", path.display()));
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {
+                dropped.push(format!(
+                    "run {} is not named after its coverage",
+                    path.display()
+                ));
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    // Longest first among runs starting at the same place.
+    candidates.sort_by(|a, b| {
+        (a.covers_from, std::cmp::Reverse(a.covers_to))
+            .cmp(&(b.covers_from, std::cmp::Reverse(b.covers_to)))
+    });
+    let mut set = RunSet::default();
+    let mut at = start;
+    for run in candidates {
+        if run.covers_from == at && run.covers_to > at {
+            at = run.covers_to;
+            set.runs.push(run);
+        } else if run.covers_to <= at {
+            // Superseded by a merge that holds it.
+            let _ = std::fs::remove_file(&run.path);
+        } else {
+            // Cut off by a damaged run before it: the log is replayed from there and the
+            // runs rebuilt, so this one would only shadow them.
+            dropped.push(format!(
+                "run {} does not start where the runs before it end ({at})",
+                run.path.display()
+            ));
+            let _ = std::fs::remove_file(&run.path);
+        }
+    }
+    Ok((set, dropped))
+}
+
+/// The file name of the run covering `[from, to)`.
+pub(crate) fn run_file_name(from: u64, to: u64) -> String {
+    format!("{from:020}-{to:020}.run")
+}
+
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::result::Result<(), String> {
+    file.read_exact_at(buffer, offset)
+        .map_err(|error| format!("cannot be read at {offset}: {error}"))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+fn decode_positions(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidArgument { reason }
+}
+
+fn corrupt(detail: String) -> Error {
+    Error::Corrupt { detail }
+}
+
+#[cfg(test)]
+#[path = "run_file_tests.rs"]
+mod tests;
