@@ -342,6 +342,12 @@ async fn run_server<S: EventStore>(
                  until one is elected"
             );
         }
+        // A leader's connectors are up before it says it is ready (the leadership watcher
+        // starts them too; starting is idempotent).
+        let leads = leadership.watch().borrow().role == strata_core::NodeRole::Leader;
+        if leads && let Err(error) = connectors.start_checked().await {
+            eprintln!("strata serve: connectors not started: {error:#}");
+        }
     }
     let addresses: Vec<String> = server
         .local_addrs()
