@@ -37,6 +37,19 @@ def ids(events: Iterable[NewEvent | RecordedEvent]) -> list[uuid.UUID]:
     return [e.id for e in events]
 
 
+def is_security_stream(name: str) -> bool:
+    """The streams that hold users (and their metadata): a new server's $all begins with
+    the events that create its built-in users admin and ops, as KurrentDB's does."""
+    name = name[2:] if name.startswith("$$") else name
+    return name in ("$users", "$users-password-notifications", "$settings") or name.startswith(
+        "$user-"
+    )
+
+
+def without_users(records: Iterable[RecordedEvent]) -> list[RecordedEvent]:
+    return [r for r in records if not is_security_stream(r.stream_name)]
+
+
 def real_events(items: Iterable[RecordedEvent]) -> list[RecordedEvent]:
     """Drops Checkpoint and CaughtUp markers."""
     return [e for e in items if not (e.is_checkpoint or e.is_caught_up)]

@@ -122,7 +122,9 @@ impl Security {
     }
 
     /// Security as `options` say: [`Security::enabled`] with authentication, otherwise
-    /// [`Security::disabled`] (insecure mode; no users are created, see docs/SECURITY.md).
+    /// [`Security::disabled`] (insecure mode). Either way a new store gets the built-in users,
+    /// as KurrentDB's does in both modes: its `$all` begins with their events, and a store
+    /// first served insecurely can later be served with TLS and users.
     ///
     /// # Errors
     /// Store errors while reading or writing the users' streams.
@@ -131,10 +133,11 @@ impl Security {
         options: SecurityOptions,
     ) -> Result<Arc<Self>, AuthError> {
         if options.authentication {
-            Self::enabled(store, options).await
-        } else {
-            Ok(Self::disabled(store))
+            return Self::enabled(store, options).await;
         }
+        let security = Self::new(store, false, true);
+        security.bootstrap(&options).await?;
+        Ok(Arc::new(security))
     }
 
     fn new(store: Arc<dyn EventStore>, enabled: bool, allow_anonymous: bool) -> Self {

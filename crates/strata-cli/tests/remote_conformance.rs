@@ -9,6 +9,10 @@
 //! multi-stream appends: the official Rust client cannot send them, so here those cases
 //! check that `RemoteStore` refuses them with `Unsupported` and writes nothing
 //! (tests/python/test_multi_append.py drives them over the wire).
+//!
+//! A new server's `$all` begins with the events that create its built-in users, as
+//! KurrentDB's does; the cases see each store as `LogFrom` its handover: `$all` and the
+//! index streams from there on.
 
 #[expect(
     dead_code,
@@ -19,6 +23,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use strata_core::Clock;
+use strata_core::conformance::LogFrom;
 use strata_remote::RemoteStore;
 use support::{PostgresSchema, Server, postgres_url};
 use tempfile::TempDir;
@@ -47,9 +52,12 @@ async fn serve_in_process<S: strata_core::EventStore>(
         tls: None,
         ..strata_server::ServeConfig::default()
     };
-    let server = strata_server::Server::bind(&config)
+    let mut server = strata_server::Server::bind(&config)
         .await
         .expect("bind a free port");
+    // The built-in users exist before a client connects, as with `strata serve`.
+    let shared: Arc<dyn strata_core::EventStore> = store.clone();
+    server.secure(shared).await.expect("built-in users");
     let address = server.local_addrs()[0];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(store, async move {
@@ -68,9 +76,14 @@ impl ServerBackend {
     }
 }
 
+/// `store` seen from its current end.
+async fn handed_over(store: Arc<RemoteStore>) -> Arc<LogFrom<RemoteStore>> {
+    Arc::new(LogFrom::at_end(store).await.expect("the store's last position"))
+}
+
 #[async_trait::async_trait]
 impl strata_core::conformance::Backend for ServerBackend {
-    type Store = RemoteStore;
+    type Store = LogFrom<RemoteStore>;
 
     /// The official Rust client (kurrentdb 1.2) has no multi-stream append, so
     /// `RemoteStore` refuses it; the Python client's tests send it over the wire.
@@ -78,16 +91,16 @@ impl strata_core::conformance::Backend for ServerBackend {
         false
     }
 
-    async fn fresh(&self) -> Arc<RemoteStore> {
+    async fn fresh(&self) -> Arc<LogFrom<RemoteStore>> {
         let server = tokio::task::spawn_blocking(Server::start)
             .await
             .expect("server start");
-        self.connect(server).await
+        handed_over(self.connect(server).await).await
     }
 
     /// The server code in this process over a store on `clock` (PostgreSQL when
     /// `STRATA_TEST_STORE=postgres`, else the engine).
-    async fn fresh_with_clock(&self, clock: Clock) -> Arc<RemoteStore> {
+    async fn fresh_with_clock(&self, clock: Clock) -> Arc<LogFrom<RemoteStore>> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let on_postgres = std::env::var("STRATA_TEST_STORE").is_ok_and(|store| store == "postgres");
         let (url, stop, schema) = if on_postgres {
@@ -117,13 +130,15 @@ impl strata_core::conformance::Backend for ServerBackend {
                 _dir: dir,
                 _schema: schema,
             });
-        RemoteStore::connect_shared(&url)
+        let store = RemoteStore::connect_shared(&url)
             .await
-            .unwrap_or_else(|error| panic!("connect to {url}: {error}"))
+            .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
+        handed_over(store).await
     }
 
-    async fn reopen(&self, store: Arc<RemoteStore>) -> Arc<RemoteStore> {
-        let url = store.url().to_owned();
+    async fn reopen(&self, store: Arc<LogFrom<RemoteStore>>) -> Arc<LogFrom<RemoteStore>> {
+        let url = store.inner().url().to_owned();
+        let start = store.start();
         drop(store);
         let server = {
             let mut servers = self.servers.lock().expect("servers");
@@ -136,7 +151,7 @@ impl strata_core::conformance::Backend for ServerBackend {
         let server = tokio::task::spawn_blocking(move || server.restart())
             .await
             .expect("server restart");
-        self.connect(server).await
+        Arc::new(LogFrom::from_position(self.connect(server).await, start))
     }
 }
 

@@ -145,6 +145,20 @@ impl Target {
     }
 }
 
+/// `lines` (one JSON object with a `stream` each: an export, or `read --json`) without
+/// those of the streams that hold users: a server's new store begins with its own
+/// built-in users, and an import keeps the target's.
+pub fn without_users(lines: &str) -> String {
+    lines
+        .lines()
+        .filter(|line| {
+            let value: Value = serde_json::from_str(line).expect("a JSON line");
+            !strata_auth::is_security_stream(value["stream"].as_str().unwrap_or(""))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 pub fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|line| serde_json::from_str(line).expect("each --json line is JSON"))

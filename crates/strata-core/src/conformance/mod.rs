@@ -26,6 +26,8 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::store::EventStore;
 
+pub use log_from::LogFrom;
+
 mod append;
 mod check;
 mod concurrency;
@@ -34,6 +36,7 @@ mod expiry;
 mod filters;
 mod idempotence;
 mod limits;
+mod log_from;
 mod metadata;
 mod multi_append;
 mod persistence;
