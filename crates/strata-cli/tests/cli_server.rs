@@ -83,7 +83,7 @@ fn export_leaves_out_the_state_of_persistent_subscriptions_the_server_keeps() {
 
 #[test]
 fn scavenge_with_a_server_runs_there_and_prints_the_same_summary_as_a_local_one() {
-    let server = support::Server::start_with(&["--insecure", "--segment-size-mib", "17"]);
+    let server = support::Server::start();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let client = server.client();

@@ -35,8 +35,8 @@ async fn stream_of(client: &Client, stream: &str) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scavenges_and_node_operations_through_the_official_client() {
-    // Small segments, so that a deleted stream fills sealed ones.
-    let mut server = Server::start_with(&["--insecure", "--segment-size-mib", "17"]);
+    // 40 MB: the deleted stream fills the first (32 MiB) segment of a test server.
+    let mut server = Server::start();
     let client = server.client();
     let pad = "p".repeat(100_000);
     for _ in 0..40 {
