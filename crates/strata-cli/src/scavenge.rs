@@ -89,7 +89,9 @@ async fn scavenge_server(url: &str, throttle_percent: u8) -> anyhow::Result<Scav
     }
     let bar = progress::bytes_bar("scavenging", 0);
     let job = loop {
-        let job = api.call(reqwest::Method::GET, &format!("/{id}"), None).await?;
+        let job = api
+            .call(reqwest::Method::GET, &format!("/{id}"), None)
+            .await?;
         let progress = &job["progress"];
         bar.set_length(progress["bytes_total"].as_u64().unwrap_or(0));
         bar.set_position(progress["bytes_done"].as_u64().unwrap_or(0));

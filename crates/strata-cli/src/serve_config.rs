@@ -583,8 +583,14 @@ subject = "events.{category}.{stream}"
         assert_eq!(again, resolved);
 
         for (text, reason) in [
-            ("[scavenge]\nschedule = \"every 6 weeks\"\n", "every 6 weeks"),
-            ("[scavenge]\nschedule = \"0 3 1 * *\"\n", "day, month and weekday"),
+            (
+                "[scavenge]\nschedule = \"every 6 weeks\"\n",
+                "every 6 weeks",
+            ),
+            (
+                "[scavenge]\nschedule = \"0 3 1 * *\"\n",
+                "day, month and weekday",
+            ),
             (
                 "[scavenge]\nschedule = \"every 1h\"\nthrottle_percent = 0\n",
                 "throttle_percent is 0",

@@ -130,8 +130,7 @@ impl Operations for OperationsService {
         request: Request<SetNodePriorityReq>,
     ) -> Result<Response<Empty>, Status> {
         self.access.allow(&request, &Action::Operations).await?;
-        self.operations
-            .set_priority(request.into_inner().priority);
+        self.operations.set_priority(request.into_inner().priority);
         Ok(Response::new(Empty {}))
     }
 

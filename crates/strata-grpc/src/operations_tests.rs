@@ -24,7 +24,11 @@ struct Served {
     operations: NodeOperations,
 }
 
-async fn serve(security: Option<Arc<Security>>, store: Arc<Store>, dir: tempfile::TempDir) -> Served {
+async fn serve(
+    security: Option<Arc<Security>>,
+    store: Arc<Store>,
+    dir: tempfile::TempDir,
+) -> Served {
     let operations = NodeOperations::new(
         ScavengeJobs::new(store.clone(), Some(store.clone()), "127.0.0.1:2113"),
         Some(store.clone()),
@@ -89,7 +93,10 @@ fn as_user<T>(message: T, login: &str, password: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
-        Credentials::new(login, password).to_header().parse().unwrap(),
+        Credentials::new(login, password)
+            .to_header()
+            .parse()
+            .unwrap(),
     );
     request
 }
@@ -153,7 +160,10 @@ async fn start_in_progress_stop_and_not_found_answer_as_the_reference() {
     let finished = jobs.wait(&started.scavenge_id).await.unwrap();
     assert_eq!(finished.state, JobState::Completed);
     assert_eq!((finished.threads, finished.start_from_segment), (2, 1));
-    assert_eq!(finished.progress.segments_done, finished.progress.segments_total);
+    assert_eq!(
+        finished.progress.segments_done,
+        finished.progress.segments_total
+    );
 
     for (threads, chunk) in [(0, 0), (-1, 0), (1, -1)] {
         let refused = client

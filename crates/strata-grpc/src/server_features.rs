@@ -120,6 +120,9 @@ impl ServerFeatures for Features {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<SupportedMethods>, Status> {
-        Ok(Response::new(supported_methods(self.projections, self.operations)))
+        Ok(Response::new(supported_methods(
+            self.projections,
+            self.operations,
+        )))
     }
 }

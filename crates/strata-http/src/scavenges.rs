@@ -21,8 +21,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use strata_auth::{Action, AuthError, Security, SourceAddress};
 use strata_operations::{
-    AutoStatus, JobStatus, NodeOperations, OperationsError, ScavengeRequest, StartOutcome,
-    Trigger,
+    AutoStatus, JobStatus, NodeOperations, OperationsError, ScavengeRequest, StartOutcome, Trigger,
 };
 
 use crate::extract::Path;

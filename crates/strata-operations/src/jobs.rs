@@ -303,7 +303,12 @@ impl ScavengeJobs {
     }
 
     pub(crate) fn set_auto_status(&self, change: impl FnOnce(&mut AutoStatus)) {
-        change(self.inner.auto.lock().get_or_insert_with(AutoStatus::default));
+        change(
+            self.inner
+                .auto
+                .lock()
+                .get_or_insert_with(AutoStatus::default),
+        );
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn EventStore> {

@@ -18,10 +18,7 @@ pub enum Schedule {
     /// Every interval, the first one interval after the server starts.
     Every(Duration),
     /// At the minutes and hours (UTC) that match, like cron's first two fields.
-    Daily {
-        minutes: Vec<u32>,
-        hours: Vec<u32>,
-    },
+    Daily { minutes: Vec<u32>, hours: Vec<u32> },
 }
 
 impl Schedule {
@@ -214,8 +211,8 @@ impl ScavengeJobs {
             return None;
         }
         let last = self.history().into_iter().next()?;
-        let removed_nothing = last.state == JobState::Completed
-            && last.progress.events_removed == 0;
+        let removed_nothing =
+            last.state == JobState::Completed && last.progress.events_removed == 0;
         if !removed_nothing {
             return None;
         }
@@ -291,9 +288,6 @@ mod tests {
         assert_eq!(schedule.wait_from(now), Duration::from_secs(50));
         // Just after 03:30: the next day's.
         let now = UNIX_EPOCH + Duration::from_secs(3 * 3600 + 30 * 60 + 1);
-        assert_eq!(
-            schedule.wait_from(now),
-            Duration::from_secs(24 * 3600 - 1)
-        );
+        assert_eq!(schedule.wait_from(now), Duration::from_secs(24 * 3600 - 1));
     }
 }

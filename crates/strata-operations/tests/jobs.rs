@@ -272,7 +272,10 @@ async fn automatic_runs_follow_the_schedule_and_skip_when_nothing_can_be_removed
     let mut finished = jobs.watch_finished();
     let mut skipped = false;
     for _ in 0..600 {
-        if jobs.auto_status().is_some_and(|status| status.runs_skipped > 0) {
+        if jobs
+            .auto_status()
+            .is_some_and(|status| status.runs_skipped > 0)
+        {
             skipped = true;
             break;
         }

@@ -84,10 +84,10 @@ async fn scavenges_and_node_operations_through_the_official_client() {
     assert_eq!(last["result"], "Success");
     assert!(last["spaceSaved"].as_u64().unwrap() > 0, "{last}");
     assert!(
-        history
-            .iter()
-            .any(|(event_type, body)| event_type == "$scavengeChunksCompleted"
-                && body["wasScavenged"] == true),
+        history.iter().any(
+            |(event_type, body)| event_type == "$scavengeChunksCompleted"
+                && body["wasScavenged"] == true
+        ),
         "{history:?}"
     );
 

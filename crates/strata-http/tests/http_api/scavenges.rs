@@ -99,8 +99,18 @@ async fn operators_start_follow_and_stop_scavenges() {
     assert_eq!(started["result"], "started");
     let id = started["id"].as_str().unwrap().to_owned();
 
-    let (status, again) = call(&server, reqwest::Method::POST, scavenges, None, Some(("ops", "changeit"))).await;
-    assert_eq!((status, &again["result"], &again["id"]), (200, &Value::from("in_progress"), &Value::from(id.clone())));
+    let (status, again) = call(
+        &server,
+        reqwest::Method::POST,
+        scavenges,
+        None,
+        Some(("ops", "changeit")),
+    )
+    .await;
+    assert_eq!(
+        (status, &again["result"], &again["id"]),
+        (200, &Value::from("in_progress"), &Value::from(id.clone()))
+    );
 
     let (status, listed) = call(&server, reqwest::Method::GET, scavenges, None, Some(ADMIN)).await;
     assert_eq!(status, 200);
@@ -109,13 +119,36 @@ async fn operators_start_follow_and_stop_scavenges() {
     assert_eq!(listed["current"]["state"], "running");
     assert_eq!(listed["current"]["throttle_percent"], 1);
     assert_eq!(listed["current"]["requested_by"], "admin");
-    assert!(listed["current"]["progress"]["bytes_total"].is_u64(), "{listed}");
+    assert!(
+        listed["current"]["progress"]["bytes_total"].is_u64(),
+        "{listed}"
+    );
 
-    let (status, problem) = call(&server, reqwest::Method::DELETE, "/v1/admin/scavenges/nope", None, Some(ADMIN)).await;
+    let (status, problem) = call(
+        &server,
+        reqwest::Method::DELETE,
+        "/v1/admin/scavenges/nope",
+        None,
+        Some(ADMIN),
+    )
+    .await;
     assert_eq!(status, 404, "{problem}");
-    assert!(problem["type"].as_str().unwrap().ends_with("scavenge-not-found"), "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("scavenge-not-found"),
+        "{problem}"
+    );
 
-    let (status, stopping) = call(&server, reqwest::Method::DELETE, "/v1/admin/scavenges/current", None, Some(ADMIN)).await;
+    let (status, stopping) = call(
+        &server,
+        reqwest::Method::DELETE,
+        "/v1/admin/scavenges/current",
+        None,
+        Some(ADMIN),
+    )
+    .await;
     assert_eq!(status, 202, "{stopping}");
     assert_eq!(stopping["id"], id.as_str());
     let stopped = wait_finished(&server, &id).await;
@@ -123,21 +156,41 @@ async fn operators_start_follow_and_stop_scavenges() {
     assert_eq!(stopped["report"]["stopped"], true);
 
     // A full run removes the deleted stream's events and reports the space given back.
-    let (status, started) = call(&server, reqwest::Method::POST, scavenges, Some(serde_json::json!({})), Some(ADMIN)).await;
+    let (status, started) = call(
+        &server,
+        reqwest::Method::POST,
+        scavenges,
+        Some(serde_json::json!({})),
+        Some(ADMIN),
+    )
+    .await;
     assert_eq!(status, 202);
     let finished = wait_finished(&server, started["id"].as_str().unwrap()).await;
     assert_eq!(finished["state"], "completed", "{finished}");
-    assert!(finished["report"]["events_removed"].as_u64().unwrap() > 0, "{finished}");
+    assert!(
+        finished["report"]["events_removed"].as_u64().unwrap() > 0,
+        "{finished}"
+    );
     let (_, listed) = call(&server, reqwest::Method::GET, scavenges, None, Some(ADMIN)).await;
     assert!(listed["current"].is_null());
     assert_eq!(listed["history"][0]["id"], finished["id"]);
     assert_eq!(listed["history"][1]["id"], id.as_str());
 
     // The history streams are there for the UI too.
-    let (status, page) = call(&server, reqwest::Method::GET, &format!("/v1/streams/$scavenges-{id}"), None, Some(ADMIN)).await;
+    let (status, page) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("/v1/streams/$scavenges-{id}"),
+        None,
+        Some(ADMIN),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     let text = page.to_string();
-    assert!(text.contains("$scavengeStarted") && text.contains("$scavengeCompleted"), "{text}");
+    assert!(
+        text.contains("$scavengeStarted") && text.contains("$scavengeCompleted"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -150,12 +203,26 @@ async fn bad_requests_strangers_and_unscavengeable_stores_are_refused() {
         serde_json::json!({"threads": 0}),
         serde_json::json!({"speed": 3}),
     ] {
-        let (status, problem) = call(&server, reqwest::Method::POST, scavenges, Some(body.clone()), Some(ADMIN)).await;
+        let (status, problem) = call(
+            &server,
+            reqwest::Method::POST,
+            scavenges,
+            Some(body.clone()),
+            Some(ADMIN),
+        )
+        .await;
         assert_eq!(status, 400, "{body}: {problem}");
     }
     let (status, _) = call(&server, reqwest::Method::GET, scavenges, None, None).await;
     assert_eq!(status, 401);
-    let (status, _) = call(&server, reqwest::Method::POST, scavenges, None, Some(("admin", "wrong"))).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        scavenges,
+        None,
+        Some(("admin", "wrong")),
+    )
+    .await;
     assert_eq!(status, 401);
     let created = server
         .client
@@ -165,17 +232,37 @@ async fn bad_requests_strangers_and_unscavengeable_stores_are_refused() {
         .send()
         .await
         .unwrap();
-    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
-    let (status, problem) = call(&server, reqwest::Method::POST, scavenges, None, Some(("reader", "secret"))).await;
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    let (status, problem) = call(
+        &server,
+        reqwest::Method::POST,
+        scavenges,
+        None,
+        Some(("reader", "secret")),
+    )
+    .await;
     assert_eq!(status, 403, "{problem}");
     let (_, listed) = call(&server, reqwest::Method::GET, scavenges, None, Some(ADMIN)).await;
-    assert!(listed["current"].is_null() && listed["history"].as_array().unwrap().is_empty(), "{listed}");
+    assert!(
+        listed["current"].is_null() && listed["history"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
 
     // A server whose store cannot scavenge says so.
     let plain = start().await;
     let (status, problem) = call(&plain, reqwest::Method::POST, scavenges, None, None).await;
     assert_eq!(status, 501, "{problem}");
-    assert!(problem["detail"].as_str().unwrap().contains("cannot scavenge"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot scavenge"),
+        "{problem}"
+    );
     let (status, listed) = call(&plain, reqwest::Method::GET, scavenges, None, None).await;
     assert_eq!((status, &listed["supported"]), (200, &Value::from(false)));
 }
