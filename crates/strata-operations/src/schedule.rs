@@ -48,8 +48,8 @@ impl Schedule {
                     .into(),
             ));
         }
-        let minutes = parse_field(fields[0], 60).map_err(|reason| invalid(reason))?;
-        let hours = parse_field(fields[1], 24).map_err(|reason| invalid(reason))?;
+        let minutes = parse_field(fields[0], 60).map_err(&invalid)?;
+        let hours = parse_field(fields[1], 24).map_err(&invalid)?;
         Ok(Schedule::Daily { minutes, hours })
     }
 
