@@ -76,7 +76,7 @@ pub(crate) fn run(args: &ConnectorArgs) -> anyhow::Result<()> {
             _ => usage_bail!("say which server: --server URL (or STRATA_SERVER=URL)"),
         },
     };
-    let api = Api::new(&url)?;
+    let api = Api::new(&url, "/connectors")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -216,14 +216,17 @@ fn write_table(out: &mut impl std::io::Write, connectors: &[Value]) -> anyhow::R
 }
 
 /// The server's `/connectors` over HTTP.
-struct Api {
+/// The JSON routes under one path of a server's HTTP API.
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
     credentials: Option<(String, String)>,
 }
 
 impl Api {
-    fn new(url: &str) -> anyhow::Result<Self> {
+    /// The routes under `base_path` of the server `url` names (`kurrentdb://`,
+    /// `http(s)://`; credentials from the URL or `STRATA_USER`/`STRATA_PASSWORD`).
+    pub(crate) fn new(url: &str, base_path: &str) -> anyhow::Result<Self> {
         let target = Target::parse(url)?;
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
         if target.https {
@@ -232,7 +235,7 @@ impl Api {
         Ok(Self {
             client: builder.build().context("cannot set up the HTTP client")?,
             base: format!(
-                "{}://{}/connectors",
+                "{}://{}{base_path}",
                 if target.https { "https" } else { "http" },
                 target.authority
             ),
@@ -241,7 +244,7 @@ impl Api {
     }
 
     /// Sends one request; a refusal becomes an error carrying the server's `detail`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

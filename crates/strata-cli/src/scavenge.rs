@@ -1,6 +1,7 @@
 //! `strata scavenge` (give back the disk space of events no read can return any more) and
 //! `strata forget` (tombstone streams and remove their events' bytes at once), on a local
-//! store (docs/SCAVENGING.md).
+//! store, or — `strata scavenge --server URL` — on a running server through its HTTP admin
+//! routes (docs/SCAVENGING.md).
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +14,17 @@ use crate::data::{explain, open_engine_existing, stream_name};
 use crate::progress;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "server"])))]
 pub(crate) struct ScavengeArgs {
     /// Directory of the store (no server may hold it).
     #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
+    /// Scavenge a running server instead: kurrentdb://admin:changeit@localhost:2113?tls=false
+    /// or http://127.0.0.1:2113 (credentials not in the URL come from STRATA_USER and
+    /// STRATA_PASSWORD; the caller must be in $admins or $ops). Interrupting the command
+    /// leaves the server's scavenge running.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     /// Share of the time the scavenge works, 1 to 100 (it sleeps the rest, leaving the
     /// disk to others).
     #[arg(long, value_name = "PERCENT", default_value_t = 100,
@@ -41,10 +49,88 @@ pub(crate) struct ForgetArgs {
 }
 
 pub(crate) fn run_scavenge(args: &ScavengeArgs) -> anyhow::Result<()> {
-    check_store_dir(&args.data_dir)?;
-    let report = scavenge(&args.data_dir, args.throttle_percent)?;
+    let report = match (&args.data_dir, &args.server) {
+        (_, Some(url)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(scavenge_server(url, args.throttle_percent))?
+        }
+        (Some(dir), None) => {
+            check_store_dir(dir)?;
+            scavenge(dir, args.throttle_percent)?
+        }
+        (None, None) => bail!("say what to scavenge: --data-dir DIR or --server URL"),
+    };
     print_report(&report, args.json, None);
     Ok(())
+}
+
+/// How often `--server` asks how far the scavenge has got.
+const SERVER_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Starts a scavenge on the server (or follows the one under way) and waits for its end,
+/// showing its progress.
+async fn scavenge_server(url: &str, throttle_percent: u8) -> anyhow::Result<ScavengeReport> {
+    let api = crate::connector::Api::new(url, "/v1/admin/scavenges")?;
+    let started = api
+        .call(
+            reqwest::Method::POST,
+            "",
+            Some(serde_json::json!({ "throttle_percent": throttle_percent })),
+        )
+        .await?;
+    let Some(id) = started["id"].as_str().map(str::to_owned) else {
+        bail!("the server's answer names no scavenge: {started}");
+    };
+    if started["result"] == "in_progress" {
+        eprintln!("scavenge {id} was already running on the server; following it");
+    }
+    let bar = progress::bytes_bar("scavenging", 0);
+    let job = loop {
+        let job = api
+            .call(reqwest::Method::GET, &format!("/{id}"), None)
+            .await?;
+        let progress = &job["progress"];
+        bar.set_length(progress["bytes_total"].as_u64().unwrap_or(0));
+        bar.set_position(progress["bytes_done"].as_u64().unwrap_or(0));
+        if job["state"] != "running" {
+            break job;
+        }
+        tokio::time::sleep(SERVER_POLL_INTERVAL).await;
+    };
+    bar.finish_and_clear();
+    if job["state"] == "failed" {
+        bail!(
+            "the server's scavenge {id} failed: {}",
+            job["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    report_from_json(&job["report"])
+        .with_context(|| format!("the server's scavenge {id} ended without a report: {job}"))
+}
+
+/// The report a server sends (`ScavengeReport::to_json`).
+fn report_from_json(report: &serde_json::Value) -> anyhow::Result<ScavengeReport> {
+    let number = |key: &str| {
+        report[key]
+            .as_u64()
+            .with_context(|| format!("the report has no {key}"))
+    };
+    Ok(ScavengeReport {
+        allocated_bytes_before: number("allocated_bytes_before")?,
+        allocated_bytes_after: number("allocated_bytes_after")?,
+        events_removed: number("events_removed")?,
+        frame_bytes_removed: number("frame_bytes_removed")?,
+        segments_considered: number("segments_considered")?,
+        segments_rewritten: number("segments_rewritten")?,
+        segments_deferred: number("segments_deferred")?,
+        stopped: report["stopped"].as_bool().unwrap_or(false),
+        elapsed: std::time::Duration::from_secs_f64(
+            report["elapsed_seconds"].as_f64().unwrap_or(0.0).max(0.0),
+        ),
+    })
 }
 
 pub(crate) fn run_forget(args: &ForgetArgs) -> anyhow::Result<()> {
@@ -136,6 +222,9 @@ fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]
             "segments deferred:   {} (metadata changed meanwhile; run again)",
             report.segments_deferred
         );
+    }
+    if report.stopped {
+        println!("stopped early:       run again to finish");
     }
     println!("events removed:      {}", report.events_removed);
     println!(

@@ -46,6 +46,11 @@ fn init_logging(config: &Resolved) -> anyhow::Result<()> {
 
 async fn serve(args: Resolved) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
+    let auto_scavenge = args
+        .scavenge
+        .as_ref()
+        .map(crate::serve_config::AutoScavengeConfig::to_auto)
+        .transpose()?;
     let dev_banner = args.dev.then(|| DevBanner {
         admin_password: args.default_admin_password.clone(),
         ca_file: args.data_dir.join("dev-tls").join("node.crt"),
@@ -75,6 +80,11 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             metrics,
             &args.connectors,
             Some(cluster),
+            Housekeeping {
+                // PostgreSQL cannot scavenge through the server yet: starts say so.
+                maintenance: None,
+                auto_scavenge: auto_scavenge.clone(),
+            },
         )
         .await?;
         store.close().await;
@@ -97,6 +107,10 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             metrics,
             &args.connectors,
             None,
+            Housekeeping {
+                maintenance: Some(store.clone()),
+                auto_scavenge,
+            },
         )
         .await?;
         store.close();
@@ -242,6 +256,14 @@ struct ClusterJoin {
     advertise_port: Option<u16>,
 }
 
+/// What the server may run on the store besides serving it.
+struct Housekeeping {
+    /// Scavenges and index checkpoints; `None` for a store that cannot.
+    maintenance: Option<Arc<dyn strata_core::Maintenance>>,
+    /// The `[scavenge]` schedule.
+    auto_scavenge: Option<strata_operations::AutoScavenge>,
+}
+
 async fn run_server<S: EventStore>(
     config: &ServeConfig,
     dev_banner: Option<&DevBanner>,
@@ -249,11 +271,19 @@ async fn run_server<S: EventStore>(
     metrics: Arc<strata_http::Metrics>,
     declared_connectors: &[strata_connectors::ConnectorDefinition],
     cluster: Option<ClusterJoin>,
+    housekeeping: Housekeeping,
 ) -> anyhow::Result<()> {
     let secure = config.tls.is_some();
     let mut server = Server::bind(config)
         .await?
         .with_metrics(Arc::clone(&metrics));
+    // Scavenges (operators' and automatic ones) on a store that can run them.
+    if let Some(maintenance) = housekeeping.maintenance {
+        server = server.with_maintenance(maintenance);
+    }
+    if let Some(auto) = housekeeping.auto_scavenge {
+        server = server.with_auto_scavenge(auto);
+    }
     let membership = cluster.map(|join| {
         let bound = server.local_addrs()[0];
         let advertised = strata_core::NodeAddress {

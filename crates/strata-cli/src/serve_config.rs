@@ -163,6 +163,49 @@ struct FileConfig {
     advertise_port: Option<u16>,
     /// `[[connectors]]`: connectors declared here (see docs/CONNECTORS.md).
     connectors: Option<Vec<strata_connectors::ConnectorDefinition>>,
+    /// `[scavenge]`: automatic scavenging (see docs/SCAVENGING.md).
+    scavenge: Option<AutoScavengeConfig>,
+}
+
+/// The `[scavenge]` table: automatic scavenging.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AutoScavengeConfig {
+    /// `every 6h` (s, m, h, d) or `MINUTE HOUR * * *` (UTC).
+    pub(crate) schedule: String,
+    /// Skip a run when the last one removed nothing and nothing was written since.
+    #[serde(default = "skip_when_idle_default")]
+    pub(crate) skip_when_idle: bool,
+    /// Share of the time an automatic run works, 1 to 100.
+    #[serde(default = "auto_throttle_default")]
+    pub(crate) throttle_percent: u8,
+}
+
+fn skip_when_idle_default() -> bool {
+    true
+}
+
+fn auto_throttle_default() -> u8 {
+    50
+}
+
+impl AutoScavengeConfig {
+    /// The checked schedule.
+    ///
+    /// # Errors
+    /// A schedule that does not parse, or a throttle outside 1–100.
+    pub(crate) fn to_auto(&self) -> anyhow::Result<strata_operations::AutoScavenge> {
+        anyhow::ensure!(
+            (1..=100).contains(&self.throttle_percent),
+            "[scavenge] throttle_percent is {}; it must be 1 to 100",
+            self.throttle_percent
+        );
+        Ok(strata_operations::AutoScavenge {
+            schedule: strata_operations::Schedule::parse(&self.schedule)?,
+            skip_when_idle: self.skip_when_idle,
+            throttle_percent: self.throttle_percent,
+        })
+    }
 }
 
 /// The effective options, after precedence and defaults.
@@ -204,6 +247,9 @@ pub(crate) struct Resolved {
     /// From the file only; never printed back (they hold secrets).
     #[serde(skip)]
     pub(crate) connectors: Vec<strata_connectors::ConnectorDefinition>,
+    /// Automatic scavenging (file only); a table, so printed last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) scavenge: Option<AutoScavengeConfig>,
 }
 
 impl ServeArgs {
@@ -309,6 +355,7 @@ impl ServeArgs {
             advertise_host: self.advertise_host.or(file.advertise_host),
             advertise_port: self.advertise_port.or(file.advertise_port),
             connectors: file.connectors.unwrap_or_default(),
+            scavenge: file.scavenge,
         };
         resolved.check()?;
         Ok(resolved)
@@ -382,6 +429,9 @@ impl Resolved {
             "store_schema applies to a PostgreSQL store: give store as well"
         );
         let mut ids = std::collections::HashSet::new();
+        if let Some(scavenge) = &self.scavenge {
+            scavenge.to_auto()?;
+        }
         for connector in &self.connectors {
             connector.validate()?;
             anyhow::ensure!(
@@ -504,5 +554,55 @@ subject = "events.{category}.{stream}"
             .resolve()
             .unwrap();
         assert_eq!(again, resolved);
+    }
+
+    #[test]
+    fn the_scavenge_table_is_read_checked_and_printed_back() {
+        let config = file("port = 0\n[scavenge]\nschedule = \"every 6h\"\n");
+        let path = config.path().to_str().unwrap();
+        let resolved = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap();
+        let table = resolved.scavenge.clone().unwrap();
+        assert_eq!(
+            table.to_auto().unwrap(),
+            strata_operations::AutoScavenge {
+                schedule: strata_operations::Schedule::Every(std::time::Duration::from_secs(
+                    6 * 3600
+                )),
+                skip_when_idle: true,
+                throttle_percent: 50,
+            }
+        );
+        let printed = file(&resolved.to_toml().unwrap());
+        let again = Cli::parse_from(["x", "--config", printed.path().to_str().unwrap()])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(again, resolved);
+
+        for (text, reason) in [
+            (
+                "[scavenge]\nschedule = \"every 6 weeks\"\n",
+                "every 6 weeks",
+            ),
+            (
+                "[scavenge]\nschedule = \"0 3 1 * *\"\n",
+                "day, month and weekday",
+            ),
+            (
+                "[scavenge]\nschedule = \"every 1h\"\nthrottle_percent = 0\n",
+                "throttle_percent is 0",
+            ),
+            ("[scavenge]\nschedul = \"every 1h\"\n", "schedul"),
+        ] {
+            let bad = file(text);
+            let error = Cli::parse_from(["x", "--config", bad.path().to_str().unwrap()])
+                .args
+                .resolve()
+                .unwrap_err();
+            assert!(format!("{error:#}").contains(reason), "{text}: {error:#}");
+        }
     }
 }

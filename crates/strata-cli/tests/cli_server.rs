@@ -80,3 +80,69 @@ fn export_leaves_out_the_state_of_persistent_subscriptions_the_server_keeps() {
         );
     }
 }
+
+#[test]
+fn scavenge_with_a_server_runs_there_and_prints_the_same_summary_as_a_local_one() {
+    let server = support::Server::start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = server.client();
+        let pad = "q".repeat(100_000);
+        for _ in 0..40 {
+            let events: Vec<kurrentdb::EventData> = (0..10)
+                .map(|n| {
+                    kurrentdb::EventData::json("Happened", &serde_json::json!({"n": n, "pad": pad}))
+                        .expect("event")
+                })
+                .collect();
+            client
+                .append_to_stream("doomed-1", &Default::default(), events)
+                .await
+                .expect("append");
+        }
+        client
+            .delete_stream("doomed-1", &Default::default())
+            .await
+            .expect("delete");
+        let settings: kurrentdb::ClientSettings = server.url().parse().expect("url");
+        kurrentdb::operations::Client::new(settings)
+            .expect("client")
+            .merge_indexes(&Default::default())
+            .await
+            .expect("merge indexes");
+    });
+    let output = Command::new(STRATA)
+        .args(["scavenge", "--server", &server.url(), "--json"])
+        .output()
+        .expect("strata runs");
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert!(report["events_removed"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["allocated_bytes_after"].as_u64().unwrap()
+            < report["allocated_bytes_before"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(report["stopped"], false);
+    // A second run finds nothing more to remove; the text summary is the local one's.
+    let output = Command::new(STRATA)
+        .args(["scavenge", "--server", &server.url()])
+        .output()
+        .expect("strata runs");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("events removed:      0"), "{text}");
+    assert!(text.contains("disk space of log:"), "{text}");
+    // Neither or both targets is a usage error.
+    let output = Command::new(STRATA)
+        .args(["scavenge"])
+        .output()
+        .expect("strata runs");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let output = Command::new(STRATA)
+        .args(["scavenge", "--server", &server.url(), "--data-dir", "x"])
+        .output()
+        .expect("strata runs");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -17,6 +17,8 @@ mod appends;
 mod lifecycle;
 #[path = "kurrentdb_rust_client/limits.rs"]
 mod limits;
+#[path = "kurrentdb_rust_client/operations.rs"]
+mod operations;
 #[path = "kurrentdb_rust_client/persistent.rs"]
 mod persistent;
 #[path = "kurrentdb_rust_client/projections.rs"]

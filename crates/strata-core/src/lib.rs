@@ -31,6 +31,7 @@ mod metadata;
 mod multi_append;
 mod progress;
 pub mod rules;
+mod scavenge;
 mod store;
 mod subscription;
 pub mod system_streams;
@@ -57,6 +58,10 @@ pub use metadata::{
 };
 pub use multi_append::{AppendPart, MultiAppendResult, events_of_parts};
 pub use progress::{DeliveredPosition, ProgressSample, SubscriptionProgress};
+pub use scavenge::{
+    Maintenance, ProgressCallback, ScavengeOptions, ScavengeProgress, ScavengeReport,
+    SegmentFinished,
+};
 pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 pub use subscription::{
     CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,

@@ -61,7 +61,7 @@ mod writer;
 
 pub use config::{Config, Durability};
 pub use repair::{DroppedStream, Repair, RepairPlan};
-pub use scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 pub use store::Store;
+pub use strata_core::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 pub use syncer::{CommitObserver, CommitStats};
 pub use verify::{VerifyProgress, VerifyReport, verify};

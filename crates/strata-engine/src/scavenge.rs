@@ -14,11 +14,14 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use strata_core::rules::{self, Retention};
-use strata_core::{Error, Result, StreamMetadata};
+use strata_core::{
+    Error, Result, ScavengeOptions, ScavengeProgress, ScavengeReport, SegmentFinished,
+    StreamMetadata,
+};
 
 use crate::format::{
     FORMAT_VERSION_SCAVENGED, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
@@ -33,78 +36,6 @@ use crate::store::stream_head;
 
 /// Bytes read from a segment at once.
 const CHUNK_BYTES: u64 = 1 << 20;
-
-/// Told how far a scavenge has got.
-pub type ProgressCallback = Box<dyn FnMut(&ScavengeProgress) + Send>;
-
-/// How a scavenge runs.
-pub struct ScavengeOptions {
-    /// Share of the time the scavenge works, 1–100: at 50 it sleeps as long as it works
-    /// (KurrentDB's `--scavenge-throttle-percent`). 100 = no pause.
-    pub throttle_percent: u8,
-    /// Set to stop after the segment under way (it is left as it was, or swapped whole).
-    pub stop: Option<Arc<AtomicBool>>,
-    /// Told after each chunk of a segment and after each segment.
-    pub progress: Option<ProgressCallback>,
-}
-
-impl Default for ScavengeOptions {
-    fn default() -> Self {
-        Self {
-            throttle_percent: 100,
-            stop: None,
-            progress: None,
-        }
-    }
-}
-
-/// How far a scavenge has got.
-#[derive(Clone, Debug, Default)]
-pub struct ScavengeProgress {
-    /// Bytes of sealed segments looked at so far, of `bytes_total`.
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub segments_done: u64,
-    pub segments_total: u64,
-    pub events_removed: u64,
-}
-
-/// What a scavenge did.
-#[derive(Clone, Debug, Default)]
-pub struct ScavengeReport {
-    /// Bytes the log's files occupy on disk (allocated blocks), before and after.
-    pub allocated_bytes_before: u64,
-    pub allocated_bytes_after: u64,
-    /// Events removed by this run (frames newly replaced by skip frames).
-    pub events_removed: u64,
-    /// Bytes of the frames removed by this run.
-    pub frame_bytes_removed: u64,
-    /// Sealed segments that were looked at, and those rewritten.
-    pub segments_considered: u64,
-    pub segments_rewritten: u64,
-    /// Segments left as they were because a stream's metadata changed while they were
-    /// copied (the next run takes them).
-    pub segments_deferred: u64,
-    /// True when the stop flag ended the run early.
-    pub stopped: bool,
-    pub elapsed: Duration,
-}
-
-impl ScavengeReport {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "allocated_bytes_before": self.allocated_bytes_before,
-            "allocated_bytes_after": self.allocated_bytes_after,
-            "events_removed": self.events_removed,
-            "frame_bytes_removed": self.frame_bytes_removed,
-            "segments_considered": self.segments_considered,
-            "segments_rewritten": self.segments_rewritten,
-            "segments_deferred": self.segments_deferred,
-            "stopped": self.stopped,
-            "elapsed_seconds": self.elapsed.as_secs_f64(),
-        })
-    }
-}
 
 /// What may go of one stream.
 #[derive(Clone)]
@@ -191,7 +122,10 @@ pub(crate) fn scavenge(
     };
     let mut throttle = Throttle::new(options.throttle_percent);
     if !floors.is_empty() {
-        for segment_index in 0..sealed_end {
+        let first = options.start_from_segment.min(sealed_end);
+        progress.segments_done = first;
+        progress.bytes_done = first * size_bytes;
+        for segment_index in first..sealed_end {
             if options
                 .stop
                 .as_ref()
@@ -200,6 +134,7 @@ pub(crate) fn scavenge(
                 report.stopped = true;
                 break;
             }
+            let segment_started = Instant::now();
             let outcome = scavenge_segment(
                 shared,
                 segment_index,
@@ -214,6 +149,12 @@ pub(crate) fn scavenge(
                     }
                 },
             )?;
+            let mut finished = SegmentFinished {
+                segment: segment_index,
+                rewritten: false,
+                frame_bytes_removed: 0,
+                elapsed: Duration::ZERO,
+            };
             match outcome {
                 Outcome::Unchanged => {}
                 Outcome::Deferred => report.segments_deferred += 1,
@@ -225,12 +166,18 @@ pub(crate) fn scavenge(
                     report.events_removed += events_removed;
                     report.frame_bytes_removed += frame_bytes_removed;
                     progress.events_removed += events_removed;
+                    progress.frame_bytes_removed += frame_bytes_removed;
+                    finished.rewritten = true;
+                    finished.frame_bytes_removed = frame_bytes_removed;
                 }
             }
+            finished.elapsed = segment_started.elapsed();
             progress.segments_done += 1;
             progress.bytes_done += size_bytes;
             if let Some(callback) = options.progress.as_mut() {
-                callback(&progress);
+                let mut now = progress.clone();
+                now.segment_finished = Some(finished);
+                callback(&now);
             }
         }
     }

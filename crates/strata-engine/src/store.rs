@@ -139,6 +139,21 @@ impl Store {
         crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
     }
 
+    /// Hands what the index gained since the last index file to the index saver now,
+    /// instead of waiting for `index_checkpoint_interval_bytes` more log (KurrentDB's
+    /// MergeIndexes): a later open replays less. Blocks until the writer and syncer have
+    /// taken the request; the file is written on the saver's thread.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Store::close`].
+    pub fn checkpoint_indexes(&self) -> Result<()> {
+        let (done, finished) = std::sync::mpsc::channel();
+        self.requests
+            .send(Request::SaveIndex { done })
+            .map_err(|_| Error::Closed)?;
+        finished.recv().map_err(|_| Error::Closed)
+    }
+
     /// Scavenges the store in `data_dir`, which no process may have open, the tail segment
     /// included (up to the log's end): opens it, closes it (the index files then cover the
     /// whole log), and scavenges every segment while holding the directory's lock. What
@@ -557,5 +572,16 @@ mod tests {
             .unwrap();
         assert_eq!(from_event.events.len(), 1, "the real position still works");
         store.close();
+    }
+}
+
+/// What a server runs on this store: scavenges and index checkpoints.
+impl strata_core::Maintenance for Store {
+    fn scavenge(&self, options: crate::ScavengeOptions) -> Result<crate::ScavengeReport> {
+        Store::scavenge(self, options)
+    }
+
+    fn checkpoint_indexes(&self) -> Result<()> {
+        Store::checkpoint_indexes(self)
     }
 }

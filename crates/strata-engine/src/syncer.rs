@@ -117,6 +117,8 @@ pub(crate) enum Handoff {
     Group(WrittenGroup),
     /// The writer has stopped; finish, save the index, mark the shutdown clean.
     Shutdown(std::sync::mpsc::Sender<()>),
+    /// Save an index file after the groups before it, then say so.
+    SaveIndex(std::sync::mpsc::Sender<()>),
 }
 
 pub(crate) struct Syncer {
@@ -155,13 +157,21 @@ impl Syncer {
                 break;
             };
             let mut groups = Vec::new();
+            let mut index_saves = Vec::new();
             for handoff in std::iter::once(first).chain(self.handoffs.try_iter()) {
                 match handoff {
                     Handoff::Group(group) => groups.push(group),
                     Handoff::Shutdown(done) => shutdown = Some(done),
+                    Handoff::SaveIndex(done) => index_saves.push(done),
                 }
             }
             self.complete(groups);
+            if !index_saves.is_empty() {
+                self.save_index();
+                for done in index_saves {
+                    let _ = done.send(());
+                }
+            }
         }
         self.finish();
         if let Some(done) = shutdown {

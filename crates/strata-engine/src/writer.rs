@@ -54,6 +54,10 @@ pub(crate) enum Request {
     Shutdown {
         done: std::sync::mpsc::Sender<()>,
     },
+    /// Save an index file now (MergeIndexes); `done` hears once it is handed to the saver.
+    SaveIndex {
+        done: std::sync::mpsc::Sender<()>,
+    },
 }
 
 impl Request {
@@ -173,12 +177,14 @@ impl Writer {
         let mut group = Group::default();
         self.group_sequence += 1;
         let mut shutdown = None;
+        let mut index_saves = Vec::new();
         let start_position = self.position;
         // Planning looks heads up under the index's read lock only for a moment, never
         // across segment creation or log reads: a slow disk must not stall the readers.
         for request in batch {
             match request {
                 Request::Shutdown { done } => shutdown = Some(done),
+                Request::SaveIndex { done } => index_saves.push(done),
                 Request::Append {
                     stream,
                     expected,
@@ -235,6 +241,9 @@ impl Writer {
         });
         if self.handoffs.send(handoff).is_err() {
             self.shared.poison("the syncer thread stopped".into());
+        }
+        for done in index_saves {
+            let _ = self.handoffs.send(Handoff::SaveIndex(done));
         }
         self.prune_pending_heads();
         shutdown

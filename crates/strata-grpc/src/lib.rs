@@ -36,6 +36,9 @@ mod errors;
 mod gossip;
 #[cfg(test)]
 mod malformed_tests;
+mod operations;
+#[cfg(test)]
+mod operations_tests;
 mod persistent;
 mod projections;
 #[cfg(test)]
@@ -66,9 +69,11 @@ use strata_auth::Security;
 use crate::access::Access;
 use crate::append_session::StreamsV2Service;
 use crate::gossip::{SingleNode, WithAuthority};
+use crate::operations::OperationsService;
 use crate::persistent::PersistentService;
 use crate::projections::ProjectionsService;
 use crate::proto::event_store::client::gossip::gossip_server::GossipServer;
+use crate::proto::event_store::client::operations::operations_server::OperationsServer;
 use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use crate::proto::event_store::client::projections::projections_server::ProjectionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
@@ -125,6 +130,10 @@ pub struct GrpcOptions {
     /// Persistent-subscription calls on a follower answer `not-leader`, and gossip lists
     /// the members.
     pub leadership: Option<Arc<strata_core::Leadership>>,
+    /// The node's operations behind the `Operations` service (scavenges, shutdown, index
+    /// merges); `None` leaves the service out (clients then get `UNIMPLEMENTED`, and it
+    /// is not advertised).
+    pub operations: Option<strata_operations::NodeOperations>,
 }
 
 impl GrpcOptions {
@@ -137,6 +146,7 @@ impl GrpcOptions {
             projections: None,
             subscription_progress: strata_core::SubscriptionProgress::default(),
             leadership: None,
+            operations: None,
         }
     }
 }
@@ -197,6 +207,7 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     .max_encoding_message_size(message_bytes_max);
     let features = Features {
         projections: options.projections.is_some(),
+        operations: options.operations.is_some(),
     };
     let streams_v2 = StreamsServiceServer::new(StreamsV2Service {
         access: access.clone(),
@@ -215,6 +226,14 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
             options.advertised.port,
             options.leadership.clone(),
         ))));
+    if let Some(operations) = options.operations {
+        routes = routes.add_service(OperationsServer::new(OperationsService {
+            operations,
+            persistent: Arc::clone(&persistent_subscriptions),
+            leadership: options.leadership.clone(),
+            access: access.clone(),
+        }));
+    }
     if let Some(manager) = options.projections {
         routes = routes.add_service(ProjectionsServer::new(ProjectionsService {
             manager,

@@ -47,6 +47,14 @@ pub(crate) mod event_store {
             ));
         }
 
+        pub(crate) mod operations {
+            #![allow(dead_code, clippy::all, reason = "generated")]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.operations.rs"
+            ));
+        }
+
         pub(crate) mod gossip {
             #![allow(dead_code, clippy::all, reason = "generated")]
             include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));

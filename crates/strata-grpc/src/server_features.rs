@@ -22,6 +22,8 @@ pub const STRATA_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) struct Features {
     /// The `Projections` service is served.
     pub(crate) projections: bool,
+    /// The `Operations` service is served.
+    pub(crate) operations: bool,
 }
 
 fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
@@ -33,7 +35,7 @@ fn method(service: &str, method: &str, features: &[&str]) -> SupportedMethod {
 }
 
 /// Names are lowercase, as the reference server lists them.
-pub(crate) fn supported_methods(projections: bool) -> SupportedMethods {
+pub(crate) fn supported_methods(projections: bool, operations: bool) -> SupportedMethods {
     const STREAMS: &str = "event_store.client.streams.streams";
     const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
     // As the reference: every method of the service lists "stream" and "all" (the Rust
@@ -92,6 +94,20 @@ pub(crate) fn supported_methods(projections: bool) -> SupportedMethods {
             methods.push(method(PROJECTIONS, name, &[]));
         }
     }
+    if operations {
+        const OPERATIONS: &str = "event_store.client.operations.operations";
+        for name in [
+            "startscavenge",
+            "stopscavenge",
+            "shutdown",
+            "mergeindexes",
+            "resignnode",
+            "setnodepriority",
+            "restartpersistentsubscriptions",
+        ] {
+            methods.push(method(OPERATIONS, name, &[]));
+        }
+    }
     SupportedMethods {
         methods,
         event_store_server_version: KURRENTDB_COMPATIBLE_VERSION.to_owned(),
@@ -104,6 +120,9 @@ impl ServerFeatures for Features {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<SupportedMethods>, Status> {
-        Ok(Response::new(supported_methods(self.projections)))
+        Ok(Response::new(supported_methods(
+            self.projections,
+            self.operations,
+        )))
     }
 }

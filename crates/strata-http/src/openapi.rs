@@ -63,6 +63,7 @@ struct ApiDoc;
 pub fn openapi_document() -> String {
     let mut document = ApiDoc::openapi();
     document.merge(<crate::connectors::ConnectorsDoc as OpenApi>::openapi());
+    document.merge(<crate::scavenges::ScavengesDoc as OpenApi>::openapi());
     document.to_json().unwrap_or_else(|_| "{}".to_owned())
 }
 

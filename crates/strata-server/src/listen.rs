@@ -129,6 +129,10 @@ pub struct Server {
     /// More routes served beside the API ([`Server::with_routes`]).
     routes: Option<axum::Router>,
     leadership: Option<Arc<strata_core::Leadership>>,
+    /// What the store can run besides reads and writes ([`Server::with_maintenance`]).
+    maintenance: Option<Arc<dyn strata_core::Maintenance>>,
+    /// Automatic scavenging ([`Server::with_auto_scavenge`]).
+    auto_scavenge: Option<strata_operations::AutoScavenge>,
 }
 
 impl Server {
@@ -162,7 +166,24 @@ impl Server {
             metrics: None,
             routes: None,
             leadership: config.leadership.clone(),
+            maintenance: None,
+            auto_scavenge: None,
         })
+    }
+
+    /// Lets operators scavenge the store and checkpoint its indexes (gRPC `Operations`,
+    /// `/v1/admin/scavenges`); without it those calls answer that the store cannot.
+    #[must_use]
+    pub fn with_maintenance(mut self, maintenance: Arc<dyn strata_core::Maintenance>) -> Self {
+        self.maintenance = Some(maintenance);
+        self
+    }
+
+    /// Scavenges on `auto`'s schedule, through the same job manager as operators.
+    #[must_use]
+    pub fn with_auto_scavenge(mut self, auto: strata_operations::AutoScavenge) -> Self {
+        self.auto_scavenge = Some(auto);
+        self
     }
 
     /// Serves `metrics` at `/metrics` and counts into them, so the caller can feed them
@@ -301,8 +322,21 @@ impl Server {
         if let Some(leadership) = &self.leadership {
             crate::leader_only::follow(leadership, Arc::downgrade(&projections)).await;
         }
+        // Scavenges, shutdown and index merges, for gRPC and HTTP alike (docs/SCAVENGING.md).
+        let scavenges = strata_operations::ScavengeJobs::new(
+            store.clone(),
+            self.maintenance.clone(),
+            self.local_addrs[0].to_string(),
+        );
+        let operations =
+            strata_operations::NodeOperations::new(scavenges.clone(), self.maintenance.clone());
+        let automatic = self
+            .auto_scavenge
+            .take()
+            .map(|auto| scavenges.spawn_automatic(auto));
         let grpc_options = strata_grpc::GrpcOptions {
             projections: Some(Arc::clone(&projections)),
+            operations: Some(operations.clone()),
             subscription_progress: metrics.grpc_subscriptions().clone(),
             ..self.grpc_options(Some(Arc::clone(&security)))
         };
@@ -321,9 +355,18 @@ impl Server {
             http_options,
         );
         http = http
-            .with_security(security)
+            .with_security(Arc::clone(&security))
             .with_projections(Arc::clone(&projections));
-        let mut router = services.routes.into_axum_router().merge(http.router());
+        let scavenge_routes = strata_http::scavenges_router(
+            operations.clone(),
+            Arc::clone(&security),
+            self.http.clone(),
+        );
+        let mut router = services
+            .routes
+            .into_axum_router()
+            .merge(http.router())
+            .merge(scavenge_routes);
         if let Some(routes) = self.routes.take() {
             router = router.merge(routes);
         }
@@ -343,8 +386,13 @@ impl Server {
             serving.spawn(accepting.serve(listener, stopped.clone()));
             tracing::debug!(%address, "accepting connections");
         }
+        let shutdown = operations.clone();
         tokio::spawn(async move {
-            stop.await;
+            // A signal, or an operator's Shutdown call.
+            tokio::select! {
+                () = stop => {}
+                () = shutdown.shutdown_requested() => {}
+            }
             let _ = stopping.send(true);
         });
         let mut stopped = stopped;
@@ -366,7 +414,12 @@ impl Server {
                 Ok(())
             }
         };
-        // Groups and projections write their last checkpoints while the store is still open.
+        // A scavenge stops after its segment, and groups and projections write their last
+        // checkpoints, while the store is still open.
+        if let Some(automatic) = automatic {
+            automatic.abort();
+        }
+        scavenges.shutdown().await;
         persistent_subscriptions.shutdown().await;
         projections.shutdown().await;
         outcome

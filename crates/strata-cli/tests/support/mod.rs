@@ -213,6 +213,27 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Waits (at most `READY_TIMEOUT`) for the server to exit on its own, as after an
+    /// operator's Shutdown; its exit status.
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server can be waited for") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The port the server listens on (on 127.0.0.1 and ::1).
     pub fn port(&self) -> u16 {
         self.port

@@ -9,7 +9,7 @@ mod read;
 mod replay_parked;
 mod restart_subsystem;
 mod settings;
-mod status;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;
 mod truncate_parked;

@@ -4,6 +4,7 @@ mod auth;
 mod compat;
 mod ops;
 mod persistent;
+mod scavenges;
 mod streams;
 mod subscriptions;
 mod support;

@@ -75,9 +75,25 @@ pub async fn start_with(http: HttpOptions) -> Running {
 }
 
 async fn start_config(config: ServeConfig) -> Running {
+    start_store(config, false).await
+}
+
+/// A secured server (`admin`, `ops`) whose engine store operators may scavenge.
+pub async fn start_scavengeable() -> Running {
+    start_store(
+        ServeConfig {
+            security: strata_auth::SecurityOptions::default(),
+            ..ServeConfig::default()
+        },
+        true,
+    )
+    .await
+}
+
+async fn start_store(config: ServeConfig, maintained: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
-    let server = Server::bind(&ServeConfig {
+    let mut server = Server::bind(&ServeConfig {
         bind: vec![Ipv4Addr::LOCALHOST.into()],
         port: 0,
         ..config
@@ -85,6 +101,9 @@ async fn start_config(config: ServeConfig) -> Running {
     .await
     .unwrap()
     .with_metrics(engine_metrics(&store));
+    if maintained {
+        server = server.with_maintenance(store.clone());
+    }
     let address = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(Arc::clone(&store), async {
