@@ -13,7 +13,7 @@
 
 use strata_core::system_streams::IndexKey;
 use strata_core::{
-    AllSlice, Direction, Error, EventFilter, FilterTarget, Position, ReadAllOptions, ReadFrom,
+    AllSlice, Direction, EventFilter, FilterTarget, Position, ReadAllOptions, ReadFrom,
     RecordedEvent, Result,
 };
 use tokio_postgres::types::ToSql;

@@ -247,7 +247,7 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     let appended = store
         .append(
             &name("count-1"),
-            ExpectedRevision::Exact(strata_core::Revision(59)),
+            ExpectedRevision::Exact(59),
             vec![ProposedEvent::json("After", "{}")],
         )
         .await
