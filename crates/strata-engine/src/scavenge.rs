@@ -14,8 +14,8 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use strata_core::rules::{self, Retention};
 use strata_core::{Error, Result, StreamMetadata};
@@ -34,7 +34,7 @@ use crate::store::stream_head;
 /// Bytes read from a segment at once.
 const CHUNK_BYTES: u64 = 1 << 20;
 
-pub use strata_core::scavenge::{ProgressCallback, ScavengeOptions, ScavengeProgress, ScavengeReport};
+pub use strata_core::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 
 /// What may go of one stream.
 #[derive(Clone)]
