@@ -16,7 +16,12 @@ use crate::progress;
 #[derive(Args)]
 pub(crate) struct ScavengeArgs {
     /// Directory of the store (no server may hold it).
-    #[arg(long, value_name = "DIR", required_unless_present = "store", conflicts_with = "store")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     postgres: PostgresArgs,
@@ -36,7 +41,12 @@ pub(crate) struct ForgetArgs {
     #[arg(required = true, value_name = "STREAM")]
     streams: Vec<String>,
     /// Directory of the store (no server may hold it).
-    #[arg(long, value_name = "DIR", required_unless_present = "store", conflicts_with = "store")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     postgres: PostgresArgs,
@@ -53,7 +63,12 @@ struct PostgresArgs {
     #[arg(long, visible_alias = "postgres", value_name = "URL")]
     store: Option<String>,
     /// The store's schema in that database.
-    #[arg(long, value_name = "NAME", default_value = "public", requires = "store")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "public",
+        requires = "store"
+    )]
     store_schema: String,
     /// What PostgreSQL does once the rows are deleted: `none` (autovacuum later), `plain`
     /// (VACUUM: the space is reused, reads and appends go on) or `full` (VACUUM FULL: the
@@ -211,12 +226,7 @@ fn scavenge(dir: &Path, throttle_percent: u8) -> anyhow::Result<ScavengeReport> 
     Ok(report)
 }
 
-fn print_report(
-    report: &ScavengeReport,
-    json: bool,
-    forgotten: Option<&[String]>,
-    postgres: bool,
-) {
+fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]>, postgres: bool) {
     if json {
         let mut value = report.to_json();
         if let (Some(streams), Some(object)) = (forgotten, value.as_object_mut()) {

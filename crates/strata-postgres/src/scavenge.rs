@@ -109,7 +109,10 @@ pub(crate) async fn run(
     let client = connect(config, Role::Scavenge, None).await?;
     let schema_lock: [&(dyn ToSql + Sync); 2] = [&LOCK_CLASS_SCAVENGE, &config.schema];
     let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &schema_lock)
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &schema_lock,
+        )
         .await
         .map_err(query_failed("taking the scavenge lock"))?
         .get(0);
@@ -227,7 +230,10 @@ async fn tables_size(client: &Client) -> Result<u64> {
     let mut total = 0u64;
     for table in TABLES {
         let size: i64 = client
-            .query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&table])
+            .query_one(
+                "SELECT pg_total_relation_size($1::text::regclass)",
+                &[&table],
+            )
             .await
             .map_err(query_failed("measuring the store's tables"))?
             .get(0);
@@ -337,56 +343,55 @@ async fn decide(
                     .unwrap_or_default()
             });
             let stream_head = head.to_stream_head(&stream);
-            let (from_revision, to_revision) = match rules::retention(
-                &stream,
-                &stream_head,
-                described.as_ref(),
-                now,
-            ) {
-                Retention::AllButTombstone => {
-                    let row = client
-                        .query_one(&bounds, &[&stream.as_str(), &to_i64(TOMBSTONE_REVISION)])
-                        .await
-                        .map_err(query_failed("reading a stream's revisions"))?;
-                    let (Some(low), Some(high)) =
-                        (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
-                    else {
-                        continue;
-                    };
-                    (low, high + 1)
-                }
-                Retention::Below {
-                    keep_from,
-                    last,
-                    expiry,
-                } => {
-                    let keep_from = match expiry {
-                        None => keep_from,
-                        Some(mut search) => {
-                            while let Some(revision) = search.next_probe() {
-                                let created = client
-                                    .query_opt(&created_at, &[&stream.as_str(), &to_i64(revision)])
-                                    .await
-                                    .map_err(query_failed("reading when an event was created"))?
-                                    .map(|row| Timestamp(row.get(0)));
-                                search.observe(revision, created);
-                            }
-                            Retention::keep_from_after(keep_from, last, Some(&search))
-                        }
-                    };
-                    if keep_from == 0 {
-                        continue;
+            let (from_revision, to_revision) =
+                match rules::retention(&stream, &stream_head, described.as_ref(), now) {
+                    Retention::AllButTombstone => {
+                        let row = client
+                            .query_one(&bounds, &[&stream.as_str(), &to_i64(TOMBSTONE_REVISION)])
+                            .await
+                            .map_err(query_failed("reading a stream's revisions"))?;
+                        let (Some(low), Some(high)) =
+                            (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+                        else {
+                            continue;
+                        };
+                        (low, high + 1)
                     }
-                    let row = client
-                        .query_one(&bounds, &[&stream.as_str(), &to_i64(keep_from)])
-                        .await
-                        .map_err(query_failed("reading a stream's revisions"))?;
-                    let Some(low) = row.get::<_, Option<i64>>(0) else {
-                        continue;
-                    };
-                    (low, to_i64(keep_from))
-                }
-            };
+                    Retention::Below {
+                        keep_from,
+                        last,
+                        expiry,
+                    } => {
+                        let keep_from = match expiry {
+                            None => keep_from,
+                            Some(mut search) => {
+                                while let Some(revision) = search.next_probe() {
+                                    let created = client
+                                        .query_opt(
+                                            &created_at,
+                                            &[&stream.as_str(), &to_i64(revision)],
+                                        )
+                                        .await
+                                        .map_err(query_failed("reading when an event was created"))?
+                                        .map(|row| Timestamp(row.get(0)));
+                                    search.observe(revision, created);
+                                }
+                                Retention::keep_from_after(keep_from, last, Some(&search))
+                            }
+                        };
+                        if keep_from == 0 {
+                            continue;
+                        }
+                        let row = client
+                            .query_one(&bounds, &[&stream.as_str(), &to_i64(keep_from)])
+                            .await
+                            .map_err(query_failed("reading a stream's revisions"))?;
+                        let Some(low) = row.get::<_, Option<i64>>(0) else {
+                            continue;
+                        };
+                        (low, to_i64(keep_from))
+                    }
+                };
             if from_revision >= to_revision {
                 continue;
             }
@@ -438,7 +443,10 @@ async fn delete_batch(
         .map_err(query_failed("starting a scavenge batch"))?;
     let lock_parameters: [&(dyn ToSql + Sync); 2] = [&LOCK_CLASS_WRITE, &config.schema];
     transaction
-        .query_one("SELECT pg_advisory_xact_lock($1, hashtext($2))", &lock_parameters)
+        .query_one(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &lock_parameters,
+        )
         .await
         .map_err(query_failed("taking the write lock"))?;
     let names: Vec<&str> = batch.iter().map(|piece| piece.stream.as_str()).collect();

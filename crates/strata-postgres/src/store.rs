@@ -125,7 +125,10 @@ impl PostgresStore {
     /// # Errors
     /// [`Error::InvalidArgument`] when a scavenge of the schema is already running on any
     /// node, or for a throttle outside 1–100; I/O errors from PostgreSQL.
-    pub async fn scavenge(&self, options: strata_core::scavenge::ScavengeOptions) -> Result<strata_core::scavenge::ScavengeReport> {
+    pub async fn scavenge(
+        &self,
+        options: strata_core::scavenge::ScavengeOptions,
+    ) -> Result<strata_core::scavenge::ScavengeReport> {
         self.scavenge_with(options, crate::PostgresScavenge::default())
             .await
     }

@@ -167,7 +167,11 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     }
     let all_before = read_all(&store, true).await;
     let ce_count_before = read_stream(&store, "$ce-count").await.expect("$ce-count");
-    assert_eq!(ce_count_before.len(), 60, "index reads return removable events until a scavenge");
+    assert_eq!(
+        ce_count_before.len(),
+        60,
+        "index reads return removable events until a scavenge"
+    );
 
     // What may stay: what reads return, each stream's last event, the tombstone, the last
     // event of each metadata stream.
@@ -225,7 +229,10 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     assert!(ce_tomb.is_empty(), "{ce_tomb:?}");
 
     // Subscriptions from the start and from a removed position see exactly the survivors.
-    assert_eq!(subscribe_until_caught_up(&store, SubscribeFrom::Start).await, expected);
+    assert_eq!(
+        subscribe_until_caught_up(&store, SubscribeFrom::Start).await,
+        expected
+    );
     let removed_position = all_before
         .iter()
         .find(|event| event.stream.as_str() == "tb-1")
@@ -242,7 +249,10 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     );
 
     // A second run finds nothing; appends go on at the right revisions.
-    let again = store.scavenge(ScavengeOptions::default()).await.expect("runs again");
+    let again = store
+        .scavenge(ScavengeOptions::default())
+        .await
+        .expect("runs again");
     assert_eq!(again.events_removed, 0);
     let appended = store
         .append(
@@ -255,7 +265,11 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     assert_eq!(appended.current_revision.0, 60);
     assert!(appended.position.0 > all_before.last().expect("events").position.0);
     let revived = store
-        .append(&name("soft-1"), ExpectedRevision::Any, vec![ProposedEvent::json("Back", "{}")])
+        .append(
+            &name("soft-1"),
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json("Back", "{}")],
+        )
         .await
         .expect("revives");
     assert_eq!(revived.current_revision.0, 60);
@@ -278,7 +292,12 @@ async fn a_scavenge_under_appends_and_a_live_subscription_misses_nothing() {
         )
         .await;
     }
-    let end_before = store.last_position().await.expect("reads").expect("events").0;
+    let end_before = store
+        .last_position()
+        .await
+        .expect("reads")
+        .expect("events")
+        .0;
     let mut subscription = subscribe_to_all(store.clone(), SubscribeFrom::Start, None, 64);
 
     // Four appenders while the scavenge deletes in batches of 30 rows, throttled.
@@ -291,7 +310,11 @@ async fn a_scavenge_under_appends_and_a_live_subscription_misses_nothing() {
                     let event = ProposedEvent::json("Live", format!("{{\"i\":{i}}}"));
                     ids.push(event.id);
                     store
-                        .append(&name(&format!("live-{writer}")), ExpectedRevision::Any, vec![event])
+                        .append(
+                            &name(&format!("live-{writer}")),
+                            ExpectedRevision::Any,
+                            vec![event],
+                        )
                         .await
                         .expect("appends during the scavenge");
                 }
@@ -318,7 +341,12 @@ async fn a_scavenge_under_appends_and_a_live_subscription_misses_nothing() {
     for appender in appenders {
         live_ids.extend(appender.await.expect("appender ends"));
     }
-    let end = store.last_position().await.expect("reads").expect("events").0;
+    let end = store
+        .last_position()
+        .await
+        .expect("reads")
+        .expect("events")
+        .0;
 
     // The subscription delivers positions strictly increasing, every live event once.
     let mut seen = Vec::new();
@@ -344,7 +372,10 @@ async fn a_scavenge_under_appends_and_a_live_subscription_misses_nothing() {
         .collect();
     assert_eq!(old.len(), 20 * 5);
     assert!(old.iter().all(|event| event.revision.0 >= 35));
-    let live = all.iter().filter(|e| e.stream.as_str().starts_with("live-")).count();
+    let live = all
+        .iter()
+        .filter(|e| e.stream.as_str().starts_with("live-"))
+        .count();
     assert_eq!(live, 240);
     let distinct: BTreeSet<u64> = positions(&all).into_iter().collect();
     assert_eq!(distinct.len(), all.len());
@@ -359,7 +390,10 @@ async fn relation_files_contain(schema: &str, marker: &[u8]) -> bool {
         .await
         .expect("connects");
     tokio::spawn(connection);
-    client.batch_execute("CHECKPOINT").await.expect("checkpoints");
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .expect("checkpoints");
     let rows = client
         .query(
             "WITH own AS (SELECT c.oid, c.reltoastrelid FROM pg_class c
@@ -374,7 +408,11 @@ async fn relation_files_contain(schema: &str, marker: &[u8]) -> bool {
         )
         .await
         .expect("lists the relations");
-    assert!(rows.len() >= 6, "tables, indexes and TOAST found: {}", rows.len());
+    assert!(
+        rows.len() >= 6,
+        "tables, indexes and TOAST found: {}",
+        rows.len()
+    );
     for row in rows {
         let path: String = row.get(0);
         let bytes: Vec<u8> = client
@@ -396,8 +434,11 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_table_files() {
     let marker = format!("forget-me-{}", uuid::Uuid::new_v4().simple());
     let events: Vec<ProposedEvent> = (0..30)
         .map(|i| {
-            ProposedEvent::json("PersonNamed", format!("{{\"name\":\"{marker}\",\"i\":{i}}}"))
-                .with_metadata(format!("{{\"note\":\"{marker}\"}}"))
+            ProposedEvent::json(
+                "PersonNamed",
+                format!("{{\"name\":\"{marker}\",\"i\":{i}}}"),
+            )
+            .with_metadata(format!("{{\"note\":\"{marker}\"}}"))
         })
         .collect();
     store
@@ -417,7 +458,10 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_table_files() {
     assert_eq!(report.events_removed, 30);
     assert!(!relation_files_contain(&schema.name, marker.as_bytes()).await);
     assert!(read_stream(&store, "person-1").await.is_none());
-    assert_eq!(read_stream(&store, "person-2").await.map(|e| e.len()), Some(10));
+    assert_eq!(
+        read_stream(&store, "person-2").await.map(|e| e.len()),
+        Some(10)
+    );
     let all = read_all(&store, true).await;
     assert_eq!(all.len(), 11, "person-2 and the tombstone");
     // Forgetting again (already tombstoned) is fine and removes nothing more.
@@ -442,7 +486,10 @@ async fn one_scavenge_at_a_time_per_schema_and_bad_settings_are_refused() {
             },
         )
         .await;
-    assert!(matches!(refused, Err(strata_core::Error::InvalidArgument { .. })));
+    assert!(matches!(
+        refused,
+        Err(strata_core::Error::InvalidArgument { .. })
+    ));
     // Another session holding the scavenge lock (another node's scavenge).
     let (client, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
         .await

@@ -188,7 +188,10 @@ impl<S: EventStore + ?Sized> Shredder<S> {
                     },
                 )
                 .map_err(|_| {
-                    shredded(&event, "the data was altered or damaged (tag mismatch)".into())
+                    shredded(
+                        &event,
+                        "the data was altered or damaged (tag mismatch)".into(),
+                    )
                 })?;
             let content_type = if envelope.json {
                 ContentType::Json

@@ -28,7 +28,10 @@ async fn read(store: &dyn EventStore, stream: &str) -> Vec<RecordedEvent> {
 }
 
 /// Writes two events for each of alice and bob; returns what was stored (an "export").
-async fn write_subjects<S: EventStore + ?Sized>(shredder: &Shredder<S>, store: &S) -> Vec<RecordedEvent> {
+async fn write_subjects<S: EventStore + ?Sized>(
+    shredder: &Shredder<S>,
+    store: &S,
+) -> Vec<RecordedEvent> {
     for subject in ["alice", "bob"] {
         let mut events = Vec::new();
         for i in 0..2 {
@@ -39,7 +42,11 @@ async fn write_subjects<S: EventStore + ?Sized>(shredder: &Shredder<S>, store: &
             events.push(shredder.encrypt(subject, event).await.expect("encrypts"));
         }
         store
-            .append(&name(&format!("person-{subject}")), ExpectedRevision::Any, events)
+            .append(
+                &name(&format!("person-{subject}")),
+                ExpectedRevision::Any,
+                events,
+            )
             .await
             .expect("appends");
     }
@@ -60,7 +67,10 @@ async fn read_dyn<S: EventStore + ?Sized>(store: &S, stream: &str) -> Vec<Record
 }
 
 /// Stored events are ciphertext; they decrypt to what was written; tampering is refused.
-async fn check_round_trip<S: EventStore + ?Sized>(shredder: &Shredder<S>, stored: &[RecordedEvent]) {
+async fn check_round_trip<S: EventStore + ?Sized>(
+    shredder: &Shredder<S>,
+    stored: &[RecordedEvent],
+) {
     for event in stored {
         assert!(
             !String::from_utf8_lossy(&event.data).contains("secret street"),
@@ -68,9 +78,16 @@ async fn check_round_trip<S: EventStore + ?Sized>(shredder: &Shredder<S>, stored
         );
         assert_eq!(event.content_type, ContentType::Binary);
     }
-    let decrypted = shredder.decrypt_all(stored.to_vec()).await.expect("decrypts");
+    let decrypted = shredder
+        .decrypt_all(stored.to_vec())
+        .await
+        .expect("decrypts");
     for (event, clear) in stored.iter().zip(decrypted) {
-        let Decrypted::Clear { subject, event: clear } = clear else {
+        let Decrypted::Clear {
+            subject,
+            event: clear,
+        } = clear
+        else {
             panic!("decrypted: {clear:?}");
         };
         assert!(event.stream.as_str().ends_with(&subject));
@@ -92,7 +109,10 @@ async fn check_round_trip<S: EventStore + ?Sized>(shredder: &Shredder<S>, stored
         data: "{}".into(),
         ..stored[0].clone()
     };
-    assert!(matches!(shredder.decrypt(plain).await, Ok(Decrypted::Plain(_))));
+    assert!(matches!(
+        shredder.decrypt(plain).await,
+        Ok(Decrypted::Plain(_))
+    ));
 }
 
 /// After forgetting alice: her copies read as forgotten, bob's decrypt, nothing new for her.
@@ -100,7 +120,13 @@ async fn check_forgotten<S: EventStore + ?Sized>(shredder: &Shredder<S>, export:
     let decrypted = shredder.decrypt_all(export.to_vec()).await.expect("reads");
     for (event, result) in export.iter().zip(decrypted) {
         match (event.stream.as_str(), result) {
-            ("person-alice", Decrypted::KeyForgotten { subject, event: kept }) => {
+            (
+                "person-alice",
+                Decrypted::KeyForgotten {
+                    subject,
+                    event: kept,
+                },
+            ) => {
                 assert_eq!(subject, "alice");
                 assert_eq!(&kept, event);
             }
@@ -111,7 +137,10 @@ async fn check_forgotten<S: EventStore + ?Sized>(shredder: &Shredder<S>, export:
     let refused = shredder
         .encrypt("alice", ProposedEvent::json("AddressChanged", "{}"))
         .await;
-    assert!(matches!(refused, Err(Error::SubjectForgotten { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::SubjectForgotten { .. })),
+        "{refused:?}"
+    );
 }
 
 fn files_contain(dir: &Path, needle: &[u8]) -> bool {
@@ -144,8 +173,9 @@ async fn a_forgotten_subject_reads_as_key_forgotten_on_the_engine() {
     store.close();
     drop(shredder);
     drop(store);
-    let report = strata_engine::Store::scavenge_closed(dir.path(), config(), ScavengeOptions::default())
-        .expect("scavenges");
+    let report =
+        strata_engine::Store::scavenge_closed(dir.path(), config(), ScavengeOptions::default())
+            .expect("scavenges");
     assert!(report.events_removed >= 1, "{report:?}");
     assert!(!files_contain(dir.path(), &key), "the key's bytes are gone");
 
@@ -162,8 +192,9 @@ async fn a_forgotten_subject_reads_as_key_forgotten_on_postgresql() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let schema = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
     let config = strata_postgres::PostgresConfig::new(url.clone()).with_schema(schema.clone());
-    let store: Arc<strata_postgres::PostgresStore> =
-        strata_postgres::PostgresStore::open(config).await.expect("opens");
+    let store: Arc<strata_postgres::PostgresStore> = strata_postgres::PostgresStore::open(config)
+        .await
+        .expect("opens");
     let shredder = Shredder::new(store.clone()).with_key_category("keys");
     let export = write_subjects(&shredder, &*store).await;
     check_round_trip(&shredder, &export).await;
@@ -178,5 +209,7 @@ async fn a_forgotten_subject_reads_as_key_forgotten_on_postgresql() {
     store.close().await;
     drop(shredder);
     drop(store);
-    strata_postgres::drop_schema(&url, &schema).await.expect("drops the test schema");
+    strata_postgres::drop_schema(&url, &schema)
+        .await
+        .expect("drops the test schema");
 }
