@@ -49,14 +49,16 @@ enum Command {
     /// truncated, expired, superseded metadata, tombstoned streams).
     #[command(
         after_help = "Example:\n  strata scavenge --data-dir /var/lib/strata\n  \
-        strata scavenge --data-dir /var/lib/strata --throttle-percent 50 --json\n\n\
+        strata scavenge --data-dir /var/lib/strata --throttle-percent 50 --json\n  \
+        strata scavenge --store postgres://postgres@db/strata --vacuum plain\n\n\
         Runs on a local store that no server holds; positions of the other events do not change.\n\
         Safe to interrupt (Ctrl-C, a crash): run it again to finish. docs/SCAVENGING.md."
     )]
     Scavenge(scavenge::ScavengeArgs),
     /// Tombstone streams and remove their events' bytes from the data directory at once.
     #[command(
-        after_help = "Example:\n  strata forget person-42 --data-dir /var/lib/strata\n\n\
+        after_help = "Example:\n  strata forget person-42 --data-dir /var/lib/strata\n  \
+        strata forget person-42 --store postgres://postgres@db/strata\n\n\
         The streams can never be written again. Their events' data and metadata are gone from\n\
         every file of the directory; the stream names stay (in the tombstone and the index files).\n\
         Blocks the file system freed are not overwritten: copies elsewhere (backups, exports) are\n\

@@ -1,7 +1,7 @@
 //! `strata scavenge` (give back the disk space of events no read can return any more) and
 //! `strata forget` (tombstone streams and remove their events' bytes at once), on a local
-//! store, or — `strata scavenge --server URL` — on a running server through its HTTP admin
-//! routes (docs/SCAVENGING.md).
+//! store (a data directory or PostgreSQL: `--store postgres://...`), or — `strata scavenge
+//! --server URL` — on a running server through its HTTP admin routes (docs/SCAVENGING.md).
 
 use std::path::{Path, PathBuf};
 
@@ -9,12 +9,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 use strata_core::{EventStore, ExpectedRevision};
 use strata_engine::{Config, ScavengeOptions, ScavengeReport, Store};
+use strata_postgres::{PostgresConfig, PostgresScavenge, PostgresStore, Vacuum};
 
 use crate::data::{explain, open_engine_existing, stream_name};
 use crate::progress;
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "server"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "server", "store"])))]
 pub(crate) struct ScavengeArgs {
     /// Directory of the store (no server may hold it).
     #[arg(long, value_name = "DIR")]
@@ -25,6 +26,8 @@ pub(crate) struct ScavengeArgs {
     /// leaves the server's scavenge running.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Share of the time the scavenge works, 1 to 100 (it sleeps the rest, leaving the
     /// disk to others).
     #[arg(long, value_name = "PERCENT", default_value_t = 100,
@@ -41,29 +44,120 @@ pub(crate) struct ForgetArgs {
     #[arg(required = true, value_name = "STREAM")]
     streams: Vec<String>,
     /// Directory of the store (no server may hold it).
-    #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    postgres: PostgresArgs,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
 }
 
+/// A PostgreSQL store instead of a data directory (servers may keep serving it).
+#[derive(Args)]
+struct PostgresArgs {
+    /// The PostgreSQL store: postgres://USER@HOST[:PORT]/DB (servers using it may keep
+    /// running).
+    #[arg(long, visible_alias = "postgres", value_name = "URL")]
+    store: Option<String>,
+    /// The store's schema in that database.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "public",
+        requires = "store"
+    )]
+    store_schema: String,
+    /// What PostgreSQL does once the rows are deleted: `none` (autovacuum later), `plain`
+    /// (VACUUM: the space is reused, reads and appends go on) or `full` (VACUUM FULL: the
+    /// files shrink, but reads and appends of every node wait meanwhile). Default: plain
+    /// for scavenge, full for forget.
+    #[arg(long, value_name = "KIND", value_parser = ["none", "plain", "full"], requires = "store")]
+    vacuum: Option<String>,
+}
+
+impl PostgresArgs {
+    fn vacuum(&self, default: Vacuum) -> Vacuum {
+        match self.vacuum.as_deref() {
+            Some("none") => Vacuum::None,
+            Some("plain") => Vacuum::Plain,
+            Some("full") => Vacuum::Full,
+            _ => default,
+        }
+    }
+
+    /// Opens the store, runs `work` on it, closes it.
+    fn with_store<T>(
+        &self,
+        url: &str,
+        work: impl AsyncFnOnce(&PostgresStore) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let config = PostgresConfig::new(url.to_owned()).with_schema(self.store_schema.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let store = PostgresStore::open(config)
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL store at {url}"))?;
+            let result = work(&store).await;
+            store.close().await;
+            result
+        })
+    }
+}
+
 pub(crate) fn run_scavenge(args: &ScavengeArgs) -> anyhow::Result<()> {
-    let report = match (&args.data_dir, &args.server) {
-        (_, Some(url)) => {
+    let report = match (&args.data_dir, &args.server, &args.postgres.store) {
+        (_, Some(url), _) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(scavenge_server(url, args.throttle_percent))?
         }
-        (Some(dir), None) => {
+        (_, None, Some(url)) => {
+            let bar = progress::bytes_bar("scavenging", 0);
+            let updates = bar.clone();
+            let options = ScavengeOptions {
+                throttle_percent: args.throttle_percent,
+                progress: Some(Box::new(move |step| {
+                    updates.set_length(step.segments_total);
+                    updates.set_position(step.segments_done);
+                })),
+                ..ScavengeOptions::default()
+            };
+            let settings = PostgresScavenge {
+                vacuum: args.postgres.vacuum(Vacuum::Plain),
+                ..PostgresScavenge::default()
+            };
+            let report = args.postgres.with_store(url, async |store| {
+                store
+                    .scavenge_with(options, settings)
+                    .await
+                    .map_err(explain)
+                    .context("the scavenge failed")
+            })?;
+            bar.finish_and_clear();
+            print_report(&report, args.json, None, true);
+            return Ok(());
+        }
+        (Some(dir), None, None) => {
             check_store_dir(dir)?;
             scavenge(dir, args.throttle_percent)?
         }
-        (None, None) => bail!("say what to scavenge: --data-dir DIR or --server URL"),
+        (None, None, None) => {
+            bail!("say what to scavenge: --data-dir DIR, --store URL or --server URL")
+        }
     };
-    print_report(&report, args.json, None);
+    print_report(&report, args.json, None, false);
     Ok(())
 }
 
@@ -134,14 +228,28 @@ fn report_from_json(report: &serde_json::Value) -> anyhow::Result<ScavengeReport
 }
 
 pub(crate) fn run_forget(args: &ForgetArgs) -> anyhow::Result<()> {
-    check_store_dir(&args.data_dir)?;
     let streams = args
         .streams
         .iter()
         .map(|name| stream_name(name))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+    let Some(dir) = &args.data_dir else {
+        let url = args.postgres.store.as_deref().unwrap_or_default();
+        let vacuum = args.postgres.vacuum(Vacuum::Full);
+        let report = args.postgres.with_store(url, async |store| {
+            store
+                .forget(&streams, vacuum)
+                .await
+                .map_err(explain)
+                .context("forgetting the streams failed")
+        })?;
+        print_report(&report, args.json, Some(&names), true);
+        return Ok(());
+    };
+    check_store_dir(dir)?;
     {
-        let store = open_engine_existing(&args.data_dir)?;
+        let store = open_engine_existing(dir)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -154,9 +262,8 @@ pub(crate) fn run_forget(args: &ForgetArgs) -> anyhow::Result<()> {
         }
         store.close();
     }
-    let report = scavenge(&args.data_dir, 100)?;
-    let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
-    print_report(&report, args.json, Some(&names));
+    let report = scavenge(dir, 100)?;
+    print_report(&report, args.json, Some(&names), false);
     Ok(())
 }
 
@@ -201,7 +308,7 @@ fn scavenge(dir: &Path, throttle_percent: u8) -> anyhow::Result<ScavengeReport> 
     Ok(report)
 }
 
-fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]>) {
+fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]>, postgres: bool) {
     if json {
         let mut value = report.to_json();
         if let (Some(streams), Some(object)) = (forgotten, value.as_object_mut()) {
@@ -212,6 +319,35 @@ fn print_report(report: &ScavengeReport, json: bool, forgotten: Option<&[String]
     }
     if let Some(streams) = forgotten {
         println!("forgotten:           {}", streams.join(", "));
+    }
+    if postgres {
+        println!(
+            "streams cleaned:     {} of {}",
+            report.segments_rewritten, report.segments_considered
+        );
+        if report.segments_deferred > 0 {
+            println!(
+                "streams deferred:    {} (metadata changed meanwhile; run again)",
+                report.segments_deferred
+            );
+        }
+        println!("events removed:      {}", report.events_removed);
+        println!(
+            "bytes removed:       {} (data and metadata of the deleted rows)",
+            human_bytes(report.frame_bytes_removed)
+        );
+        println!(
+            "size of the tables:  {} → {} ({} given back)",
+            human_bytes(report.allocated_bytes_before),
+            human_bytes(report.allocated_bytes_after),
+            human_bytes(
+                report
+                    .allocated_bytes_before
+                    .saturating_sub(report.allocated_bytes_after)
+            )
+        );
+        println!("time:                {:.2} s", report.elapsed.as_secs_f64());
+        return;
     }
     println!(
         "segments rewritten:  {} of {}",

@@ -31,7 +31,7 @@ mod metadata;
 mod multi_append;
 mod progress;
 pub mod rules;
-mod scavenge;
+pub mod scavenge;
 mod store;
 mod subscription;
 pub mod system_streams;

@@ -1,7 +1,8 @@
 //! What a scavenge is asked and what it reports, and [`Maintenance`]: the capability a
 //! store offers when it can scavenge (and checkpoint its indexes), so a server's job
 //! manager drives any backend the same way. The rules of what a scavenge removes live in
-//! [`crate::rules::retention`].
+//! [`crate::rules::retention`]. Backends: the embedded engine (`strata-engine`, segments)
+//! and PostgreSQL (`strata-postgres`, rows); see `docs/SCAVENGING.md`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -36,7 +37,9 @@ impl Default for ScavengeOptions {
     }
 }
 
-/// How far a scavenge has got.
+/// How far a scavenge has got. On PostgreSQL the bytes are those of the removed rows' data
+/// and metadata (`bytes_total`: of every stream with something to remove, an estimate from
+/// the revision ranges), and the "segments" are the streams with something to remove.
 #[derive(Clone, Debug, Default)]
 pub struct ScavengeProgress {
     /// Bytes of sealed segments looked at so far, of `bytes_total`.
@@ -62,7 +65,11 @@ pub struct SegmentFinished {
     pub elapsed: Duration,
 }
 
-/// What a scavenge did.
+/// What a scavenge did. On PostgreSQL: `allocated_bytes_*` are `pg_total_relation_size` of
+/// the store's tables (with their indexes and TOAST), `frame_bytes_removed` the data and
+/// metadata bytes of the deleted rows, and the "segments" are the streams with something
+/// to remove (considered), those rows were deleted from (rewritten) and those skipped
+/// because their metadata changed meanwhile (deferred).
 #[derive(Clone, Debug, Default)]
 pub struct ScavengeReport {
     /// Bytes the log's files occupy on disk (allocated blocks), before and after.

@@ -37,6 +37,8 @@ pub(crate) enum Role {
     Listener,
     /// Membership and the leader's session lock (`cluster.rs`).
     Cluster,
+    /// A scavenge (`scavenge.rs`): its `VACUUM` may take long, so no statement timeout.
+    Scavenge,
 }
 
 impl Role {
@@ -47,6 +49,7 @@ impl Role {
             Role::Reader => "reader",
             Role::Listener => "listener",
             Role::Cluster => "cluster",
+            Role::Scavenge => "scavenge",
         }
     }
 }
@@ -122,7 +125,7 @@ fn session_settings(config: &PostgresConfig, role: Role) -> String {
         KEEPALIVE_INTERVAL.as_secs(),
         KEEPALIVE_RETRIES,
     );
-    if role != Role::Migration {
+    if !matches!(role, Role::Migration | Role::Scavenge) {
         let server_timeout = config
             .statement_timeout
             .saturating_mul(SERVER_STATEMENT_TIMEOUT_FACTOR);

@@ -137,7 +137,12 @@ pub(crate) fn encode(key: &IndexKey) -> (i16, &str) {
 /// The keys a stored record goes under: [`index_keys`], except that tombstones go under
 /// none, and a key whose system stream could not be named (a correlation id longer than a
 /// stream name may be, which no read can ask for) is not stored.
-fn keys_of(stream: &str, revision: u64, event_type: &str, metadata: &[u8]) -> Vec<IndexKey> {
+pub(crate) fn keys_of(
+    stream: &str,
+    revision: u64,
+    event_type: &str,
+    metadata: &[u8],
+) -> Vec<IndexKey> {
     if revision == TOMBSTONE_REVISION {
         return Vec::new();
     }

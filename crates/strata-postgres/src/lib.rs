@@ -40,6 +40,7 @@ mod observe;
 mod plan;
 mod read_all;
 mod reader;
+mod scavenge;
 mod schema;
 mod store;
 #[cfg(test)]
@@ -56,5 +57,6 @@ pub use config::{
 };
 pub use error::PostgresError;
 pub use observe::{CommitObserver, GroupCommit};
+pub use scavenge::{PostgresScavenge, SCAVENGE_BATCH_ROWS_DEFAULT, Vacuum};
 pub use schema::{SCHEMA_VERSION, drop_schema};
 pub use store::PostgresStore;

@@ -15,6 +15,8 @@ pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x5354_5201;
 pub(crate) const LOCK_CLASS_WRITE: i32 = 0x5354_5202;
 /// The session lock the cluster's leader holds.
 pub(crate) const LOCK_CLASS_LEADER: i32 = 0x5354_5203;
+/// The session lock a scavenge holds: one at a time per schema, across nodes.
+pub(crate) const LOCK_CLASS_SCAVENGE: i32 = 0x5354_5204;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[

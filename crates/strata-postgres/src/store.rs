@@ -116,6 +116,64 @@ impl PostgresStore {
         }
     }
 
+    /// Deletes the rows of the events no read can return any more (deleted, truncated,
+    /// expired, superseded metadata, tombstoned streams: the engine's rules), in batches of
+    /// [`crate::SCAVENGE_BATCH_ROWS_DEFAULT`] rows, then runs `VACUUM (ANALYZE)`. Appends
+    /// and reads of every node go on meanwhile (each batch holds the write lock for its one
+    /// transaction). Positions of the other events do not change. See `docs/SCAVENGING.md`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a scavenge of the schema is already running on any
+    /// node, or for a throttle outside 1–100; I/O errors from PostgreSQL.
+    pub async fn scavenge(
+        &self,
+        options: strata_core::scavenge::ScavengeOptions,
+    ) -> Result<strata_core::scavenge::ScavengeReport> {
+        self.scavenge_with(options, crate::PostgresScavenge::default())
+            .await
+    }
+
+    /// [`PostgresStore::scavenge`] with PostgreSQL's settings: the `VACUUM` to run, the
+    /// batch size, and the streams to look at (all by default).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::scavenge`]; [`Error::InvalidArgument`] for a batch of 0 rows.
+    pub async fn scavenge_with(
+        &self,
+        options: strata_core::scavenge::ScavengeOptions,
+        settings: crate::PostgresScavenge,
+    ) -> Result<strata_core::scavenge::ScavengeReport> {
+        crate::scavenge::run(&self.config, &self.config.clock, options, settings).await
+    }
+
+    /// Tombstones `streams` (whatever their revision; already tombstoned ones included) and
+    /// deletes their events' rows at once, then runs `VACUUM FULL` on the store's tables so
+    /// the rows' bytes leave the table files (`vacuum` may ask for less). What stays: the
+    /// stream names (the tombstones, `streams`), and their `$$` metadata streams' last
+    /// event. See `docs/SCAVENGING.md`, "Forgetting".
+    ///
+    /// # Errors
+    /// As [`PostgresStore::scavenge`].
+    pub async fn forget(
+        &self,
+        streams: &[StreamName],
+        vacuum: crate::Vacuum,
+    ) -> Result<strata_core::scavenge::ScavengeReport> {
+        for stream in streams {
+            match self.tombstone_stream(stream, ExpectedRevision::Any).await {
+                Ok(_) | Err(Error::StreamDeleted { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let settings = crate::PostgresScavenge {
+            vacuum,
+            streams: Some(streams.to_vec()),
+            ..crate::PostgresScavenge::default()
+        };
+        self.scavenge_with(strata_core::scavenge::ScavengeOptions::default(), settings)
+            .await
+    }
+
     async fn write(&self, operation: Operation) -> Result<Outcome> {
         let sender = self.requests.lock().clone().ok_or(Error::Closed)?;
         // A write larger than the whole budget waits for the whole budget, then goes.

@@ -68,6 +68,15 @@ pub enum Error {
 
     #[error("the subscription of projection {projection} ended before it caught up")]
     SubscriptionEnded { projection: String },
+
+    #[error(
+        "subject {subject} was forgotten: its key is deleted and no new events are \
+         encrypted for it"
+    )]
+    SubjectForgotten { subject: String },
+
+    #[error("encrypted event of subject {subject:?}: {reason}")]
+    Shredded { subject: String, reason: String },
 }
 
 /// Why a command did not go through: the aggregate refused it, or the toolkit failed.

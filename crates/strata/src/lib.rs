@@ -105,6 +105,8 @@ mod command_id;
 mod error;
 mod projection;
 mod repository;
+#[cfg(feature = "shredding")]
+pub mod shredding;
 mod snapshot;
 #[cfg(feature = "postgres")]
 mod sql_projection;
