@@ -102,6 +102,7 @@ mod aggregate;
 mod cache;
 mod codec;
 mod command_id;
+mod decision;
 mod error;
 mod projection;
 mod repository;
@@ -113,6 +114,7 @@ mod upcaster;
 pub use aggregate::{Aggregate, DomainEvent, stream_name};
 pub use codec::decode_event;
 pub use command_id::CommandId;
+pub use decision::{Decider, Decision, DecisionOutcome, Tagged};
 pub use error::{CommandError, Error, Result};
 pub use projection::{
     CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS,
@@ -130,6 +132,7 @@ pub use sql_projection::{
 pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
 
 pub use strata_core::{
+    AppendCondition, AppendPart, MultiAppendResult, Query, QueryItem,
     AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
     RecordedEvent, Revision, StreamName,
 };
