@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 11] = [
+const PROTO_FILES: [&str; 12] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -21,6 +21,7 @@ const PROTO_FILES: [&str; 11] = [
     "projections.proto",
     "v2streams.proto",
     "v2streams_errors.proto",
+    "dcb.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
