@@ -318,7 +318,7 @@ impl SecondaryIndexes {
         after: Option<u64>,
         limit: usize,
     ) -> Vec<u64> {
-        let tail = |list: &'_ [u64]| -> usize {
+        let tail = |list: &[u64]| -> usize {
             after.map_or(0, |after| list.partition_point(|position| *position <= after))
         };
         let mut found: Vec<u64> = Vec::new();

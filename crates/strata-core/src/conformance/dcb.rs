@@ -239,7 +239,7 @@ pub async fn concurrent_rounds<S: EventStore + ?Sized>(
     for round in 0..ROUNDS {
         let shared_tag = format!("{prefix}:shared:{round}");
         let after = first
-            .read_query(&tag_query(&[&shared_tag]), None, 10)
+            .read_query(&tag_query(&[shared_tag.as_str()]), None, 10)
             .await
             .expect("read")
             .last_position;
@@ -260,8 +260,8 @@ pub async fn concurrent_rounds<S: EventStore + ?Sized>(
             tasks.push(tokio::spawn(async move {
                 let outcome = store
                     .append_conditional(
-                        part(&name, vec![tagged("Claimed", &[&tag])]),
-                        AppendCondition::new(tag_query(&[&tag]), after),
+                        part(&name, vec![tagged("Claimed", &[tag.as_str()])]),
+                        AppendCondition::new(tag_query(&[tag.as_str()]), after),
                     )
                     .await;
                 (racer, outcome)
@@ -279,7 +279,7 @@ pub async fn concurrent_rounds<S: EventStore + ?Sized>(
         }
         assert_eq!(racers_won, 1, "round {round}: exactly one overlapping append wins");
         let stored = first
-            .read_query(&tag_query(&[&shared_tag]), None, 100)
+            .read_query(&tag_query(&[shared_tag.as_str()]), None, 100)
             .await
             .expect("read");
         assert_eq!(stored.events.len(), 1, "round {round}: one event under the tag");
