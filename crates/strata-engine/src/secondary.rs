@@ -422,6 +422,7 @@ mod tests {
         RunKeys {
             event_types: types.iter().map(|name| Arc::from(*name)).collect(),
             correlations: Vec::new(),
+            tags: Vec::new(),
         }
     }
 
