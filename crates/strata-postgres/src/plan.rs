@@ -4,7 +4,7 @@
 //! the group inserts. No I/O here: the writer fetches what the rules ask about first
 //! ([`streams_needed`], [`Group::ranges_for_checks`], [`weak_resend_candidates`],
 //! [`Group::follow_up`]). A group can be planned again from the same fetched state without
-//! one of its requests: [`Group::new`], [`Group::learn`], then [`Group::plan`] per request.
+//! one of its requests: [`Group::new`], [`Group::learn`], then [`Group::plan_checked`] per request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -269,6 +269,7 @@ impl Group {
     }
 
     /// Plans one operation; a refused one leaves the group as it was.
+    #[cfg(test)]
     pub(crate) fn plan(&mut self, operation: &Operation) -> Outcome {
         self.plan_checked(operation, None)
     }
