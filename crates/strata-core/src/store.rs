@@ -399,7 +399,12 @@ pub async fn read_query_by_index<S: EventStore + ?Sized>(
     for item in &query.items {
         let keys: Vec<IndexKey> = match item.tags.first() {
             Some(tag) => vec![IndexKey::Tag(tag.clone())],
-            None => item.types.iter().cloned().map(IndexKey::EventType).collect(),
+            None => item
+                .types
+                .iter()
+                .cloned()
+                .map(IndexKey::EventType)
+                .collect(),
         };
         for key in keys {
             if !drivers.contains(&key) {

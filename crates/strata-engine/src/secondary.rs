@@ -62,7 +62,8 @@ impl RunKeys {
                 .push((self.event_types.len(), Arc::from(id.as_str())));
         }
         for tag in strata_core::tags_of(metadata) {
-            self.tags.push((self.event_types.len(), Arc::from(tag.as_str())));
+            self.tags
+                .push((self.event_types.len(), Arc::from(tag.as_str())));
         }
         self.event_types.push(type_names.intern(event_type));
     }
@@ -319,7 +320,9 @@ impl SecondaryIndexes {
         limit: usize,
     ) -> Vec<u64> {
         let tail = |list: &[u64]| -> usize {
-            after.map_or(0, |after| list.partition_point(|position| *position <= after))
+            after.map_or(0, |after| {
+                list.partition_point(|position| *position <= after)
+            })
         };
         let mut found: Vec<u64> = Vec::new();
         for item in &query.items {
@@ -349,8 +352,10 @@ impl SecondaryIndexes {
                 let carries_tags = others
                     .iter()
                     .all(|list| list.binary_search(position).is_ok());
-                let has_type =
-                    types.is_empty() || types.iter().any(|list| list.binary_search(position).is_ok());
+                let has_type = types.is_empty()
+                    || types
+                        .iter()
+                        .any(|list| list.binary_search(position).is_ok());
                 if carries_tags && has_type {
                     found.push(*position);
                     taken += 1;

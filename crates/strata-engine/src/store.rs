@@ -10,10 +10,10 @@ use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
 use strata_core::system_streams::{IndexKey, IndexSlice, index_window, read_system_stream};
 use strata_core::{
-    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Direction, Error, EventStore,
-    ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
-    Query, QuerySlice, ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice, StreamState, Timestamp,
-    WindowSlice,
+    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Direction, Error,
+    EventStore, ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, Query,
+    QuerySlice, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice,
+    StreamState, Timestamp, WindowSlice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -15,9 +15,9 @@ use strata_core::rules::{
     self, AppendDecision, MultiAppendDecision, RecordBody, StreamHead, StreamView, WritePlan,
 };
 use strata_core::{
-    AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
-    MultiAppendResult, Position, ProposedEvent, Result, StreamName, TOMBSTONE_EVENT_TYPE,
-    events_of_parts,
+    AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventId, ExpectedRevision,
+    METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result, StreamName,
+    TOMBSTONE_EVENT_TYPE, events_of_parts,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -521,8 +521,7 @@ impl Writer {
             return;
         }
         let system = first.stream.as_str().starts_with('$');
-        for (offset, (event_type, position)) in keys.event_types.iter().zip(positions).enumerate()
-        {
+        for (offset, (event_type, position)) in keys.event_types.iter().zip(positions).enumerate() {
             let link = &**event_type == strata_core::system_streams::LINK_EVENT_TYPE;
             let tags = if system || link {
                 Vec::new()

@@ -4,8 +4,8 @@
 //! checks name streams and revisions, so they cannot express a query over tags.
 
 use strata_core::{
-    AppendCondition, AppendPart, ContentType, EventId, ExpectedRevision, Position,
-    ProposedEvent, Query, QueryItem, StreamName,
+    AppendCondition, AppendPart, ContentType, EventId, ExpectedRevision, Position, ProposedEvent,
+    Query, QueryItem, StreamName,
 };
 use tonic::{Request, Response, Status};
 
@@ -155,4 +155,3 @@ impl Dcb for DcbService {
         }))
     }
 }
-

@@ -31,7 +31,12 @@ fn event(tag: &str) -> ProposedEvent {
         .expect("a valid tag")
 }
 
-async fn embedded_client(store: Arc<Store>, client: usize, kind: Kind, stop: Arc<AtomicBool>) -> u64 {
+async fn embedded_client(
+    store: Arc<Store>,
+    client: usize,
+    kind: Kind,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let stream = StreamName::new(format!("bench-{client}")).expect("stream");
     let tag = format!("client:{client}");
     let query = Query::new([QueryItem::new(Vec::<String>::new(), [tag.clone()])]);
@@ -169,7 +174,9 @@ async fn main() {
         .map_or(5, |arg| arg.parse().expect("seconds"));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!("cores: {cores}, {seconds} s per run, durability fsync (Config::default())");
-    println!("| front end | clients | plain appends ev/s | conditional appends ev/s | conditional ev/s per core |");
+    println!(
+        "| front end | clients | plain appends ev/s | conditional appends ev/s | conditional ev/s per core |"
+    );
     println!("|---|---|---|---|---|");
     for over_http in [false, true] {
         for clients in [1, 64] {

@@ -135,10 +135,8 @@ impl Connection {
             prepare(TERMINATE_SQL),
             prepare(EVENT_AT_SQL),
         )?;
-        let (tagged_conflict, typed_conflict) = futures::try_join!(
-            prepare(TAGGED_CONFLICT_SQL),
-            prepare(TYPED_CONFLICT_SQL),
-        )?;
+        let (tagged_conflict, typed_conflict) =
+            futures::try_join!(prepare(TAGGED_CONFLICT_SQL), prepare(TYPED_CONFLICT_SQL),)?;
         let row = client
             .query_one(THIS_BACKEND_SQL, &[])
             .await
@@ -270,15 +268,11 @@ async fn stored_conflict(
         let rows = match item.tags.split_first() {
             Some((leading, others)) => {
                 let parameters: [&(dyn ToSql + Sync); 4] = [leading, &after, &others, &item.types];
-                client
-                    .query(&statements.tagged_conflict, &parameters)
-                    .await
+                client.query(&statements.tagged_conflict, &parameters).await
             }
             None => {
                 let parameters: [&(dyn ToSql + Sync); 2] = [&item.types, &after];
-                client
-                    .query(&statements.typed_conflict, &parameters)
-                    .await
+                client.query(&statements.typed_conflict, &parameters).await
             }
         }
         .map_err(|error| classify(client, error, "checking an append condition"))?;

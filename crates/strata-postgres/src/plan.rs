@@ -15,9 +15,9 @@ use strata_core::rules::{
     streams_consulted,
 };
 use strata_core::{
-    AppendCondition, AppendPart, AppendResult, ContentType, DeleteResult, EventId, ExpectedRevision,
-    METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result, StreamMetadata,
-    StreamName, StreamState, TOMBSTONE_EVENT_TYPE, Timestamp, events_of_parts,
+    AppendCondition, AppendPart, AppendResult, ContentType, DeleteResult, EventId,
+    ExpectedRevision, METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result,
+    StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE, Timestamp, events_of_parts,
 };
 
 pub(crate) use strata_core::TOMBSTONE_REVISION;
@@ -52,9 +52,7 @@ impl Operation {
     pub(crate) fn streams(&self) -> Vec<&StreamName> {
         match self {
             Operation::Append { stream, .. } | Operation::Delete { stream, .. } => vec![stream],
-            Operation::AppendMulti { parts, .. } => {
-                parts.iter().map(|part| &part.stream).collect()
-            }
+            Operation::AppendMulti { parts, .. } => parts.iter().map(|part| &part.stream).collect(),
         }
     }
 
@@ -305,23 +303,21 @@ impl Group {
                     plan.delete_result(&positions)
                 }),
             ),
-            Operation::AppendMulti { parts, condition } => {
-                Outcome::AppendMulti(rules::plan_multi_append(&*self, parts).and_then(
-                    |decision| match decision {
-                        MultiAppendDecision::AlreadyAppended(result) => Ok(result),
-                        MultiAppendDecision::Write(plan) => {
-                            if let Some(condition) = condition
-                                && let Some(found) = self.conflict(condition, stored_conflict)
-                            {
-                                return Err(condition.failed(Position(found)));
-                            }
-                            let events = events_of_parts(parts.clone());
-                            let positions = self.carry_out(&plan.plan, &events);
-                            Ok(plan.result(&positions))
+            Operation::AppendMulti { parts, condition } => Outcome::AppendMulti(
+                rules::plan_multi_append(&*self, parts).and_then(|decision| match decision {
+                    MultiAppendDecision::AlreadyAppended(result) => Ok(result),
+                    MultiAppendDecision::Write(plan) => {
+                        if let Some(condition) = condition
+                            && let Some(found) = self.conflict(condition, stored_conflict)
+                        {
+                            return Err(condition.failed(Position(found)));
                         }
-                    },
-                ))
-            }
+                        let events = events_of_parts(parts.clone());
+                        let positions = self.carry_out(&plan.plan, &events);
+                        Ok(plan.result(&positions))
+                    }
+                }),
+            ),
         }
     }
 

@@ -5,9 +5,10 @@ use strata_core::system_streams::{IndexKey, IndexSlice, read_system_stream};
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
-    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
-    StreamName, StreamSlice, StreamState, WindowSlice, read_all_window_by_filtering,
+    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventStore,
+    ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
+    ReadStreamOptions, Result, StreamName, StreamSlice, StreamState, WindowSlice,
+    read_all_window_by_filtering,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;

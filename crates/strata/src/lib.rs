@@ -132,9 +132,9 @@ pub use sql_projection::{
 pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
 
 pub use strata_core::{
-    AppendCondition, AppendPart, MultiAppendResult, Query, QueryItem,
-    AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
-    RecordedEvent, Revision, StreamName,
+    AppendCondition, AppendPart, AppendResult, Bytes, EventId, EventStore, ExpectedRevision,
+    MultiAppendResult, Position, ProposedEvent, Query, QueryItem, RecordedEvent, Revision,
+    StreamName,
 };
 #[cfg(feature = "remote")]
 pub use strata_remote::RemoteStore;

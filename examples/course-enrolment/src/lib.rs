@@ -66,7 +66,10 @@ impl Decision for DefineCourse {
     type Error = Refusal;
 
     fn query(&self) -> Query {
-        Query::new([QueryItem::new(["CourseDefined"], [course_tag(&self.course)])])
+        Query::new([QueryItem::new(
+            ["CourseDefined"],
+            [course_tag(&self.course)],
+        )])
     }
 
     fn evolve(&self, exists: &mut bool, _event: EnrolmentEvent) {

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use course_enrolment::{
-    DefineCourse, EnrolmentEvent, Refusal, STUDENT_COURSES_MAX, Subscribe, course_tag,
-    student_tag,
+    DefineCourse, EnrolmentEvent, Refusal, STUDENT_COURSES_MAX, Subscribe, course_tag, student_tag,
 };
 use strata::{CommandError, Decider, EventStore, Query, QueryItem, decode_event};
 use strata_engine::{Config, Store};

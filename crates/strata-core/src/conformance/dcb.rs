@@ -24,7 +24,11 @@ fn tag_query(tags: &[&str]) -> Query {
 }
 
 fn part(name: &str, events: Vec<ProposedEvent>) -> Vec<AppendPart> {
-    vec![AppendPart::write(stream(name), ExpectedRevision::Any, events)]
+    vec![AppendPart::write(
+        stream(name),
+        ExpectedRevision::Any,
+        events,
+    )]
 }
 
 /// For a backend without conditional appends: the refusal is `Unsupported`. True when that
@@ -100,10 +104,18 @@ pub async fn dcb_query_reads_match_types_and_tags<B: Backend>(backend: &B) {
         "tags come back as appended"
     );
     let (found, _) = read(tag_query(&["course:c1", "student:s1"]), None, 100).await;
-    assert_eq!(found, vec![positions[2]], "every tag of an item must be carried");
+    assert_eq!(
+        found,
+        vec![positions[2]],
+        "every tag of an item must be carried"
+    );
     let by_type = Query::new([QueryItem::new(["StudentSubscribed"], Vec::<String>::new())]);
     let (found, _) = read(by_type.clone(), None, 100).await;
-    assert_eq!(found, vec![positions[2], positions[3], positions[5]], "by type");
+    assert_eq!(
+        found,
+        vec![positions[2], positions[3], positions[5]],
+        "by type"
+    );
     let (found, _) = read(by_type, Some(positions[2]), 100).await;
     assert_eq!(found, vec![positions[3], positions[5]], "after a position");
     let type_and_tag = Query::new([QueryItem::new(["StudentSubscribed"], ["student:s1"])]);
@@ -125,7 +137,11 @@ pub async fn dcb_query_reads_match_types_and_tags<B: Backend>(backend: &B) {
     assert!(slice.more);
     let (found, slice) = read(tag_query(&["nobody"]), Some(positions[1]), 100).await;
     assert!(found.is_empty());
-    assert_eq!(slice.last_position, Some(positions[1]), "nothing read keeps `after`");
+    assert_eq!(
+        slice.last_position,
+        Some(positions[1]),
+        "nothing read keeps `after`"
+    );
     let empty = store.read_query(&Query::default(), None, 10).await;
     assert!(
         matches!(empty, Err(Error::InvalidArgument { .. })),
@@ -277,11 +293,18 @@ pub async fn concurrent_rounds<S: EventStore + ?Sized>(
                 other => panic!("round {round}, task {racer}: {other:?}"),
             }
         }
-        assert_eq!(racers_won, 1, "round {round}: exactly one overlapping append wins");
+        assert_eq!(
+            racers_won, 1,
+            "round {round}: exactly one overlapping append wins"
+        );
         let stored = first
             .read_query(&tag_query(&[shared_tag.as_str()]), None, 100)
             .await
             .expect("read");
-        assert_eq!(stored.events.len(), 1, "round {round}: one event under the tag");
+        assert_eq!(
+            stored.events.len(),
+            1,
+            "round {round}: one event under the tag"
+        );
     }
 }

@@ -69,7 +69,11 @@ async fn conditional_appends_check_the_query_after_the_read_position() {
         .send()
         .await
         .unwrap();
-    assert_eq!(fresh.status(), 200, "nothing matched after the position read");
+    assert_eq!(
+        fresh.status(),
+        200,
+        "nothing matched after the position read"
+    );
 
     let empty = server
         .client
@@ -118,6 +122,10 @@ async fn racing_conditional_appends_over_http_exactly_one_wins() {
             statuses.push(task.await.unwrap().as_u16());
         }
         statuses.sort_unstable();
-        assert_eq!(statuses, vec![200, 409, 409, 409, 409, 409, 409, 409], "round {round}");
+        assert_eq!(
+            statuses,
+            vec![200, 409, 409, 409, 409, 409, 409, 409],
+            "round {round}"
+        );
     }
 }
