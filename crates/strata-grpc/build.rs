@@ -9,7 +9,7 @@ use std::error::Error;
 const PROTO_DIR: &str = "proto";
 
 /// Every file, imported ones included, so editing any of them rebuilds.
-const PROTO_FILES: [&str; 12] = [
+const PROTO_FILES: [&str; 13] = [
     "code.proto",
     "status.proto",
     "shared.proto",
@@ -22,6 +22,7 @@ const PROTO_FILES: [&str; 12] = [
     "v2streams.proto",
     "v2streams_errors.proto",
     "operations.proto",
+    "dcb.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

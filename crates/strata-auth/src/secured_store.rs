@@ -86,6 +86,42 @@ impl EventStore for SecuredStore {
         self.inner.append_multi(parts).await
     }
 
+    /// As a multi-stream append, and read access to `$all`: the condition tells whether
+    /// events of any stream match.
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: strata_core::AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        self.check_all().await?;
+        for part in &parts {
+            let operation = if part.is_check() {
+                StreamOperation::Read
+            } else {
+                StreamOperation::Write
+            };
+            self.check(operation, &part.stream).await?;
+        }
+        self.inner.append_conditional(parts, condition).await
+    }
+
+    /// Read access to `$all`, and only the events the principal may read.
+    async fn read_query(
+        &self,
+        query: &strata_core::Query,
+        after: Option<Position>,
+        max_count: usize,
+    ) -> Result<strata_core::QuerySlice> {
+        self.check_all().await?;
+        let mut slice = self.inner.read_query(query, after, max_count).await?;
+        let events = std::mem::take(&mut slice.events);
+        slice.events = self
+            .security
+            .readable_events(&self.principal, events)
+            .await?;
+        Ok(slice)
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,

@@ -19,6 +19,16 @@ pub enum Error {
     #[error("stream {stream} is tombstoned: it can never be read or written again")]
     StreamDeleted { stream: StreamName },
 
+    /// A conditional (DCB) append found an event matching its query after its position.
+    #[error(
+        "append condition failed: an event matching the query is at {found}, after {}",
+        after.map_or_else(|| "the start".to_owned(), |after| after.to_string())
+    )]
+    AppendConditionFailed {
+        after: Option<crate::types::Position>,
+        found: crate::types::Position,
+    },
+
     #[error("invalid stream name {name:?}: {reason}")]
     InvalidStreamName { name: String, reason: String },
 

@@ -57,6 +57,24 @@ impl<S: EventStore + ?Sized> EventStore for FencedStore<S> {
         self.inner.append_multi(parts).await
     }
 
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: crate::dcb::AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        self.check()?;
+        self.inner.append_conditional(parts, condition).await
+    }
+
+    async fn read_query(
+        &self,
+        query: &crate::dcb::Query,
+        after: Option<crate::types::Position>,
+        max_count: usize,
+    ) -> Result<crate::dcb::QuerySlice> {
+        self.inner.read_query(query, after, max_count).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod dcb;
 mod error;
 mod fenced;
 mod filter;
@@ -41,6 +42,10 @@ mod types;
 pub mod conformance;
 
 pub use clock::{Clock, ManualClock};
+pub use dcb::{
+    AppendCondition, QUERY_ITEMS_MAX, Query, QueryItem, QuerySlice, TAG_BYTES_MAX, TAGS_KEY,
+    tags_of,
+};
 pub use error::{Error, Result};
 pub use fenced::FencedStore;
 pub use filter::{
@@ -62,7 +67,10 @@ pub use scavenge::{
     Maintenance, ProgressCallback, ScavengeOptions, ScavengeProgress, ScavengeReport,
     SegmentFinished,
 };
-pub use store::{AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
+pub use store::{
+    AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
+    read_query_by_index,
+};
 pub use subscription::{
     CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,
     SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem,

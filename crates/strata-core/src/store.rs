@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::dcb::{AppendCondition, Query, QuerySlice};
 use crate::error::{Error, Result};
 use crate::filter::{EventFilter, WindowSlice};
 use crate::limits::Limits;
@@ -188,6 +189,45 @@ pub trait EventStore: Send + Sync + 'static {
         })
     }
 
+    /// A conditional (DCB) append: appends `parts` as [`EventStore::append_multi`] does,
+    /// unless an event matching `condition.query` is in the log after `condition.after`
+    /// (docs/DCB.md). The check and the append are one step of the store's write order, so
+    /// of two conditional appends whose events match each other's queries, decided on the
+    /// same position, exactly one succeeds. A re-send of an appended request returns the
+    /// original result without evaluating the condition. The engine, PostgreSQL and the
+    /// reference store implement it; the default refuses (remote stores).
+    ///
+    /// # Errors
+    /// [`Error::AppendConditionFailed`] naming the first matching event found; an invalid
+    /// query ([`Error::InvalidArgument`]); otherwise as [`EventStore::append_multi`].
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        let _ = (parts, condition);
+        Err(Error::Unsupported {
+            operation: "conditional (DCB) appends",
+        })
+    }
+
+    /// Reads, forwards in log order, up to `max_count` events matching `query` after
+    /// `after` (from the start when `None`). The default is served by the secondary
+    /// indexes ([`EventStore::read_index`] of each item's first tag, or of its types): per
+    /// driving key a binary search finds the first entry after `after`, then pages of
+    /// entries are read and checked against the query; the log is never scanned.
+    ///
+    /// # Errors
+    /// An invalid query ([`Error::InvalidArgument`]); storage errors.
+    async fn read_query(
+        &self,
+        query: &Query,
+        after: Option<Position>,
+        max_count: usize,
+    ) -> Result<QuerySlice> {
+        read_query_by_index(self, query, after, max_count).await
+    }
+
     /// Reads visible events of one stream (metadata max age, max count and `$tb` applied).
     ///
     /// # Errors
@@ -339,6 +379,126 @@ pub trait EventStore: Send + Sync + 'static {
         }
         rules::check_expected(&heads, stream, expected)
     }
+}
+
+/// Entries of an index read per page by [`read_query_by_index`].
+const QUERY_PAGE_ENTRIES: usize = 256;
+
+/// [`EventStore::read_query`] served by [`EventStore::read_index`]; backends use it as is.
+///
+/// # Errors
+/// An invalid query; storage errors.
+pub async fn read_query_by_index<S: EventStore + ?Sized>(
+    store: &S,
+    query: &Query,
+    after: Option<Position>,
+    max_count: usize,
+) -> Result<QuerySlice> {
+    let query = query.clone().validated()?;
+    let mut drivers: Vec<IndexKey> = Vec::new();
+    for item in &query.items {
+        let keys: Vec<IndexKey> = match item.tags.first() {
+            Some(tag) => vec![IndexKey::Tag(tag.clone())],
+            None => item
+                .types
+                .iter()
+                .cloned()
+                .map(IndexKey::EventType)
+                .collect(),
+        };
+        for key in keys {
+            if !drivers.contains(&key) {
+                drivers.push(key);
+            }
+        }
+    }
+    let mut found: Vec<RecordedEvent> = Vec::new();
+    let mut more = false;
+    for key in &drivers {
+        let (events, key_more) = matching_under_key(store, key, &query, after, max_count).await?;
+        more |= key_more;
+        found.extend(events);
+    }
+    found.sort_by_key(|event| event.position);
+    found.dedup_by_key(|event| event.position);
+    if found.len() > max_count {
+        found.truncate(max_count);
+        more = true;
+    }
+    let last_position = found.last().map(|event| event.position).or(after);
+    Ok(QuerySlice {
+        events: found,
+        last_position,
+        more,
+    })
+}
+
+/// Up to `max_count` events under `key` after `after` that match `query`; true when the
+/// key may hold more.
+async fn matching_under_key<S: EventStore + ?Sized>(
+    store: &S,
+    key: &IndexKey,
+    query: &Query,
+    after: Option<Position>,
+    max_count: usize,
+) -> Result<(Vec<RecordedEvent>, bool)> {
+    let last = store
+        .read_index(key, ReadStreamOptions::backwards().max_count(1))
+        .await?;
+    let Some(last_revision) = last.last_revision else {
+        return Ok((Vec::new(), false));
+    };
+    let position_at = async |revision: u64| -> Result<Option<Position>> {
+        let slice = store
+            .read_index(
+                key,
+                ReadStreamOptions::forwards()
+                    .from_revision(revision)
+                    .max_count(1),
+            )
+            .await?;
+        Ok(slice.events.first().map(|indexed| indexed.event.position))
+    };
+    // The first revision whose event is after `after` (entries are in log order).
+    let mut low = 0;
+    if let Some(after) = after {
+        let mut high = last_revision + 1;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match position_at(middle).await? {
+                Some(position) if position > after => high = middle,
+                _ => low = middle + 1,
+            }
+        }
+    }
+    let mut events = Vec::new();
+    let mut revision = low;
+    while revision <= last_revision {
+        let page = store
+            .read_index(
+                key,
+                ReadStreamOptions::forwards()
+                    .from_revision(revision)
+                    .max_count(QUERY_PAGE_ENTRIES),
+            )
+            .await?;
+        if page.events.is_empty() {
+            break;
+        }
+        for indexed in page.events {
+            revision = indexed.index_revision + 1;
+            if after.is_some_and(|after| indexed.event.position <= after) {
+                continue;
+            }
+            if query.matches(&indexed.event) {
+                if events.len() == max_count {
+                    return Ok((events, true));
+                }
+                events.push(indexed.event);
+            }
+        }
+    }
+    Ok((events, false))
 }
 
 /// A stream's head as the contract's reads report it.

@@ -46,6 +46,9 @@ pub enum IndexKey {
     StreamStarts,
     /// The first event of every stream of a category (`$category-<category>`).
     CategoryStreams(String),
+    /// Events of user streams carrying a tag (`$tags` of their metadata, docs/DCB.md).
+    /// No system stream reads it.
+    Tag(String),
 }
 
 impl IndexKey {
@@ -87,6 +90,8 @@ impl IndexKey {
             IndexKey::Correlation(id) => format!("{CORRELATION_PREFIX}{id}"),
             IndexKey::StreamStarts => STREAMS_STREAM.to_owned(),
             IndexKey::CategoryStreams(category) => format!("{CATEGORY_STREAMS_PREFIX}{category}"),
+            // Named for messages only: no system stream shows a tag's index.
+            IndexKey::Tag(tag) => format!("$tag-{tag}"),
         }
     }
 
@@ -152,6 +157,7 @@ pub fn index_keys(stream: &str, revision: u64, event_type: &str, metadata: &[u8]
         if let Some(id) = correlation_id(metadata) {
             keys.push(IndexKey::Correlation(id));
         }
+        keys.extend(crate::dcb::tags_of(metadata).into_iter().map(IndexKey::Tag));
     }
     if revision == 0 {
         keys.push(IndexKey::StreamStarts);

@@ -26,6 +26,8 @@ pub(crate) struct Postings {
 pub(crate) struct RunKeys {
     pub event_types: Vec<Arc<str>>,
     pub correlations: Vec<(usize, Arc<str>)>,
+    /// The DCB tags some events carry (`$tags`), by index in the run.
+    pub tags: Vec<(usize, Arc<str>)>,
 }
 
 impl RunKeys {
@@ -58,6 +60,10 @@ impl RunKeys {
         if let Some(id) = correlation_id(metadata) {
             self.correlations
                 .push((self.event_types.len(), Arc::from(id.as_str())));
+        }
+        for tag in strata_core::tags_of(metadata) {
+            self.tags
+                .push((self.event_types.len(), Arc::from(tag.as_str())));
         }
         self.event_types.push(type_names.intern(event_type));
     }
@@ -113,14 +119,16 @@ pub(crate) enum Kind {
     Correlation = 3,
     StreamStarts = 4,
     CategoryStreams = 5,
+    Tag = 6,
 }
 
-const ALL_KINDS: [Kind; 5] = [
+const ALL_KINDS: [Kind; 6] = [
     Kind::Category,
     Kind::EventType,
     Kind::Correlation,
     Kind::StreamStarts,
     Kind::CategoryStreams,
+    Kind::Tag,
 ];
 
 impl Kind {
@@ -135,6 +143,7 @@ impl Kind {
             IndexKey::Correlation(name) => (Kind::Correlation, name),
             IndexKey::StreamStarts => (Kind::StreamStarts, ""),
             IndexKey::CategoryStreams(name) => (Kind::CategoryStreams, name),
+            IndexKey::Tag(name) => (Kind::Tag, name),
         }
     }
 }
@@ -152,7 +161,7 @@ pub(crate) struct SecondaryIndexes {
     /// False when the store keeps no secondary indexes (`Config::system_streams`).
     enabled: bool,
     /// One map per kind; `StreamStarts` has the single name "".
-    maps: [HashMap<Arc<str>, Postings>; 5],
+    maps: [HashMap<Arc<str>, Postings>; 6],
     /// Keys changed since the last index file.
     dirty: Vec<(Kind, Arc<str>)>,
 }
@@ -291,6 +300,74 @@ impl SecondaryIndexes {
                     .push(position);
             }
         }
+        for (offset, tag) in &keys.tags {
+            if let (Some(&position), Some(event_type)) =
+                (positions.get(*offset), keys.event_types.get(*offset))
+                && &**event_type != LINK_EVENT_TYPE
+                && !system
+            {
+                self.postings_mut(Kind::Tag, tag).positions.push(position);
+            }
+        }
+    }
+
+    /// Positions after `after` of events that match `query` (by these indexes), ascending,
+    /// at most `limit`; the log is not read. Each item is driven by its shortest tag list
+    /// (the other tags and the types are looked up by binary search) or, without tags, by
+    /// its types' lists.
+    pub(crate) fn query_positions(
+        &self,
+        query: &strata_core::Query,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Vec<u64> {
+        let tail = |list: &[u64]| -> usize {
+            after.map_or(0, |after| {
+                list.partition_point(|position| *position <= after)
+            })
+        };
+        let mut found: Vec<u64> = Vec::new();
+        for item in &query.items {
+            let types: Vec<&[u64]> = item
+                .types
+                .iter()
+                .map(|name| self.positions(Kind::EventType, name))
+                .collect();
+            if item.tags.is_empty() {
+                for list in &types {
+                    found.extend(list[tail(list)..].iter().take(limit));
+                }
+                continue;
+            }
+            let mut tags: Vec<&[u64]> = item
+                .tags
+                .iter()
+                .map(|name| self.positions(Kind::Tag, name))
+                .collect();
+            tags.sort_by_key(|list| list.len());
+            let (driving, others) = tags.split_first().unwrap_or_else(|| unreachable!());
+            let mut taken = 0;
+            for position in &driving[tail(driving)..] {
+                if taken == limit {
+                    break;
+                }
+                let carries_tags = others
+                    .iter()
+                    .all(|list| list.binary_search(position).is_ok());
+                let has_type = types.is_empty()
+                    || types
+                        .iter()
+                        .any(|list| list.binary_search(position).is_ok());
+                if carries_tags && has_type {
+                    found.push(*position);
+                    taken += 1;
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(limit);
+        found
     }
 
     /// Adds positions loaded from an index file (already saved). Returns false when they
@@ -354,6 +431,7 @@ mod tests {
         RunKeys {
             event_types: types.iter().map(|name| Arc::from(*name)).collect(),
             correlations: Vec::new(),
+            tags: Vec::new(),
         }
     }
 

@@ -10,10 +10,10 @@ use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
 use strata_core::system_streams::{IndexKey, IndexSlice, index_window, read_system_stream};
 use strata_core::{
-    AllSlice, AppendPart, AppendResult, DeleteResult, Direction, Error, EventStore,
-    ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
-    ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice, StreamState, Timestamp,
-    WindowSlice,
+    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Direction, Error,
+    EventStore, ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, Query,
+    QuerySlice, ReadAllOptions, ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice,
+    StreamState, Timestamp, WindowSlice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -356,8 +356,80 @@ impl EventStore for Store {
             .acquire_many(kib)
             .await
             .map_err(|_| Error::Closed)?;
-        self.send(|reply| Request::AppendMulti { parts, reply })
+        self.send(|reply| Request::AppendMulti {
+            parts,
+            condition: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        if !self.shared.config.system_streams {
+            return Err(Error::Unsupported {
+                operation: "conditional (DCB) appends on a store without secondary indexes \
+                            (Config::system_streams is off)",
+            });
+        }
+        let condition = AppendCondition {
+            query: condition.query.validated()?,
+            ..condition
+        };
+        self.shared.config.limits.check_multi_append(&parts)?;
+        let size_bytes: usize = parts
+            .iter()
+            .flat_map(|part| &part.events)
+            .map(ProposedEvent::size_bytes)
+            .sum();
+        let kib = u32::try_from(size_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _queued = self
+            .queued_append_kib
+            .acquire_many(kib)
             .await
+            .map_err(|_| Error::Closed)?;
+        self.send(|reply| Request::AppendMulti {
+            parts,
+            condition: Some(condition),
+            reply,
+        })
+        .await
+    }
+
+    async fn read_query(
+        &self,
+        query: &Query,
+        after: Option<Position>,
+        max_count: usize,
+    ) -> Result<QuerySlice> {
+        if !self.shared.config.system_streams {
+            return strata_core::read_query_by_index(self, query, after, max_count).await;
+        }
+        let query = query.clone().validated()?;
+        // Only published (durable) events are in the indexes, so every position found is
+        // readable.
+        let mut positions = self.shared.index.read().secondary.query_positions(
+            &query,
+            after.map(|position| position.0),
+            max_count.saturating_add(1),
+        );
+        let more = positions.len() > max_count;
+        positions.truncate(max_count);
+        let shared = Arc::clone(&self.shared);
+        let found = off_the_runtime(move || {
+            LogReader::new(&shared.segments).read_events_if_present(&positions)
+        })
+        .await?;
+        let events: Vec<RecordedEvent> = found.into_iter().flatten().collect();
+        let last_position = events.last().map(|event| event.position).or(after);
+        Ok(QuerySlice {
+            events,
+            last_position,
+            more,
+        })
     }
 
     async fn read_stream(

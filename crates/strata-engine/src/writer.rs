@@ -3,6 +3,7 @@
 //! encodes the group and writes it with one positional write per segment, then hands it to
 //! the syncer (`syncer.rs`) and goes on with the next group while that one is synced.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use strata_core::rules::{
     self, AppendDecision, MultiAppendDecision, RecordBody, StreamHead, StreamView, WritePlan,
 };
 use strata_core::{
-    AppendPart, AppendResult, DeleteResult, Error, EventId, ExpectedRevision, METADATA_EVENT_TYPE,
-    MultiAppendResult, Position, ProposedEvent, Result, StreamName, TOMBSTONE_EVENT_TYPE,
-    events_of_parts,
+    AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventId, ExpectedRevision,
+    METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result, StreamName,
+    TOMBSTONE_EVENT_TYPE, events_of_parts,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,6 +50,9 @@ pub(crate) enum Request {
     /// is wholly visible or not at all.
     AppendMulti {
         parts: Vec<AppendPart>,
+        /// A conditional (DCB) append's condition, checked in the writer just before the
+        /// request's frames are encoded.
+        condition: Option<AppendCondition>,
         reply: oneshot::Sender<Result<MultiAppendResult>>,
     },
     Shutdown {
@@ -115,6 +119,37 @@ pub(crate) struct Writer {
     pending_heads: HashMap<StreamName, (StreamHead, u64)>,
     group_sequence: u64,
     type_names: TypeNames,
+    /// What the secondary indexes will hold of the events of groups not published yet
+    /// (the syncer files them), in log order: conditional appends check them beside the
+    /// published indexes.
+    pending_events: VecDeque<PendingEvent>,
+}
+
+/// An event written by a group that may not be published yet, as the secondary indexes
+/// will see it.
+struct PendingEvent {
+    sequence: u64,
+    position: u64,
+    /// `None` for a link (under no event type).
+    event_type: Option<Arc<str>>,
+    tags: Vec<Arc<str>>,
+}
+
+impl PendingEvent {
+    fn matches(&self, query: &strata_core::Query) -> bool {
+        query.items.iter().any(|item| {
+            let type_ok = item.types.is_empty()
+                || self
+                    .event_type
+                    .as_ref()
+                    .is_some_and(|event_type| item.types.iter().any(|t| **t == **event_type));
+            type_ok
+                && item
+                    .tags
+                    .iter()
+                    .all(|tag| self.tags.iter().any(|carried| **carried == **tag))
+        })
+    }
 }
 
 impl Writer {
@@ -135,6 +170,7 @@ impl Writer {
             pending_heads: HashMap::new(),
             group_sequence: 0,
             type_names: TypeNames::default(),
+            pending_events: VecDeque::new(),
         }
     }
 
@@ -196,9 +232,13 @@ impl Writer {
                     });
                     group.replies.push(Reply::Append(reply, outcome));
                 }
-                Request::AppendMulti { parts, reply } => {
+                Request::AppendMulti {
+                    parts,
+                    condition,
+                    reply,
+                } => {
                     let outcome = self.plan(&mut group, |writer, group| {
-                        writer.append_multi(group, parts)
+                        writer.append_multi(group, parts, condition.as_ref())
                     });
                     group.replies.push(Reply::AppendMulti(reply, outcome));
                 }
@@ -246,6 +286,7 @@ impl Writer {
             let _ = self.handoffs.send(Handoff::SaveIndex(done));
         }
         self.prune_pending_heads();
+        self.prune_pending_events();
         shutdown
     }
 
@@ -270,6 +311,39 @@ impl Writer {
             self.shared.poison(cause);
         }
         outcome
+    }
+
+    fn prune_pending_events(&mut self) {
+        let published = self.shared.published_sequence.load(Ordering::Acquire);
+        while self
+            .pending_events
+            .front()
+            .is_some_and(|event| event.sequence <= published)
+        {
+            self.pending_events.pop_front();
+        }
+    }
+
+    /// The first event matching `condition`'s query after its position: in the published
+    /// secondary indexes, or among the events of groups not published yet (this group's
+    /// earlier requests included). Groups leave `pending_events` only once published.
+    fn condition_conflict(&self, condition: &AppendCondition) -> Option<Position> {
+        let after = condition.after.map(|position| position.0);
+        let indexed = self
+            .shared
+            .index
+            .read()
+            .secondary
+            .query_positions(&condition.query, after, 1)
+            .first()
+            .copied();
+        let pending = self
+            .pending_events
+            .iter()
+            .filter(|event| after.is_none_or(|after| event.position > after))
+            .find(|event| event.matches(&condition.query))
+            .map(|event| event.position);
+        indexed.into_iter().chain(pending).min().map(Position)
     }
 
     fn prune_pending_heads(&mut self) {
@@ -309,10 +383,16 @@ impl Writer {
         &mut self,
         group: &mut Group,
         parts: Vec<AppendPart>,
+        condition: Option<&AppendCondition>,
     ) -> Result<MultiAppendResult> {
         match rules::plan_multi_append(&self.view(), &parts)? {
             MultiAppendDecision::AlreadyAppended(result) => Ok(result),
             MultiAppendDecision::Write(plan) => {
+                if let Some(condition) = condition
+                    && let Some(found) = self.condition_conflict(condition)
+                {
+                    return Err(condition.failed(found));
+                }
                 let events = events_of_parts(parts);
                 let positions = self.carry_out(group, &plan.plan, &events)?;
                 Ok(plan.result(&positions))
@@ -413,6 +493,7 @@ impl Writer {
                         metadata,
                     );
                 }
+                self.note_pending_events(&keys, &positions[run_start..index], first);
                 group.updates.push(IndexUpdate::Events {
                     stream: first.stream.clone(),
                     first_revision: first.revision,
@@ -434,6 +515,38 @@ impl Writer {
         for (stream, head) in &plan.heads {
             self.pending_heads
                 .insert(stream.clone(), (head.clone(), self.group_sequence));
+        }
+    }
+
+    /// Remembers a run's events as the secondary indexes will file them (the rules of
+    /// `SecondaryIndexes::add_run`: links under no type, tags only in user streams).
+    fn note_pending_events(
+        &mut self,
+        keys: &RunKeys,
+        positions: &[Position],
+        first: &rules::PlannedRecord,
+    ) {
+        if keys.event_types.len() != positions.len() || !self.shared.config.system_streams {
+            return;
+        }
+        let system = first.stream.as_str().starts_with('$');
+        for (offset, (event_type, position)) in keys.event_types.iter().zip(positions).enumerate() {
+            let link = &**event_type == strata_core::system_streams::LINK_EVENT_TYPE;
+            let tags = if system || link {
+                Vec::new()
+            } else {
+                keys.tags
+                    .iter()
+                    .filter(|(at, _)| *at == offset)
+                    .map(|(_, tag)| tag.clone())
+                    .collect()
+            };
+            self.pending_events.push_back(PendingEvent {
+                sequence: self.group_sequence,
+                position: position.0,
+                event_type: (!link).then(|| event_type.clone()),
+                tags,
+            });
         }
     }
 

@@ -104,6 +104,14 @@ pub(crate) fn to_status(error: Error) -> Status {
         Error::Poisoned { .. } | Error::Closed => Status::unavailable(message),
         Error::Corrupt { .. } => Status::data_loss(message),
         Error::AccessDenied { .. } => access_denied(),
+        Error::AppendConditionFailed { found, .. } => with_trailers(
+            Code::Aborted,
+            message,
+            &[
+                ("exception", "append-condition-failed".into()),
+                ("found-position", found.0.to_string()),
+            ],
+        ),
         Error::NotLeader { leader } => not_leader(leader.as_ref()),
         _ => Status::internal(message),
     }

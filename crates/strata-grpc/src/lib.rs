@@ -31,6 +31,9 @@ mod batch_append_tests;
 pub mod client;
 mod codec;
 mod convert;
+mod dcb;
+#[cfg(test)]
+mod dcb_tests;
 mod delete;
 mod errors;
 mod gossip;
@@ -80,6 +83,7 @@ use crate::proto::event_store::client::server_features::server_features_server::
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::proto::event_store::client::users::users_server::UsersServer;
 use crate::proto::kurrentdb::protocol::v2::streams::streams_service_server::StreamsServiceServer;
+use crate::proto::strata::dcb::v1::dcb_server::DcbServer;
 use crate::server_features::Features;
 use crate::streams::StreamsService;
 use crate::subscribe::SubscriptionSlots;
@@ -214,8 +218,14 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     })
     .max_decoding_message_size(message_bytes_max)
     .max_encoding_message_size(message_bytes_max);
+    let dcb = DcbServer::new(dcb::DcbService {
+        access: access.clone(),
+    })
+    .max_decoding_message_size(message_bytes_max)
+    .max_encoding_message_size(message_bytes_max);
     let mut routes = tonic::service::Routes::new(streams)
         .add_service(streams_v2)
+        .add_service(dcb)
         .add_service(persistent)
         .add_service(ServerFeaturesServer::new(features))
         .add_service(UsersServer::new(UsersService {

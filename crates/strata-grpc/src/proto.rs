@@ -194,3 +194,13 @@ mod tests {
         assert_eq!(string.encode_to_vec(), expected);
     }
 }
+
+/// Package `strata.dcb.v1`: Strata's own DCB service (docs/DCB.md).
+pub(crate) mod strata {
+    pub(crate) mod dcb {
+        pub(crate) mod v1 {
+            #![allow(dead_code, clippy::all, reason = "generated")]
+            include!(concat!(env!("OUT_DIR"), "/strata.dcb.v1.rs"));
+        }
+    }
+}

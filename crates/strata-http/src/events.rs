@@ -27,6 +27,10 @@ pub(crate) struct EventIn {
     pub(crate) data_base64: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<Box<RawValue>>,
+    /// DCB tags (docs/DCB.md), stored in the metadata as `$tags`; the metadata must then be
+    /// a JSON object or absent.
+    #[serde(default)]
+    pub(crate) tags: Option<Vec<String>>,
 }
 
 impl EventIn {
@@ -46,7 +50,8 @@ impl EventIn {
             }
             (None, None) => (ContentType::Json, Bytes::from_static(b"{}")),
         };
-        Ok(ProposedEvent {
+        let tags = self.tags;
+        let event = ProposedEvent {
             id: self.id.map_or_else(EventId::new_random, EventId),
             event_type: self.event_type,
             content_type,
@@ -54,7 +59,11 @@ impl EventIn {
             metadata: self.metadata.map_or_else(Bytes::new, |metadata| {
                 Bytes::from(metadata.get().to_owned())
             }),
-        })
+        };
+        match tags {
+            Some(tags) => Ok(event.with_tags(tags)?),
+            None => Ok(event),
+        }
     }
 }
 

@@ -35,6 +35,7 @@ mod compat;
 mod connector_metrics;
 mod connectors;
 mod consume;
+mod dcb;
 mod delete;
 mod events;
 mod extract;

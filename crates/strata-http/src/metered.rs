@@ -96,6 +96,37 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
         result
     }
 
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: strata_core::AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        let count: usize = parts.iter().map(|part| part.events.len()).sum();
+        let bytes: usize = parts
+            .iter()
+            .flat_map(|part| {
+                part.events
+                    .iter()
+                    .map(|event| event.size_bytes() + part.stream.as_str().len())
+            })
+            .sum();
+        let started = Instant::now();
+        let result = self.inner.append_conditional(parts, condition).await;
+        self.observe_append(&result, started, count, bytes);
+        result
+    }
+
+    async fn read_query(
+        &self,
+        query: &strata_core::Query,
+        after: Option<strata_core::Position>,
+        max_count: usize,
+    ) -> Result<strata_core::QuerySlice> {
+        let slice = self.inner.read_query(query, after, max_count).await?;
+        self.count_read(&slice.events);
+        Ok(slice)
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,

@@ -12,6 +12,8 @@ use utoipa::OpenApi;
         crate::append::append,
         crate::read::read_stream,
         crate::read::read_all,
+        crate::dcb::append,
+        crate::dcb::read,
         crate::delete::delete_stream,
         crate::metadata::get_metadata,
         crate::metadata::set_metadata,
@@ -50,6 +52,7 @@ use utoipa::OpenApi;
     ),
     tags(
         (name = "streams", description = "append, read, delete, metadata"),
+        (name = "dcb", description = "dynamic consistency boundaries: conditional appends and query reads (docs/DCB.md)"),
         (name = "subscriptions", description = "catch-up subscriptions as NDJSON or server-sent events"),
         (name = "persistent-subscriptions", description = "competing consumers with acks"),
         (name = "operations", description = "health, node information, statistics, metrics"),

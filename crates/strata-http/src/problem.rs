@@ -120,6 +120,12 @@ impl From<StoreError> for ApiError {
             StoreError::StreamDeleted { .. } => {
                 Self::new(StatusCode::GONE, "stream-tombstoned", detail)
             }
+            StoreError::AppendConditionFailed { .. } => {
+                Self::new(StatusCode::CONFLICT, "append-condition-failed", detail)
+            }
+            StoreError::Unsupported { .. } => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, "unsupported", detail)
+            }
             StoreError::InvalidStreamName { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid-stream-name", detail)
             }

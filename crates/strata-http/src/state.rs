@@ -132,6 +132,8 @@ impl HttpApi {
                 get(crate::metadata::get_metadata).put(crate::metadata::set_metadata),
             )
             .route("/v1/all", get(crate::read::read_all))
+            .route("/v1/dcb/append", post(crate::dcb::append))
+            .route("/v1/dcb/read", post(crate::dcb::read))
             .route(
                 "/v1/subscriptions/streams/{stream}",
                 get(crate::subscribe::subscribe_stream),

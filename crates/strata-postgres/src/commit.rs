@@ -52,6 +52,19 @@ const THIS_BACKEND_SQL: &str = "SELECT pid, (extract(epoch FROM backend_start) *
      FROM pg_stat_activity WHERE pid = pg_backend_pid()";
 const TERMINATE_SQL: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
      WHERE pid = $1 AND (extract(epoch FROM backend_start) * 1000000)::int8 = $2";
+/// The first stored event after `$2` carrying tag `$1`, every tag of `$3` and, unless
+/// `$4` is empty, one of the types `$4` (a DCB query item led by its first tag).
+const TAGGED_CONFLICT_SQL: &str = "SELECT d.position FROM index_entries d
+     WHERE d.kind = 6 AND d.key = $1 AND d.position > $2
+         AND (SELECT count(*) FROM index_entries o
+              WHERE o.kind = 6 AND o.key = ANY($3) AND o.position = d.position)
+             = cardinality($3::text[])
+         AND (cardinality($4::text[]) = 0 OR EXISTS (SELECT 1 FROM index_entries t
+              WHERE t.kind = 2 AND t.key = ANY($4) AND t.position = d.position))
+     ORDER BY d.position LIMIT 1";
+/// The first stored event after `$2` of one of the types `$1` (a DCB item without tags).
+const TYPED_CONFLICT_SQL: &str = "SELECT position FROM index_entries
+     WHERE kind = 2 AND key = ANY($1) AND position > $2 ORDER BY position LIMIT 1";
 const EVENT_AT_SQL: &str = "SELECT event_id, created_nanos FROM events WHERE position = $1";
 
 /// One PostgreSQL session, as `pg_stat_activity` knows it.
@@ -80,6 +93,8 @@ struct Statements {
     notify: Statement,
     terminate: Statement,
     event_at: Statement,
+    tagged_conflict: Statement,
+    typed_conflict: Statement,
 }
 
 impl Connection {
@@ -120,6 +135,8 @@ impl Connection {
             prepare(TERMINATE_SQL),
             prepare(EVENT_AT_SQL),
         )?;
+        let (tagged_conflict, typed_conflict) =
+            futures::try_join!(prepare(TAGGED_CONFLICT_SQL), prepare(TYPED_CONFLICT_SQL),)?;
         let row = client
             .query_one(THIS_BACKEND_SQL, &[])
             .await
@@ -142,6 +159,8 @@ impl Connection {
                 notify,
                 terminate,
                 event_at,
+                tagged_conflict,
+                typed_conflict,
             },
             backend,
         })
@@ -198,9 +217,14 @@ pub(crate) async fn run(
     if !ranges.is_empty() {
         fetch_ranges(client, statements, &mut group, &ranges).await?;
     }
+    let mut stored_conflicts = Vec::with_capacity(operations.len());
+    for operation in operations {
+        stored_conflicts.push(stored_conflict(client, statements, operation).await?);
+    }
     let outcomes: Vec<Outcome> = operations
         .iter()
-        .map(|operation| group.plan(operation))
+        .zip(stored_conflicts)
+        .map(|(operation, stored)| group.plan_checked(operation, stored))
         .collect();
     let written = group
         .events
@@ -221,6 +245,43 @@ pub(crate) async fn run(
             .await
             .map_err(|error| classify(client, error, "ending a group that wrote nothing"))
     }
+}
+
+/// For a conditional append, the first stored event after its position that matches its
+/// query, looked up in `index_entries` (one probe per query item) while the group holds the
+/// write lock: every event committed before is seen, none can commit until this group ends.
+async fn stored_conflict(
+    client: &Client,
+    statements: &Statements,
+    operation: &Operation,
+) -> Result<Option<u64>, TransactionError> {
+    let Operation::AppendMulti {
+        condition: Some(condition),
+        ..
+    } = operation
+    else {
+        return Ok(None);
+    };
+    let after: i64 = condition.after.map_or(-1, |after| to_i64(after.0));
+    let mut first: Option<u64> = None;
+    for item in &condition.query.items {
+        let rows = match item.tags.split_first() {
+            Some((leading, others)) => {
+                let parameters: [&(dyn ToSql + Sync); 4] = [leading, &after, &others, &item.types];
+                client.query(&statements.tagged_conflict, &parameters).await
+            }
+            None => {
+                let parameters: [&(dyn ToSql + Sync); 2] = [&item.types, &after];
+                client.query(&statements.typed_conflict, &parameters).await
+            }
+        }
+        .map_err(|error| classify(client, error, "checking an append condition"))?;
+        if let Some(row) = rows.first() {
+            let position = to_u64(row.get(0));
+            first = Some(first.map_or(position, |earlier| earlier.min(position)));
+        }
+    }
+    Ok(first)
 }
 
 /// BEGIN, the write lock, the log end, the heads and the ids of possible re-sends, in one

@@ -123,6 +123,9 @@ const ALL_BACKWARDS_SQL: &str = "SELECT b.log_end, c.position, c.size_bytes
               ORDER BY e.revision DESC LIMIT $4)) u
          ORDER BY u.position DESC LIMIT $4) c ON true";
 
+/// The column `kind` of DCB tag keys (docs/DCB.md).
+pub(crate) const KIND_TAG: i16 = 6;
+
 /// The column `kind` of a key, and its text (empty for the one `StreamStarts` key).
 pub(crate) fn encode(key: &IndexKey) -> (i16, &str) {
     match key {
@@ -131,6 +134,7 @@ pub(crate) fn encode(key: &IndexKey) -> (i16, &str) {
         IndexKey::Correlation(id) => (3, id),
         IndexKey::StreamStarts => (4, ""),
         IndexKey::CategoryStreams(category) => (5, category),
+        IndexKey::Tag(tag) => (KIND_TAG, tag),
     }
 }
 

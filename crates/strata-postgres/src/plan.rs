@@ -4,7 +4,7 @@
 //! the group inserts. No I/O here: the writer fetches what the rules ask about first
 //! ([`streams_needed`], [`Group::ranges_for_checks`], [`weak_resend_candidates`],
 //! [`Group::follow_up`]). A group can be planned again from the same fetched state without
-//! one of its requests: [`Group::new`], [`Group::learn`], then [`Group::plan`] per request.
+//! one of its requests: [`Group::new`], [`Group::learn`], then [`Group::plan_checked`] per request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -15,9 +15,9 @@ use strata_core::rules::{
     streams_consulted,
 };
 use strata_core::{
-    AppendPart, AppendResult, ContentType, DeleteResult, EventId, ExpectedRevision,
-    METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result, StreamMetadata,
-    StreamName, StreamState, TOMBSTONE_EVENT_TYPE, Timestamp, events_of_parts,
+    AppendCondition, AppendPart, AppendResult, ContentType, DeleteResult, EventId,
+    ExpectedRevision, METADATA_EVENT_TYPE, MultiAppendResult, Position, ProposedEvent, Result,
+    StreamMetadata, StreamName, StreamState, TOMBSTONE_EVENT_TYPE, Timestamp, events_of_parts,
 };
 
 pub(crate) use strata_core::TOMBSTONE_REVISION;
@@ -39,7 +39,12 @@ pub(crate) enum Operation {
         tombstone: bool,
     },
     /// Every part in one plan, so all of it lands in the group's transaction or none.
-    AppendMulti { parts: Vec<AppendPart> },
+    AppendMulti {
+        parts: Vec<AppendPart>,
+        /// A conditional (DCB) append's condition: the group checks the stored events
+        /// under the write lock (`commit::stored_conflict`) and its own earlier events.
+        condition: Option<AppendCondition>,
+    },
 }
 
 impl Operation {
@@ -47,7 +52,7 @@ impl Operation {
     pub(crate) fn streams(&self) -> Vec<&StreamName> {
         match self {
             Operation::Append { stream, .. } | Operation::Delete { stream, .. } => vec![stream],
-            Operation::AppendMulti { parts } => parts.iter().map(|part| &part.stream).collect(),
+            Operation::AppendMulti { parts, .. } => parts.iter().map(|part| &part.stream).collect(),
         }
     }
 
@@ -61,7 +66,7 @@ impl Operation {
                 events,
             } => vec![(stream, *expected, events)],
             Operation::Delete { .. } => Vec::new(),
-            Operation::AppendMulti { parts } => parts
+            Operation::AppendMulti { parts, .. } => parts
                 .iter()
                 .filter(|part| !part.is_check())
                 .map(|part| (&part.stream, part.expected, part.events.as_slice()))
@@ -73,7 +78,9 @@ impl Operation {
         match self {
             Operation::Append { events, .. } => events.len(),
             Operation::Delete { .. } => 1,
-            Operation::AppendMulti { parts } => parts.iter().map(|part| part.events.len()).sum(),
+            Operation::AppendMulti { parts, .. } => {
+                parts.iter().map(|part| part.events.len()).sum()
+            }
         }
     }
 
@@ -81,7 +88,7 @@ impl Operation {
         match self {
             Operation::Append { events, .. } => events.iter().map(ProposedEvent::size_bytes).sum(),
             Operation::Delete { .. } => 0,
-            Operation::AppendMulti { parts } => parts
+            Operation::AppendMulti { parts, .. } => parts
                 .iter()
                 .flat_map(|part| &part.events)
                 .map(ProposedEvent::size_bytes)
@@ -260,7 +267,18 @@ impl Group {
     }
 
     /// Plans one operation; a refused one leaves the group as it was.
+    #[cfg(test)]
     pub(crate) fn plan(&mut self, operation: &Operation) -> Outcome {
+        self.plan_checked(operation, None)
+    }
+
+    /// Plans `operation`; `stored_conflict` is the first stored event matching its
+    /// condition (a conditional append's), found under the write lock.
+    pub(crate) fn plan_checked(
+        &mut self,
+        operation: &Operation,
+        stored_conflict: Option<u64>,
+    ) -> Outcome {
         match operation {
             Operation::Append {
                 stream,
@@ -285,19 +303,41 @@ impl Group {
                     plan.delete_result(&positions)
                 }),
             ),
-            Operation::AppendMulti { parts } => {
-                Outcome::AppendMulti(rules::plan_multi_append(&*self, parts).map(|decision| {
-                    match decision {
-                        MultiAppendDecision::AlreadyAppended(result) => result,
-                        MultiAppendDecision::Write(plan) => {
-                            let events = events_of_parts(parts.clone());
-                            let positions = self.carry_out(&plan.plan, &events);
-                            plan.result(&positions)
+            Operation::AppendMulti { parts, condition } => Outcome::AppendMulti(
+                rules::plan_multi_append(&*self, parts).and_then(|decision| match decision {
+                    MultiAppendDecision::AlreadyAppended(result) => Ok(result),
+                    MultiAppendDecision::Write(plan) => {
+                        if let Some(condition) = condition
+                            && let Some(found) = self.conflict(condition, stored_conflict)
+                        {
+                            return Err(condition.failed(Position(found)));
                         }
+                        let events = events_of_parts(parts.clone());
+                        let positions = self.carry_out(&plan.plan, &events);
+                        Ok(plan.result(&positions))
                     }
-                }))
-            }
+                }),
+            ),
         }
+    }
+
+    /// The first event matching `condition` after its position: the stored one found
+    /// under the write lock, or one this group wrote for an earlier request.
+    fn conflict(&self, condition: &AppendCondition, stored: Option<u64>) -> Option<u64> {
+        let in_group = self
+            .events
+            .iter()
+            .filter(|event| condition.is_after(Position(event.position)))
+            .find(|event| {
+                condition.query.matches_record(
+                    event.stream.as_str(),
+                    event.revision,
+                    &event.event_type,
+                    &event.metadata,
+                )
+            })
+            .map(|event| event.position);
+        stored.into_iter().chain(in_group).min()
     }
 
     /// Gives a plan's records the next positions and takes its heads; a stream whose
@@ -495,6 +535,7 @@ mod tests {
                 AppendPart::write(stream("a-1"), ExpectedRevision::Any, one()),
                 AppendPart::write(stream("s-1"), expected, one()),
             ],
+            condition: None,
         };
         let Outcome::AppendMulti(refused) = group.plan(&multi(ExpectedRevision::NoStream)) else {
             panic!("a multi-stream append is answered as one");

@@ -5,9 +5,10 @@ use strata_core::system_streams::{IndexKey, IndexSlice, read_system_stream};
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
-    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
-    StreamName, StreamSlice, StreamState, WindowSlice, read_all_window_by_filtering,
+    AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventStore,
+    ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
+    ReadStreamOptions, Result, StreamName, StreamSlice, StreamState, WindowSlice,
+    read_all_window_by_filtering,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -266,12 +267,47 @@ impl EventStore for PostgresStore {
 
     async fn append_multi(&self, parts: Vec<AppendPart>) -> Result<MultiAppendResult> {
         self.limits().check_multi_append(&parts)?;
-        let result = match self.write(Operation::AppendMulti { parts }).await? {
+        let result = match self
+            .write(Operation::AppendMulti {
+                parts,
+                condition: None,
+            })
+            .await?
+        {
             Outcome::AppendMulti(result) => result,
             _ => unreachable!("a multi-stream append is answered as one"),
         };
         if let Ok(appended) = &result {
             // As for an append: a re-send of another node's request becomes visible here.
+            advance(&self.log_end, appended.position.0 + 1);
+        }
+        result
+    }
+
+    /// Checked in the group transaction, under the schema's write lock that every node's
+    /// writer takes: two conditional appends on one database are ordered, whichever node
+    /// sends them.
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        let condition = AppendCondition {
+            query: condition.query.validated()?,
+            ..condition
+        };
+        self.limits().check_multi_append(&parts)?;
+        let result = match self
+            .write(Operation::AppendMulti {
+                parts,
+                condition: Some(condition),
+            })
+            .await?
+        {
+            Outcome::AppendMulti(result) => result,
+            _ => unreachable!("a conditional append is answered as one"),
+        };
+        if let Ok(appended) = &result {
             advance(&self.log_end, appended.position.0 + 1);
         }
         result

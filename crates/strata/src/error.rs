@@ -45,6 +45,12 @@ pub enum Error {
     ConflictRetriesExhausted { stream: StreamName, attempts: u32 },
 
     #[error(
+        "the events of the decision's query kept changing: {attempts} attempts each found a \
+         matching event appended after the position read; nothing was appended"
+    )]
+    DecisionConflictsExhausted { attempts: u32 },
+
+    #[error(
         "projection {projection} stopped at event {event_type} (revision {revision} of stream \
          {stream}, position {position}): {reason}; its checkpoint stays before this event"
     )]

@@ -102,6 +102,7 @@ mod aggregate;
 mod cache;
 mod codec;
 mod command_id;
+mod decision;
 mod error;
 mod projection;
 mod repository;
@@ -115,6 +116,7 @@ mod upcaster;
 pub use aggregate::{Aggregate, DomainEvent, stream_name};
 pub use codec::decode_event;
 pub use command_id::CommandId;
+pub use decision::{Decider, Decision, DecisionOutcome, Tagged};
 pub use error::{CommandError, Error, Result};
 pub use projection::{
     CHECKPOINT_EVENT_TYPE, CHECKPOINT_EVERY_EVENTS_DEFAULT, FOLLOW_CHECKPOINT_IDLE_MS,
@@ -132,8 +134,9 @@ pub use sql_projection::{
 pub use upcaster::{EventShape, UPCAST_STEPS_MAX, Upcasters};
 
 pub use strata_core::{
-    AppendResult, Bytes, EventId, EventStore, ExpectedRevision, Position, ProposedEvent,
-    RecordedEvent, Revision, StreamName,
+    AppendCondition, AppendPart, AppendResult, Bytes, EventId, EventStore, ExpectedRevision,
+    MultiAppendResult, Position, ProposedEvent, Query, QueryItem, RecordedEvent, Revision,
+    StreamName,
 };
 #[cfg(feature = "remote")]
 pub use strata_remote::RemoteStore;

@@ -31,6 +31,7 @@ pub use log_from::LogFrom;
 mod append;
 mod check;
 mod concurrency;
+mod dcb;
 mod delete;
 mod expiry;
 mod filters;
@@ -72,6 +73,12 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Whether the stores take conditional (DCB) appends; a backend that cannot must refuse
+    /// them with [`crate::Error::Unsupported`].
+    fn dcb(&self) -> bool {
+        self.multi_append()
+    }
+
     /// Closes `store` and opens the same data again. The default returns `store` itself,
     /// for backends without persistence.
     async fn reopen(&self, store: Arc<Self::Store>) -> Arc<Self::Store> {
@@ -80,6 +87,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 crate::__strata_conformance_cases!(__strata_conformance_reexports!(()));
+pub use dcb::concurrent_rounds as dcb_concurrent_rounds;
 
 /// Every case of the kit as `module::case`, handed to the macro `$callback` after
 /// `$args`. The single list keeps the re-exports and the generated tests in step; a case
@@ -169,6 +177,9 @@ macro_rules! __strata_conformance_cases {
             multi_append::multi_append_resend_returns_the_original_result,
             multi_append::multi_append_limits_apply_to_the_sum,
             multi_append::readers_never_see_a_partial_multi_append,
+            dcb::dcb_query_reads_match_types_and_tags,
+            dcb::dcb_conditional_append_checks_its_query,
+            dcb::dcb_concurrent_conditional_appends_exactly_one_wins,
             persistence::reopen_keeps_everything,
             persistence::reopen_twice_keeps_appending,
             windows::read_all_window_bounds_and_counts_the_events_looked_at,

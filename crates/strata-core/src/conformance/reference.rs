@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::dcb::AppendCondition;
 use crate::error::Result;
 use crate::limits::Limits;
 use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE};
@@ -241,6 +242,34 @@ impl EventStore for ReferenceStore {
         match rules::plan_multi_append(&*state, &parts)? {
             MultiAppendDecision::AlreadyAppended(result) => Ok(result),
             MultiAppendDecision::Write(plan) => {
+                let events = events_of_parts(parts);
+                let positions = state.write(&plan.plan, &events, self.clock.now());
+                self.publish(&state);
+                Ok(plan.result(&positions))
+            }
+        }
+    }
+
+    async fn append_conditional(
+        &self,
+        parts: Vec<AppendPart>,
+        condition: AppendCondition,
+    ) -> Result<MultiAppendResult> {
+        let condition = AppendCondition {
+            query: condition.query.validated()?,
+            ..condition
+        };
+        self.limits().check_multi_append(&parts)?;
+        let mut state = self.lock();
+        match rules::plan_multi_append(&*state, &parts)? {
+            MultiAppendDecision::AlreadyAppended(result) => Ok(result),
+            MultiAppendDecision::Write(plan) => {
+                // The reference scans its log: the contract, not the index, is under test.
+                if let Some(found) = state.log.iter().find(|event| {
+                    condition.is_after(event.position) && condition.query.matches(event)
+                }) {
+                    return Err(condition.failed(found.position));
+                }
                 let events = events_of_parts(parts);
                 let positions = state.write(&plan.plan, &events, self.clock.now());
                 self.publish(&state);

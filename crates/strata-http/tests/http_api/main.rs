@@ -2,6 +2,7 @@
 
 mod auth;
 mod compat;
+mod dcb;
 mod ops;
 mod persistent;
 mod scavenges;
