@@ -61,6 +61,11 @@ pub(crate) fn supported_methods(projections: bool) -> SupportedMethods {
             &[],
         ),
         method(
+            "kurrentdb.protocol.v2.streams.streamsservice",
+            "appendrecords",
+            &[],
+        ),
+        method(
             "event_store.client.server_features.serverfeatures",
             "getsupportedmethods",
             &[],
