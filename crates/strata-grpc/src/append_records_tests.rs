@@ -301,3 +301,45 @@ async fn server_features_list_append_records() {
             && method.method_name == "appendrecords"
     }));
 }
+
+#[tokio::test]
+async fn the_crate_client_appends_records_with_checks() {
+    use crate::client::{Client, ClientError, StreamCheck};
+    let running = serve(Config::small_for_tests()).await;
+    let client = Client::connect(&format!("kdb://{}?tls=false", running.address))
+        .await
+        .unwrap();
+    let (a, b) = (
+        StreamName::new("pair-a").unwrap(),
+        StreamName::new("pair-b").unwrap(),
+    );
+    let records = vec![
+        (
+            a.clone(),
+            ProposedEvent::json("A", "{}").with_metadata(r#"{"user":"ann"}"#),
+        ),
+        (b.clone(), ProposedEvent::json("B", "{}")),
+    ];
+    let check = StreamCheck {
+        stream: a.clone(),
+        expected: ExpectedRevision::NoStream,
+    };
+    let answer = client
+        .append_records(records.clone(), vec![check.clone()])
+        .await
+        .unwrap();
+    let all = all_events(&*running.store).await;
+    assert_eq!(
+        answer.revisions,
+        [(a.clone(), strata_core::Revision(0)), (b, strata_core::Revision(0))]
+    );
+    assert_eq!(answer.position, all[1].position);
+    assert_eq!(&all[0].metadata[..], br#"{"user":"ann"}"#);
+    let fresh = vec![(a, ProposedEvent::json("A", "{}"))];
+    match client.append_records(fresh, vec![check]).await {
+        Err(ClientError::Rpc { status, .. }) => {
+            assert_eq!(status.code(), Code::FailedPrecondition);
+        }
+        other => panic!("a violated check is refused, not {other:?}"),
+    }
+}
