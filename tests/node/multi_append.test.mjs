@@ -10,6 +10,7 @@ import {
   KurrentDBClient,
   NO_STREAM,
   STREAM_STATE,
+  StreamNotFoundError,
   WrongExpectedVersionError,
   jsonEvent,
 } from '@kurrent/kurrentdb-client';
@@ -67,7 +68,7 @@ test('multiStreamAppend refuses the whole session on one conflict', async () => 
     ]),
     (error) => error instanceof WrongExpectedVersionError,
   );
-  await assert.rejects(readAll(fresh), /not found/i, 'nothing of the session was written');
+  await assert.rejects(readAll(fresh), StreamNotFoundError, 'nothing of the session was written');
 });
 
 test('appendRecords writes records of several streams with checks on others', async () => {
@@ -122,5 +123,5 @@ test('appendRecords reports every violated check and writes nothing', async () =
       [2, student, NO_STREAM, 1n],
     ],
   );
-  await assert.rejects(readAll(written), /not found/i, 'nothing was written');
+  await assert.rejects(readAll(written), StreamNotFoundError, 'nothing was written');
 });

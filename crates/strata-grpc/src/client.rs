@@ -240,7 +240,7 @@ impl Client {
                 uri: target.uri,
                 source,
             })?;
-        let streams_v2 = append_records::StreamsV2::with_interceptor(
+        let streams_v2 = crate::proto::kurrentdb::protocol::v2::streams::streams_service_client::StreamsServiceClient::with_interceptor(
             channel.clone(),
             Authorization(authorization.clone()),
         )
