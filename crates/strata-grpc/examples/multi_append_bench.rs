@@ -84,11 +84,8 @@ async fn run(
                         return;
                     }
                     let stream = |offset: usize| {
-                        StreamName::new(format!(
-                            "bench-{phase}-{}",
-                            (n * 2 + offset) % STREAMS
-                        ))
-                        .expect("name")
+                        StreamName::new(format!("bench-{phase}-{}", (n * 2 + offset) % STREAMS))
+                            .expect("name")
                     };
                     if streams_per_request == 1 {
                         client

@@ -101,9 +101,7 @@ pub(crate) fn violates(expected: Expected, actual: StreamState) -> bool {
         (Expected::Tombstoned, actual) => actual != StreamState::Tombstoned,
         (_, StreamState::Tombstoned) => true,
         (Expected::Revision(ExpectedRevision::Any), _) => false,
-        (Expected::Revision(ExpectedRevision::NoStream), actual) => {
-            actual != StreamState::NoStream
-        }
+        (Expected::Revision(ExpectedRevision::NoStream), actual) => actual != StreamState::NoStream,
         (Expected::Revision(ExpectedRevision::StreamExists), actual) => {
             actual == StreamState::NoStream
         }
@@ -180,9 +178,9 @@ pub(crate) async fn append_records(
                 .collect(),
             position: wire_number(result.position.0),
         })),
-        Err(
-            error @ (Error::WrongExpectedRevision { .. } | Error::StreamDeleted { .. }),
-        ) => Err(refused(store, &plan.entries, error).await),
+        Err(error @ (Error::WrongExpectedRevision { .. } | Error::StreamDeleted { .. })) => {
+            Err(refused(store, &plan.entries, error).await)
+        }
         Err(other) => Err(v2_status(store, other).await),
     }
 }
@@ -225,7 +223,9 @@ fn plan(store: &Arc<dyn EventStore>, request: AppendRecordsRequest) -> Result<Pl
     for mut record in request.records {
         let name = record.stream.take().unwrap_or_default();
         if name.is_empty() {
-            return Err(invalid("every record of AppendRecords must name its stream"));
+            return Err(invalid(
+                "every record of AppendRecords must name its stream",
+            ));
         }
         let stream = StreamName::new(&name).map_err(|error| invalid(error.to_string()))?;
         let event = proposed_event(record)?;
@@ -270,7 +270,10 @@ async fn refused(store: &Arc<dyn EventStore>, entries: &[Entry], error: Error) -
                 store.stream_state(stream).await,
                 Ok(StreamState::Tombstoned)
             );
-            (stream.clone(), if tombstoned { TOMBSTONED } else { DELETED })
+            (
+                stream.clone(),
+                if tombstoned { TOMBSTONED } else { DELETED },
+            )
         }
         _ => unreachable!("only state refusals are mapped to violations"),
     };
@@ -320,7 +323,9 @@ fn describe(violation: &StreamStateViolation) -> String {
         revision if revision >= 0 => {
             format!("Stream '{stream}' {what}, expected revision {revision}.")
         }
-        NO_STREAM if actual >= 0 => format!("Stream '{stream}' already exists at revision {actual}."),
+        NO_STREAM if actual >= 0 => {
+            format!("Stream '{stream}' already exists at revision {actual}.")
+        }
         TOMBSTONED => format!("Stream '{stream}' {what}, explicitly expected tombstoned."),
         _ => format!("Stream '{stream}' {what}."),
     }

@@ -96,7 +96,11 @@ async fn records_commit_with_checks_on_streams_not_written() {
             to("account-b", "Credited"),
             to("account-a", "Noted"),
         ],
-        vec![check("course-1", 2), check("student-1", -1), check("account-a", -1)],
+        vec![
+            check("course-1", 2),
+            check("student-1", -1),
+            check("account-a", -1),
+        ],
     )
     .await
     .unwrap();
@@ -165,11 +169,17 @@ async fn a_refusal_reports_every_violated_check_and_writes_nothing() {
         ]
     );
     assert!(
-        status.message().contains("Stream 'course-1' is at revision 0, expected revision 5."),
+        status
+            .message()
+            .contains("Stream 'course-1' is at revision 0, expected revision 5."),
         "{}",
         status.message()
     );
-    assert_eq!(all_events(&*running.store).await.len(), 4, "nothing written");
+    assert_eq!(
+        all_events(&*running.store).await.len(),
+        4,
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -182,9 +192,13 @@ async fn tombstone_checks_and_a_tombstoned_target_without_a_check() {
         .await
         .unwrap();
     seed(&running, "live-1", 1).await;
-    append_records(&running, vec![to("other-1", "E")], vec![check("gone-1", -6)])
-        .await
-        .expect("a tombstone check holds on a tombstoned stream");
+    append_records(
+        &running,
+        vec![to("other-1", "E")],
+        vec![check("gone-1", -6)],
+    )
+    .await
+    .expect("a tombstone check holds on a tombstoned stream");
 
     let status = append_records(
         &running,
@@ -266,23 +280,51 @@ fn the_violation_matrix_for_the_states_strata_observes() {
     let at = |revision| StreamState::At(Revision(revision));
     let revision = |expected| Expected::Revision(expected);
     let cases = [
-        (revision(ExpectedRevision::Any), StreamState::NoStream, false),
+        (
+            revision(ExpectedRevision::Any),
+            StreamState::NoStream,
+            false,
+        ),
         (revision(ExpectedRevision::Any), at(3), false),
-        (revision(ExpectedRevision::Any), StreamState::Tombstoned, true),
-        (revision(ExpectedRevision::NoStream), StreamState::NoStream, false),
+        (
+            revision(ExpectedRevision::Any),
+            StreamState::Tombstoned,
+            true,
+        ),
+        (
+            revision(ExpectedRevision::NoStream),
+            StreamState::NoStream,
+            false,
+        ),
         (revision(ExpectedRevision::NoStream), at(0), true),
-        (revision(ExpectedRevision::StreamExists), StreamState::NoStream, true),
+        (
+            revision(ExpectedRevision::StreamExists),
+            StreamState::NoStream,
+            true,
+        ),
         (revision(ExpectedRevision::StreamExists), at(0), false),
-        (revision(ExpectedRevision::StreamExists), StreamState::Tombstoned, true),
+        (
+            revision(ExpectedRevision::StreamExists),
+            StreamState::Tombstoned,
+            true,
+        ),
         (revision(ExpectedRevision::Exact(2)), at(2), false),
         (revision(ExpectedRevision::Exact(2)), at(1), true),
-        (revision(ExpectedRevision::Exact(2)), StreamState::NoStream, true),
+        (
+            revision(ExpectedRevision::Exact(2)),
+            StreamState::NoStream,
+            true,
+        ),
         (Expected::Tombstoned, StreamState::Tombstoned, false),
         (Expected::Tombstoned, at(0), true),
         (Expected::Tombstoned, StreamState::NoStream, true),
     ];
     for (expected, actual, violated) in cases {
-        assert_eq!(violates(expected, actual), violated, "{expected:?} {actual:?}");
+        assert_eq!(
+            violates(expected, actual),
+            violated,
+            "{expected:?} {actual:?}"
+        );
     }
 }
 
@@ -331,7 +373,10 @@ async fn the_crate_client_appends_records_with_checks() {
     let all = all_events(&*running.store).await;
     assert_eq!(
         answer.revisions,
-        [(a.clone(), strata_core::Revision(0)), (b, strata_core::Revision(0))]
+        [
+            (a.clone(), strata_core::Revision(0)),
+            (b, strata_core::Revision(0))
+        ]
     );
     assert_eq!(answer.position, all[1].position);
     assert_eq!(&all[0].metadata[..], br#"{"user":"ann"}"#);

@@ -254,7 +254,12 @@ pub(crate) fn packed_detail<M: prost::Message>(name: &str, message: &M) -> prost
 }
 
 /// A v2 streams error: `code` with `ErrorInfo { reason, domain: "streams" }` and `detail`.
-pub(crate) fn v2_error(code: Code, reason: &str, message: String, detail: Option<prost_types::Any>) -> Status {
+pub(crate) fn v2_error(
+    code: Code,
+    reason: &str,
+    message: String,
+    detail: Option<prost_types::Any>,
+) -> Status {
     let info = ErrorInfo {
         reason: reason.to_owned(),
         domain: "streams".to_owned(),

@@ -97,8 +97,18 @@ pub async fn transfer_atomically<S: EventStore + ?Sized>(
             Err(reason) => return Ok(Err(reason)),
         };
         let parts = vec![
-            part(from, &source, &debited, step_command_id(transfer_id, Step::Debit))?,
-            part(to, &target, &credited, step_command_id(transfer_id, Step::Credit))?,
+            part(
+                from,
+                &source,
+                &debited,
+                step_command_id(transfer_id, Step::Debit),
+            )?,
+            part(
+                to,
+                &target,
+                &credited,
+                step_command_id(transfer_id, Step::Credit),
+            )?,
         ];
         match store.append_multi(parts).await {
             Ok(result) => {
@@ -135,7 +145,11 @@ fn part(
         .enumerate()
         .map(|(index, event)| encode(event, command_id, index))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(AppendPart::write(stream_name::<Account>(id)?, expected, proposed))
+    Ok(AppendPart::write(
+        stream_name::<Account>(id)?,
+        expected,
+        proposed,
+    ))
 }
 
 /// An account event as the toolkit's repository stores it: JSON data under the variant's
@@ -153,9 +167,11 @@ fn encode(
         reason,
     };
     let data = match serde_json::to_value(event).map_err(|error| failed(error.to_string()))? {
-        Value::Object(object) if object.len() == 1 => {
-            object.into_iter().next().map(|(_, data)| data).unwrap_or(Value::Null)
-        }
+        Value::Object(object) if object.len() == 1 => object
+            .into_iter()
+            .next()
+            .map(|(_, data)| data)
+            .unwrap_or(Value::Null),
         Value::String(_) => Value::Null,
         other => return Err(failed(format!("unexpected serde form {other}"))),
     };

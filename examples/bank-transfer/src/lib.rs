@@ -20,10 +20,10 @@ mod atomic;
 mod saga;
 mod transfer;
 
+pub use account::{Account, AccountCommand, AccountError, AccountEvent, Cents};
 pub use atomic::{
     ATOMIC_TRANSFER_RETRIES, AtomicTransfer, AtomicTransferError, transfer_atomically,
 };
-pub use account::{Account, AccountCommand, AccountError, AccountEvent, Cents};
 pub use saga::{
     CHECKPOINT_EVERY_TRANSFERS_DEFAULT, SAGA_CONFLICT_RETRIES, SagaError, Step, TransferReport,
     TransferSaga, step_command_id,

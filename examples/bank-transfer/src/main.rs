@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bank_transfer::{
-    ATOMIC_TRANSFER_RETRIES, Account, AccountCommand, Cents, SAGA_CONFLICT_RETRIES,
-    TransferReport, TransferSaga, TransferStatus, transfer_atomically,
+    ATOMIC_TRANSFER_RETRIES, Account, AccountCommand, Cents, SAGA_CONFLICT_RETRIES, TransferReport,
+    TransferSaga, TransferStatus, transfer_atomically,
 };
 use strata::{CommandError, Repository};
 use strata_engine::{Config, Store};

@@ -377,9 +377,15 @@ async fn an_atomic_transfer_is_one_append_of_debit_and_credit() {
         .iter()
         .map(|event| (event.stream.as_str(), event.event_type.as_str()))
         .collect();
-    assert_eq!(written, [("account-ann", "Debited"), ("account-ben", "Credited")]);
+    assert_eq!(
+        written,
+        [("account-ann", "Debited"), ("account-ben", "Credited")]
+    );
     assert_eq!(all[1].position, done.position);
-    assert_eq!(debits_by_transfer(&store, "ann").await, [("t-1".to_owned(), 1)].into());
+    assert_eq!(
+        debits_by_transfer(&store, "ann").await,
+        [("t-1".to_owned(), 1)].into()
+    );
 }
 
 #[tokio::test]

@@ -71,8 +71,9 @@ impl Client {
             .map_err(|status| ClientError::rpc(OPERATION, status))?
             .into_inner();
         let number = |value: i64, what: &str| {
-            u64::try_from(value)
-                .map_err(|_| ClientError::protocol(OPERATION, format!("{what} {value} is negative")))
+            u64::try_from(value).map_err(|_| {
+                ClientError::protocol(OPERATION, format!("{what} {value} is negative"))
+            })
         };
         let mut revisions = Vec::with_capacity(answer.revisions.len());
         for revision in answer.revisions {
