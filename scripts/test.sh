@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: every Rust test (unit, conformance on the engine and on PostgreSQL,
 # property, crash, corruption, the official Rust client against real servers), the doc
-# tests, the official Python client against a real `strata serve`, the HTTP API fuzzed
+# tests, the official Python and Node clients against a real `strata serve`, the HTTP API fuzzed
 # against its OpenAPI document (schemathesis), every fuzz target for a fixed number of
 # inputs (scripts/fuzz.sh), and both clients again with every server keeping its events in
 # PostgreSQL.
@@ -18,6 +18,7 @@ scripts/ensure-brokers.sh
 cargo nextest run --workspace --all-features
 cargo test --workspace --all-features --doc
 scripts/test-python.sh
+scripts/test-node.sh
 scripts/test-openapi.sh
 scripts/fuzz.sh --runs "${STRATA_FUZZ_RUNS:-3000}"
 STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'

@@ -1,5 +1,7 @@
 """Atomic appends to several streams: kurrentdbclient's `multi_append_to_stream`, which
-sends the v2 `StreamsService.AppendSession` (one request per stream, one commit)."""
+sends the v2 `StreamsService.AppendSession` (one request per stream, one commit), and its
+`append_records`, which sends the v2 `AppendRecords` (records naming their streams, with
+consistency checks on streams written or not)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import json
 import os
 
 import pytest
-from kurrentdbclient import NewEvent, NewEvents, StreamState
+from kurrentdbclient import NewEvent, NewEvents, NewRecord, StreamState, StreamStateCheck
 from kurrentdbclient.exceptions import (
+    ConsistencyChecksFailedError,
     MultiAppendToSameStreamError,
     StreamTombstonedError,
     WrongCurrentVersionError,
@@ -101,3 +104,46 @@ def test_resending_a_session_returns_its_position(client):
     again = client.multi_append_to_stream(session)
     assert again == first
     assert len(client.get_stream(debit)) == 1 and len(client.get_stream(credit)) == 1
+
+
+def string_metadata_record(stream_name: str, type_: str = "MoneyMoved") -> NewRecord:
+    event = string_metadata_event(type_)
+    return NewRecord(stream_name=stream_name, type=event.type, data=event.data, metadata=event.metadata)
+
+
+def test_append_records_writes_with_checks_on_streams_not_written(client):
+    debit, credit, course = unique("account"), unique("account"), unique("course")
+    client.append_events(course, current_version=StreamState.NO_STREAM, events=[string_metadata_event()])
+    records = [string_metadata_record(debit), string_metadata_record(credit), string_metadata_record(debit)]
+    result = client.append_records(
+        records,
+        [StreamStateCheck(course, 0), StreamStateCheck(debit, StreamState.NO_STREAM)],
+    )
+    assert [(p.stream_name, p.stream_position) for p in result.stream_positions] == [(debit, 1), (credit, 0)]
+    assert ids(client.get_stream(debit)) == [records[0].id, records[2].id]
+    assert ids(client.get_stream(credit)) == [records[1].id]
+    assert len(client.get_stream(course)) == 1, "a check writes nothing"
+    last = next(iter(client.read_all(backwards=True, limit=1)))
+    assert last.commit_position == result.commit_position
+
+
+def test_append_records_reports_every_failed_check(client):
+    written, course, student = unique("account"), unique("course"), unique("student")
+    client.append_events(course, current_version=StreamState.NO_STREAM, events=[string_metadata_event()])
+    client.append_events(student, current_version=StreamState.NO_STREAM, events=[string_metadata_event()])
+    with pytest.raises(ConsistencyChecksFailedError) as error:
+        client.append_records(
+            [string_metadata_record(written)],
+            [
+                StreamStateCheck(course, 3),
+                StreamStateCheck(unique("free"), StreamState.ANY),
+                StreamStateCheck(student, StreamState.NO_STREAM),
+                StreamStateCheck(unique("missing"), StreamState.EXISTS),
+            ],
+        )
+    failures = [
+        (f.check_index, f.stream_state_failure.expected_state, f.stream_state_failure.actual_state)
+        for f in error.value.failures
+    ]
+    assert failures == [(0, 3, 0), (2, -1, 0), (3, -4, -1)]
+    assert client.get_current_version(written) == StreamState.NO_STREAM, "nothing was written"

@@ -1,6 +1,7 @@
 //! `kurrentdb.protocol.v2.streams.StreamsService.AppendSession`: a client stream of one
 //! request per stream, committed as one atomic multi-stream append
-//! ([`strata_core::EventStore::append_multi`]) when the client ends it. Errors carry the v2
+//! ([`strata_core::EventStore::append_multi`]) when the client ends it. The service's
+//! other call, AppendRecords, is in `append_records.rs` and shares the helpers here. Errors carry the v2
 //! details (a `google.rpc.ErrorInfo`, then the error's own message) as the reference server
 //! sends them.
 
@@ -20,7 +21,8 @@ use crate::errors::{actual_version_number, expected_version_number, to_status};
 use crate::proto::kurrentdb::protocol::v2::streams::errors as details;
 use crate::proto::kurrentdb::protocol::v2::streams::streams_service_server::StreamsService;
 use crate::proto::kurrentdb::protocol::v2::streams::{
-    AppendRecord, AppendRequest, AppendResponse, AppendSessionResponse, SchemaFormat,
+    AppendRecord, AppendRecordsRequest, AppendRecordsResponse, AppendRequest, AppendResponse,
+    AppendSessionResponse, SchemaFormat,
 };
 
 pub(crate) struct StreamsV2Service {
@@ -35,6 +37,14 @@ impl StreamsService for StreamsV2Service {
     ) -> Result<Response<AppendSessionResponse>, Status> {
         let store = self.access.store(&request).await?;
         append_session(&store, request).await
+    }
+
+    async fn append_records(
+        &self,
+        request: Request<AppendRecordsRequest>,
+    ) -> Result<Response<AppendRecordsResponse>, Status> {
+        let store = self.access.store(&request).await?;
+        crate::append_records::append_records(&store, request.into_inner()).await
     }
 }
 
@@ -95,13 +105,13 @@ async fn append_session(
 /// The session's running sums, checked as records arrive: one record over the event limit,
 /// or the session over the append limits, ends it before the rest is read.
 #[derive(Default)]
-struct Totals {
+pub(crate) struct Totals {
     events: usize,
     bytes: usize,
 }
 
 impl Totals {
-    fn add(
+    pub(crate) fn add(
         &mut self,
         limits: &Limits,
         stream: &StreamName,
@@ -150,7 +160,7 @@ fn expected_revision(value: Option<i64>) -> Result<ExpectedRevision, Status> {
 
 /// A record as an event: the schema name is its type, a JSON schema format makes it JSON,
 /// and its properties become its metadata, a JSON object.
-fn proposed_event(record: AppendRecord) -> Result<ProposedEvent, Status> {
+pub(crate) fn proposed_event(record: AppendRecord) -> Result<ProposedEvent, Status> {
     let id = match record.record_id.as_deref() {
         None | Some("") => EventId::new_random(),
         Some(text) => ::uuid::Uuid::parse_str(text)
@@ -205,7 +215,7 @@ fn json_value(value: prost_types::Value) -> serde_json::Value {
     }
 }
 
-fn wire_number(value: u64) -> i64 {
+pub(crate) fn wire_number(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -236,7 +246,7 @@ fn pack(type_name: &str, value: Vec<u8>) -> prost_types::Any {
     }
 }
 
-fn packed_detail<M: prost::Message>(name: &str, message: &M) -> prost_types::Any {
+pub(crate) fn packed_detail<M: prost::Message>(name: &str, message: &M) -> prost_types::Any {
     pack(
         &format!("kurrentdb.protocol.v2.streams.errors.{name}"),
         message.encode_to_vec(),
@@ -244,7 +254,12 @@ fn packed_detail<M: prost::Message>(name: &str, message: &M) -> prost_types::Any
 }
 
 /// A v2 streams error: `code` with `ErrorInfo { reason, domain: "streams" }` and `detail`.
-fn v2_error(code: Code, reason: &str, message: String, detail: Option<prost_types::Any>) -> Status {
+pub(crate) fn v2_error(
+    code: Code,
+    reason: &str,
+    message: String,
+    detail: Option<prost_types::Any>,
+) -> Status {
     let info = ErrorInfo {
         reason: reason.to_owned(),
         domain: "streams".to_owned(),
@@ -323,7 +338,7 @@ fn transaction_size_exceeded(size: usize, max_size: usize) -> Status {
 
 /// The v2 answer to a store error; errors the v2 protocol has no detail for keep their v1
 /// status.
-async fn v2_status(store: &Arc<dyn EventStore>, error: Error) -> Status {
+pub(crate) async fn v2_status(store: &Arc<dyn EventStore>, error: Error) -> Status {
     match error {
         Error::WrongExpectedRevision {
             stream,

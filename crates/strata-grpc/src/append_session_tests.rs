@@ -15,7 +15,7 @@ use crate::proto::kurrentdb::protocol::v2::streams::{
 };
 use crate::test_server::{Running, all_events, serve};
 
-fn record(event_type: &str, properties: &[(&str, &str)]) -> AppendRecord {
+pub(crate) fn record(event_type: &str, properties: &[(&str, &str)]) -> AppendRecord {
     AppendRecord {
         record_id: Some(uuid::Uuid::new_v4().to_string()),
         properties: properties
@@ -57,7 +57,7 @@ async fn session(
 }
 
 /// The packed details of a v2 error: `(reason, detail type, detail bytes)`.
-fn decoded(status: &tonic::Status) -> (String, String, Vec<u8>) {
+pub(crate) fn decoded(status: &tonic::Status) -> (String, String, Vec<u8>) {
     #[derive(Clone, PartialEq, prost::Message)]
     struct RichStatus {
         #[prost(int32, tag = "1")]
@@ -88,7 +88,7 @@ fn decoded(status: &tonic::Status) -> (String, String, Vec<u8>) {
     (info.reason, type_url, value)
 }
 
-const DETAILS: &str = "type.googleapis.com/kurrentdb.protocol.v2.streams.errors.";
+pub(crate) const DETAILS: &str = "type.googleapis.com/kurrentdb.protocol.v2.streams.errors.";
 
 #[tokio::test]
 async fn a_session_commits_every_stream_at_consecutive_positions() {

@@ -22,6 +22,7 @@
 //! ```
 
 mod admin;
+mod append_records;
 mod batch_appender;
 mod connection_string;
 mod projections;
@@ -40,6 +41,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+pub use self::append_records::{RecordsAppended, StreamCheck};
 pub use self::batch_appender::BatchAppender;
 pub use self::projections::{DeleteStreams, ProjectionInfo, ProjectionMode, ProjectionsAdmin};
 pub use self::users::{UserInfo, UsersAdmin};
@@ -192,6 +194,7 @@ pub struct Appended {
 #[derive(Clone, Debug)]
 pub struct Client {
     streams: Streams,
+    streams_v2: append_records::StreamsV2,
     id_format: IdFormat,
 }
 
@@ -237,11 +240,18 @@ impl Client {
                 uri: target.uri,
                 source,
             })?;
+        let streams_v2 = crate::proto::kurrentdb::protocol::v2::streams::streams_service_client::StreamsServiceClient::with_interceptor(
+            channel.clone(),
+            Authorization(authorization.clone()),
+        )
+        .max_decoding_message_size(DECODED_BYTES_MAX)
+        .max_encoding_message_size(ENCODED_BYTES_MAX);
         let streams = StreamsClient::with_interceptor(channel, Authorization(authorization))
             .max_decoding_message_size(DECODED_BYTES_MAX)
             .max_encoding_message_size(ENCODED_BYTES_MAX);
         Ok(Client {
             streams,
+            streams_v2,
             id_format: IdFormat::default(),
         })
     }

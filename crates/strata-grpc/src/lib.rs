@@ -22,6 +22,9 @@
 
 mod access;
 mod append;
+mod append_records;
+#[cfg(test)]
+mod append_records_tests;
 mod append_session;
 #[cfg(test)]
 mod append_session_tests;

@@ -63,6 +63,11 @@ pub(crate) fn supported_methods(projections: bool, operations: bool) -> Supporte
             &[],
         ),
         method(
+            "kurrentdb.protocol.v2.streams.streamsservice",
+            "appendrecords",
+            &[],
+        ),
+        method(
             "event_store.client.server_features.serverfeatures",
             "getsupportedmethods",
             &[],

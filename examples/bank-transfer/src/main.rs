@@ -1,13 +1,14 @@
-//! Bank transfers on an embedded Strata store in a temporary directory: accounts, transfers
-//! that complete, fail or are compensated, a burst of concurrent transfers, and the proof
-//! that money is conserved.
+//! Bank transfers on an embedded Strata store in a temporary directory: accounts, atomic
+//! transfers (debit and credit in one two-stream append) one by one and in a concurrent
+//! burst, the saga as the alternative for accounts kept by different services (it
+//! completes, fails or compensates), and the proof that money is conserved.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use bank_transfer::{
-    Account, AccountCommand, Cents, SAGA_CONFLICT_RETRIES, TransferReport, TransferSaga,
-    TransferStatus,
+    ATOMIC_TRANSFER_RETRIES, Account, AccountCommand, Cents, SAGA_CONFLICT_RETRIES, TransferReport,
+    TransferSaga, TransferStatus, transfer_atomically,
 };
 use strata::{CommandError, Repository};
 use strata_engine::{Config, Store};
@@ -53,6 +54,30 @@ async fn request(
         Err(error) => return Err(error.into()),
     }
     Ok(())
+}
+
+async fn transfer(
+    accounts: &Repository<Account, Store>,
+    store: &Store,
+    transfer_id: &str,
+    from: &str,
+    to: &str,
+    amount: Cents,
+) -> anyhow::Result<bool> {
+    let what = format!("{transfer_id}: {from} → {to} {}", money(amount));
+    match transfer_atomically(accounts, store, transfer_id, from, to, amount, 0).await? {
+        Ok(done) => {
+            println!(
+                "  {what}: done, debit and credit appended together (position {})",
+                done.position.0
+            );
+            Ok(true)
+        }
+        Err(reason) => {
+            println!("  {what}: refused ({reason}); nothing written, nothing to compensate");
+            Ok(false)
+        }
+    }
 }
 
 fn describe(report: &TransferReport) -> String {
@@ -105,68 +130,72 @@ async fn main() -> anyhow::Result<()> {
     let total_before = total(&accounts).await?;
     println!("money in the bank: {}", money(total_before));
 
-    println!("\nA few transfers, one by one:");
-    request(&accounts, "t-1", "alice", "bob", dollars(30)).await?;
-    request(&accounts, "t-2", "carol", "alice", dollars(500)).await?;
-    request(&accounts, "t-3", "bob", "erin", dollars(10)).await?;
+    println!("\nTransfers, each one atomic append of the debit and the credit:");
+    transfer(&accounts, &store, "t-1", "alice", "bob", dollars(30)).await?;
+    transfer(&accounts, &store, "t-2", "carol", "alice", dollars(500)).await?;
+    transfer(&accounts, &store, "t-3", "bob", "erin", dollars(10)).await?;
     accounts.execute("dave", &AccountCommand::Close).await?;
-    println!("dave closes his account");
-    request(&accounts, "t-4", "alice", "dave", dollars(5)).await?;
-    request(&accounts, "t-5", "dave", "alice", dollars(1)).await?;
-
-    let mut saga = TransferSaga::load(store.clone(), "transfers").await?;
-    println!("\nThe transfer saga catches up:");
-    for report in saga.catch_up().await? {
-        println!("  {}", describe(&report));
-    }
+    println!("  dave closes his account");
+    transfer(&accounts, &store, "t-4", "alice", "dave", dollars(5)).await?;
 
     println!(
-        "\n{CONCURRENT_CLIENTS} clients now ask for {TRANSFERS_PER_CLIENT} transfers each, at once:"
+        "\n{CONCURRENT_CLIENTS} clients now make {TRANSFERS_PER_CLIENT} atomic transfers each, at once:"
     );
     let mut clients = Vec::new();
     for client in 0..CONCURRENT_CLIENTS {
         let accounts = accounts.clone();
+        let store = store.clone();
         clients.push(tokio::spawn(async move {
-            let mut attempts: u32 = 0;
+            let (mut done, mut attempts) = (0_usize, 0_u32);
             for index in 0..TRANSFERS_PER_CLIENT {
                 let from = ACCOUNTS[(client + index) % 3].0;
                 let to = ACCOUNTS[(client + index + 1) % 3].0;
                 let amount = Cents::try_from(1 + (client * 7 + index * 13) % 40).unwrap_or(1) * 100;
-                let command = AccountCommand::RequestTransfer {
-                    transfer_id: format!("c{client}-{index}"),
-                    to: to.to_owned(),
+                let transfer_id = format!("c{client}-{index}");
+                let outcome = transfer_atomically(
+                    &*accounts,
+                    &*store,
+                    &transfer_id,
+                    from,
+                    to,
                     amount,
-                };
-                attempts += accounts.execute(from, &command).await?.attempts;
+                    ATOMIC_TRANSFER_RETRIES,
+                )
+                .await?;
+                if let Ok(transfer) = outcome {
+                    done += 1;
+                    attempts += transfer.attempts;
+                }
             }
-            anyhow::Ok(attempts)
+            anyhow::Ok((done, attempts))
         }));
     }
-    let mut attempts_total: u32 = 0;
+    let (mut done_total, mut attempts_total) = (0_usize, 0_u32);
     for client in clients {
-        attempts_total += client.await.context("a client task panicked")??;
+        let (done, attempts) = client.await.context("a client task panicked")??;
+        done_total += done;
+        attempts_total += attempts;
     }
     let requests_total = CONCURRENT_CLIENTS * TRANSFERS_PER_CLIENT;
     println!(
-        "{requests_total} requests stored in {attempts_total} attempts ({} lost a race and were retried)",
-        attempts_total as usize - requests_total
+        "{done_total} of {requests_total} transfers done ({} refused for insufficient funds), \
+         in {attempts_total} decisions ({} lost a race on an account and were decided again)",
+        requests_total - done_total,
+        attempts_total as usize - done_total
     );
 
-    let reports = saga.catch_up().await?;
-    let count = |wanted: fn(&TransferStatus) -> bool| {
-        reports
-            .iter()
-            .filter(|report| wanted(&report.status))
-            .count()
-    };
     println!(
-        "The saga handled them: {} done, {} not debited (insufficient funds), {} compensated",
-        count(|status| *status == TransferStatus::Completed),
-        count(|status| matches!(status, TransferStatus::Failed { .. })),
-        count(|status| matches!(status, TransferStatus::Compensated { .. })),
+        "\nThe alternative when the accounts live in different services: a saga, one append per step."
     );
-
-    println!("\nThe saga restarts from its checkpoint and finds nothing new:");
+    request(&accounts, "s-1", "alice", "bob", dollars(10)).await?;
+    request(&accounts, "s-2", "carol", "alice", dollars(500)).await?;
+    request(&accounts, "s-3", "alice", "dave", dollars(5)).await?;
+    let mut saga = TransferSaga::load(store.clone(), "transfers").await?;
+    println!("The transfer saga catches up:");
+    for report in saga.catch_up().await? {
+        println!("  {}", describe(&report));
+    }
+    println!("The saga restarts from its checkpoint and finds nothing new:");
     let mut restarted = TransferSaga::load(store.clone(), "transfers").await?;
     println!(
         "  {} transfer(s) handled again",

@@ -1,13 +1,15 @@
-//! The bank-transfer example through its public API on an embedded store: the saga's three
-//! outcomes, many concurrent transfers, and a saga restarted mid-way.
+//! The bank-transfer example through its public API on an embedded store: atomic transfers
+//! (one two-stream append: refused whole, concurrent ones conserving money), the saga's
+//! three outcomes, many concurrent transfers, and a saga restarted mid-way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bank_transfer::{
-    Account, AccountCommand, AccountError, AccountEvent, Cents, SAGA_CONFLICT_RETRIES, Step,
-    Transfer, TransferSaga, TransferStatus, step_command_id,
+    ATOMIC_TRANSFER_RETRIES, Account, AccountCommand, AccountError, AccountEvent,
+    AtomicTransferError, Cents, SAGA_CONFLICT_RETRIES, Step, Transfer, TransferSaga,
+    TransferStatus, step_command_id, transfer_atomically,
 };
 use strata::{CommandError, EventStore, Repository, Upcasters, stream_name};
 use strata_core::ReadStreamOptions;
@@ -349,4 +351,133 @@ async fn a_saga_restarted_mid_way_ends_as_an_uninterrupted_one() {
         let debits = debits_by_transfer(&interrupted, id).await;
         assert!(debits.values().all(|count| *count == 1), "{id}: {debits:?}");
     }
+}
+
+#[tokio::test]
+async fn an_atomic_transfer_is_one_append_of_debit_and_credit() {
+    let (_dir, store) = open_store();
+    let accounts = accounts(&store);
+    open(&accounts, "ann", 100).await;
+    open(&accounts, "ben", 10).await;
+    let before = store.last_position().await.expect("position");
+    let done = transfer_atomically(&accounts, &*store, "t-1", "ann", "ben", 30, 0)
+        .await
+        .expect("no store error")
+        .expect("accepted");
+    assert_eq!(done.attempts, 1);
+    let expected: BTreeMap<String, Cents> = [("ann".to_owned(), 70), ("ben".to_owned(), 40)].into();
+    assert_eq!(balances(&accounts, &["ann", "ben"]).await, expected);
+    let mut all = store
+        .read_all(strata_core::ReadAllOptions::forwards())
+        .await
+        .expect("$all reads")
+        .events;
+    all.retain(|event| Some(event.position) > before);
+    let written: Vec<(&str, &str)> = all
+        .iter()
+        .map(|event| (event.stream.as_str(), event.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        written,
+        [("account-ann", "Debited"), ("account-ben", "Credited")]
+    );
+    assert_eq!(all[1].position, done.position);
+    assert_eq!(
+        debits_by_transfer(&store, "ann").await,
+        [("t-1".to_owned(), 1)].into()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_atomic_transfer_writes_nothing() {
+    let (_dir, store) = open_store();
+    let accounts = accounts(&store);
+    open(&accounts, "ann", 100).await;
+    open(&accounts, "ben", 10).await;
+    accounts
+        .execute("ben", &AccountCommand::Close)
+        .await
+        .expect("closes");
+    let last = store.last_position().await.expect("position");
+    let refusals = [
+        ("ann", "ben", 5, AccountError::Closed),
+        ("ann", "cat", 5, AccountError::NotOpen),
+        (
+            "ann",
+            "dan",
+            500,
+            AccountError::InsufficientFunds {
+                balance: 100,
+                amount: 500,
+            },
+        ),
+    ];
+    for (from, to, amount, reason) in refusals {
+        let outcome = transfer_atomically(&accounts, &*store, "t-x", from, to, amount, 0)
+            .await
+            .expect("no store error");
+        assert_eq!(outcome, Err(reason));
+    }
+    assert!(matches!(
+        transfer_atomically(&accounts, &*store, "t-y", "ann", "ann", 5, 0).await,
+        Err(AtomicTransferError::SameAccount { .. })
+    ));
+    assert_eq!(
+        store.last_position().await.expect("position"),
+        last,
+        "no refusal wrote anything: there is nothing to compensate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_atomic_transfers_conserve_money() {
+    let (_dir, store) = open_store();
+    let accounts = Arc::new(accounts(&store));
+    let ids = ["a", "b", "c"];
+    for id in ids {
+        open(&accounts, id, 1_000).await;
+    }
+    let mut tasks = Vec::new();
+    for client in 0..6_usize {
+        let accounts = accounts.clone();
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut moved = 0;
+            for index in 0..20_usize {
+                let from = ids[(client + index) % 3];
+                let to = ids[(client + index + 1) % 3];
+                let amount = Cents::try_from(1 + (client * 37 + index * 91) % 400).unwrap();
+                let transfer_id = format!("c{client}-{index}");
+                let outcome = transfer_atomically(
+                    &*accounts,
+                    &*store,
+                    &transfer_id,
+                    from,
+                    to,
+                    amount,
+                    ATOMIC_TRANSFER_RETRIES,
+                )
+                .await
+                .expect("no store error");
+                if outcome.is_ok() {
+                    moved += 1;
+                }
+            }
+            moved
+        }));
+    }
+    let mut moved = 0;
+    for task in tasks {
+        moved += task.await.expect("task ends");
+    }
+    assert!(moved > 0, "some transfers went through");
+    let total: Cents = balances(&accounts, &ids).await.values().sum();
+    assert_eq!(total, 3_000, "money is conserved");
+    let mut debits = 0;
+    for id in ids {
+        let per_transfer = debits_by_transfer(&store, id).await;
+        assert!(per_transfer.values().all(|&count| count == 1));
+        debits += per_transfer.len();
+    }
+    assert_eq!(debits, moved, "one debit per accepted transfer");
 }
