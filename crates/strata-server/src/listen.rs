@@ -55,6 +55,9 @@ pub struct ServeConfig {
     /// The node's place in its cluster (docs/CLUSTER.md); `None` is a single node, always
     /// the leader. Persistent subscriptions and projections run on the leader only.
     pub leadership: Option<Arc<strata_core::Leadership>>,
+    /// Which projections run (KurrentDB's `--run-projections`); user projections and their
+    /// service only with [`crate::RunProjections::All`], the default.
+    pub run_projections: crate::RunProjections,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +82,7 @@ impl Default for ServeConfig {
                 ..strata_auth::SecurityOptions::default()
             },
             leadership: None,
+            run_projections: crate::RunProjections::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ pub struct Server {
     /// More routes served beside the API ([`Server::with_routes`]).
     routes: Option<axum::Router>,
     leadership: Option<Arc<strata_core::Leadership>>,
+    run_projections: crate::RunProjections,
 }
 
 impl Server {
@@ -162,6 +167,7 @@ impl Server {
             metrics: None,
             routes: None,
             leadership: config.leadership.clone(),
+            run_projections: config.run_projections,
         })
     }
 
@@ -277,32 +283,43 @@ impl Server {
             )),
             None => store.clone(),
         };
-        let projections = strata_projections::ProjectionManager::start(
-            projected,
-            Arc::new(strata_projections::QuickJsEngine),
-            strata_projections::SandboxLimits::default(),
-        )
-        .await?;
-        let sampled = Arc::downgrade(&projections);
-        metrics.on_scrape(move |metrics| {
-            if let Some(statistics) = sampled.upgrade().and_then(|p| p.try_statistics()) {
-                let samples: Vec<strata_http::ProjectionSample> = statistics
-                    .into_iter()
-                    .map(|projection| strata_http::ProjectionSample {
-                        name: projection.name,
-                        status: projection.status,
-                        progress: f64::from(projection.progress) / 100.0,
-                        events_processed_after_restart: projection.events_processed_after_restart,
-                    })
-                    .collect();
-                metrics.set_projections(&samples);
+        // With `run_projections` other than `all`, no manager: the services are left out.
+        let projections = if self.run_projections.runs_user_projections() {
+            Some(
+                strata_projections::ProjectionManager::start(
+                    projected,
+                    Arc::new(strata_projections::QuickJsEngine),
+                    strata_projections::SandboxLimits::default(),
+                )
+                .await?,
+            )
+        } else {
+            tracing::info!(run_projections = %self.run_projections, "running no user projections");
+            None
+        };
+        if let Some(projections) = &projections {
+            let sampled = Arc::downgrade(projections);
+            metrics.on_scrape(move |metrics| {
+                if let Some(statistics) = sampled.upgrade().and_then(|p| p.try_statistics()) {
+                    let samples: Vec<strata_http::ProjectionSample> = statistics
+                        .into_iter()
+                        .map(|projection| strata_http::ProjectionSample {
+                            name: projection.name,
+                            status: projection.status,
+                            progress: f64::from(projection.progress) / 100.0,
+                            events_processed_after_restart: projection
+                                .events_processed_after_restart,
+                        })
+                        .collect();
+                    metrics.set_projections(&samples);
+                }
+            });
+            if let Some(leadership) = &self.leadership {
+                crate::leader_only::follow(leadership, Arc::downgrade(projections)).await;
             }
-        });
-        if let Some(leadership) = &self.leadership {
-            crate::leader_only::follow(leadership, Arc::downgrade(&projections)).await;
         }
         let grpc_options = strata_grpc::GrpcOptions {
-            projections: Some(Arc::clone(&projections)),
+            projections: projections.clone(),
             subscription_progress: metrics.grpc_subscriptions().clone(),
             ..self.grpc_options(Some(Arc::clone(&security)))
         };
@@ -320,9 +337,10 @@ impl Server {
             Arc::clone(&metrics),
             http_options,
         );
-        http = http
-            .with_security(security)
-            .with_projections(Arc::clone(&projections));
+        http = http.with_security(security);
+        if let Some(projections) = &projections {
+            http = http.with_projections(Arc::clone(projections));
+        }
         let mut router = services.routes.into_axum_router().merge(http.router());
         if let Some(routes) = self.routes.take() {
             router = router.merge(routes);
@@ -368,7 +386,9 @@ impl Server {
         };
         // Groups and projections write their last checkpoints while the store is still open.
         persistent_subscriptions.shutdown().await;
-        projections.shutdown().await;
+        if let Some(projections) = projections {
+            projections.shutdown().await;
+        }
         outcome
     }
 }
