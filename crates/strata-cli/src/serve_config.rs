@@ -501,7 +501,12 @@ subject = "events.{category}.{stream}"
             .resolve()
             .unwrap();
         assert_eq!(resolved.run_projections, RunProjections::None);
-        assert!(resolved.to_toml().unwrap().contains("run_projections = \"none\""));
+        assert!(
+            resolved
+                .to_toml()
+                .unwrap()
+                .contains("run_projections = \"none\"")
+        );
         let resolved = Cli::parse_from(["x", "--config", path, "--run-projections", "System"])
             .args
             .resolve()

@@ -254,7 +254,10 @@ fn run_projections_none_serves_no_projections() {
     });
     place(&server, "order-1", 5);
     let output = run(&server, &["projection", "list"]);
-    assert!(!output.status.success(), "listing fails without projections");
+    assert!(
+        !output.status.success(),
+        "listing fails without projections"
+    );
     let answer = {
         use std::io::{Read, Write};
         let mut connection =

@@ -138,8 +138,8 @@ impl ProjectionManager {
     /// The stored definitions, none running.
     async fn load_definitions(&self) -> Result<BTreeMap<String, Managed>, ProjectionError> {
         let mut names = Vec::new();
-        for event in read_events(&*self.store, REGISTRY_STREAM, ReadStreamOptions::forwards())
-            .await?
+        for event in
+            read_events(&*self.store, REGISTRY_STREAM, ReadStreamOptions::forwards()).await?
         {
             let name = String::from_utf8_lossy(&event.data).into_owned();
             match event.event_type.as_str() {

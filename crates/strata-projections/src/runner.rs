@@ -482,7 +482,10 @@ impl RunState {
         // Events come in log order; one at or before the last processed position was
         // processed already (an input added to a query restored from an older checkpoint
         // reads from its start).
-        if self.last_position.is_some_and(|last| event.position.0 <= last) {
+        if self
+            .last_position
+            .is_some_and(|last| event.position.0 <= last)
+        {
             return Ok(());
         }
         self.last_position = Some(event.position.0);

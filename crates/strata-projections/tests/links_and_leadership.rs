@@ -78,9 +78,24 @@ const SEEN: &str = "fromStream('picked').when({
 async fn links_in_a_stream_source_are_resolved_and_dangling_ones_passed_over() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    append(&*store, "order-1", ProposedEvent::json("Placed", r#"{"n":1}"#)).await;
-    append(&*store, "order-1", ProposedEvent::json("Paid", r#"{"n":2}"#)).await;
-    append(&*store, "gone-1", ProposedEvent::json("Placed", r#"{"n":3}"#)).await;
+    append(
+        &*store,
+        "order-1",
+        ProposedEvent::json("Placed", r#"{"n":1}"#),
+    )
+    .await;
+    append(
+        &*store,
+        "order-1",
+        ProposedEvent::json("Paid", r#"{"n":2}"#),
+    )
+    .await;
+    append(
+        &*store,
+        "gone-1",
+        ProposedEvent::json("Placed", r#"{"n":3}"#),
+    )
+    .await;
     append(&*store, "picked", link("1@order-1", r#"{"why":"paid"}"#)).await;
     append(&*store, "picked", link("0@gone-1", "")).await;
     append(&*store, "picked", ProposedEvent::json("Note", r#"{"n":4}"#)).await;
@@ -95,7 +110,10 @@ async fn links_in_a_stream_source_are_resolved_and_dangling_ones_passed_over() {
     let including = SEEN.replace("fromStream", "options({ $includeLinks: true }); fromStream");
     manager.create("raw", &including, CONTINUOUS).await.unwrap();
 
-    let seen = state_when(&manager, "seen", "", |s| s["seen"].as_array().unwrap().len() >= 3).await;
+    let seen = state_when(&manager, "seen", "", |s| {
+        s["seen"].as_array().unwrap().len() >= 3
+    })
+    .await;
     assert_eq!(
         seen["seen"],
         serde_json::json!([
@@ -105,14 +123,21 @@ async fn links_in_a_stream_source_are_resolved_and_dangling_ones_passed_over() {
         ]),
         "targets seen through their links; links to a tombstoned stream or past a stream's end passed over"
     );
-    let raw = state_when(&manager, "raw", "", |s| s["seen"].as_array().unwrap().len() >= 5).await;
+    let raw = state_when(&manager, "raw", "", |s| {
+        s["seen"].as_array().unwrap().len() >= 5
+    })
+    .await;
     let types: Vec<&str> = raw["seen"]
         .as_array()
         .unwrap()
         .iter()
         .map(|entry| entry[2].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["$>", "$>", "Note", "$>", "$>"], "$includeLinks: the links as they are");
+    assert_eq!(
+        types,
+        ["$>", "$>", "Note", "$>", "$>"],
+        "$includeLinks: the links as they are"
+    );
     manager.shutdown().await;
 }
 
@@ -134,7 +159,10 @@ async fn soft_deletes_reach_the_deleted_handler_of_a_category_source() {
     manager.create("accounts", query, CONTINUOUS).await.unwrap();
     state_when(&manager, "accounts", "account-2", |s| s["n"] == 1).await;
     store
-        .delete_stream(&StreamName::new("account-1").unwrap(), ExpectedRevision::Any)
+        .delete_stream(
+            &StreamName::new("account-1").unwrap(),
+            ExpectedRevision::Any,
+        )
         .await
         .unwrap();
     // Another category's delete is not this projection's.
@@ -170,7 +198,11 @@ async fn on_a_follower_every_call_answers_not_leader_naming_the_leader() {
     let store = open(dir.path());
     let manager = manager(store.clone()).await;
     manager
-        .create("counter", "fromAll().when({ $any: (s, e) => s })", CONTINUOUS)
+        .create(
+            "counter",
+            "fromAll().when({ $any: (s, e) => s })",
+            CONTINUOUS,
+        )
         .await
         .unwrap();
     let leadership = Leadership::clustered(uuid::Uuid::from_u128(7));
@@ -184,7 +216,9 @@ async fn on_a_follower_every_call_answers_not_leader_naming_the_leader() {
     });
     manager.set_leadership(Arc::clone(&leadership));
     let not_leader = |outcome: Result<(), ProjectionError>| match outcome {
-        Err(ProjectionError::Store(Error::NotLeader { leader: Some(named) })) => {
+        Err(ProjectionError::Store(Error::NotLeader {
+            leader: Some(named),
+        })) => {
             assert_eq!(named, leader);
         }
         other => panic!("expected NotLeader, got {other:?}"),
