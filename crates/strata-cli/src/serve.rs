@@ -159,6 +159,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
             subscriptions_max: args.http_max_subscriptions,
             ..strata_http::HttpOptions::default()
         },
+        run_projections: args.run_projections,
         ..ServeConfig::default()
     };
     // Authentication (and with it the built-in users) comes with TLS.

@@ -122,6 +122,11 @@ pub(crate) struct ServeArgs {
     /// With --store: the port gossip gives clients for this node [default: the bound port].
     #[arg(long, value_name = "PORT", env = "STRATA_ADVERTISE_PORT")]
     advertise_port: Option<u16>,
+    /// Which projections run, as KurrentDB's option: `none`, `system` or `all` (any case).
+    /// System projections are Strata's indexes, always on; `none` and `system` run no user
+    /// projection and serve no Projections service [default: all].
+    #[arg(long, value_name = "WHICH", env = "STRATA_RUN_PROJECTIONS")]
+    run_projections: Option<strata_server::RunProjections>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -161,6 +166,7 @@ struct FileConfig {
     log_level: Option<String>,
     advertise_host: Option<String>,
     advertise_port: Option<u16>,
+    run_projections: Option<String>,
     /// `[[connectors]]`: connectors declared here (see docs/CONNECTORS.md).
     connectors: Option<Vec<strata_connectors::ConnectorDefinition>>,
     /// `[scavenge]`: automatic scavenging (see docs/SCAVENGING.md).
@@ -244,6 +250,8 @@ pub(crate) struct Resolved {
     pub(crate) advertise_host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) advertise_port: Option<u16>,
+    #[serde(serialize_with = "as_text")]
+    pub(crate) run_projections: strata_server::RunProjections,
     /// From the file only; never printed back (they hold secrets).
     #[serde(skip)]
     pub(crate) connectors: Vec<strata_connectors::ConnectorDefinition>,
@@ -272,6 +280,11 @@ impl ServeArgs {
                 && (self.store.is_some() || file.store.is_some())),
             "data_dir and store exclude each other: keep the events on local disk or in PostgreSQL"
         );
+        let file_run_projections = file
+            .run_projections
+            .as_deref()
+            .map(str::parse::<strata_server::RunProjections>)
+            .transpose()?;
         let defaults = strata_server::ServeConfig::default();
         let http_defaults = strata_http::HttpOptions::default();
         let persistent_defaults = strata_grpc::PersistentLimits::default();
@@ -354,12 +367,23 @@ impl ServeArgs {
                 .unwrap_or_else(|| "info".to_owned()),
             advertise_host: self.advertise_host.or(file.advertise_host),
             advertise_port: self.advertise_port.or(file.advertise_port),
+            run_projections: self
+                .run_projections
+                .or(file_run_projections)
+                .unwrap_or(defaults.run_projections),
             connectors: file.connectors.unwrap_or_default(),
             scavenge: file.scavenge,
         };
         resolved.check()?;
         Ok(resolved)
     }
+}
+
+fn as_text<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -513,6 +537,44 @@ subject = "events.{category}.{stream}"
             error.to_string().contains("unknown placeholder {strem}"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn run_projections_comes_from_the_flag_or_the_file_in_any_case() {
+        use strata_server::RunProjections;
+        let none = Cli::parse_from(["x"]).args.resolve().unwrap();
+        assert_eq!(none.run_projections, RunProjections::All);
+        let config = file("run_projections = \"None\"\n");
+        let path = config.path().to_str().unwrap();
+        let resolved = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(resolved.run_projections, RunProjections::None);
+        assert!(
+            resolved
+                .to_toml()
+                .unwrap()
+                .contains("run_projections = \"none\"")
+        );
+        let resolved = Cli::parse_from(["x", "--config", path, "--run-projections", "System"])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(resolved.run_projections, RunProjections::System);
+
+        let bad = file("run_projections = \"some\"\n");
+        let path = bad.path().to_str().unwrap();
+        let error = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("must be none, system or all"),
+            "{error}"
+        );
+        let refused = Cli::try_parse_from(["x", "--run-projections", "some"]);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -418,6 +418,62 @@ fn cluster_status_lists_the_members_and_the_leader() {
     );
 }
 
+/// Projections run on the leader: on the follower every Projections call (gRPC) answers
+/// `not-leader` naming the leader, and `/v1/projections` (HTTP) 503 `not-leader`; on the
+/// leader they work.
+#[test]
+fn projection_calls_on_a_follower_answer_not_leader() {
+    let schema = PostgresSchema::new();
+    let servers: Vec<Server> = (0..2).map(|_| Server::start_on_postgres(&schema)).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (leader_port, _) = runtime.block_on(leader_among(&schema, &ports));
+    let follower_port = *ports.iter().find(|&&port| port != leader_port).unwrap();
+    let projections = |port: u16| {
+        let settings = format!("esdb://127.0.0.1:{port}?tls=false")
+            .parse()
+            .expect("connection string parses");
+        kurrentdb::ProjectionClient::new(settings).expect("projection client")
+    };
+    runtime.block_on(within("projection calls", async {
+        let options = kurrentdb::CreateProjectionOptions::default();
+        let generic = kurrentdb::GenericProjectionOptions::default();
+        let follower = projections(follower_port);
+        let refused = follower
+            .create("counter", "fromAll().when({})".to_owned(), &options)
+            .await
+            .unwrap_err();
+        match refused {
+            kurrentdb::Error::NotLeaderException(leader) => {
+                assert_eq!(leader.port, u32::from(leader_port), "names the leader");
+            }
+            other => panic!("expected not-leader, got {other:?}"),
+        }
+        // The client follows a not-leader answer to the leader: ask the follower afresh.
+        let refused = projections(follower_port)
+            .get_status("counter", &generic)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, kurrentdb::Error::NotLeaderException(_)),
+            "{refused:?}"
+        );
+        let leader = projections(leader_port);
+        leader
+            .create("counter", "fromAll().when({})".to_owned(), &options)
+            .await
+            .expect("the leader creates it");
+        let status = leader.get_status("counter", &generic).await.unwrap();
+        assert_eq!(status.map(|status| status.name).as_deref(), Some("counter"));
+    }));
+    let answer = http_get(follower_port, "/v1/projections");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("not-leader"), "{answer}");
+    let answer = http_get(leader_port, "/v1/projections");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("counter"), "{answer}");
+}
+
 /// The body of a plain HTTP/1.1 GET.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};

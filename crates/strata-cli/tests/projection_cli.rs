@@ -226,3 +226,51 @@ fn bad_usage_is_refused_with_exit_code_2() {
         "a query is required: {output:?}"
     );
 }
+
+/// `--run-projections none` (KurrentDB's switch): no projection runs, the Projections
+/// service is left out (the official client gets `UNIMPLEMENTED`: unsupported feature),
+/// `/v1/projections` answers 404, and the CLI says what failed; the rest is served.
+#[test]
+fn run_projections_none_serves_no_projections() {
+    let server = Server::start_with(&["--insecure", "--run-projections", "none"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let settings = format!("esdb://127.0.0.1:{}?tls=false", server.port())
+            .parse()
+            .expect("connection string parses");
+        let projections = kurrentdb::ProjectionClient::new(settings).expect("client");
+        let refused = projections
+            .create(
+                "counter",
+                COUNTER.to_owned(),
+                &kurrentdb::CreateProjectionOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, kurrentdb::Error::UnsupportedFeature),
+            "{refused:?}"
+        );
+    });
+    place(&server, "order-1", 5);
+    let output = run(&server, &["projection", "list"]);
+    assert!(
+        !output.status.success(),
+        "listing fails without projections"
+    );
+    let answer = {
+        use std::io::{Read, Write};
+        let mut connection =
+            std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+        write!(
+            connection,
+            "GET /v1/projections HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut answer = String::new();
+        connection.read_to_string(&mut answer).expect("read");
+        answer
+    };
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("run_projections"), "{answer}");
+}

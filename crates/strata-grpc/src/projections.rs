@@ -1,7 +1,8 @@
 //! The `Projections` service: a translation onto `strata-projections`' manager, with the
 //! reference server's statuses (`NOT_FOUND` `Projection '<n>' not found`, `ALREADY_EXISTS`,
 //! `FAILED_PRECONDITION`, `INVALID_ARGUMENT`, `UNKNOWN`). Managing projections takes the
-//! operations permission; statistics, state and result any authenticated caller.
+//! operations permission; statistics, state and result any authenticated caller. On a
+//! cluster's follower every call answers `not-leader` (projections run on the leader).
 
 use std::sync::Arc;
 
@@ -39,6 +40,10 @@ fn status(error: ProjectionError) -> Status {
             Status::failed_precondition(error.to_string())
         }
         ProjectionError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+        // On a cluster's follower, as the other leader-only calls answer there.
+        ProjectionError::Store(strata_core::Error::NotLeader { leader }) => {
+            crate::errors::not_leader(leader.as_ref())
+        }
         other => Status::unknown(other.to_string()),
     }
 }
@@ -247,6 +252,7 @@ impl Projections for ProjectionsService {
 
     async fn restart_subsystem(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
         self.access.allow(&request, &Action::Operations).await?;
+        self.manager.check_leader().map_err(status)?;
         self.manager.restart_all().await;
         Ok(Response::new(Empty {}))
     }

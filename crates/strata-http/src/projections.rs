@@ -35,6 +35,12 @@ impl From<ProjectionError> for ApiError {
             ProjectionError::InvalidArgument { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-projection", detail)
             }
+            // On a cluster's follower, as the connectors' routes answer there.
+            ProjectionError::Store(strata_core::Error::NotLeader { .. }) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-leader",
+                format!("projections run on the cluster's leader: manage them there ({detail})"),
+            ),
             ProjectionError::Store(store) => store.into(),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store-error", detail),
         }
@@ -45,7 +51,7 @@ fn manager(state: &AppState) -> Result<&Arc<ProjectionManager>, ApiError> {
     state.projections.as_ref().ok_or_else(|| {
         ApiError::not_found(
             "not-found",
-            "this server runs no projections (they run where `strata serve` serves a store)",
+            "this server runs no projections (they run where `strata serve` serves a store, with run_projections = all)",
         )
     })
 }

@@ -7,11 +7,13 @@
 //! reads them back and starts every enabled projection where its checkpoint left it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strata_core::{EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, StreamName};
+use strata_core::{
+    EventStore, ExpectedRevision, Leadership, ProposedEvent, ReadStreamOptions, StreamName,
+};
 use tokio::runtime::Handle;
 use tokio::sync::Mutex;
 
@@ -98,6 +100,9 @@ pub struct ProjectionManager {
     limits: SandboxLimits,
     handle: Handle,
     projections: Mutex<BTreeMap<String, Managed>>,
+    /// The node's place in its cluster (set once); on a follower every management call
+    /// answers `not-leader`.
+    leadership: OnceLock<Arc<Leadership>>,
 }
 
 impl ProjectionManager {
@@ -117,14 +122,24 @@ impl ProjectionManager {
             limits,
             handle: Handle::current(),
             projections: Mutex::new(BTreeMap::new()),
+            leadership: OnceLock::new(),
         });
+        let mut projections = manager.projections.lock().await;
+        *projections = manager.load_definitions().await?;
+        for managed in projections.values_mut() {
+            if managed.definition.enabled {
+                manager.start_run(managed);
+            }
+        }
+        drop(projections);
+        Ok(manager)
+    }
+
+    /// The stored definitions, none running.
+    async fn load_definitions(&self) -> Result<BTreeMap<String, Managed>, ProjectionError> {
         let mut names = Vec::new();
-        for event in read_events(
-            &*manager.store,
-            REGISTRY_STREAM,
-            ReadStreamOptions::forwards(),
-        )
-        .await?
+        for event in
+            read_events(&*self.store, REGISTRY_STREAM, ReadStreamOptions::forwards()).await?
         {
             let name = String::from_utf8_lossy(&event.data).into_owned();
             match event.event_type.as_str() {
@@ -133,22 +148,43 @@ impl ProjectionManager {
                 _ => {}
             }
         }
-        let mut projections = manager.projections.lock().await;
+        let mut loaded = BTreeMap::new();
         for name in names {
-            let Some(definition) = manager.stored_definition(&name).await? else {
+            let Some(definition) = self.stored_definition(&name).await? else {
                 continue;
             };
-            let mut managed = Managed {
-                definition,
-                run: None,
-            };
-            if managed.definition.enabled {
-                manager.start_run(&mut managed);
-            }
-            projections.insert(name, managed);
+            loaded.insert(
+                name,
+                Managed {
+                    definition,
+                    run: None,
+                },
+            );
         }
-        drop(projections);
-        Ok(manager)
+        Ok(loaded)
+    }
+
+    /// Makes the manager follow `leadership`: while this node is not the leader, every
+    /// management call (statistics, state and result among them) fails with
+    /// [`strata_core::Error::NotLeader`] naming the leader, as the reference server answers
+    /// leader-only calls on a follower. Set once; later calls are ignored.
+    pub fn set_leadership(&self, leadership: Arc<Leadership>) {
+        let _ = self.leadership.set(leadership);
+    }
+
+    /// `Ok` unless this node is a cluster's follower ([`strata_core::Error::NotLeader`]).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Store`] with [`strata_core::Error::NotLeader`] on a follower.
+    pub fn check_leader(&self) -> Result<(), ProjectionError> {
+        match self.leadership.get() {
+            Some(leadership) if !leadership.is_leader() => {
+                Err(ProjectionError::Store(strata_core::Error::NotLeader {
+                    leader: leadership.leader(),
+                }))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn stored_definition(
@@ -179,6 +215,7 @@ impl ProjectionManager {
         query: &str,
         options: CreateOptions,
     ) -> Result<(), ProjectionError> {
+        self.check_leader()?;
         check_name(name)?;
         let mut projections = self.projections.lock().await;
         if projections.contains_key(name) {
@@ -288,6 +325,7 @@ impl ProjectionManager {
     /// [`ProjectionError::NotFound`]; [`ProjectionError::FailedPrecondition`] while it runs;
     /// storage errors.
     pub async fn delete(&self, name: &str, options: DeleteOptions) -> Result<(), ProjectionError> {
+        self.check_leader()?;
         let mut projections = self.projections.lock().await;
         let managed = projections
             .get_mut(name)
@@ -379,6 +417,7 @@ impl ProjectionManager {
         name: &str,
         partition: &str,
     ) -> Result<Option<String>, ProjectionError> {
+        self.check_leader()?;
         let definition = self.definition(name).await?;
         let query_definition = self.query_definition(&definition.query);
         runner::stored_state(
@@ -401,6 +440,7 @@ impl ProjectionManager {
         name: &str,
         partition: &str,
     ) -> Result<Option<String>, ProjectionError> {
+        self.check_leader()?;
         let definition = self.definition(name).await?;
         let query_definition = self.query_definition(&definition.query);
         runner::stored_result(
@@ -419,6 +459,7 @@ impl ProjectionManager {
     /// # Errors
     /// [`ProjectionError::NotFound`].
     pub async fn definition(&self, name: &str) -> Result<StoredDefinition, ProjectionError> {
+        self.check_leader()?;
         self.projections
             .lock()
             .await
@@ -432,6 +473,7 @@ impl ProjectionManager {
     /// # Errors
     /// [`ProjectionError::NotFound`] for an unknown name.
     pub async fn statistics(&self, name: Option<&str>) -> Result<Vec<Statistics>, ProjectionError> {
+        self.check_leader()?;
         let log_end = self.store.last_position().await?.map(|position| position.0);
         let projections = self.projections.lock().await;
         if let Some(name) = name {
@@ -461,10 +503,21 @@ impl ProjectionManager {
     }
 
     /// Stops every projection and starts the enabled ones again.
+    ///
+    /// The definitions are read again from the store first: in a cluster, a node that
+    /// becomes the leader runs what the previous leader created, changed or deleted.
     pub async fn restart_all(&self) {
         let mut projections = self.projections.lock().await;
         for managed in projections.values_mut() {
             stop_run(managed, false).await;
+        }
+        match self.load_definitions().await {
+            Ok(loaded) => *projections = loaded,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the projections' definitions again: restarting the known ones");
+            }
+        }
+        for managed in projections.values_mut() {
             if managed.definition.enabled {
                 self.start_run(managed);
             }
@@ -485,6 +538,7 @@ impl ProjectionManager {
         edit: impl FnOnce(&mut StoredDefinition),
         restart: Restart,
     ) -> Result<(), ProjectionError> {
+        self.check_leader()?;
         let mut projections = self.projections.lock().await;
         let managed = projections
             .get_mut(name)

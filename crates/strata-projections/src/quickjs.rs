@@ -121,9 +121,11 @@ impl QuickJsProjection {
 
     /// Runs `call` on the host object under the deadline of `stage`, turning every way it can
     /// fail into a [`Fault`].
-    fn run<T>(
+    /// `stage` is formatted only when the call fails (a handler's name costs nothing per
+    /// event).
+    fn run<T, S: std::fmt::Display + ?Sized>(
         &self,
-        stage: &str,
+        stage: &S,
         compiling: bool,
         call: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, Fault> {
@@ -144,10 +146,12 @@ impl QuickJsProjection {
         match outcome.and_then(|inner| inner) {
             Ok(value) => Ok(value),
             Err(_) if fired => Err(Fault::Deadline {
-                stage: stage.to_owned(),
+                stage: stage.to_string(),
                 deadline_ms: limit.as_millis(),
             }),
-            Err((name, message)) => Err(self.classify(stage, compiling, &name, message)),
+            Err((name, message)) => {
+                Err(self.classify(&stage.to_string(), compiling, &name, message))
+            }
         }
     }
 
@@ -240,6 +244,15 @@ fn fields<'js>(ctx: &Ctx<'js>, event: &EventView) -> rquickjs::Result<Array<'js>
     Ok(array)
 }
 
+/// "the handler of <type>", for a fault's message.
+struct HandlerOf<'a>(&'a str);
+
+impl std::fmt::Display for HandlerOf<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "the handler of {}", self.0)
+    }
+}
+
 fn method<'js>(host: &Object<'js>, name: &str) -> rquickjs::Result<rquickjs::Function<'js>> {
     host.get(name)
 }
@@ -280,7 +293,7 @@ impl ProjectionEngine for QuickJsProjection {
     }
 
     fn process(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
-        let stage = format!("the handler of {}", event.event_type);
+        let stage = HandlerOf(&event.event_type);
         let emitted: Option<String> = self.run(&stage, false, |ctx, host| {
             method(&host, "process")?.call((partition, fields(ctx, event)?))
         })?;

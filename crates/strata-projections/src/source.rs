@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_core::system_streams::{IndexKey, link_event};
+use strata_core::system_streams::{IndexKey, link_event, resolve_link};
 use strata_core::{
     EventStore, Position, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, StreamName,
 };
@@ -35,6 +35,17 @@ pub(crate) struct SourceEvent {
     pub link_metadata: String,
     /// Read only to move the cursor on: no handler sees it.
     pub skip: bool,
+    /// For a user-written link (`$>`) read from a `fromStream` source: the event it points
+    /// at, which the handlers see (`event` stays the link: its position orders the batch
+    /// and marks the outputs).
+    pub resolved: Option<RecordedEvent>,
+}
+
+impl SourceEvent {
+    /// The event the handlers see: a resolved link's target, else the event read.
+    pub(crate) fn handled(&self) -> &RecordedEvent {
+        self.resolved.as_ref().unwrap_or(&self.event)
+    }
 }
 
 /// The inputs of a query and how far each has been processed.
@@ -61,6 +72,16 @@ impl Source {
         }
         for category in &definition.categories {
             let key = IndexKey::Category(category.clone());
+            inputs.push((Input::Index(key.clone()), key.stream_name()));
+        }
+        // `fromCategory(c).foreachStream()` with a `$deleted` handler: the category index has
+        // no metadata events, so soft deletes come from `$et-$metadata` (the metadata events
+        // of user streams), in log order with the category's events.
+        if !definition.categories.is_empty()
+            && definition.by_stream
+            && definition.handles_deleted_notifications
+        {
+            let key = IndexKey::EventType(strata_core::METADATA_EVENT_TYPE.to_owned());
             inputs.push((Input::Index(key.clone()), key.stream_name()));
         }
         if definition.all && inputs.len() > 1 {
@@ -134,16 +155,34 @@ impl Source {
                     Err(strata_core::Error::StreamDeleted { .. }) => Vec::new(),
                     Err(error) => return Err(error.into()),
                 };
-                Ok(events
-                    .into_iter()
-                    .map(|event| SourceEvent {
+                let mut out = Vec::with_capacity(events.len());
+                for event in events {
+                    let mut source = SourceEvent {
                         input: index,
                         cursor_after: event.revision.0 + 1,
-                        skip: is_link(&event) && !self.include_links,
+                        skip: false,
                         event,
                         link_metadata: String::new(),
-                    })
-                    .collect())
+                        resolved: None,
+                    };
+                    // As the reference reads a stream source: links resolved (unless
+                    // `$includeLinks`), a link whose target is gone passed over.
+                    if is_link(&source.event) && !self.include_links {
+                        let link = resolve_link(store, source.event.clone()).await?;
+                        match link.event {
+                            Some(target) if link.link.is_some() => {
+                                source.link_metadata =
+                                    String::from_utf8_lossy(&source.event.metadata).into_owned();
+                                source.resolved = Some(target);
+                            }
+                            // Data that names no revision: no link, delivered as it is.
+                            Some(_) => {}
+                            None => source.skip = true,
+                        }
+                    }
+                    out.push(source);
+                }
+                Ok(out)
             }
             Input::Index(key) => {
                 let options = ReadStreamOptions::forwards()
@@ -160,8 +199,10 @@ impl Source {
                             input: index,
                             cursor_after: indexed.index_revision + 1,
                             link_metadata: String::from_utf8_lossy(&link.metadata).into_owned(),
-                            skip: false,
+                            // `$et-$metadata` only tells of deletes: no handler sees it.
+                            skip: matches!(key, IndexKey::EventType(_)),
                             event: indexed.event,
+                            resolved: None,
                         }
                     })
                     .collect())
@@ -198,6 +239,7 @@ impl Source {
                     event,
                     link_metadata: String::new(),
                     skip,
+                    resolved: None,
                 });
             }
             if page.is_end {

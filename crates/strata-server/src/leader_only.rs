@@ -43,11 +43,15 @@ pub async fn follow_leadership<T: Send + Sync + 'static>(
     });
 }
 
-/// Projections follow the leadership.
+/// Projections follow the leadership, and their management calls answer `not-leader` on a
+/// follower.
 pub(crate) async fn follow(
-    leadership: &Leadership,
+    leadership: &Arc<Leadership>,
     projections: Weak<strata_projections::ProjectionManager>,
 ) {
+    if let Some(manager) = projections.upgrade() {
+        manager.set_leadership(Arc::clone(leadership));
+    }
     follow_leadership(
         leadership,
         projections,

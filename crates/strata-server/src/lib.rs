@@ -20,9 +20,11 @@ mod connections;
 mod leader_only;
 mod listen;
 mod quick_ack;
+mod run_projections;
 mod tls;
 
 pub use connections::{CONNECTIONS_MAX_DEFAULT, HEADER_TIMEOUT_DEFAULT};
 pub use leader_only::{LeaderAction, follow_leadership};
 pub use listen::{ServeConfig, ServeError, Server};
+pub use run_projections::{RunProjections, RunProjectionsError};
 pub use tls::{TlsError, TlsFiles};

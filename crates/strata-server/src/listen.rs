@@ -55,6 +55,9 @@ pub struct ServeConfig {
     /// The node's place in its cluster (docs/CLUSTER.md); `None` is a single node, always
     /// the leader. Persistent subscriptions and projections run on the leader only.
     pub leadership: Option<Arc<strata_core::Leadership>>,
+    /// Which projections run (KurrentDB's `--run-projections`); user projections and their
+    /// service only with [`crate::RunProjections::All`], the default.
+    pub run_projections: crate::RunProjections,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +82,7 @@ impl Default for ServeConfig {
                 ..strata_auth::SecurityOptions::default()
             },
             leadership: None,
+            run_projections: crate::RunProjections::default(),
         }
     }
 }
@@ -133,6 +137,7 @@ pub struct Server {
     maintenance: Option<Arc<dyn strata_core::Maintenance>>,
     /// Automatic scavenging ([`Server::with_auto_scavenge`]).
     auto_scavenge: Option<strata_operations::AutoScavenge>,
+    run_projections: crate::RunProjections,
 }
 
 impl Server {
@@ -168,6 +173,7 @@ impl Server {
             leadership: config.leadership.clone(),
             maintenance: None,
             auto_scavenge: None,
+            run_projections: config.run_projections,
         })
     }
 
@@ -298,29 +304,40 @@ impl Server {
             )),
             None => store.clone(),
         };
-        let projections = strata_projections::ProjectionManager::start(
-            projected,
-            Arc::new(strata_projections::QuickJsEngine),
-            strata_projections::SandboxLimits::default(),
-        )
-        .await?;
-        let sampled = Arc::downgrade(&projections);
-        metrics.on_scrape(move |metrics| {
-            if let Some(statistics) = sampled.upgrade().and_then(|p| p.try_statistics()) {
-                let samples: Vec<strata_http::ProjectionSample> = statistics
-                    .into_iter()
-                    .map(|projection| strata_http::ProjectionSample {
-                        name: projection.name,
-                        status: projection.status,
-                        progress: f64::from(projection.progress) / 100.0,
-                        events_processed_after_restart: projection.events_processed_after_restart,
-                    })
-                    .collect();
-                metrics.set_projections(&samples);
+        // With `run_projections` other than `all`, no manager: the services are left out.
+        let projections = if self.run_projections.runs_user_projections() {
+            Some(
+                strata_projections::ProjectionManager::start(
+                    projected,
+                    Arc::new(strata_projections::QuickJsEngine),
+                    strata_projections::SandboxLimits::default(),
+                )
+                .await?,
+            )
+        } else {
+            tracing::info!(run_projections = %self.run_projections, "running no user projections");
+            None
+        };
+        if let Some(projections) = &projections {
+            let sampled = Arc::downgrade(projections);
+            metrics.on_scrape(move |metrics| {
+                if let Some(statistics) = sampled.upgrade().and_then(|p| p.try_statistics()) {
+                    let samples: Vec<strata_http::ProjectionSample> = statistics
+                        .into_iter()
+                        .map(|projection| strata_http::ProjectionSample {
+                            name: projection.name,
+                            status: projection.status,
+                            progress: f64::from(projection.progress) / 100.0,
+                            events_processed_after_restart: projection
+                                .events_processed_after_restart,
+                        })
+                        .collect();
+                    metrics.set_projections(&samples);
+                }
+            });
+            if let Some(leadership) = &self.leadership {
+                crate::leader_only::follow(leadership, Arc::downgrade(projections)).await;
             }
-        });
-        if let Some(leadership) = &self.leadership {
-            crate::leader_only::follow(leadership, Arc::downgrade(&projections)).await;
         }
         // Scavenges, shutdown and index merges, for gRPC and HTTP alike (docs/SCAVENGING.md).
         let scavenges = strata_operations::ScavengeJobs::new(
@@ -335,7 +352,7 @@ impl Server {
             .take()
             .map(|auto| scavenges.spawn_automatic(auto));
         let grpc_options = strata_grpc::GrpcOptions {
-            projections: Some(Arc::clone(&projections)),
+            projections: projections.clone(),
             operations: Some(operations.clone()),
             subscription_progress: metrics.grpc_subscriptions().clone(),
             ..self.grpc_options(Some(Arc::clone(&security)))
@@ -354,9 +371,10 @@ impl Server {
             Arc::clone(&metrics),
             http_options,
         );
-        http = http
-            .with_security(Arc::clone(&security))
-            .with_projections(Arc::clone(&projections));
+        http = http.with_security(Arc::clone(&security));
+        if let Some(projections) = &projections {
+            http = http.with_projections(Arc::clone(projections));
+        }
         let scavenge_routes = strata_http::scavenges_router(
             operations.clone(),
             Arc::clone(&security),
@@ -421,7 +439,9 @@ impl Server {
         }
         scavenges.shutdown().await;
         persistent_subscriptions.shutdown().await;
-        projections.shutdown().await;
+        if let Some(projections) = projections {
+            projections.shutdown().await;
+        }
         outcome
     }
 }
