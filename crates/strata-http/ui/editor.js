@@ -16,30 +16,32 @@ const KEYWORDS = new Set(['break', 'case', 'catch', 'const', 'continue', 'defaul
   'try', 'typeof', 'var', 'void', 'while', 'true', 'false', 'null', 'undefined']);
 
 // 1 line comment, 2 block comment (or its unterminated rest), 3 string (or an unterminated
-// one up to the end of the line), 4 the colon after a string, 5 number, 6 name, 7 `(` after it.
+// one up to the end of the line), 4 the colon after a string, 5 number, 6 name, 7 the `(`
+// (a call) or `:` (an object key, as `$init:`; a ternary's `b :` is coloured so too) after it.
 const TOKEN = new RegExp([
   '(\\/\\/[^\\n]*)',
   '(\\/\\*[\\s\\S]*?(?:\\*\\/|$))',
   '("(?:\\\\.|[^"\\\\\\n])*"?|\'(?:\\\\.|[^\'\\\\\\n])*\'?|`(?:\\\\[\\s\\S]|[^`\\\\])*`?)(\\s*:)?',
   '(-?\\b\\d+(?:\\.\\d+)?(?:[eE][+-]?\\d+)?\\b)',
-  '([A-Za-z_$][\\w$]*)(\\s*\\()?',
+  '([A-Za-z_$][\\w$]*)(\\s*\\(|\\s*:)?',
 ].join('|'), 'g');
 
 // The highlighted nodes of `text`: plain strings and spans of classes j-com, j-str, j-key,
-// j-num, j-lit, j-fn (the colours of docs/UI.md's JSON view, plus comments and calls).
+// j-num, j-lit (keywords and literals), j-fn (calls): the JSON view's colours, plus comments
+// and calls.
 export function highlight(text) {
   const out = [];
   let last = 0;
   for (const m of text.matchAll(TOKEN)) {
     if (m.index > last) out.push(text.slice(last, m.index));
-    const [whole, line, block, str, colon, num, name, call] = m;
+    const [whole, line, block, str, colon, num, name, after] = m;
     if (line !== undefined || block !== undefined) out.push(h('span', { class: 'j-com' }, whole));
     else if (str !== undefined) {
       out.push(h('span', { class: colon ? 'j-key' : 'j-str' }, str));
       if (colon) out.push(colon);
     } else if (num !== undefined) out.push(h('span', { class: 'j-num' }, num));
-    else if (KEYWORDS.has(name)) { out.push(h('span', { class: 'j-lit' }, name)); if (call) out.push(call); }
-    else if (call) out.push(h('span', { class: 'j-fn' }, name), call);
+    else if (KEYWORDS.has(name)) { out.push(h('span', { class: 'j-lit' }, name)); if (after) out.push(after); }
+    else if (after) out.push(h('span', { class: after.endsWith('(') ? 'j-fn' : 'j-key' }, name), after);
     else out.push(name);
     last = m.index + whole.length;
   }
