@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, client } from './server.mjs';
@@ -32,11 +33,39 @@ async function newPage(options = {}) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) errors.push(new Error(m.text())); });
+  // The browser logs every 4xx answer; the pages show those problems themselves.
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) errors.push(new Error(m.text())); });
   return { page, errors, close: () => context.close() };
 }
 
 function measure(what, value) { console.log(`measure: ${what}: ${value}`); }
+
+// A webhook for an HTTP-sink connector: answers 200 to everything (the HEAD create sends
+// too) and keeps each POSTed event.
+function webhook() {
+  const events = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      if (req.method === 'POST') events.push(JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${server.address().port}/events`,
+    events,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  })));
+}
+
+async function until(what, check, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('insecure server', () => {
   let server; let api;
@@ -65,8 +94,9 @@ describe('insecure server', () => {
     await page.locator('#node').getByText('Store: engine').waitFor();
     await api('/v1/streams/dash-1', { method: 'POST', body: { events: Array.from({ length: 20 }, (_, i) => ({ type: 'Tick', data: { i } })) } });
     await page.waitForFunction(() => document.querySelector('[data-metric="log"]').textContent !== '–');
-    // Each page of the navigation exists on this server (projections too: serve runs them).
-    for (const name of ['Dashboard', 'Streams', 'Live tail', 'Persistent subscriptions', 'Projections']) {
+    // Each page of the navigation exists on this server (projections and connectors too:
+    // serve runs them).
+    for (const name of ['Dashboard', 'Streams', 'Live tail', 'Persistent subscriptions', 'Projections', 'Connectors']) {
       await page.getByRole('navigation').getByRole('link', { name }).waitFor();
     }
     await page.waitForTimeout(1500);
@@ -236,7 +266,18 @@ describe('insecure server', () => {
     const form = page.locator('#projection-form');
     await form.getByLabel('Name').fill('sum');
     await form.getByLabel('Query (JavaScript)').fill(
-      "fromStream('count-1').when({ $init: () => ({ total: 0 }), Added: (s, e) => { s.total += e.data.n; return s; } });");
+      "// sums n\nfromStream('count-1').when({ $init: () => ({ total: 0 }), Added: (s, e) => { s.total += e.data.n; return s; } });");
+    // The editor shows the same text, highlighted: a comment, a call, a string, a number.
+    const editor = form.locator('.editor');
+    await editor.locator('pre.code-hl .j-fn', { hasText: 'fromStream' }).waitFor();
+    await editor.locator('pre.code-hl .j-str', { hasText: "'count-1'" }).waitFor();
+    await editor.locator('pre.code-hl .j-com', { hasText: '// sums n' }).waitFor();
+    await editor.locator('pre.code-hl .j-num', { hasText: '0' }).waitFor();
+    assert.equal(await editor.locator('pre.code-hl').textContent(), `${await editor.locator('textarea').inputValue()}\n `);
+    // Tab indents inside the editor.
+    await editor.locator('textarea').press('End');
+    await editor.locator('textarea').press('Tab');
+    assert.match(await editor.locator('textarea').inputValue(), /; {2}$/);
     await form.getByRole('button', { name: 'Create' }).click();
     await page.getByRole('heading', { name: 'Projection sum' }).waitFor();
     await page.locator('#projection-state .j-key', { hasText: '"total"' }).waitFor({ timeout: 15_000 });
@@ -245,6 +286,93 @@ describe('insecure server', () => {
     await page.goto(`${server.base}/#/projections`);
     await page.locator('#projections').getByRole('link', { name: 'sum' }).waitFor();
     await shot(page, 'projections');
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('connectors: created from a definition (errors shown), stopped, reset, started, settings, deleted', async () => {
+    const hook = await webhook();
+    after(() => hook.close());
+    await api('/v1/streams/invoice-1', { method: 'POST', body: { events: [1, 2, 3].map((n) => ({ type: 'Billed', data: { n } })) } });
+    const { page, errors, close } = await newPage();
+    let answer = '';
+    const asked = [];
+    page.on('dialog', (dialog) => { asked.push(dialog.message()); dialog.accept(answer); });
+    await page.goto(`${server.base}/#/connectors`);
+    await page.getByRole('navigation').getByRole('link', { name: 'Connectors' }).waitFor();
+    await page.locator('#connectors').getByText('No connectors yet.').waitFor();
+    const form = page.locator('#connector-form');
+    const definition = form.getByLabel('Definition (JSON)');
+    const result = page.locator('#connector-create-result');
+    // The server validates: not JSON, then an unknown sink type, each refused with the reason.
+    await definition.fill('{"id": "ui-hook", ');
+    await form.getByRole('button', { name: 'Create and start' }).click();
+    await result.locator('.problem', { hasText: '(400)' }).waitFor();
+    await definition.fill(JSON.stringify({ id: 'ui-hook', source: { kind: 'category', category: 'invoice' }, sink: { type: 'smtp', url: hook.url } }));
+    await form.getByRole('button', { name: 'Create and start' }).click();
+    await result.locator('.problem', { hasText: 'smtp' }).waitFor();
+    assert.match(await result.textContent(), /\(400\)/);
+    // The definition editor highlights JSON keys.
+    await form.locator('pre.code-hl .j-key', { hasText: '"sink"' }).waitFor();
+    assert.deepEqual((await api('/connectors')), [], 'nothing was created');
+    // A valid one, with a secret header: created, started, publishing the category.
+    await definition.fill(JSON.stringify({
+      id: 'ui-hook', source: { kind: 'category', category: 'invoice' },
+      sink: { type: 'http', url: hook.url, headers: { 'X-Token': 'hook-s3cret' } },
+      settings: { start_from: 'start', checkpoint_interval_events: 1 },
+    }, null, 2));
+    await form.getByRole('button', { name: 'Create and start' }).click();
+    await page.getByRole('heading', { name: 'Connector ui-hook' }).waitFor();
+    await page.locator('#connector-status [data-state="running"]').waitFor();
+    await page.locator('#connector-published', { hasText: '3' }).waitFor();
+    await page.locator('#connector-lag', { hasText: '0 events' }).waitFor();
+    await until('3 events at the webhook', () => hook.events.length === 3);
+    assert.deepEqual(hook.events.map((e) => e.data.n), [1, 2, 3]);
+    await page.locator('#connector-definition .j-str', { hasText: '"***"' }).waitFor();
+    assert.equal(await page.getByText('hook-s3cret').count(), 0, 'the secret is never shown');
+    await shot(page, 'connector');
+    // Stop: the state says so and events appended meanwhile wait.
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await page.locator('#connector-status [data-state="stopped"]').waitFor();
+    assert.ok(await page.getByRole('button', { name: 'Start' }).isEnabled());
+    await api('/v1/streams/invoice-1', { method: 'POST', body: { events: [{ type: 'Billed', data: { n: 4 } }] } });
+    // Reset to the start (confirmed), start: everything is published again, in order.
+    await page.locator('#reset-form').getByLabel('Reset to').selectOption('start');
+    await page.locator('#reset-form').getByRole('button', { name: 'Reset…' }).click();
+    await page.locator('#connector-result').getByText('Reset: done.').waitFor();
+    assert.match(asked.at(-1), /Reset connector ui-hook to the start\?/);
+    assert.equal(hook.events.length, 3, 'nothing is published while stopped');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await page.locator('#connector-status [data-state="running"]').waitFor();
+    await until('the re-sent events at the webhook', () => hook.events.length === 7);
+    assert.deepEqual(hook.events.slice(3).map((e) => e.data.n), [1, 2, 3, 4]);
+    // Settings: a bad value is refused with the reason; a good one is saved and shown.
+    const settings = page.locator('#settings-form').getByLabel('Settings (JSON)');
+    await settings.fill('{"batch_events_max": "many"}');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.locator('#connector-result .problem', { hasText: '(400)' }).waitFor();
+    await settings.fill('{"start_from": "start", "batch_events_max": 16}');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.locator('#connector-result').getByText('Settings saved').waitFor();
+    await page.locator('#connector-definition').getByText('16').waitFor();
+    assert.equal((await api('/connectors/ui-hook')).definition.settings.batch_events_max, 16);
+    // The list: state, lag and counters.
+    await page.goto(`${server.base}/#/connectors`);
+    const row = page.locator('#connectors-table tr', { hasText: 'ui-hook' });
+    await row.locator('[data-state="running"]').waitFor();
+    await row.getByRole('cell', { name: 'http', exact: true }).waitFor();
+    await shot(page, 'connectors');
+    // Delete asks for the id: a wrong one deletes nothing, the right one deletes.
+    await row.getByRole('link', { name: 'ui-hook' }).click();
+    await page.getByRole('heading', { name: 'Connector ui-hook' }).waitFor();
+    answer = 'ui-hoo';
+    await page.getByRole('button', { name: 'Delete…' }).click();
+    await page.locator('#connector-result').getByText('Not deleted').waitFor();
+    assert.equal((await api('/connectors')).length, 1);
+    answer = 'ui-hook';
+    await page.getByRole('button', { name: 'Delete…' }).click();
+    await page.locator('#connectors').getByText('No connectors yet.').waitFor();
+    assert.equal((await fetch(`${server.base}/connectors/ui-hook`)).status, 404);
     assert.deepEqual(errors, []);
     await close();
   });
@@ -387,6 +515,29 @@ describe('secure server', () => {
     await row.getByRole('button', { name: 'Disable' }).click();
     await row.getByRole('cell', { name: 'disabled' }).waitFor();
     await assert.rejects(client(server.base, 'reader', 's3cret')('/v1/streams/open-1'), /401/);
+    await close();
+  });
+
+  test('connectors need the Operations right: a plain user sees the API\'s 403, ops manages', async () => {
+    await admin('/v1/users/plain', { method: 'PUT', body: { fullName: 'Plain', groups: [], password: 'plainpw' } });
+    const { page, errors, close } = await newPage();
+    await page.goto(`${server.base}/#/connectors`);
+    const dialog = page.getByRole('dialog', { name: 'Log in' });
+    await dialog.waitFor();
+    await dialog.getByLabel('User').fill('plain');
+    await dialog.getByLabel('Password').fill('plainpw');
+    await dialog.getByRole('button', { name: 'Log in' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await page.locator('#connectors .problem', { hasText: '(403)' }).waitFor();
+    assert.equal(await page.locator('#connectors-table').count(), 0);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.goto(`${server.base}/#/connectors?again`);
+    await dialog.waitFor();
+    await dialog.getByLabel('User').fill('ops');
+    await dialog.getByLabel('Password').fill('changeit');
+    await dialog.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#connectors').getByText('No connectors yet.').waitFor();
+    assert.deepEqual(errors, []);
     await close();
   });
 });

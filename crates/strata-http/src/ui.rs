@@ -54,6 +54,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../ui/pages.js"),
     ),
     (
+        "editor.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/editor.js"),
+    ),
+    (
+        "connectors.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/connectors.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../ui/favicon.svg"),

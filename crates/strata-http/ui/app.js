@@ -3,6 +3,7 @@
 import { api, login, logout, currentUser, setUnauthenticatedHandler } from './api.js';
 import { h, clear, problemBox } from './view.js';
 import * as pages from './pages.js';
+import * as connectorPages from './connectors.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -26,6 +27,8 @@ const routes = [
   { path: /^\/persistent\/([^/]+)\/([^/]+)$/, page: pages.group, names: ['stream', 'group'], section: '#/persistent', feature: 'persistent-subscriptions' },
   { path: /^\/projections$/, page: pages.projections, nav: 'Projections', href: '#/projections', feature: 'projections' },
   { path: /^\/projection\/([^/]+)$/, page: pages.projection, names: ['name'], section: '#/projections', feature: 'projections' },
+  { path: /^\/connectors$/, page: connectorPages.connectors, nav: 'Connectors', href: '#/connectors', feature: 'connectors' },
+  { path: /^\/connector\/([^/]+)$/, page: connectorPages.connector, names: ['id'], section: '#/connectors', feature: 'connectors' },
   { path: /^\/users$/, page: pages.users, nav: 'Users', href: '#/users', feature: 'users' },
 ];
 
@@ -92,9 +95,19 @@ async function fetchProbe() {
 
 addEventListener('hashchange', render);
 
+// Connectors are routes `strata serve` mounts beside the API (docs/HTTP.md), not a feature
+// /info lists: the page appears when /connectors exists, whatever it answers this caller
+// (200, or 401/403 for who may not manage them) other than 404.
+async function hasConnectors() {
+  try {
+    const response = await fetch('/connectors', { method: 'HEAD', credentials: 'omit', cache: 'no-store' });
+    return response.status !== 404;
+  } catch { return false; }
+}
+
 try {
-  const info = await api('/info');
-  features = info.features || [];
+  const [info, connectors] = await Promise.all([api('/info'), hasConnectors()]);
+  features = [...(info.features || []), ...(connectors ? ['connectors'] : [])];
 } catch (error) {
   main.replaceChildren(problemBox(error));
 }

@@ -3,16 +3,17 @@
 import { api, subscribe, enc, ApiError } from './api.js';
 import { h, clear, problemBox, jsonView, base64ToHex, fmt, bytes, confirmNaming } from './view.js';
 import { Chart } from './chart.js';
+import { codeEditor } from './editor.js';
 
 const PAGE = 50;
 
-function go(hash) { location.hash = hash; }
-function every(ms, signal, fn) {
+export function go(hash) { location.hash = hash; }
+export function every(ms, signal, fn) {
   const id = setInterval(fn, ms);
   signal.addEventListener('abort', () => clearInterval(id));
   fn();
 }
-function guard(target, fn) {
+export function guard(target, fn) {
   return async (...args) => {
     try { await fn(...args); } catch (error) {
       if (error.name === 'AbortError') return;
@@ -161,7 +162,7 @@ export async function streams(main, params, signal) {
   } catch (error) { types.replaceChildren(problemBox(error)); }
 }
 
-function table(head, rows, attrs = {}) {
+export function table(head, rows, attrs = {}) {
   return h('div', { class: 'scroll' }, h('table', attrs,
     h('thead', {}, h('tr', {}, head.map((c) => h('th', {}, c)))),
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
@@ -506,20 +507,6 @@ export async function projections(main, _params, signal) {
   }));
 }
 
-// A textarea that keeps Tab for indentation (Escape then Tab leaves it, for the keyboard).
-function codeEditor(name, text) {
-  let escaped = false;
-  const area = h('textarea', { name, class: 'code', spellcheck: 'false', 'aria-describedby': 'editor-help', onkeydown: (e) => {
-    if (e.key === 'Escape') { escaped = true; return; }
-    if (e.key === 'Tab' && !escaped && !e.shiftKey) {
-      e.preventDefault();
-      area.setRangeText('  ', area.selectionStart, area.selectionEnd, 'end');
-    }
-    escaped = false;
-  } }, text);
-  return h('span', {}, area, h('small', { id: 'editor-help', class: 'muted' }, 'Tab indents; press Escape then Tab to leave the editor.'));
-}
-
 export async function projection(main, params, signal) {
   const name = params.get('name');
   const path = `/v1/projections/${enc(name)}`;
@@ -538,7 +525,7 @@ export async function projection(main, params, signal) {
   const form = h('form', { id: 'query-form', onsubmit: async (e) => {
     e.preventDefault();
     try { await api(`${path}/query`, { method: 'PUT', body: { query: new FormData(form).get('query') } }); out.replaceChildren(h('p', { class: 'ok' }, 'Query saved.')); } catch (error) { out.replaceChildren(problemBox(error)); }
-  } }, codeEditor('query', p.query), h('button', { type: 'submit', class: 'primary' }, 'Save query'));
+  } }, codeEditor('query', p.query, { label: 'Query' }), h('button', { type: 'submit', class: 'primary' }, 'Save query'));
   clear(main, h('h1', {}, `Projection ${name}`), status,
     h('div', { class: 'toolbar' }, action('Enable', 'enable'), action('Disable', 'disable'), action('Reset', 'reset'), action('Delete…', 'delete', 'danger')), out,
     h('h2', {}, 'State'), state, h('h2', {}, 'Result'), result, h('h2', {}, 'Query'), form);
