@@ -81,8 +81,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             &args.connectors,
             Some(cluster),
             Housekeeping {
-                // PostgreSQL cannot scavenge through the server yet: starts say so.
-                maintenance: None,
+                maintenance: Some(store.clone()),
                 auto_scavenge: auto_scavenge.clone(),
             },
         )

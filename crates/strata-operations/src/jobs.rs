@@ -177,7 +177,7 @@ impl ScavengeJobs {
     pub fn start(&self, request: ScavengeRequest) -> Result<StartOutcome, OperationsError> {
         let Some(maintenance) = self.inner.maintenance.clone() else {
             return Err(OperationsError::Unsupported(
-                "this store cannot scavenge (the PostgreSQL backend has no scavenge yet)".into(),
+                "this store cannot scavenge".into(),
             ));
         };
         if !(1..=100).contains(&request.throttle_percent) {

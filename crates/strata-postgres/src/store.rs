@@ -229,6 +229,30 @@ fn queue_permits(bytes: usize) -> usize {
         .min(Semaphore::MAX_PERMITS)
 }
 
+/// What a server's job manager runs (docs/SCAVENGING.md). It calls these on a blocking
+/// thread of its runtime, which they block on.
+impl strata_core::Maintenance for PostgresStore {
+    fn scavenge(
+        &self,
+        options: strata_core::ScavengeOptions,
+    ) -> Result<strata_core::ScavengeReport> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime.block_on(PostgresStore::scavenge(self, options)),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| Error::io("starting a runtime for a scavenge", error))?
+                .block_on(PostgresStore::scavenge(self, options)),
+        }
+    }
+
+    /// PostgreSQL keeps its indexes itself: there is nothing to write (KurrentDB's
+    /// MergeIndexes then has nothing to do).
+    fn checkpoint_indexes(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
