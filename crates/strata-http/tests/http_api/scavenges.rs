@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::support::{start, start_scavengeable};
+use std::sync::Arc;
+
+use crate::support::{Gate, start, start_scavengeable, start_scavengeable_held};
 
 const ADMIN: (&str, &str) = ("admin", "changeit");
 
@@ -83,10 +85,11 @@ async fn wait_finished(server: &crate::support::Running, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_start_follow_and_stop_scavenges() {
-    let server = start_scavengeable().await;
+    let gate = Arc::new(Gate::default());
+    let server = start_scavengeable_held(Arc::clone(&gate)).await;
     fill(&server).await;
     let scavenges = "/v1/admin/scavenges";
-    // A throttled run, still under way for the calls below.
+    // A throttled run, held at the gate: under way for the calls below.
     let (status, started) = call(
         &server,
         reqwest::Method::POST,
@@ -151,6 +154,7 @@ async fn operators_start_follow_and_stop_scavenges() {
     .await;
     assert_eq!(status, 202, "{stopping}");
     assert_eq!(stopping["id"], id.as_str());
+    gate.open();
     let stopped = wait_finished(&server, &id).await;
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     assert_eq!(stopped["report"]["stopped"], true);

@@ -75,7 +75,7 @@ pub async fn start_with(http: HttpOptions) -> Running {
 }
 
 async fn start_config(config: ServeConfig) -> Running {
-    start_store(config, false).await
+    start_store(config, Maintained::No).await
 }
 
 /// A secured server (`admin`, `ops`) whose engine store operators may scavenge.
@@ -85,12 +85,76 @@ pub async fn start_scavengeable() -> Running {
             security: strata_auth::SecurityOptions::default(),
             ..ServeConfig::default()
         },
-        true,
+        Maintained::Store,
     )
     .await
 }
 
-async fn start_store(config: ServeConfig, maintained: bool) -> Running {
+/// Like [`start_scavengeable`], with each scavenge held at `gate` until the test opens it:
+/// a run stays under way for as long as the test needs.
+pub async fn start_scavengeable_held(gate: Arc<Gate>) -> Running {
+    start_store(
+        ServeConfig {
+            security: strata_auth::SecurityOptions::default(),
+            ..ServeConfig::default()
+        },
+        Maintained::Held(gate),
+    )
+    .await
+}
+
+/// Holds scavenges until opened.
+#[derive(Default)]
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+/// The store's maintenance, each scavenge waiting at the gate first.
+struct Held {
+    store: Arc<Store>,
+    gate: Arc<Gate>,
+}
+
+impl strata_core::Maintenance for Held {
+    fn scavenge(
+        &self,
+        options: strata_core::ScavengeOptions,
+    ) -> strata_core::Result<strata_core::ScavengeReport> {
+        self.gate.wait();
+        strata_core::Maintenance::scavenge(&*self.store, options)
+    }
+
+    fn checkpoint_indexes(&self) -> strata_core::Result<()> {
+        strata_core::Maintenance::checkpoint_indexes(&*self.store)
+    }
+}
+
+/// What the server scavenges with.
+enum Maintained {
+    /// Nothing: a store that cannot scavenge.
+    No,
+    /// The store itself.
+    Store,
+    /// The store, each scavenge held at the gate first.
+    Held(Arc<Gate>),
+}
+
+async fn start_store(config: ServeConfig, maintained: Maintained) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
     let mut server = Server::bind(&ServeConfig {
@@ -101,8 +165,15 @@ async fn start_store(config: ServeConfig, maintained: bool) -> Running {
     .await
     .unwrap()
     .with_metrics(engine_metrics(&store));
-    if maintained {
-        server = server.with_maintenance(store.clone());
+    match maintained {
+        Maintained::No => {}
+        Maintained::Store => server = server.with_maintenance(store.clone()),
+        Maintained::Held(gate) => {
+            server = server.with_maintenance(Arc::new(Held {
+                store: store.clone(),
+                gate,
+            }));
+        }
     }
     let address = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,7 +1,7 @@
 //! Scavenge on PostgreSQL: rows deleted per second and bytes given back, beside the same
 //! run's plain `INSERT` rate of rows of the same shape (docs/BENCHMARKS.md).
 //!
-//! `cargo run -p strata-postgres --example scavenge_bench -- [EVENTS] [PAYLOAD_BYTES]`
+//! `cargo run -p strata-postgres --example postgres_scavenge_bench -- [EVENTS] [PAYLOAD_BYTES]`
 //! (default 1,000,000 events of 200 bytes, in streams of 100 with `$maxCount` 50: half
 //! removable). Uses `STRATA_TEST_POSTGRES_URL` (default the local test database) and a
 //! fresh schema, dropped at the end.
