@@ -78,7 +78,11 @@ impl ServerBackend {
 
 /// `store` seen from its current end.
 async fn handed_over(store: Arc<RemoteStore>) -> Arc<LogFrom<RemoteStore>> {
-    Arc::new(LogFrom::at_end(store).await.expect("the store's last position"))
+    Arc::new(
+        LogFrom::at_end(store)
+            .await
+            .expect("the store's last position"),
+    )
 }
 
 #[async_trait::async_trait]

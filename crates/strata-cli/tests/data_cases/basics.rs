@@ -149,7 +149,10 @@ pub fn streams_lists_event_counts_and_last_revisions(store: &Target) {
     // A server's new store begins with its built-in users: counted apart (a local one does
     // not exist before its first append).
     let (categories_before, types_before) = if store.is_server() {
-        (counts(&store.ok(&["streams", "--categories"])), type_counts(store))
+        (
+            counts(&store.ok(&["streams", "--categories"])),
+            type_counts(store),
+        )
     } else {
         (BTreeMap::new(), BTreeMap::new())
     };

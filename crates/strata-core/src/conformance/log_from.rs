@@ -70,7 +70,10 @@ impl<S: EventStore> LogFrom<S> {
             slice.is_end = true;
             slice.next_position = self.start;
         }
-        if slice.last_examined.is_some_and(|examined| !self.visible(examined)) {
+        if slice
+            .last_examined
+            .is_some_and(|examined| !self.visible(examined))
+        {
             slice.last_examined = slice.events.last().map(|event| event.position);
         }
         slice
@@ -304,14 +307,29 @@ mod tests {
     #[test]
     fn select_reads_both_ways_from_every_kind_of_start() {
         let entries = || vec![0, 1, 2, 3];
-        assert_eq!(select(entries(), ReadStreamOptions::forwards()), [0, 1, 2, 3]);
+        assert_eq!(
+            select(entries(), ReadStreamOptions::forwards()),
+            [0, 1, 2, 3]
+        );
         let from_two = ReadStreamOptions {
             from: ReadFrom::At(Revision(2)),
             ..ReadStreamOptions::forwards()
         };
         assert_eq!(select(entries(), from_two), [2, 3]);
-        assert!(select(entries(), ReadStreamOptions { from: ReadFrom::End, ..ReadStreamOptions::forwards() }).is_empty());
-        assert_eq!(select(entries(), ReadStreamOptions::backwards().max_count(2)), [3, 2]);
+        assert!(
+            select(
+                entries(),
+                ReadStreamOptions {
+                    from: ReadFrom::End,
+                    ..ReadStreamOptions::forwards()
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            select(entries(), ReadStreamOptions::backwards().max_count(2)),
+            [3, 2]
+        );
         let back_from_one = ReadStreamOptions {
             from: ReadFrom::At(Revision(1)),
             ..ReadStreamOptions::backwards()
