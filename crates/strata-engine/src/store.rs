@@ -555,6 +555,17 @@ impl EventStore for Store {
     }
 }
 
+/// What a server runs on this store: scavenges and index checkpoints.
+impl strata_core::Maintenance for Store {
+    fn scavenge(&self, options: crate::ScavengeOptions) -> Result<crate::ScavengeReport> {
+        Store::scavenge(self, options)
+    }
+
+    fn checkpoint_indexes(&self) -> Result<()> {
+        Store::checkpoint_indexes(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use strata_core::{Bytes, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions};
@@ -644,16 +655,5 @@ mod tests {
             .unwrap();
         assert_eq!(from_event.events.len(), 1, "the real position still works");
         store.close();
-    }
-}
-
-/// What a server runs on this store: scavenges and index checkpoints.
-impl strata_core::Maintenance for Store {
-    fn scavenge(&self, options: crate::ScavengeOptions) -> Result<crate::ScavengeReport> {
-        Store::scavenge(self, options)
-    }
-
-    fn checkpoint_indexes(&self) -> Result<()> {
-        Store::checkpoint_indexes(self)
     }
 }
