@@ -21,18 +21,36 @@ pub(crate) struct IndexFileContents {
     pub secondary_kept: bool,
 }
 
+/// What the saver's thread is handed, in order.
+enum Work {
+    File(IndexFileContents),
+    /// Answered once every file handed over before it is written (or dropped).
+    Flushed(Sender<()>),
+}
+
 pub(crate) struct IndexSaver {
-    files: Option<Sender<IndexFileContents>>,
+    files: Option<Sender<Work>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl IndexSaver {
     pub(crate) fn start(index_dir: PathBuf) -> Self {
-        let (files, to_write) = channel::<IndexFileContents>();
+        let (files, to_write) = channel::<Work>();
         let thread = std::thread::Builder::new()
             .name("strata-index-saver".into())
             .spawn(move || {
-                for contents in to_write {
+                let mut failed = false;
+                for work in to_write {
+                    let contents = match work {
+                        Work::File(contents) => contents,
+                        Work::Flushed(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
+                    if failed {
+                        continue;
+                    }
                     let written = write_index_file(
                         &index_dir,
                         contents.sequence,
@@ -44,7 +62,7 @@ impl IndexSaver {
                     );
                     if let Err(error) = written {
                         tracing::warn!(%error, "could not save an index file; opening will replay the log after the last one saved");
-                        break;
+                        failed = true;
                     }
                 }
             })
@@ -60,7 +78,24 @@ impl IndexSaver {
 
     pub(crate) fn save(&self, contents: IndexFileContents) {
         if let Some(files) = &self.files {
-            let _ = files.send(contents);
+            let _ = files.send(Work::File(contents));
+        }
+    }
+
+    /// Answers `done` once every file handed over so far is written (or dropped after a
+    /// failure), so a caller can rely on the files being there.
+    pub(crate) fn flushed(&self, done: Sender<()>) {
+        match &self.files {
+            Some(files) => {
+                if let Err(unsent) = files.send(Work::Flushed(done)) {
+                    if let Work::Flushed(done) = unsent.0 {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            None => {
+                let _ = done.send(());
+            }
         }
     }
 

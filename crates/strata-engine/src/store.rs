@@ -141,8 +141,8 @@ impl Store {
 
     /// Hands what the index gained since the last index file to the index saver now,
     /// instead of waiting for `index_checkpoint_interval_bytes` more log (KurrentDB's
-    /// MergeIndexes): a later open replays less. Blocks until the writer and syncer have
-    /// taken the request; the file is written on the saver's thread.
+    /// MergeIndexes): a later open replays less, and a scavenge right after may take the
+    /// segments it covers. Blocks until the file is written.
     ///
     /// # Errors
     /// [`Error::Closed`] after [`Store::close`].

@@ -117,7 +117,7 @@ pub(crate) enum Handoff {
     Group(WrittenGroup),
     /// The writer has stopped; finish, save the index, mark the shutdown clean.
     Shutdown(std::sync::mpsc::Sender<()>),
-    /// Save an index file after the groups before it, then say so.
+    /// Save an index file after the groups before it, then say so once it is written.
     SaveIndex(std::sync::mpsc::Sender<()>),
 }
 
@@ -169,7 +169,7 @@ impl Syncer {
             if !index_saves.is_empty() {
                 self.save_index();
                 for done in index_saves {
-                    let _ = done.send(());
+                    self.index_saver.flushed(done);
                 }
             }
         }

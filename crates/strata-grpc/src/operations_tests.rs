@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use strata_auth::{Credentials, Security, SecurityOptions};
-use strata_core::{EventStore, ExpectedRevision, ProposedEvent, StreamName};
+use strata_core::{EventStore, ExpectedRevision, Maintenance, ProposedEvent, StreamName};
 use strata_engine::{Config, Store};
 use strata_operations::{JobState, NodeOperations, ScavengeJobs};
 use tonic::{Code, Request};
@@ -29,9 +29,62 @@ async fn serve(
     store: Arc<Store>,
     dir: tempfile::TempDir,
 ) -> Served {
+    let maintenance: Arc<dyn Maintenance> = store.clone();
+    serve_maintained(security, store, dir, maintenance).await
+}
+
+/// Holds scavenges until opened.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// The store's maintenance, each scavenge waiting at the gate first: a run stays under
+/// way for as long as a test needs.
+struct Held {
+    store: Arc<Store>,
+    gate: Arc<Gate>,
+}
+
+impl Maintenance for Held {
+    fn scavenge(
+        &self,
+        options: strata_core::ScavengeOptions,
+    ) -> strata_core::Result<strata_core::ScavengeReport> {
+        let mut open = self.gate.open.lock().unwrap();
+        while !*open {
+            open = self.gate.opened.wait(open).unwrap();
+        }
+        drop(open);
+        Maintenance::scavenge(&*self.store, options)
+    }
+
+    fn checkpoint_indexes(&self) -> strata_core::Result<()> {
+        Maintenance::checkpoint_indexes(&*self.store)
+    }
+}
+
+async fn serve_maintained(
+    security: Option<Arc<Security>>,
+    store: Arc<Store>,
+    dir: tempfile::TempDir,
+    maintenance: Arc<dyn Maintenance>,
+) -> Served {
     let operations = NodeOperations::new(
-        ScavengeJobs::new(store.clone(), Some(store.clone()), "127.0.0.1:2113"),
-        Some(store.clone()),
+        ScavengeJobs::new(
+            store.clone(),
+            Some(Arc::clone(&maintenance)),
+            "127.0.0.1:2113",
+        ),
+        Some(maintenance),
     );
     let served = operations.clone();
     let running = serve_store(store, dir, move |mut options| {
@@ -104,9 +157,14 @@ fn as_user<T>(message: T, login: &str, password: &str) -> Request<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_in_progress_stop_and_not_found_answer_as_the_reference() {
     let (store, dir) = store_with_work().await;
-    let served = serve(None, store, dir).await;
+    let gate = Arc::new(Gate::default());
+    let held = Arc::new(Held {
+        store: store.clone(),
+        gate: Arc::clone(&gate),
+    });
+    let served = serve_maintained(None, store, dir, held).await;
     let mut client = OperationsClient::new(served.running.channel.clone());
-    // Throttled hard so that it is still running for the calls below.
+    // Held at the gate, so that it is still running for the calls below.
     let jobs = served.operations.scavenges();
     let first = jobs
         .start(strata_operations::ScavengeRequest {
@@ -147,6 +205,7 @@ async fn start_in_progress_stop_and_not_found_answer_as_the_reference() {
         .into_inner();
     assert_eq!(result_of(&stopped), scavenge_resp::ScavengeResult::Stopped);
     assert_eq!(stopped.scavenge_id, id);
+    gate.open();
     assert_eq!(jobs.wait(&id).await.unwrap().state, JobState::Stopped);
 
     // A new run through the service starts, from a chunk, with threads recorded.
