@@ -87,10 +87,10 @@ impl IndexSaver {
     pub(crate) fn flushed(&self, done: Sender<()>) {
         match &self.files {
             Some(files) => {
-                if let Err(unsent) = files.send(Work::Flushed(done)) {
-                    if let Work::Flushed(done) = unsent.0 {
-                        let _ = done.send(());
-                    }
+                if let Err(unsent) = files.send(Work::Flushed(done))
+                    && let Work::Flushed(done) = unsent.0
+                {
+                    let _ = done.send(());
                 }
             }
             None => {
