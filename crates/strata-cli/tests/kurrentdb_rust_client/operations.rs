@@ -82,14 +82,26 @@ async fn scavenges_and_node_operations_through_the_official_client() {
     let (last_type, last) = history.last().expect("the run wrote its history");
     assert_eq!(last_type, "$scavengeCompleted", "{history:?}");
     assert_eq!(last["result"], "Success");
-    assert!(last["spaceSaved"].as_u64().unwrap() > 0, "{last}");
-    assert!(
-        history.iter().any(
-            |(event_type, body)| event_type == "$scavengeChunksCompleted"
-                && body["wasScavenged"] == true
-        ),
-        "{history:?}"
-    );
+    if support::postgres_requested() {
+        // PostgreSQL deletes rows (no segments, so no chunk events); a plain VACUUM makes
+        // their space reusable without shrinking the files. `$all` showed the deleted
+        // stream's 400 events; only its last one (its head) is left.
+        let left = read_all(&client, &ReadAllOptions::default())
+            .await
+            .iter()
+            .filter(|event| event.stream_id == "doomed-1")
+            .count();
+        assert_eq!(left, 1, "{history:?}");
+    } else {
+        assert!(last["spaceSaved"].as_u64().unwrap() > 0, "{last}");
+        assert!(
+            history.iter().any(
+                |(event_type, body)| event_type == "$scavengeChunksCompleted"
+                    && body["wasScavenged"] == true
+            ),
+            "{history:?}"
+        );
+    }
 
     // The run is over: stopping it finds nothing.
     let stopped = operations
