@@ -89,7 +89,7 @@ async fn scavenges_and_node_operations_through_the_official_client() {
         let left = read_all(&client, &ReadAllOptions::default())
             .await
             .iter()
-            .filter(|event| event.stream_id == "doomed-1")
+            .filter(|event| event.stream_id() == "doomed-1")
             .count();
         assert_eq!(left, 1, "{history:?}");
     } else {
