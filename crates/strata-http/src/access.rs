@@ -171,3 +171,24 @@ impl FromRequestParts<AppState> for Access {
         })
     }
 }
+
+/// A caller allowed [`Action::Operations`] (scavenges, connectors): the request's
+/// `authorization` header authenticated from its source address, then authorized. An
+/// anonymous caller is asked to log in (401), as the other endpoints answer.
+pub(crate) async fn operator(parts: &Parts, security: &Security) -> Result<Principal, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().map_err(|_| AuthError::BadCredentials))
+        .transpose()?;
+    let source = parts
+        .extensions
+        .get::<SourceAddress>()
+        .map(|address| address.0);
+    let principal = security.authenticate(header, source).await?;
+    match security.authorize_action(&principal, &Action::Operations) {
+        Ok(()) => Ok(principal),
+        Err(_) if principal.is_anonymous() => Err(AuthError::BadCredentials.into()),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use strata_auth::{Action, AuthError, Security, SourceAddress};
+use strata_auth::Security;
 use strata_operations::{
     AutoStatus, JobStatus, NodeOperations, OperationsError, ScavengeRequest, StartOutcome, Trigger,
 };
@@ -62,25 +62,8 @@ impl FromRequestParts<Shared> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|value| value.to_str().map_err(|_| AuthError::BadCredentials))
-            .transpose()?;
-        let source = parts
-            .extensions
-            .get::<SourceAddress>()
-            .map(|address| address.0);
-        let principal = state.security.authenticate(header, source).await?;
-        match state
-            .security
-            .authorize_action(&principal, &Action::Operations)
-        {
-            Ok(()) => Ok(Operator(principal.login().map(str::to_owned))),
-            // Anonymous: log in and try again (401), as the other endpoints answer.
-            Err(_) if principal.is_anonymous() => Err(AuthError::BadCredentials.into()),
-            Err(error) => Err(error.into()),
-        }
+        let principal = crate::access::operator(parts, &state.security).await?;
+        Ok(Operator(principal.login().map(str::to_owned)))
     }
 }
 
