@@ -218,6 +218,73 @@ impl Index {
         true
     }
 
+    /// What the index holds of log range `[from, to)`, as the entries of a run (in run
+    /// order): each stream's and each secondary key's positions in the range, a tombstone
+    /// in it, and a stream's metadata when its metadata stream has an event in it (the
+    /// metadata known now, which later runs set again if it changed after `to`). Rebuilds
+    /// runs that were lost or damaged, from an index that covers the range.
+    pub(crate) fn run_entries_between(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> strata_core::Result<Vec<crate::run_file::RunEntry>> {
+        use crate::run_file::{KIND_STREAM, RunEntry};
+        let in_range = |position: u64| (from..to).contains(&position);
+        let slice = |positions: &[u64]| {
+            let low = positions.partition_point(|&position| position < from);
+            let high = positions.partition_point(|&position| position < to);
+            (low, positions[low..high].to_vec())
+        };
+        let mut entries = Vec::new();
+        for (name, entry) in &self.streams {
+            let live = live_positions(&entry.positions);
+            let removed = entry.positions.len() - live.len();
+            let (low, positions) = slice(live);
+            let tombstone = entry
+                .tombstone_position
+                .filter(|&position| in_range(position));
+            let metadata = entry
+                .metadata
+                .as_ref()
+                .filter(|_| {
+                    self.streams
+                        .get(&name.metadata_stream())
+                        .is_some_and(|meta| {
+                            let live = live_positions(&meta.positions);
+                            let low = live.partition_point(|&position| position < from);
+                            live.get(low).is_some_and(|&position| position < to)
+                        })
+                })
+                .map(|metadata| metadata.to_json());
+            if positions.is_empty() && tombstone.is_none() && metadata.is_none() {
+                continue;
+            }
+            entries.push(RunEntry {
+                kind: KIND_STREAM,
+                key: name.as_str().as_bytes().to_vec(),
+                first_revision: (removed + low) as u64,
+                positions,
+                tombstone,
+                metadata,
+            });
+        }
+        for (kind, name, postings) in self.secondary.iter() {
+            let (low, positions) = slice(&postings.positions);
+            if positions.is_empty() {
+                continue;
+            }
+            entries.push(RunEntry {
+                kind: kind as u8,
+                key: name.as_bytes().to_vec(),
+                first_revision: low as u64,
+                positions,
+                ..RunEntry::default()
+            });
+        }
+        crate::run_file::sort_entries(&mut entries)?;
+        Ok(entries)
+    }
+
     /// Takes the streams changed since the last call, with what is not yet saved.
     pub(crate) fn take_unsaved(&mut self) -> Vec<UnsavedStream> {
         let dirty = std::mem::take(&mut self.dirty);

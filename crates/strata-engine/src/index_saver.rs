@@ -3,14 +3,38 @@
 //! Files are written in the order they are handed over. After one fails, later ones are
 //! dropped: a later file would leave a gap, and opening replays the log from the last
 //! file written instead.
+//!
+//! Beside each index file the saver writes a sorted run (`run_file`) of the same range in
+//! `index-runs/`, then merges the newest runs while they are of similar size (so there are
+//! O(log n) of them). When the open found fewer runs than index files (a run damaged,
+//! deleted, or not written before a crash), the saver first rebuilds the missing range
+//! from the index, before any new run. A run that cannot be written stops the runs (not
+//! the index files) until the next open, which rebuilds what is missing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
 use crate::index::UnsavedStream;
 use crate::index_file::write_index_file;
+use crate::run_file::{Run, RunEntry, RunSet, entries_from_unsaved, run_file_name, write_run};
 use crate::secondary::UnsavedPostings;
+use crate::shared::Shared;
+
+/// The directory of the sorted runs, beside the index files' (kept apart so that tools
+/// and tests that treat `index/` as a flat list of index files keep doing so).
+pub(crate) fn runs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("index-runs")
+}
+
+/// What the saver starts from: the runs found at open, and where the index files end.
+pub(crate) struct RunsAtOpen {
+    pub runs: RunSet,
+    /// Where the first run starts when there is none.
+    pub start: u64,
+    pub index_covered_to: u64,
+}
 
 pub(crate) struct IndexFileContents {
     pub sequence: u64,
@@ -34,11 +58,13 @@ pub(crate) struct IndexSaver {
 }
 
 impl IndexSaver {
-    pub(crate) fn start(index_dir: PathBuf) -> Self {
+    pub(crate) fn start(index_dir: PathBuf, shared: Arc<Shared>, at_open: RunsAtOpen) -> Self {
         let (files, to_write) = channel::<Work>();
         let thread = std::thread::Builder::new()
             .name("strata-index-saver".into())
             .spawn(move || {
+                let mut runs = RunWriter::new(&shared.data_dir, at_open);
+                runs.catch_up(&shared);
                 let mut failed = false;
                 for work in to_write {
                     let contents = match work {
@@ -63,7 +89,11 @@ impl IndexSaver {
                     if let Err(error) = written {
                         tracing::warn!(%error, "could not save an index file; opening will replay the log after the last one saved");
                         failed = true;
+                        continue;
                     }
+                    runs.add(contents.covers_from, contents.covers_to, || {
+                        entries_from_unsaved(&contents.streams, &contents.postings)
+                    });
                 }
             })
             .ok();
@@ -107,3 +137,98 @@ impl IndexSaver {
         }
     }
 }
+
+/// The saver's side of the sorted runs.
+struct RunWriter {
+    dir: PathBuf,
+    runs: RunSet,
+    /// Where the runs end.
+    end: u64,
+    /// Where the index files ended at open.
+    index_covered_to: u64,
+    /// A run could not be written: no more until the next open.
+    stopped: bool,
+}
+
+impl RunWriter {
+    fn new(data_dir: &Path, at_open: RunsAtOpen) -> Self {
+        let dir = runs_dir(data_dir);
+        let stopped = match std::fs::create_dir_all(&dir) {
+            Ok(()) => false,
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "cannot create the runs directory; no runs are written");
+                true
+            }
+        };
+        Self {
+            dir,
+            end: at_open.runs.covers_to().unwrap_or(at_open.start),
+            runs: at_open.runs,
+            index_covered_to: at_open.index_covered_to,
+            stopped,
+        }
+    }
+
+    /// Rebuilds the runs of the range the index files cover and the runs do not, from the
+    /// index (which holds all of it; the read lock is held while it is copied out).
+    fn catch_up(&mut self, shared: &Shared) {
+        if self.end >= self.index_covered_to {
+            return;
+        }
+        let (from, to) = (self.end, self.index_covered_to);
+        tracing::info!(from, to, "rebuilding the index runs of a range");
+        self.add(from, to, || {
+            shared.index.read().run_entries_between(from, to)
+        });
+    }
+
+    /// Writes the run of `[from, to)` (its entries made by `entries`, only when written)
+    /// and merges the newest runs.
+    fn add(
+        &mut self,
+        from: u64,
+        to: u64,
+        entries: impl FnOnce() -> strata_core::Result<Vec<RunEntry>>,
+    ) {
+        if self.stopped || from == to {
+            return;
+        }
+        if from != self.end {
+            tracing::warn!(
+                from,
+                end = self.end,
+                "an index run would leave a gap; no more runs until the next open"
+            );
+            self.stopped = true;
+            return;
+        }
+        let path = self.dir.join(run_file_name(from, to));
+        let written = entries()
+            .and_then(|entries| write_run(&path, from, to, entries))
+            .and_then(|()| {
+                Run::open(&path).map_err(|reason| strata_core::Error::Corrupt {
+                    detail: format!("run {} {reason}", path.display()),
+                })
+            })
+            .and_then(|run| self.runs.push(run));
+        if let Err(error) = written {
+            tracing::warn!(%error, "could not write an index run; the next open rebuilds it");
+            let _ = std::fs::remove_file(&path);
+            self.stopped = true;
+            return;
+        }
+        self.end = to;
+        let dir = self.dir.clone();
+        if let Err(error) = self
+            .runs
+            .compact(|from, to| dir.join(run_file_name(from, to)))
+        {
+            tracing::warn!(%error, "could not merge index runs; the next open rebuilds them");
+            self.stopped = true;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "index_runs_tests.rs"]
+mod tests;

@@ -22,6 +22,7 @@ use crate::index_load::load_index;
 use crate::io::Seam;
 use crate::log_reader::to_usize;
 use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
+use crate::run_file::{RunSet, open_runs};
 use crate::segments::{
     OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
 };
@@ -39,6 +40,9 @@ pub(crate) struct Recovered {
     pub end: u64,
     pub index_file_sequence: u64,
     pub index_covered_to: u64,
+    /// The intact sorted runs, chained from the log's start and within the index files'
+    /// coverage; the index saver rebuilds the rest.
+    pub runs: RunSet,
 }
 
 pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
@@ -88,10 +92,12 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         // before its own sync: make it durable before publishing it as such.
         segments.sync(segments.segment_of(loaded.covered_to.min(end))..segments.count())?;
     }
+    let runs = open_index_runs(data_dir, loaded.covered_to)?;
     if clean_end.is_some() {
         remove_clean_marker(data_dir)?;
     }
     Ok(Recovered {
+        runs,
         segments,
         index,
         recent_ids,
@@ -99,6 +105,20 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         index_file_sequence,
         index_covered_to: loaded.covered_to,
     })
+}
+
+/// Opens the sorted runs that chain from the log's start, each checked whole (complete,
+/// checksum); damaged ones, those cut off by them and those reaching past where the
+/// index files end (`index_covered_to`, which the open has checked against the log) are
+/// removed, to be rebuilt.
+fn open_index_runs(data_dir: &Path, index_covered_to: u64) -> Result<RunSet> {
+    let dir = crate::index_saver::runs_dir(data_dir);
+    let (mut runs, mut dropped) = open_runs(&dir, SEGMENT_HEADER_BYTES)?;
+    dropped.extend(runs.retain_up_to(index_covered_to));
+    for reason in dropped {
+        tracing::warn!(%reason, "an index run is rebuilt");
+    }
+    Ok(runs)
 }
 
 /// Opens the segments (an existing store keeps the segment size it was created with), or

@@ -1,7 +1,7 @@
 //! Sorted runs: immutable index files read in place, so that the index's resident memory
 //! does not grow with the log (issue 13, item 1).
 //!
-//! A run maps keys — a stream name (kind 0) or a secondary index key (kinds 1–5, as in
+//! A run maps keys — a stream name (kind 0) or a secondary index key (kinds 1–6, as in
 //! [`crate::secondary::Kind`]) — to a slice of their positions, starting at a revision,
 //! with a stream's tombstone position and parsed metadata. Keys are sorted by a fixed
 //! 64-bit hash (FNV-1a over the kind byte and the key), then kind, then key bytes. A run
@@ -21,8 +21,10 @@
 //! where the newer starts) into one, key by key, without holding either in memory; a
 //! stream's positions from the newer run must continue where the older run's end.
 //!
-//! Not yet used by `Store` (docs/ENGINE.md, "Index", says what remains to wire it in): only
-//! its tests and benchmarks call it, hence the `dead_code` allowance outside tests.
+//! The store writes a run beside each index file (`index_saver`), merges them in the
+//! background, and checks and rebuilds them at open; lookups do not read them yet
+//! (docs/ENGINE.md, "Index", says what remains), hence the `dead_code` allowance outside
+//! tests for the lookup side.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::fs::File;
@@ -49,9 +51,9 @@ pub(crate) const FENCE_STRIDE: usize = 128;
 const FLAG_TOMBSTONE: u8 = 1;
 /// Record flag: the record carries the stream's parsed metadata (JSON).
 const FLAG_METADATA: u8 = 2;
-/// The kind of a stream's key; secondary index kinds are 1 to 5.
+/// The kind of a stream's key; secondary index kinds are 1 to 6.
 pub(crate) const KIND_STREAM: u8 = 0;
-const KIND_MAX: u8 = 5;
+const KIND_MAX: u8 = 6;
 /// Bytes read at once when a record is looked up: most records (header, name, a few
 /// positions) fit, so one read answers.
 const RECORD_READ_BYTES: usize = 512;
@@ -107,20 +109,27 @@ pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
 
 /// The entries of the run that saves what the index gained since its last save: the
 /// streams' and the secondary indexes' unsaved parts (`Index::take_unsaved`,
-/// `SecondaryIndexes::take_unsaved`), in run order.
+/// `SecondaryIndexes::take_unsaved`), in run order. Revisions a scavenge removed
+/// ([`crate::index::REMOVED_POSITION`], always a prefix) are left out: the record starts
+/// at the first live revision (and holds no position when none is live, which still
+/// says where the stream's revisions end).
 pub(crate) fn entries_from_unsaved(
     streams: &[crate::index::UnsavedStream],
     postings: &[crate::secondary::UnsavedPostings],
 ) -> Result<Vec<RunEntry>> {
     let mut entries: Vec<RunEntry> = streams
         .iter()
-        .map(|stream| RunEntry {
-            kind: KIND_STREAM,
-            key: stream.stream.as_str().as_bytes().to_vec(),
-            first_revision: stream.first_revision,
-            positions: stream.positions.clone(),
-            tombstone: stream.tombstone_position,
-            metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
+        .map(|stream| {
+            let live = crate::index::live_positions(&stream.positions);
+            RunEntry {
+                kind: KIND_STREAM,
+                key: stream.stream.as_str().as_bytes().to_vec(),
+                first_revision: stream.first_revision
+                    + (stream.positions.len() - live.len()) as u64,
+                positions: live.to_vec(),
+                tombstone: stream.tombstone_position,
+                metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
+            }
         })
         .chain(postings.iter().map(|key| RunEntry {
             kind: key.kind as u8,
@@ -756,6 +765,23 @@ impl RunSet {
     pub(crate) fn resident_bytes(&self) -> usize {
         self.runs.iter().map(Run::resident_bytes).sum::<usize>()
             + self.runs.capacity() * std::mem::size_of::<Run>()
+    }
+
+    /// Drops (and removes the files of) the runs that reach past `limit`: the log or the
+    /// index files they were written with no longer reach that far. Returns why each
+    /// was dropped.
+    pub(crate) fn retain_up_to(&mut self, limit: u64) -> Vec<String> {
+        let keep = self.runs.partition_point(|run| run.covers_to <= limit);
+        self.runs
+            .drain(keep..)
+            .map(|run| {
+                let _ = std::fs::remove_file(&run.path);
+                format!(
+                    "run {} reaches past {limit}, where the index files end",
+                    run.path.display()
+                )
+            })
+            .collect()
     }
 
     /// The head of a key: where its revisions end, its tombstone and metadata (newest run

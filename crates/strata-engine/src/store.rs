@@ -75,6 +75,7 @@ impl Store {
             recovered.index_file_sequence,
             recovered.index_covered_to,
             recovered.end,
+            recovered.runs,
         );
         let writer = Writer::new(
             shared.clone(),

@@ -17,9 +17,11 @@ use strata_core::{
 use tokio::sync::oneshot;
 
 use crate::config::Durability;
-use crate::index_saver::{IndexFileContents, IndexSaver};
+use crate::format::SEGMENT_HEADER_BYTES;
+use crate::index_saver::{IndexFileContents, IndexSaver, RunsAtOpen};
 use crate::io::SegmentFile;
 use crate::recovery::write_clean_marker;
+use crate::run_file::RunSet;
 use crate::secondary::RunKeys;
 use crate::shared::Shared;
 
@@ -138,9 +140,18 @@ impl Syncer {
         index_file_sequence: u64,
         index_covered_to: u64,
         durable_end: u64,
+        runs: RunSet,
     ) -> Self {
         Self {
-            index_saver: IndexSaver::start(shared.index_dir.clone()),
+            index_saver: IndexSaver::start(
+                shared.index_dir.clone(),
+                shared.clone(),
+                RunsAtOpen {
+                    runs,
+                    start: SEGMENT_HEADER_BYTES,
+                    index_covered_to,
+                },
+            ),
             shared,
             handoffs,
             index_file_sequence,
