@@ -256,7 +256,10 @@ impl Index {
                         })
                 })
                 .map(|metadata| metadata.to_json());
-            if positions.is_empty() && tombstone.is_none() && metadata.is_none() {
+            // A stream whose every event a scavenge removed still says where its
+            // revisions end (a record without positions).
+            let all_removed = live.is_empty() && removed > 0;
+            if positions.is_empty() && tombstone.is_none() && metadata.is_none() && !all_removed {
                 continue;
             }
             entries.push(RunEntry {
