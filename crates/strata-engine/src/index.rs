@@ -218,16 +218,32 @@ impl Index {
         true
     }
 
-    /// What the index holds of log range `[from, to)`, as the entries of a run (in run
-    /// order): each stream's and each secondary key's positions in the range, a tombstone
-    /// in it, and a stream's metadata when its metadata stream has an event in it (the
-    /// metadata known now, which later runs set again if it changed after `to`). Rebuilds
-    /// runs that were lost or damaged, from an index that covers the range.
-    pub(crate) fn run_entries_between(
+    /// Every key of the index (streams, then secondary keys) as a run's kind and name,
+    /// for [`Index::run_entry_between`].
+    pub(crate) fn run_keys(&self) -> Vec<(u8, Arc<str>)> {
+        self.streams
+            .keys()
+            .map(|name| (crate::run_file::KIND_STREAM, Arc::from(name.as_str())))
+            .chain(
+                self.secondary
+                    .iter()
+                    .map(|(kind, name, _)| (kind as u8, Arc::from(name))),
+            )
+            .collect()
+    }
+
+    /// What the index holds of one key in log range `[from, to)`, as a run's entry: its
+    /// positions in the range, a tombstone in it, and a stream's metadata when its
+    /// metadata stream has an event in it (the metadata known now, which later runs set
+    /// again if it changed after `to`). `None` when the range holds nothing of the key.
+    /// Rebuilds runs that were lost or damaged, from an index that covers the range.
+    pub(crate) fn run_entry_between(
         &self,
+        kind: u8,
+        name: &str,
         from: u64,
         to: u64,
-    ) -> strata_core::Result<Vec<crate::run_file::RunEntry>> {
+    ) -> Option<crate::run_file::RunEntry> {
         use crate::run_file::{KIND_STREAM, RunEntry};
         let in_range = |position: u64| (from..to).contains(&position);
         let slice = |positions: &[u64]| {
@@ -235,48 +251,10 @@ impl Index {
             let high = positions.partition_point(|&position| position < to);
             (low, positions[low..high].to_vec())
         };
-        let mut entries = Vec::new();
-        for (name, entry) in &self.streams {
-            let live = live_positions(&entry.positions);
-            let removed = entry.positions.len() - live.len();
-            let (low, positions) = slice(live);
-            let tombstone = entry
-                .tombstone_position
-                .filter(|&position| in_range(position));
-            let metadata = entry
-                .metadata
-                .as_ref()
-                .filter(|_| {
-                    self.streams
-                        .get(&name.metadata_stream())
-                        .is_some_and(|meta| {
-                            let live = live_positions(&meta.positions);
-                            let low = live.partition_point(|&position| position < from);
-                            live.get(low).is_some_and(|&position| position < to)
-                        })
-                })
-                .map(|metadata| metadata.to_json());
-            // A stream whose every event a scavenge removed still says where its
-            // revisions end (a record without positions).
-            let all_removed = live.is_empty() && removed > 0;
-            if positions.is_empty() && tombstone.is_none() && metadata.is_none() && !all_removed {
-                continue;
-            }
-            entries.push(RunEntry {
-                kind: KIND_STREAM,
-                key: name.as_str().as_bytes().to_vec(),
-                first_revision: (removed + low) as u64,
-                positions,
-                tombstone,
-                metadata,
-            });
-        }
-        for (kind, name, postings) in self.secondary.iter() {
-            let (low, positions) = slice(&postings.positions);
-            if positions.is_empty() {
-                continue;
-            }
-            entries.push(RunEntry {
+        if kind != KIND_STREAM {
+            let kind = crate::secondary::Kind::from_byte(kind)?;
+            let (low, positions) = slice(self.secondary.positions(kind, name));
+            return (!positions.is_empty()).then(|| RunEntry {
                 kind: kind as u8,
                 key: name.as_bytes().to_vec(),
                 first_revision: low as u64,
@@ -284,8 +262,40 @@ impl Index {
                 ..RunEntry::default()
             });
         }
-        crate::run_file::sort_entries(&mut entries)?;
-        Ok(entries)
+        let entry = self.streams.get(name)?;
+        let live = live_positions(&entry.positions);
+        let removed = entry.positions.len() - live.len();
+        let (low, positions) = slice(live);
+        let tombstone = entry
+            .tombstone_position
+            .filter(|&position| in_range(position));
+        let metadata = entry
+            .metadata
+            .as_ref()
+            .filter(|_| {
+                self.streams
+                    .get(format!("$${name}").as_str())
+                    .is_some_and(|meta| {
+                        let live = live_positions(&meta.positions);
+                        let low = live.partition_point(|&position| position < from);
+                        live.get(low).is_some_and(|&position| position < to)
+                    })
+            })
+            .map(|metadata| metadata.to_json());
+        // A stream whose every event a scavenge removed still says where its revisions
+        // end (a record without positions).
+        let all_removed = live.is_empty() && removed > 0;
+        if positions.is_empty() && tombstone.is_none() && metadata.is_none() && !all_removed {
+            return None;
+        }
+        Some(RunEntry {
+            kind: KIND_STREAM,
+            key: name.as_bytes().to_vec(),
+            first_revision: (removed + low) as u64,
+            positions,
+            tombstone,
+            metadata,
+        })
     }
 
     /// Takes the streams changed since the last call, with what is not yet saved.

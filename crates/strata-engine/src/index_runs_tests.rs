@@ -393,3 +393,16 @@ async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
     let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
 }
+
+#[tokio::test]
+async fn runs_deleted_under_a_running_store_are_rebuilt_while_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    fill(&store, 0).await;
+    std::fs::remove_dir_all(runs_dir(dir.path())).unwrap();
+    fill(&store, 1).await;
+    // Rebuilt by the first save after the removal, before the close.
+    assert!(!run_paths(dir.path()).is_empty());
+    store.close();
+    assert_runs_match_index(&store, dir.path());
+}

@@ -18,7 +18,9 @@ use std::thread::JoinHandle;
 
 use crate::index::UnsavedStream;
 use crate::index_file::write_index_file;
-use crate::run_file::{Run, RunEntry, RunSet, entries_from_unsaved, run_file_name, write_run};
+use crate::run_file::{
+    Run, RunEntry, RunSet, entries_from_unsaved, key_hash, run_file_name, write_run,
+};
 use crate::secondary::UnsavedPostings;
 use crate::shared::Shared;
 
@@ -27,6 +29,10 @@ use crate::shared::Shared;
 pub(crate) fn runs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index-runs")
 }
+
+/// How many keys a run rebuilt at open copies out of the index per read lock (few in
+/// tests, so that their rebuilds cross many chunk boundaries).
+const CATCH_UP_KEYS_PER_LOCK: usize = if cfg!(test) { 7 } else { 4096 };
 
 /// What the saver starts from: the runs found at open, and where the index files end.
 pub(crate) struct RunsAtOpen {
@@ -63,8 +69,8 @@ impl IndexSaver {
         let thread = std::thread::Builder::new()
             .name("strata-index-saver".into())
             .spawn(move || {
-                let mut runs = RunWriter::new(&shared.data_dir, at_open);
-                runs.catch_up(&shared);
+                let mut runs = RunWriter::new(shared, at_open);
+                runs.catch_up();
                 let mut failed = false;
                 for work in to_write {
                     let contents = match work {
@@ -140,7 +146,10 @@ impl IndexSaver {
 
 /// The saver's side of the sorted runs.
 struct RunWriter {
+    shared: Arc<Shared>,
     dir: PathBuf,
+    /// Where the first run starts.
+    start: u64,
     runs: RunSet,
     /// Where the runs end.
     end: u64,
@@ -151,8 +160,8 @@ struct RunWriter {
 }
 
 impl RunWriter {
-    fn new(data_dir: &Path, at_open: RunsAtOpen) -> Self {
-        let dir = runs_dir(data_dir);
+    fn new(shared: Arc<Shared>, at_open: RunsAtOpen) -> Self {
+        let dir = runs_dir(&shared.data_dir);
         let stopped = match std::fs::create_dir_all(&dir) {
             Ok(()) => false,
             Err(error) => {
@@ -161,7 +170,9 @@ impl RunWriter {
             }
         };
         Self {
+            shared,
             dir,
+            start: at_open.start,
             end: at_open.runs.covers_to().unwrap_or(at_open.start),
             runs: at_open.runs,
             index_covered_to: at_open.index_covered_to,
@@ -170,28 +181,65 @@ impl RunWriter {
     }
 
     /// Rebuilds the runs of the range the index files cover and the runs do not, from the
-    /// index (which holds all of it; the read lock is held while it is copied out).
-    fn catch_up(&mut self, shared: &Shared) {
+    /// index (which holds all of it), while the store serves: the keys are listed and
+    /// sorted into run order once, then their entries are copied out
+    /// [`CATCH_UP_KEYS_PER_LOCK`] keys at a time under a short read lock and streamed into
+    /// the run, so neither appends nor memory wait for the whole range.
+    fn catch_up(&mut self) {
         if self.end >= self.index_covered_to {
             return;
         }
+        let shared = Arc::clone(&self.shared);
+        let shared = &*shared;
         let (from, to) = (self.end, self.index_covered_to);
         tracing::info!(from, to, "rebuilding the index runs of a range");
         self.add(from, to, || {
-            shared.index.read().run_entries_between(from, to)
+            let mut keys = shared.index.read().run_keys();
+            keys.sort_by(|a, b| {
+                (key_hash(a.0, a.1.as_bytes()), a.0, a.1.as_bytes()).cmp(&(
+                    key_hash(b.0, b.1.as_bytes()),
+                    b.0,
+                    b.1.as_bytes(),
+                ))
+            });
+            let chunks: Vec<Vec<(u8, Arc<str>)>> = keys
+                .chunks(CATCH_UP_KEYS_PER_LOCK)
+                .map(<[_]>::to_vec)
+                .collect();
+            Ok(chunks.into_iter().flat_map(move |chunk| {
+                let index = shared.index.read();
+                chunk
+                    .iter()
+                    .filter_map(|(kind, name)| index.run_entry_between(*kind, name, from, to))
+                    .collect::<Vec<_>>()
+            }))
         });
     }
 
-    /// Writes the run of `[from, to)` (its entries made by `entries`, only when written)
-    /// and merges the newest runs.
-    fn add(
+    /// Writes the run of `[from, to)` (its entries, in run order, made by `entries`, only
+    /// when written) and merges the newest runs.
+    fn add<Entries: IntoIterator<Item = RunEntry>>(
         &mut self,
         from: u64,
         to: u64,
-        entries: impl FnOnce() -> strata_core::Result<Vec<RunEntry>>,
+        entries: impl FnOnce() -> strata_core::Result<Entries>,
     ) {
         if self.stopped || from == to {
             return;
+        }
+        if !self.dir.exists() {
+            // The runs directory was removed under the running store: the runs start
+            // again, the range before this one rebuilt from the index first.
+            tracing::warn!(dir = %self.dir.display(), "the index runs directory is gone; rebuilding the runs");
+            if let Err(error) = std::fs::create_dir_all(&self.dir) {
+                tracing::warn!(%error, "cannot create the runs directory; no runs are written");
+                self.stopped = true;
+                return;
+            }
+            self.runs = RunSet::default();
+            self.end = self.start;
+            self.index_covered_to = from;
+            self.catch_up();
         }
         if from != self.end {
             tracing::warn!(
