@@ -418,6 +418,121 @@ fn cluster_status_lists_the_members_and_the_leader() {
     );
 }
 
+/// `strata cluster status --json` of `schema`.
+fn status_json(schema: &PostgresSchema) -> serde_json::Value {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "status", "--json", "--store", &postgres_url()])
+        .args(["--store-schema", &schema.name])
+        .output()
+        .expect("strata cluster status runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    serde_json::from_slice(&status.stdout).expect("JSON")
+}
+
+/// The jobs `report` shows on the member on `port`.
+fn jobs_on(report: &serde_json::Value, port: u16) -> Vec<serde_json::Value> {
+    report["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|member| member["port"] == u64::from(port))
+        .unwrap_or_else(|| panic!("no member on {port}: {report}"))["jobs"]
+        .as_array()
+        .expect("jobs")
+        .clone()
+}
+
+/// Lag of each job: the leader shows every group and projection with its checkpoint, the
+/// end of its source and the difference; a follower runs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_shows_the_lag_of_each_job_on_the_leader() {
+    let schema = PostgresSchema::new();
+    let servers: Vec<Server> = (0..2).map(|_| Server::start_on_postgres(&schema)).collect();
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (leader_port, _) = leader_among(&schema, &ports).await;
+    let follower_port = *ports.iter().find(|&&port| port != leader_port).unwrap();
+    let refs: Vec<&Server> = servers.iter().collect();
+    let client = seeded_client(&refs, 0);
+    let settings = PersistentSubscriptionOptions::default()
+        .checkpoint_lower_bound(1)
+        .checkpoint_upper_bound(1)
+        .checkpoint_after(Duration::from_millis(100));
+    create_group(&client, &settings).await;
+    let projections = kurrentdb::ProjectionClient::new(
+        format!("esdb://127.0.0.1:{leader_port}?tls=false")
+            .parse()
+            .expect("connection string parses"),
+    )
+    .expect("projection client");
+    within(
+        "creating a projection",
+        projections.create(
+            "totals",
+            "fromStream('orders').when({$any: function(s, e) { return s; }})".to_owned(),
+            &kurrentdb::CreateProjectionOptions::default(),
+        ),
+    )
+    .await
+    .expect("the leader creates the projection");
+    append(&client, 0..10).await;
+    let deliveries = Deliveries::default();
+    let consumer = consume(seeds(&refs, 0), Arc::clone(&deliveries));
+    delivered_all(&deliveries, 10).await;
+    // Checkpointed through revision 9 (every event acknowledged), then no more consumers.
+    let group_job = |report: &serde_json::Value| {
+        jobs_on(report, leader_port)
+            .into_iter()
+            .find(|job| job["kind"] == "persistent")
+            .unwrap_or_else(|| panic!("no group among the jobs: {report}"))
+    };
+    tokio::time::timeout(CLUSTER_TIMEOUT, async {
+        while group_job(&status_json(&schema))["checkpoint"] != 9 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the group checkpoints revision 9");
+    consumer.abort();
+    append(&client, 10..15).await;
+
+    let report = status_json(&schema);
+    let group = group_job(&report);
+    assert_eq!(group["name"], format!("{STREAM}::{GROUP}"), "{report}");
+    assert_eq!(group["source"], STREAM, "{report}");
+    assert_eq!(group["checkpoint"], 9, "{report}");
+    assert_eq!(group["end"], 14, "{report}");
+    assert_eq!(group["lag"], 5, "{report}");
+    let admin = connect_admin().await;
+    let log_end: i64 = admin
+        .query_one(
+            &format!("SELECT max(position) FROM {}.events", schema.name),
+            &[],
+        )
+        .await
+        .expect("the log end")
+        .get(0);
+    let projection = jobs_on(&report, leader_port)
+        .into_iter()
+        .find(|job| job["kind"] == "projection" && job["name"] == "totals")
+        .unwrap_or_else(|| panic!("no projection among the jobs: {report}"));
+    assert_eq!(projection["source"], "$all", "{report}");
+    // Read before `log_end`: the projection's own writes may come after it.
+    let end = projection["end"].as_i64().expect("an end");
+    assert!((15..=log_end).contains(&end), "{log_end}: {report}");
+    if let Some(checkpoint) = projection["checkpoint"].as_u64() {
+        assert_eq!(
+            projection["lag"].as_u64(),
+            Some(projection["end"].as_u64().unwrap() - checkpoint),
+            "{report}"
+        );
+    }
+    assert!(jobs_on(&report, follower_port).is_empty(), "{report}");
+}
+
 /// Projections run on the leader: on the follower every Projections call (gRPC) answers
 /// `not-leader` naming the leader, and `/v1/projections` (HTTP) 503 `not-leader`; on the
 /// leader they work.
@@ -472,6 +587,95 @@ fn projection_calls_on_a_follower_answer_not_leader() {
     let answer = http_get(leader_port, "/v1/projections");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("counter"), "{answer}");
+}
+
+/// Persistent subscriptions over HTTP run on the leader: on the follower every call answers
+/// as KurrentDB's HTTP API answers a leader-only request there, `307 Temporary Redirect` to
+/// the same path on the leader (a `problem+json` naming it too); the redirected call works.
+#[test]
+fn http_persistent_calls_on_a_follower_redirect_to_the_leader() {
+    let schema = PostgresSchema::new();
+    let servers: Vec<Server> = (0..2).map(|_| Server::start_on_postgres(&schema)).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    let (leader_port, _) = runtime.block_on(leader_among(&schema, &ports));
+    let follower_port = *ports.iter().find(|&&port| port != leader_port).unwrap();
+    let group = "/v1/persistent-subscriptions/orders/billing";
+    let calls: [(&str, String, &str); 7] = [
+        ("PUT", group.to_owned(), "{}"),
+        ("GET", group.to_owned(), ""),
+        (
+            "GET",
+            "/v1/persistent-subscriptions?stream=orders".to_owned(),
+            "",
+        ),
+        ("POST", format!("{group}/replay-parked?stopAt=5"), ""),
+        ("GET", format!("{group}/messages"), ""),
+        ("POST", format!("{group}/ack"), r#"{"ids":[]}"#),
+        ("DELETE", group.to_owned(), ""),
+    ];
+    for (method, path, body) in &calls {
+        let answer = http_call(follower_port, method, path, body);
+        assert!(
+            answer.starts_with("HTTP/1.1 307"),
+            "{method} {path}: {answer}"
+        );
+        let location = header_of(&answer, "location");
+        assert_eq!(
+            location.as_deref(),
+            Some(format!("//127.0.0.1:{leader_port}{path}").as_str()),
+            "{method} {path}: {answer}"
+        );
+        let problem: serde_json::Value =
+            serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default())
+                .expect("a problem+json body");
+        assert!(
+            problem["type"].as_str().unwrap().ends_with("/not-leader"),
+            "{problem}"
+        );
+        assert_eq!(problem["leaderPort"], u64::from(leader_port), "{problem}");
+        assert_eq!(problem["leaderHost"], "127.0.0.1", "{problem}");
+    }
+    // Followed to the leader, the same calls work there.
+    let created = http_call(leader_port, "PUT", group, "{}");
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let info = http_call(leader_port, "GET", group, "");
+    assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    assert!(info.contains("billing"), "{info}");
+    // The follower still redirects (it runs no group), now for the existing group too.
+    let info = http_call(follower_port, "GET", group, "");
+    assert!(info.starts_with("HTTP/1.1 307"), "{info}");
+}
+
+/// A plain HTTP/1.1 call with a JSON body (when not empty): the whole answer.
+fn http_call(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        connection,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+/// The value of header `name` (lower case) in a whole HTTP/1.1 answer.
+fn header_of(answer: &str, name: &str) -> Option<String> {
+    answer
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
 }
 
 /// The body of a plain HTTP/1.1 GET.
@@ -539,7 +743,12 @@ async fn failover_time() {
         servers[leader].kill_and_restart();
     }
     times.sort();
-    let median = times[times.len() / 2];
+    let middle = times.len() / 2;
+    let median = if times.len() % 2 == 0 {
+        (times[middle - 1] + times[middle]) / 2
+    } else {
+        times[middle]
+    };
     let worst = times[times.len() - 1];
     println!(
         "failover over {kills} kills: median {:.2} s, worst {:.2} s, all {:?}",

@@ -53,5 +53,6 @@ pub use sinks::SIGNATURE_HEADER;
 pub use status::{ConnectorCounters, ConnectorState};
 pub use streams::{
     DEAD_LETTER_REASON_KEY, checkpoint_stream, dead_letter_stream, definitions_stream,
+    stored_progress,
 };
 pub use template::{Template, TemplateTarget};

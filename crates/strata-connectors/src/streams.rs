@@ -8,7 +8,7 @@ use strata_core::{
     RecordedEvent, StreamMetadata, StreamName,
 };
 
-use crate::definition::{ConnectorDefinition, StartFrom};
+use crate::definition::{ConnectorDefinition, Source, StartFrom};
 use crate::error::{Error, Result};
 
 /// Event type of checkpoints.
@@ -133,6 +133,28 @@ pub(crate) struct StoredConnector {
 struct StoredDefinitions {
     version: u32,
     connectors: Vec<StoredConnector>,
+}
+
+/// Each stored connector's source and checkpoint cursor (after this position, or revision
+/// for a stream source; `None`: no checkpoint yet), read from the store alone, no connector
+/// running: what `strata cluster status` shows beside the log end.
+///
+/// # Errors
+/// Store errors; [`Error::CorruptState`] when a stored list or checkpoint does not parse.
+pub async fn stored_progress(store: &dyn EventStore) -> Result<Vec<(String, Source, Option<u64>)>> {
+    let (connectors, _) = load_definitions(store).await?;
+    let mut progress = Vec::with_capacity(connectors.len());
+    for connector in connectors {
+        let id = connector.definition.id;
+        let cursor = match load_checkpoint(store, &id).await? {
+            Some(Checkpoint {
+                resume: StartFrom::After(cursor),
+            }) => Some(cursor),
+            _ => None,
+        };
+        progress.push((id, connector.definition.source, cursor));
+    }
+    Ok(progress)
 }
 
 /// The stored connectors and the revision of the event they came from.

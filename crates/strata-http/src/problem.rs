@@ -29,7 +29,17 @@ pub(crate) struct Problem {
     pub(crate) limit: Option<u64>,
     #[serde(rename = "limitUnit", skip_serializing_if = "Option::is_none")]
     pub(crate) limit_unit: Option<String>,
+    /// For `not-leader`: the cluster leader's advertised host and port, where the call
+    /// belongs (the answer's `Location` names the same path there).
+    #[serde(rename = "leaderHost", skip_serializing_if = "Option::is_none")]
+    pub(crate) leader_host: Option<String>,
+    #[serde(rename = "leaderPort", skip_serializing_if = "Option::is_none")]
+    pub(crate) leader_port: Option<u16>,
 }
+
+/// Set on a `307 not-leader` answer: [`redirect_to_leader`] turns it into a `Location`.
+#[derive(Clone, Debug)]
+pub(crate) struct LeaderRedirect(pub(crate) strata_core::NodeAddress);
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
@@ -53,6 +63,8 @@ impl ApiError {
                 actual_revision: None,
                 limit: None,
                 limit_unit: None,
+                leader_host: None,
+                leader_port: None,
             }),
             headers: Box::default(),
         }
@@ -96,8 +108,59 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         response.headers_mut().extend(*self.headers);
+        if let (Some(host), Some(port)) = (&self.problem.leader_host, self.problem.leader_port)
+            && self.status == StatusCode::TEMPORARY_REDIRECT
+        {
+            response
+                .extensions_mut()
+                .insert(LeaderRedirect(strata_core::NodeAddress {
+                    host: host.clone(),
+                    port,
+                }));
+        }
         response
     }
+}
+
+/// A leader-only call made to a cluster's follower, answered as KurrentDB's HTTP API answers
+/// one (`Kurrent-RequireLeader`): `307 Temporary Redirect` to the same path on the leader,
+/// whose address the problem also names. With no leader known yet: 503 `not-leader`.
+fn not_leader(leader: Option<&strata_core::NodeAddress>, detail: String) -> ApiError {
+    match leader {
+        Some(leader) => {
+            let mut api = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not-leader", detail);
+            api.problem.leader_host = Some(leader.host.clone());
+            api.problem.leader_port = Some(leader.port);
+            api
+        }
+        None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-leader", detail)
+            .with_header("retry-after", "1"),
+    }
+}
+
+/// Adds `Location` to a `307 not-leader` answer: the request's path and query on the
+/// leader, as a network-path reference (`//host:port/path`), so the client keeps the
+/// scheme (TLS or not) it used, as the nodes of one cluster serve alike.
+pub(crate) async fn redirect_to_leader(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |path| path.as_str().to_owned(),
+    );
+    let mut response = next.run(request).await;
+    if let Some(LeaderRedirect(leader)) = response.extensions_mut().remove::<LeaderRedirect>() {
+        let host = if leader.host.contains(':') {
+            format!("[{}]", leader.host)
+        } else {
+            leader.host
+        };
+        if let Ok(location) = HeaderValue::from_str(&format!("//{host}:{}{path}", leader.port)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+    }
+    response
 }
 
 /// The revision a stream state shows a client: `None` for no stream.
@@ -147,6 +210,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidArgument { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid-argument", detail)
             }
+            StoreError::NotLeader { leader } => not_leader(leader.as_ref(), detail),
             StoreError::Poisoned { .. } | StoreError::Closed => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", detail)
             }

@@ -230,6 +230,9 @@ impl HttpApi {
             .method_not_allowed_fallback(crate::problem::method_not_allowed)
             // Bodies are read by `read_body` under the configured limit.
             .layer(DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn(
+                crate::problem::redirect_to_leader,
+            ))
             .with_state(state)
     }
 }

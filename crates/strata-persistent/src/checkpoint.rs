@@ -49,6 +49,29 @@ impl Checkpoint {
     }
 }
 
+/// Each stored group's source and checkpoint (every source event at or before this place
+/// finished: a position for `$all`, a revision for a stream; `None`: no checkpoint yet),
+/// read from the store alone, no group running: what `strata cluster status` shows beside
+/// the log end.
+///
+/// # Errors
+/// Store errors; [`Error::CorruptState`] when the configuration or a checkpoint does not
+/// parse.
+pub async fn stored_progress(
+    store: &dyn EventStore,
+) -> Result<Vec<(crate::SubscriptionSource, String, Option<u64>)>> {
+    let (groups, _) = crate::config::load(store).await?;
+    let mut progress = Vec::with_capacity(groups.len());
+    for group in groups {
+        let stream = crate::source::checkpoint_stream(&group.source, &group.group)?;
+        let done_through = load(store, &stream)
+            .await?
+            .and_then(|checkpoint| checkpoint.done_through);
+        progress.push((group.source, group.group, done_through));
+    }
+    Ok(progress)
+}
+
 /// The last checkpoint written to `stream`, if any.
 pub(crate) async fn load(
     store: &dyn EventStore,

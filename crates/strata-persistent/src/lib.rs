@@ -57,6 +57,7 @@ mod settings;
 mod source;
 mod window;
 
+pub use checkpoint::stored_progress;
 pub use consumer::{CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, PersistentEvent};
 pub use error::{DropReason, Error, Result};
 pub use info::{ConnectionInfo, GroupInfo};

@@ -729,6 +729,46 @@ fn fault_error(fault: Fault) -> ProjectionError {
     }
 }
 
+/// The position in `$all` of the last event each registered projection checkpointed
+/// (`None`: no checkpoint yet), read from the store alone, no projection running: what
+/// `strata cluster status` shows beside the log end.
+///
+/// # Errors
+/// Storage errors.
+pub async fn stored_positions(
+    store: &dyn EventStore,
+) -> Result<Vec<(String, Option<u64>)>, ProjectionError> {
+    let mut names: Vec<String> = Vec::new();
+    for event in read_events(store, REGISTRY_STREAM, ReadStreamOptions::forwards()).await? {
+        let name = String::from_utf8_lossy(&event.data).into_owned();
+        match event.event_type.as_str() {
+            CREATED_EVENT_TYPE if !names.contains(&name) => names.push(name),
+            DELETED_EVENT_TYPE => names.retain(|known| known != &name),
+            _ => {}
+        }
+    }
+    let mut positions = Vec::with_capacity(names.len());
+    for name in names {
+        let checkpoint = ProjectionNames::checkpoint_of(&name);
+        let last = read_events(
+            store,
+            &checkpoint,
+            ReadStreamOptions::backwards().max_count(1),
+        )
+        .await?
+        .into_iter()
+        .next();
+        let position = last.and_then(|event| {
+            serde_json::from_slice::<serde_json::Value>(&event.metadata)
+                .ok()?
+                .get("$lastPosition")?
+                .as_u64()
+        });
+        positions.push((name, position));
+    }
+    Ok(positions)
+}
+
 async fn read_events(
     store: &dyn EventStore,
     stream: &str,

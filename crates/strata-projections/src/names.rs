@@ -40,7 +40,12 @@ impl ProjectionNames {
 
     /// `$projections-<name>-checkpoint`.
     pub fn checkpoint(&self) -> String {
-        format!("{PREFIX}{}-checkpoint", self.name)
+        Self::checkpoint_of(&self.name)
+    }
+
+    /// `$projections-<name>-checkpoint`, whatever the query.
+    pub fn checkpoint_of(name: &str) -> String {
+        format!("{PREFIX}{name}-checkpoint")
     }
 
     /// `$projections-<name>-<partition>-checkpoint`: a partition's state.

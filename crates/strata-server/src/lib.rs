@@ -27,4 +27,6 @@ pub use connections::{CONNECTIONS_MAX_DEFAULT, HEADER_TIMEOUT_DEFAULT};
 pub use leader_only::{LeaderAction, follow_leadership};
 pub use listen::{ServeConfig, ServeError, Server};
 pub use run_projections::{RunProjections, RunProjectionsError};
+/// What `strata cluster status` reads for the lag of each projection.
+pub use strata_projections::stored_positions as stored_projection_positions;
 pub use tls::{TlsError, TlsFiles};
