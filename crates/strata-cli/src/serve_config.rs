@@ -185,6 +185,10 @@ pub(crate) struct AutoScavengeConfig {
     /// Share of the time an automatic run works, 1 to 100.
     #[serde(default = "auto_throttle_default")]
     pub(crate) throttle_percent: u8,
+    /// Skip a run when the store estimates it would remove fewer bytes than this
+    /// (0, the default: no threshold).
+    #[serde(default)]
+    pub(crate) min_reclaimable_bytes: u64,
 }
 
 fn skip_when_idle_default() -> bool {
@@ -210,6 +214,7 @@ impl AutoScavengeConfig {
             schedule: strata_operations::Schedule::parse(&self.schedule)?,
             skip_when_idle: self.skip_when_idle,
             throttle_percent: self.throttle_percent,
+            min_reclaimable_bytes: self.min_reclaimable_bytes,
         })
     }
 }
@@ -635,6 +640,7 @@ subject = "events.{category}.{stream}"
                 )),
                 skip_when_idle: true,
                 throttle_percent: 50,
+                min_reclaimable_bytes: 0,
             }
         );
         let printed = file(&resolved.to_toml().unwrap());
