@@ -625,7 +625,9 @@ subject = "events.{category}.{stream}"
 
     #[test]
     fn the_scavenge_table_is_read_checked_and_printed_back() {
-        let config = file("port = 0\n[scavenge]\nschedule = \"every 6h\"\n");
+        let config = file(
+            "port = 0\n[scavenge]\nschedule = \"every 6h\"\nmin_reclaimable_bytes = 1000000\n",
+        );
         let path = config.path().to_str().unwrap();
         let resolved = Cli::parse_from(["x", "--config", path])
             .args
@@ -640,7 +642,7 @@ subject = "events.{category}.{stream}"
                 )),
                 skip_when_idle: true,
                 throttle_percent: 50,
-                min_reclaimable_bytes: 0,
+                min_reclaimable_bytes: 1_000_000,
             }
         );
         let printed = file(&resolved.to_toml().unwrap());
