@@ -185,6 +185,10 @@ pub(crate) struct AutoScavengeConfig {
     /// Share of the time an automatic run works, 1 to 100.
     #[serde(default = "auto_throttle_default")]
     pub(crate) throttle_percent: u8,
+    /// Skip a run when the store estimates it would remove fewer bytes than this
+    /// (0, the default: no threshold).
+    #[serde(default)]
+    pub(crate) min_reclaimable_bytes: u64,
 }
 
 fn skip_when_idle_default() -> bool {
@@ -210,6 +214,7 @@ impl AutoScavengeConfig {
             schedule: strata_operations::Schedule::parse(&self.schedule)?,
             skip_when_idle: self.skip_when_idle,
             throttle_percent: self.throttle_percent,
+            min_reclaimable_bytes: self.min_reclaimable_bytes,
         })
     }
 }
@@ -620,7 +625,9 @@ subject = "events.{category}.{stream}"
 
     #[test]
     fn the_scavenge_table_is_read_checked_and_printed_back() {
-        let config = file("port = 0\n[scavenge]\nschedule = \"every 6h\"\n");
+        let config = file(
+            "port = 0\n[scavenge]\nschedule = \"every 6h\"\nmin_reclaimable_bytes = 1000000\n",
+        );
         let path = config.path().to_str().unwrap();
         let resolved = Cli::parse_from(["x", "--config", path])
             .args
@@ -635,6 +642,7 @@ subject = "events.{category}.{stream}"
                 )),
                 skip_when_idle: true,
                 throttle_percent: 50,
+                min_reclaimable_bytes: 1_000_000,
             }
         );
         let printed = file(&resolved.to_toml().unwrap());

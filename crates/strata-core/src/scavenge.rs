@@ -20,6 +20,9 @@ pub struct ScavengeOptions {
     pub throttle_percent: u8,
     /// First segment (KurrentDB: chunk) looked at; those before it are left alone.
     pub start_from_segment: u64,
+    /// Segments rewritten at once (KurrentDB's `threads`), at least 1; each thread works
+    /// `throttle_percent` of its time. PostgreSQL runs its batches one at a time.
+    pub threads: usize,
     /// Set to stop after the segment under way (it is left as it was, or swapped whole).
     pub stop: Option<Arc<AtomicBool>>,
     /// Told after each chunk of a segment and after each segment.
@@ -31,6 +34,7 @@ impl Default for ScavengeOptions {
         Self {
             throttle_percent: 100,
             start_from_segment: 0,
+            threads: 1,
             stop: None,
             progress: None,
         }
@@ -138,6 +142,18 @@ pub trait Maintenance: Send + Sync + 'static {
     fn checkpoint_indexes(&self) -> Result<()> {
         Err(Error::Unsupported {
             operation: "index checkpoints",
+        })
+    }
+
+    /// About how many bytes a scavenge started now would remove (for automatic
+    /// scavenging's threshold): cheaper than a scavenge, not exact. Blocks the calling
+    /// thread.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from a store that cannot estimate it; storage errors.
+    fn reclaimable_bytes_estimate(&self) -> Result<u64> {
+        Err(Error::Unsupported {
+            operation: "estimating reclaimable bytes",
         })
     }
 }

@@ -3,7 +3,7 @@
 //! half its events removable (the streams of every other append are tombstoned), with the
 //! latency of single appends before and during the scavenge.
 //!
-//! `cargo run --release -p strata-engine --example scavenge_bench -- DIR [LOG_MIB] [THROTTLE]`
+//! `cargo run --release -p strata-engine --example scavenge_bench -- DIR [LOG_MIB] [THROTTLE] [THREADS]`
 //! (DIR must not exist; it is removed at the end). Prints one JSON object.
 
 use std::sync::Arc;
@@ -37,6 +37,7 @@ async fn main() {
     let throttle_percent: u8 = args
         .next()
         .map_or(100, |text| text.parse().expect("THROTTLE"));
+    let threads: usize = args.next().map_or(1, |text| text.parse().expect("THREADS"));
     assert!(!dir.exists(), "{} exists", dir.display());
 
     // Sequential write baseline: the log's bytes per second.
@@ -81,6 +82,7 @@ async fn main() {
         tokio::task::spawn_blocking(move || {
             let report = store.scavenge(ScavengeOptions {
                 throttle_percent,
+                threads,
                 ..ScavengeOptions::default()
             });
             running.store(false, Ordering::Release);
@@ -100,6 +102,7 @@ async fn main() {
         "allocated_bytes_before": report.allocated_bytes_before,
         "allocated_bytes_after": report.allocated_bytes_after,
         "throttle_percent": throttle_percent,
+        "threads": threads,
         "append_p99_ms_before": p99_ms(&before),
         "append_p99_ms_during": p99_ms(&during),
         "appends_during": during.len(),

@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_core::rules::{self, Retention};
@@ -120,65 +120,49 @@ pub(crate) fn scavenge(
         segments_total: sealed_end,
         ..ScavengeProgress::default()
     };
-    let mut throttle = Throttle::new(options.throttle_percent);
     if !floors.is_empty() {
         let first = options.start_from_segment.min(sealed_end);
         progress.segments_done = first;
         progress.bytes_done = first * size_bytes;
-        for segment_index in first..sealed_end {
-            if options
-                .stop
-                .as_ref()
-                .is_some_and(|stop| stop.load(Ordering::Acquire))
-            {
-                report.stopped = true;
-                break;
+        let threads = options.threads.clamp(
+            1,
+            usize::try_from(sealed_end - first)
+                .unwrap_or(usize::MAX)
+                .max(1),
+        );
+        // Up to `threads` segments are copied at once, each swapped on its own (the swap
+        // of one never depends on another's), so a crash leaves each whole or untouched.
+        let next = AtomicU64::new(first);
+        let failed = AtomicBool::new(false);
+        let stop = options.stop.clone();
+        let shared_state = parking_lot::Mutex::new(Tally {
+            report: &mut report,
+            progress: &mut progress,
+            callback: options.progress.take(),
+            error: None,
+        });
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    scavenge_segments(
+                        shared,
+                        &floors,
+                        &boundaries,
+                        Segmentwork {
+                            next: &next,
+                            end: sealed_end,
+                            failed: &failed,
+                            stop: stop.as_deref(),
+                            throttle_percent: options.throttle_percent,
+                            size_bytes,
+                        },
+                        &shared_state,
+                    );
+                });
             }
-            let segment_started = Instant::now();
-            let outcome = scavenge_segment(
-                shared,
-                segment_index,
-                &floors,
-                &boundaries,
-                &mut |bytes_done_in_segment| {
-                    throttle.pause();
-                    if let Some(callback) = options.progress.as_mut() {
-                        let mut now = progress.clone();
-                        now.bytes_done += bytes_done_in_segment;
-                        callback(&now);
-                    }
-                },
-            )?;
-            let mut finished = SegmentFinished {
-                segment: segment_index,
-                rewritten: false,
-                frame_bytes_removed: 0,
-                elapsed: Duration::ZERO,
-            };
-            match outcome {
-                Outcome::Unchanged => {}
-                Outcome::Deferred => report.segments_deferred += 1,
-                Outcome::Rewritten {
-                    events_removed,
-                    frame_bytes_removed,
-                } => {
-                    report.segments_rewritten += 1;
-                    report.events_removed += events_removed;
-                    report.frame_bytes_removed += frame_bytes_removed;
-                    progress.events_removed += events_removed;
-                    progress.frame_bytes_removed += frame_bytes_removed;
-                    finished.rewritten = true;
-                    finished.frame_bytes_removed = frame_bytes_removed;
-                }
-            }
-            finished.elapsed = segment_started.elapsed();
-            progress.segments_done += 1;
-            progress.bytes_done += size_bytes;
-            if let Some(callback) = options.progress.as_mut() {
-                let mut now = progress.clone();
-                now.segment_finished = Some(finished);
-                callback(&now);
-            }
+        });
+        if let Some(error) = shared_state.into_inner().error {
+            return Err(error);
         }
     }
     report.allocated_bytes_after = allocated_bytes(&log_dir)?;
@@ -191,6 +175,170 @@ pub(crate) fn scavenge(
         "scavenge done"
     );
     Ok(report)
+}
+
+/// What the threads of a scavenge add up, under one lock.
+struct Tally<'a> {
+    report: &'a mut ScavengeReport,
+    progress: &'a mut ScavengeProgress,
+    callback: Option<strata_core::ProgressCallback>,
+    /// The first error of any thread (the others stop before their next segment).
+    error: Option<Error>,
+}
+
+/// The segments the threads of a scavenge take one at a time.
+struct Segmentwork<'a> {
+    next: &'a AtomicU64,
+    end: u64,
+    failed: &'a AtomicBool,
+    stop: Option<&'a AtomicBool>,
+    throttle_percent: u8,
+    size_bytes: u64,
+}
+
+/// One thread of a scavenge: takes the next segment until none is left, a stop is asked
+/// or another thread failed.
+fn scavenge_segments(
+    shared: &Shared,
+    floors: &HashMap<String, StreamFloor>,
+    boundaries: &[u64],
+    work: Segmentwork<'_>,
+    tally: &parking_lot::Mutex<Tally<'_>>,
+) {
+    let mut throttle = Throttle::new(work.throttle_percent);
+    loop {
+        if work.failed.load(Ordering::Acquire) {
+            return;
+        }
+        if work.stop.is_some_and(|stop| stop.load(Ordering::Acquire)) {
+            // Only when segments are left: a stop after the last one changes nothing.
+            if work.next.load(Ordering::Acquire) < work.end {
+                tally.lock().report.stopped = true;
+            }
+            return;
+        }
+        let segment_index = work.next.fetch_add(1, Ordering::AcqRel);
+        if segment_index >= work.end {
+            return;
+        }
+        let segment_started = Instant::now();
+        let outcome = scavenge_segment(
+            shared,
+            segment_index,
+            floors,
+            boundaries,
+            &mut |bytes_done_in_segment| {
+                throttle.pause();
+                let mut tally = tally.lock();
+                let mut now = tally.progress.clone();
+                now.bytes_done += bytes_done_in_segment;
+                if let Some(callback) = tally.callback.as_mut() {
+                    callback(&now);
+                }
+            },
+        );
+        let mut tally = tally.lock();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                work.failed.store(true, Ordering::Release);
+                tally.error.get_or_insert(error);
+                return;
+            }
+        };
+        let mut finished = SegmentFinished {
+            segment: segment_index,
+            rewritten: false,
+            frame_bytes_removed: 0,
+            elapsed: Duration::ZERO,
+        };
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::Deferred => tally.report.segments_deferred += 1,
+            Outcome::Rewritten {
+                events_removed,
+                frame_bytes_removed,
+            } => {
+                tally.report.segments_rewritten += 1;
+                tally.report.events_removed += events_removed;
+                tally.report.frame_bytes_removed += frame_bytes_removed;
+                tally.progress.events_removed += events_removed;
+                tally.progress.frame_bytes_removed += frame_bytes_removed;
+                finished.rewritten = true;
+                finished.frame_bytes_removed = frame_bytes_removed;
+            }
+        }
+        finished.elapsed = segment_started.elapsed();
+        tally.progress.segments_done += 1;
+        tally.progress.bytes_done += work.size_bytes;
+        let mut now = tally.progress.clone();
+        now.segment_finished = Some(finished);
+        if let Some(callback) = tally.callback.as_mut() {
+            callback(&now);
+        }
+    }
+}
+
+/// Removable frames read per segment when estimating what a scavenge would give back.
+pub(crate) const ESTIMATE_SAMPLES_PER_SEGMENT: usize = 64;
+
+/// An estimate of the frame bytes a scavenge of the sealed segments would remove now,
+/// without reading the log through: the floors are decided as a scavenge decides them, the
+/// index gives each segment's removable positions, and up to
+/// [`ESTIMATE_SAMPLES_PER_SEGMENT`] of them per segment are read (a removed one counts
+/// 0 bytes, a live one its frame's length); a segment's estimate is the samples' mean
+/// times its count of removable positions. Exact when a segment has no more removable
+/// positions than samples.
+pub(crate) fn estimate_reclaimable(shared: &Shared) -> Result<u64> {
+    let segments = &shared.segments;
+    let (covered_to, _) = index_boundaries(&shared.index_dir)?;
+    let durable_end = shared.durable_end.load(Ordering::Acquire);
+    let sealed_end = segments
+        .segment_of(durable_end)
+        .min(segments.segment_of(covered_to));
+    let sealed_limit = segments.segment_start(sealed_end);
+    let floors = decide_floors(shared)?;
+    let mut by_segment: HashMap<u64, Vec<u64>> = HashMap::new();
+    {
+        let index = shared.index.read();
+        for (stream, floor) in &floors {
+            let Some(entry) = index.stream(stream.as_str()) else {
+                continue;
+            };
+            let removable = match floor.floor {
+                Floor::Below(keep_from) => {
+                    &entry.positions[..to_usize(keep_from).min(entry.positions.len())]
+                }
+                Floor::AllButTombstone => &entry.positions[..],
+            };
+            for &position in removable {
+                if position != crate::index::REMOVED_POSITION && position < sealed_limit {
+                    by_segment
+                        .entry(segments.segment_of(position))
+                        .or_default()
+                        .push(position);
+                }
+            }
+        }
+    }
+    let reader = LogReader::new(segments);
+    let mut total = 0u64;
+    for positions in by_segment.values() {
+        let count = positions.len();
+        let samples = count.min(ESTIMATE_SAMPLES_PER_SEGMENT);
+        let mut sampled: Vec<u64> = (0..samples)
+            .map(|sample| positions[sample * count / samples])
+            .collect();
+        sampled.sort_unstable();
+        let mut sampled_bytes = 0u64;
+        for (position, event) in sampled.iter().zip(reader.read_events_if_present(&sampled)?) {
+            if event.is_some() {
+                sampled_bytes += reader.read_frame(*position)?.len() as u64;
+            }
+        }
+        total += sampled_bytes * count as u64 / samples as u64;
+    }
+    Ok(total)
 }
 
 /// Where the index files end, the furthest first; a run of removed records never spans

@@ -140,6 +140,20 @@ impl Store {
         crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
     }
 
+    /// An estimate of the frame bytes a scavenge would remove now (docs/SCAVENGING.md,
+    /// "Automatic scavenging"): the floors a scavenge would decide, the index's removable
+    /// positions in the segments it would look at, and a sample of those frames read per
+    /// segment. Blocks the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Store::close`]; I/O errors.
+    pub fn estimate_reclaimable_bytes(&self) -> Result<u64> {
+        if self.threads.lock().is_empty() {
+            return Err(Error::Closed);
+        }
+        crate::scavenge::estimate_reclaimable(&self.shared)
+    }
+
     /// Hands what the index gained since the last index file to the index saver now,
     /// instead of waiting for `index_checkpoint_interval_bytes` more log (KurrentDB's
     /// MergeIndexes): a later open replays less, and a scavenge right after may take the
@@ -564,6 +578,10 @@ impl strata_core::Maintenance for Store {
 
     fn checkpoint_indexes(&self) -> Result<()> {
         Store::checkpoint_indexes(self)
+    }
+
+    fn reclaimable_bytes_estimate(&self) -> Result<u64> {
+        Store::estimate_reclaimable_bytes(self)
     }
 }
 

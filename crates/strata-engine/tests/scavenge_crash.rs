@@ -4,7 +4,7 @@
 //! stream reads exactly as before, `$all` is the log before the kill less some removable
 //! events only (every readable event, every stream's last event and every tombstone still
 //! there, in order), and `verify` finds no problem; a last run to completion leaves exactly
-//! the survivors.
+//! the survivors. The killed runs use 1, 2 or 3 threads in turn (segments copied at once).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -129,8 +129,9 @@ async fn readable(store: &Store, all: &[RecordedEvent]) -> HashSet<(String, u64)
     readable
 }
 
-/// Runs the child; kills it after `kill_after` unless `None`. Returns whether it finished.
-fn run_child(data_dir: &Path, kill_after: Option<Duration>) -> bool {
+/// Runs the child with `threads`; kills it after `kill_after` unless `None`. Returns
+/// whether it finished.
+fn run_child(data_dir: &Path, kill_after: Option<Duration>, threads: u64) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata-scavenge-child"))
         .arg(data_dir)
         .arg(if kill_after.is_some() {
@@ -138,6 +139,7 @@ fn run_child(data_dir: &Path, kill_after: Option<Duration>) -> bool {
         } else {
             "100"
         })
+        .arg(threads.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -241,7 +243,7 @@ async fn sigkill_at_any_moment_of_a_scavenge_loses_no_surviving_event() {
             (all, reads, keep)
         };
         let delay = Duration::from_millis(random.gen_range(KILL_DELAY_MS));
-        if !run_child(dir.path(), Some(delay)) {
+        if !run_child(dir.path(), Some(delay), 1 + cycle % 3) {
             killed_inside += 1;
         }
         let report = verify(dir.path(), &mut |_| {}).unwrap();
@@ -293,7 +295,7 @@ async fn sigkill_at_any_moment_of_a_scavenge_loses_no_surviving_event() {
         store.close();
         (all, keep)
     };
-    assert!(run_child(dir.path(), None));
+    assert!(run_child(dir.path(), None, 2));
     let tail_start = all_before.last().unwrap().position.0 / SEGMENT_BYTES * SEGMENT_BYTES;
     let store = Store::open(dir.path(), config()).unwrap();
     let after: Vec<Position> = all_events(&store)

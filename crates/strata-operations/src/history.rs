@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use strata_core::system_streams::LINK_EVENT_TYPE;
 use strata_core::{
-    ContentType, EventStore, ExpectedRevision, ProposedEvent, SegmentFinished, StreamName,
+    ContentType, EventStore, ExpectedRevision, ProposedEvent, ReadStreamOptions, RecordedEvent,
+    SegmentFinished, StreamName, StreamSlice,
 };
+
+use crate::jobs::{JobProgress, JobState, JobStatus, Trigger};
 
 /// The stream that lists every run.
 pub const SCAVENGES_STREAM: &str = "$scavenges";
@@ -165,6 +168,118 @@ impl RunHistory {
             }
         }
     }
+}
+
+/// The runs `$scavenges` links to, the latest first (at most `max`), rebuilt from their
+/// streams: `$scavengeStarted` gives the settings and the start, each
+/// `$scavengeChunksCompleted` a segment done (and its removed frame bytes),
+/// `$scavengeCompleted` the end. What KurrentDB's events do not hold reads as unknown:
+/// the trigger as manual, no requester, no events-removed count, no report.
+pub(crate) async fn read_runs(store: &Arc<dyn EventStore>, max: usize) -> Vec<JobStatus> {
+    let Ok(index) = StreamName::new(SCAVENGES_STREAM) else {
+        return Vec::new();
+    };
+    // Two links per run.
+    let links = match store
+        .read_stream(
+            &index,
+            ReadStreamOptions::backwards().max_count(max.saturating_mul(2) + 2),
+        )
+        .await
+    {
+        Ok(StreamSlice::Found { events, .. }) => events,
+        Ok(StreamSlice::NotFound) => return Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the scavenge history");
+            return Vec::new();
+        }
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for link in &links {
+        let Some(id) = std::str::from_utf8(&link.data)
+            .ok()
+            .and_then(|target| target.split_once('@'))
+            .and_then(|(_, stream)| stream.strip_prefix(&format!("{SCAVENGES_STREAM}-")))
+        else {
+            continue;
+        };
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    let mut runs = Vec::new();
+    for id in ids.into_iter().take(max) {
+        let Ok(stream) = StreamName::new(scavenge_stream(&id)) else {
+            continue;
+        };
+        match store
+            .read_stream(&stream, ReadStreamOptions::forwards())
+            .await
+        {
+            Ok(StreamSlice::Found { events, .. }) => {
+                if let Some(run) = run_from_events(&id, &events) {
+                    runs.push(run);
+                }
+            }
+            Ok(StreamSlice::NotFound) => {}
+            Err(error) => tracing::warn!(%stream, %error, "could not read a scavenge's history"),
+        }
+    }
+    runs
+}
+
+fn unix_ms(event: &RecordedEvent) -> u64 {
+    u64::try_from(event.created.0 / 1_000_000).unwrap_or(0)
+}
+
+/// One run from its stream's events; `None` without a `$scavengeStarted` (expired).
+fn run_from_events(id: &str, events: &[RecordedEvent]) -> Option<JobStatus> {
+    let json = |event: &RecordedEvent| {
+        serde_json::from_slice::<serde_json::Value>(&event.data).unwrap_or_default()
+    };
+    let started = events.iter().find(|e| e.event_type == SCAVENGE_STARTED)?;
+    let settings = json(started);
+    let number = |value: &serde_json::Value, field: &str| value[field].as_u64().unwrap_or(0);
+    let mut run = JobStatus {
+        id: id.to_owned(),
+        state: JobState::Failed,
+        trigger: Trigger::Manual,
+        requested_by: None,
+        throttle_percent: u8::try_from(number(&settings, "throttlePercent")).unwrap_or(100),
+        threads: u32::try_from(number(&settings, "threads")).unwrap_or(1),
+        start_from_segment: number(&settings, "startFromChunk"),
+        started_at_unix_ms: unix_ms(started),
+        finished_at_unix_ms: None,
+        // As a live run counts them: the segments before the first one looked at are done.
+        progress: JobProgress {
+            segments_done: number(&settings, "startFromChunk"),
+            ..JobProgress::default()
+        },
+        report: None,
+        error: Some("the node stopped before the scavenge finished".into()),
+        log_end_at_finish: None,
+    };
+    for event in events {
+        let data = json(event);
+        if event.event_type == SCAVENGE_CHUNKS_COMPLETED {
+            run.progress.segments_done += 1;
+            run.progress.frame_bytes_removed += number(&data, "spaceSaved");
+        } else if event.event_type == SCAVENGE_COMPLETED {
+            run.finished_at_unix_ms = Some(unix_ms(event));
+            (run.state, run.error) = match data["result"].as_str() {
+                Some("Success") => (JobState::Completed, None),
+                Some("Stopped") => (JobState::Stopped, None),
+                _ => (
+                    JobState::Failed,
+                    Some(data["error"].as_str().unwrap_or("failed").to_owned()),
+                ),
+            };
+        }
+    }
+    if run.finished_at_unix_ms.is_none() {
+        run.finished_at_unix_ms = events.last().map(unix_ms);
+    }
+    Some(run)
 }
 
 /// A duration as .NET writes a `TimeSpan` (`[d.]hh:mm:ss[.fffffff]`), as KurrentDB's

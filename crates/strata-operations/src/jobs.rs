@@ -24,8 +24,8 @@ pub const HISTORY_RUNS_MAX: usize = 32;
 pub struct ScavengeRequest {
     /// Share of the time the run works, 1–100.
     pub throttle_percent: u8,
-    /// KurrentDB's `thread_count`: at least 1. Strata scavenges one segment at a time, so
-    /// more threads are accepted and recorded, not used.
+    /// KurrentDB's `thread_count`: at least 1; the engine rewrites up to this many
+    /// segments at once (PostgreSQL: one batch at a time).
     pub threads: u32,
     /// KurrentDB's `start_from_chunk`: the first segment looked at.
     pub start_from_segment: u64,
@@ -282,6 +282,29 @@ impl ScavengeJobs {
         }
     }
 
+    /// Reads back the runs of earlier lives of this store (after a restart) from the
+    /// `$scavenges` streams, the latest [`HISTORY_RUNS_MAX`] first, and adds those not
+    /// known yet after the ones this process remembers. A run whose stream has no
+    /// `$scavengeCompleted` (the node stopped during it) reads as failed. Returns how many
+    /// were added; a store that cannot be read adds none (logged).
+    pub async fn load_history(&self) -> usize {
+        let runs = crate::history::read_runs(&self.inner.store, HISTORY_RUNS_MAX).await;
+        let mut state = self.inner.state.lock();
+        let mut added = 0;
+        for run in runs {
+            let known = state.history.iter().any(|job| job.id == run.id)
+                || state
+                    .current
+                    .as_ref()
+                    .is_some_and(|running| running.status.id == run.id);
+            if !known && state.history.len() < HISTORY_RUNS_MAX {
+                state.history.push_back(run);
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// Watches the count of finished runs.
     pub fn watch_finished(&self) -> watch::Receiver<u64> {
         self.inner.finished.subscribe()
@@ -309,6 +332,10 @@ impl ScavengeJobs {
                 .lock()
                 .get_or_insert_with(AutoStatus::default),
         );
+    }
+
+    pub(crate) fn maintenance(&self) -> Option<Arc<dyn Maintenance>> {
+        self.inner.maintenance.clone()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn EventStore> {
@@ -344,7 +371,8 @@ impl Inner {
             tokio::spawn(async move {
                 let mut max_segment = None;
                 while let Some(finished) = finished_segments.recv().await {
-                    max_segment = Some(finished.segment);
+                    // Threads finish segments out of order.
+                    max_segment = max_segment.max(Some(finished.segment));
                     history.segment_finished(&finished).await;
                 }
                 max_segment
@@ -354,6 +382,7 @@ impl Inner {
         let options = ScavengeOptions {
             throttle_percent: request.throttle_percent,
             start_from_segment: request.start_from_segment,
+            threads: usize::try_from(request.threads).unwrap_or(usize::MAX),
             stop: Some(stop),
             progress: Some(Box::new(move |step| {
                 if let Some(running) = progress_of.state.lock().current.as_mut() {

@@ -139,6 +139,9 @@ pub struct AutoScavenge {
     /// since (time alone can still expire `$maxAge` events: they wait for the next write).
     pub skip_when_idle: bool,
     pub throttle_percent: u8,
+    /// Skip a run when the store estimates it would remove fewer bytes than this
+    /// ([`strata_core::Maintenance::reclaimable_bytes_estimate`]); 0: no threshold.
+    pub min_reclaimable_bytes: u64,
 }
 
 /// What automatic scavenging has done, for the status listing.
@@ -150,6 +153,8 @@ pub struct AutoStatus {
     pub runs_skipped: u64,
     /// Why the last turn started a run or not.
     pub last_decision: Option<String>,
+    /// The store's last estimate of reclaimable bytes (with a threshold set).
+    pub last_reclaimable_estimate: Option<u64>,
 }
 
 impl ScavengeJobs {
@@ -207,6 +212,44 @@ impl ScavengeJobs {
     }
 
     async fn skip_reason(&self, auto: &AutoScavenge) -> Option<String> {
+        if let Some(reason) = self.idle_reason(auto).await {
+            return Some(reason);
+        }
+        self.threshold_reason(auto).await
+    }
+
+    /// With a threshold: skips when the store's estimate is under it. A store that cannot
+    /// estimate (or an estimate that fails) does not skip the run.
+    async fn threshold_reason(&self, auto: &AutoScavenge) -> Option<String> {
+        if auto.min_reclaimable_bytes == 0 {
+            return None;
+        }
+        let maintenance = self.maintenance()?;
+        let estimate =
+            tokio::task::spawn_blocking(move || maintenance.reclaimable_bytes_estimate()).await;
+        match estimate {
+            Ok(Ok(bytes)) => {
+                self.set_auto_status(|status| status.last_reclaimable_estimate = Some(bytes));
+                (bytes < auto.min_reclaimable_bytes).then(|| {
+                    format!(
+                        "skipped: about {bytes} bytes reclaimable, under the threshold of {} \
+                         (min_reclaimable_bytes)",
+                        auto.min_reclaimable_bytes
+                    )
+                })
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "no estimate of reclaimable bytes; scavenging anyway");
+                None
+            }
+            Err(join) => {
+                tracing::warn!(%join, "no estimate of reclaimable bytes; scavenging anyway");
+                None
+            }
+        }
+    }
+
+    async fn idle_reason(&self, auto: &AutoScavenge) -> Option<String> {
         if !auto.skip_when_idle {
             return None;
         }

@@ -266,6 +266,7 @@ async fn automatic_runs_follow_the_schedule_and_skip_when_nothing_can_be_removed
         schedule: Schedule::parse("every 1s").unwrap(),
         skip_when_idle: true,
         throttle_percent: 100,
+        min_reclaimable_bytes: 0,
     });
     // The first run removes the deleted stream's events; the second removes nothing;
     // later turns are skipped (nothing was written since).
@@ -301,4 +302,226 @@ async fn automatic_runs_follow_the_schedule_and_skip_when_nothing_can_be_removed
             .is_some_and(|decision| decision.contains("removed nothing")),
         "{status:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reclaimable_estimate_is_near_what_a_scavenge_removes_and_zero_after_it() {
+    let (store, _dir) = store_with_removable_events().await;
+    let estimate = store.estimate_reclaimable_bytes().unwrap();
+    let report = store
+        .scavenge(strata_engine::ScavengeOptions::default())
+        .unwrap();
+    assert!(report.frame_bytes_removed > 0, "{report:?}");
+    let removed = report.frame_bytes_removed as f64;
+    assert!(
+        (estimate as f64 - removed).abs() <= removed * 0.05,
+        "estimated {estimate}, removed {removed}"
+    );
+    assert_eq!(store.estimate_reclaimable_bytes().unwrap(), 0);
+}
+
+/// Waits until automatic scavenging has taken `turns` decisions.
+async fn wait_for_turns(jobs: &ScavengeJobs, turns: u64) -> strata_operations::AutoStatus {
+    let mut finished = jobs.watch_finished();
+    for _ in 0..600 {
+        if let Some(status) = jobs.auto_status()
+            && status.runs_skipped + status.runs_started >= turns
+        {
+            return status;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), finished.changed()).await;
+    }
+    panic!("no automatic turn: {:?}", jobs.auto_status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_runs_under_the_reclaimable_threshold_are_skipped_and_those_above_run() {
+    let (store, _dir) = store_with_removable_events().await;
+    let estimate = store.estimate_reclaimable_bytes().unwrap();
+    assert!(estimate > 0);
+    let auto = |min_reclaimable_bytes| AutoScavenge {
+        schedule: Schedule::parse("every 1s").unwrap(),
+        skip_when_idle: false,
+        throttle_percent: 100,
+        min_reclaimable_bytes,
+    };
+
+    // Under the threshold: skipped, nothing removed.
+    let jobs = ScavengeJobs::new(store.clone(), Some(store.clone()), NODE);
+    let task = jobs.spawn_automatic(auto(estimate * 2));
+    let status = wait_for_turns(&jobs, 1).await;
+    task.abort();
+    assert_eq!(status.runs_started, 0, "{status:?}");
+    assert_eq!(status.last_reclaimable_estimate, Some(estimate));
+    assert!(
+        status
+            .last_decision
+            .as_deref()
+            .is_some_and(|decision| decision.contains("under the threshold")),
+        "{status:?}"
+    );
+    assert!(jobs.history().is_empty());
+    assert_eq!(store.estimate_reclaimable_bytes().unwrap(), estimate);
+
+    // Over it: the run starts and removes the deleted stream's events.
+    let jobs = ScavengeJobs::new(store.clone(), Some(store.clone()), NODE);
+    let task = jobs.spawn_automatic(auto(estimate / 2));
+    let status = wait_for_turns(&jobs, 1).await;
+    assert_eq!(status.runs_started, 1, "{status:?}");
+    let id = jobs
+        .current()
+        .map(|job| job.id)
+        .or_else(|| jobs.history().first().map(|job| job.id.clone()))
+        .unwrap();
+    let finished = jobs.wait(&id).await.unwrap();
+    task.abort();
+    assert_eq!(finished.trigger, Trigger::Automatic);
+    assert!(finished.progress.events_removed > 0, "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_of_runs_is_read_back_from_the_scavenges_streams_after_a_restart() {
+    let (store, dir) = store_with_removable_events().await;
+    let jobs = ScavengeJobs::new(store.clone(), Some(store.clone()), NODE);
+    let mut before = Vec::new();
+    for (threads, throttle_percent) in [(2, 100), (1, 90)] {
+        let id = started(
+            jobs.start(ScavengeRequest {
+                threads,
+                throttle_percent,
+                start_from_segment: 1,
+                ..ScavengeRequest::default()
+            })
+            .unwrap(),
+        );
+        before.push(jobs.wait(&id).await.unwrap());
+    }
+    // A run the node did not finish: only its start is written.
+    let interrupted = "0f0f0f0f-0000-4000-8000-000000000001";
+    let stream = name(&scavenge_stream(interrupted));
+    let revision = store
+        .append(
+            &stream,
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json(
+                SCAVENGE_STARTED,
+                serde_json::json!({"scavengeId": interrupted, "threads": 3,
+                    "startFromChunk": 0, "throttlePercent": 40})
+                .to_string(),
+            )],
+        )
+        .await
+        .unwrap()
+        .current_revision
+        .0;
+    store
+        .append(
+            &name(SCAVENGES_STREAM),
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json(
+                "$>",
+                format!("{revision}@{}", scavenge_stream(interrupted)),
+            )],
+        )
+        .await
+        .unwrap();
+    store.close();
+    drop((jobs, store));
+
+    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    let jobs = ScavengeJobs::new(store.clone(), Some(store.clone()), NODE);
+    assert!(jobs.history().is_empty());
+    assert_eq!(jobs.load_history().await, 3);
+    let history = jobs.history();
+    assert_eq!(history[0].id, interrupted);
+    assert_eq!(history[0].state, JobState::Failed);
+    assert_eq!(history[0].threads, 3);
+    assert_eq!(history[0].throttle_percent, 40);
+    assert!(history[0].error.is_some());
+    for (restored, run) in history[1..].iter().zip(before.iter().rev()) {
+        assert_eq!(restored.id, run.id);
+        assert_eq!(restored.state, JobState::Completed);
+        assert_eq!(restored.threads, run.threads);
+        assert_eq!(restored.throttle_percent, run.throttle_percent);
+        assert_eq!(restored.start_from_segment, 1);
+        assert_eq!(
+            restored.progress.segments_done, run.progress.segments_done,
+            "{restored:?} {run:?}"
+        );
+        assert_eq!(
+            restored.progress.frame_bytes_removed,
+            run.progress.frame_bytes_removed
+        );
+        assert!(restored.finished_at_unix_ms >= Some(restored.started_at_unix_ms));
+        assert_eq!(jobs.get(&run.id).unwrap().id, run.id);
+    }
+    assert!(before[0].progress.frame_bytes_removed > 0);
+    // Loading again adds nothing twice.
+    assert_eq!(jobs.load_history().await, 0);
+    assert_eq!(jobs.history().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_threads_rewrite_segments_at_once_with_the_result_of_one() {
+    let (one, _one_dir) = store_with_removable_events().await;
+    let (four, _four_dir) = store_with_removable_events().await;
+    let mut finished = Vec::new();
+    for (store, threads) in [(&one, 1), (&four, 4)] {
+        let jobs = ScavengeJobs::new(store.clone(), Some(store.clone()), NODE);
+        let id = started(
+            jobs.start(ScavengeRequest {
+                threads,
+                ..ScavengeRequest::default()
+            })
+            .unwrap(),
+        );
+        let job = jobs.wait(&id).await.unwrap();
+        assert_eq!(job.state, JobState::Completed, "{job:?}");
+        // One `$scavengeChunksCompleted` per segment, each segment once.
+        let mut chunks: Vec<u64> = events_of(store, &scavenge_stream(&id))
+            .await
+            .iter()
+            .filter(|e| e.event_type == SCAVENGE_CHUNKS_COMPLETED)
+            .map(|e| json(e)["chunkStartNumber"].as_u64().unwrap())
+            .collect();
+        chunks.sort_unstable();
+        let expected: Vec<u64> = (0..job.progress.segments_total).collect();
+        assert_eq!(chunks, expected, "threads {threads}");
+        let completed = events_of(store, &scavenge_stream(&id)).await;
+        assert_eq!(
+            json(completed.last().unwrap())["maxChunkScavenged"],
+            job.progress.segments_total - 1
+        );
+        finished.push(job);
+    }
+    assert!(
+        finished[1].progress.segments_total >= 3,
+        "{:?}",
+        finished[1]
+    );
+    for field in [
+        "events_removed",
+        "frame_bytes_removed",
+        "segments_considered",
+        "segments_rewritten",
+        "segments_deferred",
+    ] {
+        assert_eq!(
+            finished[0].report.as_ref().unwrap()[field],
+            finished[1].report.as_ref().unwrap()[field],
+            "{field}"
+        );
+    }
+    assert!(finished[1].progress.events_removed > 0);
+    assert_eq!(
+        finished[1].progress.segments_done,
+        finished[1].progress.segments_total
+    );
+    for stream in ["kept-1", "doomed-1"] {
+        let a: Vec<_> = events_of(&one, stream).await.iter().map(json).collect();
+        let b: Vec<_> = events_of(&four, stream).await.iter().map(json).collect();
+        assert_eq!(a, b, "{stream}");
+    }
+    assert_eq!(events_of(&four, "kept-1").await.len(), 600);
+    assert_eq!(events_of(&four, "doomed-1").await.len(), 0);
 }

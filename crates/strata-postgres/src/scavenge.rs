@@ -509,14 +509,22 @@ async fn delete_batch(
     if !positions.is_empty() {
         // Each key's newest entry stays (even when its event went): `max(revision) + 1` is
         // the next entry's revision, which must never be handed out twice. Reads join the
-        // entries with `events`, so an entry without its event reads as nothing.
+        // entries with `events`, so an entry without its event reads as nothing. The
+        // maximum is probed once per distinct key of the batch (`m`), not once per entry.
         transaction
             .execute(
-                "DELETE FROM index_entries i
-                 USING unnest($1::int2[], $2::text[], $3::int8[]) AS d(kind, key, position)
-                 WHERE i.kind = d.kind AND i.key = d.key AND i.position = d.position
-                     AND i.revision < (SELECT max(m.revision) FROM index_entries m
-                                       WHERE m.kind = d.kind AND m.key = d.key)",
+                "WITH d AS MATERIALIZED (
+                     SELECT * FROM unnest($1::int2[], $2::text[], $3::int8[])
+                         AS d(kind, key, position)),
+                 m AS MATERIALIZED (
+                     SELECT k.kind, k.key,
+                         (SELECT max(x.revision) FROM index_entries x
+                          WHERE x.kind = k.kind AND x.key = k.key) AS top
+                     FROM (SELECT DISTINCT kind, key FROM d) k)
+                 DELETE FROM index_entries i USING d, m
+                 WHERE m.kind = d.kind AND m.key = d.key
+                     AND i.kind = d.kind AND i.key = d.key AND i.position = d.position
+                     AND i.revision < m.top",
                 &[&kinds, &keys, &positions],
             )
             .await

@@ -193,6 +193,8 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     let removed = (all_before.len() - expected.len()) as u64;
     assert_eq!(removed, 45 + 52 + 40 + 59 + 60 + 2);
 
+    let (entries_before, orphans_before) = index_entries_of(&schema.name).await;
+    assert_eq!(orphans_before, 0);
     let report = store
         .scavenge_with(
             ScavengeOptions::default(),
@@ -227,6 +229,13 @@ async fn each_retention_rule_leaves_exactly_the_survivors_and_smaller_tables() {
     assert_eq!(ce_count.len(), 8);
     let ce_tomb = read_stream(&store, "$ce-tomb").await.unwrap_or_default();
     assert!(ce_tomb.is_empty(), "{ce_tomb:?}");
+    // The removed events' index entries went, but for each key's newest one.
+    let (entries_after, orphans_after) = index_entries_of(&schema.name).await;
+    assert_eq!(orphans_after, 0);
+    assert!(
+        entries_after + 200 <= entries_before,
+        "{entries_before} -> {entries_after}"
+    );
 
     // Subscriptions from the start and from a removed position see exactly the survivors.
     assert_eq!(
@@ -380,6 +389,31 @@ async fn a_scavenge_under_appends_and_a_live_subscription_misses_nothing() {
     let distinct: BTreeSet<u64> = positions(&all).into_iter().collect();
     assert_eq!(distinct.len(), all.len());
     store.close().await;
+}
+
+/// The schema's index entries, and how many of them point at no event without being
+/// their key's newest entry (the scavenge deletes those; the newest stays).
+async fn index_entries_of(schema: &str) -> (i64, i64) {
+    let (client, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*),
+                     count(*) FILTER (WHERE e.position IS NULL AND i.revision < t.top)
+                 FROM \"{schema}\".index_entries i
+                 LEFT JOIN \"{schema}\".events e ON e.position = i.position
+                 JOIN (SELECT kind, key, max(revision) AS top
+                       FROM \"{schema}\".index_entries GROUP BY kind, key) t
+                     ON t.kind = i.kind AND t.key = i.key"
+            ),
+            &[],
+        )
+        .await
+        .expect("counts index entries");
+    (row.get(0), row.get(1))
 }
 
 /// Bytes of every file of the schema's tables, their TOAST tables and every index, after a

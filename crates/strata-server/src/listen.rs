@@ -345,6 +345,8 @@ impl Server {
             self.maintenance.clone(),
             self.local_addrs[0].to_string(),
         );
+        // Runs of earlier lives, from the `$scavenges` streams.
+        scavenges.load_history().await;
         let operations =
             strata_operations::NodeOperations::new(scavenges.clone(), self.maintenance.clone());
         let automatic = self

@@ -3,7 +3,7 @@
 //! throttle (percent of the time working), prints `done EVENTS_REMOVED` and exits. The
 //! test SIGKILLs it at random moments.
 //!
-//! Usage: `strata-scavenge-child DATA_DIR THROTTLE_PERCENT`.
+//! Usage: `strata-scavenge-child DATA_DIR THROTTLE_PERCENT [THREADS]` (threads: 1).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,8 +31,13 @@ fn main() -> ExitCode {
         }
     };
     print_line("ready\n");
+    let threads = args
+        .get(3)
+        .and_then(|threads| threads.parse::<usize>().ok())
+        .unwrap_or(1);
     let report = store.scavenge(ScavengeOptions {
         throttle_percent,
+        threads,
         ..ScavengeOptions::default()
     });
     match report {
