@@ -23,7 +23,8 @@ elif [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(segment_recovery index_file stream_metadata filter_regex ndjson_line grpc_request http_request)
+  targets=(segment_recovery index_file stream_metadata filter_regex ndjson_line grpc_request http_request
+    projection_source)
 fi
 
 host="$(rustc -vV | sed -n 's/^host: //p')"

@@ -234,6 +234,15 @@ impl Server {
         }
     }
 
+    /// The server's process id (to read its `/proc/PID/status`).
+    #[allow(
+        dead_code,
+        reason = "used by some of the test crates that share this module"
+    )]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port the server listens on (on 127.0.0.1 and ::1).
     pub fn port(&self) -> u16 {
         self.port

@@ -1,0 +1,1 @@
+fromCategory('order').when({})

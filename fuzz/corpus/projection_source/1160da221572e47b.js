@@ -1,0 +1,1 @@
+fromAll().foreachStream().when({ $any: (s, e) => s })

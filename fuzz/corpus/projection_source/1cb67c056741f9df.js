@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s, e) => ({ big: 'x'.repeat(100000) }) })

@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s, e) => { const a = []; for (;;) { a.push('x'.repeat(1 << 20) + a.length); } } })

@@ -1,0 +1,1 @@
+options({ colour: 'red' }); fromAll().when({})

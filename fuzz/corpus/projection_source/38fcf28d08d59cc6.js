@@ -1,0 +1,1 @@
+fromStream('a').foreachStream()

@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s, e) => ({ body: e.body === undefined, raw: e.bodyRaw }) })

@@ -1,0 +1,1 @@
+fromAll() cannot be combined with other sources

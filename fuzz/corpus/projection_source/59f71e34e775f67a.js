@@ -1,0 +1,1 @@
+fromAll().when({ X: (s, e) => { throw new Error('boom'); } })

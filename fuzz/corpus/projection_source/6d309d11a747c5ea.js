@@ -1,0 +1,1 @@
+fromAll().when({ $init: () => ({ n: 0 }), $any: (s, e) => { s.n++; } })

@@ -1,0 +1,1 @@
+fromCategories(['order', 'cart']).when({})

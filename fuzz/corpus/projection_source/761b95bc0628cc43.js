@@ -1,0 +1,1 @@
+function down(n) { return down(n + 1) + 1; } fromAll().when({ $any: (s, e) => { down(0); } })

@@ -1,0 +1,1 @@
+fromAll().when({ Other: (s) => s })

@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s, e) => { for (;;) { try { while (true) {} } catch (x) {} } } })

@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s, e) => { emit('', 'T', {}); } })

@@ -1,0 +1,1 @@
+fromStreams(['a-1', 'b-2']).when({})

@@ -1,0 +1,1 @@
+options({ reorderEvents: true }); fromAll().when({})

@@ -1,0 +1,1 @@
+fromCategory('c').foreachStream().when({}).outputState()

@@ -1,0 +1,1 @@
+fromAll().when({ $init: () => ({ count: 0 }), $any: (s, e) => { s.count++; } })

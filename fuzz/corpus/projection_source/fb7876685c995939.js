@@ -1,0 +1,1 @@
+fromStream({stream:?}): {error}
