@@ -718,3 +718,91 @@ async fn handlers_see_each_events_own_fields_as_they_change_and_repeat() {
         .collect();
     assert_eq!(state["seen"], serde_json::Value::Array(expected));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_write_with_a_tombstone_then_a_restart_ends_as_an_uninterrupted_run() {
+    // The tombstone scan's cursor and the category's, checkpointed inside reads (3 events
+    // per read, a checkpoint every 2), through a failure at every append.
+    async fn seed(store: &dyn EventStore) {
+        append(store, "stream-1", "type1", "{}").await;
+        append(store, "stream-2", "type1", "{}").await;
+        append(store, "stream-1", "type2", "{}").await;
+        tombstone(store, "stream-1").await;
+        append(store, "stream-2", "type2", "{}").await;
+        append(store, "other-1", "type1", "{}").await;
+        tombstone(store, "other-1").await;
+        append(store, "stream-3", "type1", "{}").await;
+        append(store, "stream-2", "type1", "{}").await;
+    }
+    async fn outcome(store: &dyn EventStore) -> Vec<(String, Vec<(String, String, String)>)> {
+        let mut streams = Vec::new();
+        for stream in [
+            "hard-deletes",
+            "$projections-test-stream-1-result",
+            "$projections-test-stream-2-result",
+            "$projections-test-stream-3-result",
+            "$projections-test-partitions",
+            "$projections-test-emittedstreams",
+            "$projections-test-stream-1-checkpoint",
+            "$projections-test-stream-2-checkpoint",
+            "$projections-test-stream-3-checkpoint",
+        ] {
+            let events = read(store, stream)
+                .await
+                .iter()
+                .map(|event| {
+                    (
+                        event.id.to_string(),
+                        event.event_type.clone(),
+                        String::from_utf8_lossy(&event.data).into_owned(),
+                    )
+                })
+                .collect();
+            streams.push((stream.to_owned(), events));
+        }
+        streams
+    }
+    let (_dir, reference) = open();
+    seed(&*reference).await;
+    let counted = Arc::new(FailingStore {
+        inner: reference.clone(),
+        appends: AtomicUsize::new(0),
+        fail_at: usize::MAX,
+    });
+    let progress = run_to_end(counted.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    let expected = outcome(&*reference).await;
+    assert_eq!(
+        expected[0].1.len(),
+        1,
+        "one hard delete of the category: {expected:?}"
+    );
+    assert_eq!(
+        expected[1].1.last().map(|(_, _, data)| data.as_str()),
+        Some(r#"{"a":2,"deleted":1}"#)
+    );
+    let writes = counted.appends.load(Ordering::SeqCst);
+    assert!(writes > 5, "the run writes in several appends ({writes})");
+    for fail_at in 1..=writes {
+        let (_dir, store) = open();
+        seed(&*store).await;
+        let failing = Arc::new(FailingStore {
+            inner: store.clone(),
+            appends: AtomicUsize::new(0),
+            fail_at,
+        });
+        let progress = run_to_end(failing, config("test", ON_DELETED, Mode::OneTime)).await;
+        assert_eq!(
+            progress.status,
+            RunStatus::Faulted,
+            "append {fail_at} failed"
+        );
+        let progress = run_to_end(store.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
+        assert_eq!(progress.status, RunStatus::Completed);
+        assert_eq!(
+            outcome(&*store).await,
+            expected,
+            "after a failure at append {fail_at}"
+        );
+    }
+}
