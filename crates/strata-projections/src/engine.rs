@@ -95,7 +95,7 @@ impl QueryDefinition {
 }
 
 /// A source event as handlers see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventView {
     pub body_raw: String,
     pub is_json: bool,

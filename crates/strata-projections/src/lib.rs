@@ -42,6 +42,6 @@ pub use manager::{
 pub use names::{ProjectionNames, REGISTRY_STREAM};
 pub use quickjs::QuickJsEngine;
 pub use runner::{
-    BATCH_EVENTS_DEFAULT, Mode, PARTITIONS_CACHED_MAX_DEFAULT, Progress, RunConfig, RunHandle,
-    RunStatus, stored_result, stored_state,
+    BATCH_EVENTS_DEFAULT, CHECKPOINT_EVENTS_DEFAULT, Mode, PARTITIONS_CACHED_MAX_DEFAULT, Progress,
+    RunConfig, RunHandle, RunStatus, stored_result, stored_state,
 };

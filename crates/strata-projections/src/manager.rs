@@ -564,6 +564,7 @@ impl ProjectionManager {
             track_emitted_streams: definition.track_emitted_streams,
             epoch: definition.epoch,
             batch_events: BATCH_EVENTS_DEFAULT,
+            checkpoint_events: runner::CHECKPOINT_EVENTS_DEFAULT,
             limits: self.limits,
             partitions_cached_max: runner::PARTITIONS_CACHED_MAX_DEFAULT,
         };

@@ -63,10 +63,13 @@
   let initHandler = null;
   let initSharedHandler = null;
   let anyHandler = null;
+  // True once a handler of a named type is defined.
+  let typedHandlers = false;
   let deletedHandler = null;
   let partitionFunction = null;
   let streamFilter = null;
-  // Collects emits while a handler runs; null outside handlers.
+  // True while a handler runs; its emits are collected in `emitted` (made on the first).
+  let collecting = false;
   let emitted = null;
   const logs = [];
   const LOG_LINES_MAX = 100;
@@ -131,6 +134,7 @@
       default:
         if (!(name in handlers)) definition.events.push(name);
         handlers[name] = handler;
+        typedHandlers = true;
     }
   }
 
@@ -274,7 +278,8 @@
   }
 
   function collect(entry) {
-    if (emitted === null) fail("emit, linkTo and copyTo may only be called from a handler");
+    if (!collecting) fail("emit, linkTo and copyTo may only be called from a handler");
+    if (emitted === null) emitted = [];
     emitted.push(entry);
   }
 
@@ -363,20 +368,38 @@
     get linkMetadata() { return cached(this, "linkMetadata", () => parseOrNull(this.linkMetadataRaw)); },
   };
 
-  function envelope(fields, partition) {
+  // The host passes the event's fields as arguments, in this order.
+  function envelope(partition, bodyRaw, isJson, metadataRaw, linkMetadataRaw, streamId,
+    eventType, sequenceNumber, eventId, category, created) {
     const event = Object.create(envelopePrototype);
     event.partition = partition;
-    event.bodyRaw = fields[0];
-    event.isJson = fields[1];
-    event.metadataRaw = fields[2];
-    event.linkMetadataRaw = fields[3];
-    event.streamId = fields[4];
-    event.eventType = fields[5];
-    event.sequenceNumber = fields[6];
-    event.eventId = fields[7];
-    event.category = fields[8];
-    event.created = fields[9];
+    event.bodyRaw = bodyRaw;
+    event.isJson = isJson;
+    event.metadataRaw = metadataRaw;
+    event.linkMetadataRaw = linkMetadataRaw;
+    event.streamId = streamId;
+    event.eventType = eventType;
+    event.sequenceNumber = sequenceNumber;
+    event.eventId = eventId;
+    event.category = category;
+    event.created = created;
     return event;
+  }
+
+  // QuickJS frees an object's shape (its layout) with the last object that has it, and a
+  // shape does not keep the shapes it grew from: without these, every event would build
+  // the envelope's eleven shapes anew. One object per prefix of the envelope's fields keeps
+  // each shape alive, so envelopes after the first find them all. (The host object holds
+  // them: a local no function refers to would be freed when this script returns.)
+  const shapeKeepers = [];
+  {
+    const names = ["partition", "bodyRaw", "isJson", "metadataRaw", "linkMetadataRaw",
+      "streamId", "eventType", "sequenceNumber", "eventId", "category", "created"];
+    for (let length = 0; length <= names.length; length++) {
+      const keeper = Object.create(envelopePrototype);
+      for (let index = 0; index < length; index++) keeper[names[index]] = undefined;
+      shapeKeepers.push(keeper);
+    }
   }
 
   function initialState() {
@@ -384,8 +407,10 @@
   }
 
   function callHandler(state, event) {
-    const handler = handlers[event.eventType];
-    if (handler !== undefined) return handler(state, event);
+    if (typedHandlers) {
+      const handler = handlers[event.eventType];
+      if (handler !== undefined) return handler(state, event);
+    }
     if (anyHandler !== null) return anyHandler(state, event);
     return event.bodyRaw;
   }
@@ -394,17 +419,29 @@
     return value === null || value === undefined ? null : stringify(value);
   }
 
+  // Ends a handler's run: its emits as JSON, or null.
+  function takeEmits() {
+    const made = emitted;
+    collecting = false;
+    emitted = null;
+    return made === null || made.length === 0 ? null : stringify(made);
+  }
+
   function withEmits(action) {
-    emitted = [];
+    collecting = true;
+    emitted = null;
     try {
       action();
-      return emitted.length === 0 ? null : stringify(emitted);
-    } finally {
+    } catch (error) {
+      collecting = false;
       emitted = null;
+      throw error;
     }
+    return takeEmits();
   }
 
   return {
+    shapeKeepers,
     // Ends the definition stage: the definition functions leave the global object.
     finishDefinition() {
       for (const name of ownKeys(definitionFunctions)) delete global[name];
@@ -423,16 +460,35 @@
       if (stateJson != null) shared = parse(stateJson);
       else shared = initSharedHandler === null ? {} : initSharedHandler();
     },
-    partitionOf(fields) {
+    partitionOf(partition, bodyRaw, isJson, metadataRaw, linkMetadataRaw, streamId, eventType,
+      sequenceNumber, eventId, category, created) {
       if (partitionFunction === null) return null;
-      const partition = partitionFunction(envelope(fields, ""));
+      const event = envelope("", bodyRaw, isJson, metadataRaw, linkMetadataRaw, streamId,
+        eventType, sequenceNumber, eventId, category, created);
+      partition = partitionFunction(event);
       if (typeof partition === "string") return partition;
       if (typeof partition === "number") return String(partition);
       return null;
     },
-    process(partition, fields) {
-      return withEmits(() => {
-        const event = envelope(fields, partition);
+    // Inlined rather than through `withEmits`: this runs for every event.
+    process(partition, bodyRaw, isJson, metadataRaw, linkMetadataRaw, streamId, eventType,
+      sequenceNumber, eventId, category, created) {
+      // `envelope`, inlined.
+      const event = Object.create(envelopePrototype);
+      event.partition = partition;
+      event.bodyRaw = bodyRaw;
+      event.isJson = isJson;
+      event.metadataRaw = metadataRaw;
+      event.linkMetadataRaw = linkMetadataRaw;
+      event.streamId = streamId;
+      event.eventType = eventType;
+      event.sequenceNumber = sequenceNumber;
+      event.eventId = eventId;
+      event.category = category;
+      event.created = created;
+      collecting = true;
+      emitted = null;
+      try {
         if (definition.biState) {
           const pair = [states[partition], shared];
           let next = callHandler(pair, event);
@@ -444,15 +500,29 @@
             states[partition] = next;
           }
         } else {
+          // `callHandler`, inlined.
           const state = states[partition];
-          const next = callHandler(state, event);
-          states[partition] = next === undefined ? state : next;
+          let next;
+          const handler = typedHandlers ? handlers[eventType] : undefined;
+          if (handler !== undefined) next = handler(state, event);
+          else if (anyHandler !== null) next = anyHandler(state, event);
+          else next = bodyRaw;
+          if (next !== undefined) states[partition] = next;
         }
-      });
+      } catch (error) {
+        collecting = false;
+        emitted = null;
+        throw error;
+      }
+      collecting = false;
+      if (emitted === null) return null;
+      return takeEmits();
     },
-    created(partition, fields) {
+    created(partition, bodyRaw, isJson, metadataRaw, linkMetadataRaw, streamId, eventType,
+      sequenceNumber, eventId, category, created) {
       return withEmits(() => {
-        const event = envelope(fields, partition);
+        const event = envelope(partition, bodyRaw, isJson, metadataRaw, linkMetadataRaw,
+          streamId, eventType, sequenceNumber, eventId, category, created);
         for (const handler of createdHandlers) handler(states[partition], event);
       });
     },

@@ -7,11 +7,12 @@
 //! strings (the query itself is compiled by the host). An interrupt handler ends any call
 //! that passes its deadline; the error QuickJS raises for it cannot be caught by the query.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rquickjs::{Array, CatchResultExt, CaughtError, Context, Ctx, Object, Persistent, Runtime};
+use rquickjs::function::Args;
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Runtime};
 
 use crate::engine::{
     EmittedEvent, EngineFactory, EventView, ProjectionEngine, QueryDefinition, SandboxLimits,
@@ -66,8 +67,16 @@ impl Deadline {
 
 /// A compiled query in its own QuickJS runtime.
 pub(crate) struct QuickJsProjection {
-    // Field order is drop order: the host object goes before its context and runtime.
+    // Field order is drop order: the host object and its functions go before their context
+    // and runtime.
     host: Persistent<Object<'static>>,
+    /// The host's per-event functions, looked up once.
+    process_fn: Persistent<Function<'static>>,
+    partition_fn: Persistent<Function<'static>>,
+    created_fn: Persistent<Function<'static>>,
+    /// The last JavaScript strings made for the event fields that repeat (stream, type,
+    /// category, time), reused while the text is the same.
+    strings: RefCell<[CachedString; 4]>,
     context: Context,
     runtime: Runtime,
     deadline: Rc<Deadline>,
@@ -88,18 +97,35 @@ impl QuickJsProjection {
         let interrupt = Rc::clone(&deadline);
         runtime.set_interrupt_handler(Some(Box::new(move || interrupt.passed())));
         let context = Context::full(&runtime).map_err(engine_error)?;
-        let host = context.with(|ctx| {
-            let host: Object =
-                ctx.eval(PRELUDE)
+        let (host, process_fn, partition_fn, created_fn) = context
+            .with(|ctx| {
+                let prelude_fault = |message: String| Fault::Exception {
+                    stage: "prelude".into(),
+                    message,
+                };
+                let host: Object = ctx
+                    .eval(PRELUDE)
                     .catch(&ctx)
-                    .map_err(|caught| Fault::Exception {
-                        stage: "prelude".into(),
-                        message: caught.to_string(),
-                    })?;
-            Ok::<_, Fault>(Persistent::save(&ctx, host))
-        })?;
+                    .map_err(|caught| prelude_fault(caught.to_string()))?;
+                let function = |name: &str| {
+                    host.get::<_, Function>(name)
+                        .map(|function| Persistent::save(&ctx, function))
+                        .map_err(|error| prelude_fault(error.to_string()))
+                };
+                Ok::<_, Fault>((
+                    function("process")?,
+                    function("partitionOf")?,
+                    function("created")?,
+                    Persistent::save(&ctx, host),
+                ))
+            })
+            .map(|(process, partition, created, host)| (host, process, partition, created))?;
         let mut projection = Self {
             host,
+            process_fn,
+            partition_fn,
+            created_fn,
+            strings: RefCell::default(),
             context,
             runtime,
             deadline,
@@ -227,21 +253,54 @@ fn describe(caught: &CaughtError<'_>) -> (String, String) {
     }
 }
 
-/// The event's fields in the order the prelude's `envelope` reads them.
-fn fields<'js>(ctx: &Ctx<'js>, event: &EventView) -> rquickjs::Result<Array<'js>> {
-    let array = Array::new(ctx.clone())?;
-    array.set(0, event.body_raw.as_str())?;
-    array.set(1, event.is_json)?;
-    array.set(2, event.metadata_raw.as_str())?;
-    array.set(3, event.link_metadata_raw.as_str())?;
-    array.set(4, event.stream_id.as_str())?;
-    array.set(5, event.event_type.as_str())?;
+/// A field's last text and the JavaScript string made for it.
+#[derive(Default)]
+struct CachedString {
+    text: String,
+    value: Option<Persistent<rquickjs::String<'static>>>,
+}
+
+impl CachedString {
+    /// The JavaScript string of `text`: the one made last time when the text is the same.
+    fn get<'js>(&mut self, ctx: &Ctx<'js>, text: &str) -> rquickjs::Result<rquickjs::String<'js>> {
+        if let Some(value) = &self.value
+            && self.text == text
+        {
+            return value.clone().restore(ctx);
+        }
+        let value = rquickjs::String::from_str(ctx.clone(), text)?;
+        self.text.clear();
+        self.text.push_str(text);
+        self.value = Some(Persistent::save(ctx, value.clone()));
+        Ok(value)
+    }
+}
+
+/// Calls a per-event host function with the partition and the event's fields, as
+/// arguments in the order the prelude's `envelope` takes them (no array in between).
+fn call_with_event<'js, R: rquickjs::FromJs<'js>>(
+    ctx: &Ctx<'js>,
+    function: &Persistent<Function<'static>>,
+    strings: &RefCell<[CachedString; 4]>,
+    partition: &str,
+    event: &EventView,
+) -> rquickjs::Result<R> {
+    let function = function.clone().restore(ctx)?;
+    let [stream, event_type, category, created] = &mut *strings.borrow_mut();
+    let mut args = Args::new(ctx.clone(), 11);
+    args.push_arg(partition)?;
+    args.push_arg(event.body_raw.as_str())?;
+    args.push_arg(event.is_json)?;
+    args.push_arg(event.metadata_raw.as_str())?;
+    args.push_arg(event.link_metadata_raw.as_str())?;
+    args.push_arg(stream.get(ctx, &event.stream_id)?)?;
+    args.push_arg(event_type.get(ctx, &event.event_type)?)?;
     // Revisions stay far below 2^53: a JavaScript number holds them exactly.
-    array.set(6, event.sequence_number as f64)?;
-    array.set(7, event.event_id.as_str())?;
-    array.set(8, event.category.as_str())?;
-    array.set(9, event.created.as_str())?;
-    Ok(array)
+    args.push_arg(event.sequence_number as f64)?;
+    args.push_arg(event.event_id.as_str())?;
+    args.push_arg(category.get(ctx, &event.category)?)?;
+    args.push_arg(created.get(ctx, &event.created)?)?;
+    function.call_arg(args)
 }
 
 /// "the handler of <type>", for a fault's message.
@@ -287,22 +346,22 @@ impl ProjectionEngine for QuickJsProjection {
     }
 
     fn partition_of(&mut self, event: &EventView) -> Result<Option<String>, Fault> {
-        self.run("partitionBy", false, |ctx, host| {
-            method(&host, "partitionOf")?.call((fields(ctx, event)?,))
+        self.run("partitionBy", false, |ctx, _| {
+            call_with_event(ctx, &self.partition_fn, &self.strings, "", event)
         })
     }
 
     fn process(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
         let stage = HandlerOf(&event.event_type);
-        let emitted: Option<String> = self.run(&stage, false, |ctx, host| {
-            method(&host, "process")?.call((partition, fields(ctx, event)?))
+        let emitted: Option<String> = self.run(&stage, false, |ctx, _| {
+            call_with_event(ctx, &self.process_fn, &self.strings, partition, event)
         })?;
         self.emits(emitted)
     }
 
     fn created(&mut self, partition: &str, event: &EventView) -> Result<Vec<EmittedEvent>, Fault> {
-        let emitted: Option<String> = self.run("$created", false, |ctx, host| {
-            method(&host, "created")?.call((partition, fields(ctx, event)?))
+        let emitted: Option<String> = self.run("$created", false, |ctx, _| {
+            call_with_event(ctx, &self.created_fn, &self.strings, partition, event)
         })?;
         self.emits(emitted)
     }

@@ -21,10 +21,15 @@ use crate::engine::{EngineFactory, EventView, ProjectionEngine, QueryDefinition,
 use crate::error::Fault;
 use crate::names::{self, ProjectionNames};
 use crate::output::{Marker, Output, Writer};
-use crate::source::{Source, SourceEvent};
+use crate::source::{Batch, Source, SourceEvent};
 
-/// Source events per batch (and so per checkpoint) by default.
+/// Source events per read by default.
 pub const BATCH_EVENTS_DEFAULT: usize = 512;
+/// Handled source events between two checkpoints by default (KurrentDB's default
+/// `checkpointHandledThreshold` is 4,000).
+pub const CHECKPOINT_EVENTS_DEFAULT: usize = 4_096;
+/// Outputs (emits, links, results, catalog entries) held before a checkpoint writes them.
+const OUTPUTS_PENDING_MAX: usize = 4_096;
 /// Partition states a run keeps in memory by default (`foreachStream`, `partitionBy`):
 /// beyond it, checkpointed partitions are evicted and loaded again on their next event.
 pub const PARTITIONS_CACHED_MAX_DEFAULT: usize = 4_096;
@@ -65,7 +70,11 @@ pub struct RunConfig {
     pub track_emitted_streams: bool,
     /// Bumped by a reset: outputs and checkpoints of other epochs are ignored.
     pub epoch: u64,
+    /// Source events per read.
     pub batch_events: usize,
+    /// Handled source events between two checkpoints (see [`Run::run_engine`] for why the
+    /// count, not the reads, decides where checkpoints fall).
+    pub checkpoint_events: usize,
     pub limits: SandboxLimits,
     /// Partition states kept in memory; least recently used ones beyond it are evicted
     /// after each checkpoint.
@@ -261,7 +270,9 @@ impl Run {
             used: BTreeMap::new(),
             uses: 0,
             matching: std::collections::HashMap::new(),
-            created_text: (None, String::new()),
+            view: EventView::default(),
+            created_time: None,
+            unsaved: 0,
         };
         if state.restore()? && config.mode == Mode::OneTime {
             // Completed before a restart: a one-time projection does not run again.
@@ -272,13 +283,36 @@ impl Run {
         self.report(&state, 0);
         let mut recovering = true;
         let mut log_end = self.store.watch_log_end();
+        let batch_events = config.batch_events.max(1);
+        let checkpoint_events = config.checkpoint_events.max(1) as u64;
+        // Where checkpoints fall is a function of the events read from the last checkpoint
+        // on, never of how reads were cut: after `checkpoint_events` handled events (or
+        // `OUTPUTS_PENDING_MAX` outputs), or when a read reaches the log's end as seen before
+        // it. A run restarted after a crash reads the same events from the same checkpoint,
+        // so its first checkpoint falls at the crashed run's next one or after it (the log
+        // can only have grown): its first flush, which skips outputs already written
+        // (`recovering`), covers everything the crashed run may have written.
         loop {
             if self.stop.load(Ordering::SeqCst) {
+                if state.has_pending() {
+                    state.flush(recovering)?;
+                }
                 return Ok(Ending::Stopped);
             }
             log_end.borrow_and_update();
-            let batch = state.read_batch(config.batch_events.max(1))?;
+            let Batch {
+                events: batch,
+                scanned,
+                complete,
+            } = state.read_batch(batch_events)?;
             if batch.is_empty() {
+                // Nothing up to the horizon: the tombstone scan's cursor moves past it.
+                state.source.advance_scan(scanned);
+                if state.has_pending() {
+                    state.flush(recovering)?;
+                    recovering = false;
+                    self.report(&state, 0);
+                }
                 self.progress.lock().caught_up = true;
                 if config.mode == Mode::OneTime {
                     state.flush_completed()?;
@@ -292,21 +326,32 @@ impl Run {
                 });
                 continue;
             }
-            let processed = batch.iter().filter(|event| !event.skip).count() as u64;
-            for event in batch {
+            let mut processed = 0_u64;
+            for event in &batch {
                 if self.abort.load(Ordering::SeqCst) {
                     return Ok(Ending::Stopped);
                 }
-                state.handle_event(&event)?;
-                state.source.advance(&event);
+                state.handle_event(event)?;
+                state.source.advance(event);
+                if !event.skip {
+                    processed += 1;
+                    state.unsaved += 1;
+                }
+                if state.unsaved >= checkpoint_events || state.outputs.len() >= OUTPUTS_PENDING_MAX
+                {
+                    state.flush(recovering)?;
+                    recovering = false;
+                }
             }
             if self.abort.load(Ordering::SeqCst) {
                 return Ok(Ending::Stopped);
             }
-            // A batch of passed-over events (a fromAll meeting system streams, its own
-            // checkpoints among them) moves the cursor in memory only: checkpointing it would
-            // write the next such event.
-            if processed > 0 || !state.outputs.is_empty() {
+            state.source.advance_scan(scanned);
+            // Caught up with the log as seen before the read: what is pending is written now
+            // (emits and results must not wait for more events). A run of passed-over events
+            // only (a fromAll meeting system streams, its own checkpoints among them) moves
+            // the cursor in memory only: checkpointing it would write the next such event.
+            if complete && state.has_pending() {
                 state.flush(recovering)?;
                 recovering = false;
             }
@@ -419,8 +464,12 @@ struct RunState {
     uses: u64,
     /// `fromStreamsMatching`: the filter's answers by stream.
     matching: std::collections::HashMap<String, bool>,
-    /// The last event time seen, and its RFC 3339 text.
-    created_text: (Option<strata_core::Timestamp>, String),
+    /// The view handed to the engine, reused from event to event.
+    view: EventView,
+    /// The time whose text `view.created` holds.
+    created_time: Option<strata_core::Timestamp>,
+    /// Source events handled since the last checkpoint.
+    unsaved: u64,
 }
 
 impl RunState {
@@ -472,9 +521,9 @@ impl RunState {
         Ok(checkpoint.completed)
     }
 
-    fn read_batch(&self, max: usize) -> Result<Vec<SourceEvent>, Fault> {
+    fn read_batch(&self, max: usize) -> Result<Batch, Fault> {
         if !self.definition.has_source() {
-            return Ok(Vec::new());
+            return Ok(Batch::default());
         }
         let horizon: Option<Position> = self.block(self.store.last_position())?;
         self.block(self.source.read_batch(&*self.store, horizon, max))
@@ -507,7 +556,17 @@ impl RunState {
         if self.definition.streams_matching && !self.stream_matches(event.stream.as_str())? {
             return Ok(());
         }
-        let view = view_of(source, &mut self.created_text);
+        let mut view = std::mem::take(&mut self.view);
+        fill_view(source, &mut view, &mut self.created_time);
+        let handled = self.handle_view(source, &view);
+        self.view = view;
+        handled
+    }
+
+    /// [`RunState::handle_event`] once the event is in `view`.
+    fn handle_view(&mut self, source: &SourceEvent, view: &EventView) -> Result<(), Fault> {
+        let event = &source.event;
+        let handled = source.handled();
         // The reference server passes JSON events with no body over.
         if view.is_json && view.body_raw.trim().is_empty() {
             return Ok(());
@@ -515,7 +574,7 @@ impl RunState {
         let partition = if self.definition.by_stream {
             view.stream_id.clone()
         } else if self.definition.by_custom_partitions {
-            match self.engine.partition_of(&view)? {
+            match self.engine.partition_of(view)? {
                 Some(partition) => partition,
                 None => return Ok(()),
             }
@@ -524,10 +583,10 @@ impl RunState {
         };
         let mut index = 0_u32;
         if !self.loaded.contains(&partition) {
-            self.load_partition(&partition, event, &view, &mut index)?;
+            self.load_partition(&partition, event, view, &mut index)?;
         }
         self.touch(&partition);
-        let emitted = self.engine.process(&partition, &view)?;
+        let emitted = self.engine.process(&partition, view)?;
         self.collect_emits(emitted, event, &view.event_id, &mut index)?;
         if self.definition.output_state
             && let Some(result) = self.engine.result(&partition)?
@@ -693,8 +752,15 @@ impl RunState {
         Ok(())
     }
 
-    /// Writes the batch's outputs, then the changed partitions' states, then the checkpoint.
+    /// True when something since the last checkpoint is to be written.
+    fn has_pending(&self) -> bool {
+        self.unsaved > 0 || !self.outputs.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// Writes the outputs since the last checkpoint, then the changed partitions' states,
+    /// then the checkpoint.
     fn flush(&mut self, recovering: bool) -> Result<(), Fault> {
+        self.unsaved = 0;
         let position = self.last_position.unwrap_or(0);
         let mut outputs = std::mem::take(&mut self.outputs);
         for partition in std::mem::take(&mut self.dirty) {
@@ -832,34 +898,50 @@ fn next_marker(event: &RecordedEvent, index: &mut u32) -> Marker {
     marker
 }
 
-/// The event as the handlers see it: a resolved link's target, with the link's metadata
-/// and, as the reference gives it, the link's time.
+/// Fills `view` with the event as the handlers see it: a resolved link's target, with the
+/// link's metadata and, as the reference gives it, the link's time. The view's strings are
+/// reused from event to event (no allocation once they are long enough).
 ///
-/// `created_text` keeps the last time's text: events appended together share their time,
-/// and formatting it was a measurable part of the per-event cost.
-fn view_of(
+/// `created_time` is the time whose text `view.created` holds: events appended together
+/// share their time, and formatting it was a measurable part of the per-event cost.
+fn fill_view(
     source: &SourceEvent,
-    created_text: &mut (Option<strata_core::Timestamp>, String),
-) -> EventView {
+    view: &mut EventView,
+    created_time: &mut Option<strata_core::Timestamp>,
+) {
+    fn set(target: &mut String, text: &str) {
+        target.clear();
+        target.push_str(text);
+    }
+    fn set_bytes(target: &mut String, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => set(target, text),
+            Err(_) => set(target, &String::from_utf8_lossy(bytes)),
+        }
+    }
     let event = source.handled();
     let created = source.event.created;
-    if created_text.0 != Some(created) {
-        *created_text = (Some(created), created.to_rfc3339(3));
+    if *created_time != Some(created) {
+        *created_time = Some(created);
+        view.created = created.to_rfc3339(3);
     }
-    EventView {
-        body_raw: String::from_utf8_lossy(&event.data).into_owned(),
-        is_json: event.content_type == strata_core::ContentType::Json,
-        metadata_raw: String::from_utf8_lossy(&event.metadata).into_owned(),
-        link_metadata_raw: source.link_metadata.clone(),
-        stream_id: event.stream.as_str().to_owned(),
-        event_type: event.event_type.clone(),
-        sequence_number: event.revision.0,
-        event_id: event.id.to_string(),
-        category: strata_core::system_streams::category_of(event.stream.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        created: created_text.1.clone(),
-    }
+    set_bytes(&mut view.body_raw, &event.data);
+    view.is_json = event.content_type == strata_core::ContentType::Json;
+    set_bytes(&mut view.metadata_raw, &event.metadata);
+    set(&mut view.link_metadata_raw, &source.link_metadata);
+    set(&mut view.stream_id, event.stream.as_str());
+    set(&mut view.event_type, &event.event_type);
+    view.sequence_number = event.revision.0;
+    // The id's text as `Display` writes it, without the formatter.
+    let mut id_text = uuid::Uuid::encode_buffer();
+    set(
+        &mut view.event_id,
+        event.id.0.hyphenated().encode_lower(&mut id_text),
+    );
+    set(
+        &mut view.category,
+        strata_core::system_streams::category_of(event.stream.as_str()).unwrap_or_default(),
+    );
 }
 
 /// Reads the state a projection last checkpointed, for `State` requests: the root state,

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use strata_core::system_streams::{IndexKey, link_event, resolve_link};
 use strata_core::{
-    EventStore, Position, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, StreamName,
+    EventFilter, EventStore, FilterTarget, Position, ReadAllOptions, ReadFrom, ReadStreamOptions,
+    RecordedEvent, StreamName, TOMBSTONE_EVENT_TYPE,
 };
 
 use crate::engine::QueryDefinition;
@@ -17,12 +18,33 @@ use crate::error::Fault;
 
 /// Where a cursor starts reading `$all`: the key under which it is checkpointed.
 const ALL_KEY: &str = "$all";
+/// The key of the tombstone scan's cursor.
+const TOMBSTONES_KEY: &str = "$tombstones";
+
+/// The reference's refusal of `$deleted` without `foreachStream()` (its `ReaderStrategy`).
+pub(crate) const DELETED_NEEDS_FOREACH_STREAM: &str =
+    "Deleted stream notifications are only supported with foreachStream()";
 
 #[derive(Clone, Debug)]
 enum Input {
     All,
     Stream(StreamName),
     Index(IndexKey),
+    /// The tombstones of user streams, found by a filtered scan of `$all` (no index holds
+    /// them). Its cursor is the position up to which `$all` was looked at.
+    Tombstones,
+}
+
+/// A batch of source events, in log order, and how far the tombstone scan looked.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub events: Vec<SourceEvent>,
+    /// The tombstone scan's input and the position up to which it looked at `$all` for
+    /// this batch: its cursor once the batch is processed.
+    pub scanned: Option<(usize, u64)>,
+    /// Every source event at or below the horizon is in the batch: the run has caught up
+    /// with the log as seen before the read.
+    pub complete: bool,
 }
 
 /// An event read from an input, with the input's cursor once it is processed.
@@ -77,12 +99,21 @@ impl Source {
         // `fromCategory(c).foreachStream()` with a `$deleted` handler: the category index has
         // no metadata events, so soft deletes come from `$et-$metadata` (the metadata events
         // of user streams), in log order with the category's events.
+        // Tombstones are indexed nowhere: they come from a scan of `$all` filtered on their
+        // type (the reference learns of them from its `$ce-` stream, where `$by_category`
+        // links them).
+        if definition.handles_deleted_notifications && !definition.by_stream {
+            return Err(Fault::InvalidQuery {
+                reason: DELETED_NEEDS_FOREACH_STREAM.into(),
+            });
+        }
         if !definition.categories.is_empty()
             && definition.by_stream
             && definition.handles_deleted_notifications
         {
             let key = IndexKey::EventType(strata_core::METADATA_EVENT_TYPE.to_owned());
             inputs.push((Input::Index(key.clone()), key.stream_name()));
+            inputs.push((Input::Tombstones, TOMBSTONES_KEY.to_owned()));
         }
         if definition.all && inputs.len() > 1 {
             return Err(Fault::InvalidQuery {
@@ -115,6 +146,14 @@ impl Source {
         self.cursors[event.input] = Some(event.cursor_after);
     }
 
+    /// Moves the tombstone scan's cursor to where a processed batch looked.
+    pub(crate) fn advance_scan(&mut self, scanned: Option<(usize, u64)>) {
+        if let Some((input, position)) = scanned {
+            let cursor = &mut self.cursors[input];
+            *cursor = Some(cursor.map_or(position, |cursor| cursor.max(position)));
+        }
+    }
+
     /// Up to `max` events after the cursors, in log order. With several inputs only events
     /// at or below `horizon` are taken.
     pub(crate) async fn read_batch(
@@ -122,19 +161,109 @@ impl Source {
         store: &dyn EventStore,
         horizon: Option<Position>,
         max: usize,
-    ) -> Result<Vec<SourceEvent>, Fault> {
+    ) -> Result<Batch, Fault> {
         let Some(horizon) = horizon else {
-            return Ok(Vec::new());
+            return Ok(Batch::default());
         };
         let mut merged = Vec::new();
+        // The batch ends at or before the last event of an input that filled its read: the
+        // tombstone scan need not look further.
+        let mut limit = horizon;
+        let mut scan = None;
         for index in 0..self.inputs.len() {
+            if matches!(self.inputs[index].0, Input::Tombstones) {
+                scan = Some(index);
+                continue;
+            }
             let mut events = self.read_input(store, index, max).await?;
             events.retain(|event| event.event.position <= horizon);
+            if events.len() >= max
+                && let Some(last) = events.last()
+            {
+                limit = limit.min(last.event.position);
+            }
             merged.extend(events);
         }
+        let mut scanned = None;
+        if let Some(index) = scan {
+            let (tombstones, looked_to) = self.read_tombstones(store, index, limit, max).await?;
+            // Past where the scan looked, a tombstone may precede the other inputs' events.
+            merged.retain(|event| event.event.position <= looked_to);
+            merged.extend(tombstones);
+            scanned = Some((index, looked_to));
+        }
         merged.sort_by_key(|event| event.event.position);
-        merged.truncate(max);
-        Ok(merged)
+        let mut complete = limit == horizon
+            && scanned.is_none_or(|(_, looked_to): (usize, Position)| looked_to == horizon);
+        if merged.len() > max {
+            complete = false;
+            merged.truncate(max);
+            if let (Some((index, looked_to)), Some(last)) = (scanned, merged.last()) {
+                scanned = Some((index, looked_to.min(last.event.position)));
+            }
+        }
+        Ok(Batch {
+            events: merged,
+            scanned: scanned.map(|(index, looked_to)| (index, looked_to.0)),
+            complete,
+        })
+    }
+
+    /// The tombstones of user streams after the scan's cursor, up to `limit` and at most
+    /// `max`; and the position up to which `$all` was looked at (every tombstone up to it is
+    /// in the answer).
+    async fn read_tombstones(
+        &self,
+        store: &dyn EventStore,
+        index: usize,
+        limit: Position,
+        max: usize,
+    ) -> Result<(Vec<SourceEvent>, Position), Fault> {
+        let cursor = self.cursors[index];
+        if cursor.is_some_and(|cursor| cursor >= limit.0) {
+            return Ok((Vec::new(), limit));
+        }
+        let filter = EventFilter::prefixes(
+            FilterTarget::EventType,
+            vec![TOMBSTONE_EVENT_TYPE.to_owned()],
+        )?;
+        let mut from = cursor.map_or(ReadFrom::Start, |position| ReadFrom::At(Position(position)));
+        let mut out: Vec<SourceEvent> = Vec::new();
+        loop {
+            let mut options = ReadAllOptions::forwards()
+                .max_count(max - out.len() + 1)
+                .filter(filter.clone());
+            options.from = from;
+            let page = store.read_all(options).await?;
+            for event in page.events {
+                if cursor.is_some_and(|last| event.position.0 <= last) {
+                    continue;
+                }
+                if event.position > limit {
+                    return Ok((out, limit));
+                }
+                if event.event_type != TOMBSTONE_EVENT_TYPE || event.stream.is_system() {
+                    continue;
+                }
+                out.push(SourceEvent {
+                    input: index,
+                    cursor_after: event.position.0,
+                    event,
+                    link_metadata: String::new(),
+                    // Only the `$deleted` handler hears of it.
+                    skip: true,
+                    resolved: None,
+                });
+                if out.len() >= max {
+                    let looked_to = out.last().map_or(limit, |event| event.event.position);
+                    return Ok((out, looked_to));
+                }
+            }
+            if page.is_end || page.last_examined.is_some_and(|last| last >= limit) {
+                return Ok((out, limit));
+            }
+            from = ReadFrom::At(page.next_position);
+        }
     }
 
     async fn read_input(
@@ -146,6 +275,8 @@ impl Source {
         let cursor = self.cursors[index];
         match &self.inputs[index].0 {
             Input::All => self.read_all(store, index, cursor, max).await,
+            // Read by `read_tombstones`, bounded by the other inputs.
+            Input::Tombstones => Ok(Vec::new()),
             Input::Stream(stream) => {
                 let options = ReadStreamOptions::forwards()
                     .from_revision(cursor.unwrap_or(0))

@@ -59,6 +59,8 @@ fn config(name: &str, query: &str, mode: Mode) -> RunConfig {
         track_emitted_streams: true,
         epoch: 0,
         batch_events: 3,
+        // Checkpoints fall inside reads, and a failure at any write meets them.
+        checkpoint_events: 2,
         limits: SandboxLimits::default(),
         partitions_cached_max: PARTITIONS_CACHED_MAX_DEFAULT,
     }
@@ -511,4 +513,296 @@ async fn from_streams_matching_keeps_a_state_per_accepted_stream() {
         .map(|event| String::from_utf8_lossy(&event.data).into_owned())
         .collect();
     assert_eq!(partitions, ["order-1", "order-2"]);
+}
+
+/// The reference's `when_handling_deleted/with_from_category_foreach_projection` query.
+const ON_DELETED: &str = "fromCategory('stream').foreachStream().when({
+    $init: function () { return { a: 0 }; },
+    type1: function (s, e) { s.a++; },
+    type2: function (s, e) { s.a++; },
+    $deleted: function (s, e, partition, isSoftDelete) {
+        s.deleted = 1;
+        if (!isSoftDelete) emit('hard-deletes', 'Deleted', { partition: partition });
+    }
+}).outputState()";
+
+async fn tombstone(store: &dyn EventStore, stream: &str) {
+    store
+        .tombstone_stream(&StreamName::new(stream).unwrap(), ExpectedRevision::Any)
+        .await
+        .expect("tombstone");
+}
+
+/// The data of each event of `stream`.
+async fn data_of(store: &dyn EventStore, stream: &str) -> Vec<String> {
+    read(store, stream)
+        .await
+        .iter()
+        .map(|event| String::from_utf8_lossy(&event.data).into_owned())
+        .collect()
+}
+
+/// Waits (bounded) until `stream` holds `count` events.
+async fn wait_for_events(store: &dyn EventStore, stream: &str, count: usize) {
+    for _ in 0..3_000 {
+        if read(store, stream).await.len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{stream} did not reach {count} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_reaches_the_deleted_handler_of_a_category_source_live() {
+    // The reference's `when_running_and_then_other_events_tombstone_ant_other_events`: the
+    // results of each partition, the deleted one ending with the `$deleted` handler's.
+    let (_dir, store) = open();
+    let handle = start(store.clone(), config("test", ON_DELETED, Mode::Continuous));
+    append(&*store, "stream-1", "type1", "{}").await;
+    append(&*store, "stream-1", "type2", "{}").await;
+    append(&*store, "stream-2", "type1", "{}").await;
+    append(&*store, "stream-2", "type2", "{}").await;
+    wait_for_events(&*store, "$projections-test-stream-2-result", 2).await;
+    tombstone(&*store, "stream-1").await;
+    // Another category's tombstone is not this projection's.
+    append(&*store, "other-1", "type1", "{}").await;
+    tombstone(&*store, "other-1").await;
+    append(&*store, "stream-2", "type1", "{}").await;
+    append(&*store, "stream-2", "type2", "{}").await;
+    append(&*store, "stream-3", "type1", "{}").await;
+    wait_for_events(&*store, "$projections-test-stream-3-result", 1).await;
+    let progress = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap();
+    assert_eq!(progress.status, RunStatus::Stopped, "{progress:?}");
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-1-result").await,
+        [r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a":2,"deleted":1}"#]
+    );
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-2-result")
+            .await
+            .last()
+            .map(String::as_str),
+        Some(r#"{"a":4}"#)
+    );
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-3-result").await,
+        [r#"{"a":1}"#]
+    );
+    assert_eq!(
+        data_of(&*store, "hard-deletes").await,
+        [r#"{"partition":"stream-1"}"#]
+    );
+    assert_eq!(
+        state_of(&*store, "test", ON_DELETED, "stream-1")
+            .await
+            .as_deref(),
+        Some(r#"{"a":2,"deleted":1}"#)
+    );
+    assert_eq!(state_of(&*store, "test", ON_DELETED, "other-1").await, None);
+
+    // A restart goes on after the tombstone: the handler does not run twice.
+    append(&*store, "stream-3", "type2", "{}").await;
+    let handle = start(store.clone(), config("test", ON_DELETED, Mode::Continuous));
+    wait_for_events(&*store, "$projections-test-stream-3-result", 2).await;
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap();
+    assert_eq!(
+        data_of(&*store, "hard-deletes").await.len(),
+        1,
+        "one notification"
+    );
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-1-result")
+            .await
+            .len(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_written_before_the_projection_is_met_in_log_order_on_catch_up() {
+    // The reference's `when_running_and_events_are_indexed_including_tombstone`. Strata's
+    // category index keeps the tombstoned stream's events, so the partition counts them
+    // before its `$deleted` runs (the reference, reading `$ce-` links it can no longer
+    // resolve, gives `{"a":0,"deleted":1}`, a case its own suite marks as a regression).
+    let (_dir, store) = open();
+    append(&*store, "stream-1", "type1", "{}").await;
+    append(&*store, "stream-2", "type1", "{}").await;
+    append(&*store, "stream-2", "type2", "{}").await;
+    append(&*store, "stream-1", "type2", "{}").await;
+    tombstone(&*store, "stream-1").await;
+    // More events than a read takes, after the tombstone, so the scan and the category
+    // meet across reads.
+    for _ in 0..5 {
+        append(&*store, "stream-2", "type1", "{}").await;
+    }
+    let progress = run_to_end(store.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-1-result").await,
+        [r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a":2,"deleted":1}"#]
+    );
+    assert_eq!(
+        state_of(&*store, "test", ON_DELETED, "stream-2")
+            .await
+            .as_deref(),
+        Some(r#"{"a":7}"#)
+    );
+    assert_eq!(data_of(&*store, "hard-deletes").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_without_foreach_stream_faults_as_the_reference_refuses_it() {
+    let (_dir, store) = open();
+    seed_orders(&*store).await;
+    for query in [
+        "fromStreams(['order-1', 'order-2']).when({ $any: (s, e) => s, $deleted: (s) => s })",
+        "fromCategory('order').when({ $any: (s, e) => s, $deleted: (s) => s })",
+    ] {
+        let progress = run_to_end(store.clone(), config("deleted", query, Mode::OneTime)).await;
+        assert_eq!(progress.status, RunStatus::Faulted, "{query}");
+        let reason = progress.fault.unwrap_or_default();
+        assert!(
+            reason.contains("Deleted stream notifications are only supported with foreachStream()"),
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_see_each_events_own_fields_as_they_change_and_repeat() {
+    // The runner reuses its view's strings and the engine the JavaScript strings of fields
+    // that repeat: each event must still show its own fields.
+    let (_dir, store) = open();
+    append(&*store, "order-1", "Placed", r#"{"n":1}"#).await;
+    append(&*store, "order-1", "Placed", r#"{"n":2}"#).await;
+    append(&*store, "cart-1", "Added", r#"{"n":3}"#).await;
+    append(&*store, "order-1", "Shipped", r#"{"n":4}"#).await;
+    let query = "fromAll().when({
+        $init: () => ({ seen: [] }),
+        $any: (s, e) => {
+            s.seen.push([e.streamId, e.eventType, e.category, e.sequenceNumber, e.eventId,
+                e.created, e.data.n, e.bodyRaw]);
+        }
+    })";
+    let progress = run_to_end(store.clone(), config("fields", query, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&state_of(&*store, "fields", query, "").await.unwrap()).unwrap();
+    let mut expected = Vec::new();
+    for stream in ["order-1", "cart-1"] {
+        for event in read(&*store, stream).await {
+            expected.push((event.position, event));
+        }
+    }
+    expected.sort_by_key(|(position, _)| *position);
+    let expected: Vec<serde_json::Value> = expected
+        .into_iter()
+        .map(|(_, event)| {
+            let data: serde_json::Value = serde_json::from_slice(&event.data).unwrap();
+            serde_json::json!([
+                event.stream.as_str(),
+                event.event_type,
+                event.stream.as_str().split('-').next().unwrap(),
+                event.revision.0,
+                event.id.to_string(),
+                event.created.to_rfc3339(3),
+                data["n"],
+                String::from_utf8_lossy(&event.data),
+            ])
+        })
+        .collect();
+    assert_eq!(state["seen"], serde_json::Value::Array(expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_write_with_a_tombstone_then_a_restart_ends_as_an_uninterrupted_run() {
+    // The tombstone scan's cursor and the category's, checkpointed inside reads (3 events
+    // per read, a checkpoint every 2), through a failure at every append.
+    async fn seed(store: &dyn EventStore) {
+        append(store, "stream-1", "type1", "{}").await;
+        append(store, "stream-2", "type1", "{}").await;
+        append(store, "stream-1", "type2", "{}").await;
+        tombstone(store, "stream-1").await;
+        append(store, "stream-2", "type2", "{}").await;
+        append(store, "other-1", "type1", "{}").await;
+        tombstone(store, "other-1").await;
+        append(store, "stream-3", "type1", "{}").await;
+        append(store, "stream-2", "type1", "{}").await;
+    }
+    async fn outcome(store: &dyn EventStore) -> Vec<(String, Vec<(String, String, String)>)> {
+        let mut streams = Vec::new();
+        for stream in [
+            "hard-deletes",
+            "$projections-test-stream-1-result",
+            "$projections-test-stream-2-result",
+            "$projections-test-stream-3-result",
+            "$projections-test-partitions",
+            "$projections-test-emittedstreams",
+            "$projections-test-stream-1-checkpoint",
+            "$projections-test-stream-2-checkpoint",
+            "$projections-test-stream-3-checkpoint",
+        ] {
+            let events = read(store, stream)
+                .await
+                .iter()
+                .map(|event| {
+                    (
+                        event.id.to_string(),
+                        event.event_type.clone(),
+                        String::from_utf8_lossy(&event.data).into_owned(),
+                    )
+                })
+                .collect();
+            streams.push((stream.to_owned(), events));
+        }
+        streams
+    }
+    let (_dir, reference) = open();
+    seed(&*reference).await;
+    let counted = Arc::new(FailingStore {
+        inner: reference.clone(),
+        appends: AtomicUsize::new(0),
+        fail_at: usize::MAX,
+    });
+    let progress = run_to_end(counted.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    let expected = outcome(&*reference).await;
+    assert_eq!(
+        expected[0].1.len(),
+        1,
+        "one hard delete of the category: {expected:?}"
+    );
+    assert_eq!(
+        expected[1].1.last().map(|(_, _, data)| data.as_str()),
+        Some(r#"{"a":2,"deleted":1}"#)
+    );
+    let writes = counted.appends.load(Ordering::SeqCst);
+    assert!(writes > 5, "the run writes in several appends ({writes})");
+    for fail_at in 1..=writes {
+        let (_dir, store) = open();
+        seed(&*store).await;
+        let failing = Arc::new(FailingStore {
+            inner: store.clone(),
+            appends: AtomicUsize::new(0),
+            fail_at,
+        });
+        let progress = run_to_end(failing, config("test", ON_DELETED, Mode::OneTime)).await;
+        assert_eq!(
+            progress.status,
+            RunStatus::Faulted,
+            "append {fail_at} failed"
+        );
+        let progress = run_to_end(store.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
+        assert_eq!(progress.status, RunStatus::Completed);
+        assert_eq!(
+            outcome(&*store).await,
+            expected,
+            "after a failure at append {fail_at}"
+        );
+    }
 }
