@@ -79,6 +79,8 @@ pub(crate) async fn run(
                 tracing::warn!(connector = %definition.id, %error, "connector restarts from its checkpoint");
                 shared.retrying(error.to_string());
                 sink = Some(connected);
+                // Compiled again on the retry: a transform thread that ended is replaced.
+                transform = None;
                 if pause(backoff.next(), &mut stop).await {
                     break;
                 }
