@@ -78,8 +78,8 @@ async fn nats_part(
     let events = recorded.len();
     let (mut raw, mut connector) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        delete_js(&nats_url, &["BENCHR", "BENCHC"]).await;
-        raw.push(raw_nats(&nats_url, &recorded).await);
+        delete_js(nats_url, &["BENCHR", "BENCHC"]).await;
+        raw.push(raw_nats(nats_url, recorded).await);
         connector.push(
             connector_rate(
                 store,

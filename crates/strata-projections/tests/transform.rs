@@ -64,7 +64,7 @@ fn a_throw_is_an_exception_fault_and_the_next_event_still_runs() {
         "(e) => { if (e.data.total > 1) throw new Error('too big: ' + e.data.total); return e; }",
     )
     .unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(
         matches!(&fault, Fault::Exception { message, .. } if message.contains("too big: 5")),
         "{fault:?}"
@@ -76,10 +76,10 @@ fn a_throw_is_an_exception_fault_and_the_next_event_still_runs() {
 #[test]
 fn returning_a_non_object_is_a_fault() {
     let transform = compile("(e) => 42").unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(fault.to_string().contains("not number"), "{fault}");
     let transform = compile("(e) => [e]").unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(fault.to_string().contains("an array"), "{fault}");
 }
 
@@ -90,7 +90,7 @@ fn an_endless_loop_hits_the_deadline() {
         ..SandboxLimits::default()
     };
     let transform = QuickJsTransform::compile("(e) => { for (;;) {} }", limits).unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(matches!(fault, Fault::Deadline { .. }), "{fault:?}");
 }
 
@@ -109,7 +109,7 @@ fn an_endless_loop_at_compile_time_hits_the_compile_deadline() {
 #[test]
 fn code_from_strings_stays_disabled() {
     let transform = compile("(e) => ({ type: eval('1 + 1') })").unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(fault.to_string().contains("disabled"), "{fault}");
 }
 
@@ -124,6 +124,6 @@ fn the_memory_limit_holds() {
         limits,
     )
     .unwrap();
-    let fault = transform.apply(EVENT).err().expect("a fault");
+    let fault = transform.apply(EVENT).expect_err("a fault");
     assert!(matches!(fault, Fault::Memory { .. }), "{fault:?}");
 }
