@@ -96,7 +96,7 @@ describe('insecure server', () => {
     await page.waitForFunction(() => document.querySelector('[data-metric="log"]').textContent !== '–');
     // Each page of the navigation exists on this server (projections and connectors too:
     // serve runs them).
-    for (const name of ['Dashboard', 'Streams', 'Live tail', 'Persistent subscriptions', 'Projections', 'Connectors']) {
+    for (const name of ['Dashboard', 'Streams', 'Live tail', 'Persistent subscriptions', 'Projections', 'Connectors', 'Scavenges']) {
       await page.getByRole('navigation').getByRole('link', { name }).waitFor();
     }
     await page.waitForTimeout(1500);
@@ -356,6 +356,19 @@ describe('insecure server', () => {
     await page.locator('#connector-result').getByText('Settings saved').waitFor();
     await page.locator('#connector-definition').getByText('16').waitFor();
     assert.equal((await api('/connectors/ui-hook')).definition.settings.batch_events_max, 16);
+    // Transform: one that does not compile is refused with the reason; a good one renames
+    // the events the webhook gets (a reset re-sends them through it).
+    const transform = page.locator('#transform-form').getByLabel('Transform (JavaScript)');
+    await transform.fill('(e) => {');
+    await page.getByRole('button', { name: 'Save transform' }).click();
+    await page.locator('#connector-result .problem', { hasText: 'the transform does not compile' }).waitFor();
+    await transform.fill('(e) => ({ type: "Invoiced", data: { n: e.data.n * 10 } })');
+    await page.getByRole('button', { name: 'Save transform' }).click();
+    await page.locator('#connector-result').getByText('Transform saved').waitFor();
+    await page.locator('#reset-form').getByLabel('Reset to').selectOption('start');
+    await page.locator('#reset-form').getByRole('button', { name: 'Reset…' }).click();
+    await until('the transformed events at the webhook', () => hook.events.length === 11);
+    assert.deepEqual(hook.events.slice(7).map((e) => [e.type, e.data.n]), [['Invoiced', 10], ['Invoiced', 20], ['Invoiced', 30], ['Invoiced', 40]]);
     // The list: state, lag and counters.
     await page.goto(`${server.base}/#/connectors`);
     const row = page.locator('#connectors-table tr', { hasText: 'ui-hook' });
@@ -373,6 +386,48 @@ describe('insecure server', () => {
     await page.getByRole('button', { name: 'Delete…' }).click();
     await page.locator('#connectors').getByText('No connectors yet.').waitFor();
     assert.equal((await fetch(`${server.base}/connectors/ui-hook`)).status, 404);
+    assert.deepEqual(errors, []);
+    await close();
+  });
+
+  test('scavenges: start after a confirmation, from the keyboard, and see the run finish', async () => {
+    // Something for the scavenge to look at: a stream, then its tombstone.
+    await api('/v1/streams/scav-1', { method: 'POST', body: { events: Array.from({ length: 50 }, (_, i) => ({ type: 'Old', data: { i } })) } });
+    await api('/v1/streams/scav-1?mode=tombstone', { method: 'DELETE' });
+    const { page, errors, close } = await newPage();
+    const asked = [];
+    let accept = false;
+    page.on('dialog', (dialog) => { asked.push(dialog.message()); if (accept) dialog.accept(); else dialog.dismiss(); });
+    await page.goto(`${server.base}/`);
+    // The store behind `strata serve --data-dir` can scavenge: the page is in the navigation.
+    await page.getByRole('navigation').getByRole('link', { name: 'Scavenges' }).click();
+    await page.getByRole('heading', { name: 'Scavenges' }).waitFor();
+    await page.locator('#scavenge-current').getByText('No scavenge is running.').waitFor();
+    await page.locator('#scavenge-history').getByText('None since the server started.').waitFor();
+    const form = page.locator('#scavenge-form');
+    // Keyboard: type the throttle and press Enter; the confirmation names it; dismissed,
+    // nothing starts.
+    await form.getByLabel('Throttle (% of the time working)').fill('90');
+    await form.getByLabel('Throttle (% of the time working)').press('Enter');
+    await page.locator('#scavenge-result').getByText('Not started.').waitFor();
+    assert.match(asked.at(-1), /Start a scavenge at 90% throttle from segment 0\?/);
+    assert.equal((await api('/v1/admin/scavenges')).history.length, 0);
+    assert.equal((await api('/v1/admin/scavenges')).current, null);
+    // Accepted (Tab to the button, Enter): started, and it shows in the list once finished.
+    accept = true;
+    await form.getByLabel('From segment').focus();
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.locator('#scavenge-result').getByText(/Started scavenge /).waitFor();
+    const id = (await page.locator('#scavenge-result').textContent()).match(/Started scavenge (\S+)\./)[1];
+    const row = page.locator('#scavenges-table tr', { hasText: id });
+    await row.locator('[data-state="completed"]').waitFor();
+    await page.locator('#scavenge-current').getByText('No scavenge is running.').waitFor();
+    const listed = await api('/v1/admin/scavenges');
+    assert.equal(listed.history[0].id, id);
+    assert.equal(listed.history[0].throttle_percent, 90);
+    assert.equal(listed.history[0].state, 'completed');
+    await shot(page, 'scavenges');
     assert.deepEqual(errors, []);
     await close();
   });

@@ -42,6 +42,10 @@ enum ConnectorCommand {
         /// ...or read from this file (`-` for stdin).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// A JavaScript transform (a function from one event to one message) read from this
+        /// file; it replaces the definition's `transform`.
+        #[arg(long, value_name = "FILE.js")]
+        transform: Option<PathBuf>,
     },
     /// Show one connector as JSON (secrets as ***).
     Show { id: String },
@@ -58,11 +62,17 @@ enum ConnectorCommand {
         from: String,
     },
     /// Replace a connector's settings with this JSON object (fields left out take their
-    /// defaults); it restarts with them.
+    /// defaults) and/or its transform; it restarts with them.
     Update {
         id: String,
-        #[arg(long, value_name = "JSON")]
-        settings: String,
+        #[arg(long, value_name = "JSON", required_unless_present_any = ["transform", "no_transform"])]
+        settings: Option<String>,
+        /// A new JavaScript transform read from this file.
+        #[arg(long, value_name = "FILE.js", conflicts_with = "no_transform")]
+        transform: Option<PathBuf>,
+        /// Remove the transform: events are published as they are.
+        #[arg(long)]
+        no_transform: bool,
     },
     /// Stop and delete a connector and its checkpoint (its dead letters stay).
     Delete { id: String },
@@ -95,7 +105,11 @@ async fn execute(api: &Api, command: &ConnectorCommand) -> anyhow::Result<()> {
                 write_table(&mut out, listed.as_array().map_or(&[][..], Vec::as_slice))?;
             }
         }
-        ConnectorCommand::Create { definition, file } => {
+        ConnectorCommand::Create {
+            definition,
+            file,
+            transform,
+        } => {
             let text = match (definition, file) {
                 (Some(text), _) => text.clone(),
                 (None, Some(path)) if path.as_os_str() == "-" => {
@@ -107,10 +121,16 @@ async fn execute(api: &Api, command: &ConnectorCommand) -> anyhow::Result<()> {
                     usage_bail!("give the definition: --definition JSON or --file PATH")
                 }
             };
-            let body: Value = match serde_json::from_str(&text) {
+            let mut body: Value = match serde_json::from_str(&text) {
                 Ok(body) => body,
                 Err(error) => usage_bail!("the definition is not JSON: {error}"),
             };
+            if let Some(path) = transform {
+                let Some(object) = body.as_object_mut() else {
+                    usage_bail!("the definition is not a JSON object");
+                };
+                object.insert("transform".into(), Value::String(read_transform(path)?));
+            }
             let created = api.call(reqwest::Method::POST, "", Some(body)).await?;
             writeln!(
                 out,
@@ -149,17 +169,38 @@ async fn execute(api: &Api, command: &ConnectorCommand) -> anyhow::Result<()> {
             .await?;
             writeln!(out, "reset connector {id} to {from}")?;
         }
-        ConnectorCommand::Update { id, settings } => {
-            let body: Value = match serde_json::from_str(settings) {
-                Ok(body) => body,
-                Err(error) => usage_bail!("--settings is not JSON: {error}"),
+        ConnectorCommand::Update {
+            id,
+            settings,
+            transform,
+            no_transform,
+        } => {
+            let settings: Option<Value> = match settings.as_deref().map(serde_json::from_str) {
+                None => None,
+                Some(Ok(body)) => Some(body),
+                Some(Err(error)) => usage_bail!("--settings is not JSON: {error}"),
             };
-            api.call(
-                reqwest::Method::PUT,
-                &format!("{}/settings", path(id)),
-                Some(body),
-            )
-            .await?;
+            let transform = match (transform, no_transform) {
+                (Some(path), _) => Some(Value::String(read_transform(path)?)),
+                (None, true) => Some(Value::Null),
+                (None, false) => None,
+            };
+            if let Some(transform) = transform {
+                api.call(
+                    reqwest::Method::PUT,
+                    &format!("{}/transform", path(id)),
+                    Some(serde_json::json!({ "transform": transform })),
+                )
+                .await?;
+            }
+            if let Some(body) = settings {
+                api.call(
+                    reqwest::Method::PUT,
+                    &format!("{}/settings", path(id)),
+                    Some(body),
+                )
+                .await?;
+            }
             writeln!(out, "updated connector {id}")?;
         }
         ConnectorCommand::Delete { id } => {
@@ -168,6 +209,11 @@ async fn execute(api: &Api, command: &ConnectorCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A transform's JavaScript source from `path`.
+fn read_transform(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// `/{id}`, with the characters a path segment cannot hold escaped (ids are ASCII

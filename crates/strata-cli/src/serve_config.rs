@@ -542,6 +542,37 @@ subject = "events.{category}.{stream}"
             error.to_string().contains("unknown placeholder {strem}"),
             "{error}"
         );
+
+        // A transform is JavaScript in the definition; one that does not compile stops the
+        // server from starting with the reason.
+        let with_transform = text.replace(
+            "id = \"orders-to-nats\"\n",
+            "id = \"orders-to-nats\"\ntransform = '''\n(e) => ({ type: e.type + \"V2\" })\n'''\n",
+        );
+        let config = file(&with_transform);
+        let path = config.path().to_str().unwrap();
+        let resolved = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap();
+        assert!(
+            resolved.connectors[0]
+                .transform
+                .as_deref()
+                .is_some_and(|source| source.contains("e.type + \"V2\"")),
+            "{:?}",
+            resolved.connectors[0].transform
+        );
+        let bad = file(&with_transform.replace("=> ({", "=> ({{"));
+        let path = bad.path().to_str().unwrap();
+        let error = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the transform does not compile"),
+            "{error}"
+        );
     }
 
     #[test]

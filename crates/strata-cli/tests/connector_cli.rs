@@ -225,6 +225,31 @@ fn connectors_are_managed_with_the_cli_over_http_and_measured() {
     let bad_place = connector(&server, &["reset", id, "--from", "middle"]);
     assert_eq!(bad_place.status.code(), Some(2));
 
+    // A transform from a file: one that does not compile is refused with the server's
+    // reason; a good one is kept and shown; --no-transform removes it.
+    let scripts = tempfile::tempdir().unwrap();
+    let bad = scripts.path().join("bad.js");
+    std::fs::write(&bad, "(e) => {").unwrap();
+    let refused = connector(
+        &server,
+        &["update", id, "--transform", bad.to_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("the transform does not compile"), "{said}");
+    let good = scripts.path().join("good.js");
+    std::fs::write(&good, "(e) => ({ type: e.type })").unwrap();
+    succeeds(
+        &server,
+        &["update", id, "--transform", good.to_str().unwrap()],
+    );
+    assert_eq!(
+        show(&server, id)["definition"]["transform"],
+        "(e) => ({ type: e.type })"
+    );
+    succeeds(&server, &["update", id, "--no-transform"]);
+    assert!(show(&server, id)["definition"]["transform"].is_null());
+
     // Delete: gone, and saying so.
     succeeds(&server, &["delete", id]);
     let gone = connector(&server, &["show", id]);

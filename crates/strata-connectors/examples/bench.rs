@@ -1,12 +1,15 @@
 //! Events/s published by a connector to NATS JetStream and to RabbitMQ (publisher
 //! confirms on), beside the raw publish rate of the same client crate with the same
-//! acknowledgement setting and the same window, in the same run; then end-to-end latency
-//! (append → a NATS subscriber receives) under a steady 1,000 events/s.
+//! acknowledgement setting and the same window, in the same run; an HTTP webhook (a local
+//! axum endpoint answering 200) beside raw `reqwest` posts of the same bodies and headers,
+//! one event per request and 100 per request; then end-to-end latency (append → a NATS
+//! subscriber receives) under a steady 1,000 events/s.
 //!
 //! ```text
 //! CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo run -p strata-connectors --example bench -- [events]
 //! ```
 //! Brokers from STRATA_TEST_NATS_URL / STRATA_TEST_AMQP_URL (defaults 127.0.0.1).
+//! STRATA_BENCH_PARTS picks parts (default `nats,rabbit,webhook,latency`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use futures::StreamExt as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
-use strata_connectors::{ConnectorDefinition, Connectors, event_headers};
+use strata_connectors::{ConnectorDefinition, Connectors, event_headers, event_json};
 use strata_core::{
     EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, RecordedEvent, StreamName,
 };
@@ -47,15 +50,39 @@ async fn main() {
     let end = recorded.last().unwrap().position.0;
     println!("{events} events of ~200 B in {STREAMS} streams, window {WINDOW}");
 
+    let parts = env("STRATA_BENCH_PARTS", "nats,rabbit,webhook,latency");
+    let parts: Vec<&str> = parts.split(',').collect();
     // The machine is shared: alternate raw and connector runs and keep the medians.
     let rounds = 3;
+    if parts.contains(&"nats") {
+        nats_part(&store, end, &recorded, &nats_url, rounds).await;
+    }
+    if parts.contains(&"rabbit") {
+        rabbit_part(&store, end, &recorded, &amqp_url, rounds).await;
+    }
+    if parts.contains(&"webhook") {
+        webhook_part(&store, end, &recorded, rounds).await;
+    }
+    if parts.contains(&"latency") {
+        latency(&store, &nats_url).await;
+    }
+}
+
+async fn nats_part(
+    store: &Arc<strata_engine::Store>,
+    end: u64,
+    recorded: &[RecordedEvent],
+    nats_url: &str,
+    rounds: usize,
+) {
+    let events = recorded.len();
     let (mut raw, mut connector) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        delete_js(&nats_url, &["BENCHR", "BENCHC"]).await;
-        raw.push(raw_nats(&nats_url, &recorded).await);
+        delete_js(nats_url, &["BENCHR", "BENCHC"]).await;
+        raw.push(raw_nats(nats_url, recorded).await);
         connector.push(
             connector_rate(
-                &store,
+                store,
                 end,
                 events,
                 &format!(
@@ -68,19 +95,28 @@ async fn main() {
             .await,
         );
     }
-    delete_js(&nats_url, &["BENCHR", "BENCHC"]).await;
+    delete_js(nats_url, &["BENCHR", "BENCHC"]).await;
     report(
         "NATS JetStream (acks, Nats-Msg-Id)",
         &mut raw,
         &mut connector,
     );
+}
 
+async fn rabbit_part(
+    store: &Arc<strata_engine::Store>,
+    end: u64,
+    recorded: &[RecordedEvent],
+    amqp_url: &str,
+    rounds: usize,
+) {
+    let events = recorded.len();
     let (mut raw, mut connector) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        raw.push(raw_rabbit(&amqp_url, &recorded).await);
+        raw.push(raw_rabbit(amqp_url, recorded).await);
         connector.push(
             connector_rate(
-                &store,
+                store,
                 end,
                 events,
                 &format!(
@@ -98,8 +134,71 @@ async fn main() {
         &mut raw,
         &mut connector,
     );
+}
 
-    latency(&store, &nats_url).await;
+/// A webhook on a local axum endpoint that answers 200 to every POST: the connector's HTTP
+/// sink beside raw `reqwest` posts of the same bodies and headers, one request at a time
+/// (as the sink sends them), for 1 and for 100 events per request.
+async fn webhook_part(
+    store: &Arc<strata_engine::Store>,
+    end: u64,
+    recorded: &[RecordedEvent],
+    rounds: usize,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|_body: axum::body::Bytes| async { axum::http::StatusCode::OK }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let events = recorded.len();
+    for per_request in [1, 100] {
+        let (mut raw, mut connector) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            raw.push(raw_webhook(&url, recorded, per_request).await);
+            connector.push(
+                connector_rate(
+                    store,
+                    end,
+                    events,
+                    &format!(
+                        r#"{{"id":"bench-hook-{per_request}-{round}","source":{{"kind":"category","category":"bench"}},
+                            "sink":{{"type":"http","url":"{url}","events_per_request":{per_request}}},
+                            "settings":{{"batch_events_max":{WINDOW}}}}}"#
+                    ),
+                )
+                .await,
+            );
+        }
+        report(
+            &format!("HTTP webhook ({per_request} event(s) per request)"),
+            &mut raw,
+            &mut connector,
+        );
+    }
+}
+
+async fn raw_webhook(url: &str, events: &[RecordedEvent], per_request: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    for chunk in events.chunks(per_request) {
+        let mut request = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let body = match chunk {
+            [event] => {
+                for (name, value) in event_headers(event) {
+                    request = request.header(name, value);
+                }
+                serde_json::to_vec(&event_json(event)).unwrap()
+            }
+            _ => serde_json::to_vec(&chunk.iter().map(event_json).collect::<Vec<_>>()).unwrap(),
+        };
+        let answer = request.body(body).send().await.unwrap();
+        assert!(answer.status().is_success());
+    }
+    events.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 fn report(name: &str, raw: &mut [f64], connector: &mut [f64]) {

@@ -28,6 +28,10 @@ pub struct ConnectorDefinition {
     pub sink: SinkSettings,
     #[serde(default)]
     pub settings: ConnectorSettings,
+    /// JavaScript mapping each event to the message published (type, data, metadata), or
+    /// skipping it (null / undefined). See `docs/CONNECTORS.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
 }
 
 impl fmt::Debug for ConnectorDefinition {
@@ -427,6 +431,9 @@ impl ConnectorDefinition {
                     }
                 }
             }
+        }
+        if let Some(source) = &self.transform {
+            crate::transform::check(source)?;
         }
         Ok(())
     }

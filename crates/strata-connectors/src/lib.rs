@@ -39,6 +39,7 @@ mod sinks;
 mod status;
 mod streams;
 mod template;
+mod transform;
 
 pub use definition::{
     BATCH_EVENTS_MAX, CONNECTOR_ID_BYTES_MAX, ConnectorDefinition, ConnectorSettings, FilterField,

@@ -297,6 +297,21 @@ impl Connectors {
         self.replace(&mut registry, id, Some(updated)).await
     }
 
+    /// Replaces (or, with `None`, removes) a connector's JavaScript transform and restarts it
+    /// if it was running; it resumes from its checkpoint with the new transform.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidDefinition`] (the transform does not compile),
+    /// store errors.
+    pub async fn update_transform(&self, id: &str, transform: Option<String>) -> Result<()> {
+        let mut registry = self.registry.lock().await;
+        let entry = registry.entries.get(id).ok_or_else(|| not_found(id))?;
+        let mut updated = entry.stored.clone();
+        updated.definition.transform = transform;
+        updated.definition.validate()?;
+        self.replace(&mut registry, id, Some(updated)).await
+    }
+
     /// Stops and removes a connector, and deletes its checkpoint stream. Its dead letters
     /// stay until deleted by hand.
     ///

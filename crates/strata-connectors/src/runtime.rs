@@ -25,6 +25,7 @@ use crate::sink::{Delivery, Sink};
 use crate::sinks;
 use crate::status::{ConnectorState, Shared};
 use crate::streams::{self, Checkpoint};
+use crate::transform::{Outcome, TransformWorker};
 
 /// Runs until `stop` turns true; a graceful stop writes a last checkpoint.
 pub(crate) async fn run(
@@ -36,7 +37,20 @@ pub(crate) async fn run(
 ) {
     let mut backoff = Backoff::new(&definition);
     shared.set_state(ConnectorState::Starting);
+    let mut transform = None;
     while !*stop.borrow() {
+        if let (Some(source), None) = (&definition.transform, &transform) {
+            match TransformWorker::start(&definition.id, source.clone()).await {
+                Ok(worker) => transform = Some(worker),
+                Err(error) => {
+                    shared.retrying(error);
+                    if pause(backoff.next(), &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
         let connected = match sink.take() {
             Some(connected) => Ok(connected),
             None => sinks::connect(&definition.sink).await,
@@ -57,6 +71,7 @@ pub(crate) async fn run(
             shared: &shared,
             sink: &mut *connected,
             backoff: &mut backoff,
+            transform: transform.as_ref(),
         };
         match pump.run(&store, &mut stop).await {
             Ok(()) => break,
@@ -64,6 +79,8 @@ pub(crate) async fn run(
                 tracing::warn!(connector = %definition.id, %error, "connector restarts from its checkpoint");
                 shared.retrying(error.to_string());
                 sink = Some(connected);
+                // Compiled again on the retry: a transform thread that ended is replaced.
+                transform = None;
                 if pause(backoff.next(), &mut stop).await {
                     break;
                 }
@@ -121,6 +138,7 @@ struct Pump<'a> {
     shared: &'a Shared,
     sink: &'a mut dyn Sink,
     backoff: &'a mut Backoff,
+    transform: Option<&'a TransformWorker>,
 }
 
 /// Progress not yet checkpointed.
@@ -185,17 +203,28 @@ impl Pump<'_> {
                     None => break,
                 }
             }
-            if self.deliver(&batch.events, stop).await? {
+            let read = batch.events.len();
+            let last = batch
+                .events
+                .last()
+                .map(|event| (self.cursor_of(event), event.position.0, event.created));
+            let messages = self.transformed(std::mem::take(&mut batch.events)).await?;
+            if self.deliver(&messages, stop).await? {
                 // Stopped while retrying: what this batch acknowledged is re-sent later.
                 self.flush(&mut unsaved, &mut saved).await?;
                 return Ok(());
+            }
+            if let Some((cursor, position, created)) = last {
+                // The batch's last event may have been skipped or dead-lettered by the
+                // transform: it is handled all the same.
+                self.shared.handled(cursor, position, created);
             }
             if let Some(cursor) = batch.cursor {
                 unsaved.cursor = Some(cursor);
                 // Skipped events alone (system events, this connector's own checkpoints
                 // among them) start no timer: they ride along with the next checkpoint.
-                if !batch.events.is_empty() {
-                    unsaved.events += batch.events.len() as u64;
+                if read > 0 {
+                    unsaved.events += read as u64;
                     unsaved.since.get_or_insert_with(Instant::now);
                 }
             }
@@ -206,6 +235,47 @@ impl Pump<'_> {
                 self.flush(&mut unsaved, &mut saved).await?;
                 return Err(Error::Store(strata_core::Error::Closed));
             }
+        }
+    }
+
+    /// The messages to publish for `events`: the events themselves without a transform;
+    /// with one, what it returned, in order, after dead-lettering the events it failed on.
+    async fn transformed(&self, events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>> {
+        let Some(transform) = self.transform else {
+            return Ok(events);
+        };
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let originals = events.clone();
+        let outcomes =
+            transform
+                .apply(events)
+                .await
+                .map_err(|reason| Error::InvalidDefinition {
+                    id: self.definition.id.clone(),
+                    reason,
+                })?;
+        let mut messages = Vec::with_capacity(outcomes.len());
+        for (event, outcome) in originals.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Publish(message) => messages.push(message),
+                Outcome::Skip => self.shared.count_skipped(),
+                Outcome::DeadLetter(reason) => {
+                    tracing::warn!(connector = %self.definition.id, stream = %event.stream,
+                        revision = event.revision.0, %reason, "event dead-lettered by its transform");
+                    streams::dead_letter(self.store, &self.definition.id, event, &reason).await?;
+                    self.shared.count_dead_lettered();
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    fn cursor_of(&self, event: &RecordedEvent) -> u64 {
+        match self.definition.source {
+            Source::Stream { .. } => event.revision.0,
+            _ => event.position.0,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct ConnectorCounters {
     pub retried: u64,
     /// Events parked in the dead-letter stream.
     pub dead_lettered: u64,
+    /// Events the transform skipped (it returned null or undefined).
+    pub skipped: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
     /// Failures that made the connector wait and retry (a broker away, a store error).
@@ -43,6 +45,7 @@ pub(crate) struct Shared {
     duplicates: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
+    skipped: AtomicU64,
     checkpoints: AtomicU64,
     failures: AtomicU64,
 }
@@ -79,6 +82,7 @@ impl Shared {
             duplicates: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
@@ -138,12 +142,17 @@ impl Shared {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn counters(&self) -> ConnectorCounters {
         ConnectorCounters {
             published: self.published.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
         }

@@ -75,6 +75,7 @@ pub fn connectors_router(
         .route("/connectors/{id}/stop", post(stop))
         .route("/connectors/{id}/reset", post(reset))
         .route("/connectors/{id}/settings", put(update_settings))
+        .route("/connectors/{id}/transform", put(update_transform))
         .method_not_allowed_fallback(crate::problem::method_not_allowed)
         .with_state(state)
 }
@@ -401,10 +402,64 @@ async fn update_settings(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A connector's new transform.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TransformIn {
+    /// JavaScript: a function from one event to one message (docs/CONNECTORS.md); `null`
+    /// removes the transform.
+    transform: Option<String>,
+}
+
+/// Replaces (or, with `{"transform": null}`, removes) a connector's JavaScript transform; a
+/// transform that does not compile is refused; a running connector restarts with it from
+/// its checkpoint.
+#[utoipa::path(
+    put,
+    path = "/connectors/{id}/transform",
+    params(("id" = String, Path, description = "connector id")),
+    request_body(content = TransformIn, content_type = "application/json"),
+    responses(
+        (status = 204, description = "updated"),
+        (status = 400, description = "the transform does not compile", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such connector", body = Problem, content_type = "application/problem+json"),
+    ),
+    tag = "connectors"
+)]
+async fn update_transform(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    _operator: Operator,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let body = json_body(&state, &headers, body).await?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the transform is missing"));
+    }
+    let update: TransformIn = parse_json(&body)?;
+    state
+        .current()?
+        .update_transform(&id, update.transform)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The OpenAPI paths of the connector routes, merged into the served document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list, create, create_named, show, delete, start, stop, reset, update_settings),
+    paths(
+        list,
+        create,
+        create_named,
+        show,
+        delete,
+        start,
+        stop,
+        reset,
+        update_settings,
+        update_transform
+    ),
     tags((name = "connectors", description = "publish the log to NATS JetStream, RabbitMQ, HTTP endpoints"))
 )]
 pub(crate) struct ConnectorsDoc;

@@ -64,6 +64,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../ui/connectors.js"),
     ),
     (
+        "scavenges.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/scavenges.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../ui/favicon.svg"),

@@ -248,6 +248,37 @@ async fn connectors_are_managed_by_operators_without_echoing_secrets() {
         .await
         .unwrap();
     problem(bad_settings, 400, "invalid-connector").await;
+    // A transform that does not compile is refused with the reason; a good one is kept.
+    let bad_transform = server
+        .request(reqwest::Method::PUT, "/connectors/hooked/transform")
+        .json(&json!({"transform": "(e) => {"}))
+        .send()
+        .await
+        .unwrap();
+    let detail = problem(bad_transform, 400, "invalid-connector").await;
+    assert!(
+        detail.contains("the transform does not compile"),
+        "{detail}"
+    );
+    let good_transform = server
+        .request(reqwest::Method::PUT, "/connectors/hooked/transform")
+        .json(&json!({"transform": "(e) => ({ type: e.type })"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good_transform.status(), 204);
+    let shown: serde_json::Value = server
+        .request(reqwest::Method::GET, "/connectors/hooked")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["definition"]["transform"], "(e) => ({ type: e.type })",
+        "{shown}"
+    );
 
     // Stop, reset to the start, start: sent again.
     for (path, status) in [

@@ -4,6 +4,7 @@ import { api, login, logout, currentUser, setUnauthenticatedHandler } from './ap
 import { h, clear, problemBox } from './view.js';
 import * as pages from './pages.js';
 import * as connectorPages from './connectors.js';
+import * as scavengePages from './scavenges.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -29,6 +30,7 @@ const routes = [
   { path: /^\/projection\/([^/]+)$/, page: pages.projection, names: ['name'], section: '#/projections', feature: 'projections' },
   { path: /^\/connectors$/, page: connectorPages.connectors, nav: 'Connectors', href: '#/connectors', feature: 'connectors' },
   { path: /^\/connector\/([^/]+)$/, page: connectorPages.connector, names: ['id'], section: '#/connectors', feature: 'connectors' },
+  { path: /^\/scavenges$/, page: scavengePages.scavenges, nav: 'Scavenges', href: '#/scavenges', feature: 'scavenges' },
   { path: /^\/users$/, page: pages.users, nav: 'Users', href: '#/users', feature: 'users' },
 ];
 
@@ -105,9 +107,20 @@ async function hasConnectors() {
   } catch { return false; }
 }
 
+// Scavenge routes are mounted on every server; the page appears when the store behind can
+// scavenge (or when this caller may not ask: 401/403, the page then shows the API's answer).
+async function hasScavenges() {
+  try {
+    const response = await fetch('/v1/admin/scavenges', { credentials: 'omit', cache: 'no-store' });
+    if (response.status === 404) return false;
+    if (!response.ok) return true;
+    return (await response.json()).supported === true;
+  } catch { return false; }
+}
+
 try {
-  const [info, connectors] = await Promise.all([api('/info'), hasConnectors()]);
-  features = [...(info.features || []), ...(connectors ? ['connectors'] : [])];
+  const [info, connectors, scavenges] = await Promise.all([api('/info'), hasConnectors(), hasScavenges()]);
+  features = [...(info.features || []), ...(connectors ? ['connectors'] : []), ...(scavenges ? ['scavenges'] : [])];
 } catch (error) {
   main.replaceChildren(problemBox(error));
 }

@@ -119,6 +119,18 @@ export async function connector(main, params, signal) {
     } catch (error) { out.replaceChildren(problemBox(error)); }
   } }, settingsEditor, h('button', { type: 'submit', class: 'primary' }, 'Save settings'));
 
+  // The transform: JavaScript mapping one event to one message (docs/CONNECTORS.md,
+  // *Transforms*); the server compiles it and refuses one that does not compile.
+  const transformEditor = codeEditor('transform', first.definition.transform ?? '', { rows: 8, label: 'Transform (JavaScript)' });
+  const transformForm = h('form', { id: 'transform-form', onsubmit: async (e) => {
+    e.preventDefault();
+    const text = new FormData(transformForm).get('transform');
+    try {
+      await api(`${path}/transform`, { method: 'PUT', body: { transform: text.trim() ? text : null } });
+      done(text.trim() ? 'Transform saved; a running connector restarted with it.' : 'Transform removed.');
+    } catch (error) { out.replaceChildren(problemBox(error)); }
+  } }, transformEditor, h('button', { type: 'submit', class: 'primary' }, 'Save transform'));
+
   const deleteButton = h('button', { class: 'danger', onclick: async () => {
     const typed = prompt(`Delete connector "${id}"? Its definition and checkpoint are removed (dead letters stay).\n\nType the connector's id (${id}) to confirm:`);
     if (typed !== id) { out.replaceChildren(h('p', { class: 'muted' }, 'Not deleted: the id typed did not match.')); return; }
@@ -131,6 +143,8 @@ export async function connector(main, params, signal) {
       h('a', { href: `#/stream/${enc(`$connectors/${id}/dead-letters`)}` }, 'dead letters'), ' · ',
       h('a', { href: `#/stream/${enc(`$connectors/${id}/checkpoints`)}` }, 'checkpoints')),
     h('h2', {}, 'Settings'), h('p', { class: 'muted' }, 'The whole settings object; fields left out take their defaults.'), settingsForm,
+    h('h2', {}, 'Transform'), h('p', { class: 'muted' }, 'A function from one event (id, stream, revision, position, type, data, metadata) to the message published: ',
+      'return an object whose type, data and metadata replace the event\'s, or null to skip it. Empty: events go out as they are.'), transformForm,
     h('h2', {}, 'Definition'), h('p', { class: 'muted' }, 'Secrets are shown as ***.'), definition);
 
   let refresh = () => {};

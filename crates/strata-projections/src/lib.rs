@@ -29,6 +29,7 @@ mod output;
 mod quickjs;
 mod runner;
 mod source;
+mod transform;
 
 pub use engine::{
     COMPILE_DEADLINE, EmittedEvent, EngineFactory, EventView, HANDLER_DEADLINE, MEMORY_BYTES_MAX,
@@ -45,3 +46,4 @@ pub use runner::{
     BATCH_EVENTS_DEFAULT, CHECKPOINT_EVENTS_DEFAULT, Mode, PARTITIONS_CACHED_MAX_DEFAULT, Progress,
     RunConfig, RunHandle, RunStatus, stored_result, stored_state,
 };
+pub use transform::QuickJsTransform;

@@ -19,7 +19,7 @@ use crate::engine::{
 };
 use crate::error::Fault;
 
-const PRELUDE: &str = include_str!("prelude.js");
+pub(crate) const PRELUDE: &str = include_str!("prelude.js");
 
 /// The QuickJS-ng engine factory.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,23 +37,23 @@ impl EngineFactory for QuickJsEngine {
 
 /// When the running call must stop, and whether the interrupt stopped it.
 #[derive(Default)]
-struct Deadline {
+pub(crate) struct Deadline {
     until: Cell<Option<Instant>>,
     fired: Cell<bool>,
 }
 
 impl Deadline {
-    fn arm(&self, after: Duration) {
+    pub(crate) fn arm(&self, after: Duration) {
         self.fired.set(false);
         self.until.set(Some(Instant::now() + after));
     }
 
-    fn disarm(&self) -> bool {
+    pub(crate) fn disarm(&self) -> bool {
         self.until.set(None);
         self.fired.replace(false)
     }
 
-    fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         let passed = self
             .until
             .get()
@@ -175,33 +175,14 @@ impl QuickJsProjection {
                 stage: stage.to_string(),
                 deadline_ms: limit.as_millis(),
             }),
-            Err((name, message)) => {
-                Err(self.classify(&stage.to_string(), compiling, &name, message))
-            }
-        }
-    }
-
-    fn classify(&self, stage: &str, compiling: bool, name: &str, message: String) -> Fault {
-        let lower = message.to_ascii_lowercase();
-        let near_memory_limit = self.runtime.memory_usage().malloc_size as usize
-            >= self.limits.memory_bytes_max / 10 * 9;
-        if lower.contains("out of memory") || (name.is_empty() && near_memory_limit) {
-            Fault::Memory {
-                stage: stage.to_owned(),
-                limit_bytes: self.limits.memory_bytes_max,
-            }
-        } else if lower.contains("stack overflow") || lower.contains("call stack size") {
-            Fault::Stack {
-                stage: stage.to_owned(),
-                limit_bytes: self.limits.stack_bytes_max,
-            }
-        } else if compiling && name == "SyntaxError" {
-            Fault::Syntax { message }
-        } else {
-            Fault::Exception {
-                stage: stage.to_owned(),
+            Err((name, message)) => Err(classify(
+                &self.runtime,
+                &self.limits,
+                &stage.to_string(),
+                compiling,
+                &name,
                 message,
-            }
+            )),
         }
     }
 
@@ -226,8 +207,40 @@ impl QuickJsProjection {
     }
 }
 
+/// What a failed call was: out of memory, too deep, a syntax error, or a plain exception.
+pub(crate) fn classify(
+    runtime: &Runtime,
+    limits: &SandboxLimits,
+    stage: &str,
+    compiling: bool,
+    name: &str,
+    message: String,
+) -> Fault {
+    let lower = message.to_ascii_lowercase();
+    let near_memory_limit =
+        runtime.memory_usage().malloc_size as usize >= limits.memory_bytes_max / 10 * 9;
+    if lower.contains("out of memory") || (name.is_empty() && near_memory_limit) {
+        Fault::Memory {
+            stage: stage.to_owned(),
+            limit_bytes: limits.memory_bytes_max,
+        }
+    } else if lower.contains("stack overflow") || lower.contains("call stack size") {
+        Fault::Stack {
+            stage: stage.to_owned(),
+            limit_bytes: limits.stack_bytes_max,
+        }
+    } else if compiling && name == "SyntaxError" {
+        Fault::Syntax { message }
+    } else {
+        Fault::Exception {
+            stage: stage.to_owned(),
+            message,
+        }
+    }
+}
+
 /// The exception's name (`SyntaxError`, ...) and a message with its stack when it has one.
-fn describe(caught: &CaughtError<'_>) -> (String, String) {
+pub(crate) fn describe(caught: &CaughtError<'_>) -> (String, String) {
     match caught {
         CaughtError::Exception(exception) => {
             let name = exception
