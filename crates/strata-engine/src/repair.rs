@@ -14,6 +14,7 @@ use strata_core::{Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index::{Index, RecentIds};
 use crate::index_file::{claimed_coverage, list_index_files};
+use crate::index_saver::runs_dir;
 use crate::io::Seam;
 use crate::recovery::{CLEAN_MARKER, open_segments, remove_clean_marker, zero_after};
 use crate::replay::{ReplayStep, Replayed, replay};
@@ -49,6 +50,8 @@ pub struct RepairPlan {
     pub frames_after_end: u64,
     pub dropped_streams: Vec<DroppedStream>,
     pub index_files_removed: Vec<PathBuf>,
+    /// Sorted runs (`index-runs/`) reaching past the cut; the next open rebuilds them.
+    pub index_runs_removed: Vec<PathBuf>,
     pub segments_removed: Vec<PathBuf>,
     pub clean_marker_removed: bool,
 }
@@ -80,6 +83,9 @@ impl fmt::Display for RepairPlan {
         }
         for path in &self.index_files_removed {
             writeln!(f, "index file removed:     {}", path.display())?;
+        }
+        for path in &self.index_runs_removed {
+            writeln!(f, "index run removed:      {}", path.display())?;
         }
         for path in &self.segments_removed {
             writeln!(f, "segment removed:        {}", path.display())?;
@@ -164,6 +170,7 @@ impl Repair {
             frames_after_end: dropped.values().map(|stream| stream.frames_after_end).sum(),
             dropped_streams: dropped.into_values().collect(),
             index_files_removed: index_files_beyond(data_dir, truncate_at)?,
+            index_runs_removed: index_runs_beyond(data_dir, truncate_at)?,
             segments_removed: (kept_segments..segments.count())
                 .map(|index| log_dir.join(segment_file_name(index)))
                 .collect(),
@@ -193,6 +200,13 @@ impl Repair {
                 .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
         }
         sync_dir(&plan.data_dir.join("index"))?;
+        for path in &plan.index_runs_removed {
+            std::fs::remove_file(path)
+                .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
+        }
+        if !plan.index_runs_removed.is_empty() {
+            sync_dir(&runs_dir(&plan.data_dir))?;
+        }
         let kept_segments = self.segments.segment_of(plan.truncate_at) + 1;
         self.segments.truncate(kept_segments);
         self.segments.extend_short()?;
@@ -255,6 +269,34 @@ fn dropped_stream<'a>(
             events: 0,
             frames_after_end: 0,
         })
+}
+
+/// Sorted runs to remove: every file in `index-runs/` that is not a run ending at or before
+/// `truncate_at` (unfinished `.tmp` files included).
+fn index_runs_beyond(data_dir: &Path, truncate_at: u64) -> Result<Vec<PathBuf>> {
+    let dir = runs_dir(data_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(Error::io(format!("listing {}", dir.display()), error)),
+    };
+    let mut beyond = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|error| Error::io(format!("listing {}", dir.display()), error))?
+            .path();
+        let ends_at = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".run"))
+            .and_then(|name| name.split_once('-'))
+            .and_then(|(_, to)| to.parse::<u64>().ok());
+        if ends_at.is_none_or(|to| to > truncate_at) {
+            beyond.push(path);
+        }
+    }
+    beyond.sort();
+    Ok(beyond)
 }
 
 /// Index files to remove: every file after the longest run of intact files that follow
