@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use strata_connectors::{ConnectorDefinition, ConnectorInfo, Connectors};
 use strata_core::EventStore;
 
@@ -24,20 +23,10 @@ const LONG_WAIT: Duration = Duration::from_secs(300);
 async fn wait_long(
     connectors: &Connectors,
     id: &str,
+    what: &str,
     done: impl Fn(&ConnectorInfo) -> bool,
 ) -> ConnectorInfo {
-    let deadline = tokio::time::Instant::now() + LONG_WAIT;
-    loop {
-        let info = connectors.show(id).await.unwrap();
-        if done(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connector {id} did not get there; last seen {info:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_within(connectors, id, what, LONG_WAIT, done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,44 +40,7 @@ async fn a_hundred_thousand_events_reach_jetstream_once_and_rabbit_mq_in_order()
     let end = last_position(&store).await;
 
     // RabbitMQ's queue exists before anything is published.
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (_connection, channel, queue) = bound_queue(&exchange, "#").await;
 
     let to_nats = ConnectorDefinition::from_json(&format!(
         r#"{{"id": "bulk-nats",
@@ -125,7 +77,7 @@ async fn a_hundred_thousand_events_reach_jetstream_once_and_rabbit_mq_in_order()
         })
         .await
         .unwrap();
-    wait_long(&first, "bulk-nats", |info| {
+    wait_long(&first, "bulk-nats", "a third published", |info| {
         info.counters.published >= (TOTAL / 3) as u64
     })
     .await;
@@ -136,8 +88,11 @@ async fn a_hundred_thousand_events_reach_jetstream_once_and_rabbit_mq_in_order()
     // RabbitMQ's starts.
     let connectors = Connectors::open(store.clone()).await.unwrap();
     connectors.create(to_rabbit).await.unwrap();
-    let nats = wait_long(&connectors, "bulk-nats", |info| info.position >= Some(end)).await;
-    let rabbit = wait_long(&connectors, "bulk-rabbit", |info| {
+    let nats = wait_long(&connectors, "bulk-nats", "the end", |info| {
+        info.position >= Some(end)
+    })
+    .await;
+    let rabbit = wait_long(&connectors, "bulk-rabbit", "the end", |info| {
         info.position >= Some(end)
     })
     .await;

@@ -4,9 +4,8 @@
 mod common;
 
 use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use strata_connectors::{ConnectorDefinition, Connectors, dead_letter_stream};
 use strata_core::{EventStore, ReadStreamOptions};
 
@@ -23,45 +22,8 @@ async fn every_event_arrives_in_order_with_its_headers() {
     let end = last_position(&store).await;
 
     // The consumer's queue exists before anything is published.
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     // Only `Counted` events are routed: `Unroutable` ones come back and are dead-lettered.
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.as_str().into(),
-            "*.Counted".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (_connection, channel, queue) = bound_queue(&exchange, "*.Counted").await;
     let stray = strata_core::ProposedEvent::json("Unroutable", "{}");
     let stray_end = store
         .append(

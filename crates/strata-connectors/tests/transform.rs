@@ -9,9 +9,8 @@ use std::collections::HashMap;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use strata_connectors::{
     ConnectorDefinition, ConnectorState, Connectors, DEAD_LETTER_REASON_KEY, Error,
     dead_letter_stream,
@@ -215,46 +214,9 @@ async fn rabbit_mq_routes_by_the_transformed_type() {
     let kept = kept(&expected);
     let total_kept: usize = kept.values().map(Vec::len).sum();
 
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     // Only the transformed type is routed: an untransformed `Counted` would come back
     // unroutable and be dead-lettered.
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.as_str().into(),
-            "*.Shipped".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (_connection, channel, queue) = bound_queue(&exchange, "*.Shipped").await;
 
     let id = "transformed-to-rabbit";
     let mut definition = ConnectorDefinition::from_json(&format!(

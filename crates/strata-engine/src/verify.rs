@@ -251,6 +251,13 @@ fn index_file_claims(data_dir: &Path) -> Result<Vec<Claim>> {
         .collect())
 }
 
+/// Whether `position` held an event a scavenge removed (its segment was rewritten and it
+/// is not there any more).
+fn removed_by_scavenge(segments: &Segments, reader: &LogReader<'_>, position: u64) -> bool {
+    segments.is_scavenged(segments.segment_of(position))
+        && matches!(reader.read_event_if_present(position), Ok(None))
+}
+
 /// Every position in the index files must be the log's position for that revision, and
 /// the metadata they hold what the log's last `$$` event says.
 fn check_index_files(
@@ -261,10 +268,7 @@ fn check_index_files(
 ) -> Result<()> {
     // An entry may point at an event a scavenge removed: it must read as removed.
     let reader = LogReader::new(segments);
-    let removed = |position: u64| {
-        segments.is_scavenged(segments.segment_of(position))
-            && matches!(reader.read_event_if_present(position), Ok(None))
-    };
+    let removed = |position: u64| removed_by_scavenge(segments, &reader, position);
     let files = list_index_files(&data_dir.join("index"))?;
     report.index_files = files.len() as u64;
     // The files say whether the store keeps the secondary indexes; the first one decides.
@@ -356,10 +360,7 @@ fn check_index_runs(
 ) -> Result<()> {
     use crate::run_file::{KIND_STREAM, Run, run_file_name};
     let reader = LogReader::new(segments);
-    let removed = |position: u64| {
-        segments.is_scavenged(segments.segment_of(position))
-            && matches!(reader.read_event_if_present(position), Ok(None))
-    };
+    let removed = |position: u64| removed_by_scavenge(segments, &reader, position);
     let dir = crate::index_saver::runs_dir(data_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());

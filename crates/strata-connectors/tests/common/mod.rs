@@ -84,7 +84,18 @@ pub async fn wait_for(
     what: &str,
     done: impl Fn(&ConnectorInfo) -> bool,
 ) -> ConnectorInfo {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_for_within(connectors, id, what, WAIT, done).await
+}
+
+/// [`wait_for`] with a wait of its own.
+pub async fn wait_for_within(
+    connectors: &Connectors,
+    id: &str,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&ConnectorInfo) -> bool,
+) -> ConnectorInfo {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let info = connectors.show(id).await.unwrap();
         if done(&info) {
@@ -140,4 +151,55 @@ pub async fn last_position_of(store: &Store, category: &str) -> u64 {
         .expect("an event of the category among the last 1,000")
         .position
         .0
+}
+
+/// A durable topic exchange `exchange` and an exclusive queue bound to it with
+/// `routing_key`, declared before anything is published; the connection must be kept for
+/// as long as the queue is read.
+pub async fn bound_queue(
+    exchange: &str,
+    routing_key: &str,
+) -> (lapin::Connection, lapin::Channel, lapin::Queue) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, channel, queue)
 }
