@@ -252,7 +252,11 @@ def test_state_by_partition_with_foreach_stream_and_partition_by(client):
     client.create_projection(name=by_kind, query=query)
     wait_for_state(client, by_kind, {"count": 2, "total": 4}, partition="kind-a")
     wait_for_state(client, by_kind, {"count": 1, "total": 2}, partition="kind-b")
-    catalog = client.get_stream(f"$projections-{by_kind}-partitions")
+    # The state is served from the running projection; the catalog is written with its
+    # next checkpoint or when it catches up, a moment later.
+    partitions = f"$projections-{by_kind}-partitions"
+    assert wait_until(lambda: _count(client, partitions) == 2, timeout=20)
+    catalog = client.get_stream(partitions)
     assert [e.data for e in catalog] == [b"kind-a", b"kind-b"]
 
 
