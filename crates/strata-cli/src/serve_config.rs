@@ -495,6 +495,16 @@ mod tests {
         file
     }
 
+    /// The error `strata serve --config FILE` gives for a file holding `contents`.
+    fn error_from_file(contents: &str) -> anyhow::Error {
+        let config = file(contents);
+        let path = config.path().to_str().unwrap();
+        Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap_err()
+    }
+
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let config = file("port = 3000\nmax_connections = 7\nlog_format = \"json\"\n");
@@ -532,12 +542,7 @@ subject = "events.{category}.{stream}"
         assert_eq!(resolved.connectors[0].id, "orders-to-nats");
         assert!(!resolved.to_toml().unwrap().contains("s3cret"));
 
-        let bad = file(&text.replace("{stream}", "{strem}"));
-        let path = bad.path().to_str().unwrap();
-        let error = Cli::parse_from(["x", "--config", path])
-            .args
-            .resolve()
-            .unwrap_err();
+        let error = error_from_file(&text.replace("{stream}", "{strem}"));
         assert!(
             error.to_string().contains("unknown placeholder {strem}"),
             "{error}"
@@ -563,12 +568,7 @@ subject = "events.{category}.{stream}"
             "{:?}",
             resolved.connectors[0].transform
         );
-        let bad = file(&with_transform.replace("=> ({", "=> ({{"));
-        let path = bad.path().to_str().unwrap();
-        let error = Cli::parse_from(["x", "--config", path])
-            .args
-            .resolve()
-            .unwrap_err();
+        let error = error_from_file(&with_transform.replace("=> ({", "=> ({{"));
         assert!(
             error.to_string().contains("the transform does not compile"),
             "{error}"
@@ -599,12 +599,7 @@ subject = "events.{category}.{stream}"
             .unwrap();
         assert_eq!(resolved.run_projections, RunProjections::System);
 
-        let bad = file("run_projections = \"some\"\n");
-        let path = bad.path().to_str().unwrap();
-        let error = Cli::parse_from(["x", "--config", path])
-            .args
-            .resolve()
-            .unwrap_err();
+        let error = error_from_file("run_projections = \"some\"\n");
         assert!(
             error.to_string().contains("must be none, system or all"),
             "{error}"
@@ -615,23 +610,13 @@ subject = "events.{category}.{stream}"
 
     #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
-        let config = file("port = 3000\nmax_conections = 7\n");
-        let path = config.path().to_str().unwrap();
-        let error = Cli::parse_from(["x", "--config", path])
-            .args
-            .resolve()
-            .unwrap_err();
+        let error = error_from_file("port = 3000\nmax_conections = 7\n");
         assert!(error.to_string().contains("max_conections"), "{error}");
     }
 
     #[test]
     fn values_out_of_range_are_refused_wherever_they_come_from() {
-        let config = file("segment_size_mib = 4\n");
-        let path = config.path().to_str().unwrap();
-        let error = Cli::parse_from(["x", "--config", path])
-            .args
-            .resolve()
-            .unwrap_err();
+        let error = error_from_file("segment_size_mib = 4\n");
         assert!(
             error.to_string().contains("segment_size_mib is 4"),
             "{error}"
