@@ -50,6 +50,7 @@ mod repair;
 mod replay;
 mod run_file;
 mod scavenge;
+mod scavenge_copy;
 mod secondary;
 mod segments;
 mod shared;

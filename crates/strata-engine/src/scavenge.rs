@@ -9,9 +9,8 @@
 //! synced; the store's open file is then replaced (reads holding the old one finish on it).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,11 +24,11 @@ use strata_core::{
 
 use crate::format::{
     FORMAT_VERSION_SCAVENGED, FRAME_MIN_BYTES, Frame, FrameError, SEGMENT_HEADER_BYTES,
-    TOMBSTONE_REVISION, decode_frame, encode_segment_header_of_version, encode_skip_head,
-    encode_skip_trailer, frame_length,
+    TOMBSTONE_REVISION, decode_frame, encode_segment_header_of_version, frame_length,
 };
 use crate::index_file::{claimed_coverage, list_index_files};
 use crate::log_reader::{LogReader, to_usize};
+use crate::scavenge_copy::Copy;
 use crate::segments::{Segments, scavenge_file_name, segment_file_name, sync_dir};
 use crate::shared::Shared;
 use crate::store::stream_head;
@@ -463,76 +462,6 @@ impl Throttle {
     }
 }
 
-/// The copy being written: surviving bytes at their offsets, skip frames over runs.
-struct Copy {
-    file: File,
-    /// Surviving bytes waiting to be written at `pending_at`.
-    pending: Vec<u8>,
-    pending_at: u64,
-    /// The run of removed records under way (segment offsets).
-    run: Option<Range<u64>>,
-    path: std::path::PathBuf,
-}
-
-impl Copy {
-    fn io(&self, what: &str, error: std::io::Error) -> Error {
-        Error::io(format!("{what} {}", self.path.display()), error)
-    }
-
-    fn keep(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        self.end_run()?;
-        if self.pending_at + self.pending.len() as u64 != offset || self.pending.len() >= 1 << 20 {
-            self.flush()?;
-            self.pending_at = offset;
-        }
-        self.pending.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn remove(&mut self, range: Range<u64>, boundaries: &[u64], base: u64) -> Result<()> {
-        let splits = self.run.as_ref().is_some_and(|run| {
-            run.end == range.start && boundaries.binary_search(&(base + range.start)).is_ok()
-        });
-        if splits {
-            self.end_run()?;
-        }
-        match &mut self.run {
-            Some(run) if run.end == range.start => run.end = range.end,
-            _ => {
-                self.end_run()?;
-                self.run = Some(range);
-            }
-        }
-        Ok(())
-    }
-
-    fn end_run(&mut self) -> Result<()> {
-        if let Some(run) = self.run.take() {
-            self.flush()?;
-            let len = to_usize(run.end - run.start);
-            self.file
-                .write_all_at(&encode_skip_head(len), run.start)
-                .and_then(|()| {
-                    self.file
-                        .write_all_at(&encode_skip_trailer(len), run.end - 4)
-                })
-                .map_err(|error| self.io("writing", error))?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            self.file
-                .write_all_at(&self.pending, self.pending_at)
-                .map_err(|error| self.io("writing", error))?;
-            self.pending_at += self.pending.len() as u64;
-            self.pending.clear();
-        }
-        Ok(())
-    }
-}
-
 /// Copies segment `segment_index` without its removable records and swaps the copy in,
 /// when there is anything to remove.
 fn scavenge_segment(
@@ -580,23 +509,7 @@ fn scavenge_segment(
     affected.dedup();
     let log_dir = segments.log_dir();
     let path = log_dir.join(scavenge_file_name(segment_index));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
-    let mut copy = Copy {
-        file,
-        pending: Vec::new(),
-        pending_at: 0,
-        run: None,
-        path: path.clone(),
-    };
-    copy.file
-        .set_len(size_bytes)
-        .map_err(|error| copy.io("sizing", error))?;
+    let mut copy = Copy::create(path.clone(), size_bytes)?;
     copy.keep(
         0,
         &encode_segment_header_of_version(segment_index, size_bytes, FORMAT_VERSION_SCAVENGED),
@@ -635,11 +548,14 @@ fn scavenge_segment(
         }
         Ok(())
     })?;
-    copy.end_run()?;
-    copy.flush()?;
-    copy.file
-        .sync_all()
-        .map_err(|error| copy.io("syncing", error))?;
+    // The tail of a closed store (`Reach::WithTail`): past the log's end the copy gets
+    // zeros, not a hole, so that later appends write into allocated blocks, as in a new
+    // segment (their `fdatasync` then has no block allocation to journal).
+    let log_end = shared.durable_end.load(Ordering::Acquire);
+    if (base..base + size_bytes).contains(&log_end) {
+        copy.zeros(log_end - base..size_bytes)?;
+    }
+    let file = copy.finish()?;
     let final_path = log_dir.join(segment_file_name(segment_index));
     {
         // Under the index's read lock: metadata published since the floors were decided
@@ -664,7 +580,7 @@ fn scavenge_segment(
         }
         std::fs::rename(&path, &final_path)
             .map_err(|error| Error::io(format!("renaming {}", path.display()), error))?;
-        segments.replace_scavenged(segment_index, copy.file);
+        segments.replace_scavenged(segment_index, file);
     }
     sync_dir(log_dir)?;
     Ok(Outcome::Rewritten {

@@ -610,6 +610,8 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
         .await
         .unwrap();
     let others_before = stream_events(&store, "other-1", ReadStreamOptions::forwards()).await;
+    let segment_size_bytes = config(&clock).segment_size_bytes;
+    let tail_segment = store.last_position().await.unwrap().unwrap().0 / segment_size_bytes;
     store.close();
     drop(store);
     assert!(occurs_in_some_file(dir.path(), MARKER.as_bytes()));
@@ -621,10 +623,24 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
         !occurs_in_some_file(dir.path(), MARKER.as_bytes()),
         "the forgotten events' bytes are gone from every file"
     );
+    // The tail segment's only holes are the removed runs: past the log's end it holds
+    // zeros again, as a new segment does.
+    let tail_allocated_bytes = dir
+        .path()
+        .join(format!("log/{tail_segment:010}.seg"))
+        .metadata()
+        .unwrap()
+        .blocks()
+        * 512;
+    assert!(
+        tail_allocated_bytes + report.frame_bytes_removed >= segment_size_bytes,
+        "{tail_allocated_bytes} bytes allocated in the tail segment, {} removed",
+        report.frame_bytes_removed
+    );
     let report = verify(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
 
-    // The store goes on: the tail segment, now sparse, takes new appends.
+    // The store goes on: the tail segment takes new appends.
     let store = Store::open(dir.path(), config(&clock)).unwrap();
     assert!(matches!(
         store

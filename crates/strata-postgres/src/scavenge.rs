@@ -217,6 +217,78 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+/// Removable rows read per stream when estimating what a scavenge would remove.
+pub(crate) const ESTIMATE_SAMPLES_PER_STREAM: i64 = 64;
+
+/// Sampled rows looked up per query while estimating.
+const ESTIMATE_SAMPLES_PER_QUERY: usize = 10_000;
+
+/// An estimate of the bytes (data + metadata of the rows, as the report's
+/// `frame_bytes_removed`) a scavenge started now would delete, without reading the rows
+/// through: the streams and their removable revisions are decided as a scavenge decides
+/// them, then at most [`ESTIMATE_SAMPLES_PER_STREAM`] of each stream's removable rows,
+/// evenly spread, are looked up by `(stream, revision)`; a stream's estimate is their mean
+/// size times its count of removable revisions (a stream's revisions from its first stored
+/// one are all stored: a scavenge removes prefixes). Exact for streams with no more
+/// removable revisions than samples.
+pub(crate) async fn estimate(config: &PostgresConfig, clock: &Clock) -> Result<u64> {
+    let client = connect(config, Role::Scavenge, None).await?;
+    let settings = PostgresScavenge {
+        batch_rows: usize::MAX,
+        ..PostgresScavenge::default()
+    };
+    let (_, pieces) = decide(&client, clock, &settings).await?;
+    // Per stream (one piece each: batches are unbounded here): its removable count, and
+    // the bytes and count of its samples found.
+    let mut sampled = vec![(0u64, 0u64); pieces.len()];
+    let mut samples: Vec<(i32, &str, i64)> = Vec::new();
+    for (index, piece) in pieces.iter().enumerate() {
+        let count = piece.to - piece.from;
+        let taken = count.min(ESTIMATE_SAMPLES_PER_STREAM);
+        let index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
+            reason: "too many streams to estimate".into(),
+        })?;
+        for sample in 0..taken {
+            let step = i128::from(count) * i128::from(sample) / i128::from(taken);
+            let revision = piece.from + i64::try_from(step).unwrap_or(0);
+            samples.push((index, piece.stream.as_str(), revision));
+        }
+    }
+    let lookup = client
+        .prepare(
+            "SELECT r.piece, (octet_length(e.data) + octet_length(e.metadata))::int8
+             FROM unnest($1::int4[], $2::text[], $3::int8[]) AS r(piece, stream, revision)
+             JOIN events e ON e.stream = r.stream AND e.revision = r.revision",
+        )
+        .await
+        .map_err(query_failed("preparing the estimate"))?;
+    for chunk in samples.chunks(ESTIMATE_SAMPLES_PER_QUERY) {
+        let indexes: Vec<i32> = chunk.iter().map(|sample| sample.0).collect();
+        let streams: Vec<&str> = chunk.iter().map(|sample| sample.1).collect();
+        let revisions: Vec<i64> = chunk.iter().map(|sample| sample.2).collect();
+        let rows = client
+            .query(&lookup, &[&indexes, &streams, &revisions])
+            .await
+            .map_err(query_failed("sampling removable rows"))?;
+        for row in rows {
+            let index = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
+            if let Some(slot) = sampled.get_mut(index) {
+                slot.0 += to_u64(row.get(1));
+                slot.1 += 1;
+            }
+        }
+    }
+    let mut total = 0u64;
+    for (piece, (bytes, found)) in pieces.iter().zip(sampled) {
+        if found > 0 {
+            let count = to_u64(piece.to - piece.from);
+            let share = u128::from(bytes) * u128::from(count) / u128::from(found);
+            total = total.saturating_add(u64::try_from(share).unwrap_or(u64::MAX));
+        }
+    }
+    Ok(total)
+}
+
 /// At `percent` < 100, sleeps so that the work is that share of the time.
 async fn throttle(percent: u8, worked: Duration) {
     if percent < 100 {

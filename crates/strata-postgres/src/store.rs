@@ -147,6 +147,17 @@ impl PostgresStore {
         crate::scavenge::run(&self.config, &self.config.clock, options, settings).await
     }
 
+    /// About how many bytes (data + metadata of the rows) a scavenge started now would
+    /// delete, for automatic scavenging's threshold: the scavenge's own decision, then at
+    /// most 64 sampled rows per stream with something to remove, not a read of the rows.
+    /// See `docs/SCAVENGING.md`.
+    ///
+    /// # Errors
+    /// I/O errors from PostgreSQL.
+    pub async fn estimate_reclaimable_bytes(&self) -> Result<u64> {
+        crate::scavenge::estimate(&self.config, &self.config.clock).await
+    }
+
     /// Tombstones `streams` (whatever their revision; already tombstoned ones included) and
     /// deletes their events' rows at once, then runs `VACUUM FULL` on the store's tables so
     /// the rows' bytes leave the table files (`vacuum` may ask for less). What stays: the
@@ -236,20 +247,30 @@ impl strata_core::Maintenance for PostgresStore {
         &self,
         options: strata_core::ScavengeOptions,
     ) -> Result<strata_core::ScavengeReport> {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime.block_on(PostgresStore::scavenge(self, options)),
-            Err(_) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| Error::io("starting a runtime for a scavenge", error))?
-                .block_on(PostgresStore::scavenge(self, options)),
-        }
+        block_on(PostgresStore::scavenge(self, options))
+    }
+
+    fn reclaimable_bytes_estimate(&self) -> Result<u64> {
+        block_on(self.estimate_reclaimable_bytes())
     }
 
     /// PostgreSQL keeps its indexes itself: there is nothing to write (KurrentDB's
     /// MergeIndexes then has nothing to do).
     fn checkpoint_indexes(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// Runs `work` to its end on the calling (blocking) thread: on the current runtime when
+/// there is one, on a runtime of its own otherwise.
+fn block_on<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.block_on(work),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| Error::io("starting a runtime for maintenance", error))?
+            .block_on(work),
     }
 }
 

@@ -546,3 +546,88 @@ async fn one_scavenge_at_a_time_per_schema_and_bad_settings_are_refused() {
     drop(client);
     store.close().await;
 }
+
+/// The estimate automatic scavenging compares with `min_reclaimable_bytes`: exact while no
+/// stream has more than 64 removable rows, sampled (within 10%) beyond, and 0 once a
+/// scavenge has removed everything it counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reclaimable_estimate_matches_what_a_scavenge_removes_and_is_zero_after_it() {
+    let schema = TestSchema::new();
+    let store = PostgresStore::open(schema.config()).await.expect("opens");
+    append_many(&store, "keep-1", 50, 1).await;
+    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+    let settings = PostgresScavenge {
+        vacuum: Vacuum::None,
+        batch_rows: 25,
+        ..PostgresScavenge::default()
+    };
+
+    // At most 64 removable rows per stream: every one is read, the estimate is exact.
+    append_many(&store, "tomb-1", 40, 2).await;
+    store
+        .tombstone_stream(&name("tomb-1"), ExpectedRevision::Any)
+        .await
+        .expect("tombstones");
+    append_many(&store, "tb-1", 60, 3).await;
+    set_metadata(
+        &store,
+        "tb-1",
+        StreamMetadata {
+            truncate_before: Some(20),
+            ..StreamMetadata::default()
+        },
+    )
+    .await;
+    set_metadata(
+        &store,
+        "tb-1",
+        StreamMetadata {
+            truncate_before: Some(50),
+            ..StreamMetadata::default()
+        },
+    )
+    .await;
+    let exact = store.estimate_reclaimable_bytes().await.expect("estimates");
+    let report = store
+        .scavenge_with(ScavengeOptions::default(), settings.clone())
+        .await
+        .expect("scavenges");
+    // 40 + 50 events of 1,500 bytes, and the superseded metadata event.
+    assert_eq!(report.events_removed, 91);
+    assert_eq!(exact, report.frame_bytes_removed);
+    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+
+    // 1,900 removable rows of varied sizes in one stream: 64 of them are read.
+    let events: Vec<ProposedEvent> = (0..2_000u64)
+        .map(|i| {
+            let len = 200 + usize::try_from(i * 7_919 % 1_601).expect("small");
+            ProposedEvent::binary("Sized", noise(i, len))
+        })
+        .collect();
+    store
+        .append(&name("count-1"), ExpectedRevision::Any, events)
+        .await
+        .expect("appends");
+    set_metadata(
+        &store,
+        "count-1",
+        StreamMetadata {
+            max_count: Some(100),
+            ..StreamMetadata::default()
+        },
+    )
+    .await;
+    let sampled = store.estimate_reclaimable_bytes().await.expect("estimates");
+    let report = store
+        .scavenge_with(ScavengeOptions::default(), settings.clone())
+        .await
+        .expect("scavenges");
+    assert_eq!(report.events_removed, 1_900);
+    let removed = report.frame_bytes_removed;
+    assert!(
+        sampled.abs_diff(removed) * 10 < removed,
+        "estimated {sampled} bytes, the scavenge removed {removed}"
+    );
+    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+    store.close().await;
+}

@@ -1,0 +1,306 @@
+//! The file a scavenge writes: surviving frames at their own offsets, a skip frame over
+//! each run of removed records, holes between (see `scavenge.rs`).
+//!
+//! The bytes go to the disk as they are produced, in small O_DIRECT requests, rather than
+//! into the page cache to be flushed by one `fsync` at the end: a flush of a whole segment
+//! (up to 256 MiB) would queue every `fdatasync` of the writer behind it. Each request
+//! waits for the device, so no more than [`DIRECT_WRITE_BYTES`] of the copy is in flight
+//! at any time, and the copy neither fills the page cache nor evicts the log's hot pages.
+//! Where O_DIRECT is refused (tmpfs), the copy is written through the page cache and
+//! synced every [`BUFFERED_SYNC_BYTES`] instead. Either way the file is `fsync`ed whole
+//! before it is swapped in: crash safety rests on that sync, not on these steps.
+
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use strata_core::{Error, Result};
+
+use crate::format::{encode_skip_head, encode_skip_trailer};
+use crate::log_reader::to_usize;
+
+/// The largest O_DIRECT request (and so the most of the copy in flight at once). Small
+/// requests keep the writer's `fdatasync` from waiting long behind one (the segment
+/// zero-fill measured the same: `segments.rs`).
+static DIRECT_WRITE_BYTES_CELL: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| knob("STRATA_SCAV_DIRECT_KIB", 128) << 10);
+#[allow(non_snake_case)]
+fn DIRECT_WRITE_BYTES_() -> u64 { *DIRECT_WRITE_BYTES_CELL }
+pub(crate) fn knob(name: &str, default: u64) -> u64 { std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default) }
+
+/// O_DIRECT needs buffers, offsets and lengths aligned to the logical block size; 4 KiB
+/// covers every common device.
+const DIRECT_ALIGN_BYTES: u64 = 4096;
+
+/// Without O_DIRECT: bytes written through the page cache between two `fdatasync`s.
+const BUFFERED_SYNC_BYTES: u64 = 4 << 20;
+
+/// Surviving bytes gathered before one buffered write.
+const BUFFERED_WRITE_BYTES: usize = 1 << 20;
+
+/// The window of the file being assembled for the next O_DIRECT request(s): whole
+/// aligned blocks; blocks nothing was written to stay holes.
+struct DirectWindow {
+    file: File,
+    buffer: Vec<u8>,
+    /// Where the aligned part of `buffer` starts.
+    start: usize,
+    /// File offset of the window's first byte (aligned).
+    at: u64,
+    /// The blocks of the window written to.
+    touched: Vec<bool>,
+}
+
+impl DirectWindow {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let direct_flag = i32::try_from(rustix::fs::OFlags::DIRECT.bits())
+            .map_err(|_| std::io::Error::other("O_DIRECT does not fit open flags"))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(direct_flag)
+            .open(path)?;
+        let buffer = vec![0u8; to_usize(DIRECT_WRITE_BYTES_() + DIRECT_ALIGN_BYTES)];
+        let start = buffer.as_ptr().align_offset(to_usize(DIRECT_ALIGN_BYTES));
+        Ok(Self {
+            file,
+            buffer,
+            start,
+            at: 0,
+            touched: vec![false; to_usize(DIRECT_WRITE_BYTES_() / DIRECT_ALIGN_BYTES)],
+        })
+    }
+
+    fn end(&self) -> u64 {
+        self.at + DIRECT_WRITE_BYTES_()
+    }
+
+    /// Copies `bytes` (inside the window) to `offset`.
+    fn put(&mut self, offset: u64, bytes: &[u8]) {
+        let from = to_usize(offset - self.at);
+        self.buffer[self.start + from..self.start + from + bytes.len()].copy_from_slice(bytes);
+        let first = from / to_usize(DIRECT_ALIGN_BYTES);
+        let last = (from + bytes.len() - 1) / to_usize(DIRECT_ALIGN_BYTES);
+        self.touched[first..=last].fill(true);
+    }
+
+    /// Writes the touched blocks (each run of them in one request), then moves the
+    /// window to the aligned block holding `next`.
+    fn flush_and_move(&mut self, next: u64) -> std::io::Result<()> {
+        let block = to_usize(DIRECT_ALIGN_BYTES);
+        let mut index = 0;
+        while index < self.touched.len() {
+            if !self.touched[index] {
+                index += 1;
+                continue;
+            }
+            let first = index;
+            while index < self.touched.len() && self.touched[index] {
+                index += 1;
+            }
+            let bytes = &mut self.buffer[self.start + first * block..self.start + index * block];
+            self.file
+                .write_all_at(bytes, self.at + (first * block) as u64)?;
+            bytes.fill(0);
+        }
+        self.touched.fill(false);
+        self.at = next / DIRECT_ALIGN_BYTES * DIRECT_ALIGN_BYTES;
+        Ok(())
+    }
+}
+
+/// How the bytes of the copy reach the file.
+enum Sink {
+    Direct(DirectWindow),
+    Buffered {
+        /// Surviving bytes waiting to be written at `pending_at`.
+        pending: Vec<u8>,
+        pending_at: u64,
+        /// Bytes written since the last `fdatasync`.
+        unsynced: u64,
+    },
+}
+
+/// The copy of one segment being written.
+pub(crate) struct Copy {
+    /// The handle the store reads through after the swap; also writes bytes behind the
+    /// direct window (a skip head at the start of a long run).
+    file: File,
+    sink: Sink,
+    /// The run of removed records under way (segment offsets).
+    run: Option<Range<u64>>,
+    path: PathBuf,
+}
+
+impl Copy {
+    /// Creates `path` (replacing a leftover), sized to `size_bytes` with no block
+    /// allocated.
+    pub(crate) fn create(path: PathBuf, size_bytes: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
+        file.set_len(size_bytes)
+            .map_err(|error| Error::io(format!("sizing {}", path.display()), error))?;
+        let direct = knob("STRATA_SCAV_DIRECT", 1) == 1;
+        let sink = match DirectWindow::open(&path).and_then(|w| if direct { Ok(w) } else { Err(std::io::Error::other("off")) }) {
+            Ok(window) => Sink::Direct(window),
+            Err(error) => {
+                tracing::debug!(%error, "O_DIRECT unavailable; the scavenge copy goes through the page cache");
+                Sink::Buffered {
+                    pending: Vec::new(),
+                    pending_at: 0,
+                    unsynced: 0,
+                }
+            }
+        };
+        Ok(Self {
+            file,
+            sink,
+            run: None,
+            path,
+        })
+    }
+
+    fn io(&self, what: &str, error: std::io::Error) -> Error {
+        Error::io(format!("{what} {}", self.path.display()), error)
+    }
+
+    /// Writes `bytes` at `offset` of the file, where they survive.
+    pub(crate) fn keep(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.end_run()?;
+        self.write_at(offset, bytes)
+    }
+
+    /// Records `range` as removed: it joins the run under way, unless it does not follow
+    /// it or an index file's boundary (in `boundaries`, log positions; `base` is the
+    /// segment's) falls between them.
+    pub(crate) fn remove(&mut self, range: Range<u64>, boundaries: &[u64], base: u64) -> Result<()> {
+        let splits = self.run.as_ref().is_some_and(|run| {
+            run.end == range.start && boundaries.binary_search(&(base + range.start)).is_ok()
+        });
+        if splits {
+            self.end_run()?;
+        }
+        match &mut self.run {
+            Some(run) if run.end == range.start => run.end = range.end,
+            _ => {
+                self.end_run()?;
+                self.run = Some(range);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the skip frame of the run under way, if any.
+    pub(crate) fn end_run(&mut self) -> Result<()> {
+        if let Some(run) = self.run.take() {
+            let len = to_usize(run.end - run.start);
+            self.write_at(run.start, &encode_skip_head(len))?;
+            self.write_at(run.end - 4, &encode_skip_trailer(len))?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros over `range` (allocating its blocks, as a new segment's zero-fill does).
+    pub(crate) fn zeros(&mut self, range: Range<u64>) -> Result<()> {
+        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        self.end_run()?;
+        let mut offset = range.start;
+        while offset < range.end {
+            let len = to_usize((range.end - offset).min(ZEROS.len() as u64));
+            self.write_at(offset, &ZEROS[..len])?;
+            offset += len as u64;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, mut offset: u64, mut bytes: &[u8]) -> Result<()> {
+        let result = match &mut self.sink {
+            Sink::Direct(window) => loop {
+                if bytes.is_empty() {
+                    break Ok(());
+                }
+                let end = offset + bytes.len() as u64;
+                if offset < window.at {
+                    // Behind the window (already on disk): through the page cache, a few
+                    // bytes at most; the final sync writes them.
+                    let behind = to_usize(end.min(window.at) - offset);
+                    if let Err(error) = self.file.write_all_at(&bytes[..behind], offset) {
+                        break Err(error);
+                    }
+                    offset += behind as u64;
+                    bytes = &bytes[behind..];
+                } else if offset >= window.end() {
+                    if let Err(error) = window.flush_and_move(offset) {
+                        break Err(error);
+                    }
+                } else {
+                    let inside = to_usize(end.min(window.end()) - offset);
+                    window.put(offset, &bytes[..inside]);
+                    offset += inside as u64;
+                    bytes = &bytes[inside..];
+                }
+            },
+            Sink::Buffered {
+                pending,
+                pending_at,
+                unsynced,
+            } => {
+                let mut written = Ok(());
+                if *pending_at + pending.len() as u64 != offset
+                    || pending.len() >= BUFFERED_WRITE_BYTES
+                {
+                    written = write_pending(&self.file, pending, *pending_at, unsynced);
+                    *pending_at = offset;
+                }
+                pending.extend_from_slice(bytes);
+                written
+            }
+        };
+        result.map_err(|error| self.io("writing", error))
+    }
+
+    /// Ends the run under way, writes everything, syncs the file (data and size) and
+    /// returns it: ready to be renamed over the segment.
+    pub(crate) fn finish(mut self) -> Result<File> {
+        self.end_run()?;
+        let written = match &mut self.sink {
+            Sink::Direct(window) => window.flush_and_move(window.end()),
+            Sink::Buffered {
+                pending,
+                pending_at,
+                unsynced,
+            } => write_pending(&self.file, pending, *pending_at, unsynced),
+        };
+        written.map_err(|error| self.io("writing", error))?;
+        self.file
+            .sync_all()
+            .map_err(|error| self.io("syncing", error))?;
+        Ok(self.file)
+    }
+}
+
+/// Writes `pending` at `pending_at` through the page cache, and syncs the file's data
+/// every [`BUFFERED_SYNC_BYTES`] so that dirty pages never pile up.
+fn write_pending(
+    file: &File,
+    pending: &mut Vec<u8>,
+    pending_at: u64,
+    unsynced: &mut u64,
+) -> std::io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    file.write_all_at(pending, pending_at)?;
+    *unsynced += pending.len() as u64;
+    pending.clear();
+    let every = knob("STRATA_SCAV_SYNC_MIB", 4) << 20;
+    if every > 0 && *unsynced >= every {
+        file.sync_data()?;
+        *unsynced = 0;
+    }
+    Ok(())
+}
