@@ -23,10 +23,7 @@ use crate::log_reader::to_usize;
 /// The largest O_DIRECT request (and so the most of the copy in flight at once). Small
 /// requests keep the writer's `fdatasync` from waiting long behind one (the segment
 /// zero-fill measured the same: `segments.rs`).
-static DIRECT_WRITE_BYTES_CELL: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| knob("STRATA_SCAV_DIRECT_KIB", 128) << 10);
-#[allow(non_snake_case)]
-fn DIRECT_WRITE_BYTES_() -> u64 { *DIRECT_WRITE_BYTES_CELL }
-pub(crate) fn knob(name: &str, default: u64) -> u64 { std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default) }
+const DIRECT_WRITE_BYTES: u64 = 128 << 10;
 
 /// O_DIRECT needs buffers, offsets and lengths aligned to the logical block size; 4 KiB
 /// covers every common device.
@@ -59,19 +56,19 @@ impl DirectWindow {
             .write(true)
             .custom_flags(direct_flag)
             .open(path)?;
-        let buffer = vec![0u8; to_usize(DIRECT_WRITE_BYTES_() + DIRECT_ALIGN_BYTES)];
+        let buffer = vec![0u8; to_usize(DIRECT_WRITE_BYTES + DIRECT_ALIGN_BYTES)];
         let start = buffer.as_ptr().align_offset(to_usize(DIRECT_ALIGN_BYTES));
         Ok(Self {
             file,
             buffer,
             start,
             at: 0,
-            touched: vec![false; to_usize(DIRECT_WRITE_BYTES_() / DIRECT_ALIGN_BYTES)],
+            touched: vec![false; to_usize(DIRECT_WRITE_BYTES / DIRECT_ALIGN_BYTES)],
         })
     }
 
     fn end(&self) -> u64 {
-        self.at + DIRECT_WRITE_BYTES_()
+        self.at + DIRECT_WRITE_BYTES
     }
 
     /// Copies `bytes` (inside the window) to `offset`.
@@ -122,8 +119,7 @@ enum Sink {
 
 /// The copy of one segment being written.
 pub(crate) struct Copy {
-    /// The handle the store reads through after the swap; also writes bytes behind the
-    /// direct window (a skip head at the start of a long run).
+    /// The handle the store reads through after the swap.
     file: File,
     sink: Sink,
     /// The run of removed records under way (segment offsets).
@@ -135,6 +131,11 @@ impl Copy {
     /// Creates `path` (replacing a leftover), sized to `size_bytes` with no block
     /// allocated.
     pub(crate) fn create(path: PathBuf, size_bytes: u64) -> Result<Self> {
+        Self::create_with(path, size_bytes, true)
+    }
+
+    /// [`Copy::create`], through the page cache unless `direct`.
+    fn create_with(path: PathBuf, size_bytes: u64, direct: bool) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -144,8 +145,13 @@ impl Copy {
             .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
         file.set_len(size_bytes)
             .map_err(|error| Error::io(format!("sizing {}", path.display()), error))?;
-        let direct = knob("STRATA_SCAV_DIRECT", 1) == 1;
-        let sink = match DirectWindow::open(&path).and_then(|w| if direct { Ok(w) } else { Err(std::io::Error::other("off")) }) {
+        let sink = match DirectWindow::open(&path).and_then(|window| {
+            if direct {
+                Ok(window)
+            } else {
+                Err(std::io::Error::other("not asked for"))
+            }
+        }) {
             Ok(window) => Sink::Direct(window),
             Err(error) => {
                 tracing::debug!(%error, "O_DIRECT unavailable; the scavenge copy goes through the page cache");
@@ -177,7 +183,12 @@ impl Copy {
     /// Records `range` as removed: it joins the run under way, unless it does not follow
     /// it or an index file's boundary (in `boundaries`, log positions; `base` is the
     /// segment's) falls between them.
-    pub(crate) fn remove(&mut self, range: Range<u64>, boundaries: &[u64], base: u64) -> Result<()> {
+    pub(crate) fn remove(
+        &mut self,
+        range: Range<u64>,
+        boundaries: &[u64],
+        base: u64,
+    ) -> Result<()> {
         let splits = self.run.as_ref().is_some_and(|run| {
             run.end == range.start && boundaries.binary_search(&(base + range.start)).is_ok()
         });
@@ -206,7 +217,7 @@ impl Copy {
 
     /// Writes zeros over `range` (allocating its blocks, as a new segment's zero-fill does).
     pub(crate) fn zeros(&mut self, range: Range<u64>) -> Result<()> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         self.end_run()?;
         let mut offset = range.start;
         while offset < range.end {
@@ -225,8 +236,10 @@ impl Copy {
                 }
                 let end = offset + bytes.len() as u64;
                 if offset < window.at {
-                    // Behind the window (already on disk): through the page cache, a few
-                    // bytes at most; the final sync writes them.
+                    // Not expected (writes come in ascending offsets: frames, then each
+                    // skip frame's head and trailer once its run ends), but correct: the
+                    // block is on disk already, so through the page cache; the final sync
+                    // writes it.
                     let behind = to_usize(end.min(window.at) - offset);
                     if let Err(error) = self.file.write_all_at(&bytes[..behind], offset) {
                         break Err(error);
@@ -297,10 +310,70 @@ fn write_pending(
     file.write_all_at(pending, pending_at)?;
     *unsynced += pending.len() as u64;
     pending.clear();
-    let every = knob("STRATA_SCAV_SYNC_MIB", 4) << 20;
-    if every > 0 && *unsynced >= every {
+    if *unsynced >= BUFFERED_SYNC_BYTES {
         file.sync_data()?;
         *unsynced = 0;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    const SIZE_BYTES: u64 = 4 << 20;
+
+    /// Surviving frames, runs longer than the direct window (left as holes), one split at
+    /// an index boundary, a short run, and zeros to the end.
+    fn write(copy: &mut Copy, image: &mut [u8]) {
+        let mut keep = |copy: &mut Copy, offset: u64, len: usize, byte: u8| {
+            let bytes = vec![byte; len];
+            copy.keep(offset, &bytes).unwrap();
+            image[to_usize(offset)..to_usize(offset) + len].copy_from_slice(&bytes);
+        };
+        keep(copy, 0, 64, 0xAA);
+        keep(copy, 64, 1_000, 0x11);
+        let boundaries = [1 << 30, (1 << 30) + 301_064];
+        copy.remove(1_064..301_064, &boundaries, 1 << 30).unwrap();
+        copy.remove(301_064..601_064, &boundaries, 1 << 30).unwrap();
+        keep(copy, 601_064, 3_000, 0x22);
+        copy.remove(604_064..604_100, &boundaries, 1 << 30).unwrap();
+        keep(copy, 604_100, 200_000, 0x33);
+        copy.zeros(2 << 20..SIZE_BYTES).unwrap();
+    }
+
+    fn expected_image() -> Vec<u8> {
+        let mut image = vec![0u8; to_usize(SIZE_BYTES)];
+        for run in [1_064..301_064u64, 301_064..601_064, 604_064..604_100] {
+            let len = to_usize(run.end - run.start);
+            let head = encode_skip_head(len);
+            let trailer = encode_skip_trailer(len);
+            let start = to_usize(run.start);
+            let end = to_usize(run.end);
+            image[start..start + head.len()].copy_from_slice(&head);
+            image[end - trailer.len()..end].copy_from_slice(&trailer);
+        }
+        image
+    }
+
+    #[test]
+    fn direct_and_buffered_copies_hold_the_same_bytes_with_holes_over_long_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for direct in [true, false] {
+            let path = dir.path().join(format!("copy-{direct}"));
+            let mut copy = Copy::create_with(path.clone(), SIZE_BYTES, direct).unwrap();
+            let mut image = expected_image();
+            write(&mut copy, &mut image);
+            let file = copy.finish().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), image, "direct: {direct}");
+            // The zeros are allocated, most of the two long runs are not.
+            let allocated_bytes = file.metadata().unwrap().blocks() * 512;
+            assert!(
+                allocated_bytes >= 2 << 20 && allocated_bytes < SIZE_BYTES - 500_000,
+                "direct: {direct}: {allocated_bytes} bytes allocated"
+            );
+        }
+    }
 }

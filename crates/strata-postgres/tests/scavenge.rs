@@ -555,7 +555,10 @@ async fn the_reclaimable_estimate_matches_what_a_scavenge_removes_and_is_zero_af
     let schema = TestSchema::new();
     let store = PostgresStore::open(schema.config()).await.expect("opens");
     append_many(&store, "keep-1", 50, 1).await;
-    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+    assert_eq!(
+        store.estimate_reclaimable_bytes().await.expect("estimates"),
+        0
+    );
     let settings = PostgresScavenge {
         vacuum: Vacuum::None,
         batch_rows: 25,
@@ -595,7 +598,10 @@ async fn the_reclaimable_estimate_matches_what_a_scavenge_removes_and_is_zero_af
     // 40 + 50 events of 1,500 bytes, and the superseded metadata event.
     assert_eq!(report.events_removed, 91);
     assert_eq!(exact, report.frame_bytes_removed);
-    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+    assert_eq!(
+        store.estimate_reclaimable_bytes().await.expect("estimates"),
+        0
+    );
 
     // 1,900 removable rows of varied sizes in one stream: 64 of them are read.
     let events: Vec<ProposedEvent> = (0..2_000u64)
@@ -628,6 +634,9 @@ async fn the_reclaimable_estimate_matches_what_a_scavenge_removes_and_is_zero_af
         sampled.abs_diff(removed) * 10 < removed,
         "estimated {sampled} bytes, the scavenge removed {removed}"
     );
-    assert_eq!(store.estimate_reclaimable_bytes().await.expect("estimates"), 0);
+    assert_eq!(
+        store.estimate_reclaimable_bytes().await.expect("estimates"),
+        0
+    );
     store.close().await;
 }
