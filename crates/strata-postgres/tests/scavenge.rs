@@ -591,6 +591,15 @@ async fn the_reclaimable_estimate_matches_what_a_scavenge_removes_and_is_zero_af
     )
     .await;
     let exact = store.estimate_reclaimable_bytes().await.expect("estimates");
+    // What automatic scavenging calls (from a blocking thread): the same estimate.
+    let held = Arc::clone(&store);
+    let through_maintenance = tokio::task::spawn_blocking(move || {
+        strata_core::Maintenance::reclaimable_bytes_estimate(&*held)
+    })
+    .await
+    .expect("the blocking task ends")
+    .expect("estimates");
+    assert_eq!(through_maintenance, exact);
     let report = store
         .scavenge_with(ScavengeOptions::default(), settings.clone())
         .await
