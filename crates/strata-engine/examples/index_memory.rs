@@ -2,7 +2,7 @@
 //! (`whole`, the default) or only the tail after the sorted runs (`tail`,
 //! `Config::index_memory_tail_only`); docs/BENCHMARKS.md ("On-disk index runs").
 //!
-//! `cargo run --release -p strata-engine --example index_memory -- DIR EVENTS STREAMS MODE`
+//! `cargo run --release -p strata-engine --example index_memory -- DIR EVENTS STREAMS MODE [nosys]`
 //!
 //! When DIR does not exist, first writes EVENTS events (type `E`, data `{}`) to STREAMS
 //! streams `s-<n>` through the append path (one append of EVENTS / STREAMS events per
@@ -10,7 +10,8 @@
 //! (`whole` or `tail`) and prints one JSON object: the open's time, `VmRSS` after the
 //! open, after the first index save (which publishes the runs: the tail-only index then
 //! drops what they cover), and after 10,000 stream heads and reads of random streams.
-//! Run each mode in its own process.
+//! Run each mode in its own process. `nosys` turns the system streams (the secondary
+//! indexes, which stay wholly in memory) off, for writing and opening alike.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,8 +35,12 @@ fn status(field: &str) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dir, events, streams, mode] = args.as_slice() else {
-        panic!("usage: index_memory DIR EVENTS STREAMS whole|tail");
+    let (dir, events, streams, mode, system_streams) = match args.as_slice() {
+        [dir, events, streams, mode] => (dir, events, streams, mode, true),
+        [dir, events, streams, mode, nosys] if nosys == "nosys" => {
+            (dir, events, streams, mode, false)
+        }
+        _ => panic!("usage: index_memory DIR EVENTS STREAMS whole|tail [nosys]"),
     };
     let dir = std::path::PathBuf::from(dir);
     let events: u64 = events.parse().expect("EVENTS");
@@ -48,7 +53,7 @@ async fn main() {
     let mut write_seconds = None;
     if !dir.exists() {
         let started = Instant::now();
-        write(&dir, events, streams).await;
+        write(&dir, events, streams, system_streams).await;
         write_seconds = Some(started.elapsed().as_secs_f64());
     }
     let rss_before_open = status("VmRSS:");
@@ -58,6 +63,7 @@ async fn main() {
         Config {
             durability: Durability::None,
             index_memory_tail_only: tail_only,
+            system_streams,
             ..Config::default()
         },
     )
@@ -96,7 +102,7 @@ async fn main() {
     let rss_after_lookups = status("VmRSS:");
     store.close();
     println!(
-        "{{\"mode\":\"{mode}\",\"events\":{events},\"streams\":{streams},\"write_s\":{},\
+        "{{\"mode\":\"{mode}\",\"system_streams\":{system_streams},\"events\":{events},\"streams\":{streams},\"write_s\":{},\
          \"open_s\":{open_seconds:.3},\"rss_before_open\":{rss_before_open},\
          \"rss_after_open\":{rss_after_open},\"hwm_after_open\":{hwm_after_open},\
          \"rss_after_save\":{rss_after_save},\"lookups\":{LOOKUPS},\"lookups_s\":{lookup_seconds:.3},\
@@ -106,11 +112,12 @@ async fn main() {
     );
 }
 
-async fn write(dir: &std::path::Path, events: u64, streams: u64) {
+async fn write(dir: &std::path::Path, events: u64, streams: u64, system_streams: bool) {
     let store = Store::open(
         dir,
         Config {
             durability: Durability::None,
+            system_streams,
             ..Config::default()
         },
     )

@@ -161,7 +161,11 @@ impl Index {
     /// below `to`, and whole entries whose tombstone and metadata they hold too. Calls
     /// `forgotten` with each entry dropped or cut, so that caches of the runs' heads can
     /// follow. Memory then holds the log after `to` (the unindexed tail).
-    pub(crate) fn drop_covered(&mut self, to: u64, mut forgotten: impl FnMut(&StreamName, &StreamEntry, u64)) {
+    pub(crate) fn drop_covered(
+        &mut self,
+        to: u64,
+        mut forgotten: impl FnMut(&StreamName, &StreamEntry, u64),
+    ) {
         if self.runs.covers_to() != Some(to) {
             return;
         }
@@ -170,7 +174,9 @@ impl Index {
             let removed = entry.positions.len() - live_positions(&entry.positions).len();
             let covered = removed
                 + live_positions(&entry.positions).partition_point(|&position| position < to);
-            let tombstone_covered = entry.tombstone_position.is_none_or(|position| position < to);
+            let tombstone_covered = entry
+                .tombstone_position
+                .is_none_or(|position| position < to);
             let metadata_covered = entry.metadata_covered(to);
             if covered == entry.positions.len() && tombstone_covered && metadata_covered {
                 forgotten(name, entry, covered as u64);
@@ -308,8 +314,7 @@ impl Index {
     /// [`REMOVED_POSITION`]: a replay found them removed by a scavenge.
     pub(crate) fn mark_removed_below(&mut self, stream: &StreamName, revision: u64) {
         let entry = self.entry_mut(stream);
-        let missing =
-            revision.saturating_sub(entry.first_revision + entry.positions.len() as u64);
+        let missing = revision.saturating_sub(entry.first_revision + entry.positions.len() as u64);
         entry.positions.extend(std::iter::repeat_n(
             REMOVED_POSITION,
             usize::try_from(missing).unwrap_or(usize::MAX),

@@ -105,8 +105,7 @@ impl HeadCache {
 
 impl HeadCacheInner {
     fn insert(&mut self, stream: StreamName, head: RunsHead) {
-        if self.current.len() >= self.generation_capacity && !self.current.contains_key(&stream)
-        {
+        if self.current.len() >= self.generation_capacity && !self.current.contains_key(&stream) {
             std::mem::swap(&mut self.previous, &mut self.current);
             self.current.clear();
         }
@@ -196,9 +195,9 @@ pub(crate) fn stream_head(shared: &Shared, stream: &StreamName) -> Result<Stream
             let base = RunsHead {
                 end_revision: head.end_revision,
                 tombstone: head.tombstone,
-                metadata: head.metadata.map(|json| {
-                    Arc::new(StreamMetadata::from_json_or_default(stream, &json))
-                }),
+                metadata: head
+                    .metadata
+                    .map(|json| Arc::new(StreamMetadata::from_json_or_default(stream, &json))),
             };
             shared.head_cache.insert(generation, stream, base.clone());
             base
@@ -209,7 +208,10 @@ pub(crate) fn stream_head(shared: &Shared, stream: &StreamName) -> Result<Stream
         .and_then(|tail| tail.end_revision)
         .unwrap_or(0)
         .max(base.end_revision);
-    let tombstone = tail.as_ref().and_then(|tail| tail.tombstone).or(base.tombstone);
+    let tombstone = tail
+        .as_ref()
+        .and_then(|tail| tail.tombstone)
+        .or(base.tombstone);
     Ok(StreamHead {
         last_revision: end.checked_sub(1),
         tombstoned: tombstone.is_some(),
@@ -283,11 +285,17 @@ pub(crate) fn positions(
 }
 
 /// The position of `revision` of `stream`, if the index has it.
-pub(crate) fn position_of(shared: &Shared, stream: &StreamName, revision: u64) -> Result<Option<u64>> {
-    Ok(positions(shared, stream, revision..revision.saturating_add(1))?
-        .first()
-        .copied()
-        .filter(|&position| position != REMOVED_POSITION))
+pub(crate) fn position_of(
+    shared: &Shared,
+    stream: &StreamName,
+    revision: u64,
+) -> Result<Option<u64>> {
+    Ok(
+        positions(shared, stream, revision..revision.saturating_add(1))?
+            .first()
+            .copied()
+            .filter(|&position| position != REMOVED_POSITION),
+    )
 }
 
 fn to_usize(value: u64) -> usize {

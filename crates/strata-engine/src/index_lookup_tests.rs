@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use strata_core::{
-    Direction, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions,
-    ReadStreamOptions, StreamMetadata, StreamName,
+    Direction, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, ReadStreamOptions,
+    StreamMetadata, StreamName,
 };
 
 use crate::config::Config;

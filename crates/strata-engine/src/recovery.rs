@@ -56,7 +56,10 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     let mut runs_at_open = None;
     let mut runs_to = 0;
     if config.index_memory_tail_only {
-        let (runs, dropped) = open_runs(&crate::index_saver::runs_dir(data_dir), SEGMENT_HEADER_BYTES)?;
+        let (runs, dropped) = open_runs(
+            &crate::index_saver::runs_dir(data_dir),
+            SEGMENT_HEADER_BYTES,
+        )?;
         for reason in dropped {
             tracing::warn!(%reason, "an index run is rebuilt");
         }

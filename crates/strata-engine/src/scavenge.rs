@@ -29,10 +29,10 @@ use crate::format::{
     encode_skip_trailer, frame_length,
 };
 use crate::index_file::{claimed_coverage, list_index_files};
+use crate::index_lookup::memory_head;
 use crate::log_reader::{LogReader, to_usize};
 use crate::segments::{Segments, scavenge_file_name, segment_file_name, sync_dir};
 use crate::shared::Shared;
-use crate::index_lookup::memory_head;
 
 /// Bytes read from a segment at once.
 const CHUNK_BYTES: u64 = 1 << 20;

@@ -280,7 +280,6 @@ impl Store {
     }
 }
 
-
 /// Runs the `$maxAge` search of a read: one event read per probe, no lock held.
 fn skip_expired(
     shared: &Shared,
@@ -304,7 +303,6 @@ fn skip_expired(
     read.skip_expired(&search);
     Ok(())
 }
-
 
 impl Drop for Store {
     fn drop(&mut self) {

@@ -26,11 +26,11 @@ use crate::format::{
     encode_padding,
 };
 use crate::index::{IdEntry, RecentIds};
+use crate::index_lookup::{position_of, stream_head};
 use crate::log_reader::{LogReader, to_usize};
 use crate::secondary::{RunKeys, TypeNames};
 use crate::segments::create_segment;
 use crate::shared::Shared;
-use crate::index_lookup::{position_of, stream_head};
 use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
 
 pub(crate) enum Request {
