@@ -355,3 +355,80 @@ async fn a_tail_only_open_rebuilds_a_corrupted_run() {
 async fn a_tail_only_open_rebuilds_a_removed_runs_directory() {
     reopened_after(|dir| std::fs::remove_dir_all(runs_dir(dir)).unwrap()).await;
 }
+
+/// Reads racing the drops: while streams are appended to and each save publishes runs
+/// (memory dropping what they cover), every read of a stream returns its revisions dense
+/// from 0, never fewer than an earlier read saw, and its state agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_racing_the_drops_see_every_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        durability: crate::config::Durability::None,
+        ..config(true)
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let streams: Vec<StreamName> = (0..12).map(|n| name(&format!("race-{n}"))).collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|reader| {
+            let (store, streams, done) = (store.clone(), streams.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = vec![0usize; streams.len()];
+                let mut reads = 0u64;
+                let mut turn = reader;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || reads < 50 {
+                    turn = (turn + 1) % streams.len();
+                    let stream = &streams[turn];
+                    let events = match store
+                        .read_stream(stream, ReadStreamOptions::forwards())
+                        .await
+                        .unwrap()
+                    {
+                        strata_core::StreamSlice::Found { events, .. } => events,
+                        strata_core::StreamSlice::NotFound => Vec::new(),
+                    };
+                    let revisions: Vec<u64> = events.iter().map(|event| event.revision.0).collect();
+                    let dense: Vec<u64> = (0..revisions.len() as u64).collect();
+                    assert_eq!(revisions, dense, "{stream}");
+                    assert!(revisions.len() >= seen[turn], "{stream} went back");
+                    seen[turn] = revisions.len();
+                    let state = store.stream_state(stream).await.unwrap();
+                    if let strata_core::StreamState::At(revision) = state {
+                        assert!(revision.0 + 1 >= revisions.len() as u64, "{stream}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for round in 0..40u64 {
+        for (number, stream) in streams.iter().enumerate() {
+            if (round + number as u64) % 3 == 0 {
+                continue;
+            }
+            store
+                .append(
+                    stream,
+                    ExpectedRevision::Any,
+                    vec![
+                        ProposedEvent::json("E", "{}"),
+                        ProposedEvent::json("E", "{}"),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        if round % 4 == 3 {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.checkpoint_indexes().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    for reader in readers {
+        assert!(reader.await.unwrap() >= 50);
+    }
+    assert!(store.shared.index.read().dropped_runs().is_some());
+}
