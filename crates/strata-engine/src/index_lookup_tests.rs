@@ -404,7 +404,7 @@ async fn reads_racing_the_drops_see_every_revision() {
         .collect();
     for round in 0..40u64 {
         for (number, stream) in streams.iter().enumerate() {
-            if (round + number as u64) % 3 == 0 {
+            if (round + number as u64).is_multiple_of(3) {
                 continue;
             }
             store
