@@ -9,6 +9,8 @@
 //! writes and one `fdatasync`), BATCHED events (default 2,000,000) of 200-byte JSON in
 //! appends of 1,000 from 8 tasks, then SINGLE events (default 300,000) one per append from
 //! 256 tasks, each append timed. Durability `fsync`. Prints one JSON object.
+//! `STRATA_INDEX_MEMORY_TAIL_ONLY=1` opens with `Config::index_memory_tail_only` (the
+//! index drops what each published run covers), for an A/B of that setting.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -40,10 +42,12 @@ async fn main() {
     assert!(!dir.exists(), "{} exists", dir.display());
     std::fs::create_dir_all(&dir).expect("create DIR");
     let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir);
+    let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY").is_ok_and(|value| value == "1");
     let store = Store::open(
         dir.join("store"),
         Config {
             durability: Durability::Fsync,
+            index_memory_tail_only: tail_only,
             ..Config::default()
         },
     )
@@ -76,7 +80,7 @@ async fn main() {
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "{{\"fdatasync_per_sec\":{fdatasync_per_sec:.0},\
+        "{{\"index_memory_tail_only\":{tail_only},\"fdatasync_per_sec\":{fdatasync_per_sec:.0},\
          \"disk_write_bytes_per_sec\":{write_bytes_per_sec:.0},\
          \"append_batched_events_per_sec\":{:.0},\
          \"append_batched_log_bytes_per_sec\":{:.0},\

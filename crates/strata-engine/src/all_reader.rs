@@ -225,11 +225,25 @@ impl AllReader<'_> {
         let Ok((Frame::Event(event), _)) = decode_frame(&frame, frame.len()) else {
             return Err(invalid());
         };
-        let index = self.shared.index.read();
-        let indexed = index.stream(event.stream).is_some_and(|entry| {
-            entry.positions.get(to_usize(event.revision)) == Some(&position)
-                || entry.tombstone_position == Some(position)
-        });
+        let in_memory = {
+            let index = self.shared.index.read();
+            index.dropped_runs().is_none().then(|| {
+                index.stream(event.stream).is_some_and(|entry| {
+                    entry.position(event.revision) == Some(position)
+                        || entry.tombstone_position == Some(position)
+                })
+            })
+        };
+        let indexed = match in_memory {
+            Some(indexed) => indexed,
+            None => {
+                let stream = strata_core::StreamName::from_stored(event.stream);
+                crate::index_lookup::position_of(self.shared, &stream, event.revision)?
+                    == Some(position)
+                    || crate::index_lookup::tombstone_position(self.shared, &stream)?
+                        == Some(position)
+            }
+        };
         if indexed {
             Ok(position)
         } else {

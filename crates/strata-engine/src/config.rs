@@ -27,6 +27,14 @@ pub struct Config {
     /// Log bytes after which the writer saves the index changes to an index file, so that
     /// opening replays at most this much log.
     pub index_checkpoint_interval_bytes: u64,
+    /// Drop from memory the index entries a published sorted run covers, so that memory
+    /// holds only the log after the runs and lookups read the rest from the runs
+    /// (docs/ENGINE.md, "Index"). Off by default: memory keeps every position and the
+    /// runs are a second copy. Scavenging is refused while it is on (not yet supported).
+    pub index_memory_tail_only: bool,
+    /// How many streams' heads read from the runs are cached (with
+    /// `index_memory_tail_only`), so that appends to hot streams do not read a run.
+    pub index_head_cache_max: usize,
     /// How many recent event ids are remembered to recognise re-sends with `Any`.
     pub recent_event_ids_max: usize,
     /// Bytes the writer gathers into one write and one fsync at most.
@@ -59,6 +67,8 @@ impl Default for Config {
             durability: Durability::Fsync,
             limits: Limits::default(),
             index_checkpoint_interval_bytes: 64 * 1024 * 1024,
+            index_memory_tail_only: false,
+            index_head_cache_max: 262_144,
             recent_event_ids_max: 1_000_000,
             group_commit_bytes_max: 8 * 1024 * 1024,
             system_streams: true,

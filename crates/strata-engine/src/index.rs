@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 use strata_core::{StreamMetadata, StreamName};
 
 use crate::format::TOMBSTONE_REVISION;
+use crate::run_file::RunSet;
 use crate::secondary::{RunKeys, SecondaryIndexes};
 
 /// Stands for a revision whose event a scavenge removed, when the index was rebuilt from a
@@ -21,10 +22,21 @@ pub(crate) fn live_positions(positions: &[u64]) -> &[u64] {
     &positions[positions.partition_point(|&position| position == REMOVED_POSITION)..]
 }
 
-#[derive(Default)]
 pub(crate) struct StreamEntry {
-    /// `positions[r]` is the log position of revision `r`.
+    /// `positions[i]` is the log position of revision `first_revision + i`.
     pub positions: Vec<u64>,
+    /// The revision of `positions[0]`: 0 unless the revisions before it were dropped into
+    /// the sorted runs (`Config::index_memory_tail_only`).
+    pub first_revision: u64,
+    /// Where the entry's revisions end is known from memory (false for an entry made by a
+    /// tombstone or metadata after older revisions went to the runs).
+    pub revisions_known: bool,
+    /// The tombstone and metadata here are the stream's whole story (nothing older of the
+    /// stream was dropped into the runs).
+    pub base_known: bool,
+    /// The newest indexed log position when the metadata was set: the metadata is in the
+    /// runs once they cover it.
+    metadata_at: u64,
     pub tombstone_position: Option<u64>,
     /// Parsed from the last event of `$$stream`.
     pub metadata: Option<Arc<StreamMetadata>>,
@@ -37,15 +49,60 @@ pub(crate) struct StreamEntry {
     listed_dirty: bool,
 }
 
+impl Default for StreamEntry {
+    fn default() -> Self {
+        Self {
+            positions: Vec::new(),
+            first_revision: 0,
+            revisions_known: true,
+            base_known: true,
+            metadata_at: 0,
+            tombstone_position: None,
+            metadata: None,
+            checkpointed_events: 0,
+            checkpointed_tombstone: false,
+            checkpointed_metadata: false,
+            listed_dirty: false,
+        }
+    }
+}
+
 impl StreamEntry {
+    /// The last revision as memory knows it (the whole answer unless the index dropped
+    /// older revisions into the runs: see `index_lookup`).
     pub(crate) fn last_revision(&self) -> Option<u64> {
-        (self.positions.len() as u64).checked_sub(1)
+        (self.first_revision + self.positions.len() as u64).checked_sub(1)
+    }
+
+    /// The revision after the last one memory holds, when memory knows it.
+    pub(crate) fn end_revision(&self) -> Option<u64> {
+        self.revisions_known
+            .then(|| self.first_revision + self.positions.len() as u64)
+    }
+
+    /// Whether runs ending at `to` hold the entry's metadata (or it has none).
+    pub(crate) fn metadata_covered(&self, to: u64) -> bool {
+        self.metadata.is_none() || self.metadata_at < to
+    }
+
+    /// The position of `revision`, when memory holds it.
+    pub(crate) fn position(&self, revision: u64) -> Option<u64> {
+        let offset = revision.checked_sub(self.first_revision)?;
+        self.positions.get(usize::try_from(offset).ok()?).copied()
     }
 }
 
 #[derive(Default)]
 pub(crate) struct Index {
     streams: HashMap<StreamName, StreamEntry>,
+    /// The sorted runs published by the index saver (a snapshot; lookups clone it).
+    runs: Arc<RunSet>,
+    /// Where the runs end when memory dropped what they cover (`None`: memory holds every
+    /// position, the runs are a second copy).
+    dropped_to: Option<u64>,
+    /// Streams that got a revision 0 (the stream count once entries are dropped).
+    streams_started: u64,
+    runs_generation: u64,
     /// Streams changed since the last index file.
     dirty: Vec<StreamName>,
     last_event_position: Option<u64>,
@@ -75,8 +132,72 @@ impl Index {
         self.streams.iter()
     }
 
+    /// The number of streams: the entries when memory holds them all, else the streams
+    /// that got a revision 0.
     pub(crate) fn stream_count(&self) -> usize {
-        self.streams.len()
+        match self.dropped_to {
+            None => self.streams.len(),
+            Some(_) => usize::try_from(self.streams_started).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The runs memory relies on, when it dropped what they cover.
+    pub(crate) fn dropped_runs(&self) -> Option<&Arc<RunSet>> {
+        self.dropped_to.map(|_| &self.runs)
+    }
+
+    /// Counts the runs published, so that a cache of their answers knows their age.
+    pub(crate) fn runs_generation(&self) -> u64 {
+        self.runs_generation
+    }
+
+    /// Publishes the runs the saver wrote (a snapshot of its set).
+    pub(crate) fn set_runs(&mut self, runs: Arc<RunSet>) {
+        self.runs = runs;
+        self.runs_generation += 1;
+    }
+
+    /// Drops from memory what the published runs cover (they end at `to`): positions
+    /// below `to`, and whole entries whose tombstone and metadata they hold too. Calls
+    /// `forgotten` with each entry dropped or cut, so that caches of the runs' heads can
+    /// follow. Memory then holds the log after `to` (the unindexed tail).
+    pub(crate) fn drop_covered(
+        &mut self,
+        to: u64,
+        mut forgotten: impl FnMut(&StreamName, &StreamEntry, u64),
+    ) {
+        if self.runs.covers_to() != Some(to) {
+            return;
+        }
+        self.dropped_to = Some(to);
+        self.streams.retain(|name, entry| {
+            let removed = entry.positions.len() - live_positions(&entry.positions).len();
+            let covered = removed
+                + live_positions(&entry.positions).partition_point(|&position| position < to);
+            let tombstone_covered = entry
+                .tombstone_position
+                .is_none_or(|position| position < to);
+            let metadata_covered = entry.metadata_covered(to);
+            if covered == entry.positions.len() && tombstone_covered && metadata_covered {
+                forgotten(name, entry, covered as u64);
+                return false;
+            }
+            if covered == 0 {
+                return true;
+            }
+            forgotten(name, entry, covered as u64);
+            entry.positions.drain(..covered);
+            entry.positions.shrink_to_fit();
+            entry.first_revision += covered as u64;
+            entry.checkpointed_events = entry.checkpointed_events.saturating_sub(covered);
+            true
+        });
+        self.streams.shrink_to_fit();
+        let dirty = std::mem::take(&mut self.dirty);
+        self.dirty = dirty
+            .into_iter()
+            .filter(|name| self.streams.contains_key(name))
+            .collect();
     }
 
     pub(crate) fn events_total(&self) -> u64 {
@@ -87,9 +208,44 @@ impl Index {
         self.last_event_position
     }
 
+    /// A new entry: whole unless memory dropped older parts of streams into the runs;
+    /// then an entry made by a tombstone or metadata reads where the stream's revisions
+    /// end from the runs (rare: a cold stream's metadata or tombstone), so that what is
+    /// saved of it continues the stream.
+    fn new_entry(&self, stream: &StreamName, first_revision: Option<u64>) -> StreamEntry {
+        if self.dropped_to.is_none() {
+            return StreamEntry::default();
+        }
+        let (first_revision, revisions_known) = match first_revision {
+            Some(revision) => (revision, true),
+            None => match self
+                .runs
+                .head(crate::run_file::KIND_STREAM, stream.as_str().as_bytes())
+            {
+                Ok(head) => (head.map_or(0, |head| head.end_revision), true),
+                Err(error) => {
+                    tracing::warn!(%error, %stream, "cannot read a stream's head from the index runs");
+                    (0, false)
+                }
+            },
+        };
+        StreamEntry {
+            first_revision,
+            revisions_known,
+            base_known: false,
+            ..StreamEntry::default()
+        }
+    }
+
     fn entry_mut(&mut self, stream: &StreamName) -> &mut StreamEntry {
+        self.entry_at(stream, None)
+    }
+
+    /// The entry of `stream`, made (starting at `first_revision` when given) if missing.
+    fn entry_at(&mut self, stream: &StreamName, first_revision: Option<u64>) -> &mut StreamEntry {
         if !self.streams.contains_key(stream) {
-            self.streams.insert(stream.clone(), StreamEntry::default());
+            let entry = self.new_entry(stream, first_revision);
+            self.streams.insert(stream.clone(), entry);
         }
         let entry = self
             .streams
@@ -110,9 +266,12 @@ impl Index {
             self.entry_mut(stream).tombstone_position = Some(position);
             return;
         }
-        let entry = self.entry_mut(stream);
+        if revision == 0 {
+            self.streams_started += 1;
+        }
+        let entry = self.entry_at(stream, Some(revision));
         debug_assert_eq!(
-            entry.positions.len() as u64,
+            entry.first_revision + entry.positions.len() as u64,
             revision,
             "revisions are dense"
         );
@@ -139,9 +298,12 @@ impl Index {
         }
         self.last_event_position = Some(last_position);
         self.events_total += positions.len() as u64;
-        let entry = self.entry_mut(stream);
+        if first_revision == 0 {
+            self.streams_started += 1;
+        }
+        let entry = self.entry_at(stream, Some(first_revision));
         debug_assert_eq!(
-            entry.positions.len() as u64,
+            entry.first_revision + entry.positions.len() as u64,
             first_revision,
             "revisions of a stream are dense"
         );
@@ -152,7 +314,7 @@ impl Index {
     /// [`REMOVED_POSITION`]: a replay found them removed by a scavenge.
     pub(crate) fn mark_removed_below(&mut self, stream: &StreamName, revision: u64) {
         let entry = self.entry_mut(stream);
-        let missing = revision.saturating_sub(entry.positions.len() as u64);
+        let missing = revision.saturating_sub(entry.first_revision + entry.positions.len() as u64);
         entry.positions.extend(std::iter::repeat_n(
             REMOVED_POSITION,
             usize::try_from(missing).unwrap_or(usize::MAX),
@@ -161,8 +323,10 @@ impl Index {
 
     /// Sets a stream's metadata; the next index file saves it.
     pub(crate) fn set_metadata(&mut self, stream: &StreamName, metadata: Arc<StreamMetadata>) {
+        let at = self.last_event_position.unwrap_or(0);
         let entry = self.entry_mut(stream);
         entry.metadata = Some(metadata);
+        entry.metadata_at = at;
         entry.checkpointed_metadata = false;
     }
 
@@ -176,6 +340,45 @@ impl Index {
             entry.metadata = Some(metadata);
             entry.checkpointed_metadata = true;
         }
+    }
+
+    /// Counts a stream record of an index file the runs hold, without loading it.
+    pub(crate) fn count_in_runs(
+        &mut self,
+        first_revision: u64,
+        positions: &[u64],
+        tombstone_position: Option<u64>,
+    ) {
+        if first_revision == 0 && !positions.is_empty() {
+            self.streams_started += 1;
+        }
+        self.events_total += positions.len() as u64 + u64::from(tombstone_position.is_some());
+        let newest = positions.last().copied().max(tombstone_position);
+        self.last_event_position = self.last_event_position.max(newest);
+    }
+
+    /// Starts from runs that hold the streams up to `to` (the open counted, not loaded,
+    /// the index files they cover).
+    pub(crate) fn start_after_runs(&mut self, runs: Arc<RunSet>, to: u64) {
+        self.set_runs(runs);
+        self.dropped_to = Some(to);
+    }
+
+    /// The revision the next event of `stream` must have (reading the runs when memory
+    /// holds nothing of the stream and dropped older parts).
+    pub(crate) fn next_revision(&self, stream: &StreamName) -> strata_core::Result<u64> {
+        if let Some(entry) = self.streams.get(stream)
+            && let Some(end) = entry.end_revision()
+        {
+            return Ok(end);
+        }
+        if self.dropped_to.is_none() {
+            return Ok(0);
+        }
+        Ok(self
+            .runs
+            .head(crate::run_file::KIND_STREAM, stream.as_str().as_bytes())?
+            .map_or(0, |head| head.end_revision))
     }
 
     /// Makes room for `additional` more streams.
@@ -193,14 +396,22 @@ impl Index {
         tombstone_position: Option<u64>,
     ) -> bool {
         if !self.streams.contains_key(stream) {
-            self.streams
-                .insert(StreamName::from_stored(stream), StreamEntry::default());
+            // Older revisions may be in the runs (an open after runs that end earlier).
+            let mut entry = StreamEntry::default();
+            if self.dropped_to.is_some() {
+                entry.first_revision = first_revision;
+                entry.base_known = false;
+            }
+            self.streams.insert(StreamName::from_stored(stream), entry);
         }
         let Some(entry) = self.streams.get_mut(stream) else {
             unreachable!("inserted above");
         };
-        if entry.positions.len() as u64 != first_revision {
+        if entry.first_revision + entry.positions.len() as u64 != first_revision {
             return false;
+        }
+        if first_revision == 0 && !positions.is_empty() {
+            self.streams_started += 1;
         }
         if entry.positions.is_empty() {
             entry.positions = positions.to_vec();
@@ -266,6 +477,7 @@ impl Index {
         let live = live_positions(&entry.positions);
         let removed = entry.positions.len() - live.len();
         let (low, positions) = slice(live);
+        let removed = removed + usize::try_from(entry.first_revision).unwrap_or(usize::MAX);
         let tombstone = entry
             .tombstone_position
             .filter(|&position| in_range(position));
@@ -307,7 +519,7 @@ impl Index {
                 continue;
             };
             entry.listed_dirty = false;
-            let first_revision = entry.checkpointed_events as u64;
+            let first_revision = entry.first_revision + entry.checkpointed_events as u64;
             let positions = entry.positions[entry.checkpointed_events..].to_vec();
             let tombstone_position = entry
                 .tombstone_position
@@ -457,7 +669,7 @@ mod size_tests {
     /// docs/ENGINE.md ("Memory") states these sizes; change the docs with them.
     #[test]
     fn the_sizes_the_memory_formula_uses() {
-        assert_eq!(std::mem::size_of::<(StreamName, StreamEntry)>(), 80);
+        assert_eq!(std::mem::size_of::<(StreamName, StreamEntry)>(), 96);
         assert_eq!(std::mem::size_of::<(u128, IdEntry)>(), 48);
     }
 }

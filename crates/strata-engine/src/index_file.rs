@@ -168,6 +168,17 @@ impl std::fmt::Display for Unusable {
 /// Reads an index file into `index`. Returns the range it covers, or why it is unusable.
 /// On error `index` may hold part of the file: callers rebuild from the log then.
 pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage, Unusable> {
+    load_index_file_after_runs(path, index, 0)
+}
+
+/// As [`load_index_file`], but a file ending at or before `runs_to` (the sorted runs
+/// hold what it says of streams) has its stream records checked and counted, not loaded;
+/// its secondary postings are loaded.
+pub(crate) fn load_index_file_after_runs(
+    path: &Path,
+    index: &mut Index,
+    runs_to: u64,
+) -> Result<Coverage, Unusable> {
     let bytes = std::fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
     let (body, version, coverage) = check_index_bytes(&bytes)?;
     let unusable = |reason: String| Unusable {
@@ -192,13 +203,16 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
         at: HEADER_BYTES - 8,
     };
     let stream_count = cursor.u64().map_err(unusable)?;
-    index.reserve_streams(
-        usize::try_from(stream_count)
-            .unwrap_or(0)
-            .min(body.len() / STREAM_RECORD_BYTES_MIN as usize),
-    );
+    let in_runs = coverage.covers_to <= runs_to;
+    if !in_runs {
+        index.reserve_streams(
+            usize::try_from(stream_count)
+                .unwrap_or(0)
+                .min(body.len() / STREAM_RECORD_BYTES_MIN as usize),
+        );
+    }
     for _ in 0..stream_count {
-        load_stream_record(&mut cursor, index).map_err(unusable)?;
+        load_stream_record(&mut cursor, index, in_runs).map_err(unusable)?;
     }
     let postings_count = cursor.u64().map_err(unusable)?;
     for _ in 0..postings_count {
@@ -240,7 +254,12 @@ pub(crate) fn claimed_coverage(path: &Path) -> Option<Coverage> {
         .map(|(_, _, coverage)| coverage)
 }
 
-fn load_stream_record(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
+/// Loads one stream record, or only counts it when the runs hold it (`in_runs`).
+fn load_stream_record(
+    cursor: &mut Cursor<'_>,
+    index: &mut Index,
+    in_runs: bool,
+) -> Result<(), String> {
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
@@ -252,6 +271,14 @@ fn load_stream_record(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), 
     let first_revision = cursor.u64()?;
     let positions = cursor.positions()?;
     let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
+    if in_runs {
+        index.count_in_runs(first_revision, &positions, tombstone);
+        if flags & FLAG_METADATA != 0 {
+            let length = cursor.u32()? as usize;
+            cursor.take(length)?;
+        }
+        return Ok(());
+    }
     if !index.load_positions(name, first_revision, &positions, tombstone) {
         return Err(format!("does not continue stream {name} where it stands"));
     }

@@ -11,7 +11,7 @@ use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
 use crate::index::Index;
 use crate::index_file::{
     STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, list_index_files,
-    load_index_file,
+    load_index_file_after_runs,
 };
 use crate::log_reader::LogReader;
 use crate::segments::Segments;
@@ -35,9 +35,22 @@ pub(crate) fn load_index(
     segments: &Segments,
     system_streams: bool,
 ) -> Result<LoadedIndex> {
+    load_index_after_runs(index_dir, segments, system_streams, 0)
+}
+
+/// Loads the index files in order; the stream records of files ending at or before
+/// `runs_to` are only counted (the sorted runs hold them).
+pub(crate) fn load_index_after_runs(
+    index_dir: &Path,
+    segments: &Segments,
+    system_streams: bool,
+    runs_to: u64,
+) -> Result<LoadedIndex> {
     let files = list_index_files(index_dir)?;
     let mut index = Index::new(system_streams);
-    reserve_streams(&mut index, &files);
+    if runs_to == 0 {
+        reserve_streams(&mut index, &files);
+    }
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
     let mut claims = Vec::new();
@@ -55,7 +68,7 @@ pub(crate) fn load_index(
             claims.extend(claimed_coverage(path).map(|coverage| claim(coverage.covers_to)));
             continue;
         }
-        match load_index_file(path, &mut index) {
+        match load_index_file_after_runs(path, &mut index, runs_to) {
             Ok(coverage) => {
                 claims.push(claim(coverage.covers_to));
                 if coverage.covers_from == covered_to {

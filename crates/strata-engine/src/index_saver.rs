@@ -71,6 +71,7 @@ impl IndexSaver {
             .spawn(move || {
                 let mut runs = RunWriter::new(shared, at_open);
                 runs.catch_up();
+                runs.publish();
                 let mut failed = false;
                 for work in to_write {
                     let contents = match work {
@@ -236,8 +237,18 @@ impl RunWriter {
                 self.stopped = true;
                 return;
             }
-            self.runs = RunSet::default();
-            self.end = self.start;
+            if self.shared.index.read().dropped_runs().is_some() {
+                // Memory holds only what the runs do not: they are copied from the open
+                // files, and memory holds the rest.
+                if let Err(error) = self.rewrite_runs() {
+                    tracing::warn!(%error, "could not write the index runs again; the next open rebuilds them");
+                    self.stopped = true;
+                    return;
+                }
+            } else {
+                self.runs = RunSet::default();
+                self.end = self.start;
+            }
             self.index_covered_to = from;
             self.catch_up();
         }
@@ -274,6 +285,51 @@ impl RunWriter {
             tracing::warn!(%error, "could not merge index runs; the next open rebuilds them");
             self.stopped = true;
         }
+        self.publish();
+    }
+
+    /// Hands the runs to the index; with `index_memory_tail_only`, the index then drops
+    /// what they cover. Runs a merge replaced stay readable while a lookup holds them
+    /// (their files are open).
+    fn publish(&self) {
+        let runs = Arc::new(self.runs.clone());
+        let mut index = self.shared.index.write();
+        index.set_runs(runs);
+        if self.shared.config.index_memory_tail_only && !self.stopped {
+            let generation = index.runs_generation();
+            self.shared
+                .head_cache
+                .follow_drop(generation, &mut index, self.end);
+        }
+    }
+
+    /// Writes the runs again into a recreated runs directory from the open runs (their
+    /// files were removed, not their contents), once memory no longer holds what they
+    /// cover.
+    fn rewrite_runs(&mut self) -> strata_core::Result<()> {
+        let mut rewritten = RunSet::default();
+        for run in self.runs.runs() {
+            let path = self.dir.join(run_file_name(run.covers_from, run.covers_to));
+            let mut failure = None;
+            let entries = run.scan()?.map_while(|entry| match entry {
+                Ok(entry) => Some(entry),
+                Err(error) => {
+                    failure = Some(error);
+                    None
+                }
+            });
+            write_run(&path, run.covers_from, run.covers_to, entries)?;
+            if let Some(error) = failure {
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+            let reopened = Run::open(&path).map_err(|reason| strata_core::Error::Corrupt {
+                detail: format!("run {} {reason}", path.display()),
+            })?;
+            rewritten.push(reopened)?;
+        }
+        self.runs = rewritten;
+        Ok(())
     }
 }
 

@@ -27,6 +27,21 @@ pub(crate) fn read(
     let wanted = options
         .max_count
         .min(examined_max.clamp(1, EXAMINED_EVENTS_MAX));
+    // The stream named as the category itself, read through the runs when memory holds
+    // only its tail.
+    let category_stream = match key {
+        IndexKey::Category(category) if shared.index.read().dropped_runs().is_some() => {
+            match strata_core::StreamName::new(category) {
+                Ok(name) => {
+                    let mut stream = crate::index_lookup::positions(shared, &name, 0..u64::MAX)?;
+                    stream.retain(|&position| position != crate::index::REMOVED_POSITION);
+                    Some(stream)
+                }
+                Err(_) => Some(Vec::new()),
+            }
+        }
+        _ => None,
+    };
     let (mut positions, newest_event) = {
         let index = shared.index.read();
         let mut lists: Vec<&[u64]> = Vec::new();
@@ -39,7 +54,9 @@ pub(crate) fn read(
                     .map(|postings| postings.positions.as_slice()),
             );
         }
-        if let IndexKey::Category(category) = key {
+        if let Some(stream) = &category_stream {
+            lists.push(stream);
+        } else if let IndexKey::Category(category) = key {
             lists.extend(
                 index
                     .stream(category.as_str())

@@ -41,6 +41,7 @@ mod format;
 mod index;
 mod index_file;
 mod index_load;
+mod index_lookup;
 mod index_saver;
 mod indexed_reader;
 mod io;

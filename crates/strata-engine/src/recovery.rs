@@ -18,7 +18,7 @@ use strata_core::{Error, Result};
 use crate::config::Config;
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index::{Index, RecentIds};
-use crate::index_load::load_index;
+use crate::index_load::{load_index, load_index_after_runs};
 use crate::io::Seam;
 use crate::log_reader::to_usize;
 use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
@@ -50,8 +50,35 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     let (segments, created) = open_log(data_dir, config)?;
     let segment_size_bytes = segments.size_bytes();
     let mut recent_ids = RecentIds::new(config.recent_event_ids_max);
-    let loaded = load_index(&data_dir.join("index"), &segments, config.system_streams)?;
+    let index_dir = data_dir.join("index");
+    // With the index's memory holding only the tail, the intact runs hold the streams of
+    // the index files they cover: those files' stream records are counted, not loaded.
+    let mut runs_at_open = None;
+    let mut runs_to = 0;
+    if config.index_memory_tail_only {
+        let (runs, dropped) = open_runs(
+            &crate::index_saver::runs_dir(data_dir),
+            SEGMENT_HEADER_BYTES,
+        )?;
+        for reason in dropped {
+            tracing::warn!(%reason, "an index run is rebuilt");
+        }
+        runs_to = runs.covers_to().unwrap_or(0);
+        runs_at_open = Some(runs);
+    }
+    let mut loaded = load_index_after_runs(&index_dir, &segments, config.system_streams, runs_to)?;
+    if runs_to > 0 && loaded.problem.is_none() && loaded.covered_to < runs_to {
+        // The runs reach past the index files (dropped below): load the files whole.
+        loaded = load_index(&index_dir, &segments, config.system_streams)?;
+        runs_to = 0;
+    }
     let mut index = loaded.index;
+    if runs_to > 0
+        && loaded.problem.is_none()
+        && let Some(runs) = &runs_at_open
+    {
+        index.start_after_runs(std::sync::Arc::new(runs.clone()), runs_to);
+    }
     let replayed = replay(
         &segments,
         &mut index,
@@ -92,7 +119,15 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         // before its own sync: make it durable before publishing it as such.
         segments.sync(segments.segment_of(loaded.covered_to.min(end))..segments.count())?;
     }
-    let runs = open_index_runs(data_dir, loaded.covered_to)?;
+    let runs = match runs_at_open {
+        Some(mut runs) => {
+            for reason in runs.retain_up_to(loaded.covered_to) {
+                tracing::warn!(%reason, "an index run is rebuilt");
+            }
+            runs
+        }
+        None => open_index_runs(data_dir, loaded.covered_to)?,
+    };
     if clean_end.is_some() {
         remove_clean_marker(data_dir)?;
     }

@@ -174,9 +174,7 @@ fn apply(
     scavenged: bool,
 ) -> Result<()> {
     for event in events {
-        let mut expected_revision = index
-            .stream(&event.stream)
-            .map_or(0, |entry| entry.positions.len() as u64);
+        let mut expected_revision = index.next_revision(&event.stream)?;
         if scavenged
             && event.revision != crate::format::TOMBSTONE_REVISION
             && event.revision > expected_revision

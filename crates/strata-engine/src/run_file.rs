@@ -22,9 +22,10 @@
 //! stream's positions from the newer run must continue where the older run's end.
 //!
 //! The store writes a run beside each index file (`index_saver`), merges them in the
-//! background, and checks and rebuilds them at open; lookups do not read them yet
-//! (docs/ENGINE.md, "Index", says what remains), hence the `dead_code` allowance outside
-//! tests for the lookup side.
+//! background, and checks and rebuilds them at open; the stream lookups read them when
+//! the index keeps only its tail in memory (`index_lookup`). Parts of the lookup side are
+//! used by tests only until the secondary postings read them too (docs/ENGINE.md,
+//! "Index", says what remains), hence the `dead_code` allowance outside tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::fs::File;
@@ -722,9 +723,11 @@ impl MergeIter<'_, '_> {
 
 /// Runs covering consecutive ranges of the log, oldest first; a key's positions are the
 /// concatenation of its records in them.
-#[derive(Debug, Default)]
+/// Runs chained from the log's start; cloned cheaply (the runs are shared), so that the
+/// index can publish a snapshot that lookups read while the saver goes on.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct RunSet {
-    runs: Vec<Run>,
+    runs: Vec<std::sync::Arc<Run>>,
 }
 
 /// What the runs hold of one key, without its positions.
@@ -748,11 +751,11 @@ impl RunSet {
                 last.path.display()
             )));
         }
-        self.runs.push(run);
+        self.runs.push(std::sync::Arc::new(run));
         Ok(())
     }
 
-    pub(crate) fn runs(&self) -> &[Run] {
+    pub(crate) fn runs(&self) -> &[std::sync::Arc<Run>] {
         &self.runs
     }
 
@@ -763,8 +766,10 @@ impl RunSet {
 
     /// Bytes of memory the open runs hold.
     pub(crate) fn resident_bytes(&self) -> usize {
-        self.runs.iter().map(Run::resident_bytes).sum::<usize>()
-            + self.runs.capacity() * std::mem::size_of::<Run>()
+        self.runs
+            .iter()
+            .map(|run| run.resident_bytes() + std::mem::size_of::<Run>())
+            .sum::<usize>()
     }
 
     /// Drops (and removes the files of) the runs that reach past `limit`: the log or the
@@ -784,29 +789,54 @@ impl RunSet {
             .collect()
     }
 
-    /// The head of a key: where its revisions end, its tombstone and metadata (newest run
-    /// that sets them). `None` when no run holds the key.
+    /// The head of a key: where its revisions end (the furthest any run says), its
+    /// tombstone and metadata (newest run that sets them). `None` when no run holds the
+    /// key.
     pub(crate) fn head(&self, kind: u8, key: &[u8]) -> Result<Option<KeyHead>> {
         let mut head: Option<KeyHead> = None;
         for run in self.runs.iter().rev() {
             let Some(record) = run.get(kind, key)? else {
                 continue;
             };
-            let found = head.get_or_insert_with(|| KeyHead {
-                end_revision: record.end_revision(),
-                ..KeyHead::default()
-            });
+            let found = head.get_or_insert_with(KeyHead::default);
+            found.end_revision = found.end_revision.max(record.end_revision());
             if found.tombstone.is_none() {
                 found.tombstone = record.tombstone;
             }
             if found.metadata.is_none() {
                 found.metadata = record.metadata;
             }
-            if found.metadata.is_some() && (found.tombstone.is_some() || kind != KIND_STREAM) {
-                break;
-            }
         }
         Ok(head)
+    }
+
+    /// The first revision the runs hold of a key (revisions below it were removed by a
+    /// scavenge), with the positions of revisions `[from, to)` that they hold.
+    pub(crate) fn revisions(
+        &self,
+        kind: u8,
+        key: &[u8],
+        from: u64,
+        to: u64,
+    ) -> Result<Option<(u64, Vec<u64>)>> {
+        let mut first = None;
+        let mut out = Vec::new();
+        for run in &self.runs {
+            let Some(record) = run.get(kind, key)? else {
+                continue;
+            };
+            first.get_or_insert(record.first_revision);
+            let start = from.max(record.first_revision);
+            let end = to.min(record.end_revision());
+            if start < end {
+                out.extend(run.positions(
+                    &record,
+                    start - record.first_revision,
+                    end - record.first_revision,
+                )?);
+            }
+        }
+        Ok(first.map(|first| (first, out)))
     }
 
     /// The positions of revisions `[from, to)` of a key, ascending; revisions the runs do
@@ -849,7 +879,7 @@ impl RunSet {
                 .map_err(|reason| corrupt(format!("merged run {} {reason}", path.display())))?;
             let newer = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
             let older = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
-            self.runs.push(merged);
+            self.runs.push(std::sync::Arc::new(merged));
             for replaced in [older, newer] {
                 if replaced.path != path {
                     let _ = std::fs::remove_file(&replaced.path);
@@ -918,7 +948,7 @@ pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)>
     for run in candidates {
         if run.covers_from == at && run.covers_to > at {
             at = run.covers_to;
-            set.runs.push(run);
+            set.runs.push(std::sync::Arc::new(run));
         } else if run.covers_to <= at {
             // Superseded by a merge that holds it.
             let _ = std::fs::remove_file(&run.path);

@@ -27,11 +27,11 @@ use crate::format::{
     TOMBSTONE_REVISION, decode_frame, encode_segment_header_of_version, frame_length,
 };
 use crate::index_file::{claimed_coverage, list_index_files};
+use crate::index_lookup::memory_head;
 use crate::log_reader::{LogReader, to_usize};
 use crate::scavenge_copy::Copy;
 use crate::segments::{Segments, scavenge_file_name, segment_file_name, sync_dir};
 use crate::shared::Shared;
-use crate::store::stream_head;
 
 /// Bytes read from a segment at once.
 const CHUNK_BYTES: u64 = 1 << 20;
@@ -362,10 +362,10 @@ fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
     {
         let index = shared.index.read();
         for (stream, entry) in index.streams() {
-            let head = stream_head(&index, stream);
+            let head = memory_head(Some(entry));
             let described = stream
                 .described_stream()
-                .map(|described| stream_head(&index, &described));
+                .map(|described| memory_head(index.stream(&described)));
             let metadata = entry.metadata.clone();
             match rules::retention(stream, &head, described.as_ref(), now) {
                 Retention::AllButTombstone => {

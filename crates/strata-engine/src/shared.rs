@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub index_dir: PathBuf,
     pub segments: Segments,
     pub index: RwLock<Index>,
+    /// The runs' heads of recently used streams (`index_lookup`).
+    pub head_cache: crate::index_lookup::HeadCache,
     /// Everything before this position is durable and visible; it only grows.
     pub durable_end: AtomicU64,
     /// Everything before this position has been synced to disk (with durability `none`,
@@ -54,6 +56,7 @@ impl Shared {
         }
         let (log_end, _) = watch::channel(Position(durable_end));
         Self {
+            head_cache: crate::index_lookup::HeadCache::new(config.index_head_cache_max),
             index_dir: data_dir.join("index"),
             config,
             data_dir,

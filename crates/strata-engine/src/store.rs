@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::all_reader::{self, off_the_runtime};
 use crate::config::Config;
-use crate::index::Index;
+use crate::index_lookup::{positions, stream_head};
 use crate::log_reader::{LogReader, to_usize};
 use crate::recovery::recover;
 use crate::shared::Shared;
@@ -137,7 +137,22 @@ impl Store {
         if self.threads.lock().is_empty() {
             return Err(Error::Closed);
         }
+        self.refuse_scavenge_with_tail_only_index()?;
         crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
+    }
+
+    /// A scavenge walks every stream of the in-memory index: with
+    /// `index_memory_tail_only`, memory holds only the tail, so a running store refuses
+    /// (`Store::scavenge_closed` opens the store with the whole index in memory).
+    fn refuse_scavenge_with_tail_only_index(&self) -> Result<()> {
+        if self.shared.config.index_memory_tail_only {
+            return Err(Error::InvalidArgument {
+                reason: "a running store with index_memory_tail_only cannot scavenge yet; \
+                         scavenge it closed (strata scavenge)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// An estimate of the frame bytes a scavenge would remove now (docs/SCAVENGING.md,
@@ -151,6 +166,7 @@ impl Store {
         if self.threads.lock().is_empty() {
             return Err(Error::Closed);
         }
+        self.refuse_scavenge_with_tail_only_index()?;
         crate::scavenge::estimate_reclaimable(&self.shared)
     }
 
@@ -179,10 +195,12 @@ impl Store {
     /// As [`Store::open`] and [`Store::scavenge`].
     pub fn scavenge_closed(
         data_dir: impl AsRef<Path>,
-        config: Config,
+        mut config: Config,
         options: crate::ScavengeOptions,
     ) -> Result<crate::ScavengeReport> {
         let data_dir = data_dir.as_ref();
+        // The scavenge walks the whole index in memory.
+        config.index_memory_tail_only = false;
         let store = Store::open(data_dir, config)?;
         store.close();
         let _lock = lock_directory(data_dir)?;
@@ -253,23 +271,13 @@ impl Store {
     }
 
     /// The published heads of `stream` and of the stream it describes, if it is `$$S`.
-    fn read_heads(&self, stream: &StreamName) -> (StreamHead, Option<StreamHead>) {
-        let index = self.shared.index.read();
+    fn read_heads(&self, stream: &StreamName) -> Result<(StreamHead, Option<StreamHead>)> {
         let described = stream
             .described_stream()
-            .map(|described| stream_head(&index, &described));
-        (stream_head(&index, stream), described)
+            .map(|described| stream_head(&self.shared, &described))
+            .transpose()?;
+        Ok((stream_head(&self.shared, stream)?, described))
     }
-}
-
-/// Positions of `revisions` of `stream`, copied out under the index lock.
-fn positions(shared: &Shared, stream: &StreamName, revisions: std::ops::Range<u64>) -> Vec<u64> {
-    let index = shared.index.read();
-    index.stream(stream).map_or_else(Vec::new, |entry| {
-        let end = to_usize(revisions.end).min(entry.positions.len());
-        let start = to_usize(revisions.start).min(end);
-        entry.positions[start..end].to_vec()
-    })
 }
 
 /// Runs the `$maxAge` search of a read: one event read per probe, no lock held.
@@ -284,7 +292,7 @@ fn skip_expired(
     };
     let reader = LogReader::new(&shared.segments);
     while let Some(revision) = search.next_probe() {
-        let created = match positions(shared, stream, revision..revision + 1).first() {
+        let created = match positions(shared, stream, revision..revision + 1)?.first() {
             Some(&position) => reader
                 .read_event_if_present(position)?
                 .map(|event| event.created),
@@ -294,17 +302,6 @@ fn skip_expired(
     }
     read.skip_expired(&search);
     Ok(())
-}
-
-/// A stream's head as the index has it (published groups only).
-pub(crate) fn stream_head(index: &Index, stream: &StreamName) -> StreamHead {
-    index
-        .stream(stream)
-        .map_or_else(StreamHead::default, |entry| StreamHead {
-            last_revision: entry.last_revision(),
-            tombstoned: entry.tombstone_position.is_some(),
-            metadata: entry.metadata.clone(),
-        })
 }
 
 impl Drop for Store {
@@ -457,7 +454,7 @@ impl EventStore for Store {
         {
             return read_system_stream(self, stream, &key, options).await;
         }
-        let (head, described_head) = self.read_heads(stream);
+        let (head, described_head) = self.read_heads(stream)?;
         let Some(mut read) =
             rules::plan_stream_read(stream, &head, described_head.as_ref(), &options)?
         else {
@@ -467,7 +464,7 @@ impl EventStore for Store {
         let (shared, stream) = (Arc::clone(&self.shared), stream.clone());
         let (mut events, read) = off_the_runtime(move || {
             skip_expired(&shared, &stream, &mut read, now)?;
-            let positions = positions(&shared, &stream, read.revisions());
+            let positions = positions(&shared, &stream, read.revisions())?;
             let mut events: Vec<RecordedEvent> =
                 LogReader::new(&shared.segments).read_events(&positions)?;
             events.retain(|event| read.is_visible(event, now));
@@ -542,7 +539,7 @@ impl EventStore for Store {
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {
-        Ok(stream_head(&self.shared.index.read(), stream).state())
+        Ok(stream_head(&self.shared, stream)?.state())
     }
 
     async fn delete_stream(

@@ -26,11 +26,11 @@ use crate::format::{
     encode_padding,
 };
 use crate::index::{IdEntry, RecentIds};
+use crate::index_lookup::{position_of, stream_head};
 use crate::log_reader::{LogReader, to_usize};
 use crate::secondary::{RunKeys, TypeNames};
 use crate::segments::create_segment;
 use crate::shared::Shared;
-use crate::store::stream_head;
 use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
 
 pub(crate) enum Request {
@@ -717,7 +717,7 @@ impl StreamView for WriterView<'_> {
         {
             return Ok(head.clone());
         }
-        Ok(stream_head(&self.shared.index.read(), stream))
+        stream_head(self.shared, stream)
     }
 
     fn event_position(
@@ -734,12 +734,7 @@ impl StreamView for WriterView<'_> {
         }
         // Not among the recent ids for this place (the id may also have been used in
         // another stream since): the stored event decides, read without the index lock.
-        let position = {
-            let index = self.shared.index.read();
-            index
-                .stream(stream)
-                .and_then(|entry| entry.positions.get(to_usize(revision)).copied())
-        };
+        let position = position_of(self.shared, stream, revision)?;
         let Some(position) = position else {
             return Ok(None);
         };
