@@ -276,7 +276,11 @@ uma_rss0="$(rss_kb "$uma_pid" VmRSS)"
 
 esbs_commit="$(git -C "$esbs_dir" rev-parse HEAD 2>/dev/null || echo unknown)"
 {
-  echo "strata: $("$strata" --version 2>/dev/null || echo strata) at $(git -C "$repo" rev-parse --short HEAD) ($strata), port $strata_port"
+  if [ -n "${STRATA_BIN:-}" ]; then
+    echo "strata: $("$strata" --version) ($strata), port $strata_port"
+  else
+    echo "strata: $("$strata" --version) built at $(git -C "$repo" rev-parse --short HEAD), port $strata_port"
+  fi
   echo "umadb: $umadb ($UMADB_SRC ${UMADB_VERSION}), port $uma_port"
   echo "esbs: $esbs_commit"
   echo "rounds $rounds, ${duration}s per run, workloads: ${workloads[*]}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -325,19 +329,21 @@ done
 {
   echo
   echo "paired ratios Strata/UmaDB, median over $rounds rounds (ops/s as ESBS reports them):"
-  jq -rs '
+  jq -rs --arg order "${workloads[*]}" '
     def median: sort | if length % 2 == 1 then .[length/2|floor]
                        else (.[length/2 - 1] + .[length/2]) / 2 end;
-    def row($name; $f):
-      [ group_by(.round)[] | (map(select(.store == "strata"))[0] | $f) as $s
-        | (map(select(.store == "umadb"))[0] | $f) as $u
+    def row($name; f):
+      [ group_by(.round)[] | (map(select(.store == "strata"))[0] | f) as $s
+        | (map(select(.store == "umadb"))[0] | f) as $u
         | select($s != null and $u != null and $u > 0) | {s: $s, u: $u, ratio: ($s / $u)} ] as $p
       | select($p | length > 0)
       | "  \($name | . + " " * (22 - length)) strata \($p | map(.s) | median | floor)  umadb \($p | map(.u) | median | floor)  ratio \($p | map(.ratio) | median * 100 | round / 100)  (rounds: \($p | map(.ratio * 100 | round / 100) | join(" ")))";
-    group_by(.workload)[] | . as $w | $w[0].workload as $name
+    ($order | split(" ")) as $ord
+    | group_by(.workload) | sort_by(.[0].workload as $n | $ord | index($n))[]
+    | . as $w | $w[0].workload as $name
     | row($name; .eps),
-      (if $w[0].setup_events > 0 then
-         row("  setup appends of " + ($name | ltrimstr("reads-") | ltrimstr("mixed")) ;
+      (if ($name | startswith("reads-")) then
+         row("appends of " + ($name | ltrimstr("reads-")) + " (setup)";
              if .setup_s > 0 then .setup_events / .setup_s else null end)
        else empty end)
   ' "$out/results.jsonl"
