@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Strata beside UmaDB through the public Event Store Benchmark Suite (ESBS,
 # pyeventsourcing/eventstore-benchmarks): issue 12, steps 5 and 6. docs/BENCHMARKS.md,
-# "Beside UmaDB through ESBS", says what it measures and how to read the output.
+# "Step 5: beside UmaDB through ESBS", says what it measures and how to read the output.
 #
 #   scripts/bench-peers.sh [build|run|all]        (default: all)
 #
 # build: fetch ESBS and UmaDB into a scratch directory outside the repo, point ESBS's
-#        kurrentdb and umadb adapters at running servers (two small edits, below), and build
-#        both in release mode. Nothing third-party is ever written inside the repo.
+#        kurrentdb and umadb adapters at running servers (one line inserted at the top of
+#        each adapter's start and pull: build_esbs below), and build both in release mode.
+#        Nothing third-party is ever written inside the repo.
 # run:   start `strata serve` and UmaDB on fresh data directories (loopback), run ESBS's
 #        workloads against each in interleaved rounds (the order alternates every round), and
 #        print the paired ratios Strata/UmaDB per workload (median over rounds), then the
@@ -33,7 +34,8 @@
 #   PEERS_SEED     ESBS's random seed [42]      PEERS_KEEP=1 keeps the data directories
 #
 # Needs: git, cargo, protoc (Debian: protobuf-compiler; UmaDB's and ESBS's gRPC crates run
-# it at build time), jq, python3 (a free port), and about 3 GB in PEERS_DIR.
+# it at build time), jq, python3 (a free port), and about 5 GB in PEERS_DIR (1.5 GB of
+# builds; the servers' data, removed at the end, reached 2.4 GB in 5 rounds).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
