@@ -9,6 +9,9 @@
 //! - [`soak`]: `strata serve` under that workload, SIGKILLed at random moments and restarted
 //!   on the same store, `strata verify` after each kill, the history checked after each
 //!   restart.
+//! - [`cluster_soak`]: several nodes on one PostgreSQL schema under that workload, with the
+//!   nodes' PostgreSQL sessions terminated and PostgreSQL itself restarted mid-run
+//!   ([`PrivatePostgres`]), the history checked after each fault.
 //!
 //! ```
 //! use strata_check::{History, check};
@@ -19,14 +22,20 @@
 //! ```
 
 mod checker;
+mod cluster;
 mod history;
+mod private_postgres;
 mod soak;
 mod workload;
 
-pub use checker::{Figures, Report, Rule, Violation, check};
+pub use checker::{Checked, Figures, Report, Rule, Violation, check, check_since};
 pub use history::{
     Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
     SessionEnd, StreamReadFrom, SubscriptionSession,
 };
-pub use soak::{ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
+pub use cluster::{
+    ClusterConfig, ClusterOutcome, Fault, cluster_soak, error_counts, terminate_node_sessions,
+};
+pub use private_postgres::{PrivatePostgres, PrivatePostgresError};
+pub use soak::{CycleTimes, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
 pub use workload::{Phase, Workload, WorkloadConfig, WorkloadError, connect};
