@@ -218,7 +218,9 @@ pub fn error_counts(history: &History) -> BTreeMap<String, u64> {
             } => error,
             _ => continue,
         };
-        *counts.entry(error.clone()).or_default() += 1;
+        // The client adds the answer's details and headers (request id, date): not the error.
+        let error = error.split(", details:").next().unwrap_or(error);
+        *counts.entry(error.to_owned()).or_default() += 1;
     }
     counts
 }

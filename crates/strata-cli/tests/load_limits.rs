@@ -761,7 +761,7 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     .await;
     assert_eq!(held.len(), PER_CONNECTION, "{refusal}");
     assert!(
-        refusal.contains("ResourceExhausted")
+        refusal.contains("resource has been exhausted")
             && refusal.contains(&format!(
                 "this connection already holds its limit of {PER_CONNECTION} subscriptions"
             )),
@@ -811,7 +811,7 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     .await;
     assert_eq!(more.len(), PER_CONNECTION, "a second connection has its own places");
 
-    let latencies = probe.finish().await;
+    let mut latencies = probe.finish().await;
     println!(
         "figures: per-connection limit {PER_CONNECTION}: gRPC refusal: {refusal}; HTTP/2 \
          refusal: {}; probe: {}",
