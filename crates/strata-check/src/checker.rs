@@ -198,11 +198,8 @@ impl<'a> Checker<'a> {
             index_of.entry(event.id).or_insert(index);
             streams.entry(event.stream.clone()).or_default().push(index);
         }
-        for (operation_index, operation) in history
-            .operations
-            .iter()
-            .enumerate()
-            .skip(since.operations)
+        for (operation_index, operation) in
+            history.operations.iter().enumerate().skip(since.operations)
         {
             if let Action::Append { event_ids, .. } = &operation.action {
                 for id in event_ids {

@@ -29,13 +29,15 @@ mod soak;
 mod workload;
 
 pub use checker::{Checked, Figures, Report, Rule, Violation, check, check_since};
+pub use cluster::{
+    ClusterConfig, ClusterOutcome, Fault, cluster_soak, error_counts, terminate_node_sessions,
+};
 pub use history::{
     Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
     SessionEnd, StreamReadFrom, SubscriptionSession,
 };
-pub use cluster::{
-    ClusterConfig, ClusterOutcome, Fault, cluster_soak, error_counts, terminate_node_sessions,
-};
 pub use private_postgres::{PrivatePostgres, PrivatePostgresError};
-pub use soak::{CycleTimes, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
+pub use soak::{
+    CycleTimes, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak,
+};
 pub use workload::{Phase, Workload, WorkloadConfig, WorkloadError, connect};

@@ -77,7 +77,9 @@ impl PrivatePostgres {
             .map_err(|e| error(format!("temp dir: {e}")))?;
         let as_postgres = is_root();
         if as_postgres {
-            run(Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path()))?;
         }
         let server = PrivatePostgres {
             bin,

@@ -14,8 +14,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::checker::{Checked, Report, Violation, check, check_since};
-use crate::history::Seen;
 use crate::history::History;
+use crate::history::Seen;
 use crate::workload::{Workload, WorkloadConfig, WorkloadError};
 
 /// The line prefix `strata serve` prints on stdout once it accepts connections.
@@ -241,7 +241,9 @@ pub async fn soak(
             order = workload.read_final_order(&server.url()).await?;
             Checked::default()
         } else {
-            let tail = workload.read_order_after(&server.url(), order.last()).await?;
+            let tail = workload
+                .read_order_after(&server.url(), order.last())
+                .await?;
             order.extend(tail);
             checked
         };

@@ -312,7 +312,9 @@ impl Workload {
         url: &str,
         last: Option<&Seen>,
     ) -> Result<Vec<Seen>, WorkloadError> {
-        let mut events = self.read_order_from(url, last.map(|last| last.position)).await?;
+        let mut events = self
+            .read_order_from(url, last.map(|last| last.position))
+            .await?;
         let Some(last) = last else {
             return Ok(events);
         };

@@ -91,7 +91,11 @@ pub(crate) struct ServeArgs {
     max_subscriptions: Option<usize>,
     /// Catch-up subscriptions one client connection may hold at once (gRPC and HTTP); one
     /// more is refused RESOURCE_EXHAUSTED (gRPC) or 429 (HTTP).
-    #[arg(long, value_name = "N", env = "STRATA_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STRATA_MAX_SUBSCRIPTIONS_PER_CONNECTION"
+    )]
     max_subscriptions_per_connection: Option<usize>,
     /// Persistent-subscription groups that may exist at once; creating one more is refused.
     #[arg(long, value_name = "N", env = "STRATA_PERSISTENT_GROUPS_MAX")]

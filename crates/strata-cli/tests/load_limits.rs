@@ -711,15 +711,17 @@ async fn http2_subscriptions_until_refused(
     tokio::spawn(connection);
     let mut open = Vec::new();
     loop {
-        let request = hyper::Request::get(format!(
-            "http://{address}/v1/subscriptions/all?from=end"
-        ))
-        .header("accept", "application/x-ndjson")
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-        let response = within("an HTTP/2 subscription's answer", sender.send_request(request))
-            .await
-            .expect("an answer");
+        let request =
+            hyper::Request::get(format!("http://{address}/v1/subscriptions/all?from=end"))
+                .header("accept", "application/x-ndjson")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+        let response = within(
+            "an HTTP/2 subscription's answer",
+            sender.send_request(request),
+        )
+        .await
+        .expect("an answer");
         if response.status() == 200 {
             open.push(response);
             assert!(open.len() <= most, "no refusal past the limit");
@@ -772,9 +774,12 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     let mut others = Vec::new();
     for _ in 0..PER_CONNECTION {
         let mut subscription = other.subscribe_to_all(&options).await;
-        within("another connection's subscription", confirmed(&mut subscription))
-            .await
-            .expect("another connection subscribes");
+        within(
+            "another connection's subscription",
+            confirmed(&mut subscription),
+        )
+        .await
+        .expect("another connection subscribes");
         others.push(subscription);
     }
     // A place comes back on the connection when one of its subscriptions ends.
@@ -809,7 +814,11 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
         http2_subscriptions_until_refused(address(&server), PER_CONNECTION),
     )
     .await;
-    assert_eq!(more.len(), PER_CONNECTION, "a second connection has its own places");
+    assert_eq!(
+        more.len(),
+        PER_CONNECTION,
+        "a second connection has its own places"
+    );
 
     let mut latencies = probe.finish().await;
     println!(

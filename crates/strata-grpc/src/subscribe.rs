@@ -8,9 +8,10 @@ use std::time::SystemTime;
 
 use strata_auth::LoginWatch;
 use strata_core::{
-    ConnectionSubscription, ConnectionSubscriptions, DeliveredPosition, Direction, Error, EventId, EventStore, ReadFrom,
-    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem,
-    SubscriptionOptions, SubscriptionProgress, subscribe_to_all_with, subscribe_to_stream_with,
+    ConnectionSubscription, ConnectionSubscriptions, DeliveredPosition, Direction, Error, EventId,
+    EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription,
+    SubscriptionItem, SubscriptionOptions, SubscriptionProgress, subscribe_to_all_with,
+    subscribe_to_stream_with,
     system_streams::{ResolvedEvent, resolve_link},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

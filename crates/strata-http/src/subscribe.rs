@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use strata_auth::{AuthError, LoginWatch};
 use strata_core::{
-    ConnectionSubscription, ConnectionSubscriptions, EventFilter, FilterTarget, Position, Revision, StreamName, SubscribeFrom, Subscription,
-    SubscriptionItem, SubscriptionOptions,
+    ConnectionSubscription, ConnectionSubscriptions, EventFilter, FilterTarget, Position, Revision,
+    StreamName, SubscribeFrom, Subscription, SubscriptionItem, SubscriptionOptions,
 };
 use tokio::sync::OwnedSemaphorePermit;
 
