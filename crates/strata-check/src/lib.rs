@@ -5,7 +5,8 @@
 //!   recorded into a [`History`] with the time of each call and answer.
 //! - [`check`]: verifies a history against the final `$all` order (one winner per revision,
 //!   nothing acknowledged lost or moved, real refusals, monotonic reads, gapless and
-//!   duplicate-free subscriptions); `checker.rs` lists every rule.
+//!   duplicate-free subscriptions); `checker.rs` lists every rule. [`check_since`] checks
+//!   only what a growing history gained since the previous check.
 //! - [`soak`]: `strata serve` under that workload, SIGKILLed at random moments and restarted
 //!   on the same store, `strata verify` after each kill, the history checked after each
 //!   restart.
