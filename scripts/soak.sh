@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # The kill soak: `strata serve` (release build) under a recorded mixed workload, SIGKILLed at
 # random moments CYCLES times and restarted on the same data directory; after every kill
-# `strata verify` must be clean, and after every restart the whole history is checked
-# (every acknowledged append at its revision and position, one winner per revision, real
-# refusals, monotonic reads, gapless subscriptions). docs/RELIABILITY.md explains it.
+# `strata verify` must be clean, and after every restart the history is checked (every
+# acknowledged append at its revision and position, one winner per revision, real
+# refusals, monotonic reads, gapless subscriptions): what changed since the kill before,
+# and the whole history every `--full-check-every` kills (default 100) and at the end, so
+# cycles keep their pace as the history grows. docs/RELIABILITY.md explains it.
 #
 #   scripts/soak.sh [CYCLES] [extra strata-check soak options]
+#   STRATA_SOAK_STORE=cluster scripts/soak.sh [FAULTS] [extra strata-check cluster options]
+#
+# STRATA_SOAK_STORE=cluster runs three `strata serve` nodes on one schema of a private
+# PostgreSQL (started in a temporary directory on a free port, as the `postgres` user when
+# run as root) and, instead of kills, terminates the nodes' PostgreSQL sessions and restarts
+# PostgreSQL in turn, FAULTS times, checking the history after each.
 #
 # STRATA_SOAK_STORE=postgres runs it on PostgreSQL instead (a fresh schema of
 # STRATA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test; the schema stays
@@ -27,6 +35,10 @@ target="${CARGO_TARGET_DIR:-target}/$profile"
 work="$(mktemp -d -t strata-soak.XXXXXX)"
 echo "soak: $cycles kills, $profile build, commit $(git rev-parse --short HEAD), in $work"
 
+if [ "${STRATA_SOAK_STORE:-engine}" = cluster ]; then
+  exec "$target/strata-check" cluster --strata "$target/strata" --cycles "$cycles" \
+    --history "$work/history.json" "$@"
+fi
 if [ "${STRATA_SOAK_STORE:-engine}" = postgres ]; then
   schema="strata_soak_$(date +%s)_$$"
   exec "$target/strata-check" soak --strata "$target/strata" --cycles "$cycles" \

@@ -17,7 +17,7 @@
 //! - every subscription session delivered a contiguous piece of the final order from where it
 //!   started — no gap, no duplicate — and a session that caught up delivered all of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use uuid::Uuid;
@@ -106,26 +106,83 @@ impl Report {
 /// Checks `history` against `final_order`: the workload's events in `$all` order, read once
 /// the run was over.
 pub fn check(history: &History, final_order: &[Seen]) -> Report {
-    let mut checker = Checker::new(history, final_order);
+    check_since(history, final_order, Checked::default()).0
+}
+
+/// What the checks of a growing history have covered so far, for [`check_since`]: how much
+/// of the history and of the final order, a summary of what that part showed, and the
+/// indexes built over it (so a check costs what was added since, not the whole history).
+#[derive(Clone, Debug, Default)]
+pub struct Checked {
+    operations: usize,
+    sessions: usize,
+    group_deliveries: usize,
+    /// Events of the final order checked.
+    events: usize,
+    /// Per stream (`""`: the final order): the most events an acknowledgement or a read
+    /// showed to exist, and which.
+    shown: HashMap<String, (usize, Micros, String)>,
+    /// The furthest index in the final order an acknowledged append reached, and when it
+    /// was acknowledged.
+    acknowledged_until: Option<(usize, Micros)>,
+    index_of: HashMap<Uuid, usize>,
+    streams: HashMap<String, Vec<usize>>,
+    sender_of: HashMap<Uuid, usize>,
+    /// Events the group delivered (of the final order, as they are there).
+    group_delivered: HashSet<Uuid>,
+    figures: Figures,
+}
+
+impl Checked {
+    /// Events of the final order covered so far.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+}
+
+/// Checks what `history` and `final_order` gained since `since` (the result of the
+/// previous call; `Checked::default()` checks everything), and returns the report (its
+/// figures counting everything so far) and what is covered now.
+///
+/// The caller guarantees what makes this equal to checking everything again:
+/// - `final_order` extends the final order of the previous call unchanged (the soak reads
+///   only what follows the last event it had, starting at that event, which must still be
+///   there);
+/// - the operations, sessions and deliveries after `since` were started after every earlier
+///   operation had ended (they belong to a later phase: the soak checks between kills).
+pub fn check_since(history: &History, final_order: &[Seen], since: Checked) -> (Report, Checked) {
+    let mut checker = Checker::new(history, final_order, since);
     checker.check_final_order();
     checker.check_appends();
     checker.check_real_time_order();
     checker.check_reads();
     checker.check_sessions();
     checker.check_group();
-    Report {
+    let mut checked = checker.since;
+    checked.operations = history.operations.len();
+    checked.sessions = history.sessions.len();
+    checked.group_deliveries = history.group_deliveries.len();
+    checked.events = final_order.len();
+    checked.index_of = checker.index_of;
+    checked.streams = checker.streams;
+    checked.sender_of = checker.sender_of;
+    checked.figures = checker.figures;
+    let report = Report {
         figures: checker.figures,
         violations: checker.violations,
-    }
+    };
+    (report, checked)
 }
 
 struct Checker<'a> {
     history: &'a History,
     order: &'a [Seen],
+    /// What earlier checks covered (its indexes moved into the fields below).
+    since: Checked,
     /// Event id → index in `order`.
     index_of: HashMap<Uuid, usize>,
     /// Stream → indexes in `order`, in `$all` order.
-    streams: HashMap<&'a str, Vec<usize>>,
+    streams: HashMap<String, Vec<usize>>,
     /// Event id → index of the append operation that sent it.
     sender_of: HashMap<Uuid, usize>,
     figures: Figures,
@@ -133,36 +190,47 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn new(history: &'a History, order: &'a [Seen]) -> Self {
-        let mut index_of = HashMap::new();
-        let mut streams: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, event) in order.iter().enumerate() {
+    fn new(history: &'a History, order: &'a [Seen], mut since: Checked) -> Self {
+        let mut index_of = std::mem::take(&mut since.index_of);
+        let mut streams = std::mem::take(&mut since.streams);
+        let mut sender_of = std::mem::take(&mut since.sender_of);
+        for (index, event) in order.iter().enumerate().skip(since.events) {
             index_of.entry(event.id).or_insert(index);
-            streams
-                .entry(event.stream.as_str())
-                .or_default()
-                .push(index);
+            streams.entry(event.stream.clone()).or_default().push(index);
         }
-        let mut sender_of = HashMap::new();
-        for (operation_index, operation) in history.operations.iter().enumerate() {
+        for (operation_index, operation) in
+            history.operations.iter().enumerate().skip(since.operations)
+        {
             if let Action::Append { event_ids, .. } = &operation.action {
                 for id in event_ids {
                     sender_of.insert(*id, operation_index);
                 }
             }
         }
+        let figures = Figures {
+            events_in_final_order: order.len() as u64,
+            ..since.figures
+        };
         Checker {
             history,
             order,
+            since,
             index_of,
             streams,
             sender_of,
-            figures: Figures {
-                events_in_final_order: order.len() as u64,
-                ..Figures::default()
-            },
+            figures,
             violations: Vec::new(),
         }
+    }
+
+    /// The operations not checked before, with their indexes.
+    fn new_operations(&self) -> impl Iterator<Item = (usize, &'a Operation)> + use<'a> {
+        let history = self.history;
+        history
+            .operations
+            .iter()
+            .enumerate()
+            .skip(self.since.operations)
     }
 
     fn violation(&mut self, rule: Rule, detail: String) {
@@ -170,7 +238,8 @@ impl<'a> Checker<'a> {
     }
 
     fn check_final_order(&mut self) {
-        for pair in self.order.windows(2) {
+        let from = self.since.events;
+        for pair in self.order[from.saturating_sub(1)..].windows(2) {
             if pair[1].position <= pair[0].position {
                 self.violation(
                     Rule::FinalOrder,
@@ -181,7 +250,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        for (index, event) in self.order.iter().enumerate() {
+        for (index, event) in self.order.iter().enumerate().skip(from) {
             if self.index_of[&event.id] != index {
                 self.violation(
                     Rule::FinalOrder,
@@ -189,14 +258,23 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        let mut streams: Vec<(&str, Vec<usize>)> = self
+        // Only streams with new events, and only their new events.
+        let mut streams: Vec<(String, Vec<(usize, usize)>)> = self
             .streams
             .iter()
-            .map(|(stream, indexes)| (*stream, indexes.clone()))
+            .filter(|(_, indexes)| indexes.last().is_some_and(|last| *last >= from))
+            .map(|(stream, indexes)| {
+                let new = indexes.partition_point(|index| *index < from);
+                (
+                    stream.clone(),
+                    indexes.iter().copied().enumerate().skip(new).collect(),
+                )
+            })
             .collect();
         streams.sort();
         for (stream, indexes) in streams {
-            for (revision, index) in indexes.iter().enumerate() {
+            for (revision, index) in &indexes {
+                let revision = *revision;
                 let event = &self.order[*index];
                 if event.revision != revision as u64 {
                     self.violation(
@@ -211,7 +289,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        for event in self.order {
+        for event in &self.order[from..] {
             if !self.sender_of.contains_key(&event.id) {
                 self.violation(
                     Rule::EventFromNowhere,
@@ -248,7 +326,39 @@ impl<'a> Checker<'a> {
     }
 
     fn check_appends(&mut self) {
-        for operation in &self.history.operations {
+        // Earlier appends with events among the new ones: an unanswered append may take
+        // effect late (while its server lives on), a refused one never.
+        let mut earlier: Vec<usize> = self.order[self.since.events..]
+            .iter()
+            .filter_map(|event| self.sender_of.get(&event.id).copied())
+            .filter(|operation| *operation < self.since.operations)
+            .collect();
+        earlier.sort_unstable();
+        earlier.dedup();
+        let history = self.history;
+        for operation_index in earlier {
+            let operation = &history.operations[operation_index];
+            let Action::Append {
+                stream,
+                expected,
+                event_ids,
+                outcome,
+            } = &operation.action
+            else {
+                continue;
+            };
+            match outcome {
+                AppendOutcome::Unknown { .. } => {
+                    self.check_unanswered(operation, stream, *expected, event_ids, false);
+                }
+                AppendOutcome::WrongExpected { current } => {
+                    self.check_refused(operation, stream, *expected, event_ids, *current);
+                }
+                // Its events were in the order checked before: here again, they are twice.
+                AppendOutcome::Acknowledged { .. } => {}
+            }
+        }
+        for (_, operation) in self.new_operations() {
             let Action::Append {
                 stream,
                 expected,
@@ -280,7 +390,7 @@ impl<'a> Checker<'a> {
                 }
                 AppendOutcome::Unknown { .. } => {
                     self.figures.appends_unanswered += 1;
-                    self.check_unanswered(operation, stream, *expected, event_ids);
+                    self.check_unanswered(operation, stream, *expected, event_ids, true);
                 }
             }
         }
@@ -445,6 +555,7 @@ impl<'a> Checker<'a> {
         stream: &str,
         expected: Expected,
         event_ids: &[Uuid],
+        count_it: bool,
     ) {
         let indexes: Vec<usize> = event_ids
             .iter()
@@ -464,7 +575,9 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        self.figures.appends_unanswered_applied += 1;
+        if count_it {
+            self.figures.appends_unanswered_applied += 1;
+        }
         let first = &self.order[indexes[0]];
         let in_place = indexes.iter().enumerate().all(|(offset, index)| {
             let event = &self.order[*index];
@@ -480,10 +593,11 @@ impl<'a> Checker<'a> {
         self.check_expected(operation, stream, expected, first.revision);
     }
 
-    /// Acknowledged appends, whole, as (sent, answered, first index, last index).
+    /// Acknowledged appends not checked before, whole, as (sent, answered, first index,
+    /// last index).
     fn acknowledged_spans(&self) -> Vec<(Micros, Micros, usize, usize)> {
         let mut spans = Vec::new();
-        for operation in &self.history.operations {
+        for (_, operation) in self.new_operations() {
             if let Action::Append {
                 event_ids,
                 outcome: AppendOutcome::Acknowledged { .. },
@@ -511,7 +625,8 @@ impl<'a> Checker<'a> {
         let mut by_sending = spans;
         by_sending.sort_by_key(|span| span.0);
         let mut answered = 0;
-        let mut latest: Option<(usize, Micros)> = None;
+        // Every earlier append was answered before any of these was sent.
+        let mut latest: Option<(usize, Micros)> = self.since.acknowledged_until;
         for (sent, _, first, _) in by_sending {
             while answered < by_answer.len() && by_answer[answered].1 < sent {
                 let (_, at, _, last) = by_answer[answered];
@@ -533,6 +648,12 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        for (_, at, _, last) in by_answer {
+            if latest.is_none_or(|(index, _)| last > index) {
+                latest = Some((last, at));
+            }
+        }
+        self.since.acknowledged_until = latest;
     }
 }
 

@@ -24,7 +24,7 @@ impl Checker<'_> {
         let mut observations: HashMap<String, Vec<Observation>> = HashMap::new();
         // Per stream: (sent at, the most the read can have seen, operation index).
         let mut limits: HashMap<String, Vec<(Micros, usize, usize)>> = HashMap::new();
-        for (operation_index, operation) in self.history.operations.iter().enumerate() {
+        for (operation_index, operation) in self.new_operations() {
             match &operation.action {
                 Action::Append {
                     stream,
@@ -109,12 +109,29 @@ impl Checker<'_> {
                 _ => {}
             }
         }
+        // What earlier operations showed came before any of these was sent.
+        let earlier = std::mem::take(&mut self.since.shown);
+        let mut shown = earlier.clone();
+        for (stream, stream_observations) in &observations {
+            if let Some(most) = stream_observations.iter().max_by_key(|o| o.length) {
+                let entry = shown.entry(stream.clone()).or_insert((0, 0, String::new()));
+                if most.length > entry.0 {
+                    *entry = (most.length, most.at, most.what.clone());
+                }
+            }
+        }
+        self.since.shown = shown;
         for (stream, mut stream_limits) in limits {
             let mut stream_observations = observations.remove(&stream).unwrap_or_default();
             stream_observations.sort_by_key(|observation| observation.at);
             stream_limits.sort_by_key(|limit| limit.0);
             let mut next = 0;
-            let mut most_seen: Option<&Observation> = None;
+            let before = earlier.get(&stream).map(|(length, at, what)| Observation {
+                at: *at,
+                length: *length,
+                what: what.clone(),
+            });
+            let mut most_seen: Option<&Observation> = before.as_ref();
             for (sent, most, operation_index) in stream_limits {
                 while next < stream_observations.len() && stream_observations[next].at < sent {
                     let observation = &stream_observations[next];
@@ -251,7 +268,8 @@ impl Checker<'_> {
     }
 
     pub(super) fn check_sessions(&mut self) {
-        for session in &self.history.sessions {
+        let history = self.history;
+        for session in history.sessions.iter().skip(self.since.sessions) {
             self.figures.sessions_checked += 1;
             self.figures.deliveries_checked += session.deliveries.len() as u64;
             self.check_session(session);
@@ -310,21 +328,25 @@ impl Checker<'_> {
             );
         }
     }
+
     /// The group delivers only events of the final order (each as it is there), and once its
     /// consumers caught up, it has delivered each at least once: a kill may make it deliver
     /// again, never skip.
     pub(super) fn check_group(&mut self) {
         let history = self.history;
-        let mut delivered = vec![false; self.order.len()];
-        for delivery in &history.group_deliveries {
+        let mut delivered = std::mem::take(&mut self.since.group_delivered);
+        for delivery in history
+            .group_deliveries
+            .iter()
+            .skip(self.since.group_deliveries)
+        {
             self.figures.group_deliveries += 1;
             let found = self.index_of.get(&delivery.event.id).copied();
             match found {
                 Some(index) if self.order[index] == delivery.event => {
-                    if delivered[index] {
+                    if !delivered.insert(delivery.event.id) {
                         self.figures.group_redeliveries += 1;
                     }
-                    delivered[index] = true;
                     self.check_not_from_the_future(&delivery.event, delivery.at, "the group");
                 }
                 _ => self.violation(
@@ -338,25 +360,23 @@ impl Checker<'_> {
                 ),
             }
         }
-        if !history.group_caught_up {
-            return;
+        if history.group_caught_up {
+            let missing: Vec<&Seen> = self
+                .order
+                .iter()
+                .filter(|event| !delivered.contains(&event.id))
+                .collect();
+            if let Some(first) = missing.first() {
+                self.violation(
+                    Rule::GroupLost,
+                    format!(
+                        "the group never delivered {} of the {} events, the first {first:?}",
+                        missing.len(),
+                        self.order.len()
+                    ),
+                );
+            }
         }
-        let missing: Vec<&Seen> = self
-            .order
-            .iter()
-            .zip(&delivered)
-            .filter(|(_, delivered)| !**delivered)
-            .map(|(event, _)| event)
-            .collect();
-        if let Some(first) = missing.first() {
-            self.violation(
-                Rule::GroupLost,
-                format!(
-                    "the group never delivered {} of the {} events, the first {first:?}",
-                    missing.len(),
-                    self.order.len()
-                ),
-            );
-        }
+        self.since.group_delivered = delivered;
     }
 }

@@ -417,3 +417,69 @@ fn a_group_delivering_an_event_not_in_the_final_order_is_caught() {
     history.group_deliveries[0].event.revision = 7;
     assert_caught(&history, &final_order(), Rule::NotInOrder);
 }
+
+/// The consistent history cut after its first three operations (all answered by 20 µs, the
+/// rest sent from 21 µs on), with the first three events of the final order: the soak's
+/// phases between kills.
+fn first_phase() -> (History, Vec<Seen>) {
+    let history = consistent_history();
+    let phase = History {
+        operations: history.operations[..3].to_vec(),
+        sessions: history.sessions[..1].to_vec(),
+        group_deliveries: Vec::new(),
+        group_caught_up: false,
+    };
+    (phase, final_order()[..3].to_vec())
+}
+
+/// `history` and `order` checked in two steps: the first phase, then what followed.
+fn check_in_two_steps(history: &History, order: &[Seen]) -> (Report, Report) {
+    let (phase, prefix) = first_phase();
+    let (first, checked) = check_since(&phase, &prefix, Checked::default());
+    assert_eq!(checked.events(), prefix.len());
+    let (second, _) = check_since(history, order, checked);
+    (first, second)
+}
+
+#[test]
+fn checking_in_two_steps_passes_and_counts_what_checking_at_once_does() {
+    let history = consistent_history();
+    let (first, second) = check_in_two_steps(&history, &final_order());
+    assert!(first.is_clean(), "{:?}", first.violations);
+    assert!(second.is_clean(), "{:?}", second.violations);
+    assert_eq!(second.figures, check(&history, &final_order()).figures);
+}
+
+#[test]
+fn a_read_missing_an_append_acknowledged_in_an_earlier_step_is_caught() {
+    let mut history = consistent_history();
+    // Stream `b` was acknowledged at revision 0 by 20 µs; this read found nothing there.
+    history.operations[5] = read_stream((31, 35), "b", 0, Vec::new());
+    let (first, second) = check_in_two_steps(&history, &final_order());
+    assert!(first.is_clean(), "{:?}", first.violations);
+    assert!(rules(&second).contains(&Rule::StaleRead), "{:?}", second);
+}
+
+#[test]
+fn an_append_refused_in_an_earlier_step_and_written_later_is_caught() {
+    let history = consistent_history();
+    let mut order = final_order();
+    order.push(seen(5, "a", 3, 140));
+    let (first, second) = check_in_two_steps(&history, &order);
+    assert!(first.is_clean(), "{:?}", first.violations);
+    assert!(
+        rules(&second).contains(&Rule::RefusedButWritten),
+        "{:?}",
+        second
+    );
+}
+
+#[test]
+fn an_append_acknowledged_in_an_earlier_step_and_written_again_later_is_caught() {
+    let history = consistent_history();
+    let mut order = final_order();
+    // Event 4 (acknowledged at `b`@0 in the first step) again, after everything.
+    order.push(seen(4, "b", 1, 140));
+    let (_, second) = check_in_two_steps(&history, &order);
+    assert!(rules(&second).contains(&Rule::FinalOrder), "{:?}", second);
+}

@@ -5,10 +5,14 @@
 //!   recorded into a [`History`] with the time of each call and answer.
 //! - [`check`]: verifies a history against the final `$all` order (one winner per revision,
 //!   nothing acknowledged lost or moved, real refusals, monotonic reads, gapless and
-//!   duplicate-free subscriptions); `checker.rs` lists every rule.
+//!   duplicate-free subscriptions); `checker.rs` lists every rule. [`check_since`] checks
+//!   only what a growing history gained since the previous check.
 //! - [`soak`]: `strata serve` under that workload, SIGKILLed at random moments and restarted
 //!   on the same store, `strata verify` after each kill, the history checked after each
 //!   restart.
+//! - [`cluster_soak`]: several nodes on one PostgreSQL schema under that workload, with the
+//!   nodes' PostgreSQL sessions terminated and PostgreSQL itself restarted mid-run
+//!   ([`PrivatePostgres`]), the history checked after each fault.
 //!
 //! ```
 //! use strata_check::{History, check};
@@ -19,14 +23,22 @@
 //! ```
 
 mod checker;
+mod cluster;
 mod history;
+mod private_postgres;
 mod soak;
 mod workload;
 
-pub use checker::{Figures, Report, Rule, Violation, check};
+pub use checker::{Checked, Figures, Report, Rule, Violation, check, check_since};
+pub use cluster::{
+    ClusterConfig, ClusterOutcome, Fault, cluster_soak, error_counts, terminate_node_sessions,
+};
 pub use history::{
     Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
     SessionEnd, StreamReadFrom, SubscriptionSession,
 };
-pub use soak::{ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak};
+pub use private_postgres::{PrivatePostgres, PrivatePostgresError};
+pub use soak::{
+    CycleTimes, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, check_run, soak,
+};
 pub use workload::{Phase, Workload, WorkloadConfig, WorkloadError, connect};

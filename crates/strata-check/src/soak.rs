@@ -1,19 +1,21 @@
 //! The kill soak: `strata serve` under the recorded workload, killed with SIGKILL at random
 //! moments and started again on the same store, with `strata verify` on the stopped store
-//! and the whole history checked after every restart.
+//! and the history checked after every restart: what changed since the previous check, and
+//! now and then (and at the end) all of it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::checker::{Report, Violation, check};
+use crate::checker::{Checked, Report, Violation, check, check_since};
 use crate::history::History;
+use crate::history::Seen;
 use crate::workload::{Workload, WorkloadConfig, WorkloadError};
 
 /// The line prefix `strata serve` prints on stdout once it accepts connections.
@@ -42,6 +44,11 @@ pub struct SoakConfig {
     pub workload: WorkloadConfig,
     /// The server's stderr is appended to this file.
     pub server_log: PathBuf,
+    /// Every this many kills the whole final order is read and the whole history checked
+    /// again (0: only after the last); the other cycles check what changed since the
+    /// previous one (`check_since`). Both find the same violations; the whole check costs
+    /// what the history has grown to.
+    pub full_check_every: u32,
 }
 
 /// What a finished soak (or run) found.
@@ -131,6 +138,10 @@ impl ServerProcess {
         format!("kdb://127.0.0.1:{}?tls=false", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// SIGKILL: no shutdown of any kind.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
@@ -172,46 +183,85 @@ async fn verify(strata: &Path, dir: &Path, cycle: u32) -> Result<(), SoakError> 
     })
 }
 
+/// Where one soak cycle spent its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CycleTimes {
+    pub load: Duration,
+    /// The kill, and the calls in flight giving up.
+    pub kill: Duration,
+    pub verify: Duration,
+    pub restart: Duration,
+    /// Reading the final order.
+    pub read: Duration,
+    pub check: Duration,
+}
+
 /// Runs the soak: `config.cycles` times load, SIGKILL, verify, restart, check. `progress`
-/// hears the check after every restart.
+/// hears the check after every restart, and where the cycle's time went.
 ///
 /// # Errors
 /// The first failed start, verify, or check (with the violations and the whole history).
 pub async fn soak(
     config: &SoakConfig,
-    mut progress: impl FnMut(u32, &Report),
+    mut progress: impl FnMut(u32, &Report, &CycleTimes),
 ) -> Result<SoakOutcome, SoakError> {
     let mut rng = StdRng::seed_from_u64(config.workload.seed);
     let mut workload = Workload::new(config.workload.clone());
     let mut server =
         ServerProcess::start(&config.strata, &config.store, &config.server_log).await?;
     let mut verify_runs = 0;
+    // The final order so far, and what the checks covered.
+    let mut order: Vec<Seen> = Vec::new();
+    let mut checked = Checked::default();
     for cycle in 1..=config.cycles {
+        let mut times = CycleTimes::default();
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut Duration| {
+            *into = clock.elapsed();
+            clock = Instant::now();
+        };
         let phase = workload.start(&server.url())?;
         let load_ms = rng.gen_range(0..=config.load_ms_max);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
+        lap(&mut times.load);
         // New calls stop at the kill; the ones in flight meet it.
         phase.signal_stop();
         server.kill().await;
         workload.stop(phase).await?;
+        lap(&mut times.kill);
         if let Store::DataDir(dir) = &config.store {
             verify(&config.strata, dir, cycle).await?;
             verify_runs += 1;
         }
+        lap(&mut times.verify);
         server = ServerProcess::start(&config.strata, &config.store, &config.server_log).await?;
-        let order = workload.read_final_order(&server.url()).await?;
-        let history = workload.history();
-        let report = check(&history, &order);
-        progress(cycle, &report);
+        lap(&mut times.restart);
+        let full = config.full_check_every > 0 && cycle % config.full_check_every == 0;
+        let since = if full {
+            order = workload.read_final_order(&server.url()).await?;
+            Checked::default()
+        } else {
+            let tail = workload
+                .read_order_after(&server.url(), order.last())
+                .await?;
+            order.extend(tail);
+            checked
+        };
+        lap(&mut times.read);
+        let (report, now) = workload.with_history(|history| check_since(history, &order, since));
+        checked = now;
+        lap(&mut times.check);
+        progress(cycle, &report, &times);
         if !report.is_clean() {
             return Err(SoakError::Violations {
                 cycle,
                 violations: report.violations,
-                history: Box::new(history),
+                history: Box::new(workload.history()),
             });
         }
     }
-    let report = finish(&mut workload, &server.url(), config.cycles).await?;
+    let url = server.url();
+    let report = finish(&mut workload, &url, &url, config.cycles).await?;
     server.kill().await;
     if let Store::DataDir(dir) = &config.store {
         verify(&config.strata, dir, config.cycles).await?;
@@ -225,13 +275,19 @@ pub async fn soak(
     })
 }
 
-/// Reads the final order, lets every subscriber catch up with it, and checks everything.
-async fn finish(workload: &mut Workload, url: &str, cycle: u32) -> Result<Report, SoakError> {
+/// Reads the final order, lets every subscriber catch up with it (and the group's consumers,
+/// through `group_url`), and checks everything.
+pub(crate) async fn finish(
+    workload: &mut Workload,
+    url: &str,
+    group_url: &str,
+    cycle: u32,
+) -> Result<Report, SoakError> {
     let order = workload.read_final_order(url).await?;
     if let Some(last) = order.last() {
         workload.catch_up(url, last.position).await?;
     }
-    workload.catch_up_group(url, &order).await?;
+    workload.catch_up_group(group_url, &order).await?;
     let history = workload.history();
     let report = check(&history, &order);
     if !report.is_clean() {
@@ -258,7 +314,7 @@ pub async fn check_run(
     let phase = workload.start(url)?;
     tokio::time::sleep(duration).await;
     workload.stop(phase).await?;
-    let report = finish(&mut workload, url, 0).await?;
+    let report = finish(&mut workload, url, url, 0).await?;
     Ok(SoakOutcome {
         cycles: 0,
         verify_runs: 0,

@@ -208,10 +208,24 @@ impl Workload {
     /// # Errors
     /// When `url` is not a valid connection string.
     pub fn start(&mut self, url: &str) -> Result<Phase, WorkloadError> {
+        self.start_on(&[url.to_owned()], url)
+    }
+
+    /// Starts the clients and subscribers spread over the servers at `nodes` (client `i` on
+    /// `nodes[i % n]`, subscriber `j` on `nodes[(j + 1) % n]`), and the group's consumers
+    /// through `group_url` (several seeds: the client finds the leader, which runs groups).
+    ///
+    /// # Errors
+    /// When a URL is not a valid connection string.
+    ///
+    /// # Panics
+    /// When `nodes` is empty.
+    pub fn start_on(&mut self, nodes: &[String], group_url: &str) -> Result<Phase, WorkloadError> {
+        assert!(!nodes.is_empty(), "a workload needs a server");
         let (stop, stopped) = watch::channel(false);
         let mut clients = Vec::new();
         for state in std::mem::take(&mut self.clients) {
-            let client = connect(url)?;
+            let client = connect(&nodes[state.number as usize % nodes.len()])?;
             let context = ClientContext {
                 client,
                 recorder: self.recorder.clone(),
@@ -221,7 +235,7 @@ impl Workload {
         }
         let mut subscribers = Vec::new();
         for state in std::mem::take(&mut self.subscribers) {
-            let client = connect(url)?;
+            let client = connect(&nodes[(state.number as usize + 1) % nodes.len()])?;
             let context = ClientContext {
                 client,
                 recorder: self.recorder.clone(),
@@ -234,7 +248,7 @@ impl Workload {
                 None,
             )));
         }
-        let consumers = self.start_consumers(url, &stopped)?;
+        let consumers = self.start_consumers(group_url, &stopped)?;
         Ok(Phase {
             stop,
             clients,
@@ -272,17 +286,66 @@ impl Workload {
         Ok(())
     }
 
+    /// Runs `f` on everything recorded so far, without copying it (no call may be running).
+    pub fn with_history<R>(&self, f: impl FnOnce(&History) -> R) -> R {
+        f(&self.recorder.history.lock().expect("no recorder panics"))
+    }
+
     /// Reads the workload's events in `$all` order from the server at `url` (after the run),
     /// recording the read.
     ///
     /// # Errors
     /// When the read fails or does not finish within the call timeout.
     pub async fn read_final_order(&self, url: &str) -> Result<Vec<Seen>, WorkloadError> {
+        self.read_order_from(url, None).await
+    }
+
+    /// Reads the workload's events that follow `last` in `$all` order (all of them when
+    /// `None`), recording the read. The read starts at `last` itself, which must still be
+    /// there: that anchors what follows to the order read before.
+    ///
+    /// # Errors
+    /// When the read fails, does not finish within the call timeout, or does not start with
+    /// `last`.
+    pub async fn read_order_after(
+        &self,
+        url: &str,
+        last: Option<&Seen>,
+    ) -> Result<Vec<Seen>, WorkloadError> {
+        let mut events = self
+            .read_order_from(url, last.map(|last| last.position))
+            .await?;
+        let Some(last) = last else {
+            return Ok(events);
+        };
+        if events.first() != Some(last) {
+            return Err(WorkloadError::FinalRead(format!(
+                "$all read from the last event read before, {last:?}, starts with {:?}: the \
+                 order read before changed",
+                events.first()
+            )));
+        }
+        events.remove(0);
+        Ok(events)
+    }
+
+    async fn read_order_from(
+        &self,
+        url: &str,
+        from_position: Option<u64>,
+    ) -> Result<Vec<Seen>, WorkloadError> {
         let client = connect(url)?;
         let invoked_at = self.recorder.now();
+        let start = match from_position {
+            Some(position) => StreamPosition::Position(Position {
+                commit: position,
+                prepare: position,
+            }),
+            None => StreamPosition::Start,
+        };
         let options = ReadAllOptions::default()
             .forwards()
-            .position(StreamPosition::Start)
+            .position(start)
             .filter(SubscriptionFilter::on_stream_name().add_prefix(&self.config.prefix));
         let events = tokio::time::timeout(
             self.config.call_timeout * 6,
@@ -297,7 +360,7 @@ impl Workload {
             u32::MAX,
             invoked_at,
             Action::ReadAll {
-                from_position: None,
+                from_position,
                 max_count: u64::MAX,
                 result: ReadResult::Events {
                     events: events.clone(),

@@ -140,6 +140,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         connections_max: args.max_connections,
         header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
         subscriptions_max: args.max_subscriptions,
+        subscriptions_per_connection_max: args.max_subscriptions_per_connection,
         store_kind: if args.store.is_some() {
             "postgres"
         } else {

@@ -89,6 +89,14 @@ pub(crate) struct ServeArgs {
     /// Catch-up subscriptions served at once over gRPC; one more is refused RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", env = "STRATA_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<usize>,
+    /// Catch-up subscriptions one client connection may hold at once (gRPC and HTTP); one
+    /// more is refused RESOURCE_EXHAUSTED (gRPC) or 429 (HTTP).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STRATA_MAX_SUBSCRIPTIONS_PER_CONNECTION"
+    )]
+    max_subscriptions_per_connection: Option<usize>,
     /// Persistent-subscription groups that may exist at once; creating one more is refused.
     #[arg(long, value_name = "N", env = "STRATA_PERSISTENT_GROUPS_MAX")]
     persistent_groups_max: Option<usize>,
@@ -156,6 +164,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     max_subscriptions: Option<usize>,
+    max_subscriptions_per_connection: Option<usize>,
     persistent_groups_max: Option<usize>,
     persistent_window_mib: Option<u64>,
     http_body_max_kib: Option<u64>,
@@ -243,6 +252,7 @@ pub(crate) struct Resolved {
     pub(crate) max_connections: usize,
     pub(crate) header_timeout_ms: u64,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_subscriptions_per_connection: usize,
     pub(crate) persistent_groups_max: usize,
     pub(crate) persistent_window_mib: u64,
     pub(crate) http_body_max_kib: u64,
@@ -338,6 +348,10 @@ impl ServeArgs {
                 .max_subscriptions
                 .or(file.max_subscriptions)
                 .unwrap_or(defaults.subscriptions_max),
+            max_subscriptions_per_connection: self
+                .max_subscriptions_per_connection
+                .or(file.max_subscriptions_per_connection)
+                .unwrap_or(defaults.subscriptions_per_connection_max),
             persistent_groups_max: self
                 .persistent_groups_max
                 .or(file.persistent_groups_max)
@@ -418,6 +432,12 @@ impl Resolved {
         range(
             "max_subscriptions",
             self.max_subscriptions as u64,
+            1,
+            u64::MAX,
+        )?;
+        range(
+            "max_subscriptions_per_connection",
+            self.max_subscriptions_per_connection as u64,
             1,
             u64::MAX,
         )?;

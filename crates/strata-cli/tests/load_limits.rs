@@ -693,3 +693,219 @@ async fn huge_http_body(address: SocketAddr, declared: bool) -> HugeBody {
         sent: sent.load(Ordering::Relaxed),
     }
 }
+
+/// Opens HTTP subscriptions to `$all` over one HTTP/2 connection until one is refused;
+/// (the subscriptions' request handles, kept open, and the refusal's status and body).
+async fn http2_subscriptions_until_refused(
+    address: SocketAddr,
+    most: usize,
+) -> (Vec<hyper::Response<hyper::body::Incoming>>, String) {
+    use http_body_util::BodyExt as _;
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("an HTTP/2 connection (prior knowledge)");
+    tokio::spawn(connection);
+    let mut open = Vec::new();
+    loop {
+        let request =
+            hyper::Request::get(format!("http://{address}/v1/subscriptions/all?from=end"))
+                .header("accept", "application/x-ndjson")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+        let response = within(
+            "an HTTP/2 subscription's answer",
+            sender.send_request(request),
+        )
+        .await
+        .expect("an answer");
+        if response.status() == 200 {
+            open.push(response);
+            assert!(open.len() <= most, "no refusal past the limit");
+            continue;
+        }
+        let status = response.status();
+        let body = within("the refusal's body", response.into_body().collect())
+            .await
+            .expect("a body")
+            .to_bytes();
+        return (open, format!("{status} {}", String::from_utf8_lossy(&body)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_is_refused_at_its_subscription_limit_and_other_connections_are_served() {
+    const PER_CONNECTION: usize = 20;
+    let server = Server::start_with(&[
+        "--insecure",
+        "--max-subscriptions-per-connection",
+        &PER_CONNECTION.to_string(),
+    ]);
+    let probe = Probe::start(&server).await;
+
+    // gRPC: one client (one connection) subscribes again and again, keeping each.
+    let abuser = server.client();
+    let options = SubscribeToAllOptions::default().position(StreamPosition::End);
+    let mut held = Vec::new();
+    let refusal = step("the gRPC subscription loop", async {
+        loop {
+            let mut subscription = abuser.subscribe_to_all(&options).await;
+            match confirmed(&mut subscription).await {
+                Ok(()) => held.push(subscription),
+                Err(error) => break error,
+            }
+            assert!(held.len() <= PER_CONNECTION, "no refusal past the limit");
+        }
+    })
+    .await;
+    assert_eq!(held.len(), PER_CONNECTION, "{refusal}");
+    assert!(
+        refusal.contains("resource has been exhausted")
+            && refusal.contains(&format!(
+                "this connection already holds its limit of {PER_CONNECTION} subscriptions"
+            )),
+        "the refusal names the per-connection limit: {refusal}"
+    );
+    // Another connection is not held back by the first one's subscriptions.
+    let other = server.client();
+    let mut others = Vec::new();
+    for _ in 0..PER_CONNECTION {
+        let mut subscription = other.subscribe_to_all(&options).await;
+        within(
+            "another connection's subscription",
+            confirmed(&mut subscription),
+        )
+        .await
+        .expect("another connection subscribes");
+        others.push(subscription);
+    }
+    // A place comes back on the connection when one of its subscriptions ends.
+    held.pop();
+    let mut again = false;
+    for _ in 0..1_000 {
+        let mut subscription = abuser.subscribe_to_all(&options).await;
+        if confirmed(&mut subscription).await.is_ok() {
+            again = true;
+            held.push(subscription);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(again, "an ended subscription's place came back");
+
+    // HTTP over one HTTP/2 connection: the same bound, answered 429.
+    let (open, http_refusal) = step(
+        "the HTTP/2 subscription loop",
+        http2_subscriptions_until_refused(address(&server), PER_CONNECTION),
+    )
+    .await;
+    assert_eq!(open.len(), PER_CONNECTION, "{http_refusal}");
+    assert!(
+        http_refusal.starts_with("429")
+            && http_refusal.contains("too-many-subscriptions")
+            && http_refusal.contains(&format!("limit of {PER_CONNECTION} subscriptions")),
+        "{http_refusal}"
+    );
+    let (more, _) = step(
+        "HTTP/2 subscriptions on a second connection",
+        http2_subscriptions_until_refused(address(&server), PER_CONNECTION),
+    )
+    .await;
+    assert_eq!(
+        more.len(),
+        PER_CONNECTION,
+        "a second connection has its own places"
+    );
+
+    let mut latencies = probe.finish().await;
+    println!(
+        "figures: per-connection limit {PER_CONNECTION}: gRPC refusal: {refusal}; HTTP/2 \
+         refusal: {}; probe: {}",
+        http_refusal.lines().next().unwrap_or_default(),
+        latencies.summary()
+    );
+}
+
+/// Slow subscribers of the memory test, the events appended while they do not read, and
+/// each event's size: a 32 MiB backlog, more than any subscription buffer.
+const SLOW_SUBSCRIBERS: usize = 40;
+const BACKLOG_EVENTS: usize = 256;
+const BACKLOG_EVENT_BYTES: usize = 128 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_holds_a_bounded_part_of_a_large_backlog() {
+    let server = Server::start();
+    let pid = server.pid();
+    let options = SubscribeToAllOptions::default().position(StreamPosition::Start);
+    // Half over gRPC (one client each, so no client-side window is shared), half over
+    // HTTP/1.1 NDJSON; none reads after its first answer.
+    let mut grpc = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..SLOW_SUBSCRIBERS / 2 {
+        let client = server.client();
+        let mut subscription = client.subscribe_to_all(&options).await;
+        within("a confirmation", confirmed(&mut subscription))
+            .await
+            .expect("subscribed");
+        grpc.push(subscription);
+        clients.push(client);
+    }
+    let address = address(&server);
+    let mut http = Vec::new();
+    for _ in 0..SLOW_SUBSCRIBERS / 2 {
+        let mut tcp = TcpStream::connect(address).await.unwrap();
+        tcp.write_all(
+            format!(
+                "GET /v1/subscriptions/all?from=start HTTP/1.1\r\nHost: {address}\r\n\
+                 Accept: application/x-ndjson\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let head = read_head(&mut tcp).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        http.push(tcp);
+    }
+    let rss_subscribed = vm_kib(pid, "VmRSS");
+    let writer = GrpcClient::connect(&server.url()).await.unwrap();
+    let data = json_string(BACKLOG_EVENT_BYTES);
+    let stream = StreamName::new("backlog-1").unwrap();
+    for _ in 0..BACKLOG_EVENTS {
+        let event = ProposedEvent {
+            data: data.clone(),
+            ..ProposedEvent::json("Backlog", "{}")
+        };
+        within(
+            "an append beside slow subscribers",
+            writer.append(&stream, ExpectedRevision::Any, vec![event]),
+        )
+        .await
+        .expect("appended");
+    }
+    // The subscriptions' readers fill their buffers and stop; let them get there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_loaded = vm_kib(pid, "VmRSS");
+    let backlog_mib = (BACKLOG_EVENTS * BACKLOG_EVENT_BYTES) as f64 / (1024.0 * 1024.0);
+    let per_subscriber = mib(rss_loaded.saturating_sub(rss_subscribed)) / SLOW_SUBSCRIBERS as f64;
+    println!(
+        "figures: {SLOW_SUBSCRIBERS} subscribers that never read ({} gRPC, {} HTTP) behind a \
+         {backlog_mib:.0} MiB backlog: server RSS {:.1} MiB subscribed, {:.1} MiB after the \
+         appends, {per_subscriber:.2} MiB per slow subscriber; peak {:.1} MiB",
+        grpc.len(),
+        http.len(),
+        mib(rss_subscribed),
+        mib(rss_loaded),
+        mib(vm_kib(pid, "VmHWM")),
+    );
+    // Each holds its buffers (a few MiB), not the backlog, nor the 16 MiB of the earlier
+    // buffers (docs/RELIABILITY.md).
+    assert!(
+        per_subscriber < 8.0,
+        "{per_subscriber:.2} MiB per slow subscriber behind a {backlog_mib:.0} MiB backlog"
+    );
+    drop((grpc, http, clients));
+}

@@ -3,7 +3,9 @@
 //! - the kill soak: load from several clients of the official client, SIGKILL at random
 //!   moments, restart on the same store, `strata verify` after every kill, and the whole
 //!   history checked after every restart (persistent-group deliveries included);
-//! - a mixed run without faults, its history checked.
+//! - a mixed run without faults, its history checked;
+//! - three nodes on one PostgreSQL schema with their PostgreSQL sessions terminated, and
+//!   with a private PostgreSQL restarted, mid-run, the history checked after each fault.
 //!
 //! Both on the embedded engine and on PostgreSQL. `STRATA_CHECK_SEED` replays a seed.
 
@@ -17,8 +19,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use strata_check::{
-    Figures, Rule, ServerProcess, SoakConfig, SoakError, SoakOutcome, Store, Workload,
-    WorkloadConfig, check, check_run, soak,
+    ClusterConfig, ClusterOutcome, Fault, Figures, PrivatePostgres, Rule, ServerProcess,
+    SoakConfig, SoakError, SoakOutcome, Store, Workload, WorkloadConfig, check, check_run,
+    cluster_soak, error_counts, soak,
 };
 use support::{PostgresSchema, Server, postgres_url};
 
@@ -84,8 +87,10 @@ async fn run_soak(store: Store, kills: u32, log: PathBuf) -> SoakOutcome {
         load_ms_max: LOAD_MS_MAX,
         workload: workload(),
         server_log: log.clone(),
+        // Both kinds of check: what changed since the kill before, and everything.
+        full_check_every: 10,
     };
-    let outcome = unwrap_outcome(soak(&config, |_, _| {}).await, &log);
+    let outcome = unwrap_outcome(soak(&config, |_, _, _| {}).await, &log);
     let figures = outcome.report.figures;
     eprintln!("{kills} kills: {figures:?}");
     assert_exercised(figures);
@@ -197,4 +202,101 @@ async fn a_server_that_forgets_acknowledged_appends_is_caught() {
         "{:?}",
         report.violations
     );
+}
+
+/// Nodes of the cluster runs.
+const NODES: u32 = 3;
+
+async fn run_cluster(
+    url: String,
+    schema: String,
+    faults: Vec<Fault>,
+    cycles: u32,
+    postgres: Option<&PrivatePostgres>,
+    log: PathBuf,
+) -> ClusterOutcome {
+    let config = ClusterConfig {
+        strata: PathBuf::from(STRATA),
+        url,
+        schema,
+        nodes: NODES,
+        faults,
+        cycles,
+        load_ms_max: 800,
+        outage: Duration::from_millis(700),
+        workload: workload(),
+        server_log: log.clone(),
+    };
+    let result = cluster_soak(&config, postgres, |cycle, fault, report| {
+        eprintln!("fault {cycle} ({fault:?}): {:?}", report.figures);
+    })
+    .await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let SoakError::Violations { violations, .. } = &error {
+                for violation in violations {
+                    eprintln!("violation: {violation}");
+                }
+            }
+            let postgres_log = postgres
+                .map(|postgres| std::fs::read_to_string(postgres.log()).unwrap_or_default())
+                .unwrap_or_default();
+            panic!(
+                "{error}\nnode stderr:\n{}\nPostgreSQL log:\n{postgres_log}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        }
+    };
+    for (error, count) in error_counts(&outcome.history) {
+        eprintln!("{count} calls failed: {error}");
+    }
+    eprintln!(
+        "{} faults, {} sessions terminated, {} restarts: {:?}",
+        outcome.cycles, outcome.backends_terminated, outcome.restarts, outcome.report.figures
+    );
+    assert_exercised(outcome.report.figures);
+    outcome
+}
+
+/// Three nodes on one schema of the shared test server; every cycle the sessions of this schema's nodes (and no one else's) are terminated mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_lose_nothing_when_their_postgres_sessions_are_terminated() {
+    const CYCLES: u32 = 6;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let schema = PostgresSchema::new();
+    let outcome = run_cluster(
+        postgres_url(),
+        schema.name.clone(),
+        vec![Fault::TerminateBackends],
+        CYCLES,
+        None,
+        temp.path().join("nodes.log"),
+    )
+    .await;
+    // Each node holds at least its cluster session and its listener at every fault.
+    assert!(
+        outcome.backends_terminated >= u64::from(CYCLES * NODES * 2),
+        "{} sessions terminated",
+        outcome.backends_terminated
+    );
+}
+
+/// Three nodes on a private PostgreSQL that is restarted (stopped at once, down for 0.7 s)
+/// mid-run, and whose node sessions are terminated in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_lose_nothing_when_postgres_restarts() {
+    const CYCLES: u32 = 4;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let postgres = PrivatePostgres::start().expect("a private PostgreSQL starts");
+    let outcome = run_cluster(
+        postgres.url(),
+        "strata_restart".to_owned(),
+        vec![Fault::RestartPostgres, Fault::TerminateBackends],
+        CYCLES,
+        Some(&postgres),
+        temp.path().join("nodes.log"),
+    )
+    .await;
+    assert_eq!(outcome.restarts, CYCLES / 2);
 }

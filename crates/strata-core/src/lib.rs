@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod connection_subscriptions;
 mod dcb;
 mod error;
 mod fenced;
@@ -42,6 +43,9 @@ mod types;
 pub mod conformance;
 
 pub use clock::{Clock, ManualClock};
+pub use connection_subscriptions::{
+    CONNECTION_SUBSCRIPTIONS_MAX_DEFAULT, ConnectionSubscription, ConnectionSubscriptions,
+};
 pub use dcb::{
     AppendCondition, QUERY_ITEMS_MAX, Query, QueryItem, QuerySlice, TAG_BYTES_MAX, TAGS_KEY,
     tags_of,

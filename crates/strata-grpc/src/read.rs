@@ -65,6 +65,10 @@ pub(crate) async fn read(
     subscriptions: &SubscriptionSlots,
     request: Request<ReadReq>,
 ) -> Result<Response<ReadAnswers>, Status> {
+    let connection = request
+        .extensions()
+        .get::<strata_core::ConnectionSubscriptions>()
+        .cloned();
     let options = request
         .into_inner()
         .options
@@ -72,10 +76,14 @@ pub(crate) async fn read(
     let plan = plan(options)?;
     // A subscription takes its slot before it is confirmed, or is refused.
     let slot = match plan.count {
-        None => Some(subscriptions.take()?),
+        None => Some(subscriptions.take(connection.as_ref())?),
         Some(_) => None,
     };
-    let (answers, stream) = crate::read_answers::channel();
+    let (answers, stream) = if slot.is_some() {
+        crate::read_answers::channel_with_budget(crate::subscribe::SUBSCRIPTION_ANSWER_BYTES)
+    } else {
+        crate::read_answers::channel()
+    };
     let store = Arc::clone(store);
     tokio::spawn(async move {
         let outcome = tokio::select! {

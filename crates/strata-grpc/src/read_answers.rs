@@ -33,10 +33,18 @@ type Page = (Result<Vec<ReadResp>, Status>, Option<OwnedSemaphorePermit>);
 pub(crate) struct Answers {
     pages: mpsc::Sender<Page>,
     bytes: Arc<Semaphore>,
+    bytes_max: usize,
 }
 
 /// A new call's answers: the sender for its reading task and the stream for tonic.
 pub(crate) fn channel() -> (Answers, ReadAnswers) {
+    channel_with_budget(BUFFERED_BYTES_MAX)
+}
+
+/// [`channel`] buffering at most `bytes_max` bytes of events (a larger page still goes,
+/// alone): subscriptions, which may stay unread for long, take a smaller budget.
+pub(crate) fn channel_with_budget(bytes_max: usize) -> (Answers, ReadAnswers) {
+    let bytes_max = bytes_max.clamp(1, Semaphore::MAX_PERMITS);
     let (pages, receiver) = mpsc::channel::<Page>(PAGES_BUFFERED_MAX);
     let answers = ReceiverStream::new(receiver).flat_map(|(page, mut permit)| match page {
         Ok(page) => {
@@ -55,7 +63,8 @@ pub(crate) fn channel() -> (Answers, ReadAnswers) {
     });
     let sender = Answers {
         pages,
-        bytes: Arc::new(Semaphore::new(BUFFERED_BYTES_MAX)),
+        bytes: Arc::new(Semaphore::new(bytes_max)),
+        bytes_max,
     };
     (sender, Box::pin(answers))
 }
@@ -79,7 +88,7 @@ impl Answers {
         let permit = if event_bytes == 0 {
             None
         } else {
-            let cost = event_bytes.min(BUFFERED_BYTES_MAX);
+            let cost = event_bytes.min(self.bytes_max);
             let cost = u32::try_from(cost).unwrap_or(u32::MAX);
             let permit = Arc::clone(&self.bytes)
                 .acquire_many_owned(cost)

@@ -1,15 +1,17 @@
 //! Catch-up subscriptions of `Streams.Read`: confirmation, history, `caught_up`, live
 //! events, and for filtered `$all` subscriptions checkpoints every window × multiplier
-//! events looked at. The server serves a bounded number of them at once.
+//! events looked at. The server serves a bounded number of them at once, and each client
+//! connection holds a bounded number of them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use strata_auth::LoginWatch;
 use strata_core::{
-    DeliveredPosition, Direction, Error, EventId, EventStore, ReadFrom,
-    SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription, SubscriptionItem,
-    SubscriptionOptions, SubscriptionProgress, subscribe_to_all_with, subscribe_to_stream_with,
+    ConnectionSubscription, ConnectionSubscriptions, DeliveredPosition, Direction, Error, EventId,
+    EventStore, ReadFrom, SUBSCRIPTION_BUFFER_DEFAULT, SubscribeFrom, Subscription,
+    SubscriptionItem, SubscriptionOptions, SubscriptionProgress, subscribe_to_all_with,
+    subscribe_to_stream_with,
     system_streams::{ResolvedEvent, resolve_link},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,8 +27,14 @@ use crate::read_answers::Answers;
 pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
 
 /// Bytes of events a subscription's reader buffers ahead of its Read call (on top of the
-/// call's own answer buffer).
-const SUBSCRIPTION_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// call's own answer buffer). With [`SUBSCRIPTION_ANSWER_BYTES`] and HTTP/2's send buffer
+/// this bounds what a subscriber that never reads holds (an event larger than a budget
+/// still goes, alone).
+const SUBSCRIPTION_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Bytes of events a subscription's answer buffer holds before its reading task waits for
+/// the client (a read's holds more: it ends).
+pub(crate) const SUBSCRIPTION_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The subscriptions a server may serve at once; each Read subscription holds one slot
 /// until its call ends.
@@ -36,9 +44,11 @@ pub(crate) struct SubscriptionSlots {
     progress: SubscriptionProgress,
 }
 
-/// One live subscription's place among the slots, and its progress for the lag gauge.
+/// One live subscription's place among the slots (and on its connection), and its
+/// progress for the lag gauge.
 pub(crate) struct SubscriptionSlot {
     _permit: OwnedSemaphorePermit,
+    _connection: Option<ConnectionSubscription>,
     delivered: Arc<DeliveredPosition>,
 }
 
@@ -52,11 +62,27 @@ impl SubscriptionSlots {
         }
     }
 
-    /// A slot for one more subscription.
+    /// A slot for one more subscription, and a place on its connection (`connection`: what
+    /// the server put in the request; none when it is served otherwise, as in tests).
     ///
     /// # Errors
-    /// `RESOURCE_EXHAUSTED` when every slot is taken.
-    pub(crate) fn take(&self) -> Result<SubscriptionSlot, Status> {
+    /// `RESOURCE_EXHAUSTED` when the connection holds its limit, or every slot is taken.
+    pub(crate) fn take(
+        &self,
+        connection: Option<&ConnectionSubscriptions>,
+    ) -> Result<SubscriptionSlot, Status> {
+        let connection = connection
+            .map(|connection| {
+                connection.take().ok_or_else(|| {
+                    Status::resource_exhausted(format!(
+                        "this connection already holds its limit of {} subscriptions; end \
+                         one, open another connection, or raise the limit (strata serve \
+                         --max-subscriptions-per-connection)",
+                        connection.max()
+                    ))
+                })
+            })
+            .transpose()?;
         let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "the server already serves its limit of {} subscriptions; end one, or raise \
@@ -66,6 +92,7 @@ impl SubscriptionSlots {
         })?;
         Ok(SubscriptionSlot {
             _permit: permit,
+            _connection: connection,
             delivered: self.progress.track(),
         })
     }

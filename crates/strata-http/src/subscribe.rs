@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 
 use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use strata_auth::{AuthError, LoginWatch};
 use strata_core::{
-    EventFilter, FilterTarget, Position, Revision, StreamName, SubscribeFrom, Subscription,
-    SubscriptionItem, SubscriptionOptions,
+    ConnectionSubscription, ConnectionSubscriptions, EventFilter, FilterTarget, Position, Revision,
+    StreamName, SubscribeFrom, Subscription, SubscriptionItem, SubscriptionOptions,
 };
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -119,8 +119,38 @@ fn format(headers: &HeaderMap) -> Format {
     }
 }
 
-fn permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    Arc::clone(&state.subscriptions)
+/// A subscription's places: one of the server's, and one of its connection's.
+struct Places {
+    _server: OwnedSemaphorePermit,
+    _connection: Option<ConnectionSubscription>,
+}
+
+/// Takes a place on the connection (what the server put in the request; none when served
+/// otherwise, as in tests), then one of the server's.
+fn permit(
+    state: &AppState,
+    connection: Option<Extension<ConnectionSubscriptions>>,
+) -> Result<Places, ApiError> {
+    let connection = connection
+        .map(|Extension(connection)| {
+            connection.take().ok_or_else(|| {
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-subscriptions",
+                    format!(
+                        "this connection already holds its limit of {} subscriptions; end one, \
+                         open another connection, or raise the limit (strata serve \
+                         --max-subscriptions-per-connection)",
+                        connection.max()
+                    ),
+                );
+                error.problem.limit = Some(connection.max() as u64);
+                error.problem.limit_unit = Some("subscriptions per connection".to_owned());
+                error
+            })
+        })
+        .transpose()?;
+    let server = Arc::clone(&state.subscriptions)
         .try_acquire_owned()
         .map_err(|_| {
             let mut error = ApiError::new(
@@ -134,12 +164,22 @@ fn permit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
             error.problem.limit = Some(state.options.subscriptions_max as u64);
             error.problem.limit_unit = Some("subscriptions".to_owned());
             error
-        })
+        })?;
+    Ok(Places {
+        _server: server,
+        _connection: connection,
+    })
 }
+
+/// Bytes of events a subscription buffers for a slow client before its reader waits (an
+/// event larger than this still goes, alone): with the connection's send buffers, the most
+/// a subscriber that never reads holds.
+const SUBSCRIPTION_BUFFER_BYTES: usize = 1024 * 1024;
 
 fn options(state: &AppState) -> SubscriptionOptions {
     SubscriptionOptions {
         buffer_items: state.options.subscription_buffer,
+        buffer_bytes: SUBSCRIPTION_BUFFER_BYTES,
         ..SubscriptionOptions::default()
     }
 }
@@ -162,6 +202,7 @@ pub(crate) async fn subscribe_stream(
     Path(stream): Path<String>,
     Query(query): Query<StreamSubscribeQuery>,
     access: Access,
+    connection: Option<Extension<ConnectionSubscriptions>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let stream = StreamName::new(&stream)?;
@@ -173,7 +214,7 @@ pub(crate) async fn subscribe_stream(
         Revision,
     )?;
     let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
-    let permit = permit(&state)?;
+    let permit = permit(&state, connection)?;
     let subscription = strata_core::subscribe_to_stream_with(
         Arc::clone(&state.store),
         stream,
@@ -209,6 +250,7 @@ pub(crate) async fn subscribe_all(
     State(state): State<AppState>,
     Query(query): Query<AllSubscribeQuery>,
     access: Access,
+    connection: Option<Extension<ConnectionSubscriptions>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     access.check(Operation::Read("$all")).await?;
@@ -220,7 +262,7 @@ pub(crate) async fn subscribe_all(
     )?;
     let filter = query.filter.to_filter()?;
     let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
-    let permit = permit(&state)?;
+    let permit = permit(&state, connection)?;
     let subscription =
         strata_core::subscribe_to_all_with(access.store(&state), from, filter, options(&state));
     Ok(respond(
@@ -252,6 +294,7 @@ pub(crate) async fn subscribe_category(
     Path(category): Path<String>,
     Query(query): Query<CategorySubscribeQuery>,
     access: Access,
+    connection: Option<Extension<ConnectionSubscriptions>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     access.check(Operation::Read("$all")).await?;
@@ -268,7 +311,7 @@ pub(crate) async fn subscribe_category(
     )?;
     let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![format!("{category}-")])?;
     let resolver = resolver(&state, &access, query.resolve_links.as_deref())?;
-    let permit = permit(&state)?;
+    let permit = permit(&state, connection)?;
     let subscription = strata_core::subscribe_to_all_with(
         access.store(&state),
         from,
@@ -315,7 +358,7 @@ struct Follower {
     login: LoginWatch,
     /// The last event delivered, for the lag metric.
     delivered: Arc<strata_core::DeliveredPosition>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Places,
 }
 
 fn respond(
@@ -324,7 +367,7 @@ fn respond(
     resolver: Option<Arc<dyn EventStore>>,
     format: Format,
     resume: Resume,
-    permit: OwnedSemaphorePermit,
+    permit: Places,
     login: LoginWatch,
 ) -> Response {
     let follower = Follower {

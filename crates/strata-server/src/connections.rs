@@ -135,11 +135,14 @@ fn refusal(request: &Request, message: &str) -> Response {
 pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// The service of one connection, noting when its first request arrives (hyper calls the
-/// service once a request head is complete).
+/// service once a request head is complete) and handing each request the connection's
+/// subscription places.
 #[derive(Clone)]
 pub(crate) struct FirstRequestWatch {
     inner: TowerToHyperService<Router>,
     arrived: Arc<AtomicBool>,
+    /// The connection's subscription places, put into each of its requests.
+    subscriptions: strata_core::ConnectionSubscriptions,
 }
 
 /// Whether the connection's first request has arrived.
@@ -152,11 +155,15 @@ impl FirstRequest {
 }
 
 impl FirstRequestWatch {
-    pub(crate) fn new(router: Router) -> (Self, FirstRequest) {
+    pub(crate) fn new(
+        router: Router,
+        subscriptions: strata_core::ConnectionSubscriptions,
+    ) -> (Self, FirstRequest) {
         let arrived = Arc::new(AtomicBool::new(false));
         let watch = Self {
             inner: TowerToHyperService::new(router),
             arrived: Arc::clone(&arrived),
+            subscriptions,
         };
         (watch, FirstRequest(arrived))
     }
@@ -172,8 +179,9 @@ where
     type Future =
         <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Future;
 
-    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+    fn call(&self, mut request: hyper::Request<B>) -> Self::Future {
         self.arrived.store(true, Ordering::Relaxed);
+        request.extensions_mut().insert(self.subscriptions.clone());
         self.inner.call(request)
     }
 }

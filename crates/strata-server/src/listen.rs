@@ -43,6 +43,9 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Catch-up subscriptions served at once; one more is refused `RESOURCE_EXHAUSTED`.
     pub subscriptions_max: usize,
+    /// Catch-up subscriptions (gRPC and HTTP) one connection may hold at once; one more is
+    /// refused `RESOURCE_EXHAUSTED` (gRPC) or 429 (HTTP).
+    pub subscriptions_per_connection_max: usize,
     /// What `/info` and the startup log name as the store (`engine`, `postgres`, ...).
     pub store_kind: String,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
@@ -74,6 +77,7 @@ impl Default for ServeConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             header_timeout: HEADER_TIMEOUT_DEFAULT,
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
+            subscriptions_per_connection_max: strata_core::CONNECTION_SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
             http: strata_http::HttpOptions::default(),
@@ -122,6 +126,7 @@ pub struct Server {
     connections: ConnectionLimit,
     header_timeout: Duration,
     subscriptions_max: usize,
+    subscriptions_per_connection_max: usize,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
     http: strata_http::HttpOptions,
@@ -163,6 +168,7 @@ impl Server {
             connections: ConnectionLimit::new(config.connections_max),
             header_timeout: config.header_timeout,
             subscriptions_max: config.subscriptions_max,
+            subscriptions_per_connection_max: config.subscriptions_per_connection_max,
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
             http: config.http.clone(),
@@ -402,6 +408,7 @@ impl Server {
                 http: Arc::clone(&http),
                 limit: self.connections.clone(),
                 header_timeout: self.header_timeout,
+                subscriptions_per_connection_max: self.subscriptions_per_connection_max,
             };
             serving.spawn(accepting.serve(listener, stopped.clone()));
             tracing::debug!(%address, "accepting connections");
@@ -478,6 +485,7 @@ struct Accepting {
     http: Arc<auto::Builder<TokioExecutor>>,
     limit: ConnectionLimit,
     header_timeout: Duration,
+    subscriptions_per_connection_max: usize,
 }
 
 impl Accepting {
@@ -545,7 +553,10 @@ impl Accepting {
                 .layer(axum::Extension(strata_auth::SourceAddress(peer.ip()))),
             None => self.router.clone(),
         };
-        let (service, first_request) = FirstRequestWatch::new(router);
+        // Every request of this connection carries its subscription places.
+        let subscriptions =
+            strata_core::ConnectionSubscriptions::new(self.subscriptions_per_connection_max);
+        let (service, first_request) = FirstRequestWatch::new(router, subscriptions);
         let connection = self
             .http
             .serve_connection_with_upgrades(TokioIo::new(io), service)

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use strata_check::{
-    History, Report, SoakConfig, SoakError, SoakOutcome, Store, WorkloadConfig, check_run, soak,
+    ClusterConfig, Fault, History, PrivatePostgres, Report, SoakConfig, SoakError, SoakOutcome,
+    Store, WorkloadConfig, check_run, cluster_soak, error_counts, soak,
 };
 
 #[derive(Parser)]
@@ -27,6 +28,35 @@ enum Command {
     Soak(SoakArgs),
     /// Runs the workload against a running server for a while and checks the history.
     Run(RunArgs),
+    /// Runs several `strata serve` nodes on one PostgreSQL schema under the workload,
+    /// terminates their PostgreSQL sessions and restarts a private PostgreSQL mid-run,
+    /// CYCLES faults in all, and checks the history after each.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Faults, each followed by a check.
+    #[arg(long, default_value_t = 20)]
+    cycles: u32,
+    /// The `strata` binary to run.
+    #[arg(long, value_name = "PATH")]
+    strata: PathBuf,
+    /// Nodes sharing the schema.
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    /// A PostgreSQL URL to use (sessions terminated only); without it a private PostgreSQL
+    /// is started in a temporary directory, and restarts join the faults.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Load runs up to this many milliseconds before each fault, and again after it.
+    #[arg(long, default_value_t = 1000)]
+    load_ms_max: u64,
+    /// How long PostgreSQL stays down in a restart.
+    #[arg(long, default_value_t = 1000)]
+    outage_ms: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
 }
 
 #[derive(Args)]
@@ -68,6 +98,10 @@ struct SoakArgs {
     /// Load runs for a random time up to this many milliseconds before each kill.
     #[arg(long, default_value_t = 600)]
     load_ms_max: u64,
+    /// Every this many kills, read the whole final order and check the whole history again
+    /// (0: only at the end); the other kills check what changed since the one before.
+    #[arg(long, default_value_t = 100)]
+    full_check_every: u32,
     #[command(flatten)]
     workload: WorkloadArgs,
 }
@@ -182,23 +216,95 @@ async fn main() -> anyhow::Result<()> {
                 load_ms_max: args.load_ms_max,
                 workload: workload_config(&args.workload),
                 server_log,
+                full_check_every: args.full_check_every,
             };
             let started = Instant::now();
-            let result = soak(&config, |cycle, report| {
+            let result = soak(&config, |cycle, report, times| {
                 println!(
-                    "kill {cycle}/{} at {:.0} s: {}",
+                    "kill {cycle}/{} at {:.0} s: {}; took: load {:.2} s, kill {:.2} s, verify \
+                     {:.2} s, restart {:.2} s, read {:.2} s, check {:.2} s",
                     config.cycles,
                     started.elapsed().as_secs_f64(),
-                    summary(report)
+                    summary(report),
+                    times.load.as_secs_f64(),
+                    times.kill.as_secs_f64(),
+                    times.verify.as_secs_f64(),
+                    times.restart.as_secs_f64(),
+                    times.read.as_secs_f64(),
+                    times.check.as_secs_f64(),
                 );
             })
             .await;
             conclude(result, args.workload.history.as_ref())
         }
+        Command::Cluster(args) => run_cluster(args).await,
         Command::Run(args) => {
             let config = workload_config(&args.workload);
             let result = check_run(&args.server, config, Duration::from_secs(args.seconds)).await;
             conclude(result, args.workload.history.as_ref())
         }
+    }
+}
+
+async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    let private = match &args.store {
+        Some(_) => None,
+        None => Some(PrivatePostgres::start().context("cannot start a private PostgreSQL")?),
+    };
+    let (url, faults) = match (&args.store, &private) {
+        (Some(url), _) => (url.clone(), vec![Fault::TerminateBackends]),
+        (None, Some(postgres)) => {
+            println!("private PostgreSQL in {}", postgres.dir().display());
+            (
+                postgres.url(),
+                vec![Fault::TerminateBackends, Fault::RestartPostgres],
+            )
+        }
+        (None, None) => unreachable!("a private server when no URL is given"),
+    };
+    let schema = format!("strata_cluster_{}", std::process::id());
+    let server_log = std::env::temp_dir().join(format!("strata-cluster-{schema}.log"));
+    println!("schema {schema}, node logs: {}", server_log.display());
+    let config = ClusterConfig {
+        strata: args.strata,
+        url,
+        schema,
+        nodes: args.nodes,
+        faults,
+        cycles: args.cycles,
+        load_ms_max: args.load_ms_max,
+        outage: Duration::from_millis(args.outage_ms),
+        workload: workload_config(&args.workload),
+        server_log,
+    };
+    let started = Instant::now();
+    let result = cluster_soak(&config, private.as_ref(), |cycle, fault, report| {
+        println!(
+            "fault {cycle}/{} ({fault:?}) at {:.0} s: {}",
+            config.cycles,
+            started.elapsed().as_secs_f64(),
+            summary(report)
+        );
+    })
+    .await;
+    match result {
+        Ok(outcome) => {
+            if let Some(path) = &args.workload.history {
+                write_history(path, &outcome.history)?;
+            }
+            for (error, count) in error_counts(&outcome.history) {
+                println!("{count:>6} calls failed: {error}");
+            }
+            println!(
+                "done: {} faults ({} sessions terminated, {} PostgreSQL restarts) in {:.0} s; {}",
+                outcome.cycles,
+                outcome.backends_terminated,
+                outcome.restarts,
+                started.elapsed().as_secs_f64(),
+                summary(&outcome.report)
+            );
+            Ok(())
+        }
+        Err(error) => conclude(Err(error), args.workload.history.as_ref()),
     }
 }
