@@ -78,7 +78,10 @@ pub(super) async fn read_all(url: &str, written: u64) -> anyhow::Result<Throughp
     let settings: ClientSettings = url
         .parse()
         .with_context(|| format!("the official client cannot parse {url}"))?;
-    let client = connect(&settings).await?;
+    // No warm-up append: the read must see exactly what the run wrote. The client connects
+    // on this first call.
+    let client = Client::new(settings)
+        .map_err(|error| anyhow::anyhow!("the official client refused its settings: {error}"))?;
     let started = Instant::now();
     let mut events = 0u64;
     let mut read = client
