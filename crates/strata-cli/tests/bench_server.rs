@@ -90,6 +90,7 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
         "grpc_append_single_p50_us",
         "grpc_append_single_p99_us",
         "grpc_read_all_events_per_sec",
+        "official_client_read_all_events_per_sec",
         "official_client_append_single_events_per_sec",
         "official_client_nodelay_append_single_events_per_sec",
         "official_client_nagle_ratio",
@@ -101,6 +102,7 @@ fn the_grpc_figures_and_the_baseline_come_from_one_run() {
     assert_eq!(figures["grpc_batch_append_events"], 2500);
     assert_eq!(figures["grpc_append_single_events"], 200);
     assert_eq!(figures["grpc_read_all_events"], initial + 2700);
+    assert_eq!(figures["official_client_read_all_events"], initial + 2700);
     assert_eq!(figures["official_client_append_single_events"], 10);
     assert_eq!(figures["official_client_nodelay_append_single_events"], 10);
     assert_eq!(

@@ -33,10 +33,11 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::append::{check_expected, proposed_bytes};
 use crate::convert::{event_id, invalid, proposed_event, stream_identifier, stream_name};
 use crate::errors::{batch_error, batch_timeout};
+use crate::proposed_message::ProposedMessage;
+use crate::proto::event_store::client::streams::batch_append_req;
 use crate::proto::event_store::client::streams::batch_append_req::options::{
     DeadlineOption, ExpectedStreamPosition as WireExpected,
 };
-use crate::proto::event_store::client::streams::batch_append_req::{self, ProposedMessage};
 use crate::proto::event_store::client::streams::batch_append_resp::{self, success};
 use crate::proto::event_store::client::streams::{
     BatchAppendReq, BatchAppendResp, batch_append_resp::ExpectedStreamPosition as EchoExpected,

@@ -1,7 +1,6 @@
 //! BatchAppend over a real loopback connection: deadlines, limits checked as chunks
 //! arrive, the per-event overhead, bad messages, and the bound on appends in flight.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,10 +18,11 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 use crate::append::PROPOSED_EVENT_OVERHEAD_BYTES;
 use crate::batch_append::IN_FLIGHT_APPENDS_MAX;
+use crate::proposed_message::ProposedMessage;
+use crate::proto::event_store::client::streams::batch_append_req;
 use crate::proto::event_store::client::streams::batch_append_req::options::{
     DeadlineOption, ExpectedStreamPosition,
 };
-use crate::proto::event_store::client::streams::batch_append_req::{self, ProposedMessage};
 use crate::proto::event_store::client::streams::streams_client::StreamsClient;
 use crate::proto::event_store::client::streams::{
     BatchAppendReq, BatchAppendResp, batch_append_resp,
@@ -87,13 +87,15 @@ fn messages(count: usize, data_bytes: usize) -> Vec<ProposedMessage> {
                     strata_core::EventId::new_random().to_string(),
                 )),
             }),
-            metadata: HashMap::from([
+            metadata: [
                 ("type".to_owned(), "E".to_owned()),
                 (
                     "content-type".to_owned(),
                     "application/octet-stream".to_owned(),
                 ),
-            ]),
+            ]
+            .into_iter()
+            .collect(),
             custom_metadata: Bytes::new(),
             data: Bytes::from(vec![b'x'; data_bytes]),
         })
@@ -284,7 +286,12 @@ async fn a_bad_message_refuses_its_append_only() {
     let running = serve(Config::small_for_tests()).await;
     let mut call = Call::open(&running).await;
     let mut bad = messages(1, 1);
-    bad[0].metadata.remove("type");
+    bad[0].metadata = [(
+        "content-type".to_owned(),
+        "application/octet-stream".to_owned(),
+    )]
+    .into_iter()
+    .collect();
     call.send(chunk(1, Some(options("bad-1", None)), bad, true))
         .await;
     let answer = call.answer().await;

@@ -28,7 +28,6 @@ mod connection_string;
 mod projections;
 mod users;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use strata_core::{
@@ -46,6 +45,7 @@ pub use self::batch_appender::BatchAppender;
 pub use self::projections::{DeleteStreams, ProjectionInfo, ProjectionMode, ProjectionsAdmin};
 pub use self::users::{UserInfo, UsersAdmin};
 use crate::convert::{UuidFormat, event_id, stream_identifier, wire_uuid};
+use crate::proposed_message::{ProposedMessage, ProposedMetadata};
 use crate::proto::event_store::client::Empty;
 use crate::proto::event_store::client::streams::append_req::options::ExpectedStreamRevision;
 use crate::proto::event_store::client::streams::append_resp::{self, success};
@@ -287,14 +287,12 @@ impl Client {
         let messages = std::iter::once(options).chain(events.into_iter().map(move |event| {
             let (id, metadata, custom_metadata, data) = proposed_parts(event, format);
             AppendReq {
-                content: Some(append_req::Content::ProposedMessage(
-                    append_req::ProposedMessage {
-                        id: Some(id),
-                        metadata,
-                        custom_metadata,
-                        data,
-                    },
-                )),
+                content: Some(append_req::Content::ProposedMessage(ProposedMessage {
+                    id: Some(id),
+                    metadata,
+                    custom_metadata,
+                    data,
+                })),
             }
         }));
         let answer = self
@@ -420,19 +418,13 @@ fn appended(success: &append_resp::Success) -> Appended {
 /// metadata and data.
 type ProposedParts = (
     crate::proto::event_store::client::Uuid,
-    HashMap<String, String>,
+    ProposedMetadata,
     strata_core::Bytes,
     strata_core::Bytes,
 );
 
 fn proposed_parts(event: ProposedEvent, format: UuidFormat) -> ProposedParts {
-    let metadata = HashMap::from([
-        (TYPE_KEY.to_owned(), event.event_type),
-        (
-            CONTENT_TYPE_KEY.to_owned(),
-            event.content_type.as_mime().to_owned(),
-        ),
-    ]);
+    let metadata = ProposedMetadata::new(event.event_type, event.content_type.as_mime());
     (
         wire_uuid(event.id, format),
         metadata,

@@ -7,16 +7,17 @@ use prost::bytes::Bytes;
 use strata_core::{ContentType, EventId, ProposedEvent, RecordedEvent, StreamName};
 use tonic::Status;
 
+use crate::proposed_message::ProposedMetadata;
 use crate::proto::event_store::client::streams::read_resp::read_event;
 use crate::proto::event_store::client::uuid as wire;
 use crate::proto::event_store::client::{StreamIdentifier, Uuid};
 
 /// Metadata key naming the event type (required on every proposed event).
-const TYPE_KEY: &str = "type";
+pub(crate) const TYPE_KEY: &str = "type";
 /// Metadata key naming the content type (required on every proposed event).
-const CONTENT_TYPE_KEY: &str = "content-type";
+pub(crate) const CONTENT_TYPE_KEY: &str = "content-type";
 /// Metadata key with the recorded time, in .NET ticks since the Unix epoch.
-const CREATED_KEY: &str = "created";
+pub(crate) const CREATED_KEY: &str = "created";
 
 pub(crate) fn invalid(reason: impl Into<String>) -> Status {
     Status::invalid_argument(reason.into())
@@ -76,24 +77,24 @@ pub(crate) fn wire_uuid(id: EventId, format: UuidFormat) -> Uuid {
 /// required metadata; `application/json` marks JSON.
 pub(crate) fn proposed_event(
     id: Option<&Uuid>,
-    metadata: &HashMap<String, String>,
+    metadata: &ProposedMetadata,
     custom_metadata: Bytes,
     data: Bytes,
 ) -> Result<ProposedEvent, Status> {
     let id = event_id(id)?;
-    let event_type = metadata.get(TYPE_KEY).ok_or_else(|| {
+    let event_type = metadata.event_type().ok_or_else(|| {
         invalid(format!(
             "event {id} lacks the required metadata property {TYPE_KEY:?}"
         ))
     })?;
-    let content_type = metadata.get(CONTENT_TYPE_KEY).ok_or_else(|| {
+    let content_type = metadata.content_type().ok_or_else(|| {
         invalid(format!(
             "event {id} lacks the required metadata property {CONTENT_TYPE_KEY:?}"
         ))
     })?;
     Ok(ProposedEvent {
         id,
-        event_type: event_type.clone(),
+        event_type: event_type.to_owned(),
         content_type: if content_type == ContentType::Json.as_mime() {
             ContentType::Json
         } else {
@@ -173,8 +174,10 @@ mod tests {
             tonic::Code::InvalidArgument
         );
         let id = wire_uuid(EventId::new_random(), UuidFormat::String);
-        let metadata =
-            HashMap::from([(CONTENT_TYPE_KEY.to_owned(), "application/json".to_owned())]);
+        let metadata: ProposedMetadata =
+            [(CONTENT_TYPE_KEY.to_owned(), "application/json".to_owned())]
+                .into_iter()
+                .collect();
         let refused = proposed_event(Some(&id), &metadata, Bytes::new(), Bytes::new()).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
         assert!(refused.message().contains("type"));

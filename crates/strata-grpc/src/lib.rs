@@ -49,8 +49,10 @@ mod persistent;
 mod projections;
 #[cfg(test)]
 mod projections_tests;
+mod proposed_message;
 mod proto;
 mod read;
+mod read_answer;
 mod read_answers;
 #[cfg(test)]
 mod read_tests;
@@ -83,10 +85,10 @@ use crate::proto::event_store::client::operations::operations_server::Operations
 use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use crate::proto::event_store::client::projections::projections_server::ProjectionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
-use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::proto::event_store::client::users::users_server::UsersServer;
 use crate::proto::kurrentdb::protocol::v2::streams::streams_service_server::StreamsServiceServer;
 use crate::proto::strata::dcb::v1::dcb_server::DcbServer;
+use crate::proto::streams_service::streams_server::StreamsServer;
 use crate::server_features::Features;
 use crate::streams::StreamsService;
 use crate::subscribe::SubscriptionSlots;

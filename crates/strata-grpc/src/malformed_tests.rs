@@ -1,7 +1,6 @@
 //! Malformed requests over a real loopback HTTP/2 connection: each is INVALID_ARGUMENT
 //! with a clear message, nothing is written, and the server goes on serving.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use prost::bytes::{Buf, BufMut, Bytes};
@@ -99,12 +98,12 @@ fn options(stream: &str) -> AppendReq {
 fn message(id: Uuid, metadata: &[(&str, &str)], data: Vec<u8>) -> AppendReq {
     AppendReq {
         content: Some(append_req::Content::ProposedMessage(
-            append_req::ProposedMessage {
+            crate::proposed_message::ProposedMessage {
                 id: Some(id),
                 metadata: metadata
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect::<HashMap<_, _>>(),
+                    .collect(),
                 custom_metadata: Bytes::new(),
                 data: Bytes::from(data),
             },

@@ -85,6 +85,16 @@ pub(crate) mod kurrentdb {
     }
 }
 
+/// The `Streams` server answering reads with `ReadAnswer` (build.rs, second pass); its
+/// messages are those of `event_store::client::streams`.
+pub(crate) mod streams_service {
+    #![allow(dead_code, clippy::all, reason = "generated")]
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/streams_server/event_store.client.streams.rs"
+    ));
+}
+
 /// Package `google.rpc`: `Status` (with a single `Any` detail) and `Code`.
 pub(crate) mod google {
     pub(crate) mod rpc {
@@ -137,7 +147,7 @@ mod tests {
     fn append_req_proposed_message_round_trip() {
         let message = AppendReq {
             content: Some(append_req::Content::ProposedMessage(
-                append_req::ProposedMessage {
+                crate::proposed_message::ProposedMessage {
                     id: Some(Uuid {
                         value: Some(uuid::Value::String(
                             "3f2504e0-4f89-11d3-9a0c-0305e82c3301".to_owned(),

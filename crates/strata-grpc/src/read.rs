@@ -14,15 +14,16 @@ use strata_core::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::convert::{UuidFormat, invalid, recorded_event, stream_identifier, stream_name};
+use crate::convert::{UuidFormat, invalid, stream_identifier, stream_name};
 use crate::errors::{read_all_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_req::options::{
     self, AllOptions, CountOption, FilterOption, ReadDirection, StreamOption, StreamOptions,
     all_options, filter_options, stream_options, uuid_option,
 };
-use crate::proto::event_store::client::streams::read_resp::{self, Content, read_event};
+use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::proto::event_store::client::streams::{ReadReq, read_req};
 use crate::proto::event_store::client::{AllStreamPosition, Empty};
+use crate::read_answer::ReadAnswer;
 use crate::read_answers::{Answers, ReadAnswers};
 use crate::subscribe::{SubscriptionSlot, SubscriptionSlots, subscribe};
 
@@ -247,8 +248,8 @@ async fn send_events(
     };
     let bytes = resolved.iter().map(resolved_bytes).sum();
     let page = resolved
-        .iter()
-        .map(|event| event_content(event, plan.uuid_format))
+        .into_iter()
+        .map(|event| ReadAnswer::event(event, plan.uuid_format))
         .collect();
     answers.send_page(page, bytes).await
 }
@@ -256,19 +257,6 @@ async fn send_events(
 /// Bytes of an event and of the link it came through.
 pub(crate) fn resolved_bytes(resolved: &ResolvedEvent) -> usize {
     resolved.event.as_ref().map_or(0, event_bytes) + resolved.link.as_ref().map_or(0, event_bytes)
-}
-
-/// A read event as KurrentDB sends it: the event (unset for a link whose target is gone),
-/// the link it came through, and the position of what was read (the link's, if any).
-pub(crate) fn event_content(resolved: &ResolvedEvent, format: UuidFormat) -> Content {
-    let wire = |event: &RecordedEvent| recorded_event(event, format);
-    Content::Event(read_resp::ReadEvent {
-        event: resolved.event.as_ref().map(wire),
-        link: resolved.link.as_ref().map(wire),
-        position: Some(read_event::Position::CommitPosition(
-            resolved.original().position.0,
-        )),
-    })
 }
 
 async fn read_stream(

@@ -12,11 +12,11 @@ use tonic::Status;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
-use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::streams::read_resp::Content;
+use crate::read_answer::ReadAnswer;
 
 /// The stream of answers of one Read call.
-pub(crate) type ReadAnswers = Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
+pub(crate) type ReadAnswers = Pin<Box<dyn Stream<Item = Result<ReadAnswer, Status>> + Send>>;
 
 /// Pages of answers buffered per call before the reading task waits for the client (a page
 /// is one store page of events, or one single answer).
@@ -27,7 +27,10 @@ const PAGES_BUFFERED_MAX: usize = 16;
 pub(crate) const BUFFERED_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// A page with its share of the byte budget, released when the page leaves the buffer.
-type Page = (Result<Vec<ReadResp>, Status>, Option<OwnedSemaphorePermit>);
+type Page = (
+    Result<Vec<ReadAnswer>, Status>,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// The reading task's end of a Read call.
 pub(crate) struct Answers {
@@ -72,7 +75,7 @@ pub(crate) fn channel_with_budget(bytes_max: usize) -> (Answers, ReadAnswers) {
 impl Answers {
     /// Sends one answer that carries no event.
     pub(crate) async fn send(&self, content: Content) -> Result<(), Status> {
-        self.send_page(vec![content], 0).await
+        self.send_page(vec![ReadAnswer::other(content)], 0).await
     }
 
     /// Sends a page holding `event_bytes` of events, waiting while the buffer is full.
@@ -81,7 +84,7 @@ impl Answers {
     /// `CANCELLED` when the client went away (nothing is left to tell it).
     pub(crate) async fn send_page(
         &self,
-        page: Vec<Content>,
+        page: Vec<ReadAnswer>,
         event_bytes: usize,
     ) -> Result<(), Status> {
         let gone = || Status::cancelled("the client went away");
@@ -96,12 +99,6 @@ impl Answers {
                 .map_err(|_| gone())?;
             Some(permit)
         };
-        let page = page
-            .into_iter()
-            .map(|content| ReadResp {
-                content: Some(content),
-            })
-            .collect();
         self.pages
             .send((Ok(page), permit))
             .await
@@ -128,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn pages_wait_while_the_buffer_holds_its_byte_budget() {
         let (answers, mut stream) = channel();
-        let page = || vec![Content::FirstStreamPosition(0)];
+        let page = || vec![ReadAnswer::other(Content::FirstStreamPosition(0))];
         answers
             .send_page(page(), BUFFERED_BYTES_MAX - 10)
             .now_or_never()

@@ -65,7 +65,7 @@ fn append_requests(stream: &str) -> Vec<AppendReq> {
         },
         AppendReq {
             content: Some(append_req::Content::ProposedMessage(
-                append_req::ProposedMessage {
+                crate::proposed_message::ProposedMessage {
                     id: Some(Uuid {
                         value: Some(uuid::Value::String(::uuid::Uuid::new_v4().to_string())),
                     }),

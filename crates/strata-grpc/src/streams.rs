@@ -4,11 +4,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::Access;
 use crate::batch_append::BatchAnswers;
-use crate::proto::event_store::client::streams::streams_server::Streams;
 use crate::proto::event_store::client::streams::{
     AppendReq, AppendResp, BatchAppendReq, DeleteReq, DeleteResp, ReadReq, TombstoneReq,
     TombstoneResp,
 };
+use crate::proto::streams_service::streams_server::Streams;
 use crate::read_answers::ReadAnswers;
 use crate::subscribe::SubscriptionSlots;
 

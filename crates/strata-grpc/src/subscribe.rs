@@ -20,7 +20,8 @@ use tonic::Status;
 use crate::convert::invalid;
 use crate::errors::{access_denied, subscription_invalid_position, to_status};
 use crate::proto::event_store::client::streams::read_resp::{self, Content};
-use crate::read::{ReadPlan, Target, event_content, resolved_bytes};
+use crate::read::{ReadPlan, Target, resolved_bytes};
+use crate::read_answer::ReadAnswer;
 use crate::read_answers::Answers;
 
 /// Catch-up subscriptions one server serves at once, unless configured otherwise.
@@ -170,8 +171,8 @@ async fn follow(
                     ResolvedEvent::plain(event)
                 };
                 let bytes = resolved_bytes(&resolved);
-                let content = event_content(&resolved, plan.uuid_format);
-                answers.send_page(vec![content], bytes).await?;
+                let answer = ReadAnswer::event(resolved, plan.uuid_format);
+                answers.send_page(vec![answer], bytes).await?;
                 delivered.delivered(position);
             }
             SubscriptionItem::CaughtUp => {

@@ -80,13 +80,14 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         let single = append_single(&client, &workload, args.events_single, single_tasks).await?;
         let written = batched.throughput.events + single.throughput.events;
         let read_all = read_all(&client, written).await?;
+        let official_read_all = official_client::read_all(url, written).await?;
         let official = match args.official_appends {
             0 => None,
             appends => Some(official_client::run(url, args.event_bytes, appends).await?),
         };
-        anyhow::Ok((batched, single, read_all, official))
+        anyhow::Ok((batched, single, read_all, official_read_all, official))
     };
-    let (batched, single, read_all, official) = phases
+    let (batched, single, read_all, official_read_all, official) = phases
         .await
         .with_context(|| format!("the bench against {url} stopped"))?;
     let report = GrpcReport {
@@ -103,6 +104,7 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<()> {
         batched,
         single,
         read_all,
+        official_read_all,
         official,
     };
     if args.json {

@@ -28,6 +28,8 @@ pub(super) struct GrpcReport {
     pub(super) batched: Timed,
     pub(super) single: Timed,
     pub(super) read_all: Throughput,
+    /// `$all` read through the official client, in one call.
+    pub(super) official_read_all: Throughput,
     /// Left out with `--official-appends 0`.
     pub(super) official: Option<OfficialClientFigures>,
 }
@@ -55,6 +57,8 @@ impl GrpcReport {
             "grpc_append_single_max_us": round1(micros(single.latency.max)),
             "grpc_read_all_events": self.read_all.events,
             "grpc_read_all_events_per_sec": round(self.read_all.events_per_sec()),
+            "official_client_read_all_events": self.official_read_all.events,
+            "official_client_read_all_events_per_sec": round(self.official_read_all.events_per_sec()),
         });
         if let (Some(official), Some(fields)) = (&self.official, object.as_object_mut()) {
             for (key, value) in official_fields(official) {
@@ -161,6 +165,12 @@ impl GrpcReport {
                 group(self.read_all.events_per_sec()),
                 ">= 1,000,000",
                 format!("{} events in $all", group(self.read_all.events as f64)),
+            ),
+            row(
+                "official_client_read_all_per_sec",
+                group(self.official_read_all.events_per_sec()),
+                ">= 1,000,000",
+                "one Read call through the official client".to_owned(),
             ),
         ]);
         if let Some(official) = &self.official {

@@ -1,7 +1,8 @@
-//! One writer of single-event appends through the official `kurrentdb` Rust client, twice in
-//! the same run: with the client's sockets as it leaves them (Nagle's algorithm on) and with
-//! Nagle forced off on its connection. The ratio shows whether the server makes clients wait
-//! on delayed acknowledgements (it should be about 1).
+//! The official `kurrentdb` Rust client against the server: the whole of `$all` read
+//! through one call, and one writer of single-event appends, twice in the same run: with
+//! the client's sockets as it leaves them (Nagle's algorithm on) and with Nagle forced off
+//! on its connection. The ratio shows whether the server makes clients wait on delayed
+//! acknowledgements (it should be about 1).
 //!
 //! The client offers no setting for `TCP_NODELAY`, so the bench sets it from outside on the
 //! client's connection: it takes a duplicate of each of this process's socket descriptors
@@ -12,7 +13,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kurrentdb::{AppendToStreamOptions, Client, ClientSettings, EventData, StreamState};
+use kurrentdb::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, StreamState,
+};
 
 use super::latency::LatencySummary;
 use super::throughput::Throughput;
@@ -66,6 +69,40 @@ pub(super) async fn run(
         nagle_on,
         nagle_off,
     })
+}
+
+/// Reads the whole of `$all` forwards in one Read call, as a client catching up would; each
+/// event is decoded by the client (into its `ResolvedEvent`) and counted. Fails when `$all`
+/// holds fewer than the `written` events of this run.
+pub(super) async fn read_all(url: &str, written: u64) -> anyhow::Result<Throughput> {
+    let settings: ClientSettings = url
+        .parse()
+        .with_context(|| format!("the official client cannot parse {url}"))?;
+    // No warm-up append: the read must see exactly what the run wrote. The client connects
+    // on this first call.
+    let client = Client::new(settings)
+        .map_err(|error| anyhow::anyhow!("the official client refused its settings: {error}"))?;
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut read = client
+        .read_all(&ReadAllOptions::default().forwards())
+        .await
+        .context("the official client cannot read $all")?;
+    while read
+        .next()
+        .await
+        .context("the official client's read of $all failed")?
+        .is_some()
+    {
+        events += 1;
+    }
+    let elapsed = started.elapsed();
+    if events < written {
+        bail!(
+            "the official client read {events} events from $all, fewer than the {written} this run appended"
+        );
+    }
+    Ok(Throughput { events, elapsed })
 }
 
 /// A client with its connection open (it connects on the first call).

@@ -117,7 +117,7 @@ impl BatchAppender {
                 .into_iter()
                 .map(|event| {
                     let (id, metadata, custom_metadata, data) = proposed_parts(event, self.format);
-                    batch_append_req::ProposedMessage {
+                    crate::proposed_message::ProposedMessage {
                         id: Some(id),
                         metadata,
                         custom_metadata,

@@ -1,0 +1,568 @@
+//! One answer of a Read call (`ReadResp` on the wire). An event is encoded by hand, straight
+//! from the recorded event into tonic's buffer: no wire message is built first, so no
+//! metadata map, no `String` per metadata entry, no copy of the stream name, and the UUID
+//! and the `created` ticks are formatted on the stack. Every other answer is the generated
+//! `ReadResp`, encoded by prost.
+//!
+//! The bytes are those prost writes for the same `ReadResp` (fields in field-number order,
+//! zero scalars left out, oneof members always written), except that the metadata map's
+//! entries come in a fixed order (`type`, `content-type`, `created`) where prost follows
+//! its `HashMap`; map order carries no meaning.
+
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{
+    DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len,
+};
+use prost::{DecodeError, Message};
+use strata_core::RecordedEvent;
+use strata_core::system_streams::ResolvedEvent;
+
+use crate::convert::{CONTENT_TYPE_KEY, CREATED_KEY, TYPE_KEY, UuidFormat, recorded_event};
+use crate::proto::event_store::client::streams::ReadResp;
+use crate::proto::event_store::client::streams::read_resp::{self, Content, read_event};
+
+/// Event answers up to this size are written on the stack first and handed to tonic's
+/// buffer in one piece: a `BytesMut` pays a call for every `put_slice`, and prost writes a
+/// varint one `put_u8` at a time (about 60 calls per event otherwise).
+const STACK_ANSWER_BYTES_MAX: usize = 1024;
+
+/// One answer of a Read call, as the `Streams` server sends it.
+#[derive(Debug)]
+pub(crate) enum ReadAnswer {
+    /// An event read (and the link it came through), encoded by hand.
+    Event {
+        resolved: ResolvedEvent,
+        format: UuidFormat,
+    },
+    /// Any other answer.
+    Other(ReadResp),
+}
+
+impl ReadAnswer {
+    pub(crate) fn event(resolved: ResolvedEvent, format: UuidFormat) -> Self {
+        Self::Event { resolved, format }
+    }
+
+    pub(crate) fn other(content: Content) -> Self {
+        Self::Other(ReadResp {
+            content: Some(content),
+        })
+    }
+
+    /// The answer as the generated message (what a decoder builds).
+    fn into_generated(self) -> ReadResp {
+        match self {
+            Self::Event { resolved, format } => ReadResp {
+                content: Some(event_content(&resolved, format)),
+            },
+            Self::Other(answer) => answer,
+        }
+    }
+}
+
+impl Default for ReadAnswer {
+    fn default() -> Self {
+        Self::Other(ReadResp::default())
+    }
+}
+
+impl Message for ReadAnswer {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Event { resolved, format } => {
+                let event = ReadEventWire::new(resolved, *format);
+                let body_len = event.body_len();
+                let len = message_len(field::READ_RESP_EVENT, body_len);
+                if len <= STACK_ANSWER_BYTES_MAX {
+                    let mut stack = [0; STACK_ANSWER_BYTES_MAX];
+                    event.encode_answer(body_len, &mut &mut stack[..len]);
+                    buf.put_slice(&stack[..len]);
+                } else {
+                    event.encode_answer(body_len, buf);
+                }
+            }
+            Self::Other(answer) => answer.encode_raw(buf),
+        }
+    }
+
+    /// Decoding yields the generated message (the server never decodes its answers;
+    /// this keeps the type a complete `Message`).
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        let mut answer = std::mem::take(self).into_generated();
+        let merged = answer.merge_field(tag, wire_type, buf, ctx);
+        *self = Self::Other(answer);
+        merged
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            Self::Event { resolved, format } => message_len(
+                field::READ_RESP_EVENT,
+                ReadEventWire::new(resolved, *format).body_len(),
+            ),
+            Self::Other(answer) => answer.encoded_len(),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// A read event as the generated message: the event (unset for a link whose target is
+/// gone), the link it came through, and the position of what was read (the link's, if
+/// any).
+pub(crate) fn event_content(resolved: &ResolvedEvent, format: UuidFormat) -> Content {
+    let wire = |event: &RecordedEvent| recorded_event(event, format);
+    Content::Event(read_resp::ReadEvent {
+        event: resolved.event.as_ref().map(wire),
+        link: resolved.link.as_ref().map(wire),
+        position: Some(read_event::Position::CommitPosition(
+            resolved.original().position.0,
+        )),
+    })
+}
+
+/// Field numbers (streams.proto, shared.proto).
+mod field {
+    /// `ReadResp.event`
+    pub(super) const READ_RESP_EVENT: u32 = 1;
+    /// `ReadEvent.event`, `.link`, `.commit_position`
+    pub(super) const READ_EVENT_EVENT: u32 = 1;
+    pub(super) const READ_EVENT_LINK: u32 = 2;
+    pub(super) const READ_EVENT_COMMIT_POSITION: u32 = 3;
+    /// `RecordedEvent` fields
+    pub(super) const ID: u32 = 1;
+    pub(super) const STREAM_IDENTIFIER: u32 = 2;
+    pub(super) const STREAM_REVISION: u32 = 3;
+    pub(super) const PREPARE_POSITION: u32 = 4;
+    pub(super) const COMMIT_POSITION: u32 = 5;
+    pub(super) const METADATA: u32 = 6;
+    pub(super) const CUSTOM_METADATA: u32 = 7;
+    pub(super) const DATA: u32 = 8;
+    /// `StreamIdentifier.stream_name`
+    pub(super) const STREAM_NAME: u32 = 3;
+    /// `UUID.structured`, `UUID.string`; `Structured`'s two halves
+    pub(super) const UUID_STRUCTURED: u32 = 1;
+    pub(super) const UUID_STRING: u32 = 2;
+    pub(super) const MOST_SIGNIFICANT_BITS: u32 = 1;
+    pub(super) const LEAST_SIGNIFICANT_BITS: u32 = 2;
+    /// A map entry's key and value
+    pub(super) const ENTRY_KEY: u32 = 1;
+    pub(super) const ENTRY_VALUE: u32 = 2;
+}
+
+/// `ReadEvent`: the event, the link, the commit position (a oneof member, always written).
+struct ReadEventWire<'a> {
+    event: Option<RecordedWire<'a>>,
+    link: Option<RecordedWire<'a>>,
+    position: u64,
+}
+
+impl<'a> ReadEventWire<'a> {
+    fn new(resolved: &'a ResolvedEvent, format: UuidFormat) -> Self {
+        let wire = |event: &'a RecordedEvent| RecordedWire::new(event, format);
+        Self {
+            event: resolved.event.as_ref().map(wire),
+            link: resolved.link.as_ref().map(wire),
+            position: resolved.original().position.0,
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        let recorded = |tag, event: &Option<RecordedWire<'_>>| {
+            event
+                .as_ref()
+                .map_or(0, |event| message_len(tag, event.body_len()))
+        };
+        recorded(field::READ_EVENT_EVENT, &self.event)
+            + recorded(field::READ_EVENT_LINK, &self.link)
+            + key_len(field::READ_EVENT_COMMIT_POSITION)
+            + encoded_len_varint(self.position)
+    }
+
+    /// The whole `ReadResp`: its `event` field holding this `ReadEvent` of `body_len` bytes.
+    fn encode_answer(&self, body_len: usize, buf: &mut impl BufMut) {
+        put_message_header(field::READ_RESP_EVENT, body_len, buf);
+        self.encode(buf);
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        for (tag, event) in [
+            (field::READ_EVENT_EVENT, &self.event),
+            (field::READ_EVENT_LINK, &self.link),
+        ] {
+            if let Some(event) = event {
+                put_message_header(tag, event.body_len(), buf);
+                event.encode(buf);
+            }
+        }
+        encode_key(field::READ_EVENT_COMMIT_POSITION, WireType::Varint, buf);
+        encode_varint(self.position, buf);
+    }
+}
+
+/// `RecordedEvent`, with its text fields formatted once, on the stack.
+struct RecordedWire<'a> {
+    event: &'a RecordedEvent,
+    id: UuidWire,
+    created: Decimal,
+}
+
+impl<'a> RecordedWire<'a> {
+    fn new(event: &'a RecordedEvent, format: UuidFormat) -> Self {
+        Self {
+            event,
+            id: UuidWire::new(event.id.0, format),
+            created: Decimal::new(event.created.unix_ticks()),
+        }
+    }
+
+    /// The three system metadata entries, in a fixed order.
+    fn metadata(&self) -> [(&'static str, &[u8]); 3] {
+        [
+            (TYPE_KEY, self.event.event_type.as_bytes()),
+            (
+                CONTENT_TYPE_KEY,
+                self.event.content_type.as_mime().as_bytes(),
+            ),
+            (CREATED_KEY, self.created.as_bytes()),
+        ]
+    }
+
+    fn body_len(&self) -> usize {
+        let event = self.event;
+        let position = event.position.0;
+        message_len(field::ID, self.id.body_len())
+            + message_len(
+                field::STREAM_IDENTIFIER,
+                bytes_len(field::STREAM_NAME, event.stream.as_str().as_bytes()),
+            )
+            + uint64_len(field::STREAM_REVISION, event.revision.0)
+            + uint64_len(field::PREPARE_POSITION, position)
+            + uint64_len(field::COMMIT_POSITION, position)
+            + self
+                .metadata()
+                .iter()
+                .map(|(key, value)| message_len(field::METADATA, entry_len(key, value)))
+                .sum::<usize>()
+            + bytes_len(field::CUSTOM_METADATA, &event.metadata)
+            + bytes_len(field::DATA, &event.data)
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        let event = self.event;
+        let position = event.position.0;
+        put_message_header(field::ID, self.id.body_len(), buf);
+        self.id.encode(buf);
+        let name = event.stream.as_str().as_bytes();
+        put_message_header(
+            field::STREAM_IDENTIFIER,
+            bytes_len(field::STREAM_NAME, name),
+            buf,
+        );
+        put_bytes(field::STREAM_NAME, name, buf);
+        put_uint64(field::STREAM_REVISION, event.revision.0, buf);
+        put_uint64(field::PREPARE_POSITION, position, buf);
+        put_uint64(field::COMMIT_POSITION, position, buf);
+        for (key, value) in self.metadata() {
+            put_message_header(field::METADATA, entry_len(key, value), buf);
+            put_bytes(field::ENTRY_KEY, key.as_bytes(), buf);
+            put_bytes(field::ENTRY_VALUE, value, buf);
+        }
+        put_bytes(field::CUSTOM_METADATA, &event.metadata, buf);
+        put_bytes(field::DATA, &event.data, buf);
+    }
+}
+
+/// A map entry `string` → `string`; as prost, an empty key or value is left out.
+fn entry_len(key: &str, value: &[u8]) -> usize {
+    bytes_len(field::ENTRY_KEY, key.as_bytes()) + bytes_len(field::ENTRY_VALUE, value)
+}
+
+/// `UUID`: the structured halves, or the hyphenated text.
+enum UuidWire {
+    Structured { high: u64, low: u64 },
+    Text([u8; uuid::fmt::Hyphenated::LENGTH]),
+}
+
+impl UuidWire {
+    fn new(id: uuid::Uuid, format: UuidFormat) -> Self {
+        match format {
+            UuidFormat::Structured => {
+                let (high, low) = id.as_u64_pair();
+                Self::Structured { high, low }
+            }
+            UuidFormat::String => {
+                let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+                id.hyphenated().encode_lower(&mut text);
+                Self::Text(text)
+            }
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        match self {
+            Self::Structured { high, low } => {
+                message_len(field::UUID_STRUCTURED, structured_len(*high, *low))
+            }
+            Self::Text(text) => {
+                key_len(field::UUID_STRING) + encoded_len_varint(text.len() as u64) + text.len()
+            }
+        }
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Structured { high, low } => {
+                put_message_header(field::UUID_STRUCTURED, structured_len(*high, *low), buf);
+                // int64 on the wire is the two's-complement value as a varint: the bits.
+                put_uint64(field::MOST_SIGNIFICANT_BITS, *high, buf);
+                put_uint64(field::LEAST_SIGNIFICANT_BITS, *low, buf);
+            }
+            // A oneof member: written even when empty (it never is).
+            Self::Text(text) => {
+                encode_key(field::UUID_STRING, WireType::LengthDelimited, buf);
+                encode_varint(text.len() as u64, buf);
+                buf.put_slice(text);
+            }
+        }
+    }
+}
+
+fn structured_len(high: u64, low: u64) -> usize {
+    uint64_len(field::MOST_SIGNIFICANT_BITS, high) + uint64_len(field::LEAST_SIGNIFICANT_BITS, low)
+}
+
+/// A signed integer as decimal text, on the stack.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(value: i64) -> Self {
+        let mut digits = [0; 20];
+        let mut start = digits.len();
+        let mut rest = value.unsigned_abs();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            start -= 1;
+            digits[start] = b'-';
+        }
+        Self { digits, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+}
+
+/// A length-delimited field of `body_len` bytes, key and length included.
+fn message_len(tag: u32, body_len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(body_len as u64) + body_len
+}
+
+fn put_message_header(tag: u32, body_len: usize, buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(body_len as u64, buf);
+}
+
+/// A `bytes` or `string` field; left out when empty, as proto3 wants.
+fn bytes_len(tag: u32, value: &[u8]) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        message_len(tag, value.len())
+    }
+}
+
+fn put_bytes(tag: u32, value: &[u8], buf: &mut impl BufMut) {
+    if !value.is_empty() {
+        put_message_header(tag, value.len(), buf);
+        buf.put_slice(value);
+    }
+}
+
+/// A `uint64` (or `int64`, as its bits) field; left out when zero, as proto3 wants.
+fn uint64_len(tag: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(value)
+    }
+}
+
+fn put_uint64(tag: u32, value: u64, buf: &mut impl BufMut) {
+    if value != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(value, buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use prost::bytes::Bytes;
+    use strata_core::{ContentType, EventId, Position, Revision, StreamName, Timestamp};
+
+    use super::*;
+
+    fn recorded(position: u64, revision: u64, ticks_nanos: i64) -> RecordedEvent {
+        RecordedEvent {
+            stream: StreamName::new("order-42").unwrap(),
+            revision: Revision(revision),
+            position: Position(position),
+            id: EventId::new_random(),
+            event_type: "OrderPlaced".to_owned(),
+            content_type: ContentType::Json,
+            data: Bytes::from_static(b"{\"total\":10}"),
+            metadata: Bytes::from_static(b"{\"user\":\"ada\"}"),
+            created: Timestamp(ticks_nanos),
+        }
+    }
+
+    /// Decodes `answer`'s bytes as clients do, with the generated message.
+    fn decoded(answer: &ReadAnswer) -> ReadResp {
+        let bytes = answer.encode_to_vec();
+        assert_eq!(bytes.len(), answer.encoded_len(), "encoded_len is exact");
+        ReadResp::decode(bytes.as_slice()).expect("a valid ReadResp")
+    }
+
+    fn generated(resolved: &ResolvedEvent, format: UuidFormat) -> ReadResp {
+        ReadResp {
+            content: Some(event_content(resolved, format)),
+        }
+    }
+
+    #[test]
+    fn events_decode_as_the_generated_answer_in_both_uuid_forms() {
+        let cases = [
+            recorded(1_234_567, 89, 1_764_800_000_123_456_700),
+            // Zero scalars are left out, and the decoder reads them back as zero.
+            recorded(0, 0, 0),
+            recorded(u64::MAX, u64::MAX, -1_000),
+            recorded(1 << 40, 3, i64::MIN),
+        ];
+        for event in cases {
+            for format in [UuidFormat::Structured, UuidFormat::String] {
+                let resolved = ResolvedEvent::plain(event.clone());
+                let answer = ReadAnswer::event(resolved.clone(), format);
+                assert_eq!(decoded(&answer), generated(&resolved, format));
+            }
+        }
+    }
+
+    #[test]
+    fn events_larger_than_the_stack_answer_decode_as_the_generated_answer() {
+        let mut event = recorded(77, 2, 3);
+        event.data = Bytes::from(vec![b'x'; STACK_ANSWER_BYTES_MAX]);
+        let resolved = ResolvedEvent::plain(event);
+        let answer = ReadAnswer::event(resolved.clone(), UuidFormat::String);
+        assert!(answer.encoded_len() > STACK_ANSWER_BYTES_MAX);
+        assert_eq!(decoded(&answer), generated(&resolved, UuidFormat::String));
+    }
+
+    #[test]
+    fn links_and_missing_targets_decode_as_the_generated_answer() {
+        let mut link = recorded(900, 4, 5_000);
+        link.stream = StreamName::new("$ce-order").unwrap();
+        link.event_type = "$>".to_owned();
+        link.content_type = ContentType::Binary;
+        link.metadata = Bytes::new();
+        let both = ResolvedEvent {
+            event: Some(recorded(100, 0, 7)),
+            link: Some(link.clone()),
+        };
+        let gone = ResolvedEvent {
+            event: None,
+            link: Some(link),
+        };
+        for resolved in [both, gone] {
+            let answer = ReadAnswer::event(resolved.clone(), UuidFormat::String);
+            assert_eq!(decoded(&answer), generated(&resolved, UuidFormat::String));
+        }
+    }
+
+    #[test]
+    fn the_system_metadata_is_what_clients_read() {
+        let event = recorded(10, 1, 1_764_800_000_123_456_700);
+        let id = event.id;
+        let answer = ReadAnswer::event(ResolvedEvent::plain(event), UuidFormat::String);
+        let Some(Content::Event(read)) = decoded(&answer).content else {
+            panic!("an event answer");
+        };
+        let recorded = read.event.expect("the event");
+        let expected: HashMap<String, String> = [
+            ("type", "OrderPlaced"),
+            ("content-type", "application/json"),
+            ("created", "17648000001234567"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(recorded.metadata, expected);
+        assert_eq!(
+            &recorded.stream_identifier.unwrap().stream_name[..],
+            b"order-42"
+        );
+        let Some(crate::proto::event_store::client::uuid::Value::String(text)) =
+            recorded.id.and_then(|id| id.value)
+        else {
+            panic!("a string UUID");
+        };
+        assert_eq!(text, id.to_string());
+    }
+
+    #[test]
+    fn decimals_match_the_standard_formatting() {
+        for value in [
+            0,
+            7,
+            -7,
+            10,
+            99,
+            100,
+            i64::MAX,
+            i64::MIN,
+            17_648_000_001_234_567,
+        ] {
+            assert_eq!(Decimal::new(value).as_bytes(), value.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn other_answers_are_prost_encoded_and_decoding_yields_the_generated_message() {
+        let other = ReadAnswer::other(Content::LastStreamPosition(17));
+        assert_eq!(
+            decoded(&other),
+            ReadResp {
+                content: Some(Content::LastStreamPosition(17))
+            }
+        );
+        let event = ReadAnswer::event(
+            ResolvedEvent::plain(recorded(5, 1, 2)),
+            UuidFormat::Structured,
+        );
+        let ReadAnswer::Other(merged) =
+            ReadAnswer::decode(event.encode_to_vec().as_slice()).expect("decodes")
+        else {
+            panic!("decoding yields the generated message");
+        };
+        assert_eq!(merged, decoded(&event));
+    }
+}
