@@ -454,7 +454,7 @@ async fn tombstones_read_as_the_scanning_reference_finds_them() {
             .read_tombstones(after, up_to, max)
             .await
             .expect("reads");
-        let scanned = strata_core::read_tombstones_by_scanning(&store, after, up_to, max)
+        let scanned = strata_core::read_tombstones_by_scanning(&*store, after, up_to, max)
             .await
             .expect("scans");
         assert_eq!(listed(kept), listed(scanned), "{after:?} {up_to:?} {max}");
