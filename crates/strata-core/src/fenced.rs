@@ -11,8 +11,9 @@ use crate::leadership::Leadership;
 use crate::system_streams::{IndexKey, IndexSlice};
 use crate::{
     AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
-    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
-    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata, WindowSlice,
+    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent,
+    Result, Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata,
+    WindowSlice,
 };
 
 /// `S` whose writes are refused with [`Error::NotLeader`] unless this node leads.
@@ -97,6 +98,15 @@ impl<S: EventStore + ?Sized> EventStore for FencedStore<S> {
 
     async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
         self.inner.read_index(key, options).await
+    }
+
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.inner.read_tombstones(after, up_to, max).await
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {

@@ -73,7 +73,7 @@ pub use scavenge::{
 };
 pub use store::{
     AllSlice, EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice,
-    read_query_by_index,
+    read_query_by_index, read_tombstones_by_scanning,
 };
 pub use subscription::{
     CHECKPOINT_INTERVAL_EVENTS_DEFAULT, PageBudget, SUBSCRIPTION_BUFFER_BYTES_DEFAULT,

@@ -9,9 +9,11 @@ use tokio::sync::watch;
 
 use crate::dcb::{AppendCondition, Query, QuerySlice};
 use crate::error::{Error, Result};
-use crate::filter::{EventFilter, WindowSlice};
+use crate::filter::{EventFilter, FilterTarget, WindowSlice};
 use crate::limits::Limits;
-use crate::metadata::{METADATA_EVENT_TYPE, StreamMetadata, VersionedMetadata};
+use crate::metadata::{
+    METADATA_EVENT_TYPE, StreamMetadata, TOMBSTONE_EVENT_TYPE, VersionedMetadata,
+};
 use crate::multi_append::{AppendPart, MultiAppendResult};
 use crate::rules::{self, StreamHead};
 use crate::system_streams::{IndexKey, IndexSlice};
@@ -273,6 +275,22 @@ pub trait EventStore: Send + Sync + 'static {
         crate::system_streams::read_index_by_scanning(self, key, options).await
     }
 
+    /// The tombstones of user streams (their `$streamDeleted` records) after `after` and at
+    /// or before `up_to`, in log order, at most `max`. The default scans `$all` filtered on
+    /// the tombstone's type; backends that know their tombstones override it with a read of
+    /// those alone.
+    ///
+    /// # Errors
+    /// Storage errors.
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        read_tombstones_by_scanning(self, after, up_to, max).await
+    }
+
     /// The state a concurrency check would see.
     ///
     /// # Errors
@@ -524,4 +542,51 @@ async fn stream_head<S: EventStore + ?Sized>(store: &S, stream: &StreamName) -> 
         tombstoned: false,
         metadata,
     })
+}
+
+/// [`EventStore::read_tombstones`] by a scan of `$all` filtered on the tombstone's type.
+///
+/// # Errors
+/// Storage errors.
+pub async fn read_tombstones_by_scanning<S: EventStore + ?Sized>(
+    store: &S,
+    after: Option<Position>,
+    up_to: Position,
+    max: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::new();
+    if max == 0 || after.is_some_and(|after| after >= up_to) {
+        return Ok(out);
+    }
+    let filter = EventFilter::prefixes(
+        FilterTarget::EventType,
+        vec![TOMBSTONE_EVENT_TYPE.to_owned()],
+    )?;
+    let mut from = after.map_or(ReadFrom::Start, ReadFrom::At);
+    loop {
+        let mut options = ReadAllOptions::forwards()
+            .max_count(max - out.len() + 1)
+            .filter(filter.clone());
+        options.from = from;
+        let page = store.read_all(options).await?;
+        for event in page.events {
+            if after.is_some_and(|after| event.position <= after) {
+                continue;
+            }
+            if event.position > up_to {
+                return Ok(out);
+            }
+            if event.event_type != TOMBSTONE_EVENT_TYPE || event.stream.is_system() {
+                continue;
+            }
+            out.push(event);
+            if out.len() >= max {
+                return Ok(out);
+            }
+        }
+        if page.is_end || page.last_examined.is_some_and(|last| last >= up_to) {
+            return Ok(out);
+        }
+        from = ReadFrom::At(page.next_position);
+    }
 }

@@ -107,6 +107,8 @@ pub(crate) struct Index {
     dirty: Vec<StreamName>,
     last_event_position: Option<u64>,
     events_total: u64,
+    /// The tombstones of user streams by position (`EventStore::read_tombstones`).
+    tombstones: std::collections::BTreeMap<u64, StreamName>,
     pub(crate) secondary: SecondaryIndexes,
 }
 
@@ -204,6 +206,26 @@ impl Index {
         self.events_total
     }
 
+    /// Positions of the tombstones of user streams after `after` and at or before `up_to`,
+    /// in log order, at most `max`.
+    pub(crate) fn tombstones_between(
+        &self,
+        after: Option<u64>,
+        up_to: u64,
+        max: usize,
+    ) -> Vec<u64> {
+        use std::ops::Bound;
+        if after.is_some_and(|after| after >= up_to) {
+            return Vec::new();
+        }
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.tombstones
+            .range((from, Bound::Included(up_to)))
+            .take(max)
+            .map(|(&position, _)| position)
+            .collect()
+    }
+
     pub(crate) fn last_event_position(&self) -> Option<u64> {
         self.last_event_position
     }
@@ -264,6 +286,9 @@ impl Index {
         self.events_total += 1;
         if revision == TOMBSTONE_REVISION {
             self.entry_mut(stream).tombstone_position = Some(position);
+            if !stream.is_system() {
+                self.tombstones.insert(position, stream.clone());
+            }
             return;
         }
         if revision == 0 {
@@ -422,6 +447,12 @@ impl Index {
         if tombstone_position.is_some() {
             entry.tombstone_position = tombstone_position;
             entry.checkpointed_tombstone = true;
+        }
+        if let Some(position) = tombstone_position
+            && !stream.starts_with('$')
+        {
+            self.tombstones
+                .insert(position, StreamName::from_stored(stream));
         }
         self.events_total += positions.len() as u64 + u64::from(tombstone_position.is_some());
         let newest = positions.last().copied().max(tombstone_position);

@@ -501,6 +501,28 @@ impl EventStore for Store {
         })
     }
 
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let positions =
+            self.shared
+                .index
+                .read()
+                .tombstones_between(after.map(|after| after.0), up_to.0, max);
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = Arc::clone(&self.shared);
+        let found = off_the_runtime(move || {
+            LogReader::new(&shared.segments).read_events_if_present(&positions)
+        })
+        .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
         let (positions, window) = {
             let index = self.shared.index.read();

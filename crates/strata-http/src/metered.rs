@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use strata_core::system_streams::{IndexKey, IndexSlice};
 use strata_core::{
     AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
-    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, Result,
-    Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata, WindowSlice,
-    event_bytes,
+    MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent,
+    Result, Revision, StreamMetadata, StreamName, StreamSlice, StreamState, VersionedMetadata,
+    WindowSlice, event_bytes,
 };
 use tokio::sync::watch;
 
@@ -153,6 +154,28 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
         let window = self.inner.read_all_window(options, examined_max).await?;
         self.count_read(&window.slice.events);
         Ok(window)
+    }
+
+    async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
+        let slice = self.inner.read_index(key, options).await?;
+        let bytes = slice
+            .events
+            .iter()
+            .map(|indexed| event_bytes(&indexed.event))
+            .sum();
+        self.metrics.count_io("read", slice.events.len(), bytes);
+        Ok(slice)
+    }
+
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let tombstones = self.inner.read_tombstones(after, up_to, max).await?;
+        self.count_read(&tombstones);
+        Ok(tombstones)
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState> {

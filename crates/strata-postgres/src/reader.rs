@@ -104,6 +104,28 @@ impl ReaderConnection {
             .collect())
     }
 
+    /// The tombstones of user streams after `after` and at or before `up_to`, in log order,
+    /// at most `max`: the tombstoned streams' records at the tombstone revision (found
+    /// through `streams` and the `(stream, revision)` index, not by a scan of the log).
+    pub(crate) async fn tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let after = after.map_or(-1, |after| to_i64(after.0));
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                TOMBSTONES_SQL,
+                &[&to_i64(TOMBSTONE_REVISION), &after, &to_i64(up_to.0), &max],
+            )
+            .await
+            .map_err(query_failed("reading tombstones"))?;
+        rows.iter().map(recorded_event).collect()
+    }
+
     pub(crate) async fn last_position(&self) -> Result<Option<Position>> {
         let row = self
             .client
@@ -274,6 +296,14 @@ impl Readers {
         Ok(connection)
     }
 }
+
+/// The tombstone records of user streams in a range of positions (`tombstones`).
+const TOMBSTONES_SQL: &str = "SELECT e.position, e.stream, e.revision, e.event_id, e.event_type,
+         e.is_json, e.data, e.metadata, e.created_nanos
+     FROM streams s JOIN events e ON e.stream = s.stream AND e.revision = $1
+     WHERE s.tombstoned AND left(s.stream, 1) <> '$'
+         AND e.position > $2 AND e.position <= $3
+     ORDER BY e.position LIMIT $4";
 
 pub(crate) fn recorded_event(row: &Row) -> Result<RecordedEvent> {
     let revision = to_u64(row.try_get(2).map_err(query_failed("decoding an event"))?);

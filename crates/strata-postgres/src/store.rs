@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use strata_core::{
     AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Error, EventStore,
     ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, ReadAllOptions,
-    ReadStreamOptions, Result, StreamName, StreamSlice, StreamState, WindowSlice,
+    ReadStreamOptions, RecordedEvent, Result, StreamName, StreamSlice, StreamState, WindowSlice,
     read_all_window_by_filtering,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -408,6 +408,20 @@ impl EventStore for PostgresStore {
     async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
         self.readers
             .run(|reader| async move { reader.read_index(key, &options).await })
+            .await
+    }
+
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if max == 0 || after.is_some_and(|after| after >= up_to) {
+            return Ok(Vec::new());
+        }
+        self.readers
+            .run(|reader| async move { reader.tombstones(after, up_to, max).await })
             .await
     }
 

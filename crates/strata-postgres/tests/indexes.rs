@@ -411,3 +411,53 @@ async fn an_upgraded_store_is_backfilled_from_its_log() {
     assert_indexes_match_scanning(&store).await;
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_read_as_the_scanning_reference_finds_them() {
+    let schema = TestSchema::new();
+    let store = PostgresStore::open(schema.config()).await.expect("opens");
+    for stream in ["order-1", "order-2", "cart-1", "order-3"] {
+        append(&store, stream, vec![event("Placed")]).await;
+    }
+    for stream in ["order-2", "cart-1", "$system-1"] {
+        store
+            .tombstone_stream(&name(stream), ExpectedRevision::Any)
+            .await
+            .expect("tombstones");
+    }
+    append(&store, "order-3", vec![event("Shipped")]).await;
+    let end = store.last_position().await.expect("reads").expect("events");
+    let listed = |events: Vec<RecordedEvent>| {
+        events
+            .into_iter()
+            .map(|event| {
+                (
+                    event.stream.as_str().to_owned(),
+                    event.position,
+                    event.event_type,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = listed(store.read_tombstones(None, end, 10).await.expect("reads"));
+    let streams: Vec<&str> = all.iter().map(|(stream, _, _)| stream.as_str()).collect();
+    // A system stream's tombstone is not listed.
+    assert_eq!(streams, ["order-2", "cart-1"]);
+    for (after, up_to, max) in [
+        (None, end, 10),
+        (None, end, 1),
+        (Some(all[0].1), end, 10),
+        (None, all[0].1, 10),
+        (Some(all[1].1), end, 10),
+    ] {
+        let kept = store
+            .read_tombstones(after, up_to, max)
+            .await
+            .expect("reads");
+        let scanned = strata_core::read_tombstones_by_scanning(&*store, after, up_to, max)
+            .await
+            .expect("scans");
+        assert_eq!(listed(kept), listed(scanned), "{after:?} {up_to:?} {max}");
+    }
+    store.close().await;
+}

@@ -38,6 +38,89 @@
     value: refuse, writable: false, enumerable: false, configurable: false,
   });
 
+  // Native built-ins do not run QuickJS's interrupt check (it runs once every 10,000
+  // backward jumps), so a loop of costly native calls — `new Array(n).fill(1)`, `join`,
+  // `'x'.repeat(n)`, `indexOf` on a huge array — would run far past the deadline. The
+  // costly ones check the deadline first, and a sort's comparator every 1,024 calls; once it
+  // has passed, they throw at once, so the loop reaches the uncatchable interrupt quickly.
+  // `deadlinePassed` is the host's (set before this script runs, removed here).
+  const deadlinePassed = global.__strataDeadlinePassed;
+  delete global.__strataDeadlinePassed;
+  const apply = Reflect.apply;
+  function overrun() {
+    throw new RangeError("the deadline of this call has passed");
+  }
+  function guard(owner, names) {
+    for (const name of names) {
+      const original = owner[name];
+      if (typeof original !== "function") continue;
+      const guarded = {
+        [name]() {
+          if (deadlinePassed()) overrun();
+          return apply(original, this, arguments);
+        },
+      }[name];
+      defineProperty(owner, name, {
+        value: guarded, writable: true, enumerable: false, configurable: true,
+      });
+    }
+  }
+  const COMPARES_PER_CHECK = 1024;
+  function guardSort(owner, names) {
+    for (const name of names) {
+      const original = owner[name];
+      if (typeof original !== "function") continue;
+      const guarded = {
+        [name](compare) {
+          if (deadlinePassed()) overrun();
+          if (typeof compare !== "function") return apply(original, this, arguments);
+          let left = COMPARES_PER_CHECK;
+          return apply(original, this, [function (a, b) {
+            if (--left <= 0) {
+              left = COMPARES_PER_CHECK;
+              if (deadlinePassed()) overrun();
+            }
+            return compare(a, b);
+          }]);
+        },
+      }[name];
+      defineProperty(owner, name, {
+        value: guarded, writable: true, enumerable: false, configurable: true,
+      });
+    }
+  }
+  const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+  guard(Array, ["from", "of"]);
+  guard(Array.prototype, [
+    "concat", "copyWithin", "fill", "flat", "includes", "indexOf", "join", "lastIndexOf",
+    "reverse", "shift", "slice", "splice", "toLocaleString", "toReversed",
+    "toSpliced", "toString", "unshift", "with",
+  ]);
+  guardSort(Array.prototype, ["sort", "toSorted"]);
+  guard(typedArrayPrototype, [
+    "copyWithin", "fill", "includes", "indexOf", "join", "lastIndexOf", "reverse", "set",
+    "slice", "toLocaleString", "toReversed", "toString", "with",
+  ]);
+  guardSort(typedArrayPrototype, ["sort", "toSorted"]);
+  guard(ArrayBuffer.prototype, ["slice", "resize"]);
+  guard(String.prototype, [
+    "concat", "endsWith", "includes", "indexOf",
+    "lastIndexOf", "localeCompare", "match", "matchAll", "normalize", "padEnd", "padStart",
+    "repeat", "replace", "replaceAll", "search", "slice", "split", "startsWith", "substr",
+    "substring", "toLocaleLowerCase", "toLocaleUpperCase", "toLowerCase", "toUpperCase",
+    "trim", "trimEnd", "trimStart",
+  ]);
+  guard(String, ["fromCharCode", "fromCodePoint"]);
+  // Spreading (`[...a]`, `f(...a)`) and `apply` copy a whole array without a check.
+  guard(Array.prototype, ["values", Symbol.iterator]);
+  guard(typedArrayPrototype, ["values", Symbol.iterator]);
+  guard(Function.prototype, ["apply"]);
+  guard(Reflect, ["apply", "construct"]);
+  guard(JSON, ["parse", "stringify"]);
+  guard(Object, [
+    "assign", "entries", "fromEntries", "getOwnPropertyNames", "keys", "values",
+  ]);
+
   const definition = {
     all: false,
     streams: [],

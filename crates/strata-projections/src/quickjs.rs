@@ -19,7 +19,7 @@ use crate::engine::{
 };
 use crate::error::Fault;
 
-pub(crate) const PRELUDE: &str = include_str!("prelude.js");
+const PRELUDE: &str = include_str!("prelude.js");
 
 /// The QuickJS-ng engine factory.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,6 +33,17 @@ impl EngineFactory for QuickJsEngine {
     ) -> Result<Box<dyn ProjectionEngine>, Fault> {
         Ok(Box::new(QuickJsProjection::compile(query, limits)?))
     }
+}
+
+/// Evaluates the prelude in `ctx`, with the deadline check its guarded built-ins call.
+pub(crate) fn eval_prelude<'js, T: rquickjs::FromJs<'js>>(
+    ctx: &Ctx<'js>,
+    deadline: &Rc<Deadline>,
+) -> rquickjs::Result<T> {
+    let passed = Rc::clone(deadline);
+    let check = Function::new(ctx.clone(), move || passed.passed())?;
+    ctx.globals().set("__strataDeadlinePassed", check)?;
+    ctx.eval(PRELUDE)
 }
 
 /// When the running call must stop, and whether the interrupt stopped it.
@@ -103,8 +114,7 @@ impl QuickJsProjection {
                     stage: "prelude".into(),
                     message,
                 };
-                let host: Object = ctx
-                    .eval(PRELUDE)
+                let host: Object = eval_prelude(&ctx, &deadline)
                     .catch(&ctx)
                     .map_err(|caught| prelude_fault(caught.to_string()))?;
                 let function = |name: &str| {

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use strata_core::system_streams::{IndexKey, link_event, resolve_link};
 use strata_core::{
-    EventFilter, EventStore, FilterTarget, Position, ReadAllOptions, ReadFrom, ReadStreamOptions,
-    RecordedEvent, StreamName, TOMBSTONE_EVENT_TYPE,
+    EventStore, Position, ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, StreamName,
 };
 
 use crate::engine::QueryDefinition;
@@ -30,8 +29,9 @@ enum Input {
     All,
     Stream(StreamName),
     Index(IndexKey),
-    /// The tombstones of user streams, found by a filtered scan of `$all` (no index holds
-    /// them). Its cursor is the position up to which `$all` was looked at.
+    /// The tombstones of user streams (`EventStore::read_tombstones`: a read of the store's
+    /// tombstones where it keeps them, else a filtered scan of `$all`). Its cursor is the
+    /// position up to which they were looked for.
     Tombstones,
 }
 
@@ -99,9 +99,9 @@ impl Source {
         // `fromCategory(c).foreachStream()` with a `$deleted` handler: the category index has
         // no metadata events, so soft deletes come from `$et-$metadata` (the metadata events
         // of user streams), in log order with the category's events.
-        // Tombstones are indexed nowhere: they come from a scan of `$all` filtered on their
-        // type (the reference learns of them from its `$ce-` stream, where `$by_category`
-        // links them).
+        // Tombstones are in no index: they come from the store's own list of them
+        // (`read_tombstones`; the reference learns of them from its `$ce-` stream, where
+        // `$by_category` links them).
         if definition.handles_deleted_notifications && !definition.by_stream {
             return Err(Fault::InvalidQuery {
                 reason: DELETED_NEEDS_FOREACH_STREAM.into(),
@@ -210,7 +210,7 @@ impl Source {
     }
 
     /// The tombstones of user streams after the scan's cursor, up to `limit` and at most
-    /// `max`; and the position up to which `$all` was looked at (every tombstone up to it is
+    /// `max`; and the position up to which they were looked for (every tombstone up to it is
     /// in the answer).
     async fn read_tombstones(
         &self,
@@ -223,47 +223,26 @@ impl Source {
         if cursor.is_some_and(|cursor| cursor >= limit.0) {
             return Ok((Vec::new(), limit));
         }
-        let filter = EventFilter::prefixes(
-            FilterTarget::EventType,
-            vec![TOMBSTONE_EVENT_TYPE.to_owned()],
-        )?;
-        let mut from = cursor.map_or(ReadFrom::Start, |position| ReadFrom::At(Position(position)));
-        let mut out: Vec<SourceEvent> = Vec::new();
-        loop {
-            let mut options = ReadAllOptions::forwards()
-                .max_count(max - out.len() + 1)
-                .filter(filter.clone());
-            options.from = from;
-            let page = store.read_all(options).await?;
-            for event in page.events {
-                if cursor.is_some_and(|last| event.position.0 <= last) {
-                    continue;
-                }
-                if event.position > limit {
-                    return Ok((out, limit));
-                }
-                if event.event_type != TOMBSTONE_EVENT_TYPE || event.stream.is_system() {
-                    continue;
-                }
-                out.push(SourceEvent {
-                    input: index,
-                    cursor_after: event.position.0,
-                    event,
-                    link_metadata: String::new(),
-                    // Only the `$deleted` handler hears of it.
-                    skip: true,
-                    resolved: None,
-                });
-                if out.len() >= max {
-                    let looked_to = out.last().map_or(limit, |event| event.event.position);
-                    return Ok((out, looked_to));
-                }
-            }
-            if page.is_end || page.last_examined.is_some_and(|last| last >= limit) {
-                return Ok((out, limit));
-            }
-            from = ReadFrom::At(page.next_position);
-        }
+        let tombstones = store
+            .read_tombstones(cursor.map(Position), limit, max)
+            .await?;
+        let looked_to = match tombstones.last() {
+            Some(last) if tombstones.len() >= max => last.position,
+            _ => limit,
+        };
+        let out = tombstones
+            .into_iter()
+            .map(|event| SourceEvent {
+                input: index,
+                cursor_after: event.position.0,
+                event,
+                link_metadata: String::new(),
+                // Only the `$deleted` handler hears of it.
+                skip: true,
+                resolved: None,
+            })
+            .collect();
+        Ok((out, looked_to))
     }
 
     async fn read_input(

@@ -15,7 +15,7 @@ use rquickjs::{CatchResultExt, Context, Function, Persistent, Runtime};
 
 use crate::engine::SandboxLimits;
 use crate::error::Fault;
-use crate::quickjs::{Deadline, PRELUDE, classify, describe};
+use crate::quickjs::{Deadline, classify, describe, eval_prelude};
 
 /// Calls the user's function on the parsed event and hands back JSON (or null to skip).
 const APPLY: &str = r#"(function () {
@@ -70,7 +70,9 @@ impl QuickJsTransform {
                     .catch(&ctx)
                     .map_err(|caught| (stage.to_owned(), describe(&caught)))
             };
-            setup("the sandbox prelude", PRELUDE)?;
+            eval_prelude::<rquickjs::Value>(&ctx, &deadline)
+                .catch(&ctx)
+                .map_err(|caught| ("the sandbox prelude".to_owned(), describe(&caught)))?;
             let apply = setup("the transform wrapper", APPLY)?;
             let value = setup("the transform", source)?;
             let transform = match value.into_function() {

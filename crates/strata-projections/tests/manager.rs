@@ -269,7 +269,7 @@ async fn a_faulted_projection_reports_why_and_others_run_on() {
     append(&*store, "order-1", "Placed", "{}").await;
     let manager = manager(store.clone()).await;
     manager
-        .create("greedy", "fromAll().when({ $any: (s) => { const a = []; for (;;) a.push(new Array(100000).fill(1)); } })", CONTINUOUS)
+        .create("greedy", "fromAll().when({ $any: (s) => { const a = []; for (;;) a.push(new Array(1 << 24).fill(1)); } })", CONTINUOUS)
         .await
         .unwrap();
     manager.create("fine", COUNTER, CONTINUOUS).await.unwrap();

@@ -655,6 +655,153 @@ async fn a_tombstone_written_before_the_projection_is_met_in_log_order_on_catch_
     assert_eq!(data_of(&*store, "hard-deletes").await.len(), 1);
 }
 
+/// A store that counts what a run reads: `$all` reads (a scan) apart from the events read
+/// through the indexes and the tombstone list.
+struct CountingReads {
+    inner: Arc<strata_engine::Store>,
+    all_reads: AtomicUsize,
+    events_read: AtomicUsize,
+}
+
+#[async_trait]
+impl EventStore for CountingReads {
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> strata_core::Result<AppendResult> {
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<StreamSlice> {
+        self.inner.read_stream(stream, options).await
+    }
+    async fn read_all(&self, options: ReadAllOptions) -> strata_core::Result<AllSlice> {
+        self.all_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_all(options).await
+    }
+    async fn read_index(
+        &self,
+        key: &IndexKey,
+        options: ReadStreamOptions,
+    ) -> strata_core::Result<IndexSlice> {
+        let slice = self.inner.read_index(key, options).await?;
+        self.events_read
+            .fetch_add(slice.events.len(), Ordering::SeqCst);
+        Ok(slice)
+    }
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> strata_core::Result<Vec<RecordedEvent>> {
+        let tombstones = self.inner.read_tombstones(after, up_to, max).await?;
+        self.events_read
+            .fetch_add(tombstones.len(), Ordering::SeqCst);
+        Ok(tombstones)
+    }
+    async fn stream_state(&self, stream: &StreamName) -> strata_core::Result<StreamState> {
+        self.inner.stream_state(stream).await
+    }
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.delete_stream(stream, expected).await
+    }
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> strata_core::Result<DeleteResult> {
+        self.inner.tombstone_stream(stream, expected).await
+    }
+    async fn last_position(&self) -> strata_core::Result<Option<Position>> {
+        self.inner.last_position().await
+    }
+    fn watch_log_end(&self) -> watch::Receiver<Position> {
+        self.inner.watch_log_end()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_category_catch_up_with_tombstones_reads_the_category_and_the_tombstones_only() {
+    let (_dir, store) = open();
+    append(&*store, "stream-1", "type1", "{}").await;
+    append(&*store, "stream-2", "type1", "{}").await;
+    // The rest of the log: another category, far more events than the projection's.
+    for n in 0..600 {
+        append(&*store, &format!("noise-{}", n % 7), "type1", "{}").await;
+    }
+    tombstone(&*store, "stream-1").await;
+    tombstone(&*store, "noise-3").await;
+    append(&*store, "stream-2", "type2", "{}").await;
+    let end = store.last_position().await.unwrap().unwrap();
+
+    // The engine answers from its list of tombstones what a scan of `$all` finds.
+    let listed = |events: Vec<RecordedEvent>| {
+        events
+            .into_iter()
+            .map(|event| {
+                (
+                    event.stream.as_str().to_owned(),
+                    event.position,
+                    event.event_type,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (after, max) in [(None, 10), (None, 1), (Some(Position(0)), 10)] {
+        let kept = store.read_tombstones(after, end, max).await.unwrap();
+        let scanned = strata_core::read_tombstones_by_scanning(&*store, after, end, max)
+            .await
+            .unwrap();
+        assert_eq!(listed(kept), listed(scanned), "after {after:?}, max {max}");
+    }
+    let all = listed(store.read_tombstones(None, end, 10).await.unwrap());
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0].0, "stream-1");
+    assert!(
+        store
+            .read_tombstones(Some(all[1].1), end, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let counting = Arc::new(CountingReads {
+        inner: store.clone(),
+        all_reads: AtomicUsize::new(0),
+        events_read: AtomicUsize::new(0),
+    });
+    // One read takes the whole catch-up (the other tests read 3 events at a time, which
+    // reads again what a batch left over).
+    let mut whole = config("test", ON_DELETED, Mode::OneTime);
+    whole.batch_events = 512;
+    let progress = run_to_end(counting.clone(), whole).await;
+    assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
+    assert_eq!(
+        data_of(&*store, "$projections-test-stream-1-result").await,
+        [r#"{"a":1}"#, r#"{"a":1,"deleted":1}"#]
+    );
+    assert_eq!(
+        counting.all_reads.load(Ordering::SeqCst),
+        0,
+        "no scan of $all"
+    );
+    // The category's 3 events and the 2 tombstones (the other category's passed over).
+    assert_eq!(counting.events_read.load(Ordering::SeqCst), 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_without_foreach_stream_faults_as_the_reference_refuses_it() {
     let (_dir, store) = open();

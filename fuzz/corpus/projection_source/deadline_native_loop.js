@@ -1,0 +1,1 @@
+fromAll().when({ $any: (s) => { const a = []; for (;;) a.push*(new Array(571418).fill(1)); } })
