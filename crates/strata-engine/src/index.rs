@@ -367,13 +367,21 @@ impl Index {
         }
     }
 
-    /// Counts a stream record of an index file the runs hold, without loading it.
+    /// Counts a stream record of an index file the runs hold, without loading it (a user
+    /// stream's tombstone is kept: `tombstones` stays whole in memory).
     pub(crate) fn count_in_runs(
         &mut self,
+        stream: &str,
         first_revision: u64,
         positions: &[u64],
         tombstone_position: Option<u64>,
     ) {
+        if let Some(position) = tombstone_position
+            && !stream.starts_with('$')
+        {
+            self.tombstones
+                .insert(position, StreamName::from_stored(stream));
+        }
         if first_revision == 0 && !positions.is_empty() {
             self.streams_started += 1;
         }

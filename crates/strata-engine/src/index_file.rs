@@ -272,7 +272,7 @@ fn load_stream_record(
     let positions = cursor.positions()?;
     let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
     if in_runs {
-        index.count_in_runs(first_revision, &positions, tombstone);
+        index.count_in_runs(name, first_revision, &positions, tombstone);
         if flags & FLAG_METADATA != 0 {
             let length = cursor.u32()? as usize;
             cursor.take(length)?;

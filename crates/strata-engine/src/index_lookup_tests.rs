@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use strata_core::{
-    Direction, EventStore, ExpectedRevision, ProposedEvent, ReadAllOptions, ReadStreamOptions,
-    StreamMetadata, StreamName,
+    Direction, EventStore, ExpectedRevision, Position, ProposedEvent, ReadAllOptions,
+    ReadStreamOptions, StreamMetadata, StreamName,
 };
 
 use crate::config::Config;
@@ -145,6 +145,16 @@ async fn answers(store: &Store) -> Vec<String> {
                 .await
         )
     ));
+    let tombstones = store
+        .read_tombstones(None, Position(u64::MAX), 100)
+        .await
+        .map(|found| {
+            found
+                .iter()
+                .map(|event| (event.stream.to_string(), event.position))
+                .collect::<Vec<_>>()
+        });
+    out.push(format!("tombstones: {tombstones:?}"));
     for direction in [Direction::Forwards, Direction::Backwards] {
         let mut options = match direction {
             Direction::Forwards => ReadAllOptions::forwards(),
