@@ -180,6 +180,39 @@ async fn confirmed(subscription: &mut kurrentdb::Subscription) -> Result<(), Str
     }
 }
 
+/// Subscribes to `$all` through `client` (one connection) again and again, keeping each
+/// subscription, until one is refused: the subscriptions held and the refusal.
+async fn subscribe_until_refused(
+    client: &kurrentdb::Client,
+    options: &SubscribeToAllOptions,
+    limit: usize,
+) -> (Vec<kurrentdb::Subscription>, String) {
+    let mut held = Vec::new();
+    loop {
+        let mut subscription = client.subscribe_to_all(options).await;
+        match confirmed(&mut subscription).await {
+            Ok(()) => held.push(subscription),
+            Err(error) => return (held, error),
+        }
+        assert!(held.len() <= limit, "no refusal past the limit");
+    }
+}
+
+/// A subscription through `client` once a place comes back (up to 1,000 tries, 10 ms apart).
+async fn subscribe_again(
+    client: &kurrentdb::Client,
+    options: &SubscribeToAllOptions,
+) -> Option<kurrentdb::Subscription> {
+    for _ in 0..1_000 {
+        let mut subscription = client.subscribe_to_all(options).await;
+        if confirmed(&mut subscription).await.is_ok() {
+            return Some(subscription);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 fn address(server: &Server) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], server.port()))
 }
@@ -430,17 +463,10 @@ async fn a_client_opening_subscriptions_in_a_loop_is_refused_at_the_limit() {
     // gRPC: one client subscribes again and again, keeping every subscription.
     let abuser = server.client();
     let options = SubscribeToAllOptions::default().position(StreamPosition::End);
-    let mut held = Vec::new();
-    let refusal = step("the gRPC subscription loop", async {
-        loop {
-            let mut subscription = abuser.subscribe_to_all(&options).await;
-            match confirmed(&mut subscription).await {
-                Ok(()) => held.push(subscription),
-                Err(error) => break error,
-            }
-            assert!(held.len() <= GRPC_LIMIT, "no refusal past the limit");
-        }
-    })
+    let (mut held, refusal) = step(
+        "the gRPC subscription loop",
+        subscribe_until_refused(&abuser, &options, GRPC_LIMIT),
+    )
     .await;
     assert_eq!(held.len(), GRPC_LIMIT, "{refusal}");
     assert!(
@@ -482,17 +508,9 @@ async fn a_client_opening_subscriptions_in_a_loop_is_refused_at_the_limit() {
     let mut latencies = probe.finish().await;
     // A place comes back when a subscription ends.
     held.pop();
-    let mut again = false;
-    for _ in 0..1_000 {
-        let mut subscription = abuser.subscribe_to_all(&options).await;
-        if confirmed(&mut subscription).await.is_ok() {
-            again = true;
-            held.push(subscription);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(again, "an ended subscription's place came back");
+    let again = subscribe_again(&abuser, &options).await;
+    assert!(again.is_some(), "an ended subscription's place came back");
+    held.extend(again);
     println!(
         "figures: gRPC refusal after {GRPC_LIMIT}: {refusal}; HTTP refusal after {HTTP_LIMIT}: {}; \
          probe during the loops: {}",
@@ -749,17 +767,10 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     // gRPC: one client (one connection) subscribes again and again, keeping each.
     let abuser = server.client();
     let options = SubscribeToAllOptions::default().position(StreamPosition::End);
-    let mut held = Vec::new();
-    let refusal = step("the gRPC subscription loop", async {
-        loop {
-            let mut subscription = abuser.subscribe_to_all(&options).await;
-            match confirmed(&mut subscription).await {
-                Ok(()) => held.push(subscription),
-                Err(error) => break error,
-            }
-            assert!(held.len() <= PER_CONNECTION, "no refusal past the limit");
-        }
-    })
+    let (mut held, refusal) = step(
+        "the gRPC subscription loop",
+        subscribe_until_refused(&abuser, &options, PER_CONNECTION),
+    )
     .await;
     assert_eq!(held.len(), PER_CONNECTION, "{refusal}");
     assert!(
@@ -784,17 +795,9 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     }
     // A place comes back on the connection when one of its subscriptions ends.
     held.pop();
-    let mut again = false;
-    for _ in 0..1_000 {
-        let mut subscription = abuser.subscribe_to_all(&options).await;
-        if confirmed(&mut subscription).await.is_ok() {
-            again = true;
-            held.push(subscription);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(again, "an ended subscription's place came back");
+    let again = subscribe_again(&abuser, &options).await;
+    assert!(again.is_some(), "an ended subscription's place came back");
+    held.extend(again);
 
     // HTTP over one HTTP/2 connection: the same bound, answered 429.
     let (open, http_refusal) = step(
