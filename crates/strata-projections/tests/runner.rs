@@ -303,15 +303,31 @@ async fn a_hostile_query_faults_with_its_reason() {
     );
 }
 
-/// A store whose `fail_at`-th append fails, as a crash at that write would leave it.
-struct FailingStore {
+/// A store whose `fail_at`-th append fails, as a crash at that write would leave it, and
+/// that counts what a run reads: `$all` reads (a scan) apart from the events read through
+/// the indexes and the tombstone list.
+struct WatchedStore {
     inner: Arc<strata_engine::Store>,
     appends: AtomicUsize,
     fail_at: usize,
+    all_reads: AtomicUsize,
+    events_read: AtomicUsize,
+}
+
+impl WatchedStore {
+    fn new(inner: Arc<strata_engine::Store>, fail_at: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            appends: AtomicUsize::new(0),
+            fail_at,
+            all_reads: AtomicUsize::new(0),
+            events_read: AtomicUsize::new(0),
+        })
+    }
 }
 
 #[async_trait]
-impl EventStore for FailingStore {
+impl EventStore for WatchedStore {
     fn limits(&self) -> Limits {
         self.inner.limits()
     }
@@ -334,6 +350,7 @@ impl EventStore for FailingStore {
         self.inner.read_stream(stream, options).await
     }
     async fn read_all(&self, options: ReadAllOptions) -> strata_core::Result<AllSlice> {
+        self.all_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_all(options).await
     }
     async fn read_index(
@@ -341,7 +358,21 @@ impl EventStore for FailingStore {
         key: &IndexKey,
         options: ReadStreamOptions,
     ) -> strata_core::Result<IndexSlice> {
-        self.inner.read_index(key, options).await
+        let slice = self.inner.read_index(key, options).await?;
+        self.events_read
+            .fetch_add(slice.events.len(), Ordering::SeqCst);
+        Ok(slice)
+    }
+    async fn read_tombstones(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        max: usize,
+    ) -> strata_core::Result<Vec<RecordedEvent>> {
+        let tombstones = self.inner.read_tombstones(after, up_to, max).await?;
+        self.events_read
+            .fetch_add(tombstones.len(), Ordering::SeqCst);
+        Ok(tombstones)
     }
     async fn stream_state(&self, stream: &StreamName) -> strata_core::Result<StreamState> {
         self.inner.stream_state(stream).await
@@ -400,11 +431,7 @@ async fn outcome(store: &dyn EventStore) -> Vec<(String, Vec<(String, String, St
 async fn a_failure_at_any_write_then_a_restart_ends_as_an_uninterrupted_run() {
     let (_dir, reference) = open();
     seed_orders(&*reference).await;
-    let counted = Arc::new(FailingStore {
-        inner: reference.clone(),
-        appends: AtomicUsize::new(0),
-        fail_at: usize::MAX,
-    });
+    let counted = WatchedStore::new(reference.clone(), usize::MAX);
     run_to_end(counted.clone(), config("per", PER_STREAM, Mode::OneTime)).await;
     let expected = outcome(&*reference).await;
     let writes = counted.appends.load(Ordering::SeqCst);
@@ -412,11 +439,7 @@ async fn a_failure_at_any_write_then_a_restart_ends_as_an_uninterrupted_run() {
     for fail_at in 1..=writes {
         let (_dir, store) = open();
         seed_orders(&*store).await;
-        let failing = Arc::new(FailingStore {
-            inner: store.clone(),
-            appends: AtomicUsize::new(0),
-            fail_at,
-        });
+        let failing = WatchedStore::new(store.clone(), fail_at);
         let progress = run_to_end(failing, config("per", PER_STREAM, Mode::OneTime)).await;
         assert_eq!(
             progress.status,
@@ -655,84 +678,6 @@ async fn a_tombstone_written_before_the_projection_is_met_in_log_order_on_catch_
     assert_eq!(data_of(&*store, "hard-deletes").await.len(), 1);
 }
 
-/// A store that counts what a run reads: `$all` reads (a scan) apart from the events read
-/// through the indexes and the tombstone list.
-struct CountingReads {
-    inner: Arc<strata_engine::Store>,
-    all_reads: AtomicUsize,
-    events_read: AtomicUsize,
-}
-
-#[async_trait]
-impl EventStore for CountingReads {
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-    async fn append(
-        &self,
-        stream: &StreamName,
-        expected: ExpectedRevision,
-        events: Vec<ProposedEvent>,
-    ) -> strata_core::Result<AppendResult> {
-        self.inner.append(stream, expected, events).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamName,
-        options: ReadStreamOptions,
-    ) -> strata_core::Result<StreamSlice> {
-        self.inner.read_stream(stream, options).await
-    }
-    async fn read_all(&self, options: ReadAllOptions) -> strata_core::Result<AllSlice> {
-        self.all_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_all(options).await
-    }
-    async fn read_index(
-        &self,
-        key: &IndexKey,
-        options: ReadStreamOptions,
-    ) -> strata_core::Result<IndexSlice> {
-        let slice = self.inner.read_index(key, options).await?;
-        self.events_read
-            .fetch_add(slice.events.len(), Ordering::SeqCst);
-        Ok(slice)
-    }
-    async fn read_tombstones(
-        &self,
-        after: Option<Position>,
-        up_to: Position,
-        max: usize,
-    ) -> strata_core::Result<Vec<RecordedEvent>> {
-        let tombstones = self.inner.read_tombstones(after, up_to, max).await?;
-        self.events_read
-            .fetch_add(tombstones.len(), Ordering::SeqCst);
-        Ok(tombstones)
-    }
-    async fn stream_state(&self, stream: &StreamName) -> strata_core::Result<StreamState> {
-        self.inner.stream_state(stream).await
-    }
-    async fn delete_stream(
-        &self,
-        stream: &StreamName,
-        expected: ExpectedRevision,
-    ) -> strata_core::Result<DeleteResult> {
-        self.inner.delete_stream(stream, expected).await
-    }
-    async fn tombstone_stream(
-        &self,
-        stream: &StreamName,
-        expected: ExpectedRevision,
-    ) -> strata_core::Result<DeleteResult> {
-        self.inner.tombstone_stream(stream, expected).await
-    }
-    async fn last_position(&self) -> strata_core::Result<Option<Position>> {
-        self.inner.last_position().await
-    }
-    fn watch_log_end(&self) -> watch::Receiver<Position> {
-        self.inner.watch_log_end()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_category_catch_up_with_tombstones_reads_the_category_and_the_tombstones_only() {
     let (_dir, store) = open();
@@ -778,11 +723,7 @@ async fn a_category_catch_up_with_tombstones_reads_the_category_and_the_tombston
             .is_empty()
     );
 
-    let counting = Arc::new(CountingReads {
-        inner: store.clone(),
-        all_reads: AtomicUsize::new(0),
-        events_read: AtomicUsize::new(0),
-    });
+    let counting = WatchedStore::new(store.clone(), usize::MAX);
     // One read takes the whole catch-up (the other tests read 3 events at a time, which
     // reads again what a batch left over).
     let mut whole = config("test", ON_DELETED, Mode::OneTime);
@@ -911,11 +852,7 @@ async fn a_failure_at_any_write_with_a_tombstone_then_a_restart_ends_as_an_unint
     }
     let (_dir, reference) = open();
     seed(&*reference).await;
-    let counted = Arc::new(FailingStore {
-        inner: reference.clone(),
-        appends: AtomicUsize::new(0),
-        fail_at: usize::MAX,
-    });
+    let counted = WatchedStore::new(reference.clone(), usize::MAX);
     let progress = run_to_end(counted.clone(), config("test", ON_DELETED, Mode::OneTime)).await;
     assert_eq!(progress.status, RunStatus::Completed, "{progress:?}");
     let expected = outcome(&*reference).await;
@@ -933,11 +870,7 @@ async fn a_failure_at_any_write_with_a_tombstone_then_a_restart_ends_as_an_unint
     for fail_at in 1..=writes {
         let (_dir, store) = open();
         seed(&*store).await;
-        let failing = Arc::new(FailingStore {
-            inner: store.clone(),
-            appends: AtomicUsize::new(0),
-            fail_at,
-        });
+        let failing = WatchedStore::new(store.clone(), fail_at);
         let progress = run_to_end(failing, config("test", ON_DELETED, Mode::OneTime)).await;
         assert_eq!(
             progress.status,
