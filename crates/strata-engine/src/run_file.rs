@@ -842,22 +842,10 @@ impl RunSet {
     /// The positions of revisions `[from, to)` of a key, ascending; revisions the runs do
     /// not hold are left out.
     pub(crate) fn positions(&self, kind: u8, key: &[u8], from: u64, to: u64) -> Result<Vec<u64>> {
-        let mut out = Vec::new();
-        for run in &self.runs {
-            let Some(record) = run.get(kind, key)? else {
-                continue;
-            };
-            let start = from.max(record.first_revision);
-            let end = to.min(record.end_revision());
-            if start < end {
-                out.extend(run.positions(
-                    &record,
-                    start - record.first_revision,
-                    end - record.first_revision,
-                )?);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .revisions(kind, key, from, to)?
+            .map(|(_, positions)| positions)
+            .unwrap_or_default())
     }
 
     /// Merges the two newest runs while the newer is at least half the older's size, so

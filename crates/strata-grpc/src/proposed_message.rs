@@ -7,13 +7,13 @@
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
-    DecodeContext, WireType, bytes, check_wire_type, decode_key, encode_key, encode_varint,
-    encoded_len_varint, key_len, merge_loop, message, skip_field,
+    DecodeContext, WireType, bytes, check_wire_type, decode_key, merge_loop, message, skip_field,
 };
 use prost::{DecodeError, Message};
 
 use crate::convert::{CONTENT_TYPE_KEY, TYPE_KEY};
 use crate::proto::event_store::client::Uuid;
+use crate::read_answer::{bytes_len, message_len, put_bytes, put_message_header};
 
 /// A proposed event on the wire.
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -103,8 +103,7 @@ impl Message for ProposedMessage {
             message::encode(field::ID, id, buf);
         }
         for (key, value) in self.metadata.entries() {
-            encode_key(field::METADATA, WireType::LengthDelimited, buf);
-            encode_varint(entry_len(key, value) as u64, buf);
+            put_message_header(field::METADATA, entry_len(key, value), buf);
             put_bytes(field::ENTRY_KEY, key, buf);
             put_bytes(field::ENTRY_VALUE, value, buf);
         }
@@ -145,7 +144,7 @@ impl Message for ProposedMessage {
             + self
                 .metadata
                 .entries()
-                .map(|(key, value)| delimited_len(field::METADATA, entry_len(key, value)))
+                .map(|(key, value)| message_len(field::METADATA, entry_len(key, value)))
                 .sum::<usize>()
             + bytes_len(field::CUSTOM_METADATA, &self.custom_metadata)
             + bytes_len(field::DATA, &self.data)
@@ -182,26 +181,6 @@ fn merge_entry(buf: &mut impl Buf, ctx: DecodeContext) -> Result<(Bytes, Bytes),
 /// A map entry's body; as prost, an empty key or value is left out.
 fn entry_len(key: &[u8], value: &[u8]) -> usize {
     bytes_len(field::ENTRY_KEY, key) + bytes_len(field::ENTRY_VALUE, value)
-}
-
-fn delimited_len(tag: u32, body_len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(body_len as u64) + body_len
-}
-
-fn bytes_len(tag: u32, value: &[u8]) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        delimited_len(tag, value.len())
-    }
-}
-
-fn put_bytes(tag: u32, value: &[u8], buf: &mut impl BufMut) {
-    if !value.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(value.len() as u64, buf);
-        buf.put_slice(value);
-    }
 }
 
 #[cfg(test)]

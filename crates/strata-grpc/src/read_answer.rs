@@ -372,17 +372,17 @@ impl Decimal {
 }
 
 /// A length-delimited field of `body_len` bytes, key and length included.
-fn message_len(tag: u32, body_len: usize) -> usize {
+pub(crate) fn message_len(tag: u32, body_len: usize) -> usize {
     key_len(tag) + encoded_len_varint(body_len as u64) + body_len
 }
 
-fn put_message_header(tag: u32, body_len: usize, buf: &mut impl BufMut) {
+pub(crate) fn put_message_header(tag: u32, body_len: usize, buf: &mut impl BufMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(body_len as u64, buf);
 }
 
 /// A `bytes` or `string` field; left out when empty, as proto3 wants.
-fn bytes_len(tag: u32, value: &[u8]) -> usize {
+pub(crate) fn bytes_len(tag: u32, value: &[u8]) -> usize {
     if value.is_empty() {
         0
     } else {
@@ -390,7 +390,7 @@ fn bytes_len(tag: u32, value: &[u8]) -> usize {
     }
 }
 
-fn put_bytes(tag: u32, value: &[u8], buf: &mut impl BufMut) {
+pub(crate) fn put_bytes(tag: u32, value: &[u8], buf: &mut impl BufMut) {
     if !value.is_empty() {
         put_message_header(tag, value.len(), buf);
         buf.put_slice(value);
