@@ -11,7 +11,7 @@ use strata_engine::{Config, Store};
 use strata_postgres::{PostgresConfig, PostgresStore};
 use strata_server::{ServeConfig, Server, TlsFiles};
 
-use crate::serve_config::{LogFormat, Resolved};
+use crate::serve_config::{IndexMemory, LogFormat, Resolved};
 
 pub(crate) use crate::serve_config::ServeArgs;
 
@@ -90,6 +90,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
     } else {
         let engine_config = Config {
             segment_size_bytes: args.segment_size_mib * 1024 * 1024,
+            index_memory_tail_only: args.index_memory == IndexMemory::Tail,
             ..Config::default()
         };
         let store = Store::open(&args.data_dir, engine_config).with_context(|| {

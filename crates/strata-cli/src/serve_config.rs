@@ -41,6 +41,11 @@ pub(crate) struct ServeArgs {
     /// fit). Fixed when the store is created; an existing store keeps its own [default: 256].
     #[arg(long, value_name = "MIB", env = "STRATA_SEGMENT_SIZE_MIB")]
     segment_size_mib: Option<u64>,
+    /// What the embedded engine's index keeps in memory: `whole` (every position) or
+    /// `tail` (only the log after the on-disk sorted runs; the rest is read from them)
+    /// [default: whole].
+    #[arg(long, value_name = "WHAT", env = "STRATA_INDEX_MEMORY")]
+    index_memory: Option<IndexMemory>,
     /// Address to listen on (repeatable; comma-separated in STRATA_BIND); default: 127.0.0.1
     /// and ::1.
     #[arg(long, value_name = "ADDR", env = "STRATA_BIND", value_delimiter = ',')]
@@ -137,6 +142,16 @@ pub(crate) struct ServeArgs {
     run_projections: Option<strata_server::RunProjections>,
 }
 
+/// What the embedded engine's index keeps in memory (docs/ENGINE.md, "Index").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum IndexMemory {
+    /// Every position of every stream and secondary index.
+    Whole,
+    /// Only the log after the sorted runs (`Config::index_memory_tail_only`).
+    Tail,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
@@ -153,6 +168,7 @@ struct FileConfig {
     store_schema: Option<String>,
     port: Option<u16>,
     segment_size_mib: Option<u64>,
+    index_memory: Option<IndexMemory>,
     bind: Option<Vec<IpAddr>>,
     insecure: Option<bool>,
     dev: Option<bool>,
@@ -237,6 +253,7 @@ pub(crate) struct Resolved {
     pub(crate) store_schema: String,
     pub(crate) port: u16,
     pub(crate) segment_size_mib: u64,
+    pub(crate) index_memory: IndexMemory,
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) insecure: bool,
     pub(crate) dev: bool,
@@ -318,6 +335,10 @@ impl ServeArgs {
                 .segment_size_mib
                 .or(file.segment_size_mib)
                 .unwrap_or(256),
+            index_memory: self
+                .index_memory
+                .or(file.index_memory)
+                .unwrap_or(IndexMemory::Whole),
             bind: if self.bind.is_empty() {
                 file.bind.unwrap_or(defaults.bind)
             } else {
@@ -523,6 +544,27 @@ mod tests {
             .args
             .resolve()
             .unwrap_err()
+    }
+
+    #[test]
+    fn index_memory_comes_from_the_flag_or_the_file_and_refuses_other_words() {
+        let config = file("index_memory = \"tail\"\n");
+        let path = config.path().to_str().unwrap();
+        let from_file = Cli::parse_from(["x", "--config", path])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(from_file.index_memory, IndexMemory::Tail);
+        let flag_wins = Cli::parse_from(["x", "--config", path, "--index-memory", "whole"])
+            .args
+            .resolve()
+            .unwrap();
+        assert_eq!(flag_wins.index_memory, IndexMemory::Whole);
+        let default = Cli::parse_from(["x"]).args.resolve().unwrap();
+        assert_eq!(default.index_memory, IndexMemory::Whole);
+        assert!(Cli::try_parse_from(["x", "--index-memory", "some"]).is_err());
+        let error = error_from_file("index_memory = \"half\"\n");
+        assert!(format!("{error:#}").contains("half"), "{error:#}");
     }
 
     #[test]
