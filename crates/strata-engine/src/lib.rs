@@ -52,6 +52,7 @@ mod replay;
 mod run_file;
 mod scavenge;
 mod scavenge_copy;
+mod postings_lookup;
 mod secondary;
 mod segments;
 mod shared;
