@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::all_reader::{self, off_the_runtime};
 use crate::config::Config;
 use crate::index_lookup::{positions, stream_head};
-use crate::log_reader::{LogReader, to_usize};
+use crate::log_reader::LogReader;
 use crate::recovery::recover;
 use crate::shared::Shared;
 use crate::syncer::Syncer;
