@@ -229,9 +229,14 @@ async fn secondary_answers(store: &Store) -> Vec<String> {
             out.push(format!("{stream} {options:?}: {answer}"));
         }
     }
-    for prefix in ["$idx-ce-cat0", "$idx-et-Type9", "$idx-et-Type1", "$idx-ce-hot"] {
-        let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()])
-            .unwrap();
+    for prefix in [
+        "$idx-ce-cat0",
+        "$idx-et-Type9",
+        "$idx-et-Type1",
+        "$idx-ce-hot",
+    ] {
+        let filter =
+            EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()]).unwrap();
         for direction in [Direction::Forwards, Direction::Backwards] {
             let mut options = match direction {
                 Direction::Forwards => ReadAllOptions::forwards(),
@@ -254,6 +259,10 @@ async fn secondary_answers(store: &Store) -> Vec<String> {
                 }
                 options = options.from_position(slice.next_position);
             }
+            assert!(
+                pages.len() > 1,
+                "{prefix} {direction:?} reads in pages: {pages:?}"
+            );
             out.push(format!("{prefix} {direction:?}: {pages:?}"));
         }
     }
@@ -264,7 +273,7 @@ async fn secondary_answers(store: &Store) -> Vec<String> {
             QueryItem::new(["Type0"], Vec::<String>::new()),
             QueryItem::new(["Hot"], Vec::<String>::new()),
         ]),
-        Query::new([QueryItem::new(["Type0"], ["t2"])]),
+        Query::new([QueryItem::new(["Type0", "Type9"], ["t2", "all"])]),
     ];
     for query in queries {
         let mut after = None;
@@ -283,6 +292,7 @@ async fn secondary_answers(store: &Store) -> Vec<String> {
             }
             after = slice.last_position;
         }
+        assert!(!pages[0].is_empty(), "{query:?} finds events");
         out.push(format!("query {query:?}: {pages:?}"));
     }
     out

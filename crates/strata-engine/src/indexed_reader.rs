@@ -35,10 +35,22 @@ pub(crate) fn read(
     let mut lists: Vec<Vec<u64>> = Vec::new();
     let dollar_type = matches!(key, IndexKey::EventType(name) if name.starts_with('$'));
     if !dollar_type {
-        lists.push(postings_near(shared, key, options.direction, start, taken_max)?);
+        lists.push(postings_near(
+            shared,
+            key,
+            options.direction,
+            start,
+            taken_max,
+        )?);
     }
     if let IndexKey::Category(category) = key {
-        lists.push(category_stream(shared, category, options.direction, start, taken_max)?);
+        lists.push(category_stream(
+            shared,
+            category,
+            options.direction,
+            start,
+            taken_max,
+        )?);
     }
     let lists: Vec<&[u64]> = lists.iter().map(Vec::as_slice).collect();
     let mut positions = match options.direction {

@@ -68,7 +68,10 @@ pub(crate) fn select_revisions(
 }
 
 /// Selects up to `wanted` of memory's positions at or after `start`.
-pub(crate) fn select_from_position(start: u64, wanted: usize) -> impl Fn(u64, &[u64]) -> Range<usize> {
+pub(crate) fn select_from_position(
+    start: u64,
+    wanted: usize,
+) -> impl Fn(u64, &[u64]) -> Range<usize> {
     move |_, memory| {
         let low = memory.partition_point(|&position| position < start);
         low..low.saturating_add(wanted)
@@ -89,7 +92,9 @@ pub(crate) fn select_before_position(
 /// Selects memory's positions after `after`.
 pub(crate) fn select_after(after: Option<u64>) -> impl Fn(u64, &[u64]) -> Range<usize> {
     move |_, memory| {
-        let low = after.map_or(0, |after| memory.partition_point(|&position| position <= after));
+        let low = after.map_or(0, |after| {
+            memory.partition_point(|&position| position <= after)
+        });
         low..memory.len()
     }
 }
@@ -151,9 +156,7 @@ impl PostingsView {
         let from_tail = &self.tail[high.saturating_sub(wanted)..high];
         let room = wanted - from_tail.len();
         let mut out = match &self.runs {
-            Some(runs) if room > 0 => {
-                runs_before_position(runs, self.runs_key(), start, room)?
-            }
+            Some(runs) if room > 0 => runs_before_position(runs, self.runs_key(), start, room)?,
             _ => Vec::new(),
         };
         out.extend_from_slice(from_tail);

@@ -233,7 +233,9 @@ impl SecondaryIndexes {
     pub(crate) fn drop_covered(&mut self, to: u64) {
         for map in &mut self.maps {
             for postings in map.values_mut() {
-                let covered = postings.positions.partition_point(|&position| position < to);
+                let covered = postings
+                    .positions
+                    .partition_point(|&position| position < to);
                 if covered == 0 {
                     continue;
                 }
@@ -521,7 +523,9 @@ impl PostingList for &[u64] {
     }
 
     fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, Self::Error> {
-        let start = after.map_or(0, |after| self.partition_point(|&position| position <= after));
+        let start = after.map_or(0, |after| {
+            self.partition_point(|&position| position <= after)
+        });
         Ok(self[start..].iter().take(limit).copied().collect())
     }
 

@@ -329,14 +329,10 @@ impl Writer {
     /// earlier requests included). Groups leave `pending_events` only once published.
     fn condition_conflict(&self, condition: &AppendCondition) -> Result<Option<Position>> {
         let after = condition.after.map(|position| position.0);
-        let indexed = crate::postings_lookup::query_positions(
-            &self.shared,
-            &condition.query,
-            after,
-            1,
-        )?
-        .first()
-        .copied();
+        let indexed =
+            crate::postings_lookup::query_positions(&self.shared, &condition.query, after, 1)?
+                .first()
+                .copied();
         let pending = self
             .pending_events
             .iter()
