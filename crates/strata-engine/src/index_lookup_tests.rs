@@ -208,7 +208,7 @@ async fn secondary_answers(store: &Store) -> Vec<String> {
             from_three,
             from_three_back,
         ] {
-            let answer = match store.read_stream(&stream, options.clone()).await {
+            let answer = match store.read_stream(&stream, options).await {
                 Ok(strata_core::StreamSlice::Found {
                     events,
                     last_revision,

@@ -118,7 +118,7 @@ fn postings_near(
     match direction {
         Direction::Forwards => {
             let select = select_from_position(start, wanted);
-            view(shared, kind, name, &select).from_position(start, wanted)
+            view(shared, kind, name, &select).at_or_after_position(start, wanted)
         }
         Direction::Backwards => {
             let select = select_before_position(start, wanted);

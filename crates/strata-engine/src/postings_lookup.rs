@@ -138,7 +138,7 @@ impl PostingsView {
 
     /// Up to `wanted` positions at or after `start`, ascending (memory's selected with
     /// [`select_from_position`]).
-    pub(crate) fn from_position(&self, start: u64, wanted: usize) -> Result<Vec<u64>> {
+    pub(crate) fn at_or_after_position(&self, start: u64, wanted: usize) -> Result<Vec<u64>> {
         let mut out = match &self.runs {
             Some(runs) => runs_from_position(runs, self.runs_key(), start, wanted)?,
             None => Vec::new(),
@@ -174,8 +174,8 @@ impl PostingList for PostingsView {
     fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
         match after {
             Some(u64::MAX) => Ok(Vec::new()),
-            Some(after) => self.from_position(after + 1, limit),
-            None => self.from_position(0, limit),
+            Some(after) => self.at_or_after_position(after + 1, limit),
+            None => self.at_or_after_position(0, limit),
         }
     }
 
