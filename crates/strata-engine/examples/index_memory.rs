@@ -11,7 +11,7 @@
 //! open, after the first index save (which publishes the runs: the tail-only index then
 //! drops what they cover), and after 10,000 stream heads and reads of random streams.
 //! Run each mode in its own process. `nosys` turns the system streams (the secondary
-//! indexes, which stay wholly in memory) off, for writing and opening alike.
+//! indexes) off, for writing and opening alike.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -195,6 +195,7 @@ impl Index {
             true
         });
         self.streams.shrink_to_fit();
+        self.secondary.drop_covered(to);
         let dirty = std::mem::take(&mut self.dirty);
         self.dirty = dirty
             .into_iter()
@@ -507,7 +508,7 @@ impl Index {
             return (!positions.is_empty()).then(|| RunEntry {
                 kind: kind as u8,
                 key: name.as_bytes().to_vec(),
-                first_revision: low as u64,
+                first_revision: self.secondary.first_revision(kind, name) + low as u64,
                 positions,
                 ..RunEntry::default()
             });

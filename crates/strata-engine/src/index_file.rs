@@ -172,8 +172,7 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
 }
 
 /// As [`load_index_file`], but a file ending at or before `runs_to` (the sorted runs
-/// hold what it says of streams) has its stream records checked and counted, not loaded;
-/// its secondary postings are loaded.
+/// hold what it says) has its records checked and counted, not loaded.
 pub(crate) fn load_index_file_after_runs(
     path: &Path,
     index: &mut Index,
@@ -216,7 +215,7 @@ pub(crate) fn load_index_file_after_runs(
     }
     let postings_count = cursor.u64().map_err(unusable)?;
     for _ in 0..postings_count {
-        load_postings(&mut cursor, index).map_err(unusable)?;
+        load_postings(&mut cursor, index, in_runs).map_err(unusable)?;
     }
     if cursor.at != body.len() {
         return Err(unusable("holds bytes after its contents".into()));
@@ -293,15 +292,21 @@ fn load_stream_record(
     Ok(())
 }
 
-fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
+/// Loads one key's postings, or only counts them when the runs hold them (`in_runs`).
+fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index, in_runs: bool) -> Result<(), String> {
     let kind_byte = cursor.take(1)?[0];
     let kind = Kind::from_byte(kind_byte)
         .ok_or_else(|| format!("holds a secondary index of unknown kind {kind_byte}"))?;
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
-    let positions = cursor.positions()?;
-    if !index.secondary.load(kind, name, &positions) {
+    let loaded = if in_runs {
+        let count = cursor.skip_positions()?;
+        index.secondary.count_in_runs(kind, name, count)
+    } else {
+        index.secondary.load(kind, name, &cursor.positions()?)
+    };
+    if !loaded {
         return Err(format!(
             "does not continue secondary index {name:?} ({kind:?}) where it stands"
         ));
@@ -384,6 +389,17 @@ impl<'a> Cursor<'a> {
     }
 
     /// A u64 count and that many u64 positions.
+    /// Steps over a list of positions without decoding it; returns its length.
+    fn skip_positions(&mut self) -> Result<u64, String> {
+        let count = self.u64()?;
+        let bytes = usize::try_from(count)
+            .ok()
+            .and_then(|count| count.checked_mul(8))
+            .ok_or("has an impossible count")?;
+        self.take(bytes)?;
+        Ok(count)
+    }
+
     fn positions(&mut self) -> Result<Vec<u64>, String> {
         let count = usize::try_from(self.u64()?).map_err(|_| "has an impossible count")?;
         let raw = self.take(count.checked_mul(8).ok_or("has an impossible count")?)?;

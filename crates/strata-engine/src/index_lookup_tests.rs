@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use strata_core::{
-    Direction, EventStore, ExpectedRevision, Position, ProposedEvent, ReadAllOptions,
-    ReadStreamOptions, StreamMetadata, StreamName,
+    AppendCondition, AppendPart, Direction, EventFilter, EventStore, ExpectedRevision,
+    FilterTarget, Position, ProposedEvent, Query, QueryItem, ReadAllOptions, ReadStreamOptions,
+    StreamMetadata, StreamName,
 };
 
 use crate::config::Config;
@@ -47,9 +48,14 @@ async fn fill(store: &Store) -> Vec<Vec<ProposedEvent>> {
             if number % 4 != batch % 4 && batch > 0 {
                 continue;
             }
+            let keys = format!(
+                r#"{{"$correlationId":"corr-{}","$tags":["t{}","all"]}}"#,
+                number % 2,
+                number % 3
+            );
             let batch = vec![
                 ProposedEvent::json(format!("Type{}", number % 2), "{}"),
-                ProposedEvent::json("Type9", "{}"),
+                ProposedEvent::json("Type9", "{}").with_metadata(keys),
             ];
             sent.push(batch.clone());
             store
@@ -137,14 +143,7 @@ async fn answers(store: &Store) -> Vec<String> {
             store.stream_state(&stream).await.map_err(|e| e.to_string())
         ));
     }
-    out.push(format!(
-        "$ce-cat0: {}",
-        events(
-            store
-                .read_stream(&name("$ce-cat0"), ReadStreamOptions::forwards())
-                .await
-        )
-    ));
+    out.extend(secondary_answers(store).await);
     let tombstones = store
         .read_tombstones(None, Position(u64::MAX), 100)
         .await
@@ -179,9 +178,167 @@ async fn answers(store: &Store) -> Vec<String> {
     out
 }
 
+/// The system streams served from the secondary indexes.
+const SECONDARY_STREAMS: [&str; 9] = [
+    "$ce-cat0",
+    "$ce-cat1",
+    "$et-Type0",
+    "$et-Type9",
+    "$et-Hot",
+    "$streams",
+    "$category-cat0",
+    "$bc-corr-1",
+    "$et-Missing",
+];
+
+/// What reads served from the secondary indexes answer: each system stream both ways
+/// and from middle revisions, `$idx-` filtered `$all` read page by page both ways, and
+/// DCB queries read page by page.
+async fn secondary_answers(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for stream in SECONDARY_STREAMS {
+        let stream = name(stream);
+        let mut from_three_back = ReadStreamOptions::backwards().from_revision(5);
+        from_three_back.max_count = 4;
+        let mut from_three = ReadStreamOptions::forwards().from_revision(3);
+        from_three.max_count = 7;
+        for options in [
+            ReadStreamOptions::forwards(),
+            ReadStreamOptions::backwards(),
+            from_three,
+            from_three_back,
+        ] {
+            let answer = match store.read_stream(&stream, options).await {
+                Ok(strata_core::StreamSlice::Found {
+                    events,
+                    last_revision,
+                }) => format!(
+                    "last {last_revision:?}: {:?}",
+                    events
+                        .iter()
+                        .map(|event| (
+                            event.revision.0,
+                            event.position.0,
+                            String::from_utf8_lossy(&event.data).into_owned()
+                        ))
+                        .collect::<Vec<_>>()
+                ),
+                Ok(strata_core::StreamSlice::NotFound) => "not found".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            out.push(format!("{stream} {options:?}: {answer}"));
+        }
+    }
+    for prefix in [
+        "$idx-ce-cat0",
+        "$idx-et-Type9",
+        "$idx-et-Type1",
+        "$idx-ce-hot",
+    ] {
+        let filter =
+            EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()]).unwrap();
+        for direction in [Direction::Forwards, Direction::Backwards] {
+            let mut options = match direction {
+                Direction::Forwards => ReadAllOptions::forwards(),
+                Direction::Backwards => ReadAllOptions::backwards(),
+            };
+            options.max_count = 3;
+            options.filter = Some(filter.clone());
+            let mut pages = Vec::new();
+            loop {
+                let slice = store.read_all(options.clone()).await.unwrap();
+                pages.push(
+                    slice
+                        .events
+                        .iter()
+                        .map(|event| event.position.0)
+                        .collect::<Vec<_>>(),
+                );
+                if slice.is_end || pages.len() > 100 {
+                    break;
+                }
+                options = options.from_position(slice.next_position);
+            }
+            assert!(
+                pages.len() > 1,
+                "{prefix} {direction:?} reads in pages: {pages:?}"
+            );
+            out.push(format!("{prefix} {direction:?}: {pages:?}"));
+        }
+    }
+    let queries = [
+        Query::new([QueryItem::new(["Type9"], ["t1"])]),
+        Query::new([QueryItem::new(Vec::<String>::new(), ["t0", "all"])]),
+        Query::new([
+            QueryItem::new(["Type0"], Vec::<String>::new()),
+            QueryItem::new(["Hot"], Vec::<String>::new()),
+        ]),
+        Query::new([QueryItem::new(["Type0", "Type9"], ["t2", "all"])]),
+    ];
+    for query in queries {
+        let mut after = None;
+        let mut pages = Vec::new();
+        loop {
+            let slice = store.read_query(&query, after, 4).await.unwrap();
+            pages.push(
+                slice
+                    .events
+                    .iter()
+                    .map(|event| event.position.0)
+                    .collect::<Vec<_>>(),
+            );
+            if !slice.more || pages.len() > 100 {
+                break;
+            }
+            after = slice.last_position;
+        }
+        assert!(!pages[0].is_empty(), "{query:?} finds events");
+        out.push(format!("query {query:?}: {pages:?}"));
+    }
+    out
+}
+
+/// Conditional (DCB) appends checked through the runs: one that a published event
+/// contradicts is refused, naming it; one after it is taken.
+async fn conditional_answers(store: &Store) -> Vec<String> {
+    let query = Query::new([QueryItem::new(["Type9"], ["t2"])]);
+    let part = || AppendPart {
+        stream: name("dcb-1"),
+        expected: ExpectedRevision::Any,
+        events: vec![ProposedEvent::json("Decided", "{}")],
+    };
+    let mut out = Vec::new();
+    let refused = store
+        .append_conditional(vec![part()], AppendCondition::new(query.clone(), None))
+        .await;
+    out.push(format!("{:?}", refused.map(|result| result.position)));
+    let newest = store
+        .read_query(&query, None, 1_000)
+        .await
+        .unwrap()
+        .last_position;
+    let taken = store
+        .append_conditional(vec![part()], AppendCondition::new(query, newest))
+        .await;
+    out.push(format!("{:?}", taken.map(|result| result.position)));
+    out
+}
+
 /// How many stream entries the in-memory index holds.
 fn entries_in_memory(store: &Store) -> usize {
     store.shared.index.read().streams().count()
+}
+
+/// How many secondary positions the in-memory index holds.
+fn secondary_positions_in_memory(store: &Store) -> usize {
+    store
+        .shared
+        .index
+        .read()
+        .secondary
+        .iter()
+        .map(|(_, _, postings)| postings.positions.len())
+        .sum()
 }
 
 /// The runs of a closed store chain from the log's start to its end.
@@ -210,6 +367,12 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
     let expected = answers(&whole).await;
     assert_eq!(answers(&tail).await, expected);
     assert!(tail.shared.head_cache.len() <= 8);
+    assert_eq!(secondary_positions_in_memory(&tail), 0);
+    assert!(secondary_positions_in_memory(&whole) > 100);
+    let conditional = conditional_answers(&whole).await;
+    assert!(conditional[0].contains("Err"), "{conditional:?}");
+    assert!(conditional[1].contains("Ok"), "{conditional:?}");
+    assert_eq!(conditional_answers(&tail).await, conditional);
 
     // Writes check expected revisions and re-sends through the runs.
     for (store, sent) in [(&whole, &sent_whole), (&tail, &sent_tail)] {
@@ -289,6 +452,7 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
     drop(tail);
     let tail = Store::open(tail_dir.path(), config(true)).unwrap();
     assert_eq!(entries_in_memory(&tail), 0);
+    assert_eq!(secondary_positions_in_memory(&tail), 0);
     assert_eq!((tail.event_count(), tail.stream_count()), (events, streams));
     assert_eq!(answers(&tail).await, expected);
     tail.close();
@@ -323,6 +487,7 @@ async fn reopened_after(damage: impl FnOnce(&Path)) {
     assert_eq!(answers(&tail).await, expected);
     tail.checkpoint_indexes().unwrap();
     assert_eq!(entries_in_memory(&tail), 0);
+    assert_eq!(secondary_positions_in_memory(&tail), 0);
     assert_eq!(answers(&tail).await, expected);
     tail.append(
         &name("cat0-0"),
@@ -367,8 +532,9 @@ async fn a_tail_only_open_rebuilds_a_removed_runs_directory() {
 }
 
 /// Reads racing the drops: while streams are appended to and each save publishes runs
-/// (memory dropping what they cover), every read of a stream returns its revisions dense
-/// from 0, never fewer than an earlier read saw, and its state agrees.
+/// (memory dropping what they cover), every read of a stream, and of the category and
+/// event-type streams served from the secondary postings, returns its revisions dense
+/// from 0, never fewer than an earlier read saw, and a stream's state agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_racing_the_drops_see_every_revision() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,10 +544,12 @@ async fn reads_racing_the_drops_see_every_revision() {
     };
     let store = Store::open(dir.path(), config).unwrap();
     let streams: Vec<StreamName> = (0..12).map(|n| name(&format!("race-{n}"))).collect();
+    let mut read_names = streams.clone();
+    read_names.extend([name("$ce-race"), name("$et-E")]);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
         .map(|reader| {
-            let (store, streams, done) = (store.clone(), streams.clone(), done.clone());
+            let (store, streams, done) = (store.clone(), read_names.clone(), done.clone());
             tokio::spawn(async move {
                 let mut seen = vec![0usize; streams.len()];
                 let mut reads = 0u64;
@@ -402,6 +570,10 @@ async fn reads_racing_the_drops_see_every_revision() {
                     assert_eq!(revisions, dense, "{stream}");
                     assert!(revisions.len() >= seen[turn], "{stream} went back");
                     seen[turn] = revisions.len();
+                    if stream.is_system() {
+                        reads += 1;
+                        continue;
+                    }
                     let state = store.stream_state(stream).await.unwrap();
                     if let strata_core::StreamState::At(revision) = state {
                         assert!(revision.0 + 1 >= revisions.len() as u64, "{stream}");

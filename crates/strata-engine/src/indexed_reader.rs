@@ -1,6 +1,7 @@
 //! `$all` reads whose filter names a secondary index (`$idx-ce-<category>`,
 //! `$idx-et-<type>`, KurrentDB 25.1): the matching positions come from the indexes, merged
-//! in log order, and only those events are read — no scan. As KurrentDB's, such a read
+//! in log order, and only those events are read — no scan. Only the page's positions are
+//! taken from each list (through the runs when memory holds only the tail). As KurrentDB's, such a read
 //! returns the events of user streams whose type does not start with `$`; `$idx-ce-c` also
 //! takes the stream named `c` (a name without `-` is a category of its own).
 
@@ -10,7 +11,10 @@ use strata_core::system_streams::IndexKey;
 use strata_core::{AllSlice, Direction, Position, ReadAllOptions, Result};
 
 use crate::all_reader::{EXAMINED_EVENTS_MAX, Scanned, start_of};
+use crate::index::{REMOVED_POSITION, live_positions};
 use crate::log_reader::LogReader;
+use crate::postings_lookup::{select_before_position, select_from_position, view};
+use crate::secondary::Kind;
 use crate::shared::Shared;
 
 /// Reads a page of `$all` holding the events under `key`, looking at up to `examined_max`.
@@ -27,51 +31,38 @@ pub(crate) fn read(
     let wanted = options
         .max_count
         .min(examined_max.clamp(1, EXAMINED_EVENTS_MAX));
-    // The stream named as the category itself, read through the runs when memory holds
-    // only its tail.
-    let category_stream = match key {
-        IndexKey::Category(category) if shared.index.read().dropped_runs().is_some() => {
-            match strata_core::StreamName::new(category) {
-                Ok(name) => {
-                    let mut stream = crate::index_lookup::positions(shared, &name, 0..u64::MAX)?;
-                    stream.retain(|&position| position != crate::index::REMOVED_POSITION);
-                    Some(stream)
-                }
-                Err(_) => Some(Vec::new()),
-            }
-        }
-        _ => None,
+    let taken_max = wanted.saturating_add(1);
+    let mut lists: Vec<Vec<u64>> = Vec::new();
+    let dollar_type = matches!(key, IndexKey::EventType(name) if name.starts_with('$'));
+    if !dollar_type {
+        lists.push(postings_near(
+            shared,
+            key,
+            options.direction,
+            start,
+            taken_max,
+        )?);
+    }
+    if let IndexKey::Category(category) = key {
+        lists.push(category_stream(
+            shared,
+            category,
+            options.direction,
+            start,
+            taken_max,
+        )?);
+    }
+    let lists: Vec<&[u64]> = lists.iter().map(Vec::as_slice).collect();
+    let mut positions = match options.direction {
+        Direction::Forwards => merge_forwards(&lists, start, end, taken_max),
+        Direction::Backwards => merge_backwards(&lists, start, taken_max),
     };
-    let (mut positions, newest_event) = {
-        let index = shared.index.read();
-        let mut lists: Vec<&[u64]> = Vec::new();
-        let dollar_type = matches!(key, IndexKey::EventType(name) if name.starts_with('$'));
-        if !dollar_type {
-            lists.extend(
-                index
-                    .secondary
-                    .get(key)
-                    .map(|postings| postings.positions.as_slice()),
-            );
-        }
-        if let Some(stream) = &category_stream {
-            lists.push(stream);
-        } else if let IndexKey::Category(category) = key {
-            lists.extend(
-                index
-                    .stream(category.as_str())
-                    .map(|entry| crate::index::live_positions(&entry.positions)),
-            );
-        }
-        let positions = match options.direction {
-            Direction::Forwards => merge_forwards(&lists, start, end, wanted.saturating_add(1)),
-            Direction::Backwards => merge_backwards(&lists, start, wanted.saturating_add(1)),
-        };
-        let newest_event = index
-            .last_event_position()
-            .filter(|&position| position < end);
-        (positions, newest_event)
-    };
+    // Every position before `end` was in the index when the lists were taken.
+    let newest_event = shared
+        .index
+        .read()
+        .last_event_position()
+        .filter(|&position| position < end);
     let more = positions.len() > wanted;
     let following = if more { positions.pop() } else { None };
     let mut ascending = positions.clone();
@@ -112,6 +103,66 @@ pub(crate) fn read(
         examined_count: positions.len(),
         slice,
     })
+}
+
+/// Up to `wanted` positions of `key` from `start` (at or after it forwards, before it
+/// backwards), ascending: read through the runs when memory holds only the tail.
+fn postings_near(
+    shared: &Shared,
+    key: &IndexKey,
+    direction: Direction,
+    start: u64,
+    wanted: usize,
+) -> Result<Vec<u64>> {
+    let (kind, name) = Kind::of(key);
+    match direction {
+        Direction::Forwards => {
+            let select = select_from_position(start, wanted);
+            view(shared, kind, name, &select).at_or_after_position(start, wanted)
+        }
+        Direction::Backwards => {
+            let select = select_before_position(start, wanted);
+            view(shared, kind, name, &select).before_position(start, wanted)
+        }
+    }
+}
+
+/// Up to `wanted` positions of the stream named as the category itself from `start`,
+/// ascending.
+fn category_stream(
+    shared: &Shared,
+    category: &str,
+    direction: Direction,
+    start: u64,
+    wanted: usize,
+) -> Result<Vec<u64>> {
+    let Ok(name) = strata_core::StreamName::new(category) else {
+        return Ok(Vec::new());
+    };
+    let whole = {
+        let index = shared.index.read();
+        match index.dropped_runs() {
+            Some(_) => None,
+            None => Some(index.stream(&name).map_or_else(Vec::new, |entry| {
+                near(live_positions(&entry.positions), direction, start, wanted).to_vec()
+            })),
+        }
+    };
+    if let Some(positions) = whole {
+        return Ok(positions);
+    }
+    let mut stream = crate::index_lookup::positions(shared, &name, 0..u64::MAX)?;
+    stream.retain(|&position| position != REMOVED_POSITION);
+    Ok(near(&stream, direction, start, wanted).to_vec())
+}
+
+/// The part of the ascending `positions` a read from `start` needs.
+fn near(positions: &[u64], direction: Direction, start: u64, wanted: usize) -> &[u64] {
+    let at = positions.partition_point(|&position| position < start);
+    match direction {
+        Direction::Forwards => &positions[at..positions.len().min(at.saturating_add(wanted))],
+        Direction::Backwards => &positions[at.saturating_sub(wanted)..at],
+    }
 }
 
 /// Up to `wanted` positions in `[start, end)` from the ascending `lists`, ascending and

@@ -46,6 +46,7 @@ mod index_saver;
 mod indexed_reader;
 mod io;
 mod log_reader;
+mod postings_lookup;
 mod recovery;
 mod repair;
 mod replay;

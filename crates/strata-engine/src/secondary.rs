@@ -2,17 +2,24 @@
 //! correlation id, and of each stream's first event (`strata_core::system_streams`). They
 //! serve `$ce-…`, `$et-…`, `$bc-…`, `$streams` and `$category-…` reads and `$idx-` filtered
 //! `$all` reads. Like the stream index they live in memory, are saved in the index files
-//! and are filled by the syncer as groups are published.
+//! and are filled by the syncer as groups are published. With
+//! `Config::index_memory_tail_only`, memory keeps only the positions after the published
+//! runs (and a revision count per key); `postings_lookup` reads the rest from the runs.
 
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 use strata_core::system_streams::{IndexKey, LINK_EVENT_TYPE, category_of, correlation_id};
 
-/// The positions under one key, ascending (log order): `positions[r]` is index revision `r`.
+/// The positions under one key, ascending (log order): `positions[i]` is index revision
+/// `first_revision + i`.
 #[derive(Default)]
 pub(crate) struct Postings {
     pub positions: Vec<u64>,
+    /// The revision of `positions[0]`: 0 unless the positions before it were dropped into
+    /// the sorted runs (`Config::index_memory_tail_only`); the key is kept, so that its
+    /// revisions go on from there.
+    pub first_revision: u64,
     /// How many positions are already in index files.
     checkpointed: usize,
     /// Listed in `SecondaryIndexes::dirty`.
@@ -136,7 +143,7 @@ impl Kind {
         ALL_KINDS.into_iter().find(|kind| *kind as u8 == byte)
     }
 
-    fn of(key: &IndexKey) -> (Kind, &str) {
+    pub(crate) fn of(key: &IndexKey) -> (Kind, &str) {
         match key {
             IndexKey::Category(name) => (Kind::Category, name),
             IndexKey::EventType(name) => (Kind::EventType, name),
@@ -190,6 +197,7 @@ impl SecondaryIndexes {
     }
 
     /// The postings of `key`, if any event is under it.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &IndexKey) -> Option<&Postings> {
         let (kind, name) = Kind::of(key);
         self.map(kind).get(name)
@@ -204,11 +212,59 @@ impl SecondaryIndexes {
         })
     }
 
-    /// The positions under a key of `kind` named `name` (none when nothing is under it).
+    /// The positions memory holds under a key of `kind` named `name` (none when nothing is
+    /// under it): revisions from [`SecondaryIndexes::first_revision`].
     pub(crate) fn positions(&self, kind: Kind, name: &str) -> &[u64] {
         self.map(kind)
             .get(name)
             .map_or(&[], |postings| postings.positions.as_slice())
+    }
+
+    /// The revision of the first position memory holds under a key (0 when memory holds
+    /// them all, or nothing is under the key).
+    pub(crate) fn first_revision(&self, kind: Kind, name: &str) -> u64 {
+        self.map(kind)
+            .get(name)
+            .map_or(0, |postings| postings.first_revision)
+    }
+
+    /// Drops the positions before `to` (published runs hold them); each key keeps where
+    /// its revisions stand.
+    pub(crate) fn drop_covered(&mut self, to: u64) {
+        for map in &mut self.maps {
+            for postings in map.values_mut() {
+                let covered = postings
+                    .positions
+                    .partition_point(|&position| position < to);
+                if covered == 0 {
+                    continue;
+                }
+                postings.positions.drain(..covered);
+                postings.positions.shrink_to_fit();
+                postings.first_revision += covered as u64;
+                postings.checkpointed = postings.checkpointed.saturating_sub(covered);
+            }
+        }
+    }
+
+    /// Counts `count` positions of an index file the runs hold, without loading them
+    /// (they come before any loaded position of the key).
+    pub(crate) fn count_in_runs(&mut self, kind: Kind, name: &str, count: u64) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let map = &mut self.maps[kind as usize - 1];
+        if !map.contains_key(name) {
+            map.insert(Arc::from(name), Postings::default());
+        }
+        let Some(postings) = map.get_mut(name) else {
+            unreachable!("inserted above");
+        };
+        if !postings.positions.is_empty() {
+            return false;
+        }
+        postings.first_revision += count;
+        true
     }
 
     fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
@@ -311,63 +367,19 @@ impl SecondaryIndexes {
         }
     }
 
-    /// Positions after `after` of events that match `query` (by these indexes), ascending,
-    /// at most `limit`; the log is not read. Each item is driven by its shortest tag list
-    /// (the other tags and the types are looked up by binary search) or, without tags, by
-    /// its types' lists.
+    /// Positions after `after` of events that match `query`, from memory alone (every
+    /// position is there unless `Config::index_memory_tail_only`; see `postings_lookup`).
     pub(crate) fn query_positions(
         &self,
         query: &strata_core::Query,
         after: Option<u64>,
         limit: usize,
     ) -> Vec<u64> {
-        let tail = |list: &[u64]| -> usize {
-            after.map_or(0, |after| {
-                list.partition_point(|position| *position <= after)
-            })
-        };
-        let mut found: Vec<u64> = Vec::new();
-        for item in &query.items {
-            let types: Vec<&[u64]> = item
-                .types
-                .iter()
-                .map(|name| self.positions(Kind::EventType, name))
-                .collect();
-            if item.tags.is_empty() {
-                for list in &types {
-                    found.extend(list[tail(list)..].iter().take(limit));
-                }
-                continue;
-            }
-            let mut tags: Vec<&[u64]> = item
-                .tags
-                .iter()
-                .map(|name| self.positions(Kind::Tag, name))
-                .collect();
-            tags.sort_by_key(|list| list.len());
-            let (driving, others) = tags.split_first().unwrap_or_else(|| unreachable!());
-            let mut taken = 0;
-            for position in &driving[tail(driving)..] {
-                if taken == limit {
-                    break;
-                }
-                let carries_tags = others
-                    .iter()
-                    .all(|list| list.binary_search(position).is_ok());
-                let has_type = types.is_empty()
-                    || types
-                        .iter()
-                        .any(|list| list.binary_search(position).is_ok());
-                if carries_tags && has_type {
-                    found.push(*position);
-                    taken += 1;
-                }
-            }
+        let list = |kind: Kind, name: &str| self.positions(kind, name);
+        match query_positions(query, after, limit, list) {
+            Ok(found) => found,
+            Err(never) => match never {},
         }
-        found.sort_unstable();
-        found.dedup();
-        found.truncate(limit);
-        found
     }
 
     /// Adds positions loaded from an index file (already saved). Returns false when they
@@ -405,7 +417,7 @@ impl SecondaryIndexes {
                 continue;
             };
             postings.listed_dirty = false;
-            let first_revision = postings.checkpointed as u64;
+            let first_revision = postings.first_revision + postings.checkpointed as u64;
             let positions = postings.positions[postings.checkpointed..].to_vec();
             postings.checkpointed = postings.positions.len();
             if !positions.is_empty() {
@@ -418,6 +430,107 @@ impl SecondaryIndexes {
             }
         }
         unsaved
+    }
+}
+
+/// Positions after `after` of events that match `query`, ascending, at most `limit`; the
+/// log is not read. `list(kind, name)` gives a key's postings. Each item is driven by its
+/// shortest tag list (the other tags and the types are looked up by binary search) or,
+/// without tags, by its types' lists.
+pub(crate) fn query_positions<List, Failure>(
+    query: &strata_core::Query,
+    after: Option<u64>,
+    limit: usize,
+    mut list: impl FnMut(Kind, &str) -> List,
+) -> Result<Vec<u64>, Failure>
+where
+    List: PostingList<Error = Failure>,
+{
+    let mut found: Vec<u64> = Vec::new();
+    for item in &query.items {
+        let types: Vec<List> = item
+            .types
+            .iter()
+            .map(|name| list(Kind::EventType, name))
+            .collect();
+        if item.tags.is_empty() {
+            for list in &types {
+                found.extend(list.after(after, limit)?);
+            }
+            continue;
+        }
+        let mut tags: Vec<List> = item.tags.iter().map(|name| list(Kind::Tag, name)).collect();
+        tags.sort_by_key(PostingList::len);
+        let (driving, others) = tags.split_first().unwrap_or_else(|| unreachable!());
+        let mut taken = 0;
+        let mut from = after;
+        // Slices grow from small: a condition check mostly needs the first few.
+        let mut slice_len = 64;
+        'driving: while taken < limit {
+            let slice = driving.after(from, slice_len)?;
+            slice_len = (slice_len * 2).min(POSTINGS_SLICE_MAX);
+            let Some(&last) = slice.last() else { break };
+            for position in slice {
+                if taken == limit {
+                    break 'driving;
+                }
+                let mut carries_tags = true;
+                for other in others {
+                    if !other.contains(position)? {
+                        carries_tags = false;
+                        break;
+                    }
+                }
+                let mut has_type = types.is_empty();
+                for list in &types {
+                    if has_type {
+                        break;
+                    }
+                    has_type = list.contains(position)?;
+                }
+                if carries_tags && has_type {
+                    found.push(position);
+                    taken += 1;
+                }
+            }
+            from = Some(last);
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// How many positions a query reads of a driving list at a time, at most.
+pub(crate) const POSTINGS_SLICE_MAX: usize = 4_096;
+
+/// A key's postings as a query reads them: in memory, or through the runs.
+pub(crate) trait PostingList {
+    type Error;
+    /// How many positions the key has (its revision count).
+    fn len(&self) -> u64;
+    /// Up to `limit` positions after `after`, ascending.
+    fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, Self::Error>;
+    fn contains(&self, position: u64) -> Result<bool, Self::Error>;
+}
+
+impl PostingList for &[u64] {
+    type Error = std::convert::Infallible;
+
+    fn len(&self) -> u64 {
+        <[u64]>::len(self) as u64
+    }
+
+    fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, Self::Error> {
+        let start = after.map_or(0, |after| {
+            self.partition_point(|&position| position <= after)
+        });
+        Ok(self[start..].iter().take(limit).copied().collect())
+    }
+
+    fn contains(&self, position: u64) -> Result<bool, Self::Error> {
+        Ok(self.binary_search(&position).is_ok())
     }
 }
 

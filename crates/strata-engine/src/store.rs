@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::all_reader::{self, off_the_runtime};
 use crate::config::Config;
 use crate::index_lookup::{positions, stream_head};
-use crate::log_reader::{LogReader, to_usize};
+use crate::log_reader::LogReader;
 use crate::recovery::recover;
 use crate::shared::Shared;
 use crate::syncer::Syncer;
@@ -421,18 +421,20 @@ impl EventStore for Store {
             return strata_core::read_query_by_index(self, query, after, max_count).await;
         }
         let query = query.clone().validated()?;
-        // Only published (durable) events are in the indexes, so every position found is
-        // readable.
-        let mut positions = self.shared.index.read().secondary.query_positions(
-            &query,
-            after.map(|position| position.0),
-            max_count.saturating_add(1),
-        );
-        let more = positions.len() > max_count;
-        positions.truncate(max_count);
         let shared = Arc::clone(&self.shared);
-        let found = off_the_runtime(move || {
-            LogReader::new(&shared.segments).read_events_if_present(&positions)
+        let (found, more) = off_the_runtime(move || {
+            // Only published (durable) events are in the indexes, so every position found
+            // is readable.
+            let mut positions = crate::postings_lookup::query_positions(
+                &shared,
+                &query,
+                after.map(|position| position.0),
+                max_count.saturating_add(1),
+            )?;
+            let more = positions.len() > max_count;
+            positions.truncate(max_count);
+            let found = LogReader::new(&shared.segments).read_events_if_present(&positions)?;
+            Ok((found, more))
         })
         .await?;
         let events: Vec<RecordedEvent> = found.into_iter().flatten().collect();
@@ -524,20 +526,18 @@ impl EventStore for Store {
     }
 
     async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {
-        let (positions, window) = {
-            let index = self.shared.index.read();
-            let all = index
-                .secondary
-                .get(key)
-                .map_or(&[][..], |postings| postings.positions.as_slice());
-            let window = index_window(&options, all.len() as u64);
-            let taken = all[to_usize(window.start)..to_usize(window.end)].to_vec();
-            (taken, (window, all.len() as u64))
-        };
-        let (revisions, len) = window;
+        let (kind, name) = crate::secondary::Kind::of(key);
+        let name = name.to_owned();
+        let direction = options.direction;
         let shared = Arc::clone(&self.shared);
-        let found = off_the_runtime(move || {
-            LogReader::new(&shared.segments).read_events_if_present(&positions)
+        let (found, revisions, len) = off_the_runtime(move || {
+            let window = |len| index_window(&options, len);
+            let select = crate::postings_lookup::select_revisions(window);
+            let view = crate::postings_lookup::view(&shared, kind, &name, &select);
+            let revisions = index_window(&options, view.len());
+            let positions = view.revisions(revisions.clone())?;
+            let found = LogReader::new(&shared.segments).read_events_if_present(&positions)?;
+            Ok((found, revisions, view.len()))
         })
         .await?;
         // Events a scavenge removed leave their index revisions empty.
@@ -551,7 +551,7 @@ impl EventStore for Store {
                 })
             })
             .collect();
-        if options.direction == Direction::Backwards {
+        if direction == Direction::Backwards {
             events.reverse();
         }
         Ok(IndexSlice {

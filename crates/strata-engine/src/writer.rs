@@ -327,23 +327,19 @@ impl Writer {
     /// The first event matching `condition`'s query after its position: in the published
     /// secondary indexes, or among the events of groups not published yet (this group's
     /// earlier requests included). Groups leave `pending_events` only once published.
-    fn condition_conflict(&self, condition: &AppendCondition) -> Option<Position> {
+    fn condition_conflict(&self, condition: &AppendCondition) -> Result<Option<Position>> {
         let after = condition.after.map(|position| position.0);
-        let indexed = self
-            .shared
-            .index
-            .read()
-            .secondary
-            .query_positions(&condition.query, after, 1)
-            .first()
-            .copied();
+        let indexed =
+            crate::postings_lookup::query_positions(&self.shared, &condition.query, after, 1)?
+                .first()
+                .copied();
         let pending = self
             .pending_events
             .iter()
             .filter(|event| after.is_none_or(|after| event.position > after))
             .find(|event| event.matches(&condition.query))
             .map(|event| event.position);
-        indexed.into_iter().chain(pending).min().map(Position)
+        Ok(indexed.into_iter().chain(pending).min().map(Position))
     }
 
     fn prune_pending_heads(&mut self) {
@@ -389,7 +385,7 @@ impl Writer {
             MultiAppendDecision::AlreadyAppended(result) => Ok(result),
             MultiAppendDecision::Write(plan) => {
                 if let Some(condition) = condition
-                    && let Some(found) = self.condition_conflict(condition)
+                    && let Some(found) = self.condition_conflict(condition)?
                 {
                     return Err(condition.failed(found));
                 }
