@@ -112,7 +112,7 @@ fn assert_runs_match_index(store: &Store, data_dir: &Path) -> usize {
         .shared
         .durable_end
         .load(std::sync::atomic::Ordering::Acquire);
-    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES).unwrap();
+    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, true).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(runs.covers_to(), Some(durable_end));
     let index = store.shared.index.read();

@@ -371,7 +371,7 @@ fn check_index_runs(
         if path.extension().is_none_or(|extension| extension != "run") {
             continue;
         }
-        match Run::open(&path) {
+        match Run::open_to_check(&path) {
             Ok(run)
                 if path.file_name().and_then(|name| name.to_str())
                     == Some(run_file_name(run.covers_from, run.covers_to).as_str()) =>
@@ -402,6 +402,12 @@ fn check_index_runs(
                 run.path().display(),
                 report.log_end
             ));
+            continue;
+        }
+        if let Err(error) = run.check_whole() {
+            report
+                .problems
+                .push(format!("index {error} (the next open rebuilds it)"));
             continue;
         }
         for entry in run.scan()? {
