@@ -303,7 +303,7 @@ pub(crate) fn estimate_reclaimable(shared: &Shared) -> Result<u64> {
     let floors = decide_floors(shared)?;
     let mut by_segment: HashMap<u64, Vec<u64>> = HashMap::new();
     for (stream, floor) in &floors {
-        let stream = StreamName::new(stream.as_str())?;
+        let stream = stream_name(stream)?;
         let revisions = match floor.floor {
             Floor::Below(keep_from) => 0..keep_from,
             Floor::AllButTombstone => 0..u64::MAX,
@@ -444,7 +444,7 @@ fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
             }
         }
         for name in candidates {
-            let stream = StreamName::new(name)?;
+            let stream = stream_name(&name)?;
             let head = stream_head(shared, &stream)?;
             let described = stream
                 .described_stream()
@@ -478,6 +478,17 @@ fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
         }
     }
     Ok(floors)
+}
+
+/// The name of a stream the index holds (a `$$` name may be two bytes longer than a name
+/// a caller may give).
+fn stream_name(name: &str) -> Result<StreamName> {
+    match name.strip_prefix("$$") {
+        Some(described) if !described.is_empty() => {
+            Ok(StreamName::new(described)?.metadata_stream())
+        }
+        _ => StreamName::new(name),
+    }
 }
 
 enum Outcome {
