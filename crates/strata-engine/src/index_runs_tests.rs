@@ -314,19 +314,24 @@ async fn verify_checks_the_runs_against_the_log() {
         "{report}"
     );
 
-    // A damaged run.
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|problem| problem.contains("fails its checksum")),
-        "{report}"
-    );
+    // A damaged run: in a record (found by reading every block, which verify does, and
+    // left in place), then in its trailer (found at open).
+    let good = std::fs::read(&path).unwrap();
+    for at in [good.len() / 2, good.len() - 5] {
+        let mut bytes = good.clone();
+        bytes[at] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|problem| problem.contains("fails") && problem.contains("checksum")),
+            "{report}: {:?}",
+            report.problems
+        );
+        assert!(path.exists(), "verify leaves the files alone");
+    }
 }
 
 /// After a scavenge, an index rebuilt from the log marks removed revisions; the runs

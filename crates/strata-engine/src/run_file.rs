@@ -588,12 +588,11 @@ impl Run {
         let metadata_len = u32_at(&bytes, 4) as usize;
         let count = u64_at(&bytes, 16);
         let head_bytes = record_head_bytes(key_len, metadata_len);
-        let record_end = Some(count)
-            .filter(|&count| count <= self.position_count)
-            .map(|count| head_bytes + positions_section_bytes(count))
-            .and_then(|bytes| offset.checked_add(bytes))
-            .filter(|&end| end <= self.directory_offset)
-            .ok_or_else(|| self.damaged("holds a record longer than its records section"))?;
+        if head_bytes > available {
+            return Err(self.damaged(&format!(
+                "holds a record at {offset} longer than its records section"
+            )));
+        }
         if head_bytes as usize > bytes.len() {
             // A long key or metadata: read the whole head.
             bytes = vec![0u8; head_bytes as usize];
@@ -603,6 +602,16 @@ impl Run {
         if crc32c::crc32c(&bytes[..head]) != u32_at(&bytes, head) {
             return Err(self.damaged(&format!("fails the checksum of the record at {offset}")));
         }
+        let record_end = Some(count)
+            .filter(|&count| count <= self.position_count)
+            .map(|count| head_bytes + positions_section_bytes(count))
+            .and_then(|bytes| offset.checked_add(bytes))
+            .filter(|&end| end <= self.directory_offset)
+            .ok_or_else(|| {
+                self.damaged(&format!(
+                    "holds a record at {offset} longer than its records section"
+                ))
+            })?;
         let flags = bytes[1];
         let key_start = RECORD_HEADER_BYTES;
         let metadata_start = key_start + key_len;
@@ -779,12 +788,14 @@ impl RunScan<'_> {
         let metadata_len = u32_at(&header, 4) as usize;
         let count = u64_at(&header, 16);
         let head_bytes = record_head_bytes(key_len, metadata_len);
-        let record_end = Some(count)
-            .filter(|&count| count <= run.position_count)
-            .map(|count| head_bytes + positions_section_bytes(count))
-            .and_then(|bytes| offset.checked_add(bytes))
-            .filter(|&end| end <= run.directory_offset)
-            .ok_or_else(|| run.damaged(&format!("holds a record at {offset} longer than its records section")))?;
+        let longer = || {
+            run.damaged(&format!(
+                "holds a record at {offset} longer than its records section"
+            ))
+        };
+        if offset.checked_add(head_bytes).is_none_or(|end| end > run.directory_offset) {
+            return Err(longer());
+        }
         let mut rest = vec![0u8; (head_bytes as usize) - RECORD_HEADER_BYTES];
         self.reader.read_exact(&mut rest).map_err(damaged)?;
         let head = rest.len() - CHECKSUM_BYTES;
@@ -792,6 +803,12 @@ impl RunScan<'_> {
         if crc != u32_at(&rest, head) {
             return Err(run.damaged(&format!("fails the checksum of the record at {offset}")));
         }
+        let record_end = Some(count)
+            .filter(|&count| count <= run.position_count)
+            .map(|count| head_bytes + positions_section_bytes(count))
+            .and_then(|bytes| offset.checked_add(bytes))
+            .filter(|&end| end <= run.directory_offset)
+            .ok_or_else(longer)?;
         let mut positions = vec![0u8; (record_end - offset - head_bytes) as usize];
         self.reader.read_exact(&mut positions).map_err(damaged)?;
         let positions = run.checked_positions(&positions, offset)?;

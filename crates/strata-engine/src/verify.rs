@@ -405,9 +405,13 @@ fn check_index_runs(
             continue;
         }
         if let Err(error) = run.check_whole() {
+            let reason = match error {
+                strata_core::Error::Corrupt { detail } => detail,
+                other => format!("run {}: {other}", run.path().display()),
+            };
             report
                 .problems
-                .push(format!("index {error} (the next open rebuilds it)"));
+                .push(format!("index {reason} (the next open rebuilds it)"));
             continue;
         }
         for entry in run.scan()? {
