@@ -400,8 +400,7 @@ fn positions_section_bytes(count: u64) -> u64 {
 
 /// Bytes of the directory of `keys` entries in checksummed blocks.
 fn directory_section_bytes(keys: u64) -> u64 {
-    keys * DIRECTORY_ENTRY_BYTES as u64
-        + keys.div_ceil(FENCE_STRIDE as u64) * CHECKSUM_BYTES as u64
+    keys * DIRECTORY_ENTRY_BYTES as u64 + keys.div_ceil(FENCE_STRIDE as u64) * CHECKSUM_BYTES as u64
 }
 
 /// Checks `bytes` as consecutive blocks of `item`-byte items, `per_block` to a block, each
@@ -487,7 +486,8 @@ impl Run {
         if !fits {
             return Err("has a trailer that does not fit its size".into());
         }
-        let mut fence_bytes = vec![0u8; usize::try_from(fence_count * 8).map_err(|_| "has too many keys")?];
+        let mut fence_bytes =
+            vec![0u8; usize::try_from(fence_count * 8).map_err(|_| "has too many keys")?];
         read_at(&file, &mut fence_bytes, fences_offset)?;
         let crc = crc32c::crc32c_append(
             crc32c::crc32c_append(crc32c::crc32c(&header), &fence_bytes),
@@ -544,9 +544,8 @@ impl Run {
         let mut bytes = vec![0u8; entries * DIRECTORY_ENTRY_BYTES + CHECKSUM_BYTES];
         read_at(&self.file, &mut bytes, self.directory_block_offset(block))
             .map_err(|reason| self.damaged(&reason))?;
-        checked_blocks(&bytes, DIRECTORY_ENTRY_BYTES, FENCE_STRIDE).ok_or_else(|| {
-            self.damaged(&format!("fails the checksum of directory block {block}"))
-        })
+        checked_blocks(&bytes, DIRECTORY_ENTRY_BYTES, FENCE_STRIDE)
+            .ok_or_else(|| self.damaged(&format!("fails the checksum of directory block {block}")))
     }
 
     /// The record of `key` in this run, if it holds one.
@@ -554,7 +553,10 @@ impl Run {
         let hash = key_hash(kind, key);
         // The first block whose fence is ≥ the hash may start past keys of the same hash:
         // start in the block before it.
-        let first_block = self.fences.partition_point(|&fence| fence < hash).saturating_sub(1);
+        let first_block = self
+            .fences
+            .partition_point(|&fence| fence < hash)
+            .saturating_sub(1);
         for block in first_block as u64..self.fences.len() as u64 {
             let entries = self.directory_block(block)?;
             for entry in entries.chunks_exact(DIRECTORY_ENTRY_BYTES) {
@@ -662,7 +664,8 @@ impl Run {
         let first_chunk = from / POSITIONS_PER_CHUNK;
         let last_chunk = (to - 1) / POSITIONS_PER_CHUNK;
         let last_len = (record.count - last_chunk * POSITIONS_PER_CHUNK).min(POSITIONS_PER_CHUNK);
-        let length = (last_chunk - first_chunk) * chunk_bytes + last_len * 8 + CHECKSUM_BYTES as u64;
+        let length =
+            (last_chunk - first_chunk) * chunk_bytes + last_len * 8 + CHECKSUM_BYTES as u64;
         let mut bytes = vec![0u8; usize::try_from(length).unwrap_or(0)];
         read_at(
             &self.file,
@@ -701,19 +704,26 @@ impl Run {
             offsets.clear();
             for (slot, entry) in entries.chunks_exact(DIRECTORY_ENTRY_BYTES).enumerate() {
                 if slot == 0 && u64_at(entry, 0) != self.fences[block as usize] {
-                    return Err(self.damaged(&format!("has a fence that disagrees with directory block {block}")));
+                    return Err(self.damaged(&format!(
+                        "has a fence that disagrees with directory block {block}"
+                    )));
                 }
                 offsets.push((u64_at(entry, 0), u64_at(entry, 8)));
             }
             for (hash, offset) in offsets.drain(..) {
                 if scan.offset != offset {
-                    return Err(self.damaged(&format!("has directory entry {key} pointing at {offset}, not {}", scan.offset)));
+                    return Err(self.damaged(&format!(
+                        "has directory entry {key} pointing at {offset}, not {}",
+                        scan.offset
+                    )));
                 }
                 let entry = scan
                     .next()
                     .unwrap_or_else(|| Err(self.damaged("has fewer records than keys")))?;
                 if key_hash(entry.kind, &entry.key) != hash {
-                    return Err(self.damaged(&format!("has directory entry {key} with a wrong hash")));
+                    return Err(
+                        self.damaged(&format!("has directory entry {key} with a wrong hash"))
+                    );
                 }
                 key += 1;
             }
@@ -736,7 +746,11 @@ impl Run {
     /// again under the same name is left alone).
     pub(crate) fn discard(&self, reason: &str) {
         use std::os::unix::fs::MetadataExt;
-        if !self.remove_when_damaged || self.discarded.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if !self.remove_when_damaged
+            || self
+                .discarded
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return;
         }
         let same = match (self.file.metadata(), std::fs::metadata(&self.path)) {
@@ -793,7 +807,10 @@ impl RunScan<'_> {
                 "holds a record at {offset} longer than its records section"
             ))
         };
-        if offset.checked_add(head_bytes).is_none_or(|end| end > run.directory_offset) {
+        if offset
+            .checked_add(head_bytes)
+            .is_none_or(|end| end > run.directory_offset)
+        {
             return Err(longer());
         }
         let mut rest = vec![0u8; (head_bytes as usize) - RECORD_HEADER_BYTES];

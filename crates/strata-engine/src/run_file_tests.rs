@@ -235,16 +235,25 @@ fn a_damaged_or_truncated_run_is_never_trusted() {
         // Every key is read, so every block is: the damage is found, and the run's file
         // removed for the next open to rebuild.
         assert!(failed, "flipped a bit at {at} and every answer came back");
-        assert!(!path.exists(), "flipped a bit at {at}; the run is still there");
+        assert!(
+            !path.exists(),
+            "flipped a bit at {at}; the run is still there"
+        );
         assert!(set.runs()[0].is_discarded());
         assert!(set.runs()[0].check_whole().is_err());
         // And a whole check finds it too.
         std::fs::write(&path, &bytes).unwrap();
         let check = Run::open_to_check(&path).unwrap().check_whole();
-        assert!(matches!(check, Err(Error::Corrupt { .. })), "flipped a bit at {at}");
+        assert!(
+            matches!(check, Err(Error::Corrupt { .. })),
+            "flipped a bit at {at}"
+        );
         assert!(path.exists(), "checking only leaves the file");
     }
-    assert!(at_open > 0 && at_read > 0, "{at_open} at open, {at_read} at read");
+    assert!(
+        at_open > 0 && at_read > 0,
+        "{at_open} at open, {at_read} at read"
+    );
     for cut in [0, 10, good.len() / 2, good.len() - 1] {
         std::fs::write(&path, &good[..cut]).unwrap();
         assert!(Run::open(&path).is_err(), "cut at {cut}");
@@ -311,7 +320,11 @@ fn long_position_lists_are_read_chunk_by_chunk() {
             } else {
                 Vec::new()
             };
-            assert_eq!(run.positions(&record, from, to).unwrap(), expected, "{from}..{to}");
+            assert_eq!(
+                run.positions(&record, from, to).unwrap(),
+                expected,
+                "{from}..{to}"
+            );
         }
     }
     let record = run.get(2, &vec![b'k'; 700]).unwrap().unwrap();

@@ -261,10 +261,18 @@ fn survivors(all: &[RecordedEvent], removable: &HashSet<(String, u64)>) -> Vec<R
         .collect()
 }
 
-in_both_index_modes!(each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space);
-async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space(tail_only: bool) {
+in_both_index_modes!(
+    each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space
+);
+async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space(
+    tail_only: bool,
+) {
     let fixture = fixture(tail_only).await;
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock, fixture.tail_only)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     let seen_before = seen(&store).await;
     let all_before = all_events(&store).await;
     let expected = survivors(&all_before, &fixture.removable);
@@ -396,7 +404,11 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
     let report = verify(fixture.dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
     assert!(report.scavenged_segments > 0);
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock, fixture.tail_only)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert_eq!(seen(&store).await, seen_before);
     assert_eq!(all_events(&store).await, expected);
     store.close();
@@ -407,7 +419,11 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
     for entry in std::fs::read_dir(fixture.dir.path().join("index")).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock, fixture.tail_only)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert_eq!(seen(&store).await.streams, seen_before.streams);
     assert_eq!(all_events(&store).await, expected);
     for (stream, next) in [("tb-1", 40), ("count-1", 40), ("soft-1", 30)] {
@@ -427,7 +443,11 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
 in_both_index_modes!(a_stop_flag_ends_the_run_and_a_rerun_completes_it);
 async fn a_stop_flag_ends_the_run_and_a_rerun_completes_it(tail_only: bool) {
     let fixture = fixture(tail_only).await;
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock, fixture.tail_only)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(true));
     let stopped = store
         .scavenge(ScavengeOptions {
@@ -461,7 +481,11 @@ async fn a_half_written_scavenge_output_is_ignored_and_redone(tail_only: bool) {
     let report = verify(fixture.dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "a leftover copy is no problem: {report}");
 
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock, fixture.tail_only)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert!(
         !log.join("0000000000.seg.scav").exists(),
         "the open removes it"
@@ -479,7 +503,9 @@ async fn a_half_written_scavenge_output_is_ignored_and_redone(tail_only: bool) {
 }
 
 in_both_index_modes!(scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing);
-async fn scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing(tail_only: bool) {
+async fn scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing(
+    tail_only: bool,
+) {
     let clock = ManualClock::starting_now();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
@@ -637,8 +663,12 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
     drop(store);
     assert!(occurs_in_some_file(dir.path(), MARKER.as_bytes()));
 
-    let report =
-        Store::scavenge_closed(dir.path(), config(&clock, tail_only), ScavengeOptions::default()).unwrap();
+    let report = Store::scavenge_closed(
+        dir.path(),
+        config(&clock, tail_only),
+        ScavengeOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.events_removed, 20);
     assert!(
         !occurs_in_some_file(dir.path(), MARKER.as_bytes()),
