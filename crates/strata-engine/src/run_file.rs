@@ -215,7 +215,7 @@ pub(crate) fn write_run(
                 String::from_utf8_lossy(&entry.key)
             )));
         }
-        if key_count % FENCE_STRIDE as u64 == 0 {
+        if key_count.is_multiple_of(FENCE_STRIDE as u64) {
             fences.push(hash);
         }
         let mut slot = [0u8; DIRECTORY_ENTRY_BYTES];
