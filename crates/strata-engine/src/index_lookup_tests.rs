@@ -12,7 +12,7 @@ use strata_core::{
 use crate::config::Config;
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index_saver::runs_dir;
-use crate::run_file::open_runs;
+use crate::run_file::{RunCheck, open_runs};
 use crate::store::Store;
 
 fn name(text: &str) -> StreamName {
@@ -190,7 +190,8 @@ fn assert_runs_cover_the_log(store: &Store, data_dir: &Path) {
         .shared
         .durable_end
         .load(std::sync::atomic::Ordering::Acquire);
-    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, true).unwrap();
+    let (runs, dropped) =
+        open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(runs.covers_to(), Some(durable_end));
 }

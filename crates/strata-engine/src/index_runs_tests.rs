@@ -9,7 +9,7 @@ use super::runs_dir;
 use crate::config::Config;
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index::live_positions;
-use crate::run_file::{KIND_STREAM, open_runs};
+use crate::run_file::{KIND_STREAM, RunCheck, open_runs};
 use crate::store::Store;
 
 fn name(text: &str) -> StreamName {
@@ -112,7 +112,8 @@ fn assert_runs_match_index(store: &Store, data_dir: &Path) -> usize {
         .shared
         .durable_end
         .load(std::sync::atomic::Ordering::Acquire);
-    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, true).unwrap();
+    let (runs, dropped) =
+        open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(runs.covers_to(), Some(durable_end));
     let index = store.shared.index.read();

@@ -22,7 +22,7 @@ use crate::index_load::{load_index, load_index_after_runs};
 use crate::io::Seam;
 use crate::log_reader::to_usize;
 use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
-use crate::run_file::{RunSet, open_runs};
+use crate::run_file::{RunCheck, RunSet, open_runs};
 use crate::segments::{
     OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
 };
@@ -61,7 +61,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
         let (runs, dropped) = open_runs(
             &crate::index_saver::runs_dir(data_dir),
             SEGMENT_HEADER_BYTES,
-            false,
+            RunCheck::Open,
         )?;
         for reason in dropped {
             tracing::warn!(%reason, "an index run is rebuilt");
@@ -152,7 +152,7 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
 /// removed, to be rebuilt.
 fn open_index_runs(data_dir: &Path, index_covered_to: u64) -> Result<RunSet> {
     let dir = crate::index_saver::runs_dir(data_dir);
-    let (mut runs, mut dropped) = open_runs(&dir, SEGMENT_HEADER_BYTES, true)?;
+    let (mut runs, mut dropped) = open_runs(&dir, SEGMENT_HEADER_BYTES, RunCheck::Whole)?;
     dropped.extend(runs.retain_up_to(index_covered_to));
     for reason in dropped {
         tracing::warn!(%reason, "an index run is rebuilt");

@@ -1094,18 +1094,22 @@ impl RunSet {
     }
 }
 
+/// How much of a run [`open_runs`] reads and checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunCheck {
+    /// The header, fences and trailer; the other blocks are checked when read.
+    Open,
+    /// Every block ([`Run::check_whole`]).
+    Whole,
+}
+
 /// Opens the runs in `dir` (named `<covers_from>-<covers_to>.run`, 20 digits each) that
 /// chain from `start`: where two intact runs start at the same place (a merge's output
 /// and its inputs, after a crash between the rename and the removal), the longer wins.
 /// Runs that fail their checks are removed (they are rebuilt from the log), as are `.tmp`
-/// leftovers. With `check_whole`, every block of each run is read and checked
-/// ([`Run::check_whole`]); without, only the header, fences and trailer (the other blocks
-/// are checked when read). Returns the set and why each dropped run was dropped.
-pub(crate) fn open_runs(
-    dir: &Path,
-    start: u64,
-    check_whole: bool,
-) -> Result<(RunSet, Vec<String>)> {
+/// leftovers. `check` says how much of each run is read and checked. Returns the set and
+/// why each dropped run was dropped.
+pub(crate) fn open_runs(dir: &Path, start: u64, check: RunCheck) -> Result<(RunSet, Vec<String>)> {
     let mut dropped = Vec::new();
     let mut candidates = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -1131,7 +1135,7 @@ pub(crate) fn open_runs(
             .split_once('-')
             .and_then(|(from, to)| Some((from.parse::<u64>().ok()?, to.parse::<u64>().ok()?)));
         let opened = Run::open(&path).and_then(|run| {
-            if check_whole {
+            if check == RunCheck::Whole {
                 // A damaged run's error names it and its file is removed.
                 let named = format!("run {} ", path.display());
                 run.check_whole().map_err(|error| match error {

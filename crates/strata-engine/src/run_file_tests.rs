@@ -351,7 +351,7 @@ fn damaged_runs_and_leftovers_are_dropped_at_open_and_the_rest_is_rebuilt() {
         ranges.push((from, to));
     }
     std::fs::write(dir.path().join("junk.run.tmp"), b"half").unwrap();
-    let (set, dropped) = open_runs(dir.path(), 64, true).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty());
     assert_eq!(set.runs().len(), 3);
     check_against(&set, &model);
@@ -367,11 +367,11 @@ fn damaged_runs_and_leftovers_are_dropped_at_open_and_the_rest_is_rebuilt() {
     let at = bytes.len() / 3;
     bytes[at] ^= 0x40;
     std::fs::write(&middle, bytes).unwrap();
-    let (set, dropped) = open_runs(dir.path(), 64, false).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Open).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(set.runs().len(), 3);
     drop(set);
-    let (set, dropped) = open_runs(dir.path(), 64, true).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert_eq!(set.covers_to(), Some(ranges[0].1));
     assert_eq!(dropped.len(), 2, "{dropped:?}");
     assert!(dropped[0].contains("checksum"), "{dropped:?}");
@@ -407,7 +407,7 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
 
     // A crash between a merge's rename and the removal of its inputs leaves both: the
     // longer run wins and the inputs go.
-    let (set, _) = open_runs(dir.path(), 64, true).unwrap();
+    let (set, _) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     let first = &set.runs()[0];
     let (from, to) = (first.covers_from, first.covers_to);
     let kept: Vec<PathBuf> = set.runs().iter().map(|run| run.path().to_owned()).collect();
@@ -416,7 +416,7 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
     let stale = dir.path().join(run_file_name(older_from, older_to));
     write_run(&stale, older_from, older_to, Vec::new()).unwrap();
     assert!(to > older_to);
-    let (set, dropped) = open_runs(dir.path(), 64, true).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(set.covers_to(), covered);
     assert_eq!(
@@ -508,7 +508,7 @@ fn a_run_build_killed_midway_is_never_trusted() {
         std::thread::sleep(std::time::Duration::from_millis(30));
         child.kill().unwrap();
         child.wait().unwrap();
-        let (set, dropped) = open_runs(dir.path(), 64, true).unwrap();
+        let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
         assert!(dropped.is_empty(), "{dropped:?}");
         let covered = set
             .covers_to()
@@ -705,7 +705,7 @@ mod bench {
         let Some(setup) = setup() else { return };
         report("before open", Instant::now());
         let started = Instant::now();
-        let (set, dropped) = open_runs(&setup.dir.join("runs"), 64, false).unwrap();
+        let (set, dropped) = open_runs(&setup.dir.join("runs"), 64, RunCheck::Open).unwrap();
         assert!(dropped.is_empty());
         report(
             &format!("run opened ({} bytes of fences)", set.resident_bytes()),
