@@ -13,7 +13,7 @@ use strata_core::{
 use crate::config::Config;
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index_saver::runs_dir;
-use crate::run_file::open_runs;
+use crate::run_file::{RunCheck, open_runs};
 use crate::store::Store;
 
 fn name(text: &str) -> StreamName {
@@ -347,7 +347,8 @@ fn assert_runs_cover_the_log(store: &Store, data_dir: &Path) {
         .shared
         .durable_end
         .load(std::sync::atomic::Ordering::Acquire);
-    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES).unwrap();
+    let (runs, dropped) =
+        open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(runs.covers_to(), Some(durable_end));
 }
@@ -421,10 +422,16 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
     let expected = answers(&whole).await;
     assert_eq!(answers(&tail).await, expected);
     assert!(entries_in_memory(&tail) >= 2, "the tail is in memory");
-    assert!(
-        tail.scavenge(crate::ScavengeOptions::default()).is_err(),
-        "refused while memory holds only the tail"
-    );
+    // A scavenge with memory holding only the tail removes what the whole one removes,
+    // and no answer changes.
+    let removed = [&whole, &tail].map(|store| {
+        let estimate = store.estimate_reclaimable_bytes().unwrap();
+        let report = store.scavenge(crate::ScavengeOptions::default()).unwrap();
+        (estimate, report.events_removed, report.frame_bytes_removed)
+    });
+    assert_eq!(removed[0], removed[1]);
+    assert_eq!(answers(&whole).await, expected);
+    assert_eq!(answers(&tail).await, expected);
 
     // The runs directory removed under the running store: written again from the open
     // runs at the next save.
@@ -516,14 +523,60 @@ async fn a_tail_only_open_rebuilds_a_lost_newest_run() {
 
 #[tokio::test]
 async fn a_tail_only_open_rebuilds_a_corrupted_run() {
+    // Damage in the trailer or fences, which the open checks.
     reopened_after(|dir| {
         let path = newest_run(dir);
         let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x40;
+        let near_end = bytes.len() - 30;
+        bytes[near_end] ^= 0x40;
         std::fs::write(path, bytes).unwrap();
     })
     .await;
+}
+
+/// Damage in a block the open does not read is found by the first read of it: that read
+/// and the others reading the block fail (never answer from it), the run's file is
+/// removed, and the next open rebuilds it.
+#[tokio::test]
+async fn a_tail_only_store_finds_a_damaged_block_when_reading_it() {
+    let (whole_dir, tail_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = Store::open(whole_dir.path(), config(false)).unwrap();
+    let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    fill(&whole).await;
+    fill(&tail).await;
+    let expected = answers(&whole).await;
+    tail.close();
+    drop(tail);
+    // The first directory block of the biggest run: every lookup in that run reads it.
+    let path = std::fs::read_dir(runs_dir(tail_dir.path()))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let trailer = bytes.len() - crate::run_file::RUN_TRAILER_BYTES as usize;
+    let directory = u64::from_le_bytes(bytes[trailer + 32..trailer + 40].try_into().unwrap());
+    bytes[directory as usize + 3] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+
+    let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    let damaged = answers(&tail).await;
+    let mut failed = 0;
+    for (answer, expected) in damaged.iter().zip(&expected) {
+        if answer != expected {
+            assert!(answer.contains("fails the checksum"), "{answer}");
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "no read touched the damaged block");
+    assert!(!path.exists(), "the damaged run is removed");
+    tail.close();
+    drop(tail);
+
+    let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    assert_eq!(answers(&tail).await, expected);
+    tail.close();
+    assert_runs_cover_the_log(&tail, tail_dir.path());
 }
 
 #[tokio::test]

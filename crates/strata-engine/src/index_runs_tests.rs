@@ -9,7 +9,7 @@ use super::runs_dir;
 use crate::config::Config;
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::index::live_positions;
-use crate::run_file::{KIND_STREAM, open_runs};
+use crate::run_file::{KIND_STREAM, RunCheck, open_runs};
 use crate::store::Store;
 
 fn name(text: &str) -> StreamName {
@@ -112,7 +112,8 @@ fn assert_runs_match_index(store: &Store, data_dir: &Path) -> usize {
         .shared
         .durable_end
         .load(std::sync::atomic::Ordering::Acquire);
-    let (runs, dropped) = open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES).unwrap();
+    let (runs, dropped) =
+        open_runs(&runs_dir(data_dir), SEGMENT_HEADER_BYTES, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(runs.covers_to(), Some(durable_end));
     let index = store.shared.index.read();
@@ -314,19 +315,24 @@ async fn verify_checks_the_runs_against_the_log() {
         "{report}"
     );
 
-    // A damaged run.
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|problem| problem.contains("fails its checksum")),
-        "{report}"
-    );
+    // A damaged run: in a record (found by reading every block, which verify does, and
+    // left in place), then in its trailer (found at open).
+    let good = std::fs::read(&path).unwrap();
+    for at in [good.len() / 2, good.len() - 5] {
+        let mut bytes = good.clone();
+        bytes[at] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|problem| problem.contains("fails") && problem.contains("checksum")),
+            "{report}: {:?}",
+            report.problems
+        );
+        assert!(path.exists(), "verify leaves the files alone");
+    }
 }
 
 /// After a scavenge, an index rebuilt from the log marks removed revisions; the runs

@@ -22,7 +22,7 @@ use crate::index_load::{load_index, load_index_after_runs};
 use crate::io::Seam;
 use crate::log_reader::to_usize;
 use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
-use crate::run_file::{RunSet, open_runs};
+use crate::run_file::{RunCheck, RunSet, open_runs};
 use crate::segments::{
     OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
 };
@@ -56,9 +56,12 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     let mut runs_at_open = None;
     let mut runs_to = 0;
     if config.index_memory_tail_only {
+        // Only their headers, fences and trailers are read: the other blocks are
+        // checked when read, so the open does not grow with the runs.
         let (runs, dropped) = open_runs(
             &crate::index_saver::runs_dir(data_dir),
             SEGMENT_HEADER_BYTES,
+            RunCheck::Open,
         )?;
         for reason in dropped {
             tracing::warn!(%reason, "an index run is rebuilt");
@@ -142,13 +145,14 @@ pub(crate) fn recover(data_dir: &Path, config: &Config) -> Result<Recovered> {
     })
 }
 
-/// Opens the sorted runs that chain from the log's start, each checked whole (complete,
-/// checksum); damaged ones, those cut off by them and those reaching past where the
+/// Opens the sorted runs that chain from the log's start, each checked whole (every
+/// block's checksum: the open reads the index files whole anyway, and memory, which holds
+/// every position, rebuilds what is dropped); damaged ones, those cut off by them and those reaching past where the
 /// index files end (`index_covered_to`, which the open has checked against the log) are
 /// removed, to be rebuilt.
 fn open_index_runs(data_dir: &Path, index_covered_to: u64) -> Result<RunSet> {
     let dir = crate::index_saver::runs_dir(data_dir);
-    let (mut runs, mut dropped) = open_runs(&dir, SEGMENT_HEADER_BYTES)?;
+    let (mut runs, mut dropped) = open_runs(&dir, SEGMENT_HEADER_BYTES, RunCheck::Whole)?;
     dropped.extend(runs.retain_up_to(index_covered_to));
     for reason in dropped {
         tracing::warn!(%reason, "an index run is rebuilt");

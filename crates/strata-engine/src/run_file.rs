@@ -11,10 +11,12 @@
 //! search there and one read of the record. The byte layout is in docs/ON_DISK_FORMAT.md
 //! ("Sorted runs").
 //!
-//! A run is trusted only when it is complete (its trailer is there) and its CRC32C over
-//! every byte before the checksum holds; [`Run::open`] checks that by streaming the file
-//! through a fixed buffer, so opening costs one sequential read and no memory that grows
-//! with the file. Runs are written under a temporary name, synced, then renamed: a crash
+//! Every block carries its own CRC32C: each directory block (128 entries), each record's
+//! head (header, key, metadata) and each chunk of 512 positions, checked on every read;
+//! the header, fences and trailer share one, checked by [`Run::open`], which reads only
+//! them, so opening does not grow with the run's records. A mismatch is an error, never
+//! an answer: the run removes its file ([`Run::discard`]) so that the next open rebuilds
+//! it from the log. Runs are written under a temporary name, synced, then renamed: a crash
 //! leaves either the whole run or a `.tmp` file that is never read (and removed).
 //!
 //! Merging ([`merge_runs`]) streams two adjacent runs (the older covering the log up to
@@ -36,17 +38,23 @@ use std::path::{Path, PathBuf};
 use strata_core::{Error, Result};
 
 pub(crate) const RUN_MAGIC: &[u8; 8] = b"STRATRUN";
-pub(crate) const RUN_VERSION: u32 = 1;
+/// Version 1 had one checksum over the whole file; its runs are rebuilt.
+pub(crate) const RUN_VERSION: u32 = 2;
 /// Magic, version, reserved.
 pub(crate) const RUN_HEADER_BYTES: u64 = 16;
-/// covers_from, covers_to, key count, position count, directory offset, version, reserved,
-/// magic, reserved, CRC32C.
-pub(crate) const RUN_TRAILER_BYTES: u64 = 64;
+/// covers_from, covers_to, key count, position count, directory offset, fences offset,
+/// version, reserved, magic, reserved, CRC32C.
+pub(crate) const RUN_TRAILER_BYTES: u64 = 72;
+/// A CRC32C, written after the bytes it covers.
+const CHECKSUM_BYTES: usize = 4;
+/// Positions per checksummed chunk of a record's positions.
+pub(crate) const POSITIONS_PER_CHUNK: u64 = 512;
 /// kind, flags, key length, metadata length, first revision, position count, tombstone.
 pub(crate) const RECORD_HEADER_BYTES: usize = 32;
 /// One directory entry: the key's hash and its record's offset.
 pub(crate) const DIRECTORY_ENTRY_BYTES: usize = 16;
-/// Every this many directory entries, one hash is kept in memory.
+/// Directory entries per checksummed directory block; the hash of each block's first
+/// entry is kept in memory (the fences).
 pub(crate) const FENCE_STRIDE: usize = 128;
 /// Record flag: the stream has a tombstone (its position is in the record header).
 const FLAG_TOMBSTONE: u8 = 1;
@@ -176,10 +184,7 @@ pub(crate) fn write_run(
     let io = |error: std::io::Error| Error::io(context(), error);
     let temporary = temporary_path(path, "tmp");
     let directory_path = temporary_path(path, "dir.tmp");
-    let mut out = CrcWriter::new(BufWriter::with_capacity(
-        1 << 20,
-        File::create(&temporary).map_err(io)?,
-    ));
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&temporary).map_err(io)?);
     let directory_file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -187,13 +192,16 @@ pub(crate) fn write_run(
         .truncate(true)
         .open(&directory_path)
         .map_err(io)?;
-    let mut directory = BufWriter::with_capacity(1 << 16, directory_file);
-    out.write_all(RUN_MAGIC).map_err(io)?;
-    out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
-    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+    let mut directory = BlockWriter::new(BufWriter::with_capacity(1 << 16, directory_file));
+    let mut header = [0u8; RUN_HEADER_BYTES as usize];
+    header[0..8].copy_from_slice(RUN_MAGIC);
+    header[8..12].copy_from_slice(&RUN_VERSION.to_le_bytes());
+    out.write_all(&header).map_err(io)?;
     let mut offset = RUN_HEADER_BYTES;
     let mut key_count = 0u64;
     let mut position_count = 0u64;
+    // The hash of every FENCE_STRIDE-th entry: 8 bytes per 128 keys.
+    let mut fences = Vec::new();
     let mut previous: Option<(u64, u8, Vec<u8>)> = None;
     for entry in entries {
         check_entry(&entry, covers_from, covers_to)?;
@@ -207,10 +215,13 @@ pub(crate) fn write_run(
                 String::from_utf8_lossy(&entry.key)
             )));
         }
-        directory
-            .write_all(&hash.to_le_bytes())
-            .and_then(|()| directory.write_all(&offset.to_le_bytes()))
-            .map_err(io)?;
+        if key_count.is_multiple_of(FENCE_STRIDE as u64) {
+            fences.push(hash);
+        }
+        let mut slot = [0u8; DIRECTORY_ENTRY_BYTES];
+        slot[0..8].copy_from_slice(&hash.to_le_bytes());
+        slot[8..16].copy_from_slice(&offset.to_le_bytes());
+        directory.append(&slot, FENCE_STRIDE).map_err(io)?;
         offset += write_record(&mut out, &entry).map_err(io)?;
         key_count += 1;
         position_count += entry.positions.len() as u64;
@@ -218,28 +229,40 @@ pub(crate) fn write_run(
     }
     let directory_offset = offset;
     let mut directory = directory
-        .into_inner()
-        .map_err(|error| io(error.into_error()))?;
+        .finish()
+        .and_then(|inner| inner.into_inner().map_err(|error| error.into_error()))
+        .map_err(io)?;
     directory.seek(SeekFrom::Start(0)).map_err(io)?;
-    std::io::copy(&mut BufReader::with_capacity(1 << 16, directory), &mut out).map_err(io)?;
+    let directory_bytes =
+        std::io::copy(&mut BufReader::with_capacity(1 << 16, directory), &mut out).map_err(io)?;
     let _ = std::fs::remove_file(&directory_path);
-    for word in [
+    let fences_offset = directory_offset + directory_bytes;
+    let mut crc = crc32c::crc32c(&header);
+    for fence in &fences {
+        let bytes = fence.to_le_bytes();
+        crc = crc32c::crc32c_append(crc, &bytes);
+        out.write_all(&bytes).map_err(io)?;
+    }
+    let mut trailer = [0u8; RUN_TRAILER_BYTES as usize];
+    for (at, word) in [
         covers_from,
         covers_to,
         key_count,
         position_count,
         directory_offset,
-    ] {
-        out.write_all(&word.to_le_bytes()).map_err(io)?;
+        fences_offset,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        trailer[at * 8..at * 8 + 8].copy_from_slice(&word.to_le_bytes());
     }
-    out.write_all(&RUN_VERSION.to_le_bytes()).map_err(io)?;
-    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
-    out.write_all(RUN_MAGIC).map_err(io)?;
-    out.write_all(&0u32.to_le_bytes()).map_err(io)?;
-    let crc = out.crc;
-    let mut inner = out.inner;
-    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    let file = inner.into_inner().map_err(|error| io(error.into_error()))?;
+    trailer[48..52].copy_from_slice(&RUN_VERSION.to_le_bytes());
+    trailer[56..64].copy_from_slice(RUN_MAGIC);
+    crc = crc32c::crc32c_append(crc, &trailer[..68]);
+    trailer[68..72].copy_from_slice(&crc.to_le_bytes());
+    out.write_all(&trailer).map_err(io)?;
+    let file = out.into_inner().map_err(|error| io(error.into_error()))?;
     file.sync_all().map_err(io)?;
     drop(file);
     std::fs::rename(&temporary, path).map_err(io)?;
@@ -247,6 +270,48 @@ pub(crate) fn write_run(
         crate::segments::sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Writes fixed-size items in blocks of up to a given count, each block followed by the
+/// CRC32C of its bytes.
+struct BlockWriter<W> {
+    inner: W,
+    crc: u32,
+    in_block: usize,
+}
+
+impl<W: Write> BlockWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            crc: 0,
+            in_block: 0,
+        }
+    }
+
+    fn append(&mut self, item: &[u8], per_block: usize) -> std::io::Result<()> {
+        self.inner.write_all(item)?;
+        self.crc = crc32c::crc32c_append(self.crc, item);
+        self.in_block += 1;
+        if self.in_block == per_block {
+            self.close_block()?;
+        }
+        Ok(())
+    }
+
+    fn close_block(&mut self) -> std::io::Result<()> {
+        if self.in_block > 0 {
+            self.inner.write_all(&self.crc.to_le_bytes())?;
+            self.crc = 0;
+            self.in_block = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        self.close_block()?;
+        Ok(self.inner)
+    }
 }
 
 fn temporary_path(path: &Path, suffix: &str) -> PathBuf {
@@ -306,36 +371,60 @@ fn write_record(out: &mut impl Write, entry: &RunEntry) -> std::io::Result<u64> 
     header[8..16].copy_from_slice(&entry.first_revision.to_le_bytes());
     header[16..24].copy_from_slice(&(entry.positions.len() as u64).to_le_bytes());
     header[24..32].copy_from_slice(&entry.tombstone.unwrap_or(0).to_le_bytes());
+    let head_crc = crc32c::crc32c_append(
+        crc32c::crc32c_append(crc32c::crc32c(&header), &entry.key),
+        metadata,
+    );
     out.write_all(&header)?;
     out.write_all(&entry.key)?;
     out.write_all(metadata)?;
+    out.write_all(&head_crc.to_le_bytes())?;
+    let mut positions = BlockWriter::new(out);
     for position in &entry.positions {
-        out.write_all(&position.to_le_bytes())?;
+        positions.append(&position.to_le_bytes(), POSITIONS_PER_CHUNK as usize)?;
     }
-    Ok((RECORD_HEADER_BYTES + entry.key.len() + metadata.len() + entry.positions.len() * 8) as u64)
+    positions.finish()?;
+    Ok(record_head_bytes(entry.key.len(), metadata.len())
+        + positions_section_bytes(entry.positions.len() as u64))
 }
 
-struct CrcWriter<W> {
-    inner: W,
-    crc: u32,
+/// Bytes of a record before its positions: header, key, metadata, their checksum.
+fn record_head_bytes(key_len: usize, metadata_len: usize) -> u64 {
+    (RECORD_HEADER_BYTES + key_len + metadata_len + CHECKSUM_BYTES) as u64
 }
 
-impl<W: Write> CrcWriter<W> {
-    fn new(inner: W) -> Self {
-        Self { inner, crc: 0 }
-    }
+/// Bytes of `count` positions in checksummed chunks.
+fn positions_section_bytes(count: u64) -> u64 {
+    count * 8 + count.div_ceil(POSITIONS_PER_CHUNK) * CHECKSUM_BYTES as u64
 }
 
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.crc = crc32c::crc32c_append(self.crc, &bytes[..written]);
-        Ok(written)
-    }
+/// Bytes of the directory of `keys` entries in checksummed blocks.
+fn directory_section_bytes(keys: u64) -> u64 {
+    keys * DIRECTORY_ENTRY_BYTES as u64 + keys.div_ceil(FENCE_STRIDE as u64) * CHECKSUM_BYTES as u64
+}
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+/// Checks `bytes` as consecutive blocks of `item`-byte items, `per_block` to a block, each
+/// followed by its CRC32C, and returns the items' bytes; `None` when a checksum fails or
+/// the bytes do not end with a whole block.
+fn checked_blocks(bytes: &[u8], item: usize, per_block: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    let full = item * per_block + CHECKSUM_BYTES;
+    while !rest.is_empty() {
+        // A full block, or else the rest is one short last block.
+        let payload = rest.len().min(full).checked_sub(CHECKSUM_BYTES)?;
+        if payload == 0 || payload % item != 0 {
+            return None;
+        }
+        let (data, tail) = rest.split_at(payload);
+        let stored = u32::from_le_bytes(tail.get(..CHECKSUM_BYTES)?.try_into().ok()?);
+        if crc32c::crc32c(data) != stored {
+            return None;
+        }
+        out.extend_from_slice(data);
+        rest = &tail[CHECKSUM_BYTES..];
     }
+    Some(out)
 }
 
 /// An open run: the file, its trailer, and the fence pointers.
@@ -350,11 +439,17 @@ pub(crate) struct Run {
     directory_offset: u64,
     /// The hash of directory entry `i × FENCE_STRIDE`.
     fences: Vec<u64>,
+    /// Set when a read found the run damaged (its file is then removed).
+    discarded: std::sync::atomic::AtomicBool,
+    /// Whether finding it damaged removes its file (not when only checking it).
+    remove_when_damaged: bool,
 }
 
 impl Run {
-    /// Opens a run after checking that it is complete and that its checksum holds; the
-    /// error says why it cannot be trusted.
+    /// Opens a run after checking that it is complete and that the checksum of its
+    /// header, fences and trailer holds (the other blocks are checked when read); the
+    /// error says why it cannot be trusted. Reads only those parts: the time does not
+    /// grow with the run's records.
     pub(crate) fn open(path: &Path) -> std::result::Result<Run, String> {
         let file = File::open(path).map_err(|error| format!("cannot be opened: {error}"))?;
         let length = file
@@ -368,44 +463,44 @@ impl Run {
         read_at(&file, &mut header, 0)?;
         let mut trailer = [0u8; RUN_TRAILER_BYTES as usize];
         read_at(&file, &mut trailer, length - RUN_TRAILER_BYTES)?;
-        if &header[0..8] != RUN_MAGIC || &trailer[48..56] != RUN_MAGIC {
+        if &header[0..8] != RUN_MAGIC || &trailer[56..64] != RUN_MAGIC {
             return Err("does not start and end with the run magic (incomplete?)".into());
         }
         let version = u32_at(&header, 8);
-        if version != RUN_VERSION || u32_at(&trailer, 40) != RUN_VERSION {
+        if version != RUN_VERSION || u32_at(&trailer, 48) != RUN_VERSION {
             return Err(format!("has unsupported version {version}"));
-        }
-        // The checksum covers every byte before it, read through a fixed buffer.
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut crc = 0u32;
-        let mut remaining = length - 4;
-        let mut buffer = vec![0u8; 1 << 20];
-        while remaining > 0 {
-            let want = usize::try_from(remaining.min(buffer.len() as u64)).unwrap_or(buffer.len());
-            reader
-                .read_exact(&mut buffer[..want])
-                .map_err(|error| format!("cannot be read: {error}"))?;
-            crc = crc32c::crc32c_append(crc, &buffer[..want]);
-            remaining -= want as u64;
-        }
-        if crc != u32_at(&trailer, 60) {
-            return Err("fails its checksum".into());
         }
         let covers_from = u64_at(&trailer, 0);
         let covers_to = u64_at(&trailer, 8);
         let key_count = u64_at(&trailer, 16);
         let position_count = u64_at(&trailer, 24);
         let directory_offset = u64_at(&trailer, 32);
-        let directory_bytes = key_count
-            .checked_mul(DIRECTORY_ENTRY_BYTES as u64)
-            .ok_or("announces an impossible key count")?;
-        if covers_from > covers_to
-            || directory_offset < RUN_HEADER_BYTES
-            || directory_offset.checked_add(directory_bytes) != Some(length - RUN_TRAILER_BYTES)
-        {
+        let fences_offset = u64_at(&trailer, 40);
+        let fence_count = key_count.div_ceil(FENCE_STRIDE as u64);
+        let fits = key_count < u64::MAX / 64
+            && covers_from <= covers_to
+            && directory_offset >= RUN_HEADER_BYTES
+            && directory_offset.checked_add(directory_section_bytes(key_count))
+                == Some(fences_offset)
+            && fences_offset.checked_add(fence_count * 8 + RUN_TRAILER_BYTES) == Some(length);
+        if !fits {
             return Err("has a trailer that does not fit its size".into());
         }
-        let mut run = Run {
+        let mut fence_bytes =
+            vec![0u8; usize::try_from(fence_count * 8).map_err(|_| "has too many keys")?];
+        read_at(&file, &mut fence_bytes, fences_offset)?;
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c_append(crc32c::crc32c(&header), &fence_bytes),
+            &trailer[..68],
+        );
+        if crc != u32_at(&trailer, 68) {
+            return Err("fails its checksum".into());
+        }
+        let fences = decode_positions(&fence_bytes);
+        if fences.windows(2).any(|pair| pair[0] > pair[1]) {
+            return Err("has fences out of order".into());
+        }
+        Ok(Run {
             file,
             path: path.to_owned(),
             covers_from,
@@ -413,9 +508,17 @@ impl Run {
             key_count,
             position_count,
             directory_offset,
-            fences: Vec::new(),
-        };
-        run.fences = run.read_fences()?;
+            fences,
+            discarded: std::sync::atomic::AtomicBool::new(false),
+            remove_when_damaged: true,
+        })
+    }
+
+    /// Opens a run as [`Run::open`] does, for checking only: finding it damaged reports
+    /// it and leaves its file alone.
+    pub(crate) fn open_to_check(path: &Path) -> std::result::Result<Run, String> {
+        let mut run = Run::open(path)?;
+        run.remove_when_damaged = false;
         Ok(run)
     }
 
@@ -428,26 +531,21 @@ impl Run {
         self.fences.capacity() * 8
     }
 
-    fn read_fences(&self) -> std::result::Result<Vec<u64>, String> {
-        let count = usize::try_from(self.key_count).map_err(|_| "has too many keys")?;
-        let mut fences = Vec::with_capacity(count.div_ceil(FENCE_STRIDE));
-        let mut entry = [0u8; 8];
-        for index in (0..count).step_by(FENCE_STRIDE) {
-            read_at(
-                &self.file,
-                &mut entry,
-                self.directory_entry_offset(index as u64),
-            )?;
-            fences.push(u64::from_le_bytes(entry));
-        }
-        if fences.windows(2).any(|pair| pair[0] > pair[1]) {
-            return Err("has a directory out of order".into());
-        }
-        Ok(fences)
+    /// Where directory block `block` starts.
+    fn directory_block_offset(&self, block: u64) -> u64 {
+        self.directory_offset
+            + block * (FENCE_STRIDE * DIRECTORY_ENTRY_BYTES + CHECKSUM_BYTES) as u64
     }
 
-    fn directory_entry_offset(&self, index: u64) -> u64 {
-        self.directory_offset + index * DIRECTORY_ENTRY_BYTES as u64
+    /// The entries of directory block `block`, checked.
+    fn directory_block(&self, block: u64) -> Result<Vec<u8>> {
+        let first = block * FENCE_STRIDE as u64;
+        let entries = (self.key_count - first).min(FENCE_STRIDE as u64) as usize;
+        let mut bytes = vec![0u8; entries * DIRECTORY_ENTRY_BYTES + CHECKSUM_BYTES];
+        read_at(&self.file, &mut bytes, self.directory_block_offset(block))
+            .map_err(|reason| self.damaged(&reason))?;
+        checked_blocks(&bytes, DIRECTORY_ENTRY_BYTES, FENCE_STRIDE)
+            .ok_or_else(|| self.damaged(&format!("fails the checksum of directory block {block}")))
     }
 
     /// The record of `key` in this run, if it holds one.
@@ -455,21 +553,13 @@ impl Run {
         let hash = key_hash(kind, key);
         // The first block whose fence is ≥ the hash may start past keys of the same hash:
         // start in the block before it.
-        let block = self.fences.partition_point(|&fence| fence < hash);
-        let first_block = block.saturating_sub(1);
-        let first = first_block * FENCE_STRIDE;
-        let count = usize::try_from(self.key_count).unwrap_or(usize::MAX);
-        let mut index = first;
-        while index < count {
-            let end = (index + FENCE_STRIDE).min(count);
-            let mut slice = vec![0u8; (end - index) * DIRECTORY_ENTRY_BYTES];
-            read_at(
-                &self.file,
-                &mut slice,
-                self.directory_entry_offset(index as u64),
-            )
-            .map_err(|reason| self.damaged(&reason))?;
-            for entry in slice.chunks_exact(DIRECTORY_ENTRY_BYTES) {
+        let first_block = self
+            .fences
+            .partition_point(|&fence| fence < hash)
+            .saturating_sub(1);
+        for block in first_block as u64..self.fences.len() as u64 {
+            let entries = self.directory_block(block)?;
+            for entry in entries.chunks_exact(DIRECTORY_ENTRY_BYTES) {
                 let entry_hash = u64_at(entry, 0);
                 if entry_hash < hash {
                     continue;
@@ -482,72 +572,86 @@ impl Run {
                     return Ok(Some(record.2));
                 }
             }
-            index = end;
         }
         Ok(None)
     }
 
-    /// Reads the record at `offset`: its kind, key and what it says.
+    /// Reads the record at `offset`: its kind, key and what it says, its head's checksum
+    /// checked (and its positions', when they came with the read).
     fn read_record(&self, offset: u64) -> Result<(u8, Vec<u8>, RunRecord)> {
         let available = self.directory_offset.saturating_sub(offset);
         let want = usize::try_from(available.min(RECORD_READ_BYTES as u64)).unwrap_or(0);
-        if want < RECORD_HEADER_BYTES {
+        if offset < RUN_HEADER_BYTES || want < RECORD_HEADER_BYTES + CHECKSUM_BYTES {
             return Err(self.damaged("points past its records"));
         }
         let mut bytes = vec![0u8; want];
         read_at(&self.file, &mut bytes, offset).map_err(|reason| self.damaged(&reason))?;
-        let kind = bytes[0];
-        let flags = bytes[1];
         let key_len = usize::from(u16::from_le_bytes([bytes[2], bytes[3]]));
         let metadata_len = u32_at(&bytes, 4) as usize;
-        let first_revision = u64_at(&bytes, 8);
         let count = u64_at(&bytes, 16);
-        let tombstone = (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&bytes, 24));
+        let head_bytes = record_head_bytes(key_len, metadata_len);
+        if head_bytes > available {
+            return Err(self.damaged(&format!(
+                "holds a record at {offset} longer than its records section"
+            )));
+        }
+        if head_bytes as usize > bytes.len() {
+            // A long key or metadata: read the whole head.
+            bytes = vec![0u8; head_bytes as usize];
+            read_at(&self.file, &mut bytes, offset).map_err(|reason| self.damaged(&reason))?;
+        }
+        let head = head_bytes as usize - CHECKSUM_BYTES;
+        if crc32c::crc32c(&bytes[..head]) != u32_at(&bytes, head) {
+            return Err(self.damaged(&format!("fails the checksum of the record at {offset}")));
+        }
+        let record_end = Some(count)
+            .filter(|&count| count <= self.position_count)
+            .map(|count| head_bytes + positions_section_bytes(count))
+            .and_then(|bytes| offset.checked_add(bytes))
+            .filter(|&end| end <= self.directory_offset)
+            .ok_or_else(|| {
+                self.damaged(&format!(
+                    "holds a record at {offset} longer than its records section"
+                ))
+            })?;
+        let flags = bytes[1];
         let key_start = RECORD_HEADER_BYTES;
         let metadata_start = key_start + key_len;
-        let positions_start = metadata_start + metadata_len;
-        let positions_bytes = count
-            .checked_mul(8)
-            .and_then(|bytes| bytes.checked_add(positions_start as u64))
-            .filter(|&end| {
-                offset
-                    .checked_add(end)
-                    .is_some_and(|end| end <= self.directory_offset)
-            })
-            .ok_or_else(|| self.damaged("holds a record longer than its records section"))?;
-        let fetch = |from: usize, length: usize| -> Result<Vec<u8>> {
-            if from + length <= bytes.len() {
-                Ok(bytes[from..from + length].to_vec())
-            } else {
-                let mut out = vec![0u8; length];
-                read_at(&self.file, &mut out, offset + from as u64)
-                    .map_err(|reason| self.damaged(&reason))?;
-                Ok(out)
-            }
-        };
-        let key = fetch(key_start, key_len)?;
-        let metadata = if flags & FLAG_METADATA != 0 {
-            Some(fetch(metadata_start, metadata_len)?)
+        let positions_start = head_bytes as usize;
+        let positions_end = (record_end - offset) as usize;
+        let inline = if positions_end <= bytes.len() {
+            Some(self.checked_positions(&bytes[positions_start..positions_end], offset)?)
         } else {
             None
         };
-        let inline = (positions_bytes as usize <= bytes.len())
-            .then(|| decode_positions(&bytes[positions_start..positions_bytes as usize]));
         Ok((
-            kind,
-            key,
+            bytes[0],
+            bytes[key_start..metadata_start].to_vec(),
             RunRecord {
-                first_revision,
+                first_revision: u64_at(&bytes, 8),
                 count,
-                tombstone,
-                metadata,
+                tombstone: (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&bytes, 24)),
+                metadata: (flags & FLAG_METADATA != 0)
+                    .then(|| bytes[metadata_start..metadata_start + metadata_len].to_vec()),
                 positions_offset: offset + positions_start as u64,
                 inline,
             },
         ))
     }
 
-    /// Positions `[from, to)` of `record` by index in the record (not by revision).
+    /// Decodes chunks of positions, each checked against its checksum.
+    fn checked_positions(&self, bytes: &[u8], record: u64) -> Result<Vec<u64>> {
+        checked_blocks(bytes, 8, POSITIONS_PER_CHUNK as usize)
+            .map(|positions| decode_positions(&positions))
+            .ok_or_else(|| {
+                self.damaged(&format!(
+                    "fails the checksum of the positions of the record at {record}"
+                ))
+            })
+    }
+
+    /// Positions `[from, to)` of `record` by index in the record (not by revision): the
+    /// chunks holding them are read and checked.
     pub(crate) fn positions(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
         let to = to.min(record.count);
         if from >= to {
@@ -556,13 +660,25 @@ impl Run {
         if let Some(inline) = &record.inline {
             return Ok(inline[from as usize..to as usize].to_vec());
         }
-        let mut bytes = vec![0u8; usize::try_from((to - from) * 8).unwrap_or(0)];
-        read_at(&self.file, &mut bytes, record.positions_offset + from * 8)
-            .map_err(|reason| self.damaged(&reason))?;
-        Ok(decode_positions(&bytes))
+        let chunk_bytes = POSITIONS_PER_CHUNK * 8 + CHECKSUM_BYTES as u64;
+        let first_chunk = from / POSITIONS_PER_CHUNK;
+        let last_chunk = (to - 1) / POSITIONS_PER_CHUNK;
+        let last_len = (record.count - last_chunk * POSITIONS_PER_CHUNK).min(POSITIONS_PER_CHUNK);
+        let length =
+            (last_chunk - first_chunk) * chunk_bytes + last_len * 8 + CHECKSUM_BYTES as u64;
+        let mut bytes = vec![0u8; usize::try_from(length).unwrap_or(0)];
+        read_at(
+            &self.file,
+            &mut bytes,
+            record.positions_offset + first_chunk * chunk_bytes,
+        )
+        .map_err(|reason| self.damaged(&reason))?;
+        let positions = self.checked_positions(&bytes, record.positions_offset)?;
+        let skip = (from - first_chunk * POSITIONS_PER_CHUNK) as usize;
+        Ok(positions[skip..skip + (to - from) as usize].to_vec())
     }
 
-    /// Every entry in run order, read sequentially (for merges and checks).
+    /// Every entry in run order, read sequentially and checked (for merges and checks).
     pub(crate) fn scan(&self) -> Result<RunScan<'_>> {
         let mut reader = BufReader::with_capacity(1 << 20, &self.file);
         reader
@@ -572,19 +688,94 @@ impl Run {
             run: self,
             reader,
             remaining: self.key_count,
+            offset: RUN_HEADER_BYTES,
         })
     }
 
+    /// Reads every block of the run and checks its checksum and that the directory points
+    /// at the records in order (what `strata verify` does before comparing with the log).
+    /// Returns the number of keys.
+    pub(crate) fn check_whole(&self) -> Result<u64> {
+        let mut offsets = Vec::with_capacity(FENCE_STRIDE);
+        let mut scan = self.scan()?;
+        let mut key = 0u64;
+        for block in 0..self.fences.len() as u64 {
+            let entries = self.directory_block(block)?;
+            offsets.clear();
+            for (slot, entry) in entries.chunks_exact(DIRECTORY_ENTRY_BYTES).enumerate() {
+                if slot == 0 && u64_at(entry, 0) != self.fences[block as usize] {
+                    return Err(self.damaged(&format!(
+                        "has a fence that disagrees with directory block {block}"
+                    )));
+                }
+                offsets.push((u64_at(entry, 0), u64_at(entry, 8)));
+            }
+            for (hash, offset) in offsets.drain(..) {
+                if scan.offset != offset {
+                    return Err(self.damaged(&format!(
+                        "has directory entry {key} pointing at {offset}, not {}",
+                        scan.offset
+                    )));
+                }
+                let entry = scan
+                    .next()
+                    .unwrap_or_else(|| Err(self.damaged("has fewer records than keys")))?;
+                if key_hash(entry.kind, &entry.key) != hash {
+                    return Err(
+                        self.damaged(&format!("has directory entry {key} with a wrong hash"))
+                    );
+                }
+                key += 1;
+            }
+        }
+        if key != self.key_count || scan.offset != self.directory_offset {
+            return Err(self.damaged("has records that do not fill its records section"));
+        }
+        Ok(key)
+    }
+
+    /// An error saying the run is damaged. The run is then never trusted again: its file is
+    /// removed (when it is still this run's), so that the next open rebuilds it from the
+    /// log; lookups reading it meanwhile get the same kind of error, never an answer.
     fn damaged(&self, reason: &str) -> Error {
+        self.discard(reason);
         corrupt(format!("run {} {reason}", self.path.display()))
+    }
+
+    /// Removes the run's file once, if the path still names this file (a run written
+    /// again under the same name is left alone).
+    pub(crate) fn discard(&self, reason: &str) {
+        use std::os::unix::fs::MetadataExt;
+        if !self.remove_when_damaged
+            || self
+                .discarded
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let same = match (self.file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        };
+        tracing::warn!(run = %self.path.display(), %reason, "an index run is damaged; the next open rebuilds it");
+        if same {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Whether a read found this run damaged.
+    pub(crate) fn is_discarded(&self) -> bool {
+        self.discarded.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
-/// Reads a run's entries in order.
+/// Reads a run's entries in order, checking every checksum.
 pub(crate) struct RunScan<'a> {
     run: &'a Run,
     reader: BufReader<&'a File>,
     remaining: u64,
+    /// Where the next record starts.
+    offset: u64,
 }
 
 impl Iterator for RunScan<'_> {
@@ -601,27 +792,51 @@ impl Iterator for RunScan<'_> {
 
 impl RunScan<'_> {
     fn read_entry(&mut self) -> Result<RunEntry> {
-        let damaged = |error: std::io::Error| self.run.damaged(&format!("cannot be read: {error}"));
+        let run = self.run;
+        let offset = self.offset;
+        let damaged = |error: std::io::Error| run.damaged(&format!("cannot be read: {error}"));
         let mut header = [0u8; RECORD_HEADER_BYTES];
         self.reader.read_exact(&mut header).map_err(damaged)?;
         let flags = header[1];
         let key_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
         let metadata_len = u32_at(&header, 4) as usize;
-        let count = usize::try_from(u64_at(&header, 16))
-            .ok()
-            .filter(|&count| (count as u64) <= self.run.position_count)
-            .ok_or_else(|| self.run.damaged("announces more positions than it holds"))?;
-        let mut key = vec![0u8; key_len];
-        self.reader.read_exact(&mut key).map_err(damaged)?;
-        let mut metadata = vec![0u8; metadata_len];
-        self.reader.read_exact(&mut metadata).map_err(damaged)?;
-        let mut positions = vec![0u8; count * 8];
+        let count = u64_at(&header, 16);
+        let head_bytes = record_head_bytes(key_len, metadata_len);
+        let longer = || {
+            run.damaged(&format!(
+                "holds a record at {offset} longer than its records section"
+            ))
+        };
+        if offset
+            .checked_add(head_bytes)
+            .is_none_or(|end| end > run.directory_offset)
+        {
+            return Err(longer());
+        }
+        let mut rest = vec![0u8; (head_bytes as usize) - RECORD_HEADER_BYTES];
+        self.reader.read_exact(&mut rest).map_err(damaged)?;
+        let head = rest.len() - CHECKSUM_BYTES;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &rest[..head]);
+        if crc != u32_at(&rest, head) {
+            return Err(run.damaged(&format!("fails the checksum of the record at {offset}")));
+        }
+        let record_end = Some(count)
+            .filter(|&count| count <= run.position_count)
+            .map(|count| head_bytes + positions_section_bytes(count))
+            .and_then(|bytes| offset.checked_add(bytes))
+            .filter(|&end| end <= run.directory_offset)
+            .ok_or_else(longer)?;
+        let mut positions = vec![0u8; (record_end - offset - head_bytes) as usize];
         self.reader.read_exact(&mut positions).map_err(damaged)?;
+        let positions = run.checked_positions(&positions, offset)?;
+        self.offset = record_end;
+        let metadata = rest[key_len..key_len + metadata_len].to_vec();
+        rest.truncate(key_len);
         Ok(RunEntry {
             kind: header[0],
-            key,
+            key: rest,
             first_revision: u64_at(&header, 8),
-            positions: decode_positions(&positions),
+            positions,
             tombstone: (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&header, 24)),
             metadata: (flags & FLAG_METADATA != 0).then_some(metadata),
         })
@@ -879,12 +1094,22 @@ impl RunSet {
     }
 }
 
+/// How much of a run [`open_runs`] reads and checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunCheck {
+    /// The header, fences and trailer; the other blocks are checked when read.
+    Open,
+    /// Every block ([`Run::check_whole`]).
+    Whole,
+}
+
 /// Opens the runs in `dir` (named `<covers_from>-<covers_to>.run`, 20 digits each) that
 /// chain from `start`: where two intact runs start at the same place (a merge's output
 /// and its inputs, after a crash between the rename and the removal), the longer wins.
 /// Runs that fail their checks are removed (they are rebuilt from the log), as are `.tmp`
-/// leftovers. Returns the set and why each dropped run was dropped.
-pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)> {
+/// leftovers. `check` says how much of each run is read and checked. Returns the set and
+/// why each dropped run was dropped.
+pub(crate) fn open_runs(dir: &Path, start: u64, check: RunCheck) -> Result<(RunSet, Vec<String>)> {
     let mut dropped = Vec::new();
     let mut candidates = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -909,7 +1134,20 @@ pub(crate) fn open_runs(dir: &Path, start: u64) -> Result<(RunSet, Vec<String>)>
         let parsed = range
             .split_once('-')
             .and_then(|(from, to)| Some((from.parse::<u64>().ok()?, to.parse::<u64>().ok()?)));
-        match (parsed, Run::open(&path)) {
+        let opened = Run::open(&path).and_then(|run| {
+            if check == RunCheck::Whole {
+                // A damaged run's error names it and its file is removed.
+                let named = format!("run {} ", path.display());
+                run.check_whole().map_err(|error| match error {
+                    Error::Corrupt { detail } => detail
+                        .strip_prefix(&named)
+                        .map_or_else(|| detail.clone(), str::to_owned),
+                    other => other.to_string(),
+                })?;
+            }
+            Ok(run)
+        });
+        match (parsed, opened) {
             (Some((from, to)), Ok(run)) if run.covers_from == from && run.covers_to == to => {
                 candidates.push(run);
             }

@@ -167,23 +167,175 @@ fn written_run(dir: &Path) -> (PathBuf, BTreeMap<(u8, Vec<u8>), Model>) {
     (path, model)
 }
 
+/// Every key's answer from `set`: its head and all its positions, or the error.
+fn answers(
+    set: &RunSet,
+    model: &BTreeMap<(u8, Vec<u8>), Model>,
+) -> Vec<Result<(KeyHead, Vec<u64>)>> {
+    model
+        .keys()
+        .map(|(kind, key)| {
+            let head = set.head(*kind, key)?.unwrap_or_default();
+            Ok((head, set.positions(*kind, key, 0, u64::MAX)?))
+        })
+        .collect()
+}
+
 #[test]
 fn a_damaged_or_truncated_run_is_never_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = written_run(dir.path());
+    let (path, model) = written_run(dir.path());
     let good = std::fs::read(&path).unwrap();
+    let expected: Vec<(KeyHead, Vec<u64>)> = model
+        .values()
+        .map(|known| {
+            let head = KeyHead {
+                end_revision: known.positions.len() as u64,
+                tombstone: known.tombstone,
+                metadata: known.metadata.clone(),
+            };
+            (head, known.positions.clone())
+        })
+        .collect();
     let mut rng = StdRng::seed_from_u64(3);
-    for _ in 0..200 {
+    let (mut at_open, mut at_read) = (0, 0);
+    // One flip in three in the parts the open reads (header, fences, trailer), which are
+    // a small part of the file.
+    let fences_offset = u64_at(&good[good.len() - RUN_TRAILER_BYTES as usize..], 40) as usize;
+    for trial in 0..300 {
         let mut bytes = good.clone();
-        let at = rng.gen_range(0..bytes.len());
+        let at = match trial % 6 {
+            0 => rng.gen_range(0..RUN_HEADER_BYTES as usize),
+            1 => rng.gen_range(fences_offset..bytes.len()),
+            _ => rng.gen_range(0..bytes.len()),
+        };
         bytes[at] ^= 1 << rng.gen_range(0..8);
         std::fs::write(&path, &bytes).unwrap();
-        assert!(Run::open(&path).is_err(), "flipped a bit at {at}");
+        // Found at open (header, fences, trailer), or else by the reads that touch the
+        // flipped block: every answer is the written one or an error, never another.
+        let Ok(run) = Run::open(&path) else {
+            at_open += 1;
+            continue;
+        };
+        at_read += 1;
+        let mut set = RunSet::default();
+        set.push(run).unwrap();
+        let answers = answers(&set, &model);
+        assert_eq!(answers.len(), expected.len());
+        let mut failed = false;
+        for (answer, expected) in answers.iter().zip(&expected) {
+            match answer {
+                Ok(answer) => assert_eq!(answer, expected, "flipped a bit at {at}"),
+                Err(error) => {
+                    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+                    failed = true;
+                }
+            }
+        }
+        // Every key is read, so every block is: the damage is found, and the run's file
+        // removed for the next open to rebuild.
+        assert!(failed, "flipped a bit at {at} and every answer came back");
+        assert!(
+            !path.exists(),
+            "flipped a bit at {at}; the run is still there"
+        );
+        assert!(set.runs()[0].is_discarded());
+        assert!(set.runs()[0].check_whole().is_err());
+        // And a whole check finds it too.
+        std::fs::write(&path, &bytes).unwrap();
+        let check = Run::open_to_check(&path).unwrap().check_whole();
+        assert!(
+            matches!(check, Err(Error::Corrupt { .. })),
+            "flipped a bit at {at}"
+        );
+        assert!(path.exists(), "checking only leaves the file");
     }
+    assert!(
+        at_open > 0 && at_read > 0,
+        "{at_open} at open, {at_read} at read"
+    );
     for cut in [0, 10, good.len() / 2, good.len() - 1] {
         std::fs::write(&path, &good[..cut]).unwrap();
         assert!(Run::open(&path).is_err(), "cut at {cut}");
     }
+    // The intact run checks whole.
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(
+        Run::open(&path).unwrap().check_whole().unwrap(),
+        model.len() as u64
+    );
+}
+
+#[test]
+fn opening_reads_only_the_header_fences_and_trailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, model) = written_run(dir.path());
+    let good = std::fs::read(&path).unwrap();
+    // Zero every record and directory byte: the open cannot tell, the reads can.
+    let run = Run::open(&path).unwrap();
+    let fences_offset = u64_at(&good[good.len() - RUN_TRAILER_BYTES as usize..], 40) as usize;
+    drop(run);
+    let mut bytes = good.clone();
+    bytes[RUN_HEADER_BYTES as usize..fences_offset].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let run = Run::open(&path).unwrap();
+    assert_eq!(run.key_count, model.len() as u64);
+    let mut set = RunSet::default();
+    set.push(run).unwrap();
+    assert!(answers(&set, &model).iter().all(Result::is_err));
+}
+
+#[test]
+fn long_position_lists_are_read_chunk_by_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = POSITIONS_PER_CHUNK * 3 + 7;
+    let positions: Vec<u64> = (0..count).map(|at| 64 + at * 64).collect();
+    let mut entries = vec![
+        RunEntry {
+            kind: KIND_STREAM,
+            key: b"long".to_vec(),
+            first_revision: 5,
+            positions: positions.clone(),
+            ..RunEntry::default()
+        },
+        RunEntry {
+            kind: 2,
+            key: vec![b'k'; 700],
+            metadata: Some(vec![b'm'; 900]),
+            positions: positions[..POSITIONS_PER_CHUNK as usize].to_vec(),
+            ..RunEntry::default()
+        },
+    ];
+    sort_entries(&mut entries).unwrap();
+    let path = dir.path().join(run_file_name(64, 64 + count * 64));
+    write_run(&path, 64, 64 + count * 64, entries.clone()).unwrap();
+    let run = Run::open(&path).unwrap();
+    let record = run.get(KIND_STREAM, b"long").unwrap().unwrap();
+    assert_eq!((record.first_revision, record.count), (5, count));
+    let edges = [0, 1, 511, 512, 513, 1023, 1024, 1536, count - 1, count];
+    for &from in &edges {
+        for &to in &edges {
+            let expected = if from < to {
+                positions[from as usize..to as usize].to_vec()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                run.positions(&record, from, to).unwrap(),
+                expected,
+                "{from}..{to}"
+            );
+        }
+    }
+    let record = run.get(2, &vec![b'k'; 700]).unwrap().unwrap();
+    assert_eq!(record.metadata, Some(vec![b'm'; 900]));
+    assert_eq!(
+        run.positions(&record, 0, u64::MAX).unwrap(),
+        positions[..POSITIONS_PER_CHUNK as usize]
+    );
+    let scanned: Vec<RunEntry> = run.scan().unwrap().map(Result::unwrap).collect();
+    assert_eq!(scanned, entries);
+    assert_eq!(run.check_whole().unwrap(), 2);
 }
 
 #[test]
@@ -199,21 +351,27 @@ fn damaged_runs_and_leftovers_are_dropped_at_open_and_the_rest_is_rebuilt() {
         ranges.push((from, to));
     }
     std::fs::write(dir.path().join("junk.run.tmp"), b"half").unwrap();
-    let (set, dropped) = open_runs(dir.path(), 64).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty());
     assert_eq!(set.runs().len(), 3);
     check_against(&set, &model);
     assert!(!dir.path().join("junk.run.tmp").exists());
     drop(set);
 
-    // Damage the middle run: the chain stops before it, so the log after the first run is
-    // replayed (and the runs rebuilt) instead of answering from a damaged file.
+    // Damage the middle run's records: an open that checks only the trailer and fences
+    // keeps it (reads find the damage); one that checks whole runs stops the chain
+    // before it, so the log after the first run is replayed (and the runs rebuilt)
+    // instead of answering from a damaged file.
     let middle = dir.path().join(run_file_name(ranges[1].0, ranges[1].1));
     let mut bytes = std::fs::read(&middle).unwrap();
-    let at = bytes.len() / 2;
+    let at = bytes.len() / 3;
     bytes[at] ^= 0x40;
     std::fs::write(&middle, bytes).unwrap();
-    let (set, dropped) = open_runs(dir.path(), 64).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Open).unwrap();
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(set.runs().len(), 3);
+    drop(set);
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert_eq!(set.covers_to(), Some(ranges[0].1));
     assert_eq!(dropped.len(), 2, "{dropped:?}");
     assert!(dropped[0].contains("checksum"), "{dropped:?}");
@@ -249,7 +407,7 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
 
     // A crash between a merge's rename and the removal of its inputs leaves both: the
     // longer run wins and the inputs go.
-    let (set, _) = open_runs(dir.path(), 64).unwrap();
+    let (set, _) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     let first = &set.runs()[0];
     let (from, to) = (first.covers_from, first.covers_to);
     let kept: Vec<PathBuf> = set.runs().iter().map(|run| run.path().to_owned()).collect();
@@ -258,7 +416,7 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
     let stale = dir.path().join(run_file_name(older_from, older_to));
     write_run(&stale, older_from, older_to, Vec::new()).unwrap();
     assert!(to > older_to);
-    let (set, dropped) = open_runs(dir.path(), 64).unwrap();
+    let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
     assert!(dropped.is_empty(), "{dropped:?}");
     assert_eq!(set.covers_to(), covered);
     assert_eq!(
@@ -350,7 +508,7 @@ fn a_run_build_killed_midway_is_never_trusted() {
         std::thread::sleep(std::time::Duration::from_millis(30));
         child.kill().unwrap();
         child.wait().unwrap();
-        let (set, dropped) = open_runs(dir.path(), 64).unwrap();
+        let (set, dropped) = open_runs(dir.path(), 64, RunCheck::Whole).unwrap();
         assert!(dropped.is_empty(), "{dropped:?}");
         let covered = set
             .covers_to()
@@ -547,7 +705,7 @@ mod bench {
         let Some(setup) = setup() else { return };
         report("before open", Instant::now());
         let started = Instant::now();
-        let (set, dropped) = open_runs(&setup.dir.join("runs"), 64).unwrap();
+        let (set, dropped) = open_runs(&setup.dir.join("runs"), 64, RunCheck::Open).unwrap();
         assert!(dropped.is_empty());
         report(
             &format!("run opened ({} bytes of fences)", set.resident_bytes()),

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_core::rules::{self, Retention};
+use strata_core::rules::{self, Retention, StreamHead};
 use strata_core::{
     Error, Result, ScavengeOptions, ScavengeProgress, ScavengeReport, SegmentFinished,
-    StreamMetadata,
+    StreamMetadata, StreamName,
 };
 
 use crate::format::{
@@ -27,7 +27,7 @@ use crate::format::{
     TOMBSTONE_REVISION, decode_frame, encode_segment_header_of_version, frame_length,
 };
 use crate::index_file::{claimed_coverage, list_index_files};
-use crate::index_lookup::memory_head;
+use crate::index_lookup::{memory_head, stream_head};
 use crate::log_reader::{LogReader, to_usize};
 use crate::scavenge_copy::Copy;
 use crate::segments::{Segments, scavenge_file_name, segment_file_name, sync_dir};
@@ -50,6 +50,10 @@ struct StreamFloor {
     /// The metadata the floor was decided with: a change before the swap defers the
     /// segment (its removals might be readable again).
     metadata: Option<Arc<StreamMetadata>>,
+    /// With the index's memory holding only the tail: the runs' generation when the
+    /// floors were decided. Runs published since may hold a metadata change memory no
+    /// longer shows, so they defer the segment too.
+    runs_generation: Option<u64>,
 }
 
 impl StreamFloor {
@@ -298,25 +302,19 @@ pub(crate) fn estimate_reclaimable(shared: &Shared) -> Result<u64> {
     let sealed_limit = segments.segment_start(sealed_end);
     let floors = decide_floors(shared)?;
     let mut by_segment: HashMap<u64, Vec<u64>> = HashMap::new();
-    {
-        let index = shared.index.read();
-        for (stream, floor) in &floors {
-            let Some(entry) = index.stream(stream.as_str()) else {
-                continue;
-            };
-            let removable = match floor.floor {
-                Floor::Below(keep_from) => {
-                    &entry.positions[..to_usize(keep_from).min(entry.positions.len())]
-                }
-                Floor::AllButTombstone => &entry.positions[..],
-            };
-            for &position in removable {
-                if position != crate::index::REMOVED_POSITION && position < sealed_limit {
-                    by_segment
-                        .entry(segments.segment_of(position))
-                        .or_default()
-                        .push(position);
-                }
+    for (stream, floor) in &floors {
+        let stream = stream_name(stream)?;
+        let revisions = match floor.floor {
+            Floor::Below(keep_from) => 0..keep_from,
+            Floor::AllButTombstone => 0..u64::MAX,
+        };
+        // From memory, or from the runs and the tail when memory holds only the tail.
+        for position in crate::index_lookup::positions(shared, &stream, revisions)? {
+            if position != crate::index::REMOVED_POSITION && position < sealed_limit {
+                by_segment
+                    .entry(segments.segment_of(position))
+                    .or_default()
+                    .push(position);
             }
         }
     }
@@ -354,61 +352,112 @@ fn index_boundaries(index_dir: &Path) -> Result<(u64, Vec<u64>)> {
 }
 
 /// The floor of every stream that has something to remove, by strata-core's rules at the
-/// clock's now.
+/// clock's now. With the whole index in memory, every stream's head is memory's; with
+/// memory holding only the tail, the streams that can have a floor — those memory holds,
+/// those a run gives a tombstone or metadata, and system streams (`$$` metadata streams
+/// keep only their last event) — are found by streaming the runs, and their heads read
+/// as every lookup reads them (runs and tail).
 fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
     let now = shared.config.clock.now();
     let mut floors = HashMap::new();
     let mut searches = Vec::new();
-    {
+    let mut decide = |stream: &StreamName,
+                      head: &StreamHead,
+                      described: Option<&StreamHead>,
+                      runs_generation: Option<u64>| {
+        let metadata = head.metadata.clone();
+        match rules::retention(stream, head, described, now) {
+            Retention::AllButTombstone => {
+                floors.insert(
+                    stream.as_str().to_owned(),
+                    StreamFloor {
+                        floor: Floor::AllButTombstone,
+                        metadata,
+                        runs_generation,
+                    },
+                );
+            }
+            Retention::Below {
+                keep_from,
+                last,
+                expiry: Some(search),
+            } => searches.push((
+                stream.clone(),
+                keep_from,
+                last,
+                search,
+                metadata,
+                runs_generation,
+            )),
+            Retention::Below {
+                keep_from,
+                expiry: None,
+                ..
+            } if keep_from > 0 => {
+                floors.insert(
+                    stream.as_str().to_owned(),
+                    StreamFloor {
+                        floor: Floor::Below(keep_from),
+                        metadata,
+                        runs_generation,
+                    },
+                );
+            }
+            Retention::Below { .. } => {}
+        }
+    };
+    let tail_only = {
         let index = shared.index.read();
-        for (stream, entry) in index.streams() {
-            let head = memory_head(Some(entry));
+        match index.dropped_runs() {
+            Some(runs) => Some((
+                Arc::clone(runs),
+                index.runs_generation(),
+                index
+                    .streams()
+                    .map(|(stream, _)| stream.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )),
+            None => {
+                for (stream, entry) in index.streams() {
+                    let head = memory_head(Some(entry));
+                    let described = stream
+                        .described_stream()
+                        .map(|described| memory_head(index.stream(&described)));
+                    decide(stream, &head, described.as_ref(), None);
+                }
+                None
+            }
+        }
+    };
+    if let Some((runs, generation, in_memory)) = tail_only {
+        let mut candidates: std::collections::HashSet<String> = in_memory.into_iter().collect();
+        for run in runs.runs() {
+            for entry in run.scan()? {
+                let entry = entry?;
+                if entry.kind == crate::run_file::KIND_STREAM
+                    && (entry.tombstone.is_some()
+                        || entry.metadata.is_some()
+                        || entry.key.first() == Some(&b'$'))
+                {
+                    candidates.insert(String::from_utf8_lossy(&entry.key).into_owned());
+                }
+            }
+        }
+        for name in candidates {
+            let stream = stream_name(&name)?;
+            let head = stream_head(shared, &stream)?;
             let described = stream
                 .described_stream()
-                .map(|described| memory_head(index.stream(&described)));
-            let metadata = entry.metadata.clone();
-            match rules::retention(stream, &head, described.as_ref(), now) {
-                Retention::AllButTombstone => {
-                    floors.insert(
-                        stream.as_str().to_owned(),
-                        StreamFloor {
-                            floor: Floor::AllButTombstone,
-                            metadata,
-                        },
-                    );
-                }
-                Retention::Below {
-                    keep_from,
-                    last,
-                    expiry: Some(search),
-                } => searches.push((stream.clone(), keep_from, last, search, metadata)),
-                Retention::Below {
-                    keep_from,
-                    expiry: None,
-                    ..
-                } if keep_from > 0 => {
-                    floors.insert(
-                        stream.as_str().to_owned(),
-                        StreamFloor {
-                            floor: Floor::Below(keep_from),
-                            metadata,
-                        },
-                    );
-                }
-                Retention::Below { .. } => {}
-            }
+                .map(|described| stream_head(shared, &described))
+                .transpose()?;
+            decide(&stream, &head, described.as_ref(), Some(generation));
         }
     }
     // `$maxAge`: the same binary search a read runs, one event read per probe, no lock.
     let reader = LogReader::new(&shared.segments);
-    for (stream, keep_from, last, mut search, metadata) in searches {
+    for (stream, keep_from, last, mut search, metadata, runs_generation) in searches {
         while let Some(revision) = search.next_probe() {
-            let position = shared
-                .index
-                .read()
-                .stream(&stream)
-                .and_then(|entry| entry.positions.get(to_usize(revision)).copied());
-            let created = match position {
+            let created = match crate::index_lookup::position_of(shared, &stream, revision)? {
                 Some(position) => reader
                     .read_event_if_present(position)?
                     .map(|event| event.created),
@@ -423,11 +472,23 @@ fn decide_floors(shared: &Shared) -> Result<HashMap<String, StreamFloor>> {
                 StreamFloor {
                     floor: Floor::Below(keep_from),
                     metadata,
+                    runs_generation,
                 },
             );
         }
     }
     Ok(floors)
+}
+
+/// The name of a stream the index holds (a `$$` name may be two bytes longer than a name
+/// a caller may give).
+fn stream_name(name: &str) -> Result<StreamName> {
+    match name.strip_prefix("$$") {
+        Some(described) if !described.is_empty() => {
+            Ok(StreamName::new(described)?.metadata_stream())
+        }
+        _ => StreamName::new(name),
+    }
 }
 
 enum Outcome {
@@ -561,16 +622,28 @@ fn scavenge_segment(
         // Under the index's read lock: metadata published since the floors were decided
         // (which could make a removed event readable again) defers the segment; none can
         // be published until the swap is done.
+        // With memory holding only the tail, a change since the floors is in memory
+        // unless runs were published since (which may have dropped it from memory), and
+        // metadata memory does not hold came from the runs.
         let index = shared.index.read();
         let changed = affected.iter().any(|stream| {
+            let Some(floor) = floors.get(stream) else {
+                return true;
+            };
+            if floor
+                .runs_generation
+                .is_some_and(|generation| generation != index.runs_generation())
+            {
+                return true;
+            }
             let now = index
                 .stream(stream.as_str())
                 .and_then(|entry| entry.metadata.clone());
-            let then = floors.get(stream).and_then(|floor| floor.metadata.clone());
-            match (now, then) {
+            match (now, &floor.metadata) {
                 (None, None) => false,
-                (Some(now), Some(then)) => !Arc::ptr_eq(&now, &then),
-                _ => true,
+                (Some(now), Some(then)) => !Arc::ptr_eq(&now, then) && now != *then,
+                (None, Some(_)) => floor.runs_generation.is_none(),
+                (Some(_), None) => true,
             }
         });
         if changed {

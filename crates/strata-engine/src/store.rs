@@ -137,22 +137,7 @@ impl Store {
         if self.threads.lock().is_empty() {
             return Err(Error::Closed);
         }
-        self.refuse_scavenge_with_tail_only_index()?;
         crate::scavenge::scavenge(&self.shared, options, crate::scavenge::Reach::Sealed)
-    }
-
-    /// A scavenge walks every stream of the in-memory index: with
-    /// `index_memory_tail_only`, memory holds only the tail, so a running store refuses
-    /// (`Store::scavenge_closed` opens the store with the whole index in memory).
-    fn refuse_scavenge_with_tail_only_index(&self) -> Result<()> {
-        if self.shared.config.index_memory_tail_only {
-            return Err(Error::InvalidArgument {
-                reason: "a running store with index_memory_tail_only cannot scavenge yet; \
-                         scavenge it closed (strata scavenge)"
-                    .into(),
-            });
-        }
-        Ok(())
     }
 
     /// An estimate of the frame bytes a scavenge would remove now (docs/SCAVENGING.md,
@@ -166,7 +151,6 @@ impl Store {
         if self.threads.lock().is_empty() {
             return Err(Error::Closed);
         }
-        self.refuse_scavenge_with_tail_only_index()?;
         crate::scavenge::estimate_reclaimable(&self.shared)
     }
 
@@ -195,12 +179,10 @@ impl Store {
     /// As [`Store::open`] and [`Store::scavenge`].
     pub fn scavenge_closed(
         data_dir: impl AsRef<Path>,
-        mut config: Config,
+        config: Config,
         options: crate::ScavengeOptions,
     ) -> Result<crate::ScavengeReport> {
         let data_dir = data_dir.as_ref();
-        // The scavenge walks the whole index in memory.
-        config.index_memory_tail_only = false;
         let store = Store::open(data_dir, config)?;
         store.close();
         let _lock = lock_directory(data_dir)?;

@@ -371,7 +371,7 @@ fn check_index_runs(
         if path.extension().is_none_or(|extension| extension != "run") {
             continue;
         }
-        match Run::open(&path) {
+        match Run::open_to_check(&path) {
             Ok(run)
                 if path.file_name().and_then(|name| name.to_str())
                     == Some(run_file_name(run.covers_from, run.covers_to).as_str()) =>
@@ -402,6 +402,16 @@ fn check_index_runs(
                 run.path().display(),
                 report.log_end
             ));
+            continue;
+        }
+        if let Err(error) = run.check_whole() {
+            let reason = match error {
+                strata_core::Error::Corrupt { detail } => detail,
+                other => format!("run {}: {other}", run.path().display()),
+            };
+            report
+                .problems
+                .push(format!("index {reason} (the next open rebuilds it)"));
             continue;
         }
         for entry in run.scan()? {

@@ -8,6 +8,9 @@
 //! `verify` finds no problem, before the reopen (a torn tail is allowed there) and after it:
 //! that includes the index's sorted runs, which a kill may interrupt while written or
 //! merged (the reopen rebuilds what is missing), checked entry by entry against the log.
+//! The whole test runs twice: with the index's memory holding every position, and with it
+//! holding only the tail (`Config::index_memory_tail_only`, writer and reopen alike), where
+//! each reopened store must also answer every stream as one opened with the whole index.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -95,10 +98,16 @@ fn batch_mark(event: &RecordedEvent) -> BatchMark {
 }
 
 /// Runs the child once and kills it; returns the acknowledgements it printed.
-fn run_child_and_kill(data_dir: &Path, seed: u64, kill_after: Duration) -> Vec<Ack> {
+fn run_child_and_kill(
+    data_dir: &Path,
+    seed: u64,
+    kill_after: Duration,
+    tail_only: bool,
+) -> Vec<Ack> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata-crash-writer"))
         .arg(data_dir)
         .arg(seed.to_string())
+        .args(tail_only.then_some("tail"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -158,12 +167,35 @@ async fn read_whole_all(store: &Store) -> Vec<RecordedEvent> {
 
 /// Reopens the store and checks everything; returns `$all` as (id, position) pairs, and
 /// how many multi-stream appends it holds.
+fn config(tail_only: bool) -> Config {
+    Config {
+        index_memory_tail_only: tail_only,
+        ..Config::small_for_tests()
+    }
+}
+
+/// Every stream's events and state.
+async fn read_streams(store: &Store) -> Vec<(Vec<RecordedEvent>, StreamState)> {
+    let mut out = Vec::new();
+    for number in 0..STREAMS {
+        let stream = StreamName::new(format!("crash-{number}")).unwrap();
+        let events = store
+            .read_stream(&stream, ReadStreamOptions::forwards())
+            .await
+            .unwrap()
+            .into_events();
+        out.push((events, store.stream_state(&stream).await.unwrap()));
+    }
+    out
+}
+
 async fn check_reopened(
     data_dir: &Path,
     acks: &[Ack],
     previous: &[(EventId, u64)],
+    tail_only: bool,
 ) -> (Vec<(EventId, u64)>, u64) {
-    let store = Store::open(data_dir, Config::small_for_tests()).expect("the store reopens");
+    let store = Store::open(data_dir, config(tail_only)).expect("the store reopens");
     let all = read_whole_all(&store).await;
 
     for pair in all.windows(2) {
@@ -301,8 +333,18 @@ async fn check_reopened(
         assert_eq!(events[0].position.0, ack.position);
     }
 
+    let answers = read_streams(&store).await;
     store.close();
     drop(store);
+    if tail_only {
+        // A store opened with the whole index in memory answers the same.
+        let whole = Store::open(data_dir, config(false)).expect("the store reopens whole");
+        assert!(
+            read_streams(&whole).await == answers,
+            "the tail-only store and the whole one disagree"
+        );
+        whole.close();
+    }
     let report = verify(data_dir, &mut |_| {}).unwrap();
     assert!(report.is_ok(), "verify after reopen and close:\n{report}");
     assert!(!report.torn_tail, "a reopen leaves no torn tail:\n{report}");
@@ -317,6 +359,15 @@ async fn check_reopened(
 
 #[test]
 fn every_acknowledged_append_survives_sigkill_and_no_batch_is_seen_in_part() {
+    sigkill_cycles(false);
+}
+
+#[test]
+fn the_same_with_the_index_memory_holding_only_the_tail() {
+    sigkill_cycles(true);
+}
+
+fn sigkill_cycles(tail_only: bool) {
     let seed: u64 = std::env::var("STRATA_CRASH_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
@@ -334,7 +385,8 @@ fn every_acknowledged_append_survives_sigkill_and_no_batch_is_seen_in_part() {
     let mut multi_stream_batches = 0;
     for cycle in 0..KILL_CYCLES {
         let kill_after = Duration::from_millis(random.gen_range(KILL_DELAY_MS));
-        let new_acks = run_child_and_kill(dir.path(), seed.wrapping_add(cycle), kill_after);
+        let new_acks =
+            run_child_and_kill(dir.path(), seed.wrapping_add(cycle), kill_after, tail_only);
         eprintln!(
             "cycle {cycle}: killed after {kill_after:?}, {} appends acknowledged",
             new_acks.len()
@@ -355,7 +407,8 @@ fn every_acknowledged_append_survives_sigkill_and_no_batch_is_seen_in_part() {
             })
             .unwrap_or(0);
 
-        (seen, multi_stream_batches) = runtime.block_on(check_reopened(dir.path(), &acks, &seen));
+        (seen, multi_stream_batches) =
+            runtime.block_on(check_reopened(dir.path(), &acks, &seen, tail_only));
     }
     eprintln!(
         "{} acknowledged appends, {} events in the log, {multi_stream_batches} multi-stream \

@@ -24,11 +24,30 @@ fn name(stream: &str) -> StreamName {
     StreamName::new(stream).unwrap()
 }
 
-fn config(clock: &ManualClock) -> Config {
+fn config(clock: &ManualClock, tail_only: bool) -> Config {
     Config {
         clock: clock.clock(),
+        index_memory_tail_only: tail_only,
         ..Config::small_for_tests()
     }
+}
+
+/// Runs a test with the index's memory holding every position (`whole`) and holding only
+/// the tail after the sorted runs (`tail_only`).
+macro_rules! in_both_index_modes {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole() {
+                super::$test(false).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tail_only() {
+                super::$test(true).await;
+            }
+        }
+    };
 }
 
 fn event(stream: &str, index: usize) -> ProposedEvent {
@@ -87,6 +106,7 @@ const STREAMS: [&str; 9] = [
 
 struct Fixture {
     clock: ManualClock,
+    tail_only: bool,
     dir: tempfile::TempDir,
     /// The events a scavenge may remove: (stream, revision).
     removable: HashSet<(String, u64)>,
@@ -95,10 +115,10 @@ struct Fixture {
 /// One store with every retention rule applied, all of it in sealed segments covered by
 /// index files (a filler stream fills more than a segment after them, and the store is
 /// reopened so that an index file covers the whole log).
-async fn fixture() -> Fixture {
+async fn fixture(tail_only: bool) -> Fixture {
     let clock = ManualClock::starting_at(Timestamp(1_700_000_000_000_000_000));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
     let mut removable = HashSet::new();
     let mut remove = |stream: &str, revisions: std::ops::Range<u64>| {
         for revision in revisions {
@@ -182,6 +202,7 @@ async fn fixture() -> Fixture {
     drop(store);
     Fixture {
         clock,
+        tail_only,
         dir,
         removable,
     }
@@ -240,10 +261,18 @@ fn survivors(all: &[RecordedEvent], removable: &HashSet<(String, u64)>) -> Vec<R
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space() {
-    let fixture = fixture().await;
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock)).unwrap();
+in_both_index_modes!(
+    each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space
+);
+async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back_the_space(
+    tail_only: bool,
+) {
+    let fixture = fixture(tail_only).await;
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     let seen_before = seen(&store).await;
     let all_before = all_events(&store).await;
     let expected = survivors(&all_before, &fixture.removable);
@@ -375,7 +404,11 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
     let report = verify(fixture.dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
     assert!(report.scavenged_segments > 0);
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert_eq!(seen(&store).await, seen_before);
     assert_eq!(all_events(&store).await, expected);
     store.close();
@@ -386,7 +419,11 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
     for entry in std::fs::read_dir(fixture.dir.path().join("index")).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert_eq!(seen(&store).await.streams, seen_before.streams);
     assert_eq!(all_events(&store).await, expected);
     for (stream, next) in [("tb-1", 40), ("count-1", 40), ("soft-1", 30)] {
@@ -403,10 +440,14 @@ async fn each_retention_rule_removes_exactly_what_no_read_returns_and_gives_back
     store.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_flag_ends_the_run_and_a_rerun_completes_it() {
-    let fixture = fixture().await;
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock)).unwrap();
+in_both_index_modes!(a_stop_flag_ends_the_run_and_a_rerun_completes_it);
+async fn a_stop_flag_ends_the_run_and_a_rerun_completes_it(tail_only: bool) {
+    let fixture = fixture(tail_only).await;
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(true));
     let stopped = store
         .scavenge(ScavengeOptions {
@@ -427,9 +468,9 @@ async fn a_stop_flag_ends_the_run_and_a_rerun_completes_it() {
     store.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_half_written_scavenge_output_is_ignored_and_redone() {
-    let fixture = fixture().await;
+in_both_index_modes!(a_half_written_scavenge_output_is_ignored_and_redone);
+async fn a_half_written_scavenge_output_is_ignored_and_redone(tail_only: bool) {
+    let fixture = fixture(tail_only).await;
     let log = fixture.dir.path().join("log");
     // What a crash in the middle of writing the copy of segment 0 leaves: part of the
     // segment, then garbage.
@@ -440,7 +481,11 @@ async fn a_half_written_scavenge_output_is_ignored_and_redone() {
     let report = verify(fixture.dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "a leftover copy is no problem: {report}");
 
-    let store = Store::open(fixture.dir.path(), config(&fixture.clock)).unwrap();
+    let store = Store::open(
+        fixture.dir.path(),
+        config(&fixture.clock, fixture.tail_only),
+    )
+    .unwrap();
     assert!(
         !log.join("0000000000.seg.scav").exists(),
         "the open removes it"
@@ -457,11 +502,13 @@ async fn a_half_written_scavenge_output_is_ignored_and_redone() {
     assert!(verify(fixture.dir.path(), &mut |_| {}).unwrap().is_ok());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing() {
+in_both_index_modes!(scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing);
+async fn scavenging_under_concurrent_appends_and_a_live_subscription_misses_nothing(
+    tail_only: bool,
+) {
     let clock = ManualClock::starting_now();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
     // Every stream keeps its last 3 events: most of the log is removable while it grows.
     for stream in 0..4 {
         store
@@ -582,12 +629,12 @@ fn occurs_in_some_file(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory() {
+in_both_index_modes!(forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory);
+async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(tail_only: bool) {
     const MARKER: &str = "PERSONAL-7f3a9c-DATA";
     let clock = ManualClock::starting_now();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
     append(&store, "other-1", 30).await;
     for round in 0..5 {
         let events = (0..4)
@@ -610,14 +657,18 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
         .await
         .unwrap();
     let others_before = stream_events(&store, "other-1", ReadStreamOptions::forwards()).await;
-    let segment_size_bytes = config(&clock).segment_size_bytes;
+    let segment_size_bytes = config(&clock, tail_only).segment_size_bytes;
     let tail_segment = store.last_position().await.unwrap().unwrap().0 / segment_size_bytes;
     store.close();
     drop(store);
     assert!(occurs_in_some_file(dir.path(), MARKER.as_bytes()));
 
-    let report =
-        Store::scavenge_closed(dir.path(), config(&clock), ScavengeOptions::default()).unwrap();
+    let report = Store::scavenge_closed(
+        dir.path(),
+        config(&clock, tail_only),
+        ScavengeOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.events_removed, 20);
     assert!(
         !occurs_in_some_file(dir.path(), MARKER.as_bytes()),
@@ -641,7 +692,7 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
     assert!(report.is_ok(), "{report}");
 
     // The store goes on: the tail segment takes new appends.
-    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
     assert!(matches!(
         store
             .read_stream(&name("person-42"), ReadStreamOptions::forwards())
@@ -656,7 +707,7 @@ async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_data_directory(
     let all = all_events(&store).await;
     store.close();
     drop(store);
-    let store = Store::open(dir.path(), config(&clock)).unwrap();
+    let store = Store::open(dir.path(), config(&clock, tail_only)).unwrap();
     assert_eq!(all_events(&store).await, all);
     assert_eq!(
         stream_events(&store, "other-1", ReadStreamOptions::forwards())

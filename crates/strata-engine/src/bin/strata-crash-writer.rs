@@ -2,7 +2,8 @@
 //! durability, small segments) and appends from several tasks until it is killed, printing
 //! one line per acknowledged append.
 //!
-//! Usage: `strata-crash-writer DATA_DIR SEED`. Prints `ready` once the store is open, then
+//! Usage: `strata-crash-writer DATA_DIR SEED [tail]`; `tail` opens the store with
+//! `Config::index_memory_tail_only`. Prints `ready` once the store is open, then
 //! `ack STREAM CURRENT_REVISION POSITION ID,ID,...` (ids in hex, in batch order) after each
 //! acknowledged append. Every event's id is `SEED << 64 | task << 40 | counter`, its data is
 //! [`event_data`] of its id and its metadata names its batch (the first id of the append),
@@ -27,11 +28,20 @@ const BULK_EVENTS_MIN: u64 = 50;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(data_dir), Some(seed)) = (
+    let (Some(data_dir), Some(seed), tail_only) = (
         args.get(1),
         args.get(2).and_then(|seed| seed.parse::<u64>().ok()),
+        match args.get(3).map(String::as_str) {
+            None => Some(false),
+            Some("tail") => Some(true),
+            Some(_) => None,
+        },
     ) else {
-        eprintln!("usage: strata-crash-writer DATA_DIR SEED");
+        eprintln!("usage: strata-crash-writer DATA_DIR SEED [tail]");
+        return ExitCode::from(2);
+    };
+    let Some(tail_only) = tail_only else {
+        eprintln!("usage: strata-crash-writer DATA_DIR SEED [tail]");
         return ExitCode::from(2);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -44,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(data_dir, seed)) {
+    match runtime.block_on(run(data_dir, seed, tail_only)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("strata-crash-writer: {error}");
@@ -53,9 +63,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(data_dir: &str, seed: u64) -> Result<(), Error> {
+async fn run(data_dir: &str, seed: u64, tail_only: bool) -> Result<(), Error> {
     let config = Config {
         durability: Durability::Fsync,
+        index_memory_tail_only: tail_only,
         ..Config::small_for_tests()
     };
     let store = Store::open(data_dir, config)?;
