@@ -24,8 +24,7 @@ use crate::log_reader::to_usize;
 use crate::replay::{REPLAY_CHUNK_BYTES, Replayed, replay};
 use crate::run_file::{RunSet, open_runs};
 use crate::segments::{
-    OpenMode, SegmentPreparation, Segments, create_segment, list_segments, open_segment,
-    recorded_segment_size,
+    OpenMode, Segments, create_segment, list_segments, open_segment, recorded_segment_size,
 };
 use crate::tail::{
     AfterStop, Claim, ClaimSource, LostData, lost_end, scan_after_stop, skip_segment_header,
@@ -179,12 +178,7 @@ fn open_log(data_dir: &Path, config: &Config) -> Result<(Segments, bool)> {
         &Seam::from_config(config),
     )?;
     if created {
-        segments.push(create_segment(
-            &log_dir,
-            0,
-            segment_size_bytes,
-            SegmentPreparation::ZeroFilled,
-        )?);
+        segments.push(create_segment(&log_dir, 0, segment_size_bytes)?);
     }
     Ok((segments, created))
 }

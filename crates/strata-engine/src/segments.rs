@@ -1,5 +1,4 @@
-//! The segment files of the log: naming, creation (pre-zeroed or sparse), and positional
-//! reads.
+//! The segment files of the log: naming, creation (pre-zeroed), and positional reads.
 //!
 //! Segment `i` holds log positions `[i × size, (i + 1) × size)`; its first 64 bytes are a
 //! header, so its first frame is at `i × size + 64`.
@@ -82,28 +81,10 @@ pub(crate) fn list_segments(log_dir: &Path) -> Result<Vec<u64>> {
     Ok(indexes)
 }
 
-/// How a new segment's space is made before the log is written into it. Both read as
-/// zeros past the log's end, so recovery and readers cannot tell them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SegmentPreparation {
-    /// Zeros written over the whole file (O_DIRECT): each log byte is written twice, but a
-    /// small group's `fdatasync` then commits no block allocation to the journal.
-    ZeroFilled,
-    /// The file is sized with a hole: the log's own writes allocate the blocks, so each
-    /// byte is written once; each `fdatasync` also commits the allocation, which large
-    /// groups amortise and small ones do not.
-    Sparse,
-}
-
-/// Creates a segment file of `size_bytes` with its header, synced, and returns it open.
+/// Creates a segment file full of zeros with its header, synced, and returns it open.
 /// The file is written under a temporary name and renamed, so a crash never leaves a
 /// half-made segment under a real name.
-pub(crate) fn create_segment(
-    log_dir: &Path,
-    segment_index: u64,
-    size_bytes: u64,
-    preparation: SegmentPreparation,
-) -> Result<File> {
+pub(crate) fn create_segment(log_dir: &Path, segment_index: u64, size_bytes: u64) -> Result<File> {
     let final_path = log_dir.join(segment_file_name(segment_index));
     let temporary_path = final_path.with_extension("seg.tmp");
     let context = |what: &str| format!("{what} segment {}", final_path.display());
@@ -114,17 +95,10 @@ pub(crate) fn create_segment(
         .truncate(true)
         .open(&temporary_path)
         .map_err(|error| Error::io(context("creating"), error))?;
-    match preparation {
-        SegmentPreparation::Sparse => file
-            .set_len(size_bytes)
-            .map_err(|error| Error::io(context("sizing"), error))?,
-        SegmentPreparation::ZeroFilled => {
-            if let Err(error) = zero_fill_direct(&temporary_path, size_bytes) {
-                tracing::debug!(%error, "O_DIRECT zero-fill unavailable; writing zeros through the page cache");
-                zero_fill_buffered(&mut file, size_bytes)
-                    .map_err(|error| Error::io(context("zero-filling"), error))?;
-            }
-        }
+    if let Err(error) = zero_fill_direct(&temporary_path, size_bytes) {
+        tracing::debug!(%error, "O_DIRECT zero-fill unavailable; writing zeros through the page cache");
+        zero_fill_buffered(&mut file, size_bytes)
+            .map_err(|error| Error::io(context("zero-filling"), error))?;
     }
     file.write_all_at(&encode_segment_header(segment_index, size_bytes), 0)
         .map_err(|error| Error::io(context("writing the header of"), error))?;
@@ -468,28 +442,13 @@ mod tests {
     #[test]
     fn created_segment_opens_and_is_listed() {
         let dir = tempfile::tempdir().unwrap();
-        create_segment(dir.path(), 0, 1 << 16, SegmentPreparation::ZeroFilled).unwrap();
-        create_segment(dir.path(), 1, 1 << 16, SegmentPreparation::Sparse).unwrap();
+        create_segment(dir.path(), 0, 1 << 16).unwrap();
+        create_segment(dir.path(), 1, 1 << 16).unwrap();
         assert_eq!(list_segments(dir.path()).unwrap(), vec![0, 1]);
         let seam = Seam::default();
         let opened = open_segment(dir.path(), 1, 1 << 16, OpenMode::ReadOnly, &seam).unwrap();
         assert_eq!(opened.format_version(), FORMAT_VERSION);
         assert_eq!(opened.segment_index(), 1);
         assert!(open_segment(dir.path(), 1, 1 << 17, OpenMode::ReadOnly, &seam).is_err());
-    }
-
-    #[test]
-    fn both_preparations_read_as_zeros_after_the_header() {
-        let dir = tempfile::tempdir().unwrap();
-        for (index, preparation) in [SegmentPreparation::ZeroFilled, SegmentPreparation::Sparse]
-            .into_iter()
-            .enumerate()
-        {
-            let file = create_segment(dir.path(), index as u64, 1 << 17, preparation).unwrap();
-            assert_eq!(file.metadata().unwrap().len(), 1 << 17, "{preparation:?}");
-            let mut body = vec![0xFFu8; (1 << 17) - SEGMENT_HEADER_BYTES as usize];
-            file.read_exact_at(&mut body, SEGMENT_HEADER_BYTES).unwrap();
-            assert!(body.iter().all(|&byte| byte == 0), "{preparation:?}");
-        }
     }
 }

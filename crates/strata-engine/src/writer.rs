@@ -29,7 +29,7 @@ use crate::index::{IdEntry, RecentIds};
 use crate::index_lookup::{position_of, stream_head};
 use crate::log_reader::{LogReader, to_usize};
 use crate::secondary::{RunKeys, TypeNames};
-use crate::segments::{SegmentPreparation, create_segment};
+use crate::segments::create_segment;
 use crate::shared::Shared;
 use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
 
@@ -104,12 +104,6 @@ impl Group {
 /// The page size writes are rounded up to.
 const PAGE_BYTES: u64 = 4096;
 
-/// Recent groups at least this large on average get a sparse next segment: their syncs
-/// amortise the block allocation, and zero-filling would double the bytes written (issue
-/// 12 step 2: 2.6 bytes reached the disk per log byte pre-zeroed, 1.4 sparse, batched).
-/// Smaller groups (single appends) get a zero-filled one, whose syncs allocate nothing.
-const SPARSE_SEGMENT_GROUP_BYTES_MIN: u64 = 256 * 1024;
-
 /// Streams whose pending heads are kept before the published ones are pruned.
 const PENDING_HEADS_PRUNE_AT: usize = 65_536;
 
@@ -121,9 +115,6 @@ pub(crate) struct Writer {
     position: u64,
     recent_ids: RecentIds,
     prepared_segment: Option<(u64, JoinHandle<Result<File>>)>,
-    /// Log bytes per group, a moving average over about the last eight groups: decides
-    /// how the next segment is prepared.
-    recent_group_bytes: u64,
     /// Heads written by groups that may not be published yet, with the group's sequence.
     pending_heads: HashMap<StreamName, (StreamHead, u64)>,
     group_sequence: u64,
@@ -176,7 +167,6 @@ impl Writer {
             position,
             recent_ids,
             prepared_segment: None,
-            recent_group_bytes: 0,
             pending_heads: HashMap::new(),
             group_sequence: 0,
             type_names: TypeNames::default(),
@@ -274,8 +264,6 @@ impl Writer {
             self.shared.poison(cause);
             self.position = start_position;
         }
-        let group_bytes = self.position - start_position;
-        self.recent_group_bytes = (self.recent_group_bytes * 7 + group_bytes) / 8;
         let mut segments_touched: Vec<u64> = group
             .chunks
             .iter()
@@ -659,7 +647,6 @@ impl Writer {
                 self.shared.segments.log_dir(),
                 segment_index,
                 self.shared.segments.size_bytes(),
-                self.next_segment_preparation(),
             )?,
         };
         self.shared.segments.push(file);
@@ -667,15 +654,7 @@ impl Writer {
         Ok(())
     }
 
-    fn next_segment_preparation(&self) -> SegmentPreparation {
-        if self.recent_group_bytes >= SPARSE_SEGMENT_GROUP_BYTES_MIN {
-            SegmentPreparation::Sparse
-        } else {
-            SegmentPreparation::ZeroFilled
-        }
-    }
-
-    /// Prepares the next segment in the background, so rolling over rarely waits.
+    /// Zero-fills the next segment in the background, so rolling over rarely waits.
     fn prepare_segment_after(&mut self, segment_index: u64) {
         let next = segment_index + 1;
         if self.shared.segments.count() > next || self.prepared_segment.is_some() {
@@ -683,10 +662,9 @@ impl Writer {
         }
         let log_dir = self.shared.segments.log_dir().to_path_buf();
         let size_bytes = self.shared.segments.size_bytes();
-        let preparation = self.next_segment_preparation();
         let handle = std::thread::Builder::new()
             .name("strata-segment-prep".into())
-            .spawn(move || create_segment(&log_dir, next, size_bytes, preparation));
+            .spawn(move || create_segment(&log_dir, next, size_bytes));
         if let Ok(handle) = handle {
             self.prepared_segment = Some((next, handle));
         }
@@ -911,48 +889,5 @@ mod tests {
         segment_gate::remove(&log_dir);
         assert_eq!(appended.current_revision.0, 4);
         store.close();
-    }
-
-    /// Appends `appends` requests of `events` events of `event_bytes` each, then closes the
-    /// store; returns the allocated bytes and the length of the newest segment file, which
-    /// the writer prepared (after the groups it had seen) and has not written into.
-    async fn newest_segment_after(appends: usize, events: usize, event_bytes: usize) -> (u64, u64) {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
-        let stream = StreamName::new("prepared").unwrap();
-        for _ in 0..appends {
-            let batch = (0..events)
-                .map(|_| ProposedEvent::binary("Sized", vec![1u8; event_bytes]))
-                .collect();
-            store
-                .append(&stream, ExpectedRevision::Any, batch)
-                .await
-                .unwrap();
-        }
-        let log_dir = store.shared().segments.log_dir().to_path_buf();
-        store.close();
-        let newest = crate::segments::list_segments(&log_dir).unwrap();
-        let path = log_dir.join(crate::segments::segment_file_name(*newest.last().unwrap()));
-        let metadata = std::fs::metadata(path).unwrap();
-        (metadata.blocks() * 512, metadata.len())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn small_groups_get_a_zero_filled_next_segment() {
-        let (allocated, length) = newest_segment_after(40, 1, 60_000).await;
-        assert!(
-            allocated >= length,
-            "{allocated} of {length} bytes allocated"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn large_groups_get_a_sparse_next_segment() {
-        let (allocated, length) = newest_segment_after(12, 2, EVENT_DATA_BYTES).await;
-        assert!(
-            allocated < length / 2,
-            "{allocated} of {length} bytes allocated"
-        );
     }
 }
