@@ -153,9 +153,24 @@ fn summary(commits: Vec<CommitStats>) -> String {
          \"sync_us_p50_p99_max\":{},\"flush_us_p50_p99_max\":{}}}",
         commits.len(),
         commits.iter().map(|commit| commit.bytes).sum::<u64>() / count as u64,
-        spread(commits.iter().map(|commit| commit.requests as u64).collect()),
-        spread(commits.iter().map(|commit| commit.sync.as_micros() as u64).collect()),
-        spread(commits.iter().map(|commit| commit.flush.as_micros() as u64).collect()),
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.requests as u64)
+                .collect()
+        ),
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.sync.as_micros() as u64)
+                .collect()
+        ),
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.flush.as_micros() as u64)
+                .collect()
+        ),
     )
 }
 
