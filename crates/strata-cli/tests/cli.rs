@@ -75,6 +75,10 @@ fn bench_prints_every_figure_and_leaves_a_store_that_verifies() {
         assert!(figure > 0.0, "{key} is {figure}, not positive");
     }
     assert_eq!(report["durability"], "fsync");
+    // The write baseline wrote --baseline-write-mib (more than the batched events' 4 MB),
+    // in the default 2 MiB synced writes.
+    assert_eq!(report["disk_write_baseline_bytes"], 16 * 1024 * 1024);
+    assert_eq!(report["disk_write_baseline_group_bytes"], 2 * 1024 * 1024);
     assert_eq!(report["events_total"], 20_000 + 5_000 + 50 * 100 + 2_000);
     assert!(report["memory_streams_total"].as_u64() >= Some(1_000 + 50 + 2_000));
 

@@ -5,10 +5,13 @@
 //! `cargo run --release -p strata-engine --example append_bench -- DIR [BATCHED] [SINGLE]`
 //!
 //! DIR must not exist; it is removed at the end. Phases, as `strata bench` runs them:
-//! the baseline (4 KiB write + `fdatasync` at offset 0 for 2 s; 1 GiB of sequential 1 MiB
-//! writes and one `fdatasync`), BATCHED events (default 2,000,000) of 200-byte JSON in
+//! the baseline (4 KiB write + `fdatasync` at offset 0 for 2 s; then sequential 2 MiB
+//! writes, each followed by `fdatasync`, of 2 GiB or the batched events' bytes if more:
+//! the disk's sustained rate at the log's sync cadence), BATCHED events (default 2,000,000) of 200-byte JSON in
 //! appends of 1,000 from 8 tasks, then SINGLE events (default 300,000) one per append from
 //! 256 tasks, each append timed. Durability `fsync`. Prints one JSON object.
+//! `append_batched_disk_bytes_per_log_byte` is what the process wrote to storage during the
+//! batched phase (`/proc/self/io`) per byte of log: 2 when every log byte is also zeroed.
 //! `STRATA_INDEX_MEMORY_TAIL_ONLY=1` opens with `Config::index_memory_tail_only` (the
 //! index drops what each published run covers), for an A/B of that setting.
 
@@ -20,12 +23,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_core::{EventStore, ExpectedRevision, ProposedEvent, StreamName};
-use strata_engine::{Config, Durability, Store};
+use strata_engine::{CommitObserver, CommitStats, Config, Durability, Store};
 
 const STREAMS: u64 = 10_000;
 const BATCH_EVENTS: u64 = 1_000;
 const BATCH_TASKS: u64 = 8;
 const SINGLE_TASKS: u64 = 256;
+/// The bytes of each event's JSON body (`{"n":…,"pad":"ppp…"}`), about.
+const EVENT_DATA_BYTES: u64 = 200;
+const BASELINE_WRITE_BYTES_MIN: u64 = 2 << 30;
+const BASELINE_GROUP_BYTES: usize = 2 << 20;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -41,7 +48,8 @@ async fn main() {
     let (batched, single) = (count(2_000_000), count(300_000));
     assert!(!dir.exists(), "{} exists", dir.display());
     std::fs::create_dir_all(&dir).expect("create DIR");
-    let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir);
+    let baseline_write_bytes = BASELINE_WRITE_BYTES_MIN.max(batched * EVENT_DATA_BYTES);
+    let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir, baseline_write_bytes);
     let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY").is_ok_and(|value| value == "1");
     let store = Store::open(
         dir.join("store"),
@@ -57,8 +65,11 @@ async fn main() {
             .map(|n| StreamName::new(format!("bench-{n}")).expect("name"))
             .collect(),
     );
+    let commits = Arc::new(Commits::default());
+    store.observe_commits(commits.clone());
     let started = Instant::now();
     let log_start = store.watch_log_end().borrow().0;
+    let disk_start = process_write_bytes();
     run_tasks(
         BATCH_TASKS,
         batched / BATCH_EVENTS,
@@ -69,9 +80,12 @@ async fn main() {
     .await;
     let batched_secs = started.elapsed().as_secs_f64();
     let log_bytes = (store.watch_log_end().borrow().0 - log_start) as f64;
+    let disk_bytes = (process_write_bytes() - disk_start) as f64;
+    let batched_commits = commits.take();
     let started = Instant::now();
     let mut latencies = run_tasks(SINGLE_TASKS, single, &store, &names, 1).await;
     let single_secs = started.elapsed().as_secs_f64();
+    let single_commits = commits.take();
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
@@ -82,23 +96,87 @@ async fn main() {
     println!(
         "{{\"index_memory_tail_only\":{tail_only},\"fdatasync_per_sec\":{fdatasync_per_sec:.0},\
          \"disk_write_bytes_per_sec\":{write_bytes_per_sec:.0},\
+         \"disk_write_baseline_bytes\":{baseline_write_bytes},\
          \"append_batched_events_per_sec\":{:.0},\
          \"append_batched_log_bytes_per_sec\":{:.0},\
          \"append_batched_log_to_disk_ratio\":{:.3},\
+         \"append_batched_disk_bytes_per_log_byte\":{:.3},\
          \"append_single_events_per_sec\":{:.0},\
-         \"append_single_p50_us\":{:.0},\"append_single_p99_us\":{:.0}}}",
+         \"append_single_p50_us\":{:.0},\"append_single_p99_us\":{:.0},\
+         \"batched_commits\":{},\"single_commits\":{}}}",
         batched as f64 / batched_secs,
         log_bytes / batched_secs,
         log_bytes / batched_secs / write_bytes_per_sec,
+        disk_bytes / log_bytes,
         single as f64 / single_secs,
         percentile(0.50),
         percentile(0.99),
+        summary(batched_commits),
+        summary(single_commits),
     )
 }
 
-/// `fdatasync`s per second of a 4 KiB block, and bytes per second of 1 GiB of sequential
-/// writes with one final `fdatasync`, on scratch files in `dir` (removed).
-fn baseline(dir: &Path) -> (f64, f64) {
+/// Every group commit's figures, as the store reports them.
+#[derive(Default)]
+struct Commits(std::sync::Mutex<Vec<CommitStats>>);
+
+impl CommitObserver for Commits {
+    fn committed(&self, stats: &CommitStats) {
+        self.0.lock().expect("commits").push(*stats);
+    }
+}
+
+impl Commits {
+    fn take(&self) -> Vec<CommitStats> {
+        std::mem::take(&mut *self.0.lock().expect("commits"))
+    }
+}
+
+/// Count, mean bytes, and p50 / p99 / max of requests, sync and flush time per commit.
+fn summary(commits: Vec<CommitStats>) -> String {
+    let count = commits.len().max(1);
+    let nearest_rank = |mut values: Vec<u64>, p: f64| {
+        values.sort_unstable();
+        let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
+        values.get(rank - 1).copied().unwrap_or(0)
+    };
+    let spread = |values: Vec<u64>| {
+        format!(
+            "[{},{},{}]",
+            nearest_rank(values.clone(), 0.5),
+            nearest_rank(values.clone(), 0.99),
+            values.iter().max().copied().unwrap_or(0)
+        )
+    };
+    format!(
+        "{{\"count\":{},\"mean_bytes\":{},\"requests_p50_p99_max\":{},\
+         \"sync_us_p50_p99_max\":{},\"flush_us_p50_p99_max\":{}}}",
+        commits.len(),
+        commits.iter().map(|commit| commit.bytes).sum::<u64>() / count as u64,
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.requests as u64)
+                .collect()
+        ),
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.sync.as_micros() as u64)
+                .collect()
+        ),
+        spread(
+            commits
+                .iter()
+                .map(|commit| commit.flush.as_micros() as u64)
+                .collect()
+        ),
+    )
+}
+
+/// `fdatasync`s per second of a 4 KiB block, and bytes per second of `write_bytes` of
+/// sequential 2 MiB writes, each followed by `fdatasync`, on scratch files in `dir` (removed).
+fn baseline(dir: &Path, write_bytes: u64) -> (f64, f64) {
     let path = dir.join("baseline.tmp");
     let file = OpenOptions::new()
         .write(true)
@@ -121,19 +199,28 @@ fn baseline(dir: &Path) -> (f64, f64) {
         .create_new(true)
         .open(&path)
         .expect("scratch file");
-    let chunk = vec![0x5Au8; 1 << 20];
-    let total: u64 = 1 << 30;
+    let chunk = vec![0x5Au8; BASELINE_GROUP_BYTES];
     let started = Instant::now();
     let mut written = 0u64;
-    while written < total {
+    while written < write_bytes {
         file.write_all_at(&chunk, written).expect("write");
+        file.sync_data().expect("fdatasync");
         written += chunk.len() as u64;
     }
-    file.sync_data().expect("fdatasync");
-    let write_bytes_per_sec = total as f64 / started.elapsed().as_secs_f64();
+    let write_bytes_per_sec = written as f64 / started.elapsed().as_secs_f64();
     drop(file);
     std::fs::remove_file(&path).expect("remove");
     (fdatasync_per_sec, write_bytes_per_sec)
+}
+
+/// Bytes this process has caused to be written to storage so far (`write_bytes` of
+/// `/proc/self/io`: page-cache pages dirtied and O_DIRECT writes, the zero-fill included).
+fn process_write_bytes() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("write_bytes in /proc/self/io")
 }
 
 /// Makes `appends` appends of `events_per_append` events from `tasks` tasks, streams

@@ -123,10 +123,7 @@ async fn measure_baseline(
 ) -> anyhow::Result<baseline::Baseline> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create {} for the disk baseline", dir.display()))?;
-    let settings = baseline::Settings {
-        fsync_duration: Duration::from_millis(args.baseline_fsync_ms),
-        write_bytes: args.baseline_write_mib * 1024 * 1024,
-    };
+    let settings = args.baseline_settings(0);
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || baseline::measure(&dir, &settings))
         .await

@@ -75,6 +75,14 @@ impl GrpcReport {
                 json!(round(baseline.disk_write_bytes_per_sec)),
             );
             fields.insert(
+                "disk_write_baseline_bytes".to_owned(),
+                json!(baseline.disk_write_bytes),
+            );
+            fields.insert(
+                "disk_write_baseline_group_bytes".to_owned(),
+                json!(baseline.disk_write_group_bytes),
+            );
+            fields.insert(
                 "grpc_append_single_events_per_fdatasync".to_owned(),
                 json!(round3(
                     single.throughput.events_per_sec() / baseline.fdatasync_per_sec
@@ -122,7 +130,7 @@ impl GrpcReport {
                 "disk_write_bytes_per_sec",
                 per_sec_bytes(baseline.disk_write_bytes_per_sec),
                 "",
-                String::new(),
+                baseline.write_method(),
             ));
         }
         let per_fdatasync = self.baseline.map_or_else(String::new, |baseline| {

@@ -101,9 +101,27 @@ pub(crate) struct BenchArgs {
     /// How long the fdatasync baseline runs.
     #[arg(long, value_name = "MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..))]
     baseline_fsync_ms: u64,
-    /// Bytes the disk-write baseline writes, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Bytes the disk-write baseline writes at least, in MiB; the embedded bench writes at
+    /// least the batched phase's event bytes too, so that both go on for as long.
+    #[arg(long, value_name = "MIB", default_value_t = 2_048, value_parser = clap::value_parser!(u64).range(1..))]
     baseline_write_mib: u64,
+    /// Bytes per write of the disk-write baseline, in KiB, each followed by `fdatasync` as a
+    /// group commit is.
+    #[arg(long, value_name = "KIB", default_value_t = 2_048, value_parser = clap::value_parser!(u64).range(4..=262_144))]
+    baseline_group_kib: u64,
+}
+
+impl BenchArgs {
+    /// The baseline's settings; `log_bytes_at_least` is what the bench's own writes will
+    /// amount to at least (zero when the bench measures a server's disk).
+    fn baseline_settings(&self, log_bytes_at_least: u64) -> baseline::Settings {
+        baseline::Settings {
+            fsync_duration: std::time::Duration::from_millis(self.baseline_fsync_ms),
+            write_bytes: (self.baseline_write_mib * 1024 * 1024).max(log_bytes_at_least),
+            write_group_bytes: usize::try_from(self.baseline_group_kib * 1024)
+                .expect("--baseline-group-kib is at most 256 MiB"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,10 +174,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     data_dir::prepare(&dir)?;
     let baseline_dir = dir.clone();
-    let baseline_settings = baseline::Settings {
-        fsync_duration: std::time::Duration::from_millis(args.baseline_fsync_ms),
-        write_bytes: args.baseline_write_mib * 1024 * 1024,
-    };
+    let baseline_settings =
+        args.baseline_settings(args.events_batched.saturating_mul(args.event_bytes));
     let baseline =
         tokio::task::spawn_blocking(move || baseline::measure(&baseline_dir, &baseline_settings))
             .await

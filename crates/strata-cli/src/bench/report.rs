@@ -64,6 +64,8 @@ impl BenchReport {
             "machine_memory_bytes": self.machine.memory_bytes,
             "fdatasync_per_sec": round(self.baseline.fdatasync_per_sec),
             "disk_write_bytes_per_sec": round(self.baseline.disk_write_bytes_per_sec),
+            "disk_write_baseline_bytes": self.baseline.disk_write_bytes,
+            "disk_write_baseline_group_bytes": self.baseline.disk_write_group_bytes,
             "append_batched_events": self.batched.events,
             "append_batched_events_per_sec": round(self.batched.events_per_sec()),
             "append_batched_log_bytes_per_sec": round(self.batched_bytes_per_sec()),
@@ -140,7 +142,7 @@ impl BenchReport {
                 "disk_write_bytes_per_sec",
                 per_sec_bytes(self.baseline.disk_write_bytes_per_sec),
                 "",
-                String::new(),
+                self.baseline.write_method(),
             ),
             row(
                 "append_batched_events_per_sec",
