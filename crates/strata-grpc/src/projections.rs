@@ -10,6 +10,7 @@ use futures::stream::{self, BoxStream, StreamExt as _};
 use strata_auth::Action;
 use strata_projections::{
     CreateOptions, DeleteOptions, Mode, ProjectionError, ProjectionManager, Statistics,
+    TRACK_WITHOUT_EMIT,
 };
 use tonic::{Request, Response, Status};
 
@@ -135,6 +136,13 @@ impl Projections for ProjectionsService {
             }
             None => return Err(Status::invalid_argument("the request has no mode")),
         };
+        if create.track_emitted_streams && !create.emit_enabled {
+            // The reference throws from its handler; its gRPC host answers UNKNOWN with this
+            // text, which clients recognize (kurrentdbclient: ExceptionThrownByHandlerError).
+            return Err(Status::unknown(format!(
+                "Exception was thrown by handler. {TRACK_WITHOUT_EMIT}"
+            )));
+        }
         self.manager
             .create(&name, &options.query, create)
             .await

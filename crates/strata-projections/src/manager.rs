@@ -208,7 +208,7 @@ impl ProjectionManager {
     ///
     /// # Errors
     /// [`ProjectionError::AlreadyExists`], [`ProjectionError::InvalidArgument`] for a bad
-    /// name; storage errors.
+    /// name or [`TRACK_WITHOUT_EMIT`]; storage errors.
     pub async fn create(
         &self,
         name: &str,
@@ -217,6 +217,12 @@ impl ProjectionManager {
     ) -> Result<(), ProjectionError> {
         self.check_leader()?;
         check_name(name)?;
+        // Checked before the name is looked up, as the reference's `ProjectionConfig` is.
+        if options.track_emitted_streams && !options.emit_enabled {
+            return Err(ProjectionError::InvalidArgument {
+                reason: TRACK_WITHOUT_EMIT.into(),
+            });
+        }
         let mut projections = self.projections.lock().await;
         if projections.contains_key(name) {
             return Err(ProjectionError::AlreadyExists { name: name.into() });
@@ -714,6 +720,10 @@ fn progress_percent(progress: &runner::Progress, log_end: Option<u64>) -> f32 {
         _ => 0.0,
     }
 }
+
+/// Why a create asking to track emitted streams without emitting is refused (the
+/// reference's words).
+pub const TRACK_WITHOUT_EMIT: &str = "EmitEnabled must be true if TrackEmittedStreams is true.";
 
 fn check_name(name: &str) -> Result<(), ProjectionError> {
     if name.trim().is_empty() || name.len() > NAME_BYTES_MAX {
