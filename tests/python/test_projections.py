@@ -201,6 +201,29 @@ def test_update_replaces_the_query_and_bumps_the_version(client):
     wait_for_state(client, name, {"count": 4, "total": 5})
 
 
+def test_a_reset_while_stopped_forgets_the_state_until_enabled(client):
+    # From kurrentdbclient's own projection example: after a disable, a reset leaves the
+    # projection stopped with no state ({} as the reference answers, not null) and no events
+    # processed; an enable then counts everything again.
+    cat, name = category(), projection_name()
+    for amount in (1, 2, 3):
+        append(client, f"{cat}-1", "Placed", {"amount": amount})
+    client.create_projection(name=name, query=counting_query(cat))
+    wait_for_state(client, name, {"count": 3, "total": 6})
+    client.disable_projection(name)
+    wait_for_status(client, name, "Stopped")
+
+    client.reset_projection(name)
+    statistics = client.get_projection_statistics(name)
+    assert statistics.status == "Stopped"
+    assert statistics.epoch == 1
+    assert statistics.events_processed_after_restart == 0
+    assert state_of(client, name) == {}
+
+    client.enable_projection(name)
+    wait_for_state(client, name, {"count": 3, "total": 6})
+
+
 def test_delete_is_refused_while_running_and_removes_the_chosen_streams(client):
     cat, name = category(), projection_name()
     query = f"""

@@ -49,11 +49,13 @@ fn status(error: ProjectionError) -> Status {
     }
 }
 
-/// JSON text as a `google.protobuf.Value` (null when there is none).
+/// JSON text as a `google.protobuf.Value`. No state (or result) yet is an empty object, as
+/// the reference answers (its empty state text reaches clients as `{}`).
 fn value_of(json: Option<String>) -> prost_types::Value {
-    let parsed = json
-        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let parsed = match json {
+        None => serde_json::Value::Object(serde_json::Map::new()),
+        Some(json) => serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    };
     to_value(parsed)
 }
 

@@ -150,7 +150,9 @@ async fn projections_service_answers_as_the_reference() {
     let refused = client.create(tracking_only).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unknown);
     assert!(
-        refused.message().starts_with("Exception was thrown by handler."),
+        refused
+            .message()
+            .starts_with("Exception was thrown by handler."),
         "{}",
         refused.message()
     );

@@ -553,9 +553,14 @@ impl ProjectionManager {
         let mut definition = managed.definition.clone();
         edit(&mut definition);
         self.persist(&definition).await?;
+        let new_epoch = definition.epoch != managed.definition.epoch;
         managed.definition = definition;
         if restart == Restart::IfEnabled && managed.definition.enabled {
             self.start_run(managed);
+        } else if new_epoch {
+            // A reset of a stopped projection: the ended run's counters and fault belong to
+            // the old epoch (the reference reports 0 events processed after it).
+            managed.run = None;
         }
         Ok(())
     }

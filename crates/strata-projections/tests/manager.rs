@@ -181,7 +181,10 @@ async fn tracking_without_emit_is_refused_before_the_name_is_looked_up() {
         manager.statistics(Some("tracked")).await,
         Err(ProjectionError::NotFound { .. })
     ));
-    manager.create("tracked", COUNTER, CONTINUOUS).await.unwrap();
+    manager
+        .create("tracked", COUNTER, CONTINUOUS)
+        .await
+        .unwrap();
     // As the reference: the configuration is checked first, even for a taken name.
     let refused = manager.create("tracked", COUNTER, tracking_only).await;
     assert!(
@@ -287,6 +290,35 @@ async fn definitions_survive_a_restart_and_runs_resume() {
         })
         .count();
     assert_eq!(emitted_by_counter, 2, "one emit per event, none repeated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_while_stopped_reports_nothing_processed_and_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&*store, "order-1", "Placed", "{}").await;
+    append(&*store, "order-2", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    manager
+        .create("counter", COUNTER, CONTINUOUS)
+        .await
+        .unwrap();
+    wait_for(&manager, "counter", |s| {
+        s.events_processed_after_restart == 2
+    })
+    .await;
+    manager.disable("counter").await.unwrap();
+    manager.reset("counter").await.unwrap();
+    let reset = stats(&manager, "counter").await;
+    assert_eq!(reset.status, "Stopped");
+    assert_eq!(reset.epoch, 1);
+    assert_eq!(reset.events_processed_after_restart, 0);
+    assert_eq!(manager.state("counter", "").await.unwrap(), None);
+    manager.enable("counter").await.unwrap();
+    wait_for(&manager, "counter", |s| {
+        s.epoch == 1 && s.events_processed_after_restart == 2
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
