@@ -336,17 +336,20 @@ impl ProjectionManager {
         let managed = projections
             .get_mut(name)
             .ok_or_else(|| ProjectionError::NotFound { name: name.into() })?;
-        if managed
-            .run
-            .as_ref()
-            .is_some_and(|run| run.progress().status == RunStatus::Running)
+        let definition = managed.definition.clone();
+        let query_definition = self.query_definition(&definition.query);
+        // A query that reads nothing never runs (its run faults at once): deleting it right
+        // after its create must not race that fault.
+        if query_definition.has_source()
+            && managed
+                .run
+                .as_ref()
+                .is_some_and(|run| run.progress().status == RunStatus::Running)
         {
             return Err(ProjectionError::FailedPrecondition {
                 reason: format!("Projection '{name}' is running: disable it before deleting it"),
             });
         }
-        let definition = managed.definition.clone();
-        let query_definition = self.query_definition(&definition.query);
         let names = ProjectionNames::new(name, &query_definition);
         let partitions: Vec<String> = read_events(
             &*self.store,
