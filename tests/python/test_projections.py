@@ -14,6 +14,7 @@ import pytest
 from kurrentdbclient import NewEvent, StreamState
 from kurrentdbclient.exceptions import (
     AlreadyExistsError,
+    ExceptionThrownByHandlerError,
     FailedPreconditionError,
     NotFoundError,
 )
@@ -121,6 +122,43 @@ def test_a_second_create_with_the_same_name_already_exists(client):
         client.create_projection(name=name, query=counting_query(cat))
 
 
+def test_tracking_emitted_streams_without_emit_is_refused_before_the_name_is_looked_up(client):
+    # KurrentDB's ProjectionConfig throws ("EmitEnabled must be true if TrackEmittedStreams
+    # is true."), before the existing name is noticed; its gRPC host answers UNKNOWN
+    # "Exception was thrown by handler.", which the client raises as this error.
+    cat, name = category(), projection_name()
+    with pytest.raises(ExceptionThrownByHandlerError):
+        client.create_projection(
+            name=name, query=counting_query(cat), emit_enabled=False, track_emitted_streams=True
+        )
+    with pytest.raises(NotFoundError):
+        client.get_projection_statistics(name)
+    client.create_projection(
+        name=name, query=counting_query(cat), emit_enabled=True, track_emitted_streams=True
+    )
+    with pytest.raises(ExceptionThrownByHandlerError):
+        client.create_projection(
+            name=name, query=counting_query(cat), emit_enabled=False, track_emitted_streams=True
+        )
+
+
+def test_an_empty_query_faults_and_deletes_without_a_disable(client):
+    # kurrentdbclient's own suite creates projections with query="" and deletes them at
+    # once: the reference accepts the query, and the projection, reading nothing, is not
+    # running (so no FAILED_PRECONDITION).
+    name = projection_name()
+    client.create_projection(name=name, query="")
+    wait_for_status(client, name, "Faulted")
+    assert "reads no events" in client.get_projection_statistics(name).state_reason
+    client.delete_projection(
+        name, delete_emitted_streams=True, delete_state_stream=True, delete_checkpoint_stream=True
+    )
+    with pytest.raises(NotFoundError):
+        client.get_projection_statistics(name)
+    with pytest.raises(NotFoundError):
+        client.delete_projection(name)
+
+
 def test_disable_stops_and_enable_resumes_from_the_checkpoint(client):
     cat, name = category(), projection_name()
     append(client, f"{cat}-1", "Placed", {"amount": 1})
@@ -161,6 +199,29 @@ def test_update_replaces_the_query_and_bumps_the_version(client):
     client.reset_projection(name)
     assert client.get_projection_statistics(name).epoch == 1
     wait_for_state(client, name, {"count": 4, "total": 5})
+
+
+def test_a_reset_while_stopped_forgets_the_state_until_enabled(client):
+    # From kurrentdbclient's own projection example: after a disable, a reset leaves the
+    # projection stopped with no state ({} as the reference answers, not null) and no events
+    # processed; an enable then counts everything again.
+    cat, name = category(), projection_name()
+    for amount in (1, 2, 3):
+        append(client, f"{cat}-1", "Placed", {"amount": amount})
+    client.create_projection(name=name, query=counting_query(cat))
+    wait_for_state(client, name, {"count": 3, "total": 6})
+    client.disable_projection(name)
+    wait_for_status(client, name, "Stopped")
+
+    client.reset_projection(name)
+    statistics = client.get_projection_statistics(name)
+    assert statistics.status == "Stopped"
+    assert statistics.epoch == 1
+    assert statistics.events_processed_after_restart == 0
+    assert state_of(client, name) == {}
+
+    client.enable_projection(name)
+    wait_for_state(client, name, {"count": 3, "total": 6})
 
 
 def test_delete_is_refused_while_running_and_removes_the_chosen_streams(client):

@@ -49,8 +49,8 @@ enum ProjectionCommand {
         /// Allow emit / linkTo / copyTo.
         #[arg(long)]
         emit: bool,
-        /// Record the streams it emits to (so a delete can remove them).
-        #[arg(long)]
+        /// Record the streams it emits to (so a delete can remove them); needs --emit.
+        #[arg(long, requires = "emit")]
         track_emitted_streams: bool,
     },
     /// Show one projection's statistics.

@@ -10,6 +10,7 @@ use futures::stream::{self, BoxStream, StreamExt as _};
 use strata_auth::Action;
 use strata_projections::{
     CreateOptions, DeleteOptions, Mode, ProjectionError, ProjectionManager, Statistics,
+    TRACK_WITHOUT_EMIT,
 };
 use tonic::{Request, Response, Status};
 
@@ -48,11 +49,13 @@ fn status(error: ProjectionError) -> Status {
     }
 }
 
-/// JSON text as a `google.protobuf.Value` (null when there is none).
+/// JSON text as a `google.protobuf.Value`. No state (or result) yet is an empty object, as
+/// the reference answers (its empty state text reaches clients as `{}`).
 fn value_of(json: Option<String>) -> prost_types::Value {
-    let parsed = json
-        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let parsed = match json {
+        None => serde_json::Value::Object(serde_json::Map::new()),
+        Some(json) => serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    };
     to_value(parsed)
 }
 
@@ -135,6 +138,13 @@ impl Projections for ProjectionsService {
             }
             None => return Err(Status::invalid_argument("the request has no mode")),
         };
+        if create.track_emitted_streams && !create.emit_enabled {
+            // The reference throws from its handler; its gRPC host answers UNKNOWN with this
+            // text, which clients recognize (kurrentdbclient: ExceptionThrownByHandlerError).
+            return Err(Status::unknown(format!(
+                "Exception was thrown by handler. {TRACK_WITHOUT_EMIT}"
+            )));
+        }
         self.manager
             .create(&name, &options.query, create)
             .await

@@ -138,6 +138,24 @@ async fn projections_service_answers_as_the_reference() {
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
+    // Tracking without emit: the reference's handler throws before the name is looked up.
+    let mut tracking_only = continuous("counter", COUNTER);
+    if let Some(create_req::Options {
+        mode: Some(create_req::options::Mode::Continuous(continuous)),
+        ..
+    }) = tracking_only.options.as_mut()
+    {
+        continuous.emit_enabled = false;
+    }
+    let refused = client.create(tracking_only).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unknown);
+    assert!(
+        refused
+            .message()
+            .starts_with("Exception was thrown by handler."),
+        "{}",
+        refused.message()
+    );
     let counter = caught_up(&mut client, "counter").await;
     assert_eq!(counter.status, "Running");
     assert_eq!(counter.mode, "Continuous");

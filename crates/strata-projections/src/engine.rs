@@ -83,7 +83,8 @@ impl QueryDefinition {
         self.by_stream || self.by_custom_partitions
     }
 
-    /// True when the query reads no source (an empty query): it processes nothing.
+    /// False when the query reads no source (an empty query): its run faults, as the
+    /// reference's does.
     pub fn has_source(&self) -> bool {
         self.all || !self.streams.is_empty() || !self.categories.is_empty()
     }

@@ -38,7 +38,7 @@ pub use engine::{
 pub use error::{Fault, ProjectionError};
 pub use manager::{
     CreateOptions, DeleteOptions, NAME_BYTES_MAX, ProjectionManager, Statistics, StoredDefinition,
-    stored_positions,
+    TRACK_WITHOUT_EMIT, stored_positions,
 };
 pub use names::{ProjectionNames, REGISTRY_STREAM};
 pub use quickjs::QuickJsEngine;

@@ -208,7 +208,7 @@ impl ProjectionManager {
     ///
     /// # Errors
     /// [`ProjectionError::AlreadyExists`], [`ProjectionError::InvalidArgument`] for a bad
-    /// name; storage errors.
+    /// name or [`TRACK_WITHOUT_EMIT`]; storage errors.
     pub async fn create(
         &self,
         name: &str,
@@ -217,6 +217,12 @@ impl ProjectionManager {
     ) -> Result<(), ProjectionError> {
         self.check_leader()?;
         check_name(name)?;
+        // Checked before the name is looked up, as the reference's `ProjectionConfig` is.
+        if options.track_emitted_streams && !options.emit_enabled {
+            return Err(ProjectionError::InvalidArgument {
+                reason: TRACK_WITHOUT_EMIT.into(),
+            });
+        }
         let mut projections = self.projections.lock().await;
         if projections.contains_key(name) {
             return Err(ProjectionError::AlreadyExists { name: name.into() });
@@ -330,17 +336,20 @@ impl ProjectionManager {
         let managed = projections
             .get_mut(name)
             .ok_or_else(|| ProjectionError::NotFound { name: name.into() })?;
-        if managed
-            .run
-            .as_ref()
-            .is_some_and(|run| run.progress().status == RunStatus::Running)
+        let definition = managed.definition.clone();
+        let query_definition = self.query_definition(&definition.query);
+        // A query that reads nothing never runs (its run faults at once): deleting it right
+        // after its create must not race that fault.
+        if query_definition.has_source()
+            && managed
+                .run
+                .as_ref()
+                .is_some_and(|run| run.progress().status == RunStatus::Running)
         {
             return Err(ProjectionError::FailedPrecondition {
                 reason: format!("Projection '{name}' is running: disable it before deleting it"),
             });
         }
-        let definition = managed.definition.clone();
-        let query_definition = self.query_definition(&definition.query);
         let names = ProjectionNames::new(name, &query_definition);
         let partitions: Vec<String> = read_events(
             &*self.store,
@@ -547,9 +556,14 @@ impl ProjectionManager {
         let mut definition = managed.definition.clone();
         edit(&mut definition);
         self.persist(&definition).await?;
+        let new_epoch = definition.epoch != managed.definition.epoch;
         managed.definition = definition;
         if restart == Restart::IfEnabled && managed.definition.enabled {
             self.start_run(managed);
+        } else if new_epoch {
+            // A reset of a stopped projection: the ended run's counters and fault belong to
+            // the old epoch (the reference reports 0 events processed after it).
+            managed.run = None;
         }
         Ok(())
     }
@@ -714,6 +728,10 @@ fn progress_percent(progress: &runner::Progress, log_end: Option<u64>) -> f32 {
         _ => 0.0,
     }
 }
+
+/// Why a create asking to track emitted streams without emitting is refused (the
+/// reference's words).
+pub const TRACK_WITHOUT_EMIT: &str = "EmitEnabled must be true if TrackEmittedStreams is true.";
 
 fn check_name(name: &str) -> Result<(), ProjectionError> {
     if name.trim().is_empty() || name.len() > NAME_BYTES_MAX {

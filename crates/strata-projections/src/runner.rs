@@ -38,6 +38,9 @@ const MATCHING_CACHED_MAX: usize = 65_536;
 /// Stack of a projection's thread: room for the engine's stack limit and the host's frames.
 const THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 
+/// Why a query that reads nothing (an empty one) faults.
+const NO_SOURCE: &str = "the query reads no events: it calls none of fromAll(), fromStream(), \
+fromStreams(), fromCategory(), fromCategories() or fromStreamsMatching()";
 const CHECKPOINT_EVENT_TYPE: &str = "$ProjectionCheckpoint";
 const PARTITION_CHECKPOINT_EVENT_TYPE: &str = "$Checkpoint";
 const PARTITION_EVENT_TYPE: &str = "$partition";
@@ -246,6 +249,13 @@ impl Run {
         config: &RunConfig,
     ) -> Result<Ending, Fault> {
         let definition = engine.definition().clone();
+        if !definition.has_source() {
+            // The reference accepts such a query (an empty one) and the projection faults,
+            // so that it can be deleted without being disabled first.
+            return Err(Fault::InvalidQuery {
+                reason: NO_SOURCE.into(),
+            });
+        }
         let mut state = RunState {
             store: Arc::clone(&self.store),
             handle: self.handle.clone(),
@@ -522,9 +532,6 @@ impl RunState {
     }
 
     fn read_batch(&self, max: usize) -> Result<Batch, Fault> {
-        if !self.definition.has_source() {
-            return Ok(Batch::default());
-        }
         let horizon: Option<Position> = self.block(self.store.last_position())?;
         self.block(self.source.read_batch(&*self.store, horizon, max))
     }

@@ -9,7 +9,7 @@ use strata_core::{
 };
 use strata_projections::{
     CreateOptions, DeleteOptions, Mode, ProjectionError, ProjectionManager, QuickJsEngine,
-    SandboxLimits, Statistics,
+    SandboxLimits, Statistics, TRACK_WITHOUT_EMIT,
 };
 
 fn open(dir: &std::path::Path) -> Arc<strata_engine::Store> {
@@ -164,6 +164,36 @@ async fn lifecycle_with_reference_statuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_without_emit_is_refused_before_the_name_is_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let manager = manager(store.clone()).await;
+    let tracking_only = CreateOptions {
+        emit_enabled: false,
+        ..CONTINUOUS
+    };
+    let refused = manager.create("tracked", COUNTER, tracking_only).await;
+    assert!(
+        matches!(&refused, Err(ProjectionError::InvalidArgument { reason }) if reason == TRACK_WITHOUT_EMIT),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        manager.statistics(Some("tracked")).await,
+        Err(ProjectionError::NotFound { .. })
+    ));
+    manager
+        .create("tracked", COUNTER, CONTINUOUS)
+        .await
+        .unwrap();
+    // As the reference: the configuration is checked first, even for a taken name.
+    let refused = manager.create("tracked", COUNTER, tracking_only).await;
+    assert!(
+        matches!(refused, Err(ProjectionError::InvalidArgument { .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_without_flags_keeps_the_streams() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -260,6 +290,57 @@ async fn definitions_survive_a_restart_and_runs_resume() {
         })
         .count();
     assert_eq!(emitted_by_counter, 2, "one emit per event, none repeated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_while_stopped_reports_nothing_processed_and_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&*store, "order-1", "Placed", "{}").await;
+    append(&*store, "order-2", "Placed", "{}").await;
+    let manager = manager(store.clone()).await;
+    manager
+        .create("counter", COUNTER, CONTINUOUS)
+        .await
+        .unwrap();
+    wait_for(&manager, "counter", |s| {
+        s.events_processed_after_restart == 2
+    })
+    .await;
+    manager.disable("counter").await.unwrap();
+    manager.reset("counter").await.unwrap();
+    let reset = stats(&manager, "counter").await;
+    assert_eq!(reset.status, "Stopped");
+    assert_eq!(reset.epoch, 1);
+    assert_eq!(reset.events_processed_after_restart, 0);
+    assert_eq!(manager.state("counter", "").await.unwrap(), None);
+    manager.enable("counter").await.unwrap();
+    wait_for(&manager, "counter", |s| {
+        s.epoch == 1 && s.events_processed_after_restart == 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_query_is_created_then_faults_and_deletes_without_a_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let manager = manager(store.clone()).await;
+    manager.create("empty", "", CONTINUOUS).await.unwrap();
+    let faulted = wait_for(&manager, "empty", |s| s.status == "Faulted").await;
+    assert!(
+        faulted.state_reason.contains("reads no events"),
+        "{}",
+        faulted.state_reason
+    );
+    manager
+        .delete("empty", DeleteOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        manager.statistics(Some("empty")).await,
+        Err(ProjectionError::NotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
