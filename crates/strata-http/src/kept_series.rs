@@ -174,7 +174,11 @@ mod tests {
         assert!(family.get(&read).is_none());
         series.io_events(&family, IoActivity::Read).inc_by(2);
         assert_eq!(family.get(&read).map(|counter| counter.get()), Some(2));
-        assert!(family.get(&vec![("activity", "written".to_owned())]).is_none());
+        assert!(
+            family
+                .get(&vec![("activity", "written".to_owned())])
+                .is_none()
+        );
     }
 
     #[test]

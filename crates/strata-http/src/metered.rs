@@ -164,7 +164,8 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
             .iter()
             .map(|indexed| event_bytes(&indexed.event))
             .sum();
-        self.metrics.count_io(IoActivity::Read, slice.events.len(), bytes);
+        self.metrics
+            .count_io(IoActivity::Read, slice.events.len(), bytes);
         Ok(slice)
     }
 

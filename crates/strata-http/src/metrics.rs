@@ -629,7 +629,8 @@ mod tests {
             Some("append")
         );
         assert_eq!(
-            grpc_activity("/event_store.client.streams.Streams/BatchAppend").map(GrpcActivity::label),
+            grpc_activity("/event_store.client.streams.Streams/BatchAppend")
+                .map(GrpcActivity::label),
             Some("append")
         );
         assert_eq!(
