@@ -39,6 +39,7 @@ mod dcb;
 mod delete;
 mod events;
 mod extract;
+mod kept_series;
 mod metadata;
 mod metered;
 mod metrics;

@@ -14,6 +14,7 @@ use strata_core::{
 };
 use tokio::sync::watch;
 
+use crate::kept_series::IoActivity;
 use crate::metrics::Metrics;
 
 /// `S`, counting events and bytes read and written into [`Metrics`]. Every call goes to
@@ -30,7 +31,7 @@ impl<S: EventStore + ?Sized> MeteredStore<S> {
 
     fn count_read(&self, events: &[strata_core::RecordedEvent]) {
         let bytes = events.iter().map(event_bytes).sum();
-        self.metrics.count_io("read", events.len(), bytes);
+        self.metrics.count_io(IoActivity::Read, events.len(), bytes);
     }
 
     /// Records an append (one stream or several) of `count` events and `bytes` that took
@@ -43,7 +44,7 @@ impl<S: EventStore + ?Sized> MeteredStore<S> {
                     .append_duration
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.append_events.observe(count as f64);
-                self.metrics.count_io("written", count, bytes);
+                self.metrics.count_io(IoActivity::Written, count, bytes);
             }
             Err(error) if unwritable(error) => {
                 self.metrics.writable.store(false, Ordering::Relaxed)
@@ -163,7 +164,8 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
             .iter()
             .map(|indexed| event_bytes(&indexed.event))
             .sum();
-        self.metrics.count_io("read", slice.events.len(), bytes);
+        self.metrics
+            .count_io(IoActivity::Read, slice.events.len(), bytes);
         Ok(slice)
     }
 

@@ -21,11 +21,13 @@ use prometheus_client::registry::Registry;
 use strata_core::{Position, SubscriptionProgress};
 use strata_persistent::GroupInfo;
 
+use crate::kept_series::{CallKind, CallSeries, GrpcActivity, IoActivity};
+
 /// Reads gauges off a part of the node (the store, ...) when the metrics are scraped.
 type Sampler = Box<dyn Fn(&Metrics) + Send + Sync>;
 
-type Labels = Vec<(&'static str, String)>;
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
+pub(crate) type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 10 µs to ~5 s.
 fn latency_histogram() -> Histogram {
@@ -40,6 +42,8 @@ pub struct Metrics {
     grpc_method_duration: HistogramFamily,
     grpc_current_calls: Gauge,
     grpc_calls: Family<Labels, Counter>,
+    /// The series of the families above that every call touches.
+    series: CallSeries,
     http_requests: Family<Labels, Counter>,
     http_request_duration: HistogramFamily,
     pub(crate) append_duration: Histogram,
@@ -293,6 +297,7 @@ impl Metrics {
             grpc_method_duration,
             grpc_current_calls,
             grpc_calls,
+            series: CallSeries::default(),
             http_requests,
             http_request_duration,
             append_duration,
@@ -330,13 +335,16 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn count_io(&self, activity: &'static str, events: usize, bytes: usize) {
+    pub(crate) fn count_io(&self, activity: IoActivity, events: usize, bytes: usize) {
         if events == 0 {
             return;
         }
-        let labels = vec![("activity", activity.to_owned())];
-        self.io_events.get_or_create(&labels).inc_by(events as u64);
-        self.io_bytes.get_or_create(&labels).inc_by(bytes as u64);
+        self.series
+            .io_events(&self.io_events, activity)
+            .inc_by(events as u64);
+        self.series
+            .io_bytes(&self.io_bytes, activity)
+            .inc_by(bytes as u64);
     }
 
     /// Counts one group commit of the store: `requests` appends and deletes acknowledged,
@@ -529,17 +537,19 @@ impl ProjectionSample {
 }
 
 /// KurrentDB's `activity` label for a client-protocol gRPC method; `None` for the others.
-fn grpc_activity(path: &str) -> Option<&'static str> {
+fn grpc_activity(path: &str) -> Option<GrpcActivity> {
     let method = path.rsplit('/').next()?;
     let service = path.trim_start_matches('/').split('/').next()?;
     if !service.ends_with("streams.Streams") && !service.ends_with("StreamsService") {
         return None;
     }
     match method {
-        "Append" | "BatchAppend" | "AppendSession" | "MultiStreamAppend" => Some("append"),
-        "Read" => Some("read"),
-        "Delete" => Some("delete"),
-        "Tombstone" => Some("tombstone"),
+        "Append" | "BatchAppend" | "AppendSession" | "MultiStreamAppend" => {
+            Some(GrpcActivity::Append)
+        }
+        "Read" => Some(GrpcActivity::Read),
+        "Delete" => Some(GrpcActivity::Delete),
+        "Tombstone" => Some(GrpcActivity::Tombstone),
         _ => None,
     }
 }
@@ -582,37 +592,27 @@ async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u32>().ok());
-    let count = |kind: &str| {
-        metrics
-            .grpc_calls
-            .get_or_create(&vec![("kind", kind.to_owned())])
-            .inc();
+    let count = |kind: CallKind| {
+        metrics.series.grpc_calls(&metrics.grpc_calls, kind).inc();
     };
-    count("total");
+    count(CallKind::Total);
     match status {
         Some(0) | None => {}
         Some(12) => {
-            count("failed");
-            count("unimplemented");
+            count(CallKind::Failed);
+            count(CallKind::Unimplemented);
         }
         Some(4) => {
-            count("failed");
-            count("deadline-exceeded");
+            count(CallKind::Failed);
+            count(CallKind::DeadlineExceeded);
         }
-        Some(_) => count("failed"),
+        Some(_) => count(CallKind::Failed),
     }
     if let Some(activity) = activity {
-        let outcome = if matches!(status, Some(0) | None) {
-            "successful"
-        } else {
-            "failed"
-        };
+        let succeeded = matches!(status, Some(0) | None);
         metrics
-            .grpc_method_duration
-            .get_or_create(&vec![
-                ("activity", activity.to_owned()),
-                ("status", outcome.to_owned()),
-            ])
+            .series
+            .grpc_duration(&metrics.grpc_method_duration, activity, succeeded)
             .observe(started.elapsed().as_secs_f64());
     }
     response
@@ -625,23 +625,24 @@ mod tests {
     #[test]
     fn names_client_protocol_methods_as_kurrentdb_does() {
         assert_eq!(
-            grpc_activity("/event_store.client.streams.Streams/Append"),
+            grpc_activity("/event_store.client.streams.Streams/Append").map(GrpcActivity::label),
             Some("append")
         );
         assert_eq!(
-            grpc_activity("/event_store.client.streams.Streams/BatchAppend"),
+            grpc_activity("/event_store.client.streams.Streams/BatchAppend")
+                .map(GrpcActivity::label),
             Some("append")
         );
         assert_eq!(
-            grpc_activity("/event_store.client.streams.Streams/Read"),
+            grpc_activity("/event_store.client.streams.Streams/Read").map(GrpcActivity::label),
             Some("read")
         );
         assert_eq!(
-            grpc_activity("/event_store.client.streams.Streams/Tombstone"),
+            grpc_activity("/event_store.client.streams.Streams/Tombstone").map(GrpcActivity::label),
             Some("tombstone")
         );
         assert_eq!(
-            grpc_activity("/event_store.client.gossip.Gossip/Read"),
+            grpc_activity("/event_store.client.gossip.Gossip/Read").map(GrpcActivity::label),
             None
         );
     }
@@ -681,7 +682,7 @@ mod tests {
     #[test]
     fn counters_carry_kurrentdb_names() {
         let metrics = Metrics::new();
-        metrics.count_io("written", 3, 300);
+        metrics.count_io(IoActivity::Written, 3, 300);
         let text = metrics.encode();
         assert!(
             text.contains("kurrentdb_io_events_total{activity=\"written\"} 3"),
