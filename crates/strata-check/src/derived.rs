@@ -334,8 +334,11 @@ impl ProjectionCheck {
                     event.revision
                 )));
             }
-            let body: SeenBody = serde_json::from_slice(&event.data)
-                .map_err(|error| failed(format!("revision {revision} is not {{stream, revision}}: {error}")))?;
+            let body: SeenBody = serde_json::from_slice(&event.data).map_err(|error| {
+                failed(format!(
+                    "revision {revision} is not {{stream, revision}}: {error}"
+                ))
+            })?;
             let Some(source) = order.get(revision as usize) else {
                 return Err(failed(format!(
                     "revision {revision} emitted for {}@{}, past the {} events of the final order \

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, Error, EventId, EventStore, ExpectedRevision,
-    IndexKey, IndexSlice, Limits, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions,
-    StreamName, StreamSlice, StreamState,
+    AllSlice, AppendResult, DeleteResult, Error, EventId, EventStore, ExpectedRevision, IndexKey,
+    IndexSlice, Limits, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, StreamName,
+    StreamSlice, StreamState,
 };
 use strata_engine::{Config, Store};
 use strata_persistent::{
@@ -149,7 +149,10 @@ async fn a_group_whose_store_failed_resumes_from_its_checkpoint_once_the_store_a
         .create(&source, "g", settings, None)
         .await
         .unwrap();
-    let mut consumer = subscriptions.connect(&source, "g", options()).await.unwrap();
+    let mut consumer = subscriptions
+        .connect(&source, "g", options())
+        .await
+        .unwrap();
     append(&*store, 3).await;
     for _ in 0..3 {
         let event = tokio::time::timeout(WAIT, consumer.next())

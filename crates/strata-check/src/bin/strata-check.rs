@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use strata_check::{
-    ClusterConfig, Fault, History, PrivatePostgres, Report, SoakConfig, SoakError, SoakOutcome,
-    DerivedFigures, Store, WorkloadConfig, check_run, cluster_soak, error_counts, soak,
+    ClusterConfig, DerivedFigures, Fault, History, PrivatePostgres, Report, SoakConfig, SoakError,
+    SoakOutcome, Store, WorkloadConfig, check_run, cluster_soak, error_counts, soak,
 };
 
 #[derive(Parser)]
@@ -307,15 +307,19 @@ async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         server_log,
     };
     let started = Instant::now();
-    let result = cluster_soak(&config, private.as_ref(), |cycle, fault, report, resumed| {
-        println!(
-            "fault {cycle}/{} ({fault:?}) at {:.0} s: group resumed after {:.2} s; {}",
-            config.cycles,
-            started.elapsed().as_secs_f64(),
-            resumed.as_secs_f64(),
-            summary(report)
-        );
-    })
+    let result = cluster_soak(
+        &config,
+        private.as_ref(),
+        |cycle, fault, report, resumed| {
+            println!(
+                "fault {cycle}/{} ({fault:?}) at {:.0} s: group resumed after {:.2} s; {}",
+                config.cycles,
+                started.elapsed().as_secs_f64(),
+                resumed.as_secs_f64(),
+                summary(report)
+            );
+        },
+    )
     .await;
     match result {
         Ok(outcome) => {
