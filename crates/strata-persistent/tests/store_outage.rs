@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use strata_core::system_streams::{IndexKey, IndexSlice};
 use strata_core::{
-    AllSlice, AppendResult, DeleteResult, Error, EventId, EventStore, ExpectedRevision, IndexKey,
-    IndexSlice, Limits, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, StreamName,
-    StreamSlice, StreamState,
+    AllSlice, AppendResult, DeleteResult, Error, EventId, EventStore, ExpectedRevision, Limits,
+    Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, StreamName, StreamSlice,
+    StreamState,
 };
 use strata_engine::{Config, Store};
 use strata_persistent::{
@@ -169,7 +170,7 @@ async fn a_group_whose_store_failed_resumes_from_its_checkpoint_once_the_store_a
     store.down.store(true, Ordering::SeqCst);
     let written_during_the_outage = append(&*inner, 4).await;
     let ended = tokio::time::timeout(WAIT, consumer.next()).await.unwrap();
-    assert!(ended.is_none(), "the consumer is dropped: {ended:?}");
+    assert!(ended.is_err(), "the consumer is dropped: {ended:?}");
     let refused = subscriptions.connect(&source, "g", options()).await;
     assert!(
         refused.is_err(),
