@@ -18,6 +18,9 @@
 # STRATA_SOAK_STORE=postgres runs it on PostgreSQL instead (a fresh schema of
 # STRATA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test; the schema stays
 # for inspection and is named in the server log's file name).
+# On the engine and on PostgreSQL a continuous projection runs too, and a connector publishing
+# to NATS JetStream at STRATA_SOAK_NATS (default nats://127.0.0.1:4222; `none` leaves it out):
+# both are checked after every restart (exactly once, and at least once in order per stream).
 # STRATA_SOAK_PROFILE=debug uses debug builds. The data directory and the server log stay in
 # a temporary directory, printed first, for inspection.
 set -euo pipefail
@@ -39,11 +42,13 @@ if [ "${STRATA_SOAK_STORE:-engine}" = cluster ]; then
   exec "$target/strata-check" cluster --strata "$target/strata" --cycles "$cycles" \
     --history "$work/history.json" "$@"
 fi
+nats=(--nats "${STRATA_SOAK_NATS:-nats://127.0.0.1:4222}")
+if [ "${STRATA_SOAK_NATS:-}" = none ]; then nats=(); fi
 if [ "${STRATA_SOAK_STORE:-engine}" = postgres ]; then
   schema="strata_soak_$(date +%s)_$$"
   exec "$target/strata-check" soak --strata "$target/strata" --cycles "$cycles" \
     --store "${STRATA_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" \
-    --store-schema "$schema" --history "$work/history.json" "$@"
+    --store-schema "$schema" --history "$work/history.json" "${nats[@]}" "$@"
 fi
 exec "$target/strata-check" soak --strata "$target/strata" --cycles "$cycles" \
-  --data-dir "$work/data" --history "$work/history.json" "$@"
+  --data-dir "$work/data" --history "$work/history.json" "${nats[@]}" "$@"

@@ -4,7 +4,7 @@
 //! calls are in flight. No node is killed; after each fault the nodes must recover by
 //! themselves, and the whole history is checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::checker::{Report, check};
-use crate::history::{Action, AppendOutcome, History, ReadResult};
+use crate::history::{Action, AppendOutcome, History, Micros, ReadResult};
 use crate::private_postgres::PrivatePostgres;
 use crate::soak::{ServerProcess, SoakError, Store, finish};
 use crate::workload::{Workload, WorkloadConfig};
@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     pub workload: WorkloadConfig,
     /// Every node's stderr is appended here.
     pub server_log: PathBuf,
+    /// After each fault the persistent group must deliver an event appended after the
+    /// fault within this (the load goes on until it does).
+    pub group_resume_max: Duration,
 }
 
 /// What a finished cluster run found.
@@ -55,11 +58,55 @@ pub struct ClusterOutcome {
     pub restarts: u32,
     /// The check of the whole history once everyone caught up.
     pub report: Report,
+    /// The longest time the persistent group took, after a fault, to deliver an event
+    /// appended after it.
+    pub group_resume_longest: Duration,
     pub history: History,
 }
 
 /// How long the nodes have, after a fault, to answer the final read.
 const RECOVERY: Duration = Duration::from_secs(60);
+
+/// When the group first delivered an event that an append sent at or after `since` (on the
+/// history's clock).
+fn group_resumed_at(history: &History, since: Micros) -> Option<Micros> {
+    let sent_since: HashSet<uuid::Uuid> = history
+        .operations
+        .iter()
+        .filter(|operation| operation.invoked_at >= since)
+        .filter_map(|operation| match &operation.action {
+            Action::Append { event_ids, .. } => Some(event_ids.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    history
+        .group_deliveries
+        .iter()
+        .filter(|delivery| sent_since.contains(&delivery.event.id))
+        .map(|delivery| delivery.at)
+        .min()
+}
+
+/// Lets the load run until the group has delivered an event appended after `since`, at
+/// most `bound` after `since`; returns how long after `since` it did.
+async fn wait_for_group(
+    workload: &Workload,
+    since: Micros,
+    bound: Duration,
+    cycle: u32,
+) -> Result<Duration, SoakError> {
+    loop {
+        if let Some(at) = group_resumed_at(&workload.history(), since) {
+            return Ok(Duration::from_micros(at - since));
+        }
+        let waited = Duration::from_micros(workload.now().saturating_sub(since));
+        if waited > bound {
+            return Err(SoakError::GroupStalled { cycle, waited });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// `pg_terminate_backend` of every session whose `application_name` names a node registered
 /// in `schema` (`strata-<first 12 hex digits of its id> <role>`): other schemas' sessions,
@@ -130,14 +177,16 @@ async fn read_final_order_recovering(
 /// `config.faults`), more load while the nodes recover, then the whole history checked
 /// against the final order read from a node. At the end the subscribers and the group catch
 /// up and everything is checked once more. `postgres` is the private server when the faults
-/// restart PostgreSQL. `progress` hears every cycle's check.
+/// restart PostgreSQL. After each fault, the load runs on until the persistent group has
+/// delivered an event appended after the fault, or `config.group_resume_max` passed (an
+/// error). `progress` hears every cycle's check and how soon the group resumed.
 ///
 /// # Errors
 /// The first failed start or fault, or a broken rule (with the violations and the history).
 pub async fn cluster_soak(
     config: &ClusterConfig,
     postgres: Option<&PrivatePostgres>,
-    mut progress: impl FnMut(u32, Fault, &Report),
+    mut progress: impl FnMut(u32, Fault, &Report, Duration),
 ) -> Result<ClusterOutcome, SoakError> {
     let mut rng = StdRng::seed_from_u64(config.workload.seed);
     let mut workload = Workload::new(config.workload.clone());
@@ -146,6 +195,7 @@ pub async fn cluster_soak(
     let group_url = seeds(&nodes);
     let mut backends_terminated = 0;
     let mut restarts = 0;
+    let mut group_resume_longest = Duration::ZERO;
     for cycle in 1..=config.cycles {
         let fault = config.faults[(cycle as usize - 1) % config.faults.len()];
         let phase = workload.start_on(&urls, &group_url)?;
@@ -167,14 +217,21 @@ pub async fn cluster_soak(
                 ));
             }
         }
+        let fault_over = workload.now();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=config.load_ms_max))).await;
+        let resumed = if config.workload.group_consumers > 0 {
+            wait_for_group(&workload, fault_over, config.group_resume_max, cycle).await?
+        } else {
+            Duration::ZERO
+        };
+        group_resume_longest = group_resume_longest.max(resumed);
         phase.signal_stop();
         workload.stop(phase).await?;
         let order =
             read_final_order_recovering(&workload, &urls[cycle as usize % urls.len()]).await?;
         let history = workload.history();
         let report = check(&history, &order);
-        progress(cycle, fault, &report);
+        progress(cycle, fault, &report, resumed);
         if !report.is_clean() {
             return Err(SoakError::Violations {
                 cycle,
@@ -185,7 +242,7 @@ pub async fn cluster_soak(
     }
     // Let the nodes settle (a leader elected again) before the catch-up.
     read_final_order_recovering(&workload, &urls[0]).await?;
-    let report = finish(&mut workload, &urls[0], &group_url, config.cycles).await?;
+    let (report, _) = finish(&mut workload, &urls[0], &group_url, config.cycles).await?;
     for node in nodes {
         node.kill().await;
     }
@@ -194,6 +251,7 @@ pub async fn cluster_soak(
         backends_terminated,
         restarts,
         report,
+        group_resume_longest,
         history: workload.history(),
     })
 }

@@ -10,6 +10,8 @@
 //! - [`soak`]: `strata serve` under that workload, SIGKILLed at random moments and restarted
 //!   on the same store, `strata verify` after each kill, the history checked after each
 //!   restart.
+//!   With a continuous projection and a connector to NATS JetStream, what they derived is
+//!   checked too (exactly once and at least once, in order).
 //! - [`cluster_soak`]: several nodes on one PostgreSQL schema under that workload, with the
 //!   nodes' PostgreSQL sessions terminated and PostgreSQL itself restarted mid-run
 //!   ([`PrivatePostgres`]), the history checked after each fault.
@@ -24,6 +26,7 @@
 
 mod checker;
 mod cluster;
+mod derived;
 mod history;
 mod private_postgres;
 mod soak;
@@ -33,6 +36,7 @@ pub use checker::{Checked, Figures, Report, Rule, Violation, check, check_since}
 pub use cluster::{
     ClusterConfig, ClusterOutcome, Fault, cluster_soak, error_counts, terminate_node_sessions,
 };
+pub use derived::{DerivedError, DerivedFigures};
 pub use history::{
     Action, AppendOutcome, Expected, GroupDelivery, History, Micros, Operation, ReadResult, Seen,
     SessionEnd, StreamReadFrom, SubscriptionSession,

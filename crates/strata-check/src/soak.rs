@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::checker::{Checked, Report, Violation, check, check_since};
+use crate::derived::{Derived, DerivedError, DerivedFigures};
 use crate::history::History;
 use crate::history::Seen;
 use crate::workload::{Workload, WorkloadConfig, WorkloadError};
@@ -49,6 +50,13 @@ pub struct SoakConfig {
     /// previous one (`check_since`). Both find the same violations; the whole check costs
     /// what the history has grown to.
     pub full_check_every: u32,
+    /// A continuous projection on the workload's category, created before the first kill
+    /// and checked after every restart (exactly once: its count and emitted stream).
+    pub projection: bool,
+    /// A connector publishing the workload's category to NATS JetStream at this URL,
+    /// created before the first kill; what it published is checked after every restart,
+    /// and at the end that every event got there (at least once, in order per stream).
+    pub nats: Option<String>,
 }
 
 /// What a finished soak (or run) found.
@@ -58,6 +66,8 @@ pub struct SoakOutcome {
     pub verify_runs: u32,
     /// The check of the whole history after the last restart.
     pub report: Report,
+    /// What the checks of the projection and the connector covered.
+    pub derived: DerivedFigures,
     pub history: History,
 }
 
@@ -76,6 +86,13 @@ pub enum SoakError {
         violations: Vec<Violation>,
         history: Box<History>,
     },
+    #[error(
+        "the persistent group delivered nothing appended after fault {cycle} within {} ms",
+        waited.as_millis()
+    )]
+    GroupStalled { cycle: u32, waited: Duration },
+    #[error("after kill {cycle}, {error}")]
+    Derived { cycle: u32, error: DerivedError },
 }
 
 /// A running `strata serve`.
@@ -197,18 +214,29 @@ pub struct CycleTimes {
 }
 
 /// Runs the soak: `config.cycles` times load, SIGKILL, verify, restart, check. `progress`
-/// hears the check after every restart, and where the cycle's time went.
+/// hears the check after every restart, what the checks of the projection and the
+/// connector covered, and where the cycle's time went.
 ///
 /// # Errors
 /// The first failed start, verify, or check (with the violations and the whole history).
 pub async fn soak(
     config: &SoakConfig,
-    mut progress: impl FnMut(u32, &Report, &CycleTimes),
+    mut progress: impl FnMut(u32, &Report, &DerivedFigures, &CycleTimes),
 ) -> Result<SoakOutcome, SoakError> {
     let mut rng = StdRng::seed_from_u64(config.workload.seed);
     let mut workload = Workload::new(config.workload.clone());
     let mut server =
         ServerProcess::start(&config.strata, &config.store, &config.server_log).await?;
+    let mut derived = Derived::create(
+        &config.strata,
+        &server.url(),
+        server.port(),
+        &config.workload.prefix,
+        config.projection,
+        config.nats.as_deref(),
+    )
+    .await
+    .map_err(|error| SoakError::Derived { cycle: 0, error })?;
     let mut verify_runs = 0;
     // The final order so far, and what the checks covered.
     let mut order: Vec<Seen> = Vec::new();
@@ -250,8 +278,14 @@ pub async fn soak(
         lap(&mut times.read);
         let (report, now) = workload.with_history(|history| check_since(history, &order, since));
         checked = now;
+        if report.is_clean() {
+            derived
+                .check(&server.url(), &order, false)
+                .await
+                .map_err(|error| SoakError::Derived { cycle, error })?;
+        }
         lap(&mut times.check);
-        progress(cycle, &report, &times);
+        progress(cycle, &report, &derived.figures, &times);
         if !report.is_clean() {
             return Err(SoakError::Violations {
                 cycle,
@@ -261,7 +295,23 @@ pub async fn soak(
         }
     }
     let url = server.url();
-    let report = finish(&mut workload, &url, &url, config.cycles).await?;
+    let (report, order) = finish(&mut workload, &url, &url, config.cycles).await?;
+    let cycle = config.cycles;
+    derived
+        .check(&url, &order, true)
+        .await
+        .map_err(|error| SoakError::Derived { cycle, error })?;
+    let resent_bound = Derived::resend_bound(u64::from(config.cycles));
+    if derived.figures.connector_resent > resent_bound {
+        return Err(SoakError::Derived {
+            cycle,
+            error: DerivedError::Connector(format!(
+                "{} re-sends after {} kills, over the promised {resent_bound}",
+                derived.figures.connector_resent, config.cycles
+            )),
+        });
+    }
+    derived.clean_up().await;
     server.kill().await;
     if let Store::DataDir(dir) = &config.store {
         verify(&config.strata, dir, config.cycles).await?;
@@ -271,18 +321,19 @@ pub async fn soak(
         cycles: config.cycles,
         verify_runs,
         report,
+        derived: derived.figures,
         history: workload.history(),
     })
 }
 
 /// Reads the final order, lets every subscriber catch up with it (and the group's consumers,
-/// through `group_url`), and checks everything.
+/// through `group_url`), and checks everything. Returns the check and the final order.
 pub(crate) async fn finish(
     workload: &mut Workload,
     url: &str,
     group_url: &str,
     cycle: u32,
-) -> Result<Report, SoakError> {
+) -> Result<(Report, Vec<Seen>), SoakError> {
     let order = workload.read_final_order(url).await?;
     if let Some(last) = order.last() {
         workload.catch_up(url, last.position).await?;
@@ -297,7 +348,7 @@ pub(crate) async fn finish(
             history: Box::new(history),
         });
     }
-    Ok(report)
+    Ok((report, order))
 }
 
 /// Runs the workload against the server at `url` for `duration` without faults, then lets
@@ -314,11 +365,12 @@ pub async fn check_run(
     let phase = workload.start(url)?;
     tokio::time::sleep(duration).await;
     workload.stop(phase).await?;
-    let report = finish(&mut workload, url, url, 0).await?;
+    let (report, _) = finish(&mut workload, url, url, 0).await?;
     Ok(SoakOutcome {
         cycles: 0,
         verify_runs: 0,
         report,
+        derived: DerivedFigures::default(),
         history: workload.history(),
     })
 }

@@ -190,6 +190,11 @@ impl Workload {
         }
     }
 
+    /// The time on the history's clock.
+    pub fn now(&self) -> Micros {
+        self.recorder.now()
+    }
+
     pub fn config(&self) -> &WorkloadConfig {
         &self.config
     }

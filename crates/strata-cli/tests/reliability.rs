@@ -31,8 +31,16 @@ const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 const ENGINE_KILLS: u32 = 25;
 /// Kills of the CI soak on PostgreSQL.
 const POSTGRES_KILLS: u32 = 25;
+/// After each PostgreSQL fault, the persistent group delivers an event appended after it
+/// within this: the node regains the leader lock within a lease or two (2 s each) and
+/// starts the group then.
+const GROUP_RESUME_MAX: Duration = Duration::from_secs(10);
 /// Load before each kill, at most.
 const LOAD_MS_MAX: u64 = 400;
+
+fn nats_url() -> String {
+    std::env::var("STRATA_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
 
 fn workload() -> WorkloadConfig {
     let seed = std::env::var("STRATA_CHECK_SEED")
@@ -89,13 +97,33 @@ async fn run_soak(store: Store, kills: u32, log: PathBuf) -> SoakOutcome {
         server_log: log.clone(),
         // Both kinds of check: what changed since the kill before, and everything.
         full_check_every: 10,
+        projection: true,
+        nats: Some(nats_url()),
     };
-    let outcome = unwrap_outcome(soak(&config, |_, _, _| {}).await, &log);
+    let outcome = unwrap_outcome(soak(&config, |_, _, _, _| {}).await, &log);
     let figures = outcome.report.figures;
-    eprintln!("{kills} kills: {figures:?}");
+    let derived = outcome.derived;
+    eprintln!("{kills} kills: {figures:?} {derived:?}");
     assert_exercised(figures);
     // Kills land while appends are in flight.
     assert!(figures.appends_unanswered > 0, "{figures:?}");
+    // The projection emitted one event per event, and the connector published every one.
+    assert_eq!(
+        derived.projection_counted, figures.events_in_final_order,
+        "{derived:?}"
+    );
+    assert_eq!(
+        derived.projection_emitted, figures.events_in_final_order,
+        "{derived:?}"
+    );
+    assert_eq!(
+        derived.connector_events, figures.events_in_final_order,
+        "{derived:?}"
+    );
+    assert!(
+        derived.connector_messages >= figures.events_in_final_order,
+        "{derived:?}"
+    );
     outcome
 }
 
@@ -226,9 +254,13 @@ async fn run_cluster(
         outage: Duration::from_millis(700),
         workload: workload(),
         server_log: log.clone(),
+        group_resume_max: GROUP_RESUME_MAX,
     };
-    let result = cluster_soak(&config, postgres, |cycle, fault, report| {
-        eprintln!("fault {cycle} ({fault:?}): {:?}", report.figures);
+    let result = cluster_soak(&config, postgres, |cycle, fault, report, resumed| {
+        eprintln!(
+            "fault {cycle} ({fault:?}): group resumed after {resumed:?}; {:?}",
+            report.figures
+        );
     })
     .await;
     let outcome = match result {

@@ -196,8 +196,10 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
         }
         _ => PersistentSubscriptions::with_limits(Arc::clone(&store), options.persistent_limits),
     });
-    // Groups start and stop with the leadership (a no-op without one).
+    // Groups start and stop with the leadership (a no-op without one), and a group whose
+    // source failed (a store error) starts again from its checkpoint.
     drop(manager.follow_leadership());
+    drop(manager.supervise());
     let persistent_subscriptions = Arc::clone(&manager);
     let persistent = PersistentSubscriptionsServer::new(PersistentService {
         manager,

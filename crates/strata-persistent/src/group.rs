@@ -64,6 +64,10 @@ pub(crate) enum Command {
 }
 
 /// What a group reports about itself.
+/// The status of a group whose source failed (a store error): it delivers nothing and
+/// refuses consumers until the manager starts it again ([`crate::PersistentSubscriptions::supervise`]).
+pub(crate) const STATUS_FAILED: &str = "NotReady";
+
 pub(crate) struct GroupStats {
     pub(crate) status: &'static str,
     pub(crate) connections: Vec<ConnectionInfo>,
@@ -550,7 +554,7 @@ impl Group {
         let elapsed_seconds = self.started_at.elapsed().as_secs().max(1);
         GroupStats {
             status: if self.failure.is_some() {
-                "NotReady"
+                STATUS_FAILED
             } else if self.replay.active {
                 "ReplayingParkedMessages"
             } else if self.live {

@@ -62,7 +62,7 @@ pub use consumer::{CONSUMER_BUFFER_MAX, Consumer, ConsumerOptions, NackAction, P
 pub use error::{DropReason, Error, Result};
 pub use info::{ConnectionInfo, GroupInfo};
 pub use limits::{GROUPS_MAX_DEFAULT, PersistentLimits, WINDOW_BYTES_MAX_DEFAULT};
-pub use manager::PersistentSubscriptions;
+pub use manager::{PersistentSubscriptions, SUPERVISE_INTERVAL};
 pub use settings::{
     ConsumerStrategy, GroupSettings, SOURCE_BUFFER_EVENTS_MAX, StartFrom, WINDOW_EVENTS_MAX,
     WINDOW_EVENTS_MIN,

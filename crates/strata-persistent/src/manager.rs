@@ -13,7 +13,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{self, GroupDefinition};
 use crate::consumer::{Consumer, ConsumerOptions};
 use crate::error::{DropReason, Error, Result};
-use crate::group::{Command, GroupHandle};
+use crate::group::{Command, GroupHandle, STATUS_FAILED};
 use crate::info::GroupInfo;
 use crate::limits::PersistentLimits;
 use crate::settings::{GroupSettings, StartFrom};
@@ -26,6 +26,9 @@ struct Registry {
     config_revision: Option<u64>,
     groups: HashMap<GroupKey, GroupHandle>,
 }
+
+/// How often [`PersistentSubscriptions::supervise`] looks for failed groups.
+pub const SUPERVISE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The persistent subscriptions of one store. Cheap to share behind an `Arc`; its state is
 /// loaded from the store on first use, and every group then runs as its own task.
@@ -106,6 +109,65 @@ impl PersistentSubscriptions {
                 }
             }
         }))
+    }
+
+    /// Every [`SUPERVISE_INTERVAL`], starts again from its checkpoint each group whose
+    /// source failed (a store error: a PostgreSQL session terminated, the server
+    /// restarting), so that it resumes once the store answers again instead of refusing
+    /// consumers until the next leadership change. Ends when the manager is dropped.
+    pub fn supervise(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SUPERVISE_INTERVAL).await;
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
+                if let Err(error) = manager.restart_failed().await {
+                    tracing::warn!(%error, "failed persistent subscription groups not restarted");
+                }
+            }
+        })
+    }
+
+    /// Starts again, from their checkpoints, the groups whose source failed; returns how
+    /// many. Nothing on a node that is not the leader, or before the groups were loaded.
+    ///
+    /// # Errors
+    /// A definition that no longer builds a group.
+    pub async fn restart_failed(&self) -> Result<usize> {
+        if self.check_leader().is_err() {
+            return Ok(0);
+        }
+        let mut guard = self.registry.lock().await;
+        let Some(registry) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let mut failed = Vec::new();
+        for (key, handle) in &registry.groups {
+            let (reply, answer) = oneshot::channel();
+            if handle.commands.send(Command::Info { reply }).await.is_err() {
+                failed.push(key.clone());
+                continue;
+            }
+            // A group still starting (its store slow to answer) is left to finish.
+            match tokio::time::timeout(SUPERVISE_INTERVAL, answer).await {
+                Ok(Ok(stats)) if stats.status != STATUS_FAILED => {}
+                Ok(_) => failed.push(key.clone()),
+                Err(_) => {}
+            }
+        }
+        for key in &failed {
+            if let Some(handle) = registry.groups.remove(key) {
+                handle.stop(DropReason::Restarted).await;
+            }
+            if let Some(definition) = registry.definitions.get(key) {
+                tracing::info!(source = %key.0, group = %key.1, "restarting a persistent subscription group whose source failed");
+                let handle = self.spawn(definition.clone())?;
+                registry.groups.insert(key.clone(), handle);
+            }
+        }
+        Ok(failed.len())
     }
 
     pub fn limits(&self) -> PersistentLimits {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use strata_check::{
-    ClusterConfig, Fault, History, PrivatePostgres, Report, SoakConfig, SoakError, SoakOutcome,
-    Store, WorkloadConfig, check_run, cluster_soak, error_counts, soak,
+    ClusterConfig, DerivedFigures, Fault, History, PrivatePostgres, Report, SoakConfig, SoakError,
+    SoakOutcome, Store, WorkloadConfig, check_run, cluster_soak, error_counts, soak,
 };
 
 #[derive(Parser)]
@@ -55,6 +55,10 @@ struct ClusterArgs {
     /// How long PostgreSQL stays down in a restart.
     #[arg(long, default_value_t = 1000)]
     outage_ms: u64,
+    /// After each fault the persistent group must deliver an event appended after it
+    /// within this many milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    group_resume_ms: u64,
     #[command(flatten)]
     workload: WorkloadArgs,
 }
@@ -102,6 +106,14 @@ struct SoakArgs {
     /// (0: only at the end); the other kills check what changed since the one before.
     #[arg(long, default_value_t = 100)]
     full_check_every: u32,
+    /// Leave out the continuous projection (created before the first kill, its count and
+    /// emitted stream checked after every restart).
+    #[arg(long)]
+    no_projection: bool,
+    /// Run a connector publishing the workload's category to NATS JetStream here (e.g.
+    /// `nats://127.0.0.1:4222`), and check what it published after every restart.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
     #[command(flatten)]
     workload: WorkloadArgs,
 }
@@ -149,6 +161,18 @@ fn summary(report: &Report) -> String {
     )
 }
 
+fn derived_summary(figures: &DerivedFigures) -> String {
+    format!(
+        "projection: counted {}, {} emitted checked; connector: {} messages ({} re-sent), \
+         {} events published at the last wait",
+        figures.projection_counted,
+        figures.projection_emitted,
+        figures.connector_messages,
+        figures.connector_resent,
+        figures.connector_events
+    )
+}
+
 fn conclude(
     result: Result<SoakOutcome, SoakError>,
     history_path: Option<&PathBuf>,
@@ -159,10 +183,11 @@ fn conclude(
                 write_history(path, &outcome.history)?;
             }
             println!(
-                "done: {} kills, {} verify runs clean; {}",
+                "done: {} kills, {} verify runs clean; {}; {}",
                 outcome.cycles,
                 outcome.verify_runs,
-                summary(&outcome.report)
+                summary(&outcome.report),
+                derived_summary(&outcome.derived)
             );
             Ok(())
         }
@@ -217,15 +242,18 @@ async fn main() -> anyhow::Result<()> {
                 workload: workload_config(&args.workload),
                 server_log,
                 full_check_every: args.full_check_every,
+                projection: !args.no_projection,
+                nats: args.nats.clone(),
             };
             let started = Instant::now();
-            let result = soak(&config, |cycle, report, times| {
+            let result = soak(&config, |cycle, report, derived, times| {
                 println!(
-                    "kill {cycle}/{} at {:.0} s: {}; took: load {:.2} s, kill {:.2} s, verify \
-                     {:.2} s, restart {:.2} s, read {:.2} s, check {:.2} s",
+                    "kill {cycle}/{} at {:.0} s: {}; {}; took: load {:.2} s, kill {:.2} s, \
+                     verify {:.2} s, restart {:.2} s, read {:.2} s, check {:.2} s",
                     config.cycles,
                     started.elapsed().as_secs_f64(),
                     summary(report),
+                    derived_summary(derived),
                     times.load.as_secs_f64(),
                     times.kill.as_secs_f64(),
                     times.verify.as_secs_f64(),
@@ -274,18 +302,24 @@ async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         cycles: args.cycles,
         load_ms_max: args.load_ms_max,
         outage: Duration::from_millis(args.outage_ms),
+        group_resume_max: Duration::from_millis(args.group_resume_ms),
         workload: workload_config(&args.workload),
         server_log,
     };
     let started = Instant::now();
-    let result = cluster_soak(&config, private.as_ref(), |cycle, fault, report| {
-        println!(
-            "fault {cycle}/{} ({fault:?}) at {:.0} s: {}",
-            config.cycles,
-            started.elapsed().as_secs_f64(),
-            summary(report)
-        );
-    })
+    let result = cluster_soak(
+        &config,
+        private.as_ref(),
+        |cycle, fault, report, resumed| {
+            println!(
+                "fault {cycle}/{} ({fault:?}) at {:.0} s: group resumed after {:.2} s; {}",
+                config.cycles,
+                started.elapsed().as_secs_f64(),
+                resumed.as_secs_f64(),
+                summary(report)
+            );
+        },
+    )
     .await;
     match result {
         Ok(outcome) => {
@@ -296,11 +330,13 @@ async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 println!("{count:>6} calls failed: {error}");
             }
             println!(
-                "done: {} faults ({} sessions terminated, {} PostgreSQL restarts) in {:.0} s; {}",
+                "done: {} faults ({} sessions terminated, {} PostgreSQL restarts) in {:.0} s; \
+                 the group resumed within {:.2} s of each; {}",
                 outcome.cycles,
                 outcome.backends_terminated,
                 outcome.restarts,
                 started.elapsed().as_secs_f64(),
+                outcome.group_resume_longest.as_secs_f64(),
                 summary(&outcome.report)
             );
             Ok(())
