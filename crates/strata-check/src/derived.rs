@@ -254,10 +254,22 @@ fn projections(url: &str) -> Result<ProjectionClient, String> {
     ProjectionClient::new(settings).map_err(|error| format!("{error}"))
 }
 
-/// `google.protobuf.Value` carries numbers as doubles.
+/// The counting projection's state: `{count}` (`google.protobuf.Value` carries numbers as
+/// doubles), or `{}` before its first event (the server has no state to give yet).
 #[derive(serde::Deserialize)]
-struct Count {
-    count: f64,
+#[serde(untagged, deny_unknown_fields)]
+enum CountState {
+    Count { count: f64 },
+    NoneYet {},
+}
+
+impl CountState {
+    fn count(&self) -> f64 {
+        match self {
+            Self::Count { count } => *count,
+            Self::NoneYet {} => 0.0,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -275,17 +287,18 @@ impl ProjectionCheck {
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
             match client
-                .get_state::<_, Count>(&self.name, &GetStateProjectionOptions::default())
+                .get_state::<_, CountState>(&self.name, &GetStateProjectionOptions::default())
                 .await
             {
-                Ok(Ok(Count { count })) if count == expected as f64 => return Ok(expected),
-                Ok(Ok(Count { count })) if count > expected as f64 => {
+                Ok(Ok(state)) if state.count() == expected as f64 => return Ok(expected),
+                Ok(Ok(state)) if state.count() > expected as f64 => {
                     return Err(DerivedError::Projection(format!(
-                        "its state counts {count} events, the final order holds {expected}"
+                        "its state counts {} events, the final order holds {expected}",
+                        state.count()
                     )));
                 }
-                Ok(Ok(Count { count })) => last = format!("state counts {count}"),
-                Ok(Err(error)) => last = format!("state is not {{count}}: {error}"),
+                Ok(Ok(state)) => last = format!("state counts {}", state.count()),
+                Ok(Err(error)) => last = format!("state is neither {{count}} nor {{}}: {error}"),
                 Err(error) => last = format!("state: {error}"),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -500,5 +513,19 @@ impl ConnectorCheck {
             missing.extend((next..ids.len() as u64).map(|revision| (stream.clone(), revision)));
         }
         missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CountState;
+
+    #[test]
+    fn the_count_state_is_a_count_or_nothing_yet_and_nothing_else() {
+        let parse = |text: &str| serde_json::from_str::<CountState>(text).map(|s| s.count());
+        assert_eq!(parse(r#"{"count": 7.0}"#).unwrap(), 7.0);
+        assert_eq!(parse("{}").unwrap(), 0.0);
+        assert!(parse(r#"{"total": 7}"#).is_err());
+        assert!(parse(r#"{"count": 7, "other": 1}"#).is_err());
     }
 }
