@@ -30,7 +30,7 @@ pub struct Config {
     /// Drop from memory the index entries a published sorted run covers, so that memory
     /// holds only the log after the runs and lookups read the rest from the runs
     /// (docs/ENGINE.md, "Index"). Off by default: memory keeps every position and the
-    /// runs are a second copy. Scavenging is refused while it is on (not yet supported).
+    /// runs are a second copy.
     pub index_memory_tail_only: bool,
     /// How many streams' heads read from the runs are cached (with
     /// `index_memory_tail_only`), so that appends to hot streams do not read a run.
