@@ -263,12 +263,15 @@ fromCategory('{cat}').when({{
         client.get_projection_statistics(name)
     for stream in (
         emitted,
-        f"$projections-{name}-result",
         f"$projections-{name}-checkpoint",
         f"$projections-{name}-emittedstreams",
     ):
         with pytest.raises(NotFoundError):
             client.get_stream(stream)
+    # As on the reference (and kurrentdbclient's own suite): the results stay.
+    assert [json.loads(e.data) for e in client.get_stream(f"$projections-{name}-result")] == [
+        {"n": 1}
+    ]
     # A second delete finds nothing.
     with pytest.raises(NotFoundError):
         client.delete_projection(name)

@@ -373,10 +373,10 @@ impl ProjectionManager {
             }
             doomed.push(names.emitted_streams());
         }
+        // The result streams stay, whatever the flags: the reference's delete never removes
+        // them (its `DeleteStateStream` removes nothing), and clients read them after.
         if options.delete_state_stream {
-            doomed.push(names.result(""));
             for partition in &partitions {
-                doomed.push(names.result(partition));
                 doomed.push(names.partition_checkpoint(partition));
             }
             doomed.push(names.partitions());

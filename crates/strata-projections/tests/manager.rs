@@ -153,7 +153,10 @@ async fn lifecycle_with_reference_statuses() {
         .await
         .unwrap();
     assert!(!exists(&*store, "seen").await, "emitted stream deleted");
-    assert!(!exists(&*store, "$projections-counter-result").await);
+    assert!(
+        exists(&*store, "$projections-counter-result").await,
+        "the result stream stays, as on the reference"
+    );
     assert!(!exists(&*store, "$projections-counter-checkpoint").await);
     let second = manager.delete("counter", DeleteOptions::default()).await;
     assert!(matches!(second, Err(ProjectionError::NotFound { .. })));
