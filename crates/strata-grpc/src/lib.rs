@@ -11,6 +11,8 @@
 //! ```
 //! # fn main() -> Result<(), strata_core::Error> {
 //! # let dir = tempfile::tempdir().unwrap();
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # let _in_runtime = runtime.enter(); // the services spawn their supervisor
 //! use std::sync::Arc;
 //! let store = strata_engine::Store::open(dir.path(), strata_engine::Config::small_for_tests())?;
 //! let routes = strata_grpc::routes(store, strata_grpc::Advertised::new("127.0.0.1", 2113));
@@ -169,6 +171,9 @@ pub struct Services {
 }
 
 /// The gRPC services over `store`, ready to be served (alone or beside HTTP routes).
+///
+/// # Panics
+/// Outside a Tokio runtime: the persistent-subscription manager spawns its supervisor.
 pub fn routes<S: EventStore>(store: Arc<S>, advertised: Advertised) -> tonic::service::Routes {
     services(store, advertised).routes
 }
@@ -179,6 +184,9 @@ pub fn services<S: EventStore>(store: Arc<S>, advertised: Advertised) -> Service
 }
 
 /// Like [`services`], with explicit options.
+///
+/// # Panics
+/// Outside a Tokio runtime, as [`routes`].
 pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Services {
     let store: Arc<dyn EventStore> = store;
     let security = options
