@@ -254,6 +254,22 @@ async fn seen(store: &Store) -> Seen {
     }
 }
 
+/// The events a scavenge removes, run again while it defers segments: with the tail-only
+/// index a segment is deferred when runs are published during its copy (as right after an
+/// open, while the saver publishes), and the next scavenge takes it.
+fn events_removed_through_deferrals(store: &Store) -> u64 {
+    let mut removed = 0;
+    for _ in 0..20 {
+        let report = store.scavenge(ScavengeOptions::default()).unwrap();
+        removed += report.events_removed;
+        if report.segments_deferred == 0 {
+            return removed;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("segments still deferred after 20 scavenges");
+}
+
 fn survivors(all: &[RecordedEvent], removable: &HashSet<(String, u64)>) -> Vec<RecordedEvent> {
     all.iter()
         .filter(|e| !removable.contains(&(e.stream.as_str().to_owned(), e.revision.0)))
@@ -459,8 +475,10 @@ async fn a_stop_flag_ends_the_run_and_a_rerun_completes_it(tail_only: bool) {
     assert!(stopped.stopped);
     assert_eq!(stopped.events_removed, 0);
     let all_before = all_events(&store).await;
-    let report = store.scavenge(ScavengeOptions::default()).unwrap();
-    assert_eq!(report.events_removed, fixture.removable.len() as u64);
+    assert_eq!(
+        events_removed_through_deferrals(&store),
+        fixture.removable.len() as u64
+    );
     assert_eq!(
         all_events(&store).await,
         survivors(&all_before, &fixture.removable)
@@ -491,8 +509,10 @@ async fn a_half_written_scavenge_output_is_ignored_and_redone(tail_only: bool) {
         "the open removes it"
     );
     let all_before = all_events(&store).await;
-    let report = store.scavenge(ScavengeOptions::default()).unwrap();
-    assert_eq!(report.events_removed, fixture.removable.len() as u64);
+    assert_eq!(
+        events_removed_through_deferrals(&store),
+        fixture.removable.len() as u64
+    );
     assert_eq!(
         all_events(&store).await,
         survivors(&all_before, &fixture.removable)
