@@ -614,6 +614,14 @@ fn http_persistent_calls_on_a_follower_redirect_to_the_leader() {
         ("POST", format!("{group}/ack"), r#"{"ids":[]}"#),
         ("DELETE", group.to_owned(), ""),
     ];
+    // Until the follower has seen the leader's endpoint it answers 503 not-leader (with
+    // `retry-after`), as a client would see it; wait for that to pass.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while http_call(follower_port, "GET", group, "").starts_with("HTTP/1.1 503")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     for (method, path, body) in &calls {
         let answer = http_call(follower_port, method, path, body);
         assert!(
