@@ -348,6 +348,39 @@ fn secondary_positions_in_memory(store: &Store) -> usize {
         .sum()
 }
 
+/// What the open counts instead of loading: events, streams, the newest position, the user
+/// streams' tombstones, and where each secondary key's revisions end.
+fn counts(store: &Store) -> String {
+    let index = store.shared.index.read();
+    let mut keys: Vec<String> = index
+        .secondary
+        .iter()
+        .map(|(kind, name, postings)| {
+            let end = postings.first_revision + postings.positions.len() as u64;
+            format!("{kind:?} {name}: {end}")
+        })
+        .collect();
+    keys.sort();
+    format!(
+        "events {}, streams {}, newest {:?}, tombstones {:?}, keys {keys:?}",
+        index.events_total(),
+        index.stream_count(),
+        index.last_event_position(),
+        index.tombstones_between(None, u64::MAX, usize::MAX),
+    )
+}
+
+/// The summaries beside the index files of a closed store.
+fn summaries(data_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(data_dir.join("index"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "sum"))
+        .collect();
+    found.sort();
+    found
+}
+
 /// The runs of a closed store chain from the log's start to its end.
 fn assert_runs_cover_the_log(store: &Store, data_dir: &Path) {
     let durable_end = store
@@ -463,14 +496,73 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
     tail.close();
     assert_runs_cover_the_log(&tail, tail_dir.path());
     let (events, streams) = (tail.event_count(), tail.stream_count());
-    drop(tail);
+    let whole_counts = counts(&whole);
+    drop((whole, tail));
+    let whole = Store::open(whole_dir.path(), config(false)).unwrap();
+    assert_eq!(counts(&whole), whole_counts, "a whole reopen counts the same");
+    whole.close();
     let tail = Store::open(tail_dir.path(), config(true)).unwrap();
     assert_eq!(entries_in_memory(&tail), 0);
     assert_eq!(secondary_positions_in_memory(&tail), 0);
     assert_eq!((tail.event_count(), tail.stream_count()), (events, streams));
+    assert_eq!(counts(&tail), whole_counts);
     assert_eq!(answers(&tail).await, expected);
     tail.close();
     assert_runs_cover_the_log(&tail, tail_dir.path());
+    drop(tail);
+
+    // The open counts the covered index files from their summaries alone: with every
+    // index file's body damaged (header and trailing checksum kept), it counts the same.
+    let index_files = crate::index_file::list_index_files(&tail_dir.path().join("index")).unwrap();
+    assert_eq!(summaries(tail_dir.path()).len(), index_files.len());
+    let originals: Vec<Vec<u8>> = index_files
+        .iter()
+        .map(|(_, path)| std::fs::read(path).unwrap())
+        .collect();
+    for ((_, path), original) in index_files.iter().zip(&originals) {
+        let mut bytes = original.clone();
+        let middle = 40 + (bytes.len() - 44) / 2;
+        bytes[middle] ^= 0x08;
+        std::fs::write(path, bytes).unwrap();
+    }
+    let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    assert_eq!(counts(&tail), whole_counts);
+    assert_eq!(entries_in_memory(&tail), 0, "not rebuilt from the log");
+    assert_eq!(answers(&tail).await, expected);
+    tail.close();
+    drop(tail);
+    for ((_, path), original) in index_files.iter().zip(&originals) {
+        std::fs::write(path, original).unwrap();
+    }
+
+    // A store written before the summaries (none), a damaged summary and a stale one (of
+    // another file): the open reads those index files through, counts the same, and
+    // writes their summaries again.
+    for damage in ["missing", "damaged", "stale"] {
+        let found = summaries(tail_dir.path());
+        assert_eq!(found.len(), index_files.len(), "{damage}");
+        match damage {
+            "missing" => found.iter().for_each(|path| std::fs::remove_file(path).unwrap()),
+            "damaged" => {
+                let mut bytes = std::fs::read(&found[0]).unwrap();
+                bytes[60] ^= 0x01;
+                std::fs::write(&found[0], bytes).unwrap();
+            }
+            _ => {
+                std::fs::copy(&found[0], found.last().unwrap()).unwrap();
+            }
+        }
+        let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+        assert_eq!(counts(&tail), whole_counts, "{damage}");
+        assert_eq!(entries_in_memory(&tail), 0);
+        tail.close();
+        drop(tail);
+        for (_, path) in &index_files {
+            let summary = crate::index_summary::read_summary(path);
+            let expected = crate::index_file::summarize(&std::fs::read(path).unwrap()).unwrap();
+            assert_eq!(summary, Some(expected), "{damage}: written again");
+        }
+    }
 }
 
 /// Opens a tail-only store after `damage` to its runs: the index files the runs no longer
@@ -494,14 +586,17 @@ async fn reopened_after(damage: impl FnOnce(&Path)) {
             .unwrap();
     }
     let expected = answers(&whole).await;
+    let whole_counts = counts(&whole);
     tail.close();
     drop(tail);
     damage(tail_dir.path());
     let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    assert_eq!(counts(&tail), whole_counts);
     assert_eq!(answers(&tail).await, expected);
     tail.checkpoint_indexes().unwrap();
     assert_eq!(entries_in_memory(&tail), 0);
     assert_eq!(secondary_positions_in_memory(&tail), 0);
+    assert_eq!(counts(&tail), whole_counts);
     assert_eq!(answers(&tail).await, expected);
     tail.append(
         &name("cat0-0"),

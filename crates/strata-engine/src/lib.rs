@@ -43,6 +43,7 @@ mod index_file;
 mod index_load;
 mod index_lookup;
 mod index_saver;
+mod index_summary;
 mod indexed_reader;
 mod io;
 mod log_reader;
