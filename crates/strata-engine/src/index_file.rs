@@ -20,6 +20,7 @@ use std::sync::Arc;
 use strata_core::{Error, Result, StreamMetadata, StreamName};
 
 use crate::index::{Index, UnsavedStream};
+use crate::run_file::{KIND_STREAM, RunEntry};
 use crate::index_summary::{FileSummary, read_summary, remove_summary, write_summary};
 use crate::secondary::{Kind, UnsavedPostings};
 use crate::segments::sync_dir;
@@ -423,6 +424,69 @@ fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), Strin
         ));
     }
     Ok(())
+}
+
+/// The run entries of an intact index file (`bytes`, its trailing checksum included), as
+/// the saver's run of the same range holds them (`run_file::entries_from_unsaved`), in no
+/// particular order: each stream record (revisions a scavenge removed left out), and each
+/// secondary key's positions from the index revision `counts` gives it (its positions in
+/// the files before this one), which is then moved past them.
+pub(crate) fn run_entries_of(
+    bytes: &[u8],
+    counts: &mut std::collections::HashMap<(u8, String), u64>,
+) -> Result<(Coverage, Vec<RunEntry>), String> {
+    let (body, version, coverage) = check_index_bytes(bytes)?;
+    if version < INDEX_VERSION {
+        return Err(format!("has version {version}, which holds no secondary indexes"));
+    }
+    let mut cursor = Cursor {
+        bytes: body,
+        at: HEADER_BYTES - 8,
+    };
+    let mut entries = Vec::new();
+    for _ in 0..cursor.u64()? {
+        let name_len = usize::from(cursor.u16()?);
+        let name = cursor.take(name_len)?.to_vec();
+        let flags = cursor.take(8)?[0];
+        let tombstone_position = cursor.u64()?;
+        let first_revision = cursor.u64()?;
+        let positions = cursor.positions()?;
+        let metadata = if flags & FLAG_METADATA != 0 {
+            let length = cursor.u32()? as usize;
+            Some(cursor.take(length)?.to_vec())
+        } else {
+            None
+        };
+        let live = crate::index::live_positions(&positions);
+        entries.push(RunEntry {
+            kind: KIND_STREAM,
+            key: name,
+            first_revision: first_revision + (positions.len() - live.len()) as u64,
+            positions: live.to_vec(),
+            tombstone: (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position),
+            metadata,
+        });
+    }
+    for _ in 0..cursor.u64()? {
+        let kind = cursor.take(1)?[0];
+        let name_len = usize::from(cursor.u16()?);
+        let name = std::str::from_utf8(cursor.take(name_len)?)
+            .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
+        let positions = cursor.positions()?;
+        let revision = counts.entry((kind, name.to_owned())).or_insert(0);
+        entries.push(RunEntry {
+            kind,
+            key: name.as_bytes().to_vec(),
+            first_revision: *revision,
+            positions,
+            ..RunEntry::default()
+        });
+        *revision += entries.last().map_or(0, |entry| entry.positions.len() as u64);
+    }
+    if cursor.at != body.len() {
+        return Err("holds bytes after its contents".into());
+    }
+    Ok((coverage, entries))
 }
 
 /// Rewrites an index file as version 2 wrote it (no postings), for tests of old stores.

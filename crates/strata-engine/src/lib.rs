@@ -52,6 +52,7 @@ mod recovery;
 mod repair;
 mod replay;
 mod run_file;
+mod run_heal;
 mod scavenge;
 mod scavenge_copy;
 mod secondary;

@@ -163,6 +163,11 @@ pub(crate) struct RunRecord {
     positions_offset: u64,
     /// The positions when they came with the record's read.
     inline: Option<Vec<u64>>,
+    /// The run that read it (its address), and the key: a record of a run since replaced
+    /// is read again from the replacement.
+    source: usize,
+    kind: u8,
+    key: Vec<u8>,
 }
 
 impl RunRecord {
@@ -441,8 +446,22 @@ pub(crate) struct Run {
     fences: Vec<u64>,
     /// Set when a read found the run damaged (its file is then removed).
     discarded: std::sync::atomic::AtomicBool,
-    /// Whether finding it damaged removes its file (not when only checking it).
+    /// Whether finding it damaged removes its file (not when only checking it) and
+    /// rebuilds it in its place ([`Run::replacement`]).
     remove_when_damaged: bool,
+    /// The run rebuilt in place of this one once a read found it damaged.
+    replacement: std::sync::OnceLock<std::sync::Arc<Run>>,
+    healing: parking_lot::Mutex<Healing>,
+    healed: parking_lot::Condvar,
+}
+
+/// Where the rebuild of a damaged run stands.
+#[derive(Debug, Default)]
+enum Healing {
+    #[default]
+    NotStarted,
+    Running,
+    Failed(String),
 }
 
 impl Run {
@@ -511,6 +530,9 @@ impl Run {
             fences,
             discarded: std::sync::atomic::AtomicBool::new(false),
             remove_when_damaged: true,
+            replacement: std::sync::OnceLock::new(),
+            healing: parking_lot::Mutex::new(Healing::NotStarted),
+            healed: parking_lot::Condvar::new(),
         })
     }
 
@@ -548,8 +570,22 @@ impl Run {
             .ok_or_else(|| self.damaged(&format!("fails the checksum of directory block {block}")))
     }
 
-    /// The record of `key` in this run, if it holds one.
+    /// The record of `key` in this run, if it holds one. A run found damaged answers from
+    /// the run rebuilt in its place ([`Run::replacement`]).
     pub(crate) fn get(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
+        if let Some(replacement) = self.replacement()? {
+            return replacement.get(kind, key);
+        }
+        match self.get_here(kind, key) {
+            Err(error) => match self.replacement()? {
+                Some(replacement) => replacement.get(kind, key),
+                None => Err(error),
+            },
+            found => found,
+        }
+    }
+
+    fn get_here(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
         let hash = key_hash(kind, key);
         // The first block whose fence is ≥ the hash may start past keys of the same hash:
         // start in the block before it.
@@ -567,9 +603,11 @@ impl Run {
                 if entry_hash > hash {
                     return Ok(None);
                 }
-                let record = self.read_record(u64_at(entry, 8))?;
-                if record.0 == kind && record.1 == key {
-                    return Ok(Some(record.2));
+                let (found_kind, found_key, mut record) = self.read_record(u64_at(entry, 8))?;
+                if found_kind == kind && found_key == key {
+                    record.kind = kind;
+                    record.key = found_key;
+                    return Ok(Some(record));
                 }
             }
         }
@@ -635,6 +673,9 @@ impl Run {
                     .then(|| bytes[metadata_start..metadata_start + metadata_len].to_vec()),
                 positions_offset: offset + positions_start as u64,
                 inline,
+                source: self.address(),
+                kind: bytes[0],
+                key: Vec::new(),
             },
         ))
     }
@@ -651,8 +692,31 @@ impl Run {
     }
 
     /// Positions `[from, to)` of `record` by index in the record (not by revision): the
-    /// chunks holding them are read and checked.
+    /// chunks holding them are read and checked. A run found damaged answers from the run
+    /// rebuilt in its place.
     pub(crate) fn positions(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
+        if record.source != self.address() {
+            return match self.replacement.get() {
+                Some(replacement) => replacement.positions(record, from, to),
+                None => Err(invalid(format!(
+                    "a record of another run was read in run {}",
+                    self.path.display()
+                ))),
+            };
+        }
+        match self.positions_here(record, from, to) {
+            Err(error) => match self.replacement()? {
+                Some(replacement) => match replacement.get(record.kind, &record.key)? {
+                    Some(again) => replacement.positions(&again, from, to),
+                    None => Err(error),
+                },
+                None => Err(error),
+            },
+            found => found,
+        }
+    }
+
+    fn positions_here(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
         let to = to.min(record.count);
         if from >= to {
             return Ok(Vec::new());
@@ -680,6 +744,9 @@ impl Run {
 
     /// Every entry in run order, read sequentially and checked (for merges and checks).
     pub(crate) fn scan(&self) -> Result<RunScan<'_>> {
+        if let Some(replacement) = self.replacement()? {
+            return replacement.scan();
+        }
         let mut reader = BufReader::with_capacity(1 << 20, &self.file);
         reader
             .seek(SeekFrom::Start(RUN_HEADER_BYTES))
@@ -760,6 +827,65 @@ impl Run {
         tracing::warn!(run = %self.path.display(), %reason, "an index run is damaged; the next open rebuilds it");
         if same {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// This run's address, which tells its records from those of its replacement.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// The run rebuilt in place of this one when a read found it damaged (`None` while it
+    /// is not, or when it is only being checked). The first read that needs it rebuilds it
+    /// from the index files of its range (`run_heal`), at its own name, while the store
+    /// serves; the reads that need it meanwhile wait for it. An error when it cannot be
+    /// rebuilt (then the next open rebuilds it from the log).
+    fn replacement(&self) -> Result<Option<&std::sync::Arc<Run>>> {
+        if let Some(replacement) = self.replacement.get() {
+            return Ok(Some(replacement));
+        }
+        if !self.remove_when_damaged || !self.is_discarded() {
+            return Ok(None);
+        }
+        let mut healing = self.healing.lock();
+        loop {
+            if let Some(replacement) = self.replacement.get() {
+                return Ok(Some(replacement));
+            }
+            match &*healing {
+                Healing::Failed(reason) => {
+                    return Err(corrupt(format!(
+                        "run {} is damaged and {reason}",
+                        self.path.display()
+                    )));
+                }
+                Healing::Running => self.healed.wait(&mut healing),
+                Healing::NotStarted => {
+                    *healing = Healing::Running;
+                    let rebuilt = parking_lot::MutexGuard::unlocked(&mut healing, || {
+                        tracing::warn!(run = %self.path.display(), "rebuilding a damaged index run while serving");
+                        crate::run_heal::rebuild_from_index_files(
+                            &self.path,
+                            self.covers_from,
+                            self.covers_to,
+                        )
+                        .and_then(|()| {
+                            Run::open(&self.path).map_err(|reason| {
+                                corrupt(format!("rebuilt run {} {reason}", self.path.display()))
+                            })
+                        })
+                    });
+                    match rebuilt {
+                        Ok(run) if run.covers_from == self.covers_from && run.covers_to == self.covers_to => {
+                            let _ = self.replacement.set(std::sync::Arc::new(run));
+                            tracing::info!(run = %self.path.display(), "a damaged index run was rebuilt");
+                        }
+                        Ok(_) => *healing = Healing::Failed("its rebuild covers another range".into()),
+                        Err(error) => *healing = Healing::Failed(format!("could not be rebuilt: {error}")),
+                    }
+                    self.healed.notify_all();
+                }
+            }
         }
     }
 
