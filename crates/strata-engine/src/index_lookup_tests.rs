@@ -370,9 +370,9 @@ fn counts(store: &Store) -> String {
     )
 }
 
-/// The summaries beside the index files of a closed store.
+/// The summaries of the index files of a closed store.
 fn summaries(data_dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(data_dir.join("index"))
+    let mut found: Vec<_> = std::fs::read_dir(data_dir.join("index-summaries"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|extension| extension == "sum"))

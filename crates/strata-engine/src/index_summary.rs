@@ -1,11 +1,11 @@
 //! Index file summaries: what an open whose index memory holds only the tail
 //! (`Config::index_memory_tail_only`) needs of an index file the sorted runs cover — the
 //! events and streams it counts, the newest position, the user streams' tombstones and each
-//! secondary key's number of positions — in a small file beside it (`<sequence>.sum`), so
+//! secondary key's number of positions — in a small file of its own (`index-summaries/<sequence>.sum`), so
 //! that the open reads that instead of the index file itself.
 //!
 //! A summary is trusted only when it is complete and its CRC32C holds, and when it names
-//! the index file it sits beside: that file's length, its own trailing CRC32C and its header
+//! the index file it describes: that file's length, its own trailing CRC32C and its header
 //! (version, flags, coverage) must be what the summary recorded. Otherwise the open reads
 //! the index file through as before and writes the summary again. So a summary needs no
 //! sync: a torn or stale one is never believed. The byte layout is in
@@ -146,15 +146,28 @@ fn push_name(bytes: &mut Vec<u8>, name: &str) {
     bytes.extend_from_slice(name);
 }
 
-/// The summary's path beside an index file (`0000000003.idx` → `0000000003.sum`).
+/// The summary's path: `<data dir>/index-summaries/<sequence>.sum` for
+/// `<data dir>/index/<sequence>.idx` (a directory of their own, as the runs', so that
+/// `index/` stays a flat list of index files for the tools and tests that read it so).
 pub(crate) fn summary_path(index_file: &Path) -> PathBuf {
-    index_file.with_extension("sum")
+    let name = Path::new(index_file.file_name().unwrap_or_default()).with_extension("sum");
+    let data_dir = index_file
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new(""));
+    data_dir.join(SUMMARIES_DIR).join(name)
 }
 
-/// Writes the summary of an index file beside it (temporary name, then rename; not
+/// The directory of the summaries, beside `index/`.
+const SUMMARIES_DIR: &str = "index-summaries";
+
+/// Writes the summary of an index file (temporary name, then rename; not
 /// synced: a torn or stale summary fails its checks and is never believed).
 pub(crate) fn write_summary(index_file: &Path, summary: &FileSummary) -> std::io::Result<()> {
     let path = summary_path(index_file);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let temporary = path.with_extension("sum.tmp");
     let mut file = File::create(&temporary)?;
     file.write_all(&summary.to_bytes())?;
@@ -167,7 +180,7 @@ pub(crate) fn remove_summary(index_file: &Path) {
     let _ = std::fs::remove_file(summary_path(index_file));
 }
 
-/// The summary beside `index_file`, when it is intact and describes that file as it is
+/// The summary of `index_file`, when it is intact and describes that file as it is
 /// now (length, trailing checksum, header). Reads the summary, the index file's header and
 /// its last 4 bytes, nothing else of it.
 pub(crate) fn read_summary(index_file: &Path) -> Option<FileSummary> {

@@ -24,10 +24,11 @@
 //! stream's positions from the newer run must continue where the older run's end.
 //!
 //! The store writes a run beside each index file (`index_saver`), merges them in the
-//! background, and checks and rebuilds them at open; the stream lookups read them when
-//! the index keeps only its tail in memory (`index_lookup`). Parts of the lookup side are
-//! used by tests only until the secondary postings read them too (docs/ENGINE.md,
-//! "Index", says what remains), hence the `dead_code` allowance outside tests.
+//! background, and checks and rebuilds them at open; when the index keeps only its tail
+//! in memory, the stream lookups (`index_lookup`) and the secondary postings
+//! (`postings_lookup`) read them. A run a read finds damaged is rebuilt in its place
+//! while the store serves (`Run::replacement`, `run_heal`). A few helpers are used by
+//! tests only, hence the `dead_code` allowance outside tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::fs::File;
