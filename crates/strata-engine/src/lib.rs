@@ -53,6 +53,7 @@ mod repair;
 mod replay;
 mod run_file;
 mod run_heal;
+mod run_set;
 mod scavenge;
 mod scavenge_copy;
 mod secondary;
