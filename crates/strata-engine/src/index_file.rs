@@ -20,8 +20,8 @@ use std::sync::Arc;
 use strata_core::{Error, Result, StreamMetadata, StreamName};
 
 use crate::index::{Index, UnsavedStream};
-use crate::run_file::{KIND_STREAM, RunEntry};
 use crate::index_summary::{FileSummary, read_summary, remove_summary, write_summary};
+use crate::run_file::{KIND_STREAM, RunEntry};
 use crate::secondary::{Kind, UnsavedPostings};
 use crate::segments::sync_dir;
 
@@ -437,7 +437,9 @@ pub(crate) fn run_entries_of(
 ) -> Result<(Coverage, Vec<RunEntry>), String> {
     let (body, version, coverage) = check_index_bytes(bytes)?;
     if version < INDEX_VERSION {
-        return Err(format!("has version {version}, which holds no secondary indexes"));
+        return Err(format!(
+            "has version {version}, which holds no secondary indexes"
+        ));
     }
     let mut cursor = Cursor {
         bytes: body,
@@ -481,7 +483,9 @@ pub(crate) fn run_entries_of(
             positions,
             ..RunEntry::default()
         });
-        *revision += entries.last().map_or(0, |entry| entry.positions.len() as u64);
+        *revision += entries
+            .last()
+            .map_or(0, |entry| entry.positions.len() as u64);
     }
     if cursor.at != body.len() {
         return Err("holds bytes after its contents".into());

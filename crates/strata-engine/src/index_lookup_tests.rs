@@ -499,7 +499,11 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
     let whole_counts = counts(&whole);
     drop((whole, tail));
     let whole = Store::open(whole_dir.path(), config(false)).unwrap();
-    assert_eq!(counts(&whole), whole_counts, "a whole reopen counts the same");
+    assert_eq!(
+        counts(&whole),
+        whole_counts,
+        "a whole reopen counts the same"
+    );
     whole.close();
     let tail = Store::open(tail_dir.path(), config(true)).unwrap();
     assert_eq!(entries_in_memory(&tail), 0);
@@ -542,7 +546,9 @@ async fn a_tail_only_index_answers_as_a_whole_one() {
         let found = summaries(tail_dir.path());
         assert_eq!(found.len(), index_files.len(), "{damage}");
         match damage {
-            "missing" => found.iter().for_each(|path| std::fs::remove_file(path).unwrap()),
+            "missing" => found
+                .iter()
+                .for_each(|path| std::fs::remove_file(path).unwrap()),
             "damaged" => {
                 let mut bytes = std::fs::read(&found[0]).unwrap();
                 bytes[60] ^= 0x01;
@@ -668,10 +674,17 @@ async fn a_run_damaged_while_serving_is_rebuilt_and_no_read_fails() {
         .unwrap();
 
     assert_eq!(answers(&tail).await, expected);
-    assert_eq!(secondary_answers(&tail).await, secondary_answers(&whole).await);
+    assert_eq!(
+        secondary_answers(&tail).await,
+        secondary_answers(&whole).await
+    );
     let rebuilt = crate::run_file::Run::open_to_check(&path).unwrap();
     rebuilt.check_whole().unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), original, "rebuilt as it was written");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        original,
+        "rebuilt as it was written"
+    );
     tail.close();
     assert_runs_cover_the_log(&tail, tail_dir.path());
     drop(tail);

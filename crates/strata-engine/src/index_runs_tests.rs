@@ -311,7 +311,11 @@ async fn verify_checks_the_runs_against_the_log() {
         "{report}"
     );
     crate::index_summary::write_summary(&index_file, &good_summary).unwrap();
-    assert!(crate::verify::verify(dir.path(), &mut |_| {}).unwrap().is_ok());
+    assert!(
+        crate::verify::verify(dir.path(), &mut |_| {})
+            .unwrap()
+            .is_ok()
+    );
 
     // A run whose entries are intact but wrong (rewritten with a valid checksum): one
     // position of one stream moved by a byte.

@@ -68,8 +68,16 @@ impl FileSummary {
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        let names: usize = self.tombstones.iter().map(|(_, name)| 10 + name.len()).sum();
-        let keys: usize = self.postings.iter().map(|(_, name, _)| 11 + name.len()).sum();
+        let names: usize = self
+            .tombstones
+            .iter()
+            .map(|(_, name)| 10 + name.len())
+            .sum();
+        let keys: usize = self
+            .postings
+            .iter()
+            .map(|(_, name, _)| 11 + name.len())
+            .sum();
         let mut bytes = Vec::with_capacity(SUMMARY_FIXED_BYTES + 20 + names + keys);
         bytes.extend_from_slice(SUMMARY_MAGIC);
         bytes.extend_from_slice(&SUMMARY_VERSION.to_le_bytes());

@@ -881,12 +881,19 @@ impl Run {
                         })
                     });
                     match rebuilt {
-                        Ok(run) if run.covers_from == self.covers_from && run.covers_to == self.covers_to => {
+                        Ok(run)
+                            if run.covers_from == self.covers_from
+                                && run.covers_to == self.covers_to =>
+                        {
                             let _ = self.replacement.set(std::sync::Arc::new(run));
                             tracing::info!(run = %self.path.display(), "a damaged index run was rebuilt");
                         }
-                        Ok(_) => *healing = Healing::Failed("its rebuild covers another range".into()),
-                        Err(error) => *healing = Healing::Failed(format!("could not be rebuilt: {error}")),
+                        Ok(_) => {
+                            *healing = Healing::Failed("its rebuild covers another range".into())
+                        }
+                        Err(error) => {
+                            *healing = Healing::Failed(format!("could not be rebuilt: {error}"))
+                        }
                     }
                     self.healed.notify_all();
                 }

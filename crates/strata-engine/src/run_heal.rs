@@ -45,7 +45,12 @@ pub(crate) fn rebuild_from_index_files(run_path: &Path, from: u64, to: u64) -> R
             }
             let bytes = std::fs::read(&path)
                 .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-            let unusable = |reason: String| corrupt(run_path, &format!("cannot be rebuilt: index file {} {reason}", path.display()));
+            let unusable = |reason: String| {
+                corrupt(
+                    run_path,
+                    &format!("cannot be rebuilt: index file {} {reason}", path.display()),
+                )
+            };
             let summary = summarize(&bytes).map_err(unusable)?;
             if summary.covers_to <= from {
                 for (kind, name, count) in summary.postings {
@@ -67,7 +72,10 @@ pub(crate) fn rebuild_from_index_files(run_path: &Path, from: u64, to: u64) -> R
             at = coverage.covers_to;
         }
         if at != to {
-            return Err(corrupt(run_path, &format!("cannot be rebuilt: the index files end at {at}")));
+            return Err(corrupt(
+                run_path,
+                &format!("cannot be rebuilt: the index files end at {at}"),
+            ));
         }
         merge_parts(run_path, &mut parts)
     })();
@@ -112,7 +120,10 @@ fn merge_parts(run_path: &Path, parts: &mut Vec<PathBuf>) -> Result<()> {
             Ok(())
         }
         Some(_) => Ok(()),
-        None => Err(corrupt(run_path, "cannot be rebuilt: no index file covers it")),
+        None => Err(corrupt(
+            run_path,
+            "cannot be rebuilt: no index file covers it",
+        )),
     }
 }
 
