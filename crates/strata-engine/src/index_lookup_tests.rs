@@ -695,6 +695,50 @@ async fn a_run_damaged_while_serving_is_rebuilt_and_no_read_fails() {
     assert_runs_cover_the_log(&tail, tail_dir.path());
 }
 
+/// A merge that finds a run damaged (the saver reads it whole) has it rebuilt and merges
+/// again: the runs go on covering the log, and every read answers as the whole index.
+#[tokio::test]
+async fn a_merge_that_finds_a_run_damaged_goes_on_with_its_rebuild() {
+    let (whole_dir, tail_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = Store::open(whole_dir.path(), config(false)).unwrap();
+    let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    fill(&whole).await;
+    fill(&tail).await;
+    // The first record of the newest run, damaged in place; no read touches it before
+    // the merge below.
+    let path = newest_run(tail_dir.path());
+    let run = crate::run_file::Run::open_to_check(&path).unwrap();
+    let size = run.position_count.max(run.key_count);
+    drop(run);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[crate::run_file::RUN_HEADER_BYTES as usize + 9] ^= 0x02;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
+        .unwrap();
+    // A run as large as it: the save merges the two.
+    for store in [&whole, &tail] {
+        for number in 0..size {
+            store
+                .append(
+                    &name(&format!("new{}-{number}", number % 2)),
+                    ExpectedRevision::Any,
+                    vec![ProposedEvent::json("Type0", "{}")],
+                )
+                .await
+                .unwrap();
+        }
+        store.checkpoint_indexes().unwrap();
+    }
+    // The saver went on (a stopped one publishes nothing, and memory keeps the tail).
+    assert_eq!(entries_in_memory(&tail), 0);
+    assert!(!newest_run(tail_dir.path()).ends_with(path.file_name().unwrap()), "merged");
+    assert_eq!(answers(&tail).await, answers(&whole).await);
+    tail.close();
+    assert_runs_cover_the_log(&tail, tail_dir.path());
+}
+
 #[tokio::test]
 async fn a_tail_only_open_rebuilds_a_removed_runs_directory() {
     reopened_after(|dir| std::fs::remove_dir_all(runs_dir(dir)).unwrap()).await;
