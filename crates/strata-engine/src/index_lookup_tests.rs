@@ -733,7 +733,10 @@ async fn a_merge_that_finds_a_run_damaged_goes_on_with_its_rebuild() {
     }
     // The saver went on (a stopped one publishes nothing, and memory keeps the tail).
     assert_eq!(entries_in_memory(&tail), 0);
-    assert!(!newest_run(tail_dir.path()).ends_with(path.file_name().unwrap()), "merged");
+    assert!(
+        !newest_run(tail_dir.path()).ends_with(path.file_name().unwrap()),
+        "merged"
+    );
     assert_eq!(answers(&tail).await, answers(&whole).await);
     tail.close();
     assert_runs_cover_the_log(&tail, tail_dir.path());
