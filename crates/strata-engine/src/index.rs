@@ -368,27 +368,22 @@ impl Index {
         }
     }
 
-    /// Counts a stream record of an index file the runs hold, without loading it (a user
+    /// Adds the counts of an index file the runs hold, without loading it (a user
     /// stream's tombstone is kept: `tombstones` stays whole in memory).
     pub(crate) fn count_in_runs(
         &mut self,
-        stream: &str,
-        first_revision: u64,
-        positions: &[u64],
-        tombstone_position: Option<u64>,
+        streams_started: u64,
+        events: u64,
+        newest_position: Option<u64>,
+        tombstones: &[(u64, String)],
     ) {
-        if let Some(position) = tombstone_position
-            && !stream.starts_with('$')
-        {
+        for (position, stream) in tombstones {
             self.tombstones
-                .insert(position, StreamName::from_stored(stream));
+                .insert(*position, StreamName::from_stored(stream));
         }
-        if first_revision == 0 && !positions.is_empty() {
-            self.streams_started += 1;
-        }
-        self.events_total += positions.len() as u64 + u64::from(tombstone_position.is_some());
-        let newest = positions.last().copied().max(tombstone_position);
-        self.last_event_position = self.last_event_position.max(newest);
+        self.streams_started += streams_started;
+        self.events_total += events;
+        self.last_event_position = self.last_event_position.max(newest_position);
     }
 
     /// Starts from runs that hold the streams up to `to` (the open counted, not loaded,

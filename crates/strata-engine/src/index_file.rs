@@ -20,6 +20,8 @@ use std::sync::Arc;
 use strata_core::{Error, Result, StreamMetadata, StreamName};
 
 use crate::index::{Index, UnsavedStream};
+use crate::index_summary::{FileSummary, read_summary, remove_summary, write_summary};
+use crate::run_file::{KIND_STREAM, RunEntry};
 use crate::secondary::{Kind, UnsavedPostings};
 use crate::segments::sync_dir;
 
@@ -132,6 +134,19 @@ pub(crate) fn write_index_file(
         .and_then(|()| file.sync_all())
         .map_err(|error| Error::io(context(), error))?;
     std::fs::rename(&temporary_path, &final_path).map_err(|error| Error::io(context(), error))?;
+    // The summary a tail-only open reads instead of the file (counted from the bytes
+    // written, as an open reading them through would count them).
+    match summarize(&bytes) {
+        Ok(summary) => {
+            if let Err(error) = write_summary(&final_path, &summary) {
+                tracing::warn!(%error, file = %final_path.display(), "cannot write an index file's summary");
+            }
+        }
+        Err(reason) => {
+            remove_summary(&final_path);
+            tracing::warn!(%reason, file = %final_path.display(), "cannot summarize an index file");
+        }
+    }
     sync_dir(index_dir)
 }
 
@@ -172,7 +187,8 @@ pub(crate) fn load_index_file(path: &Path, index: &mut Index) -> Result<Coverage
 }
 
 /// As [`load_index_file`], but a file ending at or before `runs_to` (the sorted runs
-/// hold what it says) has its records checked and counted, not loaded.
+/// hold what it says) is checked and counted, not loaded, and its summary written (the
+/// next open reads that instead: [`crate::index_summary`]).
 pub(crate) fn load_index_file_after_runs(
     path: &Path,
     index: &mut Index,
@@ -184,43 +200,157 @@ pub(crate) fn load_index_file_after_runs(
         reason,
         coverage: Some(coverage),
     };
-    if version < INDEX_VERSION {
-        return Err(unusable(format!(
-            "has version {version}, which holds no secondary indexes"
-        )));
-    }
-    let kept =
-        u32::from_le_bytes(body[12..16].try_into().unwrap_or([0; 4])) & HEADER_FLAG_SECONDARY != 0;
-    if kept != index.secondary.enabled() {
-        return Err(unusable(format!(
-            "was written with the secondary indexes {}",
-            if kept { "on" } else { "off" }
-        )));
+    check_usable(version, header_flags(body), index).map_err(unusable)?;
+    if coverage.covers_to <= runs_to {
+        let summary = summarize(&bytes).map_err(unusable)?;
+        if !summary.apply(index) {
+            return Err(unusable(
+                "does not continue the secondary indexes where they stand".into(),
+            ));
+        }
+        if let Err(error) = write_summary(path, &summary) {
+            tracing::warn!(%error, file = %path.display(), "cannot write an index file's summary");
+        }
+        return Ok(coverage);
     }
     let mut cursor = Cursor {
         bytes: body,
         at: HEADER_BYTES - 8,
     };
     let stream_count = cursor.u64().map_err(unusable)?;
-    let in_runs = coverage.covers_to <= runs_to;
-    if !in_runs {
-        index.reserve_streams(
-            usize::try_from(stream_count)
-                .unwrap_or(0)
-                .min(body.len() / STREAM_RECORD_BYTES_MIN as usize),
-        );
-    }
+    index.reserve_streams(
+        usize::try_from(stream_count)
+            .unwrap_or(0)
+            .min(body.len() / STREAM_RECORD_BYTES_MIN as usize),
+    );
     for _ in 0..stream_count {
-        load_stream_record(&mut cursor, index, in_runs).map_err(unusable)?;
+        load_stream_record(&mut cursor, index).map_err(unusable)?;
     }
     let postings_count = cursor.u64().map_err(unusable)?;
     for _ in 0..postings_count {
-        load_postings(&mut cursor, index, in_runs).map_err(unusable)?;
+        load_postings(&mut cursor, index).map_err(unusable)?;
     }
     if cursor.at != body.len() {
         return Err(unusable("holds bytes after its contents".into()));
     }
     Ok(coverage)
+}
+
+/// Counts an index file the runs cover from its summary alone, when the summary is
+/// intact, describes the file as it is, and the file could be counted (its version and
+/// flags fit `index`). `None`: read the file through instead.
+pub(crate) fn count_from_summary(path: &Path, index: &mut Index, runs_to: u64) -> Option<Coverage> {
+    let summary = read_summary(path)?;
+    if summary.covers_to > runs_to
+        || check_usable(summary.index_version, summary.index_flags, index).is_err()
+        || !summary.apply(index)
+    {
+        return None;
+    }
+    Some(Coverage {
+        covers_from: summary.covers_from,
+        covers_to: summary.covers_to,
+    })
+}
+
+fn header_flags(body: &[u8]) -> u32 {
+    u32::from_le_bytes(body[12..16].try_into().unwrap_or([0; 4]))
+}
+
+/// Whether a file of `version` with header `flags` can fill `index` (else the open
+/// rebuilds the index from the log).
+fn check_usable(version: u32, flags: u32, index: &Index) -> Result<(), String> {
+    if version < INDEX_VERSION {
+        return Err(format!(
+            "has version {version}, which holds no secondary indexes"
+        ));
+    }
+    let kept = flags & HEADER_FLAG_SECONDARY != 0;
+    if kept != index.secondary.enabled() {
+        return Err(format!(
+            "was written with the secondary indexes {}",
+            if kept { "on" } else { "off" }
+        ));
+    }
+    Ok(())
+}
+
+/// What an open holding only the tail counts of an intact index file (`bytes`, its
+/// trailing checksum included): the same checks of each record as a load, nothing kept.
+pub(crate) fn summarize(bytes: &[u8]) -> Result<FileSummary, String> {
+    let (body, version, coverage) = check_index_bytes(bytes)?;
+    let mut summary = FileSummary {
+        index_file_bytes: bytes.len() as u64,
+        index_file_crc: u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap_or([0; 4])),
+        index_version: version,
+        index_flags: header_flags(body),
+        covers_from: coverage.covers_from,
+        covers_to: coverage.covers_to,
+        ..FileSummary::default()
+    };
+    let mut cursor = Cursor {
+        bytes: body,
+        at: HEADER_BYTES - 8,
+    };
+    for _ in 0..cursor.u64()? {
+        count_stream_record(&mut cursor, &mut summary)?;
+    }
+    if version >= INDEX_VERSION {
+        for _ in 0..cursor.u64()? {
+            let kind_byte = cursor.take(1)?[0];
+            let kind = Kind::from_byte(kind_byte)
+                .ok_or_else(|| format!("holds a secondary index of unknown kind {kind_byte}"))?;
+            let name_len = usize::from(cursor.u16()?);
+            let name = std::str::from_utf8(cursor.take(name_len)?)
+                .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
+            let count = cursor.skip_positions()?;
+            summary.postings.push((kind, name.to_owned(), count));
+        }
+    }
+    if cursor.at != body.len() {
+        return Err("holds bytes after its contents".into());
+    }
+    Ok(summary)
+}
+
+/// Counts one stream record: a user stream's tombstone is kept (the tombstones by
+/// position stay whole in memory).
+fn count_stream_record(cursor: &mut Cursor<'_>, summary: &mut FileSummary) -> Result<(), String> {
+    let name_len = usize::from(cursor.u16()?);
+    let name = std::str::from_utf8(cursor.take(name_len)?)
+        .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
+    let flags = cursor.take(8)?[0];
+    if flags & !(FLAG_TOMBSTONE | FLAG_METADATA) != 0 {
+        return Err(format!("holds unknown flags for stream {name}"));
+    }
+    let tombstone_position = cursor.u64()?;
+    let first_revision = cursor.u64()?;
+    let count = cursor.u64()?;
+    let bytes = usize::try_from(count)
+        .ok()
+        .and_then(|count| count.checked_mul(8))
+        .ok_or("has an impossible count")?;
+    let positions = cursor.take(bytes)?;
+    let last = positions
+        .get(positions.len().saturating_sub(8)..)
+        .filter(|last| last.len() == 8)
+        .map(|last| u64::from_le_bytes(last.try_into().unwrap_or([0; 8])));
+    if flags & FLAG_METADATA != 0 {
+        let length = cursor.u32()? as usize;
+        cursor.take(length)?;
+    }
+    let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
+    if let Some(position) = tombstone
+        && !name.starts_with('$')
+    {
+        summary.tombstones.push((position, name.to_owned()));
+    }
+    if first_revision == 0 && count > 0 {
+        summary.streams_started += 1;
+    }
+    summary.events += count + u64::from(tombstone.is_some());
+    summary.newest_position = summary.newest_position.max(last.max(tombstone));
+    Ok(())
 }
 
 /// Checks magic, checksum and version; returns the body, the version and the coverage.
@@ -253,12 +383,8 @@ pub(crate) fn claimed_coverage(path: &Path) -> Option<Coverage> {
         .map(|(_, _, coverage)| coverage)
 }
 
-/// Loads one stream record, or only counts it when the runs hold it (`in_runs`).
-fn load_stream_record(
-    cursor: &mut Cursor<'_>,
-    index: &mut Index,
-    in_runs: bool,
-) -> Result<(), String> {
+/// Loads one stream record.
+fn load_stream_record(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
@@ -270,14 +396,6 @@ fn load_stream_record(
     let first_revision = cursor.u64()?;
     let positions = cursor.positions()?;
     let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
-    if in_runs {
-        index.count_in_runs(name, first_revision, &positions, tombstone);
-        if flags & FLAG_METADATA != 0 {
-            let length = cursor.u32()? as usize;
-            cursor.take(length)?;
-        }
-        return Ok(());
-    }
     if !index.load_positions(name, first_revision, &positions, tombstone) {
         return Err(format!("does not continue stream {name} where it stands"));
     }
@@ -292,26 +410,87 @@ fn load_stream_record(
     Ok(())
 }
 
-/// Loads one key's postings, or only counts them when the runs hold them (`in_runs`).
-fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index, in_runs: bool) -> Result<(), String> {
+/// Loads one key's postings.
+fn load_postings(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
     let kind_byte = cursor.take(1)?[0];
     let kind = Kind::from_byte(kind_byte)
         .ok_or_else(|| format!("holds a secondary index of unknown kind {kind_byte}"))?;
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
-    let loaded = if in_runs {
-        let count = cursor.skip_positions()?;
-        index.secondary.count_in_runs(kind, name, count)
-    } else {
-        index.secondary.load(kind, name, &cursor.positions()?)
-    };
-    if !loaded {
+    if !index.secondary.load(kind, name, &cursor.positions()?) {
         return Err(format!(
             "does not continue secondary index {name:?} ({kind:?}) where it stands"
         ));
     }
     Ok(())
+}
+
+/// The run entries of an intact index file (`bytes`, its trailing checksum included), as
+/// the saver's run of the same range holds them (`run_file::entries_from_unsaved`), in no
+/// particular order: each stream record (revisions a scavenge removed left out), and each
+/// secondary key's positions from the index revision `counts` gives it (its positions in
+/// the files before this one), which is then moved past them.
+pub(crate) fn run_entries_of(
+    bytes: &[u8],
+    counts: &mut std::collections::HashMap<(u8, String), u64>,
+) -> Result<(Coverage, Vec<RunEntry>), String> {
+    let (body, version, coverage) = check_index_bytes(bytes)?;
+    if version < INDEX_VERSION {
+        return Err(format!(
+            "has version {version}, which holds no secondary indexes"
+        ));
+    }
+    let mut cursor = Cursor {
+        bytes: body,
+        at: HEADER_BYTES - 8,
+    };
+    let mut entries = Vec::new();
+    for _ in 0..cursor.u64()? {
+        let name_len = usize::from(cursor.u16()?);
+        let name = cursor.take(name_len)?.to_vec();
+        let flags = cursor.take(8)?[0];
+        let tombstone_position = cursor.u64()?;
+        let first_revision = cursor.u64()?;
+        let positions = cursor.positions()?;
+        let metadata = if flags & FLAG_METADATA != 0 {
+            let length = cursor.u32()? as usize;
+            Some(cursor.take(length)?.to_vec())
+        } else {
+            None
+        };
+        let live = crate::index::live_positions(&positions);
+        entries.push(RunEntry {
+            kind: KIND_STREAM,
+            key: name,
+            first_revision: first_revision + (positions.len() - live.len()) as u64,
+            positions: live.to_vec(),
+            tombstone: (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position),
+            metadata,
+        });
+    }
+    for _ in 0..cursor.u64()? {
+        let kind = cursor.take(1)?[0];
+        let name_len = usize::from(cursor.u16()?);
+        let name = std::str::from_utf8(cursor.take(name_len)?)
+            .map_err(|_| "holds a secondary index key that is not UTF-8".to_owned())?;
+        let positions = cursor.positions()?;
+        let revision = counts.entry((kind, name.to_owned())).or_insert(0);
+        entries.push(RunEntry {
+            kind,
+            key: name.as_bytes().to_vec(),
+            first_revision: *revision,
+            positions,
+            ..RunEntry::default()
+        });
+        *revision += entries
+            .last()
+            .map_or(0, |entry| entry.positions.len() as u64);
+    }
+    if cursor.at != body.len() {
+        return Err("holds bytes after its contents".into());
+    }
+    Ok((coverage, entries))
 }
 
 /// Rewrites an index file as version 2 wrote it (no postings), for tests of old stores.

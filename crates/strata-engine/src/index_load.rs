@@ -10,8 +10,8 @@ use strata_core::Result;
 use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
 use crate::index::Index;
 use crate::index_file::{
-    STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, list_index_files,
-    load_index_file_after_runs,
+    STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, count_from_summary,
+    list_index_files, load_index_file_after_runs,
 };
 use crate::log_reader::LogReader;
 use crate::segments::Segments;
@@ -68,7 +68,11 @@ pub(crate) fn load_index_after_runs(
             claims.extend(claimed_coverage(path).map(|coverage| claim(coverage.covers_to)));
             continue;
         }
-        match load_index_file_after_runs(path, &mut index, runs_to) {
+        // A file the runs cover is counted from its summary when it has a good one.
+        let counted = (runs_to > 0)
+            .then(|| count_from_summary(path, &mut index, runs_to))
+            .flatten();
+        match counted.map_or_else(|| load_index_file_after_runs(path, &mut index, runs_to), Ok) {
             Ok(coverage) => {
                 claims.push(claim(coverage.covers_to));
                 if coverage.covers_from == covered_to {

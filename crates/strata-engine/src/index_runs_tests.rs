@@ -293,6 +293,30 @@ async fn verify_checks_the_runs_against_the_log() {
     assert!(report.is_ok(), "{report}");
     assert!(report.index_runs >= 1);
 
+    // A summary that would be trusted (its checksum holds, it names its index file) but
+    // counts one event too many.
+    let index_file = crate::index_file::list_index_files(&dir.path().join("index")).unwrap()[0]
+        .1
+        .clone();
+    let good_summary = crate::index_summary::read_summary(&index_file).unwrap();
+    let mut wrong = good_summary.clone();
+    wrong.events += 1;
+    crate::index_summary::write_summary(&index_file, &wrong).unwrap();
+    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("summary") && problem.contains("does not match")),
+        "{report}"
+    );
+    crate::index_summary::write_summary(&index_file, &good_summary).unwrap();
+    assert!(
+        crate::verify::verify(dir.path(), &mut |_| {})
+            .unwrap()
+            .is_ok()
+    );
+
     // A run whose entries are intact but wrong (rewritten with a valid checksum): one
     // position of one stream moved by a byte.
     let path = run_paths(dir.path())[0].clone();

@@ -278,10 +278,13 @@ impl RunWriter {
         }
         self.end = to;
         let dir = self.dir.clone();
-        if let Err(error) = self
-            .runs
-            .compact(|from, to| dir.join(run_file_name(from, to)))
-        {
+        let name = |from, to| dir.join(run_file_name(from, to));
+        let mut compacted = self.runs.compact(name);
+        if compacted.is_err() && self.runs.runs().iter().any(|run| run.is_discarded()) {
+            // The merge found a run damaged: it is rebuilt in its place when read again.
+            compacted = self.runs.compact(name);
+        }
+        if let Err(error) = compacted {
             tracing::warn!(%error, "could not merge index runs; the next open rebuilds them");
             self.stopped = true;
         }

@@ -229,6 +229,7 @@ fn remove_index_files(files: &[(u64, std::path::PathBuf)]) -> Result<()> {
     for (_, path) in files {
         std::fs::remove_file(path)
             .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
+        crate::index_summary::remove_summary(path);
     }
     Ok(())
 }

@@ -198,6 +198,7 @@ impl Repair {
         for path in plan.index_files_removed.iter().rev() {
             std::fs::remove_file(path)
                 .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
+            crate::index_summary::remove_summary(path);
         }
         sync_dir(&plan.data_dir.join("index"))?;
         for path in &plan.index_runs_removed {

@@ -24,10 +24,11 @@
 //! stream's positions from the newer run must continue where the older run's end.
 //!
 //! The store writes a run beside each index file (`index_saver`), merges them in the
-//! background, and checks and rebuilds them at open; the stream lookups read them when
-//! the index keeps only its tail in memory (`index_lookup`). Parts of the lookup side are
-//! used by tests only until the secondary postings read them too (docs/ENGINE.md,
-//! "Index", says what remains), hence the `dead_code` allowance outside tests.
+//! background, and checks and rebuilds them at open; when the index keeps only its tail
+//! in memory, the stream lookups (`index_lookup`) and the secondary postings
+//! (`postings_lookup`) read them. A run a read finds damaged is rebuilt in its place
+//! while the store serves (`Run::replacement`, `run_heal`). A few helpers are used by
+//! tests only, hence the `dead_code` allowance outside tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::fs::File;
@@ -36,6 +37,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use strata_core::{Error, Result};
+
+#[cfg(test)]
+pub(crate) use crate::run_set::KeyHead;
+pub(crate) use crate::run_set::{RunCheck, RunSet, merge_runs, open_runs, run_file_name};
 
 pub(crate) const RUN_MAGIC: &[u8; 8] = b"STRATRUN";
 /// Version 1 had one checksum over the whole file; its runs are rebuilt.
@@ -95,7 +100,7 @@ pub(crate) struct RunEntry {
 }
 
 impl RunEntry {
-    fn order_key(&self) -> (u64, u8, &[u8]) {
+    pub(crate) fn order_key(&self) -> (u64, u8, &[u8]) {
         (key_hash(self.kind, &self.key), self.kind, &self.key)
     }
 }
@@ -163,6 +168,11 @@ pub(crate) struct RunRecord {
     positions_offset: u64,
     /// The positions when they came with the record's read.
     inline: Option<Vec<u64>>,
+    /// The run that read it (its address), and the key: a record of a run since replaced
+    /// is read again from the replacement.
+    source: usize,
+    kind: u8,
+    key: Vec<u8>,
 }
 
 impl RunRecord {
@@ -441,8 +451,22 @@ pub(crate) struct Run {
     fences: Vec<u64>,
     /// Set when a read found the run damaged (its file is then removed).
     discarded: std::sync::atomic::AtomicBool,
-    /// Whether finding it damaged removes its file (not when only checking it).
+    /// Whether finding it damaged removes its file (not when only checking it) and
+    /// rebuilds it in its place ([`Run::replacement`]).
     remove_when_damaged: bool,
+    /// The run rebuilt in place of this one once a read found it damaged.
+    replacement: std::sync::OnceLock<std::sync::Arc<Run>>,
+    healing: parking_lot::Mutex<Healing>,
+    healed: parking_lot::Condvar,
+}
+
+/// Where the rebuild of a damaged run stands.
+#[derive(Debug, Default)]
+enum Healing {
+    #[default]
+    NotStarted,
+    Running,
+    Failed(String),
 }
 
 impl Run {
@@ -511,6 +535,9 @@ impl Run {
             fences,
             discarded: std::sync::atomic::AtomicBool::new(false),
             remove_when_damaged: true,
+            replacement: std::sync::OnceLock::new(),
+            healing: parking_lot::Mutex::new(Healing::NotStarted),
+            healed: parking_lot::Condvar::new(),
         })
     }
 
@@ -548,8 +575,22 @@ impl Run {
             .ok_or_else(|| self.damaged(&format!("fails the checksum of directory block {block}")))
     }
 
-    /// The record of `key` in this run, if it holds one.
+    /// The record of `key` in this run, if it holds one. A run found damaged answers from
+    /// the run rebuilt in its place ([`Run::replacement`]).
     pub(crate) fn get(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
+        if let Some(replacement) = self.replacement()? {
+            return replacement.get(kind, key);
+        }
+        match self.get_here(kind, key) {
+            Err(error) => match self.replacement()? {
+                Some(replacement) => replacement.get(kind, key),
+                None => Err(error),
+            },
+            found => found,
+        }
+    }
+
+    fn get_here(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
         let hash = key_hash(kind, key);
         // The first block whose fence is ≥ the hash may start past keys of the same hash:
         // start in the block before it.
@@ -567,9 +608,11 @@ impl Run {
                 if entry_hash > hash {
                     return Ok(None);
                 }
-                let record = self.read_record(u64_at(entry, 8))?;
-                if record.0 == kind && record.1 == key {
-                    return Ok(Some(record.2));
+                let (found_kind, found_key, mut record) = self.read_record(u64_at(entry, 8))?;
+                if found_kind == kind && found_key == key {
+                    record.kind = kind;
+                    record.key = found_key;
+                    return Ok(Some(record));
                 }
             }
         }
@@ -635,6 +678,9 @@ impl Run {
                     .then(|| bytes[metadata_start..metadata_start + metadata_len].to_vec()),
                 positions_offset: offset + positions_start as u64,
                 inline,
+                source: self.address(),
+                kind: bytes[0],
+                key: Vec::new(),
             },
         ))
     }
@@ -651,8 +697,31 @@ impl Run {
     }
 
     /// Positions `[from, to)` of `record` by index in the record (not by revision): the
-    /// chunks holding them are read and checked.
+    /// chunks holding them are read and checked. A run found damaged answers from the run
+    /// rebuilt in its place.
     pub(crate) fn positions(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
+        if record.source != self.address() {
+            return match self.replacement.get() {
+                Some(replacement) => replacement.positions(record, from, to),
+                None => Err(invalid(format!(
+                    "a record of another run was read in run {}",
+                    self.path.display()
+                ))),
+            };
+        }
+        match self.positions_here(record, from, to) {
+            Err(error) => match self.replacement()? {
+                Some(replacement) => match replacement.get(record.kind, &record.key)? {
+                    Some(again) => replacement.positions(&again, from, to),
+                    None => Err(error),
+                },
+                None => Err(error),
+            },
+            found => found,
+        }
+    }
+
+    fn positions_here(&self, record: &RunRecord, from: u64, to: u64) -> Result<Vec<u64>> {
         let to = to.min(record.count);
         if from >= to {
             return Ok(Vec::new());
@@ -680,6 +749,9 @@ impl Run {
 
     /// Every entry in run order, read sequentially and checked (for merges and checks).
     pub(crate) fn scan(&self) -> Result<RunScan<'_>> {
+        if let Some(replacement) = self.replacement()? {
+            return replacement.scan();
+        }
         let mut reader = BufReader::with_capacity(1 << 20, &self.file);
         reader
             .seek(SeekFrom::Start(RUN_HEADER_BYTES))
@@ -763,6 +835,72 @@ impl Run {
         }
     }
 
+    /// This run's address, which tells its records from those of its replacement.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// The run rebuilt in place of this one when a read found it damaged (`None` while it
+    /// is not, or when it is only being checked). The first read that needs it rebuilds it
+    /// from the index files of its range (`run_heal`), at its own name, while the store
+    /// serves; the reads that need it meanwhile wait for it. An error when it cannot be
+    /// rebuilt (then the next open rebuilds it from the log).
+    fn replacement(&self) -> Result<Option<&std::sync::Arc<Run>>> {
+        if let Some(replacement) = self.replacement.get() {
+            return Ok(Some(replacement));
+        }
+        if !self.remove_when_damaged || !self.is_discarded() {
+            return Ok(None);
+        }
+        let mut healing = self.healing.lock();
+        loop {
+            if let Some(replacement) = self.replacement.get() {
+                return Ok(Some(replacement));
+            }
+            match &*healing {
+                Healing::Failed(reason) => {
+                    return Err(corrupt(format!(
+                        "run {} is damaged and {reason}",
+                        self.path.display()
+                    )));
+                }
+                Healing::Running => self.healed.wait(&mut healing),
+                Healing::NotStarted => {
+                    *healing = Healing::Running;
+                    let rebuilt = parking_lot::MutexGuard::unlocked(&mut healing, || {
+                        tracing::warn!(run = %self.path.display(), "rebuilding a damaged index run while serving");
+                        crate::run_heal::rebuild_from_index_files(
+                            &self.path,
+                            self.covers_from,
+                            self.covers_to,
+                        )
+                        .and_then(|()| {
+                            Run::open(&self.path).map_err(|reason| {
+                                corrupt(format!("rebuilt run {} {reason}", self.path.display()))
+                            })
+                        })
+                    });
+                    match rebuilt {
+                        Ok(run)
+                            if run.covers_from == self.covers_from
+                                && run.covers_to == self.covers_to =>
+                        {
+                            let _ = self.replacement.set(std::sync::Arc::new(run));
+                            tracing::info!(run = %self.path.display(), "a damaged index run was rebuilt");
+                        }
+                        Ok(_) => {
+                            *healing = Healing::Failed("its rebuild covers another range".into())
+                        }
+                        Err(error) => {
+                            *healing = Healing::Failed(format!("could not be rebuilt: {error}"))
+                        }
+                    }
+                    self.healed.notify_all();
+                }
+            }
+        }
+    }
+
     /// Whether a read found this run damaged.
     pub(crate) fn is_discarded(&self) -> bool {
         self.discarded.load(std::sync::atomic::Ordering::Acquire)
@@ -841,359 +979,6 @@ impl RunScan<'_> {
             metadata: (flags & FLAG_METADATA != 0).then_some(metadata),
         })
     }
-}
-
-/// Writes the merge of two adjacent runs (`older` covers the log up to where `newer`
-/// starts) to `path`. A key in both keeps the older positions followed by the newer ones
-/// (which must continue its revisions), the newer tombstone and metadata when set.
-pub(crate) fn merge_runs(older: &Run, newer: &Run, path: &Path) -> Result<()> {
-    if older.covers_to != newer.covers_from {
-        return Err(invalid(format!(
-            "runs {} and {} are not adjacent",
-            older.path.display(),
-            newer.path.display()
-        )));
-    }
-    let mut failure = None;
-    let merged = MergeIter {
-        older: older.scan()?.peekable(),
-        newer: newer.scan()?.peekable(),
-        failure: &mut failure,
-    };
-    let written = write_run(path, older.covers_from, newer.covers_to, merged);
-    if let Some(error) = failure {
-        let _ = std::fs::remove_file(path);
-        return Err(error);
-    }
-    written
-}
-
-struct MergeIter<'a, 'f> {
-    older: std::iter::Peekable<RunScan<'a>>,
-    newer: std::iter::Peekable<RunScan<'a>>,
-    failure: &'f mut Option<Error>,
-}
-
-impl Iterator for MergeIter<'_, '_> {
-    type Item = RunEntry;
-
-    fn next(&mut self) -> Option<RunEntry> {
-        if self.failure.is_some() {
-            return None;
-        }
-        let take = |side: &mut std::iter::Peekable<RunScan<'_>>| side.next();
-        // Less: the older side is next; Greater: the newer; None: a side failed.
-        let order = match (self.older.peek(), self.newer.peek()) {
-            (None, None) => return None,
-            (Some(Err(_)), _) | (_, Some(Err(_))) => None,
-            (Some(_), None) => Some(std::cmp::Ordering::Less),
-            (None, Some(_)) => Some(std::cmp::Ordering::Greater),
-            (Some(Ok(a)), Some(Ok(b))) => Some(a.order_key().cmp(&b.order_key())),
-        };
-        let Some(order) = order else {
-            let failed = if matches!(self.older.peek(), Some(Err(_))) {
-                take(&mut self.older)
-            } else {
-                take(&mut self.newer)
-            };
-            return self.fail(failed);
-        };
-        match order {
-            std::cmp::Ordering::Less => take(&mut self.older).and_then(Result::ok),
-            std::cmp::Ordering::Greater => take(&mut self.newer).and_then(Result::ok),
-            std::cmp::Ordering::Equal => {
-                let mut a = take(&mut self.older).and_then(Result::ok)?;
-                let b = take(&mut self.newer).and_then(Result::ok)?;
-                if !b.positions.is_empty()
-                    && b.first_revision != a.first_revision + a.positions.len() as u64
-                {
-                    *self.failure = Some(corrupt(format!(
-                        "runs disagree on key {:?}: the newer starts at revision {}, the older ends before {}",
-                        String::from_utf8_lossy(&a.key),
-                        b.first_revision,
-                        a.first_revision + a.positions.len() as u64
-                    )));
-                    return None;
-                }
-                if a.positions.is_empty() {
-                    a.first_revision = b.first_revision;
-                }
-                a.positions.extend_from_slice(&b.positions);
-                a.tombstone = b.tombstone.or(a.tombstone);
-                a.metadata = b.metadata.or(a.metadata);
-                Some(a)
-            }
-        }
-    }
-}
-
-impl MergeIter<'_, '_> {
-    fn fail(&mut self, item: Option<Result<RunEntry>>) -> Option<RunEntry> {
-        if let Some(Err(error)) = item {
-            *self.failure = Some(error);
-        }
-        None
-    }
-}
-
-/// Runs covering consecutive ranges of the log, oldest first; a key's positions are the
-/// concatenation of its records in them.
-/// Runs chained from the log's start; cloned cheaply (the runs are shared), so that the
-/// index can publish a snapshot that lookups read while the saver goes on.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RunSet {
-    runs: Vec<std::sync::Arc<Run>>,
-}
-
-/// What the runs hold of one key, without its positions.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeyHead {
-    /// The revision after the last position held (0 when none).
-    pub end_revision: u64,
-    pub tombstone: Option<u64>,
-    pub metadata: Option<Vec<u8>>,
-}
-
-impl RunSet {
-    /// Adds the next run; it must start where the last one ends.
-    pub(crate) fn push(&mut self, run: Run) -> Result<()> {
-        if let Some(last) = self.runs.last()
-            && last.covers_to != run.covers_from
-        {
-            return Err(invalid(format!(
-                "run {} does not start where {} ends",
-                run.path.display(),
-                last.path.display()
-            )));
-        }
-        self.runs.push(std::sync::Arc::new(run));
-        Ok(())
-    }
-
-    pub(crate) fn runs(&self) -> &[std::sync::Arc<Run>] {
-        &self.runs
-    }
-
-    /// Where the runs end (None when there are none).
-    pub(crate) fn covers_to(&self) -> Option<u64> {
-        self.runs.last().map(|run| run.covers_to)
-    }
-
-    /// Bytes of memory the open runs hold.
-    pub(crate) fn resident_bytes(&self) -> usize {
-        self.runs
-            .iter()
-            .map(|run| run.resident_bytes() + std::mem::size_of::<Run>())
-            .sum::<usize>()
-    }
-
-    /// Drops (and removes the files of) the runs that reach past `limit`: the log or the
-    /// index files they were written with no longer reach that far. Returns why each
-    /// was dropped.
-    pub(crate) fn retain_up_to(&mut self, limit: u64) -> Vec<String> {
-        let keep = self.runs.partition_point(|run| run.covers_to <= limit);
-        self.runs
-            .drain(keep..)
-            .map(|run| {
-                let _ = std::fs::remove_file(&run.path);
-                format!(
-                    "run {} reaches past {limit}, where the index files end",
-                    run.path.display()
-                )
-            })
-            .collect()
-    }
-
-    /// The head of a key: where its revisions end (the furthest any run says), its
-    /// tombstone and metadata (newest run that sets them). `None` when no run holds the
-    /// key.
-    pub(crate) fn head(&self, kind: u8, key: &[u8]) -> Result<Option<KeyHead>> {
-        let mut head: Option<KeyHead> = None;
-        for run in self.runs.iter().rev() {
-            let Some(record) = run.get(kind, key)? else {
-                continue;
-            };
-            let found = head.get_or_insert_with(KeyHead::default);
-            found.end_revision = found.end_revision.max(record.end_revision());
-            if found.tombstone.is_none() {
-                found.tombstone = record.tombstone;
-            }
-            if found.metadata.is_none() {
-                found.metadata = record.metadata;
-            }
-        }
-        Ok(head)
-    }
-
-    /// The first revision the runs hold of a key (revisions below it were removed by a
-    /// scavenge), with the positions of revisions `[from, to)` that they hold.
-    pub(crate) fn revisions(
-        &self,
-        kind: u8,
-        key: &[u8],
-        from: u64,
-        to: u64,
-    ) -> Result<Option<(u64, Vec<u64>)>> {
-        let mut first = None;
-        let mut out = Vec::new();
-        for run in &self.runs {
-            let Some(record) = run.get(kind, key)? else {
-                continue;
-            };
-            first.get_or_insert(record.first_revision);
-            let start = from.max(record.first_revision);
-            let end = to.min(record.end_revision());
-            if start < end {
-                out.extend(run.positions(
-                    &record,
-                    start - record.first_revision,
-                    end - record.first_revision,
-                )?);
-            }
-        }
-        Ok(first.map(|first| (first, out)))
-    }
-
-    /// The positions of revisions `[from, to)` of a key, ascending; revisions the runs do
-    /// not hold are left out.
-    pub(crate) fn positions(&self, kind: u8, key: &[u8], from: u64, to: u64) -> Result<Vec<u64>> {
-        Ok(self
-            .revisions(kind, key, from, to)?
-            .map(|(_, positions)| positions)
-            .unwrap_or_default())
-    }
-
-    /// Merges the two newest runs while the newer is at least half the older's size, so
-    /// that there are O(log n) runs and each position is rewritten O(log n) times. `name`
-    /// gives the path of a run from its coverage. Returns how many merges were done.
-    pub(crate) fn compact(&mut self, name: impl Fn(u64, u64) -> PathBuf) -> Result<usize> {
-        let mut merges = 0;
-        while self.runs.len() >= 2 {
-            let newer = &self.runs[self.runs.len() - 1];
-            let older = &self.runs[self.runs.len() - 2];
-            if newer.position_count.max(newer.key_count) * 2
-                < older.position_count.max(older.key_count)
-            {
-                break;
-            }
-            let path = name(older.covers_from, newer.covers_to);
-            merge_runs(older, newer, &path)?;
-            let merged = Run::open(&path)
-                .map_err(|reason| corrupt(format!("merged run {} {reason}", path.display())))?;
-            let newer = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
-            let older = self.runs.pop().unwrap_or_else(|| unreachable!("two runs"));
-            self.runs.push(std::sync::Arc::new(merged));
-            for replaced in [older, newer] {
-                if replaced.path != path {
-                    let _ = std::fs::remove_file(&replaced.path);
-                }
-            }
-            merges += 1;
-        }
-        Ok(merges)
-    }
-}
-
-/// How much of a run [`open_runs`] reads and checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunCheck {
-    /// The header, fences and trailer; the other blocks are checked when read.
-    Open,
-    /// Every block ([`Run::check_whole`]).
-    Whole,
-}
-
-/// Opens the runs in `dir` (named `<covers_from>-<covers_to>.run`, 20 digits each) that
-/// chain from `start`: where two intact runs start at the same place (a merge's output
-/// and its inputs, after a crash between the rename and the removal), the longer wins.
-/// Runs that fail their checks are removed (they are rebuilt from the log), as are `.tmp`
-/// leftovers. `check` says how much of each run is read and checked. Returns the set and
-/// why each dropped run was dropped.
-pub(crate) fn open_runs(dir: &Path, start: u64, check: RunCheck) -> Result<(RunSet, Vec<String>)> {
-    let mut dropped = Vec::new();
-    let mut candidates = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((RunSet::default(), dropped));
-        }
-        Err(error) => return Err(Error::io(format!("listing {}", dir.display()), error)),
-    };
-    for entry in entries {
-        let entry =
-            entry.map_err(|error| Error::io(format!("listing {}", dir.display()), error))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(&path);
-            continue;
-        }
-        let Some(range) = name.strip_suffix(".run") else {
-            continue;
-        };
-        let parsed = range
-            .split_once('-')
-            .and_then(|(from, to)| Some((from.parse::<u64>().ok()?, to.parse::<u64>().ok()?)));
-        let opened = Run::open(&path).and_then(|run| {
-            if check == RunCheck::Whole {
-                // A damaged run's error names it and its file is removed.
-                let named = format!("run {} ", path.display());
-                run.check_whole().map_err(|error| match error {
-                    Error::Corrupt { detail } => detail
-                        .strip_prefix(&named)
-                        .map_or_else(|| detail.clone(), str::to_owned),
-                    other => other.to_string(),
-                })?;
-            }
-            Ok(run)
-        });
-        match (parsed, opened) {
-            (Some((from, to)), Ok(run)) if run.covers_from == from && run.covers_to == to => {
-                candidates.push(run);
-            }
-            (_, Err(reason)) => {
-                dropped.push(format!("run {} {reason}", path.display()));
-                let _ = std::fs::remove_file(&path);
-            }
-            _ => {
-                dropped.push(format!(
-                    "run {} is not named after its coverage",
-                    path.display()
-                ));
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-    // Longest first among runs starting at the same place.
-    candidates.sort_by(|a, b| {
-        (a.covers_from, std::cmp::Reverse(a.covers_to))
-            .cmp(&(b.covers_from, std::cmp::Reverse(b.covers_to)))
-    });
-    let mut set = RunSet::default();
-    let mut at = start;
-    for run in candidates {
-        if run.covers_from == at && run.covers_to > at {
-            at = run.covers_to;
-            set.runs.push(std::sync::Arc::new(run));
-        } else if run.covers_to <= at {
-            // Superseded by a merge that holds it.
-            let _ = std::fs::remove_file(&run.path);
-        } else {
-            // Cut off by a damaged run before it: the log is replayed from there and the
-            // runs rebuilt, so this one would only shadow them.
-            dropped.push(format!(
-                "run {} does not start where the runs before it end ({at})",
-                run.path.display()
-            ));
-            let _ = std::fs::remove_file(&run.path);
-        }
-    }
-    Ok((set, dropped))
-}
-
-/// The file name of the run covering `[from, to)`.
-pub(crate) fn run_file_name(from: u64, to: u64) -> String {
-    format!("{from:020}-{to:020}.run")
 }
 
 fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::result::Result<(), String> {

@@ -164,6 +164,18 @@ pub(crate) struct UnsavedPostings {
     pub positions: Vec<u64>,
 }
 
+/// The postings of `name` in `map`, made empty if missing, with the key's shared name.
+fn postings_entry<'map>(
+    map: &'map mut HashMap<Arc<str>, Postings>,
+    name: &str,
+) -> (&'map Arc<str>, &'map mut Postings) {
+    if !map.contains_key(name) {
+        map.insert(Arc::from(name), Postings::default());
+    }
+    map.get_key_value_mut(name)
+        .unwrap_or_else(|| unreachable!("inserted above"))
+}
+
 pub(crate) struct SecondaryIndexes {
     /// False when the store keeps no secondary indexes (`Config::system_streams`).
     enabled: bool,
@@ -253,13 +265,7 @@ impl SecondaryIndexes {
         if !self.enabled {
             return false;
         }
-        let map = &mut self.maps[kind as usize - 1];
-        if !map.contains_key(name) {
-            map.insert(Arc::from(name), Postings::default());
-        }
-        let Some(postings) = map.get_mut(name) else {
-            unreachable!("inserted above");
-        };
+        let postings = self.postings_entry(kind, name);
         if !postings.positions.is_empty() {
             return false;
         }
@@ -267,14 +273,14 @@ impl SecondaryIndexes {
         true
     }
 
+    /// The postings of a key, made empty if missing.
+    fn postings_entry(&mut self, kind: Kind, name: &str) -> &mut Postings {
+        postings_entry(&mut self.maps[kind as usize - 1], name).1
+    }
+
+    /// The postings of a key about to gain positions (listed for the next index file).
     fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
-        let map = &mut self.maps[kind as usize - 1];
-        if !map.contains_key(name) {
-            map.insert(Arc::from(name), Postings::default());
-        }
-        let (key, postings) = map
-            .get_key_value_mut(name)
-            .unwrap_or_else(|| unreachable!("inserted above"));
+        let (key, postings) = postings_entry(&mut self.maps[kind as usize - 1], name);
         if !postings.listed_dirty {
             postings.listed_dirty = true;
             self.dirty.push((kind, key.clone()));
@@ -388,13 +394,7 @@ impl SecondaryIndexes {
         if !self.enabled {
             return false;
         }
-        let map = &mut self.maps[kind as usize - 1];
-        if !map.contains_key(name) {
-            map.insert(Arc::from(name), Postings::default());
-        }
-        let Some(postings) = map.get_mut(name) else {
-            unreachable!("inserted above");
-        };
+        let postings = self.postings_entry(kind, name);
         let ascending = positions.windows(2).all(|pair| pair[0] < pair[1]);
         let follows = match (postings.positions.last(), positions.first()) {
             (Some(last), Some(first)) => last < first,

@@ -251,6 +251,24 @@ fn index_file_claims(data_dir: &Path) -> Result<Vec<Claim>> {
         .collect())
 }
 
+/// A summary the open would trust must say what the index file says (one it would not
+/// trust is rewritten by the next tail-only open, and is no problem).
+fn check_summary(path: &Path, report: &mut VerifyReport) {
+    let Some(summary) = crate::index_summary::read_summary(path) else {
+        return;
+    };
+    let counted = std::fs::read(path)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| crate::index_file::summarize(&bytes));
+    if counted.as_ref() != Ok(&summary) {
+        report.problems.push(format!(
+            "the summary of index file {} does not match it (a tail-only open would count it wrongly; remove {})",
+            path.display(),
+            crate::index_summary::summary_path(path).display()
+        ));
+    }
+}
+
 /// Whether `position` held an event a scavenge removed (its segment was rewritten and it
 /// is not there any more).
 fn removed_by_scavenge(segments: &Segments, reader: &LogReader<'_>, position: u64) -> bool {
@@ -285,6 +303,7 @@ fn check_index_files(
             ));
             return Ok(());
         }
+        check_summary(path, report);
     }
     for (stream, entry) in file_index.streams() {
         let from_log = log_index.stream(stream);
