@@ -3,8 +3,8 @@
 # property, crash, corruption, the official Rust client against real servers), the doc
 # tests, the official Python and Node clients against a real `strata serve`, the HTTP API fuzzed
 # against its OpenAPI document (schemathesis), every fuzz target for a fixed number of
-# inputs (scripts/fuzz.sh), and both clients again with every server keeping its events in
-# PostgreSQL.
+# inputs (scripts/fuzz.sh), and both clients and the load limits again with every server
+# keeping its events in PostgreSQL.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`; STRATA_TEST_POSTGRES_URL
 # overrides): scripts/ensure-postgres.sh installs and starts it when nothing answers.
@@ -22,5 +22,7 @@ scripts/test-node.sh
 scripts/test-openapi.sh
 scripts/fuzz.sh --runs "${STRATA_FUZZ_RUNS:-3000}"
 STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(kurrentdb_rust_client)'
+# The load limits on PostgreSQL too (≈ 35 s; docs/RELIABILITY.md).
+STRATA_TEST_STORE=postgres cargo nextest run -p strata-cli --all-features -E 'binary(load_limits)'
 STRATA_TEST_STORE=postgres scripts/test-python.sh
 scripts/test-ui.sh

@@ -142,6 +142,7 @@ fn serve_config(args: &Resolved) -> anyhow::Result<ServeConfig> {
         header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
         subscriptions_max: args.max_subscriptions,
         subscriptions_per_connection_max: args.max_subscriptions_per_connection,
+        subscriptions_per_address_max: args.max_subscriptions_per_address,
         store_kind: if args.store.is_some() {
             "postgres"
         } else {

@@ -102,6 +102,10 @@ pub(crate) struct ServeArgs {
         env = "STRATA_MAX_SUBSCRIPTIONS_PER_CONNECTION"
     )]
     max_subscriptions_per_connection: Option<usize>,
+    /// Catch-up subscriptions the connections from one client address may hold at once
+    /// together (gRPC and HTTP); one more is refused RESOURCE_EXHAUSTED (gRPC) or 429 (HTTP).
+    #[arg(long, value_name = "N", env = "STRATA_MAX_SUBSCRIPTIONS_PER_ADDRESS")]
+    max_subscriptions_per_address: Option<usize>,
     /// Persistent-subscription groups that may exist at once; creating one more is refused.
     #[arg(long, value_name = "N", env = "STRATA_PERSISTENT_GROUPS_MAX")]
     persistent_groups_max: Option<usize>,
@@ -181,6 +185,7 @@ struct FileConfig {
     header_timeout_ms: Option<u64>,
     max_subscriptions: Option<usize>,
     max_subscriptions_per_connection: Option<usize>,
+    max_subscriptions_per_address: Option<usize>,
     persistent_groups_max: Option<usize>,
     persistent_window_mib: Option<u64>,
     http_body_max_kib: Option<u64>,
@@ -270,6 +275,7 @@ pub(crate) struct Resolved {
     pub(crate) header_timeout_ms: u64,
     pub(crate) max_subscriptions: usize,
     pub(crate) max_subscriptions_per_connection: usize,
+    pub(crate) max_subscriptions_per_address: usize,
     pub(crate) persistent_groups_max: usize,
     pub(crate) persistent_window_mib: u64,
     pub(crate) http_body_max_kib: u64,
@@ -373,6 +379,10 @@ impl ServeArgs {
                 .max_subscriptions_per_connection
                 .or(file.max_subscriptions_per_connection)
                 .unwrap_or(defaults.subscriptions_per_connection_max),
+            max_subscriptions_per_address: self
+                .max_subscriptions_per_address
+                .or(file.max_subscriptions_per_address)
+                .unwrap_or(defaults.subscriptions_per_address_max),
             persistent_groups_max: self
                 .persistent_groups_max
                 .or(file.persistent_groups_max)
@@ -459,6 +469,12 @@ impl Resolved {
         range(
             "max_subscriptions_per_connection",
             self.max_subscriptions_per_connection as u64,
+            1,
+            u64::MAX,
+        )?;
+        range(
+            "max_subscriptions_per_address",
+            self.max_subscriptions_per_address as u64,
             1,
             u64::MAX,
         )?;

@@ -6,7 +6,10 @@
 //! Times are reported, never asserted.
 //!
 //! `STRATA_LOAD_CONNECTIONS` (default 10,000) and `STRATA_LOAD_SUBSCRIPTIONS` (default
-//! 1,000) scale the two floods.
+//! 1,000) scale the two floods. `STRATA_TEST_BIN=/path/to/strata` runs another server binary
+//! (a release build, say) instead of this test build's, and `STRATA_TEST_STORE=postgres`
+//! keeps each server's events in a fresh schema of the PostgreSQL test database
+//! (`STRATA_TEST_POSTGRES_URL`) instead of the embedded engine.
 
 #[expect(
     dead_code,
@@ -72,6 +75,11 @@ fn vm_kib(pid: u32, key: &str) -> u64 {
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// Prints a test's figures, saying which binary served them on which store.
+fn report(figures: String) {
+    println!("figures ({}): {figures}", support::server_kind());
 }
 
 fn mib(kib: u64) -> f64 {
@@ -318,8 +326,8 @@ async fn ten_thousand_connections_over_the_limit_are_refused_and_a_probe_is_serv
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(resumed, "service resumed once the flood closed");
-    println!(
-        "figures: {connections} connections against a limit of {LIMIT}, opened in {flood_took:?}; \
+    report(format!(
+        "{connections} connections against a limit of {LIMIT}, opened in {flood_took:?}; \
          refusal: {}; probe during the flood: {}; server RSS {:.1} MiB before, {:.1} MiB flooded, \
          peak {:.1} MiB",
         refusal.lines().next().unwrap_or_default(),
@@ -327,7 +335,7 @@ async fn ten_thousand_connections_over_the_limit_are_refused_and_a_probe_is_serv
         mib(rss_before),
         mib(rss_flooded),
         mib(vm_kib(server.pid(), "VmHWM")),
-    );
+    ));
 }
 
 /// Events appended under load by the slow-consumer test: `EVENTS` events of `EVENT_BYTES`.
@@ -347,6 +355,9 @@ async fn slow_consumers_do_not_hold_up_the_writer_or_the_other_subscribers() {
     let server = Server::start_with(&[
         "--insecure",
         "--max-subscriptions",
+        &subscriptions.to_string(),
+        // All of them come from 127.0.0.1.
+        "--max-subscriptions-per-address",
         &subscriptions.to_string(),
     ]);
     let pid = server.pid();
@@ -432,8 +443,8 @@ async fn slow_consumers_do_not_hold_up_the_writer_or_the_other_subscribers() {
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
     let rss_loaded = vm_kib(pid, "VmRSS");
     drop(slow);
-    println!(
-        "figures: {subscriptions} live subscriptions on $all ({slow_count} never read, {} read \
+    report(format!(
+        "{subscriptions} live subscriptions on $all ({slow_count} never read, {} read \
          all); {EVENTS} appends of {} KiB: {}; server RSS {:.1} MiB before, {:.1} MiB subscribed, \
          {:.1} MiB after the appends ({:.1} KiB per slow subscription), peak {:.1} MiB",
         readers,
@@ -444,7 +455,7 @@ async fn slow_consumers_do_not_hold_up_the_writer_or_the_other_subscribers() {
         mib(rss_loaded),
         rss_loaded.saturating_sub(rss_subscribed) as f64 / slow_count.max(1) as f64,
         mib(vm_kib(pid, "VmHWM")),
-    );
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,12 +522,12 @@ async fn a_client_opening_subscriptions_in_a_loop_is_refused_at_the_limit() {
     let again = subscribe_again(&abuser, &options).await;
     assert!(again.is_some(), "an ended subscription's place came back");
     held.extend(again);
-    println!(
-        "figures: gRPC refusal after {GRPC_LIMIT}: {refusal}; HTTP refusal after {HTTP_LIMIT}: {}; \
+    report(format!(
+        "gRPC refusal after {GRPC_LIMIT}: {refusal}; HTTP refusal after {HTTP_LIMIT}: {}; \
          probe during the loops: {}",
         http_refusal.lines().next().unwrap_or_default(),
         latencies.summary()
-    );
+    ));
 }
 
 /// Reads an HTTP/1.1 answer's head (up to the blank line).
@@ -614,8 +625,8 @@ async fn a_one_gib_append_is_refused_early_naming_the_limit_over_grpc_and_http()
     // Nothing was written, and the server serves on.
     let read = try_http(address, &get(address, "/v1/streams/huge-1")).await;
     assert!(read.starts_with("HTTP/1.1 404"), "{read}");
-    println!(
-        "figures: gRPC 1 GiB append refused after {grpc_took:?}: {}; HTTP with Content-Length \
+    report(format!(
+        "gRPC 1 GiB append refused after {grpc_took:?}: {}; HTTP with Content-Length \
          1 GiB: {} after {} bytes sent; HTTP chunked: {} after {} bytes sent; server peak RSS \
          {:.1} MiB before, {:.1} MiB after gRPC, {:.1} MiB after HTTP",
         status.message(),
@@ -626,7 +637,7 @@ async fn a_one_gib_append_is_refused_early_naming_the_limit_over_grpc_and_http()
         mib(peak_before),
         mib(peak_grpc),
         mib(peak_http),
-    );
+    ));
 }
 
 struct HugeBody {
@@ -824,12 +835,111 @@ async fn one_connection_is_refused_at_its_subscription_limit_and_other_connectio
     );
 
     let mut latencies = probe.finish().await;
-    println!(
-        "figures: per-connection limit {PER_CONNECTION}: gRPC refusal: {refusal}; HTTP/2 \
+    report(format!(
+        "per-connection limit {PER_CONNECTION}: gRPC refusal: {refusal}; HTTP/2 \
          refusal: {}; probe: {}",
         http_refusal.lines().next().unwrap_or_default(),
         latencies.summary()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_from_one_address_are_refused_at_its_subscription_limit_and_other_addresses_are_served()
+ {
+    const PER_CONNECTION: usize = 20;
+    const PER_ADDRESS: usize = 30;
+    let server = Server::start_with(&[
+        "--insecure",
+        "--max-subscriptions-per-connection",
+        &PER_CONNECTION.to_string(),
+        "--max-subscriptions-per-address",
+        &PER_ADDRESS.to_string(),
+    ]);
+    let probe = Probe::start(&server).await;
+    let options = SubscribeToAllOptions::default().position(StreamPosition::End);
+
+    // gRPC from 127.0.0.1: a first connection fills its own places, a second one the rest
+    // of the address's, then is refused naming the address's limit.
+    let first = server.client();
+    let (first_held, first_refusal) = step(
+        "the first connection's subscription loop",
+        subscribe_until_refused(&first, &options, PER_CONNECTION),
+    )
+    .await;
+    assert_eq!(first_held.len(), PER_CONNECTION, "{first_refusal}");
+    assert!(
+        first_refusal.contains("this connection already holds its limit"),
+        "{first_refusal}"
     );
+    let second = server.client();
+    let (mut second_held, refusal) = step(
+        "the second connection's subscription loop",
+        subscribe_until_refused(&second, &options, PER_ADDRESS - PER_CONNECTION),
+    )
+    .await;
+    assert_eq!(second_held.len(), PER_ADDRESS - PER_CONNECTION, "{refusal}");
+    assert!(
+        refusal.contains("resource has been exhausted")
+            && refusal.contains(&format!(
+                "the connections from this client address already hold their limit of \
+                 {PER_ADDRESS} subscriptions together"
+            ))
+            && refusal.contains("--max-subscriptions-per-address"),
+        "the refusal names the per-address limit: {refusal}"
+    );
+
+    // HTTP from the same address, on a third connection: refused 429 at once.
+    let (none, http_refusal) = step(
+        "an HTTP/2 subscription from the same address",
+        http2_subscriptions_until_refused(address(&server), 0),
+    )
+    .await;
+    assert!(none.is_empty());
+    assert!(
+        http_refusal.starts_with("429")
+            && http_refusal.contains("too-many-subscriptions")
+            && http_refusal.contains("subscriptions per client address")
+            && http_refusal.contains(&format!("limit of {PER_ADDRESS} subscriptions")),
+        "{http_refusal}"
+    );
+
+    // Another client address (127.0.0.2, also loopback) has places of its own.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 2], 0)))
+        .expect("127.0.0.2 is a loopback address");
+    let server_address = address(&server);
+    let mut other = socket.connect(server_address).await.unwrap();
+    other
+        .write_all(
+            format!(
+                "GET /v1/subscriptions/all?from=end HTTP/1.1\r\nHost: {server_address}\r\n\
+                 Accept: application/x-ndjson\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut other).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "another address subscribes: {head}"
+    );
+
+    // A place comes back to the address when one of its subscriptions ends.
+    second_held.pop();
+    let again = subscribe_again(&second, &options).await;
+    assert!(again.is_some(), "an ended subscription's place came back");
+    second_held.extend(again);
+
+    let mut latencies = probe.finish().await;
+    report(format!(
+        "per-address limit {PER_ADDRESS} (per connection {PER_CONNECTION}): gRPC refusal on \
+         the second connection: {refusal}; HTTP/2 refusal: {}; probe: {}",
+        http_refusal.lines().next().unwrap_or_default(),
+        latencies.summary()
+    ));
+    drop((first_held, second_held, other));
 }
 
 /// Slow subscribers of the memory test, the events appended while they do not read, and
@@ -894,8 +1004,8 @@ async fn a_slow_subscriber_holds_a_bounded_part_of_a_large_backlog() {
     let rss_loaded = vm_kib(pid, "VmRSS");
     let backlog_mib = (BACKLOG_EVENTS * BACKLOG_EVENT_BYTES) as f64 / (1024.0 * 1024.0);
     let per_subscriber = mib(rss_loaded.saturating_sub(rss_subscribed)) / SLOW_SUBSCRIBERS as f64;
-    println!(
-        "figures: {SLOW_SUBSCRIBERS} subscribers that never read ({} gRPC, {} HTTP) behind a \
+    report(format!(
+        "{SLOW_SUBSCRIBERS} subscribers that never read ({} gRPC, {} HTTP) behind a \
          {backlog_mib:.0} MiB backlog: server RSS {:.1} MiB subscribed, {:.1} MiB after the \
          appends, {per_subscriber:.2} MiB per slow subscriber; peak {:.1} MiB",
         grpc.len(),
@@ -903,7 +1013,7 @@ async fn a_slow_subscriber_holds_a_bounded_part_of_a_large_backlog() {
         mib(rss_subscribed),
         mib(rss_loaded),
         mib(vm_kib(pid, "VmHWM")),
-    );
+    ));
     // Each holds its buffers (a few MiB), not the backlog, nor the 16 MiB of the earlier
     // buffers (docs/RELIABILITY.md).
     assert!(

@@ -44,7 +44,8 @@ pub mod conformance;
 
 pub use clock::{Clock, ManualClock};
 pub use connection_subscriptions::{
-    CONNECTION_SUBSCRIPTIONS_MAX_DEFAULT, ConnectionSubscription, ConnectionSubscriptions,
+    ADDRESS_SUBSCRIPTIONS_MAX_DEFAULT, AddressSubscriptions, CONNECTION_SUBSCRIPTIONS_MAX_DEFAULT,
+    ConnectionSubscription, ConnectionSubscriptions, SubscriptionRefused,
 };
 pub use dcb::{
     AppendCondition, QUERY_ITEMS_MAX, Query, QueryItem, QuerySlice, TAG_BYTES_MAX, TAGS_KEY,

@@ -67,21 +67,17 @@ impl SubscriptionSlots {
     /// the server put in the request; none when it is served otherwise, as in tests).
     ///
     /// # Errors
-    /// `RESOURCE_EXHAUSTED` when the connection holds its limit, or every slot is taken.
+    /// `RESOURCE_EXHAUSTED` when the connection, or the connections from its client
+    /// address, hold their limit, or every slot is taken.
     pub(crate) fn take(
         &self,
         connection: Option<&ConnectionSubscriptions>,
     ) -> Result<SubscriptionSlot, Status> {
         let connection = connection
             .map(|connection| {
-                connection.take().ok_or_else(|| {
-                    Status::resource_exhausted(format!(
-                        "this connection already holds its limit of {} subscriptions; end \
-                         one, open another connection, or raise the limit (strata serve \
-                         --max-subscriptions-per-connection)",
-                        connection.max()
-                    ))
-                })
+                connection
+                    .take()
+                    .map_err(|refused| Status::resource_exhausted(refused.to_string()))
             })
             .transpose()?;
         let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {

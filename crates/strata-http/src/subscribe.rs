@@ -119,7 +119,8 @@ fn format(headers: &HeaderMap) -> Format {
     }
 }
 
-/// A subscription's places: one of the server's, and one of its connection's.
+/// A subscription's places: one of the server's, and one of its connection's (and its
+/// client address's).
 struct Places {
     _server: OwnedSemaphorePermit,
     _connection: Option<ConnectionSubscription>,
@@ -133,19 +134,14 @@ fn permit(
 ) -> Result<Places, ApiError> {
     let connection = connection
         .map(|Extension(connection)| {
-            connection.take().ok_or_else(|| {
+            connection.take().map_err(|refused| {
                 let mut error = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too-many-subscriptions",
-                    format!(
-                        "this connection already holds its limit of {} subscriptions; end one, \
-                         open another connection, or raise the limit (strata serve \
-                         --max-subscriptions-per-connection)",
-                        connection.max()
-                    ),
+                    refused.to_string(),
                 );
-                error.problem.limit = Some(connection.max() as u64);
-                error.problem.limit_unit = Some("subscriptions per connection".to_owned());
+                error.problem.limit = Some(refused.limit() as u64);
+                error.problem.limit_unit = Some(refused.limit_unit().to_owned());
                 error
             })
         })

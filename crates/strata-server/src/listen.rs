@@ -46,6 +46,9 @@ pub struct ServeConfig {
     /// Catch-up subscriptions (gRPC and HTTP) one connection may hold at once; one more is
     /// refused `RESOURCE_EXHAUSTED` (gRPC) or 429 (HTTP).
     pub subscriptions_per_connection_max: usize,
+    /// Catch-up subscriptions (gRPC and HTTP) the connections from one client address may
+    /// hold at once together; one more is refused `RESOURCE_EXHAUSTED` (gRPC) or 429 (HTTP).
+    pub subscriptions_per_address_max: usize,
     /// What `/info` and the startup log name as the store (`engine`, `postgres`, ...).
     pub store_kind: String,
     /// How many persistent-subscription groups may exist, and the bytes each may hold.
@@ -78,6 +81,7 @@ impl Default for ServeConfig {
             header_timeout: HEADER_TIMEOUT_DEFAULT,
             subscriptions_max: strata_grpc::SUBSCRIPTIONS_MAX_DEFAULT,
             subscriptions_per_connection_max: strata_core::CONNECTION_SUBSCRIPTIONS_MAX_DEFAULT,
+            subscriptions_per_address_max: strata_core::ADDRESS_SUBSCRIPTIONS_MAX_DEFAULT,
             store_kind: "engine".to_owned(),
             persistent_limits: strata_grpc::PersistentLimits::default(),
             http: strata_http::HttpOptions::default(),
@@ -127,6 +131,8 @@ pub struct Server {
     header_timeout: Duration,
     subscriptions_max: usize,
     subscriptions_per_connection_max: usize,
+    /// The subscription places of each client address, shared by every listener.
+    address_subscriptions: strata_core::AddressSubscriptions,
     store_kind: String,
     persistent_limits: strata_grpc::PersistentLimits,
     http: strata_http::HttpOptions,
@@ -169,6 +175,9 @@ impl Server {
             header_timeout: config.header_timeout,
             subscriptions_max: config.subscriptions_max,
             subscriptions_per_connection_max: config.subscriptions_per_connection_max,
+            address_subscriptions: strata_core::AddressSubscriptions::new(
+                config.subscriptions_per_address_max,
+            ),
             store_kind: config.store_kind.clone(),
             persistent_limits: config.persistent_limits,
             http: config.http.clone(),
@@ -409,6 +418,7 @@ impl Server {
                 limit: self.connections.clone(),
                 header_timeout: self.header_timeout,
                 subscriptions_per_connection_max: self.subscriptions_per_connection_max,
+                address_subscriptions: self.address_subscriptions.clone(),
             };
             serving.spawn(accepting.serve(listener, stopped.clone()));
             tracing::debug!(%address, "accepting connections");
@@ -486,6 +496,7 @@ struct Accepting {
     limit: ConnectionLimit,
     header_timeout: Duration,
     subscriptions_per_connection_max: usize,
+    address_subscriptions: strata_core::AddressSubscriptions,
 }
 
 impl Accepting {
@@ -510,7 +521,9 @@ impl Accepting {
             let (this, watcher) = (Arc::clone(&this), graceful.watcher());
             tokio::spawn(async move {
                 let Some(tls) = this.tls.clone() else {
-                    return this.serve_admitted(tcp, admission, None, watcher).await;
+                    return this
+                        .serve_admitted(tcp, admission, peer, false, watcher)
+                        .await;
                 };
                 // The handshake counts against the head deadline too.
                 let Ok(Ok(stream)) = tokio::time::timeout(
@@ -522,7 +535,7 @@ impl Accepting {
                     return;
                 };
                 // Failed logins are slowed down per address (strata-auth reads it).
-                this.serve_admitted(stream, admission, Some(peer), watcher)
+                this.serve_admitted(stream, admission, peer, true, watcher)
                     .await;
             });
         }
@@ -530,13 +543,15 @@ impl Accepting {
         Ok(())
     }
 
-    /// Serves one connection, or refuses it when it is over the limit. A connection that
-    /// has not sent a whole request head within the head deadline is closed.
+    /// Serves one connection from `peer`, or refuses it when it is over the limit. A
+    /// connection that has not sent a whole request head within the head deadline is
+    /// closed. `secure`: over TLS, where failed logins are slowed down per address.
     async fn serve_admitted<I>(
         &self,
         io: I,
         admission: Admission,
-        peer: Option<SocketAddr>,
+        peer: SocketAddr,
+        secure: bool,
         watcher: hyper_util::server::graceful::Watcher,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -546,16 +561,18 @@ impl Accepting {
             Admission::Refuse(refusing) => return self.limit.refuse(io, refusing).await,
             Admission::Close => return,
         };
-        let router = match peer {
-            Some(peer) => self
-                .router
+        let router = if secure {
+            self.router
                 .clone()
-                .layer(axum::Extension(strata_auth::SourceAddress(peer.ip()))),
-            None => self.router.clone(),
+                .layer(axum::Extension(strata_auth::SourceAddress(peer.ip())))
+        } else {
+            self.router.clone()
         };
-        // Every request of this connection carries its subscription places.
-        let subscriptions =
-            strata_core::ConnectionSubscriptions::new(self.subscriptions_per_connection_max);
+        // Every request of this connection carries its subscription places, counted
+        // against its client address's too.
+        let subscriptions = self
+            .address_subscriptions
+            .connection(peer.ip(), self.subscriptions_per_connection_max);
         let (service, first_request) = FirstRequestWatch::new(router, subscriptions);
         let connection = self
             .http

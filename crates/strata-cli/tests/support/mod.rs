@@ -11,7 +11,27 @@ use std::time::Duration;
 use kurrentdb::{Client, ClientSettings};
 use tempfile::TempDir;
 
+/// The `strata` binary of this test build.
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// The `strata` binary servers run: `STRATA_TEST_BIN` (say, a release build) when set, else
+/// this test build's.
+pub fn strata_bin() -> PathBuf {
+    match std::env::var_os("STRATA_TEST_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(STRATA),
+    }
+}
+
+/// What servers run and where they keep their events, for a test's printed figures.
+pub fn server_kind() -> String {
+    let store = if postgres_requested() {
+        "PostgreSQL"
+    } else {
+        "the embedded engine"
+    };
+    format!("{} on {store}", strata_bin().display())
+}
 
 /// The line prefix `strata serve` prints on stdout once it accepts connections.
 const READY_PREFIX: &str = "strata serve: ready on ";
@@ -284,7 +304,7 @@ fn spawn(temp: &TempDir, store: &[String], extra: &[&str]) -> (Child, mpsc::Rece
         .append(true)
         .open(&stderr_path)
         .expect("stderr file");
-    let mut command = Command::new(STRATA);
+    let mut command = Command::new(strata_bin());
     command.arg("serve").args(["--port", "0"]);
     if store.is_empty() {
         // Small segments: every server zero-fills two, and a run starts dozens.
