@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -397,7 +396,7 @@ impl Server {
             router = router.merge(routes);
         }
         let router = router.fallback(strata_http::fallback);
-        let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
+        let router = strata_http::track(router, metrics);
         let (stopping, stopped) = watch::channel(false);
         let http = Arc::new(connection_builder(self.header_timeout));
         let mut serving = tokio::task::JoinSet::new();
@@ -481,7 +480,7 @@ const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// What one listener needs to accept and serve connections.
 struct Accepting {
     tls: Option<TlsAcceptor>,
-    router: Router,
+    router: strata_http::Tracked,
     http: Arc<auto::Builder<TokioExecutor>>,
     limit: ConnectionLimit,
     header_timeout: Duration,
@@ -546,17 +545,13 @@ impl Accepting {
             Admission::Refuse(refusing) => return self.limit.refuse(io, refusing).await,
             Admission::Close => return,
         };
-        let router = match peer {
-            Some(peer) => self
-                .router
-                .clone()
-                .layer(axum::Extension(strata_auth::SourceAddress(peer.ip()))),
-            None => self.router.clone(),
-        };
-        // Every request of this connection carries its subscription places.
+        // Every request of this connection carries its subscription places, and over TLS
+        // its source address (failed logins are slowed down per address).
         let subscriptions =
             strata_core::ConnectionSubscriptions::new(self.subscriptions_per_connection_max);
-        let (service, first_request) = FirstRequestWatch::new(router, subscriptions);
+        let source = peer.map(|peer| strata_auth::SourceAddress(peer.ip()));
+        let (service, first_request) =
+            FirstRequestWatch::new(self.router.clone(), subscriptions, source);
         let connection = self
             .http
             .serve_connection_with_upgrades(TokioIo::new(io), service)
