@@ -23,20 +23,24 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::request_id::{self, REQUEST_ID};
 
-/// `router`, with request ids, metrics and a span per request; what `strata serve` serves.
-pub fn track(router: Router, metrics: Arc<Metrics>) -> Tracked {
-    Tracked { router, metrics }
+/// `service` (a router, or one in front of it), with request ids, metrics and a span per
+/// request; what `strata serve` serves. `service` must always be ready, as a `Router` is:
+/// it is called without asking.
+pub fn track<S>(service: S, metrics: Arc<Metrics>) -> Tracked<S> {
+    Tracked { service, metrics }
 }
 
 /// See [`track`].
 #[derive(Clone)]
-pub struct Tracked {
-    router: Router,
+pub struct Tracked<S = Router> {
+    service: S,
     metrics: Arc<Metrics>,
 }
 
-impl<B> Service<axum::http::Request<B>> for Tracked
+impl<S, B> Service<axum::http::Request<B>> for Tracked<S>
 where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -56,7 +60,7 @@ where
         // the rest.
         let span = tracing::info_span!("request", request_id = id.as_str());
         let arrived = self.metrics.call_arrived(&request);
-        let routed = span.in_scope(|| self.router.call(request));
+        let routed = span.in_scope(|| self.service.call(request));
         let metrics = Arc::clone(&self.metrics);
         Box::pin(
             async move {

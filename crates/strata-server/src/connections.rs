@@ -139,7 +139,7 @@ pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// subscription places and, when known, its source address.
 #[derive(Clone)]
 pub(crate) struct FirstRequestWatch {
-    inner: TowerToHyperService<strata_http::Tracked>,
+    inner: Inner,
     arrived: Arc<AtomicBool>,
     /// The connection's subscription places, put into each of its requests.
     subscriptions: strata_core::ConnectionSubscriptions,
@@ -158,7 +158,7 @@ impl FirstRequest {
 
 impl FirstRequestWatch {
     pub(crate) fn new(
-        service: strata_http::Tracked,
+        service: strata_http::Tracked<crate::dispatch::Dispatch>,
         subscriptions: strata_core::ConnectionSubscriptions,
         source: Option<strata_auth::SourceAddress>,
     ) -> (Self, FirstRequest) {
@@ -173,7 +173,7 @@ impl FirstRequestWatch {
     }
 }
 
-type Inner = TowerToHyperService<strata_http::Tracked>;
+type Inner = TowerToHyperService<strata_http::Tracked<crate::dispatch::Dispatch>>;
 
 impl<B> hyper::service::Service<hyper::Request<B>> for FirstRequestWatch
 where

@@ -366,6 +366,7 @@ impl Server {
         };
         let services = strata_grpc::services_with(Arc::clone(&store), grpc_options);
         let persistent_subscriptions = services.persistent_subscriptions;
+        let streams = services.streams;
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
             kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
@@ -396,7 +397,7 @@ impl Server {
             router = router.merge(routes);
         }
         let router = router.fallback(strata_http::fallback);
-        let router = strata_http::track(router, metrics);
+        let router = strata_http::track(crate::dispatch::Dispatch::new(streams, router), metrics);
         let (stopping, stopped) = watch::channel(false);
         let http = Arc::new(connection_builder(self.header_timeout));
         let mut serving = tokio::task::JoinSet::new();
@@ -480,7 +481,7 @@ const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// What one listener needs to accept and serve connections.
 struct Accepting {
     tls: Option<TlsAcceptor>,
-    router: strata_http::Tracked,
+    router: strata_http::Tracked<crate::dispatch::Dispatch>,
     http: Arc<auto::Builder<TokioExecutor>>,
     limit: ConnectionLimit,
     header_timeout: Duration,
