@@ -62,6 +62,7 @@ mod read_tests;
 mod security_tests;
 mod server_features;
 mod streams;
+mod streams_calls;
 mod subscribe;
 #[cfg(test)]
 mod test_server;
@@ -97,6 +98,7 @@ use crate::subscribe::SubscriptionSlots;
 use crate::users::UsersService;
 
 pub use crate::server_features::{KURRENTDB_COMPATIBLE_VERSION, STRATA_VERSION};
+pub use crate::streams_calls::{STREAMS_PATH_PREFIX, StreamsCalls};
 pub use crate::subscribe::SUBSCRIPTIONS_MAX_DEFAULT;
 
 /// Room for a message beyond its events' bytes (ids, metadata maps, framing).
@@ -165,6 +167,8 @@ impl GrpcOptions {
 /// The gRPC services, and the persistent-subscription manager behind them.
 pub struct Services {
     pub routes: tonic::service::Routes,
+    /// The `Streams` service of `routes`, to be called without routing.
+    pub streams: StreamsCalls,
     /// Shut it down after serving and before closing the store, so the groups write their
     /// last checkpoints.
     pub persistent_subscriptions: Arc<PersistentSubscriptions>,
@@ -224,6 +228,7 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     })
     .max_decoding_message_size(message_bytes_max)
     .max_encoding_message_size(message_bytes_max);
+    let streams_calls = StreamsCalls(streams.clone());
     let features = Features {
         projections: options.projections.is_some(),
         operations: options.operations.is_some(),
@@ -267,6 +272,7 @@ pub fn services_with<S: EventStore>(store: Arc<S>, options: GrpcOptions) -> Serv
     }
     Services {
         routes,
+        streams: streams_calls,
         persistent_subscriptions,
     }
 }

@@ -53,14 +53,15 @@ mod request_id;
 mod scavenges;
 mod state;
 mod subscribe;
+mod tracked;
 mod ui;
 mod users;
 
 pub use connectors::{connectors_router, spawn_connector_metrics};
 pub use metered::MeteredStore;
-pub use metrics::{Metrics, ProjectionSample, instrument};
+pub use metrics::{Metrics, ProjectionSample};
 pub use openapi::openapi_document;
 pub use problem::fallback;
-pub use request_id::request_id_layer;
 pub use scavenges::scavenges_router;
 pub use state::{HTTP_BODY_BYTES_MAX_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HttpApi, HttpOptions};
+pub use tracked::{Tracked, track};

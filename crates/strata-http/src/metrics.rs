@@ -3,14 +3,10 @@
 //! `kurrentdb_*_incoming_grpc_calls*`, `kurrentdb_persistent_sub_*`) and `strata_*`
 //! otherwise.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -554,68 +550,92 @@ fn grpc_activity(path: &str) -> Option<GrpcActivity> {
     }
 }
 
-/// Counts and times every call through `router`: gRPC calls under KurrentDB's names, other
-/// HTTP requests under `strata_http_*`.
-pub fn instrument(router: Router, metrics: Arc<Metrics>) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(metrics, track))
+/// A call as it arrived, to be counted and timed when its answer's head leaves
+/// ([`Metrics::call_answered`]).
+pub(crate) struct ArrivedCall {
+    started: Instant,
+    kind: ArrivedKind,
 }
 
-async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    let started = Instant::now();
-    if !is_grpc {
-        let method = request.method().as_str().to_owned();
-        let response = next.run(request).await;
-        let labels = vec![
-            ("method", method),
-            ("status", response.status().as_u16().to_string()),
-        ];
-        metrics.http_requests.get_or_create(&labels).inc();
-        metrics
-            .http_request_duration
-            .get_or_create(&vec![("method", labels[0].1.clone())])
-            .observe(started.elapsed().as_secs_f64());
-        return response;
-    }
-    let activity = grpc_activity(request.uri().path());
-    metrics.grpc_current_calls.inc();
-    let response = next.run(request).await;
-    metrics.grpc_current_calls.dec();
-    // A status in the head is a trailers-only answer: the call failed before any message
-    // (0 is OK; 12 is UNIMPLEMENTED, 4 DEADLINE_EXCEEDED).
-    let status = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u32>().ok());
-    let count = |kind: CallKind| {
-        metrics.series.grpc_calls(&metrics.grpc_calls, kind).inc();
-    };
-    count(CallKind::Total);
-    match status {
-        Some(0) | None => {}
-        Some(12) => {
-            count(CallKind::Failed);
-            count(CallKind::Unimplemented);
+enum ArrivedKind {
+    /// An HTTP request, counted under `strata_http_*` by method and status.
+    Http { method: axum::http::Method },
+    /// A gRPC call, counted under KurrentDB's names.
+    Grpc { activity: Option<GrpcActivity> },
+}
+
+impl Metrics {
+    /// Notes a call arriving: gRPC calls under KurrentDB's names, other HTTP requests under
+    /// `strata_http_*`.
+    pub(crate) fn call_arrived<B>(&self, request: &axum::http::Request<B>) -> ArrivedCall {
+        let is_grpc = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc"));
+        let started = Instant::now();
+        if !is_grpc {
+            let method = request.method().clone();
+            return ArrivedCall {
+                started,
+                kind: ArrivedKind::Http { method },
+            };
         }
-        Some(4) => {
-            count(CallKind::Failed);
-            count(CallKind::DeadlineExceeded);
+        let activity = grpc_activity(request.uri().path());
+        self.grpc_current_calls.inc();
+        ArrivedCall {
+            started,
+            kind: ArrivedKind::Grpc { activity },
         }
-        Some(_) => count(CallKind::Failed),
     }
-    if let Some(activity) = activity {
-        let succeeded = matches!(status, Some(0) | None);
-        metrics
-            .series
-            .grpc_duration(&metrics.grpc_method_duration, activity, succeeded)
-            .observe(started.elapsed().as_secs_f64());
+
+    /// Counts and times `call` by the head of its answer.
+    pub(crate) fn call_answered(&self, call: ArrivedCall, response: &Response) {
+        let activity = match call.kind {
+            ArrivedKind::Http { method } => {
+                let labels = vec![
+                    ("method", method.as_str().to_owned()),
+                    ("status", response.status().as_u16().to_string()),
+                ];
+                self.http_requests.get_or_create(&labels).inc();
+                self.http_request_duration
+                    .get_or_create(&vec![("method", labels[0].1.clone())])
+                    .observe(call.started.elapsed().as_secs_f64());
+                return;
+            }
+            ArrivedKind::Grpc { activity } => activity,
+        };
+        self.grpc_current_calls.dec();
+        // A status in the head is a trailers-only answer: the call failed before any message
+        // (0 is OK; 12 is UNIMPLEMENTED, 4 DEADLINE_EXCEEDED).
+        let status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u32>().ok());
+        let count = |kind: CallKind| {
+            self.series.grpc_calls(&self.grpc_calls, kind).inc();
+        };
+        count(CallKind::Total);
+        match status {
+            Some(0) | None => {}
+            Some(12) => {
+                count(CallKind::Failed);
+                count(CallKind::Unimplemented);
+            }
+            Some(4) => {
+                count(CallKind::Failed);
+                count(CallKind::DeadlineExceeded);
+            }
+            Some(_) => count(CallKind::Failed),
+        }
+        if let Some(activity) = activity {
+            let succeeded = matches!(status, Some(0) | None);
+            self.series
+                .grpc_duration(&self.grpc_method_duration, activity, succeeded)
+                .observe(call.started.elapsed().as_secs_f64());
+        }
     }
-    response
 }
 
 #[cfg(test)]

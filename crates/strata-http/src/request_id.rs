@@ -1,19 +1,9 @@
 //! Request ids: every answer carries `x-request-id` — the request's own, else the trace id
 //! of its W3C `traceparent`, else a new one — and the request's log lines carry it too.
 
-use axum::Router;
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
+use axum::http::{HeaderMap, HeaderValue};
 
-const REQUEST_ID: &str = "x-request-id";
-
-/// Gives every request through `router` a request id.
-pub fn request_id_layer(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(request_id))
-}
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed
 /// and not all zeros.
@@ -27,8 +17,9 @@ fn trace_id(traceparent: &str) -> Option<&str> {
     (hex(trace, 32) && hex(span, 16) && trace.bytes().any(|byte| byte != b'0')).then_some(trace)
 }
 
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let headers = request.headers();
+/// Gives `headers` (a request's) their request id; returns it, and the header value the
+/// answer carries.
+pub(crate) fn assign(headers: &mut HeaderMap) -> (String, HeaderValue) {
     let given = headers
         .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
@@ -45,13 +36,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .or_else(from_trace)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    request.headers_mut().insert(REQUEST_ID, value.clone());
-    // One field: the log formatter renders a span's fields when the span is made, on every
-    // request, whether or not a line is ever logged in it; the line itself says the rest.
-    let span = tracing::info_span!("request", request_id = id.as_str());
-    let mut response = next.run(request).instrument(span).await;
-    response.headers_mut().insert(REQUEST_ID, value);
-    response
+    headers.insert(REQUEST_ID, value.clone());
+    (id, value)
 }
 
 #[cfg(test)]

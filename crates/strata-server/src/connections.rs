@@ -136,13 +136,15 @@ pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// The service of one connection, noting when its first request arrives (hyper calls the
 /// service once a request head is complete) and handing each request the connection's
-/// subscription places.
+/// subscription places and, when known, its source address.
 #[derive(Clone)]
 pub(crate) struct FirstRequestWatch {
-    inner: TowerToHyperService<Router>,
+    inner: Inner,
     arrived: Arc<AtomicBool>,
     /// The connection's subscription places, put into each of its requests.
     subscriptions: strata_core::ConnectionSubscriptions,
+    /// The peer's address, put into each request (TLS connections; see `Accepting::serve`).
+    source: Option<strata_auth::SourceAddress>,
 }
 
 /// Whether the connection's first request has arrived.
@@ -156,32 +158,38 @@ impl FirstRequest {
 
 impl FirstRequestWatch {
     pub(crate) fn new(
-        router: Router,
+        service: strata_http::Tracked<crate::dispatch::Dispatch>,
         subscriptions: strata_core::ConnectionSubscriptions,
+        source: Option<strata_auth::SourceAddress>,
     ) -> (Self, FirstRequest) {
         let arrived = Arc::new(AtomicBool::new(false));
         let watch = Self {
-            inner: TowerToHyperService::new(router),
+            inner: TowerToHyperService::new(service),
             arrived: Arc::clone(&arrived),
             subscriptions,
+            source,
         };
         (watch, FirstRequest(arrived))
     }
 }
 
+type Inner = TowerToHyperService<strata_http::Tracked<crate::dispatch::Dispatch>>;
+
 impl<B> hyper::service::Service<hyper::Request<B>> for FirstRequestWatch
 where
-    TowerToHyperService<Router>: hyper::service::Service<hyper::Request<B>>,
+    Inner: hyper::service::Service<hyper::Request<B>>,
 {
-    type Response =
-        <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Response;
-    type Error = <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Error;
-    type Future =
-        <TowerToHyperService<Router> as hyper::service::Service<hyper::Request<B>>>::Future;
+    type Response = <Inner as hyper::service::Service<hyper::Request<B>>>::Response;
+    type Error = <Inner as hyper::service::Service<hyper::Request<B>>>::Error;
+    type Future = <Inner as hyper::service::Service<hyper::Request<B>>>::Future;
 
     fn call(&self, mut request: hyper::Request<B>) -> Self::Future {
         self.arrived.store(true, Ordering::Relaxed);
-        request.extensions_mut().insert(self.subscriptions.clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(self.subscriptions.clone());
+        if let Some(source) = self.source {
+            extensions.insert(source);
+        }
         self.inner.call(request)
     }
 }

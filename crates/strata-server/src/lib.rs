@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod connections;
+mod dispatch;
 mod leader_only;
 mod listen;
 mod quick_ack;

@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -376,6 +375,7 @@ impl Server {
         };
         let services = strata_grpc::services_with(Arc::clone(&store), grpc_options);
         let persistent_subscriptions = services.persistent_subscriptions;
+        let streams = services.streams;
         let http_options = strata_http::HttpOptions {
             store_kind: self.store_kind.clone(),
             kurrentdb_compatible_version: strata_grpc::KURRENTDB_COMPATIBLE_VERSION.to_owned(),
@@ -406,7 +406,7 @@ impl Server {
             router = router.merge(routes);
         }
         let router = router.fallback(strata_http::fallback);
-        let router = strata_http::request_id_layer(strata_http::instrument(router, metrics));
+        let router = strata_http::track(crate::dispatch::Dispatch::new(streams, router), metrics);
         let (stopping, stopped) = watch::channel(false);
         let http = Arc::new(connection_builder(self.header_timeout));
         let mut serving = tokio::task::JoinSet::new();
@@ -491,7 +491,7 @@ const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// What one listener needs to accept and serve connections.
 struct Accepting {
     tls: Option<TlsAcceptor>,
-    router: Router,
+    router: strata_http::Tracked<crate::dispatch::Dispatch>,
     http: Arc<auto::Builder<TokioExecutor>>,
     limit: ConnectionLimit,
     header_timeout: Duration,
@@ -561,19 +561,15 @@ impl Accepting {
             Admission::Refuse(refusing) => return self.limit.refuse(io, refusing).await,
             Admission::Close => return,
         };
-        let router = if secure {
-            self.router
-                .clone()
-                .layer(axum::Extension(strata_auth::SourceAddress(peer.ip())))
-        } else {
-            self.router.clone()
-        };
-        // Every request of this connection carries its subscription places, counted
-        // against its client address's too.
+        // Every request of this connection carries its subscription places (counted
+        // against its client address's too) and, over TLS, its source address (failed
+        // logins are slowed down per address).
         let subscriptions = self
             .address_subscriptions
             .connection(peer.ip(), self.subscriptions_per_connection_max);
-        let (service, first_request) = FirstRequestWatch::new(router, subscriptions);
+        let source = secure.then(|| strata_auth::SourceAddress(peer.ip()));
+        let (service, first_request) =
+            FirstRequestWatch::new(self.router.clone(), subscriptions, source);
         let connection = self
             .http
             .serve_connection_with_upgrades(TokioIo::new(io), service)

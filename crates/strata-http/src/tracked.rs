@@ -1,0 +1,78 @@
+//! The service every request of the server goes through, around the whole router: it gives
+//! the request its id (request_id.rs), counts and times it (metrics.rs), and runs it in the
+//! request's span.
+//!
+//! One service around the router, with one boxed future per call. Two
+//! `axum::middleware::from_fn` layers did the same before, but a layer on a `Router` wraps
+//! every route, and per call each layer cloned the boxed routes beneath it, boxed a `Next`
+//! and boxed its future: about a dozen allocations per gRPC call.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::response::Response;
+use axum::{BoxError, Router};
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+use crate::request_id::{self, REQUEST_ID};
+
+/// `service` (a router, or one in front of it), with request ids, metrics and a span per
+/// request; what `strata serve` serves. `service` must always be ready, as a `Router` is:
+/// it is called without asking.
+pub fn track<S>(service: S, metrics: Arc<Metrics>) -> Tracked<S> {
+    Tracked { service, metrics }
+}
+
+/// See [`track`].
+#[derive(Clone)]
+pub struct Tracked<S = Router> {
+    service: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<axum::http::Request<B>> for Tracked<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let mut request: Request = request.map(Body::new);
+        let (id, id_value) = request_id::assign(request.headers_mut());
+        // One field: the log formatter renders a span's fields when the span is made, on
+        // every request, whether or not a line is ever logged in it; the line itself says
+        // the rest.
+        let span = tracing::info_span!("request", request_id = id.as_str());
+        let arrived = self.metrics.call_arrived(&request);
+        let routed = span.in_scope(|| self.service.call(request));
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(
+            async move {
+                let mut response = match routed.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                metrics.call_answered(arrived, &response);
+                response.headers_mut().insert(REQUEST_ID, id_value);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
