@@ -130,7 +130,19 @@ fn copy_dir(from: &Path, to: &Path) {
         if entry.file_type().expect("file type").is_dir() {
             copy_dir(&path, &to.join(entry.file_name()));
         } else {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy a file");
+            copy_file(&path, &to.join(entry.file_name()));
+        }
+    }
+}
+
+/// `std::fs::copy`, again from the start when a signal interrupts it: libFuzzer's timeout
+/// timer (SIGALRM, installed without `SA_RESTART`) interrupts a long `copy_file_range`.
+fn copy_file(from: &Path, to: &Path) {
+    loop {
+        match std::fs::copy(from, to) {
+            Ok(_) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => panic!("copy {} to {}: {error}", from.display(), to.display()),
         }
     }
 }
