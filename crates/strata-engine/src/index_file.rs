@@ -313,9 +313,17 @@ pub(crate) fn summarize(bytes: &[u8]) -> Result<FileSummary, String> {
     Ok(summary)
 }
 
-/// Counts one stream record: a user stream's tombstone is kept (the tombstones by
-/// position stay whole in memory).
-fn count_stream_record(cursor: &mut Cursor<'_>, summary: &mut FileSummary) -> Result<(), String> {
+/// The fields of a stream record before its positions.
+struct StreamRecordHead<'a> {
+    name: &'a str,
+    flags: u8,
+    tombstone_position: u64,
+    first_revision: u64,
+}
+
+/// Reads a stream record's name, flags (refusing unknown ones), tombstone position and
+/// first revision.
+fn stream_record_head<'a>(cursor: &mut Cursor<'a>) -> Result<StreamRecordHead<'a>, String> {
     let name_len = usize::from(cursor.u16()?);
     let name = std::str::from_utf8(cursor.take(name_len)?)
         .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
@@ -323,8 +331,23 @@ fn count_stream_record(cursor: &mut Cursor<'_>, summary: &mut FileSummary) -> Re
     if flags & !(FLAG_TOMBSTONE | FLAG_METADATA) != 0 {
         return Err(format!("holds unknown flags for stream {name}"));
     }
-    let tombstone_position = cursor.u64()?;
-    let first_revision = cursor.u64()?;
+    Ok(StreamRecordHead {
+        name,
+        flags,
+        tombstone_position: cursor.u64()?,
+        first_revision: cursor.u64()?,
+    })
+}
+
+/// Counts one stream record: a user stream's tombstone is kept (the tombstones by
+/// position stay whole in memory).
+fn count_stream_record(cursor: &mut Cursor<'_>, summary: &mut FileSummary) -> Result<(), String> {
+    let StreamRecordHead {
+        name,
+        flags,
+        tombstone_position,
+        first_revision,
+    } = stream_record_head(cursor)?;
     let count = cursor.u64()?;
     let bytes = usize::try_from(count)
         .ok()
@@ -385,15 +408,12 @@ pub(crate) fn claimed_coverage(path: &Path) -> Option<Coverage> {
 
 /// Loads one stream record.
 fn load_stream_record(cursor: &mut Cursor<'_>, index: &mut Index) -> Result<(), String> {
-    let name_len = usize::from(cursor.u16()?);
-    let name = std::str::from_utf8(cursor.take(name_len)?)
-        .map_err(|_| "holds a stream name that is not UTF-8".to_owned())?;
-    let flags = cursor.take(8)?[0];
-    if flags & !(FLAG_TOMBSTONE | FLAG_METADATA) != 0 {
-        return Err(format!("holds unknown flags for stream {name}"));
-    }
-    let tombstone_position = cursor.u64()?;
-    let first_revision = cursor.u64()?;
+    let StreamRecordHead {
+        name,
+        flags,
+        tombstone_position,
+        first_revision,
+    } = stream_record_head(cursor)?;
     let positions = cursor.positions()?;
     let tombstone = (flags & FLAG_TOMBSTONE != 0).then_some(tombstone_position);
     if !index.load_positions(name, first_revision, &positions, tombstone) {
