@@ -267,7 +267,8 @@ impl Connectors {
         self.set_enabled(id, false).await
     }
 
-    /// Moves a connector's checkpoint to `from` (it restarts there if it was running).
+    /// Moves a connector's checkpoint to `from` (it restarts there if it was running);
+    /// `End` is where its source ends at the reset.
     ///
     /// # Errors
     /// [`Error::NotFound`], store errors.
@@ -275,7 +276,11 @@ impl Connectors {
         let mut registry = self.registry.lock().await;
         let entry = registry.entries.get_mut(id).ok_or_else(|| not_found(id))?;
         halt(entry).await;
-        streams::save_checkpoint(&*self.store, id, Checkpoint { resume: from }).await?;
+        // `End` is where the source ends now, at the reset: resolved later, when the
+        // connector next runs, it would skip what was appended in between.
+        let resume =
+            runtime::resolve_end(&*self.store, &entry.stored.definition.source, from).await?;
+        streams::save_checkpoint(&*self.store, id, Checkpoint { resume }).await?;
         if entry.stored.enabled {
             entry.shared = Arc::new(Shared::new());
             entry.runner = Some(spawn(&self.store, entry, None));

@@ -404,19 +404,7 @@ impl Pump<'_> {
 
     /// Turns `End` into the place the source ends at now.
     async fn resolve(&self, resume: StartFrom) -> Result<StartFrom> {
-        if resume != StartFrom::End {
-            return Ok(resume);
-        }
-        let end = match &self.definition.source {
-            Source::Stream { stream } => {
-                match self.store.stream_state(&stream_name(stream)?).await? {
-                    StreamState::At(revision) => Some(revision.0),
-                    StreamState::NoStream | StreamState::Tombstoned => None,
-                }
-            }
-            _ => self.store.last_position().await?.map(|position| position.0),
-        };
-        Ok(end.map_or(StartFrom::Start, StartFrom::After))
+        resolve_end(self.store, &self.definition.source, resume).await
     }
 
     fn subscribe(&self, store: &Arc<dyn EventStore>, from: StartFrom) -> Result<Subscription> {
@@ -455,6 +443,25 @@ impl Pump<'_> {
             }
         })
     }
+}
+
+/// Turns `End` into the place `source` ends at now (other places are returned as they are).
+pub(crate) async fn resolve_end(
+    store: &dyn EventStore,
+    source: &Source,
+    resume: StartFrom,
+) -> Result<StartFrom> {
+    if resume != StartFrom::End {
+        return Ok(resume);
+    }
+    let end = match source {
+        Source::Stream { stream } => match store.stream_state(&stream_name(stream)?).await? {
+            StreamState::At(revision) => Some(revision.0),
+            StreamState::NoStream | StreamState::Tombstoned => None,
+        },
+        _ => store.last_position().await?.map(|position| position.0),
+    };
+    Ok(end.map_or(StartFrom::Start, StartFrom::After))
 }
 
 #[derive(Default)]

@@ -173,6 +173,33 @@ async fn webhook_retries_parks_4xx_and_keeps_order() {
     })
     .await;
     assert_eq!(hook.lock().accepted.len(), 2 * before);
+
+    // Reset to the end while stopped: the end is taken at the reset, so an event appended
+    // before the next start is still sent.
+    connectors.stop("hook").await.unwrap();
+    connectors.reset("hook", StartFrom::End).await.unwrap();
+    let before = hook.lock().accepted.len();
+    let later = format!("{category}-1");
+    store
+        .append(
+            &StreamName::new(later.clone()).unwrap(),
+            ExpectedRevision::Any,
+            vec![ProposedEvent::json("Counted", "{}")],
+        )
+        .await
+        .unwrap();
+    let end = last_position(&store).await;
+    connectors.start("hook").await.unwrap();
+    wait_for(
+        &connectors,
+        "hook",
+        "the event after the reset to the end",
+        |info| info.position >= Some(end),
+    )
+    .await;
+    let accepted = hook.lock().accepted.clone();
+    assert_eq!(accepted.len(), before + 1, "{accepted:?}");
+    assert_eq!(accepted[before].0, later);
     connectors.shutdown().await;
     drop(connectors);
 
