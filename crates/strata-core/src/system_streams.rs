@@ -485,7 +485,11 @@ pub async fn resolve_link<S: EventStore + ?Sized>(
     })
 }
 
-/// Resolves every link of `events`, in order.
+/// Resolves every link of `events`, in order, as [`resolve_link`] does one by one.
+///
+/// Consecutive links to consecutive revisions of one stream (a category read meets its
+/// streams' events in such runs) are resolved by one read of that range instead of one
+/// read each.
 ///
 /// # Errors
 /// As [`resolve_link`].
@@ -494,10 +498,109 @@ pub async fn resolve_links<S: EventStore + ?Sized>(
     events: Vec<RecordedEvent>,
 ) -> Result<Vec<ResolvedEvent>> {
     let mut resolved = Vec::with_capacity(events.len());
-    for event in events {
-        resolved.push(resolve_link(store, event).await?);
+    let mut events = events.into_iter().peekable();
+    while let Some(event) = events.next() {
+        let Some((first, stream)) = link_target(&event) else {
+            resolved.push(resolve_link(store, event).await?);
+            continue;
+        };
+        let mut run = vec![(first, event)];
+        let mut step = None;
+        while run.len() < LINK_RUN_MAX
+            && let Some(next) = events.peek()
+            && let Some((revision, next_stream)) = link_target(next)
+            && next_stream == stream
+        {
+            let last = run[run.len() - 1].0;
+            let follows = match step {
+                None => revision == last + 1 || revision + 1 == last,
+                Some(true) => revision == last + 1,
+                Some(false) => revision + 1 == last,
+            };
+            if !follows {
+                break;
+            }
+            step = Some(revision > last);
+            let next = events.next().expect("peeked");
+            run.push((revision, next));
+        }
+        resolve_run(store, &stream, run, &mut resolved).await?;
     }
     Ok(resolved)
+}
+
+/// Links resolved by one read at most.
+const LINK_RUN_MAX: usize = 512;
+
+/// The revision and stream a link names, when `event` is a link that resolves by them.
+fn link_target(event: &RecordedEvent) -> Option<(u64, StreamName)> {
+    if event.event_type != LINK_EVENT_TYPE || !names_a_revision(&event.data) {
+        return None;
+    }
+    parse_link(&event.data)
+}
+
+/// Resolves `run`, links to consecutive revisions of `stream`, with one read of their
+/// range; a target that read did not return is looked up alone, as [`resolve_link`] would.
+async fn resolve_run<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamName,
+    run: Vec<(u64, RecordedEvent)>,
+    resolved: &mut Vec<ResolvedEvent>,
+) -> Result<()> {
+    if run.len() == 1 {
+        let (revision, link) = run.into_iter().next().expect("one link");
+        let event = read_target(store, stream, revision).await?;
+        resolved.push(ResolvedEvent {
+            event,
+            link: Some(link),
+        });
+        return Ok(());
+    }
+    let low = run
+        .iter()
+        .map(|(revision, _)| *revision)
+        .min()
+        .expect("links");
+    let options = ReadStreamOptions::forwards()
+        .from_revision(low)
+        .max_count(run.len());
+    let found = match store.read_stream(stream, options).await {
+        Ok(slice) => slice.into_events(),
+        Err(Error::StreamDeleted { .. } | Error::AccessDenied { .. }) => {
+            resolved.extend(run.into_iter().map(|(_, link)| ResolvedEvent {
+                event: None,
+                link: Some(link),
+            }));
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
+    // The run's revisions are consecutive: slot `i` holds revision `low + i`.
+    let mut slots: Vec<Option<RecordedEvent>> = (0..run.len()).map(|_| None).collect();
+    for event in found {
+        let slot = event
+            .revision
+            .0
+            .checked_sub(low)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| slots.get_mut(at));
+        if let Some(slot) = slot {
+            *slot = Some(event);
+        }
+    }
+    for (revision, link) in run {
+        let slot = usize::try_from(revision - low).expect("within the run");
+        let event = match slots[slot].take() {
+            Some(event) => Some(event),
+            None => read_target(store, stream, revision).await?,
+        };
+        resolved.push(ResolvedEvent {
+            event,
+            link: Some(link),
+        });
+    }
+    Ok(())
 }
 
 async fn read_target<S: EventStore + ?Sized>(

@@ -11,7 +11,8 @@ use crate::metadata::StreamMetadata;
 use crate::store::{EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 use crate::subscription::{SubscribeFrom, SubscriptionItem, subscribe_to_all, subscribe_to_stream};
 use crate::system_streams::{
-    LINK_EVENT_TYPE, STREAM_REFERENCE_EVENT_TYPE, category_of, resolve_link,
+    LINK_EVENT_TYPE, ResolvedEvent, STREAM_REFERENCE_EVENT_TYPE, category_of, resolve_link,
+    resolve_links,
 };
 use crate::types::{
     ContentType, Direction, ExpectedRevision, Position, ProposedEvent, RecordedEvent,
@@ -73,6 +74,39 @@ async fn links_of<S: StoreChecks + ?Sized>(store: &S, name: &str) -> Vec<Recorde
         .await
         .map(|(events, _)| events)
         .unwrap_or_default()
+}
+
+/// Panics unless resolving `links` together (as a read does, forwards and backwards) gives
+/// what resolving each alone gives.
+async fn assert_resolved_together_as_alone<S: StoreChecks + ?Sized>(
+    store: &S,
+    links: &[RecordedEvent],
+) {
+    let mut alone = Vec::new();
+    for link in links {
+        let resolved: ResolvedEvent = resolve_link(store, link.clone())
+            .await
+            .unwrap_or_else(|error| panic!("resolve {}: {error}", data_of(link)));
+        alone.push((resolved.event, resolved.link));
+    }
+    for backwards in [false, true] {
+        let mut page = links.to_vec();
+        let mut expected = alone.clone();
+        if backwards {
+            page.reverse();
+            expected.reverse();
+        }
+        let together: Vec<_> = resolve_links(store, page)
+            .await
+            .unwrap_or_else(|error| panic!("resolve the page: {error}"))
+            .into_iter()
+            .map(|resolved| (resolved.event, resolved.link))
+            .collect();
+        assert_eq!(
+            together, expected,
+            "resolved together (backwards: {backwards})"
+        );
+    }
 }
 
 fn link_data(target: &RecordedEvent) -> String {
@@ -336,11 +370,37 @@ pub async fn links_resolve_to_their_targets<B: Backend>(backend: &B) {
         "no stream named"
     );
 
+    // Links in runs of consecutive revisions, both ways, past the stream's end, broken by
+    // other streams, by data naming no revision and by a stream that never was.
+    let runs = stream("links-2");
+    let written: Vec<_> = [
+        "0@order-1",
+        "1@order-1",
+        "2@order-1",
+        "3@order-1",
+        "2@order-1",
+        "1@order-1",
+        "0@order-2",
+        "abc",
+        "1@order-2",
+        "0@never-1",
+        "1@never-1",
+        "0@order-1",
+    ]
+    .into_iter()
+    .map(|data| ProposedEvent::binary(LINK_EVENT_TYPE, data))
+    .collect();
+    store
+        .append_ok(&runs, ExpectedRevision::NoStream, written)
+        .await;
+    assert_resolved_together_as_alone(&*store, &store.stream_events(&runs).await).await;
+    assert_resolved_together_as_alone(&*store, &links_of(&*store, "$ce-order").await).await;
+
     // `$ce-links` links to a link point where that link points.
     let category = links_of(&*store, "$ce-links").await;
     assert_eq!(
-        category.iter().map(data_of).collect::<Vec<_>>(),
-        links.iter().map(data_of).collect::<Vec<_>>(),
+        category.iter().map(data_of).collect::<Vec<_>>()[..links.len()],
+        links.iter().map(data_of).collect::<Vec<_>>()[..],
         "a category link to a link carries that link's data"
     );
     let plain = resolve_link(&*store, order_1[0].clone())
@@ -488,6 +548,7 @@ pub async fn links_of_deleted_and_truncated_streams_stay_and_resolve_to_nothing<
     ]
     .to_vec();
     assert_eq!(resolved_events, expected, "what each link resolves to");
+    assert_resolved_together_as_alone(&*store, &after).await;
 }
 
 /// Nothing is stored for system streams served from indexes: appends, deletes and
