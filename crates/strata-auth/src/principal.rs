@@ -1,5 +1,7 @@
 //! Who is calling: a user with its roles, or nobody.
 
+use std::sync::{Arc, LazyLock};
+
 /// The role of administrators: they pass every ACL and manage users.
 pub const ADMINS_ROLE: &str = "$admins";
 /// The role of operators: operations and persistent subscriptions, not users.
@@ -8,19 +10,35 @@ pub const OPS_ROLE: &str = "$ops";
 pub const EVERYONE_ROLE: &str = "$all";
 
 /// An authenticated user (its roles are its login and its groups), or the anonymous caller.
+///
+/// Shared, so a clone costs no allocation: every call with security off is the system
+/// principal, made once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
+pub struct Principal(Arc<Identity>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
     login: Option<String>,
     roles: Vec<String>,
 }
 
+static SYSTEM: LazyLock<Principal> = LazyLock::new(|| {
+    Principal::new(
+        Some("$system".to_owned()),
+        vec!["$system".to_owned(), ADMINS_ROLE.to_owned()],
+    )
+});
+
+static ANONYMOUS: LazyLock<Principal> = LazyLock::new(|| Principal::new(None, Vec::new()));
+
 impl Principal {
+    fn new(login: Option<String>, roles: Vec<String>) -> Self {
+        Self(Arc::new(Identity { login, roles }))
+    }
+
     /// A caller without credentials.
     pub fn anonymous() -> Self {
-        Self {
-            login: None,
-            roles: Vec::new(),
-        }
+        ANONYMOUS.clone()
     }
 
     /// A user with `login` in `groups`; its roles are the login plus the groups.
@@ -28,30 +46,24 @@ impl Principal {
         let login = login.into();
         let mut roles = vec![login.clone()];
         roles.extend(groups.iter().filter(|group| **group != login).cloned());
-        Self {
-            login: Some(login),
-            roles,
-        }
+        Self::new(Some(login), roles)
     }
 
     /// The server itself, and every caller when security is off: allowed everything.
     pub fn system() -> Self {
-        Self {
-            login: Some("$system".to_owned()),
-            roles: vec!["$system".to_owned(), ADMINS_ROLE.to_owned()],
-        }
+        SYSTEM.clone()
     }
 
     pub fn login(&self) -> Option<&str> {
-        self.login.as_deref()
+        self.0.login.as_deref()
     }
 
     pub fn roles(&self) -> &[String] {
-        &self.roles
+        &self.0.roles
     }
 
     pub fn is_anonymous(&self) -> bool {
-        self.login.is_none()
+        self.0.login.is_none()
     }
 
     pub fn is_admin(&self) -> bool {
@@ -64,6 +76,31 @@ impl Principal {
     }
 
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|held| held == role)
+        self.0.roles.iter().any(|held| held == role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_and_anonymous_principals_are_made_once() {
+        assert!(Arc::ptr_eq(&Principal::system().0, &Principal::system().0));
+        assert!(Arc::ptr_eq(
+            &Principal::anonymous().0,
+            &Principal::anonymous().0
+        ));
+        assert_eq!(Principal::system().login(), Some("$system"));
+        assert!(Principal::system().is_admin());
+        assert!(Principal::anonymous().is_anonymous());
+        assert!(Principal::anonymous().roles().is_empty());
+    }
+
+    #[test]
+    fn a_user_holds_its_login_and_its_groups_once() {
+        let user = Principal::user("ada", &["ops".to_owned(), "ada".to_owned()]);
+        assert_eq!(user.roles(), ["ada".to_owned(), "ops".to_owned()]);
+        assert_eq!(user, Principal::user("ada", &["ops".to_owned()]));
     }
 }

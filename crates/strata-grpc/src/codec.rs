@@ -1,13 +1,38 @@
 //! The protobuf codec of every service: prost's, except that a message that does not
 //! decode is the caller's fault (INVALID_ARGUMENT, naming the problem), not an internal
-//! error of the server.
+//! error of the server; and the single append's messages get small buffers.
 
+use std::any::TypeId;
 use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
+
+use crate::proto::event_store::client::streams::{AppendReq, AppendResp};
+
+/// The first buffer of an `Append` call's decoder and encoder. tonic's default (8 KiB) is
+/// meant for streams of messages; an append's options and single event, and its answer, fit
+/// in far less, and a buffer this small comes from the allocator's per-thread cache instead
+/// of a large allocation that consolidates the heap. The buffers grow when a message is
+/// larger (a big event, an append of many events).
+const APPEND_BUFFER_BYTES: usize = 512;
+
+/// tonic's default yield threshold: an encoder hands its bytes on once it holds this many.
+const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
+
+/// The buffers for calls that send or receive `M`: small for `Append`'s messages, tonic's
+/// defaults for the rest (read answers stream many messages through one buffer, whose
+/// first size is also the size it grows by).
+fn buffer_settings<M: 'static>() -> BufferSettings {
+    let message = TypeId::of::<M>();
+    if message == TypeId::of::<AppendReq>() || message == TypeId::of::<AppendResp>() {
+        BufferSettings::new(APPEND_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+    } else {
+        BufferSettings::default()
+    }
+}
 
 pub(crate) struct StrataCodec<T, U> {
     _messages: PhantomData<(T, U)>,
@@ -32,11 +57,11 @@ where
     type Decoder = StrataDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::default()
+        ProstEncoder::new(buffer_settings::<T>())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        StrataDecoder(ProstDecoder::default())
+        StrataDecoder(ProstDecoder::new(buffer_settings::<U>()))
     }
 }
 
@@ -61,5 +86,25 @@ impl<U: Message + Default> Decoder for StrataDecoder<U> {
 
     fn buffer_settings(&self) -> BufferSettings {
         self.0.buffer_settings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::event_store::client::streams::ReadResp;
+
+    #[test]
+    fn only_the_append_messages_get_small_buffers() {
+        let small = format!(
+            "{:?}",
+            BufferSettings::new(APPEND_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+        );
+        assert_eq!(format!("{:?}", buffer_settings::<AppendReq>()), small);
+        assert_eq!(format!("{:?}", buffer_settings::<AppendResp>()), small);
+        assert_eq!(
+            format!("{:?}", buffer_settings::<ReadResp>()),
+            format!("{:?}", BufferSettings::default())
+        );
     }
 }

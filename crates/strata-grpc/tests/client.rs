@@ -89,6 +89,38 @@ async fn appends_land_with_their_ids_types_and_bodies_in_both_id_formats() {
     }
 }
 
+/// An append's codec buffers start small (crates/strata-grpc/src/codec.rs); events far
+/// larger than them, alone and many in one call, must arrive whole.
+#[tokio::test]
+async fn events_larger_than_the_append_buffers_arrive_whole() {
+    let server = serve().await;
+    let client = Client::connect(&server.url).await.unwrap();
+    let big: String = (0..200_000)
+        .map(|index| char::from(b'a' + (index % 26) as u8))
+        .collect();
+    let mut sent = vec![ProposedEvent::json("Big", format!(r#"{{"body":"{big}"}}"#))];
+    sent.extend((0..1_000).map(|index| {
+        ProposedEvent::json(
+            "Small",
+            format!(r#"{{"index":{index},"pad":"{}"}}"#, &big[..700]),
+        )
+    }));
+    let appended = client
+        .append(&stream("big"), ExpectedRevision::NoStream, sent.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.current_revision.map(|revision| revision.0),
+        Some(1_000)
+    );
+    let stored = all_events(&server.store).await;
+    assert_eq!(stored.len(), sent.len());
+    for (stored, sent) in stored.iter().zip(&sent) {
+        assert_eq!(stored.id, sent.id);
+        assert_eq!(stored.data, sent.data);
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_expected_revision_is_its_own_error_and_writes_nothing() {
     let server = serve().await;

@@ -54,7 +54,11 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let mut request: Request = request.map(Body::new);
-        let (id, id_value) = request_id::assign(request.headers_mut());
+        let (id, mut id_value) = request_id::assign(request.headers_mut());
+        // A new value per answer: indexed, HPACK would insert each into the connection's
+        // table and evict an older entry. Sensitive values are sent as literals, never
+        // indexed; the header is the same.
+        id_value.set_sensitive(true);
         // One field: the log formatter renders a span's fields when the span is made, on
         // every request, whether or not a line is ever logged in it; the line itself says
         // the rest.
@@ -74,5 +78,32 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+
+    use super::*;
+
+    /// The answer's id is sent as a never-indexed literal, so HPACK does not churn the
+    /// connection's table with a new value per answer.
+    #[tokio::test]
+    async fn the_answers_request_id_is_marked_sensitive() {
+        let router = Router::new().route("/", get(|| async { "hello" }));
+        let mut tracked = track(router, Arc::new(Metrics::new()));
+        let request = axum::http::Request::builder()
+            .uri("/")
+            .header(REQUEST_ID, "given-id")
+            .body(Body::empty())
+            .unwrap();
+        let response = tracked
+            .call(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let id = response.headers().get(REQUEST_ID).unwrap();
+        assert_eq!(id, "given-id");
+        assert!(id.is_sensitive());
     }
 }
