@@ -192,6 +192,17 @@ impl RunSet {
         Ok(head)
     }
 
+    /// How many revisions the runs hold of a secondary key (where its revisions end):
+    /// the newest run holding it says, so older runs are not read.
+    pub(crate) fn end_revision(&self, kind: u8, key: &[u8]) -> Result<u64> {
+        for run in self.runs.iter().rev() {
+            if let Some(record) = run.get(kind, key)? {
+                return Ok(record.end_revision());
+            }
+        }
+        Ok(0)
+    }
+
     /// The first revision the runs hold of a key (revisions below it were removed by a
     /// scavenge), with the positions of revisions `[from, to)` that they hold.
     pub(crate) fn revisions(
