@@ -153,10 +153,16 @@ impl Index {
         self.runs_generation
     }
 
-    /// Publishes the runs the saver wrote (a snapshot of its set).
+    /// Publishes the runs the saver wrote (a snapshot of its set). The same runs again
+    /// (the saver's first publish after an open that started from them) are no new
+    /// generation: answers read from them stay true, and a scavenge that decided floors
+    /// on them need not defer its segments.
     pub(crate) fn set_runs(&mut self, runs: Arc<RunSet>) {
+        let same = self.runs_generation > 0 && self.runs.same_runs(&runs);
         self.runs = runs;
-        self.runs_generation += 1;
+        if !same {
+            self.runs_generation += 1;
+        }
     }
 
     /// Drops from memory what the published runs cover (they end at `to`): positions

@@ -688,13 +688,13 @@ mod tests {
             UnsavedPostings {
                 kind: Kind::Category,
                 name: Arc::from("order"),
-                first_revision: 0,
+                first_revision: Some(0),
                 positions: vec![64, 192],
             },
             UnsavedPostings {
                 kind: Kind::StreamStarts,
                 name: Arc::from(""),
-                first_revision: 0,
+                first_revision: Some(0),
                 positions: vec![64],
             },
         ];

@@ -11,7 +11,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
 use strata_core::{Query, Result};
 
 use crate::run_file::{Run, RunRecord, RunSet};
@@ -258,21 +257,24 @@ pub(crate) fn query_positions(
         }
     }
     let select = select_after(after);
-    // Each key's view is taken first: taking one may read the runs, which may fail.
-    let mut views: HashMap<(Kind, &str), PostingsView> = HashMap::new();
+    // Each key's view is taken first: taking one may read the runs, which may fail. A
+    // query names few keys: a list is enough.
+    let mut views: Vec<(Kind, &str, PostingsView)> = Vec::new();
     for item in &query.items {
         let types = item.types.iter().map(|name| (Kind::EventType, name.as_str()));
         let tags = item.tags.iter().map(|name| (Kind::Tag, name.as_str()));
         for (kind, name) in types.chain(tags) {
-            if !views.contains_key(&(kind, name)) {
-                views.insert((kind, name), view(shared, kind, name, &select)?);
+            if !views.iter().any(|(seen, seen_name, _)| (*seen, *seen_name) == (kind, name)) {
+                views.push((kind, name, view(shared, kind, name, &select)?));
             }
         }
     }
     query_lists(query, after, limit, |kind, name| {
         views
-            .get(&(kind, name))
-            .unwrap_or_else(|| unreachable!("every key of the query has a view"))
+            .iter()
+            .find(|(seen, seen_name, _)| *seen == kind && *seen_name == name)
+            .map(|(_, _, view)| view)
+        .unwrap_or_else(|| unreachable!("every key of the query has a view"))
     })
 }
 

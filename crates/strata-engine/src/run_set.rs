@@ -140,6 +140,16 @@ impl RunSet {
         &self.runs
     }
 
+    /// Whether both sets hold the very same open runs.
+    pub(crate) fn same_runs(&self, other: &RunSet) -> bool {
+        self.runs.len() == other.runs.len()
+            && self
+                .runs
+                .iter()
+                .zip(&other.runs)
+                .all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+    }
+
     /// Where the runs end (None when there are none).
     pub(crate) fn covers_to(&self) -> Option<u64> {
         self.runs.last().map(|run| run.covers_to)

@@ -275,6 +275,7 @@ impl SecondaryIndexes {
 
     /// How many keys memory holds (with `Config::index_memory_tail_only`, those with
     /// positions after the published runs).
+    #[cfg(test)]
     pub(crate) fn key_count(&self) -> usize {
         self.maps.iter().map(HashMap::len).sum()
     }
