@@ -52,7 +52,9 @@ async fn main() {
     let baseline_write_bytes = BASELINE_WRITE_BYTES_MIN.max(batched * EVENT_DATA_BYTES);
     let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir, baseline_write_bytes);
     let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY")
-        .map_or(Config::default().index_memory_tail_only, |value| value != "0");
+        .map_or(Config::default().index_memory_tail_only, |value| {
+            value != "0"
+        });
     let store = Store::open(
         dir.join("store"),
         Config {

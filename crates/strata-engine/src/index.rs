@@ -512,9 +512,16 @@ impl Index {
             let kind = crate::secondary::Kind::from_byte(kind)?;
             let memory = self.secondary.positions(kind, name);
             let (low, positions) = slice(memory);
-            let first_revision = self.secondary.first_revision(kind, name).unwrap_or_else(|| {
-                crate::secondary::first_revision_after_runs(runs_count(kind, name), memory, from)
-            });
+            let first_revision = self
+                .secondary
+                .first_revision(kind, name)
+                .unwrap_or_else(|| {
+                    crate::secondary::first_revision_after_runs(
+                        runs_count(kind, name),
+                        memory,
+                        from,
+                    )
+                });
             return (!positions.is_empty()).then(|| RunEntry {
                 kind: kind as u8,
                 key: name.as_bytes().to_vec(),

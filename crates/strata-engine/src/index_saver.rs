@@ -260,7 +260,10 @@ impl RunWriter {
             // No run is written for this file (`add` refuses it): nothing to resolve.
             return;
         }
-        for key in postings.iter_mut().filter(|key| key.first_revision.is_none()) {
+        for key in postings
+            .iter_mut()
+            .filter(|key| key.first_revision.is_none())
+        {
             match self.runs.end_revision(key.kind as u8, key.name.as_bytes()) {
                 Ok(count) => key.first_revision = Some(count),
                 Err(error) => {

@@ -154,7 +154,9 @@ fn category_stream(
             _ => u64::MAX,
         };
         match index.dropped_runs() {
-            Some(runs) if runs_end_revision > 0 => (tail, Some((Arc::clone(runs), runs_end_revision))),
+            Some(runs) if runs_end_revision > 0 => {
+                (tail, Some((Arc::clone(runs), runs_end_revision)))
+            }
             _ => (tail, None),
         }
     };

@@ -261,10 +261,16 @@ pub(crate) fn query_positions(
     // query names few keys: a list is enough.
     let mut views: Vec<(Kind, &str, PostingsView)> = Vec::new();
     for item in &query.items {
-        let types = item.types.iter().map(|name| (Kind::EventType, name.as_str()));
+        let types = item
+            .types
+            .iter()
+            .map(|name| (Kind::EventType, name.as_str()));
         let tags = item.tags.iter().map(|name| (Kind::Tag, name.as_str()));
         for (kind, name) in types.chain(tags) {
-            if !views.iter().any(|(seen, seen_name, _)| (*seen, *seen_name) == (kind, name)) {
+            if !views
+                .iter()
+                .any(|(seen, seen_name, _)| (*seen, *seen_name) == (kind, name))
+            {
                 views.push((kind, name, view(shared, kind, name, &select)?));
             }
         }
@@ -274,7 +280,7 @@ pub(crate) fn query_positions(
             .iter()
             .find(|(seen, seen_name, _)| *seen == kind && *seen_name == name)
             .map(|(_, _, view)| view)
-        .unwrap_or_else(|| unreachable!("every key of the query has a view"))
+            .unwrap_or_else(|| unreachable!("every key of the query has a view"))
     })
 }
 

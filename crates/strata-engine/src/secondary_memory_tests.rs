@@ -86,7 +86,14 @@ async fn answers(store: &Store, correlations: &[u64]) -> Vec<String> {
         .map(|id| format!("$bc-c-{id}"))
         .collect();
     streams.extend(
-        ["$ce-order", "$et-T1", "$et-T0", "$streams", "$category-order"].map(String::from),
+        [
+            "$ce-order",
+            "$et-T1",
+            "$et-T0",
+            "$streams",
+            "$category-order",
+        ]
+        .map(String::from),
     );
     let mut out = Vec::new();
     for stream in &streams {
@@ -161,7 +168,10 @@ async fn a_tail_only_index_keeps_only_the_tails_keys_and_answers_as_a_whole_one(
     let correlations = [0, 1, 19, 20, 100, 199, 200, 201, 202];
     assert_eq!(keys_in_memory(&tail), 0, "the runs hold every key");
     assert!(keys_in_memory(&whole) > 400);
-    assert_eq!(answers(&tail, &correlations).await, answers(&whole, &correlations).await);
+    assert_eq!(
+        answers(&tail, &correlations).await,
+        answers(&whole, &correlations).await
+    );
 
     // A tail: events 600..606 carry ids 200 to 201, in `order-*` and `order`, types T0-T3.
     for store in [&whole, &tail] {
@@ -187,8 +197,8 @@ async fn a_tail_only_index_keeps_only_the_tails_keys_and_answers_as_a_whole_one(
     for store in [&whole, &tail] {
         store.checkpoint_indexes().unwrap();
         write(store, 606, 608).await;
-        let old_id = ProposedEvent::json("T2", "{}")
-            .with_metadata(r#"{"$correlationId":"c-1"}"#.to_owned());
+        let old_id =
+            ProposedEvent::json("T2", "{}").with_metadata(r#"{"$correlationId":"c-1"}"#.to_owned());
         store
             .append(&name("order-1"), ExpectedRevision::Any, vec![old_id])
             .await
