@@ -43,7 +43,7 @@ pub(crate) struct ServeArgs {
     segment_size_mib: Option<u64>,
     /// What the embedded engine's index keeps in memory: `whole` (every position) or
     /// `tail` (only the log after the on-disk sorted runs; the rest is read from them)
-    /// [default: whole].
+    /// [default: tail].
     #[arg(long, value_name = "WHAT", env = "STRATA_INDEX_MEMORY")]
     index_memory: Option<IndexMemory>,
     /// Address to listen on (repeatable; comma-separated in STRATA_BIND); default: 127.0.0.1
@@ -344,7 +344,7 @@ impl ServeArgs {
             index_memory: self
                 .index_memory
                 .or(file.index_memory)
-                .unwrap_or(IndexMemory::Whole),
+                .unwrap_or(IndexMemory::Tail),
             bind: if self.bind.is_empty() {
                 file.bind.unwrap_or(defaults.bind)
             } else {
@@ -577,7 +577,7 @@ mod tests {
             .unwrap();
         assert_eq!(flag_wins.index_memory, IndexMemory::Whole);
         let default = Cli::parse_from(["x"]).args.resolve().unwrap();
-        assert_eq!(default.index_memory, IndexMemory::Whole);
+        assert_eq!(default.index_memory, IndexMemory::Tail);
         assert!(Cli::try_parse_from(["x", "--index-memory", "some"]).is_err());
         let error = error_from_file("index_memory = \"half\"\n");
         assert!(format!("{error:#}").contains("half"), "{error:#}");

@@ -12,8 +12,9 @@
 //! 256 tasks, each append timed. Durability `fsync`. Prints one JSON object.
 //! `append_batched_disk_bytes_per_log_byte` is what the process wrote to storage during the
 //! batched phase (`/proc/self/io`) per byte of log: 2 when every log byte is also zeroed.
-//! `STRATA_INDEX_MEMORY_TAIL_ONLY=1` opens with `Config::index_memory_tail_only` (the
-//! index drops what each published run covers), for an A/B of that setting.
+//! `STRATA_INDEX_MEMORY_TAIL_ONLY=0` opens with the whole index in memory, `=1` (or unset:
+//! the default) with `Config::index_memory_tail_only` (the index drops what each published
+//! run covers), for an A/B of that setting.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -50,7 +51,10 @@ async fn main() {
     std::fs::create_dir_all(&dir).expect("create DIR");
     let baseline_write_bytes = BASELINE_WRITE_BYTES_MIN.max(batched * EVENT_DATA_BYTES);
     let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir, baseline_write_bytes);
-    let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY").is_ok_and(|value| value == "1");
+    let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY")
+        .map_or(Config::default().index_memory_tail_only, |value| {
+            value != "0"
+        });
     let store = Store::open(
         dir.join("store"),
         Config {

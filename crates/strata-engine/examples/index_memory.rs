@@ -2,7 +2,7 @@
 //! (`whole`, the default) or only the tail after the sorted runs (`tail`,
 //! `Config::index_memory_tail_only`); docs/BENCHMARKS.md ("On-disk index runs").
 //!
-//! `cargo run --release -p strata-engine --example index_memory -- DIR EVENTS STREAMS MODE [nosys]`
+//! `cargo run --release -p strata-engine --example index_memory -- DIR EVENTS STREAMS MODE [nosys|corr]`
 //!
 //! When DIR does not exist, first writes EVENTS events (type `E`, data `{}`) to STREAMS
 //! streams `s-<n>` through the append path (one append of EVENTS / STREAMS events per
@@ -11,7 +11,10 @@
 //! open, after the first index save (which publishes the runs: the tail-only index then
 //! drops what they cover), and after 10,000 stream heads and reads of random streams.
 //! Run each mode in its own process. `nosys` turns the system streams (the secondary
-//! indexes) off, for writing and opening alike.
+//! indexes) off, for writing and opening alike. `corr` gives every 3 events a new
+//! correlation id (`$correlationId` in their metadata, as one command's events carry
+//! one), in the events written and in 300,000 more appended after the open (3 per
+//! append; `VmRSS` after them, before the save, is `rss_after_appends`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +24,18 @@ use strata_engine::{Config, Durability, Store};
 
 const WRITE_TASKS: u64 = 32;
 const LOOKUPS: u64 = 10_000;
+/// Events appended after the open with `corr`.
+const APPENDS_AFTER_OPEN: u64 = 300_000;
+
+/// The `number`-th event; with `correlated`, every 3 share a new correlation id.
+fn event(number: u64, correlated: bool) -> ProposedEvent {
+    let event = ProposedEvent::json("E", "{}");
+    if correlated {
+        event.with_metadata(format!(r#"{{"$correlationId":"c-{}"}}"#, number / 3))
+    } else {
+        event
+    }
+}
 
 fn status(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -35,13 +50,15 @@ fn status(field: &str) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (dir, events, streams, mode, system_streams) = match args.as_slice() {
-        [dir, events, streams, mode] => (dir, events, streams, mode, true),
-        [dir, events, streams, mode, nosys] if nosys == "nosys" => {
-            (dir, events, streams, mode, false)
+    let (dir, events, streams, mode, flag) = match args.as_slice() {
+        [dir, events, streams, mode] => (dir, events, streams, mode, ""),
+        [dir, events, streams, mode, flag] if flag == "nosys" || flag == "corr" => {
+            (dir, events, streams, mode, flag.as_str())
         }
-        _ => panic!("usage: index_memory DIR EVENTS STREAMS whole|tail [nosys]"),
+        _ => panic!("usage: index_memory DIR EVENTS STREAMS whole|tail [nosys|corr]"),
     };
+    let system_streams = flag != "nosys";
+    let correlated = flag == "corr";
     let dir = std::path::PathBuf::from(dir);
     let events: u64 = events.parse().expect("EVENTS");
     let streams: u64 = streams.parse().expect("STREAMS");
@@ -53,7 +70,7 @@ async fn main() {
     let mut write_seconds = None;
     if !dir.exists() {
         let started = Instant::now();
-        write(&dir, events, streams, system_streams).await;
+        write(&dir, events, streams, system_streams, correlated).await;
         write_seconds = Some(started.elapsed().as_secs_f64());
     }
     let rss_before_open = status("VmRSS:");
@@ -71,15 +88,23 @@ async fn main() {
     let open_seconds = started.elapsed().as_secs_f64();
     let rss_after_open = status("VmRSS:");
     let hwm_after_open = status("VmHWM:");
-    // One append and a save: the runs are published (and, tail-only, memory dropped).
-    store
-        .append(
-            &StreamName::new("s-0").expect("name"),
-            ExpectedRevision::Any,
-            vec![ProposedEvent::json("E", "{}")],
-        )
-        .await
-        .expect("append");
+    // Appends (one, or with `corr` many, each 3 with a new id) and a save: the runs are
+    // published (and, tail-only, memory dropped).
+    let appended = if correlated { APPENDS_AFTER_OPEN } else { 1 };
+    let started = Instant::now();
+    for batch in 0..appended.div_ceil(3) {
+        let stream = StreamName::new(format!("s-{}", batch % streams)).expect("name");
+        let first = events + batch * 3;
+        let proposed = (first..(first + 3).min(events + appended))
+            .map(|number| event(number, correlated))
+            .collect();
+        store
+            .append(&stream, ExpectedRevision::Any, proposed)
+            .await
+            .expect("append");
+    }
+    let appends_seconds = started.elapsed().as_secs_f64();
+    let rss_after_appends = status("VmRSS:");
     store.checkpoint_indexes().expect("save");
     let rss_after_save = status("VmRSS:");
     let started = Instant::now();
@@ -102,9 +127,10 @@ async fn main() {
     let rss_after_lookups = status("VmRSS:");
     store.close();
     println!(
-        "{{\"mode\":\"{mode}\",\"system_streams\":{system_streams},\"events\":{events},\"streams\":{streams},\"write_s\":{},\
+        "{{\"mode\":\"{mode}\",\"system_streams\":{system_streams},\"correlated\":{correlated},\"events\":{events},\"streams\":{streams},\"write_s\":{},\
          \"open_s\":{open_seconds:.3},\"rss_before_open\":{rss_before_open},\
          \"rss_after_open\":{rss_after_open},\"hwm_after_open\":{hwm_after_open},\
+         \"appended\":{appended},\"appends_s\":{appends_seconds:.3},\"rss_after_appends\":{rss_after_appends},\
          \"rss_after_save\":{rss_after_save},\"lookups\":{LOOKUPS},\"lookups_s\":{lookup_seconds:.3},\
          \"read_events\":{read_events},\"rss_after_lookups\":{rss_after_lookups},\"hwm\":{}}}",
         write_seconds.map_or("null".into(), |seconds| format!("{seconds:.1}")),
@@ -112,7 +138,13 @@ async fn main() {
     );
 }
 
-async fn write(dir: &std::path::Path, events: u64, streams: u64, system_streams: bool) {
+async fn write(
+    dir: &std::path::Path,
+    events: u64,
+    streams: u64,
+    system_streams: bool,
+    correlated: bool,
+) {
     let store = Store::open(
         dir,
         Config {
@@ -131,8 +163,9 @@ async fn write(dir: &std::path::Path, events: u64, streams: u64, system_streams:
                 let mut stream = task;
                 while stream < streams {
                     let name = StreamName::new(format!("s-{stream}")).expect("name");
-                    let batch = (0..per_stream)
-                        .map(|_| ProposedEvent::json("E", "{}"))
+                    let first = stream * per_stream;
+                    let batch = (first..first + per_stream)
+                        .map(|number| event(number, correlated))
                         .collect();
                     store
                         .append(&name, ExpectedRevision::NoStream, batch)

@@ -29,8 +29,9 @@ pub struct Config {
     pub index_checkpoint_interval_bytes: u64,
     /// Drop from memory the index entries a published sorted run covers, so that memory
     /// holds only the log after the runs and lookups read the rest from the runs
-    /// (docs/ENGINE.md, "Index"). Off by default: memory keeps every position and the
-    /// runs are a second copy.
+    /// (docs/ENGINE.md, "Index"). On by default: memory stays bounded by the unindexed
+    /// tail whatever the store's size. Off, memory keeps every position (cold lookups
+    /// answer from memory) and the runs are a second copy.
     pub index_memory_tail_only: bool,
     /// How many streams' heads read from the runs are cached (with
     /// `index_memory_tail_only`), so that appends to hot streams do not read a run.
@@ -67,7 +68,7 @@ impl Default for Config {
             durability: Durability::Fsync,
             limits: Limits::default(),
             index_checkpoint_interval_bytes: 64 * 1024 * 1024,
-            index_memory_tail_only: false,
+            index_memory_tail_only: true,
             index_head_cache_max: 262_144,
             recent_event_ids_max: 1_000_000,
             group_commit_bytes_max: 8 * 1024 * 1024,

@@ -153,10 +153,16 @@ impl Index {
         self.runs_generation
     }
 
-    /// Publishes the runs the saver wrote (a snapshot of its set).
+    /// Publishes the runs the saver wrote (a snapshot of its set). The same runs again
+    /// (the saver's first publish after an open that started from them) are no new
+    /// generation: answers read from them stay true, and a scavenge that decided floors
+    /// on them need not defer its segments.
     pub(crate) fn set_runs(&mut self, runs: Arc<RunSet>) {
+        let same = self.runs_generation > 0 && self.runs.same_runs(&runs);
         self.runs = runs;
-        self.runs_generation += 1;
+        if !same {
+            self.runs_generation += 1;
+        }
     }
 
     /// Drops from memory what the published runs cover (they end at `to`): positions
@@ -381,6 +387,7 @@ impl Index {
             self.tombstones
                 .insert(*position, StreamName::from_stored(stream));
         }
+        self.secondary.expect_older_in_runs();
         self.streams_started += streams_started;
         self.events_total += events;
         self.last_event_position = self.last_event_position.max(newest_position);
@@ -483,12 +490,16 @@ impl Index {
     /// metadata stream has an event in it (the metadata known now, which later runs set
     /// again if it changed after `to`). `None` when the range holds nothing of the key.
     /// Rebuilds runs that were lost or damaged, from an index that covers the range.
+    /// `runs_count` gives how many positions of a secondary key the runs ending at `from`
+    /// hold, for the keys whose revisions memory does not know
+    /// ([`SecondaryIndexes::keys_after_runs`]).
     pub(crate) fn run_entry_between(
         &self,
         kind: u8,
         name: &str,
         from: u64,
         to: u64,
+        runs_count: impl Fn(crate::secondary::Kind, &str) -> u64,
     ) -> Option<crate::run_file::RunEntry> {
         use crate::run_file::{KIND_STREAM, RunEntry};
         let in_range = |position: u64| (from..to).contains(&position);
@@ -499,11 +510,22 @@ impl Index {
         };
         if kind != KIND_STREAM {
             let kind = crate::secondary::Kind::from_byte(kind)?;
-            let (low, positions) = slice(self.secondary.positions(kind, name));
+            let memory = self.secondary.positions(kind, name);
+            let (low, positions) = slice(memory);
+            let first_revision = self
+                .secondary
+                .first_revision(kind, name)
+                .unwrap_or_else(|| {
+                    crate::secondary::first_revision_after_runs(
+                        runs_count(kind, name),
+                        memory,
+                        from,
+                    )
+                });
             return (!positions.is_empty()).then(|| RunEntry {
                 kind: kind as u8,
                 key: name.as_bytes().to_vec(),
-                first_revision: self.secondary.first_revision(kind, name) + low as u64,
+                first_revision: first_revision + low as u64,
                 positions,
                 ..RunEntry::default()
             });

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use strata_core::{Error, Result, StreamMetadata, StreamName};
 
 use crate::index::{Index, UnsavedStream};
-use crate::index_summary::{FileSummary, read_summary, remove_summary, write_summary};
+use crate::index_summary::{FileSummary, read_summary_counts, remove_summary, write_summary};
 use crate::run_file::{KIND_STREAM, RunEntry};
 use crate::secondary::{Kind, UnsavedPostings};
 use crate::segments::sync_dir;
@@ -203,11 +203,7 @@ pub(crate) fn load_index_file_after_runs(
     check_usable(version, header_flags(body), index).map_err(unusable)?;
     if coverage.covers_to <= runs_to {
         let summary = summarize(&bytes).map_err(unusable)?;
-        if !summary.apply(index) {
-            return Err(unusable(
-                "does not continue the secondary indexes where they stand".into(),
-            ));
-        }
+        summary.apply(index);
         if let Err(error) = write_summary(path, &summary) {
             tracing::warn!(%error, file = %path.display(), "cannot write an index file's summary");
         }
@@ -240,13 +236,13 @@ pub(crate) fn load_index_file_after_runs(
 /// intact, describes the file as it is, and the file could be counted (its version and
 /// flags fit `index`). `None`: read the file through instead.
 pub(crate) fn count_from_summary(path: &Path, index: &mut Index, runs_to: u64) -> Option<Coverage> {
-    let summary = read_summary(path)?;
+    let summary = read_summary_counts(path)?;
     if summary.covers_to > runs_to
         || check_usable(summary.index_version, summary.index_flags, index).is_err()
-        || !summary.apply(index)
     {
         return None;
     }
+    summary.apply(index);
     Some(Coverage {
         covers_from: summary.covers_from,
         covers_to: summary.covers_to,
@@ -692,13 +688,13 @@ mod tests {
             UnsavedPostings {
                 kind: Kind::Category,
                 name: Arc::from("order"),
-                first_revision: 0,
+                first_revision: Some(0),
                 positions: vec![64, 192],
             },
             UnsavedPostings {
                 kind: Kind::StreamStarts,
                 name: Arc::from(""),
-                first_revision: 0,
+                first_revision: Some(0),
                 positions: vec![64],
             },
         ];

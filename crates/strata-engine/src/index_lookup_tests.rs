@@ -349,18 +349,38 @@ fn secondary_positions_in_memory(store: &Store) -> usize {
 }
 
 /// What the open counts instead of loading: events, streams, the newest position, the user
-/// streams' tombstones, and where each secondary key's revisions end.
+/// streams' tombstones, and where each secondary key's revisions end (as reads see it:
+/// memory's keys and, when memory dropped them, the runs').
 fn counts(store: &Store) -> String {
-    let index = store.shared.index.read();
-    let mut keys: Vec<String> = index
-        .secondary
-        .iter()
-        .map(|(kind, name, postings)| {
-            let end = postings.first_revision + postings.positions.len() as u64;
+    let mut names: std::collections::BTreeSet<(u8, String)> = {
+        let index = store.shared.index.read();
+        index
+            .secondary
+            .iter()
+            .map(|(kind, name, _)| (kind as u8, name.to_owned()))
+            .collect()
+    };
+    let runs = store.shared.index.read().dropped_runs().cloned();
+    for run in runs.iter().flat_map(|runs| runs.runs().to_vec()) {
+        for entry in run.scan().unwrap() {
+            let entry = entry.unwrap();
+            if entry.kind != crate::run_file::KIND_STREAM {
+                names.insert((entry.kind, String::from_utf8(entry.key).unwrap()));
+            }
+        }
+    }
+    let keys: Vec<String> = names
+        .into_iter()
+        .map(|(kind, name)| {
+            let kind = crate::secondary::Kind::from_byte(kind).unwrap();
+            let none: crate::postings_lookup::Select<'_> = &|_, _| 0..0;
+            let end = crate::postings_lookup::view(&store.shared, kind, &name, none)
+                .unwrap()
+                .len();
             format!("{kind:?} {name}: {end}")
         })
         .collect();
-    keys.sort();
+    let index = store.shared.index.read();
     format!(
         "events {}, streams {}, newest {:?}, tombstones {:?}, keys {keys:?}",
         index.events_total(),

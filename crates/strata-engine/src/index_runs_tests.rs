@@ -12,6 +12,14 @@ use crate::index::live_positions;
 use crate::run_file::{KIND_STREAM, RunCheck, open_runs};
 use crate::store::Store;
 
+/// These tests compare the runs with an index that keeps every position in memory.
+fn whole_config() -> Config {
+    Config {
+        index_memory_tail_only: false,
+        ..Config::small_for_tests()
+    }
+}
+
 fn name(text: &str) -> StreamName {
     StreamName::new(text).unwrap()
 }
@@ -164,7 +172,7 @@ fn assert_runs_match_index(store: &Store, data_dir: &Path) -> usize {
 #[tokio::test]
 async fn runs_are_written_merged_and_match_the_index() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::small_for_tests();
+    let config = whole_config();
     let store = Store::open(dir.path(), config.clone()).unwrap();
     fill(&store, 0).await;
     store.close();
@@ -183,7 +191,7 @@ async fn runs_are_written_merged_and_match_the_index() {
 /// rebuilt to match the index and that reads did not change.
 async fn rebuilt_after(damage: impl FnOnce(&Path)) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::small_for_tests();
+    let config = whole_config();
     let store = Store::open(dir.path(), config.clone()).unwrap();
     fill(&store, 0).await;
     store.close();
@@ -285,7 +293,7 @@ async fn runs_past_the_index_files_are_dropped() {
 #[tokio::test]
 async fn verify_checks_the_runs_against_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    let store = Store::open(dir.path(), whole_config()).unwrap();
     fill(&store, 0).await;
     store.close();
     drop(store);
@@ -365,7 +373,7 @@ async fn verify_checks_the_runs_against_the_log() {
 #[tokio::test]
 async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::small_for_tests();
+    let config = whole_config();
     let store = Store::open(dir.path(), config.clone()).unwrap();
     let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
     for number in 0..8 {
@@ -427,7 +435,7 @@ async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
 #[tokio::test]
 async fn runs_deleted_under_a_running_store_are_rebuilt_while_it_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
+    let store = Store::open(dir.path(), whole_config()).unwrap();
     fill(&store, 0).await;
     std::fs::remove_dir_all(runs_dir(dir.path())).unwrap();
     fill(&store, 1).await;

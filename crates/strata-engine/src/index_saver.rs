@@ -12,6 +12,8 @@
 //! the index files) until the next open, which rebuilds what is missing.
 
 use std::path::{Path, PathBuf};
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
@@ -21,7 +23,7 @@ use crate::index_file::write_index_file;
 use crate::run_file::{
     Run, RunEntry, RunSet, entries_from_unsaved, key_hash, run_file_name, write_run,
 };
-use crate::secondary::UnsavedPostings;
+use crate::secondary::{Kind, UnsavedPostings};
 use crate::shared::Shared;
 
 /// The directory of the sorted runs, beside the index files' (kept apart so that tools
@@ -98,6 +100,8 @@ impl IndexSaver {
                         failed = true;
                         continue;
                     }
+                    let mut contents = contents;
+                    runs.resolve_first_revisions(contents.covers_from, &mut contents.postings);
                     runs.add(contents.covers_from, contents.covers_to, || {
                         entries_from_unsaved(&contents.streams, &contents.postings)
                     });
@@ -194,6 +198,15 @@ impl RunWriter {
         let shared = &*shared;
         let (from, to) = (self.end, self.index_covered_to);
         tracing::info!(from, to, "rebuilding the index runs of a range");
+        let keys_after_runs = shared.index.read().secondary.keys_after_runs();
+        let runs_counts = match self.runs_counts(keys_after_runs) {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the index runs; no runs are written until the next open");
+                self.stopped = true;
+                return;
+            }
+        };
         self.add(from, to, || {
             let mut keys = shared.index.read().run_keys();
             keys.sort_by(|a, b| {
@@ -207,14 +220,59 @@ impl RunWriter {
                 .chunks(CATCH_UP_KEYS_PER_LOCK)
                 .map(<[_]>::to_vec)
                 .collect();
+            let runs_count = move |kind: Kind, name: &str| {
+                runs_counts
+                    .get(&(kind, Arc::from(name)))
+                    .copied()
+                    .unwrap_or(0)
+            };
             Ok(chunks.into_iter().flat_map(move |chunk| {
                 let index = shared.index.read();
                 chunk
                     .iter()
-                    .filter_map(|(kind, name)| index.run_entry_between(*kind, name, from, to))
+                    .filter_map(|(kind, name)| {
+                        index.run_entry_between(*kind, name, from, to, &runs_count)
+                    })
                     .collect::<Vec<_>>()
             }))
         });
+    }
+
+    /// How many positions the runs hold of each of `keys` (read before a run is written
+    /// for the keys memory made while the runs held their older positions).
+    fn runs_counts(
+        &self,
+        keys: Vec<(Kind, Arc<str>)>,
+    ) -> strata_core::Result<HashMap<(Kind, Arc<str>), u64>> {
+        let mut counts = HashMap::with_capacity(keys.len());
+        for (kind, name) in keys {
+            let count = self.runs.end_revision(kind as u8, name.as_bytes())?;
+            counts.insert((kind, name), count);
+        }
+        Ok(counts)
+    }
+
+    /// Sets the first revision of the postings whose memory did not know it, from the
+    /// runs, which must end where the postings' file starts (`from`). Runs that cannot be
+    /// read stop the runs, as one that cannot be written does.
+    fn resolve_first_revisions(&mut self, from: u64, postings: &mut [UnsavedPostings]) {
+        if self.stopped || self.end != from {
+            // No run is written for this file (`add` refuses it): nothing to resolve.
+            return;
+        }
+        for key in postings
+            .iter_mut()
+            .filter(|key| key.first_revision.is_none())
+        {
+            match self.runs.end_revision(key.kind as u8, key.name.as_bytes()) {
+                Ok(count) => key.first_revision = Some(count),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the index runs; no runs are written until the next open");
+                    self.stopped = true;
+                    return;
+                }
+            }
+        }
     }
 
     /// Writes the run of `[from, to)` (its entries, in run order, made by `entries`, only

@@ -53,18 +53,15 @@ pub(crate) struct FileSummary {
 }
 
 impl FileSummary {
-    /// Adds the summary to `index`'s counts; false when a key's count would not come
-    /// before what memory holds of it (the file is out of place).
-    pub(crate) fn apply(&self, index: &mut Index) -> bool {
+    /// Adds the summary to `index`'s counts. The secondary keys' counts are not kept:
+    /// the runs say them when a read needs them.
+    pub(crate) fn apply(&self, index: &mut Index) {
         index.count_in_runs(
             self.streams_started,
             self.events,
             self.newest_position,
             &self.tombstones,
         );
-        self.postings
-            .iter()
-            .all(|(kind, name, count)| index.secondary.count_in_runs(*kind, name, *count))
     }
 
     fn to_bytes(&self) -> Vec<u8> {
@@ -109,7 +106,9 @@ impl FileSummary {
         bytes
     }
 
-    fn from_bytes(bytes: &[u8]) -> Option<FileSummary> {
+    /// Parses a summary; its secondary keys' counts are checked, and kept only when
+    /// `keep_postings` (an open needs none of them).
+    fn from_bytes(bytes: &[u8], keep_postings: bool) -> Option<FileSummary> {
         if bytes.len() < SUMMARY_FIXED_BYTES + 20 || &bytes[0..8] != SUMMARY_MAGIC {
             return None;
         }
@@ -141,8 +140,13 @@ impl FileSummary {
         }
         for _ in 0..cursor.u64()? {
             let kind = Kind::from_byte(cursor.take(1)?[0])?;
-            let name = cursor.name()?;
-            summary.postings.push((kind, name, cursor.u64()?));
+            if keep_postings {
+                let name = cursor.name()?;
+                summary.postings.push((kind, name, cursor.u64()?));
+            } else {
+                cursor.skip_name()?;
+                cursor.u64()?;
+            }
         }
         (cursor.at == body.len()).then_some(summary)
     }
@@ -192,12 +196,21 @@ pub(crate) fn remove_summary(index_file: &Path) {
 /// now (length, trailing checksum, header). Reads the summary, the index file's header and
 /// its last 4 bytes, nothing else of it.
 pub(crate) fn read_summary(index_file: &Path) -> Option<FileSummary> {
+    read_summary_keeping(index_file, true)
+}
+
+/// As [`read_summary`], without the secondary keys' counts (what an open needs).
+pub(crate) fn read_summary_counts(index_file: &Path) -> Option<FileSummary> {
+    read_summary_keeping(index_file, false)
+}
+
+fn read_summary_keeping(index_file: &Path, keep_postings: bool) -> Option<FileSummary> {
     let path = summary_path(index_file);
     let length = std::fs::metadata(&path).ok()?.len();
     if length > SUMMARY_BYTES_MAX {
         return None;
     }
-    let summary = FileSummary::from_bytes(&std::fs::read(&path).ok()?)?;
+    let summary = FileSummary::from_bytes(&std::fs::read(&path).ok()?, keep_postings)?;
     let file = File::open(index_file).ok()?;
     let file_bytes = file.metadata().ok()?.len();
     if file_bytes != summary.index_file_bytes || file_bytes < INDEX_HEADER_BYTES as u64 + 4 {
@@ -235,6 +248,12 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn skip_name(&mut self) -> Option<()> {
+        let length = usize::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?));
+        std::str::from_utf8(self.take(length)?).ok()?;
+        Some(())
     }
 
     fn name(&mut self) -> Option<String> {

@@ -5,15 +5,17 @@
 //! returns the events of user streams whose type does not start with `$`; `$idx-ce-c` also
 //! takes the stream named `c` (a name without `-` is a category of its own).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use strata_core::system_streams::IndexKey;
 use strata_core::{AllSlice, Direction, Position, ReadAllOptions, Result};
 
 use crate::all_reader::{EXAMINED_EVENTS_MAX, Scanned, start_of};
-use crate::index::{REMOVED_POSITION, live_positions};
+use crate::index::live_positions;
 use crate::log_reader::LogReader;
-use crate::postings_lookup::{select_before_position, select_from_position, view};
+use crate::postings_lookup::{runs_near, select_before_position, select_from_position, view};
+use crate::run_file::KIND_STREAM;
 use crate::secondary::Kind;
 use crate::shared::Shared;
 
@@ -118,17 +120,18 @@ fn postings_near(
     match direction {
         Direction::Forwards => {
             let select = select_from_position(start, wanted);
-            view(shared, kind, name, &select).at_or_after_position(start, wanted)
+            view(shared, kind, name, &select)?.at_or_after_position(start, wanted)
         }
         Direction::Backwards => {
             let select = select_before_position(start, wanted);
-            view(shared, kind, name, &select).before_position(start, wanted)
+            view(shared, kind, name, &select)?.before_position(start, wanted)
         }
     }
 }
 
 /// Up to `wanted` positions of the stream named as the category itself from `start`,
-/// ascending.
+/// ascending: memory's part of it, and what the runs hold near `start` (never the whole
+/// stream, which may be huge).
 fn category_stream(
     shared: &Shared,
     category: &str,
@@ -139,21 +142,44 @@ fn category_stream(
     let Ok(name) = strata_core::StreamName::new(category) else {
         return Ok(Vec::new());
     };
-    let whole = {
+    // Memory's part of the stream, and where the runs' part ends (revisions below
+    // memory's first), when memory dropped older revisions into the runs.
+    let (tail, runs) = {
         let index = shared.index.read();
+        let entry = index.stream(&name);
+        let live = entry.map_or(&[][..], |entry| live_positions(&entry.positions));
+        let tail = near(live, direction, start, wanted).to_vec();
+        let runs_end_revision = match entry {
+            Some(entry) if entry.revisions_known => entry.first_revision,
+            _ => u64::MAX,
+        };
         match index.dropped_runs() {
-            Some(_) => None,
-            None => Some(index.stream(&name).map_or_else(Vec::new, |entry| {
-                near(live_positions(&entry.positions), direction, start, wanted).to_vec()
-            })),
+            Some(runs) if runs_end_revision > 0 => {
+                (tail, Some((Arc::clone(runs), runs_end_revision)))
+            }
+            _ => (tail, None),
         }
     };
-    if let Some(positions) = whole {
-        return Ok(positions);
+    let Some((runs, end_revision)) = runs else {
+        return Ok(tail);
+    };
+    // The runs hold the stream's older revisions, so positions before memory's.
+    let forwards = direction == Direction::Forwards;
+    let room = if forwards {
+        wanted
+    } else {
+        wanted.saturating_sub(tail.len())
+    };
+    if room == 0 {
+        return Ok(tail);
     }
-    let mut stream = crate::index_lookup::positions(shared, &name, 0..u64::MAX)?;
-    stream.retain(|&position| position != REMOVED_POSITION);
-    Ok(near(&stream, direction, start, wanted).to_vec())
+    let key = name.as_str().as_bytes();
+    let mut positions = runs_near(&runs, KIND_STREAM, key, end_revision, forwards, start, room)?;
+    positions.extend(tail);
+    if forwards {
+        positions.truncate(wanted);
+    }
+    Ok(positions)
 }
 
 /// The part of the ascending `positions` a read from `start` needs.

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use strata_core::{Query, Result};
 
 use crate::run_file::{Run, RunRecord, RunSet};
-use crate::secondary::{Kind, PostingList, query_positions as query_lists};
+use crate::secondary::{
+    Kind, PostingList, first_revision_after_runs, query_positions as query_lists,
+};
 use crate::shared::Shared;
 
 /// One key's postings as one read sees them.
@@ -34,24 +36,57 @@ pub(crate) struct PostingsView {
 pub(crate) type Select<'a> = &'a dyn Fn(u64, &[u64]) -> Range<usize>;
 
 /// A view of the postings of `kind`/`name`; `select` picks the part of memory it copies.
-pub(crate) fn view(shared: &Shared, kind: Kind, name: &str, select: Select<'_>) -> PostingsView {
-    let index = shared.index.read();
-    let first_revision = index.secondary.first_revision(kind, name);
-    let memory = index.secondary.positions(kind, name);
-    let range = select(first_revision, memory);
-    let range = range.start.min(memory.len())..range.end.min(memory.len());
-    let runs = index
-        .dropped_runs()
-        .filter(|_| first_revision > 0)
-        .map(Arc::clone);
-    PostingsView {
-        kind,
-        name: name.into(),
-        runs,
-        runs_end_revision: first_revision,
-        tail_first_revision: first_revision + range.start as u64,
-        tail: memory[range.start..range.end.max(range.start)].to_vec(),
-        len: first_revision + memory.len() as u64,
+///
+/// When memory does not know the revision of the key's first position (the key was made
+/// while the runs held its older positions), the runs are counted after the read lock is
+/// released, and the view is taken again under it if no runs were published meanwhile
+/// (memory's positions of the key only grow at the end until then).
+pub(crate) fn view(
+    shared: &Shared,
+    kind: Kind,
+    name: &str,
+    select: Select<'_>,
+) -> Result<PostingsView> {
+    // The runs' count of the key, with the runs generation it was read from.
+    let mut counted: Option<(u64, u64)> = None;
+    loop {
+        let index = shared.index.read();
+        let memory = index.secondary.positions(kind, name);
+        let first_revision = match index.secondary.first_revision(kind, name) {
+            Some(first_revision) => first_revision,
+            None => match counted {
+                Some((generation, runs_count)) if generation == index.runs_generation() => {
+                    let runs_to = index.dropped_runs().and_then(|runs| runs.covers_to());
+                    first_revision_after_runs(runs_count, memory, runs_to.unwrap_or(0))
+                }
+                _ => {
+                    let generation = index.runs_generation();
+                    let runs = index.dropped_runs().map(Arc::clone);
+                    drop(index);
+                    let runs_count = match runs {
+                        Some(runs) => runs.end_revision(kind as u8, name.as_bytes())?,
+                        None => 0,
+                    };
+                    counted = Some((generation, runs_count));
+                    continue;
+                }
+            },
+        };
+        let range = select(first_revision, memory);
+        let range = range.start.min(memory.len())..range.end.min(memory.len());
+        let runs = index
+            .dropped_runs()
+            .filter(|_| first_revision > 0)
+            .map(Arc::clone);
+        return Ok(PostingsView {
+            kind,
+            name: name.into(),
+            runs,
+            runs_end_revision: first_revision,
+            tail_first_revision: first_revision + range.start as u64,
+            tail: memory[range.start..range.end.max(range.start)].to_vec(),
+            len: first_revision + memory.len() as u64,
+        });
     }
 }
 
@@ -164,6 +199,22 @@ impl PostingsView {
     }
 }
 
+impl PostingList for &PostingsView {
+    type Error = strata_core::Error;
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn after(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
+        PostingList::after(*self, after, limit)
+    }
+
+    fn contains(&self, position: u64) -> Result<bool> {
+        PostingList::contains(*self, position)
+    }
+}
+
 impl PostingList for PostingsView {
     type Error = strata_core::Error;
 
@@ -206,9 +257,56 @@ pub(crate) fn query_positions(
         }
     }
     let select = select_after(after);
+    // Each key's view is taken first: taking one may read the runs, which may fail. A
+    // query names few keys: a list is enough.
+    let mut views: Vec<(Kind, &str, PostingsView)> = Vec::new();
+    for item in &query.items {
+        let types = item
+            .types
+            .iter()
+            .map(|name| (Kind::EventType, name.as_str()));
+        let tags = item.tags.iter().map(|name| (Kind::Tag, name.as_str()));
+        for (kind, name) in types.chain(tags) {
+            if !views
+                .iter()
+                .any(|(seen, seen_name, _)| (*seen, *seen_name) == (kind, name))
+            {
+                views.push((kind, name, view(shared, kind, name, &select)?));
+            }
+        }
+    }
     query_lists(query, after, limit, |kind, name| {
-        view(shared, kind, name, &select)
+        views
+            .iter()
+            .find(|(seen, seen_name, _)| *seen == kind && *seen_name == name)
+            .map(|(_, _, view)| view)
+            .unwrap_or_else(|| unreachable!("every key of the query has a view"))
     })
+}
+
+/// Up to `wanted` positions of a key of the runs (`kind`, `key`) at or after `start`
+/// (forwards) or before it (backwards), ascending, among its revisions below
+/// `end_revision` (memory holds those from there): only the runs around `start` are read,
+/// and in each the key's positions by binary search.
+pub(crate) fn runs_near(
+    runs: &RunSet,
+    kind: u8,
+    key: &[u8],
+    end_revision: u64,
+    forwards: bool,
+    start: u64,
+    wanted: usize,
+) -> Result<Vec<u64>> {
+    let key = RunsKey {
+        kind,
+        key,
+        end_revision,
+    };
+    if forwards {
+        runs_from_position(runs, key, start, wanted)
+    } else {
+        runs_before_position(runs, key, start, wanted)
+    }
 }
 
 /// A key as the runs hold it, with the revision memory starts at: positions of the runs
@@ -326,3 +424,7 @@ fn first_at_or_after(run: &Run, record: &RunRecord, position: u64) -> Result<u64
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
+
+#[cfg(test)]
+#[path = "secondary_memory_tests.rs"]
+mod tests;

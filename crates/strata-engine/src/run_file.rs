@@ -145,14 +145,24 @@ pub(crate) fn entries_from_unsaved(
                 metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
             }
         })
-        .chain(postings.iter().map(|key| RunEntry {
-            kind: key.kind as u8,
-            key: key.name.as_bytes().to_vec(),
-            first_revision: key.first_revision,
-            positions: key.positions.clone(),
-            ..RunEntry::default()
+        .map(Ok)
+        .chain(postings.iter().map(|key| {
+            Ok(RunEntry {
+                kind: key.kind as u8,
+                key: key.name.as_bytes().to_vec(),
+                first_revision: key.first_revision.ok_or_else(|| {
+                    strata_core::Error::InvalidArgument {
+                        reason: format!(
+                            "the first revision of index key {:?} was not read from the runs",
+                            key.name
+                        ),
+                    }
+                })?,
+                positions: key.positions.clone(),
+                ..RunEntry::default()
+            })
         }))
-        .collect();
+        .collect::<Result<_>>()?;
     sort_entries(&mut entries)?;
     Ok(entries)
 }

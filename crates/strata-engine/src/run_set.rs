@@ -140,6 +140,16 @@ impl RunSet {
         &self.runs
     }
 
+    /// Whether both sets hold the very same open runs.
+    pub(crate) fn same_runs(&self, other: &RunSet) -> bool {
+        self.runs.len() == other.runs.len()
+            && self
+                .runs
+                .iter()
+                .zip(&other.runs)
+                .all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+    }
+
     /// Where the runs end (None when there are none).
     pub(crate) fn covers_to(&self) -> Option<u64> {
         self.runs.last().map(|run| run.covers_to)
@@ -190,6 +200,17 @@ impl RunSet {
             }
         }
         Ok(head)
+    }
+
+    /// How many revisions the runs hold of a secondary key (where its revisions end):
+    /// the newest run holding it says, so older runs are not read.
+    pub(crate) fn end_revision(&self, kind: u8, key: &[u8]) -> Result<u64> {
+        for run in self.runs.iter().rev() {
+            if let Some(record) = run.get(kind, key)? {
+                return Ok(record.end_revision());
+            }
+        }
+        Ok(0)
     }
 
     /// The first revision the runs hold of a key (revisions below it were removed by a

@@ -3,8 +3,9 @@
 //! serve `$ce-…`, `$et-…`, `$bc-…`, `$streams` and `$category-…` reads and `$idx-` filtered
 //! `$all` reads. Like the stream index they live in memory, are saved in the index files
 //! and are filled by the syncer as groups are published. With
-//! `Config::index_memory_tail_only`, memory keeps only the positions after the published
-//! runs (and a revision count per key); `postings_lookup` reads the rest from the runs.
+//! `Config::index_memory_tail_only`, memory keeps only the keys with positions after the
+//! published runs, and only those positions; `postings_lookup` reads the rest from the
+//! runs, which also say how many revisions a key has before memory's.
 
 use std::sync::Arc;
 
@@ -13,17 +14,39 @@ use strata_core::system_streams::{IndexKey, LINK_EVENT_TYPE, category_of, correl
 
 /// The positions under one key, ascending (log order): `positions[i]` is index revision
 /// `first_revision + i`.
-#[derive(Default)]
 pub(crate) struct Postings {
     pub positions: Vec<u64>,
-    /// The revision of `positions[0]`: 0 unless the positions before it were dropped into
-    /// the sorted runs (`Config::index_memory_tail_only`); the key is kept, so that its
-    /// revisions go on from there.
-    pub first_revision: u64,
+    /// The revision of `positions[0]`: 0 unless positions before it were dropped into the
+    /// sorted runs (`Config::index_memory_tail_only`). `None` when the runs say it: the
+    /// key was made while the runs held older parts of the index, and an append does not
+    /// read the runs to learn how many positions they hold of it
+    /// ([`first_revision_after_runs`]).
+    pub first_revision: Option<u64>,
     /// How many positions are already in index files.
     checkpointed: usize,
     /// Listed in `SecondaryIndexes::dirty`.
     listed_dirty: bool,
+}
+
+impl Postings {
+    fn new(first_revision: Option<u64>) -> Self {
+        Self {
+            positions: Vec::new(),
+            first_revision,
+            checkpointed: 0,
+            listed_dirty: false,
+        }
+    }
+}
+
+/// The revision of a key's first position in memory (`memory`) when memory does not
+/// know it: the runs hold `runs_count` positions of the key and cover the log up to
+/// `runs_to`, and memory holds every position of the key from where it dropped what runs
+/// covered (at or before `runs_to`), so the positions of memory before `runs_to` are the
+/// runs' last ones.
+pub(crate) fn first_revision_after_runs(runs_count: u64, memory: &[u64], runs_to: u64) -> u64 {
+    let in_both = memory.partition_point(|&position| position < runs_to) as u64;
+    runs_count.saturating_sub(in_both)
 }
 
 /// What the secondary indexes need of a run of consecutive events of one stream: each
@@ -159,18 +182,21 @@ impl Kind {
 pub(crate) struct UnsavedPostings {
     pub kind: Kind,
     pub name: Arc<str>,
-    /// The index revision of `positions[0]` (how many positions the key had before).
-    pub first_revision: u64,
+    /// The index revision of `positions[0]` (how many positions the key had before);
+    /// `None` when the runs say it (the saver counts them before it writes its run).
+    pub first_revision: Option<u64>,
     pub positions: Vec<u64>,
 }
 
-/// The postings of `name` in `map`, made empty if missing, with the key's shared name.
+/// The postings of `name` in `map`, made empty (from `first_revision`) if missing, with
+/// the key's shared name.
 fn postings_entry<'map>(
     map: &'map mut HashMap<Arc<str>, Postings>,
     name: &str,
+    first_revision: Option<u64>,
 ) -> (&'map Arc<str>, &'map mut Postings) {
     if !map.contains_key(name) {
-        map.insert(Arc::from(name), Postings::default());
+        map.insert(Arc::from(name), Postings::new(first_revision));
     }
     map.get_key_value_mut(name)
         .unwrap_or_else(|| unreachable!("inserted above"))
@@ -183,6 +209,10 @@ pub(crate) struct SecondaryIndexes {
     maps: [HashMap<Arc<str>, Postings>; 6],
     /// Keys changed since the last index file.
     dirty: Vec<(Kind, Arc<str>)>,
+    /// The sorted runs hold older positions than memory's (memory dropped what they
+    /// cover, or the open counted index files the runs hold): a key memory lacks may have
+    /// positions there.
+    older_in_runs: bool,
 }
 
 impl Default for SecondaryIndexes {
@@ -197,6 +227,7 @@ impl SecondaryIndexes {
             enabled,
             maps: Default::default(),
             dirty: Vec::new(),
+            older_in_runs: false,
         }
     }
 
@@ -232,55 +263,83 @@ impl SecondaryIndexes {
             .map_or(&[], |postings| postings.positions.as_slice())
     }
 
-    /// The revision of the first position memory holds under a key (0 when memory holds
-    /// them all, or nothing is under the key).
-    pub(crate) fn first_revision(&self, kind: Kind, name: &str) -> u64 {
-        self.map(kind)
-            .get(name)
-            .map_or(0, |postings| postings.first_revision)
+    /// The revision of the first position memory holds under a key: 0 when memory holds
+    /// them all (or nothing is under the key) and the runs hold none; `None` when the runs
+    /// must say it ([`first_revision_after_runs`]).
+    pub(crate) fn first_revision(&self, kind: Kind, name: &str) -> Option<u64> {
+        match self.map(kind).get(name) {
+            Some(postings) => postings.first_revision,
+            None => (!self.older_in_runs).then_some(0),
+        }
     }
 
-    /// Drops the positions before `to` (published runs hold them); each key keeps where
-    /// its revisions stand.
+    /// How many keys memory holds (with `Config::index_memory_tail_only`, those with
+    /// positions after the published runs).
+    #[cfg(test)]
+    pub(crate) fn key_count(&self) -> usize {
+        self.maps.iter().map(HashMap::len).sum()
+    }
+
+    /// The keys whose first revision in memory the runs must say.
+    pub(crate) fn keys_after_runs(&self) -> Vec<(Kind, Arc<str>)> {
+        ALL_KINDS
+            .into_iter()
+            .flat_map(|kind| {
+                self.map(kind)
+                    .iter()
+                    .filter(|(_, postings)| postings.first_revision.is_none())
+                    .map(move |(name, _)| (kind, name.clone()))
+            })
+            .collect()
+    }
+
+    /// Marks that the sorted runs hold older positions than memory's: from now on a key
+    /// memory lacks starts at a revision the runs say.
+    pub(crate) fn expect_older_in_runs(&mut self) {
+        self.older_in_runs = true;
+    }
+
+    /// Drops the positions before `to` (published runs hold them), and the keys left
+    /// with none: the runs say where their revisions stand.
     pub(crate) fn drop_covered(&mut self, to: u64) {
+        self.older_in_runs = true;
         for map in &mut self.maps {
-            for postings in map.values_mut() {
+            map.retain(|_, postings| {
                 let covered = postings
                     .positions
                     .partition_point(|&position| position < to);
                 if covered == 0 {
-                    continue;
+                    return !postings.positions.is_empty();
                 }
                 postings.positions.drain(..covered);
+                if postings.positions.is_empty() {
+                    return false;
+                }
                 postings.positions.shrink_to_fit();
-                postings.first_revision += covered as u64;
+                postings.first_revision = postings
+                    .first_revision
+                    .map(|first_revision| first_revision + covered as u64);
                 postings.checkpointed = postings.checkpointed.saturating_sub(covered);
-            }
+                true
+            });
+            map.shrink_to_fit();
         }
-    }
-
-    /// Counts `count` positions of an index file the runs hold, without loading them
-    /// (they come before any loaded position of the key).
-    pub(crate) fn count_in_runs(&mut self, kind: Kind, name: &str, count: u64) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        let postings = self.postings_entry(kind, name);
-        if !postings.positions.is_empty() {
-            return false;
-        }
-        postings.first_revision += count;
-        true
+        let maps = &self.maps;
+        self.dirty
+            .retain(|(kind, name)| maps[*kind as usize - 1].contains_key(name));
     }
 
     /// The postings of a key, made empty if missing.
     fn postings_entry(&mut self, kind: Kind, name: &str) -> &mut Postings {
-        postings_entry(&mut self.maps[kind as usize - 1], name).1
+        let first_revision = (!self.older_in_runs).then_some(0);
+        postings_entry(&mut self.maps[kind as usize - 1], name, first_revision).1
     }
 
     /// The postings of a key about to gain positions (listed for the next index file).
     fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
-        let (key, postings) = postings_entry(&mut self.maps[kind as usize - 1], name);
+        let first_revision = (!self.older_in_runs).then_some(0);
+        let (key, postings) =
+            postings_entry(&mut self.maps[kind as usize - 1], name, first_revision);
         if !postings.listed_dirty {
             postings.listed_dirty = true;
             self.dirty.push((kind, key.clone()));
@@ -417,7 +476,9 @@ impl SecondaryIndexes {
                 continue;
             };
             postings.listed_dirty = false;
-            let first_revision = postings.first_revision + postings.checkpointed as u64;
+            let first_revision = postings
+                .first_revision
+                .map(|first_revision| first_revision + postings.checkpointed as u64);
             let positions = postings.positions[postings.checkpointed..].to_vec();
             postings.checkpointed = postings.positions.len();
             if !positions.is_empty() {

@@ -515,7 +515,7 @@ impl EventStore for Store {
         let (found, revisions, len) = off_the_runtime(move || {
             let window = |len| index_window(&options, len);
             let select = crate::postings_lookup::select_revisions(window);
-            let view = crate::postings_lookup::view(&shared, kind, &name, &select);
+            let view = crate::postings_lookup::view(&shared, kind, &name, &select)?;
             let revisions = index_window(&options, view.len());
             let positions = view.revisions(revisions.clone())?;
             let found = LogReader::new(&shared.segments).read_events_if_present(&positions)?;
