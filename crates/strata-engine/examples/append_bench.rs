@@ -13,7 +13,9 @@
 //! `append_batched_disk_bytes_per_log_byte` is what the process wrote to storage during the
 //! batched phase (`/proc/self/io`) per byte of log: 2 when every log byte is also zeroed.
 //! `STRATA_INDEX_MEMORY_TAIL_ONLY=1` opens with `Config::index_memory_tail_only` (the
-//! index drops what each published run covers), for an A/B of that setting.
+//! index drops what each published run covers), for an A/B of that setting;
+//! `STRATA_EVENT_ID_INDEX=0` opens with `Config::event_id_index` off (no event id files:
+//! `Any` re-sends recognised only among the recent ids).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -51,11 +53,15 @@ async fn main() {
     let baseline_write_bytes = BASELINE_WRITE_BYTES_MIN.max(batched * EVENT_DATA_BYTES);
     let (fdatasync_per_sec, write_bytes_per_sec) = baseline(&dir, baseline_write_bytes);
     let tail_only = std::env::var("STRATA_INDEX_MEMORY_TAIL_ONLY").is_ok_and(|value| value == "1");
+    let event_id_index = std::env::var("STRATA_EVENT_ID_INDEX")
+        .ok()
+        .is_none_or(|value| value != "0");
     let store = Store::open(
         dir.join("store"),
         Config {
             durability: Durability::Fsync,
             index_memory_tail_only: tail_only,
+            event_id_index,
             ..Config::default()
         },
     )
