@@ -94,7 +94,12 @@ impl Bloom {
 fn blocks_bytes(count: u64) -> u64 {
     let full = count / ENTRIES_PER_BLOCK;
     let rest = count % ENTRIES_PER_BLOCK;
-    full * BLOCK_BYTES + if rest > 0 { rest * ENTRY_BYTES as u64 + 4 } else { 0 }
+    full * BLOCK_BYTES
+        + if rest > 0 {
+            rest * ENTRY_BYTES as u64 + 4
+        } else {
+            0
+        }
 }
 
 /// Writes an id file entry by entry, in `(hash, position)` order.
@@ -159,7 +164,9 @@ impl IdFileWriter {
     /// # Errors
     /// [`Error::InvalidArgument`] for an entry out of order or out of range; I/O errors.
     pub(crate) fn push(&mut self, hash: u64, position: u64) -> Result<()> {
-        if self.previous.is_some_and(|previous| previous >= (hash, position))
+        if self
+            .previous
+            .is_some_and(|previous| previous >= (hash, position))
             || !(self.covers_from..self.covers_to).contains(&position)
         {
             return Err(Error::InvalidArgument {

@@ -77,7 +77,9 @@ impl IdIndex {
         for reason in dropped {
             tracing::warn!(%reason, "an event id file is built again from the log");
         }
-        let end = chain.last().map_or(SEGMENT_HEADER_BYTES, |file| file.covers_to);
+        let end = chain
+            .last()
+            .map_or(SEGMENT_HEADER_BYTES, |file| file.covers_to);
         self.publish(chain, end);
         Ok(())
     }
@@ -241,10 +243,7 @@ pub(crate) fn open_chain(
             Ok(file) if name == id_file_name(file.covers_from, file.covers_to) => {
                 opened.push(file);
             }
-            Ok(_) => dropped.push(format!(
-                "{} is not named after its range",
-                path.display()
-            )),
+            Ok(_) => dropped.push(format!("{} is not named after its range", path.display())),
             Err(reason) => dropped.push(format!("{} {reason}", path.display())),
         }
     }
@@ -273,8 +272,7 @@ pub(crate) fn open_chain(
         let kept: Vec<PathBuf> = chain.iter().map(|file| file.path().to_path_buf()).collect();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|extension| extension == "ids")
-                && !kept.contains(&path)
+            if path.extension().is_some_and(|extension| extension == "ids") && !kept.contains(&path)
             {
                 let _ = std::fs::remove_file(&path);
             }
@@ -345,7 +343,9 @@ impl Builder {
             index.publish(chain, index.covered_to.load(Ordering::Acquire));
             return Ok(());
         }
-        let from = chain.last().map_or(SEGMENT_HEADER_BYTES, |file| file.covers_to);
+        let from = chain
+            .last()
+            .map_or(SEGMENT_HEADER_BYTES, |file| file.covers_to);
         let target = index.work.lock().target;
         if target <= from {
             return Ok(());
@@ -381,10 +381,8 @@ impl Builder {
                 .index()
                 .dir
                 .join(id_file_name(older.covers_from, newer.covers_to));
-            if let Err(error) = merge_id_files(older, newer, &path) {
-                // A damaged input is marked so, and written again by the next step.
-                return Err(error);
-            }
+            // A damaged input is marked so by the merge, and written again by the next step.
+            merge_id_files(older, newer, &path)?;
             let merged = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
                 detail: format!("merged event id file {} {reason}", path.display()),
             })?;

@@ -200,24 +200,30 @@ async fn id_files_deleted_are_built_again() {
 
 #[tokio::test]
 async fn an_id_file_cut_short_is_built_again() {
-    survives(|dir| {
-        let path = id_files(dir).remove(0);
-        let length = std::fs::metadata(&path).unwrap().len();
-        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(length - 10).unwrap();
-    }, false)
+    survives(
+        |dir| {
+            let path = id_files(dir).remove(0);
+            let length = std::fs::metadata(&path).unwrap().len();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(length - 10).unwrap();
+        },
+        false,
+    )
     .await;
 }
 
 #[tokio::test]
 async fn an_id_file_with_a_damaged_trailer_is_built_again() {
-    survives(|dir| {
-        let path = id_files(dir).remove(0);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let at = bytes.len() - 20;
-        bytes[at] ^= 0x40;
-        std::fs::write(&path, bytes).unwrap();
-    }, false)
+    survives(
+        |dir| {
+            let path = id_files(dir).remove(0);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = bytes.len() - 20;
+            bytes[at] ^= 0x40;
+            std::fs::write(&path, bytes).unwrap();
+        },
+        false,
+    )
     .await;
 }
 
@@ -231,7 +237,8 @@ async fn id_files_with_damaged_blocks_answer_from_the_log() {
             for path in id_files(dir) {
                 let mut bytes = std::fs::read(&path).unwrap();
                 let trailer = bytes.len() - 64;
-                let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
+                let count =
+                    u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
                 for block in 0..count.div_ceil(256) as usize {
                     bytes[16 + block * 4100 + 3] ^= 0x01;
                 }
@@ -280,15 +287,21 @@ async fn a_scavenged_event_is_no_resend() {
     file_everything(&store);
     store.close();
     drop(store);
-    let report =
-        Store::scavenge_closed(dir.path(), config(true), strata_core::ScavengeOptions::default())
-            .unwrap();
+    let report = Store::scavenge_closed(
+        dir.path(),
+        config(true),
+        strata_core::ScavengeOptions::default(),
+    )
+    .unwrap();
     assert!(report.events_removed > 0);
     let store = Store::open(dir.path(), config(true)).unwrap();
     let end = store.shared.durable_end.load(Ordering::Acquire);
     store.shared.id_index.wait_covered(end);
     let appended = resend(&store, &stream, ExpectedRevision::Any, &original).await;
-    assert_eq!(appended.current_revision.0, 2, "appended: the original is gone");
+    assert_eq!(
+        appended.current_revision.0, 2,
+        "appended: the original is gone"
+    );
     store.close();
     drop(store);
     let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();

@@ -750,7 +750,11 @@ mod tests {
         for id in 0..10u128 {
             ids.insert(id, entry(id as u64));
         }
-        assert_eq!(ids.len(), 10, "nothing is forgotten before the files cover it");
+        assert_eq!(
+            ids.len(),
+            10,
+            "nothing is forgotten before the files cover it"
+        );
         // The files now cover ids 0 and 1 only: the older generation (0, 1) goes at the
         // next turn, the grown one (2..=9) stays until covered too.
         covered_to.store(64 + 2 * 64, Ordering::Release);

@@ -296,9 +296,9 @@ fn check_id_files(data_dir: &Path, segments: &Segments, report: &mut VerifyRepor
     let dir = crate::id_index::ids_dir(data_dir);
     let (chain, dropped) = crate::id_index::open_chain(&dir, report.log_end, false)?;
     for reason in dropped {
-        report
-            .problems
-            .push(format!("event id file {reason} (the store builds it again)"));
+        report.problems.push(format!(
+            "event id file {reason} (the store builds it again)"
+        ));
     }
     for file in chain {
         report.id_files += 1;
