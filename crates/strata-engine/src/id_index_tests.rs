@@ -307,3 +307,44 @@ async fn a_scavenged_event_is_no_resend() {
     let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
 }
+
+/// Damage found by the lookup itself (the file's blocks rewritten under the running
+/// store, after the builder's check): the answer comes from the log, the file is marked
+/// and written again.
+#[tokio::test]
+async fn a_block_damaged_under_a_running_store_is_answered_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = name("orders-1");
+    let original = event();
+    let (store, appended) =
+        store_with_an_old_event(dir.path(), config(true), &stream, &original).await;
+    file_everything(&store);
+    for path in id_files(dir.path()) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let trailer = bytes.len() - 64;
+        let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
+        for block in 0..count.div_ceil(256) as usize {
+            bytes[16 + block * 4100 + 3] ^= 0x01;
+        }
+        // Rewritten in place: the store's open handles read the damaged bytes.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
+    }
+    let events_before = store.event_count();
+    assert_eq!(
+        resend(&store, &stream, ExpectedRevision::Any, &original).await,
+        appended
+    );
+    // (Without the answer from the log, the block's checksum error would fail the append.)
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    store.shared.id_index.wait_covered(end);
+    assert_eq!(
+        resend(&store, &stream, ExpectedRevision::StreamExists, &original).await,
+        appended
+    );
+    assert_eq!(store.event_count(), events_before);
+    store.close();
+    drop(store);
+    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{report}");
+}
