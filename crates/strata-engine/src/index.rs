@@ -601,11 +601,15 @@ pub(crate) struct IdEntry {
     pub position: u64,
 }
 
+/// How many generations' worth of ids `RecentIds` holds at most in its newer generation
+/// while the id files lag.
+const RECENT_IDS_GROWTH_MAX: usize = 8;
+
 /// Recent event ids: two generations, the older dropped when the newer fills. Without the
 /// event id index, re-sends with `Any` are recognised only while their ids are here, as
 /// in KurrentDB. With it (`forget_only_below`), a generation is dropped only once the id
 /// files cover its newest position, so that no id is in neither: until then the current
-/// generation grows past its size.
+/// generation grows past its size (up to [`RECENT_IDS_GROWTH_MAX`] times).
 pub(crate) struct RecentIds {
     stream_hasher: hashbrown::DefaultHashBuilder,
     generation_capacity: usize,
@@ -645,11 +649,24 @@ impl RecentIds {
         self.stream_hasher.hash_one(stream)
     }
 
-    /// Whether the older generation may be forgotten.
+    /// Whether the older generation may be forgotten: once the id files cover it, or
+    /// when the newer one grew to [`RECENT_IDS_GROWTH_MAX`] generations while the files
+    /// lag (a bound on memory; re-sends of the forgotten ids are then recognised once the
+    /// files reach them).
     fn may_forget_previous(&self) -> bool {
         match (&self.files_cover_to, self.previous_newest) {
             (Some(covered_to), Some(newest)) => {
-                newest < covered_to.load(std::sync::atomic::Ordering::Acquire)
+                let covered = newest < covered_to.load(std::sync::atomic::Ordering::Acquire);
+                if !covered
+                    && self.current.len() >= self.generation_capacity * RECENT_IDS_GROWTH_MAX
+                {
+                    tracing::warn!(
+                        ids = self.current.len(),
+                        "the event id files lag far behind the recent ids: the oldest are forgotten before the files cover them"
+                    );
+                    return true;
+                }
+                covered
             }
             _ => true,
         }
@@ -766,6 +783,16 @@ mod tests {
         covered_to.store(u64::MAX, Ordering::Release);
         ids.insert(12, entry(12));
         assert!(ids.get(2).is_none() && ids.get(12).is_some());
+        // Files that never catch up: memory is bounded all the same.
+        covered_to.store(0, Ordering::Release);
+        for id in 100..400u128 {
+            ids.insert(id, entry(id as u64));
+        }
+        assert!(
+            ids.len() <= 2 * 2 * RECENT_IDS_GROWTH_MAX,
+            "{} ids",
+            ids.len()
+        );
     }
 }
 
