@@ -296,8 +296,14 @@ impl Builder {
         // The open read only each file's header, bloom filter, fences and trailer: every
         // block is read once now, so that a damaged one is found and written again.
         for file in self.index().snapshot().iter() {
-            if file.scan().any(|entry| entry.is_err()) {
-                tracing::warn!(path = %file.path().display(), "an event id file has a damaged block; it is built again from the log");
+            for (at, entry) in file.scan().enumerate() {
+                if entry.is_err() {
+                    tracing::warn!(path = %file.path().display(), "an event id file has a damaged block; it is built again from the log");
+                    break;
+                }
+                if at % 65_536 == 0 && self.index().work.lock().stop {
+                    return;
+                }
             }
         }
         self.index().work.lock().checked = true;
@@ -338,8 +344,22 @@ impl Builder {
         })?;
         let mut chain: Vec<Arc<IdFile>> = index.snapshot().as_ref().clone();
         if let Some(at) = chain.iter().position(|file| file.is_damaged()) {
+            // Its range filed again, in files of at most BUILD_IDS_MAX ids (memory stays
+            // bounded however large the damaged file was).
             let (from, to) = (chain[at].covers_from, chain[at].covers_to);
-            chain[at] = Arc::new(self.build(from, to, usize::MAX)?.0);
+            let mut rebuilt = Vec::new();
+            let mut start = from;
+            while start < to {
+                let (file, end) = self.build(start, to, BUILD_IDS_MAX)?;
+                rebuilt.push(Arc::new(file));
+                start = end;
+            }
+            let replaced: Vec<_> = chain.splice(at..=at, rebuilt).collect();
+            for old in replaced {
+                if !chain.iter().any(|file| file.path() == old.path()) {
+                    let _ = std::fs::remove_file(old.path());
+                }
+            }
             index.publish(chain, index.covered_to.load(Ordering::Acquire));
             return Ok(());
         }
