@@ -189,8 +189,17 @@ pub(crate) fn scan_ids(
 ) -> Result<(Vec<(u64, u64)>, u64)> {
     let mut entries = Vec::new();
     let reader = LogReader::new(segments);
-    let stopped_at = reader.scan_forward(from, to, &mut |position, frame, _| {
-        if frame.revision != TOMBSTONE_REVISION {
+    // In a scavenged segment `from` may lie in a hole left by removed events (zeros after
+    // a skip frame): the scan starts at the segment's first frame and ignores what comes
+    // before `from`.
+    let segment = segments.segment_of(from);
+    let scan_from = if segments.is_scavenged(segment) {
+        segments.segment_start(segment)
+    } else {
+        from
+    };
+    let stopped_at = reader.scan_forward(scan_from, to, &mut |position, frame, _| {
+        if position >= from && frame.revision != TOMBSTONE_REVISION {
             entries.push((id_hash(frame.id), position));
         }
         Ok(if entries.len() >= max {

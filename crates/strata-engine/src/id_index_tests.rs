@@ -348,3 +348,54 @@ async fn a_block_damaged_under_a_running_store_is_answered_from_the_log() {
     let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
     assert!(report.is_ok(), "{report}");
 }
+
+/// Files built before a scavenge (cut at checkpoints and at `BUILD_IDS_MAX` ids) are read
+/// through the scavenged log by `verify`. (A file may start inside a hole a scavenge left,
+/// zeros after a skip frame: `scan_ids` then starts at the segment's first frame. Seen
+/// once in `runs_of_an_index_rebuilt_after_a_scavenge_match_it`; this test does not make
+/// it happen every time.)
+#[tokio::test]
+async fn files_whose_range_starts_inside_a_scavenged_hole_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let stream = name("gone-1");
+    let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
+    for _ in 0..300 {
+        store
+            .append(
+                &stream,
+                ExpectedRevision::Any,
+                vec![ProposedEvent::json("Big", data.clone())],
+            )
+            .await
+            .unwrap();
+        if store.event_count() % 120 == 0 {
+            file_everything(&store);
+        }
+    }
+    let metadata = StreamMetadata {
+        max_count: Some(1),
+        ..StreamMetadata::default()
+    };
+    store
+        .set_stream_metadata(&stream, ExpectedRevision::Any, &metadata)
+        .await
+        .unwrap();
+    file_everything(&store);
+    assert!(
+        id_files(dir.path()).len() >= 2,
+        "boundaries inside the stream"
+    );
+    store.close();
+    drop(store);
+    let report = Store::scavenge_closed(
+        dir.path(),
+        config(true),
+        strata_core::ScavengeOptions::default(),
+    )
+    .unwrap();
+    assert!(report.events_removed > 250);
+    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert!(report.id_files >= 2);
+}
