@@ -369,7 +369,7 @@ async fn files_whose_range_starts_inside_a_scavenged_hole_are_read() {
             )
             .await
             .unwrap();
-        if store.event_count() % 120 == 0 {
+        if store.event_count().is_multiple_of(120) {
             file_everything(&store);
         }
     }
