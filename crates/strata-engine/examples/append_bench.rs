@@ -14,7 +14,9 @@
 //! batched phase (`/proc/self/io`) per byte of log: 2 when every log byte is also zeroed.
 //! `STRATA_INDEX_MEMORY_TAIL_ONLY=0` opens with the whole index in memory, `=1` (or unset:
 //! the default) with `Config::index_memory_tail_only` (the index drops what each published
-//! run covers), for an A/B of that setting.
+//! run covers), for an A/B of that setting; `STRATA_EVENT_ID_INDEX=0` opens with
+//! `Config::event_id_index` off (no event id files: `Any` re-sends recognised only among the
+//! recent ids).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -55,11 +57,15 @@ async fn main() {
         .map_or(Config::default().index_memory_tail_only, |value| {
             value != "0"
         });
+    let event_id_index = std::env::var("STRATA_EVENT_ID_INDEX")
+        .ok()
+        .is_none_or(|value| value != "0");
     let store = Store::open(
         dir.join("store"),
         Config {
             durability: Durability::Fsync,
             index_memory_tail_only: tail_only,
+            event_id_index,
             ..Config::default()
         },
     )

@@ -38,6 +38,10 @@ pub struct Config {
     pub index_head_cache_max: usize,
     /// How many recent event ids are remembered to recognise re-sends with `Any`.
     pub recent_event_ids_max: usize,
+    /// Keep event id files (`<data dir>/index-ids/`), so that re-sends with `Any` and
+    /// `StreamExists` are recognised at any age, not only while their ids are among the
+    /// recent ones (docs/ENGINE.md, "Index"). On by default.
+    pub event_id_index: bool,
     /// Bytes the writer gathers into one write and one fsync at most.
     pub group_commit_bytes_max: usize,
     /// Keep the secondary indexes (category, event type, correlation id, stream starts)
@@ -71,6 +75,7 @@ impl Default for Config {
             index_memory_tail_only: true,
             index_head_cache_max: 262_144,
             recent_event_ids_max: 1_000_000,
+            event_id_index: true,
             group_commit_bytes_max: 8 * 1024 * 1024,
             system_streams: true,
             clock: Clock::system(),

@@ -623,13 +623,25 @@ pub(crate) struct IdEntry {
     pub position: u64,
 }
 
-/// Recent event ids, bounded: two generations, the older dropped when the newer fills.
-/// Re-sends with `Any` are recognised only while their ids are here, as in KurrentDB.
+/// How many generations' worth of ids `RecentIds` holds at most in its newer generation
+/// while the id files lag.
+const RECENT_IDS_GROWTH_MAX: usize = 8;
+
+/// Recent event ids: two generations, the older dropped when the newer fills. Without the
+/// event id index, re-sends with `Any` are recognised only while their ids are here, as
+/// in KurrentDB. With it (`forget_only_below`), a generation is dropped only once the id
+/// files cover its newest position, so that no id is in neither: until then the current
+/// generation grows past its size (up to [`RECENT_IDS_GROWTH_MAX`] times).
 pub(crate) struct RecentIds {
     stream_hasher: hashbrown::DefaultHashBuilder,
     generation_capacity: usize,
     current: HashMap<u128, IdEntry>,
     previous: HashMap<u128, IdEntry>,
+    /// The newest position in each generation.
+    current_newest: Option<u64>,
+    previous_newest: Option<u64>,
+    /// Where the id files end, when they back these ids.
+    files_cover_to: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl RecentIds {
@@ -639,7 +651,19 @@ impl RecentIds {
             generation_capacity: (capacity / 2).max(1),
             current: HashMap::new(),
             previous: HashMap::new(),
+            current_newest: None,
+            previous_newest: None,
+            files_cover_to: None,
         }
+    }
+
+    /// From now on a generation is forgotten only once `covered_to` (where the id files
+    /// end) is past its newest position.
+    pub(crate) fn forget_only_below(
+        &mut self,
+        covered_to: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        self.files_cover_to = Some(covered_to);
     }
 
     pub(crate) fn stream_hash(&self, stream: &StreamName) -> u64 {
@@ -647,20 +671,51 @@ impl RecentIds {
         self.stream_hasher.hash_one(stream)
     }
 
+    /// Whether the older generation may be forgotten: once the id files cover it, or
+    /// when the newer one grew to [`RECENT_IDS_GROWTH_MAX`] generations while the files
+    /// lag (a bound on memory; re-sends of the forgotten ids are then recognised once the
+    /// files reach them).
+    fn may_forget_previous(&self) -> bool {
+        match (&self.files_cover_to, self.previous_newest) {
+            (Some(covered_to), Some(newest)) => {
+                let covered = newest < covered_to.load(std::sync::atomic::Ordering::Acquire);
+                if !covered
+                    && self.current.len() >= self.generation_capacity * RECENT_IDS_GROWTH_MAX
+                {
+                    tracing::warn!(
+                        ids = self.current.len(),
+                        "the event id files lag far behind the recent ids: the oldest are forgotten before the files cover them"
+                    );
+                    return true;
+                }
+                covered
+            }
+            _ => true,
+        }
+    }
+
     pub(crate) fn insert(&mut self, id: u128, entry: IdEntry) {
-        if self.current.len() >= self.generation_capacity {
+        if self.current.len() >= self.generation_capacity && self.may_forget_previous() {
             // The oldest generation's table becomes the new current one, emptied but with
             // its room kept (made once, at the first turn): a table grown from empty again
             // would rehash all it holds at every doubling.
             std::mem::swap(&mut self.previous, &mut self.current);
             self.current.clear();
             self.current.reserve(self.generation_capacity);
+            self.previous_newest = self.current_newest.take();
         }
+        self.current_newest = self.current_newest.max(Some(entry.position));
         self.current.insert(id, entry);
     }
 
     pub(crate) fn get(&self, id: u128) -> Option<&IdEntry> {
         self.current.get(&id).or_else(|| self.previous.get(&id))
+    }
+
+    /// How many ids are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
     }
 }
 
@@ -716,6 +771,50 @@ mod tests {
         }
         assert!(ids.get(0).is_none());
         assert_eq!(ids.get(5).map(|found| found.revision), Some(5));
+    }
+
+    #[test]
+    fn recent_ids_keep_a_generation_until_the_id_files_cover_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let covered_to = Arc::new(AtomicU64::new(0));
+        let mut ids = RecentIds::new(4);
+        ids.forget_only_below(Arc::clone(&covered_to));
+        let stream_hash = ids.stream_hash(&name("s"));
+        let entry = |revision: u64| IdEntry {
+            stream_hash,
+            revision,
+            position: 64 + revision * 64,
+        };
+        for id in 0..10u128 {
+            ids.insert(id, entry(id as u64));
+        }
+        assert_eq!(
+            ids.len(),
+            10,
+            "nothing is forgotten before the files cover it"
+        );
+        // The files now cover ids 0 and 1 only: the older generation (0, 1) goes at the
+        // next turn, the grown one (2..=9) stays until covered too.
+        covered_to.store(64 + 2 * 64, Ordering::Release);
+        ids.insert(10, entry(10));
+        assert!(ids.get(0).is_none() && ids.get(1).is_none());
+        assert!((2..=10).all(|id| ids.get(id).is_some()));
+        ids.insert(11, entry(11));
+        assert!(ids.get(2).is_some(), "not covered yet");
+        covered_to.store(u64::MAX, Ordering::Release);
+        ids.insert(12, entry(12));
+        assert!(ids.get(2).is_none() && ids.get(12).is_some());
+        // Files that never catch up: memory is bounded all the same.
+        covered_to.store(0, Ordering::Release);
+        for id in 100..400u128 {
+            ids.insert(id, entry(id as u64));
+        }
+        assert!(
+            ids.len() <= 2 * 2 * RECENT_IDS_GROWTH_MAX,
+            "{} ids",
+            ids.len()
+        );
     }
 }
 

@@ -38,6 +38,8 @@ mod config;
 #[doc(hidden)]
 pub mod faults;
 mod format;
+mod id_file;
+mod id_index;
 mod index;
 mod index_file;
 mod index_load;

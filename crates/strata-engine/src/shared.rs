@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub index: RwLock<Index>,
     /// The runs' heads of recently used streams (`index_lookup`).
     pub head_cache: crate::index_lookup::HeadCache,
+    /// Event id → positions on disk (`Config::event_id_index`).
+    pub id_index: crate::id_index::IdIndex,
     /// Everything before this position is durable and visible; it only grows.
     pub durable_end: AtomicU64,
     /// Everything before this position has been synced to disk (with durability `none`,
@@ -58,6 +60,7 @@ impl Shared {
         Self {
             head_cache: crate::index_lookup::HeadCache::new(config.index_head_cache_max),
             index_dir: data_dir.join("index"),
+            id_index: crate::id_index::IdIndex::new(&data_dir),
             config,
             data_dir,
             segments,

@@ -42,6 +42,8 @@ pub struct Store {
     queued_append_kib: tokio::sync::Semaphore,
     /// The writer and the syncer, joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The event id index's builder, stopped after them.
+    id_builder: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
     /// Held while a scavenge runs: one at a time.
     scavenging: Mutex<()>,
@@ -67,6 +69,14 @@ impl Store {
             recovered.index,
             recovered.end,
         ));
+        let mut recent_ids = recovered.recent_ids;
+        if shared.config.event_id_index {
+            shared.id_index.open(recovered.end)?;
+            recent_ids.forget_only_below(shared.id_index.covered_to());
+            // The whole durable log may be filed: what the open found missing is built
+            // again while the store serves.
+            shared.id_index.extend_to(recovered.end);
+        }
         let (requests, receiver) = mpsc::unbounded_channel();
         let (handoffs, handed_off) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
         let syncer = Syncer::new(
@@ -82,7 +92,7 @@ impl Store {
             receiver,
             handoffs,
             recovered.end,
-            recovered.recent_ids,
+            recent_ids,
         );
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -92,11 +102,17 @@ impl Store {
         };
         let syncer = spawn("strata-syncer", Box::new(move || syncer.run()))?;
         let writer = spawn("strata-writer", Box::new(move || writer.run()))?;
+        let id_builder = shared
+            .config
+            .event_id_index
+            .then(|| crate::id_index::IdIndex::start_builder(shared.clone()))
+            .flatten();
         Ok(Arc::new(Store {
             shared,
             requests,
             queued_append_kib: tokio::sync::Semaphore::new(QUEUED_APPEND_KIB_MAX),
             threads: Mutex::new(vec![writer, syncer]),
+            id_builder: Mutex::new(id_builder),
             lock: Mutex::new(Some(lock)),
             scavenging: Mutex::new(()),
         }))
@@ -115,6 +131,10 @@ impl Store {
         }
         for thread in threads {
             let _ = thread.join();
+        }
+        self.shared.id_index.stop();
+        if let Some(builder) = self.id_builder.lock().take() {
+            let _ = builder.join();
         }
         self.lock.lock().take();
     }

@@ -347,6 +347,7 @@ impl Syncer {
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;
+        self.shared.id_index.extend_to(self.durable_end);
     }
 
     /// With durability `none` nothing syncs the log as it goes; an index file may only

@@ -1,5 +1,5 @@
-//! `verify`: checks every frame's checksum and every index-file and index-run entry
-//! against the log, without changing anything.
+//! `verify`: checks every frame's checksum and every index-file, index-run and event id
+//! file entry against the log, without changing anything.
 
 use std::fmt;
 use std::path::Path;
@@ -38,6 +38,10 @@ pub struct VerifyReport {
     /// Sorted runs (`index-runs/`) in the chain the next open uses.
     pub index_runs: u64,
     pub index_entries_checked: u64,
+    /// Event id files (`index-ids/`) in the chain the next open uses.
+    pub id_files: u64,
+    /// Their entries checked against the log.
+    pub id_entries_checked: u64,
     /// Segments rewritten by a scavenge (format version 3: removed records are skip frames).
     pub scavenged_segments: u64,
     /// Index entries that point at events a scavenge removed (they read as removed).
@@ -66,6 +70,8 @@ impl VerifyReport {
             "index_files": self.index_files,
             "index_runs": self.index_runs,
             "index_entries_checked": self.index_entries_checked,
+            "id_files": self.id_files,
+            "id_entries_checked": self.id_entries_checked,
             "scavenged_segments": self.scavenged_segments,
             "index_entries_removed": self.index_entries_removed,
             "torn_tail": self.torn_tail,
@@ -88,6 +94,11 @@ impl fmt::Display for VerifyReport {
         writeln!(f, "index files:           {}", self.index_files)?;
         writeln!(f, "index runs:            {}", self.index_runs)?;
         writeln!(f, "index entries checked: {}", self.index_entries_checked)?;
+        writeln!(
+            f,
+            "event id files:        {} ({} entries checked)",
+            self.id_files, self.id_entries_checked
+        )?;
         if self.scavenged_segments > 0 {
             writeln!(
                 f,
@@ -200,6 +211,7 @@ pub fn verify(data_dir: &Path, progress: &mut dyn FnMut(VerifyProgress)) -> Resu
     judge_tail(data_dir, &segments, &replayed, &mut report)?;
     check_index_files(data_dir, &segments, &log_index, &mut report)?;
     check_index_runs(data_dir, &segments, &log_index, &mut report)?;
+    check_id_files(data_dir, &segments, &mut report)?;
     Ok(report)
 }
 
@@ -274,6 +286,77 @@ fn check_summary(path: &Path, report: &mut VerifyReport) {
 fn removed_by_scavenge(segments: &Segments, reader: &LogReader<'_>, position: u64) -> bool {
     segments.is_scavenged(segments.segment_of(position))
         && matches!(reader.read_event_if_present(position), Ok(None))
+}
+
+/// Checks the event id files the next open would use against the log: each holds every
+/// event of its range (tombstones aside) exactly once, and nothing else but events a
+/// scavenge removed. A damaged file is a problem the store mends (it builds it again).
+fn check_id_files(data_dir: &Path, segments: &Segments, report: &mut VerifyReport) -> Result<()> {
+    let reader = LogReader::new(segments);
+    let dir = crate::id_index::ids_dir(data_dir);
+    let (chain, dropped) = crate::id_index::open_chain(&dir, report.log_end, false)?;
+    for reason in dropped {
+        report.problems.push(format!(
+            "event id file {reason} (the store builds it again)"
+        ));
+    }
+    for file in chain {
+        report.id_files += 1;
+        let scanned =
+            crate::id_index::scan_ids(segments, file.covers_from, file.covers_to, usize::MAX);
+        let mut from_log = match scanned {
+            Ok((from_log, _)) => from_log,
+            Err(error) => {
+                report.problems.push(format!(
+                    "event id file {}: its log range cannot be read: {error}",
+                    file.path().display()
+                ));
+                continue;
+            }
+        };
+        from_log.sort_unstable();
+        let filed: Result<Vec<(u64, u64)>> = file.scan().collect();
+        let filed = match filed {
+            Ok(filed) => filed,
+            Err(error) => {
+                report
+                    .problems
+                    .push(format!("{error} (the store builds it again)"));
+                continue;
+            }
+        };
+        report.id_entries_checked += filed.len() as u64;
+        let mut logged = from_log.iter().peekable();
+        for entry in &filed {
+            while let Some(missing) = logged.next_if(|logged| *logged < entry) {
+                report.problems.push(format!(
+                    "event id file {} lacks the event at {}",
+                    file.path().display(),
+                    missing.1
+                ));
+            }
+            if logged.next_if_eq(&entry).is_some() {
+                continue;
+            }
+            if removed_by_scavenge(segments, &reader, entry.1) {
+                report.index_entries_removed += 1;
+                continue;
+            }
+            report.problems.push(format!(
+                "event id file {} names position {} for an id the event there lacks",
+                file.path().display(),
+                entry.1
+            ));
+        }
+        for missing in logged {
+            report.problems.push(format!(
+                "event id file {} lacks the event at {}",
+                file.path().display(),
+                missing.1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every position in the index files must be the log's position for that revision, and

@@ -743,11 +743,31 @@ impl StreamView for WriterView<'_> {
     }
 
     fn recent_revision(&self, stream: &StreamName, id: EventId) -> Result<Option<u64>> {
-        Ok(self
-            .recent_ids
-            .get(id.as_u128())
-            .filter(|found| found.stream_hash == self.recent_ids.stream_hash(stream))
-            .map(|found| found.revision))
+        if let Some(found) = self.recent_ids.get(id.as_u128())
+            && found.stream_hash == self.recent_ids.stream_hash(stream)
+        {
+            return Ok(Some(found.revision));
+        }
+        if !self.shared.config.event_id_index {
+            return Ok(None);
+        }
+        // Older than the recent ids (or last used in another stream): the id files name
+        // candidate positions (a bloom probe per file, usually nothing more for a new id);
+        // the stored event decides, so hash collisions and scavenged events fall out.
+        let candidates = self
+            .shared
+            .id_index
+            .candidates(id.as_u128(), &self.shared.segments)?;
+        let reader = LogReader::new(&self.shared.segments);
+        for &position in candidates.iter().rev() {
+            if let Some(stored) = reader.read_event_if_present(position)?
+                && stored.id == id
+                && stored.stream == *stream
+            {
+                return Ok(Some(stored.revision.0));
+            }
+        }
+        Ok(None)
     }
 }
 
