@@ -100,6 +100,9 @@ pub(crate) struct Index {
     /// Where the runs end when memory dropped what they cover (`None`: memory holds every
     /// position, the runs are a second copy).
     dropped_to: Option<u64>,
+    /// The open counted index files the runs hold (`count_in_runs`): a stream the later
+    /// files continue has its older revisions there, before `dropped_to` is set.
+    counted_in_runs: bool,
     /// Streams that got a revision 0 (the stream count once entries are dropped).
     streams_started: u64,
     runs_generation: u64,
@@ -388,6 +391,7 @@ impl Index {
                 .insert(*position, StreamName::from_stored(stream));
         }
         self.secondary.expect_older_in_runs();
+        self.counted_in_runs = true;
         self.streams_started += streams_started;
         self.events_total += events;
         self.last_event_position = self.last_event_position.max(newest_position);
@@ -434,7 +438,7 @@ impl Index {
         if !self.streams.contains_key(stream) {
             // Older revisions may be in the runs (an open after runs that end earlier).
             let mut entry = StreamEntry::default();
-            if self.dropped_to.is_some() {
+            if self.dropped_to.is_some() || self.counted_in_runs {
                 entry.first_revision = first_revision;
                 entry.base_known = false;
             }

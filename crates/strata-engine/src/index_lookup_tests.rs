@@ -615,8 +615,15 @@ async fn reopened_after(damage: impl FnOnce(&Path)) {
     let whole_counts = counts(&whole);
     tail.close();
     drop(tail);
+    let index_files = crate::index_file::list_index_files(&tail_dir.path().join("index")).unwrap();
     damage(tail_dir.path());
     let tail = Store::open(tail_dir.path(), config(true)).unwrap();
+    assert_eq!(
+        crate::index_file::list_index_files(&tail_dir.path().join("index")).unwrap(),
+        index_files,
+        "the open used the index files (a stream they continue from the runs is no reason \
+         to rebuild the index from the log)"
+    );
     assert_eq!(counts(&tail), whole_counts);
     assert_eq!(answers(&tail).await, expected);
     tail.checkpoint_indexes().unwrap();
