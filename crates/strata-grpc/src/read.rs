@@ -247,10 +247,8 @@ async fn send_events(
         events.into_iter().map(ResolvedEvent::plain).collect()
     };
     let bytes = resolved.iter().map(resolved_bytes).sum();
-    let page = resolved
-        .into_iter()
-        .map(|event| ReadAnswer::event(event, plan.uuid_format))
-        .collect();
+    let page = ReadAnswer::events(&resolved, plan.uuid_format);
+    drop(resolved);
     answers.send_page(page, bytes).await
 }
 
