@@ -2,12 +2,15 @@
 //! decode is the caller's fault (INVALID_ARGUMENT, naming the problem), not an internal
 //! error of the server.
 
+use std::any::TypeId;
 use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
+
+use crate::read_answer::ReadAnswer;
 
 pub(crate) struct StrataCodec<T, U> {
     _messages: PhantomData<(T, U)>,
@@ -32,6 +35,10 @@ where
     type Decoder = StrataDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
+        // Read answers stream: their buffer takes a whole write without growing.
+        if TypeId::of::<T>() == TypeId::of::<ReadAnswer>() {
+            return ProstEncoder::new(crate::read_answer::encode_buffer_settings());
+        }
         ProstEncoder::default()
     }
 

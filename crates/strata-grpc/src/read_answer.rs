@@ -17,12 +17,26 @@ use prost::encoding::{
 use prost::{DecodeError, Message};
 use strata_core::RecordedEvent;
 use strata_core::system_streams::ResolvedEvent;
+use tonic::codec::BufferSettings;
 
 use crate::convert::{CONTENT_TYPE_KEY, CREATED_KEY, TYPE_KEY, UuidFormat};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::streams::read_resp::Content;
 #[cfg(test)]
 use crate::proto::event_store::client::streams::read_resp::{self, read_event};
+
+/// Bytes of Read answers tonic gathers before handing them to HTTP/2 (its default).
+const WRITE_BYTES: usize = 32 * 1024;
+
+/// Room of tonic's buffer for Read answers: a write and the answer that crosses
+/// [`WRITE_BYTES`], so the buffer does not grow (tonic's default 8 KiB grew three times per
+/// write, copying what it held each time).
+const ENCODE_BUFFER_BYTES: usize = WRITE_BYTES + 8 * 1024;
+
+/// How tonic buffers Read answers.
+pub(crate) fn encode_buffer_settings() -> BufferSettings {
+    BufferSettings::new(ENCODE_BUFFER_BYTES, WRITE_BYTES)
+}
 
 /// One answer of a Read call, as the `Streams` server sends it.
 #[derive(Debug)]
@@ -42,13 +56,27 @@ impl ReadAnswer {
         answers.pop().unwrap_or_default()
     }
 
-    /// A page of events' answers, encoded once, into one buffer: each event's lengths, UUID
-    /// and `created` text are worked out once, and the bytes are written in place.
+    /// A page of events' answers (links resolved), encoded once, into one buffer.
     pub(crate) fn events(page: &[ResolvedEvent], format: UuidFormat) -> Vec<Self> {
-        let wires: Vec<ReadEventWire<'_>> = page
-            .iter()
-            .map(|resolved| ReadEventWire::new(resolved, format))
-            .collect();
+        Self::encoded(
+            page.iter().map(|resolved| {
+                ReadEventWire::new(resolved.event.as_ref(), resolved.link.as_ref(), format)
+            }),
+        )
+    }
+
+    /// A page of events read without resolving links, as [`ReadAnswer::events`].
+    pub(crate) fn plain_events(page: &[RecordedEvent], format: UuidFormat) -> Vec<Self> {
+        Self::encoded(
+            page.iter()
+                .map(|event| ReadEventWire::new(Some(event), None, format)),
+        )
+    }
+
+    /// The answers of a page of events, in one buffer: each event's lengths, UUID and
+    /// `created` text are worked out once, and the bytes are written in place.
+    fn encoded<'a>(wires: impl Iterator<Item = ReadEventWire<'a>>) -> Vec<Self> {
+        let wires: Vec<ReadEventWire<'a>> = wires.collect();
         let total: usize = wires.iter().map(ReadEventWire::answer_len).sum();
         let mut buffer = vec![0; total];
         let mut ends = Vec::with_capacity(wires.len());
@@ -183,11 +211,17 @@ struct ReadEventWire<'a> {
 }
 
 impl<'a> ReadEventWire<'a> {
-    fn new(resolved: &'a ResolvedEvent, format: UuidFormat) -> Self {
+    /// `event` is unset for a link whose target is gone; the position is the link's, if any
+    /// (as `ResolvedEvent::original`).
+    fn new(
+        event: Option<&'a RecordedEvent>,
+        link: Option<&'a RecordedEvent>,
+        format: UuidFormat,
+    ) -> Self {
+        let position = link.or(event).map_or(0, |original| original.position.0);
         let wire = |event: &'a RecordedEvent| RecordedWire::new(event, format);
-        let event = resolved.event.as_ref().map(wire);
-        let link = resolved.link.as_ref().map(wire);
-        let position = resolved.original().position.0;
+        let event = event.map(wire);
+        let link = link.map(wire);
         let recorded = |tag, event: &Option<RecordedWire<'_>>| {
             event
                 .as_ref()
@@ -521,6 +555,23 @@ mod tests {
             }
         }
         assert!(ReadAnswer::events(&[], UuidFormat::String).is_empty());
+    }
+
+    #[test]
+    fn events_read_without_links_encode_as_plain_resolved_events() {
+        let page = vec![recorded(1, 0, 1), recorded(2, 1, 2), recorded(0, 0, 0)];
+        let resolved: Vec<ResolvedEvent> =
+            page.iter().cloned().map(ResolvedEvent::plain).collect();
+        for format in [UuidFormat::Structured, UuidFormat::String] {
+            let plain = ReadAnswer::plain_events(&page, format);
+            let through_links = ReadAnswer::events(&resolved, format);
+            assert_eq!(plain.len(), page.len());
+            for ((plain, through_links), resolved) in plain.iter().zip(&through_links).zip(&resolved)
+            {
+                assert_eq!(plain.encode_to_vec(), through_links.encode_to_vec());
+                assert_eq!(decoded(plain), generated(resolved, format));
+            }
+        }
     }
 
     #[test]
