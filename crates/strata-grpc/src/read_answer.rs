@@ -58,11 +58,9 @@ impl ReadAnswer {
 
     /// A page of events' answers (links resolved), encoded once, into one buffer.
     pub(crate) fn events(page: &[ResolvedEvent], format: UuidFormat) -> Vec<Self> {
-        Self::encoded(
-            page.iter().map(|resolved| {
-                ReadEventWire::new(resolved.event.as_ref(), resolved.link.as_ref(), format)
-            }),
-        )
+        Self::encoded(page.iter().map(|resolved| {
+            ReadEventWire::new(resolved.event.as_ref(), resolved.link.as_ref(), format)
+        }))
     }
 
     /// A page of events read without resolving links, as [`ReadAnswer::events`].
@@ -560,13 +558,13 @@ mod tests {
     #[test]
     fn events_read_without_links_encode_as_plain_resolved_events() {
         let page = vec![recorded(1, 0, 1), recorded(2, 1, 2), recorded(0, 0, 0)];
-        let resolved: Vec<ResolvedEvent> =
-            page.iter().cloned().map(ResolvedEvent::plain).collect();
+        let resolved: Vec<ResolvedEvent> = page.iter().cloned().map(ResolvedEvent::plain).collect();
         for format in [UuidFormat::Structured, UuidFormat::String] {
             let plain = ReadAnswer::plain_events(&page, format);
             let through_links = ReadAnswer::events(&resolved, format);
             assert_eq!(plain.len(), page.len());
-            for ((plain, through_links), resolved) in plain.iter().zip(&through_links).zip(&resolved)
+            for ((plain, through_links), resolved) in
+                plain.iter().zip(&through_links).zip(&resolved)
             {
                 assert_eq!(plain.encode_to_vec(), through_links.encode_to_vec());
                 assert_eq!(decoded(plain), generated(resolved, format));
