@@ -19,6 +19,8 @@ use strata_core::RecordedEvent;
 use strata_core::system_streams::ResolvedEvent;
 use tonic::codec::BufferSettings;
 
+#[cfg(test)]
+use crate::convert::recorded_event;
 use crate::convert::{CONTENT_TYPE_KEY, CREATED_KEY, TYPE_KEY, UuidFormat};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::streams::read_resp::Content;
