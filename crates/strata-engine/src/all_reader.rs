@@ -21,6 +21,9 @@ use crate::shared::Shared;
 /// Events one read of `$all` looks at, at most, matching its filter or not.
 pub(crate) const EXAMINED_EVENTS_MAX: usize = 65_536;
 
+/// Events a page reserves room for up front, at most (a larger page grows as it fills).
+const PAGE_EVENTS_RESERVED_MAX: usize = 4_096;
+
 /// Bytes of frames one read of `$all` scans, at most (the frame that crosses the bound is
 /// still taken, so a page always makes progress).
 pub(crate) const SCANNED_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -101,10 +104,17 @@ struct Page<'a> {
 
 impl<'a> Page<'a> {
     fn new(options: &'a ReadAllOptions, bound: Bound) -> Self {
+        // Room for the events a page may take, so the vector never grows (each growth
+        // copied every event gathered so far); a filtered page reserves no more than its
+        // window.
+        let events_expected = bound
+            .wanted
+            .min(bound.examined_max)
+            .min(PAGE_EVENTS_RESERVED_MAX);
         Self {
             options,
             bound,
-            events: Vec::new(),
+            events: Vec::with_capacity(events_expected),
             examined_count: 0,
             scanned_bytes: 0,
             last_examined: None,

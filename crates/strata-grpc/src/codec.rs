@@ -1,6 +1,7 @@
 //! The protobuf codec of every service: prost's, except that a message that does not
 //! decode is the caller's fault (INVALID_ARGUMENT, naming the problem), not an internal
-//! error of the server; and the single append's messages get small buffers.
+//! error of the server; the single append's messages get small buffers, read answers one
+//! that takes a whole write.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -11,6 +12,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
 use crate::proto::event_store::client::streams::{AppendReq, AppendResp};
+use crate::read_answer::ReadAnswer;
 
 /// The first buffer of an `Append` call's decoder and encoder. tonic's default (8 KiB) is
 /// meant for streams of messages; an append's options and single event, and its answer, fit
@@ -22,13 +24,15 @@ const APPEND_BUFFER_BYTES: usize = 512;
 /// tonic's default yield threshold: an encoder hands its bytes on once it holds this many.
 const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
 
-/// The buffers for calls that send or receive `M`: small for `Append`'s messages, tonic's
-/// defaults for the rest (read answers stream many messages through one buffer, whose
-/// first size is also the size it grows by).
+/// The buffers for calls that send or receive `M`: small for `Append`'s messages, one that
+/// takes a whole write without growing for read answers (a stream of many messages), and
+/// tonic's defaults for the rest.
 fn buffer_settings<M: 'static>() -> BufferSettings {
     let message = TypeId::of::<M>();
     if message == TypeId::of::<AppendReq>() || message == TypeId::of::<AppendResp>() {
         BufferSettings::new(APPEND_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+    } else if message == TypeId::of::<ReadAnswer>() {
+        crate::read_answer::encode_buffer_settings()
     } else {
         BufferSettings::default()
     }

@@ -8,6 +8,7 @@ use strata_core::{ContentType, EventId, ProposedEvent, RecordedEvent, StreamName
 use tonic::Status;
 
 use crate::proposed_message::ProposedMetadata;
+#[cfg(test)]
 use crate::proto::event_store::client::streams::read_resp::read_event;
 use crate::proto::event_store::client::uuid as wire;
 use crate::proto::event_store::client::{StreamIdentifier, Uuid};
@@ -106,7 +107,9 @@ pub(crate) fn proposed_event(
 }
 
 /// A recorded event as the wire's `RecordedEvent`; commit and prepare positions are both
-/// the event's log position.
+/// the event's log position. (Reads encode theirs by hand, `read_answer.rs`; its tests
+/// compare against this.)
+#[cfg(test)]
 pub(crate) fn recorded_event(
     event: &RecordedEvent,
     format: UuidFormat,

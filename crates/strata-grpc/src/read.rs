@@ -241,16 +241,17 @@ async fn send_events(
     events: Vec<RecordedEvent>,
     plan: &ReadPlan,
 ) -> Result<(), Status> {
-    let resolved = if plan.resolve_links {
-        resolve_links(&**store, events).await.map_err(to_status)?
+    let (page, bytes) = if plan.resolve_links {
+        let resolved = resolve_links(&**store, events).await.map_err(to_status)?;
+        let bytes = resolved.iter().map(resolved_bytes).sum();
+        (ReadAnswer::events(&resolved, plan.uuid_format), bytes)
     } else {
-        events.into_iter().map(ResolvedEvent::plain).collect()
+        let bytes = events.iter().map(event_bytes).sum();
+        let page = ReadAnswer::plain_events(&events, plan.uuid_format);
+        // The events' buffers go now, not after the page is queued.
+        drop(events);
+        (page, bytes)
     };
-    let bytes = resolved.iter().map(resolved_bytes).sum();
-    let page = resolved
-        .into_iter()
-        .map(|event| ReadAnswer::event(event, plan.uuid_format))
-        .collect();
     answers.send_page(page, bytes).await
 }
 

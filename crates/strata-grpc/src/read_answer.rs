@@ -1,86 +1,132 @@
-//! One answer of a Read call (`ReadResp` on the wire). An event is encoded by hand, straight
-//! from the recorded event into tonic's buffer: no wire message is built first, so no
-//! metadata map, no `String` per metadata entry, no copy of the stream name, and the UUID
-//! and the `created` ticks are formatted on the stack. Every other answer is the generated
-//! `ReadResp`, encoded by prost.
+//! One answer of a Read call (`ReadResp` on the wire). An event is encoded by hand, once,
+//! by the task reading the store: a page of events goes into one buffer, and each answer is
+//! a slice of it that tonic copies into its frame. No wire message is built first, so no
+//! metadata map, no `String` per metadata entry, no copy of the stream name; the UUID and
+//! the `created` ticks are formatted on the stack, and every length is worked out once.
+//! Every other answer is the generated `ReadResp`, encoded by prost.
 //!
 //! The bytes are those prost writes for the same `ReadResp` (fields in field-number order,
 //! zero scalars left out, oneof members always written), except that the metadata map's
 //! entries come in a fixed order (`type`, `content-type`, `created`) where prost follows
 //! its `HashMap`; map order carries no meaning.
 
-use prost::bytes::{Buf, BufMut};
+use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
     DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len,
 };
 use prost::{DecodeError, Message};
 use strata_core::RecordedEvent;
 use strata_core::system_streams::ResolvedEvent;
+use tonic::codec::BufferSettings;
 
-use crate::convert::{CONTENT_TYPE_KEY, CREATED_KEY, TYPE_KEY, UuidFormat, recorded_event};
+#[cfg(test)]
+use crate::convert::recorded_event;
+use crate::convert::{CONTENT_TYPE_KEY, CREATED_KEY, TYPE_KEY, UuidFormat};
 use crate::proto::event_store::client::streams::ReadResp;
-use crate::proto::event_store::client::streams::read_resp::{self, Content, read_event};
+use crate::proto::event_store::client::streams::read_resp::Content;
+#[cfg(test)]
+use crate::proto::event_store::client::streams::read_resp::{self, read_event};
 
-/// Event answers up to this size are written on the stack first and handed to tonic's
-/// buffer in one piece: a `BytesMut` pays a call for every `put_slice`, and prost writes a
-/// varint one `put_u8` at a time (about 60 calls per event otherwise).
-const STACK_ANSWER_BYTES_MAX: usize = 1024;
+/// Bytes of Read answers tonic gathers before handing them to HTTP/2 (its default).
+const WRITE_BYTES: usize = 32 * 1024;
+
+/// Room of tonic's buffer for Read answers: a write and the answer that crosses
+/// [`WRITE_BYTES`], so the buffer does not grow (tonic's default 8 KiB grew three times per
+/// write, copying what it held each time).
+const ENCODE_BUFFER_BYTES: usize = WRITE_BYTES + 8 * 1024;
+
+/// How tonic buffers Read answers.
+pub(crate) fn encode_buffer_settings() -> BufferSettings {
+    BufferSettings::new(ENCODE_BUFFER_BYTES, WRITE_BYTES)
+}
 
 /// One answer of a Read call, as the `Streams` server sends it.
 #[derive(Debug)]
 pub(crate) enum ReadAnswer {
-    /// An event read (and the link it came through), encoded by hand.
-    Event {
-        resolved: ResolvedEvent,
-        format: UuidFormat,
-    },
-    /// Any other answer.
-    Other(ReadResp),
+    /// An event read (and the link it came through), already encoded: the bytes of the
+    /// whole `ReadResp`. A page's answers are slices of one buffer.
+    Event(Bytes),
+    /// Any other answer (boxed: an answer moves through the call's channel and tonic's
+    /// stream, and most answers are events).
+    Other(Box<ReadResp>),
 }
 
 impl ReadAnswer {
-    pub(crate) fn event(resolved: ResolvedEvent, format: UuidFormat) -> Self {
-        Self::Event { resolved, format }
+    /// One event's answer, in a buffer of its own.
+    pub(crate) fn event(resolved: &ResolvedEvent, format: UuidFormat) -> Self {
+        let mut answers = Self::events(std::slice::from_ref(resolved), format);
+        answers.pop().unwrap_or_default()
+    }
+
+    /// A page of events' answers (links resolved), encoded once, into one buffer.
+    pub(crate) fn events(page: &[ResolvedEvent], format: UuidFormat) -> Vec<Self> {
+        Self::encoded(page.iter().map(|resolved| {
+            ReadEventWire::new(resolved.event.as_ref(), resolved.link.as_ref(), format)
+        }))
+    }
+
+    /// A page of events read without resolving links, as [`ReadAnswer::events`].
+    pub(crate) fn plain_events(page: &[RecordedEvent], format: UuidFormat) -> Vec<Self> {
+        Self::encoded(
+            page.iter()
+                .map(|event| ReadEventWire::new(Some(event), None, format)),
+        )
+    }
+
+    /// The answers of a page of events, in one buffer: each event's lengths, UUID and
+    /// `created` text are worked out once, and the bytes are written in place.
+    fn encoded<'a>(wires: impl Iterator<Item = ReadEventWire<'a>>) -> Vec<Self> {
+        let wires: Vec<ReadEventWire<'a>> = wires.collect();
+        let total: usize = wires.iter().map(ReadEventWire::answer_len).sum();
+        let mut buffer = vec![0; total];
+        let mut ends = Vec::with_capacity(wires.len());
+        let mut rest = buffer.as_mut_slice();
+        let mut written = 0;
+        for wire in &wires {
+            let len = wire.answer_len();
+            let (answer, after) = rest.split_at_mut(len);
+            wire.encode_answer(&mut &mut answer[..]);
+            rest = after;
+            written += len;
+            ends.push(written);
+        }
+        let buffer = Bytes::from(buffer);
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let answer = Self::Event(buffer.slice(start..end));
+                start = end;
+                answer
+            })
+            .collect()
     }
 
     pub(crate) fn other(content: Content) -> Self {
-        Self::Other(ReadResp {
+        Self::Other(Box::new(ReadResp {
             content: Some(content),
-        })
+        }))
     }
 
     /// The answer as the generated message (what a decoder builds).
     fn into_generated(self) -> ReadResp {
         match self {
-            Self::Event { resolved, format } => ReadResp {
-                content: Some(event_content(&resolved, format)),
-            },
-            Self::Other(answer) => answer,
+            // Bytes this module encoded always decode.
+            Self::Event(bytes) => ReadResp::decode(bytes).unwrap_or_default(),
+            Self::Other(answer) => *answer,
         }
     }
 }
 
 impl Default for ReadAnswer {
     fn default() -> Self {
-        Self::Other(ReadResp::default())
+        Self::Other(Box::default())
     }
 }
 
 impl Message for ReadAnswer {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         match self {
-            Self::Event { resolved, format } => {
-                let event = ReadEventWire::new(resolved, *format);
-                let body_len = event.body_len();
-                let len = message_len(field::READ_RESP_EVENT, body_len);
-                if len <= STACK_ANSWER_BYTES_MAX {
-                    let mut stack = [0; STACK_ANSWER_BYTES_MAX];
-                    event.encode_answer(body_len, &mut &mut stack[..len]);
-                    buf.put_slice(&stack[..len]);
-                } else {
-                    event.encode_answer(body_len, buf);
-                }
-            }
+            Self::Event(bytes) => buf.put_slice(bytes),
             Self::Other(answer) => answer.encode_raw(buf),
         }
     }
@@ -96,16 +142,13 @@ impl Message for ReadAnswer {
     ) -> Result<(), DecodeError> {
         let mut answer = std::mem::take(self).into_generated();
         let merged = answer.merge_field(tag, wire_type, buf, ctx);
-        *self = Self::Other(answer);
+        *self = Self::Other(Box::new(answer));
         merged
     }
 
     fn encoded_len(&self) -> usize {
         match self {
-            Self::Event { resolved, format } => message_len(
-                field::READ_RESP_EVENT,
-                ReadEventWire::new(resolved, *format).body_len(),
-            ),
+            Self::Event(bytes) => bytes.len(),
             Self::Other(answer) => answer.encoded_len(),
         }
     }
@@ -117,7 +160,8 @@ impl Message for ReadAnswer {
 
 /// A read event as the generated message: the event (unset for a link whose target is
 /// gone), the link it came through, and the position of what was read (the link's, if
-/// any).
+/// any). What the hand encoding is checked against.
+#[cfg(test)]
 pub(crate) fn event_content(resolved: &ResolvedEvent, format: UuidFormat) -> Content {
     let wire = |event: &RecordedEvent| recorded_event(event, format);
     Content::Event(read_resp::ReadEvent {
@@ -163,33 +207,46 @@ struct ReadEventWire<'a> {
     event: Option<RecordedWire<'a>>,
     link: Option<RecordedWire<'a>>,
     position: u64,
+    body_len: usize,
 }
 
 impl<'a> ReadEventWire<'a> {
-    fn new(resolved: &'a ResolvedEvent, format: UuidFormat) -> Self {
+    /// `event` is unset for a link whose target is gone; the position is the link's, if any
+    /// (as `ResolvedEvent::original`).
+    fn new(
+        event: Option<&'a RecordedEvent>,
+        link: Option<&'a RecordedEvent>,
+        format: UuidFormat,
+    ) -> Self {
+        let position = link.or(event).map_or(0, |original| original.position.0);
         let wire = |event: &'a RecordedEvent| RecordedWire::new(event, format);
-        Self {
-            event: resolved.event.as_ref().map(wire),
-            link: resolved.link.as_ref().map(wire),
-            position: resolved.original().position.0,
-        }
-    }
-
-    fn body_len(&self) -> usize {
+        let event = event.map(wire);
+        let link = link.map(wire);
         let recorded = |tag, event: &Option<RecordedWire<'_>>| {
             event
                 .as_ref()
-                .map_or(0, |event| message_len(tag, event.body_len()))
+                .map_or(0, |event| message_len(tag, event.body_len))
         };
-        recorded(field::READ_EVENT_EVENT, &self.event)
-            + recorded(field::READ_EVENT_LINK, &self.link)
+        let body_len = recorded(field::READ_EVENT_EVENT, &event)
+            + recorded(field::READ_EVENT_LINK, &link)
             + key_len(field::READ_EVENT_COMMIT_POSITION)
-            + encoded_len_varint(self.position)
+            + encoded_len_varint(position);
+        Self {
+            event,
+            link,
+            position,
+            body_len,
+        }
     }
 
-    /// The whole `ReadResp`: its `event` field holding this `ReadEvent` of `body_len` bytes.
-    fn encode_answer(&self, body_len: usize, buf: &mut impl BufMut) {
-        put_message_header(field::READ_RESP_EVENT, body_len, buf);
+    /// Bytes of the whole `ReadResp`.
+    fn answer_len(&self) -> usize {
+        message_len(field::READ_RESP_EVENT, self.body_len)
+    }
+
+    /// The whole `ReadResp`: its `event` field holding this `ReadEvent`.
+    fn encode_answer(&self, buf: &mut impl BufMut) {
+        put_message_header(field::READ_RESP_EVENT, self.body_len, buf);
         self.encode(buf);
     }
 
@@ -199,7 +256,7 @@ impl<'a> ReadEventWire<'a> {
             (field::READ_EVENT_LINK, &self.link),
         ] {
             if let Some(event) = event {
-                put_message_header(tag, event.body_len(), buf);
+                put_message_header(tag, event.body_len, buf);
                 event.encode(buf);
             }
         }
@@ -208,20 +265,24 @@ impl<'a> ReadEventWire<'a> {
     }
 }
 
-/// `RecordedEvent`, with its text fields formatted once, on the stack.
+/// `RecordedEvent`, with its text fields formatted and its length worked out once.
 struct RecordedWire<'a> {
     event: &'a RecordedEvent,
     id: UuidWire,
     created: Decimal,
+    body_len: usize,
 }
 
 impl<'a> RecordedWire<'a> {
     fn new(event: &'a RecordedEvent, format: UuidFormat) -> Self {
-        Self {
+        let mut wire = Self {
             event,
             id: UuidWire::new(event.id.0, format),
             created: Decimal::new(event.created.unix_ticks()),
-        }
+            body_len: 0,
+        };
+        wire.body_len = wire.compute_body_len();
+        wire
     }
 
     /// The three system metadata entries, in a fixed order.
@@ -236,7 +297,7 @@ impl<'a> RecordedWire<'a> {
         ]
     }
 
-    fn body_len(&self) -> usize {
+    fn compute_body_len(&self) -> usize {
         let event = self.event;
         let position = event.position.0;
         message_len(field::ID, self.id.body_len())
@@ -461,20 +522,56 @@ mod tests {
         for event in cases {
             for format in [UuidFormat::Structured, UuidFormat::String] {
                 let resolved = ResolvedEvent::plain(event.clone());
-                let answer = ReadAnswer::event(resolved.clone(), format);
+                let answer = ReadAnswer::event(&resolved, format);
                 assert_eq!(decoded(&answer), generated(&resolved, format));
             }
         }
     }
 
     #[test]
-    fn events_larger_than_the_stack_answer_decode_as_the_generated_answer() {
-        let mut event = recorded(77, 2, 3);
-        event.data = Bytes::from(vec![b'x'; STACK_ANSWER_BYTES_MAX]);
-        let resolved = ResolvedEvent::plain(event);
-        let answer = ReadAnswer::event(resolved.clone(), UuidFormat::String);
-        assert!(answer.encoded_len() > STACK_ANSWER_BYTES_MAX);
-        assert_eq!(decoded(&answer), generated(&resolved, UuidFormat::String));
+    fn each_answer_of_a_page_decodes_as_its_generated_answer() {
+        let mut large = recorded(77, 2, 3);
+        // Lengths past one varint byte at every level.
+        large.data = Bytes::from(vec![b'x'; 70_000]);
+        let link = RecordedEvent {
+            stream: StreamName::new("$ce-order").unwrap(),
+            event_type: "$>".to_owned(),
+            ..recorded(90, 1, 4)
+        };
+        let page = vec![
+            ResolvedEvent::plain(recorded(1, 0, 1)),
+            ResolvedEvent::plain(large),
+            ResolvedEvent {
+                event: Some(recorded(5, 3, 2)),
+                link: Some(link),
+            },
+            ResolvedEvent::plain(recorded(u64::MAX, 7, -5)),
+        ];
+        for format in [UuidFormat::Structured, UuidFormat::String] {
+            let answers = ReadAnswer::events(&page, format);
+            assert_eq!(answers.len(), page.len());
+            for (answer, resolved) in answers.iter().zip(&page) {
+                assert_eq!(decoded(answer), generated(resolved, format));
+            }
+        }
+        assert!(ReadAnswer::events(&[], UuidFormat::String).is_empty());
+    }
+
+    #[test]
+    fn events_read_without_links_encode_as_plain_resolved_events() {
+        let page = vec![recorded(1, 0, 1), recorded(2, 1, 2), recorded(0, 0, 0)];
+        let resolved: Vec<ResolvedEvent> = page.iter().cloned().map(ResolvedEvent::plain).collect();
+        for format in [UuidFormat::Structured, UuidFormat::String] {
+            let plain = ReadAnswer::plain_events(&page, format);
+            let through_links = ReadAnswer::events(&resolved, format);
+            assert_eq!(plain.len(), page.len());
+            for ((plain, through_links), resolved) in
+                plain.iter().zip(&through_links).zip(&resolved)
+            {
+                assert_eq!(plain.encode_to_vec(), through_links.encode_to_vec());
+                assert_eq!(decoded(plain), generated(resolved, format));
+            }
+        }
     }
 
     #[test]
@@ -493,7 +590,7 @@ mod tests {
             link: Some(link),
         };
         for resolved in [both, gone] {
-            let answer = ReadAnswer::event(resolved.clone(), UuidFormat::String);
+            let answer = ReadAnswer::event(&resolved, UuidFormat::String);
             assert_eq!(decoded(&answer), generated(&resolved, UuidFormat::String));
         }
     }
@@ -502,7 +599,7 @@ mod tests {
     fn the_system_metadata_is_what_clients_read() {
         let event = recorded(10, 1, 1_764_800_000_123_456_700);
         let id = event.id;
-        let answer = ReadAnswer::event(ResolvedEvent::plain(event), UuidFormat::String);
+        let answer = ReadAnswer::event(&ResolvedEvent::plain(event), UuidFormat::String);
         let Some(Content::Event(read)) = decoded(&answer).content else {
             panic!("an event answer");
         };
@@ -555,7 +652,7 @@ mod tests {
             }
         );
         let event = ReadAnswer::event(
-            ResolvedEvent::plain(recorded(5, 1, 2)),
+            &ResolvedEvent::plain(recorded(5, 1, 2)),
             UuidFormat::Structured,
         );
         let ReadAnswer::Other(merged) =
@@ -563,6 +660,6 @@ mod tests {
         else {
             panic!("decoding yields the generated message");
         };
-        assert_eq!(merged, decoded(&event));
+        assert_eq!(*merged, decoded(&event));
     }
 }

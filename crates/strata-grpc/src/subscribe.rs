@@ -167,7 +167,7 @@ async fn follow(
                     ResolvedEvent::plain(event)
                 };
                 let bytes = resolved_bytes(&resolved);
-                let answer = ReadAnswer::event(resolved, plan.uuid_format);
+                let answer = ReadAnswer::event(&resolved, plan.uuid_format);
                 answers.send_page(vec![answer], bytes).await?;
                 delivered.delivered(position);
             }
