@@ -32,6 +32,9 @@
 #   PEERS_WORKLOADS  subset of: append-1 append-8 append-64 (one per PEERS_WRITERS)
 #                  reads-100 reads-1000 mixed [all]
 #   PEERS_SEED     ESBS's random seed [42]      PEERS_KEEP=1 keeps the data directories
+#   PEERS_KURRENTDB_PARAMS  more connection-string settings for the official client, e.g.
+#                  "&discoveryInterval=0" (the client sleeps its discovery interval, 500 ms
+#                  by default, before its first connection, even to one node) [none]
 #
 # Needs: git, cargo, protoc (Debian: protobuf-compiler; UmaDB's and ESBS's gRPC crates run
 # it at build time), jq, python3 (a free port), and about 5 GB in PEERS_DIR (1.5 GB of
@@ -58,6 +61,7 @@ writers_list="${PEERS_WRITERS:-1 8 64}"
 readers="${PEERS_READERS:-8}"
 setup_events="${PEERS_SETUP_EVENTS:-200000}"
 seed="${PEERS_SEED:-42}"
+kurrentdb_params="${PEERS_KURRENTDB_PARAMS:-}"
 
 case "$PEERS_DIR" in "$repo" | "$repo"/*)
   echo "bench-peers: PEERS_DIR must be outside the repository ($repo)" >&2
@@ -269,7 +273,7 @@ done
   cat "$out/umadb.log" >&2
   exit 1
 }
-export ESBS_KURRENTDB_URL="esdb://127.0.0.1:$strata_port?tls=false"
+export ESBS_KURRENTDB_URL="esdb://127.0.0.1:$strata_port?tls=false$kurrentdb_params"
 export ESBS_UMADB_URL="http://127.0.0.1:$uma_port"
 
 rss_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
@@ -284,7 +288,7 @@ esbs_commit="$(git -C "$esbs_dir" rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "strata: $("$strata" --version) built at $(git -C "$repo" rev-parse --short HEAD), port $strata_port"
   fi
   echo "umadb: $umadb ($UMADB_SRC ${UMADB_VERSION}), port $uma_port"
-  echo "esbs: $esbs_commit"
+  echo "esbs: $esbs_commit; the official client's URL: $ESBS_KURRENTDB_URL"
   echo "rounds $rounds, ${duration}s per run, workloads: ${workloads[*]}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/header.txt"
 
