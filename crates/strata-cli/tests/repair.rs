@@ -80,7 +80,8 @@ fn repair_prints_what_it_drops_and_acts_only_with_yes() {
         printed.contains(&format!("readable log ends at:   {readable_end}"))
             && printed.contains("readable events dropped: 0")
             && printed.contains("clean-shutdown marker removed")
-            && printed.contains("index run removed:"),
+            && printed.contains("index run removed:")
+            && printed.contains("event id file removed:"),
         "the plan does not say what it drops:\n{printed}"
     );
     assert!(text(&dry_run.stderr).contains("--yes"));

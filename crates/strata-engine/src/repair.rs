@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use strata_core::{Error, Result};
 
 use crate::format::SEGMENT_HEADER_BYTES;
+use crate::id_index::ids_dir;
 use crate::index::{Index, RecentIds};
 use crate::index_file::{claimed_coverage, list_index_files};
 use crate::index_saver::runs_dir;
@@ -52,6 +53,8 @@ pub struct RepairPlan {
     pub index_files_removed: Vec<PathBuf>,
     /// Sorted runs (`index-runs/`) reaching past the cut; the next open rebuilds them.
     pub index_runs_removed: Vec<PathBuf>,
+    /// Event id files (`index-ids/`) reaching past the cut; the next open builds them again.
+    pub id_files_removed: Vec<PathBuf>,
     pub segments_removed: Vec<PathBuf>,
     pub clean_marker_removed: bool,
 }
@@ -86,6 +89,9 @@ impl fmt::Display for RepairPlan {
         }
         for path in &self.index_runs_removed {
             writeln!(f, "index run removed:      {}", path.display())?;
+        }
+        for path in &self.id_files_removed {
+            writeln!(f, "event id file removed:  {}", path.display())?;
         }
         for path in &self.segments_removed {
             writeln!(f, "segment removed:        {}", path.display())?;
@@ -170,7 +176,8 @@ impl Repair {
             frames_after_end: dropped.values().map(|stream| stream.frames_after_end).sum(),
             dropped_streams: dropped.into_values().collect(),
             index_files_removed: index_files_beyond(data_dir, truncate_at)?,
-            index_runs_removed: index_runs_beyond(data_dir, truncate_at)?,
+            index_runs_removed: ranges_beyond(&runs_dir(data_dir), ".run", truncate_at)?,
+            id_files_removed: ranges_beyond(&ids_dir(data_dir), ".ids", truncate_at)?,
             segments_removed: (kept_segments..segments.count())
                 .map(|index| log_dir.join(segment_file_name(index)))
                 .collect(),
@@ -207,6 +214,13 @@ impl Repair {
         }
         if !plan.index_runs_removed.is_empty() {
             sync_dir(&runs_dir(&plan.data_dir))?;
+        }
+        for path in &plan.id_files_removed {
+            std::fs::remove_file(path)
+                .map_err(|error| Error::io(format!("removing {}", path.display()), error))?;
+        }
+        if !plan.id_files_removed.is_empty() {
+            sync_dir(&ids_dir(&plan.data_dir))?;
         }
         let kept_segments = self.segments.segment_of(plan.truncate_at) + 1;
         self.segments.truncate(kept_segments);
@@ -272,11 +286,10 @@ fn dropped_stream<'a>(
         })
 }
 
-/// Sorted runs to remove: every file in `index-runs/` that is not a run ending at or before
-/// `truncate_at` (unfinished `.tmp` files included).
-fn index_runs_beyond(data_dir: &Path, truncate_at: u64) -> Result<Vec<PathBuf>> {
-    let dir = runs_dir(data_dir);
-    let entries = match std::fs::read_dir(&dir) {
+/// Files of `dir` (sorted runs, event id files: `<from>-<to><suffix>`) to remove: every file
+/// that is not one ending at or before `truncate_at` (unfinished `.tmp` files included).
+fn ranges_beyond(dir: &Path, suffix: &str, truncate_at: u64) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(Error::io(format!("listing {}", dir.display()), error)),
@@ -289,7 +302,7 @@ fn index_runs_beyond(data_dir: &Path, truncate_at: u64) -> Result<Vec<PathBuf>> 
         let ends_at = path
             .file_name()
             .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_suffix(".run"))
+            .and_then(|name| name.strip_suffix(suffix))
             .and_then(|name| name.split_once('-'))
             .and_then(|(_, to)| to.parse::<u64>().ok());
         if ends_at.is_none_or(|to| to > truncate_at) {
