@@ -5,11 +5,13 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_core::{Error, Result};
+
+use crate::log_reader::to_usize;
+use crate::run_file::{read_at, u32_at, u64_at};
 
 pub(crate) const ID_FILE_MAGIC: &[u8; 8] = b"STRATIDS";
 pub(crate) const ID_FILE_VERSION: u32 = 1;
@@ -478,23 +480,6 @@ pub(crate) fn merge_id_files(older: &IdFile, newer: &IdFile, path: &Path) -> Res
             Err(error)
         }
     }
-}
-
-fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::result::Result<(), String> {
-    file.read_exact_at(buffer, offset)
-        .map_err(|error| format!("cannot be read at {offset}: {error}"))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
-}
-
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

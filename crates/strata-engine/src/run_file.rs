@@ -991,16 +991,20 @@ impl RunScan<'_> {
     }
 }
 
-fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::result::Result<(), String> {
+pub(crate) fn read_at(
+    file: &File,
+    buffer: &mut [u8],
+    offset: u64,
+) -> std::result::Result<(), String> {
     file.read_exact_at(buffer, offset)
         .map_err(|error| format!("cannot be read at {offset}: {error}"))
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]))
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
 }
 
