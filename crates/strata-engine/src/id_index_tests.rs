@@ -149,6 +149,13 @@ async fn the_same_id_in_another_stream_is_not_a_resend() {
 }
 
 /// Every `.ids` file of the store, oldest first.
+/// Panics unless `strata verify` finds the closed store at `dir` clean; its report.
+fn assert_verifies(dir: &Path) -> crate::verify::VerifyReport {
+    let report = crate::verify::verify(dir, &mut |_| {}).unwrap();
+    assert!(report.is_ok(), "{report}");
+    report
+}
+
 fn id_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut paths: Vec<_> = std::fs::read_dir(ids_dir(dir))
         .map(|listing| listing.flatten().map(|entry| entry.path()).collect())
@@ -188,8 +195,7 @@ async fn survives(damage: impl Fn(&Path), resend_before_the_rebuild: bool) {
     assert_eq!(store.event_count(), events_before);
     store.close();
     drop(store);
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(report.is_ok(), "{report}");
+    let report = assert_verifies(dir.path());
     assert!(report.id_files >= 1);
 }
 
@@ -304,8 +310,7 @@ async fn a_scavenged_event_is_no_resend() {
     );
     store.close();
     drop(store);
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(report.is_ok(), "{report}");
+    assert_verifies(dir.path());
 }
 
 /// Damage found by the lookup itself (the file's blocks rewritten under the running
@@ -345,8 +350,7 @@ async fn a_block_damaged_under_a_running_store_is_answered_from_the_log() {
     assert_eq!(store.event_count(), events_before);
     store.close();
     drop(store);
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(report.is_ok(), "{report}");
+    assert_verifies(dir.path());
 }
 
 /// Files built before a scavenge (cut at checkpoints and at `BUILD_IDS_MAX` ids) are read
@@ -395,7 +399,6 @@ async fn files_whose_range_starts_inside_a_scavenged_hole_are_read() {
     )
     .unwrap();
     assert!(report.events_removed > 250);
-    let report = crate::verify::verify(dir.path(), &mut |_| {}).unwrap();
-    assert!(report.is_ok(), "{report}");
+    let report = assert_verifies(dir.path());
     assert!(report.id_files >= 2);
 }
