@@ -29,6 +29,46 @@ use crate::shared::Shared;
 /// Ids one built file holds at most (16 bytes each in memory while it is sorted).
 const BUILD_IDS_MAX: usize = if cfg!(test) { 50 } else { 4 << 20 };
 
+/// Ids handed by the syncer (16 bytes each) held at most, gathered or queued; past that
+/// a range is filed by reading the log again.
+const HANDED_IDS_MAX: usize = if cfg!(test) { 1_000 } else { 1 << 20 };
+
+/// The `(id hash, position)` pairs the writer made for the log from `from` on, group by
+/// group (the syncer gathers them and hands them with each index save, so that the builder
+/// files the range without reading the log again).
+pub(crate) struct HandedIds {
+    from: u64,
+    groups: Vec<Vec<(u64, u64)>>,
+    count: usize,
+    /// More than [`HANDED_IDS_MAX`] came: none is kept, the range is read from the log.
+    overflowed: bool,
+}
+
+impl HandedIds {
+    pub(crate) fn new(from: u64) -> Self {
+        Self {
+            from,
+            groups: Vec::new(),
+            count: 0,
+            overflowed: false,
+        }
+    }
+
+    /// The next group's pairs.
+    pub(crate) fn add(&mut self, ids: Vec<(u64, u64)>) {
+        if ids.is_empty() || self.overflowed {
+            return;
+        }
+        if self.count + ids.len() > HANDED_IDS_MAX {
+            self.overflowed = true;
+            self.groups = Vec::new();
+            return;
+        }
+        self.count += ids.len();
+        self.groups.push(ids);
+    }
+}
+
 /// Blocks (4,100 bytes each) the scrub reads before the builder looks for other work again.
 const SCRUB_BLOCKS_PER_SLICE: u64 = if cfg!(test) { 2 } else { 1024 };
 
@@ -55,9 +95,15 @@ struct Work {
     stop: bool,
     /// The builder has read every block of the files the open trusted.
     checked: bool,
+    /// Ranges `[from, to)` whose pairs the syncer handed, oldest first, and their count.
+    handed: VecDeque<(u64, u64, HandedIds)>,
+    handed_count: usize,
     /// Tests: the scrub waits (`hold_scrub`).
     #[cfg(test)]
     scrub_held: bool,
+    /// Tests: ranges filed from handed pairs.
+    #[cfg(test)]
+    filed_from_handed: u64,
 }
 
 pub(crate) struct IdIndex {
@@ -123,6 +169,26 @@ impl IdIndex {
 
     fn snapshot(&self) -> Arc<Vec<Arc<IdFile>>> {
         Arc::clone(&self.files.read())
+    }
+
+    /// The log before `to` is durable and `ids` are its pairs from `ids.from` on: the
+    /// builder may file it, from them when it gets there (unless too many are queued).
+    pub(crate) fn extend_with(&self, ids: HandedIds, to: u64) {
+        let mut work = self.work.lock();
+        if !ids.overflowed && ids.from < to && work.handed_count + ids.count <= HANDED_IDS_MAX {
+            work.handed_count += ids.count;
+            work.handed.push_back((ids.from, to, ids));
+        }
+        if to > work.target {
+            work.target = to;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Ranges filed from handed pairs so far (tests).
+    #[cfg(test)]
+    pub(crate) fn filed_from_handed(&self) -> u64 {
+        self.work.lock().filed_from_handed
     }
 
     /// The log before `to` is durable: the builder may file it.
@@ -517,7 +583,45 @@ impl Builder {
             index.publish(chain, covered_to);
             return Ok(());
         }
-        let target = index.work.lock().target;
+        let (target, handed) = {
+            let mut work = index.work.lock();
+            // Pairs of a range the files already reach into are of no use.
+            while let Some((from, _, _)) = work.handed.front()
+                && *from < covered_to
+            {
+                if let Some((_, _, ids)) = work.handed.pop_front() {
+                    work.handed_count -= ids.count;
+                }
+            }
+            let handed = if work.handed.front().is_some_and(|(from, ..)| *from == covered_to) {
+                work.handed.pop_front()
+            } else {
+                None
+            };
+            if let Some((_, _, ids)) = &handed {
+                work.handed_count -= ids.count;
+                #[cfg(test)]
+                {
+                    work.filed_from_handed += 1;
+                }
+            }
+            // Read from the log only up to where handed pairs start.
+            let target = work
+                .handed
+                .front()
+                .map_or(work.target, |(from, ..)| *from);
+            (target, handed)
+        };
+        if let Some((from, to, ids)) = handed {
+            let path = index.dir.join(id_file_name(from, to));
+            write_id_file(&path, from, to, ids.groups.concat())?;
+            let file = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
+                detail: format!("event id file {} {reason}", path.display()),
+            })?;
+            chain.push(Arc::new(file));
+            index.publish(chain, to);
+            return Ok(());
+        }
         if target > covered_to {
             let (file, end) = self.build(covered_to, target, BUILD_IDS_MAX)?;
             chain.push(Arc::new(file));

@@ -534,3 +534,52 @@ async fn a_new_range_is_filed_while_the_scrub_is_pending() {
     drop(store);
     assert_verifies(dir.path());
 }
+
+/// Ranges filed from the pairs the writer made (handed by the syncer with each index
+/// save) hold what the log holds; a range with more pairs than are kept (1,000 in tests)
+/// is read from the log instead, and so is the log the open replayed.
+#[tokio::test]
+async fn ranges_filed_from_the_writers_pairs_match_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    others(&store, 150).await;
+    // A tombstone is no event of the files.
+    let doomed = name("doomed-1");
+    store
+        .append(&doomed, ExpectedRevision::Any, vec![event()])
+        .await
+        .unwrap();
+    store
+        .tombstone_stream(&doomed, ExpectedRevision::Any)
+        .await
+        .unwrap();
+    file_everything(&store);
+    let handed = store.shared.id_index.filed_from_handed();
+    assert!(handed >= 1);
+    // More pairs than are kept between two saves: read from the log.
+    for _ in 0..12 {
+        store
+            .append(
+                &name("batch-1"),
+                ExpectedRevision::Any,
+                (0..100).map(|_| event()).collect(),
+            )
+            .await
+            .unwrap();
+    }
+    file_everything(&store);
+    assert_eq!(store.shared.id_index.filed_from_handed(), handed);
+    others(&store, 80).await;
+    file_everything(&store);
+    assert!(store.shared.id_index.filed_from_handed() > handed);
+    store.close();
+    drop(store);
+    let report = assert_verifies(dir.path());
+    assert!(report.id_files >= 1);
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    others(&store, 30).await;
+    file_everything(&store);
+    store.close();
+    drop(store);
+    assert_verifies(dir.path());
+}
