@@ -92,7 +92,10 @@ fn wait_for(dir: &Path, start: Instant, done: impl Fn(&[(u64, u64)]) -> bool) ->
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: id_open_bench DIR [EVENTS] [TAIL]"));
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .expect("usage: id_open_bench DIR [EVENTS] [TAIL]"),
+    );
     let mut count = |default: u64| {
         args.next()
             .map_or(default, |text| text.parse().expect("a count"))
@@ -127,7 +130,10 @@ async fn main() {
     for (round, cold) in [true, false].into_iter().enumerate() {
         let new_end = append_without_ids(&dir, tail, 1 + round as u64).await;
         if cold {
-            for entry in std::fs::read_dir(dir.join("index-ids")).expect("index-ids").flatten() {
+            for entry in std::fs::read_dir(dir.join("index-ids"))
+                .expect("index-ids")
+                .flatten()
+            {
                 let _ = std::process::Command::new("dd")
                     .arg(format!("if={}", entry.path().display()))
                     .args(["iflag=nocache", "count=0", "status=none"])
@@ -140,7 +146,9 @@ async fn main() {
         let first_filed_s = wait_for(&dir, start, |files| {
             files.iter().any(|&(_, to)| to > covered)
         });
-        let all_filed_s = wait_for(&dir, start, |files| files.iter().any(|&(_, to)| to == new_end));
+        let all_filed_s = wait_for(&dir, start, |files| {
+            files.iter().any(|&(_, to)| to == new_end)
+        });
         store.close();
         drop(store);
         runs.push(format!(

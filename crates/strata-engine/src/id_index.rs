@@ -593,7 +593,11 @@ impl Builder {
                     work.handed_count -= ids.count;
                 }
             }
-            let handed = if work.handed.front().is_some_and(|(from, ..)| *from == covered_to) {
+            let handed = if work
+                .handed
+                .front()
+                .is_some_and(|(from, ..)| *from == covered_to)
+            {
                 work.handed.pop_front()
             } else {
                 None
@@ -606,10 +610,7 @@ impl Builder {
                 }
             }
             // Read from the log only up to where handed pairs start.
-            let target = work
-                .handed
-                .front()
-                .map_or(work.target, |(from, ..)| *from);
+            let target = work.handed.front().map_or(work.target, |(from, ..)| *from);
             (target, handed)
         };
         if let Some((from, to, ids)) = handed {

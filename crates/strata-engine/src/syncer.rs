@@ -356,7 +356,10 @@ impl Syncer {
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;
-        let ids = std::mem::replace(&mut self.ids, crate::id_index::HandedIds::new(self.durable_end));
+        let ids = std::mem::replace(
+            &mut self.ids,
+            crate::id_index::HandedIds::new(self.durable_end),
+        );
         self.shared.id_index.extend_with(ids, self.durable_end);
     }
 
