@@ -131,8 +131,8 @@ pub(crate) struct Syncer {
     index_file_sequence: u64,
     index_covered_to: u64,
     durable_end: u64,
-    /// The groups' `(id hash, position)` pairs from `ids_from` to the durable end, handed to
-    /// the event id builder with the next index save.
+    /// The published groups' `(id hash, position)` pairs since the last index save (or the
+    /// open), handed to the event id builder with the next save.
     ids: crate::id_index::HandedIds,
     syncs_done: u64,
     index_saver: IndexSaver,
