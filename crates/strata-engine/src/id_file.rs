@@ -380,6 +380,19 @@ impl IdFile {
         self.damaged.store(true, Ordering::Release);
     }
 
+    /// How many blocks the file has.
+    pub(crate) fn block_count(&self) -> u64 {
+        self.fences.len() as u64
+    }
+
+    /// Reads block `block` and checks its CRC32C (a mismatch marks the file damaged).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the block cannot be read or fails its checksum.
+    pub(crate) fn check_block(&self, block: u64) -> Result<()> {
+        self.block(block).map(|_| ())
+    }
+
     /// The entries of block `block`, checked against its CRC32C.
     fn block(&self, block: u64) -> Result<Vec<(u64, u64)>> {
         let entries = (self.count - block * ENTRIES_PER_BLOCK).min(ENTRIES_PER_BLOCK);

@@ -4,11 +4,14 @@
 //! A chain of immutable id files (`id_file`) in `<data dir>/index-ids/` covers the log from
 //! its start to `covered_to`. A thread of its own builds them from the log, behind the
 //! index checkpoints (the syncer hands it each checkpoint's end), at most
-//! [`BUILD_IDS_MAX`] ids per file, and merges the two newest while the newer holds at least
-//! half the older's ids (size-tiered: O(log n) files). The open trusts only files that are
-//! complete, checksummed and chained from the log's start; the rest is removed and built
-//! again from the log while the store serves.
+//! [`BUILD_IDS_MAX`] ids per file, and merges any two neighbours of the chain where the
+//! newer holds at least half the older's ids (size-tiered: O(log n) files, rebuilt pieces
+//! included). The open trusts only files that are complete, checksummed and chained from
+//! the log's start; the rest is removed and built again from the log while the store
+//! serves. The blocks of the trusted files are read once (the scrub) in slices between the
+//! builder's other work, so filing never waits for it.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,60 @@ use crate::shared::Shared;
 /// Ids one built file holds at most (16 bytes each in memory while it is sorted).
 const BUILD_IDS_MAX: usize = if cfg!(test) { 50 } else { 4 << 20 };
 
+/// Ids handed by the syncer (16 bytes each) held at most, gathered or queued; past that
+/// a range is filed by reading the log again.
+const HANDED_IDS_MAX: usize = if cfg!(test) { 1_000 } else { 1 << 20 };
+
+/// The `(id hash, position)` pairs the writer made for the log from `from` on, group by
+/// group (the syncer gathers them and hands them with each index save, so that the builder
+/// files the range without reading the log again).
+pub(crate) struct HandedIds {
+    from: u64,
+    groups: Vec<Vec<(u64, u64)>>,
+    count: usize,
+    /// More than [`HANDED_IDS_MAX`] came: none is kept, the range is read from the log.
+    overflowed: bool,
+}
+
+impl HandedIds {
+    pub(crate) fn new(from: u64) -> Self {
+        Self {
+            from,
+            groups: Vec::new(),
+            count: 0,
+            overflowed: false,
+        }
+    }
+
+    /// The next group's pairs.
+    pub(crate) fn add(&mut self, ids: Vec<(u64, u64)>) {
+        if ids.is_empty() || self.overflowed {
+            return;
+        }
+        if self.count + ids.len() > HANDED_IDS_MAX {
+            self.overflowed = true;
+            self.groups = Vec::new();
+            return;
+        }
+        self.count += ids.len();
+        self.groups.push(ids);
+    }
+}
+
+/// Blocks (4,100 bytes each) the scrub reads before the builder looks for other work again.
+const SCRUB_BLOCKS_PER_SLICE: u64 = if cfg!(test) { 2 } else { 1024 };
+
+/// Data directories whose builder must not scrub until `release_scrub` (tests: a scrub
+/// that is slow, deterministically).
+#[cfg(test)]
+static HOLD_SCRUB: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Holds the scrub of the store that opens at `data_dir` next (tests).
+#[cfg(test)]
+pub(crate) fn hold_scrub(data_dir: &Path) {
+    HOLD_SCRUB.lock().push(data_dir.to_path_buf());
+}
+
 /// The directory of the id files.
 pub(crate) fn ids_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index-ids")
@@ -38,6 +95,15 @@ struct Work {
     stop: bool,
     /// The builder has read every block of the files the open trusted.
     checked: bool,
+    /// Ranges `[from, to)` whose pairs the syncer handed, oldest first, and their count.
+    handed: VecDeque<(u64, u64, HandedIds)>,
+    handed_count: usize,
+    /// Tests: the scrub waits (`hold_scrub`).
+    #[cfg(test)]
+    scrub_held: bool,
+    /// Tests: ranges filed from handed pairs.
+    #[cfg(test)]
+    filed_from_handed: u64,
 }
 
 pub(crate) struct IdIndex {
@@ -53,11 +119,21 @@ pub(crate) struct IdIndex {
 impl IdIndex {
     /// An index with no files (`open` loads them).
     pub(crate) fn new(data_dir: &Path) -> Self {
+        #[cfg_attr(not(test), allow(unused_mut))]
+        let mut work = Work::default();
+        #[cfg(test)]
+        {
+            let mut held = HOLD_SCRUB.lock();
+            if let Some(at) = held.iter().position(|dir| dir == data_dir) {
+                held.remove(at);
+                work.scrub_held = true;
+            }
+        }
         Self {
             dir: ids_dir(data_dir),
             files: RwLock::default(),
             covered_to: Arc::new(AtomicU64::new(SEGMENT_HEADER_BYTES)),
-            work: Mutex::default(),
+            work: Mutex::new(work),
             changed: Condvar::new(),
         }
     }
@@ -93,6 +169,26 @@ impl IdIndex {
 
     fn snapshot(&self) -> Arc<Vec<Arc<IdFile>>> {
         Arc::clone(&self.files.read())
+    }
+
+    /// The log before `to` is durable and `ids` are its pairs from `ids.from` on: the
+    /// builder may file it, from them when it gets there (unless too many are queued).
+    pub(crate) fn extend_with(&self, ids: HandedIds, to: u64) {
+        let mut work = self.work.lock();
+        if !ids.overflowed && ids.from < to && work.handed_count + ids.count <= HANDED_IDS_MAX {
+            work.handed_count += ids.count;
+            work.handed.push_back((ids.from, to, ids));
+        }
+        if to > work.target {
+            work.target = to;
+        }
+        self.changed.notify_all();
+    }
+
+    /// Ranges filed from handed pairs so far (tests).
+    #[cfg(test)]
+    pub(crate) fn filed_from_handed(&self) -> u64 {
+        self.work.lock().filed_from_handed
     }
 
     /// The log before `to` is durable: the builder may file it.
@@ -148,16 +244,49 @@ impl IdIndex {
         self.snapshot().len()
     }
 
+    /// The chain's id counts, oldest first (tests).
+    #[cfg(test)]
+    pub(crate) fn file_counts(&self) -> Vec<u64> {
+        self.snapshot().iter().map(|file| file.count).collect()
+    }
+
+    /// Whether the builder has read every block of the files the open trusted (tests).
+    #[cfg(test)]
+    pub(crate) fn scrubbed(&self) -> bool {
+        self.work.lock().checked
+    }
+
+    /// Lets a held scrub go on (tests).
+    #[cfg(test)]
+    pub(crate) fn release_scrub(&self) {
+        self.work.lock().scrub_held = false;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the files cover the log before `to` (tests).
+    #[cfg(test)]
+    pub(crate) fn wait_filed(&self, to: u64) {
+        let mut work = self.work.lock();
+        while self.covered_to.load(Ordering::Acquire) < to && !work.stop {
+            self.changed
+                .wait_for(&mut work, std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the files cover the log before `to`, the builder has checked the files
-    /// found at open and none is known damaged (tests).
+    /// found at open, none is known damaged and no merge is due (tests).
     #[cfg(test)]
     pub(crate) fn wait_covered(&self, to: u64) {
         let mut work = self.work.lock();
-        while (self.covered_to.load(Ordering::Acquire) < to
-            || !work.checked
-            || self.snapshot().iter().any(|file| file.is_damaged()))
-            && !work.stop
-        {
+        loop {
+            let chain = self.snapshot();
+            let idle = self.covered_to.load(Ordering::Acquire) >= to
+                && work.checked
+                && !chain.iter().any(|file| file.is_damaged())
+                && next_merge(&chain).is_none();
+            if idle || work.stop {
+                return;
+            }
             self.changed
                 .wait_for(&mut work, std::time::Duration::from_millis(50));
         }
@@ -167,7 +296,13 @@ impl IdIndex {
     pub(crate) fn start_builder(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("strata-id-index".into())
-            .spawn(move || Builder { shared }.run())
+            .spawn(move || {
+                Builder {
+                    shared,
+                    scrub: VecDeque::new(),
+                }
+                .run();
+            })
             .map_err(|error| tracing::warn!(%error, "could not start the event id index builder"))
             .ok()
     }
@@ -290,10 +425,40 @@ pub(crate) fn open_chain(
     Ok((chain, dropped))
 }
 
+/// Where the chain merges next: the newest two neighbours, neither damaged, where the newer
+/// holds at least half the older's ids (the index of the older). When none is left, each
+/// file holds more than twice the next one's ids: O(log n) files, and pieces of a damaged
+/// file written again merge with each other and with their neighbours.
+fn next_merge(chain: &[Arc<IdFile>]) -> Option<usize> {
+    let files: Vec<(u64, bool)> = chain
+        .iter()
+        .map(|file| (file.count, file.is_damaged()))
+        .collect();
+    merge_due(&files)
+}
+
+/// [`next_merge`] of `(id count, damaged)` per file, oldest first.
+fn merge_due(files: &[(u64, bool)]) -> Option<usize> {
+    (0..files.len().saturating_sub(1)).rev().find(|&older| {
+        let ((a, a_damaged), (b, b_damaged)) = (files[older], files[older + 1]);
+        b * 2 >= a && !a_damaged && !b_damaged
+    })
+}
+
+/// What the builder does next.
+enum Next {
+    /// Write a damaged file again, file a new range, or merge.
+    Step,
+    /// Read the next blocks of the files the open trusted.
+    Scrub,
+}
+
 /// The builder's thread: files the log behind the checkpoints, writes damaged files
-/// again, merges.
+/// again, merges, and reads every block of the files the open trusted in between.
 struct Builder {
     shared: Arc<Shared>,
+    /// Files the open trusted whose blocks are still to be read, each with its next block.
+    scrub: VecDeque<(Arc<IdFile>, u64)>,
 }
 
 impl Builder {
@@ -301,38 +466,55 @@ impl Builder {
         &self.shared.id_index
     }
 
-    fn run(self) {
+    fn run(mut self) {
         // The open read only each file's header, bloom filter, fences and trailer: every
-        // block is read once now, so that a damaged one is found and written again.
-        for file in self.index().snapshot().iter() {
-            for (at, entry) in file.scan().enumerate() {
-                if entry.is_err() {
-                    tracing::warn!(path = %file.path().display(), "an event id file has a damaged block; it is built again from the log");
-                    break;
-                }
-                if at % 65_536 == 0 && self.index().work.lock().stop {
-                    return;
-                }
-            }
-        }
-        self.index().work.lock().checked = true;
+        // block is read once, a slice at a time whenever nothing else is to be done, so
+        // that a damaged one is found and written again.
+        self.scrub = self
+            .index()
+            .snapshot()
+            .iter()
+            .map(|file| (Arc::clone(file), 0))
+            .collect();
         loop {
-            {
+            let scrub_pending = !self.scrub.is_empty();
+            let next = {
                 let index = self.index();
                 let mut work = index.work.lock();
                 loop {
-                    let end = index.covered_to.load(Ordering::Acquire);
-                    let damaged = index.snapshot().iter().any(|file| file.is_damaged());
                     if work.stop {
                         return;
                     }
-                    if work.target > end || damaged {
-                        break;
+                    let chain = index.snapshot();
+                    let end = index.covered_to.load(Ordering::Acquire);
+                    if work.target > end
+                        || chain.iter().any(|file| file.is_damaged())
+                        || next_merge(&chain).is_some()
+                    {
+                        break Next::Step;
+                    }
+                    #[cfg(not(test))]
+                    let held = false;
+                    #[cfg(test)]
+                    let held = work.scrub_held;
+                    if scrub_pending && !held {
+                        break Next::Scrub;
+                    }
+                    if !scrub_pending && !work.checked {
+                        work.checked = true;
+                        index.changed.notify_all();
                     }
                     index.changed.wait(&mut work);
                 }
-            }
-            if let Err(error) = self.step() {
+            };
+            let done = match next {
+                Next::Step => self.step(),
+                Next::Scrub => {
+                    self.scrub_slice();
+                    Ok(())
+                }
+            };
+            if let Err(error) = done {
                 // Tried again at the next checkpoint (or the next open).
                 tracing::warn!(%error, "could not build an event id file");
                 let mut work = self.index().work.lock();
@@ -345,16 +527,45 @@ impl Builder {
         }
     }
 
-    /// One file: a damaged one written again, else the next range filed; then merges.
+    /// Reads up to [`SCRUB_BLOCKS_PER_SLICE`] blocks of the files the open trusted. A file
+    /// no longer in the chain was read whole by the merge that replaced it (or written
+    /// again); a damaged block marks its file, which the next step writes again.
+    fn scrub_slice(&mut self) {
+        let chain = self.index().snapshot();
+        let mut budget = SCRUB_BLOCKS_PER_SLICE;
+        while budget > 0 {
+            let Some((file, next)) = self.scrub.front_mut() else {
+                break;
+            };
+            if *next >= file.block_count()
+                || file.is_damaged()
+                || !chain.iter().any(|kept| Arc::ptr_eq(kept, file))
+            {
+                self.scrub.pop_front();
+                continue;
+            }
+            if file.check_block(*next).is_err() {
+                tracing::warn!(path = %file.path().display(), "an event id file has a damaged block; it is built again from the log");
+                self.scrub.pop_front();
+                continue;
+            }
+            *next += 1;
+            budget -= 1;
+        }
+    }
+
+    /// One piece of work: a damaged file written again, else the next range filed, else
+    /// one merge.
     fn step(&self) -> Result<()> {
         let index = self.index();
         std::fs::create_dir_all(&index.dir).map_err(|error| {
             strata_core::Error::io(format!("creating {}", index.dir.display()), error)
         })?;
         let mut chain: Vec<Arc<IdFile>> = index.snapshot().as_ref().clone();
+        let covered_to = index.covered_to.load(Ordering::Acquire);
         if let Some(at) = chain.iter().position(|file| file.is_damaged()) {
             // Its range filed again, in files of at most BUILD_IDS_MAX ids (memory stays
-            // bounded however large the damaged file was).
+            // bounded however large the damaged file was); later steps merge the pieces.
             let (from, to) = (chain[at].covers_from, chain[at].covers_to);
             let mut rebuilt = Vec::new();
             let mut start = from;
@@ -369,21 +580,72 @@ impl Builder {
                     let _ = std::fs::remove_file(old.path());
                 }
             }
-            index.publish(chain, index.covered_to.load(Ordering::Acquire));
+            index.publish(chain, covered_to);
             return Ok(());
         }
-        let from = chain
-            .last()
-            .map_or(SEGMENT_HEADER_BYTES, |file| file.covers_to);
-        let target = index.work.lock().target;
-        if target <= from {
+        let (target, handed) = {
+            let mut work = index.work.lock();
+            // Pairs of a range the files already reach into are of no use.
+            while let Some((from, _, _)) = work.handed.front()
+                && *from < covered_to
+            {
+                if let Some((_, _, ids)) = work.handed.pop_front() {
+                    work.handed_count -= ids.count;
+                }
+            }
+            let handed = if work
+                .handed
+                .front()
+                .is_some_and(|(from, ..)| *from == covered_to)
+            {
+                work.handed.pop_front()
+            } else {
+                None
+            };
+            if let Some((_, _, ids)) = &handed {
+                work.handed_count -= ids.count;
+                #[cfg(test)]
+                {
+                    work.filed_from_handed += 1;
+                }
+            }
+            // Read from the log only up to where handed pairs start.
+            let target = work.handed.front().map_or(work.target, |(from, ..)| *from);
+            (target, handed)
+        };
+        if let Some((from, to, ids)) = handed {
+            let path = index.dir.join(id_file_name(from, to));
+            write_id_file(&path, from, to, ids.groups.concat())?;
+            let file = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
+                detail: format!("event id file {} {reason}", path.display()),
+            })?;
+            chain.push(Arc::new(file));
+            index.publish(chain, to);
             return Ok(());
         }
-        let (file, end) = self.build(from, target, BUILD_IDS_MAX)?;
-        chain.push(Arc::new(file));
-        index.publish(chain.clone(), end);
-        self.compact(&mut chain)?;
-        index.publish(chain, end);
+        if target > covered_to {
+            let (file, end) = self.build(covered_to, target, BUILD_IDS_MAX)?;
+            chain.push(Arc::new(file));
+            index.publish(chain, end);
+            return Ok(());
+        }
+        if let Some(older) = next_merge(&chain) {
+            match self.merge(&chain[older], &chain[older + 1]) {
+                Ok(merged) => {
+                    let inputs: Vec<_> = chain.splice(older..=older + 1, [merged]).collect();
+                    index.publish(chain.clone(), covered_to);
+                    for input in inputs {
+                        if !chain.iter().any(|file| file.path() == input.path()) {
+                            let _ = std::fs::remove_file(input.path());
+                        }
+                    }
+                }
+                // The merge found a damaged block and marked its file: the next step
+                // writes that file again.
+                Err(_) if chain[older].is_damaged() || chain[older + 1].is_damaged() => {}
+                Err(error) => return Err(error),
+            }
+        }
         Ok(())
     }
 
@@ -398,33 +660,17 @@ impl Builder {
         Ok((file, end))
     }
 
-    /// Merges the two newest files while the newer holds at least half the older's ids.
-    fn compact(&self, chain: &mut Vec<Arc<IdFile>>) -> Result<()> {
-        while chain.len() >= 2 {
-            let newer = &chain[chain.len() - 1];
-            let older = &chain[chain.len() - 2];
-            if newer.count * 2 < older.count {
-                break;
-            }
-            let path = self
-                .index()
-                .dir
-                .join(id_file_name(older.covers_from, newer.covers_to));
-            // A damaged input is marked so by the merge, and written again by the next step.
-            merge_id_files(older, newer, &path)?;
-            let merged = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
-                detail: format!("merged event id file {} {reason}", path.display()),
-            })?;
-            let newer = chain.pop().unwrap_or_else(|| unreachable!("two files"));
-            let older = chain.pop().unwrap_or_else(|| unreachable!("two files"));
-            chain.push(Arc::new(merged));
-            for replaced in [older, newer] {
-                if replaced.path() != path {
-                    let _ = std::fs::remove_file(replaced.path());
-                }
-            }
-        }
-        Ok(())
+    /// Writes the merge of two neighbours (reading every block of both).
+    fn merge(&self, older: &IdFile, newer: &IdFile) -> Result<Arc<IdFile>> {
+        let path = self
+            .index()
+            .dir
+            .join(id_file_name(older.covers_from, newer.covers_to));
+        merge_id_files(older, newer, &path)?;
+        let merged = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
+            detail: format!("merged event id file {} {reason}", path.display()),
+        })?;
+        Ok(Arc::new(merged))
     }
 }
 

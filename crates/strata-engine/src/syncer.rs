@@ -113,6 +113,8 @@ pub(crate) struct WrittenGroup {
     pub segments_touched: Vec<u64>,
     pub updates: Vec<IndexUpdate>,
     pub replies: Vec<Reply>,
+    /// The `(id hash, position)` of its event frames but tombstones (event id index on).
+    pub ids: Vec<(u64, u64)>,
 }
 
 pub(crate) enum Handoff {
@@ -129,6 +131,9 @@ pub(crate) struct Syncer {
     index_file_sequence: u64,
     index_covered_to: u64,
     durable_end: u64,
+    /// The published groups' `(id hash, position)` pairs since the last index save (or the
+    /// open), handed to the event id builder with the next save.
+    ids: crate::id_index::HandedIds,
     syncs_done: u64,
     index_saver: IndexSaver,
 }
@@ -157,6 +162,7 @@ impl Syncer {
             index_file_sequence,
             index_covered_to,
             durable_end,
+            ids: crate::id_index::HandedIds::new(durable_end),
             syncs_done: 0,
         }
     }
@@ -284,7 +290,10 @@ impl Syncer {
 
     /// Makes the groups visible in order: index first, then the durable end, then the
     /// watchers, then the replies.
-    fn publish(&mut self, groups: Vec<WrittenGroup>) {
+    fn publish(&mut self, mut groups: Vec<WrittenGroup>) {
+        for group in &mut groups {
+            self.ids.add(std::mem::take(&mut group.ids));
+        }
         let mut replies = Vec::new();
         let mut published_sequence = 0;
         {
@@ -347,7 +356,11 @@ impl Syncer {
         });
         self.index_file_sequence += 1;
         self.index_covered_to = self.durable_end;
-        self.shared.id_index.extend_to(self.durable_end);
+        let ids = std::mem::replace(
+            &mut self.ids,
+            crate::id_index::HandedIds::new(self.durable_end),
+        );
+        self.shared.id_index.extend_with(ids, self.durable_end);
     }
 
     /// With durability `none` nothing syncs the log as it goes; an index file may only

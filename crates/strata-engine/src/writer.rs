@@ -25,6 +25,7 @@ use crate::format::{
     EventRecord, FRAME_MIN_BYTES, SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION, encode_event_marked,
     encode_padding,
 };
+use crate::id_file::id_hash;
 use crate::index::{IdEntry, RecentIds};
 use crate::index_lookup::{position_of, stream_head};
 use crate::log_reader::{LogReader, to_usize};
@@ -93,6 +94,9 @@ struct Group {
     replies: Vec<Reply>,
     /// Whether an event frame was encoded yet: the first carries the sync mark.
     has_event: bool,
+    /// With the event id index on, the `(id hash, position)` of its event frames but
+    /// tombstones: the id builder files them instead of reading the log again.
+    ids: Vec<(u64, u64)>,
 }
 
 impl Group {
@@ -278,6 +282,7 @@ impl Writer {
             segments_touched,
             updates: group.updates,
             replies: group.replies,
+            ids: group.ids,
         });
         if self.handoffs.send(handoff).is_err() {
             self.shared.poison("the syncer thread stopped".into());
@@ -581,6 +586,9 @@ impl Writer {
                 position,
             };
             self.recent_ids.insert(record.id, entry);
+            if self.shared.config.event_id_index {
+                group.ids.push((id_hash(record.id), position));
+            }
         }
         Ok(position)
     }
