@@ -383,7 +383,12 @@ fn link_metadata(with_origin: bool, target: &RecordedEvent) -> Bytes {
     let mut digits = itoa::Buffer::new();
     let position = digits.format(target.position.0).as_bytes();
     let mut id_text = uuid::Uuid::encode_buffer();
-    let id = target.id.0.hyphenated().encode_lower(&mut id_text).as_bytes();
+    let id = target
+        .id
+        .0
+        .hyphenated()
+        .encode_lower(&mut id_text)
+        .as_bytes();
     let origin = with_origin.then(|| target.stream.as_str());
     let correlation = (target.content_type == ContentType::Json)
         .then(|| correlation_id(&target.metadata))

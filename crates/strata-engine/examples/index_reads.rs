@@ -27,9 +27,7 @@ async fn main() {
     let events: usize = args
         .next()
         .map_or(2_000_000, |text| text.parse().expect("EVENTS"));
-    let rounds: usize = args
-        .next()
-        .map_or(1, |text| text.parse().expect("ROUNDS"));
+    let rounds: usize = args.next().map_or(1, |text| text.parse().expect("ROUNDS"));
     assert!(!dir.exists(), "{} exists", dir.display());
 
     let append_off = append(&dir.join("off"), events, false).await;
