@@ -6,6 +6,10 @@
 //! This crate does no I/O. Backends (`strata-engine`, `strata-postgres`) implement
 //! [`EventStore`]; front ends and the toolkit use the trait only.
 //!
+//! Link events of the system streams are built on every read of them, so two small crates
+//! keep that cheap: `itoa` writes their numbers without `fmt`, and `sha1` hashes their ids
+//! (UUID v5) with the CPU's SHA instructions where it has them.
+//!
 //! ```
 //! use strata_core::{ExpectedRevision, ProposedEvent, StreamName};
 //!

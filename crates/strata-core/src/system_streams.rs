@@ -342,7 +342,7 @@ pub fn link_event(stream: &StreamName, revision: u64, target: &RecordedEvent) ->
     let data = if target.event_type == LINK_EVENT_TYPE {
         target.data.clone()
     } else {
-        Bytes::from(format!("{}@{}", target.revision, target.stream))
+        link_data(target)
     };
     let metadata = link_metadata(stream.as_str().starts_with(CATEGORY_PREFIX), target);
     RecordedEvent {
@@ -358,26 +358,84 @@ pub fn link_event(stream: &StreamName, revision: u64, target: &RecordedEvent) ->
     }
 }
 
+/// `<revision>@<stream>` of a link to `target`, in a buffer of its exact length (a `Bytes`
+/// made from a `Vec` with spare room allocates again).
+fn link_data(target: &RecordedEvent) -> Bytes {
+    let mut digits = itoa::Buffer::new();
+    let revision = digits.format(target.revision.0).as_bytes();
+    let stream = target.stream.as_str().as_bytes();
+    let mut out = Vec::with_capacity(revision.len() + 1 + stream.len());
+    out.extend_from_slice(revision);
+    out.push(b'@');
+    out.extend_from_slice(stream);
+    Bytes::from(out)
+}
+
 /// A link's metadata, `{"$c":…,"$p":…,"$o":…,"$causedBy":…,"$correlationId":…}`, written
-/// directly: links are made on every index read, and a JSON map per link was most of its cost.
+/// directly: links are made on every index read, and a JSON map per link was most of its
+/// cost. The buffer is sized exactly unless a string needs escaping.
 fn link_metadata(with_origin: bool, target: &RecordedEvent) -> Bytes {
-    use std::io::Write as _;
-    let mut out = Vec::with_capacity(112 + target.stream.as_str().len());
-    let position = target.position.0;
-    write!(out, "{{\"$c\":{position},\"$p\":{position}").expect("writes to a Vec");
-    if with_origin {
-        out.extend_from_slice(b",\"$o\":");
-        serde_json::to_writer(&mut out, target.stream.as_str()).expect("writes to a Vec");
+    const POSITION_C: &[u8] = b"{\"$c\":";
+    const POSITION_P: &[u8] = b",\"$p\":";
+    const ORIGIN: &[u8] = b",\"$o\":";
+    const CAUSED_BY: &[u8] = b",\"$causedBy\":\"";
+    const CORRELATION: &[u8] = b",\"$correlationId\":";
+    let mut digits = itoa::Buffer::new();
+    let position = digits.format(target.position.0).as_bytes();
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let id = target
+        .id
+        .0
+        .hyphenated()
+        .encode_lower(&mut id_text)
+        .as_bytes();
+    let origin = with_origin.then(|| target.stream.as_str());
+    let correlation = (target.content_type == ContentType::Json)
+        .then(|| correlation_id(&target.metadata))
+        .flatten();
+    let len = POSITION_C.len()
+        + POSITION_P.len()
+        + 2 * position.len()
+        + origin.map_or(0, |origin| ORIGIN.len() + origin.len() + 2)
+        + CAUSED_BY.len()
+        + id.len()
+        + 1
+        + correlation
+            .as_ref()
+            .map_or(0, |correlation| CORRELATION.len() + correlation.len() + 2)
+        + 1;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(POSITION_C);
+    out.extend_from_slice(position);
+    out.extend_from_slice(POSITION_P);
+    out.extend_from_slice(position);
+    if let Some(origin) = origin {
+        out.extend_from_slice(ORIGIN);
+        push_json_string(&mut out, origin);
     }
-    write!(out, ",\"$causedBy\":\"{}\"", target.id).expect("writes to a Vec");
-    if target.content_type == ContentType::Json
-        && let Some(id) = correlation_id(&target.metadata)
-    {
-        out.extend_from_slice(b",\"$correlationId\":");
-        serde_json::to_writer(&mut out, &id).expect("writes to a Vec");
+    out.extend_from_slice(CAUSED_BY);
+    out.extend_from_slice(id);
+    out.push(b'"');
+    if let Some(correlation) = correlation {
+        out.extend_from_slice(CORRELATION);
+        push_json_string(&mut out, &correlation);
     }
     out.push(b'}');
-    Bytes::from(out)
+    Bytes::from(out.into_boxed_slice())
+}
+
+/// `text` as a JSON string: quoted as it is unless it holds a character JSON escapes.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    if text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        serde_json::to_writer(&mut *out, text).expect("writes to a Vec");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
 }
 
 fn stream_reference(stream: &StreamName, revision: u64, first: &RecordedEvent) -> RecordedEvent {
@@ -388,11 +446,19 @@ fn stream_reference(stream: &StreamName, revision: u64, first: &RecordedEvent) -
     }
 }
 
+/// The UUID v5 (RFC 9562) of the target's id and the stream's name in
+/// [`LINK_ID_NAMESPACE`]. Hashed with `sha1`, which uses the CPU's SHA instructions where
+/// it has them (`uuid`'s own SHA-1 does not): one hash per link read.
 fn derived_id(stream: &StreamName, target: &RecordedEvent) -> EventId {
-    let mut name = Vec::with_capacity(16 + stream.as_str().len());
-    name.extend_from_slice(&target.id.as_u128().to_le_bytes());
-    name.extend_from_slice(stream.as_str().as_bytes());
-    EventId(uuid::Uuid::new_v5(&LINK_ID_NAMESPACE, &name))
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(LINK_ID_NAMESPACE.as_bytes());
+    hasher.update(target.id.as_u128().to_le_bytes());
+    hasher.update(stream.as_str().as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    EventId(uuid::Builder::from_sha1_bytes(bytes).into_uuid())
 }
 
 /// Part of what clients see: changing it changes the ids of every link.
@@ -736,6 +802,101 @@ mod tests {
             index_window(&backwards.from_revision(40).max_count(1), 5),
             4..5
         );
+    }
+
+    fn target_event(
+        stream: &str,
+        position: u64,
+        id: u128,
+        content_type: ContentType,
+        metadata: &[u8],
+    ) -> RecordedEvent {
+        RecordedEvent {
+            stream: StreamName::new(stream).unwrap(),
+            revision: Revision(position / 3),
+            position: crate::types::Position(position),
+            id: EventId::from_u128(id),
+            event_type: "Placed".to_owned(),
+            content_type,
+            data: Bytes::from_static(b"{}"),
+            metadata: Bytes::copy_from_slice(metadata),
+            created: crate::types::Timestamp(0),
+        }
+    }
+
+    /// The link a projection writes, built with `format!` and `serde_json` as links were
+    /// before they were written by hand.
+    fn link_by_formatting(stream: &str, target: &RecordedEvent) -> (String, String) {
+        let mut metadata = format!("{{\"$c\":{0},\"$p\":{0}", target.position.0);
+        if stream.starts_with(CATEGORY_PREFIX) {
+            metadata += &format!(",\"$o\":{}", serde_json::json!(target.stream.as_str()));
+        }
+        metadata += &format!(",\"$causedBy\":\"{}\"", target.id);
+        if target.content_type == ContentType::Json
+            && let Some(id) = correlation_id(&target.metadata)
+        {
+            metadata += &format!(",\"$correlationId\":{}", serde_json::json!(id));
+        }
+        metadata.push('}');
+        (format!("{}@{}", target.revision, target.stream), metadata)
+    }
+
+    #[test]
+    fn links_are_written_as_formatting_would_write_them() {
+        let cases: [(&str, &str, ContentType, &[u8], u64); 5] = [
+            ("order-1", "$ce-order", ContentType::Json, b"{}", 0),
+            ("order-1", "$et-Placed", ContentType::Json, b"", 4_096),
+            (
+                "we\"ird\\-\u{1}\u{e9}",
+                "$ce-we\"ird\\",
+                ContentType::Json,
+                br#"{"$correlationId":"c-\"1\u0002"}"#,
+                u64::MAX,
+            ),
+            (
+                "order-2",
+                "$bc-c",
+                ContentType::Json,
+                br#"{"$correlationId":"c"}"#,
+                7,
+            ),
+            (
+                "order-3",
+                "$ce-order",
+                ContentType::Binary,
+                br#"{"$correlationId":"c"}"#,
+                12_345_678_901,
+            ),
+        ];
+        for (target_stream, stream, content_type, metadata, position) in cases {
+            let id = 0x0123_4567_89ab_cdef_0f1e_2d3c_4b5a_6978 ^ u128::from(position);
+            let target = target_event(target_stream, position, id, content_type, metadata);
+            let stream = StreamName::new(stream).unwrap();
+            let link = link_event(&stream, 3, &target);
+            let (data, metadata) = link_by_formatting(stream.as_str(), &target);
+            assert_eq!(link.data, data.as_bytes(), "{target_stream}");
+            assert_eq!(link.metadata, metadata.as_bytes(), "{target_stream}");
+            serde_json::from_slice::<serde_json::Value>(&link.metadata).expect("JSON");
+        }
+    }
+
+    #[test]
+    fn link_ids_are_uuid_v5_of_target_id_and_stream() {
+        for (id, stream) in [
+            (0_u128, "$ce-order"),
+            (u128::MAX, "$et-Placed"),
+            (0x0123_4567_89ab_cdef_0f1e_2d3c_4b5a_6978, "$streams"),
+            (7, &*"$bc-".repeat(40)),
+        ] {
+            let target = target_event("order-1", 0, id, ContentType::Json, b"");
+            let stream = StreamName::new(stream).unwrap();
+            let mut name = id.to_le_bytes().to_vec();
+            name.extend_from_slice(stream.as_str().as_bytes());
+            assert_eq!(
+                derived_id(&stream, &target).0,
+                uuid::Uuid::new_v5(&LINK_ID_NAMESPACE, &name)
+            );
+        }
     }
 
     #[test]
