@@ -42,6 +42,7 @@ mod id_file;
 mod id_index;
 mod index;
 mod index_file;
+mod index_file_mend;
 mod index_load;
 mod index_lookup;
 mod index_saver;
