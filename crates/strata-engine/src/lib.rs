@@ -55,6 +55,7 @@ mod recovery;
 mod repair;
 mod replay;
 mod run_file;
+mod run_filter;
 mod run_heal;
 mod run_set;
 mod scavenge;
