@@ -103,8 +103,10 @@ async fn append(dir: &std::path::Path, events: usize, system_streams: bool) -> f
     let streams: Vec<StreamName> = (0..CATEGORIES * STREAMS_PER_CATEGORY)
         .map(|n| StreamName::new(format!("cat{}-{}", n % CATEGORIES, n)).expect("name"))
         .collect();
-    let correlation_every = std::env::var("INDEX_READS_CORRELATION_EVERY")
-        .map_or(0, |text| text.parse::<usize>().expect("INDEX_READS_CORRELATION_EVERY"));
+    let correlation_every = std::env::var("INDEX_READS_CORRELATION_EVERY").map_or(0, |text| {
+        text.parse::<usize>()
+            .expect("INDEX_READS_CORRELATION_EVERY")
+    });
     let started = Instant::now();
     let appends = events / EVENTS_PER_APPEND;
     let mut tasks = tokio::task::JoinSet::new();
@@ -118,8 +120,10 @@ async fn append(dir: &std::path::Path, events: usize, system_streams: bool) -> f
                 let batch = (0..EVENTS_PER_APPEND)
                     .map(|i| {
                         let kind = if i == 0 { "Rare" } else { "Common" };
-                        let event =
-                            ProposedEvent::json(kind, r#"{"amount":42,"note":"benchmark payload"}"#);
+                        let event = ProposedEvent::json(
+                            kind,
+                            r#"{"amount":42,"note":"benchmark payload"}"#,
+                        );
                         match (append * EVENTS_PER_APPEND + i).checked_div(correlation_every) {
                             Some(command) => event.with_metadata(format!(
                                 r#"{{"$correlationId":"command-{command}"}}"#

@@ -254,10 +254,8 @@ fn start_stream(
     if index.stream(stream).is_some() {
         return Ok(());
     }
-    let first_revision =
-        revisions_before(runs, stream.as_str().as_bytes(), covers_from).map_err(|error| {
-            format!("the runs cannot say where stream {stream} stands: {error}")
-        })?;
+    let first_revision = revisions_before(runs, stream.as_str().as_bytes(), covers_from)
+        .map_err(|error| format!("the runs cannot say where stream {stream} stands: {error}"))?;
     index.load_positions(stream.as_str(), first_revision, &[], None);
     Ok(())
 }
@@ -274,7 +272,10 @@ fn revisions_before(runs: &RunSet, key: &[u8], position: u64) -> Result<u64> {
     };
     while low < high {
         let middle = low + (high - low) / 2;
-        match runs.positions(KIND_STREAM, key, middle, middle + 1)?.first() {
+        match runs
+            .positions(KIND_STREAM, key, middle, middle + 1)?
+            .first()
+        {
             Some(&at) if at < position => low = middle + 1,
             Some(_) => high = middle,
             None => {

@@ -478,7 +478,10 @@ async fn index_files_mended_after(damage: impl FnOnce(&[PathBuf]) -> Vec<usize>)
         .map(|(_, path)| path)
         .collect();
     assert!(files.len() >= 6, "{files:?}");
-    let saved: Vec<Vec<u8>> = files.iter().map(|path| std::fs::read(path).unwrap()).collect();
+    let saved: Vec<Vec<u8>> = files
+        .iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
 
     let damaged = damage(&files);
 

@@ -13,8 +13,10 @@
 //!
 //! Every block carries its own CRC32C: each directory block (128 entries), each record's
 //! head (header, key, metadata) and each chunk of 512 positions, checked on every read;
-//! the header, fences and trailer share one, checked by [`Run::open`], which reads only
-//! them, so opening does not grow with the run's records. A mismatch is an error, never
+//! the header, fences, key filter and trailer share one, checked by [`Run::open`], which
+//! reads only them, so opening does not grow with the run's records. The key filter
+//! (`run_filter`, version 3) answers most lookups of keys the run does not hold without a
+//! read. A mismatch is an error, never
 //! an answer: the run removes its file ([`Run::discard`]) so that the next open rebuilds
 //! it from the log. Runs are written under a temporary name, synced, then renamed: a crash
 //! leaves either the whole run or a `.tmp` file that is never read (and removed).

@@ -853,12 +853,17 @@ fn a_run_without_a_key_filter_still_answers() {
     write_run(&path, 64, 64 * 20_000, entries.clone()).unwrap();
     let filtered = Run::open(&path).unwrap();
     let filter = filtered.filter.clone().unwrap();
-    let absent: Vec<Vec<u8>> = (0..2_000).map(|number| format!("absent-{number}").into_bytes()).collect();
+    let absent: Vec<Vec<u8>> = (0..2_000)
+        .map(|number| format!("absent-{number}").into_bytes())
+        .collect();
     let refused = absent
         .iter()
         .filter(|key| !filter.may_contain(key_hash(KIND_STREAM, key)))
         .count();
-    assert!(refused > 1_900, "only {refused} of 2,000 absent keys refused");
+    assert!(
+        refused > 1_900,
+        "only {refused} of 2,000 absent keys refused"
+    );
     drop(filtered);
 
     rewrite_without_filter(&path);

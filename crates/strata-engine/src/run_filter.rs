@@ -130,7 +130,9 @@ mod tests {
         let filter = KeyFilter::from_bytes(&filter.to_bytes()).unwrap();
         assert!(keys.iter().all(|&key| filter.may_contain(key)));
         let passed = (10_000..110_000)
-            .filter(|number| filter.may_contain(key_hash(3, format!("command-{number}").as_bytes())))
+            .filter(|number| {
+                filter.may_contain(key_hash(3, format!("command-{number}").as_bytes()))
+            })
             .count();
         assert!(passed < 3_000, "{passed} of 100,000 absent keys pass");
     }
