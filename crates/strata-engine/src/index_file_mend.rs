@@ -38,6 +38,9 @@ pub(crate) struct CoveredFile {
     pub covers_to: Option<u64>,
 }
 
+/// An index file's sequence, its path, and the range its summary (or its header) gives.
+type Listed = (u64, PathBuf, Option<(u64, u64)>);
+
 /// The index files (present or missing) that runs ending at `runs_to` cover, with their
 /// ranges as their neighbours say. Reads only the summaries (and, where a summary does not
 /// match, the file's header through its checksum).
@@ -48,7 +51,7 @@ pub(crate) fn covered_files(index_dir: &Path, runs_to: u64) -> Result<Vec<Covere
             claimed_coverage(path).map(|coverage| (coverage.covers_from, coverage.covers_to))
         })
     };
-    let mut by_sequence: Vec<(u64, PathBuf, Option<(u64, u64)>)> = Vec::new();
+    let mut by_sequence: Vec<Listed> = Vec::new();
     let Some(last_sequence) = present.last().map(|(sequence, _)| *sequence) else {
         return Ok(Vec::new());
     };
