@@ -113,7 +113,27 @@ impl RunEntry {
 
 /// Sorts entries into run order; two entries with the same kind and key are refused.
 pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
-    entries.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    // Each key hashed once (a comparison hashing both sides made this the saver's
+    // largest cost), an order of indexes sorted, then the entries moved into it.
+    let hashes: Vec<u64> = entries
+        .iter()
+        .map(|entry| key_hash(entry.kind, &entry.key))
+        .collect();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        (hashes[a], entries[a].kind, &entries[a].key).cmp(&(
+            hashes[b],
+            entries[b].kind,
+            &entries[b].key,
+        ))
+    });
+    let sorted: Vec<RunEntry> = order
+        .iter()
+        .map(|&at| std::mem::take(&mut entries[at]))
+        .collect();
+    for (slot, entry) in entries.iter_mut().zip(sorted) {
+        *slot = entry;
+    }
     if let Some(pair) = entries
         .windows(2)
         .find(|pair| pair[0].kind == pair[1].kind && pair[0].key == pair[1].key)
