@@ -7,6 +7,10 @@
 //! (DIR must not exist; it is removed at the end). The `$ce-` read is made ROUNDS times
 //! (default 1) and its best rate reported: one read of 1% of the log is short enough for a
 //! loaded machine to drown it. Prints one JSON object.
+//! `INDEX_READS_APPEND_ONLY=on` (or `off`) runs only the append phase, with the system
+//! streams on (or off), for an instruction count of it under `valgrind --tool=callgrind`;
+//! `INDEX_READS_CORRELATION_EVERY=N` gives the events `$correlationId` metadata, a new id
+//! every N events (a command's id: a new `$bc-` key each time), as applications do.
 
 use std::time::Instant;
 
@@ -29,6 +33,15 @@ async fn main() {
         .map_or(2_000_000, |text| text.parse().expect("EVENTS"));
     let rounds: usize = args.next().map_or(1, |text| text.parse().expect("ROUNDS"));
     assert!(!dir.exists(), "{} exists", dir.display());
+    if let Ok(setting) = std::env::var("INDEX_READS_APPEND_ONLY") {
+        let system_streams = setting == "on";
+        let rate = append(&dir, events, system_streams).await;
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        println!(
+            "{{\"events\":{events},\"system_streams\":{system_streams},\"append_events_per_s\":{rate:.0}}}"
+        );
+        return;
+    }
 
     let append_off = append(&dir.join("off"), events, false).await;
     let append_on = append(&dir.join("on"), events, true).await;
@@ -79,6 +92,10 @@ async fn append(dir: &std::path::Path, events: usize, system_streams: bool) -> f
     let streams: Vec<StreamName> = (0..CATEGORIES * STREAMS_PER_CATEGORY)
         .map(|n| StreamName::new(format!("cat{}-{}", n % CATEGORIES, n)).expect("name"))
         .collect();
+    let correlation_every = std::env::var("INDEX_READS_CORRELATION_EVERY").map_or(0, |text| {
+        text.parse::<usize>()
+            .expect("INDEX_READS_CORRELATION_EVERY")
+    });
     let started = Instant::now();
     let appends = events / EVENTS_PER_APPEND;
     let mut tasks = tokio::task::JoinSet::new();
@@ -92,7 +109,16 @@ async fn append(dir: &std::path::Path, events: usize, system_streams: bool) -> f
                 let batch = (0..EVENTS_PER_APPEND)
                     .map(|i| {
                         let kind = if i == 0 { "Rare" } else { "Common" };
-                        ProposedEvent::json(kind, r#"{"amount":42,"note":"benchmark payload"}"#)
+                        let event = ProposedEvent::json(
+                            kind,
+                            r#"{"amount":42,"note":"benchmark payload"}"#,
+                        );
+                        match (append * EVENTS_PER_APPEND + i).checked_div(correlation_every) {
+                            Some(command) => event.with_metadata(format!(
+                                r#"{{"$correlationId":"command-{command}"}}"#
+                            )),
+                            None => event,
+                        }
                     })
                     .collect();
                 store

@@ -40,7 +40,7 @@ const HEADER_BYTES: usize = 40;
 /// Least bytes one stream record takes (an empty name, no positions).
 pub(crate) const STREAM_RECORD_BYTES_MIN: u64 = 34;
 
-fn index_file_name(sequence: u64) -> String {
+pub(crate) fn index_file_name(sequence: u64) -> String {
     format!("{sequence:010}.idx")
 }
 
@@ -238,6 +238,32 @@ pub(crate) fn load_index_file_after_runs(
 pub(crate) fn count_from_summary(path: &Path, index: &mut Index, runs_to: u64) -> Option<Coverage> {
     let summary = read_summary_counts(path)?;
     if summary.covers_to > runs_to
+        || check_usable(summary.index_version, summary.index_flags, index).is_err()
+    {
+        return None;
+    }
+    summary.apply(index);
+    Some(Coverage {
+        covers_from: summary.covers_from,
+        covers_to: summary.covers_to,
+    })
+}
+
+/// Counts an index file the runs cover that is damaged or missing, from what its summary
+/// recorded when it was whole, when that summary's own checksum holds, its range starts at
+/// `covers_from` and ends by `runs_to`, and its version and flags fit `index`. The runs
+/// hold what the file held; the index saver writes the file again from the log
+/// (`index_file_mend`). `None`: the open rebuilds the index from the log instead.
+pub(crate) fn count_from_recorded_summary(
+    path: &Path,
+    index: &mut Index,
+    covers_from: u64,
+    runs_to: u64,
+) -> Option<Coverage> {
+    let summary = crate::index_summary::read_recorded_summary_counts(path)?;
+    if summary.covers_from != covers_from
+        || summary.covers_to > runs_to
+        || summary.covers_to < summary.covers_from
         || check_usable(summary.index_version, summary.index_flags, index).is_err()
     {
         return None;

@@ -10,8 +10,8 @@ use strata_core::Result;
 use crate::format::{SEGMENT_HEADER_BYTES, decode_frame};
 use crate::index::Index;
 use crate::index_file::{
-    STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, count_from_summary,
-    list_index_files, load_index_file_after_runs,
+    STREAM_RECORD_BYTES_MIN, announced_stream_count, claimed_coverage, count_from_recorded_summary,
+    count_from_summary, index_file_name, list_index_files, load_index_file_after_runs,
 };
 use crate::log_reader::LogReader;
 use crate::segments::Segments;
@@ -46,7 +46,7 @@ pub(crate) fn load_index_after_runs(
     system_streams: bool,
     runs_to: u64,
 ) -> Result<LoadedIndex> {
-    let files = list_index_files(index_dir)?;
+    let mut files = list_index_files(index_dir)?;
     let mut index = Index::new(system_streams);
     if runs_to == 0 {
         reserve_streams(&mut index, &files);
@@ -54,20 +54,40 @@ pub(crate) fn load_index_after_runs(
     let mut covered_to = SEGMENT_HEADER_BYTES;
     let mut problem = None;
     let mut claims = Vec::new();
-    for (expected_sequence, (sequence, path)) in files.iter().enumerate() {
+    // Files the runs cover that are missing, counted from their summaries.
+    let mut missing = Vec::new();
+    let mut present = files.iter().peekable();
+    let mut expected_sequence = 0u64;
+    while let Some((sequence, path)) = present.peek() {
         let claim = |end| Claim {
             end,
             source: ClaimSource::IndexFile(path.clone()),
         };
         if problem.is_some() {
             claims.extend(claimed_coverage(path).map(|coverage| claim(coverage.covers_to)));
+            present.next();
             continue;
         }
-        if *sequence != expected_sequence as u64 {
+        if *sequence != expected_sequence {
+            // A file the runs cover may be missing: its summary counts it, the index
+            // saver writes it again.
+            let gone = index_dir.join(index_file_name(expected_sequence));
+            let counted = (runs_to > 0 && *sequence > expected_sequence)
+                .then(|| count_from_recorded_summary(&gone, &mut index, covered_to, runs_to))
+                .flatten();
+            if let Some(coverage) = counted {
+                covered_to = coverage.covers_to;
+                missing.push((expected_sequence, gone));
+                expected_sequence += 1;
+                continue;
+            }
             problem = Some(format!("index file {} is out of sequence", path.display()));
             claims.extend(claimed_coverage(path).map(|coverage| claim(coverage.covers_to)));
+            present.next();
             continue;
         }
+        present.next();
+        expected_sequence += 1;
         // A file the runs cover is counted from its summary when it has a good one.
         let counted = (runs_to > 0)
             .then(|| count_from_summary(path, &mut index, runs_to))
@@ -82,10 +102,24 @@ pub(crate) fn load_index_after_runs(
                 }
             }
             Err(unusable) => {
+                // A damaged file the runs cover: counted from what its summary recorded,
+                // written again by the index saver (`index_file_mend`).
+                let recorded = (runs_to > 0)
+                    .then(|| count_from_recorded_summary(path, &mut index, covered_to, runs_to))
+                    .flatten();
+                if let Some(coverage) = recorded {
+                    tracing::warn!(file = %path.display(), %unusable, "a damaged index file is written again from the log");
+                    covered_to = coverage.covers_to;
+                    continue;
+                }
                 claims.extend(unusable.coverage.map(|coverage| claim(coverage.covers_to)));
                 problem = Some(format!("index file {} {unusable}", path.display()));
             }
         }
+    }
+    if problem.is_none() && !missing.is_empty() {
+        files.extend(missing);
+        files.sort_unstable();
     }
     if problem.is_none()
         && covered_to > SEGMENT_HEADER_BYTES

@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 
 use hashbrown::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 
 use crate::index::UnsavedStream;
 use crate::index_file::write_index_file;
+use crate::index_file_mend::{CoveredFile, covered_files, file_is_whole, rewrite_from_log};
 use crate::run_file::{
     Run, RunEntry, RunSet, entries_from_unsaved, key_hash, run_file_name, write_run,
 };
@@ -75,7 +76,23 @@ impl IndexSaver {
                 runs.catch_up();
                 runs.publish();
                 let mut failed = false;
-                for work in to_write {
+                let mut to_check = runs.covered_index_files();
+                loop {
+                    // Saves come first; the covered index files are checked between them.
+                    let work = match to_check.first() {
+                        Some(_) => match to_write.try_recv() {
+                            Ok(work) => work,
+                            Err(TryRecvError::Empty) => {
+                                runs.mend_index_file(&to_check.remove(0));
+                                continue;
+                            }
+                            Err(TryRecvError::Disconnected) => break,
+                        },
+                        None => match to_write.recv() {
+                            Ok(work) => work,
+                            Err(_) => break,
+                        },
+                    };
                     let contents = match work {
                         Work::File(contents) => contents,
                         Work::Flushed(done) => {
@@ -347,6 +364,39 @@ impl RunWriter {
             self.stopped = true;
         }
         self.publish();
+    }
+
+    /// The index files the runs cover, which a tail-only open counted from their
+    /// summaries without reading them through (none in the other mode: its open read
+    /// every file whole).
+    fn covered_index_files(&self) -> Vec<CoveredFile> {
+        let Some(runs_to) = self.runs.covers_to() else {
+            return Vec::new();
+        };
+        if !self.shared.config.index_memory_tail_only || self.stopped {
+            return Vec::new();
+        }
+        covered_files(&self.shared.index_dir, runs_to).unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot list the index files to check them");
+            Vec::new()
+        })
+    }
+
+    /// Reads an index file the runs cover whole, and writes it again from the log when
+    /// it is damaged or missing (the runs heal from these files: `run_heal`).
+    fn mend_index_file(&self, file: &CoveredFile) {
+        if file_is_whole(file) {
+            return;
+        }
+        let kept = self.shared.config.system_streams;
+        match rewrite_from_log(file, &self.shared.segments, &self.runs, kept) {
+            Ok(()) => {
+                tracing::warn!(file = %file.path.display(), "a damaged or missing index file was written again from the log");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "an index file stays damaged; if a run needs it, the next open rebuilds the index from the log");
+            }
+        }
     }
 
     /// Hands the runs to the index; with `index_memory_tail_only`, the index then drops

@@ -229,6 +229,22 @@ fn read_summary_keeping(index_file: &Path, keep_postings: bool) -> Option<FileSu
     matches.then_some(summary)
 }
 
+/// The counts the summary of `index_file` recorded, whether or not the file is still
+/// what it describes (a file whose body, header or trailer was damaged since, or that is
+/// gone): the summary's own checksum vouches for what the file held when whole.
+pub(crate) fn read_recorded_summary_counts(index_file: &Path) -> Option<FileSummary> {
+    let path = summary_path(index_file);
+    if std::fs::metadata(&path).ok()?.len() > SUMMARY_BYTES_MAX {
+        return None;
+    }
+    FileSummary::from_bytes(&std::fs::read(&path).ok()?, false)
+}
+
+/// The range the summary of `index_file` says that file covers ([`read_recorded_summary_counts`]).
+pub(crate) fn recorded_coverage(index_file: &Path) -> Option<(u64, u64)> {
+    read_recorded_summary_counts(index_file).map(|summary| (summary.covers_from, summary.covers_to))
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,

@@ -13,8 +13,10 @@
 //!
 //! Every block carries its own CRC32C: each directory block (128 entries), each record's
 //! head (header, key, metadata) and each chunk of 512 positions, checked on every read;
-//! the header, fences and trailer share one, checked by [`Run::open`], which reads only
-//! them, so opening does not grow with the run's records. A mismatch is an error, never
+//! the header, fences, key filter and trailer share one, checked by [`Run::open`], which
+//! reads only them, so opening does not grow with the run's records. The key filter
+//! (`run_filter`, version 3) answers most lookups of keys the run does not hold without a
+//! read. A mismatch is an error, never
 //! an answer: the run removes its file ([`Run::discard`]) so that the next open rebuilds
 //! it from the log. Runs are written under a temporary name, synced, then renamed: a crash
 //! leaves either the whole run or a `.tmp` file that is never read (and removed).
@@ -38,13 +40,17 @@ use std::path::{Path, PathBuf};
 
 use strata_core::{Error, Result};
 
+use crate::run_filter::{FILTER_HEADER_BYTES, KeyFilter};
+
 #[cfg(test)]
 pub(crate) use crate::run_set::KeyHead;
 pub(crate) use crate::run_set::{RunCheck, RunSet, merge_runs, open_runs, run_file_name};
 
 pub(crate) const RUN_MAGIC: &[u8; 8] = b"STRATRUN";
-/// Version 1 had one checksum over the whole file; its runs are rebuilt.
-pub(crate) const RUN_VERSION: u32 = 2;
+/// Version 1 had one checksum over the whole file; its runs are rebuilt. Version 3 added
+/// the key filter (`run_filter`); runs of version 2 are still read, without one.
+pub(crate) const RUN_VERSION: u32 = 3;
+const RUN_VERSION_WITHOUT_FILTER: u32 = 2;
 /// Magic, version, reserved.
 pub(crate) const RUN_HEADER_BYTES: u64 = 16;
 /// covers_from, covers_to, key count, position count, directory offset, fences offset,
@@ -107,7 +113,27 @@ impl RunEntry {
 
 /// Sorts entries into run order; two entries with the same kind and key are refused.
 pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
-    entries.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    // Each key hashed once (a comparison hashing both sides made this the saver's
+    // largest cost), an order of indexes sorted, then the entries moved into it.
+    let hashes: Vec<u64> = entries
+        .iter()
+        .map(|entry| key_hash(entry.kind, &entry.key))
+        .collect();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        (hashes[a], entries[a].kind, &entries[a].key).cmp(&(
+            hashes[b],
+            entries[b].kind,
+            &entries[b].key,
+        ))
+    });
+    let sorted: Vec<RunEntry> = order
+        .iter()
+        .map(|&at| std::mem::take(&mut entries[at]))
+        .collect();
+    for (slot, entry) in entries.iter_mut().zip(sorted) {
+        *slot = entry;
+    }
     if let Some(pair) = entries
         .windows(2)
         .find(|pair| pair[0].kind == pair[1].kind && pair[0].key == pair[1].key)
@@ -253,16 +279,33 @@ pub(crate) fn write_run(
         .and_then(|inner| inner.into_inner().map_err(|error| error.into_error()))
         .map_err(io)?;
     directory.seek(SeekFrom::Start(0)).map_err(io)?;
-    let directory_bytes =
-        std::io::copy(&mut BufReader::with_capacity(1 << 16, directory), &mut out).map_err(io)?;
+    // The directory is copied block by block, its hashes filling the key filter.
+    let mut filter = KeyFilter::with_capacity(key_count);
+    let mut directory = BufReader::with_capacity(1 << 16, directory);
+    let mut block = vec![0u8; FENCE_STRIDE * DIRECTORY_ENTRY_BYTES + CHECKSUM_BYTES];
+    let mut remaining = key_count;
+    while remaining > 0 {
+        let entries = remaining.min(FENCE_STRIDE as u64) as usize;
+        let block = &mut block[..entries * DIRECTORY_ENTRY_BYTES + CHECKSUM_BYTES];
+        directory.read_exact(block).map_err(io)?;
+        for entry in block[..entries * DIRECTORY_ENTRY_BYTES].chunks_exact(DIRECTORY_ENTRY_BYTES) {
+            filter.insert(u64_at(entry, 0));
+        }
+        out.write_all(block).map_err(io)?;
+        remaining -= entries as u64;
+    }
+    drop(directory);
     let _ = std::fs::remove_file(&directory_path);
-    let fences_offset = directory_offset + directory_bytes;
+    let fences_offset = directory_offset + directory_section_bytes(key_count);
     let mut crc = crc32c::crc32c(&header);
     for fence in &fences {
         let bytes = fence.to_le_bytes();
         crc = crc32c::crc32c_append(crc, &bytes);
         out.write_all(&bytes).map_err(io)?;
     }
+    let filter_bytes = filter.to_bytes();
+    crc = crc32c::crc32c_append(crc, &filter_bytes);
+    out.write_all(&filter_bytes).map_err(io)?;
     let mut trailer = [0u8; RUN_TRAILER_BYTES as usize];
     for (at, word) in [
         covers_from,
@@ -459,6 +502,8 @@ pub(crate) struct Run {
     directory_offset: u64,
     /// The hash of directory entry `i × FENCE_STRIDE`.
     fences: Vec<u64>,
+    /// The key filter (`None` in a run of version 2, which has none).
+    filter: Option<KeyFilter>,
     /// Set when a read found the run damaged (its file is then removed).
     discarded: std::sync::atomic::AtomicBool,
     /// Whether finding it damaged removes its file (not when only checking it) and
@@ -501,7 +546,9 @@ impl Run {
             return Err("does not start and end with the run magic (incomplete?)".into());
         }
         let version = u32_at(&header, 8);
-        if version != RUN_VERSION || u32_at(&trailer, 48) != RUN_VERSION {
+        if !(RUN_VERSION_WITHOUT_FILTER..=RUN_VERSION).contains(&version)
+            || u32_at(&trailer, 48) != version
+        {
             return Err(format!("has unsupported version {version}"));
         }
         let covers_from = u64_at(&trailer, 0);
@@ -511,26 +558,45 @@ impl Run {
         let directory_offset = u64_at(&trailer, 32);
         let fences_offset = u64_at(&trailer, 40);
         let fence_count = key_count.div_ceil(FENCE_STRIDE as u64);
+        // Fences, then (version 3) the key filter, then the trailer.
+        let fences_end = fences_offset.checked_add(fence_count * 8);
+        let filter_bytes = fences_end
+            .and_then(|end| length.checked_sub(RUN_TRAILER_BYTES)?.checked_sub(end))
+            .unwrap_or(u64::MAX);
+        let filter_fits = if version == RUN_VERSION_WITHOUT_FILTER {
+            filter_bytes == 0
+        } else {
+            (FILTER_HEADER_BYTES as u64..length).contains(&filter_bytes)
+        };
         let fits = key_count < u64::MAX / 64
             && covers_from <= covers_to
             && directory_offset >= RUN_HEADER_BYTES
             && directory_offset.checked_add(directory_section_bytes(key_count))
                 == Some(fences_offset)
-            && fences_offset.checked_add(fence_count * 8 + RUN_TRAILER_BYTES) == Some(length);
+            && filter_fits;
         if !fits {
             return Err("has a trailer that does not fit its size".into());
         }
-        let mut fence_bytes =
-            vec![0u8; usize::try_from(fence_count * 8).map_err(|_| "has too many keys")?];
-        read_at(&file, &mut fence_bytes, fences_offset)?;
+        let mut tail = vec![
+            0u8;
+            usize::try_from(fence_count * 8 + filter_bytes)
+                .map_err(|_| "has too many keys")?
+        ];
+        read_at(&file, &mut tail, fences_offset)?;
         let crc = crc32c::crc32c_append(
-            crc32c::crc32c_append(crc32c::crc32c(&header), &fence_bytes),
+            crc32c::crc32c_append(crc32c::crc32c(&header), &tail),
             &trailer[..68],
         );
         if crc != u32_at(&trailer, 68) {
             return Err("fails its checksum".into());
         }
-        let fences = decode_positions(&fence_bytes);
+        let (fence_bytes, filter_bytes) = tail.split_at(fence_count as usize * 8);
+        let filter = if version == RUN_VERSION_WITHOUT_FILTER {
+            None
+        } else {
+            Some(KeyFilter::from_bytes(filter_bytes)?)
+        };
+        let fences = decode_positions(fence_bytes);
         if fences.windows(2).any(|pair| pair[0] > pair[1]) {
             return Err("has fences out of order".into());
         }
@@ -543,6 +609,7 @@ impl Run {
             position_count,
             directory_offset,
             fences,
+            filter,
             discarded: std::sync::atomic::AtomicBool::new(false),
             remove_when_damaged: true,
             replacement: std::sync::OnceLock::new(),
@@ -563,9 +630,10 @@ impl Run {
         &self.path
     }
 
-    /// Bytes of memory this open run holds beyond its struct (the fences).
+    /// Bytes of memory this open run holds beyond its struct (the fences and the key
+    /// filter).
     pub(crate) fn resident_bytes(&self) -> usize {
-        self.fences.capacity() * 8
+        self.fences.capacity() * 8 + self.filter.as_ref().map_or(0, KeyFilter::resident_bytes)
     }
 
     /// Where directory block `block` starts.
@@ -602,6 +670,13 @@ impl Run {
 
     fn get_here(&self, kind: u8, key: &[u8]) -> Result<Option<RunRecord>> {
         let hash = key_hash(kind, key);
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|filter| !filter.may_contain(hash))
+        {
+            return Ok(None);
+        }
         // The first block whose fence is ≥ the hash may start past keys of the same hash:
         // start in the block before it.
         let first_block = self
@@ -806,6 +881,13 @@ impl Run {
                     return Err(
                         self.damaged(&format!("has directory entry {key} with a wrong hash"))
                     );
+                }
+                if self
+                    .filter
+                    .as_ref()
+                    .is_some_and(|filter| !filter.may_contain(hash))
+                {
+                    return Err(self.damaged(&format!("has a key filter without key {key}")));
                 }
                 key += 1;
             }

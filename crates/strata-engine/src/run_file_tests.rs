@@ -101,7 +101,11 @@ fn a_run_answers_what_was_written_without_loading_it() {
     write_run(&path, 64, 64 * 40_000, entries.clone()).unwrap();
     let run = Run::open(&path).unwrap();
     assert_eq!(run.key_count, entries.len() as u64);
-    assert!(run.resident_bytes() <= (entries.len() / FENCE_STRIDE + 1) * 8 * 2);
+    // The fences and the key filter (10 bits a key).
+    assert!(
+        run.resident_bytes()
+            <= (entries.len() / FENCE_STRIDE + 1) * 8 * 2 + (entries.len() * 10 / 64 + 1) * 8
+    );
     let scanned: Vec<RunEntry> = run.scan().unwrap().map(Result::unwrap).collect();
     assert_eq!(scanned, entries);
     let mut set = RunSet::default();
@@ -814,4 +818,62 @@ fn runs_saved_from_the_index_answer_as_the_index() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Rewrites a run as version 2 wrote it: no key filter.
+fn rewrite_without_filter(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut trailer = bytes[bytes.len() - RUN_TRAILER_BYTES as usize..].to_vec();
+    let fences_end = u64_at(&trailer, 40) + u64_at(&trailer, 16).div_ceil(FENCE_STRIDE as u64) * 8;
+    let mut out = bytes[..fences_end as usize].to_vec();
+    out[8..12].copy_from_slice(&2u32.to_le_bytes());
+    trailer[48..52].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c_append(
+            crc32c::crc32c(&out[..RUN_HEADER_BYTES as usize]),
+            &out[u64_at(&trailer, 40) as usize..],
+        ),
+        &trailer[..68],
+    );
+    trailer[68..72].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&trailer);
+    std::fs::write(path, out).unwrap();
+}
+
+/// A run written before the key filter (version 2) still opens and answers every key,
+/// present and absent; the same run with its filter answers the same, and keys it does
+/// not hold are mostly refused by the filter alone.
+#[test]
+fn a_run_without_a_key_filter_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut model = BTreeMap::new();
+    let entries = random_entries(&mut rng, &mut model, 64, 64 * 20_000, 400);
+    let path = dir.path().join(run_file_name(64, 64 * 20_000));
+    write_run(&path, 64, 64 * 20_000, entries.clone()).unwrap();
+    let filtered = Run::open(&path).unwrap();
+    let filter = filtered.filter.clone().unwrap();
+    let absent: Vec<Vec<u8>> = (0..2_000)
+        .map(|number| format!("absent-{number}").into_bytes())
+        .collect();
+    let refused = absent
+        .iter()
+        .filter(|key| !filter.may_contain(key_hash(KIND_STREAM, key)))
+        .count();
+    assert!(
+        refused > 1_900,
+        "only {refused} of 2,000 absent keys refused"
+    );
+    drop(filtered);
+
+    rewrite_without_filter(&path);
+    let run = Run::open(&path).unwrap();
+    assert!(run.filter.is_none());
+    assert_eq!(run.check_whole().unwrap(), entries.len() as u64);
+    for key in &absent {
+        assert!(run.get(KIND_STREAM, key).unwrap().is_none());
+    }
+    let mut set = RunSet::default();
+    set.push(run).unwrap();
+    check_against(&set, &model);
 }
