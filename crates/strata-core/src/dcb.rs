@@ -31,10 +31,9 @@ pub fn tags_of(metadata: &[u8]) -> Vec<String> {
     {
         return Vec::new();
     }
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(metadata) else {
-        return Vec::new();
-    };
-    let Some(serde_json::Value::Array(values)) = object.get(TAGS_KEY) else {
+    let Some(serde_json::Value::Array(values)) =
+        crate::metadata_key::metadata_value(metadata, TAGS_KEY)
+    else {
         return Vec::new();
     };
     let mut tags: Vec<String> = Vec::with_capacity(values.len());

@@ -34,6 +34,7 @@ mod filter;
 mod leadership;
 mod limits;
 mod metadata;
+mod metadata_key;
 mod multi_append;
 mod progress;
 pub mod rules;

@@ -177,9 +177,10 @@ pub fn correlation_id(metadata: &[u8]) -> Option<String> {
     {
         return None;
     }
-    let value: serde_json::Value = serde_json::from_slice(metadata).ok()?;
-    let id = value.get(CORRELATION_ID_KEY)?.as_str()?;
-    (!id.is_empty()).then(|| id.to_owned())
+    match crate::metadata_key::metadata_value(metadata, CORRELATION_ID_KEY)? {
+        serde_json::Value::String(id) if !id.is_empty() => Some(id),
+        _ => None,
+    }
 }
 
 /// An event under an index, with its revision there.

@@ -478,7 +478,13 @@ impl Writer {
             if run_ends {
                 let first = &plan.records[run_start];
                 let mut keys = RunKeys::default();
-                for record in &plan.records[run_start..index] {
+                // Without the system streams nothing is filed under keys (`add_run`).
+                let keyed = if self.shared.config.system_streams {
+                    &plan.records[run_start..index]
+                } else {
+                    &[]
+                };
+                for record in keyed {
                     let (event_type, metadata): (&str, &[u8]) = match &record.body {
                         RecordBody::Proposed(at) => {
                             (&events[*at].event_type, &events[*at].metadata)
