@@ -70,11 +70,41 @@ pub(crate) fn read(
 }
 
 fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
-    if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key)
+    if let Some(filter) = &options.filter
         && shared.config.system_streams
     {
-        return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
+        if let Some(key) = filter.index_key() {
+            return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
+        }
+        if let Some(scanned) = crate::filtered_reader::read(
+            shared,
+            options,
+            filter,
+            bound.examined_max,
+            bound.wanted,
+        )? {
+            return Ok(scanned);
+        }
     }
+    scan(shared, options, bound)
+}
+
+/// As [`read`], always by a scan of the log (tests compare the index's answers with it).
+#[cfg(test)]
+pub(crate) fn read_by_scan(
+    shared: &Shared,
+    options: &ReadAllOptions,
+    examined_max: usize,
+) -> Result<Scanned> {
+    let bound = Bound {
+        examined_max: examined_max.clamp(1, EXAMINED_EVENTS_MAX),
+        scanned_bytes_max: SCANNED_BYTES_MAX,
+        wanted: options.max_count,
+    };
+    scan(shared, options, bound)
+}
+
+fn scan(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
     let end = shared.durable_end.load(Ordering::Acquire);
     let reader = AllReader { shared };
     match options.direction {

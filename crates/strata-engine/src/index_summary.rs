@@ -53,9 +53,13 @@ pub(crate) struct FileSummary {
 }
 
 impl FileSummary {
-    /// Adds the summary to `index`'s counts. The secondary keys' counts are not kept:
-    /// the runs say them when a read needs them.
+    /// Adds the summary to `index`'s counts, and its category and event-type names to
+    /// the catalog. The secondary keys' counts are not kept: the runs say them when a
+    /// read needs them.
     pub(crate) fn apply(&self, index: &mut Index) {
+        for (kind, name, _) in &self.postings {
+            index.secondary.note_name(*kind, name);
+        }
         index.count_in_runs(
             self.streams_started,
             self.events,
