@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use strata_core::{
-    AllSlice, Direction, Error, EventFilter, Position, ReadAllOptions, ReadFrom, Result,
+    AllSlice, Direction, Error, Position, ReadAllOptions, ReadFrom, Result,
 };
 
 use crate::format::{

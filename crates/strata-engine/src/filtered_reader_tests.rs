@@ -21,7 +21,7 @@ fn config(tail_only: bool) -> Config {
     }
 }
 
-async fn append(store: &Store, stream: &str, event_type: &str, data: &str) {
+async fn append(store: &Store, stream: &str, event_type: &str, data: &'static str) {
     store
         .append(
             &name(stream),
@@ -313,3 +313,4 @@ async fn index_files_without_the_rest_key_are_rebuilt() {
     assert!(shipped < 100, "{shipped}");
     store.close();
 }
+

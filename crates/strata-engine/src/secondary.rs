@@ -142,7 +142,7 @@ impl TypeNames {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub(crate) enum Kind {
     Category = 1,
     EventType = 2,
@@ -197,7 +197,7 @@ impl Catalog {
     }
 
     /// Every name seen, or `None` when there were too many to keep.
-    pub(crate) fn names(&self) -> Option<impl Iterator<Item = &str>> {
+    pub(crate) fn names(&self) -> Option<impl Iterator<Item = &str> + '_> {
         (!self.overflowed).then(|| self.names.iter().map(|name| &**name))
     }
 }
