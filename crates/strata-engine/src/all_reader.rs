@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use strata_core::{
-    AllSlice, Direction, Error, Position, ReadAllOptions, ReadFrom, Result,
-};
+use strata_core::{AllSlice, Direction, Error, Position, ReadAllOptions, ReadFrom, Result};
 
 use crate::format::{
     Frame, FrameError, KIND_PADDING, KIND_SKIP, SEGMENT_HEADER_BYTES, StreamNameCache,
@@ -76,13 +74,9 @@ fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Resu
         if let Some(key) = filter.index_key() {
             return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
         }
-        if let Some(scanned) = crate::filtered_reader::read(
-            shared,
-            options,
-            filter,
-            bound.examined_max,
-            bound.wanted,
-        )? {
+        if let Some(scanned) =
+            crate::filtered_reader::read(shared, options, filter, bound.examined_max, bound.wanted)?
+        {
             return Ok(scanned);
         }
     }

@@ -54,7 +54,10 @@ pub(crate) fn keys_of(
                 return None;
             }
             for name in names(Kind::EventType)? {
-                if prefixes.iter().any(|prefix| name.starts_with(prefix.as_str())) {
+                if prefixes
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix.as_str()))
+                {
                     keys.push((Kind::EventType, name.to_owned()));
                 }
             }

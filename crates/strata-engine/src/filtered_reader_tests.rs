@@ -190,10 +190,14 @@ fn assert_windows_cover_the_scan(store: &Store) {
     let shared = &store.shared;
     for filter in served_filters() {
         for direction in [Direction::Forwards, Direction::Backwards] {
-            let all = all_reader::read_by_scan(shared, &options(direction, &filter, usize::MAX), EXAMINED_EVENTS_MAX)
-                .unwrap()
-                .slice
-                .events;
+            let all = all_reader::read_by_scan(
+                shared,
+                &options(direction, &filter, usize::MAX),
+                EXAMINED_EVENTS_MAX,
+            )
+            .unwrap()
+            .slice
+            .events;
             let mut options = options(direction, &filter, usize::MAX);
             let mut seen = Vec::new();
             let mut marks = Vec::new();
@@ -201,7 +205,11 @@ fn assert_windows_cover_the_scan(store: &Store) {
                 let window = all_reader::read(shared, &options, 3).unwrap();
                 assert!(window.examined_count <= 3);
                 seen.extend(window.slice.events.iter().map(|event| event.position));
-                marks.push((seen.len(), window.slice.last_examined, window.slice.next_position));
+                marks.push((
+                    seen.len(),
+                    window.slice.last_examined,
+                    window.slice.next_position,
+                ));
                 if window.slice.is_end {
                     break;
                 }
@@ -285,7 +293,10 @@ async fn sparse_filters_are_served_from_the_index_and_the_cost_guard_scans() {
     assert!(orders < total / 8, "{orders} of {total}");
     // Noise is most of the log: the guard scans.
     assert_eq!(examined(&store, type_prefixes(&["Noise"])), total);
-    assert_eq!(examined(&store, EventFilter::exclude_system_events()), total);
+    assert_eq!(
+        examined(&store, EventFilter::exclude_system_events()),
+        total
+    );
     // No key serves a stream regex or an empty prefix.
     let regex = EventFilter::regex(FilterTarget::StreamName, "^order-").unwrap();
     assert_eq!(examined(&store, regex), total);
@@ -316,4 +327,3 @@ async fn index_files_without_the_rest_key_are_rebuilt() {
     assert!(shipped < 100, "{shipped}");
     store.close();
 }
-
