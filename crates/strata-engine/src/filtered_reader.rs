@@ -110,6 +110,9 @@ pub(crate) fn read(
     examined_max: usize,
     wanted: usize,
 ) -> Result<Option<Scanned>> {
+    // The durable end first: every event before it is already in the index, so the keys
+    // taken next (the catalog's names) cover every event the read may return.
+    let end = shared.durable_end.load(Ordering::Acquire);
     let (keys, events_total) = {
         let index = shared.index.read();
         if !index.secondary.enabled() {
@@ -120,8 +123,6 @@ pub(crate) fn read(
             None => return Ok(None),
         }
     };
-    // The durable end first: every position before it is already in the index.
-    let end = shared.durable_end.load(Ordering::Acquire);
     let start = start_of(shared, options.from, end)?;
     let forwards = options.direction == Direction::Forwards;
     if wanted == 0 || (forwards && start >= end) {
