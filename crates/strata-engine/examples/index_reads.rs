@@ -1,7 +1,8 @@
 //! Measures the secondary indexes of issue 13 on the embedded engine, in one run:
 //! appends with the indexes on and off, a `$ce-<category>` read (1 of 100 categories), and
 //! an `$all` read that selects 1% of the log by event type — through the index
-//! (`$idx-et-<type>`) and by the scanning filter it replaces.
+//! (`$idx-et-<type>`), by the ordinary event-type prefix filter the index now serves, and
+//! by that same filter scanning the store written with the indexes off.
 //!
 //! `cargo run --release -p strata-engine --example index_reads -- DIR [EVENTS [ROUNDS]]`
 //! (DIR must not exist; it is removed at the end). The `$ce-` read is made ROUNDS times
@@ -46,6 +47,7 @@ async fn main() {
     let append_off = append(&dir.join("off"), events, false).await;
     let append_on = append(&dir.join("on"), events, true).await;
     let store = Store::open(dir.join("on"), config(true)).expect("open");
+    let store_off = Store::open(dir.join("off"), config(false)).expect("open");
 
     let category = StreamName::new("cat7").expect("name");
     let mut category_rate = 0f64;
@@ -58,22 +60,28 @@ async fn main() {
     assert_eq!(read, events / CATEGORIES);
 
     let indexed = filtered_read(&store, "$idx-et-Rare", FilterTarget::StreamName).await;
-    let scanned = filtered_read(&store, "Rare", FilterTarget::EventType).await;
-    assert_eq!(indexed.0, scanned.0, "both reads find the same events");
+    let ordinary = filtered_read(&store, "Rare", FilterTarget::EventType).await;
+    let scanned = filtered_read(&store_off, "Rare", FilterTarget::EventType).await;
+    assert_eq!(indexed.0, scanned.0, "the reads find the same events");
+    assert_eq!(ordinary.0, scanned.0, "the reads find the same events");
     store.close();
     drop(store);
+    store_off.close();
+    drop(store_off);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 
     println!(
         "{{\"events\":{events},\"append_events_per_s_indexes_off\":{append_off:.0},\
          \"append_events_per_s_indexes_on\":{append_on:.0},\
          \"ce_read_events_per_s\":{category_rate:.0},\"ce_events\":{read},\"ce_rounds\":{rounds},\
-         \"type_filter_matches\":{},\"idx_read_ms\":{:.2},\"scan_read_ms\":{:.2},\
-         \"idx_speedup\":{:.1}}}",
+         \"type_filter_matches\":{},\"idx_read_ms\":{:.2},\"prefix_read_ms\":{:.2},\
+         \"scan_read_ms\":{:.2},\"idx_speedup\":{:.1},\"prefix_speedup\":{:.1}}}",
         indexed.0,
         indexed.1 * 1e3,
+        ordinary.1 * 1e3,
         scanned.1 * 1e3,
-        scanned.1 / indexed.1
+        scanned.1 / indexed.1,
+        scanned.1 / ordinary.1
     );
 }
 

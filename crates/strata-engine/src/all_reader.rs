@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use strata_core::{
-    AllSlice, Direction, Error, EventFilter, Position, ReadAllOptions, ReadFrom, Result,
-};
+use strata_core::{AllSlice, Direction, Error, Position, ReadAllOptions, ReadFrom, Result};
 
 use crate::format::{
     Frame, FrameError, KIND_PADDING, KIND_SKIP, SEGMENT_HEADER_BYTES, StreamNameCache,
@@ -70,11 +68,37 @@ pub(crate) fn read(
 }
 
 fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
-    if let Some(key) = options.filter.as_ref().and_then(EventFilter::index_key)
+    if let Some(filter) = &options.filter
         && shared.config.system_streams
     {
-        return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
+        if let Some(key) = filter.index_key() {
+            return crate::indexed_reader::read(shared, options, &key, bound.examined_max);
+        }
+        if let Some(scanned) =
+            crate::filtered_reader::read(shared, options, filter, bound.examined_max, bound.wanted)?
+        {
+            return Ok(scanned);
+        }
     }
+    scan(shared, options, bound)
+}
+
+/// As [`read`], always by a scan of the log (tests compare the index's answers with it).
+#[cfg(test)]
+pub(crate) fn read_by_scan(
+    shared: &Shared,
+    options: &ReadAllOptions,
+    examined_max: usize,
+) -> Result<Scanned> {
+    let bound = Bound {
+        examined_max: examined_max.clamp(1, EXAMINED_EVENTS_MAX),
+        scanned_bytes_max: SCANNED_BYTES_MAX,
+        wanted: options.max_count,
+    };
+    scan(shared, options, bound)
+}
+
+fn scan(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
     let end = shared.durable_end.load(Ordering::Acquire);
     let reader = AllReader { shared };
     match options.direction {
@@ -361,8 +385,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Config::small_for_tests()).unwrap();
         write(&store, "noise-1", "Noise", 25).await;
-        let nothing =
-            EventFilter::prefixes(FilterTarget::StreamName, vec!["order-".into()]).unwrap();
+        // A stream-name regex: no index serves it, the read scans.
+        let nothing = EventFilter::regex(FilterTarget::StreamName, "^order-").unwrap();
         let all = store
             .read_all(ReadAllOptions::forwards())
             .await
@@ -440,8 +464,8 @@ mod tests {
         write(&store, "noise-1", "Noise", 6).await;
         write(&store, "order-1", "Placed", 1).await;
         write(&store, "noise-1", "Noise", 6).await;
-        let orders =
-            EventFilter::prefixes(FilterTarget::StreamName, vec!["order-".into()]).unwrap();
+        // A stream-name regex: no index serves it, the read scans.
+        let orders = EventFilter::regex(FilterTarget::StreamName, "^order-").unwrap();
         let first = store
             .read_all_window(ReadAllOptions::forwards().filter(orders.clone()), 4)
             .await

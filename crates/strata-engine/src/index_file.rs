@@ -33,6 +33,9 @@ const INDEX_VERSION: u32 = 3;
 const INDEX_VERSION_OLDEST: u32 = 1;
 /// Header flag (the word after the version): the file holds the secondary indexes' postings.
 const HEADER_FLAG_SECONDARY: u32 = 1;
+/// Header flag: the secondary postings include the rest key (`Kind::Rest`). A file that
+/// keeps the secondary indexes without it is unusable: the open rebuilds from the log.
+const HEADER_FLAG_REST: u32 = 2;
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_METADATA: u8 = 2;
 /// Magic, version, reserved, covers_from, covers_to, stream count.
@@ -79,7 +82,7 @@ pub(crate) fn write_index_file(
     bytes.extend_from_slice(INDEX_MAGIC);
     bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
     let header_flags = if secondary_kept {
-        HEADER_FLAG_SECONDARY
+        HEADER_FLAG_SECONDARY | HEADER_FLAG_REST
     } else {
         0
     };
@@ -293,6 +296,9 @@ fn check_usable(version: u32, flags: u32, index: &Index) -> Result<(), String> {
             "was written with the secondary indexes {}",
             if kept { "on" } else { "off" }
         ));
+    }
+    if kept && flags & HEADER_FLAG_REST == 0 {
+        return Err("holds no rest key (written before ordinary filters were indexed)".into());
     }
     Ok(())
 }
@@ -533,6 +539,44 @@ pub(crate) fn run_entries_of(
         return Err("holds bytes after its contents".into());
     }
     Ok((coverage, entries))
+}
+
+/// Rewrites an index file as it was written before ordinary filters were indexed (no
+/// rest key, no flag saying it holds one), for tests of old stores.
+#[cfg(test)]
+pub(crate) fn rewrite_without_rest_key(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let (body, _, _) = check_index_bytes(&bytes).unwrap();
+    let mut cursor = Cursor {
+        bytes: body,
+        at: HEADER_BYTES - 8,
+    };
+    let mut summary = FileSummary::default();
+    for _ in 0..cursor.u64().unwrap() {
+        count_stream_record(&mut cursor, &mut summary).unwrap();
+    }
+    let postings_at = cursor.at;
+    let mut kept = Vec::new();
+    let mut kept_count = 0u64;
+    for _ in 0..cursor.u64().unwrap() {
+        let record_start = cursor.at;
+        let kind = cursor.take(1).unwrap()[0];
+        let name_len = usize::from(cursor.u16().unwrap());
+        cursor.take(name_len).unwrap();
+        cursor.skip_positions().unwrap();
+        if kind != Kind::Rest as u8 {
+            kept.extend_from_slice(&body[record_start..cursor.at]);
+            kept_count += 1;
+        }
+    }
+    let mut out = body[..postings_at].to_vec();
+    out.extend_from_slice(&kept_count.to_le_bytes());
+    out.extend_from_slice(&kept);
+    let flags = header_flags(body) & !HEADER_FLAG_REST;
+    out[12..16].copy_from_slice(&flags.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, out).unwrap();
 }
 
 /// Rewrites an index file as version 2 wrote it (no postings), for tests of old stores.

@@ -53,9 +53,13 @@ pub(crate) struct FileSummary {
 }
 
 impl FileSummary {
-    /// Adds the summary to `index`'s counts. The secondary keys' counts are not kept:
-    /// the runs say them when a read needs them.
+    /// Adds the summary to `index`'s counts, and its category and event-type names to
+    /// the catalog. The secondary keys' counts are not kept: the runs say them when a
+    /// read needs them.
     pub(crate) fn apply(&self, index: &mut Index) {
+        for (kind, name, _) in &self.postings {
+            index.secondary.note_name(*kind, name);
+        }
         index.count_in_runs(
             self.streams_started,
             self.events,
@@ -140,7 +144,8 @@ impl FileSummary {
         }
         for _ in 0..cursor.u64()? {
             let kind = Kind::from_byte(cursor.take(1)?[0])?;
-            if keep_postings {
+            // An open keeps the category and event-type names for the catalog.
+            if keep_postings || matches!(kind, Kind::Category | Kind::EventType) {
                 let name = cursor.name()?;
                 summary.postings.push((kind, name, cursor.u64()?));
             } else {
@@ -199,7 +204,8 @@ pub(crate) fn read_summary(index_file: &Path) -> Option<FileSummary> {
     read_summary_keeping(index_file, true)
 }
 
-/// As [`read_summary`], without the secondary keys' counts (what an open needs).
+/// As [`read_summary`], with only the category and event-type keys (what an open needs:
+/// their names fill the catalog).
 pub(crate) fn read_summary_counts(index_file: &Path) -> Option<FileSummary> {
     read_summary_keeping(index_file, false)
 }

@@ -193,7 +193,7 @@ fn near(positions: &[u64], direction: Direction, start: u64, wanted: usize) -> &
 
 /// Up to `wanted` positions in `[start, end)` from the ascending `lists`, ascending and
 /// without repeats (an event may be under several keys).
-fn merge_forwards(lists: &[&[u64]], start: u64, end: u64, wanted: usize) -> Vec<u64> {
+pub(crate) fn merge_forwards(lists: &[&[u64]], start: u64, end: u64, wanted: usize) -> Vec<u64> {
     let mut cursors: Vec<usize> = lists
         .iter()
         .map(|list| list.partition_point(|&position| position < start))
@@ -219,7 +219,7 @@ fn merge_forwards(lists: &[&[u64]], start: u64, end: u64, wanted: usize) -> Vec<
 
 /// Up to `wanted` positions before `start` from the ascending `lists`, descending and
 /// without repeats.
-fn merge_backwards(lists: &[&[u64]], start: u64, wanted: usize) -> Vec<u64> {
+pub(crate) fn merge_backwards(lists: &[&[u64]], start: u64, wanted: usize) -> Vec<u64> {
     // Each cursor is one past the next position to take.
     let mut cursors: Vec<usize> = lists
         .iter()

@@ -37,6 +37,7 @@ mod config;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod faults;
+mod filtered_reader;
 mod format;
 mod id_file;
 mod id_index;

@@ -71,9 +71,9 @@ pub(crate) const FENCE_STRIDE: usize = 128;
 const FLAG_TOMBSTONE: u8 = 1;
 /// Record flag: the record carries the stream's parsed metadata (JSON).
 const FLAG_METADATA: u8 = 2;
-/// The kind of a stream's key; secondary index kinds are 1 to 6.
+/// The kind of a stream's key; secondary index kinds are 1 to 7 (7: the rest key).
 pub(crate) const KIND_STREAM: u8 = 0;
-const KIND_MAX: u8 = 6;
+const KIND_MAX: u8 = 7;
 /// Bytes read at once when a record is looked up: most records (header, name, a few
 /// positions) fit, so one read answers.
 const RECORD_READ_BYTES: usize = 512;

@@ -142,7 +142,7 @@ impl TypeNames {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub(crate) enum Kind {
     Category = 1,
     EventType = 2,
@@ -150,16 +150,57 @@ pub(crate) enum Kind {
     StreamStarts = 4,
     CategoryStreams = 5,
     Tag = 6,
+    /// Engine-internal, named "": the events `$all` returns that lack an event-type key or
+    /// a category key (events of system streams, tombstones, links of user streams,
+    /// events of user streams without a category). With the category and event-type
+    /// keys it lets ordinary `$all` filters be served from the index (`filtered_reader`).
+    Rest = 7,
 }
 
-const ALL_KINDS: [Kind; 6] = [
+const ALL_KINDS: [Kind; 7] = [
     Kind::Category,
     Kind::EventType,
     Kind::Correlation,
     Kind::StreamStarts,
     Kind::CategoryStreams,
     Kind::Tag,
+    Kind::Rest,
 ];
+
+/// The name of the single key of [`Kind::Rest`].
+pub(crate) const REST_NAME: &str = "";
+
+/// Names kept per kind in a [`Catalog`]; past it the kind is marked overflowed.
+pub(crate) const CATALOG_NAMES_MAX: usize = 65_536;
+
+/// The names of one kind's keys (categories or event types) as far as the store has
+/// seen them, so a prefix or a regex can be turned into keys (the runs, sorted by hash,
+/// cannot be listed). Names may outlive their events (a scavenge): harmless.
+#[derive(Default)]
+pub(crate) struct Catalog {
+    names: hashbrown::HashSet<Arc<str>>,
+    /// More names than [`CATALOG_NAMES_MAX`] were seen: the list is incomplete.
+    overflowed: bool,
+}
+
+impl Catalog {
+    fn add(&mut self, name: &str) {
+        if self.overflowed || self.names.contains(name) {
+            return;
+        }
+        if self.names.len() >= CATALOG_NAMES_MAX {
+            self.overflowed = true;
+            self.names = hashbrown::HashSet::new();
+            return;
+        }
+        self.names.insert(Arc::from(name));
+    }
+
+    /// Every name seen, or `None` when there were too many to keep.
+    pub(crate) fn names(&self) -> Option<impl Iterator<Item = &str> + '_> {
+        (!self.overflowed).then(|| self.names.iter().map(|name| &**name))
+    }
+}
 
 impl Kind {
     pub(crate) fn from_byte(byte: u8) -> Option<Kind> {
@@ -205,8 +246,11 @@ fn postings_entry<'map>(
 pub(crate) struct SecondaryIndexes {
     /// False when the store keeps no secondary indexes (`Config::system_streams`).
     enabled: bool,
-    /// One map per kind; `StreamStarts` has the single name "".
-    maps: [HashMap<Arc<str>, Postings>; 6],
+    /// One map per kind; `StreamStarts` and `Rest` have the single name "".
+    maps: [HashMap<Arc<str>, Postings>; 7],
+    /// The names of the categories and of the event types ever filed or loaded.
+    categories: Catalog,
+    event_types: Catalog,
     /// Keys changed since the last index file.
     dirty: Vec<(Kind, Arc<str>)>,
     /// The sorted runs hold older positions than memory's (memory dropped what they
@@ -226,6 +270,8 @@ impl SecondaryIndexes {
         Self {
             enabled,
             maps: Default::default(),
+            categories: Catalog::default(),
+            event_types: Catalog::default(),
             dirty: Vec::new(),
             older_in_runs: false,
         }
@@ -237,6 +283,25 @@ impl SecondaryIndexes {
 
     fn map(&self, kind: Kind) -> &HashMap<Arc<str>, Postings> {
         &self.maps[kind as usize - 1]
+    }
+
+    /// The names seen of `kind`'s keys: categories and event types only (`None` for the
+    /// other kinds).
+    pub(crate) fn catalog(&self, kind: Kind) -> Option<&Catalog> {
+        match kind {
+            Kind::Category => Some(&self.categories),
+            Kind::EventType => Some(&self.event_types),
+            _ => None,
+        }
+    }
+
+    /// Notes that a key of `kind` named `name` exists (an index file or its summary lists it).
+    pub(crate) fn note_name(&mut self, kind: Kind, name: &str) {
+        match kind {
+            Kind::Category => self.categories.add(name),
+            Kind::EventType => self.event_types.add(name),
+            _ => {}
+        }
     }
 
     /// The postings of `key`, if any event is under it.
@@ -331,12 +396,18 @@ impl SecondaryIndexes {
 
     /// The postings of a key, made empty if missing.
     fn postings_entry(&mut self, kind: Kind, name: &str) -> &mut Postings {
+        if !self.map(kind).contains_key(name) {
+            self.note_name(kind, name);
+        }
         let first_revision = (!self.older_in_runs).then_some(0);
         postings_entry(&mut self.maps[kind as usize - 1], name, first_revision).1
     }
 
     /// The postings of a key about to gain positions (listed for the next index file).
     fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
+        if !self.map(kind).contains_key(name) {
+            self.note_name(kind, name);
+        }
         let first_revision = (!self.older_in_runs).then_some(0);
         let (key, postings) =
             postings_entry(&mut self.maps[kind as usize - 1], name, first_revision);
@@ -353,8 +424,9 @@ impl SecondaryIndexes {
     }
 
     /// Indexes a run of consecutive events of `stream` from `first_revision` (the rules of
-    /// `strata_core::system_streams::index_keys`). Each key is looked up once per run of
-    /// events that share it, not once per event.
+    /// `strata_core::system_streams::index_keys`), and files under [`Kind::Rest`] the
+    /// records that lack a category or an event-type key. Each key is looked up once per
+    /// run of events that share it, not once per event.
     pub(crate) fn add_run(
         &mut self,
         stream: &str,
@@ -362,16 +434,31 @@ impl SecondaryIndexes {
         positions: &[u64],
         keys: &RunKeys,
     ) {
-        if !self.enabled
-            || keys.event_types.len() != positions.len()
-            || positions.is_empty()
-            || !is_indexed_stream(stream)
-        {
+        if !self.enabled || positions.is_empty() {
+            return;
+        }
+        if keys.event_types.len() != positions.len() || !is_indexed_stream(stream) {
+            // Records of system streams and tombstones: under no category or type.
+            self.add_positions(Kind::Rest, REST_NAME, positions.iter().copied());
             return;
         }
         let system = stream.starts_with('$');
         let category = category_of(stream);
         let is_link = |event_type: &Arc<str>| &**event_type == LINK_EVENT_TYPE;
+        if category.is_none() {
+            self.add_positions(Kind::Rest, REST_NAME, positions.iter().copied());
+        } else {
+            let links = || {
+                positions
+                    .iter()
+                    .zip(&keys.event_types)
+                    .filter(|(_, event_type)| is_link(event_type))
+                    .map(|(&position, _)| position)
+            };
+            if links().next().is_some() {
+                self.add_positions(Kind::Rest, REST_NAME, links());
+            }
+        }
         let events = || positions.iter().copied().zip(&keys.event_types);
         if let Some(category) = category {
             let indexed = || {
@@ -646,6 +733,7 @@ mod tests {
         }
         let total: usize = indexes
             .iter()
+            .filter(|(kind, _, _)| *kind != Kind::Rest)
             .map(|(_, _, postings)| postings.positions.len())
             .sum();
         assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
@@ -697,6 +785,7 @@ mod tests {
         }
         let total: usize = indexes
             .iter()
+            .filter(|(kind, _, _)| *kind != Kind::Rest)
             .map(|(_, _, postings)| postings.positions.len())
             .sum();
         assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());

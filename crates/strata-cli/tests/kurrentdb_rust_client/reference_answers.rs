@@ -127,9 +127,11 @@ async fn filtered_subscriptions_checkpoint_every_window_of_events_examined() {
     let noise = if (before + 10) % 4 == 0 { 11 } else { 10 };
     append_new(&client, "noise-1", StreamState::Any, noise).await;
     let history = read_all(&client, &ReadAllOptions::default()).await;
-    // The Rust client sends the window (`max`) with a checkpoint multiplier of 1.
+    // The Rust client sends the window (`max`) with a checkpoint multiplier of 1. A
+    // stream-name regex: the engine serves prefix filters from its indexes, looking only at
+    // the keys' events (docs/INDEXES.md, "Ordinary filters"); a regex looks at every event.
     let filter = SubscriptionFilter::on_stream_name()
-        .add_prefix("wanted-")
+        .regex("^wanted-")
         .max(4);
     let options = SubscribeToAllOptions::default()
         .position(StreamPosition::Start)
