@@ -9,14 +9,13 @@
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
-    DecodeContext, WireType, bytes, check_wire_type, decode_key, decode_varint, message,
-    skip_field,
+    DecodeContext, WireType, bytes, check_wire_type, decode_key, decode_varint, message, skip_field,
 };
 use prost::{DecodeError, Message};
 use strata_core::ContentType;
 
 use crate::convert::{CONTENT_TYPE_KEY, TYPE_KEY};
-use crate::proto::event_store::client::Uuid;
+use crate::proto::event_store::client::{Uuid, uuid as wire};
 use crate::read_answer::{bytes_len, message_len, put_bytes, put_message_header};
 
 /// A proposed event on the wire.
@@ -86,7 +85,10 @@ impl ProposedMetadata {
 
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         [
-            (TYPE_KEY.as_bytes(), self.event_type.as_deref().map(str::as_bytes)),
+            (
+                TYPE_KEY.as_bytes(),
+                self.event_type.as_deref().map(str::as_bytes),
+            ),
             (CONTENT_TYPE_KEY.as_bytes(), self.content_type.as_deref()),
         ]
         .into_iter()
@@ -126,6 +128,10 @@ mod field {
     pub(super) const DATA: u32 = 4;
     pub(super) const ENTRY_KEY: u32 = 1;
     pub(super) const ENTRY_VALUE: u32 = 2;
+    pub(super) const UUID_STRUCTURED: u32 = 1;
+    pub(super) const UUID_STRING: u32 = 2;
+    pub(super) const UUID_MOST_SIGNIFICANT: u32 = 1;
+    pub(super) const UUID_LEAST_SIGNIFICANT: u32 = 2;
 }
 
 impl Message for ProposedMessage {
@@ -150,12 +156,11 @@ impl Message for ProposedMessage {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            field::ID => message::merge(
-                wire_type,
-                self.id.get_or_insert_with(Uuid::default),
-                buf,
-                ctx,
-            ),
+            field::ID => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let id = self.id.get_or_insert_with(Uuid::default);
+                in_place(buf, |mut body| merge_uuid(id, &mut body, ctx))
+            }
             field::METADATA => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 in_place(buf, |mut entry| {
@@ -257,6 +262,50 @@ fn read_entry<'a>(
         ));
     }
     Ok((key, value))
+}
+
+/// Merges a `UUID` message into `id` as prost's generated code does (a repeated `oneof`
+/// case merges into the one present, the other case replaces it), without its nested calls.
+fn merge_uuid(id: &mut Uuid, body: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(body)?;
+        match tag {
+            field::UUID_STRUCTURED => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let mut fields = slice(body)?;
+                if !matches!(id.value, Some(wire::Value::Structured(_))) {
+                    id.value = Some(wire::Value::Structured(wire::Structured::default()));
+                }
+                let Some(wire::Value::Structured(halves)) = &mut id.value else {
+                    unreachable!("set just above");
+                };
+                while !fields.is_empty() {
+                    let (tag, wire_type) = decode_key(&mut fields)?;
+                    match tag {
+                        field::UUID_MOST_SIGNIFICANT | field::UUID_LEAST_SIGNIFICANT => {
+                            check_wire_type(WireType::Varint, wire_type)?;
+                            let half = decode_varint(&mut fields)?.cast_signed();
+                            if tag == field::UUID_MOST_SIGNIFICANT {
+                                halves.most_significant_bits = half;
+                            } else {
+                                halves.least_significant_bits = half;
+                            }
+                        }
+                        _ => skip_field(wire_type, tag, &mut fields, ctx.clone())?,
+                    }
+                }
+            }
+            field::UUID_STRING => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let text = utf8(slice(body)?).ok_or_else(|| {
+                    decode_error("invalid string value: data is not UTF-8 encoded")
+                })?;
+                id.value = Some(wire::Value::String(text.to_owned()));
+            }
+            _ => skip_field(wire_type, tag, body, ctx.clone())?,
+        }
+    }
+    Ok(())
 }
 
 /// A map entry's body; as prost, an empty key or value is left out.
@@ -398,8 +447,11 @@ mod tests {
 
     #[test]
     fn truncated_and_mistyped_input_is_refused_as_prost_refuses_it() {
-        let sent = generated(&[("type", "OrderPlaced"), ("content-type", "application/json")])
-            .encode_to_vec();
+        let sent = generated(&[
+            ("type", "OrderPlaced"),
+            ("content-type", "application/json"),
+        ])
+        .encode_to_vec();
         for cut in 1..sent.len() {
             let truncated = &sent[..cut];
             assert_eq!(
@@ -421,10 +473,71 @@ mod tests {
     #[test]
     fn known_and_other_content_types_read_back() {
         for mime in ["application/json", "application/octet-stream", "text/csv"] {
-            let decoded =
-                ProposedMessage::decode(generated(&[("content-type", mime)]).encode_to_vec().as_slice())
-                    .unwrap();
+            let decoded = ProposedMessage::decode(
+                generated(&[("content-type", mime)])
+                    .encode_to_vec()
+                    .as_slice(),
+            )
+            .unwrap();
             assert_eq!(decoded.metadata.content_type(), Some(mime));
+        }
+    }
+
+    /// Both UUID forms, repeated and mixed, with unknown fields, decode as prost decodes them.
+    #[test]
+    fn ids_in_either_form_decode_as_prost_decodes_them() {
+        let structured = |high: i64, low: i64| Uuid {
+            value: Some(uuid::Value::Structured(uuid::Structured {
+                most_significant_bits: high,
+                least_significant_bits: low,
+            })),
+        };
+        let text = |text: &str| Uuid {
+            value: Some(uuid::Value::String(text.to_owned())),
+        };
+        let ids = [
+            structured(-1, i64::MIN),
+            structured(0x0011_2233_4455_6677, 0x7788),
+            text("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+            text("not checked here"),
+        ];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for first in &ids {
+            for second in &ids {
+                let with_id = |id: &Uuid| {
+                    Generated {
+                        id: Some(id.clone()),
+                        ..Generated::default()
+                    }
+                    .encode_to_vec()
+                };
+                let mut bytes = with_id(first);
+                bytes.extend(with_id(second));
+                cases.push(bytes);
+            }
+        }
+        // Only the high half, then only the low half: merged into one.
+        let mut halves = vec![0x0a, 4, 0x0a, 2, 0x08, 5];
+        halves.extend([0x0a, 4, 0x0a, 2, 0x10, 9]);
+        cases.push(halves);
+        // An unknown varint field in the UUID and in its halves.
+        cases.push(vec![0x0a, 8, 0x18, 1, 0x0a, 4, 0x08, 3, 0x20, 4]);
+        for bytes in cases {
+            let ours = ProposedMessage::decode(bytes.as_slice()).unwrap();
+            let prost = Generated::decode(bytes.as_slice()).unwrap();
+            assert_eq!(ours.id, prost.id, "{bytes:?}");
+        }
+        for refused in [
+            &[0x0a, 3, 0x12, 1, 0xff][..],    // a string id that is not UTF-8
+            &[0x0a, 4, 0x0a, 2, 0x09, 1][..], // a half of the wrong wire type
+            &[0x0a, 4, 0x0a, 5, 0x08, 1][..], // halves longer than the id
+            &[0x08, 1][..],                   // the id as a varint
+        ] {
+            assert!(ProposedMessage::decode(refused).is_err(), "{refused:?}");
+            assert!(
+                Generated::decode(refused).is_err(),
+                "prost too: {refused:?}"
+            );
         }
     }
 }
