@@ -80,7 +80,7 @@ async fn read_events(
         };
         let event = proposed_event(
             proposed.id.as_ref(),
-            &proposed.metadata,
+            proposed.metadata,
             proposed.custom_metadata,
             proposed.data,
         )?;

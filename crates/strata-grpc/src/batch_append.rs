@@ -210,7 +210,7 @@ impl Call {
         for message in messages {
             match proposed_event(
                 message.id.as_ref(),
-                &message.metadata,
+                message.metadata,
                 message.custom_metadata,
                 message.data,
             ) {

@@ -7,9 +7,10 @@ use std::any::TypeId;
 use std::marker::PhantomData;
 
 use prost::Message;
+use prost::bytes::Buf;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
-use tonic_prost::{ProstDecoder, ProstEncoder};
+use tonic_prost::ProstEncoder;
 
 use crate::proto::event_store::client::streams::{AppendReq, AppendResp};
 use crate::read_answer::ReadAnswer;
@@ -65,31 +66,40 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        StrataDecoder(ProstDecoder::new(buffer_settings::<U>()))
+        StrataDecoder {
+            settings: buffer_settings::<U>(),
+            _message: PhantomData,
+        }
     }
 }
 
-pub(crate) struct StrataDecoder<U>(ProstDecoder<U>);
+pub(crate) struct StrataDecoder<U> {
+    settings: BufferSettings,
+    _message: PhantomData<U>,
+}
 
 impl<U: Message + Default> Decoder for StrataDecoder<U> {
     type Item = U;
     type Error = Status;
 
+    /// Takes the message's bytes out of tonic's buffer as one `Bytes` (no copy) and decodes
+    /// from that: every `bytes` field is then a slice of it, and the decoder reads a plain
+    /// contiguous buffer instead of going through tonic's `DecodeBuf` for each field.
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0.decode(buf).map_err(|status| {
+        let message = buf.copy_to_bytes(buf.remaining());
+        U::decode(message).map(Some).map_err(|error| {
             Status::invalid_argument(format!(
-                "the request is not a valid {} message: {}",
+                "the request is not a valid {} message: {error}",
                 std::any::type_name::<U>()
                     .rsplit("::")
                     .next()
                     .unwrap_or("protobuf"),
-                status.message()
             ))
         })
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        self.0.buffer_settings()
+        self.settings
     }
 }
 

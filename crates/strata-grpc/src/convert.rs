@@ -78,12 +78,12 @@ pub(crate) fn wire_uuid(id: EventId, format: UuidFormat) -> Uuid {
 /// required metadata; `application/json` marks JSON.
 pub(crate) fn proposed_event(
     id: Option<&Uuid>,
-    metadata: &ProposedMetadata,
+    mut metadata: ProposedMetadata,
     custom_metadata: Bytes,
     data: Bytes,
 ) -> Result<ProposedEvent, Status> {
     let id = event_id(id)?;
-    let event_type = metadata.event_type().ok_or_else(|| {
+    let event_type = metadata.take_event_type().ok_or_else(|| {
         invalid(format!(
             "event {id} lacks the required metadata property {TYPE_KEY:?}"
         ))
@@ -95,7 +95,7 @@ pub(crate) fn proposed_event(
     })?;
     Ok(ProposedEvent {
         id,
-        event_type: event_type.to_owned(),
+        event_type,
         content_type: if content_type == ContentType::Json.as_mime() {
             ContentType::Json
         } else {
@@ -181,7 +181,7 @@ mod tests {
             [(CONTENT_TYPE_KEY.to_owned(), "application/json".to_owned())]
                 .into_iter()
                 .collect();
-        let refused = proposed_event(Some(&id), &metadata, Bytes::new(), Bytes::new()).unwrap_err();
+        let refused = proposed_event(Some(&id), metadata, Bytes::new(), Bytes::new()).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
         assert!(refused.message().contains("type"));
     }

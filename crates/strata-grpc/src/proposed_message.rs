@@ -1,18 +1,21 @@
 //! `ProposedMessage`, the event of an Append or BatchAppend request (both protocols' messages
 //! have the same fields, so one type serves both), with a hand-written decoder: the
-//! `metadata` map is no `HashMap` of `String`s but slices of the request's buffer, the two
-//! keys the server reads (`type`, `content-type`) in their own fields. A 1,000-event append
-//! so costs no map and no `String` per metadata entry. Strings are checked to be UTF-8 as
-//! prost checks them, and a later entry for a key replaces an earlier one, as in a map.
+//! `metadata` map is no `HashMap` of `String`s. Each entry is read in place from the
+//! request's bytes; the two keys the server reads get their own fields (the event type as
+//! the `String` the store takes, a known content type as a static string), other entries
+//! are copied out (the server ignores them). A 1,000-event append so costs no map and no
+//! reference-counted slice per metadata entry. Strings are checked to be UTF-8 as prost
+//! checks them, and a later entry for a key replaces an earlier one, as in a map.
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
-    DecodeContext, WireType, bytes, check_wire_type, decode_key, merge_loop, message, skip_field,
+    DecodeContext, WireType, bytes, check_wire_type, decode_key, decode_varint, message, skip_field,
 };
 use prost::{DecodeError, Message};
+use strata_core::ContentType;
 
 use crate::convert::{CONTENT_TYPE_KEY, TYPE_KEY};
-use crate::proto::event_store::client::Uuid;
+use crate::proto::event_store::client::{Uuid, uuid as wire};
 use crate::read_answer::{bytes_len, message_len, put_bytes, put_message_header};
 
 /// A proposed event on the wire.
@@ -27,7 +30,7 @@ pub(crate) struct ProposedMessage {
 /// The `map<string, string>` of a proposed event; keys and values are UTF-8.
 #[derive(Clone, PartialEq, Default, Debug)]
 pub(crate) struct ProposedMetadata {
-    event_type: Option<Bytes>,
+    event_type: Option<String>,
     content_type: Option<Bytes>,
     /// Any other entries, in the order they came (the server ignores them).
     other: Vec<(Bytes, Bytes)>,
@@ -35,7 +38,7 @@ pub(crate) struct ProposedMetadata {
 
 impl ProposedMetadata {
     /// The two entries every proposed event carries.
-    pub(crate) fn new(event_type: impl Into<Bytes>, content_type: impl Into<Bytes>) -> Self {
+    pub(crate) fn new(event_type: impl Into<String>, content_type: impl Into<Bytes>) -> Self {
         Self {
             event_type: Some(event_type.into()),
             content_type: Some(content_type.into()),
@@ -43,28 +46,49 @@ impl ProposedMetadata {
         }
     }
 
+    /// The `type` entry, taken out (the store keeps it as it is).
+    pub(crate) fn take_event_type(&mut self) -> Option<String> {
+        self.event_type.take()
+    }
+
+    #[cfg(test)]
     pub(crate) fn event_type(&self) -> Option<&str> {
-        self.event_type.as_deref().and_then(utf8)
+        self.event_type.as_deref()
     }
 
     pub(crate) fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref().and_then(utf8)
     }
 
-    fn insert(&mut self, key: Bytes, value: Bytes) {
-        match &key[..] {
-            key if key == TYPE_KEY.as_bytes() => self.event_type = Some(value),
-            key if key == CONTENT_TYPE_KEY.as_bytes() => self.content_type = Some(value),
-            _ => match self.other.iter_mut().find(|(known, _)| *known == key) {
-                Some((_, old)) => *old = value,
-                None => self.other.push((key, value)),
-            },
+    /// Records an entry read from the wire (both halves already checked to be UTF-8).
+    fn insert(&mut self, key: &[u8], value: &[u8]) {
+        match key {
+            key if key == TYPE_KEY.as_bytes() => {
+                let value = utf8(value).unwrap_or_default();
+                match &mut self.event_type {
+                    Some(old) => value.clone_into(old),
+                    None => self.event_type = Some(value.to_owned()),
+                }
+            }
+            key if key == CONTENT_TYPE_KEY.as_bytes() => {
+                self.content_type = Some(known_content_type(value));
+            }
+            _ => {
+                let value = Bytes::copy_from_slice(value);
+                match self.other.iter_mut().find(|(known, _)| *known == key) {
+                    Some((_, old)) => *old = value,
+                    None => self.other.push((Bytes::copy_from_slice(key), value)),
+                }
+            }
         }
     }
 
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         [
-            (TYPE_KEY.as_bytes(), self.event_type.as_deref()),
+            (
+                TYPE_KEY.as_bytes(),
+                self.event_type.as_deref().map(str::as_bytes),
+            ),
             (CONTENT_TYPE_KEY.as_bytes(), self.content_type.as_deref()),
         ]
         .into_iter()
@@ -73,11 +97,20 @@ impl ProposedMetadata {
     }
 }
 
+/// The content types clients send as static strings; any other copied.
+fn known_content_type(value: &[u8]) -> Bytes {
+    [ContentType::Json, ContentType::Binary]
+        .into_iter()
+        .map(|known| known.as_mime())
+        .find(|known| known.as_bytes() == value)
+        .map_or_else(|| Bytes::copy_from_slice(value), Bytes::from)
+}
+
 impl FromIterator<(String, String)> for ProposedMetadata {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
         let mut metadata = Self::default();
         for (key, value) in entries {
-            metadata.insert(Bytes::from(key), Bytes::from(value));
+            metadata.insert(key.as_bytes(), value.as_bytes());
         }
         metadata
     }
@@ -95,6 +128,10 @@ mod field {
     pub(super) const DATA: u32 = 4;
     pub(super) const ENTRY_KEY: u32 = 1;
     pub(super) const ENTRY_VALUE: u32 = 2;
+    pub(super) const UUID_STRUCTURED: u32 = 1;
+    pub(super) const UUID_STRING: u32 = 2;
+    pub(super) const UUID_MOST_SIGNIFICANT: u32 = 1;
+    pub(super) const UUID_LEAST_SIGNIFICANT: u32 = 2;
 }
 
 impl Message for ProposedMessage {
@@ -119,17 +156,18 @@ impl Message for ProposedMessage {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            field::ID => message::merge(
-                wire_type,
-                self.id.get_or_insert_with(Uuid::default),
-                buf,
-                ctx,
-            ),
+            field::ID => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let id = self.id.get_or_insert_with(Uuid::default);
+                in_place(buf, |mut body| merge_uuid(id, &mut body, ctx))
+            }
             field::METADATA => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let (key, value) = merge_entry(buf, ctx)?;
-                self.metadata.insert(key, value);
-                Ok(())
+                in_place(buf, |mut entry| {
+                    let (key, value) = read_entry(&mut entry, ctx)?;
+                    self.metadata.insert(key, value);
+                    Ok(())
+                })
             }
             field::CUSTOM_METADATA => bytes::merge(wire_type, &mut self.custom_metadata, buf, ctx),
             field::DATA => bytes::merge(wire_type, &mut self.data, buf, ctx),
@@ -155,27 +193,119 @@ impl Message for ProposedMessage {
     }
 }
 
-/// One map entry: a key and a value, each a UTF-8 string (empty when left out).
-fn merge_entry(buf: &mut impl Buf, ctx: DecodeContext) -> Result<(Bytes, Bytes), DecodeError> {
-    let mut entry = (Bytes::new(), Bytes::new());
-    merge_loop(&mut entry, buf, ctx, |(key, value), buf, ctx| {
-        let (tag, wire_type) = decode_key(buf)?;
+#[expect(
+    deprecated,
+    reason = "prost has no other public way to name a decode error"
+)]
+fn decode_error(description: &'static str) -> DecodeError {
+    DecodeError::new(description)
+}
+
+/// Reads a length-delimited field's length, then hands `read` its bytes as one slice: in
+/// place when the buffer holds them contiguously (a request's `Bytes` always does), else
+/// from a copy. The buffer is advanced past them either way.
+fn in_place<T>(
+    buf: &mut impl Buf,
+    read: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let len = usize::try_from(decode_varint(buf)?)
+        .map_err(|_| decode_error("length does not fit in memory"))?;
+    if len > buf.remaining() {
+        return Err(decode_error("buffer underflow"));
+    }
+    if buf.chunk().len() >= len {
+        let read = read(&buf.chunk()[..len]);
+        buf.advance(len);
+        read
+    } else {
+        read(&buf.copy_to_bytes(len))
+    }
+}
+
+/// A length-delimited field's bytes, from a slice.
+fn slice<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = usize::try_from(decode_varint(input)?)
+        .map_err(|_| decode_error("length does not fit in memory"))?;
+    if len > input.len() {
+        return Err(decode_error("buffer underflow"));
+    }
+    let (head, rest) = input.split_at(len);
+    *input = rest;
+    Ok(head)
+}
+
+/// One map entry: a key and a value, each a UTF-8 string (empty when left out); a later
+/// occurrence of a field replaces an earlier one, unknown fields are skipped.
+fn read_entry<'a>(
+    entry: &mut &'a [u8],
+    ctx: DecodeContext,
+) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    while !entry.is_empty() {
+        let (tag, wire_type) = decode_key(entry)?;
         match tag {
-            field::ENTRY_KEY => bytes::merge(wire_type, key, buf, ctx),
-            field::ENTRY_VALUE => bytes::merge(wire_type, value, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
+            field::ENTRY_KEY | field::ENTRY_VALUE => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let text = slice(entry)?;
+                if tag == field::ENTRY_KEY {
+                    key = text;
+                } else {
+                    value = text;
+                }
+            }
+            _ => skip_field(wire_type, tag, entry, ctx.clone())?,
         }
-    })?;
-    if utf8(&entry.0).is_none() || utf8(&entry.1).is_none() {
-        #[expect(
-            deprecated,
-            reason = "prost has no other public way to name a decode error"
-        )]
-        return Err(DecodeError::new(
+    }
+    if utf8(key).is_none() || utf8(value).is_none() {
+        return Err(decode_error(
             "invalid string value: data is not UTF-8 encoded",
         ));
     }
-    Ok(entry)
+    Ok((key, value))
+}
+
+/// Merges a `UUID` message into `id` as prost's generated code does (a repeated `oneof`
+/// case merges into the one present, the other case replaces it), without its nested calls.
+fn merge_uuid(id: &mut Uuid, body: &mut &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(body)?;
+        match tag {
+            field::UUID_STRUCTURED => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let mut fields = slice(body)?;
+                if !matches!(id.value, Some(wire::Value::Structured(_))) {
+                    id.value = Some(wire::Value::Structured(wire::Structured::default()));
+                }
+                let Some(wire::Value::Structured(halves)) = &mut id.value else {
+                    unreachable!("set just above");
+                };
+                while !fields.is_empty() {
+                    let (tag, wire_type) = decode_key(&mut fields)?;
+                    match tag {
+                        field::UUID_MOST_SIGNIFICANT | field::UUID_LEAST_SIGNIFICANT => {
+                            check_wire_type(WireType::Varint, wire_type)?;
+                            let half = decode_varint(&mut fields)?.cast_signed();
+                            if tag == field::UUID_MOST_SIGNIFICANT {
+                                halves.most_significant_bits = half;
+                            } else {
+                                halves.least_significant_bits = half;
+                            }
+                        }
+                        _ => skip_field(wire_type, tag, &mut fields, ctx.clone())?,
+                    }
+                }
+            }
+            field::UUID_STRING => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let text = utf8(slice(body)?).ok_or_else(|| {
+                    decode_error("invalid string value: data is not UTF-8 encoded")
+                })?;
+                id.value = Some(wire::Value::String(text.to_owned()));
+            }
+            _ => skip_field(wire_type, tag, body, ctx.clone())?,
+        }
+    }
+    Ok(())
 }
 
 /// A map entry's body; as prost, an empty key or value is left out.
@@ -274,5 +404,140 @@ mod tests {
             metadata,
             ProposedMetadata::new("E", "application/octet-stream")
         );
+    }
+
+    /// The same message as prost's, decoded from `Bytes` (as the server's codec does), from
+    /// a slice, and from a buffer in two pieces split inside every field (the copying path).
+    #[test]
+    fn every_kind_of_buffer_decodes_the_same() {
+        let sent = generated(&[
+            ("type", "OrderPlaced"),
+            ("content-type", "text/plain"),
+            ("trace", "abc"),
+        ]);
+        let bytes = sent.encode_to_vec();
+        let from_slice = ProposedMessage::decode(bytes.as_slice()).unwrap();
+        let from_bytes = ProposedMessage::decode(Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(from_bytes, from_slice);
+        for split in 1..bytes.len() {
+            let (head, tail) = bytes.split_at(split);
+            let chained = ProposedMessage::decode(head.chain(tail)).unwrap();
+            assert_eq!(chained, from_slice, "split at {split}");
+        }
+        assert_eq!(from_slice.metadata.content_type(), Some("text/plain"));
+        assert_eq!(
+            Generated::decode(from_slice.encode_to_vec().as_slice()).unwrap(),
+            sent
+        );
+    }
+
+    #[test]
+    fn unknown_fields_inside_an_entry_are_skipped_and_a_repeated_field_replaces() {
+        // Field 2, an entry: key "type", an unknown varint field 3, value "A", value "B".
+        let entry = [
+            0x0a, 4, b't', b'y', b'p', b'e', 0x18, 7, 0x12, 1, b'A', 0x12, 1, b'B',
+        ];
+        let mut bytes = vec![0x12, u8::try_from(entry.len()).unwrap()];
+        bytes.extend(entry);
+        let decoded = ProposedMessage::decode(bytes.as_slice()).unwrap();
+        let prost = Generated::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded.metadata.event_type(), Some("B"));
+        assert_eq!(prost.metadata.get("type").map(String::as_str), Some("B"));
+    }
+
+    #[test]
+    fn truncated_and_mistyped_input_is_refused_as_prost_refuses_it() {
+        let sent = generated(&[
+            ("type", "OrderPlaced"),
+            ("content-type", "application/json"),
+        ])
+        .encode_to_vec();
+        for cut in 1..sent.len() {
+            let truncated = &sent[..cut];
+            assert_eq!(
+                ProposedMessage::decode(truncated).is_err(),
+                Generated::decode(truncated).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Field 2 as a varint instead of a length-delimited entry.
+        assert!(ProposedMessage::decode(&[0x10, 1][..]).is_err());
+        // An entry whose key is a varint.
+        assert!(ProposedMessage::decode(&[0x12, 2, 0x08, 1][..]).is_err());
+        // An entry's key longer than the entry.
+        assert!(ProposedMessage::decode(&[0x12, 3, 0x0a, 5, b'a'][..]).is_err());
+        // An entry longer than the message.
+        assert!(ProposedMessage::decode(&[0x12, 0x80, 0x01, 0x0a][..]).is_err());
+    }
+
+    #[test]
+    fn known_and_other_content_types_read_back() {
+        for mime in ["application/json", "application/octet-stream", "text/csv"] {
+            let decoded = ProposedMessage::decode(
+                generated(&[("content-type", mime)])
+                    .encode_to_vec()
+                    .as_slice(),
+            )
+            .unwrap();
+            assert_eq!(decoded.metadata.content_type(), Some(mime));
+        }
+    }
+
+    /// Both UUID forms, repeated and mixed, with unknown fields, decode as prost decodes them.
+    #[test]
+    fn ids_in_either_form_decode_as_prost_decodes_them() {
+        let structured = |high: i64, low: i64| Uuid {
+            value: Some(uuid::Value::Structured(uuid::Structured {
+                most_significant_bits: high,
+                least_significant_bits: low,
+            })),
+        };
+        let text = |text: &str| Uuid {
+            value: Some(uuid::Value::String(text.to_owned())),
+        };
+        let ids = [
+            structured(-1, i64::MIN),
+            structured(0x0011_2233_4455_6677, 0x7788),
+            text("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+            text("not checked here"),
+        ];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for first in &ids {
+            for second in &ids {
+                let with_id = |id: &Uuid| {
+                    Generated {
+                        id: Some(id.clone()),
+                        ..Generated::default()
+                    }
+                    .encode_to_vec()
+                };
+                let mut bytes = with_id(first);
+                bytes.extend(with_id(second));
+                cases.push(bytes);
+            }
+        }
+        // Only the high half, then only the low half: merged into one.
+        let mut halves = vec![0x0a, 4, 0x0a, 2, 0x08, 5];
+        halves.extend([0x0a, 4, 0x0a, 2, 0x10, 9]);
+        cases.push(halves);
+        // An unknown varint field in the UUID and in its halves.
+        cases.push(vec![0x0a, 8, 0x18, 1, 0x0a, 4, 0x08, 3, 0x20, 4]);
+        for bytes in cases {
+            let ours = ProposedMessage::decode(bytes.as_slice()).unwrap();
+            let prost = Generated::decode(bytes.as_slice()).unwrap();
+            assert_eq!(ours.id, prost.id, "{bytes:?}");
+        }
+        for refused in [
+            &[0x0a, 3, 0x12, 1, 0xff][..],    // a string id that is not UTF-8
+            &[0x0a, 4, 0x0a, 2, 0x09, 1][..], // a half of the wrong wire type
+            &[0x0a, 4, 0x0a, 5, 0x08, 1][..], // halves longer than the id
+            &[0x08, 1][..],                   // the id as a varint
+        ] {
+            assert!(ProposedMessage::decode(refused).is_err(), "{refused:?}");
+            assert!(
+                Generated::decode(refused).is_err(),
+                "prost too: {refused:?}"
+            );
+        }
     }
 }
