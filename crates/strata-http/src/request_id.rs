@@ -87,7 +87,10 @@ mod tests {
         for id in [&first, &second] {
             assert_eq!(id.len(), 32);
             assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
-            assert_eq!(id.to_str().unwrap().to_ascii_lowercase(), id.to_str().unwrap());
+            assert_eq!(
+                id.to_str().unwrap().to_ascii_lowercase(),
+                id.to_str().unwrap()
+            );
         }
         assert_ne!(first, second);
         assert_eq!(first.as_bytes()[..16], second.as_bytes()[..16]);

@@ -136,7 +136,12 @@ mod tests {
             .call(request)
             .await
             .unwrap_or_else(|never| match never {});
-        let id = response.headers().get(REQUEST_ID).unwrap().to_str().unwrap();
+        let id = response
+            .headers()
+            .get(REQUEST_ID)
+            .unwrap()
+            .to_str()
+            .unwrap();
         let lines = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
         let line = lines
             .lines()
