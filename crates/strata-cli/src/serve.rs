@@ -1,7 +1,7 @@
 //! `strata serve`: the KurrentDB-compatible server over the embedded engine, or over
 //! PostgreSQL with `--store postgres://...`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,12 +30,17 @@ pub(crate) fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-/// Log lines on stderr, as text or one JSON object per line.
+/// Log lines on stderr, as text or one JSON object per line; text is coloured only when
+/// stderr is a terminal and `NO_COLOR` is unset.
 fn init_logging(config: &Resolved) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("log_level {:?} is not a tracing filter", config.log_level))?;
+    // Styling is not only for people: the formatter writes each request span's styled field
+    // when the span is made, on every call, whether or not a line is logged in it.
+    let coloured = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(coloured)
         .with_writer(std::io::stderr);
     let installed = match config.log_format {
         LogFormat::Text => builder.try_init(),

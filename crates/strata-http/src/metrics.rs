@@ -19,6 +19,9 @@ use strata_persistent::GroupInfo;
 
 use crate::kept_series::{CallKind, CallSeries, GrpcActivity, IoActivity};
 
+/// Made once: a header looked up by `&str` has its name parsed on every call.
+const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+
 /// Reads gauges off a part of the node (the store, ...) when the metrics are scraped.
 type Sampler = Box<dyn Fn(&Metrics) + Send + Sync>;
 
@@ -610,7 +613,7 @@ impl Metrics {
         // (0 is OK; 12 is UNIMPLEMENTED, 4 DEADLINE_EXCEEDED).
         let status = response
             .headers()
-            .get("grpc-status")
+            .get(&GRPC_STATUS)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u32>().ok());
         let count = |kind: CallKind| {

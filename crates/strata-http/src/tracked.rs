@@ -53,16 +53,16 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let mut request: Request = request.map(Body::new);
-        let (id, mut id_value) = request_id::assign(request.headers_mut());
+        let request: Request = request.map(Body::new);
+        let mut id = request_id::assign(request.headers());
         // A new value per answer: indexed, HPACK would insert each into the connection's
         // table and evict an older entry. Sensitive values are sent as literals, never
         // indexed; the header is the same.
-        id_value.set_sensitive(true);
+        id.set_sensitive(true);
         // One field: the log formatter renders a span's fields when the span is made, on
         // every request, whether or not a line is ever logged in it; the line itself says
         // the rest.
-        let span = tracing::info_span!("request", request_id = id.as_str());
+        let span = tracing::info_span!("request", request_id = request_id::as_text(&id));
         let arrived = self.metrics.call_arrived(&request);
         let routed = span.in_scope(|| self.service.call(request));
         let metrics = Arc::clone(&self.metrics);
@@ -73,7 +73,7 @@ where
                     Err(never) => match never {},
                 };
                 metrics.call_answered(arrived, &response);
-                response.headers_mut().insert(REQUEST_ID, id_value);
+                response.headers_mut().insert(REQUEST_ID, id);
                 Ok(response)
             }
             .instrument(span),
@@ -105,5 +105,64 @@ mod tests {
         let id = response.headers().get(REQUEST_ID).unwrap();
         assert_eq!(id, "given-id");
         assert!(id.is_sensitive());
+    }
+
+    /// A line logged while the request is handled carries the request's id.
+    #[tokio::test]
+    async fn log_lines_of_a_request_carry_its_id() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let lines = Arc::clone(&lines);
+            move || LineWriter(Arc::clone(&lines))
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(writer)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let handler = || async {
+            tracing::warn!("handling it");
+            "hello"
+        };
+        let mut tracked = track(
+            Router::new().route("/", get(handler)),
+            Arc::new(Metrics::new()),
+        );
+        let request = axum::http::Request::builder()
+            .uri("/")
+            .body(Body::empty())
+            .unwrap();
+        let response = tracked
+            .call(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let id = response
+            .headers()
+            .get(REQUEST_ID)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let lines = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        let line = lines
+            .lines()
+            .find(|line| line.contains("handling it"))
+            .unwrap();
+        assert!(
+            line.contains(&format!("request{{request_id=\"{id}\"}}")),
+            "{line}"
+        );
+    }
+
+    struct LineWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LineWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
