@@ -1,6 +1,9 @@
 //! The service every request of the server goes through, around the whole router: it gives
 //! the request its id (request_id.rs), counts and times it (metrics.rs), and runs it in the
-//! request's span.
+//! request's span. It also dates the answers of everything but gRPC: `strata serve` turns
+//! hyper's automatic `Date` off on HTTP/2, where a new value each second cost every gRPC
+//! answer an HPACK table insertion and a longer search of that table (docs/BENCHMARKS.md);
+//! gRPC needs no `Date`, HTTP answers keep theirs.
 //!
 //! One service around the router, with one boxed future per call. Two
 //! `axum::middleware::from_fn` layers did the same before, but a layer on a `Router` wraps
@@ -15,6 +18,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::{BoxError, Router};
 use tower_service::Service;
@@ -54,6 +58,7 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let request: Request = request.map(Body::new);
+        let dated = !is_grpc(&request);
         let mut id = request_id::assign(request.headers());
         // A new value per answer: indexed, HPACK would insert each into the connection's
         // table and evict an older entry. Sensitive values are sent as literals, never
@@ -73,12 +78,29 @@ where
                     Err(never) => match never {},
                 };
                 metrics.call_answered(arrived, &response);
-                response.headers_mut().insert(REQUEST_ID, id);
+                let headers = response.headers_mut();
+                headers.insert(REQUEST_ID, id);
+                if dated && !headers.contains_key(header::DATE) {
+                    headers.insert(header::DATE, now_as_http_date());
+                }
                 Ok(response)
             }
             .instrument(span),
         )
     }
+}
+
+/// A gRPC call (`content-type: application/grpc`, `+proto` and the like).
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn now_as_http_date() -> HeaderValue {
+    let text = httpdate::fmt_http_date(std::time::SystemTime::now());
+    HeaderValue::from_str(&text).unwrap_or_else(|_| unreachable!("an HTTP date is ASCII"))
 }
 
 #[cfg(test)]
@@ -105,6 +127,41 @@ mod tests {
         let id = response.headers().get(REQUEST_ID).unwrap();
         assert_eq!(id, "given-id");
         assert!(id.is_sensitive());
+    }
+
+    /// HTTP answers are dated by `Tracked` (hyper's own `Date` is off on HTTP/2); gRPC
+    /// answers are not, and a `Date` the handler set is kept.
+    #[tokio::test]
+    async fn answers_other_than_grpc_carry_a_date() {
+        let router = Router::new().route("/", get(|| async { "hello" })).route(
+            "/dated",
+            get(|| async { ([(header::DATE, "Sun, 06 Nov 1994 08:49:37 GMT")], "old") }),
+        );
+        let mut tracked = track(router, Arc::new(Metrics::new()));
+        let mut date_of = async |path: &str, content_type: &str| {
+            let request = axum::http::Request::builder()
+                .uri(path)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::empty())
+                .unwrap();
+            let response = tracked
+                .call(request)
+                .await
+                .unwrap_or_else(|never| match never {});
+            response.headers().get(header::DATE).cloned()
+        };
+        let date = date_of("/", "application/json").await.expect("dated");
+        let when = httpdate::parse_http_date(date.to_str().unwrap()).expect("an HTTP date");
+        let age = std::time::SystemTime::now()
+            .duration_since(when)
+            .unwrap_or_default();
+        assert!(age.as_secs() < 60, "{date:?} is now");
+        assert_eq!(date_of("/", "application/grpc").await, None);
+        assert_eq!(date_of("/", "application/grpc+proto").await, None);
+        assert_eq!(
+            date_of("/dated", "text/plain").await.unwrap(),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
     }
 
     /// A line logged while the request is handled carries the request's id.

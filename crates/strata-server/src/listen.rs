@@ -479,7 +479,9 @@ fn connection_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> 
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-        .enable_connect_protocol();
+        .enable_connect_protocol()
+        // gRPC answers need no `Date`; `Tracked` dates the others (strata-http tracked.rs).
+        .auto_date_header(false);
     builder
 }
 
