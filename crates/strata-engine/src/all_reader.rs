@@ -59,12 +59,7 @@ pub(crate) fn read(
     options: &ReadAllOptions,
     examined_max: usize,
 ) -> Result<Scanned> {
-    let bound = Bound {
-        examined_max: examined_max.clamp(1, EXAMINED_EVENTS_MAX),
-        scanned_bytes_max: SCANNED_BYTES_MAX,
-        wanted: options.max_count,
-    };
-    read_bounded(shared, options, bound)
+    read_bounded(shared, options, Bound::of(options, examined_max))
 }
 
 fn read_bounded(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
@@ -90,12 +85,7 @@ pub(crate) fn read_by_scan(
     options: &ReadAllOptions,
     examined_max: usize,
 ) -> Result<Scanned> {
-    let bound = Bound {
-        examined_max: examined_max.clamp(1, EXAMINED_EVENTS_MAX),
-        scanned_bytes_max: SCANNED_BYTES_MAX,
-        wanted: options.max_count,
-    };
-    scan(shared, options, bound)
+    scan(shared, options, Bound::of(options, examined_max))
 }
 
 fn scan(shared: &Shared, options: &ReadAllOptions, bound: Bound) -> Result<Scanned> {
@@ -113,6 +103,17 @@ struct Bound {
     scanned_bytes_max: u64,
     /// Matching events wanted.
     wanted: usize,
+}
+
+impl Bound {
+    /// A page of `options` looking at no more than `examined_max` events.
+    fn of(options: &ReadAllOptions, examined_max: usize) -> Self {
+        Self {
+            examined_max: examined_max.clamp(1, EXAMINED_EVENTS_MAX),
+            scanned_bytes_max: SCANNED_BYTES_MAX,
+            wanted: options.max_count,
+        }
+    }
 }
 
 /// Collects the events of one scan and decides when it stops.

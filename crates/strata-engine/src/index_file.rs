@@ -245,11 +245,16 @@ pub(crate) fn count_from_summary(path: &Path, index: &mut Index, runs_to: u64) -
     {
         return None;
     }
+    Some(counted(&summary, index))
+}
+
+/// Counts what `summary` says into `index`; returns its range.
+fn counted(summary: &FileSummary, index: &mut Index) -> Coverage {
     summary.apply(index);
-    Some(Coverage {
+    Coverage {
         covers_from: summary.covers_from,
         covers_to: summary.covers_to,
-    })
+    }
 }
 
 /// Counts an index file the runs cover that is damaged or missing, from what its summary
@@ -271,11 +276,7 @@ pub(crate) fn count_from_recorded_summary(
     {
         return None;
     }
-    summary.apply(index);
-    Some(Coverage {
-        covers_from: summary.covers_from,
-        covers_to: summary.covers_to,
-    })
+    Some(counted(&summary, index))
 }
 
 fn header_flags(body: &[u8]) -> u32 {

@@ -109,6 +109,13 @@ mod tests {
 
     use super::*;
 
+    async fn answer(tracked: &mut Tracked, request: axum::http::Request<Body>) -> Response {
+        tracked
+            .call(request)
+            .await
+            .unwrap_or_else(|never| match never {})
+    }
+
     /// The answer's id is sent as a never-indexed literal, so HPACK does not churn the
     /// connection's table with a new value per answer.
     #[tokio::test]
@@ -120,10 +127,7 @@ mod tests {
             .header(REQUEST_ID, "given-id")
             .body(Body::empty())
             .unwrap();
-        let response = tracked
-            .call(request)
-            .await
-            .unwrap_or_else(|never| match never {});
+        let response = answer(&mut tracked, request).await;
         let id = response.headers().get(REQUEST_ID).unwrap();
         assert_eq!(id, "given-id");
         assert!(id.is_sensitive());
@@ -144,10 +148,7 @@ mod tests {
                 .header(header::CONTENT_TYPE, content_type)
                 .body(Body::empty())
                 .unwrap();
-            let response = tracked
-                .call(request)
-                .await
-                .unwrap_or_else(|never| match never {});
+            let response = answer(&mut tracked, request).await;
             response.headers().get(header::DATE).cloned()
         };
         let date = date_of("/", "application/json").await.expect("dated");
@@ -189,10 +190,7 @@ mod tests {
             .uri("/")
             .body(Body::empty())
             .unwrap();
-        let response = tracked
-            .call(request)
-            .await
-            .unwrap_or_else(|never| match never {});
+        let response = answer(&mut tracked, request).await;
         let id = response
             .headers()
             .get(REQUEST_ID)
