@@ -1,11 +1,13 @@
 //! One top-level value of an event's JSON metadata (`$correlationId`, `$tags`), found
 //! without building the whole document: the writer asks this of every event that names the
-//! key, so the other values are only checked, never kept. The answer is the one
-//! `serde_json::from_slice::<Value>` then `get(key)` gives, whatever the input.
+//! key, so the other values are only checked, never kept: as the whole parse checks them
+//! (UTF-8, escapes, numbers in range, nesting depth), which `IgnoredAny` does not. The
+//! answer is the one `serde_json::from_slice::<Value>` then `get(key)` gives, whatever the
+//! input.
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The value of `key` in the JSON object `metadata` (the last one when it repeats);
@@ -48,10 +50,65 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             if name == self.key {
                 found = Some(map.next_value::<Value>()?);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Checked)?;
             }
         }
         Ok(found)
+    }
+}
+
+/// A value parsed as the whole document parses it, and dropped.
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        while map.next_key_seed(Checked)?.is_some() {
+            map.next_value_seed(Checked)?;
+        }
+        Ok(())
     }
 }
 
@@ -85,6 +142,12 @@ mod tests {
             r#"{"$tags":["a","b","a"],"$correlationId":""}"#,
             "",
             "{}",
+            // Values the whole parse refuses, beside the key.
+            r#"{"$correlationId":"c","x":1e400}"#,
+            r#"{"$correlationId":"c","x":"\ud800"}"#,
+            r#"{"$correlationId":"c","x":"\q"}"#,
+            r#"{"$correlationId":"c","x":[1,]}"#,
+            r#"{"$correlationId":"c","x":-}"#,
         ];
         for case in cases {
             for key in ["$correlationId", "$tags"] {
@@ -95,10 +158,31 @@ mod tests {
                 );
             }
         }
-        let not_utf8 = b"{\"$correlationId\":\"\xff\"}";
-        assert_eq!(
-            metadata_value(not_utf8, "$correlationId"),
-            as_before(not_utf8, "$correlationId")
+        let deep = format!(
+            r#"{{"$correlationId":"c","x":{}{}}}"#,
+            "[".repeat(130),
+            "]".repeat(130)
         );
+        let shallow = format!(
+            r#"{{"$correlationId":"c","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let bytes: [&[u8]; 4] = [
+            b"{\"$correlationId\":\"\xff\"}",
+            b"{\"$correlationId\":\"c\",\"x\":\"\xff\"}",
+            deep.as_bytes(),
+            shallow.as_bytes(),
+        ];
+        for case in bytes {
+            assert_eq!(
+                metadata_value(case, "$correlationId"),
+                as_before(case, "$correlationId"),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        assert_eq!(metadata_value(deep.as_bytes(), "$correlationId"), None);
+        assert!(metadata_value(shallow.as_bytes(), "$correlationId").is_some());
     }
 }

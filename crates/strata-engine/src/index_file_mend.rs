@@ -11,6 +11,9 @@
 //! tombstone, metadata and secondary key as the save wrote them; a stream's first revision
 //! in the file is how many revisions it had before the range, which the runs (they cover
 //! the log from its start past the range) tell by a binary search of its positions.
+//! A range a scavenge touched is not written again (the removed events are gone from the
+//! log, not from the file): the file stays damaged, and a run that then needs it makes the
+//! next open rebuild the index from the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,6 +124,16 @@ pub(crate) fn rewrite_from_log(
         .ok_or_else(|| corrupt("nothing says where its range ends".into()))?;
     if runs.covers_to().is_none_or(|runs_to| runs_to < covers_to) {
         return Err(corrupt("the runs do not cover its range".into()));
+    }
+    // A scavenge rewrites segments, not index files: the file held the removed events'
+    // positions under their keys, which the log no longer has. Written from the log, its
+    // secondary keys would count fewer events than the runs say and shift the revisions of
+    // a run healed from it.
+    if covers_to > file.covers_from
+        && (segments.segment_of(file.covers_from)..=segments.segment_of(covers_to - 1))
+            .any(|segment| segments.is_scavenged(segment))
+    {
+        return Err(corrupt("its range holds scavenged segments".into()));
     }
     let mut index = Index::new(secondary_kept);
     // Streams continue from revisions the runs hold.

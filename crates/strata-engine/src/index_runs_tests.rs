@@ -432,6 +432,86 @@ async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
     assert!(report.is_ok(), "{report}");
 }
 
+/// An index file over a range a scavenge rewrote is not written again from the log: it
+/// held the removed events under their secondary keys, the log no longer does.
+#[tokio::test]
+async fn a_covered_index_file_over_a_scavenged_range_is_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::small_for_tests();
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
+    for number in 0..8 {
+        let stream = name(&format!("big-{number}"));
+        let events = (0..40)
+            .map(|_| ProposedEvent::json("Big", data.clone()))
+            .collect();
+        store
+            .append(&stream, ExpectedRevision::Any, events)
+            .await
+            .unwrap();
+        let metadata = StreamMetadata {
+            max_count: Some(2),
+            ..StreamMetadata::default()
+        };
+        store
+            .set_stream_metadata(&stream, ExpectedRevision::Any, &metadata)
+            .await
+            .unwrap();
+    }
+    fill(&store, 0).await;
+    store.close();
+    drop(store);
+    let report = Store::scavenge_closed(
+        dir.path(),
+        config.clone(),
+        strata_core::ScavengeOptions::default(),
+    )
+    .unwrap();
+    assert!(report.events_removed > 0);
+    // More files after the scavenged segments.
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    for _ in 0..8 {
+        let events = (0..40)
+            .map(|_| ProposedEvent::json("Big", data.clone()))
+            .collect();
+        store
+            .append(&name("kept-1"), ExpectedRevision::Any, events)
+            .await
+            .unwrap();
+    }
+    fill(&store, 1).await;
+    store.close();
+    drop(store);
+
+    let store = Store::open(dir.path(), config).unwrap();
+    store.close();
+    let runs = std::sync::Arc::clone(store.shared.index.read().dropped_runs().expect("tail-only"));
+    let covered =
+        crate::index_file_mend::covered_files(&dir.path().join("index"), runs.covers_to().unwrap())
+            .unwrap();
+    let first = &covered[0];
+    assert!(
+        store.shared.segments.is_scavenged(0),
+        "the first segment was scavenged"
+    );
+    let error =
+        crate::index_file_mend::rewrite_from_log(first, &store.shared.segments, &runs, true)
+            .unwrap_err();
+    assert!(error.to_string().contains("scavenged"), "{error}");
+    // A file past the scavenged segments is still written again.
+    let last = covered
+        .iter()
+        .rev()
+        .find(|file| {
+            let segments = &store.shared.segments;
+            let to = file.covers_to.expect("a range");
+            !(segments.segment_of(file.covers_from)..=segments.segment_of(to - 1))
+                .any(|segment| segments.is_scavenged(segment))
+        })
+        .expect("a file after the scavenged segments");
+    crate::index_file_mend::rewrite_from_log(last, &store.shared.segments, &runs, true).unwrap();
+}
+
 #[tokio::test]
 async fn runs_deleted_under_a_running_store_are_rebuilt_while_it_serves() {
     let dir = tempfile::tempdir().unwrap();
