@@ -215,7 +215,8 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// The pid of the writer session of the store configured by `config`.
+/// The pid of the writer session of the store configured by `config`: the newest session
+/// of that name (one the writer left behind may still be listed while it ends).
 async fn writer_pid(client: &tokio_postgres::Client, config: &PostgresConfig) -> i32 {
     let name = format!("{} writer", config.application_name);
     let mut pid = None;
@@ -224,7 +225,8 @@ async fn writer_pid(client: &tokio_postgres::Client, config: &PostgresConfig) ->
         assert!(started.elapsed() < WAIT_MAX, "no session named {name:?}");
         let row = client
             .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                 ORDER BY backend_start DESC LIMIT 1",
                 &[&name],
             )
             .await
