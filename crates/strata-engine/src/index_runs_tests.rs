@@ -367,6 +367,30 @@ async fn verify_checks_the_runs_against_the_log() {
     }
 }
 
+/// Appends 40 events of 8 KiB to `stream`.
+async fn append_big(store: &Store, stream: &StreamName) {
+    let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
+    let events = (0..40)
+        .map(|_| ProposedEvent::json("Big", data.clone()))
+        .collect();
+    store
+        .append(stream, ExpectedRevision::Any, events)
+        .await
+        .unwrap();
+}
+
+/// Sets `$maxCount` of `stream`: a scavenge then removes its older events.
+async fn limit(store: &Store, stream: &StreamName, max_count: u64) {
+    let metadata = StreamMetadata {
+        max_count: Some(max_count),
+        ..StreamMetadata::default()
+    };
+    store
+        .set_stream_metadata(stream, ExpectedRevision::Any, &metadata)
+        .await
+        .unwrap();
+}
+
 /// After a scavenge, an index rebuilt from the log marks removed revisions; the runs
 /// written from it (whole, and rebuilt from it after a run is lost) leave them out and
 /// still match the index, and verify passes.
@@ -375,24 +399,10 @@ async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = whole_config();
     let store = Store::open(dir.path(), config.clone()).unwrap();
-    let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
     for number in 0..8 {
         let stream = name(&format!("big{}-{number}", number % 2));
-        let events = (0..40)
-            .map(|_| ProposedEvent::json("Big", data.clone()))
-            .collect();
-        store
-            .append(&stream, ExpectedRevision::Any, events)
-            .await
-            .unwrap();
-        let metadata = StreamMetadata {
-            max_count: Some(if number == 0 { 0 } else { 3 }),
-            ..StreamMetadata::default()
-        };
-        store
-            .set_stream_metadata(&stream, ExpectedRevision::Any, &metadata)
-            .await
-            .unwrap();
+        append_big(&store, &stream).await;
+        limit(&store, &stream, if number == 0 { 0 } else { 3 }).await;
     }
     store.close();
     drop(store);
@@ -439,24 +449,10 @@ async fn a_covered_index_file_over_a_scavenged_range_is_not_written_again() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::small_for_tests();
     let store = Store::open(dir.path(), config.clone()).unwrap();
-    let data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024));
     for number in 0..8 {
         let stream = name(&format!("big-{number}"));
-        let events = (0..40)
-            .map(|_| ProposedEvent::json("Big", data.clone()))
-            .collect();
-        store
-            .append(&stream, ExpectedRevision::Any, events)
-            .await
-            .unwrap();
-        let metadata = StreamMetadata {
-            max_count: Some(2),
-            ..StreamMetadata::default()
-        };
-        store
-            .set_stream_metadata(&stream, ExpectedRevision::Any, &metadata)
-            .await
-            .unwrap();
+        append_big(&store, &stream).await;
+        limit(&store, &stream, 2).await;
     }
     fill(&store, 0).await;
     store.close();
@@ -471,13 +467,7 @@ async fn a_covered_index_file_over_a_scavenged_range_is_not_written_again() {
     // More files after the scavenged segments.
     let store = Store::open(dir.path(), config.clone()).unwrap();
     for _ in 0..8 {
-        let events = (0..40)
-            .map(|_| ProposedEvent::json("Big", data.clone()))
-            .collect();
-        store
-            .append(&name("kept-1"), ExpectedRevision::Any, events)
-            .await
-            .unwrap();
+        append_big(&store, &name("kept-1")).await;
     }
     fill(&store, 1).await;
     store.close();
