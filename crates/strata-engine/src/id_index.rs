@@ -256,6 +256,16 @@ impl IdIndex {
         self.work.lock().checked
     }
 
+    /// The paths of the files in use (tests: a running store's directory may still list
+    /// files a merge replaced, until the builder removes them).
+    #[cfg(test)]
+    pub(crate) fn file_paths(&self) -> Vec<PathBuf> {
+        self.snapshot()
+            .iter()
+            .map(|file| file.path().to_path_buf())
+            .collect()
+    }
+
     /// Lets a held scrub go on (tests).
     #[cfg(test)]
     pub(crate) fn release_scrub(&self) {

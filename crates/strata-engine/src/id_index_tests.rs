@@ -324,7 +324,7 @@ async fn a_block_damaged_under_a_running_store_is_answered_from_the_log() {
     let (store, appended) =
         store_with_an_old_event(dir.path(), config(true), &stream, &original).await;
     file_everything(&store);
-    for path in id_files(dir.path()) {
+    for path in store.shared.id_index.file_paths() {
         let mut bytes = std::fs::read(&path).unwrap();
         let trailer = bytes.len() - 64;
         let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
