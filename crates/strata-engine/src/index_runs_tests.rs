@@ -379,6 +379,14 @@ async fn append_big(store: &Store, stream: &StreamName) {
         .unwrap();
 }
 
+/// Scavenges the closed store in `dir`, which must remove events.
+fn scavenge_removing_events(dir: &Path, config: &Config) {
+    let report =
+        Store::scavenge_closed(dir, config.clone(), strata_core::ScavengeOptions::default())
+            .unwrap();
+    assert!(report.events_removed > 0);
+}
+
 /// Sets `$maxCount` of `stream`: a scavenge then removes its older events.
 async fn limit(store: &Store, stream: &StreamName, max_count: u64) {
     let metadata = StreamMetadata {
@@ -406,13 +414,7 @@ async fn runs_of_an_index_rebuilt_after_a_scavenge_match_it() {
     }
     store.close();
     drop(store);
-    let report = Store::scavenge_closed(
-        dir.path(),
-        config.clone(),
-        strata_core::ScavengeOptions::default(),
-    )
-    .unwrap();
-    assert!(report.events_removed > 0);
+    scavenge_removing_events(dir.path(), &config);
 
     // The index and the runs rebuilt from the scavenged log.
     for (_, path) in crate::index_file::list_index_files(&dir.path().join("index")).unwrap() {
@@ -457,13 +459,7 @@ async fn a_covered_index_file_over_a_scavenged_range_is_not_written_again() {
     fill(&store, 0).await;
     store.close();
     drop(store);
-    let report = Store::scavenge_closed(
-        dir.path(),
-        config.clone(),
-        strata_core::ScavengeOptions::default(),
-    )
-    .unwrap();
-    assert!(report.events_removed > 0);
+    scavenge_removing_events(dir.path(), &config);
     // More files after the scavenged segments.
     let store = Store::open(dir.path(), config.clone()).unwrap();
     for _ in 0..8 {
