@@ -343,9 +343,34 @@ impl Segments {
     /// Reads `length` bytes at log `position`; the range must lie inside one segment.
     /// Past the end of a truncated segment file the bytes read as zeros (nothing written).
     pub(crate) fn read(&self, position: u64, length: usize) -> Result<Bytes> {
+        let mut buffer = BytesMut::zeroed(length);
+        self.read_exact_at(position, &mut buffer)?;
+        Ok(buffer.freeze())
+    }
+
+    /// Reads `length` bytes at log `position` into the front of `buffer`, growing it when it
+    /// is shorter (a buffer reused across reads is zeroed only when it grows), and returns
+    /// them. As [`Segments::read`], the range must lie inside one segment and bytes past
+    /// the end of a truncated segment file read as zeros.
+    pub(crate) fn read_into<'b>(
+        &self,
+        position: u64,
+        length: usize,
+        buffer: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
+        if buffer.len() < length {
+            buffer.resize(length, 0);
+        }
+        let bytes = &mut buffer[..length];
+        self.read_exact_at(position, bytes)?;
+        Ok(bytes)
+    }
+
+    /// Fills `buffer` from log `position`; what lies past the end of the file reads as zeros.
+    fn read_exact_at(&self, position: u64, buffer: &mut [u8]) -> Result<()> {
+        let length = buffer.len();
         let segment_index = self.segment_of(position);
         let file = self.file(segment_index)?;
-        let mut buffer = BytesMut::zeroed(length);
         let offset = position % self.size_bytes;
         let mut filled = 0;
         while filled < length {
@@ -366,7 +391,8 @@ impl Segments {
                 }
             }
         }
-        Ok(buffer.freeze())
+        buffer[filled..].fill(0);
+        Ok(())
     }
 
     /// How many segment files are shorter than the segment size (truncated).
