@@ -186,16 +186,28 @@ impl<'a> LogReader<'a> {
         let first = run[0];
         let last = run[run.len() - 1];
         let span_end = (last + *probe_bytes).min(segment_end);
-        let span = match self
-            .segments
-            .read_into(first, to_usize(span_end - first), buffer)
-        {
-            Ok(span) => span,
-            Err(error) => {
-                found.push(Found::Failed(error));
-                return Bytes::new();
-            }
-        };
+        let length = to_usize(span_end - first);
+        let read = self.segments.with_span(first, length, buffer, |span| {
+            self.frames_in(span, run, segment_end, probe_bytes, found)
+        });
+        read.unwrap_or_else(|error| {
+            found.push(Found::Failed(error));
+            Bytes::new()
+        })
+    }
+
+    /// The frames of `run` in `span` (the bytes from its first position on): one entry of
+    /// `found` per position up to the first failure, and the copy of the extent of those
+    /// found in the span.
+    fn frames_in(
+        &self,
+        span: &[u8],
+        run: &[u64],
+        segment_end: u64,
+        probe_bytes: &mut u64,
+        found: &mut Vec<Found>,
+    ) -> Bytes {
+        let first = run[0];
         let mut copied: Option<Range<usize>> = None;
         for &position in run {
             let offset = to_usize(position - first);
@@ -415,3 +427,7 @@ fn grown_probe(probe_bytes: u64, frame_len: usize) -> u64 {
 pub(crate) fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
+
+#[cfg(test)]
+#[path = "log_reader_tests.rs"]
+mod tests;
