@@ -15,8 +15,8 @@
 //!   drops whole segments and only ever extends short ones), so only another program
 //!   truncating a live store's segment could, and that store is corrupt already;
 //! - the disk fails to read the page (`EIO`): the process dies where a `pread` would have
-//!   failed the one read. A disk that fails reads has lost acknowledged events either way;
-//!   the store refuses to open over a bad segment (`strata verify`, repair) after the restart.
+//!   failed the one read. A disk that fails reads has lost data either way; the cost is a
+//!   stopped process instead of one failed read.
 //!
 //! Bytes seen through a map are those a `pread` returns: the map shares the page cache, so
 //! it sees every write made with `pwrite`, including the active segment's, and a read only
