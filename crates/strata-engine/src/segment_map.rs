@@ -18,6 +18,10 @@
 //!   failed the one read. A disk that fails reads has lost data either way; the cost is a
 //!   stopped process instead of one failed read.
 //!
+//! Pages a read touches through a map count in the process's resident set (`RssFile` in
+//! `/proc/self/status`): they are the page cache's, shared and reclaimable, but `VmRSS`
+//! grows with the log read; the engine's own memory is `RssAnon`.
+//!
 //! Bytes seen through a map are those a `pread` returns: the map shares the page cache, so
 //! it sees every write made with `pwrite`, including the active segment's, and a read only
 //! asks for positions below the durable end, written before that end moved. Every frame
