@@ -8,6 +8,9 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::OnceLock;
+
+use crate::segment_map::SegmentMap;
 
 /// What the engine's segment files are opened through; cloned into every segment.
 #[derive(Clone, Default)]
@@ -36,6 +39,7 @@ impl Seam {
             file,
             segment_index,
             format_version,
+            map: OnceLock::new(),
             #[cfg(feature = "fault-injection")]
             faults: self.faults.clone(),
         }
@@ -48,6 +52,9 @@ pub(crate) struct SegmentFile {
     segment_index: u64,
     /// The format version its header records (what its frames may carry).
     format_version: u32,
+    /// The whole file mapped, made at the first read that asks for it; `None` when the
+    /// file may not be mapped.
+    map: OnceLock<Option<SegmentMap>>,
     #[cfg(feature = "fault-injection")]
     faults: Option<std::sync::Arc<crate::faults::Faults>>,
 }
@@ -78,6 +85,20 @@ impl SegmentFile {
 
     pub(crate) fn segment_index(&self) -> u64 {
         self.segment_index
+    }
+
+    /// The file's bytes through a read-only map, when it is `size_bytes` long and may be
+    /// mapped (`segment_map`): never with a fault plan, so injected read faults reach
+    /// every read.
+    pub(crate) fn mapped(&self, size_bytes: u64) -> Option<&[u8]> {
+        #[cfg(feature = "fault-injection")]
+        if self.faults.is_some() {
+            return None;
+        }
+        self.map
+            .get_or_init(|| SegmentMap::of(&self.file, size_bytes))
+            .as_ref()
+            .map(SegmentMap::bytes)
     }
 }
 

@@ -26,11 +26,14 @@
 //! channels: replies to async callers and the log-end watch; `block_in_place` and its blocking pool for reads), `bytes` (events share the
 //! buffer they were read into), `async-trait` (the `EventStore` trait), `tracing` (logs),
 //! `rustix` (the `O_DIRECT` flag, safely, for zero-filling new segments without the page
-//! cache), `serde_json` (the verify report).
+//! cache), `serde_json` (the verify report), `memmap2` (sparse reads
+//! take events from a read-only map of the segment instead of a `pread` each: see
+//! `segment_map` for what a map risks).
 //!
 //! Feature `fault-injection` (tests only): `Config::faults` puts a `faults::Faults` plan under
 //! the segment files — failed writes, syncs and reads, and simulated power loss.
-#![forbid(unsafe_code)]
+// Unsafe code is denied, and allowed only where a segment file is mapped (`segment_map`).
+#![deny(unsafe_code)]
 
 mod all_reader;
 mod config;
@@ -62,6 +65,7 @@ mod run_set;
 mod scavenge;
 mod scavenge_copy;
 mod secondary;
+mod segment_map;
 mod segments;
 mod shared;
 mod store;

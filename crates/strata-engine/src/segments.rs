@@ -343,9 +343,55 @@ impl Segments {
     /// Reads `length` bytes at log `position`; the range must lie inside one segment.
     /// Past the end of a truncated segment file the bytes read as zeros (nothing written).
     pub(crate) fn read(&self, position: u64, length: usize) -> Result<Bytes> {
+        let mut buffer = BytesMut::zeroed(length);
+        self.read_exact_at(position, &mut buffer)?;
+        Ok(buffer.freeze())
+    }
+
+    /// Calls `read` with the `length` bytes at log `position`: borrowed from the segment's
+    /// map when it has one (`segment_map`), else read into the front of `buffer` as by
+    /// [`Segments::read_into`]. The range must lie inside one segment.
+    pub(crate) fn with_span<T>(
+        &self,
+        position: u64,
+        length: usize,
+        buffer: &mut Vec<u8>,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
+        let file = self.file(self.segment_of(position))?;
+        let offset = usize::try_from(position % self.size_bytes).unwrap_or(usize::MAX);
+        let mapped = file
+            .mapped(self.size_bytes)
+            .and_then(|map| map.get(offset..offset.checked_add(length)?));
+        if let Some(bytes) = mapped {
+            return Ok(read(bytes));
+        }
+        Ok(read(self.read_into(position, length, buffer)?))
+    }
+
+    /// Reads `length` bytes at log `position` into the front of `buffer`, growing it when it
+    /// is shorter (a buffer reused across reads is zeroed only when it grows), and returns
+    /// them. As [`Segments::read`], the range must lie inside one segment and bytes past
+    /// the end of a truncated segment file read as zeros.
+    pub(crate) fn read_into<'b>(
+        &self,
+        position: u64,
+        length: usize,
+        buffer: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
+        if buffer.len() < length {
+            buffer.resize(length, 0);
+        }
+        let bytes = &mut buffer[..length];
+        self.read_exact_at(position, bytes)?;
+        Ok(bytes)
+    }
+
+    /// Fills `buffer` from log `position`; what lies past the end of the file reads as zeros.
+    fn read_exact_at(&self, position: u64, buffer: &mut [u8]) -> Result<()> {
+        let length = buffer.len();
         let segment_index = self.segment_of(position);
         let file = self.file(segment_index)?;
-        let mut buffer = BytesMut::zeroed(length);
         let offset = position % self.size_bytes;
         let mut filled = 0;
         while filled < length {
@@ -366,7 +412,8 @@ impl Segments {
                 }
             }
         }
-        Ok(buffer.freeze())
+        buffer[filled..].fill(0);
+        Ok(())
     }
 
     /// How many segment files are shorter than the segment size (truncated).
@@ -450,5 +497,51 @@ mod tests {
         assert_eq!(opened.format_version(), FORMAT_VERSION);
         assert_eq!(opened.segment_index(), 1);
         assert!(open_segment(dir.path(), 1, 1 << 17, OpenMode::ReadOnly, &seam).is_err());
+    }
+
+    /// A span reads the same bytes through a segment's map as through `pread`, and a
+    /// truncated segment (never mapped) reads as zeros past its end.
+    #[test]
+    fn spans_read_what_pread_reads_mapped_or_not() {
+        let size_bytes = 1u64 << 16;
+        let dir = tempfile::tempdir().unwrap();
+        for segment_index in 0..2 {
+            let file = create_segment(dir.path(), segment_index, size_bytes).unwrap();
+            let pattern: Vec<u8> = (0..8_000u32).map(|n| (n % 251) as u8).collect();
+            file.write_all_at(&pattern, 1_000).unwrap();
+        }
+        let short = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(segment_file_name(1)))
+            .unwrap();
+        short.set_len(5_000).unwrap();
+        let seam = Seam::default();
+        let files = (0..2)
+            .map(|index| open_segment(dir.path(), index, size_bytes, OpenMode::ReadOnly, &seam))
+            .collect::<Result<Vec<_>>>()
+            .unwrap();
+        let segments = Segments::new(dir.path().to_path_buf(), size_bytes, files, seam);
+        assert!(segments.file(0).unwrap().mapped(size_bytes).is_some());
+        assert!(segments.file(1).unwrap().mapped(size_bytes).is_none());
+        let mut buffer = vec![7u8; 64];
+        for (position, length) in [(900, 300), (4_000, 5_000), (size_bytes - 100, 100usize)] {
+            for segment_index in 0..2 {
+                let at = segment_index * size_bytes + position;
+                let spanned = segments
+                    .with_span(at, length, &mut buffer, <[u8]>::to_vec)
+                    .unwrap();
+                assert_eq!(spanned, segments.read(at, length).unwrap());
+            }
+        }
+        let past_end = segments
+            .with_span(size_bytes + 4_990, 20, &mut buffer, <[u8]>::to_vec)
+            .unwrap();
+        let mut expected = vec![0u8; 20];
+        expected[..10].copy_from_slice(
+            &(3_990..4_000u32)
+                .map(|n| (n % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(past_end, expected);
     }
 }
