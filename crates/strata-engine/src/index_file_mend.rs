@@ -128,11 +128,15 @@ pub(crate) fn rewrite_from_log(
     // A scavenge rewrites segments, not index files: the file held the removed events'
     // positions under their keys, which the log no longer has. Written from the log, its
     // secondary keys would count fewer events than the runs say and shift the revisions of
-    // a run healed from it.
-    if covers_to > file.covers_from
-        && (segments.segment_of(file.covers_from)..=segments.segment_of(covers_to - 1))
-            .any(|segment| segments.is_scavenged(segment))
-    {
+    // a run healed from it. Checked again after the scan: a scavenge may replace a segment
+    // while it runs, and a read of the new file sees it as scavenged (the flag lives in the
+    // file's slot).
+    let holds_scavenged = || {
+        covers_to > file.covers_from
+            && (segments.segment_of(file.covers_from)..=segments.segment_of(covers_to - 1))
+                .any(|segment| segments.is_scavenged(segment))
+    };
+    if holds_scavenged() {
         return Err(corrupt("its range holds scavenged segments".into()));
     }
     let mut index = Index::new(secondary_kept);
@@ -192,6 +196,11 @@ pub(crate) fn rewrite_from_log(
     }
     if !transaction.runs.is_empty() {
         return Err(corrupt("its range ends inside a transaction".into()));
+    }
+    if holds_scavenged() {
+        return Err(corrupt(
+            "a scavenge rewrote a segment of its range meanwhile".into(),
+        ));
     }
     let streams = index.take_unsaved();
     let postings = index.secondary.take_unsaved();
