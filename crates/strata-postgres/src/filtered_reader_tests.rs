@@ -214,11 +214,31 @@ async fn served_pages_are_the_pages_of_a_window_as_long_as_the_log() {
         .await
         .expect("opens");
     fill(&store).await;
+    // Four readers, each comparing a quarter of the filters.
+    let filters = filters();
+    let mut comparisons = Vec::new();
+    for quarter in filters.chunks(filters.len().div_ceil(4)) {
+        let (quarter, served_config) = (quarter.to_vec(), served_config.clone());
+        comparisons.push(tokio::spawn(async move {
+            compare_pages(&served_config, &quarter).await
+        }));
+    }
+    let mut served_pages = 0;
+    for comparison in comparisons {
+        served_pages += comparison.await.expect("compares");
+    }
+    assert!(served_pages > 1_000, "{served_pages} pages compared");
+    store.close().await;
+}
+
+/// Compares every page of each filter, both ways, 1, 3, 7 and 10,000 events a page;
+/// returns how many pages.
+async fn compare_pages(served_config: &PostgresConfig, filters: &[EventFilter]) -> usize {
     let mut window_config = served_config.clone();
     window_config.read_all_filters_from_indexes = false;
-    let reader = reader(&served_config).await;
+    let reader = reader(served_config).await;
     let mut served_pages = 0;
-    for filter in filters() {
+    for filter in filters {
         for max_count in [1, 3, 7, 10_000] {
             for backwards in [false, true] {
                 let start = if backwards {
@@ -230,13 +250,13 @@ async fn served_pages_are_the_pages_of_a_window_as_long_as_the_log() {
                 let cursor = if backwards { u64::MAX } else { 1 };
                 assert!(
                     reader
-                        .read_all_served(&options, &served_config, &filter, cursor, usize::MAX)
+                        .read_all_served(&options, served_config, filter, cursor, usize::MAX)
                         .await
                         .expect("reads")
                         .is_some(),
                     "{filter:?} is served"
                 );
-                let served = pages(&reader, &served_config, options.clone()).await;
+                let served = pages(&reader, served_config, options.clone()).await;
                 let window = pages(&reader, &window_config, options).await;
                 assert_eq!(
                     served, window,
@@ -246,8 +266,59 @@ async fn served_pages_are_the_pages_of_a_window_as_long_as_the_log() {
             }
         }
     }
-    assert!(served_pages > 1_000, "{served_pages} pages compared");
-    store.close().await;
+    served_pages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_windows_return_every_match_and_never_checkpoint_past_one() {
+    let schema = TestSchema::new();
+    let mut served_config = schema.config();
+    served_config.filter_index_share_divisor = 1;
+    let served = PostgresStore::open(served_config.clone())
+        .await
+        .expect("opens");
+    fill(&served).await;
+    let mut window_config = served_config.clone();
+    window_config.read_all_filters_from_indexes = false;
+    let windows_only = PostgresStore::open(window_config).await.expect("opens");
+    for filter in filters() {
+        let mut found = Vec::new();
+        for store in [&served, &windows_only] {
+            let mut options = ReadAllOptions::forwards()
+                .max_count(2)
+                .filter(filter.clone());
+            let mut events = Vec::new();
+            let mut checkpoints = Vec::new();
+            for _ in 0..1_000 {
+                let window = store
+                    .read_all_window(options.clone(), 3)
+                    .await
+                    .expect("reads");
+                assert!(window.examined_count <= 3, "{filter:?}");
+                events.extend(window.slice.events.iter().map(|event| event.position.0));
+                checkpoints.push((events.len(), window.slice.last_examined));
+                if window.slice.is_end {
+                    break;
+                }
+                options = options.from_position(window.slice.next_position);
+            }
+            // Every event returned after a checkpoint lies past it.
+            for (returned_before, checkpoint) in &checkpoints {
+                if let Some(checkpoint) = checkpoint {
+                    assert!(
+                        events[*returned_before..]
+                            .iter()
+                            .all(|&position| position > checkpoint.0),
+                        "{filter:?}"
+                    );
+                }
+            }
+            found.push(events);
+        }
+        assert_eq!(found[0], found[1], "{filter:?}");
+    }
+    served.close().await;
+    windows_only.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
