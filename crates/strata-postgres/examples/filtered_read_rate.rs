@@ -115,5 +115,9 @@ async fn main() {
     served.close().await;
     window.close().await;
     drop((served, window));
-    drop_schema(&url, &schema).await.expect("drops the schema");
+    if std::env::var_os("STRATA_KEEP_SCHEMA").is_some() {
+        println!("kept schema {schema}");
+    } else {
+        drop_schema(&url, &schema).await.expect("drops the schema");
+    }
 }

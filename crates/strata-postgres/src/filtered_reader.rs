@@ -193,29 +193,37 @@ fn count_statement_sql(column: Column) -> String {
 
 /// Each key's first `$4` positions in the range, merged; then the events' names and sizes.
 /// The range is a row comparison on the index's two columns, which the primary key cannot
-/// serve: otherwise a generic plan may walk the primary key in order and filter each row
-/// on its name, a scan of the log. `OFFSET 0` keeps the event lookup a nested loop of
-/// primary-key probes.
+/// serve: otherwise a plan may walk the primary key in order and filter each row on its
+/// name, a scan of the log. The cursor, end and row count reach the key's scan through an
+/// `OFFSET 0` subquery, so no plan sees them as constants: with them, PostgreSQL
+/// misjudges a key's rows from the cursor on as fewer than the limit and reads all of
+/// them (a bitmap scan and a sort) instead of the first rows of the ordered index.
+/// `OFFSET 0` also keeps the event lookup a nested loop of primary-key probes.
 fn candidates_sql(column: Column, forwards: bool) -> String {
     let x = column.expression();
-    let (range, order) = if forwards {
+    let (bounds, range, order) = if forwards {
         (
-            "({x}, position) >= (k.name, $2::int8) AND ({x}, position) < (k.name, $3::int8)",
+            "$2::int8 AS cursor, $3::int8 AS log_end",
+            format!(
+                "({x}, position) >= (k.name, v.cursor) AND ({x}, position) < (k.name, v.log_end)"
+            ),
             "",
         )
     } else {
         (
-            "({x}, position) < (k.name, LEAST($2::int8, $3::int8))",
+            "LEAST($2::int8, $3::int8) AS before",
+            format!("({x}, position) < (k.name, v.before)"),
             "DESC",
         )
     };
-    let range = range.replace("{x}", x);
     format!(
         "SELECT m.position, e.stream, e.event_type, e.size_bytes
-         FROM (SELECT p.position FROM unnest($1::text[]) k(name)
+         FROM (SELECT p.position
+             FROM (SELECT {bounds}, $4::int8 AS most OFFSET 0) v
+             CROSS JOIN unnest($1::text[]) k(name)
              CROSS JOIN LATERAL (SELECT position FROM events
                  WHERE {x} = k.name AND {range}
-                 ORDER BY position {order} LIMIT $4::int8) p
+                 ORDER BY position {order} LIMIT v.most) p
              ORDER BY p.position {order} LIMIT $4::int8) m
          CROSS JOIN LATERAL (SELECT stream, event_type,
                  (octet_length(data) + octet_length(metadata))::int8 AS size_bytes
