@@ -1,10 +1,10 @@
 //! A 1%-selective event-type prefix filter read through the whole `$all` of PostgreSQL,
 //! served from the event-type index and by today's windows of the log, alternating in one
-//! run (docs/BENCHMARKS.md). A fresh schema is filled with EVENTS 100-byte events over
-//! 1,000 streams, one in a hundred of type `RareEvent` (the rest `BenchEvent`), and dropped
+//! run (docs/BENCHMARKS.md). A fresh schema is filled with EVENTS events of about PAYLOAD
+//! bytes (default 100) over 1,000 streams, one in a hundred of type `RareEvent` (the rest `BenchEvent`), and dropped
 //! at the end. Each read pages forwards from the start, 1,000 events a page, to the end.
 //!
-//! `cargo run --release -p strata-postgres --example filtered_read_rate -- URL [EVENTS] [ROUNDS]`
+//! `cargo run --release -p strata-postgres --example filtered_read_rate -- URL [EVENTS] [ROUNDS] [PAYLOAD]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ const FILL_TASKS: u64 = 8;
 const BATCH_EVENTS: u64 = 1_000;
 const PAGE_EVENTS: usize = 1_000;
 
-async fn fill(store: &Arc<PostgresStore>, events: u64) {
+async fn fill(store: &Arc<PostgresStore>, events: u64, payload_bytes: usize) {
     let next = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..FILL_TASKS)
         .map(|_| {
@@ -41,7 +41,10 @@ async fn fill(store: &Arc<PostgresStore>, events: u64) {
                             };
                             ProposedEvent::json(
                                 event_type,
-                                format!(r#"{{"p":"{}"}}"#, "x".repeat(92)),
+                                format!(
+                                    r#"{{"p":"{}"}}"#,
+                                    "x".repeat(payload_bytes.saturating_sub(8))
+                                ),
                             )
                         })
                         .collect();
@@ -88,15 +91,16 @@ async fn main() {
         .next()
         .map_or(1_000_000, |n| n.parse().expect("a count"));
     let rounds: u64 = args.next().map_or(3, |n| n.parse().expect("a count"));
+    let payload_bytes: usize = args.next().map_or(100, |n| n.parse().expect("a size"));
     let schema = format!("strata_filtered_read_rate_{}", std::process::id());
     let served_config = PostgresConfig::new(url.clone()).with_schema(schema.clone());
     let mut window_config = served_config.clone();
     window_config.read_all_filters_from_indexes = false;
     let served = PostgresStore::open(served_config).await.expect("opens");
     let started = Instant::now();
-    fill(&served, events).await;
+    fill(&served, events, payload_bytes).await;
     println!(
-        "filled {events} events in {:.1} s",
+        "filled {events} events of {payload_bytes} bytes in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let window = PostgresStore::open(window_config).await.expect("opens");
