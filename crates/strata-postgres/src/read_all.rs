@@ -185,11 +185,9 @@ impl ReaderConnection {
         config: &PostgresConfig,
         examined_max: usize,
     ) -> Result<Option<(AllSlice, usize)>> {
-        let Some(filter) = options
-            .filter
-            .as_ref()
-            .filter(|_| config.read_all_filters_from_indexes)
-        else {
+        let Some(filter) = options.filter.as_ref().filter(|filter| {
+            config.read_all_filters_from_indexes && crate::filtered_reader::may_serve(filter)
+        }) else {
             return Ok(None);
         };
         let cursor = match self.cursor(options).await? {
