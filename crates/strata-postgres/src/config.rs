@@ -58,6 +58,14 @@ pub struct PostgresConfig {
     pub read_all_examined_events_max: u64,
     /// Bytes of data and metadata one `$all` read returns, at most.
     pub read_all_page_bytes_max: usize,
+    /// Serve `$all` reads with an ordinary filter (event-type prefixes or regex,
+    /// stream-name prefixes) from the event-type and stream-head indexes when the filter
+    /// selects a small share of the log (docs/INDEXES.md); off, every such read scans
+    /// windows of the log.
+    pub read_all_filters_from_indexes: bool,
+    /// A filter is served from the indexes only when its keys hold at most
+    /// 1 / this of the log's events. Tests lower it to serve every filter.
+    pub(crate) filter_index_share_divisor: u64,
     /// How often the end of the log is polled, in case a notification was missed.
     pub poll_interval: Duration,
     /// How long opening a connection may take.
@@ -83,6 +91,8 @@ impl PostgresConfig {
             idle_in_transaction_timeout: Duration::from_secs(10),
             read_all_examined_events_max: READ_ALL_EXAMINED_EVENTS_DEFAULT,
             read_all_page_bytes_max: READ_ALL_PAGE_BYTES_DEFAULT,
+            read_all_filters_from_indexes: true,
+            filter_index_share_divisor: crate::filtered_reader::SHARE_DIVISOR_DEFAULT,
             poll_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
             clock: Clock::system(),

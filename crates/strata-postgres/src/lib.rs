@@ -34,6 +34,7 @@ mod commit;
 mod config;
 mod connect;
 mod error;
+mod filtered_reader;
 mod index;
 mod listener;
 mod observe;

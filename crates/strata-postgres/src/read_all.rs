@@ -124,6 +124,17 @@ impl ReaderConnection {
                 .await?;
             return Ok(slice);
         }
+        if config.read_all_filters_from_indexes
+            && let Some(filter) = options.filter.as_ref()
+        {
+            let examined_max = usize::try_from(window).unwrap_or(usize::MAX);
+            if let Some((slice, _)) = self
+                .read_all_served(options, config, filter, cursor, examined_max)
+                .await?
+            {
+                return Ok(slice);
+            }
+        }
         let (log_end, candidates) = self.candidates(options, cursor, window).await?;
         let chosen = if forwards {
             choose_forwards(options, config, &candidates, cursor, window, log_end)?
@@ -162,6 +173,29 @@ impl ReaderConnection {
         let window = usize::try_from(config.read_all_examined_events_max).unwrap_or(usize::MAX);
         let wanted = options.max_count.min(examined_max).min(window).max(1);
         self.read_all_indexed(options, key, cursor, wanted, config.read_all_page_bytes_max)
+            .await
+    }
+
+    /// A page of `$all` with an ordinary filter served from the indexes, looking at no
+    /// more than `examined_max` events, and how many it looked at; `None` when the filter
+    /// keeps the window path.
+    pub(crate) async fn read_all_window_served(
+        &self,
+        options: &ReadAllOptions,
+        config: &PostgresConfig,
+        examined_max: usize,
+    ) -> Result<Option<(AllSlice, usize)>> {
+        let Some(filter) = options.filter.as_ref().filter(|filter| {
+            config.read_all_filters_from_indexes && crate::filtered_reader::may_serve(filter)
+        }) else {
+            return Ok(None);
+        };
+        let cursor = match self.cursor(options).await? {
+            Ok(cursor) => cursor,
+            Err(nothing_to_read) => return Ok(Some((nothing_to_read, 0))),
+        };
+        let window = usize::try_from(config.read_all_examined_events_max).unwrap_or(usize::MAX);
+        self.read_all_served(options, config, filter, cursor, examined_max.min(window))
             .await
     }
 

@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::config::PostgresConfig;
 use crate::connect::{Role, connect};
 use crate::error::{PostgresError, query_failed};
+use crate::filtered_reader::FilteredStatements;
 use crate::index::IndexStatements;
 use crate::plan::{Head, TOMBSTONE_REVISION};
 use crate::read_all::AllStatements;
@@ -36,6 +37,7 @@ pub(crate) struct ReaderConnection {
     created_at: Statement,
     pub(crate) all: AllStatements,
     pub(crate) index: IndexStatements,
+    pub(crate) filtered: FilteredStatements,
     last_position: Statement,
 }
 
@@ -78,6 +80,7 @@ impl ReaderConnection {
             last_position: next(),
             all: AllStatements::prepare(&client).await?,
             index: IndexStatements::prepare(&client).await?,
+            filtered: FilteredStatements::prepare(&client).await?,
             broken: AtomicBool::new(false),
             client,
         })

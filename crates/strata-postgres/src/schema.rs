@@ -43,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
     crate::index::INDEX_MIGRATION_SQL,
     // 3: cluster membership and the leadership term (`cluster.rs`, docs/CLUSTER.md).
     crate::cluster::CLUSTER_MIGRATION_SQL,
+    // 4: event-type and stream-head indexes for filtered `$all` reads (`filtered_reader.rs`).
+    crate::filtered_reader::FILTER_INDEX_MIGRATION_SQL,
 ];
 
 /// The schema version this binary writes.

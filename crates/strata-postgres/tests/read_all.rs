@@ -1,6 +1,7 @@
 //! `$all` reads on PostgreSQL: each read looks at a bounded window of positions, whatever
 //! the filter, returns a checkpoint that resumes exactly after it, matches prefixes
-//! literally, and stops at its byte budget.
+//! literally, and stops at its byte budget. Sparse prefix filters are served from the
+//! indexes instead (`read_all_filters_from_indexes`): their pages skip to the next match.
 
 mod support;
 
@@ -20,6 +21,36 @@ async fn open(schema: &TestSchema, window: u64, page_bytes: usize) -> Arc<Postgr
     config.read_all_examined_events_max = window;
     config.read_all_page_bytes_max = page_bytes;
     PostgresStore::open(config).await.expect("opens")
+}
+
+/// The same store with every filter read by windows of the log.
+async fn open_windows_only(schema: &TestSchema, window: u64) -> Arc<PostgresStore> {
+    let mut config = schema.config();
+    config.read_all_examined_events_max = window;
+    config.read_all_filters_from_indexes = false;
+    PostgresStore::open(config).await.expect("opens")
+}
+
+/// Every page of `options` to its end: (events, last examined, next, end).
+async fn pages(
+    store: &PostgresStore,
+    mut options: ReadAllOptions,
+) -> Vec<(Vec<u64>, Option<u64>, u64, bool)> {
+    let mut pages = Vec::new();
+    loop {
+        let slice = read(store, options.clone()).await;
+        let examined = slice.last_examined.map(|position| position.0);
+        pages.push((
+            positions(&slice.events),
+            examined,
+            slice.next_position.0,
+            slice.is_end,
+        ));
+        if slice.is_end {
+            return pages;
+        }
+        options = options.from_position(slice.next_position);
+    }
 }
 
 async fn append(store: &PostgresStore, stream: &str, events: Vec<ProposedEvent>) {
@@ -46,11 +77,32 @@ fn prefix(target: FilterTarget, prefixes: &[&str]) -> EventFilter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_that_matches_nothing_looks_at_one_window_per_read() {
     let schema = TestSchema::new();
-    let store = open(&schema, WINDOW_EVENTS, usize::MAX).await;
+    let served = open(&schema, WINDOW_EVENTS, usize::MAX).await;
     let events = (0..120)
         .map(|_| ProposedEvent::json("Other", "{}"))
         .collect();
-    append(&store, "other-1", events).await;
+    append(&served, "other-1", events).await;
+    // Served from the indexes, the prefixes find nothing in one read and checkpoint at
+    // the newest event (forwards) or the first (backwards).
+    for filter in [
+        prefix(FilterTarget::StreamName, &["nothing-"]),
+        prefix(FilterTarget::EventType, &["Nothing"]),
+    ] {
+        let forwards = ReadAllOptions::forwards()
+            .filter(filter.clone())
+            .max_count(10);
+        assert_eq!(
+            pages(&served, forwards).await,
+            vec![(vec![], Some(120), 121, true)]
+        );
+        let backwards = ReadAllOptions::backwards().filter(filter).max_count(10);
+        assert_eq!(
+            pages(&served, backwards).await,
+            vec![(vec![], Some(1), 1, true)]
+        );
+    }
+    served.close().await;
+    let store = open_windows_only(&schema, WINDOW_EVENTS).await;
     let filters = [
         prefix(FilterTarget::StreamName, &["nothing-"]),
         prefix(FilterTarget::EventType, &["Nothing"]),
@@ -103,7 +155,7 @@ async fn a_filter_that_matches_nothing_looks_at_one_window_per_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_pages_resume_after_their_checkpoint_and_reach_every_match() {
     let schema = TestSchema::new();
-    let store = open(&schema, WINDOW_EVENTS, usize::MAX).await;
+    let store = open_windows_only(&schema, WINDOW_EVENTS).await;
     // Matches at 1..=3, 61..=63, 118..=120; everything else in between.
     let placed = || {
         (0..3)
@@ -147,6 +199,26 @@ async fn filtered_pages_resume_after_their_checkpoint_and_reach_every_match() {
         ];
         assert_eq!(pages, expected, "{filter:?}");
     }
+    // Served from the indexes, a page skips to the next match; the checkpoints still
+    // never pass a match a later page returns.
+    let served = open(&schema, WINDOW_EVENTS, usize::MAX).await;
+    for filter in [
+        prefix(FilterTarget::StreamName, &["order-"]),
+        prefix(FilterTarget::EventType, &["Pla"]),
+    ] {
+        let options = ReadAllOptions::forwards()
+            .filter(filter.clone())
+            .max_count(2);
+        let expected = vec![
+            (vec![1, 2], Some(2), 3, false),
+            (vec![3, 61], Some(61), 62, false),
+            (vec![62, 63], Some(63), 64, false),
+            (vec![118, 119], Some(119), 120, false),
+            (vec![120], Some(120), 121, true),
+        ];
+        assert_eq!(pages(&served, options).await, expected, "{filter:?}");
+    }
+    served.close().await;
     store.close().await;
 }
 
