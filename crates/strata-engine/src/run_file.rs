@@ -346,10 +346,10 @@ pub(crate) fn write_run(
 }
 
 /// Writes fixed-size items in blocks of up to a given count, each block followed by the
-/// CRC32C of its bytes.
+/// CRC32C of its bytes. A block is gathered, then checksummed and written in one call.
 struct BlockWriter<W> {
     inner: W,
-    crc: u32,
+    block: Vec<u8>,
     in_block: usize,
 }
 
@@ -357,14 +357,13 @@ impl<W: Write> BlockWriter<W> {
     fn new(inner: W) -> Self {
         Self {
             inner,
-            crc: 0,
+            block: Vec::new(),
             in_block: 0,
         }
     }
 
     fn append(&mut self, item: &[u8], per_block: usize) -> std::io::Result<()> {
-        self.inner.write_all(item)?;
-        self.crc = crc32c::crc32c_append(self.crc, item);
+        self.block.extend_from_slice(item);
         self.in_block += 1;
         if self.in_block == per_block {
             self.close_block()?;
@@ -374,8 +373,10 @@ impl<W: Write> BlockWriter<W> {
 
     fn close_block(&mut self) -> std::io::Result<()> {
         if self.in_block > 0 {
-            self.inner.write_all(&self.crc.to_le_bytes())?;
-            self.crc = 0;
+            let crc = crc32c::crc32c(&self.block);
+            self.block.extend_from_slice(&crc.to_le_bytes());
+            self.inner.write_all(&self.block)?;
+            self.block.clear();
             self.in_block = 0;
         }
         Ok(())

@@ -61,6 +61,15 @@ pub(crate) struct RunKeys {
 }
 
 impl RunKeys {
+    /// Room for the keys of `events` events (the vectors otherwise grow step by step,
+    /// copying, in every run of the writer).
+    pub(crate) fn with_capacity(events: usize) -> RunKeys {
+        RunKeys {
+            event_types: Vec::with_capacity(events),
+            ..RunKeys::default()
+        }
+    }
+
     /// The keys of one event.
     pub(crate) fn of_event(
         names: &mut KeyNames,
@@ -90,6 +99,11 @@ impl RunKeys {
         let at = self.event_types.len();
         let read = names.metadata_keys(metadata);
         if let Some(id) = &read.correlation {
+            if self.correlations.capacity() == 0 {
+                // Ids come mostly on every event of a run or on none.
+                self.correlations
+                    .reserve(self.event_types.capacity().saturating_sub(at).max(1));
+            }
             self.correlations.push((at, id.clone()));
         }
         self.tags
@@ -870,7 +884,8 @@ mod tests {
     fn stretches_of_one_correlation_id_are_indexed_as_the_core_rules_say() {
         let one: &[u8] = br#"{"$correlationId":"c-1"}"#;
         let two: &[u8] = br#"{"$correlationId":"c-2"}"#;
-        let runs: [(&str, &[(&str, &[u8])]); 2] = [
+        type Events<'a> = &'a [(&'a str, &'a [u8])];
+        let runs: [(&str, Events); 2] = [
             (
                 "order-1",
                 &[

@@ -477,13 +477,13 @@ impl Writer {
                 || plan.records[index].stream != plan.records[run_start].stream;
             if run_ends {
                 let first = &plan.records[run_start];
-                let mut keys = RunKeys::default();
                 // Without the system streams nothing is filed under keys (`add_run`).
                 let keyed = if self.shared.config.system_streams {
                     &plan.records[run_start..index]
                 } else {
                     &[]
                 };
+                let mut keys = RunKeys::with_capacity(keyed.len());
                 for record in keyed {
                     let (event_type, metadata): (&str, &[u8]) = match &record.body {
                         RecordBody::Proposed(at) => {
