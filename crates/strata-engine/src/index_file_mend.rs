@@ -26,7 +26,7 @@ use crate::index_file::{claimed_coverage, list_index_files, summarize, write_ind
 use crate::index_summary::recorded_coverage;
 use crate::log_reader::{Flow, LogReader};
 use crate::run_file::{KIND_STREAM, RunSet};
-use crate::secondary::{RunKeys, TypeNames};
+use crate::secondary::{KeyNames, RunKeys};
 use crate::segments::Segments;
 
 /// An index file to check, and where its range starts and ends when it must be written
@@ -172,7 +172,7 @@ pub(crate) fn rewrite_from_log(
                 unreachable!("pushed above");
             };
             run.keys.push(
-                &mut transaction.type_names,
+                &mut transaction.key_names,
                 run.stream.as_str(),
                 event.revision,
                 event.event_type,
@@ -225,7 +225,7 @@ pub(crate) fn rewrite_from_log(
 struct Transaction {
     runs: Vec<EventRun>,
     metadata: Vec<(StreamName, StreamMetadata)>,
-    type_names: TypeNames,
+    key_names: KeyNames,
 }
 
 struct EventRun {

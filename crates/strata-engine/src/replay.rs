@@ -9,7 +9,7 @@ use strata_core::{Error, Result, StreamMetadata, StreamName};
 use crate::format::{Frame, FrameError, SEGMENT_HEADER_BYTES, decode_frame, frame_length};
 use crate::index::{IdEntry, Index, RecentIds};
 use crate::log_reader::to_usize;
-use crate::secondary::{RunKeys, TypeNames};
+use crate::secondary::{KeyNames, RunKeys};
 use crate::segments::Segments;
 
 pub(crate) const REPLAY_CHUNK_BYTES: u64 = 1 << 20;
@@ -63,7 +63,7 @@ pub(crate) fn replay(
     let mut position = segments.first_frame_at_or_after(from);
     let mut committed_end = position;
     let mut pending: Vec<PendingEvent> = Vec::new();
-    let mut type_names = TypeNames::default();
+    let mut key_names = KeyNames::default();
     // Once a skip frame was read, a stream may continue past revisions a scavenge removed.
     let mut scavenged = false;
     loop {
@@ -122,7 +122,7 @@ pub(crate) fn replay(
                             .unwrap_or_default()
                     });
                     let keys = RunKeys::of_event(
-                        &mut type_names,
+                        &mut key_names,
                         stream.as_str(),
                         event.revision,
                         event.event_type,

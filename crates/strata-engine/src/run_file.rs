@@ -114,22 +114,32 @@ impl RunEntry {
 /// Sorts entries into run order; two entries with the same kind and key are refused.
 pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
     // Each key hashed once (a comparison hashing both sides made this the saver's
-    // largest cost), an order of indexes sorted, then the entries moved into it.
-    let hashes: Vec<u64> = entries
+    // largest cost); the (hash, index) pairs are sorted, the few equal hashes then by
+    // kind and key, and the entries moved into that order.
+    let mut order: Vec<(u64, usize)> = entries
         .iter()
-        .map(|entry| key_hash(entry.kind, &entry.key))
+        .enumerate()
+        .map(|(at, entry)| (key_hash(entry.kind, &entry.key), at))
         .collect();
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_unstable_by(|&a, &b| {
-        (hashes[a], entries[a].kind, &entries[a].key).cmp(&(
-            hashes[b],
-            entries[b].kind,
-            &entries[b].key,
-        ))
-    });
+    order.sort_unstable();
+    let mut from = 0;
+    while from < order.len() {
+        let hash = order[from].0;
+        let to = from
+            + order[from..]
+                .iter()
+                .take_while(|(other, _)| *other == hash)
+                .count();
+        if to - from > 1 {
+            order[from..to].sort_unstable_by(|&(_, a), &(_, b)| {
+                (entries[a].kind, &entries[a].key).cmp(&(entries[b].kind, &entries[b].key))
+            });
+        }
+        from = to;
+    }
     let sorted: Vec<RunEntry> = order
         .iter()
-        .map(|&at| std::mem::take(&mut entries[at]))
+        .map(|&(_, at)| std::mem::take(&mut entries[at]))
         .collect();
     for (slot, entry) in entries.iter_mut().zip(sorted) {
         *slot = entry;
@@ -336,10 +346,10 @@ pub(crate) fn write_run(
 }
 
 /// Writes fixed-size items in blocks of up to a given count, each block followed by the
-/// CRC32C of its bytes.
+/// CRC32C of its bytes. A block is gathered, then checksummed and written in one call.
 struct BlockWriter<W> {
     inner: W,
-    crc: u32,
+    block: Vec<u8>,
     in_block: usize,
 }
 
@@ -347,14 +357,13 @@ impl<W: Write> BlockWriter<W> {
     fn new(inner: W) -> Self {
         Self {
             inner,
-            crc: 0,
+            block: Vec::new(),
             in_block: 0,
         }
     }
 
     fn append(&mut self, item: &[u8], per_block: usize) -> std::io::Result<()> {
-        self.inner.write_all(item)?;
-        self.crc = crc32c::crc32c_append(self.crc, item);
+        self.block.extend_from_slice(item);
         self.in_block += 1;
         if self.in_block == per_block {
             self.close_block()?;
@@ -364,8 +373,10 @@ impl<W: Write> BlockWriter<W> {
 
     fn close_block(&mut self) -> std::io::Result<()> {
         if self.in_block > 0 {
-            self.inner.write_all(&self.crc.to_le_bytes())?;
-            self.crc = 0;
+            let crc = crc32c::crc32c(&self.block);
+            self.block.extend_from_slice(&crc.to_le_bytes());
+            self.inner.write_all(&self.block)?;
+            self.block.clear();
             self.in_block = 0;
         }
         Ok(())
@@ -442,13 +453,27 @@ fn write_record(out: &mut impl Write, entry: &RunEntry) -> std::io::Result<u64> 
     out.write_all(&entry.key)?;
     out.write_all(metadata)?;
     out.write_all(&head_crc.to_le_bytes())?;
-    let mut positions = BlockWriter::new(out);
-    for position in &entry.positions {
-        positions.append(&position.to_le_bytes(), POSITIONS_PER_CHUNK as usize)?;
-    }
-    positions.finish()?;
+    write_positions(out, &entry.positions)?;
     Ok(record_head_bytes(entry.key.len(), metadata.len())
         + positions_section_bytes(entry.positions.len() as u64))
+}
+
+/// Writes positions in chunks of [`POSITIONS_PER_CHUNK`], each followed by its CRC32C: a
+/// chunk is encoded whole and checksummed in one call (the saver writes every posting of
+/// the index, and each merge writes them again).
+fn write_positions(out: &mut impl Write, positions: &[u64]) -> std::io::Result<()> {
+    let chunk_len = positions.len().min(POSITIONS_PER_CHUNK as usize);
+    let mut chunk = Vec::with_capacity(chunk_len * 8 + CHECKSUM_BYTES);
+    for positions in positions.chunks(POSITIONS_PER_CHUNK as usize) {
+        chunk.clear();
+        for position in positions {
+            chunk.extend_from_slice(&position.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&chunk);
+        chunk.extend_from_slice(&crc.to_le_bytes());
+        out.write_all(&chunk)?;
+    }
+    Ok(())
 }
 
 /// Bytes of a record before its positions: header, key, metadata, their checksum.
@@ -485,6 +510,31 @@ fn checked_blocks(bytes: &[u8], item: usize, per_block: usize) -> Option<Vec<u8>
             return None;
         }
         out.extend_from_slice(data);
+        rest = &tail[CHECKSUM_BYTES..];
+    }
+    Some(out)
+}
+
+/// [`checked_blocks`] of positions, decoded as each chunk is checked (no copy of the
+/// bytes between).
+fn checked_position_blocks(bytes: &[u8]) -> Option<Vec<u64>> {
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    let mut rest = bytes;
+    let full = POSITIONS_PER_CHUNK as usize * 8 + CHECKSUM_BYTES;
+    while !rest.is_empty() {
+        let payload = rest.len().min(full).checked_sub(CHECKSUM_BYTES)?;
+        if payload == 0 || payload % 8 != 0 {
+            return None;
+        }
+        let (data, tail) = rest.split_at(payload);
+        let stored = u32::from_le_bytes(tail.get(..CHECKSUM_BYTES)?.try_into().ok()?);
+        if crc32c::crc32c(data) != stored {
+            return None;
+        }
+        out.extend(
+            data.chunks_exact(8)
+                .map(|word| u64::from_le_bytes(word.try_into().unwrap_or([0; 8]))),
+        );
         rest = &tail[CHECKSUM_BYTES..];
     }
     Some(out)
@@ -772,13 +822,11 @@ impl Run {
 
     /// Decodes chunks of positions, each checked against its checksum.
     fn checked_positions(&self, bytes: &[u8], record: u64) -> Result<Vec<u64>> {
-        checked_blocks(bytes, 8, POSITIONS_PER_CHUNK as usize)
-            .map(|positions| decode_positions(&positions))
-            .ok_or_else(|| {
-                self.damaged(&format!(
-                    "fails the checksum of the positions of the record at {record}"
-                ))
-            })
+        checked_position_blocks(bytes).ok_or_else(|| {
+            self.damaged(&format!(
+                "fails the checksum of the positions of the record at {record}"
+            ))
+        })
     }
 
     /// Positions `[from, to)` of `record` by index in the record (not by revision): the

@@ -739,13 +739,13 @@ mod bench {
 fn runs_saved_from_the_index_answer_as_the_index() {
     use crate::format::TOMBSTONE_REVISION;
     use crate::index::{Index, live_positions};
-    use crate::secondary::{Kind, RunKeys, TypeNames};
+    use crate::secondary::{KeyNames, Kind, RunKeys};
     use strata_core::StreamName;
 
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(21);
     let mut index = Index::new(true);
-    let mut types = TypeNames::default();
+    let mut types = KeyNames::default();
     let mut set = RunSet::default();
     let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
     let mut tombstoned = std::collections::BTreeSet::new();

@@ -61,16 +61,25 @@ pub(crate) struct RunKeys {
 }
 
 impl RunKeys {
+    /// Room for the keys of `events` events (the vectors otherwise grow step by step,
+    /// copying, in every run of the writer).
+    pub(crate) fn with_capacity(events: usize) -> RunKeys {
+        RunKeys {
+            event_types: Vec::with_capacity(events),
+            ..RunKeys::default()
+        }
+    }
+
     /// The keys of one event.
     pub(crate) fn of_event(
-        type_names: &mut TypeNames,
+        names: &mut KeyNames,
         stream: &str,
         revision: u64,
         event_type: &str,
         metadata: &[u8],
     ) -> RunKeys {
         let mut keys = RunKeys::default();
-        keys.push(type_names, stream, revision, event_type, metadata);
+        keys.push(names, stream, revision, event_type, metadata);
         keys
     }
 
@@ -78,7 +87,7 @@ impl RunKeys {
     /// indexed under nothing: their runs stay empty.
     pub(crate) fn push(
         &mut self,
-        type_names: &mut TypeNames,
+        names: &mut KeyNames,
         stream: &str,
         revision: u64,
         event_type: &str,
@@ -87,15 +96,19 @@ impl RunKeys {
         if revision == crate::format::TOMBSTONE_REVISION || !is_indexed_stream(stream) {
             return;
         }
-        if let Some(id) = correlation_id(metadata) {
-            self.correlations
-                .push((self.event_types.len(), Arc::from(id.as_str())));
+        let at = self.event_types.len();
+        let read = names.metadata_keys(metadata);
+        if let Some(id) = &read.correlation {
+            if self.correlations.capacity() == 0 {
+                // Ids come mostly on every event of a run or on none.
+                self.correlations
+                    .reserve(self.event_types.capacity().saturating_sub(at).max(1));
+            }
+            self.correlations.push((at, id.clone()));
         }
-        for tag in strata_core::tags_of(metadata) {
-            self.tags
-                .push((self.event_types.len(), Arc::from(tag.as_str())));
-        }
-        self.event_types.push(type_names.intern(event_type));
+        self.tags
+            .extend(read.tags.iter().map(|tag| (at, tag.clone())));
+        self.event_types.push(names.intern(event_type));
     }
 }
 
@@ -108,19 +121,52 @@ fn is_indexed_stream(stream: &str) -> bool {
     }
 }
 
-/// Shares one allocation per event type among the runs that carry it.
+/// Shares allocations among the runs' keys: one per event type, and the keys read from
+/// the last metadata. The events of one command mostly carry the same metadata, and
+/// reading `$correlationId` out of it (a JSON parse) is the dearest part of an event's
+/// keys: the same bytes are not read twice in a row.
 #[derive(Default)]
-pub(crate) struct TypeNames {
+pub(crate) struct KeyNames {
     names: hashbrown::HashSet<Arc<str>>,
     /// The type interned last: consecutive events mostly share it, and comparing spares
     /// hashing the name.
     last: Option<Arc<str>>,
+    /// The keys of the last metadata read, when it was at most
+    /// [`METADATA_REMEMBERED_BYTES_MAX`] bytes.
+    last_metadata: Option<MetadataKeys>,
+    /// The keys of metadata too long to remember, or of metadata without keys.
+    scratch: MetadataKeys,
+}
+
+/// The keys one event's metadata gives: `strata_core::system_streams::correlation_id` and
+/// `strata_core::tags_of` of `metadata`.
+#[derive(Default)]
+struct MetadataKeys {
+    metadata: Vec<u8>,
+    correlation: Option<Arc<str>>,
+    tags: Vec<Arc<str>>,
+}
+
+impl MetadataKeys {
+    fn read(metadata: &[u8]) -> MetadataKeys {
+        MetadataKeys {
+            metadata: Vec::new(),
+            correlation: correlation_id(metadata).map(Arc::from),
+            tags: strata_core::tags_of(metadata)
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
+        }
+    }
 }
 
 /// Distinct event types kept for sharing; types beyond it are allocated each time.
 const TYPE_NAMES_MAX: usize = 65_536;
 
-impl TypeNames {
+/// Longest metadata whose keys [`KeyNames`] remembers (and copies to compare the next).
+const METADATA_REMEMBERED_BYTES_MAX: usize = 4_096;
+
+impl KeyNames {
     pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(last) = &self.last
             && **last == *name
@@ -139,6 +185,33 @@ impl TypeNames {
         };
         self.last = Some(shared.clone());
         shared
+    }
+
+    /// The correlation id and tags of `metadata`.
+    fn metadata_keys(&mut self, metadata: &[u8]) -> &MetadataKeys {
+        // Both keys start with `$`: metadata without one (most, or none at all) has
+        // neither, as the searches of `correlation_id` and `tags_of` find.
+        if !metadata.contains(&b'$') {
+            self.scratch = MetadataKeys::default();
+            return &self.scratch;
+        }
+        if self
+            .last_metadata
+            .as_ref()
+            .is_some_and(|last| last.metadata == metadata)
+        {
+            return self
+                .last_metadata
+                .as_ref()
+                .unwrap_or_else(|| unreachable!("compared above"));
+        }
+        let mut read = MetadataKeys::read(metadata);
+        if metadata.len() > METADATA_REMEMBERED_BYTES_MAX {
+            self.scratch = read;
+            return &self.scratch;
+        }
+        read.metadata = metadata.to_vec();
+        self.last_metadata.insert(read)
     }
 }
 
@@ -497,16 +570,30 @@ impl SecondaryIndexes {
                 );
             }
         }
-        for (offset, id) in &keys.correlations {
-            if let (Some(&position), Some(event_type)) =
-                (positions.get(*offset), keys.event_types.get(*offset))
-                && &**event_type != LINK_EVENT_TYPE
-                && !system
-            {
-                self.postings_mut(Kind::Correlation, id)
-                    .positions
-                    .push(position);
+        // Consecutive events of a command mostly share their id: one lookup per stretch.
+        let filed = |offset: usize| {
+            let event_type = keys.event_types.get(offset)?;
+            let position = positions.get(offset)?;
+            (&**event_type != LINK_EVENT_TYPE && !system).then_some(*position)
+        };
+        let correlations = &keys.correlations;
+        let mut from = 0;
+        while from < correlations.len() {
+            let id = &correlations[from].1;
+            let to = from
+                + correlations[from..]
+                    .iter()
+                    .take_while(|(_, other)| Arc::ptr_eq(other, id) || other == id)
+                    .count();
+            let stretch = || {
+                correlations[from..to]
+                    .iter()
+                    .filter_map(|(at, _)| filed(*at))
+            };
+            if stretch().next().is_some() {
+                self.add_positions(Kind::Correlation, id, stretch());
             }
+            from = to;
         }
         for (offset, tag) in &keys.tags {
             if let (Some(&position), Some(event_type)) =
@@ -744,11 +831,11 @@ mod tests {
     #[test]
     fn runs_with_stretches_of_types_and_links_are_indexed_as_the_core_rules_say() {
         let mut indexes = SecondaryIndexes::default();
-        let mut type_names = TypeNames::default();
+        let mut key_names = KeyNames::default();
         let mut keys = RunKeys::default();
         let run_types = ["A", "A", "$>", "B", "B", "A", "$>"];
         for (revision, event_type) in run_types.iter().enumerate() {
-            keys.push(&mut type_names, "cart-7", revision as u64, event_type, b"");
+            keys.push(&mut key_names, "cart-7", revision as u64, event_type, b"");
         }
         let run_positions: Vec<u64> = (0..run_types.len() as u64).map(|n| 64 + n * 64).collect();
         indexes.add_run("cart-7", 0, &run_positions, &keys);
@@ -789,6 +876,113 @@ mod tests {
             .map(|(_, _, postings)| postings.positions.len())
             .sum();
         assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
+    /// Correlation ids are filed a stretch at a time: links in a stretch, ids that come
+    /// back after another, and system streams must still give what the rules give.
+    #[test]
+    fn stretches_of_one_correlation_id_are_indexed_as_the_core_rules_say() {
+        let one: &[u8] = br#"{"$correlationId":"c-1"}"#;
+        let two: &[u8] = br#"{"$correlationId":"c-2"}"#;
+        type Events<'a> = &'a [(&'a str, &'a [u8])];
+        let runs: [(&str, Events); 2] = [
+            (
+                "order-1",
+                &[
+                    ("A", one),
+                    ("$>", one),
+                    ("B", one),
+                    ("C", two),
+                    ("D", one),
+                    ("E", b""),
+                ],
+            ),
+            ("$$order-1", &[("$metadata", one), ("$>", one)]),
+        ];
+        let mut indexes = SecondaryIndexes::default();
+        let mut names = KeyNames::default();
+        let mut expected: HashMap<IndexKey, Vec<u64>> = HashMap::new();
+        let mut position = 64;
+        for (stream, events) in runs {
+            let mut keys = RunKeys::default();
+            let mut run_positions = Vec::new();
+            for (revision, (event_type, metadata)) in events.iter().enumerate() {
+                keys.push(&mut names, stream, revision as u64, event_type, metadata);
+                for key in index_keys(stream, revision as u64, event_type, metadata) {
+                    expected.entry(key).or_default().push(position);
+                }
+                run_positions.push(position);
+                position += 64;
+            }
+            indexes.add_run(stream, 0, &run_positions, &keys);
+        }
+        assert_eq!(
+            expected.get(&IndexKey::Correlation("c-1".into())),
+            Some(&vec![64, 192, 320])
+        );
+        for (key, wanted) in &expected {
+            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
+        }
+        let total: usize = indexes
+            .iter()
+            .filter(|(kind, _, _)| *kind != Kind::Rest)
+            .map(|(_, _, postings)| postings.positions.len())
+            .sum();
+        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
+    /// The keys remembered from the last metadata are those `correlation_id` and
+    /// `tags_of` give for every event, whether the metadata repeats, changes, has no `$`,
+    /// or is too long to remember.
+    #[test]
+    fn keys_read_from_repeated_metadata_are_the_core_rules_keys() {
+        let long = format!(
+            r#"{{"$correlationId":"long","pad":"{}"}}"#,
+            "x".repeat(METADATA_REMEMBERED_BYTES_MAX)
+        );
+        let cases: Vec<&[u8]> = vec![
+            br#"{"$correlationId":"c-1"}"#,
+            br#"{"$correlationId":"c-1"}"#,
+            b"",
+            br#"{"$correlationId":"c-1"}"#,
+            br#"{"$correlationId":"c-2","$tags":["a","b","a"]}"#,
+            br#"{"$correlationId":"c-2","$tags":["a","b","a"]}"#,
+            br#"{"$correlation\u0049d":"escaped"}"#,
+            br#"{"note":"no key"}"#,
+            br#"{"$correlationId":""}"#,
+            br#"{"$correlationId":"c-2"} trailing"#,
+            long.as_bytes(),
+            long.as_bytes(),
+            br#"{"$tags":["t"]}"#,
+            br#"{"$correlationId":"c-1"}"#,
+        ];
+        let mut names = KeyNames::default();
+        let mut keys = RunKeys::default();
+        for (revision, metadata) in cases.iter().enumerate() {
+            keys.push(&mut names, "order-1", revision as u64, "Placed", metadata);
+        }
+        for (at, metadata) in cases.iter().enumerate() {
+            let correlation: Vec<&str> = keys
+                .correlations
+                .iter()
+                .filter(|(offset, _)| *offset == at)
+                .map(|(_, id)| &**id)
+                .collect();
+            let expected = correlation_id(metadata);
+            assert_eq!(
+                correlation,
+                expected.as_deref().into_iter().collect::<Vec<_>>(),
+                "{at}"
+            );
+            let tags: Vec<&str> = keys
+                .tags
+                .iter()
+                .filter(|(offset, _)| *offset == at)
+                .map(|(_, tag)| &**tag)
+                .collect();
+            assert_eq!(tags, strata_core::tags_of(metadata), "{at}");
+        }
+        assert!(!keys.correlations.is_empty() && !keys.tags.is_empty());
     }
 
     #[test]

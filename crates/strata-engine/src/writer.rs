@@ -29,7 +29,7 @@ use crate::id_file::id_hash;
 use crate::index::{IdEntry, RecentIds};
 use crate::index_lookup::{position_of, stream_head};
 use crate::log_reader::{LogReader, to_usize};
-use crate::secondary::{RunKeys, TypeNames};
+use crate::secondary::{KeyNames, RunKeys};
 use crate::segments::create_segment;
 use crate::shared::Shared;
 use crate::syncer::{Handoff, IndexUpdate, Reply, WrittenGroup};
@@ -122,7 +122,7 @@ pub(crate) struct Writer {
     /// Heads written by groups that may not be published yet, with the group's sequence.
     pending_heads: HashMap<StreamName, (StreamHead, u64)>,
     group_sequence: u64,
-    type_names: TypeNames,
+    key_names: KeyNames,
     /// What the secondary indexes will hold of the events of groups not published yet
     /// (the syncer files them), in log order: conditional appends check them beside the
     /// published indexes.
@@ -173,7 +173,7 @@ impl Writer {
             prepared_segment: None,
             pending_heads: HashMap::new(),
             group_sequence: 0,
-            type_names: TypeNames::default(),
+            key_names: KeyNames::default(),
             pending_events: VecDeque::new(),
         }
     }
@@ -477,13 +477,13 @@ impl Writer {
                 || plan.records[index].stream != plan.records[run_start].stream;
             if run_ends {
                 let first = &plan.records[run_start];
-                let mut keys = RunKeys::default();
                 // Without the system streams nothing is filed under keys (`add_run`).
                 let keyed = if self.shared.config.system_streams {
                     &plan.records[run_start..index]
                 } else {
                     &[]
                 };
+                let mut keys = RunKeys::with_capacity(keyed.len());
                 for record in keyed {
                     let (event_type, metadata): (&str, &[u8]) = match &record.body {
                         RecordBody::Proposed(at) => {
@@ -493,7 +493,7 @@ impl Writer {
                         RecordBody::Tombstone { .. } => (TOMBSTONE_EVENT_TYPE, &[]),
                     };
                     keys.push(
-                        &mut self.type_names,
+                        &mut self.key_names,
                         record.stream.as_str(),
                         record.revision,
                         event_type,
