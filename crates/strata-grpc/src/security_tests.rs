@@ -379,3 +379,37 @@ async fn ops_manage_persistent_subscriptions_and_users_cannot() {
         .map(|_| ());
     assert_access_denied(ops_managing_users);
 }
+
+/// Without security every caller is the system, whatever credentials it sends; only an
+/// `authorization` header that is not visible ASCII is refused, as with security on.
+#[tokio::test]
+async fn without_security_any_credentials_append_and_an_unreadable_header_is_refused() {
+    let running = crate::test_server::serve(Config::small_for_tests()).await;
+    for header in [
+        None,
+        Some(basic("admin", "wrong").as_str()),
+        Some("Bearer x"),
+    ] {
+        append(&running, "orders", header)
+            .await
+            .unwrap_or_else(|status| panic!("{header:?}: {status:?}"));
+    }
+    assert_eq!(
+        stream_state(&running, "orders").await,
+        StreamState::At(strata_core::Revision(2))
+    );
+    let mut request = Request::new(tonic::codegen::tokio_stream::iter(append_requests(
+        "orders",
+    )));
+    let unreadable = tonic::metadata::MetadataValue::try_from(&b"Basic caf\xc3\xa9"[..]).unwrap();
+    request.metadata_mut().insert("authorization", unreadable);
+    let refused = StreamsClient::new(running.channel.clone())
+        .append(request)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert_eq!(
+        stream_state(&running, "orders").await,
+        StreamState::At(strata_core::Revision(2))
+    );
+}
