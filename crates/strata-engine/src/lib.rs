@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod all_reader;
+mod checked_files;
 mod config;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
