@@ -15,6 +15,12 @@
 //! correlation id (`$correlationId` in their metadata, as one command's events carry
 //! one), in the events written and in 300,000 more appended after the open (3 per
 //! append; `VmRSS` after them, before the save, is `rss_after_appends`).
+//!
+//! After the open it waits until the background threads stop reading (the index saver's
+//! and the id builder's checks of the files the open trusted: `rchar` of `/proc/self/io`
+//! grows by less than 1 MiB in 2 s, at most 30 min) and prints the I/O of the open and of
+//! that wait (`rchar`: bytes read by system calls, page cache included; `read_bytes`:
+//! bytes fetched from the disk), `VmRSS` after it and the process's CPU seconds in it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +41,49 @@ fn event(number: u64, correlated: bool) -> ProposedEvent {
     } else {
         event
     }
+}
+
+/// A field of `/proc/self/io` (`rchar`, `read_bytes`).
+fn io(field: &str) -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(": "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// User plus system CPU seconds of the process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 14th and
+    // 15th of the line, in clock ticks (100 a second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |at: usize| {
+        fields
+            .get(at)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// Waits until the process reads less than 1 MiB in 2 s (at most 30 min); returns the
+/// seconds waited, counting to the last poll that still saw reads.
+fn wait_for_reads_to_settle() -> f64 {
+    let started = Instant::now();
+    let mut last_busy = 0.0;
+    let mut before = io("rchar");
+    while started.elapsed().as_secs() < 1800 {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let now = io("rchar");
+        if now - before < 1 << 20 {
+            break;
+        }
+        before = now;
+        last_busy = started.elapsed().as_secs_f64();
+    }
+    last_busy
 }
 
 fn status(field: &str) -> u64 {
@@ -74,6 +123,7 @@ async fn main() {
         write_seconds = Some(started.elapsed().as_secs_f64());
     }
     let rss_before_open = status("VmRSS:");
+    let (rchar_before_open, read_bytes_before_open) = (io("rchar"), io("read_bytes"));
     let started = Instant::now();
     let store = Store::open(
         &dir,
@@ -88,6 +138,16 @@ async fn main() {
     let open_seconds = started.elapsed().as_secs_f64();
     let rss_after_open = status("VmRSS:");
     let hwm_after_open = status("VmHWM:");
+    let (rchar_after_open, read_bytes_after_open) = (io("rchar"), io("read_bytes"));
+    let cpu_after_open = cpu_seconds();
+    let checks_s = wait_for_reads_to_settle();
+    let checks_cpu_s = cpu_seconds() - cpu_after_open;
+    let rss_after_checks = status("VmRSS:");
+    let hwm_after_checks = status("VmHWM:");
+    let open_rchar = rchar_after_open - rchar_before_open;
+    let open_read_bytes = read_bytes_after_open - read_bytes_before_open;
+    let checks_rchar = io("rchar") - rchar_after_open;
+    let checks_read_bytes = io("read_bytes") - read_bytes_after_open;
     // Appends (one, or with `corr` many, each 3 with a new id) and a save: the runs are
     // published (and, tail-only, memory dropped).
     let appended = if correlated { APPENDS_AFTER_OPEN } else { 1 };
@@ -130,6 +190,9 @@ async fn main() {
         "{{\"mode\":\"{mode}\",\"system_streams\":{system_streams},\"correlated\":{correlated},\"events\":{events},\"streams\":{streams},\"write_s\":{},\
          \"open_s\":{open_seconds:.3},\"rss_before_open\":{rss_before_open},\
          \"rss_after_open\":{rss_after_open},\"hwm_after_open\":{hwm_after_open},\
+         \"open_rchar\":{open_rchar},\"open_read_bytes\":{open_read_bytes},\"checks_s\":{checks_s:.0},\
+         \"checks_cpu_s\":{checks_cpu_s:.1},\"checks_rchar\":{checks_rchar},\"checks_read_bytes\":{checks_read_bytes},\
+         \"rss_after_checks\":{rss_after_checks},\"hwm_after_checks\":{hwm_after_checks},\
          \"appended\":{appended},\"appends_s\":{appends_seconds:.3},\"rss_after_appends\":{rss_after_appends},\
          \"rss_after_save\":{rss_after_save},\"lookups\":{LOOKUPS},\"lookups_s\":{lookup_seconds:.3},\
          \"read_events\":{read_events},\"rss_after_lookups\":{rss_after_lookups},\"hwm\":{}}}",

@@ -282,6 +282,19 @@ pub(crate) fn write_id_file(
     writer.finish()
 }
 
+/// Bytes of bloom filter and fences an open reads at a time.
+const OPEN_SLICE_BYTES: usize = 1 << 20;
+
+/// The file's header, checked for the magic (its bytes are part of the trailer's CRC).
+fn header_bytes(file: &File) -> std::result::Result<[u8; HEADER_BYTES as usize], String> {
+    let mut header = [0u8; HEADER_BYTES as usize];
+    read_at(file, &mut header, 0)?;
+    if &header[0..8] != ID_FILE_MAGIC {
+        return Err("fails its checksum (header, bloom filter, fences or trailer)".into());
+    }
+    Ok(header)
+}
+
 /// An open id file: its range, count, bloom filter and fences in memory, the blocks on disk.
 pub(crate) struct IdFile {
     path: PathBuf,
@@ -334,32 +347,38 @@ impl IdFile {
         {
             return Err("has a trailer that does not match its length".into());
         }
-        let mut header = [0u8; HEADER_BYTES as usize];
-        read_at(&file, &mut header, 0)?;
-        let tail_bytes = usize::try_from(length - TRAILER_BYTES - bloom_offset)
-            .map_err(|_| "is too large".to_string())?;
-        let mut tail = vec![0u8; tail_bytes];
-        read_at(&file, &mut tail, bloom_offset)?;
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c_append(crc32c::crc32c(&header), &tail),
-            &trailer[..60],
-        );
-        if crc != u32_at(&trailer, 60) || &header[0..8] != ID_FILE_MAGIC {
+        let tail_words = (length - TRAILER_BYTES - bloom_offset) / 8;
+        let bloom_words = lines * BLOOM_LINE_WORDS as u64;
+        // Read in slices straight into the words kept, so that the open's peak memory is
+        // the filter and fences plus one slice, not twice the filter.
+        let mut words = Vec::new();
+        words
+            .try_reserve_exact(usize::try_from(tail_words).map_err(|_| "is too large")?)
+            .map_err(|_| "is too large to hold".to_string())?;
+        let mut crc = crc32c::crc32c(&header_bytes(&file)?);
+        let mut slice = vec![0u8; OPEN_SLICE_BYTES.min(to_usize(tail_words * 8))];
+        let mut at = bloom_offset;
+        while (words.len() as u64) < tail_words {
+            let take = to_usize((tail_words - words.len() as u64) * 8).min(slice.len());
+            read_at(&file, &mut slice[..take], at)?;
+            crc = crc32c::crc32c_append(crc, &slice[..take]);
+            words.extend(slice[..take].chunks_exact(8).map(|word| u64_at(word, 0)));
+            at += take as u64;
+        }
+        let crc = crc32c::crc32c_append(crc, &trailer[..60]);
+        if crc != u32_at(&trailer, 60) {
             return Err("fails its checksum (header, bloom filter, fences or trailer)".into());
         }
-        let bloom_bytes = to_usize(lines * BLOOM_LINE_BITS / 8);
-        let words = tail[..bloom_bytes].chunks_exact(8).map(|w| u64_at(w, 0));
-        let fences = tail[bloom_bytes..].chunks_exact(8).map(|w| u64_at(w, 0));
+        let fences = words.split_off(to_usize(bloom_words));
+        words.shrink_to_fit();
         Ok(IdFile {
             path: path.to_path_buf(),
             file,
             covers_from,
             covers_to,
             count,
-            bloom: Bloom {
-                words: words.collect(),
-            },
-            fences: fences.collect(),
+            bloom: Bloom { words },
+            fences,
             damaged: AtomicBool::new(false),
         })
     }

@@ -8,8 +8,10 @@
 //! newer holds at least half the older's ids (size-tiered: O(log n) files, rebuilt pieces
 //! included). The open trusts only files that are complete, checksummed and chained from
 //! the log's start; the rest is removed and built again from the log while the store
-//! serves. The blocks of the trusted files are read once (the scrub) in slices between the
-//! builder's other work, so filing never waits for it.
+//! serves. The blocks of each file are read back once after it is written (the scrub, at
+//! the next open, in slices between the builder's other work, so filing never waits for
+//! it); how far each file was read is kept in `index-ids/checked` (`checked_files`), so
+//! a later open goes on where the last stopped instead of reading every file again.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_core::Result;
 
+use crate::checked_files::CheckedFiles;
 use crate::format::{SEGMENT_HEADER_BYTES, TOMBSTONE_REVISION};
 use crate::id_file::{IdFile, id_file_name, id_hash, merge_id_files, write_id_file};
 use crate::log_reader::{Flow, LogReader};
@@ -33,13 +36,13 @@ const BUILD_IDS_MAX: usize = if cfg!(test) { 50 } else { 4 << 20 };
 /// a range is filed by reading the log again.
 const HANDED_IDS_MAX: usize = if cfg!(test) { 1_000 } else { 1 << 20 };
 
-/// The `(id hash, position)` pairs the writer made for the log from `from` on, group by
-/// group (the syncer gathers them and hands them with each index save, so that the builder
-/// files the range without reading the log again).
+/// The `(id hash, position)` pairs the writer made for the log from `from` on (the
+/// syncer gathers them and hands them with each index save, so that the builder files the
+/// range without reading the log again). One vector for all groups: a group's own vector
+/// (often one or a few pairs, in an allocation of 64 bytes or more) is not kept.
 pub(crate) struct HandedIds {
     from: u64,
-    groups: Vec<Vec<(u64, u64)>>,
-    count: usize,
+    ids: Vec<(u64, u64)>,
     /// More than [`HANDED_IDS_MAX`] came: none is kept, the range is read from the log.
     overflowed: bool,
 }
@@ -48,29 +51,35 @@ impl HandedIds {
     pub(crate) fn new(from: u64) -> Self {
         Self {
             from,
-            groups: Vec::new(),
-            count: 0,
+            ids: Vec::new(),
             overflowed: false,
         }
     }
 
     /// The next group's pairs.
-    pub(crate) fn add(&mut self, ids: Vec<(u64, u64)>) {
+    pub(crate) fn add(&mut self, ids: &[(u64, u64)]) {
         if ids.is_empty() || self.overflowed {
             return;
         }
-        if self.count + ids.len() > HANDED_IDS_MAX {
+        if self.ids.len() + ids.len() > HANDED_IDS_MAX {
             self.overflowed = true;
-            self.groups = Vec::new();
+            self.ids = Vec::new();
             return;
         }
-        self.count += ids.len();
-        self.groups.push(ids);
+        self.ids.extend_from_slice(ids);
+    }
+
+    fn count(&self) -> usize {
+        self.ids.len()
     }
 }
 
 /// Blocks (4,100 bytes each) the scrub reads before the builder looks for other work again.
 const SCRUB_BLOCKS_PER_SLICE: u64 = if cfg!(test) { 2 } else { 1024 };
+
+/// Scrub slices between two writes of how far it got (≈ 256 MiB read), so that an open
+/// after a crash goes on near where the last one stopped.
+const SCRUB_SLICES_PER_SAVE: u32 = 64;
 
 /// Data directories whose builder must not scrub until `release_scrub` (tests: a scrub
 /// that is slow, deterministically).
@@ -173,10 +182,12 @@ impl IdIndex {
 
     /// The log before `to` is durable and `ids` are its pairs from `ids.from` on: the
     /// builder may file it, from them when it gets there (unless too many are queued).
-    pub(crate) fn extend_with(&self, ids: HandedIds, to: u64) {
+    pub(crate) fn extend_with(&self, mut ids: HandedIds, to: u64) {
+        // Queued until filed: without the room the vector grew into.
+        ids.ids.shrink_to_fit();
         let mut work = self.work.lock();
-        if !ids.overflowed && ids.from < to && work.handed_count + ids.count <= HANDED_IDS_MAX {
-            work.handed_count += ids.count;
+        if !ids.overflowed && ids.from < to && work.handed_count + ids.count() <= HANDED_IDS_MAX {
+            work.handed_count += ids.count();
             work.handed.push_back((ids.from, to, ids));
         }
         if to > work.target {
@@ -307,9 +318,13 @@ impl IdIndex {
         std::thread::Builder::new()
             .name("strata-id-index".into())
             .spawn(move || {
+                let checked = CheckedFiles::load(&shared.id_index.dir);
                 Builder {
                     shared,
                     scrub: VecDeque::new(),
+                    checked,
+                    checked_unsaved: false,
+                    slices_unsaved: 0,
                 }
                 .run();
             })
@@ -461,6 +476,8 @@ enum Next {
     Step,
     /// Read the next blocks of the files the open trusted.
     Scrub,
+    /// The store closes.
+    Stop,
 }
 
 /// The builder's thread: files the log behind the checkpoints, writes damaged files
@@ -469,6 +486,12 @@ struct Builder {
     shared: Arc<Shared>,
     /// Files the open trusted whose blocks are still to be read, each with its next block.
     scrub: VecDeque<(Arc<IdFile>, u64)>,
+    /// How far each file was read back, at this open and before.
+    checked: CheckedFiles,
+    /// `checked` moved on since it was last written.
+    checked_unsaved: bool,
+    /// Scrub slices since `checked` was last written.
+    slices_unsaved: u32,
 }
 
 impl Builder {
@@ -478,13 +501,14 @@ impl Builder {
 
     fn run(mut self) {
         // The open read only each file's header, bloom filter, fences and trailer: every
-        // block is read once, a slice at a time whenever nothing else is to be done, so
-        // that a damaged one is found and written again.
-        self.scrub = self
-            .index()
-            .snapshot()
+        // block not yet read back since the file was written is read once, a slice at a
+        // time whenever nothing else is to be done, so that a damaged one is found and
+        // written again.
+        let chain = self.index().snapshot();
+        self.scrub = chain
             .iter()
-            .map(|file| (Arc::clone(file), 0))
+            .map(|file| (Arc::clone(file), self.checked.checked(file.path())))
+            .filter(|(file, next)| *next < file.block_count())
             .collect();
         loop {
             let scrub_pending = !self.scrub.is_empty();
@@ -493,7 +517,7 @@ impl Builder {
                 let mut work = index.work.lock();
                 loop {
                     if work.stop {
-                        return;
+                        break Next::Stop;
                     }
                     let chain = index.snapshot();
                     let end = index.covered_to.load(Ordering::Acquire);
@@ -523,6 +547,10 @@ impl Builder {
                     self.scrub_slice();
                     Ok(())
                 }
+                Next::Stop => {
+                    self.save_checked();
+                    return;
+                }
             };
             if let Err(error) = done {
                 // Tried again at the next checkpoint (or the next open).
@@ -543,14 +571,19 @@ impl Builder {
     fn scrub_slice(&mut self) {
         let chain = self.index().snapshot();
         let mut budget = SCRUB_BLOCKS_PER_SLICE;
+        let mut file_done = false;
         while budget > 0 {
             let Some((file, next)) = self.scrub.front_mut() else {
                 break;
             };
-            if *next >= file.block_count()
-                || file.is_damaged()
-                || !chain.iter().any(|kept| Arc::ptr_eq(kept, file))
-            {
+            if *next >= file.block_count() {
+                self.checked.set(file.path(), *next);
+                self.checked_unsaved = true;
+                file_done = true;
+                self.scrub.pop_front();
+                continue;
+            }
+            if file.is_damaged() || !chain.iter().any(|kept| Arc::ptr_eq(kept, file)) {
                 self.scrub.pop_front();
                 continue;
             }
@@ -561,6 +594,23 @@ impl Builder {
             }
             *next += 1;
             budget -= 1;
+        }
+        if let Some((file, next)) = self.scrub.front() {
+            self.checked.set(file.path(), *next);
+            self.checked_unsaved = true;
+        }
+        self.slices_unsaved += 1;
+        if file_done || self.scrub.is_empty() || self.slices_unsaved >= SCRUB_SLICES_PER_SAVE {
+            self.save_checked();
+        }
+    }
+
+    /// Writes how far the files were read back, when that moved on.
+    fn save_checked(&mut self) {
+        self.slices_unsaved = 0;
+        if self.checked_unsaved {
+            self.checked.save();
+            self.checked_unsaved = false;
         }
     }
 
@@ -600,7 +650,7 @@ impl Builder {
                 && *from < covered_to
             {
                 if let Some((_, _, ids)) = work.handed.pop_front() {
-                    work.handed_count -= ids.count;
+                    work.handed_count -= ids.count();
                 }
             }
             let handed = if work
@@ -613,7 +663,7 @@ impl Builder {
                 None
             };
             if let Some((_, _, ids)) = &handed {
-                work.handed_count -= ids.count;
+                work.handed_count -= ids.count();
                 #[cfg(test)]
                 {
                     work.filed_from_handed += 1;
@@ -625,7 +675,7 @@ impl Builder {
         };
         if let Some((from, to, ids)) = handed {
             let path = index.dir.join(id_file_name(from, to));
-            write_id_file(&path, from, to, ids.groups.concat())?;
+            write_id_file(&path, from, to, ids.ids)?;
             let file = IdFile::open(&path).map_err(|reason| strata_core::Error::Corrupt {
                 detail: format!("event id file {} {reason}", path.display()),
             })?;

@@ -583,3 +583,112 @@ async fn ranges_filed_from_the_writers_pairs_match_the_log() {
     drop(store);
     assert_verifies(dir.path());
 }
+
+/// Opens the store at `dir` with its scrub held, and returns whether the builder had no
+/// block left to read (it says `scrubbed` only when nothing is pending).
+fn nothing_left_to_scrub(dir: &Path) -> (Arc<Store>, bool) {
+    super::hold_scrub(dir);
+    let store = Store::open(dir, config(true)).unwrap();
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    store.shared.id_index.wait_filed(end);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !store.shared.id_index.scrubbed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let scrubbed = store.shared.id_index.scrubbed();
+    store.shared.id_index.release_scrub();
+    (store, scrubbed)
+}
+
+/// Each id file is read back once after it is written (at the next open), not at every
+/// open: the open after that has nothing to read. A file written again (here: damaged,
+/// so a new version of it) is read back again.
+#[tokio::test]
+async fn id_files_are_read_back_once_not_at_every_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = name("orders-1");
+    let original = event();
+    let (store, _) = store_with_an_old_event(dir.path(), config(true), &stream, &original).await;
+    file_everything(&store);
+    store.close();
+    drop(store);
+    // Written by that process, never read back yet.
+    let (store, scrubbed) = nothing_left_to_scrub(dir.path());
+    assert!(!scrubbed, "the files written before were not read back");
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    store.shared.id_index.wait_covered(end);
+    let files = store.shared.id_index.file_paths();
+    store.close();
+    drop(store);
+    let record = crate::checked_files::CheckedFiles::load(&ids_dir(dir.path()));
+    for path in &files {
+        assert!(record.checked(path) > 0, "{} not recorded", path.display());
+    }
+    let (store, scrubbed) = nothing_left_to_scrub(dir.path());
+    assert!(
+        scrubbed,
+        "the files read back at the last open were read again"
+    );
+    store.close();
+    drop(store);
+    // Written again (a new version of the file): read back again.
+    let path = &files[0];
+    let bytes = std::fs::read(path).unwrap();
+    let temporary = path.with_extension("ids.tmp");
+    std::fs::write(&temporary, &bytes).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+    let (store, scrubbed) = nothing_left_to_scrub(dir.path());
+    assert!(!scrubbed, "a file written again was not read back");
+    store.close();
+}
+
+/// What the scrub no longer covers: a block damaged after its file was read back, with
+/// the file's length, inode and modification time unchanged (bit rot), is not read at
+/// the open. The first lookup that reads it sees its checksum fail and answers from the
+/// log (no wrong answer), and the builder writes the file again.
+#[tokio::test]
+async fn a_block_damaged_after_its_file_was_read_back_is_found_by_the_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = name("orders-1");
+    let original = event();
+    let (store, appended) =
+        store_with_an_old_event(dir.path(), config(true), &stream, &original).await;
+    file_everything(&store);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    store.shared.id_index.wait_covered(end);
+    let files = store.shared.id_index.file_paths();
+    store.close();
+    drop(store);
+    for path in &files {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(path).unwrap();
+        let trailer = bytes.len() - 64;
+        let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
+        for block in 0..count.div_ceil(256) as usize {
+            bytes[16 + block * 4100 + 3] ^= 0x01;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
+        file.set_modified(modified).unwrap();
+    }
+    let (store, scrubbed) = nothing_left_to_scrub(dir.path());
+    assert!(scrubbed, "the damaged files were read back at the open");
+    let events_before = store.event_count();
+    assert_eq!(
+        resend(&store, &stream, ExpectedRevision::Any, &original).await,
+        appended
+    );
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    store.shared.id_index.wait_covered(end);
+    assert_eq!(
+        resend(&store, &stream, ExpectedRevision::StreamExists, &original).await,
+        appended
+    );
+    assert_eq!(store.event_count(), events_before);
+    store.close();
+    drop(store);
+    assert_verifies(dir.path());
+}

@@ -777,6 +777,34 @@ mod tests {
         assert_eq!(ids.get(5).map(|found| found.revision), Some(5));
     }
 
+    /// The default's generations each fit a table of 2^19 buckets (48-byte entries:
+    /// ≈ 26 MB a table), also once the tables have turned over.
+    #[test]
+    fn recent_ids_of_the_default_size_stay_in_tables_of_half_a_million_buckets() {
+        let max = crate::config::RECENT_EVENT_IDS_DEFAULT;
+        assert_eq!(max, crate::Config::default().recent_event_ids_max);
+        let mut ids = RecentIds::new(max);
+        for id in 0..(max as u64 * 3 / 2) {
+            let entry = IdEntry {
+                stream_hash: 0,
+                revision: id,
+                position: id,
+            };
+            ids.insert(u128::from(id), entry);
+        }
+        assert!(ids.len() >= max / 2);
+        assert!(
+            ids.current.capacity() <= 458_752,
+            "{}",
+            ids.current.capacity()
+        );
+        assert!(
+            ids.previous.capacity() <= 458_752,
+            "{}",
+            ids.previous.capacity()
+        );
+    }
+
     #[test]
     fn recent_ids_keep_a_generation_until_the_id_files_cover_it() {
         use std::sync::Arc;

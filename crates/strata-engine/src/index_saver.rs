@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 
+use crate::checked_files::CheckedFiles;
 use crate::index::UnsavedStream;
 use crate::index_file::write_index_file;
 use crate::index_file_mend::{CoveredFile, covered_files, file_is_whole, rewrite_from_log};
@@ -76,14 +77,25 @@ impl IndexSaver {
                 runs.catch_up();
                 runs.publish();
                 let mut failed = false;
-                let mut to_check = runs.covered_index_files();
+                // Each covered file is read whole once after it is written, not at every
+                // open (`checked_files`).
+                let mut checked = CheckedFiles::load(&index_dir);
+                let mut to_check: Vec<CoveredFile> = runs
+                    .covered_index_files()
+                    .into_iter()
+                    .filter(|file| checked.checked(&file.path) == 0)
+                    .collect();
                 loop {
                     // Saves come first; the covered index files are checked between them.
                     let work = match to_check.first() {
                         Some(_) => match to_write.try_recv() {
                             Ok(work) => work,
                             Err(TryRecvError::Empty) => {
-                                runs.mend_index_file(&to_check.remove(0));
+                                let file = to_check.remove(0);
+                                if runs.mend_index_file(&file) {
+                                    checked.set(&file.path, 1);
+                                    checked.save();
+                                }
                                 continue;
                             }
                             Err(TryRecvError::Disconnected) => break,
@@ -383,10 +395,11 @@ impl RunWriter {
     }
 
     /// Reads an index file the runs cover whole, and writes it again from the log when
-    /// it is damaged or missing (the runs heal from these files: `run_heal`).
-    fn mend_index_file(&self, file: &CoveredFile) {
+    /// it is damaged or missing (the runs heal from these files: `run_heal`). Returns
+    /// whether it was found whole.
+    fn mend_index_file(&self, file: &CoveredFile) -> bool {
         if file_is_whole(file) {
-            return;
+            return true;
         }
         let kept = self.shared.config.system_streams;
         match rewrite_from_log(file, &self.shared.segments, &self.runs, kept) {
@@ -397,6 +410,7 @@ impl RunWriter {
                 tracing::warn!(%error, "an index file stays damaged; if a run needs it, the next open rebuilds the index from the log");
             }
         }
+        false
     }
 
     /// Hands the runs to the index; with `index_memory_tail_only`, the index then drops

@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod all_reader;
+mod checked_files;
 mod config;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]

@@ -292,7 +292,7 @@ impl Syncer {
     /// watchers, then the replies.
     fn publish(&mut self, mut groups: Vec<WrittenGroup>) {
         for group in &mut groups {
-            self.ids.add(std::mem::take(&mut group.ids));
+            self.ids.add(&group.ids);
         }
         let mut replies = Vec::new();
         let mut published_sequence = 0;
