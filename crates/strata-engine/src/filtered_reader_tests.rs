@@ -374,3 +374,67 @@ async fn fill_round(store: &Store) {
     append(store, "$mine", "Paid", "{}").await;
     append(store, "links-9", "$>", "0@order-9").await;
 }
+
+/// Review (rev): a page read from any position a client may hold (each event's, each
+/// segment's start, the log's end) either way, answers as the scan does, in a log of
+/// several segments (large events fill them, the events of `fill_round` among them).
+#[tokio::test]
+async fn pages_from_every_position_answer_as_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let bulk = format!("{{\"pad\":\"{}\"}}", "x".repeat(60 * 1024));
+    let bulk: &'static str = Box::leak(bulk.into_boxed_str());
+    for round in 0..50u64 {
+        append(&store, "bulk-1", "Noise", bulk).await;
+        append(&store, "bulkless", "Noise", bulk).await;
+        if round % 5 == 0 {
+            fill_round(&store).await;
+            store.checkpoint_indexes().unwrap();
+        }
+    }
+    let shared = &store.shared;
+    let segment_bytes = shared.segments.size_bytes();
+    let mut positions: Vec<u64> = store
+        .read_all(ReadAllOptions::forwards().max_count(usize::MAX))
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|event| event.position.0)
+        .collect();
+    let end = shared
+        .durable_end
+        .load(std::sync::atomic::Ordering::Acquire);
+    assert!(end > 3 * segment_bytes, "{end}");
+    positions.extend((1..=end / segment_bytes).map(|segment| segment * segment_bytes));
+    positions.push(end);
+    positions.sort_unstable();
+    positions.dedup();
+    let filters = [
+        type_prefixes(&["Placed"]),
+        type_prefixes(&["$"]),
+        stream_prefixes(&["order-"]),
+        stream_prefixes(&["$"]),
+        EventFilter::regex(FilterTarget::EventType, "aid").unwrap(),
+    ];
+    for filter in &filters {
+        for direction in [Direction::Forwards, Direction::Backwards] {
+            for max_count in [1, 2] {
+                for &position in &positions {
+                    let options = options(direction, filter, max_count)
+                        .from_position(strata_core::Position(position));
+                    let by_index = all_reader::read(shared, &options, usize::MAX)
+                        .map(|scanned| describe(&scanned.slice));
+                    let by_scan = all_reader::read_by_scan(shared, &options, usize::MAX)
+                        .map(|scanned| describe(&scanned.slice));
+                    assert_eq!(
+                        format!("{by_index:?}"),
+                        format!("{by_scan:?}"),
+                        "{filter:?} {direction:?} {max_count} from {position}"
+                    );
+                }
+            }
+        }
+    }
+    store.close();
+}

@@ -349,6 +349,62 @@ mod tests {
         }
     }
 
+    /// Review (rev): a request may carry up to `append_bytes_max` (256 MiB) + 1 MiB, and
+    /// each metadata entry with a new key is compared with every earlier one
+    /// (`ProposedMetadata::insert` searches a `Vec`): decoding is quadratic in the entries,
+    /// where prost's `HashMap` was linear. 20,000 entries (about 200 KB) should decode in
+    /// about the time prost takes, not orders of magnitude longer. (Timed, against prost in
+    /// the same run: a demonstration of the finding, not a benchmark.)
+    #[test]
+    fn many_distinct_metadata_keys_decode_in_linear_time() {
+        let entries: Vec<(String, String)> = (0..20_000)
+            .map(|number| (format!("k{number}"), String::new()))
+            .collect();
+        let sent = Generated {
+            metadata: entries.into_iter().collect(),
+            ..Generated::default()
+        };
+        let bytes = sent.encode_to_vec();
+        let started = std::time::Instant::now();
+        let prost = Generated::decode(bytes.as_slice()).unwrap();
+        let prost_took = started.elapsed();
+        assert_eq!(prost.metadata.len(), 20_000);
+        let started = std::time::Instant::now();
+        let ours = ProposedMessage::decode(bytes.as_slice()).unwrap();
+        let ours_took = started.elapsed();
+        assert_eq!(ours.metadata.other.len(), 20_000);
+        assert!(
+            ours_took < prost_took * 20 + std::time::Duration::from_millis(500),
+            "{} bytes, 20,000 keys: ours {ours_took:?}, prost {prost_took:?}",
+            bytes.len()
+        );
+    }
+
+    /// Review (rev): prost checks every occurrence of an entry's key and value to be UTF-8
+    /// (`string::merge` each time); `read_entry` checks only the last one, so an entry whose
+    /// first key is not UTF-8 and whose second is `type` is accepted here and refused by
+    /// prost (and by KurrentDB's protobuf).
+    #[test]
+    fn an_entry_with_a_non_utf8_key_replaced_later_is_refused_as_prost_refuses_it() {
+        // Field 2, an entry: key 0xff, then key "type", then value "E".
+        let entry = [
+            0x0a, 1, 0xff, 0x0a, 4, b't', b'y', b'p', b'e', 0x12, 1, b'E',
+        ];
+        let mut bytes = vec![0x12, u8::try_from(entry.len()).unwrap()];
+        bytes.extend(entry);
+        assert!(
+            Generated::decode(bytes.as_slice()).is_err(),
+            "prost refuses it"
+        );
+        assert!(
+            ProposedMessage::decode(bytes.as_slice()).is_err(),
+            "accepted as type {:?}",
+            ProposedMessage::decode(bytes.as_slice())
+                .ok()
+                .and_then(|decoded| decoded.metadata.event_type().map(str::to_owned))
+        );
+    }
+
     #[test]
     fn decodes_what_prost_encodes_and_encodes_what_prost_decodes() {
         let sent = generated(&[
