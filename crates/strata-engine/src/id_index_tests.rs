@@ -691,4 +691,43 @@ async fn a_block_damaged_after_its_file_was_read_back_is_found_by_the_lookup() {
     store.close();
     drop(store);
     assert_verifies(dir.path());
+
+/// Review (rev): a save whose range holds no id (only a tombstone) is filed as an empty
+/// range: the files still reach the durable end.
+#[tokio::test]
+async fn a_range_holding_only_a_tombstone_is_filed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    others(&store, 20).await;
+    file_everything(&store);
+    store
+        .tombstone_stream(&name("other-1"), ExpectedRevision::Any)
+        .await
+        .unwrap();
+    store.checkpoint_indexes().unwrap();
+    let end = store.shared.durable_end.load(Ordering::Acquire);
+    let covered = store.shared.id_index.covered_to();
+    for _ in 0..600 {
+        if covered.load(Ordering::Acquire) >= end {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(covered.load(Ordering::Acquire), end, "the id files stop short");
+    store.close();
+}
+
+/// Review (rev): with the event id index off no builder runs, yet every index save queues
+/// its (empty) range of handed pairs (`IdIndex::extend_with`): the queue grows without end.
+#[tokio::test]
+async fn saves_queue_no_handed_ranges_when_no_builder_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(false)).unwrap();
+    for _ in 0..20 {
+        others(&store, 1).await;
+        store.checkpoint_indexes().unwrap();
+    }
+    let queued = store.shared.id_index.work.lock().handed.len();
+    assert_eq!(queued, 0, "ranges queued for a builder that does not run");
+    store.close();
 }
