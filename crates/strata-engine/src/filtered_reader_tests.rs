@@ -375,7 +375,7 @@ async fn fill_round(store: &Store) {
     append(store, "links-9", "$>", "0@order-9").await;
 }
 
-/// Review (rev): a page read from any position a client may hold (each event's, each
+/// A page read from any position a client may hold (each event's, each
 /// segment's start, the log's end) either way, answers as the scan does, in a log of
 /// several segments (large events fill them, the events of `fill_round` among them).
 #[tokio::test]

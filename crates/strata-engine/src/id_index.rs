@@ -102,6 +102,8 @@ struct Work {
     /// The log up to here is durable and may be filed.
     target: u64,
     stop: bool,
+    /// A builder thread was started: without one, nothing drains `handed`.
+    builder_runs: bool,
     /// The builder has read every block of the files the open trusted.
     checked: bool,
     /// Ranges `[from, to)` whose pairs the syncer handed, oldest first, and their count.
@@ -186,7 +188,11 @@ impl IdIndex {
         // Queued until filed: without the room the vector grew into.
         ids.ids.shrink_to_fit();
         let mut work = self.work.lock();
-        if !ids.overflowed && ids.from < to && work.handed_count + ids.count() <= HANDED_IDS_MAX {
+        if work.builder_runs
+            && !ids.overflowed
+            && ids.from < to
+            && work.handed_count + ids.count() <= HANDED_IDS_MAX
+        {
             work.handed_count += ids.count();
             work.handed.push_back((ids.from, to, ids));
         }
@@ -315,6 +321,8 @@ impl IdIndex {
 
     /// Starts the builder's thread.
     pub(crate) fn start_builder(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
+        shared.id_index.work.lock().builder_runs = true;
+        let on_failure = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("strata-id-index".into())
             .spawn(move || {
@@ -328,7 +336,10 @@ impl IdIndex {
                 }
                 .run();
             })
-            .map_err(|error| tracing::warn!(%error, "could not start the event id index builder"))
+            .map_err(|error| {
+                on_failure.id_index.work.lock().builder_runs = false;
+                tracing::warn!(%error, "could not start the event id index builder");
+            })
             .ok()
     }
 

@@ -691,8 +691,9 @@ async fn a_block_damaged_after_its_file_was_read_back_is_found_by_the_lookup() {
     store.close();
     drop(store);
     assert_verifies(dir.path());
+}
 
-/// Review (rev): a save whose range holds no id (only a tombstone) is filed as an empty
+/// A save whose range holds no id (only a tombstone) is filed as an empty
 /// range: the files still reach the durable end.
 #[tokio::test]
 async fn a_range_holding_only_a_tombstone_is_filed() {
@@ -713,12 +714,16 @@ async fn a_range_holding_only_a_tombstone_is_filed() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(covered.load(Ordering::Acquire), end, "the id files stop short");
+    assert_eq!(
+        covered.load(Ordering::Acquire),
+        end,
+        "the id files stop short"
+    );
     store.close();
 }
 
-/// Review (rev): with the event id index off no builder runs, yet every index save queues
-/// its (empty) range of handed pairs (`IdIndex::extend_with`): the queue grows without end.
+/// With the event id index off no builder runs, so index saves queue no handed pairs
+/// (`IdIndex::extend_with`; a review found every save's range queued, without end).
 #[tokio::test]
 async fn saves_queue_no_handed_ranges_when_no_builder_runs() {
     let dir = tempfile::tempdir().unwrap();
