@@ -540,6 +540,36 @@ pub enum Direction {
 }
 
 #[cfg(test)]
+mod event_type_tests {
+    use super::{EventType, ProposedEvent};
+
+    /// An `EventType` reads, compares, hashes and prints as the `String` it replaced, and a
+    /// clone is the same copy.
+    #[test]
+    fn event_types_behave_as_their_strings() {
+        use std::collections::HashSet;
+
+        let name = String::from("Order\"Placed");
+        let event_type = EventType::from(name.clone());
+        assert_eq!(format!("{event_type:?}"), format!("{name:?}"));
+        assert_eq!(event_type.to_string(), name);
+        assert!(event_type == name && name == event_type);
+        assert!(event_type == *name.as_str() && event_type == name.as_str());
+        assert_eq!(String::from(&event_type), name);
+        assert_eq!(event_type.len(), name.len());
+        assert_eq!(event_type.clone().as_ptr(), event_type.as_ptr());
+        let set: HashSet<EventType> = [event_type].into_iter().collect();
+        assert!(set.contains(name.as_str()));
+        assert_eq!(EventType::default(), "");
+        let proposed = ProposedEvent::json(name.as_str(), "{}");
+        assert_eq!(
+            proposed,
+            ProposedEvent::json(name.clone(), "{}").with_id(proposed.id)
+        );
+    }
+}
+
+#[cfg(test)]
 mod timestamp_tests {
     use super::Timestamp;
 
