@@ -553,8 +553,11 @@ mod event_type_tests {
         let event_type = EventType::from(name.clone());
         assert_eq!(format!("{event_type:?}"), format!("{name:?}"));
         assert_eq!(event_type.to_string(), name);
-        assert!(event_type == name && name == event_type);
-        assert!(event_type == *name.as_str() && event_type == name.as_str());
+        assert_eq!(event_type, name);
+        assert_eq!(name, event_type);
+        assert_eq!(event_type, *name.as_str());
+        assert_eq!(event_type, name.as_str());
+        assert_eq!(name.as_str(), event_type);
         assert_eq!(String::from(&event_type), name);
         assert_eq!(event_type.len(), name.len());
         assert_eq!(event_type.clone().as_ptr(), event_type.as_ptr());
