@@ -143,7 +143,7 @@ pub(crate) async fn load(
 fn json_event(event_type: &str, data: Vec<u8>) -> ProposedEvent {
     ProposedEvent {
         id: EventId::new_random(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         content_type: ContentType::Json,
         data: Bytes::from(data),
         metadata: Bytes::new(),

@@ -107,7 +107,7 @@ pub(crate) async fn dead_letter(
     });
     let letter = ProposedEvent {
         id: EventId::from_u128(event.id.as_u128() ^ DEAD_LETTER_ID_MASK),
-        event_type: event.event_type.clone(),
+        event_type: event.event_type.as_str().into(),
         content_type: event.content_type,
         data: event.data.clone(),
         metadata: Bytes::from(metadata.to_string()),
@@ -213,7 +213,7 @@ async fn last_event(store: &dyn EventStore, stream: &StreamName) -> Result<Optio
 fn system_event(event_type: &str, data: Vec<u8>) -> ProposedEvent {
     ProposedEvent {
         id: EventId::new_random(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         content_type: ContentType::Json,
         data: Bytes::from(data),
         metadata: Bytes::new(),

@@ -88,8 +88,8 @@ pub use subscription::{
     subscribe_to_stream_with,
 };
 pub use types::{
-    AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
-    ProposedEvent, RecordedEvent, Revision, StreamName, StreamState, Timestamp,
+    AppendResult, ContentType, DeleteResult, Direction, EventId, EventType, ExpectedRevision,
+    Position, ProposedEvent, RecordedEvent, Revision, StreamName, StreamState, Timestamp,
 };
 
 pub use bytes::Bytes;

@@ -369,7 +369,7 @@ pub trait EventStore: Send + Sync + 'static {
         }
         let event = ProposedEvent {
             id: EventId::new_random(),
-            event_type: METADATA_EVENT_TYPE.to_owned(),
+            event_type: METADATA_EVENT_TYPE.into(),
             content_type: ContentType::Json,
             data: Bytes::from(metadata.to_json()),
             metadata: Bytes::new(),

@@ -254,11 +254,133 @@ impl ContentType {
     }
 }
 
+/// The type of a proposed event, shared: events of one append with the same type can hold
+/// one copy of it (a clone is a reference count, not an allocation). Compares, hashes,
+/// prints and dereferences as the string it holds.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EventType(Arc<str>);
+
+impl EventType {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for EventType {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for EventType {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for EventType {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl From<&str> for EventType {
+    fn from(name: &str) -> Self {
+        Self(Arc::from(name))
+    }
+}
+
+impl From<&String> for EventType {
+    fn from(name: &String) -> Self {
+        Self(Arc::from(name.as_str()))
+    }
+}
+
+impl From<String> for EventType {
+    fn from(name: String) -> Self {
+        Self(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for EventType {
+    fn from(name: Arc<str>) -> Self {
+        Self(name)
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for EventType {
+    fn from(name: std::borrow::Cow<'_, str>) -> Self {
+        Self(Arc::from(name))
+    }
+}
+
+impl From<EventType> for String {
+    fn from(event_type: EventType) -> Self {
+        event_type.0.as_ref().to_owned()
+    }
+}
+
+impl From<&EventType> for String {
+    fn from(event_type: &EventType) -> Self {
+        event_type.0.as_ref().to_owned()
+    }
+}
+
+impl PartialEq<str> for EventType {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for EventType {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for EventType {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<EventType> for str {
+    fn eq(&self, other: &EventType) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<EventType> for &str {
+    fn eq(&self, other: &EventType) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<EventType> for String {
+    fn eq(&self, other: &EventType) -> bool {
+        **self == *other.0
+    }
+}
+
 /// An event a client wants to append.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ProposedEvent {
     pub id: EventId,
-    pub event_type: String,
+    pub event_type: EventType,
     pub content_type: ContentType,
     pub data: Bytes,
     pub metadata: Bytes,
@@ -266,7 +388,7 @@ pub struct ProposedEvent {
 
 impl ProposedEvent {
     /// A JSON event with a fresh random id and empty metadata.
-    pub fn json(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+    pub fn json(event_type: impl Into<EventType>, data: impl Into<Bytes>) -> Self {
         Self {
             id: EventId::new_random(),
             event_type: event_type.into(),
@@ -277,7 +399,7 @@ impl ProposedEvent {
     }
 
     /// A binary event with a fresh random id and empty metadata.
-    pub fn binary(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+    pub fn binary(event_type: impl Into<EventType>, data: impl Into<Bytes>) -> Self {
         Self {
             content_type: ContentType::Binary,
             ..Self::json(event_type, data)
@@ -415,6 +537,39 @@ pub struct DeleteResult {
 pub enum Direction {
     Forwards,
     Backwards,
+}
+
+#[cfg(test)]
+mod event_type_tests {
+    use super::{EventType, ProposedEvent};
+
+    /// An `EventType` reads, compares, hashes and prints as the `String` it replaced, and a
+    /// clone is the same copy.
+    #[test]
+    fn event_types_behave_as_their_strings() {
+        use std::collections::HashSet;
+
+        let name = String::from("Order\"Placed");
+        let event_type = EventType::from(name.clone());
+        assert_eq!(format!("{event_type:?}"), format!("{name:?}"));
+        assert_eq!(event_type.to_string(), name);
+        assert_eq!(event_type, name);
+        assert_eq!(name, event_type);
+        assert_eq!(event_type, *name.as_str());
+        assert_eq!(event_type, name.as_str());
+        assert_eq!(name.as_str(), event_type);
+        assert_eq!(String::from(&event_type), name);
+        assert_eq!(event_type.len(), name.len());
+        assert_eq!(event_type.clone().as_ptr(), event_type.as_ptr());
+        let set: HashSet<EventType> = [event_type].into_iter().collect();
+        assert!(set.contains(name.as_str()));
+        assert_eq!(EventType::default(), "");
+        let proposed = ProposedEvent::json(name.as_str(), "{}");
+        assert_eq!(
+            proposed,
+            ProposedEvent::json(name.clone(), "{}").with_id(proposed.id)
+        );
+    }
 }
 
 #[cfg(test)]

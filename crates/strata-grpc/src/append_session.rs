@@ -187,7 +187,7 @@ pub(crate) fn proposed_event(record: AppendRecord) -> Result<ProposedEvent, Stat
     };
     Ok(ProposedEvent {
         id,
-        event_type: schema.name,
+        event_type: schema.name.into(),
         content_type,
         data: record.data,
         metadata,

@@ -1,7 +1,7 @@
 //! The protobuf codec of every service: prost's, except that a message that does not
 //! decode is the caller's fault (INVALID_ARGUMENT, naming the problem), not an internal
-//! error of the server; the single append's messages get small buffers, read answers one
-//! that takes a whole write.
+//! error of the server; the single append's answers get small buffers, its requests one
+//! that a large append does not keep reallocating, read answers one that takes a whole write.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -15,22 +15,31 @@ use tonic_prost::ProstEncoder;
 use crate::proto::event_store::client::streams::{AppendReq, AppendResp};
 use crate::read_answer::ReadAnswer;
 
-/// The first buffer of an `Append` call's decoder and encoder. tonic's default (8 KiB) is
-/// meant for streams of messages; an append's options and single event, and its answer, fit
-/// in far less, and a buffer this small comes from the allocator's per-thread cache instead
-/// of a large allocation that consolidates the heap. The buffers grow when a message is
-/// larger (a big event, an append of many events).
+/// The first buffer of an `Append` call's encoder. tonic's default (8 KiB) is meant for
+/// streams of messages; an append's answer fits in far less, and a buffer this small comes
+/// from the allocator's per-thread cache instead of a large allocation that consolidates the
+/// heap.
 const APPEND_BUFFER_BYTES: usize = 512;
+
+/// The first buffer of an `Append` call's decoder, which holds the HTTP/2 frames of one
+/// event message per event. Once decoded events hold slices of it, it cannot grow in place:
+/// each growth is a new buffer of at least this size (bytes' "original capacity") with the
+/// undecoded rest copied over. From 512 bytes every 16 KiB frame of a large append made it
+/// grow twice, copying the frame again; from 32 KiB (twice a frame) a frame fits in the room
+/// the last growth left, and a growth copies only the part of a message the frames split.
+const APPEND_REQUEST_BUFFER_BYTES: usize = 32 * 1024;
 
 /// tonic's default yield threshold: an encoder hands its bytes on once it holds this many.
 const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
 
-/// The buffers for calls that send or receive `M`: small for `Append`'s messages, one that
-/// takes a whole write without growing for read answers (a stream of many messages), and
-/// tonic's defaults for the rest.
+/// The buffers for calls that send or receive `M`: small for `Append`'s answers, two frames
+/// for its requests, one that takes a whole write without growing for read answers (a
+/// stream of many messages), and tonic's defaults for the rest.
 fn buffer_settings<M: 'static>() -> BufferSettings {
     let message = TypeId::of::<M>();
-    if message == TypeId::of::<AppendReq>() || message == TypeId::of::<AppendResp>() {
+    if message == TypeId::of::<AppendReq>() {
+        BufferSettings::new(APPEND_REQUEST_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+    } else if message == TypeId::of::<AppendResp>() {
         BufferSettings::new(APPEND_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
     } else if message == TypeId::of::<ReadAnswer>() {
         crate::read_answer::encode_buffer_settings()
@@ -109,12 +118,16 @@ mod tests {
     use crate::proto::event_store::client::streams::ReadResp;
 
     #[test]
-    fn only_the_append_messages_get_small_buffers() {
+    fn the_append_messages_get_their_own_buffers() {
         let small = format!(
             "{:?}",
             BufferSettings::new(APPEND_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
         );
-        assert_eq!(format!("{:?}", buffer_settings::<AppendReq>()), small);
+        let request = format!(
+            "{:?}",
+            BufferSettings::new(APPEND_REQUEST_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+        );
+        assert_eq!(format!("{:?}", buffer_settings::<AppendReq>()), request);
         assert_eq!(format!("{:?}", buffer_settings::<AppendResp>()), small);
         assert_eq!(
             format!("{:?}", buffer_settings::<ReadResp>()),

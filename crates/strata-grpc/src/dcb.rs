@@ -59,7 +59,7 @@ fn proposed_of(event: pb::Event) -> Result<ProposedEvent, Status> {
     };
     let proposed = ProposedEvent {
         id,
-        event_type: event.r#type,
+        event_type: event.r#type.into(),
         content_type: if event.json {
             ContentType::Json
         } else {

@@ -2,17 +2,22 @@
 //! have the same fields, so one type serves both), with a hand-written decoder: the
 //! `metadata` map is no `HashMap` of `String`s. Each entry is read in place from the
 //! request's bytes; the two keys the server reads get their own fields (the event type as
-//! the `String` the store takes, a known content type as a static string), other entries
-//! are copied out (the server ignores them). A 1,000-event append so costs no map and no
-//! reference-counted slice per metadata entry. Strings are checked to be UTF-8 as prost
-//! checks them, and a later entry for a key replaces an earlier one, as in a map.
+//! the shared `EventType` the store takes, a known content type as a static string), other
+//! entries are copied out (the server ignores them). A 1,000-event append so costs no map
+//! and no reference-counted slice per metadata entry, and events whose type is the one
+//! before them share it instead of allocating their own. Strings are UTF-8 as prost requires
+//! (one equal to a known string needs no check; the others are checked), and a later entry
+//! for a key replaces an earlier one, as in a map.
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{
     DecodeContext, WireType, bytes, check_wire_type, decode_key, decode_varint, message, skip_field,
 };
 use prost::{DecodeError, Message};
-use strata_core::ContentType;
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use strata_core::{ContentType, EventType};
 
 use crate::convert::{CONTENT_TYPE_KEY, TYPE_KEY};
 use crate::proto::event_store::client::{Uuid, uuid as wire};
@@ -30,15 +35,18 @@ pub(crate) struct ProposedMessage {
 /// The `map<string, string>` of a proposed event; keys and values are UTF-8.
 #[derive(Clone, PartialEq, Default, Debug)]
 pub(crate) struct ProposedMetadata {
-    event_type: Option<String>,
-    content_type: Option<Bytes>,
+    event_type: Option<EventType>,
+    content_type: Option<Cow<'static, str>>,
     /// Any other entries, in the order they came (the server ignores them).
     other: Vec<(Bytes, Bytes)>,
 }
 
 impl ProposedMetadata {
     /// The two entries every proposed event carries.
-    pub(crate) fn new(event_type: impl Into<String>, content_type: impl Into<Bytes>) -> Self {
+    pub(crate) fn new(
+        event_type: impl Into<EventType>,
+        content_type: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             event_type: Some(event_type.into()),
             content_type: Some(content_type.into()),
@@ -47,7 +55,7 @@ impl ProposedMetadata {
     }
 
     /// The `type` entry, taken out (the store keeps it as it is).
-    pub(crate) fn take_event_type(&mut self) -> Option<String> {
+    pub(crate) fn take_event_type(&mut self) -> Option<EventType> {
         self.event_type.take()
     }
 
@@ -57,30 +65,31 @@ impl ProposedMetadata {
     }
 
     pub(crate) fn content_type(&self) -> Option<&str> {
-        self.content_type.as_deref().and_then(utf8)
+        self.content_type.as_deref()
     }
 
-    /// Records an entry read from the wire (both halves already checked to be UTF-8).
-    fn insert(&mut self, key: &[u8], value: &[u8]) {
+    /// Records an entry read from the wire, refusing a half that is not UTF-8.
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
         match key {
             key if key == TYPE_KEY.as_bytes() => {
-                let value = utf8(value).unwrap_or_default();
-                match &mut self.event_type {
-                    Some(old) => value.clone_into(old),
-                    None => self.event_type = Some(value.to_owned()),
-                }
+                self.event_type = Some(shared_event_type(value)?);
             }
             key if key == CONTENT_TYPE_KEY.as_bytes() => {
-                self.content_type = Some(known_content_type(value));
+                self.content_type = Some(match known_content_type(value) {
+                    Some(known) => Cow::Borrowed(known),
+                    None => Cow::Owned(checked_utf8(value)?.to_owned()),
+                });
             }
             _ => {
-                let value = Bytes::copy_from_slice(value);
+                checked_utf8(key)?;
+                let value = Bytes::copy_from_slice(checked_utf8(value)?.as_bytes());
                 match self.other.iter_mut().find(|(known, _)| *known == key) {
                     Some((_, old)) => *old = value,
                     None => self.other.push((Bytes::copy_from_slice(key), value)),
                 }
             }
         }
+        Ok(())
     }
 
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -89,7 +98,10 @@ impl ProposedMetadata {
                 TYPE_KEY.as_bytes(),
                 self.event_type.as_deref().map(str::as_bytes),
             ),
-            (CONTENT_TYPE_KEY.as_bytes(), self.content_type.as_deref()),
+            (
+                CONTENT_TYPE_KEY.as_bytes(),
+                self.content_type.as_deref().map(str::as_bytes),
+            ),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.map(|value| (key, value)))
@@ -97,27 +109,47 @@ impl ProposedMetadata {
     }
 }
 
-/// The content types clients send as static strings; any other copied.
-fn known_content_type(value: &[u8]) -> Bytes {
+thread_local! {
+    /// The event type this thread decoded last: the events of an append (and the appends of
+    /// one client) mostly repeat one type, and a repeat then costs a reference count instead
+    /// of an allocation. One entry, replaced by each new type; never more memory than that.
+    static LAST_EVENT_TYPE: RefCell<EventType> = RefCell::default();
+}
+
+/// `name` as an `EventType`: the last one this thread decoded when it is the same name
+/// (then UTF-8 without a check), else a new one, checked, which becomes the last.
+fn shared_event_type(name: &[u8]) -> Result<EventType, DecodeError> {
+    LAST_EVENT_TYPE.with_borrow_mut(|last| {
+        if last.as_bytes() != name {
+            *last = EventType::from(checked_utf8(name)?);
+        }
+        Ok(last.clone())
+    })
+}
+
+/// The content types clients send, as static strings.
+fn known_content_type(value: &[u8]) -> Option<&'static str> {
     [ContentType::Json, ContentType::Binary]
         .into_iter()
         .map(|known| known.as_mime())
         .find(|known| known.as_bytes() == value)
-        .map_or_else(|| Bytes::copy_from_slice(value), Bytes::from)
 }
 
 impl FromIterator<(String, String)> for ProposedMetadata {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
         let mut metadata = Self::default();
         for (key, value) in entries {
-            metadata.insert(key.as_bytes(), value.as_bytes());
+            metadata
+                .insert(key.as_bytes(), value.as_bytes())
+                .expect("a String is UTF-8");
         }
         metadata
     }
 }
 
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    std::str::from_utf8(bytes).ok()
+fn checked_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| decode_error("invalid string value: data is not UTF-8 encoded"))
 }
 
 /// Field numbers (streams.proto).
@@ -165,8 +197,7 @@ impl Message for ProposedMessage {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 in_place(buf, |mut entry| {
                     let (key, value) = read_entry(&mut entry, ctx)?;
-                    self.metadata.insert(key, value);
-                    Ok(())
+                    self.metadata.insert(key, value)
                 })
             }
             field::CUSTOM_METADATA => bytes::merge(wire_type, &mut self.custom_metadata, buf, ctx),
@@ -234,8 +265,8 @@ fn slice<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     Ok(head)
 }
 
-/// One map entry: a key and a value, each a UTF-8 string (empty when left out); a later
-/// occurrence of a field replaces an earlier one, unknown fields are skipped.
+/// One map entry: a key and a value (empty when left out; not yet checked to be UTF-8); a
+/// later occurrence of a field replaces an earlier one, unknown fields are skipped.
 fn read_entry<'a>(
     entry: &mut &'a [u8],
     ctx: DecodeContext,
@@ -255,11 +286,6 @@ fn read_entry<'a>(
             }
             _ => skip_field(wire_type, tag, entry, ctx.clone())?,
         }
-    }
-    if utf8(key).is_none() || utf8(value).is_none() {
-        return Err(decode_error(
-            "invalid string value: data is not UTF-8 encoded",
-        ));
     }
     Ok((key, value))
 }
@@ -297,9 +323,7 @@ fn merge_uuid(id: &mut Uuid, body: &mut &[u8], ctx: DecodeContext) -> Result<(),
             }
             field::UUID_STRING => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let text = utf8(slice(body)?).ok_or_else(|| {
-                    decode_error("invalid string value: data is not UTF-8 encoded")
-                })?;
+                let text = checked_utf8(slice(body)?)?;
                 id.value = Some(wire::Value::String(text.to_owned()));
             }
             _ => skip_field(wire_type, tag, body, ctx.clone())?,
@@ -435,6 +459,26 @@ mod tests {
         assert_eq!(decoded.metadata.content_type(), None);
     }
 
+    /// Events of one type share one copy of it; another type gets its own, equal to what
+    /// was sent.
+    #[test]
+    fn repeated_event_types_share_one_copy() {
+        let event_type = |name: &str| {
+            let bytes = generated(&[("type", name)]).encode_to_vec();
+            let mut decoded = ProposedMessage::decode(bytes.as_slice()).unwrap();
+            decoded.metadata.take_event_type().unwrap()
+        };
+        let first = event_type("OrderPlaced");
+        let second = event_type("OrderPlaced");
+        assert_eq!(first.as_ptr(), second.as_ptr(), "one copy");
+        let other = event_type("OrderShipped");
+        assert_eq!(other, "OrderShipped");
+        let again = event_type("OrderPlaced");
+        assert_eq!((&first, &again), (&second, &second));
+        assert_ne!(again.as_ptr(), other.as_ptr());
+        assert_eq!(event_type(""), "");
+    }
+
     #[test]
     fn strings_that_are_not_utf8_and_truncated_entries_are_refused() {
         // Field 2, an entry of 4 bytes: key field 1, 2 bytes, not UTF-8.
@@ -443,6 +487,56 @@ mod tests {
         assert!(Generated::decode(&not_utf8[..]).is_err(), "as prost");
         let truncated = [0x12, 9, 0x0a, 2, b'a', b'b'];
         assert!(ProposedMessage::decode(&truncated[..]).is_err());
+    }
+
+    /// Each half of each kind of entry is checked unless it equals a known string: a type
+    /// or content type that is not UTF-8 is refused, as prost refuses it, even after the
+    /// same type was decoded valid.
+    #[test]
+    fn every_half_of_every_entry_must_be_utf8() {
+        let message = |key: &[u8], value: &[u8]| {
+            let mut entry = vec![0x0a, u8::try_from(key.len()).unwrap()];
+            entry.extend(key);
+            entry.extend([0x12, u8::try_from(value.len()).unwrap()]);
+            entry.extend(value);
+            let mut bytes = vec![0x12, u8::try_from(entry.len()).unwrap()];
+            bytes.extend(entry);
+            bytes
+        };
+        let not_utf8: &[u8] = b"Order\xffPlaced";
+        for (key, value) in [
+            (&b"type"[..], not_utf8),
+            (b"content-type", not_utf8),
+            (b"trace", not_utf8),
+            (not_utf8, b"value"),
+        ] {
+            let bytes = message(key, value);
+            assert!(
+                Generated::decode(bytes.as_slice()).is_err(),
+                "prost refuses"
+            );
+            assert!(
+                ProposedMessage::decode(bytes.as_slice()).is_err(),
+                "{key:?} {value:?}"
+            );
+        }
+        for (key, value) in [
+            (&b"type"[..], &b"OrderPlaced"[..]),
+            (b"content-type", b"application/json"),
+            (b"content-type", b"text/plain"),
+            (b"trace", b"abc"),
+        ] {
+            let bytes = message(key, value);
+            assert_eq!(
+                ProposedMessage::decode(bytes.as_slice())
+                    .unwrap()
+                    .encode_to_vec(),
+                Generated::decode(bytes.as_slice()).unwrap().encode_to_vec(),
+                "{key:?} {value:?}"
+            );
+        }
+        // A valid type decoded first does not let an invalid one through after it.
+        assert!(ProposedMessage::decode(message(b"type", not_utf8).as_slice()).is_err());
     }
 
     #[test]

@@ -213,7 +213,7 @@ async fn append_inner(
             .into_iter()
             .map(|event| ProposedEvent {
                 id: EventId(event.event_id),
-                event_type: event.event_type,
+                event_type: event.event_type.into(),
                 content_type: ContentType::Json,
                 data: event
                     .data
@@ -269,7 +269,7 @@ async fn append_inner(
         };
         vec![ProposedEvent {
             id: EventId(event_id),
-            event_type: event_type.to_owned(),
+            event_type: event_type.into(),
             content_type,
             data: body,
             metadata: Bytes::new(),

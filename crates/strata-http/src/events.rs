@@ -53,7 +53,7 @@ impl EventIn {
         let tags = self.tags;
         let event = ProposedEvent {
             id: self.id.map_or_else(EventId::new_random, EventId),
-            event_type: self.event_type,
+            event_type: self.event_type.into(),
             content_type,
             data,
             metadata: self.metadata.map_or_else(Bytes::new, |metadata| {

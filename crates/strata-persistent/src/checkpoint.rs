@@ -110,7 +110,7 @@ pub(crate) async fn write(
         .unwrap_or_default();
     let event = ProposedEvent {
         id: EventId::new_random(),
-        event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
+        event_type: CHECKPOINT_EVENT_TYPE.into(),
         content_type: ContentType::Json,
         data: Bytes::from(checkpoint.to_json()),
         metadata,

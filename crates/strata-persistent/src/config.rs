@@ -100,7 +100,7 @@ pub(crate) async fn save<'a>(
     })?;
     let event = ProposedEvent {
         id: EventId::new_random(),
-        event_type: CONFIG_EVENT_TYPE.to_owned(),
+        event_type: CONFIG_EVENT_TYPE.into(),
         content_type: ContentType::Json,
         data: Bytes::from(data),
         metadata: Bytes::new(),

@@ -34,7 +34,7 @@ pub(crate) struct Replay {
 pub(crate) fn link_to(event: &RecordedEvent) -> ProposedEvent {
     ProposedEvent {
         id: EventId::new_random(),
-        event_type: LINK_EVENT_TYPE.to_owned(),
+        event_type: LINK_EVENT_TYPE.into(),
         content_type: ContentType::Binary,
         data: Bytes::from(format!("{}@{}", event.revision, event.stream)),
         metadata: Bytes::new(),

@@ -350,7 +350,7 @@ impl Group {
                     let event = &events[*index];
                     (
                         event.id,
-                        event.event_type.clone(),
+                        String::from(&event.event_type),
                         event.content_type == ContentType::Json,
                         event.data.clone(),
                         event.metadata.clone(),

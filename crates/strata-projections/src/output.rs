@@ -67,7 +67,7 @@ impl Writer {
         metadata.insert("$index".into(), output.marker.index.into());
         ProposedEvent {
             id: self.event_id(&output.stream, output.marker),
-            event_type: output.event_type.clone(),
+            event_type: output.event_type.as_str().into(),
             content_type: if output.is_json {
                 ContentType::Json
             } else {

@@ -147,7 +147,7 @@ mod tests {
             revision: Revision(0),
             position: Position(0),
             id: proposed.id,
-            event_type: proposed.event_type,
+            event_type: proposed.event_type.into(),
             content_type: proposed.content_type,
             data: proposed.data,
             metadata: proposed.metadata,

@@ -102,7 +102,7 @@ impl<S: EventStore + ?Sized> Shredder<S> {
             KeyState::Missing => self.create_key(subject).await?,
         };
         let subject_length = u16::try_from(subject.len()).map_err(|_| Error::Encode {
-            event_type: event.event_type.clone(),
+            event_type: String::from(&event.event_type),
             reason: "a subject is at most 65,535 bytes".into(),
         })?;
         let json = event.content_type == ContentType::Json;
@@ -123,7 +123,7 @@ impl<S: EventStore + ?Sized> Shredder<S> {
                 },
             )
             .map_err(|_| Error::Encode {
-                event_type: event.event_type.clone(),
+                event_type: String::from(&event.event_type),
                 reason: "the data cannot be encrypted".into(),
             })?;
         let mut data = header;

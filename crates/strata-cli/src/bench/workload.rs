@@ -40,7 +40,7 @@ impl Workload {
         let sequence = self.ids_issued.fetch_add(1, Ordering::Relaxed);
         ProposedEvent {
             id: EventId::from_u128((u128::from(self.id_prefix) << 64) | u128::from(sequence)),
-            event_type: EVENT_TYPE.to_owned(),
+            event_type: EVENT_TYPE.into(),
             content_type: ContentType::Json,
             data: self.body.clone(),
             metadata: Bytes::new(),

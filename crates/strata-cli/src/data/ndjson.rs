@@ -154,7 +154,7 @@ pub(crate) fn decode(text: &str) -> Result<Imported, String> {
         revision,
         event: ProposedEvent {
             id: EventId(id),
-            event_type: line.event_type,
+            event_type: line.event_type.into(),
             content_type,
             data: data.into(),
             metadata: metadata.into(),

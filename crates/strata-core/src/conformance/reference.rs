@@ -71,7 +71,7 @@ impl State {
                     let event = &events[*index];
                     (
                         event.id,
-                        event.event_type.clone(),
+                        String::from(&event.event_type),
                         event.content_type,
                         event.data.clone(),
                         event.metadata.clone(),

@@ -113,7 +113,7 @@ fn record(stream: StreamName, event: ProposedEvent) -> Result<AppendRecord, Stri
         properties,
         schema: Some(SchemaInfo {
             format: format as i32,
-            name: event.event_type,
+            name: event.event_type.into(),
             id: None,
         }),
         data: event.data,
