@@ -84,6 +84,14 @@ impl<S: EventStore + ?Sized> EventStore for FencedStore<S> {
         self.inner.read_stream(stream, options).await
     }
 
+    async fn read_stream_resolved(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<crate::system_streams::ResolvedSlice> {
+        self.inner.read_stream_resolved(stream, options).await
+    }
+
     async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {
         self.inner.read_all(options).await
     }

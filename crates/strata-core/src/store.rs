@@ -16,7 +16,7 @@ use crate::metadata::{
 };
 use crate::multi_append::{AppendPart, MultiAppendResult};
 use crate::rules::{self, StreamHead};
-use crate::system_streams::{IndexKey, IndexSlice};
+use crate::system_streams::{IndexKey, IndexSlice, ResolvedSlice};
 use crate::types::{
     AppendResult, ContentType, DeleteResult, Direction, EventId, ExpectedRevision, Position,
     ProposedEvent, RecordedEvent, Revision, StreamName, StreamState,
@@ -239,6 +239,23 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamName,
         options: ReadStreamOptions,
     ) -> Result<StreamSlice>;
+
+    /// Reads `stream` as [`EventStore::read_stream`] does, each link resolved as
+    /// [`crate::system_streams::resolve_links`] resolves it. A backend that builds a
+    /// system stream's links from the events they point at may hand those events over
+    /// instead of reading them again; the default reads, then resolves
+    /// ([`crate::system_streams::read_stream_resolved_by_reading`]), and every override
+    /// answers as it does.
+    ///
+    /// # Errors
+    /// As [`EventStore::read_stream`].
+    async fn read_stream_resolved(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<ResolvedSlice> {
+        crate::system_streams::read_stream_resolved_by_reading(self, stream, options).await
+    }
 
     /// Reads a page of the global log. A backend may bound the work of one call: a page
     /// that is not the end may then hold fewer than `max_count` events (even none, when a

@@ -90,8 +90,13 @@ impl PageBudget {
 
     /// Learns from a page read.
     pub fn observe(&mut self, events: &[RecordedEvent]) {
-        let largest = events.iter().map(event_bytes).max().unwrap_or(0);
-        self.largest_event_bytes = self.largest_event_bytes.max(largest);
+        self.observe_largest(events.iter().map(event_bytes).max().unwrap_or(0));
+    }
+
+    /// Learns from a page read whose largest event held `largest_event_bytes`
+    /// ([`event_bytes`]).
+    pub fn observe_largest(&mut self, largest_event_bytes: usize) {
+        self.largest_event_bytes = self.largest_event_bytes.max(largest_event_bytes);
         let fitting = self.target_bytes / self.largest_event_bytes;
         self.next_events = fitting
             .min(self.next_events.saturating_mul(4))

@@ -552,6 +552,40 @@ pub async fn resolve_link<S: EventStore + ?Sized>(
     })
 }
 
+/// What a stream read with its links resolved finds ([`EventStore::read_stream_resolved`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResolvedSlice {
+    /// The stream has no events, or was soft-deleted.
+    NotFound,
+    /// The events in the requested order, links resolved, and the stream's last revision.
+    Found {
+        events: Vec<ResolvedEvent>,
+        last_revision: Revision,
+    },
+}
+
+/// [`EventStore::read_stream`], then [`resolve_links`] on what it found: the default of
+/// [`EventStore::read_stream_resolved`], and what every backend's answer must equal.
+///
+/// # Errors
+/// As [`EventStore::read_stream`] and [`resolve_links`].
+pub async fn read_stream_resolved_by_reading<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamName,
+    options: ReadStreamOptions,
+) -> Result<ResolvedSlice> {
+    match store.read_stream(stream, options).await? {
+        StreamSlice::NotFound => Ok(ResolvedSlice::NotFound),
+        StreamSlice::Found {
+            events,
+            last_revision,
+        } => Ok(ResolvedSlice::Found {
+            events: resolve_links(store, events).await?,
+            last_revision,
+        }),
+    }
+}
+
 /// Resolves every link of `events`, in order, as [`resolve_link`] does one by one.
 ///
 /// Consecutive links to consecutive revisions of one stream (a category read meets its

@@ -59,6 +59,7 @@ mod postings_lookup;
 mod recovery;
 mod repair;
 mod replay;
+mod resolved_reader;
 mod run_file;
 mod run_filter;
 mod run_heal;

@@ -8,7 +8,10 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use strata_core::rules::{self, StreamHead, StreamRead};
-use strata_core::system_streams::{IndexKey, IndexSlice, index_window, read_system_stream};
+use strata_core::system_streams::{
+    IndexKey, IndexSlice, ResolvedSlice, index_window, read_stream_resolved_by_reading,
+    read_system_stream,
+};
 use strata_core::{
     AllSlice, AppendCondition, AppendPart, AppendResult, DeleteResult, Direction, Error,
     EventStore, ExpectedRevision, Limits, MultiAppendResult, Position, ProposedEvent, Query,
@@ -273,7 +276,10 @@ impl Store {
     }
 
     /// The published heads of `stream` and of the stream it describes, if it is `$$S`.
-    fn read_heads(&self, stream: &StreamName) -> Result<(StreamHead, Option<StreamHead>)> {
+    pub(crate) fn read_heads(
+        &self,
+        stream: &StreamName,
+    ) -> Result<(StreamHead, Option<StreamHead>)> {
         let described = stream
             .described_stream()
             .map(|described| stream_head(&self.shared, &described))
@@ -482,6 +488,21 @@ impl EventStore for Store {
             events,
             last_revision: read.last_revision(),
         })
+    }
+
+    async fn read_stream_resolved(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<ResolvedSlice> {
+        if self.shared.config.system_streams
+            && let Some(key) = IndexKey::of_stream(stream.as_str())
+            && !key.shows_stream_references()
+        {
+            let now = self.shared.config.clock.now();
+            return crate::resolved_reader::read(self, stream, &key, options, now).await;
+        }
+        read_stream_resolved_by_reading(self, stream, options).await
     }
 
     async fn read_all(&self, options: ReadAllOptions) -> Result<AllSlice> {

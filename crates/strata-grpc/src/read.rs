@@ -10,7 +10,7 @@ use strata_core::{
     AllSlice, Direction, Error, EventFilter, EventStore, FilterTarget, PageBudget, Position,
     ReadAllOptions, ReadFrom, ReadStreamOptions, RecordedEvent, Revision, StreamName, StreamSlice,
     event_bytes,
-    system_streams::{ResolvedEvent, resolve_links},
+    system_streams::{ResolvedEvent, ResolvedSlice, resolve_links},
 };
 use tonic::{Request, Response, Status};
 
@@ -280,39 +280,31 @@ async fn read_stream(
                 .unwrap_or(usize::MAX)
                 .min(page.events()),
         };
-        let (events, last) = match store
-            .read_stream(stream, options)
-            .await
-            .map_err(to_status)?
-        {
-            StreamSlice::NotFound if last_revision.is_none() => {
+        let Some((events, last)) = read_stream_page(store, stream, options, plan).await? else {
+            if last_revision.is_none() {
                 let not_found = read_resp::StreamNotFound {
                     stream_identifier: Some(stream_identifier(stream)),
                 };
                 return answers.send(Content::StreamNotFound(not_found)).await;
             }
-            StreamSlice::NotFound => break,
-            StreamSlice::Found {
-                events,
-                last_revision,
-            } => (events, last_revision),
+            break;
         };
         last_revision = Some(last);
-        page.observe(&events);
+        page.observe_largest(events.largest_read_bytes());
         let page_full = events.len() == options.max_count;
-        let Some(final_event) = events.last() else {
+        let Some(final_revision) = events.final_revision() else {
             break;
         };
         from = match plan.direction {
-            Direction::Forwards => ReadFrom::At(Revision(final_event.revision.0 + 1)),
-            Direction::Backwards if final_event.revision.0 == 0 => {
+            Direction::Forwards => ReadFrom::At(Revision(final_revision + 1)),
+            Direction::Backwards if final_revision == 0 => {
                 remaining = 0;
                 ReadFrom::Start
             }
-            Direction::Backwards => ReadFrom::At(Revision(final_event.revision.0 - 1)),
+            Direction::Backwards => ReadFrom::At(Revision(final_revision - 1)),
         };
         remaining = remaining.saturating_sub(events.len() as u64);
-        send_events(store, answers, events, plan).await?;
+        events.send(answers, plan).await?;
         if !page_full {
             break;
         }
@@ -323,6 +315,94 @@ async fn read_stream(
         answers.send(Content::LastStreamPosition(last.0)).await?;
     }
     Ok(())
+}
+
+/// A page of a stream read: the events read, with the events their links point at when
+/// the read resolves links.
+enum StreamPage {
+    Plain(Vec<RecordedEvent>),
+    Resolved(Vec<ResolvedEvent>),
+}
+
+/// A page of `stream` and the stream's last revision; `None` when the stream is not found.
+/// A read resolving links asks the store for the targets with the page
+/// ([`EventStore::read_stream_resolved`]), which may hand over the events a system stream's
+/// links were built from instead of reading them again.
+async fn read_stream_page(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamName,
+    options: ReadStreamOptions,
+    plan: &ReadPlan,
+) -> Result<Option<(StreamPage, Revision)>, Status> {
+    if plan.resolve_links {
+        let slice = store
+            .read_stream_resolved(stream, options)
+            .await
+            .map_err(to_status)?;
+        return Ok(match slice {
+            ResolvedSlice::NotFound => None,
+            ResolvedSlice::Found {
+                events,
+                last_revision,
+            } => Some((StreamPage::Resolved(events), last_revision)),
+        });
+    }
+    let slice = store
+        .read_stream(stream, options)
+        .await
+        .map_err(to_status)?;
+    Ok(match slice {
+        StreamSlice::NotFound => None,
+        StreamSlice::Found {
+            events,
+            last_revision,
+        } => Some((StreamPage::Plain(events), last_revision)),
+    })
+}
+
+impl StreamPage {
+    fn len(&self) -> usize {
+        match self {
+            Self::Plain(events) => events.len(),
+            Self::Resolved(events) => events.len(),
+        }
+    }
+
+    /// Revision of the page's last event read (the link, for a resolved one).
+    fn final_revision(&self) -> Option<u64> {
+        match self {
+            Self::Plain(events) => events.last().map(|event| event.revision.0),
+            Self::Resolved(events) => events.last().map(|event| event.original().revision.0),
+        }
+    }
+
+    /// Bytes of the page's largest event read (links weighed, not their targets), as
+    /// [`PageBudget::observe`] weighs a page.
+    fn largest_read_bytes(&self) -> usize {
+        match self {
+            Self::Plain(events) => events.iter().map(event_bytes).max(),
+            Self::Resolved(events) => events
+                .iter()
+                .map(|event| event_bytes(event.original()))
+                .max(),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Sends the page's answers, weighed by their bytes.
+    async fn send(self, answers: &Answers, plan: &ReadPlan) -> Result<(), Status> {
+        let (page, bytes) = match self {
+            Self::Plain(events) => {
+                let bytes = events.iter().map(event_bytes).sum();
+                (ReadAnswer::plain_events(&events, plan.uuid_format), bytes)
+            }
+            Self::Resolved(events) => {
+                let bytes = events.iter().map(resolved_bytes).sum();
+                (ReadAnswer::events(&events, plan.uuid_format), bytes)
+            }
+        };
+        answers.send_page(page, bytes).await
+    }
 }
 
 async fn read_all(

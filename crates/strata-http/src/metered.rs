@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use strata_core::system_streams::{IndexKey, IndexSlice};
+use strata_core::system_streams::{IndexKey, IndexSlice, ResolvedSlice};
 use strata_core::{
     AllSlice, AppendPart, AppendResult, DeleteResult, Error, EventStore, ExpectedRevision, Limits,
     MultiAppendResult, Position, ProposedEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent,
@@ -137,6 +137,25 @@ impl<S: EventStore + ?Sized> EventStore for MeteredStore<S> {
         let slice = self.inner.read_stream(stream, options).await?;
         if let StreamSlice::Found { events, .. } = &slice {
             self.count_read(events);
+        }
+        Ok(slice)
+    }
+
+    /// Counts each link and each event it resolved to, as reading then resolving would.
+    async fn read_stream_resolved(
+        &self,
+        stream: &StreamName,
+        options: ReadStreamOptions,
+    ) -> Result<ResolvedSlice> {
+        let slice = self.inner.read_stream_resolved(stream, options).await?;
+        if let ResolvedSlice::Found { events, .. } = &slice {
+            let read = events
+                .iter()
+                .flat_map(|resolved| resolved.link.iter().chain(&resolved.event));
+            let (count, bytes) = read.fold((0, 0), |(count, bytes), event| {
+                (count + 1, bytes + event_bytes(event))
+            });
+            self.metrics.count_io(IoActivity::Read, count, bytes);
         }
         Ok(slice)
     }

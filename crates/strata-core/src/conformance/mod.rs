@@ -187,6 +187,7 @@ macro_rules! __strata_conformance_cases {
             system_streams::category_stream_reads_forwards_and_backwards,
             system_streams::event_type_correlation_and_stream_lists,
             system_streams::links_resolve_to_their_targets,
+            system_streams::resolved_reads_equal_reading_then_resolving,
             system_streams::category_subscription_catches_up_under_concurrent_appends,
             system_streams::links_of_deleted_and_truncated_streams_stay_and_resolve_to_nothing,
             system_streams::writes_to_system_streams_are_refused,

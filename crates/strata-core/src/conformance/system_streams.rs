@@ -11,8 +11,8 @@ use crate::metadata::StreamMetadata;
 use crate::store::{EventStore, ReadAllOptions, ReadFrom, ReadStreamOptions, StreamSlice};
 use crate::subscription::{SubscribeFrom, SubscriptionItem, subscribe_to_all, subscribe_to_stream};
 use crate::system_streams::{
-    LINK_EVENT_TYPE, ResolvedEvent, STREAM_REFERENCE_EVENT_TYPE, category_of, resolve_link,
-    resolve_links,
+    LINK_EVENT_TYPE, ResolvedEvent, STREAM_REFERENCE_EVENT_TYPE, category_of,
+    read_stream_resolved_by_reading, resolve_link, resolve_links,
 };
 use crate::types::{
     ContentType, Direction, ExpectedRevision, Position, ProposedEvent, RecordedEvent,
@@ -549,6 +549,104 @@ pub async fn links_of_deleted_and_truncated_streams_stay_and_resolve_to_nothing<
     .to_vec();
     assert_eq!(resolved_events, expected, "what each link resolves to");
     assert_resolved_together_as_alone(&*store, &after).await;
+}
+
+/// A system stream read with its links resolved in one call
+/// ([`EventStore::read_stream_resolved`]) answers as reading the stream, then resolving its
+/// links: across windows in both directions, over targets that are plain, soft-deleted,
+/// tombstoned, beyond `$maxCount`, truncated, under `$maxAge`, in a metadata stream, and
+/// links themselves; the runs broken by interleaved streams.
+pub async fn resolved_reads_equal_reading_then_resolving<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    for round in 0..3 {
+        for name in ["mix-1", "mix-2", "mix-3", "mix-4", "mix-5", "mix-6"] {
+            let events = (0..=round).map(|n| event("Mixed", n)).collect();
+            store
+                .append_ok(&stream(name), ExpectedRevision::Any, events)
+                .await;
+        }
+        let link = ProposedEvent::binary(LINK_EVENT_TYPE, format!("{round}@mix-1"));
+        store
+            .append_ok(&stream("mix-links"), ExpectedRevision::Any, vec![link])
+            .await;
+    }
+    store
+        .delete_stream(&stream("mix-2"), ExpectedRevision::Any)
+        .await
+        .unwrap_or_else(|error| panic!("delete mix-2: {error}"));
+    store
+        .tombstone_stream(&stream("mix-3"), ExpectedRevision::Any)
+        .await
+        .unwrap_or_else(|error| panic!("tombstone mix-3: {error}"));
+    let metadata = [
+        (
+            "mix-4",
+            StreamMetadata {
+                max_count: Some(2),
+                ..StreamMetadata::default()
+            },
+        ),
+        (
+            "mix-5",
+            StreamMetadata {
+                truncate_before: Some(3),
+                ..StreamMetadata::default()
+            },
+        ),
+        (
+            "mix-6",
+            StreamMetadata {
+                max_age: Some(std::time::Duration::from_secs(3_600)),
+                ..StreamMetadata::default()
+            },
+        ),
+    ];
+    for (name, metadata) in metadata {
+        store
+            .set_stream_metadata(&stream(name), ExpectedRevision::Any, &metadata)
+            .await
+            .unwrap_or_else(|error| panic!("set metadata of {name}: {error}"));
+    }
+    let names = [
+        "$ce-mix",
+        "$ce-$$mix",
+        "$et-Mixed",
+        "$et-$>",
+        "$et-$metadata",
+        "$streams",
+        "$category-mix",
+    ];
+    for name in names {
+        let len = links_of(&*store, name).await.len();
+        if matches!(name, "$ce-mix" | "$et-Mixed") {
+            assert!(len > 0, "{name} holds links");
+        }
+        let mut windows = vec![
+            ReadStreamOptions::forwards(),
+            ReadStreamOptions::backwards(),
+        ];
+        for max_count in [1, 2, 3, 5, 8] {
+            for from in [0, 1, 4, len.saturating_sub(1), len + 1] {
+                for options in [
+                    ReadStreamOptions::forwards(),
+                    ReadStreamOptions::backwards(),
+                ] {
+                    windows.push(options.from_revision(from as u64).max_count(max_count));
+                }
+            }
+        }
+        for options in windows {
+            let described = format!("{name} {options:?}");
+            let together = store
+                .read_stream_resolved(&stream(name), options)
+                .await
+                .unwrap_or_else(|error| panic!("{described}, resolved: {error}"));
+            let apart = read_stream_resolved_by_reading(&*store, &stream(name), options)
+                .await
+                .unwrap_or_else(|error| panic!("{described}, read then resolved: {error}"));
+            assert_eq!(together, apart, "{described}");
+        }
+    }
 }
 
 /// Nothing is stored for system streams served from indexes: appends, deletes and
