@@ -43,8 +43,9 @@ pub enum Vacuum {
     /// a table's end go back to the file system. Reads and appends go on meanwhile.
     Plain,
     /// `VACUUM FULL`: the tables are rewritten, so all the space goes back to the file
-    /// system and the deleted rows' bytes leave the table files. Takes an `ACCESS
-    /// EXCLUSIVE` lock: reads and appends of every node wait until it is done.
+    /// system and the deleted rows' bytes leave the table files. It first waits (up to
+    /// 30 s) for the transactions begun before it, whose snapshots keep those rows. Takes
+    /// an `ACCESS EXCLUSIVE` lock: reads and appends of every node wait until it is done.
     Full,
 }
 
@@ -84,6 +85,9 @@ struct Decided {
 }
 
 const TABLES: [&str; 3] = ["events", "index_entries", "streams"];
+/// How long `VACUUM FULL` waits at most for the transactions that began before the last
+/// deletion; after that it runs anyway (their snapshots keep those rows until they end).
+const OLDER_TRANSACTIONS_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Deletes the rows of events no read can return any more, in batches, then vacuums.
 pub(crate) async fn run(
@@ -193,6 +197,9 @@ pub(crate) async fn run(
             Vacuum::Plain => Some(format!("VACUUM (ANALYZE) {tables}")),
             Vacuum::Full => Some(format!("VACUUM (FULL, ANALYZE) {tables}")),
         };
+        if settings.vacuum == Vacuum::Full {
+            wait_for_older_transactions(&client).await?;
+        }
         if let Some(statement) = statement {
             client
                 .batch_execute(&statement)
@@ -294,6 +301,42 @@ async fn throttle(percent: u8, worked: Duration) {
     if percent < 100 {
         let pause = worked.mul_f64(f64::from(100 - percent) / f64::from(percent));
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// Waits (up to [`OLDER_TRANSACTIONS_WAIT_MAX`]) until no other session of this database
+/// holds a snapshot from a transaction begun before now: `VACUUM FULL` copies the deleted
+/// rows such a snapshot may still see, and their bytes would stay in the table files.
+async fn wait_for_older_transactions(client: &Client) -> Result<()> {
+    let deleted_at: std::time::SystemTime = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .map_err(query_failed("reading the server's clock"))?
+        .get(0);
+    let deadline = Instant::now() + OLDER_TRANSACTIONS_WAIT_MAX;
+    loop {
+        let older: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND backend_xmin IS NOT NULL AND xact_start < $1",
+                &[&deleted_at],
+            )
+            .await
+            .map_err(query_failed("looking for older transactions"))?
+            .get(0);
+        if older == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                transactions = older,
+                "VACUUM FULL runs while older transactions are open: the rows they may see \
+                 keep their bytes in the table files until a later vacuum"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

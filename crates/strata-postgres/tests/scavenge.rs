@@ -461,6 +461,48 @@ async fn relation_files_contain(schema: &str, marker: &[u8]) -> bool {
     false
 }
 
+/// A session whose transaction began before the forget (here: another application's
+/// long read) keeps a snapshot that may still see the deleted rows; `VACUUM FULL` would
+/// copy them into the new table files. The forget waits for it to end first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_waits_for_older_transactions_and_then_leaves_no_byte() {
+    let schema = TestSchema::new();
+    let store = PostgresStore::open(schema.config()).await.expect("opens");
+    let marker = format!("forget-me-{}", uuid::Uuid::new_v4().simple());
+    let events: Vec<ProposedEvent> = (0..10)
+        .map(|i| {
+            ProposedEvent::json(
+                "PersonNamed",
+                format!("{{\"name\":\"{marker}\",\"i\":{i}}}"),
+            )
+        })
+        .collect();
+    store
+        .append(&name("person-1"), ExpectedRevision::NoStream, events)
+        .await
+        .expect("appends");
+    let (older, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    older
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .expect("an older snapshot");
+    let ending = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        older.batch_execute("COMMIT").await.expect("ends");
+    });
+    let report = store
+        .forget(&[name("person-1")], Vacuum::Full)
+        .await
+        .expect("forgets");
+    ending.await.expect("the older transaction ended");
+    assert_eq!(report.events_removed, 10);
+    assert!(!relation_files_contain(&schema.name, marker.as_bytes()).await);
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_table_files() {
     let schema = TestSchema::new();
