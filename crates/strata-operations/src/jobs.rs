@@ -112,6 +112,8 @@ struct JobsState {
 struct Running {
     status: JobStatus,
     stop: Arc<AtomicBool>,
+    /// Its outcome is decided and being written (`$scavengeCompleted`): too late to stop.
+    ending: bool,
 }
 
 struct Inner {
@@ -215,6 +217,7 @@ impl ScavengeJobs {
                     log_end_at_finish: None,
                 },
                 stop: Arc::clone(&stop),
+                ending: false,
             });
         }
         tracing::info!(scavenge_id = %id, trigger = ?request.trigger, "scavenge started");
@@ -226,11 +229,12 @@ impl ScavengeJobs {
     /// run is under way.
     ///
     /// # Errors
-    /// [`OperationsError::NotFound`] when no run with that id is under way.
+    /// [`OperationsError::NotFound`] when no run with that id is under way, or when its
+    /// outcome is already decided (a client that read `$scavengeCompleted` finds it over).
     pub fn stop(&self, id: &str) -> Result<String, OperationsError> {
         let state = self.inner.state.lock();
         match &state.current {
-            Some(running) if running.status.id == id || id == "current" => {
+            Some(running) if !running.ending && (running.status.id == id || id == "current") => {
                 running.stop.store(true, Ordering::Release);
                 Ok(running.status.id.clone())
             }
@@ -422,6 +426,9 @@ impl Inner {
             ),
             Err(error) => (JobState::Failed, RunResult::Errored, Some(error.clone()), 0),
         };
+        if let Some(running) = self.state.lock().current.as_mut() {
+            running.ending = true;
+        }
         history
             .completed(
                 result,
