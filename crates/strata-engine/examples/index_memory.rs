@@ -9,7 +9,8 @@
 //! stream, 32 tasks, durability `none`) and closes the store. Then opens DIR in MODE
 //! (`whole` or `tail`) and prints one JSON object: the open's time, `VmRSS` after the
 //! open, after the first index save (which publishes the runs: the tail-only index then
-//! drops what they cover), and after 10,000 stream heads and reads of random streams.
+//! drops what they cover), and after 10,000 stream heads and reads of random streams
+//! (there also `RssAnon`: the pages of the log those reads map count in `VmRSS`).
 //! Run each mode in its own process. `nosys` turns the system streams (the secondary
 //! indexes) off, for writing and opening alike. `corr` gives every 3 events a new
 //! correlation id (`$correlationId` in their metadata, as one command's events carry
@@ -185,6 +186,7 @@ async fn main() {
     }
     let lookup_seconds = started.elapsed().as_secs_f64();
     let rss_after_lookups = status("VmRSS:");
+    let anon_after_lookups = status("RssAnon:");
     store.close();
     println!(
         "{{\"mode\":\"{mode}\",\"system_streams\":{system_streams},\"correlated\":{correlated},\"events\":{events},\"streams\":{streams},\"write_s\":{},\
@@ -195,7 +197,7 @@ async fn main() {
          \"rss_after_checks\":{rss_after_checks},\"hwm_after_checks\":{hwm_after_checks},\
          \"appended\":{appended},\"appends_s\":{appends_seconds:.3},\"rss_after_appends\":{rss_after_appends},\
          \"rss_after_save\":{rss_after_save},\"lookups\":{LOOKUPS},\"lookups_s\":{lookup_seconds:.3},\
-         \"read_events\":{read_events},\"rss_after_lookups\":{rss_after_lookups},\"hwm\":{}}}",
+         \"read_events\":{read_events},\"rss_after_lookups\":{rss_after_lookups},\"anon_after_lookups\":{anon_after_lookups},\"hwm\":{}}}",
         write_seconds.map_or("null".into(), |seconds| format!("{seconds:.1}")),
         status("VmHWM:")
     );
