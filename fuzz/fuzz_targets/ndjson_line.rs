@@ -22,7 +22,7 @@ fuzz_target!(|line: &str| {
         revision: Revision(imported.revision),
         position: Position(0),
         id: imported.event.id,
-        event_type: imported.event.event_type.clone(),
+        event_type: String::from(&imported.event.event_type),
         content_type: imported.event.content_type,
         data: imported.event.data.clone(),
         metadata: imported.event.metadata.clone(),
