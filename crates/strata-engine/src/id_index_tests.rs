@@ -241,14 +241,7 @@ async fn id_files_with_damaged_blocks_answer_from_the_log() {
     survives(
         |dir| {
             for path in id_files(dir) {
-                let mut bytes = std::fs::read(&path).unwrap();
-                let trailer = bytes.len() - 64;
-                let count =
-                    u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
-                for block in 0..count.div_ceil(256) as usize {
-                    bytes[16 + block * 4100 + 3] ^= 0x01;
-                }
-                std::fs::write(&path, bytes).unwrap();
+                damage_every_block(&path);
             }
         },
         true,
@@ -325,12 +318,7 @@ async fn a_block_damaged_under_a_running_store_is_answered_from_the_log() {
         store_with_an_old_event(dir.path(), config(true), &stream, &original).await;
     file_everything(&store);
     for path in store.shared.id_index.file_paths() {
-        let mut bytes = std::fs::read(&path).unwrap();
-        let trailer = bytes.len() - 64;
-        let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
-        for block in 0..count.div_ceil(256) as usize {
-            bytes[16 + block * 4100 + 3] ^= 0x01;
-        }
+        let bytes = with_every_block_damaged(&path);
         // Rewritten in place: the store's open handles read the damaged bytes.
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
@@ -451,15 +439,20 @@ fn the_merge_policy_keeps_the_chain_logarithmic_wherever_files_come_from() {
     assert_eq!(super::merge_due(&[(100, false), (40, false)]), None);
 }
 
-/// Corrupts every block of the id file at `path` (the open does not read blocks).
-fn damage_every_block(path: &Path) {
+/// The bytes of the id file at `path` with a bit flipped in every block.
+fn with_every_block_damaged(path: &Path) -> Vec<u8> {
     let mut bytes = std::fs::read(path).unwrap();
     let trailer = bytes.len() - 64;
     let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
     for block in 0..count.div_ceil(256) as usize {
         bytes[16 + block * 4100 + 3] ^= 0x01;
     }
-    std::fs::write(path, bytes).unwrap();
+    bytes
+}
+
+/// Corrupts every block of the id file at `path` (the open does not read blocks).
+fn damage_every_block(path: &Path) {
+    std::fs::write(path, with_every_block_damaged(path)).unwrap();
 }
 
 /// The largest file damaged: written again as pieces of `BUILD_IDS_MAX` (50 here), which
@@ -664,12 +657,7 @@ async fn a_block_damaged_after_its_file_was_read_back_is_found_by_the_lookup() {
     drop(store);
     for path in &files {
         let modified = std::fs::metadata(path).unwrap().modified().unwrap();
-        let mut bytes = std::fs::read(path).unwrap();
-        let trailer = bytes.len() - 64;
-        let count = u64::from_le_bytes(bytes[trailer + 16..trailer + 24].try_into().unwrap());
-        for block in 0..count.div_ceil(256) as usize {
-            bytes[16 + block * 4100 + 3] ^= 0x01;
-        }
+        let bytes = with_every_block_damaged(path);
         let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).unwrap();
         file.set_modified(modified).unwrap();

@@ -789,6 +789,19 @@ mod tests {
             .map_or_else(Vec::new, |postings| postings.positions.clone())
     }
 
+    /// Each key of `expected` holds its positions, and the named keys nothing more.
+    fn assert_holds_exactly(indexes: &SecondaryIndexes, expected: &HashMap<IndexKey, Vec<u64>>) {
+        for (key, wanted) in expected {
+            assert_eq!(&positions(indexes, key), wanted, "{key:?}");
+        }
+        let total: usize = indexes
+            .iter()
+            .filter(|(kind, _, _)| *kind != Kind::Rest)
+            .map(|(_, _, postings)| postings.positions.len())
+            .sum();
+        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+    }
+
     /// The engine indexes exactly what `strata_core::system_streams::index_keys` says.
     #[test]
     fn runs_are_indexed_as_the_core_rules_say() {
@@ -815,15 +828,7 @@ mod tests {
             }
         }
         assert!(!expected.is_empty());
-        for (key, wanted) in &expected {
-            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
-        }
-        let total: usize = indexes
-            .iter()
-            .filter(|(kind, _, _)| *kind != Kind::Rest)
-            .map(|(_, _, postings)| postings.positions.len())
-            .sum();
-        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+        assert_holds_exactly(&indexes, &expected);
     }
 
     /// A run is filed key by key (one lookup per stretch of one event type); what each
@@ -867,15 +872,7 @@ mod tests {
                 expected.entry(key).or_default().push(position);
             }
         }
-        for (key, wanted) in &expected {
-            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
-        }
-        let total: usize = indexes
-            .iter()
-            .filter(|(kind, _, _)| *kind != Kind::Rest)
-            .map(|(_, _, postings)| postings.positions.len())
-            .sum();
-        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+        assert_holds_exactly(&indexes, &expected);
     }
 
     /// Correlation ids are filed a stretch at a time: links in a stretch, ids that come
@@ -920,15 +917,7 @@ mod tests {
             expected.get(&IndexKey::Correlation("c-1".into())),
             Some(&vec![64, 192, 320])
         );
-        for (key, wanted) in &expected {
-            assert_eq!(&positions(&indexes, key), wanted, "{key:?}");
-        }
-        let total: usize = indexes
-            .iter()
-            .filter(|(kind, _, _)| *kind != Kind::Rest)
-            .map(|(_, _, postings)| postings.positions.len())
-            .sum();
-        assert_eq!(total, expected.values().map(Vec::len).sum::<usize>());
+        assert_holds_exactly(&indexes, &expected);
     }
 
     /// The keys remembered from the last metadata are those `correlation_id` and
