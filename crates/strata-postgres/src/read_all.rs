@@ -176,29 +176,6 @@ impl ReaderConnection {
             .await
     }
 
-    /// A page of `$all` with an ordinary filter served from the indexes, looking at no
-    /// more than `examined_max` events, and how many it looked at; `None` when the filter
-    /// keeps the window path.
-    pub(crate) async fn read_all_window_served(
-        &self,
-        options: &ReadAllOptions,
-        config: &PostgresConfig,
-        examined_max: usize,
-    ) -> Result<Option<(AllSlice, usize)>> {
-        let Some(filter) = options.filter.as_ref().filter(|filter| {
-            config.read_all_filters_from_indexes && crate::filtered_reader::may_serve(filter)
-        }) else {
-            return Ok(None);
-        };
-        let cursor = match self.cursor(options).await? {
-            Ok(cursor) => cursor,
-            Err(nothing_to_read) => return Ok(Some((nothing_to_read, 0))),
-        };
-        let window = usize::try_from(config.read_all_examined_events_max).unwrap_or(usize::MAX);
-        self.read_all_served(options, config, filter, cursor, examined_max.min(window))
-            .await
-    }
-
     /// Where a read starts (positions start at 1), or its whole answer when it reads
     /// nothing.
     async fn cursor(&self, options: &ReadAllOptions) -> Result<std::result::Result<u64, AllSlice>> {

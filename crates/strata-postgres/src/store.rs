@@ -388,24 +388,8 @@ impl EventStore for PostgresStore {
             .as_ref()
             .and_then(|filter| filter.index_key())
         else {
-            let config = self.readers.config();
-            let served = self
-                .readers
-                .run(|reader| {
-                    let options = &options;
-                    async move {
-                        reader
-                            .read_all_window_served(options, config, examined_max)
-                            .await
-                    }
-                })
-                .await?;
-            if let Some((slice, examined_count)) = served {
-                return Ok(WindowSlice {
-                    slice,
-                    examined_count,
-                });
-            }
+            // Subscriptions' windows of ordinary filters are filtered, not served: a live
+            // subscription's checkpoints must move past the events its filter skips.
             return read_all_window_by_filtering(self, options, examined_max).await;
         };
         let config = self.readers.config();
