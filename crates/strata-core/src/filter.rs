@@ -256,6 +256,13 @@ pub struct WindowSlice {
     /// Events the read looked at, matching the filter or not (at most the bound it was
     /// given, and at least one unless the page is the end).
     pub examined_count: usize,
+    /// Events of the log the read moved past, looked at or skipped: `examined_count` for
+    /// a read that looked at every event; for a forwards read served from an index, the
+    /// events from where it started to `next_position` (a backend may estimate them; at
+    /// least `examined_count`, and at least one when it moved). Subscriptions, which read
+    /// forwards, count these toward their checkpoints, as KurrentDB counts every event of
+    /// the log whether its filter takes it or not.
+    pub passed_count: usize,
 }
 
 /// [`EventStore::read_all_window`] for any store: reads up to `examined_max` events
@@ -276,6 +283,7 @@ pub async fn read_all_window_by_filtering<S: EventStore + ?Sized>(
         let slice = store.read_all(options).await?;
         return Ok(WindowSlice {
             examined_count: slice.events.len(),
+            passed_count: slice.events.len(),
             slice,
         });
     };
@@ -312,6 +320,7 @@ pub async fn read_all_window_by_filtering<S: EventStore + ?Sized>(
     Ok(WindowSlice {
         slice,
         examined_count,
+        passed_count: examined_count,
     })
 }
 

@@ -274,10 +274,11 @@ pub fn event_bytes(event: &RecordedEvent) -> usize {
     event.data.len() + event.metadata.len() + event.event_type.len() + event.stream.as_str().len()
 }
 
-/// Counts the events a filtered subscription looks at and says when a checkpoint is due.
+/// Counts the events of the log a filtered subscription moves past (looked at, or skipped
+/// by an index) and says when a checkpoint is due.
 struct Checkpoints {
     interval_events: usize,
-    examined_since: usize,
+    passed_since: usize,
     last_examined: Option<Position>,
     last_sent: Option<Position>,
 }
@@ -286,21 +287,22 @@ impl Checkpoints {
     fn new(interval_events: usize) -> Self {
         Self {
             interval_events,
-            examined_since: 0,
+            passed_since: 0,
             last_examined: None,
             last_sent: None,
         }
     }
 
-    /// Events the next read may look at: no more than are left until the next checkpoint.
+    /// Events the next read may look at: no more than are left until the next checkpoint
+    /// (a read served from an index may move past more, and the checkpoint follows it).
     fn window(&self) -> usize {
         self.interval_events
-            .saturating_sub(self.examined_since)
+            .saturating_sub(self.passed_since)
             .clamp(1, PAGE_EVENTS_MAX)
     }
 
-    fn examined(&mut self, count: usize, last: Option<Position>) {
-        self.examined_since += count;
+    fn passed(&mut self, count: usize, last: Option<Position>) {
+        self.passed_since += count;
         if last.is_some() {
             self.last_examined = last;
         }
@@ -309,11 +311,11 @@ impl Checkpoints {
     /// The checkpoint to send now: when the interval is full, or (`closing`) when anything
     /// was looked at since the last one.
     fn due(&mut self, closing: bool) -> Option<Position> {
-        let full = self.examined_since >= self.interval_events;
+        let full = self.passed_since >= self.interval_events;
         if !(full || closing) || self.last_examined == self.last_sent {
             return None;
         }
-        self.examined_since = 0;
+        self.passed_since = 0;
         self.last_sent = self.last_examined;
         self.last_sent
     }
@@ -346,7 +348,7 @@ async fn follow_all<S: EventStore + ?Sized>(
             };
             let slice = if filter.is_some() {
                 let window = store.read_all_window(options, checkpoints.window()).await?;
-                checkpoints.examined(window.examined_count, window.slice.last_examined);
+                checkpoints.passed(window.passed_count, window.slice.last_examined);
                 window.slice
             } else {
                 store.read_all(options).await?

@@ -47,10 +47,44 @@ pub(crate) async fn off_the_runtime<T: Send + 'static>(
     }
 }
 
-/// A page of `$all` and the number of events looked at for it.
+/// A page of `$all`, the number of events looked at for it and the number it moved past.
 pub(crate) struct Scanned {
     pub(crate) slice: AllSlice,
     pub(crate) examined_count: usize,
+    /// `strata_core::WindowSlice::passed_count`: `examined_count` for a scan; for a read
+    /// served from the index, an estimate ([`events_in_span`]).
+    pub(crate) passed_count: usize,
+}
+
+impl Scanned {
+    /// A page served from the index, which moved from `start` to its `next_position`.
+    pub(crate) fn served(
+        shared: &Shared,
+        slice: AllSlice,
+        examined_count: usize,
+        start: u64,
+    ) -> Self {
+        let passed_count = events_in_span(shared, start, slice.next_position.0).max(examined_count);
+        Self {
+            slice,
+            examined_count,
+            passed_count,
+        }
+    }
+}
+
+/// About how many events lie between the positions `a` and `b`: the span at the log's mean
+/// bytes per event (the index counts the events; positions count bytes), and at least one
+/// when the span is not empty. Subscriptions count it toward their checkpoints only.
+pub(crate) fn events_in_span(shared: &Shared, a: u64, b: u64) -> usize {
+    let span = a.abs_diff(b);
+    if span == 0 {
+        return 0;
+    }
+    let end = shared.durable_end.load(Ordering::Acquire).max(1);
+    let events = shared.index.read().events_total();
+    let estimate = u128::from(span) * u128::from(events) / u128::from(end);
+    usize::try_from(estimate).unwrap_or(usize::MAX).max(1)
 }
 
 /// Reads a page of `$all` looking at no more than `examined_max` events.
@@ -301,6 +335,7 @@ impl AllReader<'_> {
                     last_examined: None,
                 },
                 examined_count: 0,
+                passed_count: 0,
             });
         }
         let mut page = Page::new(options, bound);
@@ -317,6 +352,7 @@ impl AllReader<'_> {
                 last_examined: page.last_examined,
             },
             examined_count: page.examined_count,
+            passed_count: page.examined_count,
         })
     }
 
@@ -331,6 +367,7 @@ impl AllReader<'_> {
                     last_examined: None,
                 },
                 examined_count: 0,
+                passed_count: 0,
             });
         }
         let mut page = Page::new(options, bound);
@@ -348,6 +385,7 @@ impl AllReader<'_> {
                 last_examined: page.last_examined,
             },
             examined_count: page.examined_count,
+            passed_count: page.examined_count,
         })
     }
 }

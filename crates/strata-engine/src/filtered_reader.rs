@@ -216,10 +216,12 @@ pub(crate) fn read(
             },
         }
     };
-    Ok(Some(Scanned {
+    Ok(Some(Scanned::served(
+        shared,
         slice,
-        examined_count: page.examined_count,
-    }))
+        page.examined_count,
+        start,
+    )))
 }
 
 /// What a read has gathered.

@@ -101,10 +101,7 @@ pub(crate) fn read(
             last_examined: last_taken.map(Position),
         },
     };
-    Ok(Scanned {
-        examined_count: positions.len(),
-        slice,
-    })
+    Ok(Scanned::served(shared, slice, positions.len(), start))
 }
 
 /// Up to `wanted` positions of `key` from `start` (at or after it forwards, before it

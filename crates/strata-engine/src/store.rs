@@ -523,6 +523,7 @@ impl EventStore for Store {
         Ok(WindowSlice {
             slice: scanned.slice,
             examined_count: scanned.examined_count,
+            passed_count: scanned.passed_count,
         })
     }
 

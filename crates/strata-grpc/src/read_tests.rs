@@ -220,8 +220,8 @@ async fn filtered_subscriptions_checkpoint_every_window_times_multiplier_events_
         checkpoint_positions(&read),
         vec![positions[31], positions[39]]
     );
-    // A prefix is served from the index: its windows look at the keys' events only, none
-    // here, and the subscription checkpoints where it catches up.
+    // A prefix is served from the index: its one window looks at the keys' events only,
+    // none here, moves past all 40 events and checkpoints at its end.
     let request = read_all_request(
         all_options::AllOption::Start(Empty {}),
         None,

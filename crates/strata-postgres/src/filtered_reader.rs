@@ -153,6 +153,12 @@ fn plan_of(filter: &EventFilter) -> Option<Plan> {
     }
 }
 
+/// False for the filters no served read takes (they keep the window path whatever the
+/// store holds).
+pub(crate) fn may_serve(filter: &EventFilter) -> bool {
+    plan_of(filter).is_some()
+}
+
 /// The statements of served reads for one column.
 struct ColumnStatements {
     /// `$1` a prefix, `$2` most names: the log end, and the names from the prefix on in

@@ -4,7 +4,7 @@
 
 use strata_core::{
     Bytes, EventFilter, EventStore, ExpectedRevision, FilterTarget, Position, ProposedEvent,
-    ReadAllOptions, StreamMetadata, StreamName,
+    ReadAllOptions, ReadFrom, StreamMetadata, StreamName,
 };
 
 use super::*;
@@ -283,18 +283,31 @@ async fn served_windows_return_every_match_and_never_checkpoint_past_one() {
     let windows_only = PostgresStore::open(window_config).await.expect("opens");
     for filter in filters() {
         let mut found = Vec::new();
-        for store in [&served, &windows_only] {
+        for (store, is_served) in [(&served, true), (&windows_only, false)] {
             let mut options = ReadAllOptions::forwards()
                 .max_count(2)
                 .filter(filter.clone());
             let mut events = Vec::new();
             let mut checkpoints = Vec::new();
+            let mut skipped = 0;
             for _ in 0..1_000 {
+                let cursor = match options.from {
+                    ReadFrom::At(position) => position.0.max(1),
+                    _ => 1,
+                };
                 let window = store
                     .read_all_window(options.clone(), 3)
                     .await
                     .expect("reads");
                 assert!(window.examined_count <= 3, "{filter:?}");
+                // Positions are dense: a window moved past the events up to its next one,
+                // whether it looked at them or the index let it skip them.
+                assert_eq!(
+                    window.passed_count as u64,
+                    window.slice.next_position.0 - cursor,
+                    "{filter:?}"
+                );
+                skipped += window.passed_count - window.examined_count;
                 events.extend(window.slice.events.iter().map(|event| event.position.0));
                 checkpoints.push((events.len(), window.slice.last_examined));
                 if window.slice.is_end {
@@ -313,6 +326,8 @@ async fn served_windows_return_every_match_and_never_checkpoint_past_one() {
                     );
                 }
             }
+            // Served windows skip the events of other keys; windows of the log skip none.
+            assert_eq!(skipped > 0, is_served, "{filter:?}");
             found.push(events);
         }
         assert_eq!(found[0], found[1], "{filter:?}");

@@ -11,10 +11,9 @@
 //! Stored events are never changed or removed, so the second statement finds every event
 //! the first one listed.
 
-use strata_core::system_streams::IndexKey;
 use strata_core::{
     AllSlice, Direction, EventFilter, FilterTarget, Position, ReadAllOptions, ReadFrom,
-    RecordedEvent, Result,
+    RecordedEvent, Result, WindowSlice,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
@@ -157,23 +156,52 @@ impl ReaderConnection {
         })
     }
 
-    /// A page of `$all` with a `$idx-` filter naming `key`, looking at no more than
-    /// `examined_max` events, and how many it looked at.
-    pub(crate) async fn read_all_window_indexed(
+    /// A page of `$all` with a filter served from the indexes — a `$idx-` filter, or an
+    /// ordinary one the indexes can serve — looking at no more than `examined_max` of its
+    /// keys' events; `None` when the filter keeps the window path.
+    pub(crate) async fn read_all_window(
         &self,
         options: &ReadAllOptions,
         config: &PostgresConfig,
-        key: &IndexKey,
         examined_max: usize,
-    ) -> Result<(AllSlice, usize)> {
+    ) -> Result<Option<WindowSlice>> {
+        let Some(filter) = options.filter.as_ref() else {
+            return Ok(None);
+        };
+        let key = filter.index_key();
+        if key.is_none()
+            && !(config.read_all_filters_from_indexes && crate::filtered_reader::may_serve(filter))
+        {
+            return Ok(None);
+        }
         let cursor = match self.cursor(options).await? {
             Ok(cursor) => cursor,
-            Err(nothing_to_read) => return Ok((nothing_to_read, 0)),
+            Err(nothing_to_read) => return Ok(Some(served_window(nothing_to_read, 0, None))),
         };
         let window = usize::try_from(config.read_all_examined_events_max).unwrap_or(usize::MAX);
-        let wanted = options.max_count.min(examined_max).min(window).max(1);
-        self.read_all_indexed(options, key, cursor, wanted, config.read_all_page_bytes_max)
-            .await
+        let examined_max = examined_max.min(window);
+        let served = match key {
+            Some(key) => {
+                let wanted = options.max_count.min(examined_max).max(1);
+                Some(
+                    self.read_all_indexed(
+                        options,
+                        &key,
+                        cursor,
+                        wanted,
+                        config.read_all_page_bytes_max,
+                    )
+                    .await?,
+                )
+            }
+            None => {
+                self.read_all_served(options, config, filter, cursor, examined_max)
+                    .await?
+            }
+        };
+        let forwards_from = (options.direction == Direction::Forwards).then_some(cursor);
+        Ok(served
+            .map(|(slice, examined_count)| served_window(slice, examined_count, forwards_from)))
     }
 
     /// Where a read starts (positions start at 1), or its whole answer when it reads
@@ -423,6 +451,26 @@ fn escape_like(text: &str) -> String {
         escaped.push(character);
     }
     escaped
+}
+
+/// A window served from the indexes. Positions are dense from 1, so a forwards window from
+/// `forwards_from` moved past the events before its next position (fewer where appends
+/// rolled back or a scavenge removed rows: the count then runs ahead, and checkpoints come
+/// a little early); a backwards one counts what it looked at.
+fn served_window(
+    slice: AllSlice,
+    examined_count: usize,
+    forwards_from: Option<u64>,
+) -> WindowSlice {
+    let spanned = forwards_from.map_or(0, |cursor| slice.next_position.0.saturating_sub(cursor));
+    let passed_count = usize::try_from(spanned)
+        .unwrap_or(usize::MAX)
+        .max(examined_count);
+    WindowSlice {
+        slice,
+        examined_count,
+        passed_count,
+    }
 }
 
 #[cfg(test)]

@@ -383,28 +383,18 @@ impl EventStore for PostgresStore {
         options: ReadAllOptions,
         examined_max: usize,
     ) -> Result<WindowSlice> {
-        let Some(key) = options
-            .filter
-            .as_ref()
-            .and_then(|filter| filter.index_key())
-        else {
-            // Subscriptions' windows of ordinary filters are filtered, not served: a live
-            // subscription's checkpoints must move past the events its filter skips.
-            return read_all_window_by_filtering(self, options, examined_max).await;
-        };
         let config = self.readers.config();
-        let (slice, examined_count) = self
+        let served = self
             .readers
-            .run(|reader| async move {
-                reader
-                    .read_all_window_indexed(&options, config, &key, examined_max)
-                    .await
+            .run(|reader| {
+                let options = &options;
+                async move { reader.read_all_window(options, config, examined_max).await }
             })
             .await?;
-        Ok(WindowSlice {
-            slice,
-            examined_count,
-        })
+        match served {
+            Some(window) => Ok(window),
+            None => read_all_window_by_filtering(self, options, examined_max).await,
+        }
     }
 
     async fn read_index(&self, key: &IndexKey, options: ReadStreamOptions) -> Result<IndexSlice> {

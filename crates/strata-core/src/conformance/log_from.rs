@@ -224,6 +224,7 @@ impl<S: EventStore> EventStore for LogFrom<S> {
             return Ok(WindowSlice {
                 slice: self.empty_end(),
                 examined_count: 0,
+                passed_count: 0,
             });
         };
         let mut window = self.inner.read_all_window(clamped, examined_max).await?;

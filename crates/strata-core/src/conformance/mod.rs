@@ -160,6 +160,7 @@ macro_rules! __strata_conformance_cases {
             subscriptions::subscribe_to_stream_from_start_after_and_end,
             subscriptions::subscribe_to_all_catch_up_under_concurrent_appends,
             subscriptions::subscribe_to_all_filtered_with_checkpoints,
+            subscriptions::subscribe_to_all_sparse_filter_checkpoints_while_live,
             subscriptions::subscribe_to_tombstoned_stream_ends_with_stream_deleted,
             subscriptions::subscribe_to_stream_catch_up_under_concurrent_appends,
             concurrency::concurrent_exact_appends_have_one_winner_per_revision,

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::filter::{EventFilter, FilterTarget};
 use crate::store::EventStore;
-use crate::subscription::{SubscribeFrom, SubscriptionItem, subscribe_to_all, subscribe_to_stream};
+use crate::subscription::{
+    SubscribeFrom, SubscriptionItem, SubscriptionOptions, subscribe_to_all, subscribe_to_all_with,
+    subscribe_to_stream,
+};
 use crate::types::{ExpectedRevision, Position, RecordedEvent, Revision};
 
 use super::Backend;
@@ -254,6 +257,57 @@ pub async fn subscribe_to_all_filtered_with_checkpoints<B: Backend>(backend: &B)
         event.position, live.position,
         "the live matching event only"
     );
+}
+
+/// A live subscription whose filter takes few events still checkpoints as the log moves
+/// past the events it skips, whether it looked at them or an index let it skip them
+/// (KurrentDB counts every event of the log toward the interval): a client resumes from
+/// there, not from the history's end.
+pub async fn subscribe_to_all_sparse_filter_checkpoints_while_live<B: Backend>(backend: &B) {
+    let store = backend.fresh().await;
+    let noise = stream("sparsenoise-1");
+    let wanted = stream("sparsewanted-1");
+    store
+        .append_ok(&noise, ExpectedRevision::Any, events(64))
+        .await;
+    let first = store
+        .append_ok(&wanted, ExpectedRevision::Any, events(1))
+        .await;
+    for prefix in ["sparsewanted-", "$idx-ce-sparsewanted"] {
+        let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.into()])
+            .unwrap_or_else(|error| panic!("the case's filter is valid: {error}"));
+        let options = SubscriptionOptions {
+            checkpoint_interval_events: 8,
+            ..SubscriptionOptions::default()
+        };
+        let mut subscription = subscribe_to_all_with(
+            Arc::clone(&store),
+            SubscribeFrom::Start,
+            Some(filter),
+            options,
+        );
+        let history = events_until_caught_up(&mut subscription, prefix).await;
+        assert!(
+            history.iter().all(|event| event.stream == wanted),
+            "{prefix}: the history holds the wanted stream only"
+        );
+        assert!(history.iter().any(|event| event.position == first.position));
+        let skipped = store
+            .append_ok(&noise, ExpectedRevision::Any, events(32))
+            .await;
+        loop {
+            match next_item(&mut subscription, prefix).await {
+                SubscriptionItem::Checkpoint(position) if position >= skipped.position => break,
+                SubscriptionItem::Checkpoint(_) => {}
+                other => panic!("{prefix}: only checkpoints while the log moves, got {other:?}"),
+            }
+        }
+        let live = store
+            .append_ok(&wanted, ExpectedRevision::Any, events(1))
+            .await;
+        let event = next_event(&mut subscription, prefix).await;
+        assert_eq!(event.position, live.position, "{prefix}: the live event");
+    }
 }
 
 /// Events are exactly the matching history; checkpoints never go back; a checkpoint is the
