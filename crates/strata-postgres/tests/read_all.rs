@@ -302,7 +302,12 @@ async fn the_all_index_prefix_selects_every_user_event() {
     let store = open(&schema, 10_000, usize::MAX).await;
     append(&store, "order-1", vec![ProposedEvent::json("Placed", "{}")]).await;
     append(&store, "cart", vec![ProposedEvent::json("Added", "{}")]).await;
-    append(&store, "invoice-1", vec![ProposedEvent::json("$Sent", "{}")]).await;
+    append(
+        &store,
+        "invoice-1",
+        vec![ProposedEvent::json("$Sent", "{}")],
+    )
+    .await;
     let everything = read(&store, ReadAllOptions::forwards()).await;
     let filter = prefix(FilterTarget::StreamName, &["$idx-all"]);
     let expected: Vec<u64> = everything
@@ -327,6 +332,10 @@ async fn the_all_index_prefix_selects_every_user_event() {
         .read_all_window(ReadAllOptions::forwards().filter(filter), 10_000)
         .await
         .expect("reads a window");
-    assert_eq!(positions(&window.slice.events), expected, "subscriptions agree");
+    assert_eq!(
+        positions(&window.slice.events),
+        expected,
+        "subscriptions agree"
+    );
     store.close().await;
 }
