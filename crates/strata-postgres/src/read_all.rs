@@ -247,11 +247,8 @@ impl ReaderConnection {
             Direction::Backwards => (&self.all.candidates_backwards, to_i64(cursor)),
         };
         let (stream_patterns, type_patterns) = like_patterns(options.filter.as_ref());
-        let regex_filter = options
-            .filter
-            .as_ref()
-            .is_some_and(|filter| filter.prefix_list().is_none());
-        let rows_max = if regex_filter {
+        let filtered_here = options.filter.as_ref().is_some_and(is_filtered_here);
+        let rows_max = if filtered_here {
             window_sql
         } else {
             window_sql.min(i64::try_from(options.max_count).unwrap_or(i64::MAX))
@@ -377,8 +374,9 @@ enum Stop {
     WindowEnd,
 }
 
-/// Goes through the candidates in the read's order: a regex filter is applied here, and
-/// the page stops at `max_count` or at the byte budget.
+/// Goes through the candidates in the read's order: a filter SQL does not apply
+/// (`is_filtered_here`) is applied here, and the page stops at `max_count` or at the byte
+/// budget.
 ///
 /// # Errors
 /// [`strata_core::Error::InvalidFilter`] when the regex exceeds its backtracking limit on a
@@ -388,15 +386,15 @@ fn pick(
     config: &PostgresConfig,
     candidates: &[Candidate],
 ) -> Result<(Vec<i64>, Stop)> {
-    let regex = options
+    let filtered_here = options
         .filter
         .as_ref()
-        .filter(|filter| filter.prefix_list().is_none());
+        .filter(|filter| is_filtered_here(filter));
     let bytes_max = u64::try_from(config.read_all_page_bytes_max).unwrap_or(u64::MAX);
     let mut positions = Vec::new();
     let mut bytes = 0u64;
     for candidate in candidates {
-        if let Some(filter) = regex
+        if let Some(filter) = filtered_here
             && !filter.try_matches_parts(&candidate.stream, &candidate.event_type)?
         {
             continue;
@@ -423,11 +421,22 @@ fn pick(
     Ok((positions, Stop::WindowEnd))
 }
 
+/// True when the window's candidates are filtered here, not by `LIKE` in SQL: a regex, and
+/// a `$idx-all` stream prefix (the only `$idx-` prefix that reaches a window: it selects
+/// the events of user streams whose type does not start with `$`, no stream name).
+fn is_filtered_here(filter: &EventFilter) -> bool {
+    filter.prefix_list().is_none_or(|prefixes| {
+        filter.target() == FilterTarget::StreamName
+            && prefixes.iter().any(|prefix| prefix.starts_with("$idx-"))
+    })
+}
+
 /// `LIKE` patterns of a prefix filter, for the stream and for the event type (`None`
-/// where the filter does not apply or is a regex).
+/// where the filter does not apply or is filtered here).
 fn like_patterns(filter: Option<&EventFilter>) -> (Option<Vec<String>>, Option<Vec<String>>) {
-    let Some((filter, prefixes)) =
-        filter.and_then(|filter| filter.prefix_list().map(|prefixes| (filter, prefixes)))
+    let Some((filter, prefixes)) = filter
+        .filter(|filter| !is_filtered_here(filter))
+        .and_then(|filter| filter.prefix_list().map(|prefixes| (filter, prefixes)))
     else {
         return (None, None);
     };

@@ -306,7 +306,9 @@ async fn throttle(percent: u8, worked: Duration) {
 
 /// Waits (up to [`OLDER_TRANSACTIONS_WAIT_MAX`]) until no other session of this database
 /// holds a snapshot from a transaction begun before now: `VACUUM FULL` copies the deleted
-/// rows such a snapshot may still see, and their bytes would stay in the table files.
+/// rows such a snapshot may still see, and their bytes would stay in the table files. A
+/// session whose start this role may not see (another role's, without
+/// `pg_read_all_stats`: `xact_start` reads NULL) counts as older.
 async fn wait_for_older_transactions(client: &Client) -> Result<()> {
     let deleted_at: std::time::SystemTime = client
         .query_one("SELECT clock_timestamp()", &[])
@@ -319,7 +321,7 @@ async fn wait_for_older_transactions(client: &Client) -> Result<()> {
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND pid <> pg_backend_pid()
-                   AND backend_xmin IS NOT NULL AND xact_start < $1",
+                   AND backend_xmin IS NOT NULL AND (xact_start IS NULL OR xact_start < $1)",
                 &[&deleted_at],
             )
             .await

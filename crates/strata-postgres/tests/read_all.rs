@@ -291,3 +291,51 @@ async fn a_page_of_all_stops_at_its_byte_budget() {
     assert!(!slice.is_end);
     store.close().await;
 }
+
+/// `$idx-all` (the index of every event of a user stream, KurrentDB 25.1) selects what
+/// `EventFilter::try_matches` selects, as on the engine and in subscriptions
+/// (`read_all_window`, which filter each event). It names no index key, so a read took the
+/// window path, whose `LIKE '$idx-all%'` matched no stream: every page came back empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_index_prefix_selects_every_user_event() {
+    let schema = TestSchema::new();
+    let store = open(&schema, 10_000, usize::MAX).await;
+    append(&store, "order-1", vec![ProposedEvent::json("Placed", "{}")]).await;
+    append(&store, "cart", vec![ProposedEvent::json("Added", "{}")]).await;
+    append(
+        &store,
+        "invoice-1",
+        vec![ProposedEvent::json("$Sent", "{}")],
+    )
+    .await;
+    let everything = read(&store, ReadAllOptions::forwards()).await;
+    let filter = prefix(FilterTarget::StreamName, &["$idx-all"]);
+    let expected: Vec<u64> = everything
+        .events
+        .iter()
+        .filter(|event| filter.try_matches(event).expect("a prefix filter"))
+        .map(|event| event.position.0)
+        .collect();
+    assert_eq!(expected.len(), 2);
+    for options in [
+        ReadAllOptions::forwards(),
+        ReadAllOptions::forwards().max_count(1),
+    ] {
+        let found: Vec<u64> = pages(&store, options.filter(filter.clone()))
+            .await
+            .into_iter()
+            .flat_map(|(events, ..)| events)
+            .collect();
+        assert_eq!(found, expected);
+    }
+    let window = store
+        .read_all_window(ReadAllOptions::forwards().filter(filter), 10_000)
+        .await
+        .expect("reads a window");
+    assert_eq!(
+        positions(&window.slice.events),
+        expected,
+        "subscriptions agree"
+    );
+    store.close().await;
+}

@@ -503,6 +503,65 @@ async fn forgetting_waits_for_older_transactions_and_then_leaves_no_byte() {
     store.close().await;
 }
 
+/// The same wait when the store's role is no superuser (nor `pg_read_all_stats`): for
+/// another role's session, `pg_stat_activity.xact_start` then reads NULL (its
+/// `backend_xmin` does not), so a wait on `xact_start` saw no older transaction, `VACUUM
+/// FULL` ran at once and copied the rows that session's snapshot may still see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_as_an_unprivileged_role_waits_for_another_roles_older_transaction() {
+    const ROLE: &str = "strata_test_unprivileged";
+    let (admin, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
+                     CREATE ROLE {ROLE} LOGIN;
+                 END IF;
+                 EXECUTE format('GRANT CREATE ON DATABASE %I TO {ROLE}', current_database());
+             END $$"
+        ))
+        .await
+        .expect("an unprivileged role");
+    let url = test_url().replacen("://postgres@", &format!("://{ROLE}@"), 1);
+    assert_ne!(url, test_url(), "the test URL names the postgres user");
+    let schema = TestSchema::new();
+    let mut config = schema.config();
+    config.url = url;
+    let store = PostgresStore::open(config).await.expect("opens");
+    let marker = format!("forget-me-{}", uuid::Uuid::new_v4().simple());
+    let events: Vec<ProposedEvent> = (0..10)
+        .map(|i| {
+            ProposedEvent::json(
+                "PersonNamed",
+                format!("{{\"name\":\"{marker}\",\"i\":{i}}}"),
+            )
+        })
+        .collect();
+    store
+        .append(&name("person-1"), ExpectedRevision::NoStream, events)
+        .await
+        .expect("appends");
+    admin
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .expect("an older snapshot of another role");
+    let ending = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        admin.batch_execute("COMMIT").await.expect("ends");
+    });
+    let report = store
+        .forget(&[name("person-1")], Vacuum::Full)
+        .await
+        .expect("forgets");
+    ending.await.expect("the older transaction ended");
+    assert_eq!(report.events_removed, 10);
+    assert!(!relation_files_contain(&schema.name, marker.as_bytes()).await);
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgetting_a_stream_leaves_no_byte_of_its_events_in_the_table_files() {
     let schema = TestSchema::new();

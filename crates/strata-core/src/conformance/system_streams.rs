@@ -700,9 +700,9 @@ pub async fn writes_to_system_streams_are_refused<B: Backend>(backend: &B) {
     );
 }
 
-/// What a `$idx-ce-<category>` / `$idx-et-<type>` filter selects, by definition: events of
-/// user streams whose type does not start with `$`, of the category (a stream without `-`
-/// being its own) or of the type.
+/// What a `$idx-ce-<category>` / `$idx-et-<type>` / `$idx-all` filter selects, by
+/// definition: events of user streams whose type does not start with `$`, of the category
+/// (a stream without `-` being its own), of the type, or all of them.
 fn index_selects(prefix: &str, event: &RecordedEvent) -> bool {
     let name = event.stream.as_str();
     if name.starts_with('$') || event.event_type.starts_with('$') {
@@ -713,7 +713,7 @@ fn index_selects(prefix: &str, event: &RecordedEvent) -> bool {
     } else if let Some(event_type) = prefix.strip_prefix("$idx-et-") {
         event.event_type == event_type
     } else {
-        false
+        prefix == "$idx-all"
     }
 }
 
@@ -747,7 +747,7 @@ async fn read_pages<S: StoreChecks + ?Sized>(
     panic!("paging through $all with {filter:?} never reached the end");
 }
 
-/// `$all` filtered by a `$idx-ce-…` or `$idx-et-…` stream prefix returns exactly the events
+/// `$all` filtered by a `$idx-ce-…`, `$idx-et-…` or `$idx-all` stream prefix returns exactly the events
 /// the definition selects, both ways, paged through `next_position`, and in windows whose
 /// `last_examined` checkpoints never pass an event not yet returned; a subscription with
 /// the filter catches up and goes live.
@@ -769,7 +769,12 @@ pub async fn index_filtered_all_reads_equal_the_definition<B: Backend>(backend: 
             vec![ProposedEvent::binary(LINK_EVENT_TYPE, "0@order-1")],
         )
         .await;
-    for prefix in ["$idx-ce-order", "$idx-et-OrderPlaced", "$idx-ce-cart"] {
+    for prefix in [
+        "$idx-ce-order",
+        "$idx-et-OrderPlaced",
+        "$idx-ce-cart",
+        "$idx-all",
+    ] {
         let all = store.all_events().await;
         let filter = EventFilter::prefixes(FilterTarget::StreamName, vec![prefix.to_owned()])
             .unwrap_or_else(|error| panic!("{prefix} is a valid filter: {error}"));
