@@ -410,6 +410,10 @@ impl Inner {
             Ok(Err(error)) => Err(error.to_string()),
             Err(join) => Err(format!("the scavenge thread failed: {join}")),
         };
+        // The outcome is decided: a stop from here on would not be honoured.
+        if let Some(running) = self.state.lock().current.as_mut() {
+            running.ending = true;
+        }
         let max_segment = segment_writer.await.ok().flatten().unwrap_or(0);
         let (state, result, error, space_saved) = match &outcome {
             Ok(report) if report.stopped => (
@@ -426,9 +430,6 @@ impl Inner {
             ),
             Err(error) => (JobState::Failed, RunResult::Errored, Some(error.clone()), 0),
         };
-        if let Some(running) = self.state.lock().current.as_mut() {
-            running.ending = true;
-        }
         history
             .completed(
                 result,
