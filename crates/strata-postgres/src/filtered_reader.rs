@@ -28,6 +28,10 @@
 //! (one probe per key): the event-type and category keys there count every event of a
 //! user stream; the events of system streams are left out of the estimate.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 use strata_core::{
     AllSlice, Direction, EventFilter, FilterTarget, Position, ReadAllOptions, RecordedEvent, Result,
 };
@@ -259,10 +263,21 @@ impl ColumnStatements {
     }
 }
 
-/// The statements of served reads, prepared once per reader connection.
+/// How long a filter that kept the window path keeps it without its keys being listed
+/// again: a subscription reads a window per few dozen events, and a filter whose keys
+/// hold much of the log (the clients' default, a regex that excludes system events) would
+/// otherwise list every name of the log (an index probe each) before each window.
+const DECLINED_FOR: Duration = Duration::from_secs(1);
+
+/// Most filters remembered as declined per connection.
+const DECLINED_MAX: usize = 64;
+
+/// The statements of served reads, prepared once per reader connection, and the filters
+/// that kept the window path lately.
 pub(crate) struct FilteredStatements {
     event_type: ColumnStatements,
     stream_head: ColumnStatements,
+    declined: Mutex<HashMap<String, Instant>>,
 }
 
 impl FilteredStatements {
@@ -270,7 +285,33 @@ impl FilteredStatements {
         Ok(Self {
             event_type: ColumnStatements::prepare(client, Column::EventType).await?,
             stream_head: ColumnStatements::prepare(client, Column::StreamHead).await?,
+            declined: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// True when `filter` kept the window path less than [`DECLINED_FOR`] ago.
+    fn declined_lately(&self, filter: &EventFilter) -> bool {
+        let mut declined = self.declined.lock();
+        let key = declined_key(filter);
+        match declined.get(&key) {
+            Some(at) if at.elapsed() < DECLINED_FOR => true,
+            Some(_) => {
+                declined.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn decline(&self, filter: &EventFilter) {
+        let mut declined = self.declined.lock();
+        if declined.len() >= DECLINED_MAX {
+            declined.retain(|_, at| at.elapsed() < DECLINED_FOR);
+            if declined.len() >= DECLINED_MAX {
+                declined.clear();
+            }
+        }
+        declined.insert(declined_key(filter), Instant::now());
     }
 
     fn of(&self, column: Column) -> &ColumnStatements {
@@ -278,6 +319,18 @@ impl FilteredStatements {
             Column::EventType => &self.event_type,
             Column::StreamHead => &self.stream_head,
         }
+    }
+}
+
+/// A filter's identity among the declined ones.
+fn declined_key(filter: &EventFilter) -> String {
+    let target = match filter.target() {
+        FilterTarget::StreamName => 's',
+        FilterTarget::EventType => 't',
+    };
+    match (filter.prefix_list(), filter.regex_pattern()) {
+        (Some(prefixes), _) => format!("{target}p{}", prefixes.join("\0")),
+        (None, pattern) => format!("{target}r{}", pattern.unwrap_or_default()),
     }
 }
 
@@ -370,7 +423,11 @@ impl ReaderConnection {
         let Some(plan) = plan_of(filter) else {
             return Ok(None);
         };
+        if self.filtered.declined_lately(filter) {
+            return Ok(None);
+        }
         let Some(keys) = self.keys(&plan, filter, config).await? else {
+            self.filtered.decline(filter);
             return Ok(None);
         };
         let forwards = options.direction == Direction::Forwards;

@@ -336,6 +336,40 @@ async fn served_windows_return_every_match_and_never_checkpoint_past_one() {
     windows_only.close().await;
 }
 
+/// A filter that kept the window path keeps it, without its keys listed, for
+/// `DECLINED_FOR` on that connection; then its keys are listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_filter_keeps_the_window_path_for_a_while_then_is_looked_at_again() {
+    let schema = TestSchema::new();
+    let config = schema.config();
+    let store = PostgresStore::open(config.clone()).await.expect("opens");
+    append(&store, "dense-1", vec![event("Dense", 10); 20]).await;
+    let reader = reader(&config).await;
+    let dense =
+        EventFilter::prefixes(FilterTarget::EventType, vec!["Den".to_owned()]).expect("valid");
+    let options = ReadAllOptions::forwards()
+        .max_count(100)
+        .filter(dense.clone());
+    let served = async |reader: &ReaderConnection| {
+        reader
+            .read_all_served(&options, &config, &dense, 1, usize::MAX)
+            .await
+            .expect("reads")
+            .is_some()
+    };
+    assert!(!served(&reader).await, "all of the log: the window path");
+    append(&store, "other-1", vec![event("Other", 10); 400]).await;
+    assert!(!served(&reader).await, "declined a moment ago");
+    let fresh = self::reader(&config).await;
+    assert!(
+        served(&fresh).await,
+        "a connection that did not decline it serves it"
+    );
+    tokio::time::sleep(DECLINED_FOR + Duration::from_millis(100)).await;
+    assert!(served(&reader).await, "listed again once the time is up");
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sparse_filter_looks_at_its_keys_events_only_by_index_scans() {
     let schema = TestSchema::new();
