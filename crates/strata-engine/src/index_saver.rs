@@ -67,6 +67,9 @@ pub(crate) struct IndexSaver {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Index files checked between two writes of the record of checked files.
+const CHECKS_PER_SAVE: usize = 256;
+
 impl IndexSaver {
     pub(crate) fn start(index_dir: PathBuf, shared: Arc<Shared>, at_open: RunsAtOpen) -> Self {
         let (files, to_write) = channel::<Work>();
@@ -84,17 +87,28 @@ impl IndexSaver {
                     .covered_index_files()
                     .into_iter()
                     .filter(|file| checked.checked(&file.path) == 0)
+                    .rev()
                     .collect();
+                let mut unsaved_checks = 0;
                 loop {
                     // Saves come first; the covered index files are checked between them.
-                    let work = match to_check.first() {
+                    // `to_check` is in reverse: the next file to check is the last.
+                    let work = match to_check.last() {
                         Some(_) => match to_write.try_recv() {
                             Ok(work) => work,
                             Err(TryRecvError::Empty) => {
-                                let file = to_check.remove(0);
+                                let Some(file) = to_check.pop() else { continue };
                                 if runs.mend_index_file(&file) {
                                     checked.set(&file.path, 1);
+                                    unsaved_checks += 1;
+                                }
+                                // The record is rewritten whole: every so many files, not
+                                // after each (a crash costs those checks again, no more).
+                                if unsaved_checks >= CHECKS_PER_SAVE
+                                    || (to_check.is_empty() && unsaved_checks > 0)
+                                {
                                     checked.save();
+                                    unsaved_checks = 0;
                                 }
                                 continue;
                             }
@@ -134,6 +148,9 @@ impl IndexSaver {
                     runs.add(contents.covers_from, contents.covers_to, || {
                         entries_from_unsaved(&contents.streams, &contents.postings)
                     });
+                }
+                if unsaved_checks > 0 {
+                    checked.save();
                 }
             })
             .ok();
