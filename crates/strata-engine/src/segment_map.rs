@@ -47,7 +47,9 @@ impl SegmentMap {
         let length = usize::try_from(size_bytes).ok()?;
         // SAFETY: the map is read-only and never handed out beyond `&[u8]` borrows of
         // `self`. Its bytes may change under it only by Strata's own `pwrite`s past the
-        // durable end, which no reader reads (see the module's notes), and the file is
+        // durable end: a read's probe span may reach into those bytes, but no frame is
+        // taken from them (each frame read lies below the end and is checked against its
+        // checksum), so what they hold at that moment never reaches an answer. The file is
         // never shrunk by Strata (module notes: what a shrink by another program costs).
         #[expect(unsafe_code, reason = "a memory map of a file is unsafe to make")]
         let map = unsafe { MmapOptions::new().len(length).map(file) };
