@@ -149,6 +149,7 @@ impl<'a> LogReader<'a> {
         let mut last_segment = LastSegment::default();
         let mut run_start = 0;
         let mut warmed_end = 0;
+        let mut segment = 0..0;
         while run_start < positions.len() {
             if run_start >= warmed_end {
                 warmed_end = positions.len().min(run_start + WARMED_POSITIONS);
@@ -160,7 +161,11 @@ impl<'a> LogReader<'a> {
                 continue;
             }
             let first = positions[run_start];
-            let segment_end = self.segment_end(first);
+            if !segment.contains(&first) {
+                let start = self.segments.segment_start(self.segments.segment_of(first));
+                segment = start..self.segment_end(first);
+            }
+            let segment_end = segment.end;
             let mut run_end = run_start + 1;
             while run_end < positions.len()
                 && positions[run_end] != crate::index::REMOVED_POSITION

@@ -228,9 +228,10 @@ pub(crate) fn open_segment(
     Ok(file)
 }
 
-/// The segment file a series of reads used last ([`Segments::with_span`]).
+/// The segment a series of reads used last ([`Segments::with_span`]): its bounds in the
+/// log and its file, so a read inside it needs neither a division nor a lookup.
 #[derive(Default)]
-pub(crate) struct LastSegment(Option<(u64, Arc<SegmentFile>)>);
+pub(crate) struct LastSegment(Option<(std::ops::Range<u64>, Arc<SegmentFile>)>);
 
 /// The open segment files, shared by the writer and the readers.
 pub(crate) struct Segments {
@@ -368,19 +369,24 @@ impl Segments {
         last: &mut LastSegment,
         read: impl FnOnce(&[u8]) -> T,
     ) -> Result<T> {
-        let index = self.segment_of(position);
-        let file = match &last.0 {
-            Some((known, file)) if *known == index => file,
-            _ => &last.0.insert((index, self.file(index)?)).1,
+        let (bounds, file) = match last.0.take() {
+            Some((bounds, file)) if bounds.contains(&position) => (bounds, file),
+            _ => {
+                let index = self.segment_of(position);
+                let start = self.segment_start(index);
+                (start..start + self.size_bytes, self.file(index)?)
+            }
         };
-        let offset = usize::try_from(position % self.size_bytes).unwrap_or(usize::MAX);
+        let offset = usize::try_from(position - bounds.start).unwrap_or(usize::MAX);
         let mapped = file
             .mapped(self.size_bytes)
             .and_then(|map| map.get(offset..offset.checked_add(length)?));
-        if let Some(bytes) = mapped {
-            return Ok(read(bytes));
-        }
-        Ok(read(self.read_into(position, length, buffer)?))
+        let answer = match mapped {
+            Some(bytes) => read(bytes),
+            None => read(self.read_into(position, length, buffer)?),
+        };
+        last.0 = Some((bounds, file));
+        Ok(answer)
     }
 
     /// Loads a byte of each of the first cache lines of the frames at the ascending
@@ -406,9 +412,10 @@ impl Segments {
             let Some(bytes) = file.mapped(self.size_bytes) else {
                 continue;
             };
+            let segment_start = self.segment_start(index);
             let mut warmed_end = 0;
             for &position in here {
-                let offset = usize::try_from(position % self.size_bytes).unwrap_or(usize::MAX);
+                let offset = usize::try_from(position - segment_start).unwrap_or(usize::MAX);
                 if offset < warmed_end {
                     continue;
                 }
