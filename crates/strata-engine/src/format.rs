@@ -241,11 +241,17 @@ impl StreamNameCache {
             Some(remembered) => match remembered.get(name) {
                 Some(known) => known.clone(),
                 None => {
-                    if remembered.len() >= REMEMBERED_NAMES_MAX {
-                        remembered.clear();
-                    }
                     let fresh = StreamName::from_stored(name);
-                    remembered.insert(fresh.clone());
+                    // A read of one stream (or of one event) never builds the set.
+                    if let Some(last) = &self.last {
+                        if remembered.len() >= REMEMBERED_NAMES_MAX {
+                            remembered.clear();
+                        }
+                        if remembered.is_empty() {
+                            remembered.insert(last.clone());
+                        }
+                        remembered.insert(fresh.clone());
+                    }
                     fresh
                 }
             },
@@ -688,5 +694,22 @@ mod tests {
         let mut damaged = encode_segment_header(0, 1 << 20);
         damaged[24] ^= 1;
         assert!(recorded_segment_size(&damaged).is_err());
+    }
+
+    #[test]
+    fn a_remembering_name_cache_shares_a_name_met_again_after_others() {
+        let mut names = StreamNameCache::remembering();
+        let first = names.get("a-1");
+        names.get("b-2");
+        names.get("c-3");
+        let again = names.get("a-1");
+        assert_eq!(again, first);
+        assert_eq!(again.as_str().as_ptr(), first.as_str().as_ptr());
+        let mut last_only = StreamNameCache::default();
+        let first = last_only.get("a-1");
+        last_only.get("b-2");
+        let again = last_only.get("a-1");
+        assert_eq!(again, first);
+        assert_ne!(again.as_str().as_ptr(), first.as_str().as_ptr());
     }
 }
