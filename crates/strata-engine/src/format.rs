@@ -176,6 +176,20 @@ impl EventFrame<'_> {
         position: u64,
         names: &mut StreamNameCache,
     ) -> RecordedEvent {
+        self.to_recorded_at(frame, 0, position, names)
+    }
+
+    /// Builds the owned event of a frame parsed from `bytes[frame_start..]`: its data and
+    /// metadata are slices of `bytes`.
+    pub(crate) fn to_recorded_at(
+        &self,
+        bytes: &Bytes,
+        frame_start: usize,
+        position: u64,
+        names: &mut StreamNameCache,
+    ) -> RecordedEvent {
+        let shifted =
+            |range: &std::ops::Range<usize>| frame_start + range.start..frame_start + range.end;
         RecordedEvent {
             stream: names.get(self.stream),
             revision: Revision(self.revision),
@@ -187,28 +201,63 @@ impl EventFrame<'_> {
             } else {
                 ContentType::Binary
             },
-            data: frame.slice(self.data_range.clone()),
-            metadata: frame.slice(self.metadata_range.clone()),
+            data: bytes.slice(shifted(&self.data_range)),
+            metadata: bytes.slice(shifted(&self.metadata_range)),
             created: Timestamp(self.created_nanos),
         }
     }
 }
 
 /// Reuses the stream name built last: consecutive frames are often of one stream, and a
-/// shared name saves an allocation per event read.
+/// shared name saves an allocation per event read. A cache made by
+/// [`StreamNameCache::remembering`] also keeps every name it built (up to
+/// [`REMEMBERED_NAMES_MAX`]): a sparse read meets the same streams again and again, just
+/// not one after the other.
 #[derive(Default)]
-pub(crate) struct StreamNameCache(Option<StreamName>);
+pub(crate) struct StreamNameCache {
+    last: Option<StreamName>,
+    remembered: Option<hashbrown::HashSet<StreamName>>,
+}
+
+/// Names a remembering cache holds at most; it starts over when full.
+const REMEMBERED_NAMES_MAX: usize = 4_096;
 
 impl StreamNameCache {
-    pub(crate) fn get(&mut self, name: &str) -> StreamName {
-        match &self.0 {
-            Some(last) if last.as_str() == name => last.clone(),
-            _ => {
-                let fresh = StreamName::from_stored(name);
-                self.0 = Some(fresh.clone());
-                fresh
-            }
+    pub(crate) fn remembering() -> Self {
+        Self {
+            last: None,
+            remembered: Some(hashbrown::HashSet::new()),
         }
+    }
+
+    pub(crate) fn get(&mut self, name: &str) -> StreamName {
+        if let Some(last) = &self.last
+            && last.as_str() == name
+        {
+            return last.clone();
+        }
+        let shared = match &mut self.remembered {
+            None => StreamName::from_stored(name),
+            Some(remembered) => match remembered.get(name) {
+                Some(known) => known.clone(),
+                None => {
+                    let fresh = StreamName::from_stored(name);
+                    // A read of one stream (or of one event) never builds the set.
+                    if let Some(last) = &self.last {
+                        if remembered.len() >= REMEMBERED_NAMES_MAX {
+                            remembered.clear();
+                        }
+                        if remembered.is_empty() {
+                            remembered.insert(last.clone());
+                        }
+                        remembered.insert(fresh.clone());
+                    }
+                    fresh
+                }
+            },
+        };
+        self.last = Some(shared.clone());
+        shared
     }
 }
 
@@ -645,5 +694,22 @@ mod tests {
         let mut damaged = encode_segment_header(0, 1 << 20);
         damaged[24] ^= 1;
         assert!(recorded_segment_size(&damaged).is_err());
+    }
+
+    #[test]
+    fn a_remembering_name_cache_shares_a_name_met_again_after_others() {
+        let mut names = StreamNameCache::remembering();
+        let first = names.get("a-1");
+        names.get("b-2");
+        names.get("c-3");
+        let again = names.get("a-1");
+        assert_eq!(again, first);
+        assert_eq!(again.as_str().as_ptr(), first.as_str().as_ptr());
+        let mut last_only = StreamNameCache::default();
+        let first = last_only.get("a-1");
+        last_only.get("b-2");
+        let again = last_only.get("a-1");
+        assert_eq!(again, first);
+        assert_ne!(again.as_str().as_ptr(), first.as_str().as_ptr());
     }
 }

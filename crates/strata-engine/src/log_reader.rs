@@ -12,7 +12,7 @@ use crate::format::{
     SEGMENT_HEADER_BYTES, SKIP_HEAD_BYTES, StreamNameCache, decode_frame, frame_length,
     trailer_length,
 };
-use crate::segments::Segments;
+use crate::segments::{LastSegment, Segments};
 
 /// Bytes read at once when scanning, at most.
 const SCAN_CHUNK_BYTES: u64 = 1 << 20;
@@ -95,14 +95,20 @@ impl<'a> LogReader<'a> {
                 .is_scavenged(self.segments.segment_of(position))
     }
 
+    /// The event of the frame at `range` of `bytes`.
     fn event_from_frame(
         &self,
         position: u64,
-        frame: &Bytes,
+        bytes: &Bytes,
+        range: Range<usize>,
         names: &mut StreamNameCache,
     ) -> Result<RecordedEvent> {
+        let frame_start = range.start;
+        let frame = &bytes[range];
         match decode_frame(frame, frame.len()) {
-            Ok((Frame::Event(event), _)) => Ok(event.to_recorded(frame, position, names)),
+            Ok((Frame::Event(event), _)) => {
+                Ok(event.to_recorded_at(bytes, frame_start, position, names))
+            }
             Ok((Frame::Padding, _)) => Err(self.corrupt(position, "is padding, not an event")),
             Err(FrameError::Invalid(reason)) => Err(self.corrupt(position, reason)),
             Err(_) => Err(self.corrupt(position, "is truncated")),
@@ -123,26 +129,43 @@ impl<'a> LogReader<'a> {
     /// scavenge removed the event.
     ///
     /// Each run of nearby positions is read with one `pread` into a buffer reused across
-    /// runs; the frames found there are copied out into one allocation of their exact
-    /// extent, so an event keeps only its run's frames alive, not the read's probe.
+    /// runs (or borrowed from the segment's map); the frames found there are copied out
+    /// into a buffer shared by the runs that follow, up to [`SHARED_COPY_BYTES`], so a
+    /// sparse read pays one allocation per many events, not one per event, and an event
+    /// keeps alive only frames the read returned, never a probe or the gaps between runs.
     pub(crate) fn read_events_if_present(
         &self,
         positions: &[u64],
     ) -> Result<Vec<Option<RecordedEvent>>> {
         let mut events = Vec::with_capacity(positions.len());
-        let mut names = StreamNameCache::default();
+        let mut names = StreamNameCache::remembering();
         let mut buffer = Vec::new();
         let mut found = Vec::new();
+        let mut copy = Copies {
+            bytes: Vec::new(),
+            pending: Vec::with_capacity(positions.len()),
+        };
         let mut probe_bytes = FRAME_PROBE_MIN_BYTES;
+        let mut last_segment = LastSegment::default();
         let mut run_start = 0;
+        let mut warmed_end = 0;
+        let mut segment = 0..0;
         while run_start < positions.len() {
+            if run_start >= warmed_end {
+                warmed_end = positions.len().min(run_start + WARMED_POSITIONS);
+                self.segments.warm(&positions[run_start..warmed_end]);
+            }
             if positions[run_start] == crate::index::REMOVED_POSITION {
-                events.push(None);
+                copy.pending.push((positions[run_start], Found::Removed));
                 run_start += 1;
                 continue;
             }
             let first = positions[run_start];
-            let segment_end = self.segment_end(first);
+            if !segment.contains(&first) {
+                let start = self.segments.segment_start(self.segments.segment_of(first));
+                segment = start..self.segment_end(first);
+            }
+            let segment_end = segment.end;
             let mut run_end = run_start + 1;
             while run_end < positions.len()
                 && positions[run_end] != crate::index::REMOVED_POSITION
@@ -153,52 +176,98 @@ impl<'a> LogReader<'a> {
                 run_end += 1;
             }
             let run = &positions[run_start..run_end];
-            let span = self.read_run(run, segment_end, &mut probe_bytes, &mut buffer, &mut found);
-            for (&position, frame) in run.iter().zip(found.drain(..)) {
-                let frame = match frame {
-                    Found::InSpan(range) => span.slice(range),
-                    Found::Alone(frame) => frame,
-                    Found::Removed => {
-                        events.push(None);
-                        continue;
-                    }
-                    Found::Failed(error) => return Err(error),
-                };
-                events.push(Some(self.event_from_frame(position, &frame, &mut names)?));
+            let span_bytes = to_usize((run[run.len() - 1] + probe_bytes).min(segment_end) - first);
+            if copy.bytes.len() + span_bytes > copy.bytes.capacity() {
+                // Full: the events so far keep this buffer, the next ones get a new one
+                // (never a copy of the gathered frames into a larger one).
+                if !copy.pending.is_empty() {
+                    self.decode_copies(&mut copy, &mut names, &mut events)?;
+                }
+                let wanted = (positions.len() - run_start).saturating_mul(COPY_BYTES_PER_POSITION);
+                copy.bytes
+                    .reserve_exact(wanted.min(SHARED_COPY_BYTES).max(span_bytes));
+            }
+            let space = RunSpace {
+                probe_bytes: &mut probe_bytes,
+                buffer: &mut buffer,
+                last_segment: &mut last_segment,
+                found: &mut found,
+                copy: &mut copy.bytes,
+            };
+            self.read_run(run, segment_end, space);
+            let failed = matches!(found.last(), Some(Found::Failed(_)));
+            copy.pending
+                .extend(run.iter().copied().zip(found.drain(..)));
+            if failed {
+                // The events before a failure are decoded first: a damaged one among them
+                // is reported before the failure, as a read in order would.
+                self.decode_copies(&mut copy, &mut names, &mut events)?;
             }
             run_start = run_end;
         }
+        self.decode_copies(&mut copy, &mut names, &mut events)?;
         Ok(events)
+    }
+
+    /// Decodes the frames gathered in `copy`, in order, into `events`, and empties it; the
+    /// first failure met is the answer.
+    fn decode_copies(
+        &self,
+        copy: &mut Copies,
+        names: &mut StreamNameCache,
+        events: &mut Vec<Option<RecordedEvent>>,
+    ) -> Result<()> {
+        let mut bytes = std::mem::take(&mut copy.bytes);
+        // Events hold the buffer whole: leave them no spare capacity.
+        bytes.shrink_to_fit();
+        let shared = Bytes::from(bytes);
+        for (position, frame) in copy.pending.drain(..) {
+            let event = match frame {
+                Found::InSpan(range) => self.event_from_frame(position, &shared, range, names)?,
+                Found::Alone(frame) => {
+                    self.event_from_frame(position, &frame, 0..frame.len(), names)?
+                }
+                Found::Removed => {
+                    events.push(None);
+                    continue;
+                }
+                Found::Failed(error) => return Err(error),
+            };
+            events.push(Some(event));
+        }
+        Ok(())
     }
 
     /// Finds the frames at the positions of `run` (ascending, inside one segment ending at
     /// `segment_end`, close enough for one read), one entry of `found` per position up to
-    /// the first failure. Returns the copy of the span the in-span frames lie in.
-    /// `probe_bytes` grows to fit the largest frame seen, up to [`FRAME_PROBE_BYTES`].
-    fn read_run(
-        &self,
-        run: &[u64],
-        segment_end: u64,
-        probe_bytes: &mut u64,
-        buffer: &mut Vec<u8>,
-        found: &mut Vec<Found>,
-    ) -> Bytes {
+    /// the first failure; the frames found in the read's span are appended to `copy` and
+    /// their entries are ranges of it. `probe_bytes` grows to fit the largest frame seen,
+    /// up to [`FRAME_PROBE_BYTES`].
+    fn read_run(&self, run: &[u64], segment_end: u64, space: RunSpace<'_>) {
+        let RunSpace {
+            probe_bytes,
+            buffer,
+            last_segment,
+            found,
+            copy,
+        } = space;
         let first = run[0];
         let last = run[run.len() - 1];
         let span_end = (last + *probe_bytes).min(segment_end);
         let length = to_usize(span_end - first);
-        let read = self.segments.with_span(first, length, buffer, |span| {
-            self.frames_in(span, run, segment_end, probe_bytes, found)
-        });
-        read.unwrap_or_else(|error| {
+        let read = self
+            .segments
+            .with_span(first, length, buffer, last_segment, |span| {
+                self.frames_in(span, run, segment_end, probe_bytes, found, copy);
+            });
+        if let Err(error) = read {
             found.push(Found::Failed(error));
-            Bytes::new()
-        })
+        }
     }
 
     /// The frames of `run` in `span` (the bytes from its first position on): one entry of
-    /// `found` per position up to the first failure, and the copy of the extent of those
-    /// found in the span.
+    /// `found` per position up to the first failure; the extent of those found in the span
+    /// is appended to `copy`.
     fn frames_in(
         &self,
         span: &[u8],
@@ -206,8 +275,10 @@ impl<'a> LogReader<'a> {
         segment_end: u64,
         probe_bytes: &mut u64,
         found: &mut Vec<Found>,
-    ) -> Bytes {
+        copy: &mut Vec<u8>,
+    ) {
         let first = run[0];
+        let found_before = found.len();
         let mut copied: Option<Range<usize>> = None;
         for &position in run {
             let offset = to_usize(position - first);
@@ -243,14 +314,15 @@ impl<'a> LogReader<'a> {
             }
         }
         let Some(copied) = copied else {
-            return Bytes::new();
+            return;
         };
-        for frame in found.iter_mut() {
+        let base = copy.len();
+        for frame in &mut found[found_before..] {
             if let Found::InSpan(range) = frame {
-                *range = range.start - copied.start..range.end - copied.start;
+                *range = base + range.start - copied.start..base + range.end - copied.start;
             }
         }
-        Bytes::copy_from_slice(&span[copied])
+        copy.extend_from_slice(&span[copied]);
     }
 
     /// Visits frames from `position` (a frame start or a segment start) up to `end`.
@@ -404,9 +476,41 @@ impl<'a> LogReader<'a> {
     }
 }
 
+/// A read of known positions warms the frames of this many positions at a time
+/// ([`Segments::warm`]): enough to overlap many misses, few enough that the lines loaded
+/// are still in the cache when the frames are read.
+const WARMED_POSITIONS: usize = 64;
+
+/// A read of known positions copies its frames into one buffer up to this size (or one
+/// run's span, when larger) before it starts another: one allocation per many sparse
+/// events, while an event kept alive pins at most this much besides its own frame.
+const SHARED_COPY_BYTES: usize = 256 << 10;
+/// Room a read's copy buffer plans per position still to read: an event frame of a
+/// hundred or two bytes; the buffer is trimmed to what it holds when it is handed out.
+const COPY_BYTES_PER_POSITION: usize = 256;
+
+/// The frames a read of known positions has copied and not decoded yet.
+struct Copies {
+    /// The copied frames, back to back.
+    bytes: Vec<u8>,
+    /// Each position's frame, in order (`InSpan`: a range of `bytes`).
+    pending: Vec<(u64, Found)>,
+}
+
+/// What a run's read works with besides its positions.
+struct RunSpace<'a> {
+    /// Grows to fit the largest frame seen, up to [`FRAME_PROBE_BYTES`].
+    probe_bytes: &'a mut u64,
+    /// Receives the span when it is read with `pread`.
+    buffer: &'a mut Vec<u8>,
+    last_segment: &'a mut LastSegment,
+    found: &'a mut Vec<Found>,
+    copy: &'a mut Vec<u8>,
+}
+
 /// Where a frame of a run of known positions was found.
 enum Found {
-    /// Inside the run's span, at this range of its copy.
+    /// Inside the run's span, at this range of the read's copy.
     InSpan(Range<usize>),
     /// Longer than the span held: read on its own.
     Alone(Bytes),

@@ -89,3 +89,22 @@ async fn a_position_inside_a_frame_is_an_error_not_an_event() {
     );
     store.close();
 }
+
+#[tokio::test]
+async fn positions_a_scavenge_removed_answer_none_in_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled_store(dir.path()).await;
+    let all = scanned(&store);
+    let reader = LogReader::new(&store.shared().segments);
+    let removed = crate::index::REMOVED_POSITION;
+    let kept = [3, 500, 501, 1_100];
+    let mut positions = vec![removed, removed];
+    positions.extend(kept.iter().map(|&at| all[at].position.0));
+    let read = reader.read_events_if_present(&positions).unwrap();
+    assert_eq!(read.len(), positions.len());
+    assert!(read[0].is_none() && read[1].is_none());
+    for (read, &at) in read[2..].iter().zip(&kept) {
+        assert_eq!(read.as_ref(), Some(&all[at]));
+    }
+    store.close();
+}
