@@ -106,12 +106,6 @@ pub(crate) struct RunEntry {
     pub metadata: Option<Vec<u8>>,
 }
 
-impl RunEntry {
-    pub(crate) fn order_key(&self) -> (u64, u8, &[u8]) {
-        (key_hash(self.kind, &self.key), self.kind, &self.key)
-    }
-}
-
 /// Sorts entries into run order; two entries with the same kind and key are refused.
 pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
     // Each key hashed once (a comparison hashing both sides made this the saver's
