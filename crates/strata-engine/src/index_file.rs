@@ -78,7 +78,17 @@ pub(crate) fn write_index_file(
     postings: &[UnsavedPostings],
     secondary_kept: bool,
 ) -> Result<()> {
-    let mut bytes = Vec::with_capacity(64 + streams.len() * 64 + postings.len() * 64);
+    // Sized once: the file is built whole in memory, then written.
+    let capacity = 64
+        + streams
+            .iter()
+            .map(|stream| 64 + stream.stream.as_str().len() + stream.positions.len() * 8)
+            .sum::<usize>()
+        + postings
+            .iter()
+            .map(|key| 16 + key.name.len() + key.positions.len() * 8)
+            .sum::<usize>();
+    let mut bytes = Vec::with_capacity(capacity);
     bytes.extend_from_slice(INDEX_MAGIC);
     bytes.extend_from_slice(&INDEX_VERSION.to_le_bytes());
     let header_flags = if secondary_kept {
@@ -106,9 +116,7 @@ pub(crate) fn write_index_file(
         bytes.extend_from_slice(&stream.tombstone_position.unwrap_or(0).to_le_bytes());
         bytes.extend_from_slice(&stream.first_revision.to_le_bytes());
         bytes.extend_from_slice(&(stream.positions.len() as u64).to_le_bytes());
-        for position in &stream.positions {
-            bytes.extend_from_slice(&position.to_le_bytes());
-        }
+        extend_positions(&mut bytes, &stream.positions);
         if let Some(metadata) = &stream.metadata {
             let json = metadata.to_json();
             bytes.extend_from_slice(&u32::try_from(json.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -122,9 +130,7 @@ pub(crate) fn write_index_file(
         bytes.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
         bytes.extend_from_slice(name);
         bytes.extend_from_slice(&(key.positions.len() as u64).to_le_bytes());
-        for position in &key.positions {
-            bytes.extend_from_slice(&position.to_le_bytes());
-        }
+        extend_positions(&mut bytes, &key.positions);
     }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
@@ -151,6 +157,15 @@ pub(crate) fn write_index_file(
         }
     }
     sync_dir(index_dir)
+}
+
+/// Appends positions as u64 little-endian, encoded in place.
+fn extend_positions(bytes: &mut Vec<u8>, positions: &[u64]) {
+    let start = bytes.len();
+    bytes.resize(start + positions.len() * 8, 0);
+    for (word, position) in bytes[start..].chunks_exact_mut(8).zip(positions) {
+        word.copy_from_slice(&position.to_le_bytes());
+    }
 }
 
 /// The log range an index file covers.

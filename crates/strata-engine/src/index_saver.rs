@@ -145,8 +145,15 @@ impl IndexSaver {
                     }
                     let mut contents = contents;
                     runs.resolve_first_revisions(contents.covers_from, &mut contents.postings);
-                    runs.add(contents.covers_from, contents.covers_to, || {
-                        entries_from_unsaved(&contents.streams, &contents.postings)
+                    let IndexFileContents {
+                        covers_from,
+                        covers_to,
+                        streams,
+                        postings,
+                        ..
+                    } = contents;
+                    runs.add(covers_from, covers_to, || {
+                        entries_from_unsaved(streams, postings)
                     });
                 }
                 if unsaved_checks > 0 {

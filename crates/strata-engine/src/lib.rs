@@ -63,6 +63,7 @@ mod resolved_reader;
 mod run_file;
 mod run_filter;
 mod run_heal;
+mod run_record;
 mod run_set;
 mod scavenge;
 mod scavenge_copy;

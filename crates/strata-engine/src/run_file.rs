@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use strata_core::{Error, Result};
 
 use crate::run_filter::{FILTER_HEADER_BYTES, KeyFilter};
+use crate::run_record::{RecordBytes, encode_entry};
 
 #[cfg(test)]
 pub(crate) use crate::run_set::KeyHead;
@@ -57,7 +58,7 @@ pub(crate) const RUN_HEADER_BYTES: u64 = 16;
 /// version, reserved, magic, reserved, CRC32C.
 pub(crate) const RUN_TRAILER_BYTES: u64 = 72;
 /// A CRC32C, written after the bytes it covers.
-const CHECKSUM_BYTES: usize = 4;
+pub(crate) const CHECKSUM_BYTES: usize = 4;
 /// Positions per checksummed chunk of a record's positions.
 pub(crate) const POSITIONS_PER_CHUNK: u64 = 512;
 /// kind, flags, key length, metadata length, first revision, position count, tombstone.
@@ -68,9 +69,9 @@ pub(crate) const DIRECTORY_ENTRY_BYTES: usize = 16;
 /// entry is kept in memory (the fences).
 pub(crate) const FENCE_STRIDE: usize = 128;
 /// Record flag: the stream has a tombstone (its position is in the record header).
-const FLAG_TOMBSTONE: u8 = 1;
+pub(crate) const FLAG_TOMBSTONE: u8 = 1;
 /// Record flag: the record carries the stream's parsed metadata (JSON).
-const FLAG_METADATA: u8 = 2;
+pub(crate) const FLAG_METADATA: u8 = 2;
 /// The kind of a stream's key; secondary index kinds are 1 to 7 (7: the rest key).
 pub(crate) const KIND_STREAM: u8 = 0;
 const KIND_MAX: u8 = 7;
@@ -103,12 +104,6 @@ pub(crate) struct RunEntry {
     pub tombstone: Option<u64>,
     /// The stream's parsed metadata as JSON, when this run sets it.
     pub metadata: Option<Vec<u8>>,
-}
-
-impl RunEntry {
-    pub(crate) fn order_key(&self) -> (u64, u8, &[u8]) {
-        (key_hash(self.kind, &self.key), self.kind, &self.key)
-    }
 }
 
 /// Sorts entries into run order; two entries with the same kind and key are refused.
@@ -159,46 +154,43 @@ pub(crate) fn sort_entries(entries: &mut [RunEntry]) -> Result<()> {
 
 /// The entries of the run that saves what the index gained since its last save: the
 /// streams' and the secondary indexes' unsaved parts (`Index::take_unsaved`,
-/// `SecondaryIndexes::take_unsaved`), in run order. Revisions a scavenge removed
-/// ([`crate::index::REMOVED_POSITION`], always a prefix) are left out: the record starts
-/// at the first live revision (and holds no position when none is live, which still
-/// says where the stream's revisions end).
+/// `SecondaryIndexes::take_unsaved`), in run order; their positions are moved, not
+/// copied. Revisions a scavenge removed ([`crate::index::REMOVED_POSITION`], always a
+/// prefix) are left out: the record starts at the first live revision (and holds no
+/// position when none is live, which still says where the stream's revisions end).
 pub(crate) fn entries_from_unsaved(
-    streams: &[crate::index::UnsavedStream],
-    postings: &[crate::secondary::UnsavedPostings],
+    streams: Vec<crate::index::UnsavedStream>,
+    postings: Vec<crate::secondary::UnsavedPostings>,
 ) -> Result<Vec<RunEntry>> {
-    let mut entries: Vec<RunEntry> = streams
-        .iter()
-        .map(|stream| {
-            let live = crate::index::live_positions(&stream.positions);
-            RunEntry {
-                kind: KIND_STREAM,
-                key: stream.stream.as_str().as_bytes().to_vec(),
-                first_revision: stream.first_revision
-                    + (stream.positions.len() - live.len()) as u64,
-                positions: live.to_vec(),
-                tombstone: stream.tombstone_position,
-                metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
-            }
-        })
-        .map(Ok)
-        .chain(postings.iter().map(|key| {
-            Ok(RunEntry {
-                kind: key.kind as u8,
-                key: key.name.as_bytes().to_vec(),
-                first_revision: key.first_revision.ok_or_else(|| {
-                    strata_core::Error::InvalidArgument {
-                        reason: format!(
-                            "the first revision of index key {:?} was not read from the runs",
-                            key.name
-                        ),
-                    }
-                })?,
-                positions: key.positions.clone(),
-                ..RunEntry::default()
-            })
-        }))
-        .collect::<Result<_>>()?;
+    let mut entries = Vec::with_capacity(streams.len() + postings.len());
+    for stream in streams {
+        let mut positions = stream.positions;
+        let removed = positions.len() - crate::index::live_positions(&positions).len();
+        positions.drain(..removed);
+        entries.push(RunEntry {
+            kind: KIND_STREAM,
+            key: stream.stream.as_str().as_bytes().to_vec(),
+            first_revision: stream.first_revision + removed as u64,
+            positions,
+            tombstone: stream.tombstone_position,
+            metadata: stream.metadata.as_ref().map(|metadata| metadata.to_json()),
+        });
+    }
+    for key in postings {
+        let first_revision = key.first_revision.ok_or_else(|| Error::InvalidArgument {
+            reason: format!(
+                "the first revision of index key {:?} was not read from the runs",
+                key.name
+            ),
+        })?;
+        entries.push(RunEntry {
+            kind: key.kind as u8,
+            key: key.name.as_bytes().to_vec(),
+            first_revision,
+            positions: key.positions,
+            ..RunEntry::default()
+        });
+    }
     sort_entries(&mut entries)?;
     Ok(entries)
 }
@@ -236,6 +228,28 @@ pub(crate) fn write_run(
     covers_to: u64,
     entries: impl IntoIterator<Item = RunEntry>,
 ) -> Result<()> {
+    write_records(
+        path,
+        covers_from,
+        covers_to,
+        entries.into_iter().map(RunItem::Entry),
+    )
+}
+
+/// One record to write: an entry to encode, or a record's bytes read from another run
+/// (checked there), written as they are.
+pub(crate) enum RunItem {
+    Entry(RunEntry),
+    Bytes(RecordBytes),
+}
+
+/// [`write_run`] of entries or records' bytes, in run order.
+pub(crate) fn write_records(
+    path: &Path,
+    covers_from: u64,
+    covers_to: u64,
+    items: impl IntoIterator<Item = RunItem>,
+) -> Result<()> {
     let context = || format!("writing run {}", path.display());
     let io = |error: std::io::Error| Error::io(context(), error);
     let temporary = temporary_path(path, "tmp");
@@ -258,17 +272,35 @@ pub(crate) fn write_run(
     let mut position_count = 0u64;
     // The hash of every FENCE_STRIDE-th entry: 8 bytes per 128 keys.
     let mut fences = Vec::new();
-    let mut previous: Option<(u64, u8, Vec<u8>)> = None;
-    for entry in entries {
-        check_entry(&entry, covers_from, covers_to)?;
-        let hash = key_hash(entry.kind, &entry.key);
-        if let Some((previous_hash, previous_kind, previous_key)) = &previous
-            && (*previous_hash, *previous_kind, previous_key.as_slice())
-                >= (hash, entry.kind, entry.key.as_slice())
+    // The previous key (its hash, kind and bytes), to check the order.
+    let mut previous: Option<(u64, u8)> = None;
+    let mut previous_key = Vec::new();
+    // An entry's record is encoded here, then written in one call.
+    let mut encoded = Vec::new();
+    for item in items {
+        let (hash, kind, key, count) = match &item {
+            RunItem::Entry(entry) => {
+                check_entry(entry, covers_from, covers_to)?;
+                let hash = key_hash(entry.kind, &entry.key);
+                (
+                    hash,
+                    entry.kind,
+                    entry.key.as_slice(),
+                    entry.positions.len(),
+                )
+            }
+            RunItem::Bytes(record) => {
+                check_record(record, covers_from, covers_to)?;
+                let count = usize::try_from(record.count()).unwrap_or(usize::MAX);
+                (record.hash, record.kind(), record.key(), count)
+            }
+        };
+        if let Some((previous_hash, previous_kind)) = previous
+            && (previous_hash, previous_kind, previous_key.as_slice()) >= (hash, kind, key)
         {
             return Err(invalid(format!(
                 "run entries out of order at key {:?}",
-                String::from_utf8_lossy(&entry.key)
+                String::from_utf8_lossy(key)
             )));
         }
         if key_count.is_multiple_of(FENCE_STRIDE as u64) {
@@ -278,10 +310,21 @@ pub(crate) fn write_run(
         slot[0..8].copy_from_slice(&hash.to_le_bytes());
         slot[8..16].copy_from_slice(&offset.to_le_bytes());
         directory.append(&slot, FENCE_STRIDE).map_err(io)?;
-        offset += write_record(&mut out, &entry).map_err(io)?;
+        previous = Some((hash, kind));
+        previous_key.clear();
+        previous_key.extend_from_slice(key);
+        let bytes = match &item {
+            RunItem::Entry(entry) => {
+                encoded.clear();
+                encode_entry(entry, &mut encoded);
+                &encoded
+            }
+            RunItem::Bytes(record) => &record.bytes,
+        };
+        out.write_all(bytes).map_err(io)?;
+        offset += bytes.len() as u64;
         key_count += 1;
-        position_count += entry.positions.len() as u64;
-        previous = Some((hash, entry.kind, entry.key));
+        position_count += count as u64;
     }
     let directory_offset = offset;
     let mut directory = directory
@@ -428,52 +471,28 @@ fn check_entry(entry: &RunEntry, covers_from: u64, covers_to: u64) -> Result<()>
     Ok(())
 }
 
-fn write_record(out: &mut impl Write, entry: &RunEntry) -> std::io::Result<u64> {
-    let mut flags = 0u8;
-    if entry.tombstone.is_some() {
-        flags |= FLAG_TOMBSTONE;
+/// Checks a record's bytes about to be written into a run covering `[covers_from,
+/// covers_to)`: its kind, and that its positions (ascending within the record, as its
+/// run checked when it was written) and tombstone lie inside the coverage.
+fn check_record(record: &RecordBytes, covers_from: u64, covers_to: u64) -> Result<()> {
+    let outside = |position: u64| position < covers_from || position >= covers_to;
+    let count = record.count();
+    let bad = if record.kind() > KIND_MAX {
+        Some("unknown kind")
+    } else if count > 0 && (outside(record.position(0)) || outside(record.position(count - 1)))
+        || record.tombstone().is_some_and(outside)
+    {
+        Some("position outside the run's coverage")
+    } else {
+        None
+    };
+    match bad {
+        Some(what) => Err(invalid(format!(
+            "run record {:?}: {what}",
+            String::from_utf8_lossy(record.key())
+        ))),
+        None => Ok(()),
     }
-    if entry.metadata.is_some() {
-        flags |= FLAG_METADATA;
-    }
-    let metadata = entry.metadata.as_deref().unwrap_or(&[]);
-    let mut header = [0u8; RECORD_HEADER_BYTES];
-    header[0] = entry.kind;
-    header[1] = flags;
-    header[2..4].copy_from_slice(&(entry.key.len() as u16).to_le_bytes());
-    header[4..8].copy_from_slice(&(metadata.len() as u32).to_le_bytes());
-    header[8..16].copy_from_slice(&entry.first_revision.to_le_bytes());
-    header[16..24].copy_from_slice(&(entry.positions.len() as u64).to_le_bytes());
-    header[24..32].copy_from_slice(&entry.tombstone.unwrap_or(0).to_le_bytes());
-    let head_crc = crc32c::crc32c_append(
-        crc32c::crc32c_append(crc32c::crc32c(&header), &entry.key),
-        metadata,
-    );
-    out.write_all(&header)?;
-    out.write_all(&entry.key)?;
-    out.write_all(metadata)?;
-    out.write_all(&head_crc.to_le_bytes())?;
-    write_positions(out, &entry.positions)?;
-    Ok(record_head_bytes(entry.key.len(), metadata.len())
-        + positions_section_bytes(entry.positions.len() as u64))
-}
-
-/// Writes positions in chunks of [`POSITIONS_PER_CHUNK`], each followed by its CRC32C: a
-/// chunk is encoded whole and checksummed in one call (the saver writes every posting of
-/// the index, and each merge writes them again).
-fn write_positions(out: &mut impl Write, positions: &[u64]) -> std::io::Result<()> {
-    let chunk_len = positions.len().min(POSITIONS_PER_CHUNK as usize);
-    let mut chunk = Vec::with_capacity(chunk_len * 8 + CHECKSUM_BYTES);
-    for positions in positions.chunks(POSITIONS_PER_CHUNK as usize) {
-        chunk.clear();
-        for position in positions {
-            chunk.extend_from_slice(&position.to_le_bytes());
-        }
-        let crc = crc32c::crc32c(&chunk);
-        chunk.extend_from_slice(&crc.to_le_bytes());
-        out.write_all(&chunk)?;
-    }
-    Ok(())
 }
 
 /// Bytes of a record before its positions: header, key, metadata, their checksum.
@@ -538,6 +557,19 @@ fn checked_position_blocks(bytes: &[u8]) -> Option<Vec<u64>> {
         rest = &tail[CHECKSUM_BYTES..];
     }
     Some(out)
+}
+
+/// Whether `bytes` are consecutive chunks of positions, each followed by the CRC32C of
+/// its positions, the last one possibly short ([`checked_position_blocks`] without the
+/// decoding).
+fn position_chunks_hold(bytes: &[u8]) -> bool {
+    let full = POSITIONS_PER_CHUNK as usize * 8 + CHECKSUM_BYTES;
+    bytes.chunks(full).all(|chunk| {
+        chunk.len() > CHECKSUM_BYTES && (chunk.len() - CHECKSUM_BYTES).is_multiple_of(8) && {
+            let (data, stored) = chunk.split_at(chunk.len() - CHECKSUM_BYTES);
+            crc32c::crc32c(data) == u32_at(stored, 0)
+        }
+    })
 }
 
 /// An open run: the file, its trailer, and the fence pointers.
@@ -1070,12 +1102,24 @@ impl Iterator for RunScan<'_> {
 
 impl RunScan<'_> {
     fn read_entry(&mut self) -> Result<RunEntry> {
+        self.read_record().map(|record| record.to_entry())
+    }
+
+    /// The next record's bytes, every checksum checked (`None` after the last).
+    pub(crate) fn next_record(&mut self) -> Option<Result<RecordBytes>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(self.read_record())
+    }
+
+    fn read_record(&mut self) -> Result<RecordBytes> {
         let run = self.run;
         let offset = self.offset;
         let damaged = |error: std::io::Error| run.damaged(&format!("cannot be read: {error}"));
         let mut header = [0u8; RECORD_HEADER_BYTES];
         self.reader.read_exact(&mut header).map_err(damaged)?;
-        let flags = header[1];
         let key_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
         let metadata_len = u32_at(&header, 4) as usize;
         let count = u64_at(&header, 16);
@@ -1091,33 +1135,30 @@ impl RunScan<'_> {
         {
             return Err(longer());
         }
-        let mut rest = vec![0u8; (head_bytes as usize) - RECORD_HEADER_BYTES];
-        self.reader.read_exact(&mut rest).map_err(damaged)?;
-        let head = rest.len() - CHECKSUM_BYTES;
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &rest[..head]);
-        if crc != u32_at(&rest, head) {
-            return Err(run.damaged(&format!("fails the checksum of the record at {offset}")));
-        }
         let record_end = Some(count)
             .filter(|&count| count <= run.position_count)
             .map(|count| head_bytes + positions_section_bytes(count))
             .and_then(|bytes| offset.checked_add(bytes))
             .filter(|&end| end <= run.directory_offset)
             .ok_or_else(longer)?;
-        let mut positions = vec![0u8; (record_end - offset - head_bytes) as usize];
-        self.reader.read_exact(&mut positions).map_err(damaged)?;
-        let positions = run.checked_positions(&positions, offset)?;
+        let length = (record_end - offset) as usize;
+        let mut bytes = Vec::with_capacity(length);
+        bytes.extend_from_slice(&header);
+        bytes.resize(length, 0);
+        self.reader
+            .read_exact(&mut bytes[RECORD_HEADER_BYTES..])
+            .map_err(damaged)?;
+        let head = head_bytes as usize - CHECKSUM_BYTES;
+        if crc32c::crc32c(&bytes[..head]) != u32_at(&bytes, head) {
+            return Err(run.damaged(&format!("fails the checksum of the record at {offset}")));
+        }
+        if !position_chunks_hold(&bytes[head_bytes as usize..]) {
+            return Err(run.damaged(&format!(
+                "fails the checksum of the positions of the record at {offset}"
+            )));
+        }
         self.offset = record_end;
-        let metadata = rest[key_len..key_len + metadata_len].to_vec();
-        rest.truncate(key_len);
-        Ok(RunEntry {
-            kind: header[0],
-            key: rest,
-            first_revision: u64_at(&header, 8),
-            positions,
-            tombstone: (flags & FLAG_TOMBSTONE != 0).then(|| u64_at(&header, 24)),
-            metadata: (flags & FLAG_METADATA != 0).then_some(metadata),
-        })
+        Ok(RecordBytes::read(bytes))
     }
 }
 

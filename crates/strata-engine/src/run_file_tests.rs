@@ -784,7 +784,7 @@ fn runs_saved_from_the_index_answer_as_the_index() {
             position += 64;
         }
         let entries =
-            entries_from_unsaved(&index.take_unsaved(), &index.secondary.take_unsaved()).unwrap();
+            entries_from_unsaved(index.take_unsaved(), index.secondary.take_unsaved()).unwrap();
         let path = dir.path().join(run_file_name(saved_to, position));
         write_run(&path, saved_to, position, entries).unwrap();
         set.push(Run::open(&path).unwrap()).unwrap();

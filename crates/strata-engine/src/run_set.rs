@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use strata_core::{Error, Result};
 
-use crate::run_file::{Run, RunEntry, RunScan, write_run};
+use crate::run_file::{Run, RunItem, RunScan, write_records};
+use crate::run_record::RecordBytes;
 
 /// Writes the merge of two adjacent runs (`older` covers the log up to where `newer`
 /// starts) to `path`. A key in both keeps the older positions followed by the newer ones
-/// (which must continue its revisions), the newer tombstone and metadata when set.
+/// (which must continue its revisions), the newer tombstone and metadata when set; the
+/// record of a key in one run only is copied as it is (`run_record`).
 pub(crate) fn merge_runs(older: &Run, newer: &Run, path: &Path) -> Result<()> {
     if older.covers_to != newer.covers_from {
         return Err(invalid(format!(
@@ -22,11 +24,11 @@ pub(crate) fn merge_runs(older: &Run, newer: &Run, path: &Path) -> Result<()> {
     }
     let mut failure = None;
     let merged = MergeIter {
-        older: older.scan()?.peekable(),
-        newer: newer.scan()?.peekable(),
+        older: Side::new(older.scan()?),
+        newer: Side::new(newer.scan()?),
         failure: &mut failure,
     };
-    let written = write_run(path, older.covers_from, newer.covers_to, merged);
+    let written = write_records(path, older.covers_from, newer.covers_to, merged);
     if let Some(error) = failure {
         let _ = std::fs::remove_file(path);
         return Err(error);
@@ -34,71 +36,64 @@ pub(crate) fn merge_runs(older: &Run, newer: &Run, path: &Path) -> Result<()> {
     written
 }
 
+/// One run of a merge: its records in order, the next one read ahead.
+struct Side<'a> {
+    scan: RunScan<'a>,
+    next: Option<RecordBytes>,
+}
+
+impl<'a> Side<'a> {
+    fn new(scan: RunScan<'a>) -> Self {
+        Self { scan, next: None }
+    }
+
+    /// Reads the next record unless it is read already.
+    fn fill(&mut self) -> Result<()> {
+        if self.next.is_none() {
+            self.next = self.scan.next_record().transpose()?;
+        }
+        Ok(())
+    }
+}
+
 struct MergeIter<'a, 'f> {
-    older: std::iter::Peekable<RunScan<'a>>,
-    newer: std::iter::Peekable<RunScan<'a>>,
+    older: Side<'a>,
+    newer: Side<'a>,
     failure: &'f mut Option<Error>,
 }
 
 impl Iterator for MergeIter<'_, '_> {
-    type Item = RunEntry;
+    type Item = RunItem;
 
-    fn next(&mut self) -> Option<RunEntry> {
+    fn next(&mut self) -> Option<RunItem> {
         if self.failure.is_some() {
             return None;
         }
-        let take = |side: &mut std::iter::Peekable<RunScan<'_>>| side.next();
-        // Less: the older side is next; Greater: the newer; None: a side failed.
-        let order = match (self.older.peek(), self.newer.peek()) {
+        if let Err(error) = self.older.fill().and_then(|()| self.newer.fill()) {
+            *self.failure = Some(error);
+            return None;
+        }
+        let order = match (&self.older.next, &self.newer.next) {
             (None, None) => return None,
-            (Some(Err(_)), _) | (_, Some(Err(_))) => None,
-            (Some(_), None) => Some(std::cmp::Ordering::Less),
-            (None, Some(_)) => Some(std::cmp::Ordering::Greater),
-            (Some(Ok(a)), Some(Ok(b))) => Some(a.order_key().cmp(&b.order_key())),
-        };
-        let Some(order) = order else {
-            let failed = if matches!(self.older.peek(), Some(Err(_))) {
-                take(&mut self.older)
-            } else {
-                take(&mut self.newer)
-            };
-            return self.fail(failed);
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => a.order_key().cmp(&b.order_key()),
         };
         match order {
-            std::cmp::Ordering::Less => take(&mut self.older).and_then(Result::ok),
-            std::cmp::Ordering::Greater => take(&mut self.newer).and_then(Result::ok),
+            std::cmp::Ordering::Less => self.older.next.take().map(RunItem::Bytes),
+            std::cmp::Ordering::Greater => self.newer.next.take().map(RunItem::Bytes),
             std::cmp::Ordering::Equal => {
-                let mut a = take(&mut self.older).and_then(Result::ok)?;
-                let b = take(&mut self.newer).and_then(Result::ok)?;
-                if !b.positions.is_empty()
-                    && b.first_revision != a.first_revision + a.positions.len() as u64
-                {
-                    *self.failure = Some(corrupt(format!(
-                        "runs disagree on key {:?}: the newer starts at revision {}, the older ends before {}",
-                        String::from_utf8_lossy(&a.key),
-                        b.first_revision,
-                        a.first_revision + a.positions.len() as u64
-                    )));
-                    return None;
+                let a = self.older.next.take()?;
+                let b = self.newer.next.take()?;
+                match RecordBytes::joined(&a, &b) {
+                    Ok(joined) => Some(RunItem::Bytes(joined)),
+                    Err(error) => {
+                        *self.failure = Some(error);
+                        None
+                    }
                 }
-                if a.positions.is_empty() {
-                    a.first_revision = b.first_revision;
-                }
-                a.positions.extend_from_slice(&b.positions);
-                a.tombstone = b.tombstone.or(a.tombstone);
-                a.metadata = b.metadata.or(a.metadata);
-                Some(a)
             }
         }
-    }
-}
-
-impl MergeIter<'_, '_> {
-    fn fail(&mut self, item: Option<Result<RunEntry>>) -> Option<RunEntry> {
-        if let Some(Err(error)) = item {
-            *self.failure = Some(error);
-        }
-        None
     }
 }
 

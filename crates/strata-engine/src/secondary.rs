@@ -189,12 +189,8 @@ impl KeyNames {
 
     /// The correlation id and tags of `metadata`.
     fn metadata_keys(&mut self, metadata: &[u8]) -> &MetadataKeys {
-        // Both keys start with `$`: metadata without one (most, or none at all) has
-        // neither, as the searches of `correlation_id` and `tags_of` find.
-        if !metadata.contains(&b'$') {
-            self.scratch = MetadataKeys::default();
-            return &self.scratch;
-        }
+        // The same bytes as the last metadata read (which held a `$`): its keys. Checked
+        // first, as most events repeat their predecessor's metadata.
         if self
             .last_metadata
             .as_ref()
@@ -205,12 +201,28 @@ impl KeyNames {
                 .as_ref()
                 .unwrap_or_else(|| unreachable!("compared above"));
         }
+        // Both keys start with `$`: metadata without one (most, or none at all) has
+        // neither, as the searches of `correlation_id` and `tags_of` find.
+        if !metadata.contains(&b'$') {
+            if self.scratch.correlation.is_some() || !self.scratch.tags.is_empty() {
+                self.scratch = MetadataKeys::default();
+            }
+            return &self.scratch;
+        }
         let mut read = MetadataKeys::read(metadata);
         if metadata.len() > METADATA_REMEMBERED_BYTES_MAX {
             self.scratch = read;
             return &self.scratch;
         }
-        read.metadata = metadata.to_vec();
+        // The last metadata's bytes make room for these (no allocation per command).
+        let mut bytes = self
+            .last_metadata
+            .take()
+            .map(|last| last.metadata)
+            .unwrap_or_default();
+        bytes.clear();
+        bytes.extend_from_slice(metadata);
+        read.metadata = bytes;
         self.last_metadata.insert(read)
     }
 }
@@ -302,17 +314,41 @@ pub(crate) struct UnsavedPostings {
     pub positions: Vec<u64>,
 }
 
+/// A key's name: borrowed (a new key allocates its own) or already shared (a new key
+/// shares it: the writer's interned event types and correlation ids).
+#[derive(Clone, Copy)]
+enum KeyName<'a> {
+    Borrowed(&'a str),
+    Shared(&'a Arc<str>),
+}
+
+impl KeyName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            KeyName::Borrowed(name) => name,
+            KeyName::Shared(name) => name,
+        }
+    }
+
+    fn to_shared(self) -> Arc<str> {
+        match self {
+            KeyName::Borrowed(name) => Arc::from(name),
+            KeyName::Shared(name) => Arc::clone(name),
+        }
+    }
+}
+
 /// The postings of `name` in `map`, made empty (from `first_revision`) if missing, with
 /// the key's shared name.
 fn postings_entry<'map>(
     map: &'map mut HashMap<Arc<str>, Postings>,
-    name: &str,
+    name: KeyName<'_>,
     first_revision: Option<u64>,
 ) -> (&'map Arc<str>, &'map mut Postings) {
-    if !map.contains_key(name) {
-        map.insert(Arc::from(name), Postings::new(first_revision));
+    if !map.contains_key(name.as_str()) {
+        map.insert(name.to_shared(), Postings::new(first_revision));
     }
-    map.get_key_value_mut(name)
+    map.get_key_value_mut(name.as_str())
         .unwrap_or_else(|| unreachable!("inserted above"))
 }
 
@@ -473,13 +509,20 @@ impl SecondaryIndexes {
             self.note_name(kind, name);
         }
         let first_revision = (!self.older_in_runs).then_some(0);
-        postings_entry(&mut self.maps[kind as usize - 1], name, first_revision).1
+        postings_entry(
+            &mut self.maps[kind as usize - 1],
+            KeyName::Borrowed(name),
+            first_revision,
+        )
+        .1
     }
 
-    /// The postings of a key about to gain positions (listed for the next index file).
-    fn postings_mut(&mut self, kind: Kind, name: &str) -> &mut Postings {
-        if !self.map(kind).contains_key(name) {
-            self.note_name(kind, name);
+    /// The postings of a key about to gain positions (listed for the next index file); a
+    /// new key shares a name already shared instead of allocating its own.
+    fn postings_named(&mut self, kind: Kind, name: KeyName<'_>) -> &mut Postings {
+        let name_str = name.as_str();
+        if !self.map(kind).contains_key(name_str) {
+            self.note_name(kind, name_str);
         }
         let first_revision = (!self.older_in_runs).then_some(0);
         let (key, postings) =
@@ -493,7 +536,17 @@ impl SecondaryIndexes {
 
     /// Appends `positions` (ascending, not empty) to the postings of one key.
     fn add_positions(&mut self, kind: Kind, name: &str, positions: impl Iterator<Item = u64>) {
-        self.postings_mut(kind, name).positions.extend(positions);
+        self.add_named(kind, KeyName::Borrowed(name), positions);
+    }
+
+    /// [`SecondaryIndexes::add_positions`] of a name that may already be shared. Room for
+    /// them is made at once: a new key (a new correlation id, most often) otherwise grows
+    /// its vector step by step.
+    fn add_named(&mut self, kind: Kind, name: KeyName<'_>, positions: impl Iterator<Item = u64>) {
+        let (low, high) = positions.size_hint();
+        let postings = &mut self.postings_named(kind, name).positions;
+        postings.reserve(high.unwrap_or(low));
+        postings.extend(positions);
     }
 
     /// Indexes a run of consecutive events of `stream` from `first_revision` (the rules of
@@ -552,9 +605,9 @@ impl SecondaryIndexes {
                     .take_while(|other| Arc::ptr_eq(other, event_type) || *other == event_type)
                     .count();
             if !is_link(event_type) {
-                self.add_positions(
+                self.add_named(
                     Kind::EventType,
-                    event_type,
+                    KeyName::Shared(event_type),
                     positions[from..to].iter().copied(),
                 );
             }
@@ -591,7 +644,7 @@ impl SecondaryIndexes {
                     .filter_map(|(at, _)| filed(*at))
             };
             if stretch().next().is_some() {
-                self.add_positions(Kind::Correlation, id, stretch());
+                self.add_named(Kind::Correlation, KeyName::Shared(id), stretch());
             }
             from = to;
         }
@@ -601,7 +654,9 @@ impl SecondaryIndexes {
                 && &**event_type != LINK_EVENT_TYPE
                 && !system
             {
-                self.postings_mut(Kind::Tag, tag).positions.push(position);
+                self.postings_named(Kind::Tag, KeyName::Shared(tag))
+                    .positions
+                    .push(position);
             }
         }
     }
