@@ -78,19 +78,15 @@ impl ReadAnswer {
     fn encoded<'a>(wires: impl Iterator<Item = ReadEventWire<'a>>) -> Vec<Self> {
         let wires: Vec<ReadEventWire<'a>> = wires.collect();
         let total: usize = wires.iter().map(ReadEventWire::answer_len).sum();
-        let mut buffer = vec![0; total];
+        let mut buffer = PageBuffer(Vec::with_capacity(total));
         let mut ends = Vec::with_capacity(wires.len());
-        let mut rest = buffer.as_mut_slice();
-        let mut written = 0;
         for wire in &wires {
-            let len = wire.answer_len();
-            let (answer, after) = rest.split_at_mut(len);
-            wire.encode_answer(&mut &mut answer[..]);
-            rest = after;
-            written += len;
-            ends.push(written);
+            wire.encode_answer(&mut buffer);
+            ends.push(buffer.0.len());
         }
-        let buffer = Bytes::from(buffer);
+        debug_assert_eq!(buffer.0.len(), total, "the lengths worked out are exact");
+        // Exactly as long as its capacity: the `Bytes` takes the allocation as it is.
+        let buffer = Bytes::from(buffer.0);
         let mut start = 0;
         ends.into_iter()
             .map(|end| {
@@ -245,23 +241,20 @@ impl<'a> ReadEventWire<'a> {
     }
 
     /// The whole `ReadResp`: its `event` field holding this `ReadEvent`.
-    fn encode_answer(&self, buf: &mut impl BufMut) {
-        put_message_header(field::READ_RESP_EVENT, self.body_len, buf);
-        self.encode(buf);
-    }
-
-    fn encode(&self, buf: &mut impl BufMut) {
+    fn encode_answer(&self, buf: &mut PageBuffer) {
+        buf.header(field::READ_RESP_EVENT, self.body_len);
         for (tag, event) in [
             (field::READ_EVENT_EVENT, &self.event),
             (field::READ_EVENT_LINK, &self.link),
         ] {
             if let Some(event) = event {
-                put_message_header(tag, event.body_len, buf);
+                buf.header(tag, event.body_len);
                 event.encode(buf);
             }
         }
-        encode_key(field::READ_EVENT_COMMIT_POSITION, WireType::Varint, buf);
-        encode_varint(self.position, buf);
+        // A oneof member: written even when zero.
+        buf.key(field::READ_EVENT_COMMIT_POSITION, WireType::Varint);
+        buf.varint(self.position);
     }
 }
 
@@ -317,28 +310,27 @@ impl<'a> RecordedWire<'a> {
             + bytes_len(field::DATA, &event.data)
     }
 
-    fn encode(&self, buf: &mut impl BufMut) {
+    fn encode(&self, buf: &mut PageBuffer) {
         let event = self.event;
         let position = event.position.0;
-        put_message_header(field::ID, self.id.body_len(), buf);
+        buf.header(field::ID, self.id.body_len());
         self.id.encode(buf);
         let name = event.stream.as_str().as_bytes();
-        put_message_header(
+        buf.header(
             field::STREAM_IDENTIFIER,
             bytes_len(field::STREAM_NAME, name),
-            buf,
         );
-        put_bytes(field::STREAM_NAME, name, buf);
-        put_uint64(field::STREAM_REVISION, event.revision.0, buf);
-        put_uint64(field::PREPARE_POSITION, position, buf);
-        put_uint64(field::COMMIT_POSITION, position, buf);
+        buf.bytes(field::STREAM_NAME, name);
+        buf.uint64(field::STREAM_REVISION, event.revision.0);
+        buf.uint64(field::PREPARE_POSITION, position);
+        buf.uint64(field::COMMIT_POSITION, position);
         for (key, value) in self.metadata() {
-            put_message_header(field::METADATA, entry_len(key, value), buf);
-            put_bytes(field::ENTRY_KEY, key.as_bytes(), buf);
-            put_bytes(field::ENTRY_VALUE, value, buf);
+            buf.header(field::METADATA, entry_len(key, value));
+            buf.bytes(field::ENTRY_KEY, key.as_bytes());
+            buf.bytes(field::ENTRY_VALUE, value);
         }
-        put_bytes(field::CUSTOM_METADATA, &event.metadata, buf);
-        put_bytes(field::DATA, &event.data, buf);
+        buf.bytes(field::CUSTOM_METADATA, &event.metadata);
+        buf.bytes(field::DATA, &event.data);
     }
 }
 
@@ -379,19 +371,18 @@ impl UuidWire {
         }
     }
 
-    fn encode(&self, buf: &mut impl BufMut) {
+    fn encode(&self, buf: &mut PageBuffer) {
         match self {
             Self::Structured { high, low } => {
-                put_message_header(field::UUID_STRUCTURED, structured_len(*high, *low), buf);
+                buf.header(field::UUID_STRUCTURED, structured_len(*high, *low));
                 // int64 on the wire is the two's-complement value as a varint: the bits.
-                put_uint64(field::MOST_SIGNIFICANT_BITS, *high, buf);
-                put_uint64(field::LEAST_SIGNIFICANT_BITS, *low, buf);
+                buf.uint64(field::MOST_SIGNIFICANT_BITS, *high);
+                buf.uint64(field::LEAST_SIGNIFICANT_BITS, *low);
             }
             // A oneof member: written even when empty (it never is).
             Self::Text(text) => {
-                encode_key(field::UUID_STRING, WireType::LengthDelimited, buf);
-                encode_varint(text.len() as u64, buf);
-                buf.put_slice(text);
+                buf.header(field::UUID_STRING, text.len());
+                buf.0.extend_from_slice(text);
             }
         }
     }
@@ -401,34 +392,66 @@ fn structured_len(high: u64, low: u64) -> usize {
     uint64_len(field::MOST_SIGNIFICANT_BITS, high) + uint64_len(field::LEAST_SIGNIFICANT_BITS, low)
 }
 
-/// A signed integer as decimal text, on the stack.
+/// A signed integer as decimal text, on the stack (`itoa`: two digits per step).
 struct Decimal {
     digits: [u8; 20],
-    start: usize,
+    len: u8,
 }
 
 impl Decimal {
     fn new(value: i64) -> Self {
+        let mut text = itoa::Buffer::new();
+        let text = text.format(value).as_bytes();
         let mut digits = [0; 20];
-        let mut start = digits.len();
-        let mut rest = value.unsigned_abs();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
+        digits[..text.len()].copy_from_slice(text);
+        Self {
+            digits,
+            len: text.len() as u8,
         }
-        if value < 0 {
-            start -= 1;
-            digits[start] = b'-';
-        }
-        Self { digits, start }
     }
 
     fn as_bytes(&self) -> &[u8] {
-        &self.digits[self.start..]
+        &self.digits[..usize::from(self.len)]
+    }
+}
+
+/// A page's answers, written front to back into a buffer sized from their lengths (so it
+/// never grows). Every key here has a field number below 16: one byte.
+struct PageBuffer(Vec<u8>);
+
+impl PageBuffer {
+    fn key(&mut self, tag: u32, wire_type: WireType) {
+        debug_assert!(tag < 16, "a one-byte key");
+        self.0.push(((tag << 3) | wire_type as u32) as u8);
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.0.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        self.0.push(value as u8);
+    }
+
+    fn header(&mut self, tag: u32, body_len: usize) {
+        self.key(tag, WireType::LengthDelimited);
+        self.varint(body_len as u64);
+    }
+
+    /// A `bytes` or `string` field; left out when empty, as proto3 wants.
+    fn bytes(&mut self, tag: u32, value: &[u8]) {
+        if !value.is_empty() {
+            self.header(tag, value.len());
+            self.0.extend_from_slice(value);
+        }
+    }
+
+    /// A `uint64` (or `int64`, as its bits) field; left out when zero, as proto3 wants.
+    fn uint64(&mut self, tag: u32, value: u64) {
+        if value != 0 {
+            self.key(tag, WireType::Varint);
+            self.varint(value);
+        }
     }
 }
 
@@ -464,13 +487,6 @@ fn uint64_len(tag: u32, value: u64) -> usize {
         0
     } else {
         key_len(tag) + encoded_len_varint(value)
-    }
-}
-
-fn put_uint64(tag: u32, value: u64, buf: &mut impl BufMut) {
-    if value != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(value, buf);
     }
 }
 
