@@ -438,3 +438,44 @@ async fn pages_from_every_position_answer_as_the_scan() {
     }
     store.close();
 }
+
+/// Review (rev2): a served forwards window that reaches the durable end while the index
+/// already holds a newer group (the syncer publishes the index first, the durable end just
+/// after) still checkpoints at the last event before the end, as when no append is under
+/// way: else a live subscription with a sparse filter never checkpoints under steady
+/// appends.
+#[tokio::test]
+async fn a_served_window_checkpoints_at_the_end_while_a_newer_group_is_published() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(false)).unwrap();
+    append(&store, "wanted-1", "Wanted", "{}").await;
+    for noise in 0..200u64 {
+        append(&store, &format!("noise-{}", noise % 7), "Noise", "{}").await;
+    }
+    let shared = &store.shared;
+    let end = shared.durable_end.load(Ordering::Acquire);
+    let last_before_end = store
+        .read_all(ReadAllOptions::backwards().max_count(1))
+        .await
+        .unwrap()
+        .events[0]
+        .position;
+    append(&store, "noise-0", "Noise", "{}").await;
+    let published = shared.durable_end.load(Ordering::Acquire);
+    // The moment between the syncer's two steps: the index holds the newest group, the
+    // durable end is still the one before it.
+    shared.durable_end.store(end, Ordering::Release);
+    let options = options(Direction::Forwards, &stream_prefixes(&["wanted-"]), 100);
+    let window = all_reader::read(shared, &options, EXAMINED_EVENTS_MAX);
+    shared.durable_end.store(published, Ordering::Release);
+    let window = window.unwrap().slice;
+    assert_eq!(window.events.len(), 1);
+    assert_eq!(window.next_position.0, end, "served up to the end");
+    assert_eq!(
+        window.last_examined,
+        Some(last_before_end),
+        "the checkpoint moves past the events the index let the read skip"
+    );
+    store.close();
+}

@@ -877,3 +877,38 @@ fn a_run_without_a_key_filter_still_answers() {
     set.push(run).unwrap();
     check_against(&set, &model);
 }
+
+/// Review (rev2): a newer record holding no position but saying the stream's revisions
+/// end later (a save leaves out the revisions a scavenge removed, always a prefix) keeps
+/// saying so once merged: the runs' head answers alike before and after the merge.
+#[test]
+fn merging_keeps_where_a_record_without_positions_ends_the_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |first_revision, positions: Vec<u64>| RunEntry {
+        kind: KIND_STREAM,
+        key: b"s".to_vec(),
+        first_revision,
+        positions,
+        ..RunEntry::default()
+    };
+    let older = dir.path().join(run_file_name(64, 256));
+    let newer = dir.path().join(run_file_name(256, 512));
+    write_run(&older, 64, 256, vec![entry(0, vec![64, 128])]).unwrap();
+    write_run(&newer, 256, 512, vec![entry(5, Vec::new())]).unwrap();
+    let mut set = RunSet::default();
+    set.push(Run::open(&older).unwrap()).unwrap();
+    set.push(Run::open(&newer).unwrap()).unwrap();
+    let before = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
+    assert_eq!(before, 5);
+    let merged = dir.path().join(run_file_name(64, 512));
+    merge_runs(
+        &Run::open(&older).unwrap(),
+        &Run::open(&newer).unwrap(),
+        &merged,
+    )
+    .unwrap();
+    let mut set = RunSet::default();
+    set.push(Run::open(&merged).unwrap()).unwrap();
+    let after = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
+    assert_eq!(after, before, "where the stream's revisions end, merged");
+}
