@@ -434,20 +434,21 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
     check_against(&set, &model);
 }
 
+/// A newer record that starts before the older one ends: two runs claim one revision.
 #[test]
 fn merging_refuses_runs_that_disagree() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = |first_revision, position| RunEntry {
+    let entry = |first_revision, positions: Vec<u64>| RunEntry {
         kind: KIND_STREAM,
         key: b"s".to_vec(),
         first_revision,
-        positions: vec![position],
+        positions,
         ..RunEntry::default()
     };
     let older = dir.path().join(run_file_name(64, 128));
     let newer = dir.path().join(run_file_name(128, 256));
-    write_run(&older, 64, 128, vec![entry(0, 64)]).unwrap();
-    write_run(&newer, 128, 256, vec![entry(5, 128)]).unwrap();
+    write_run(&older, 64, 128, vec![entry(0, vec![64, 96])]).unwrap();
+    write_run(&newer, 128, 256, vec![entry(1, vec![128])]).unwrap();
     let merged = dir.path().join(run_file_name(64, 256));
     let error = merge_runs(
         &Run::open(&older).unwrap(),
@@ -456,6 +457,41 @@ fn merging_refuses_runs_that_disagree() {
     );
     assert!(matches!(error, Err(Error::Corrupt { .. })), "{error:?}");
     assert!(Run::open(&merged).is_err(), "no merged run to trust");
+}
+
+/// A newer record that starts past the older one's end was saved after a scavenge removed
+/// the revisions before it (a prefix of the stream, the older's among them): the merge
+/// keeps the newer revisions alone, as the unmerged runs answer.
+#[test]
+fn merging_keeps_the_newer_revisions_when_a_scavenge_removed_those_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |first_revision, positions: Vec<u64>| RunEntry {
+        kind: KIND_STREAM,
+        key: b"s".to_vec(),
+        first_revision,
+        positions,
+        ..RunEntry::default()
+    };
+    let older = dir.path().join(run_file_name(64, 128));
+    let newer = dir.path().join(run_file_name(128, 256));
+    write_run(&older, 64, 128, vec![entry(0, vec![64])]).unwrap();
+    write_run(&newer, 128, 256, vec![entry(5, vec![128, 192])]).unwrap();
+    let merged = dir.path().join(run_file_name(64, 256));
+    merge_runs(
+        &Run::open(&older).unwrap(),
+        &Run::open(&newer).unwrap(),
+        &merged,
+    )
+    .unwrap();
+    let run = Run::open(&merged).unwrap();
+    let mut set = RunSet::default();
+    set.push(run).unwrap();
+    let head = set.head(KIND_STREAM, b"s").unwrap().unwrap();
+    assert_eq!(head.end_revision, 7);
+    assert_eq!(
+        set.revisions(KIND_STREAM, b"s", 0, 10).unwrap(),
+        Some((5, vec![128, 192]))
+    );
 }
 
 /// Run by [`a_run_build_killed_midway_is_never_trusted`] in a child process: writes runs

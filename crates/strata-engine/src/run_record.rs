@@ -115,9 +115,11 @@ impl RecordBytes {
 
     /// The record of a key both runs of a merge hold: the older positions followed by the
     /// newer ones (which must continue its revisions and follow its last position), the
-    /// newer tombstone and metadata when set.
+    /// newer tombstone and metadata when set. A newer record that starts past the older's
+    /// end was saved after a scavenge removed the revisions before it (a scavenge removes a
+    /// prefix of a stream), the older's among them: the newer revisions alone are kept.
     pub(crate) fn joined(older: &RecordBytes, newer: &RecordBytes) -> Result<RecordBytes> {
-        let (older_count, newer_count) = (older.count(), newer.count());
+        let newer_count = newer.count();
         let disagree = |what: String| {
             Err(Error::Corrupt {
                 detail: format!(
@@ -126,8 +128,10 @@ impl RecordBytes {
                 ),
             })
         };
-        if newer_count > 0 {
-            let older_end = older.first_revision() + older_count;
+        let older_end = older.first_revision() + older.count();
+        let older_removed = newer.first_revision() > older_end;
+        let older_count = if older_removed { 0 } else { older.count() };
+        if newer_count > 0 && !older_removed {
             if newer.first_revision() != older_end {
                 return disagree(format!(
                     "the newer starts at revision {}, the older ends before {older_end}",
@@ -157,7 +161,10 @@ impl RecordBytes {
         head.encode(&mut bytes);
         let mut payload = Vec::with_capacity(count.min(POSITIONS_PER_CHUNK as usize) * 8);
         let chunk_payload = POSITIONS_PER_CHUNK as usize * 8;
-        for part in older.position_chunks().chain(newer.position_chunks()) {
+        let older_chunks = older
+            .position_chunks()
+            .take(if older_removed { 0 } else { usize::MAX });
+        for part in older_chunks.chain(newer.position_chunks()) {
             let mut part = part;
             while !part.is_empty() {
                 let take = part.len().min(chunk_payload - payload.len());
@@ -326,8 +333,11 @@ mod tests {
     #[test]
     fn joining_refuses_records_that_do_not_continue() {
         let older = record(&entry("k", 0, vec![64, 128]));
-        assert!(RecordBytes::joined(&older, &record(&entry("k", 3, vec![192]))).is_err());
+        assert!(RecordBytes::joined(&older, &record(&entry("k", 1, vec![192]))).is_err());
         assert!(RecordBytes::joined(&older, &record(&entry("k", 2, vec![128]))).is_err());
         assert!(RecordBytes::joined(&older, &record(&entry("k", 2, vec![192]))).is_ok());
+        // Past the older end: a scavenge removed the revisions before the newer ones.
+        let joined = RecordBytes::joined(&older, &record(&entry("k", 3, vec![192]))).unwrap();
+        assert_eq!(joined.to_entry(), entry("k", 3, vec![192]));
     }
 }
