@@ -312,7 +312,15 @@ impl Checkpoints {
     /// was looked at since the last one.
     fn due(&mut self, closing: bool) -> Option<Position> {
         let full = self.passed_since >= self.interval_events;
-        if !(full || closing) || self.last_examined == self.last_sent {
+        if !(full || closing) {
+            return None;
+        }
+        if self.last_examined == self.last_sent {
+            // Nothing new to send; a full interval starts again, so the next windows are
+            // not held to one event.
+            if full {
+                self.passed_since = 0;
+            }
             return None;
         }
         self.passed_since = 0;

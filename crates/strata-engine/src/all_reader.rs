@@ -73,6 +73,25 @@ impl Scanned {
     }
 }
 
+/// The newest event before `end` at or after `start`, for a served read that accounted
+/// for every event up to `end`. The index says, unless it already holds a group past
+/// `end` (the syncer files a group in the index before it moves the durable end): then the
+/// log's last frame before `end` says.
+pub(crate) fn newest_before(shared: &Shared, start: u64, end: u64) -> Result<Option<u64>> {
+    let newest = match shared.index.read().last_event_position() {
+        Some(newest) if newest >= end => {
+            let mut found = None;
+            LogReader::new(&shared.segments).scan_backward(end, &mut |position, _, _| {
+                found = Some(position);
+                Ok(Flow::Stop)
+            })?;
+            found
+        }
+        newest => newest,
+    };
+    Ok(newest.filter(|&newest| newest >= start && newest < end))
+}
+
 /// About how many events lie between the positions `a` and `b`: the span at the log's mean
 /// bytes per event (the index counts the events; positions count bytes), and at least one
 /// when the span is not empty. Subscriptions count it toward their checkpoints only.

@@ -24,7 +24,7 @@ use strata_core::{
     AllSlice, Direction, EventFilter, FilterTarget, Position, ReadAllOptions, RecordedEvent, Result,
 };
 
-use crate::all_reader::{Scanned, start_of};
+use crate::all_reader::{Scanned, newest_before, start_of};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::indexed_reader::{merge_backwards, merge_forwards};
 use crate::log_reader::LogReader;
@@ -187,11 +187,7 @@ pub(crate) fn read(
             _ => {
                 // Every event up to the end was accounted for: a checkpoint may move to
                 // the newest.
-                let newest = shared
-                    .index
-                    .read()
-                    .last_event_position()
-                    .filter(|&position| position < end && position >= start);
+                let newest = newest_before(shared, start, end)?;
                 AllSlice {
                     events: page.events,
                     next_position: Position(end),

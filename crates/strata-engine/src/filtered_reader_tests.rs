@@ -465,17 +465,23 @@ async fn a_served_window_checkpoints_at_the_end_while_a_newer_group_is_published
     let published = shared.durable_end.load(Ordering::Acquire);
     // The moment between the syncer's two steps: the index holds the newest group, the
     // durable end is still the one before it.
-    shared.durable_end.store(end, Ordering::Release);
-    let options = options(Direction::Forwards, &stream_prefixes(&["wanted-"]), 100);
-    let window = all_reader::read(shared, &options, EXAMINED_EVENTS_MAX);
-    shared.durable_end.store(published, Ordering::Release);
-    let window = window.unwrap().slice;
-    assert_eq!(window.events.len(), 1);
-    assert_eq!(window.next_position.0, end, "served up to the end");
-    assert_eq!(
-        window.last_examined,
-        Some(last_before_end),
-        "the checkpoint moves past the events the index let the read skip"
-    );
+    // An ordinary prefix (filtered_reader.rs) and a `$idx-` one (indexed_reader.rs).
+    for prefix in ["wanted-", "$idx-ce-wanted"] {
+        shared.durable_end.store(end, Ordering::Release);
+        let options = options(Direction::Forwards, &stream_prefixes(&[prefix]), 100);
+        let window = all_reader::read(shared, &options, EXAMINED_EVENTS_MAX);
+        shared.durable_end.store(published, Ordering::Release);
+        let window = window.unwrap().slice;
+        assert_eq!(window.events.len(), 1, "{prefix}");
+        assert_eq!(
+            window.next_position.0, end,
+            "{prefix}: served up to the end"
+        );
+        assert_eq!(
+            window.last_examined,
+            Some(last_before_end),
+            "{prefix}: the checkpoint moves past the events the index let the read skip"
+        );
+    }
     store.close();
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use strata_core::system_streams::IndexKey;
 use strata_core::{AllSlice, Direction, Position, ReadAllOptions, Result};
 
-use crate::all_reader::{EXAMINED_EVENTS_MAX, Scanned, start_of};
+use crate::all_reader::{EXAMINED_EVENTS_MAX, Scanned, newest_before, start_of};
 use crate::index::live_positions;
 use crate::log_reader::LogReader;
 use crate::postings_lookup::{runs_near, select_before_position, select_from_position, view};
@@ -59,14 +59,14 @@ pub(crate) fn read(
         Direction::Forwards => merge_forwards(&lists, start, end, taken_max),
         Direction::Backwards => merge_backwards(&lists, start, taken_max),
     };
-    // Every position before `end` was in the index when the lists were taken.
-    let newest_event = shared
-        .index
-        .read()
-        .last_event_position()
-        .filter(|&position| position < end);
     let more = positions.len() > wanted;
     let following = if more { positions.pop() } else { None };
+    // Every position before `end` was in the index when the lists were taken.
+    let newest_event = if options.direction == Direction::Forwards && following.is_none() {
+        newest_before(shared, start, end)?
+    } else {
+        None
+    };
     let mut ascending = positions.clone();
     if options.direction == Direction::Backwards {
         ascending.reverse();
@@ -89,10 +89,7 @@ pub(crate) fn read(
             events,
             next_position: Position(end.max(start)),
             is_end: true,
-            last_examined: newest_event
-                .filter(|&newest| newest >= start)
-                .or(last_taken)
-                .map(Position),
+            last_examined: newest_event.or(last_taken).map(Position),
         },
         (Direction::Backwards, _) => AllSlice {
             events,
