@@ -329,7 +329,14 @@ fn declined_key(filter: &EventFilter) -> String {
         FilterTarget::EventType => 't',
     };
     match (filter.prefix_list(), filter.regex_pattern()) {
-        (Some(prefixes), _) => format!("{target}p{}", prefixes.join("\0")),
+        (Some(prefixes), _) => {
+            let mut key = format!("{target}p");
+            for prefix in prefixes {
+                // Each prefix after its length: no list reads as another.
+                key.push_str(&format!("{}:{prefix}", prefix.len()));
+            }
+            key
+        }
         (None, pattern) => format!("{target}r{}", pattern.unwrap_or_default()),
     }
 }
