@@ -434,64 +434,95 @@ fn merging_keeps_every_answer_and_a_crash_after_it_is_harmless() {
     check_against(&set, &model);
 }
 
-/// A newer record that starts before the older one ends: two runs claim one revision.
-#[test]
-fn merging_refuses_runs_that_disagree() {
-    let dir = tempfile::tempdir().unwrap();
-    let entry = |first_revision, positions: Vec<u64>| RunEntry {
+/// A record of the stream `s`.
+fn stream_s(first_revision: u64, positions: Vec<u64>) -> RunEntry {
+    RunEntry {
         kind: KIND_STREAM,
         key: b"s".to_vec(),
         first_revision,
         positions,
         ..RunEntry::default()
-    };
-    let older = dir.path().join(run_file_name(64, 128));
-    let newer = dir.path().join(run_file_name(128, 256));
-    write_run(&older, 64, 128, vec![entry(0, vec![64, 96])]).unwrap();
-    write_run(&newer, 128, 256, vec![entry(1, vec![128])]).unwrap();
-    let merged = dir.path().join(run_file_name(64, 256));
-    let error = merge_runs(
-        &Run::open(&older).unwrap(),
-        &Run::open(&newer).unwrap(),
-        &merged,
+    }
+}
+
+/// Two adjacent runs in `dir`, `[64, 256)` holding `older` and `[256, 512)` holding `newer`,
+/// the path of their merge into `[64, 512)`, and the merge's outcome.
+fn two_runs_merged(
+    dir: &Path,
+    older: RunEntry,
+    newer: RunEntry,
+) -> (Run, Run, PathBuf, Result<()>) {
+    let older_path = dir.join(run_file_name(64, 256));
+    let newer_path = dir.join(run_file_name(256, 512));
+    write_run(&older_path, 64, 256, vec![older]).unwrap();
+    write_run(&newer_path, 256, 512, vec![newer]).unwrap();
+    let (older, newer) = (
+        Run::open(&older_path).unwrap(),
+        Run::open(&newer_path).unwrap(),
     );
-    assert!(matches!(error, Err(Error::Corrupt { .. })), "{error:?}");
+    let merged = dir.join(run_file_name(64, 512));
+    let outcome = merge_runs(&older, &newer, &merged);
+    (older, newer, merged, outcome)
+}
+
+/// A newer record that starts before the older one ends: two runs claim one revision.
+#[test]
+fn merging_refuses_runs_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, merged, outcome) = two_runs_merged(
+        dir.path(),
+        stream_s(0, vec![64, 96]),
+        stream_s(1, vec![320]),
+    );
+    assert!(matches!(outcome, Err(Error::Corrupt { .. })), "{outcome:?}");
     assert!(Run::open(&merged).is_err(), "no merged run to trust");
 }
 
 /// A newer record that starts past the older one's end was saved after a scavenge removed
 /// the revisions before it (a prefix of the stream, the older's among them): the merge
-/// keeps the newer revisions alone, as the unmerged runs answer.
+/// keeps the newer revisions alone.
 #[test]
 fn merging_keeps_the_newer_revisions_when_a_scavenge_removed_those_before_them() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = |first_revision, positions: Vec<u64>| RunEntry {
-        kind: KIND_STREAM,
-        key: b"s".to_vec(),
-        first_revision,
-        positions,
-        ..RunEntry::default()
-    };
-    let older = dir.path().join(run_file_name(64, 128));
-    let newer = dir.path().join(run_file_name(128, 256));
-    write_run(&older, 64, 128, vec![entry(0, vec![64])]).unwrap();
-    write_run(&newer, 128, 256, vec![entry(5, vec![128, 192])]).unwrap();
-    let merged = dir.path().join(run_file_name(64, 256));
-    merge_runs(
-        &Run::open(&older).unwrap(),
-        &Run::open(&newer).unwrap(),
-        &merged,
-    )
-    .unwrap();
-    let run = Run::open(&merged).unwrap();
+    let (_, _, merged, outcome) = two_runs_merged(
+        dir.path(),
+        stream_s(0, vec![64]),
+        stream_s(5, vec![320, 384]),
+    );
+    outcome.unwrap();
     let mut set = RunSet::default();
-    set.push(run).unwrap();
-    let head = set.head(KIND_STREAM, b"s").unwrap().unwrap();
-    assert_eq!(head.end_revision, 7);
+    set.push(Run::open(&merged).unwrap()).unwrap();
+    assert_eq!(
+        set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision,
+        7
+    );
     assert_eq!(
         set.revisions(KIND_STREAM, b"s", 0, 10).unwrap(),
-        Some((5, vec![128, 192]))
+        Some((5, vec![320, 384]))
     );
+}
+
+/// Review (rev2): a newer record holding no position but saying the stream's revisions
+/// end later (a save leaves out the revisions a scavenge removed, always a prefix) keeps
+/// saying so once merged: the runs' head answers alike before and after the merge.
+#[test]
+fn merging_keeps_where_a_record_without_positions_ends_the_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (older, newer, merged, outcome) = two_runs_merged(
+        dir.path(),
+        stream_s(0, vec![64, 128]),
+        stream_s(5, Vec::new()),
+    );
+    let mut set = RunSet::default();
+    set.push(older).unwrap();
+    set.push(newer).unwrap();
+    let before = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
+    assert_eq!(before, 5);
+    outcome.unwrap();
+    let mut set = RunSet::default();
+    set.push(Run::open(&merged).unwrap()).unwrap();
+    let after = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
+    assert_eq!(after, before, "where the stream's revisions end, merged");
 }
 
 /// Run by [`a_run_build_killed_midway_is_never_trusted`] in a child process: writes runs
@@ -912,39 +943,4 @@ fn a_run_without_a_key_filter_still_answers() {
     let mut set = RunSet::default();
     set.push(run).unwrap();
     check_against(&set, &model);
-}
-
-/// Review (rev2): a newer record holding no position but saying the stream's revisions
-/// end later (a save leaves out the revisions a scavenge removed, always a prefix) keeps
-/// saying so once merged: the runs' head answers alike before and after the merge.
-#[test]
-fn merging_keeps_where_a_record_without_positions_ends_the_revisions() {
-    let dir = tempfile::tempdir().unwrap();
-    let entry = |first_revision, positions: Vec<u64>| RunEntry {
-        kind: KIND_STREAM,
-        key: b"s".to_vec(),
-        first_revision,
-        positions,
-        ..RunEntry::default()
-    };
-    let older = dir.path().join(run_file_name(64, 256));
-    let newer = dir.path().join(run_file_name(256, 512));
-    write_run(&older, 64, 256, vec![entry(0, vec![64, 128])]).unwrap();
-    write_run(&newer, 256, 512, vec![entry(5, Vec::new())]).unwrap();
-    let mut set = RunSet::default();
-    set.push(Run::open(&older).unwrap()).unwrap();
-    set.push(Run::open(&newer).unwrap()).unwrap();
-    let before = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
-    assert_eq!(before, 5);
-    let merged = dir.path().join(run_file_name(64, 512));
-    merge_runs(
-        &Run::open(&older).unwrap(),
-        &Run::open(&newer).unwrap(),
-        &merged,
-    )
-    .unwrap();
-    let mut set = RunSet::default();
-    set.push(Run::open(&merged).unwrap()).unwrap();
-    let after = set.head(KIND_STREAM, b"s").unwrap().unwrap().end_revision;
-    assert_eq!(after, before, "where the stream's revisions end, merged");
 }
