@@ -468,6 +468,21 @@ async fn relation_files_contain(schema: &str, marker: &[u8]) -> bool {
 async fn forgetting_waits_for_older_transactions_and_then_leaves_no_byte() {
     let schema = TestSchema::new();
     let store = PostgresStore::open(schema.config()).await.expect("opens");
+    let (older, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    forget_while_an_older_snapshot_is_open(&store, &schema, older).await;
+}
+
+/// Appends ten events naming a fresh marker to `person-1`, opens a snapshot on `older`
+/// (another session) and ends it half a second later, and meanwhile forgets the stream
+/// with `VACUUM FULL`: no byte of the marker may be left in the schema's table files.
+async fn forget_while_an_older_snapshot_is_open(
+    store: &PostgresStore,
+    schema: &TestSchema,
+    older: tokio_postgres::Client,
+) {
     let marker = format!("forget-me-{}", uuid::Uuid::new_v4().simple());
     let events: Vec<ProposedEvent> = (0..10)
         .map(|i| {
@@ -481,10 +496,6 @@ async fn forgetting_waits_for_older_transactions_and_then_leaves_no_byte() {
         .append(&name("person-1"), ExpectedRevision::NoStream, events)
         .await
         .expect("appends");
-    let (older, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connects");
-    tokio::spawn(connection);
     older
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
         .await
@@ -531,35 +542,7 @@ async fn forgetting_as_an_unprivileged_role_waits_for_another_roles_older_transa
     let mut config = schema.config();
     config.url = url;
     let store = PostgresStore::open(config).await.expect("opens");
-    let marker = format!("forget-me-{}", uuid::Uuid::new_v4().simple());
-    let events: Vec<ProposedEvent> = (0..10)
-        .map(|i| {
-            ProposedEvent::json(
-                "PersonNamed",
-                format!("{{\"name\":\"{marker}\",\"i\":{i}}}"),
-            )
-        })
-        .collect();
-    store
-        .append(&name("person-1"), ExpectedRevision::NoStream, events)
-        .await
-        .expect("appends");
-    admin
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
-        .await
-        .expect("an older snapshot of another role");
-    let ending = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        admin.batch_execute("COMMIT").await.expect("ends");
-    });
-    let report = store
-        .forget(&[name("person-1")], Vacuum::Full)
-        .await
-        .expect("forgets");
-    ending.await.expect("the older transaction ended");
-    assert_eq!(report.events_removed, 10);
-    assert!(!relation_files_contain(&schema.name, marker.as_bytes()).await);
-    store.close().await;
+    forget_while_an_older_snapshot_is_open(&store, &schema, admin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
